@@ -1,0 +1,149 @@
+"""The config file (``config.yaml``): what modems there are and where the journal lives.
+
+Looked up as ``--config PATH``, else ``$MODEM_DIALER_CONFIG``, else ``./config.yaml``.
+Relative paths inside it are relative to the file itself.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .errors import UserError
+from .yamlfile import load_yaml, validate
+
+FAMILIES = ("auto", "quectel", "simcom", "sim800", "huawei", "generic")
+Family = Literal["auto", "quectel", "simcom", "sim800", "huawei", "generic"]
+
+# A PIN goes into AT+CPIN="...": only 4 to 8 digits may ever reach the modem.
+_PIN = re.compile(r"^[0-9]{4,8}$")
+_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AudioConfig(Strict):
+    kind: Literal["serial", "uac"]
+    port: str | None = None          # kind serial: the PCM tty
+    device: str | None = None        # kind uac: a PortAudio device name
+    baudrate: int = 115200
+    # Digital gain applied to the prompt before it is sent, in dB (0 = as normalised).
+    tx_gain_db: float = 0.0
+
+    @model_validator(mode="after")
+    def _check_target(self) -> AudioConfig:
+        if self.kind == "serial" and not self.port:
+            raise ValueError("audio kind 'serial' needs 'port' (the modem's PCM tty)")
+        if self.kind == "uac" and not self.device:
+            raise ValueError("audio kind 'uac' needs 'device' (a PortAudio device name)")
+        return self
+
+
+class ModemConfig(Strict):
+    name: str
+    port: str
+    family: Family = "auto"
+    baudrate: int = 115200
+    pin: str | None = None
+    audio: AudioConfig | None = None
+    # Where keys come from: the family's DTMF URC, the in-band detector on captured
+    # audio, or both (auto = URC where the family reports keys, in-band otherwise).
+    dtmf: Literal["auto", "urc", "inband", "both"] = "auto"
+    # Seconds to wait for the first answer of the modem before calling it silent.
+    probe_timeout: float = Field(default=3.0, gt=0, le=60)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("modem name must be 1-32 letters, digits, '_', '.' or '-'")
+        return v
+
+    @field_validator("pin", mode="before")
+    @classmethod
+    def _pin(cls, v: object) -> object:
+        if v is None:
+            return v
+        v = str(v)
+        if not _PIN.match(v):
+            raise ValueError("SIM PIN must be 4 to 8 digits")
+        return v
+
+    @field_validator("family", mode="before")
+    @classmethod
+    def _family(cls, v: object) -> object:
+        if isinstance(v, str) and v not in FAMILIES:
+            raise ValueError(f"unknown family, expected one of {', '.join(FAMILIES)}")
+        return v
+
+
+class Config(Strict):
+    database: str = "modem-dialer.db"
+    default_region: str = "FR"
+    modems: list[ModemConfig] = Field(default_factory=list)
+    # Cache of synthesised prompts (--say); relative to the config file.
+    cache_dir: str = ".cache/modem-dialer"
+    tts_voice: str = "en"
+
+    @field_validator("default_region")
+    @classmethod
+    def _region(cls, v: str) -> str:
+        import phonenumbers
+
+        v = v.upper()
+        if v not in phonenumbers.SUPPORTED_REGIONS:
+            raise ValueError("not a known ISO 3166 region code (e.g. FR, US, GB)")
+        return v
+
+    @model_validator(mode="after")
+    def _unique(self) -> Config:
+        seen: set[str] = set()
+        for m in self.modems:
+            if m.name in seen:
+                raise ValueError(f"duplicate modem name {m.name!r}")
+            seen.add(m.name)
+        return self
+
+    def modem(self, name: str) -> ModemConfig:
+        for m in self.modems:
+            if m.name == name:
+                return m
+        raise UserError(f"no modem named {name!r} in the config (have: {', '.join(m.name for m in self.modems) or 'none'})")
+
+
+class LoadedConfig:
+    """The validated config plus where it came from (for resolving relative paths)."""
+
+    def __init__(self, config: Config, path: Path | None) -> None:
+        self.config = config
+        self.path = path
+        self.base = path.parent if path else Path.cwd()
+
+    def resolve(self, p: str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.base / q
+
+    @property
+    def database_path(self) -> Path:
+        return self.resolve(self.config.database)
+
+
+def find_config(explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MODEM_DIALER_CONFIG")
+    if env:
+        return Path(env)
+    return Path("config.yaml")
+
+
+def load_config(explicit: str | None = None) -> LoadedConfig:
+    path = find_config(explicit)
+    doc = load_yaml(path, "config file")
+    return LoadedConfig(validate(doc, Config), path.resolve())

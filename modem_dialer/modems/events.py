@@ -1,0 +1,97 @@
+"""One typed event model for every modem family.
+
+Each driver turns its dialect (``+QIND: "ccinfo"``, ``^CEND``, ``VOICE CALL: END`` …)
+into these events; everything above ``modems/`` only ever sees these.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class HangupBy(str, Enum):
+    CALLEE = "callee"
+    DIALER = "dialer"
+    NETWORK = "network"
+
+
+class Registration(str, Enum):
+    HOME = "home"
+    ROAMING = "roaming"
+    SEARCHING = "searching"
+    DENIED = "denied"
+    NOT_REGISTERED = "not_registered"
+    UNKNOWN = "unknown"
+
+    @property
+    def registered(self) -> bool:
+        return self in (Registration.HOME, Registration.ROAMING)
+
+
+@dataclass(frozen=True)
+class Event:
+    modem: str
+    at: float = field(default_factory=time.monotonic, kw_only=True)
+
+
+@dataclass(frozen=True)
+class Dialing(Event):
+    call_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Ringing(Event):
+    """The callee's phone is ringing (alerting)."""
+
+    call_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Answered(Event):
+    call_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Ended(Event):
+    call_id: int | None = None
+    # 3GPP TS 24.008 cause (16 normal, 17 busy, 18/19 no answer, 21 rejected, 1/28 invalid), when known
+    cause: int | None = None
+    cause_text: str | None = None
+    duration_s: float | None = None       # as reported by the modem, when it reports one
+    by: HangupBy | None = None
+    # literal final line seen for the call, e.g. "BUSY", "NO ANSWER", "NO CARRIER"
+    result: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyPressed(Event):
+    key: str
+    source: str = "urc"                   # "urc" or "inband"
+
+
+@dataclass(frozen=True)
+class RegistrationChanged(Event):
+    status: Registration
+    tech: str | None = None               # "2G" | "3G" | "4G"
+
+
+@dataclass(frozen=True)
+class SignalChanged(Event):
+    dbm: int | None
+
+
+@dataclass(frozen=True)
+class ModemLost(Event):
+    error: str
+
+
+@dataclass(frozen=True)
+class SmsStatusReport(Event):
+    reference: int
+    status: int
+
+
+CALL_EVENTS = (Dialing, Ringing, Answered, Ended, KeyPressed)
+DTMF_KEYS = frozenset("0123456789*#ABCD")

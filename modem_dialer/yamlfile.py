@@ -1,0 +1,128 @@
+"""YAML files with line numbers, and pydantic errors turned into one line.
+
+Every user-written YAML file (config, campaign, flow) goes through here so that a
+mistake is reported as ``file:line: key.path: what is wrong``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .errors import UserError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _LineLoader(yaml.SafeLoader):
+    """SafeLoader that also records the line of every mapping key and sequence item."""
+
+
+def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _walk(value_node, (*path, key), lines)
+            # the key's own line wins over the value's (a nested mapping starts below it)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), lines)
+
+
+class YamlDoc:
+    """A parsed YAML document with a map from key path to line number."""
+
+    def __init__(self, path: Path, data: Any, lines: dict[tuple, int]) -> None:
+        self.path = path
+        self.data = data
+        self.lines = lines
+
+    def line_of(self, loc: Iterable) -> int | None:
+        loc = tuple(loc)
+        while loc:
+            if loc in self.lines:
+                return self.lines[loc]
+            loc = loc[:-1]
+        return self.lines.get(())
+
+    def where(self, loc: Iterable = ()) -> str:
+        line = self.line_of(loc)
+        return f"{self.path}:{line}" if line else str(self.path)
+
+
+def load_yaml(path: str | Path, what: str = "file") -> YamlDoc:
+    """Read and parse a YAML file; any problem is a one-line UserError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{p}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{p}: cannot read {what}: {exc}") from None
+    try:
+        node = yaml.compose(text, Loader=_LineLoader)
+        data = yaml.load(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{p}{line}: invalid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{p}: invalid YAML: {exc}") from None
+    lines: dict[tuple, int] = {}
+    if node is not None:
+        _walk(node, (), lines)
+    return YamlDoc(p, data, lines)
+
+
+def format_loc(loc: Iterable) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def validate(doc: YamlDoc, model: type[M], context: dict | None = None) -> M:
+    """Validate ``doc.data`` against ``model``; the first error becomes a one-line UserError."""
+    if doc.data is None:
+        data: Any = {}
+    else:
+        data = doc.data
+    if not isinstance(data, dict):
+        raise UserError(f"{doc.where()}: expected a mapping at the top level")
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise UserError(describe_validation_error(exc, doc)) from None
+
+
+def describe_validation_error(exc: ValidationError, doc: YamlDoc | None = None) -> str:
+    errors = exc.errors()
+    # an unknown key usually explains the "missing" error next to it (a typo): report it first
+    errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+    err = errors[0]
+    # pydantic adds union/function tags to loc; keep only real keys and indices
+    loc = [p for p in err["loc"] if isinstance(p, int) or not str(p).startswith(("function-", "tagged-union"))]
+    key = format_loc(loc) or "(top level)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif err["type"] == "missing":
+        msg = "required key is missing"
+    msg = msg.removeprefix("Value error, ")
+    value = err.get("input")
+    shown = ""
+    if err["type"] not in ("missing",) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        shown = f" (got {value!r})"
+    where = doc.where(loc) if doc else ""
+    extra = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where + ': ' if where else ''}{key}: {msg}{shown}{extra}"

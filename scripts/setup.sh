@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs everything modem-dialer needs on a Debian/Ubuntu machine into ./.venv.
+# System packages: PortAudio (uac audio path), espeak-ng (--say), alsa-utils and sox (tests, tools).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=(libportaudio2 alsa-utils espeak-ng sox python3-venv)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "setup: installing system packages: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
