@@ -1,0 +1,247 @@
+"""Data access for campaigns and their contacts (the campaign controller's store).
+
+Suppression, consent, refusals and attempt counts live in ``compliance.py``.
+Numbers arrive here already normalised to E.164; validating them is the caller's job.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from ..errors import UserError
+from .timestamps import to_ts, utc_now
+
+CONTACT_STATUSES = frozenset(
+    {"pending", "in_progress", "answered", "exhausted", "suppressed", "no_consent", "invalid", "refused",
+     "cancelled"}
+)
+IMPORT_BATCH = 20_000
+
+
+def _fields_json(fields: dict[str, Any]) -> str:
+    # sort_keys: the same fields give the same text, so a re-import sees "unchanged"
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class Contact:
+    id: int
+    campaign_id: int
+    number: str
+    fields: dict[str, Any]
+    status: str
+    attempts: int
+    next_attempt_at: str
+    last_outcome: str | None
+    last_call_id: int | None
+    line_no: int | None
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> Contact:
+        return cls(r["id"], r["campaign_id"], r["number"], json.loads(r["fields"]), r["status"],
+                   r["attempts"], r["next_attempt_at"], r["last_outcome"], r["last_call_id"], r["line_no"])
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    inserted: int
+    updated: int
+    unchanged: int
+
+    @property
+    def total(self) -> int:
+        return self.inserted + self.updated + self.unchanged
+
+
+_CONTACT_COLS = "id, campaign_id, number, fields, status, attempts, next_attempt_at, last_outcome, last_call_id, line_no"
+
+_UPSERT = (
+    "INSERT INTO contacts (campaign_id, number, fields, line_no, next_attempt_at, created_at, updated_at)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)"
+    " ON CONFLICT (campaign_id, number) DO UPDATE SET"
+    " fields = excluded.fields, line_no = excluded.line_no, updated_at = excluded.updated_at"
+    " WHERE contacts.fields IS NOT excluded.fields OR contacts.line_no IS NOT excluded.line_no"
+)
+
+
+class Campaigns:
+    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+        self.conn = conn
+        self._clock = clock
+
+    # --- campaigns ---------------------------------------------------------------
+
+    def create_campaign(self, name: str, *, file: str | None = None, config: dict[str, Any] | None = None,
+                        status: str = "created") -> int:
+        now = to_ts(self._clock())
+        try:
+            with self.conn:
+                cur = self.conn.execute(
+                    "INSERT INTO campaigns (name, file, config, status, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, file, json.dumps(config or {}, default=str), status, now, now),
+                )
+        except sqlite3.IntegrityError:
+            raise UserError(f"campaign {name!r} already exists") from None
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def get_campaign(self, name: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM campaigns WHERE name = ?", (name,)).fetchone()
+        return self._campaign(row)
+
+    def get_campaign_by_id(self, campaign_id: int) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+        return self._campaign(row)
+
+    def list_campaigns(self) -> list[dict[str, Any]]:
+        return [self._campaign(r) for r in self.conn.execute("SELECT * FROM campaigns ORDER BY id")]  # type: ignore[misc]
+
+    def update_campaign(self, campaign_id: int, *, status: str | None = None,
+                        config: dict[str, Any] | None = None, file: str | None = None) -> None:
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE campaigns SET status = COALESCE(?, status), config = COALESCE(?, config),"
+                " file = COALESCE(?, file), updated_at = ? WHERE id = ?",
+                (status, None if config is None else json.dumps(config, default=str), file,
+                 to_ts(self._clock()), campaign_id),
+            )
+        if cur.rowcount == 0:
+            raise KeyError(f"no campaign {campaign_id}")
+
+    @staticmethod
+    def _campaign(row: sqlite3.Row | None) -> dict[str, Any] | None:
+        if row is None:
+            return None
+        return {**dict(row), "config": json.loads(row["config"])}
+
+    # --- contacts ----------------------------------------------------------------
+
+    def import_contacts(self, campaign_id: int, rows: Iterable[tuple[int | None, str, dict[str, Any]]],
+                        *, batch_size: int = IMPORT_BATCH) -> ImportResult:
+        """Merge ``(line_no, number, fields)`` rows into the campaign.
+
+        A number already there keeps its status, attempts and schedule; only its fields
+        and line number are refreshed. One transaction per batch keeps memory bounded
+        and lets the running service write between batches.
+        """
+        if self.get_campaign_by_id(campaign_id) is None:
+            raise KeyError(f"no campaign {campaign_id}")
+        max_before = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM contacts").fetchone()[0]
+        changes_before = self.conn.total_changes
+        seen = 0
+        it = iter(rows)
+        while True:
+            batch = list(islice(it, batch_size))
+            if not batch:
+                break
+            seen += len(batch)
+            now = to_ts(self._clock())
+            with self.conn:
+                self.conn.executemany(
+                    _UPSERT, ((campaign_id, number, _fields_json(fields), line_no, now)
+                              for line_no, number, fields in batch)
+                )
+        changed = self.conn.total_changes - changes_before
+        inserted = self.conn.execute(
+            "SELECT COUNT(*) FROM contacts WHERE id > ? AND campaign_id = ?", (max_before, campaign_id)
+        ).fetchone()[0]
+        return ImportResult(inserted=inserted, updated=changed - inserted, unchanged=seen - changed)
+
+    def next_due(self, campaign_id: int, now: datetime, limit: int = 100,
+                 exclude_numbers: Iterable[str] = ()) -> list[Contact]:
+        """Up to ``limit`` pending contacts due at ``now``, earliest due first (then file order).
+
+        ``exclude_numbers`` (e.g. numbers being dialed right now) are skipped in SQL, so
+        the limit is filled with other contacts.
+        """
+        excluded = json.dumps(sorted(set(exclude_numbers)))
+        rows = self.conn.execute(
+            f"SELECT {_CONTACT_COLS} FROM contacts"  # noqa: S608 - constant column list
+            " WHERE campaign_id = ? AND status = 'pending' AND next_attempt_at <= ?"
+            " AND number NOT IN (SELECT value FROM json_each(?))"
+            " ORDER BY next_attempt_at, id LIMIT ?",
+            (campaign_id, to_ts(now), excluded, int(limit)),
+        ).fetchall()
+        return [Contact.from_row(r) for r in rows]
+
+    def get_contact(self, contact_id: int) -> Contact | None:
+        row = self.conn.execute(
+            f"SELECT {_CONTACT_COLS} FROM contacts WHERE id = ?", (contact_id,)  # noqa: S608
+        ).fetchone()
+        return None if row is None else Contact.from_row(row)
+
+    def find_contact(self, campaign_id: int, number: str) -> Contact | None:
+        row = self.conn.execute(
+            f"SELECT {_CONTACT_COLS} FROM contacts WHERE campaign_id = ? AND number = ?",  # noqa: S608
+            (campaign_id, number),
+        ).fetchone()
+        return None if row is None else Contact.from_row(row)
+
+    def claim(self, contact_id: int) -> bool:
+        """pending → in_progress, only if still pending (two workers never take the same contact)."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE contacts SET status = 'in_progress', updated_at = ? WHERE id = ? AND status = 'pending'",
+                (to_ts(self._clock()), contact_id),
+            )
+        return cur.rowcount == 1
+
+    def set_contact_status(self, contact_id: int, status: str, *, next_attempt_at: datetime | None = None,
+                           last_outcome: str | None = None, last_call_id: int | None = None,
+                           count_attempt: bool = False) -> None:
+        """Move a contact to ``status``; ``count_attempt`` adds one to ``attempts``.
+
+        ``next_attempt_at`` (for a retry, with status ``pending``) is kept when None.
+        """
+        if status not in CONTACT_STATUSES:
+            raise ValueError(f"unknown contact status {status!r}")
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                " last_outcome = COALESCE(?, last_outcome), last_call_id = COALESCE(?, last_call_id),"
+                " attempts = attempts + ?, updated_at = ? WHERE id = ?",
+                (status, None if next_attempt_at is None else to_ts(next_attempt_at), last_outcome,
+                 last_call_id, 1 if count_attempt else 0, to_ts(self._clock()), contact_id),
+            )
+        if cur.rowcount == 0:
+            raise KeyError(f"no contact {contact_id}")
+
+    def reset_in_progress(self, campaign_id: int | None = None) -> int:
+        """At start-up: contacts left in_progress by a killed process go back to pending."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE contacts SET status = 'pending', updated_at = ?"
+                " WHERE status = 'in_progress' AND (? IS NULL OR campaign_id = ?)",
+                (to_ts(self._clock()), campaign_id, campaign_id),
+            )
+        return cur.rowcount
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        """Number of contacts per status (statuses with none are absent)."""
+        rows = self.conn.execute(
+            "SELECT status, COUNT(*) FROM contacts WHERE campaign_id = ? GROUP BY status", (campaign_id,)
+        ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    def iter_contacts(self, campaign_id: int, statuses: Sequence[str] | None = None,
+                      chunk: int = 5000) -> Iterable[Contact]:
+        """Every contact of the campaign in id order, read in chunks (for exports)."""
+        last = 0
+        wanted = json.dumps(list(statuses)) if statuses is not None else None
+        while True:
+            rows = self.conn.execute(
+                f"SELECT {_CONTACT_COLS} FROM contacts WHERE campaign_id = ?1 AND id > ?2"  # noqa: S608
+                " AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) ORDER BY id LIMIT ?4",
+                (campaign_id, last, wanted, chunk),
+            ).fetchall()
+            if not rows:
+                return
+            for r in rows:
+                yield Contact.from_row(r)
+            last = rows[-1]["id"]

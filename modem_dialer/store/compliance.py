@@ -1,0 +1,131 @@
+"""The records the calling rules read before every ATD (rules_and_signals.md A.5).
+
+Suppression list (A.5.4), consent records (A.5.5, append-only), refusals and the
+attempt log (A.5.3, counted from ``calls`` across all campaigns and modems). This
+module stores and answers; deciding allow/deny/defer is the campaign layer's job.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from .timestamps import from_ts, to_ts, utc_now
+
+
+class Compliance:
+    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+        self.conn = conn
+        self._clock = clock
+
+    def _ts(self, at: datetime | None) -> str:
+        return to_ts(at if at is not None else self._clock())
+
+    # --- suppression -------------------------------------------------------------
+
+    def suppress(self, number: str, reason: str, source: str, at: datetime | None = None) -> bool:
+        """Add ``number``; True if it was new. An existing entry keeps its first reason and date."""
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO suppression (number, reason, source, added_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (number) DO NOTHING",
+                (number, reason, source, self._ts(at)),
+            )
+        return cur.rowcount == 1
+
+    def unsuppress(self, number: str) -> bool:
+        with self.conn:
+            cur = self.conn.execute("DELETE FROM suppression WHERE number = ?", (number,))
+        return cur.rowcount == 1
+
+    def is_suppressed(self, number: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM suppression WHERE number = ?", (number,)).fetchone() is not None
+
+    def suppression_entry(self, number: str) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM suppression WHERE number = ?", (number,)).fetchone()
+        return None if row is None else dict(row)
+
+    def import_suppression(self, numbers: Iterable[str], *, reason: str, source: str,
+                           batch_size: int = 20_000) -> int:
+        """Add many numbers (e.g. a national DNC extract); returns how many were new."""
+        added = 0
+        it = iter(numbers)
+        while batch := list(islice(it, batch_size)):
+            now = self._ts(None)
+            before = self.conn.total_changes
+            with self.conn:
+                self.conn.executemany(
+                    "INSERT INTO suppression (number, reason, source, added_at) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (number) DO NOTHING",
+                    ((n, reason, source, now) for n in batch),
+                )
+            added += self.conn.total_changes - before
+        return added
+
+    def export_suppression(self, chunk: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every entry in number order, read in chunks."""
+        last = ""
+        while rows := self.conn.execute(
+            "SELECT * FROM suppression WHERE number > ? ORDER BY number LIMIT ?", (last, chunk)
+        ).fetchall():
+            yield from (dict(r) for r in rows)
+            last = rows[-1]["number"]
+
+    # --- consent (append-only; only the revocation may be added) -----------------
+
+    def add_consent(self, number: str, scope: str, source: str, given_at: datetime, proof_ref: str | None = None,
+                    *, name: str | None = None, text_shown: str | None = None, collector: str | None = None,
+                    time_slot: str | None = None, tz: str | None = None) -> int:
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO consent (number, scope, source, given_at, proof_ref, name, text_shown, collector,"
+                " time_slot, tz, recorded_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (number, scope, source, to_ts(given_at), proof_ref, name, text_shown, collector, time_slot, tz,
+                 self._ts(None)),
+            )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def find_consent(self, number: str, scope: str, at: datetime | None = None) -> dict[str, Any] | None:
+        """The latest consent for (number, scope) in force at ``at`` (default now), or None."""
+        when = self._ts(at)
+        row = self.conn.execute(
+            "SELECT * FROM consent WHERE number = ? AND scope = ? AND given_at <= ?"
+            " AND (revoked_at IS NULL OR revoked_at > ?) ORDER BY given_at DESC, id DESC LIMIT 1",
+            (number, scope, when, when),
+        ).fetchone()
+        return None if row is None else dict(row)
+
+    def revoke_consent(self, number: str, via: str, scope: str | None = None, at: datetime | None = None) -> int:
+        """Revoke the number's live consents (all scopes if ``scope`` is None); returns how many."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE consent SET revoked_at = ?, revoked_via = ?"
+                " WHERE number = ? AND (? IS NULL OR scope = ?) AND revoked_at IS NULL",
+                (self._ts(at), via, number, scope, scope),
+            )
+        return cur.rowcount
+
+    # --- refusals and attempts ---------------------------------------------------
+
+    def add_refusal(self, number: str, source: str, at: datetime | None = None, *, call_id: int | None = None,
+                    campaign_id: int | None = None) -> int:
+        """A refusal outside a journaled call (inbound line, manual entry); see Journal.refusal."""
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO refusals (number, at, source, call_id, campaign_id) VALUES (?, ?, ?, ?, ?)",
+                (number, self._ts(at), source, call_id, campaign_id),
+            )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def last_refusal(self, number: str) -> datetime | None:
+        row = self.conn.execute("SELECT MAX(at) FROM refusals WHERE number = ?", (number,)).fetchone()
+        return None if row[0] is None else from_ts(row[0])
+
+    def attempts_since(self, number: str, since: datetime) -> int:
+        """Attempts (every call row, answered or not) to ``number`` since ``since``, all campaigns."""
+        return int(self.conn.execute(
+            "SELECT COUNT(*) FROM calls WHERE number = ? AND created_at >= ?", (number, to_ts(since))
+        ).fetchone()[0])

@@ -1,0 +1,58 @@
+"""Open the SQLite database: durable, shared by several processes, rows by name.
+
+One connection per process, used from the asyncio thread. Writes are short
+transactions: ``with conn:`` around one logical step. The connection runs in
+Python's legacy transaction mode with ``isolation_level="IMMEDIATE"``: the first
+INSERT/UPDATE/DELETE of a ``with conn:`` block opens ``BEGIN IMMEDIATE`` (so the
+write lock is taken up front and ``busy_timeout`` applies instead of a deadlock
+between two deferred writers), and leaving the block commits. Plain SELECTs outside
+a block read the latest committed state.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from ..errors import UserError
+from . import migrations
+
+DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+
+def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, migrate: bool = True) -> sqlite3.Connection:
+    """Open (creating if needed) the database file at ``path`` and bring its schema up to date.
+
+    - WAL mode: readers (``campaign status``) never block the running service's writes.
+    - ``synchronous=FULL``: every commit is fsynced, so a kill -9 or a power cut after a
+      commit loses nothing.
+    - foreign keys on, ``busy_timeout`` for the other processes, rows as ``sqlite3.Row``.
+
+    Raises UserError naming the file when it cannot be opened or is not a database.
+    """
+    p = Path(path)
+    if not p.parent.is_dir():
+        raise UserError(f"database {p}: directory {p.parent} does not exist")
+    if p.is_dir():
+        raise UserError(f"database {p}: is a directory")
+    try:
+        conn = sqlite3.connect(p, isolation_level="IMMEDIATE", timeout=busy_timeout_ms / 1000)
+    except sqlite3.Error as exc:
+        raise UserError(f"database {p}: cannot open ({exc})") from None
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise UserError(f"database {p}: cannot switch to WAL mode (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if migrate:
+            migrations.migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise UserError(f"database {p}: cannot use it ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn

@@ -1,0 +1,262 @@
+"""The call journal: one ``calls`` row per attempt, one committed row per step.
+
+The call layer writes the row with :meth:`Journal.start_call` *before* ``ATD`` is sent,
+so that an attempt is on record (and counts against the attempt caps) even if the
+process dies while the modem dials. Every method is one short transaction that is
+committed (and fsynced, ``synchronous=FULL``) before it returns.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from .timestamps import from_ts, to_ts, utc_now
+
+OUTCOMES = frozenset(
+    {"answered", "busy", "no_answer", "rejected", "invalid_number", "failed", "machine", "interrupted"}
+)
+HANGUP_BY = frozenset({"callee", "dialer", "network"})
+KEYS = frozenset("0123456789*#ABCD")
+
+
+def _json(data: dict[str, Any]) -> str:
+    # default=str: an enum, Path or datetime in an event must not make the journal fail mid-call
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+class Journal:
+    """Call journal on an open connection (see ``db.open_db``)."""
+
+    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+        self.conn = conn
+        self._clock = clock
+
+    def _now(self, at: datetime | None = None) -> str:
+        return to_ts(at if at is not None else self._clock())
+
+    # --- writing -----------------------------------------------------------------
+
+    def start_call(
+        self,
+        number: str,
+        modem: str,
+        imei: str | None = None,
+        iccid: str | None = None,
+        *,
+        campaign_id: int | None = None,
+        contact_id: int | None = None,
+        alert_id: int | None = None,
+        caller_id: str | None = None,
+    ) -> int:
+        """Record a new attempt and return its id. Call this before sending ATD."""
+        now = self._now()
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO calls (number, modem, imei, iccid, caller_id, campaign_id, contact_id,"
+                " alert_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (number, modem, imei, iccid, caller_id, campaign_id, contact_id, alert_id, now),
+            )
+            call_id = int(cur.lastrowid)  # type: ignore[arg-type]
+            self._event(call_id, now, "state", {"state": "created"})
+        return call_id
+
+    def mark_dialed(self, call_id: int, at: datetime | None = None) -> None:
+        """ATD has been sent."""
+        now = self._now(at)
+        with self.conn:
+            self._update_open(call_id, "started_at", now)
+            self._event(call_id, now, "state", {"state": "dialing"})
+
+    def mark_answered(self, call_id: int, at: datetime | None = None) -> None:
+        now = self._now(at)
+        with self.conn:
+            self._update_open(call_id, "answered_at", now)
+            self._event(call_id, now, "state", {"state": "answered"})
+
+    def finish_call(
+        self,
+        call_id: int,
+        outcome: str,
+        *,
+        cause: int | None = None,
+        cause_text: str | None = None,
+        hangup_by: str | None = None,
+        duration_s: float | None = None,
+        ended_at: datetime | None = None,
+    ) -> bool:
+        """Close the call with its outcome. Returns False if it already had one.
+
+        ``duration_s`` defaults to the answered time (answer → end), 0 if never answered.
+        """
+        if outcome not in OUTCOMES:
+            raise ValueError(f"unknown call outcome {outcome!r}")
+        if hangup_by is not None and hangup_by not in HANGUP_BY:
+            raise ValueError(f"unknown hangup_by {hangup_by!r}")
+        end = ended_at if ended_at is not None else self._clock()
+        end_ts = to_ts(end)
+        with self.conn:
+            row = self.conn.execute("SELECT outcome, answered_at FROM calls WHERE id = ?", (call_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no call {call_id}")
+            if row["outcome"] is not None:
+                return False
+            if duration_s is None:
+                duration_s = (
+                    max(0.0, (end - from_ts(row["answered_at"])).total_seconds()) if row["answered_at"] else 0.0
+                )
+            self.conn.execute(
+                "UPDATE calls SET outcome = ?, cause = ?, cause_text = ?, hangup_by = ?, duration_s = ?,"
+                " ended_at = ? WHERE id = ?",
+                (outcome, cause, cause_text, hangup_by, duration_s, end_ts, call_id),
+            )
+            self._event(call_id, end_ts, "state", {"state": "ended", "outcome": outcome, "cause": cause})
+        return True
+
+    def event(self, call_id: int, kind: str, **data: Any) -> int:
+        """One committed ``call_events`` row; ``data`` is stored as JSON."""
+        with self.conn:
+            return self._event(call_id, self._now(), kind, data)
+
+    def key(self, call_id: int, key: str, source: str, at: datetime | None = None) -> int:
+        """A key press (``source``: e.g. ``inband`` or ``urc``). One INSERT + commit: keep it fast."""
+        if key not in KEYS:
+            raise ValueError(f"not a DTMF key: {key!r}")
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO keys (call_id, key, source, at) VALUES (?, ?, ?, ?)",
+                (call_id, key, source, self._now(at)),
+            )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def answer(self, call_id: int, name: str, value: Any, *, contact_id: int | None = None) -> int:
+        """An IVR answer (``name`` = the flow's question, ``value`` stored as text)."""
+        with self.conn:
+            cur = self.conn.execute(
+                "INSERT INTO answers (call_id, contact_id, name, value, at) VALUES (?, ?, ?, ?, ?)",
+                (call_id, contact_id, name, None if value is None else str(value), self._now()),
+            )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def refusal(self, call_id: int, source: str = "key") -> int:
+        """The callee refused further calls during this call (FR: no call for 60 days).
+
+        Write it before anything else the opt-out triggers (A.5.4); suppression is a
+        separate, permanent record (``Campaigns.suppress``).
+        """
+        now = self._now()
+        with self.conn:
+            row = self.conn.execute("SELECT number, campaign_id FROM calls WHERE id = ?", (call_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no call {call_id}")
+            cur = self.conn.execute(
+                "INSERT INTO refusals (number, at, source, call_id, campaign_id) VALUES (?, ?, ?, ?, ?)",
+                (row["number"], now, source, call_id, row["campaign_id"]),
+            )
+            self._event(call_id, now, "refusal", {"source": source})
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def recover_interrupted(self) -> list[int]:
+        """At start-up: close the calls a killed process left open; return their ids.
+
+        Only the dialing service may call this (a CLI reading the DB while the service
+        runs would close live calls).
+        """
+        now = self._now()
+        with self.conn:
+            ids = [
+                r[0]
+                for r in self.conn.execute(
+                    "UPDATE calls SET outcome = 'interrupted', ended_at = ?,"
+                    " cause_text = 'process stopped during the call',"
+                    " duration_s = COALESCE((julianday(?) - julianday(answered_at)) * 86400.0, 0)"
+                    " WHERE outcome IS NULL RETURNING id",
+                    (now, now),
+                ).fetchall()
+            ]
+            for call_id in ids:
+                self._event(call_id, now, "state", {"state": "ended", "outcome": "interrupted"})
+        return sorted(ids)
+
+    # --- reading -----------------------------------------------------------------
+
+    def get_call(self, call_id: int) -> dict[str, Any]:
+        """The call row as a dict plus ``keys``: [{key, source, at}] in order."""
+        row = self.conn.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no call {call_id}")
+        call = dict(row)
+        call["keys"] = self.keys_of(call_id)
+        return call
+
+    def keys_of(self, call_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT key, source, at FROM keys WHERE call_id = ? ORDER BY id", (call_id,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def events_of(self, call_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT id, at, kind, data FROM call_events WHERE call_id = ? ORDER BY id", (call_id,)
+        ).fetchall()
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def answers_of(self, call_id: int) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT name, value, at, contact_id FROM answers WHERE call_id = ? ORDER BY id", (call_id,)
+        ).fetchall()
+        return [dict(r) for r in rows]
+
+    def calls(
+        self,
+        *,
+        number: str | None = None,
+        campaign_id: int | None = None,
+        alert_id: int | None = None,
+        outcome: str | None = None,
+        open_only: bool = False,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        newest_first: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Call rows matching every given filter (``since`` ≤ created_at < ``until``)."""
+        # Only constant fragments are joined; every value goes through a parameter.
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, value in (("number", number), ("campaign_id", campaign_id), ("alert_id", alert_id),
+                              ("outcome", outcome)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        if open_only:
+            clauses.append("outcome IS NULL")
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(to_ts(since))
+        if until is not None:
+            clauses.append("created_at < ?")
+            params.append(to_ts(until))
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        order = "DESC" if newest_first else "ASC"
+        sql = "SELECT * FROM calls" + where + f" ORDER BY created_at {order}, id {order} LIMIT ?"  # noqa: S608
+        params.append(int(limit))
+        return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    # --- internals ---------------------------------------------------------------
+
+    def _event(self, call_id: int, at: str, kind: str, data: dict[str, Any]) -> int:
+        cur = self.conn.execute(
+            "INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
+            (call_id, at, kind, _json(data)),
+        )
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def _update_open(self, call_id: int, column: str, value: str) -> None:
+        # column is one of our own literals (started_at / answered_at), never user input
+        cur = self.conn.execute(f"UPDATE calls SET {column} = ? WHERE id = ?", (value, call_id))  # noqa: S608
+        if cur.rowcount == 0:
+            raise KeyError(f"no call {call_id}")

@@ -1,0 +1,58 @@
+"""open_db: the pragmas that make the journal durable and shareable, and one-line errors."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from modem_dialer.errors import UserError
+from modem_dialer.store import open_db
+from modem_dialer.store.migrations import LATEST
+
+
+def test_pragmas_and_rows(tmp_path):
+    path = tmp_path / "d.db"
+    conn = open_db(path, busy_timeout_ms=1234)
+    assert path.exists()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 1234
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    row = conn.execute("SELECT 1 AS one").fetchone()
+    assert isinstance(row, sqlite3.Row) and row["one"] == 1
+
+
+def test_foreign_keys_enforced(tmp_path):
+    conn = open_db(tmp_path / "d.db")
+    with pytest.raises(sqlite3.IntegrityError), conn:
+        conn.execute("INSERT INTO call_events (call_id, at, kind) VALUES (999, 'x', 'state')")
+
+
+def test_missing_directory_names_the_file(tmp_path):
+    path = tmp_path / "nope" / "d.db"
+    with pytest.raises(UserError, match=r"nope/d\.db"):
+        open_db(path)
+
+
+def test_unwritable_location_names_the_file():
+    # /proc refuses new files even to root, unlike a chmod'ed directory
+    with pytest.raises(UserError, match=r"/proc/modem-dialer-test\.db"):
+        open_db("/proc/modem-dialer-test.db")
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "notes.db"
+    path.write_bytes(b"this is not an SQLite file at all, just some text " * 40)
+    with pytest.raises(UserError, match=r"notes\.db"):
+        open_db(path)
+
+
+def test_writer_and_reader_processes_share_the_file(tmp_path):
+    # A second connection (the CLI's) sees committed rows while the writer keeps its own open.
+    a = open_db(tmp_path / "d.db")
+    b = open_db(tmp_path / "d.db")
+    with a:
+        a.execute("INSERT INTO modem_state (name, status) VALUES ('m0', 'ready')")
+    assert b.execute("SELECT status FROM modem_state WHERE name = 'm0'").fetchone()[0] == "ready"

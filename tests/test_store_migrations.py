@@ -1,0 +1,82 @@
+"""Versioned schema: fresh DB, an old DB brought up to date, a newer DB refused."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from modem_dialer.errors import UserError
+from modem_dialer.store import open_db
+from modem_dialer.store.migrations import LATEST, STEPS, Step, migrate, split_sql, user_version
+
+TABLES = {"campaigns", "contacts", "calls", "call_events", "keys", "answers", "refusals", "suppression",
+          "consent", "modem_state", "alerts", "sms"}
+
+
+def tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def raw(path) -> sqlite3.Connection:
+    return sqlite3.connect(path, isolation_level="IMMEDIATE")
+
+
+def test_fresh_db_has_latest_schema(tmp_path):
+    conn = open_db(tmp_path / "d.db")
+    assert user_version(conn) == LATEST
+    assert TABLES <= tables(conn)
+
+
+def _v2_add_column(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE calls ADD COLUMN recording TEXT")
+    conn.execute("UPDATE calls SET recording = 'none'")
+
+
+def test_v1_db_is_migrated_and_keeps_its_data(tmp_path):
+    path = tmp_path / "d.db"
+    conn = raw(path)
+    assert migrate(conn, STEPS[:1]) == 1
+    with conn:
+        conn.execute("INSERT INTO calls (number, modem, created_at) VALUES ('+33612345678', 'm0', 'now')")
+    steps = (*STEPS[:1], Step(2, "recording column", _v2_add_column),
+             Step(3, "index", "CREATE INDEX calls_recording ON calls(recording);"))
+    assert migrate(conn, steps) == 3
+    assert conn.execute("SELECT number, recording FROM calls").fetchall() == [("+33612345678", "none")]
+    assert "calls_recording" in {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+    assert migrate(conn, steps) == 3  # idempotent
+
+
+def test_real_steps_bring_a_v1_db_to_latest(tmp_path):
+    path = tmp_path / "d.db"
+    conn = raw(path)
+    migrate(conn, STEPS[:1])
+    conn.close()
+    assert user_version(open_db(path)) == LATEST
+
+
+def test_failed_step_leaves_previous_version(tmp_path):
+    conn = raw(tmp_path / "d.db")
+    migrate(conn, STEPS[:1])
+    bad = (*STEPS[:1], Step(2, "half done", "CREATE TABLE half (x); INSERT INTO no_such_table VALUES (1);"))
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, bad)
+    assert user_version(conn) == 1
+    assert "half" not in tables(conn)
+
+
+def test_newer_db_is_refused(tmp_path):
+    path = tmp_path / "future.db"
+    conn = raw(path)
+    conn.execute(f"PRAGMA user_version = {LATEST + 1}")
+    conn.close()
+    with pytest.raises(UserError, match=r"future\.db.*newer"):
+        open_db(path)
+
+
+def test_split_sql_keeps_trigger_bodies():
+    parts = split_sql("CREATE TABLE t (x);\nCREATE TRIGGER g BEFORE DELETE ON t BEGIN SELECT 1; SELECT 2; END;\n"
+                      "INSERT INTO t VALUES ('a;b');")
+    assert len(parts) == 3
+    assert parts[1].count("SELECT") == 2
+    assert parts[2].endswith("('a;b');")
