@@ -1,0 +1,103 @@
+"""Campaigns and contacts: merge on re-import, next_due order and exclusion, statuses."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modem_dialer.errors import UserError
+from modem_dialer.store import Campaigns, open_db
+
+T0 = datetime(2025, 3, 3, 10, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def store(tmp_path):
+    conn = open_db(tmp_path / "c.db")
+    s = Campaigns(conn, clock=lambda: T0)
+    yield s
+    conn.close()
+
+
+def test_create_and_get_campaign(store):
+    cid = store.create_campaign("spring", file="spring.csv", config={"purpose": "informational"})
+    got = store.get_campaign("spring")
+    assert got["id"] == cid and got["config"] == {"purpose": "informational"} and got["status"] == "created"
+    with pytest.raises(UserError, match="spring"):
+        store.create_campaign("spring")
+    store.update_campaign(cid, status="running")
+    assert store.get_campaign_by_id(cid)["status"] == "running"
+    assert store.get_campaign("nope") is None
+
+
+def test_reimport_merges(store):
+    cid = store.create_campaign("c")
+    rows = [(2, "+33612345671", {"name": "Ann"}), (3, "+33612345672", {"name": "Bob"})]
+    r = store.import_contacts(cid, rows, batch_size=1)
+    assert (r.inserted, r.updated, r.unchanged) == (2, 0, 0)
+    bob = store.find_contact(cid, "+33612345672")
+    store.set_contact_status(bob.id, "pending", count_attempt=True, last_outcome="busy",
+                             next_attempt_at=T0 + timedelta(hours=1))
+
+    rows2 = [(2, "+33612345671", {"name": "Ann"}), (3, "+33612345672", {"name": "Robert"}),
+             (4, "+33612345673", {})]
+    r = store.import_contacts(cid, rows2, batch_size=2)
+    assert (r.inserted, r.updated, r.unchanged, r.total) == (1, 1, 1, 3)
+    assert store.conn.execute("SELECT COUNT(*) FROM contacts").fetchone()[0] == 3
+    bob2 = store.get_contact(bob.id)
+    # fields refreshed; progress kept
+    assert bob2.fields == {"name": "Robert"}
+    assert (bob2.attempts, bob2.last_outcome) == (1, "busy")
+    assert bob2.next_attempt_at == "2025-03-03T11:00:00.000Z"
+
+
+def test_same_number_in_two_campaigns(store):
+    a, b = store.create_campaign("a"), store.create_campaign("b")
+    store.import_contacts(a, [(1, "+33612345671", {})])
+    store.import_contacts(b, [(1, "+33612345671", {})])
+    assert store.counts(a) == {"pending": 1} and store.counts(b) == {"pending": 1}
+
+
+def test_next_due_order_time_and_exclusion(store):
+    cid = store.create_campaign("c")
+    other = store.create_campaign("other")
+    store.import_contacts(cid, [(i + 2, f"+3361234567{i}", {}) for i in range(6)])
+    store.import_contacts(other, [(2, "+33699999999", {})])
+    c = {x.number[-1]: x.id for x in store.iter_contacts(cid)}
+    # 0: retried later (not due yet); 1: retry due earlier than the fresh ones; 2: done; 3: excluded
+    store.set_contact_status(c["0"], "pending", next_attempt_at=T0 + timedelta(hours=2))
+    store.set_contact_status(c["1"], "pending", next_attempt_at=T0 - timedelta(minutes=5))
+    store.set_contact_status(c["2"], "answered")
+    due = store.next_due(cid, T0, limit=10, exclude_numbers={"+33612345673"})
+    assert [x.number for x in due] == ["+33612345671", "+33612345674", "+33612345675"]
+    assert [x.number for x in store.next_due(cid, T0, limit=2, exclude_numbers=["+33612345673"])] == [
+        "+33612345671", "+33612345674"]
+    later = store.next_due(cid, T0 + timedelta(hours=3), limit=10)
+    assert [x.number for x in later] == ["+33612345671", "+33612345673", "+33612345674", "+33612345675",
+                                         "+33612345670"]
+    assert store.next_due(cid, T0 - timedelta(hours=1), limit=10) == []
+
+
+def test_next_due_uses_the_pending_index(store):
+    plan = store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM contacts WHERE campaign_id = 1 AND status = 'pending'"
+        " AND next_attempt_at <= 'x' ORDER BY next_attempt_at, id LIMIT 5").fetchall()
+    assert any("contacts_due" in p[3] for p in plan) and not any("TEMP B-TREE" in p[3] for p in plan)
+
+
+def test_claim_status_counts_and_reset(store):
+    cid = store.create_campaign("c")
+    store.import_contacts(cid, [(2, "+33612345671", {}), (3, "+33612345672", {}), (4, "+33612345673", {})])
+    first, second, third = (x.id for x in store.iter_contacts(cid))
+    assert store.claim(first) and not store.claim(first)
+    assert store.claim(second)
+    store.set_contact_status(third, "suppressed")
+    assert store.counts(cid) == {"in_progress": 2, "suppressed": 1}
+    assert [x.id for x in store.iter_contacts(cid, ["suppressed"])] == [third]
+    assert store.reset_in_progress() == 2
+    assert store.counts(cid) == {"pending": 2, "suppressed": 1}
+    with pytest.raises(ValueError):
+        store.set_contact_status(first, "vanished")
+    with pytest.raises(KeyError):
+        store.set_contact_status(999, "pending")

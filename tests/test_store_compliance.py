@@ -1,0 +1,80 @@
+"""Suppression, consent (append-only), refusals, and attempts counted across campaigns."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modem_dialer.store import Campaigns, Compliance, Journal, open_db
+
+T0 = datetime(2025, 3, 3, 10, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def conn(tmp_path):
+    c = open_db(tmp_path / "x.db")
+    yield c
+    c.close()
+
+
+def test_suppression_list(conn):
+    s = Compliance(conn, clock=lambda: T0)
+    assert s.suppress("+33612345678", "opt_out_key", "call:1")
+    assert not s.suppress("+33612345678", "manual", "cli")  # first record kept
+    assert s.suppression_entry("+33612345678")["reason"] == "opt_out_key"
+    assert s.is_suppressed("+33612345678") and not s.is_suppressed("+33612345679")
+    assert s.import_suppression((f"+336000000{i:02d}" for i in range(50)), reason="dnc", source="list.csv",
+                                batch_size=7) == 50
+    assert s.import_suppression(["+33600000001", "+33612345678", "+33611111111"], reason="dnc", source="x") == 1
+    exported = list(s.export_suppression(chunk=10))
+    assert len(exported) == 52 and exported == sorted(exported, key=lambda e: e["number"])
+    assert s.unsuppress("+33612345678") and not s.unsuppress("+33612345678")
+    assert not s.is_suppressed("+33612345678")
+
+
+def test_consent_find_revoke_and_immutability(conn):
+    s = Compliance(conn, clock=lambda: T0)
+    old = s.add_consent("+33612345678", "automated_calls", "form", T0 - timedelta(days=30), "sha256:aa",
+                        text_shown="I agree to automated calls", tz="Europe/Paris")
+    new = s.add_consent("+33612345678", "automated_calls", "form", T0 - timedelta(days=1), "sha256:bb")
+    assert s.find_consent("+33612345678", "automated_calls")["id"] == new
+    assert s.find_consent("+33612345678", "automated_calls", at=T0 - timedelta(days=10))["id"] == old
+    assert s.find_consent("+33612345678", "political") is None
+    with pytest.raises(sqlite3.IntegrityError, match="immutable"), conn:
+        conn.execute("UPDATE consent SET text_shown = 'edited' WHERE id = ?", (old,))
+    assert s.revoke_consent("+33612345678", via="key", at=T0) == 2
+    assert s.find_consent("+33612345678", "automated_calls") is None
+    # still in force before the revocation: the proof of past calls remains
+    assert s.find_consent("+33612345678", "automated_calls", at=T0 - timedelta(hours=1))["id"] == new
+    with pytest.raises(sqlite3.IntegrityError, match="already revoked"), conn:
+        conn.execute("UPDATE consent SET revoked_at = 'later' WHERE id = ?", (old,))
+
+
+def test_attempts_since_counts_every_attempt_across_campaigns(conn):
+    now = [T0 - timedelta(days=40)]
+    j = Journal(conn, clock=lambda: now[0])
+    camps = Campaigns(conn)
+    a, b = camps.create_campaign("a"), camps.create_campaign("b")
+    j.start_call("+33612345678", "m0", campaign_id=a)  # 40 days ago: outside the window
+    for days, camp in ((20, a), (10, b), (1, None)):
+        now[0] = T0 - timedelta(days=days)
+        cid = j.start_call("+33612345678", "m1", campaign_id=camp)
+        j.finish_call(cid, "no_answer")
+    j.start_call("+33699999999", "m0")
+    s = Compliance(conn)
+    assert s.attempts_since("+33612345678", T0 - timedelta(days=30)) == 3
+    assert s.attempts_since("+33612345678", T0 - timedelta(days=50)) == 4
+    assert s.attempts_since("+33600000000", T0 - timedelta(days=50)) == 0
+
+
+def test_last_refusal(conn):
+    s = Compliance(conn)
+    assert s.last_refusal("+33612345678") is None
+    s.add_refusal("+33612345678", "inbound", at=T0 - timedelta(days=70))
+    j = Journal(conn, clock=lambda: T0 - timedelta(days=3))
+    call = j.start_call("+33612345678", "m0")
+    j.refusal(call, "key")
+    s.add_refusal("+33612345678", "manual", at=T0 - timedelta(days=10))
+    assert s.last_refusal("+33612345678") == T0 - timedelta(days=3)

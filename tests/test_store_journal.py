@@ -1,0 +1,149 @@
+"""The call journal on a real file, read back through a second connection (another process's view)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modem_dialer.store import Journal, from_ts, open_db
+
+
+class Clock:
+    """A settable wall clock so that stored times can be asserted exactly."""
+
+    def __init__(self) -> None:
+        self.t = datetime(2025, 3, 1, 9, 30, 0, 123000, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def db(tmp_path):
+    path = tmp_path / "journal.db"
+    writer, reader = open_db(path), open_db(path)
+    yield writer, reader
+    writer.close()
+    reader.close()
+
+
+def test_call_row_is_committed_before_atd(db):
+    writer, reader = db
+    j = Journal(writer)
+    call_id = j.start_call("+33612345678", "modem0", "356938035643809", "8933150319000000000")
+    # Nothing else happened yet (ATD not sent): another connection must already see the row.
+    row = reader.execute("SELECT * FROM calls WHERE id = ?", (call_id,)).fetchone()
+    assert row is not None
+    assert (row["number"], row["modem"], row["imei"]) == ("+33612345678", "modem0", "356938035643809")
+    assert row["started_at"] is None and row["outcome"] is None
+    assert not writer.in_transaction
+
+
+def test_full_call_is_journaled_in_order(db):
+    writer, reader = db
+    clock = Clock()
+    j = Journal(writer, clock=clock)
+    call_id = j.start_call("+33612345678", "modem0", campaign_id=None)
+    clock.advance(0.5)
+    j.mark_dialed(call_id)
+    clock.advance(12)
+    j.mark_answered(call_id)
+    j.event(call_id, "prompt", name="intro", ms=4200)
+    clock.advance(4.2)
+    j.key(call_id, "1", "inband")
+    clock.advance(0.3)
+    j.key(call_id, "#", "urc")
+    j.event(call_id, "node", node="thanks")
+    clock.advance(2)
+    assert j.finish_call(call_id, "answered", cause=16, cause_text="normal clearing", hangup_by="callee")
+
+    kinds = [(r["kind"], r["data"]) for r in reader.execute(
+        "SELECT kind, data FROM call_events WHERE call_id = ? ORDER BY id", (call_id,))]
+    assert [k for k, _ in kinds] == ["state", "state", "state", "prompt", "node", "state"]
+    assert '"state":"dialing"' in kinds[1][1] and '"outcome":"answered"' in kinds[-1][1]
+
+    call = Journal(reader).get_call(call_id)
+    assert call["created_at"] == "2025-03-01T09:30:00.123Z"
+    assert call["started_at"] == "2025-03-01T09:30:00.623Z"
+    assert call["answered_at"] == "2025-03-01T09:30:12.623Z"
+    assert call["ended_at"] == "2025-03-01T09:30:19.123Z"
+    assert call["duration_s"] == pytest.approx(6.5)
+    assert (call["outcome"], call["cause"], call["hangup_by"]) == ("answered", 16, "callee")
+    assert call["keys"] == [
+        {"key": "1", "source": "inband", "at": "2025-03-01T09:30:16.823Z"},
+        {"key": "#", "source": "urc", "at": "2025-03-01T09:30:17.123Z"},
+    ]
+    assert Journal(reader).events_of(call_id)[3]["data"] == {"name": "intro", "ms": 4200}
+
+
+def test_keys_are_read_with_one_indexed_query(db):
+    writer, _ = db
+    plan = writer.execute("EXPLAIN QUERY PLAN SELECT key, source, at FROM keys WHERE call_id = 1 ORDER BY id").fetchall()
+    assert any("keys_call" in p[3] for p in plan), plan
+
+
+def test_finish_twice_and_bad_values(db):
+    writer, _ = db
+    j = Journal(writer)
+    call_id = j.start_call("+33612345678", "modem0")
+    assert j.finish_call(call_id, "busy", cause=17)
+    assert not j.finish_call(call_id, "answered")
+    assert j.get_call(call_id)["outcome"] == "busy"
+    assert j.get_call(call_id)["duration_s"] == 0.0
+    with pytest.raises(ValueError):
+        j.finish_call(call_id, "exploded")
+    with pytest.raises(ValueError):
+        j.key(call_id, "x", "inband")
+    with pytest.raises(KeyError):
+        j.finish_call(9999, "busy")
+    with pytest.raises(KeyError):
+        j.mark_dialed(9999)
+
+
+def test_recover_interrupted(tmp_path):
+    path = tmp_path / "j.db"
+    first = open_db(path)
+    j = Journal(first)
+    done = j.start_call("+33612345678", "m0")
+    j.finish_call(done, "no_answer")
+    ringing = j.start_call("+33612345679", "m1")
+    j.mark_dialed(ringing)
+    talking = j.start_call("+33612345670", "m2")
+    j.mark_answered(talking)
+    first.close()  # the process "died" with two calls open
+
+    j2 = Journal(open_db(path))
+    assert j2.recover_interrupted() == [ringing, talking]
+    assert j2.get_call(ringing)["outcome"] == "interrupted"
+    assert j2.get_call(talking)["ended_at"] is not None
+    assert j2.get_call(talking)["duration_s"] >= 0
+    assert j2.get_call(done)["outcome"] == "no_answer"
+    assert j2.events_of(talking)[-1]["data"] == {"state": "ended", "outcome": "interrupted"}
+    assert j2.recover_interrupted() == []
+
+
+def test_calls_query_and_refusal(db):
+    writer, reader = db
+    clock = Clock()
+    j = Journal(writer, clock=clock)
+    a = j.start_call("+33612345678", "m0")
+    clock.advance(60)
+    b = j.start_call("+33612345679", "m0")
+    clock.advance(60)
+    c = j.start_call("+33612345678", "m1")
+    j.finish_call(a, "busy")
+    j.answer(c, "satisfaction", 4)
+    j.refusal(c, "key")
+
+    r = Journal(reader)
+    assert [x["id"] for x in r.calls(number="+33612345678")] == [c, a]
+    assert [x["id"] for x in r.calls(open_only=True, newest_first=False)] == [b, c]
+    assert [x["id"] for x in r.calls(since=clock.t - timedelta(seconds=90))] == [c, b]
+    assert [x["id"] for x in r.calls(outcome="busy")] == [a]
+    assert r.answers_of(c)[0]["value"] == "4"
+    row = reader.execute("SELECT number, at FROM refusals").fetchone()
+    assert row["number"] == "+33612345678" and from_ts(row["at"]) == clock.t
