@@ -1,0 +1,275 @@
+"""The AT channel: one serial port, one command in flight, URCs split off by prefix.
+
+Built on a pyserial-asyncio Protocol so every received chunk is split into lines and
+dispatched synchronously: a URC that arrives in the middle of a command's response goes
+to its subscribers and never into the response, and several URCs in one read are each
+delivered (python-gsmmodem merges them and loses all but the first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import serial
+import serial_asyncio
+
+from .errors import (
+    ATCommandError,
+    CMEError,
+    CMSError,
+    CommandTimeout,
+    NotSupported,
+    PortLost,
+    PortOpenError,
+)
+from .lines import CALL_RESULTS, LineSplitter, is_final, response_prefix
+
+log = logging.getLogger("modem_dialer.at")
+
+UrcCallback = Callable[[str], None]
+
+
+@dataclass
+class ATResponse:
+    command: str
+    lines: list[str]
+    final: str
+
+    def first(self, prefix: str) -> str | None:
+        """The value after ``prefix`` on the first line that starts with it."""
+        for line in self.lines:
+            if line.startswith(prefix):
+                return line[len(prefix):].strip()
+        return None
+
+
+@dataclass
+class _Pending:
+    command: str
+    prefix: str | None
+    call_results: bool
+    future: asyncio.Future
+    lines: list[str] = field(default_factory=list)
+    prompt: asyncio.Future | None = None
+
+
+def holders_of(port: str) -> list[str]:
+    """Processes that have ``port`` open, as ``name[pid]`` (best effort, Linux /proc)."""
+    try:
+        target = os.path.realpath(port)
+    except OSError:
+        return []
+    found = []
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        fd_dir = f"/proc/{pid}/fd"
+        try:
+            for fd in os.listdir(fd_dir):
+                if os.path.realpath(os.path.join(fd_dir, fd)) == target:
+                    with open(f"/proc/{pid}/comm") as f:
+                        found.append(f"{f.read().strip()}[{pid}]")
+                    break
+        except OSError:
+            continue
+    return found
+
+
+class ATChannel(asyncio.Protocol):
+    """One modem's AT port."""
+
+    def __init__(self, port: str, name: str | None = None) -> None:
+        self.port = port
+        self.name = name or port
+        self.transport: asyncio.Transport | None = None
+        self._splitter = LineSplitter()
+        self._lock = asyncio.Lock()
+        self._pending: _Pending | None = None
+        self._subs: list[tuple[tuple[str, ...], UrcCallback]] = []
+        self._lost_callbacks: list[Callable[[Exception | None], None]] = []
+        self.lost: asyncio.Event = asyncio.Event()
+        self.lost_error: Exception | None = None
+        self.unsolicited: list[str] = []   # recent lines nobody claimed (for diagnostics)
+        self.commands_sent = 0
+        self._connected = asyncio.Event()
+
+    # ---- opening and closing -------------------------------------------------------
+    @classmethod
+    async def open(cls, port: str, baudrate: int = 115200, *, name: str | None = None,
+                   exclusive: bool = True) -> ATChannel:
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await serial_asyncio.create_serial_connection(
+                loop, lambda: cls(port, name), port, baudrate=baudrate, exclusive=exclusive)
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise PortOpenError(cls._open_message(port, exc), port=port) from None
+        # connection_made runs on the next loop iteration: wait for it
+        await asyncio.wait_for(proto._connected.wait(), 5)
+        return proto
+
+    @staticmethod
+    def _open_message(port: str, exc: Exception) -> str:
+        text = str(exc)
+        if not os.path.exists(port):
+            return f"{port}: no such port"
+        if "lock" in text.lower() or "busy" in text.lower():
+            who = holders_of(port)
+            held = f" (held by {', '.join(who)})" if who else ""
+            return f"{port}: port is busy{held}"
+        if "ermission" in text:
+            return f"{port}: permission denied (add the user to the port's group, e.g. dialout)"
+        return f"{port}: cannot open: {text}"
+
+    async def close(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.close()
+        await asyncio.sleep(0)
+
+    @property
+    def is_open(self) -> bool:
+        return self.transport is not None and not self.lost.is_set()
+
+    # ---- asyncio.Protocol ----------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._connected.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_error = exc
+        self.lost.set()
+        pending = self._pending
+        if pending is not None:
+            error = PortLost(f"{self.port}: port lost during {pending.command}"
+                             + (f": {exc}" if exc else ""), port=self.port, command=pending.command)
+            for fut in (pending.future, pending.prompt):
+                if fut is not None and not fut.done():
+                    fut.set_exception(error)
+        for cb in list(self._lost_callbacks):
+            try:
+                cb(exc)
+            except Exception:  # a subscriber bug must not hide the loss from the others
+                log.exception("%s: lost-callback failed", self.name)
+
+    def data_received(self, data: bytes) -> None:
+        for line in self._splitter.feed(data):
+            self._line(line)
+        pending = self._pending
+        if pending is not None and pending.prompt is not None and not pending.prompt.done():
+            if self._splitter.partial.strip(b"\r\n").startswith(b">"):
+                self._splitter.buf = b""
+                pending.prompt.set_result(None)
+
+    # ---- dispatch ------------------------------------------------------------------
+    def _urc_subscribers(self, line: str) -> list[UrcCallback]:
+        return [cb for prefixes, cb in self._subs if line.startswith(prefixes)]
+
+    def _line(self, line: str) -> None:
+        pending = self._pending
+        if pending is not None:
+            if line == pending.command or (pending.command.startswith("AT") and line == pending.command.rstrip()):
+                return  # echo of our own command (echo still on)
+            if pending.prefix and line.startswith(pending.prefix):
+                pending.lines.append(line)
+                return
+            if is_final(line, call_results=pending.call_results):
+                self._pending = None
+                if not pending.future.done():
+                    pending.future.set_result((pending.lines, line))
+                return
+        subs = self._urc_subscribers(line)
+        if subs:
+            for cb in subs:
+                try:
+                    cb(line)
+                except Exception:  # a driver bug costs one URC, never the channel
+                    log.exception("%s: URC handler failed for %r", self.name, line)
+            return
+        if pending is not None and line not in CALL_RESULTS:
+            pending.lines.append(line)
+            return
+        self.unsolicited.append(line)
+        del self.unsolicited[:-50]
+        log.debug("%s: unclaimed line %r", self.name, line)
+
+    def subscribe(self, prefixes: str | Iterable[str], callback: UrcCallback) -> Callable[[], None]:
+        """Deliver every line starting with one of ``prefixes`` to ``callback``.
+
+        Returns a function that removes the subscription.
+        """
+        key = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
+        entry = (key, callback)
+        self._subs.append(entry)
+
+        def unsubscribe() -> None:
+            if entry in self._subs:
+                self._subs.remove(entry)
+        return unsubscribe
+
+    def on_lost(self, callback: Callable[[Exception | None], None]) -> None:
+        self._lost_callbacks.append(callback)
+
+    # ---- commands ------------------------------------------------------------------
+    async def command(self, command: str, timeout: float = 5.0, *, prefix: str | None = None,
+                      check: bool = True) -> ATResponse:
+        """Send ``command`` and wait for its final result.
+
+        Raises CMEError/CMSError/NotSupported/ATCommandError for failing finals (unless
+        ``check`` is false), CommandTimeout, PortLost.
+        """
+        return await self._run(command, timeout, prefix, check, payload=None)
+
+    async def command_with_prompt(self, command: str, payload: bytes, timeout: float = 30.0) -> ATResponse:
+        """``AT+CMGS=…`` style: send the command, wait for ``> ``, send payload + Ctrl-Z."""
+        return await self._run(command, timeout, None, True, payload=payload)
+
+    async def _run(self, command: str, timeout: float, prefix: str | None, check: bool,
+                   payload: bytes | None) -> ATResponse:
+        if "\r" in command or "\n" in command or "\x1a" in command:
+            raise ValueError(f"control character in AT command {command!r}")
+        async with self._lock:
+            if self.lost.is_set() or self.transport is None or self.transport.is_closing():
+                raise PortLost(f"{self.port}: port is not open", port=self.port, command=command)
+            loop = asyncio.get_running_loop()
+            upper = command.upper()
+            pending = _Pending(
+                command=command,
+                prefix=prefix if prefix is not None else response_prefix(command),
+                call_results=upper.startswith(("ATD", "ATA")),
+                future=loop.create_future(),
+                prompt=loop.create_future() if payload is not None else None,
+            )
+            self._pending = pending
+            self.commands_sent += 1
+            try:
+                self.transport.write(command.encode("ascii") + b"\r")
+                lines, final = await asyncio.wait_for(self._exchange(pending, payload), timeout)
+            except asyncio.TimeoutError:
+                raise CommandTimeout(f"{self.port}: no answer to {command} within {timeout:g} s",
+                                     port=self.port, command=command) from None
+            finally:
+                if self._pending is pending:
+                    self._pending = None
+        if check and final != "OK":
+            raise self._error(command, final, lines)
+        return ATResponse(command, lines, final)
+
+    async def _exchange(self, pending: _Pending, payload: bytes | None) -> tuple[list[str], str]:
+        if pending.prompt is not None and payload is not None:
+            await pending.prompt
+            assert self.transport is not None
+            self.transport.write(payload + b"\x1a")
+        return await pending.future
+
+    def _error(self, command: str, final: str, lines: list[str]) -> ATCommandError:
+        kind: type[ATCommandError] = ATCommandError
+        if final.startswith("+CME ERROR:"):
+            kind = CMEError
+        elif final.startswith("+CMS ERROR:"):
+            kind = CMSError
+        elif final == "COMMAND NOT SUPPORT":
+            kind = NotSupported
+        return kind(final, port=self.port, command=command, lines=lines)

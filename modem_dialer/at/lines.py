@@ -1,0 +1,70 @@
+"""Splitting the modem's byte stream into lines.
+
+Modems frame lines with ``\\r\\n``; SIMCom sometimes sends ``\\r\\r\\n``; with echo on the
+echoed command ends in a lone ``\\r``. We split on ``\\n`` and also on a lone ``\\r`` that is
+followed by something other than ``\\r``/``\\n`` (an echo), strip surrounding CRs, drop blank
+lines, and decode bytes that are not text as U+FFFD so garbage never raises.
+"""
+
+from __future__ import annotations
+
+import re
+
+FINAL_OK = "OK"
+# Results that end any command.
+FINAL_ERRORS = ("ERROR", "COMMAND NOT SUPPORT", "NO DIALTONE")
+FINAL_ERROR_PREFIXES = ("+CME ERROR:", "+CMS ERROR:")
+# Call-progress results: the end of ATD/ATA, but unsolicited at any other time.
+CALL_RESULTS = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
+
+_SPLIT = re.compile(rb"\r*\n|\r+(?=[^\r\n])")
+
+
+class LineSplitter:
+    """Incremental splitter: feed bytes, get complete lines back."""
+
+    MAX_PARTIAL = 64 * 1024  # a modem spewing bytes without newlines must not eat memory
+
+    def __init__(self) -> None:
+        self.buf = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        self.buf += data
+        out: list[str] = []
+        pos = 0
+        for m in _SPLIT.finditer(self.buf):
+            chunk = self.buf[pos:m.start()]
+            pos = m.end()
+            line = chunk.strip(b"\r").decode("utf-8", errors="replace").strip()
+            if line:
+                out.append(line)
+        self.buf = self.buf[pos:]
+        if len(self.buf) > self.MAX_PARTIAL:
+            self.buf = self.buf[-1024:]
+        return out
+
+    @property
+    def partial(self) -> bytes:
+        """The bytes after the last line break (used to spot the SMS ``> `` prompt)."""
+        return self.buf
+
+
+def is_final(line: str, *, call_results: bool = False) -> bool:
+    if line == FINAL_OK or line in FINAL_ERRORS or line.startswith(FINAL_ERROR_PREFIXES):
+        return True
+    return call_results and line in CALL_RESULTS
+
+
+def response_prefix(command: str) -> str | None:
+    """The prefix of the information lines that belong to ``command``'s response.
+
+    ``AT+CLCC`` → ``+CLCC:``; ``AT^CVOICE?`` → ``^CVOICE:``; ``AT+QCCID`` → ``+QCCID:``.
+    Lines with this prefix are the response even if the same prefix is also a URC.
+    """
+    m = re.match(r"^AT([+^$][A-Z0-9]+)", command.upper())
+    if not m:
+        return None
+    name = m.group(1)
+    # a few commands answer under another name
+    aliases = {"+CICCID": "+ICCID", "^ICCID": "^ICCID"}
+    return aliases.get(name, name) + ":"

@@ -1,0 +1,107 @@
+"""What a modem says about itself: identity and health, parsed from standard replies."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+
+from .events import Registration
+
+_REG = {0: Registration.NOT_REGISTERED, 1: Registration.HOME, 2: Registration.SEARCHING,
+        3: Registration.DENIED, 4: Registration.UNKNOWN, 5: Registration.ROAMING}
+_ACT = {0: "2G", 1: "2G", 3: "2G", 2: "3G", 4: "3G", 5: "3G", 6: "3G", 7: "4G", 9: "4G", 13: "4G"}
+
+
+@dataclass
+class Identity:
+    manufacturer: str | None = None
+    model: str | None = None
+    firmware: str | None = None
+    imei: str | None = None
+    iccid: str | None = None
+    imsi: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Health:
+    sim: str = "unknown"             # ready | pin_required | puk_required | absent | error | unknown
+    registration: Registration = Registration.UNKNOWN
+    tech: str | None = None          # 2G | 3G | 4G
+    operator: str | None = None
+    signal_dbm: int | None = None
+    volte: bool | None = None        # None where the family does not report it
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["registration"] = self.registration.value
+        return d
+
+
+def parse_cpin(value: str | None) -> str:
+    if value is None:
+        return "unknown"
+    v = value.upper()
+    if v == "READY":
+        return "ready"
+    if "PUK" in v:
+        return "puk_required"
+    if "PIN" in v:
+        return "pin_required"
+    return "error"
+
+
+def parse_csq(value: str | None) -> int | None:
+    """``+CSQ: <rssi>,<ber>`` value → dBm (−113 + 2·rssi), None when unknown (99)."""
+    if not value:
+        return None
+    m = re.match(r"\s*(\d+)", value)
+    if not m:
+        return None
+    rssi = int(m.group(1))
+    if rssi == 99 or rssi > 31:
+        return None
+    return -113 + 2 * rssi
+
+
+def parse_creg(value: str | None, solicited: bool = True) -> tuple[Registration, str | None]:
+    """``+CREG: <n>,<stat>[,<lac>,<ci>[,<AcT>]]`` as answered to ``AT+CREG?``.
+
+    The URC form (``solicited=False``) has no leading ``<n>``.
+    """
+    if not value:
+        return Registration.UNKNOWN, None
+    parts = [p.strip().strip('"') for p in value.split(",")]
+    if solicited:
+        parts = parts[1:]
+    if not parts or not parts[0].isdigit():
+        return Registration.UNKNOWN, None
+    reg = _REG.get(int(parts[0]), Registration.UNKNOWN)
+    act = parts[3] if len(parts) > 3 and parts[3].isdigit() else None
+    return reg, _ACT.get(int(act)) if act is not None else None
+
+
+def parse_cops(value: str | None) -> tuple[str | None, str | None]:
+    """``+COPS: 0,0,"Orange F",7`` → ("Orange F", "4G")."""
+    if not value:
+        return None, None
+    m = re.match(r'\s*\d+\s*,\s*\d+\s*,\s*"([^"]*)"\s*(?:,\s*(\d+))?', value)
+    if not m:
+        return None, None
+    act = _ACT.get(int(m.group(2))) if m.group(2) else None
+    return m.group(1) or None, act
+
+
+def swap_nibbles(hexstr: str) -> str:
+    """EF_ICCID as read by AT+CRSM is BCD with swapped nibbles; F is padding."""
+    out = "".join(hexstr[i + 1] + hexstr[i] for i in range(0, len(hexstr) - 1, 2))
+    return out.rstrip("Ff")
+
+
+def digits(value: str | None) -> str | None:
+    if not value:
+        return None
+    m = re.search(r"\d{6,22}", value)
+    return m.group(0) if m else None

@@ -1,0 +1,90 @@
+"""Quectel EC2x / EG25-G: ``+QIND: "ccinfo"`` (or ``^DSCI``) call states, ``+QTONEDET`` keys,
+QPCMV audio routing (1,0 = PCM on the NMEA tty, 1,2 = USB sound card)."""
+
+from __future__ import annotations
+
+import re
+
+from .driver import ModemDriver
+from .events import HangupBy
+
+_CCINFO = re.compile(r'\+QIND:\s*"ccinfo",\s*(\d+),\s*(\d+),\s*(-?\d+),\s*(\d+)')
+_DSCI = re.compile(r"\^DSCI:\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)")
+_CSQ = re.compile(r'\+QIND:\s*"csq",\s*(\d+)')
+
+
+class QuectelDriver(ModemDriver):
+    family = "quectel"
+    iccid_commands = ("AT+QCCID", "AT+CCID", "AT+CRSM=176,12258,0,0,10")
+    required_init = ('AT+QINDCFG="ccinfo",1,0',)
+    optional_init = ('AT+QINDCFG="csq",1,0', 'AT+QINDCFG="ring",0,0', "AT+CEREG=2")
+
+    async def family_init(self) -> None:
+        if self.cfg.dtmf != "inband":
+            await self.optional("AT+QTONEDET=1")
+
+    def subscribe_urcs(self) -> None:
+        self.ch.subscribe('+QIND: "ccinfo"', self._on_ccinfo)
+        self.ch.subscribe('+QIND: "csq"', self._on_csq)
+        self.ch.subscribe("^DSCI:", self._on_dsci)
+        self.ch.subscribe("+QTONEDET:", self._on_tone)
+
+    def _on_ccinfo(self, line: str) -> None:
+        m = _CCINFO.match(line)
+        if not m:
+            return
+        idx, direction, state, mode = (int(g) for g in m.groups())
+        if mode != 0 or direction != 0:      # mode 1 is the LTE data pseudo-call
+            return
+        self._state(idx, {2: "dialing", 3: "ringing", 0: "active", -1: "ended"}.get(state))
+
+    def _on_dsci(self, line: str) -> None:
+        m = _DSCI.match(line)
+        if not m:
+            return
+        idx, direction, stat, kind = (int(g) for g in m.groups())
+        if kind != 0 or direction != 0:
+            return
+        self._state(idx, {2: "dialing", 7: "ringing", 3: "active", 6: "ended"}.get(stat))
+
+    def _state(self, idx: int, state: str | None) -> None:
+        if state == "ringing":
+            self.call_ringing(idx)
+        elif state == "active":
+            self.call_answered(idx)
+        elif state == "ended":
+            self.call_ended()
+        elif state == "dialing" and self.call is not None:
+            self.call.call_id = idx
+
+    def _on_tone(self, line: str) -> None:
+        m = re.match(r"\+QTONEDET:\s*(\d+)", line)
+        if m and 32 < int(m.group(1)) < 127:
+            self.key_pressed(chr(int(m.group(1))))
+
+    def _on_csq(self, line: str) -> None:
+        m = _CSQ.match(line)
+        if m:
+            rssi = int(m.group(1))
+            self.signal(None if rssi > 31 else -113 + 2 * rssi)
+
+    async def prepare_audio(self) -> None:
+        audio = self.cfg.audio
+        if audio is None:
+            return
+        mode = 0 if audio.kind == "serial" else 2
+        # the module refuses a mode switch unless QPCMV is turned off first
+        await self.ch.command("AT+QPCMV=0")
+        await self.ch.command(f"AT+QPCMV=1,{mode}")
+
+    async def volte(self) -> bool | None:
+        value = await self._value('AT+QCFG="ims"', "+QCFG:")
+        if not value:
+            return None
+        parts = [p.strip().strip('"') for p in value.split(",")]
+        return len(parts) >= 3 and parts[1] == "1" and parts[2] == "1"
+
+    async def hangup(self) -> None:
+        await super().hangup()
+        if self.call is not None and not self.call.ended:
+            self.call_ended(by=HangupBy.DIALER)

@@ -1,0 +1,78 @@
+"""SIMCom SIM7600/SIM7500: ``+CLCC`` URCs, ``VOICE CALL: BEGIN/END``, ``+RXDTMF``, PCM on
+if04 gated by ``AT+CPCMREG``; ``AT+CVHU=0`` so a hang-up really hangs up."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from .driver import ModemDriver
+from .events import HangupBy
+
+CLCC = re.compile(r'\+CLCC:\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)')
+_END = re.compile(r"VOICE CALL:\s*END:\s*(\d{6})")
+
+
+def hhmmss(text: str) -> int:
+    """``VOICE CALL: END: 001404`` — the manual says HHMMSS ([?] ModemManager reads seconds)."""
+    return int(text[0:2]) * 3600 + int(text[2:4]) * 60 + int(text[4:6])
+
+
+class ClccMixin:
+    """Call state from ``+CLCC`` lines (URCs with AT+CLCC=1, or polled)."""
+
+    def on_clcc(self, line: str) -> None:
+        m = CLCC.match(line)
+        if not m:
+            return
+        idx, direction, stat, mode, _ = (int(g) for g in m.groups())
+        if mode != 0 or direction != 0:
+            return
+        if stat == 3:
+            self.call_ringing(idx)
+        elif stat == 0:
+            self.call_answered(idx)
+        elif stat == 6:
+            self.call_ended()
+
+
+class SimcomDriver(ClccMixin, ModemDriver):
+    family = "simcom"
+    iccid_commands = ("AT+CICCID", "AT+CCID", "AT+CRSM=176,12258,0,0,10")
+    required_init = ("AT+CLCC=1", "AT+CVHU=0")
+    optional_init = ("AT+CPCMFRM=0", "AT+CEREG=2")
+    # ModemManager waits 100 ms after connect before CPCMREG=1: "SIM7600 needs to wait a bit" [?]
+    cpcmreg_delay = 0.1
+
+    async def family_init(self) -> None:
+        if self.cfg.dtmf != "inband":
+            await self.optional("AT+DDET=1")   # errors on some firmware: harmless
+
+    def subscribe_urcs(self) -> None:
+        self.ch.subscribe("+CLCC:", self.on_clcc)
+        self.ch.subscribe("VOICE CALL:", self._on_voice_call)
+        self.ch.subscribe("+RXDTMF:", lambda line: self.key_pressed(line.split(":", 1)[1].strip()))
+        self.ch.subscribe("MISSED_CALL", lambda line: None)
+
+    def _on_voice_call(self, line: str) -> None:
+        if "BEGIN" in line:
+            self.call_answered()
+            return
+        m = _END.search(line)
+        if m:
+            self.call_ended(duration=float(hhmmss(m.group(1))))
+
+    async def audio_on(self) -> None:
+        if self.cfg.audio is None or self.cfg.audio.kind != "serial":
+            return
+        await asyncio.sleep(self.cpcmreg_delay)
+        await self.ch.command("AT+CPCMREG=1")
+
+    async def audio_off(self) -> None:
+        if self.cfg.audio is not None and self.cfg.audio.kind == "serial":
+            await self.optional("AT+CPCMREG=0,1")
+
+    async def hangup(self) -> None:
+        await super().hangup()
+        if self.call is not None and not self.call.ended:
+            self.call_ended(by=HangupBy.DIALER)

@@ -1,0 +1,75 @@
+"""A bank of simulated modems, and the config that points the dialer at it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from .callee import Scenario
+from .dialects import make_dialect
+from .modem import SimModem
+
+
+@dataclass
+class SimSpec:
+    family: str = "quectel"
+    name: str | None = None
+    pin: str | None = None
+    noise: bool = False
+    voice: bool = True        # Huawei: voice firmware present
+
+
+class SimBank:
+    def __init__(self, specs: list[SimSpec], scenario: Scenario | None = None) -> None:
+        self.scenario = scenario or Scenario()
+        self.modems: list[SimModem] = []
+        for i, spec in enumerate(specs):
+            kw = {"voice": spec.voice} if spec.family == "huawei" else {}
+            dialect = make_dialect(spec.family, seed=i, **kw)
+            self.modems.append(SimModem(
+                dialect, spec.name or f"gsm{i}", scenario=self.scenario, pin=spec.pin, noise=spec.noise,
+                imei=f"8676980412{i:05d}", iccid=f"893301234567{i:08d}", imsi=f"2080112345{i:05d}",
+            ))
+
+    @classmethod
+    def of(cls, n: int, family: str = "quectel", scenario: Scenario | None = None, **kw) -> SimBank:
+        families = family.split(",")
+        return cls([SimSpec(families[i % len(families)], **kw) for i in range(n)], scenario)
+
+    async def start(self) -> SimBank:
+        for m in self.modems:
+            await m.start()
+        return self
+
+    async def stop(self) -> None:
+        for m in self.modems:
+            await m.stop()
+
+    async def __aenter__(self) -> SimBank:
+        return await self.start()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.stop()
+
+    def __getitem__(self, name: str) -> SimModem:
+        for m in self.modems:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+    def modems_config(self, family_auto: bool = False) -> list[dict]:
+        out = []
+        for m in self.modems:
+            entry: dict = {"name": m.name, "port": m.path,
+                           "family": "auto" if family_auto else m.dialect.family}
+            if m.pin:
+                entry["pin"] = m.pin
+            if m.audio:
+                entry["audio"] = {"kind": "serial", "port": m.audio.path}
+            out.append(entry)
+        return out
+
+    def config_yaml(self, database: str = "modem-dialer.db", **extra) -> str:
+        return yaml.safe_dump({"database": database, "default_region": "FR", **extra,
+                               "modems": self.modems_config()}, sort_keys=False)

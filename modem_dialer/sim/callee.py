@@ -1,0 +1,68 @@
+"""Scripted callees: what the person (or network) at a number does when the sim dials it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+Outcome = Literal["answer", "busy", "no_answer", "rejected", "invalid", "unreachable"]
+
+# 3GPP TS 24.008 causes and the texts modems print for AT+CEER.
+CAUSES = {
+    1: "Unassigned (unallocated) number",
+    16: "Normal call clearing",
+    17: "User busy",
+    18: "No user responding",
+    19: "User alerting, no answer",
+    21: "Call rejected",
+    27: "Destination out of order",
+    28: "Invalid number format (incomplete number)",
+    31: "Normal, unspecified",
+}
+
+
+@dataclass
+class Callee:
+    outcome: Outcome = "answer"
+    ring_after: float = 0.05       # s from ATD until the callee's phone rings (alerting)
+    answer_after: float = 0.2      # s from ATD until answered (outcome answer)
+    end_after: float = 0.3         # s from ATD until busy/rejected/invalid/no-answer ends the attempt
+    hangup_after: float | None = None   # s after answer when the callee hangs up (None: never)
+    keys: list[tuple[float, str]] = field(default_factory=list)  # (s after answer, key)
+    inband: bool = False           # send keys as tones in the uplink audio instead of URCs
+    key_ms: int = 100              # tone length for in-band keys
+    unplug_after: float | None = None   # s after ATD when the modem is unplugged
+    greeting: str | None = None    # "machine" or "human": uplink voice-like audio after answer
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Callee:
+        d = dict(d)
+        keys = d.pop("keys", [])
+        parsed = []
+        for k in keys:
+            if isinstance(k, dict):
+                parsed.append((float(k["at"]), str(k["key"])))
+            else:
+                parsed.append((float(k[0]), str(k[1])))
+        return cls(keys=parsed, **d)
+
+
+@dataclass
+class Scenario:
+    """Which callee answers which number; the default for any other number."""
+
+    default: Callee = field(default_factory=Callee)
+    numbers: dict[str, Callee] = field(default_factory=dict)
+
+    def callee_for(self, number: str) -> Callee:
+        return self.numbers.get(number, self.default)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Scenario:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        default = Callee.from_dict(data.get("default", {}))
+        numbers = {str(n): Callee.from_dict(c) for n, c in (data.get("numbers") or {}).items()}
+        return cls(default, numbers)

@@ -1,0 +1,407 @@
+"""Each family's dialect as the simulator speaks it (see shared reference modems.md §9).
+
+A dialect answers its family's own commands and announces each step of a call with the
+family's URCs, including the quirks a driver must survive: echo on at start, ``\\r\\r\\n``
+framing on SIMCom, ATH ignored on SIM7600 until ``AT+CVHU=0``, the LTE data pseudo-call
+at CLCC index 1 on Quectel, ``COMMAND NOT SUPPORT`` and ``^RSSI`` noise on Huawei.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import ClassVar
+
+
+def _hhmmss(seconds: int) -> str:
+    return f"{seconds // 3600:02d}{seconds % 3600 // 60:02d}{seconds % 60:02d}"
+
+
+class Dialect:
+    family = "generic"
+    manufacturer = "Generic"
+    model = "GSM Modem"
+    revision = "1.0"
+    audio_port = False
+    call_index = 1
+    dial_fails_with_result = True
+
+    def __init__(self, seed: int = 0) -> None:
+        self.modem = None
+        self.rng = random.Random(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        """Volatile settings after power-up or AT+CFUN=1,1."""
+
+    def unknown(self) -> list[str]:
+        return self.modem.error("unknown", 100) if self.modem.cmee else ["ERROR"]
+
+    def handle(self, cmd: str, up: str) -> list[str] | None:
+        if up == "AT+CCID":
+            return [self.modem.iccid, "OK"]
+        return None
+
+    def ceer(self, cause: int | None, text: str) -> str:
+        return f"+CEER: {text}"
+
+    STAT: ClassVar[dict[str, int]] = {"dialing": 2, "alerting": 3, "active": 0, "ended": 6}
+
+    def clcc(self, call, state: str | None = None) -> str:
+        stat = self.STAT[state or call.state]
+        return f'+CLCC: {call.index},0,{stat},0,0,"{call.number}",{145 if call.number.startswith("+") else 129}'
+
+    def clcc_lines(self) -> list[str]:
+        call = self.modem.call
+        return [self.clcc(call)] if call else []
+
+    def hangup(self, up: str) -> list[str]:
+        call = self.modem.local_hangup()
+        self.modem._reply(["OK"])
+        if call:
+            self.modem.end_call(call, 16, "dialer", local=True)
+        return []
+
+    # call steps -> URCs (generic modem: none; the driver polls AT+CLCC)
+    def dialing(self, call) -> None: ...
+    def alerting(self, call) -> None: ...
+    def connected(self, call) -> None: ...
+
+    def ended(self, call, was_active: bool, local: bool) -> None:
+        if local:
+            return
+        result = {17: "BUSY", 19: "NO ANSWER", 18: "NO ANSWER"}.get(call.cause, "NO CARRIER")
+        self.modem.urc(result)
+
+    def key(self, key: str) -> None: ...
+
+    def audio_enabled(self, call) -> bool:
+        return False
+
+    def noise_lines(self) -> list[str]:
+        return []
+
+
+class Quectel(Dialect):
+    family = "quectel"
+    manufacturer = "Quectel"
+    model = "EC25"
+    revision = "EC25EFAR06A06M4G"
+    audio_port = True
+    call_index = 2          # index 1 is the LTE data pseudo-call
+    dial_fails_with_result = False
+
+    def reset(self) -> None:
+        self.ccinfo = False
+        self.dsci = False
+        self.qtonedet = False
+        self.qpcmv: tuple[int, int] | None = None
+        self.csq_urc = False
+
+    def handle(self, cmd: str, up: str) -> list[str] | None:
+        m = self.modem
+        if mm := re.fullmatch(r'AT\+QINDCFG="(\w+)",(\d)(,\d)?', up):
+            what, on = mm.group(1).lower(), mm.group(2) == "1"
+            if what == "ccinfo":
+                self.ccinfo = on
+            elif what == "csq":
+                self.csq_urc = on
+            return ["OK"]
+        if mm := re.fullmatch(r"AT\^DSCI=(\d)", up):
+            self.dsci = mm.group(1) == "1"
+            return ["OK"]
+        if mm := re.fullmatch(r"AT\+QTONEDET=(\d)", up):
+            self.qtonedet = mm.group(1) == "1"
+            return ["OK"]
+        if up == "AT+QPCMV=0":
+            self.qpcmv = None
+            return ["OK"]
+        if mm := re.fullmatch(r"AT\+QPCMV=1,([0-2])", up):
+            if self.qpcmv is not None:     # the module refuses a mode switch without QPCMV=0 first
+                return m.error("operation not allowed", 3)
+            self.qpcmv = (1, int(mm.group(1)))
+            return ["OK"]
+        if up == "AT+QPCMV?":
+            return [f"+QPCMV: {self.qpcmv[0]},{self.qpcmv[1]}" if self.qpcmv else "+QPCMV: 0", "OK"]
+        if up == "AT+QCCID":
+            return [f"+QCCID: {m.iccid}", "OK"]
+        if up == 'AT+QCFG="IMS"':
+            return ['+QCFG: "ims",1,1', "OK"]
+        if up.startswith("AT+QHUP"):
+            return self.hangup(up)
+        if up.startswith(("AT+QCFG=", "AT+QURCCFG", "AT+CVHU", "AT+QAUDMOD", "AT+QGPSCFG", "AT+VTD")):
+            return ["OK"]
+        return super().handle(cmd, up)
+
+    def clcc_lines(self) -> list[str]:
+        return ['+CLCC: 1,0,0,1,0,"",128', *super().clcc_lines()]
+
+    def _announce(self, call, qstate: int, dstat: int) -> None:
+        if self.ccinfo:
+            self.modem.urc(f'+QIND: "ccinfo",{call.index},0,{qstate},0,0,"{call.number}",145')
+        if self.dsci:
+            self.modem.urc(f"^DSCI: {call.index},0,{dstat},0,{call.number},145,0")
+
+    def dialing(self, call) -> None:
+        self._announce(call, 2, 2)
+
+    def alerting(self, call) -> None:
+        self._announce(call, 3, 7)
+
+    def connected(self, call) -> None:
+        self._announce(call, 0, 3)
+
+    def ended(self, call, was_active: bool, local: bool) -> None:
+        self._announce(call, -1, 6)
+        if was_active and not local:
+            self.modem.urc("NO CARRIER")
+
+    def key(self, key: str) -> None:
+        if self.qtonedet:
+            self.modem.urc(f"+QTONEDET: {ord(key)}")
+
+    def audio_enabled(self, call) -> bool:
+        return self.qpcmv == (1, 0) and call.state == "active"
+
+    def noise_lines(self) -> list[str]:
+        return [f'+QIND: "csq",{self.modem.rssi},99'] if self.csq_urc else []
+
+
+class Simcom(Dialect):
+    family = "simcom"
+    manufacturer = "SIMCOM INCORPORATED"
+    model = "SIMCOM_SIM7600G-H"
+    revision = "+CGMR: LE20B03SIM7600M22"
+    audio_port = True
+    dial_fails_with_result = False
+
+    def reset(self) -> None:
+        self.clcc_urc = False
+        self.cvhu = 1           # ATH is ignored until AT+CVHU=0
+        self.ddet = False
+        self.cpcmreg = False
+
+    def handle(self, cmd: str, up: str) -> list[str] | None:
+        m = self.modem
+        if up == "AT+CLCC=1":
+            self.clcc_urc = True
+            return ["OK"]
+        if mm := re.fullmatch(r"AT\+CVHU=(\d)", up):
+            self.cvhu = int(mm.group(1))
+            return ["OK"]
+        if up == "AT+DDET=1":
+            self.ddet = True
+            return ["OK"]
+        if up == "AT+CPCMREG=1":
+            if m.call is None:
+                return m.error("operation not allowed", 3)
+            self.cpcmreg = True
+            return ["OK"]
+        if up.startswith("AT+CPCMREG=0"):
+            self.cpcmreg = False
+            return ["OK"]
+        if up == "AT+CPCMREG?":
+            return [f"+CPCMREG: {int(self.cpcmreg)}", "OK"]
+        if up == "AT+CICCID":
+            return [f"+ICCID: {m.iccid}", "OK"]
+        if up.startswith(("AT+CPCMFRM=", "AT+CNSMOD=", "AT+AUTOCSQ=", "AT+CATR=", "AT+MORING=", "AT+CLTS=")):
+            return ["OK"]
+        return super().handle(cmd, up)
+
+    def hangup(self, up: str) -> list[str]:
+        m = self.modem
+        if up.startswith("ATH") and self.cvhu != 0:
+            return ["OK"]               # the documented trap: OK, and the call goes on
+        call = m.local_hangup()
+        if call is None:
+            return ["OK"]
+        if up == "AT+CHUP":
+            m.urc(f"VOICE CALL: END: {_hhmmss(call.duration)}")
+            m._reply(["OK"])
+            m.end_call(call, 16, "dialer", local=True)
+        else:
+            m._reply(["OK"])
+            m.urc(f"VOICE CALL: END: {_hhmmss(call.duration)}")
+            m.end_call(call, 16, "dialer", local=True)
+            m.urc("NO CARRIER")
+        return []
+
+    def _clcc(self, call, state: str | None = None) -> None:
+        if self.clcc_urc:
+            self.modem.urc(self.clcc(call, state), crcrlf=self.rng.random() < 0.5)
+
+    def dialing(self, call) -> None:
+        self._clcc(call)
+
+    def alerting(self, call) -> None:
+        self._clcc(call)
+
+    def connected(self, call) -> None:
+        # the order of BEGIN and the stat-0 CLCC line is not documented: vary it
+        if self.rng.random() < 0.5:
+            self.modem.urc("VOICE CALL: BEGIN")
+            self._clcc(call)
+        else:
+            self._clcc(call)
+            self.modem.urc("VOICE CALL: BEGIN")
+
+    def ended(self, call, was_active: bool, local: bool) -> None:
+        self.cpcmreg = False
+        if local:
+            self._clcc(call, "ended")
+            return
+        if was_active:
+            self.modem.urc(f"VOICE CALL: END: {_hhmmss(call.duration)}")
+            self.modem.urc("NO CARRIER")
+            self._clcc(call, "ended")
+        else:
+            self._clcc(call, "ended")
+            self.modem.urc("VOICE CALL: END: 000000")
+            self.modem.urc("NO CARRIER")
+
+    def key(self, key: str) -> None:
+        self.modem.urc(f"+RXDTMF: {key}", crcrlf=True)
+
+    def audio_enabled(self, call) -> bool:
+        return self.cpcmreg and call.state == "active"
+
+
+class Sim800(Dialect):
+    family = "sim800"
+    manufacturer = "SIMCOM_Ltd"
+    model = "SIMCOM_SIM800L"
+    revision = "Revision:1418B04SIM800L24"
+    dial_fails_with_result = False
+
+    def reset(self) -> None:
+        self.clcc_urc = False
+        self.moring = False
+        self.ddet = False
+
+    def handle(self, cmd: str, up: str) -> list[str] | None:
+        if up == "AT+CLCC=1":
+            self.clcc_urc = True
+            return ["OK"]
+        if up == "AT+MORING=1":
+            self.moring = True
+            return ["OK"]
+        if up.startswith("AT+DDET=1"):
+            self.ddet = True
+            return ["OK"]
+        if up.startswith(("AT+CDRIND=", "AT+CVHU=")):
+            return ["OK"]
+        return super().handle(cmd, up)
+
+    def _clcc(self, call, state: str | None = None) -> None:
+        if self.clcc_urc:
+            self.modem.urc(self.clcc(call, state))
+
+    def dialing(self, call) -> None:
+        self._clcc(call)
+
+    def alerting(self, call) -> None:
+        if self.moring:
+            self.modem.urc("MO RING")
+        self._clcc(call)
+
+    def connected(self, call) -> None:
+        if self.moring:
+            self.modem.urc("MO CONNECTED")
+        self._clcc(call)
+
+    def ended(self, call, was_active: bool, local: bool) -> None:
+        self._clcc(call, "ended")
+        if not local:
+            super().ended(call, was_active, local)
+
+    def key(self, key: str) -> None:
+        if self.ddet:
+            self.modem.urc(f"+DTMF: {key}")
+
+
+class Huawei(Dialect):
+    family = "huawei"
+    manufacturer = "huawei"
+    model = "E1550"
+    revision = "11.608.12.02.21"
+    audio_port = True
+    dial_fails_with_result = False
+
+    def __init__(self, seed: int = 0, voice: bool = True) -> None:
+        self.voice = voice
+        super().__init__(seed)
+
+    def reset(self) -> None:
+        self.ddsetex = False
+        self.ddtmfcfg = False
+        self.curc = True
+
+    def unknown(self) -> list[str]:
+        return ["COMMAND NOT SUPPORT"]
+
+    def handle(self, cmd: str, up: str) -> list[str] | None:
+        if up == "AT^CVOICE?":
+            return ["^CVOICE:0,8000,16,20", "OK"] if self.voice else ["ERROR"]
+        if up == "AT^CVOICE=0":
+            return ["OK"] if self.voice else ["ERROR"]
+        if up == "AT^DDSETEX=2":
+            self.ddsetex = True
+            return ["OK"]
+        if up == "AT^CURC=0":
+            self.curc = False
+            return ["OK"]
+        if up == "AT^DDTMFCFG=0,1":
+            self.ddtmfcfg = True
+            return ["OK"]
+        if up.startswith(("AT^U2DIAG=", "AT+CVHU=", "AT+CSSN=", "AT+CPMS=")):
+            return ["OK"]
+        if up.startswith("AT+CCID"):
+            return None   # E1550 has no +CCID: the driver must use AT+CRSM
+        return super().handle(cmd, up)
+
+    def hangup(self, up: str) -> list[str]:
+        m = self.modem
+        call = m.local_hangup()
+        m._reply(["OK"])
+        if call:
+            m.end_call(call, 16, "dialer", local=True)
+        return []
+
+    def dialing(self, call) -> None:
+        self.modem.urc(f"^ORIG:{call.index},0" if self.rng.random() < 0.5 else f"^ORIG: {call.index},0")
+
+    def alerting(self, call) -> None:
+        self.modem.urc(f"^CONF:{call.index}")
+
+    def connected(self, call) -> None:
+        self.modem.urc(f"^CONN:{call.index},0")
+
+    def ended(self, call, was_active: bool, local: bool) -> None:
+        self.ddsetex = False
+        status = 29 if local else 104
+        self.modem.urc(f"^CEND:{call.index},{call.duration},{status},{call.cause}")
+        if call.cause == 17 and not local:
+            self.modem.urc("BUSY")
+
+    def key(self, key: str) -> None:
+        if self.ddtmfcfg:
+            self.modem.urc(f"^DDTMF: {key}")
+        elif self.modem.audio:
+            self.modem.audio.send_tone(key, self.modem.call.callee.key_ms if self.modem.call else 100)
+
+    def audio_enabled(self, call) -> bool:
+        return self.ddsetex and call.state == "active"
+
+    def noise_lines(self) -> list[str]:
+        return [f"^RSSI:{self.modem.rssi}"] if self.curc else []
+
+
+DIALECTS = {"quectel": Quectel, "simcom": Simcom, "sim800": Sim800, "huawei": Huawei, "generic": Dialect}
+
+
+def make_dialect(family: str, seed: int = 0, **kw) -> Dialect:
+    try:
+        cls = DIALECTS[family]
+    except KeyError:
+        raise ValueError(f"unknown family {family!r} (one of {', '.join(DIALECTS)})") from None
+    return cls(seed, **kw)

@@ -1,0 +1,359 @@
+"""One simulated modem on the master side of a pseudo-terminal pair.
+
+The program under test opens the slave path (``/dev/pts/N``) with pyserial exactly as it
+would open ``/dev/ttyUSB2``. This module does the generic 27.007 part (echo, CMEE, PIN,
+identity, registration, SMS, the call timeline driven by a scripted callee); the family's
+dialect (sim/dialects.py) decides which URCs announce each step and when audio flows.
+It imports nothing from the dialer's own at/ or modems/ layers on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import time
+import tty
+from dataclasses import dataclass, field
+
+from .audio_port import SimAudioPort
+from .callee import CAUSES, Callee, Scenario
+
+log = logging.getLogger("modem_dialer.sim")
+
+
+@dataclass
+class SimCall:
+    number: str
+    callee: Callee
+    index: int
+    state: str = "dialing"            # dialing | alerting | active | ended
+    dialed_at: float = field(default_factory=time.monotonic)
+    answered_at: float | None = None
+    ended_at: float | None = None
+    cause: int | None = None
+    ended_by: str | None = None       # "dialer" | "callee" | "network"
+    keys_sent: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> int:
+        if self.answered_at is None:
+            return 0
+        return round((self.ended_at or time.monotonic()) - self.answered_at)
+
+
+class SimModem:
+    def __init__(self, dialect, name: str = "sim0", *, scenario: Scenario | None = None,
+                 imei: str = "867698041234560", iccid: str = "89330123456789012345",
+                 imsi: str = "208011234567890", operator: str = "Orange F", pin: str | None = None,
+                 audio: bool = True, noise: bool = False) -> None:
+        self.dialect = dialect
+        dialect.modem = self
+        self.name = name
+        self.scenario = scenario or Scenario()
+        self.imei, self.iccid, self.imsi, self.operator = imei, iccid, imsi, operator
+        self.pin = pin
+        self.pin_ok = pin is None
+        self.echo = True                 # real modems start with echo on
+        self.cmee = 0
+        self.reg_stat = 1                # 1 home, 5 roaming, 2 searching, 3 denied, 0 not registered
+        self.act = 7                     # 0 GSM, 2 UTRAN, 7 E-UTRAN
+        self.rssi = 20
+        self.silent = False              # a hung modem: reads commands, answers nothing
+        self.noise = noise
+        self.call: SimCall | None = None
+        self.calls: list[SimCall] = []
+        self.commands: list[str] = []
+        self.sms: list[tuple[int, str]] = []   # (tpdu_len, hex pdu) received by AT+CMGS
+        self.sms_mr = 0
+        self._buf = b""
+        self._sms_len: int | None = None
+        self._tasks: set[asyncio.Task] = set()
+        self.master = self.slave = -1
+        self.path = ""
+        self.plugged = False
+        self.audio = SimAudioPort(self) if (audio and dialect.audio_port) else None
+
+    # ---- life --------------------------------------------------------------------
+    async def start(self) -> SimModem:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)   # else the pty echoes what we write before the client opens it
+        os.set_blocking(self.master, False)
+        self.path = os.ttyname(self.slave)
+        asyncio.get_running_loop().add_reader(self.master, self._readable)
+        self.plugged = True
+        if self.audio:
+            await self.audio.start()
+        if self.noise:
+            self._spawn(self._noise_loop())
+        return self
+
+    def unplug(self) -> None:
+        """Pull the USB stick: both ports vanish at once."""
+        if not self.plugged:
+            return
+        self.plugged = False
+        loop = asyncio.get_running_loop()
+        loop.remove_reader(self.master)
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self.audio:
+            self.audio.close()
+        for t in list(self._tasks):
+            t.cancel()
+
+    async def stop(self) -> None:
+        self.unplug()
+        await asyncio.sleep(0)
+
+    def _spawn(self, coro) -> asyncio.Task:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- bytes in and out --------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if not self.plugged:
+            return
+        try:
+            os.write(self.master, data)
+        except (BlockingIOError, OSError):
+            pass  # nobody reads the port: a real modem drops too
+
+    def send(self, line: str, crcrlf: bool = False) -> None:
+        eol = b"\r\r\n" if crcrlf else b"\r\n"
+        self.write(eol + line.encode() + eol)
+
+    def urc(self, line: str, crcrlf: bool = False) -> None:
+        self.send(line, crcrlf)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self.master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.unplug()
+            return
+        if not data:
+            return
+        self._buf += data
+        while True:
+            if self._sms_len is not None:
+                if b"\x1a" not in self._buf and b"\x1b" not in self._buf:
+                    return
+                end = min(i for i in (self._buf.find(b"\x1a"), self._buf.find(b"\x1b")) if i >= 0)
+                pdu, cancel = self._buf[:end], self._buf[end:end + 1] == b"\x1b"
+                self._buf = self._buf[end + 1:]
+                self._sms_done(pdu.decode(errors="replace").strip(), cancel)
+                continue
+            if b"\r" not in self._buf:
+                return
+            raw, self._buf = self._buf.split(b"\r", 1)
+            cmd = raw.strip(b"\n").decode(errors="replace").strip()
+            if not cmd:
+                continue
+            if self.echo:
+                self.write(raw.strip(b"\n") + b"\r")
+            self.commands.append(cmd)
+            if self.silent:
+                continue
+            self._command(cmd)
+
+    # ---- commands ----------------------------------------------------------------
+    def error(self, text: str = "ERROR", code: int = 100) -> list[str]:
+        if self.cmee == 2:
+            return [f"+CME ERROR: {text}"]
+        if self.cmee == 1:
+            return [f"+CME ERROR: {code}"]
+        return ["ERROR"]
+
+    def _command(self, cmd: str) -> None:
+        up = cmd.upper()
+        if not up.startswith("AT"):
+            self._reply(self.dialect.unknown())
+            return
+        out = self.dialect.handle(cmd, up)
+        if out is None:
+            out = self._generic(cmd, up)
+        if out is None:
+            out = self.dialect.unknown()
+        self._reply(out)
+
+    def _reply(self, lines: list[str]) -> None:
+        for line in lines:
+            self.send(line)
+
+    def _generic(self, cmd: str, up: str) -> list[str] | None:
+        d = self.dialect
+        if up in ("AT", "ATZ"):
+            return ["OK"]
+        if up in ("ATE0", "ATE1"):
+            self.echo = up == "ATE1"
+            return ["OK"]
+        if m := re.fullmatch(r"AT\+CMEE=(\d)", up):
+            self.cmee = int(m.group(1))
+            return ["OK"]
+        if up == "AT+CPIN?":
+            return [f"+CPIN: {'READY' if self.pin_ok else 'SIM PIN'}", "OK"]
+        if m := re.fullmatch(r'AT\+CPIN="?(\d+)"?', up):
+            if self.pin_ok:
+                return self.error("operation not allowed", 3)
+            if m.group(1) == self.pin:
+                self.pin_ok = True
+                return ["OK"]
+            return self.error("incorrect password", 16)
+        if not self.pin_ok and not up.startswith(("AT+CGM", "AT+CGSN", "ATE", "AT+CMEE", "ATI")):
+            return self.error("SIM PIN required", 11)
+        if up == "AT+CGMI":
+            return [d.manufacturer, "OK"]
+        if up == "AT+CGMM":
+            return [d.model, "OK"]
+        if up == "AT+CGMR":
+            return [d.revision, "OK"]
+        if up in ("AT+CGSN", "AT+GSN"):
+            return [self.imei, "OK"]
+        if up == "AT+CIMI":
+            return [self.imsi, "OK"]
+        if up == "AT+CSQ":
+            return [f"+CSQ: {self.rssi},99", "OK"]
+        if up.startswith(("AT+CREG=", "AT+CEREG=", "AT+CGREG=", "AT+COPS=", "AT+CLIP=", "AT+CRC=",
+                          "AT+CMGF=", "AT+CSCS=", "AT+CNMI=", "AT+CSMP=", "AT+CLVL=", "AT+CLIR=")):
+            return ["OK"]
+        if up in ("AT+CREG?", "AT+CEREG?", "AT+CGREG?"):
+            name = up[2:-1]
+            return [f"{name}: 2,{self.reg_stat},\"1A2B\",\"01C3D4E5\",{self.act}", "OK"]
+        if up == "AT+COPS?":
+            if self.reg_stat not in (1, 5):
+                return ["+COPS: 0", "OK"]
+            return [f'+COPS: 0,0,"{self.operator}",{self.act}', "OK"]
+        if up.startswith("AT+CRSM=176,12258"):
+            swapped = "".join(self.iccid[i + 1] + self.iccid[i] for i in range(0, 20, 2))
+            return [f'+CRSM: 144,0,"{swapped}"', "OK"]
+        if up == "AT+CLCC":
+            return [*d.clcc_lines(), "OK"]
+        if up == "AT+CEER":
+            cause = self.calls[-1].cause if self.calls else None
+            text = CAUSES.get(cause or 16, "Normal, unspecified")
+            return [d.ceer(cause, text), "OK"]
+        if m := re.fullmatch(r"ATD([+0-9*#]+)([Ii]?);", cmd):
+            return self._dial(m.group(1))
+        if up.startswith("ATD"):
+            return self.error("invalid characters in dial string", 25)
+        if up in ("AT+CHUP", "ATH", "ATH0"):
+            return d.hangup(up)
+        if m := re.fullmatch(r'AT\+VTS="?([0-9*#A-D])"?(,\d+)?', up):
+            return ["OK"] if self.call and self.call.state == "active" else self.error("operation not allowed", 3)
+        if m := re.fullmatch(r"AT\+CMGS=(\d+)", up):
+            self._sms_len = int(m.group(1))
+            self.write(b"\r\n> ")
+            return []
+        if up.startswith("AT+CFUN=1,1"):
+            self._spawn(self._reset())
+            return ["OK"]
+        if up.startswith("AT+CFUN"):
+            return ["+CFUN: 1", "OK"] if up.endswith("?") else ["OK"]
+        return None
+
+    def _sms_done(self, pdu: str, cancel: bool) -> None:
+        length, self._sms_len = self._sms_len, None
+        if cancel:
+            self._reply(["OK"])
+            return
+        self.sms.append((length or 0, pdu))
+        self.sms_mr = (self.sms_mr + 1) % 256
+        self._reply([f"+CMGS: {self.sms_mr}", "OK"])
+
+    async def _reset(self) -> None:
+        await asyncio.sleep(0.05)
+        self.echo = True
+        self.silent = False
+        self.dialect.reset()
+
+    # ---- the call timeline -------------------------------------------------------
+    def _dial(self, number: str) -> list[str]:
+        if self.reg_stat not in (1, 5):
+            return ["NO CARRIER"] if self.dialect.dial_fails_with_result else self.error("no network service", 30)
+        if self.call is not None:
+            return self.error("operation not allowed", 3)
+        callee = self.scenario.callee_for(number)
+        self.call = SimCall(number, callee, index=self.dialect.call_index)
+        self.calls.append(self.call)
+        self._spawn(self._run_call(self.call))
+        return ["OK"]
+
+    async def _run_call(self, call: SimCall) -> None:
+        d, c = self.dialect, call.callee
+        if c.unplug_after is not None:
+            self.get_loop().call_later(c.unplug_after, self.unplug)
+        await asyncio.sleep(0.005)
+        d.dialing(call)
+        if c.outcome == "invalid":
+            await asyncio.sleep(min(c.end_after, 0.05))
+            return self.end_call(call, 1 if len(call.number) < 6 else 28, "network")
+        if c.outcome == "unreachable":
+            await asyncio.sleep(c.end_after)
+            return self.end_call(call, 27, "network")
+        await asyncio.sleep(c.ring_after)
+        call.state = "alerting"
+        d.alerting(call)
+        if c.outcome in ("busy", "rejected", "no_answer"):
+            await asyncio.sleep(max(0.0, c.end_after - c.ring_after))
+            cause = {"busy": 17, "rejected": 21, "no_answer": 19}[c.outcome]
+            return self.end_call(call, cause, "callee" if c.outcome == "rejected" else "network")
+        await asyncio.sleep(max(0.0, c.answer_after - c.ring_after))
+        call.state = "active"
+        call.answered_at = time.monotonic()
+        d.connected(call)
+        if self.audio:
+            self.audio.call_started(call)
+        for at, key in sorted(c.keys):
+            self._spawn(self._press(call, at, key))
+        if c.hangup_after is not None:
+            await asyncio.sleep(c.hangup_after)
+            self.end_call(call, 16, "callee")
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    async def _press(self, call: SimCall, at: float, key: str) -> None:
+        await asyncio.sleep(at)
+        if self.call is not call or call.state != "active":
+            return
+        call.keys_sent.append(key)
+        if call.callee.inband and self.audio:
+            self.audio.send_tone(key, call.callee.key_ms)
+        else:
+            self.dialect.key(key)
+
+    def end_call(self, call: SimCall, cause: int, by: str, *, local: bool = False) -> None:
+        """End ``call`` (idempotent). ``local``: the dialer hung up (the dialect has replied)."""
+        if call.state == "ended":
+            return
+        was_active = call.state == "active"
+        call.state = "ended"
+        call.ended_at = time.monotonic()
+        call.cause = cause
+        call.ended_by = by
+        if self.call is call:
+            self.call = None
+        if self.audio:
+            self.audio.call_ended()
+        self.dialect.ended(call, was_active, local)
+
+    def local_hangup(self) -> SimCall | None:
+        call = self.call
+        if call is not None:
+            call.ended_by = "dialer"
+        return call
+
+    # ---- noise -------------------------------------------------------------------
+    async def _noise_loop(self) -> None:
+        while self.plugged:
+            await asyncio.sleep(0.15)
+            for line in self.dialect.noise_lines():
+                self.urc(line)
