@@ -352,7 +352,7 @@ def config_section(found: Sequence[FoundModem], stable: bool = True) -> str:
     written = 0
     for name, m in named(found):
         port = f"/dev/{at_link(m.usb_path)}" if stable else m.at_tty
-        ident = " ".join(x for x in (f"IMEI {m.imei}" if m.imei else "", f"ICCID {m.iccid}" if m.iccid else "") if x)
+        ident = ", ".join(x for x in (f"IMEI {m.imei}" if m.imei else "", f"ICCID {m.iccid}" if m.iccid else "") if x)
         lines.append(f"  # {m.model} {m.vid}:{m.pid} at USB {m.usb_path}" + (f", {ident}" if ident else ""))
         if m.at_tty is None or port is None:  # no tty now: no udev link either
             lines.append(f"  # {name}: skipped, AT interface {m.at_if:02x} has no tty")

@@ -1,0 +1,109 @@
+"""probe_identity: IMEI and ICCID asked over a real pty through the real AT channel."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tty
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sysfs_builder import FakeSysfs, ec25, sim7600
+
+from modem_dialer.modems.discovery import FoundModem, config_section, discover, probe_all, probe_identity
+
+
+class FakeModem:
+    """The master side of a pty answering a few AT commands like a modem would."""
+
+    def __init__(self, answers: dict[str, str], echo: bool = False) -> None:
+        self.answers = answers
+        self.echo = echo
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)
+        self.port = os.ttyname(self.slave)
+        self.seen: list[str] = []
+        self._buf = b""
+        asyncio.get_running_loop().add_reader(self.master, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            self._buf += os.read(self.master, 1024)
+        except OSError:
+            return
+        while b"\r" in self._buf:
+            raw, self._buf = self._buf.split(b"\r", 1)
+            cmd = raw.decode().strip()
+            if not cmd:
+                continue
+            self.seen.append(cmd)
+            out = (cmd + "\r" if self.echo else "")
+            if cmd in self.answers:
+                out += self.answers[cmd]
+            os.write(self.master, out.encode())
+
+    def close(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.master)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def _ok(*lines: str) -> str:
+    return "".join(f"\r\n{line}\r\n" for line in lines) + "\r\nOK\r\n"
+
+
+@pytest.fixture
+def found(tmp_path: Path) -> Iterator[list[FoundModem]]:
+    fs = FakeSysfs(tmp_path)
+    ec25(fs, "1-1.1", 0, (1, "Android"))
+    sim7600(fs, "1-1.2", 4)
+    yield discover(tmp_path)
+
+
+async def test_quectel_imei_and_iccid(found: list[FoundModem]) -> None:
+    fake = FakeModem({"AT+CGSN": _ok("866123456789012"), "AT+QCCID": _ok("+QCCID: 89860012345678901234")},
+                     echo=True)
+    try:
+        m = await probe_identity(replace(found[0], at_tty=fake.port), timeout=3)
+    finally:
+        fake.close()
+    assert (m.imei, m.iccid, m.identity_error) == ("866123456789012", "89860012345678901234", None)
+    assert fake.seen == ["AT+CGSN", "AT+QCCID"]
+    assert found[0].imei is None              # the input is not modified
+    assert "IMEI 866123456789012, ICCID 89860012345678901234" in config_section([m])
+
+
+async def test_simcom_falls_back_to_ccid(found: list[FoundModem]) -> None:
+    fake = FakeModem({"AT+CGSN": _ok("867000000000001"), "AT+CICCID": "\r\nERROR\r\n",
+                      "AT+CCID": _ok("8944110000000000000F")})
+    try:
+        m = await probe_identity(replace(found[1], at_tty=fake.port), timeout=3)
+    finally:
+        fake.close()
+    assert (m.imei, m.iccid) == ("867000000000001", "8944110000000000000F")
+    assert fake.seen == ["AT+CGSN", "AT+CICCID", "AT+CCID"]
+
+
+async def test_silent_and_missing_ports_are_reported_not_raised(found: list[FoundModem]) -> None:
+    silent = FakeModem({})
+    try:
+        a, b = await probe_all([replace(found[0], at_tty=silent.port),
+                                replace(found[1], at_tty="/dev/does-not-exist")], timeout=1.5)
+    finally:
+        silent.close()
+    assert a.imei is None and a.identity_error is not None and silent.port in a.identity_error
+    assert b.identity_error is not None and "no such port" in b.identity_error
+
+
+async def test_probe_all_runs_modems_concurrently(found: list[FoundModem]) -> None:
+    fakes = [FakeModem({"AT+CGSN": _ok(f"86612345678901{i}"), "AT+QCCID": _ok(f"+QCCID: 8986001234567890123{i}")})
+             for i in range(2)]
+    try:
+        out = await probe_all([replace(found[0], at_tty=f.port) for f in fakes], timeout=3)
+    finally:
+        for f in fakes:
+            f.close()
+    assert [m.imei for m in out] == ["866123456789010", "866123456789011"]
+    assert [m.iccid for m in out] == ["89860012345678901230", "89860012345678901231"]
