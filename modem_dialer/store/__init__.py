@@ -1,9 +1,15 @@
 """SQLite store: call journal, campaigns and contacts, compliance records. Schema: docs/schema.md."""
 
+from .alerts import Alerts
+from .bank import modem_states, set_modem_state
 from .campaigns import Campaigns, Contact, ImportResult
 from .compliance import Compliance
 from .db import open_db
 from .journal import Journal
+from .retention import erase_number, purge_before
 from .timestamps import from_ts, to_ts, utc_now
 
-__all__ = ["Campaigns", "Compliance", "Contact", "ImportResult", "Journal", "from_ts", "open_db", "to_ts", "utc_now"]
+__all__ = [
+    "Alerts", "Campaigns", "Compliance", "Contact", "ImportResult", "Journal", "erase_number", "from_ts",
+    "modem_states", "open_db", "purge_before", "set_modem_state", "to_ts", "utc_now",
+]

@@ -1,0 +1,48 @@
+"""Retention and erasure (rules_and_signals.md A.5.9, A.4).
+
+The retention period is a per-jurisdiction setting decided above the store; these
+functions only carry it out. Each runs in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from .timestamps import now_ts, to_ts
+
+
+def purge_before(conn: sqlite3.Connection, cutoff: datetime) -> dict[str, int]:
+    """Delete finished calls (with their events, keys, answers) and SMS older than ``cutoff``.
+
+    Refusals older than the cutoff go too; suppression and consent records are kept
+    (they are the proof needed to honour an objection or justify past calls).
+    """
+    ts = to_ts(cutoff)
+    with conn:
+        calls = conn.execute("DELETE FROM calls WHERE created_at < ? AND outcome IS NOT NULL", (ts,)).rowcount
+        sms = conn.execute("DELETE FROM sms WHERE created_at < ?", (ts,)).rowcount
+        refusals = conn.execute("DELETE FROM refusals WHERE at < ?", (ts,)).rowcount
+    return {"calls": calls, "sms": sms, "refusals": refusals}
+
+
+def erase_number(conn: sqlite3.Connection, number: str, source: str = "erasure_request") -> dict[str, int]:
+    """An erasure request: delete everything about ``number`` but keep it suppressed.
+
+    The suppression entry is what honours the objection afterwards (CNIL advice), so it
+    is added if missing.
+    """
+    with conn:
+        counts = {
+            "calls": conn.execute("DELETE FROM calls WHERE number = ?", (number,)).rowcount,
+            "contacts": conn.execute("DELETE FROM contacts WHERE number = ?", (number,)).rowcount,
+            "consent": conn.execute("DELETE FROM consent WHERE number = ?", (number,)).rowcount,
+            "refusals": conn.execute("DELETE FROM refusals WHERE number = ?", (number,)).rowcount,
+            "sms": conn.execute("DELETE FROM sms WHERE number = ?", (number,)).rowcount,
+        }
+        conn.execute(
+            "INSERT INTO suppression (number, reason, source, added_at) VALUES (?, 'erasure', ?, ?)"
+            " ON CONFLICT (number) DO NOTHING",
+            (number, source, now_ts()),
+        )
+    return counts
