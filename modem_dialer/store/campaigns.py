@@ -21,7 +21,7 @@ CONTACT_STATUSES = frozenset(
     {"pending", "in_progress", "answered", "exhausted", "suppressed", "no_consent", "invalid", "refused",
      "cancelled"}
 )
-IMPORT_BATCH = 20_000
+IMPORT_BATCH = 5_000
 
 
 def _fields_json(fields: dict[str, Any]) -> str:
@@ -137,16 +137,16 @@ class Campaigns:
         seen = 0
         it = iter(rows)
         while True:
-            batch = list(islice(it, batch_size))
+            now = to_ts(self._clock())
+            # JSON is encoded before the transaction: the write lock (which the running
+            # service's journal waits on) is held only for the SQL, ~50 ms per batch.
+            batch = [(campaign_id, number, _fields_json(fields), line_no, now)
+                     for line_no, number, fields in islice(it, batch_size)]
             if not batch:
                 break
             seen += len(batch)
-            now = to_ts(self._clock())
             with self.conn:
-                self.conn.executemany(
-                    _UPSERT, ((campaign_id, number, _fields_json(fields), line_no, now)
-                              for line_no, number, fields in batch)
-                )
+                self.conn.executemany(_UPSERT, batch)
         changed = self.conn.total_changes - changes_before
         inserted = self.conn.execute(
             "SELECT COUNT(*) FROM contacts WHERE id > ? AND campaign_id = ?", (max_before, campaign_id)
