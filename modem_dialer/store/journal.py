@@ -68,13 +68,13 @@ class Journal:
         """ATD has been sent."""
         now = self._now(at)
         with self.conn:
-            self._update_open(call_id, "started_at", now)
+            self._set_time(call_id, "started_at", now)
             self._event(call_id, now, "state", {"state": "dialing"})
 
     def mark_answered(self, call_id: int, at: datetime | None = None) -> None:
         now = self._now(at)
         with self.conn:
-            self._update_open(call_id, "answered_at", now)
+            self._set_time(call_id, "answered_at", now)
             self._event(call_id, now, "state", {"state": "answered"})
 
     def finish_call(
@@ -255,7 +255,7 @@ class Journal:
         )
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
-    def _update_open(self, call_id: int, column: str, value: str) -> None:
+    def _set_time(self, call_id: int, column: str, value: str) -> None:
         # column is one of our own literals (started_at / answered_at), never user input
         cur = self.conn.execute(f"UPDATE calls SET {column} = ? WHERE id = ?", (value, call_id))  # noqa: S608
         if cur.rowcount == 0:
