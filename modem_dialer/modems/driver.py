@@ -336,7 +336,8 @@ class ModemDriver:
                 by = HangupBy.CALLEE if cause == causes.REJECTED else HangupBy.NETWORK
         if cause is None and c.local_hangup:
             cause = causes.NORMAL
-        if duration is None and c.answered_at is not None:
+        if c.answered_at is not None:
+            # our own clock beats the modem's whole seconds (VOICE CALL: END: HHMMSS, ^CEND)
             duration = time.monotonic() - c.answered_at
         self.emit(Ended(self.name, call_id=c.call_id, cause=cause, cause_text=cause_text,
                         duration_s=duration, by=by, result=result))

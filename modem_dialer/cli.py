@@ -1,0 +1,131 @@
+"""The ``modem-dialer`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from .errors import UserError
+
+
+def run_command(fn: Callable) -> Callable:
+    """Turn user mistakes into one line on stderr and exit 1 — never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except UserError as exc:
+            click.echo(f"modem-dialer: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("modem-dialer: interrupted", err=True)
+            sys.exit(130)
+    return wrapper
+
+
+@click.group()
+@click.option("--config", "config_path", metavar="PATH", help="config file (default $MODEM_DIALER_CONFIG or ./config.yaml)")
+@click.option("-v", "--verbose", count=True, help="more logging to stderr (-vv for AT traffic)")
+@click.version_option(package_name="modem-dialer")
+@click.pass_context
+def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
+    """Automated calls through a bank of USB GSM/LTE modems."""
+    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    ctx.ensure_object(dict)
+    ctx.obj["config_path"] = config_path
+
+
+def load(ctx: click.Context):
+    from .config import load_config
+
+    return load_config(ctx.obj.get("config_path"))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print a JSON list instead of a table")
+@click.pass_context
+@run_command
+def modems(ctx: click.Context, as_json: bool) -> None:
+    """Probe every configured modem: identity, SIM, registration, signal.
+
+    Exit 0 when every modem is ready, 1 otherwise.
+    """
+    from .modems.probe import probe_all
+
+    cfg = load(ctx).config
+    if not cfg.modems:
+        raise UserError("no modems in the config (add a 'modems:' list, or run 'modem-dialer discover')")
+    results = asyncio.run(probe_all(cfg.modems))
+    rows = [r.as_dict() for r in results]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("name", "family", "model", "imei", "operator", "reg", "signal", "sim", "ready", "problem")
+        for r in rows:
+            table.add_row(r["name"], r["family"], r["model"] or "-", r["imei"] or "-", r["operator"] or "-",
+                          f"{r['registration']}{' ' + r['tech'] if r['tech'] else ''}",
+                          f"{r['signal_dbm']} dBm" if r["signal_dbm"] is not None else "-", r["sim"],
+                          "[green]yes[/]" if r["ready"] else "[red]no[/]", r["error"] or "")
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+    sys.exit(0 if all(r["ready"] for r in rows) else 1)
+
+
+@main.command()
+@click.option("--modems", "count", type=click.IntRange(1, 256), default=4, show_default=True)
+@click.option("--family", default="quectel", show_default=True,
+              help="quectel | simcom | sim800 | huawei | generic, or a comma list to mix")
+@click.option("--scenario", type=click.Path(dir_okay=False), help="YAML file of scripted callees")
+@click.option("--write-config", type=click.Path(dir_okay=False), help="also write a matching config here")
+@run_command
+def sim(count: int, family: str, scenario: str | None, write_config: str | None) -> None:
+    """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
+    from .sim.bank import SimBank
+    from .sim.callee import Scenario
+    from .sim.dialects import DIALECTS
+
+    for f in family.split(","):
+        if f not in DIALECTS:
+            raise UserError(f"--family: unknown family {f!r} (one of {', '.join(DIALECTS)})")
+    sc = None
+    if scenario:
+        try:
+            sc = Scenario.load(scenario)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise UserError(f"{scenario}: bad scenario file: {exc}") from None
+
+    async def serve() -> None:
+        bank = await SimBank.of(count, family, sc).start()
+        text = bank.config_yaml()
+        if write_config:
+            Path(write_config).write_text(text)
+            click.echo(f"config written to {write_config}")
+        for m in bank.modems:
+            audio = f"  audio {m.audio.path}" if m.audio else ""
+            click.echo(f"{m.name}: {m.dialect.family:8} AT {m.path}{audio}")
+        click.echo("\n# matching config:\n" + text, nl=False)
+        sys.stdout.flush()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await bank.stop()
+
+    try:
+        asyncio.run(serve())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

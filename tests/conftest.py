@@ -1,0 +1,38 @@
+"""Shared fixtures: a simulated modem bank on real pseudo-terminals."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from modem_dialer.config import ModemConfig
+from modem_dialer.sim.bank import SimBank, SimSpec
+from modem_dialer.sim.callee import Scenario
+
+FAMILIES = ["quectel", "simcom", "sim800", "huawei", "generic"]
+
+
+@pytest.fixture
+async def make_bank():
+    """``await make_bank(specs_or_family, scenario)`` → a started SimBank, stopped at teardown."""
+    banks: list[SimBank] = []
+
+    async def make(specs: list[SimSpec] | str = "quectel", scenario: Scenario | None = None, n: int = 1) -> SimBank:
+        if isinstance(specs, str):
+            bank = SimBank.of(n, specs, scenario)
+        else:
+            bank = SimBank(specs, scenario)
+        banks.append(bank)
+        return await bank.start()
+
+    yield make
+    for b in banks:
+        await b.stop()
+    await asyncio.sleep(0)
+
+
+def modem_config(bank: SimBank, i: int = 0, **over) -> ModemConfig:
+    entry = bank.modems_config()[i]
+    entry.update(over)
+    return ModemConfig(**entry)

@@ -1,0 +1,59 @@
+"""`modem-dialer modems` as a user runs it: a subprocess against a simulated bank."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import yaml
+
+
+async def run_cli(*args: str, timeout: float = 30) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "modem_dialer.cli", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_modems_json_all_ready(make_bank, tmp_path):
+    bank = await make_bank("quectel,simcom,sim800,huawei,generic", n=5)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(bank.config_yaml())
+    rc, out, err = await run_cli("--config", str(cfg), "modems", "--json")
+    assert rc == 0, err
+    rows = json.loads(out)
+    assert [r["family"] for r in rows] == ["quectel", "simcom", "sim800", "huawei", "generic"]
+    for r, sim in zip(rows, bank.modems, strict=False):
+        assert r["ready"] is True and r["error"] is None
+        assert (r["imei"], r["iccid"], r["imsi"]) == (sim.imei, sim.iccid, sim.imsi)
+        assert r["registration"] == "home" and r["signal_dbm"] == -73 and r["sim"] == "ready"
+        for key in ("name", "port", "manufacturer", "model", "operator"):
+            assert r[key]
+
+
+async def test_missing_and_silent_modems_are_reported_others_still_shown(make_bank, tmp_path):
+    bank = await make_bank("quectel", n=3)
+    bank.modems[1].silent = True
+    data = yaml.safe_load(bank.config_yaml())
+    data["modems"][1]["probe_timeout"] = 1
+    data["modems"][2]["port"] = "/dev/ttyNOPE7"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    rc, out, _err = await run_cli("--config", str(cfg), "modems", "--json", timeout=20)
+    assert rc == 1
+    rows = json.loads(out)
+    assert rows[0]["ready"] is True
+    assert rows[1]["ready"] is False and bank.modems[1].path in rows[1]["error"] and "does not answer" in rows[1]["error"]
+    assert rows[2]["ready"] is False and "/dev/ttyNOPE7: no such port" in rows[2]["error"]
+
+
+async def test_modems_table(make_bank, tmp_path):
+    bank = await make_bank("huawei", n=2)
+    bank.modems[1].reg_stat = 3
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(bank.config_yaml())
+    rc, out, _ = await run_cli("--config", str(cfg), "modems")
+    assert rc == 1
+    assert "gsm0" in out and "gsm1" in out and "not registered (denied)" in out

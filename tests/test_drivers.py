@@ -1,0 +1,254 @@
+"""Every family's driver against its simulated dialect over real ptys (modems.md §9 transcripts)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from conftest import FAMILIES, modem_config
+
+from modem_dialer.at.errors import ATError
+from modem_dialer.modems.detect import open_driver
+from modem_dialer.modems.driver import DriverError
+from modem_dialer.modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Registration, Ringing
+from modem_dialer.sim.bank import SimSpec
+from modem_dialer.sim.callee import Callee, Scenario
+
+NUMBER = "+15551234567"
+
+
+async def events_until_end(driver, timeout: float = 5.0) -> list:
+    q, remove = driver.event_queue()
+    out = []
+    try:
+        while True:
+            ev = await asyncio.wait_for(q.get(), timeout)
+            out.append(ev)
+            if isinstance(ev, Answered):
+                await driver.audio_on()
+            if isinstance(ev, (Ended, ModemLost)):
+                return out
+    finally:
+        remove()
+
+
+async def dial_and_collect(driver, number=NUMBER, *, hangup_after: float | None = None, timeout=5.0) -> list:
+    q, remove = driver.event_queue()
+    out: list = []
+
+    async def collect():
+        while True:
+            ev = await q.get()
+            out.append(ev)
+            if isinstance(ev, Answered):
+                await driver.audio_on()
+                if hangup_after is not None:
+                    await asyncio.sleep(hangup_after)
+                    await driver.hangup()
+            if isinstance(ev, (Ended, ModemLost)):
+                return
+
+    task = asyncio.create_task(collect())
+    await driver.dial(number)
+    try:
+        await asyncio.wait_for(task, timeout)
+    finally:
+        remove()
+    return out
+
+
+def kinds(events) -> list[str]:
+    return [type(e).__name__ for e in events]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_init_identity_health(make_bank, family):
+    bank = await make_bank(family)
+    sim = bank.modems[0]
+    d = await open_driver(modem_config(bank))
+    assert d.family == family
+    assert not sim.echo and sim.cmee == 2         # echo off and verbose errors after init
+    ident = await d.identity()
+    assert (ident.imei, ident.iccid, ident.imsi) == (sim.imei, sim.iccid, sim.imsi)
+    assert ident.manufacturer == sim.dialect.manufacturer and ident.model == sim.dialect.model
+    h = await d.health()
+    assert h.sim == "ready" and h.registration == Registration.HOME and h.tech == "4G"
+    assert h.operator == "Orange F" and h.signal_dbm == -113 + 2 * sim.rssi
+    assert h.volte is (True if family == "quectel" else None)
+    await d.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_auto_detects_family(make_bank, family):
+    bank = await make_bank(family)
+    d = await open_driver(modem_config(bank, family="auto"))
+    assert d.family == family
+    await d.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_answered_key_local_hangup(make_bank, family):
+    inband = family == "huawei"
+    bank = await make_bank(family, Scenario(Callee(answer_after=0.15, keys=[(0.05, "1")], inband=inband)))
+    sim = bank.modems[0]
+    d = await open_driver(modem_config(bank))
+    evs = await dial_and_collect(d, hangup_after=0.3)
+    ks = kinds(evs)
+    assert ks[0] == "Dialing" and "Answered" in ks and ks[-1] == "Ended"
+    if family != "generic":                  # polling may miss a short alerting phase
+        assert ks.index("Ringing") < ks.index("Answered")
+    keys = [e.key for e in evs if isinstance(e, KeyPressed)]
+    assert keys == ([] if family in ("huawei", "generic") else ["1"])
+    end = evs[-1]
+    assert end.by == HangupBy.DIALER and end.cause == 16
+    assert sim.calls[-1].state == "ended" and sim.calls[-1].ended_by == "dialer"
+    await d.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_callee_hangs_up(make_bank, family):
+    bank = await make_bank(family, Scenario(Callee(answer_after=0.1, hangup_after=0.3)))
+    d = await open_driver(modem_config(bank))
+    evs = await dial_and_collect(d)
+    end = evs[-1]
+    assert isinstance(end, Ended) and end.by == HangupBy.CALLEE and end.cause == 16
+    assert end.duration_s is not None and 0.1 <= end.duration_s <= 1.5
+    await d.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize(("outcome", "cause", "by"), [
+    ("busy", 17, HangupBy.NETWORK), ("no_answer", 19, HangupBy.NETWORK),
+    ("rejected", 21, HangupBy.CALLEE), ("invalid", 28, HangupBy.NETWORK),
+])
+async def test_unanswered_outcomes_carry_the_cause(make_bank, family, outcome, cause, by):
+    bank = await make_bank(family, Scenario(Callee(outcome=outcome, end_after=0.3)))
+    d = await open_driver(modem_config(bank))
+    evs = await dial_and_collect(d)
+    assert "Answered" not in kinds(evs)
+    end = evs[-1]
+    assert isinstance(end, Ended) and end.cause == cause and end.by == by
+    await d.close()
+
+
+async def test_sim7600_ath_is_ignored_until_cvhu0(make_bank):
+    bank = await make_bank("simcom", Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    d = await open_driver(modem_config(bank))
+    assert sim.dialect.cvhu == 0                   # the driver switched the trap off
+    # prove the trap exists in the simulator: with CVHU=1, ATH answers OK and the call goes on
+    await d.ch.command("AT+CVHU=1")
+    q, remove = d.event_queue()
+    await d.dial(NUMBER)
+    while not isinstance(await asyncio.wait_for(q.get(), 3), Answered):
+        pass
+    assert (await d.ch.command("ATH")).final == "OK"
+    await asyncio.sleep(0.1)
+    assert sim.call is not None and sim.call.state == "active"
+    await d.hangup()                               # AT+CHUP works whatever CVHU says
+    assert sim.call is None
+    remove()
+    await d.close()
+
+
+async def test_simcom_pcm_gated_by_cpcmreg_after_answer(make_bank):
+    bank = await make_bank("simcom", Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    d = await open_driver(modem_config(bank))
+    evs_task = asyncio.create_task(dial_and_collect(d, hangup_after=0.3))
+    await asyncio.sleep(0.2)
+    assert sim.dialect.cpcmreg is True and "AT+CPCMREG=1" in sim.commands
+    await evs_task
+    await d.audio_off()
+    assert sim.dialect.cpcmreg is False
+    await d.close()
+
+
+async def test_quectel_routes_pcm_to_tty_before_dial_and_filters_lte_pseudo_call(make_bank):
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    d = await open_driver(modem_config(bank))
+    task = asyncio.create_task(dial_and_collect(d, hangup_after=0.2))
+    await asyncio.sleep(0.1)
+    assert sim.dialect.qpcmv == (1, 0)
+    i = sim.commands.index("AT+QPCMV=0")
+    assert sim.commands[i + 1] == "AT+QPCMV=1,0" and sim.commands[i + 2].startswith("ATD")
+    clcc = await d.ch.command("AT+CLCC")
+    assert clcc.lines[0] == '+CLCC: 1,0,0,1,0,"",128'        # the data "call" the driver must ignore
+    evs = await task
+    assert [e.call_id for e in evs if isinstance(e, (Ringing, Answered))] == [2, 2]
+    await d.close()
+
+
+async def test_quectel_dsci_variant(make_bank):
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.1, hangup_after=0.1)))
+    d = await open_driver(modem_config(bank))
+    await d.ch.command('AT+QINDCFG="ccinfo",0,0')
+    await d.ch.command("AT^DSCI=1")
+    evs = await dial_and_collect(d)
+    assert kinds(evs) == ["Dialing", "Ringing", "Answered", "Ended"]
+    assert evs[-1].by == HangupBy.CALLEE
+    await d.close()
+
+
+async def test_huawei_without_voice_firmware_is_refused(make_bank):
+    bank = await make_bank([SimSpec("huawei", voice=False)])
+    with pytest.raises(DriverError, match="no voice firmware"):
+        await open_driver(modem_config(bank))
+
+
+async def test_huawei_noise_urcs_are_harmless(make_bank):
+    bank = await make_bank([SimSpec("huawei", noise=True)], Scenario(Callee(answer_after=0.2, hangup_after=0.3)))
+    d = await open_driver(modem_config(bank))
+    for _ in range(3):
+        ident = await d.identity()
+        assert ident.imei == bank.modems[0].imei
+    evs = await dial_and_collect(d)
+    assert kinds(evs)[-1] == "Ended" and "Answered" in kinds(evs)
+    await d.close()
+
+
+async def test_sim_pin_from_config(make_bank):
+    bank = await make_bank([SimSpec("quectel", pin="4321")])
+    with pytest.raises(DriverError, match="SIM PIN required"):
+        await open_driver(modem_config(bank, pin=None))
+    d = await open_driver(modem_config(bank))          # the bank's config carries the pin
+    assert (await d.health()).sim == "ready"
+    await d.close()
+
+
+async def test_wrong_pin(make_bank):
+    bank = await make_bank([SimSpec("quectel", pin="4321")])
+    with pytest.raises(DriverError, match="SIM PIN rejected"):
+        await open_driver(modem_config(bank, pin="1111"))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_unplug_mid_call_is_an_event_not_a_hang(make_bank, family):
+    bank = await make_bank(family, Scenario(Callee(answer_after=0.05, unplug_after=0.3)))
+    d = await open_driver(modem_config(bank))
+    t = time.monotonic()
+    evs = await dial_and_collect(d, timeout=3)
+    assert isinstance(evs[-1], ModemLost) and bank.modems[0].path in evs[-1].error
+    assert time.monotonic() - t < 1.5
+    with pytest.raises(ATError):
+        await d.hangup() if False else await d.ch.command("AT")
+    await d.close()
+
+
+async def test_silent_modem_times_out_naming_the_port(make_bank):
+    bank = await make_bank("quectel")
+    bank.modems[0].silent = True
+    t = time.monotonic()
+    with pytest.raises(ATError, match=bank.modems[0].path):
+        await open_driver(modem_config(bank, probe_timeout=0.5))
+    assert time.monotonic() - t < 2
+
+
+async def test_not_registered_dial_fails_cleanly(make_bank):
+    bank = await make_bank("sim800")
+    bank.modems[0].reg_stat = 2
+    d = await open_driver(modem_config(bank))
+    assert (await d.health()).registration == Registration.SEARCHING
+    await d.close()
