@@ -1,53 +1,16 @@
-"""The ``modem-dialer`` command line."""
+"""``modem-dialer modems`` and ``modem-dialer sim``."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
-import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import click
 
-from .errors import UserError
-
-
-def run_command(fn: Callable) -> Callable:
-    """Turn user mistakes into one line on stderr and exit 1 — never a traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except UserError as exc:
-            click.echo(f"modem-dialer: {exc}", err=True)
-            sys.exit(1)
-        except KeyboardInterrupt:
-            click.echo("modem-dialer: interrupted", err=True)
-            sys.exit(130)
-    return wrapper
-
-
-@click.group()
-@click.option("--config", "config_path", metavar="PATH", help="config file (default $MODEM_DIALER_CONFIG or ./config.yaml)")
-@click.option("-v", "--verbose", count=True, help="more logging to stderr (-vv for AT traffic)")
-@click.version_option(package_name="modem-dialer")
-@click.pass_context
-def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
-    """Automated calls through a bank of USB GSM/LTE modems."""
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    ctx.ensure_object(dict)
-    ctx.obj["config_path"] = config_path
-
-
-def load(ctx: click.Context):
-    from .config import load_config
-
-    return load_config(ctx.obj.get("config_path"))
+from ..errors import UserError
+from . import load, main, run_command
 
 
 @main.command()
@@ -59,7 +22,7 @@ def modems(ctx: click.Context, as_json: bool) -> None:
 
     Exit 0 when every modem is ready, 1 otherwise.
     """
-    from .modems.probe import probe_all
+    from ..modems.probe import probe_all
 
     cfg = load(ctx).config
     if not cfg.modems:
@@ -91,9 +54,9 @@ def modems(ctx: click.Context, as_json: bool) -> None:
 @run_command
 def sim(count: int, family: str, scenario: str | None, write_config: str | None) -> None:
     """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
-    from .sim.bank import SimBank
-    from .sim.callee import Scenario
-    from .sim.dialects import DIALECTS
+    from ..sim.bank import SimBank
+    from ..sim.callee import Scenario
+    from ..sim.dialects import DIALECTS
 
     for f in family.split(","):
         if f not in DIALECTS:
@@ -127,5 +90,3 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None)
         pass
 
 
-if __name__ == "__main__":
-    main()
