@@ -1,0 +1,207 @@
+"""SerialPcm against a pseudo-terminal playing the modem (feasibility.md §1)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import tty
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from modem_dialer.audio.path import AudioPathError, PlayResult
+from modem_dialer.audio.serial_pcm import MAX_BURST, SerialPcm
+from modem_dialer.errors import UserError
+
+
+class FakeModemPcm:
+    """The modem's side of the PCM port: records what we send, with arrival times."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # keep the slave open: closing it would hang up the master
+        self.path = os.ttyname(self.slave)
+        self.data = bytearray()
+        self.arrivals: list[tuple[float, int]] = []  # (time, total bytes so far)
+        self.open = True
+
+    def start(self) -> None:
+        os.set_blocking(self.master, False)
+        asyncio.get_running_loop().add_reader(self.master, self._on_read)
+
+    def _on_read(self) -> None:
+        try:
+            chunk = os.read(self.master, 65536)
+        except OSError:
+            return
+        self.data += chunk
+        self.arrivals.append((time.monotonic(), len(self.data)))
+
+    def send(self, b: bytes) -> None:
+        os.write(self.master, b)
+
+    def samples(self) -> np.ndarray:
+        return np.frombuffer(bytes(self.data[: len(self.data) // 2 * 2]), "<i2")
+
+    def unplug(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.master)
+        os.close(self.master)
+        self.open = False
+
+    def close(self) -> None:
+        if self.open:
+            self.unplug()
+        os.close(self.slave)
+
+
+@pytest.fixture
+async def modem() -> AsyncIterator[FakeModemPcm]:
+    m = FakeModemPcm()
+    m.start()
+    yield m
+    m.close()
+
+
+@pytest.fixture
+async def pcm(modem: FakeModemPcm) -> AsyncIterator[SerialPcm]:
+    p = SerialPcm(modem.path)
+    await p.start()
+    yield p
+    await p.close()
+
+
+def prompt(n: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).integers(-20000, 20000, n).astype(np.int16)
+    x[x == 0] = 1  # no zero samples, so silence and prompt are told apart exactly
+    return x
+
+
+async def test_prompt_bytes_framed_with_silence(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    await asyncio.sleep(0.1)
+    x = prompt(1000)
+    assert await pcm.play(x) is PlayResult.DONE
+    await asyncio.sleep(0.08)
+    await pcm.close()
+    await asyncio.sleep(0.02)
+    assert len(modem.data) % 320 == 0 and len(modem.data) // 320 == pcm.frames_sent
+    y = modem.samples()
+    start = int(np.flatnonzero(y)[0])
+    assert start % 160 == 0 and start >= 160 * 3  # silence before, prompt starts on a frame
+    assert np.array_equal(y[start : start + 1000], x)
+    assert not y[start + 1000 :].any() and len(y) - start - 1000 >= 40 + 160 * 3  # padded, then silence
+
+
+async def test_prompts_queue_back_to_back(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    a, b = prompt(480, 1), prompt(330, 2)
+    fa, fb = pcm.play(a), pcm.play(b)
+    assert await fa is PlayResult.DONE
+    assert not fb.done()
+    assert await fb is PlayResult.DONE
+    await asyncio.sleep(0.05)
+    y = modem.samples()
+    start = int(np.flatnonzero(y)[0])
+    expected = np.concatenate([a, b, np.zeros(160 * 3 - 330, np.int16)])
+    assert np.array_equal(y[start : start + len(expected)], expected)
+
+
+async def test_pacing_50_frames_per_second(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    ticks: list[float] = []
+    pcm.on_tick = ticks.append
+    await asyncio.sleep(1.0)
+    n = len(ticks)
+    assert 48 <= n <= 52
+    gaps = np.diff(ticks)
+    assert abs(np.mean(gaps) - 0.020) < 0.001
+    # absolute deadlines: tick k is at t0 + k*20 ms, whatever the jitter of each sleep
+    drift = ticks[-1] - ticks[0] - 0.020 * (n - 1)
+    assert abs(drift) < 0.005
+
+
+async def test_new_prompt_goes_out_within_one_frame(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    await asyncio.sleep(0.2)  # plenty of silence already sent
+    for i in range(5):
+        await asyncio.sleep(0.013 * i)
+        before = len(modem.data)
+        t = time.monotonic()
+        fut = pcm.play(prompt(160, i))
+        await fut
+        assert pcm.first_frame_sent_at is not None and pcm.first_frame_sent_at - t <= 0.021
+        await asyncio.sleep(0.01)
+        arrived = [at for at, total in modem.arrivals if total > before]
+        y = np.frombuffer(bytes(modem.data[before:]), "<i2")
+        assert y.any()
+        first_nonzero_byte = before + 2 * int(np.flatnonzero(y)[0])
+        at = next(at for at, total in modem.arrivals if total > first_nonzero_byte)
+        assert at - t <= 0.025, arrived
+
+
+async def test_capture_keeps_sample_phase_across_partial_reads(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    frames: list[np.ndarray] = []
+    pcm.on_capture = frames.append
+    x = prompt(1000, 3).tobytes()
+    for piece in (x[:333], x[333:334], x[334:1001], x[1001:1640], x[1640:]):
+        modem.send(piece)
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    assert len(frames) == 6 and all(f.dtype == np.int16 and len(f) == 160 for f in frames)
+    assert np.array_equal(np.concatenate(frames), np.frombuffer(x[: 6 * 320], "<i2"))
+    assert pcm.frames_captured == 6
+
+
+async def test_barge_in(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    long, nxt = pcm.play(prompt(16000, 4)), pcm.play(prompt(800, 5))
+    await asyncio.sleep(0.2)
+    pcm.stop_playback()
+    assert await asyncio.wait_for(long, 0.1) is PlayResult.INTERRUPTED
+    assert await nxt is PlayResult.INTERRUPTED
+    mark = len(modem.data)
+    await asyncio.sleep(0.1)
+    assert not np.frombuffer(bytes(modem.data[mark + 640 :]), "<i2").any()  # silence again
+    assert await pcm.play(prompt(160, 6)) is PlayResult.DONE  # and the path still plays
+
+
+async def test_late_loop_catches_up_without_big_bursts(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    ticks: list[float] = []
+    pcm.on_tick = ticks.append
+    await asyncio.sleep(0.1)
+    time.sleep(0.15)  # noqa: ASYNC251 -- deliberately block the event loop for 7.5 frame periods
+    await asyncio.sleep(0.3)
+    t = np.array(ticks)
+    burst = max(int(np.sum((t >= s) & (t < s + 0.003))) for s in t)
+    assert burst <= MAX_BURST + 1
+    assert pcm.late_frames >= 3  # the schedule moved instead of sending the whole backlog
+
+
+async def test_unplug_ends_the_path_with_an_error(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    fut = pcm.play(prompt(8000, 7))
+    await asyncio.sleep(0.1)
+    t = time.monotonic()
+    modem.unplug()
+    err = await asyncio.wait_for(pcm.ended, 1.0)
+    assert time.monotonic() - t < 0.2
+    assert isinstance(err, AudioPathError) and modem.path in str(err)
+    with pytest.raises(AudioPathError):
+        await fut
+    with pytest.raises(AudioPathError):
+        pcm.play(prompt(160))
+    await asyncio.sleep(0.05)  # the loop goes on
+    await pcm.close()
+
+
+async def test_missing_port_is_a_user_error() -> None:
+    p = SerialPcm("/dev/ttyUSB-does-not-exist")
+    with pytest.raises(UserError, match="/dev/ttyUSB-does-not-exist"):
+        await p.start()
+
+
+async def test_capture_callback_errors_do_not_stop_audio(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    def bad(frame: np.ndarray) -> None:
+        raise RuntimeError("consumer bug")
+
+    pcm.on_capture = bad
+    modem.send(bytes(640))
+    await asyncio.sleep(0.05)
+    assert pcm.frames_captured == 2 and pcm.running
+    assert await pcm.play(prompt(160)) is PlayResult.DONE
