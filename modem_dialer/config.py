@@ -11,10 +11,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
+from .config_alerting import AlertingConfig
+from .config_campaign import LimitsConfig
+from .config_ivr import AdvisorsConfig
 from .errors import UserError
-from .yamlfile import load_yaml, validate
+from .yamlfile import Strict, load_yaml, validate
 
 FAMILIES = ("auto", "quectel", "simcom", "sim800", "huawei", "generic")
 Family = Literal["auto", "quectel", "simcom", "sim800", "huawei", "generic"]
@@ -22,10 +25,6 @@ Family = Literal["auto", "quectel", "simcom", "sim800", "huawei", "generic"]
 # A PIN goes into AT+CPIN="...": only 4 to 8 digits may ever reach the modem.
 _PIN = re.compile(r"^[0-9]{4,8}$")
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class AudioConfig(Strict):
@@ -90,6 +89,12 @@ class Config(Strict):
     # Cache of synthesised prompts (--say); relative to the config file.
     cache_dir: str = ".cache/modem-dialer"
     tts_voice: str = "en"
+    # Per-modem/SIM limits and rotation rules used by campaigns (config_campaign.py).
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    # Human advisors for transfers from IVR flows (config_ivr.py).
+    advisors: AdvisorsConfig = Field(default_factory=AdvisorsConfig)
+    # People, groups, escalation policies, HTTP API (config_alerting.py).
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
 
     @field_validator("default_region")
     @classmethod

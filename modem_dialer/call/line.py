@@ -1,0 +1,85 @@
+"""A line: one modem made ready for calls — its driver, identity and open audio path.
+
+The audio path stays open for the line's whole life (silence flows between calls), so the
+first frame of a message leaves within one frame of the answer instead of after a port open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from ..audio.path import AudioPath
+from ..config import ModemConfig
+from ..modems.detect import open_driver
+from ..modems.driver import ModemDriver
+from ..modems.info import Identity
+
+log = logging.getLogger("modem_dialer.call")
+
+
+class Line:
+    def __init__(self, cfg: ModemConfig, driver: ModemDriver, identity: Identity,
+                 audio: AudioPath | None) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.driver = driver
+        self.identity = identity
+        self.audio = audio
+        self.busy = False
+
+    @property
+    def inband_dtmf(self) -> bool:
+        mode = self.cfg.dtmf
+        return self.audio is not None and (mode in ("inband", "both") or (mode == "auto" and not self.driver.reports_dtmf))
+
+    @property
+    def urc_dtmf(self) -> bool:
+        return self.cfg.dtmf in ("urc", "both") or (self.cfg.dtmf == "auto" and self.driver.reports_dtmf)
+
+    async def close(self) -> None:
+        if self.audio is not None:
+            with contextlib.suppress(Exception):
+                await self.audio.close()
+        await self.driver.close()
+
+
+def make_audio_path(cfg: ModemConfig) -> AudioPath | None:
+    if cfg.audio is None:
+        return None
+    if cfg.audio.kind == "serial":
+        from ..audio.serial_pcm import SerialPcm
+
+        return SerialPcm(cfg.audio.port or "", cfg.audio.baudrate, name=f"{cfg.name}-audio")
+    from ..audio.uac import UacAudio
+
+    return UacAudio(cfg.audio.device or "", name=f"{cfg.name}-audio")
+
+
+async def open_line(cfg: ModemConfig) -> Line:
+    """Open, init and identify a modem and start its audio path. Raises ATError/UserError."""
+    driver = await open_driver(cfg)
+    try:
+        identity = await driver.identity()
+        audio = make_audio_path(cfg)
+        if audio is not None:
+            await audio.start()
+        return Line(cfg, driver, identity, audio)
+    except BaseException:
+        await driver.close()
+        raise
+
+
+async def open_lines(cfgs: list[ModemConfig]) -> tuple[list[Line], dict[str, str]]:
+    """Open every modem concurrently; returns the lines that opened and the errors by name."""
+    results = await asyncio.gather(*(open_line(c) for c in cfgs), return_exceptions=True)
+    lines, errors = [], {}
+    for cfg, r in zip(cfgs, results, strict=True):
+        if isinstance(r, BaseException):
+            if not isinstance(r, Exception):
+                raise r
+            errors[cfg.name] = str(r)
+        else:
+            lines.append(r)
+    return lines, errors

@@ -1,0 +1,377 @@
+"""One call's life: dial → ringing → answered → ended, with a script run while it is up.
+
+``place_call`` writes the journal row before ATD, follows the driver's events, enforces
+our own ring timeout, runs the script (a message, an IVR flow, an alert) once the callee
+answers, routes keys from URCs and/or the in-band detector, hangs up, and completes the
+row. Whatever happens — remote hang-up mid-prompt, modem unplugged, Ctrl-C — the row ends
+with an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..at.errors import ATError
+from ..audio.dtmf import DtmfDetector
+from ..audio.path import AudioPathError, PlayResult
+from ..modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Ringing
+from ..numbers import dial_string
+from ..store.journal import Journal
+from .line import Line
+from .outcome import classify
+
+log = logging.getLogger("modem_dialer.call")
+
+# Regulators count shorter rings as abandoned calls (rules_and_signals.md A.2.6, A.3.2).
+MIN_RING_TIMEOUT = 15.0
+DEFAULT_RING_TIMEOUT = 45.0
+# The same key seen by URC and by the in-band detector within this window is one press.
+DUPLICATE_KEY_WINDOW = 0.15
+
+
+class CallEnded(Exception):
+    """The callee (or network) ended the call while the script was waiting."""
+
+
+@dataclass
+class KeyEvent:
+    key: str
+    source: str
+    at: float                 # monotonic
+    since_answer: float
+
+
+@dataclass
+class CallResult:
+    call_id: int
+    row: dict[str, Any]
+    keys: list[KeyEvent] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        return self.row["outcome"]
+
+    def as_dict(self) -> dict[str, Any]:
+        r = self.row
+        return {
+            "call_id": self.call_id, "number": r["number"], "outcome": r["outcome"], "modem": r["modem"],
+            "imei": r["imei"], "iccid": r["iccid"], "started_at": r["started_at"],
+            "answered_at": r["answered_at"], "ended_at": r["ended_at"], "duration_s": r["duration_s"],
+            "keys": [{"key": k["key"], "at": k["at"], "source": k["source"]} for k in r.get("keys", [])],
+            "hangup_by": r["hangup_by"], "cause": r["cause"], "cause_text": r["cause_text"],
+        }
+
+
+class ActiveCall:
+    """What a script sees of an answered call."""
+
+    def __init__(self, line: Line, number: str, call_id: int, journal: Journal) -> None:
+        self.line = line
+        self.number = number
+        self.call_id = call_id
+        self.journal = journal
+        self.answered_at = time.monotonic()
+        self.keys: list[KeyEvent] = []
+        self._keyq: asyncio.Queue[KeyEvent] = asyncio.Queue()
+        self.ended = asyncio.Event()
+        self.capture_listeners: list[Callable[[np.ndarray], None]] = []
+        self.vars: dict[str, Any] = {}    # scripts keep their state here (answers, flags)
+        self._detector = DtmfDetector() if line.inband_dtmf else None
+
+    # ---- keys ----------------------------------------------------------------------
+    def key_arrived(self, key: str, source: str) -> None:
+        now = time.monotonic()
+        for k in reversed(self.keys):
+            if now - k.at > DUPLICATE_KEY_WINDOW:
+                break
+            if k.key == key and k.source != source:
+                return        # the same press seen both ways
+        ev = KeyEvent(key, source, now, now - self.answered_at)
+        self.keys.append(ev)
+        self.journal.key(self.call_id, key, source)
+        self._keyq.put_nowait(ev)
+
+    async def get_key(self, timeout: float | None) -> str | None:
+        """The next key pressed (already pressed keys first); None on timeout."""
+        self._check()
+        try:
+            ev = await asyncio.wait_for(self._keyq.get(), timeout)
+        except asyncio.TimeoutError:
+            self._check()
+            return None
+        return ev.key
+
+    def flush_keys(self) -> None:
+        while not self._keyq.empty():
+            self._keyq.get_nowait()
+
+    # ---- audio ---------------------------------------------------------------------
+    def _capture(self, frame: np.ndarray) -> None:
+        if self._detector is not None:
+            for key, _ in self._detector.feed(frame):
+                self.key_arrived(key, "inband")
+        for cb in list(self.capture_listeners):
+            cb(frame)
+
+    async def play(self, samples: np.ndarray, *, name: str = "prompt", barge_in: bool = False) -> str | None:
+        """Play a prompt to the callee. With ``barge_in`` a key stops it and is returned
+        (and consumed); without, keys wait in the queue for the next ``get_key``."""
+        self._check()
+        audio = self.line.audio
+        if audio is None:
+            self.event("prompt", name=name, result="no_audio_path")
+            return None
+        self.event("prompt", name=name, state="start", ms=round(len(samples) / 8))
+        fut = audio.play(samples)
+        try:
+            if barge_in:
+                key_task = asyncio.ensure_future(self._keyq.get())
+                try:
+                    done, _ = await asyncio.wait({fut, key_task}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not key_task.done():
+                        key_task.cancel()
+                if key_task in done and not key_task.cancelled():
+                    audio.stop_playback()
+                    ev = key_task.result()
+                    self.event("prompt", name=name, state="interrupted", key=ev.key)
+                    return ev.key
+            result = await fut
+        except AudioPathError as exc:
+            self.event("error", where="audio", error=str(exc))
+            self._check()
+            raise CallEnded(str(exc)) from None
+        finally:
+            if not fut.done():
+                audio.stop_playback()
+        self.event("prompt", name=name, state="done" if result == PlayResult.DONE else "interrupted")
+        self._check()
+        return None
+
+    # ---- misc ----------------------------------------------------------------------
+    def event(self, kind: str, **data: Any) -> None:
+        self.journal.event(self.call_id, kind, **data)
+
+    def _check(self) -> None:
+        if self.ended.is_set():
+            raise CallEnded("call ended")
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.answered_at
+
+
+Script = Callable[[ActiveCall], Awaitable[None]]
+
+
+async def place_call(line: Line, number: str, script: Script, journal: Journal, *,
+                     ring_timeout: float = DEFAULT_RING_TIMEOUT, min_ring_timeout: float = MIN_RING_TIMEOUT,
+                     campaign_id: int | None = None, contact_id: int | None = None,
+                     alert_id: int | None = None) -> CallResult:
+    """Place one call on ``line`` and run ``script`` when answered. Never raises for call
+    failures (they are outcomes); re-raises cancellation after recording the call."""
+    number = dial_string(number)
+    if ring_timeout < min_ring_timeout:
+        raise ValueError(f"ring timeout {ring_timeout:g} s is under the {min_ring_timeout:g} s minimum")
+    ident = line.identity
+    call_id = journal.start_call(number, line.name, ident.imei, ident.iccid,
+                                 campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id)
+    call = _Call(line, number, call_id, journal, script, ring_timeout)
+    line.busy = True
+    try:
+        await call.run()
+    finally:
+        line.busy = False
+    row = journal.get_call(call_id)
+    return CallResult(call_id, row, call.active.keys if call.active else [])
+
+
+class _Call:
+    def __init__(self, line: Line, number: str, call_id: int, journal: Journal, script: Script,
+                 ring_timeout: float) -> None:
+        self.line, self.number, self.call_id, self.journal = line, number, call_id, journal
+        self.script, self.ring_timeout = script, ring_timeout
+        self.driver = line.driver
+        self.active: ActiveCall | None = None
+        self.ended: Ended | None = None
+        self.lost: ModemLost | None = None
+        self.note: str | None = None       # cause text of our own (ring timeout, error)
+        self.by: HangupBy | None = None
+        self.finished = False
+
+    async def run(self) -> None:
+        q, remove = self.driver.event_queue()
+        try:
+            await self._run(q)
+        except asyncio.CancelledError:
+            # Ctrl-C / shutdown: hang up and record, then let the cancellation go on
+            self.note = self.note or "cancelled by the operator"
+            await asyncio.shield(self._abort(q))
+            raise
+        except Exception as exc:   # a bug must still leave a completed journal row
+            log.exception("%s: call %s failed", self.line.name, self.call_id)
+            self.journal.event(self.call_id, "error", where="call", error=repr(exc))
+            self.note = self.note or f"internal error: {exc}"
+            await asyncio.shield(self._abort(q))
+        finally:
+            remove()
+            self._detach()
+
+    async def _run(self, q: asyncio.Queue) -> None:
+        try:
+            await self.driver.dial(self.number)
+        except ATError as exc:
+            self.journal.event(self.call_id, "error", where="dial", error=str(exc))
+            self.note = str(exc)
+            return self._finish()
+        self.journal.mark_dialed(self.call_id)
+        deadline = time.monotonic() + self.ring_timeout
+        while True:
+            ev = await self._next(q, deadline - time.monotonic())
+            if ev is None:                                   # our ring timeout
+                self.journal.event(self.call_id, "state", state="ring_timeout", seconds=self.ring_timeout)
+                self.note = f"no answer within {self.ring_timeout:g} s"
+                self.by = HangupBy.DIALER
+                await self._hangup_and_wait(q)
+                return self._finish(force_outcome="no_answer")
+            if isinstance(ev, Ringing):
+                self.journal.event(self.call_id, "state", state="ringing")
+            elif isinstance(ev, Answered):
+                break
+            elif isinstance(ev, (Ended, ModemLost)):
+                return self._finish()
+        await self._answered(q)
+
+    async def _answered(self, q: asyncio.Queue) -> None:
+        self.journal.mark_answered(self.call_id)
+        active = self.active = ActiveCall(self.line, self.number, self.call_id, self.journal)
+        try:
+            await self.driver.audio_on()
+        except ATError as exc:
+            self.journal.event(self.call_id, "error", where="audio_on", error=str(exc))
+        if self.line.audio is not None:
+            self.line.audio.on_capture = active._capture
+        script_task = asyncio.ensure_future(self._run_script(active))
+        get_task: asyncio.Future | None = None
+        try:
+            while True:
+                if get_task is None:
+                    get_task = asyncio.ensure_future(q.get())
+                done, _ = await asyncio.wait({script_task, get_task}, return_when=asyncio.FIRST_COMPLETED)
+                if get_task in done:
+                    ev = get_task.result()
+                    get_task = None
+                    if isinstance(ev, KeyPressed):
+                        if self.line.urc_dtmf:
+                            active.key_arrived(ev.key, "urc")
+                    elif isinstance(ev, (Ended, ModemLost)):
+                        self._record_end(ev)
+                        active.ended.set()
+                        script_task.cancel()
+                        with contextlib.suppress(asyncio.CancelledError, CallEnded):
+                            await script_task
+                        break
+                elif script_task in done:
+                    # the script is over: we hang up (first stop our own read of the queue,
+                    # or the Ended event would land in a task nobody awaits)
+                    get_task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        ev = await get_task
+                        if isinstance(ev, (Ended, ModemLost)):
+                            self._record_end(ev)
+                    get_task = None
+                    if self.ended is not None or self.lost is not None:
+                        break
+                    self.by = self.by or HangupBy.DIALER
+                    await self._hangup_and_wait(q)
+                    break
+        finally:
+            if get_task is not None:
+                get_task.cancel()
+            if not script_task.done():
+                script_task.cancel()
+        with contextlib.suppress(ATError):
+            await self.driver.audio_off()
+        self._finish()
+
+    async def _run_script(self, active: ActiveCall) -> None:
+        try:
+            await self.script(active)
+        except CallEnded:
+            pass
+        except Exception as exc:
+            log.exception("%s: script failed on call %s", self.line.name, self.call_id)
+            self.journal.event(self.call_id, "error", where="script", error=repr(exc))
+
+    async def _next(self, q: asyncio.Queue, timeout: float):
+        if timeout <= 0:
+            return None
+        try:
+            return await asyncio.wait_for(q.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    def _record_end(self, ev: Ended | ModemLost) -> None:
+        if isinstance(ev, Ended):
+            self.ended = ev
+            self.journal.event(self.call_id, "state", state="ended", cause=ev.cause, by=ev.by.value if ev.by else None,
+                               result=ev.result)
+        else:
+            self.lost = ev
+            self.journal.event(self.call_id, "error", where="modem", error=ev.error)
+
+    async def _hangup_and_wait(self, q: asyncio.Queue) -> None:
+        try:
+            await self.driver.hangup()
+        except ATError as exc:
+            self.journal.event(self.call_id, "error", where="hangup", error=str(exc))
+        deadline = time.monotonic() + 5
+        while self.ended is None and self.lost is None:
+            ev = await self._next(q, deadline - time.monotonic())
+            if ev is None:
+                break
+            if isinstance(ev, (Ended, ModemLost)):
+                self._record_end(ev)
+
+    async def _abort(self, q: asyncio.Queue) -> None:
+        if self.finished:
+            return
+        if self.ended is None and self.lost is None and self.driver.ch.is_open:
+            self.by = HangupBy.DIALER
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._hangup_and_wait(q), 6)
+        answered = self.active is not None
+        self._finish(force_outcome=None if answered else "interrupted")
+
+    def _detach(self) -> None:
+        if self.line.audio is not None:
+            self.line.audio.on_capture = None
+            self.line.audio.stop_playback()
+
+    def _finish(self, force_outcome: str | None = None) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        ev = self.ended
+        outcome = force_outcome or classify(self.active is not None, ev)
+        cause = ev.cause if ev else None
+        cause_text = self.note or (ev.cause_text if ev else None)
+        if self.lost is not None:
+            outcome = "answered" if self.active is not None else "failed"
+            cause_text = f"modem lost: {self.lost.error}"
+        by = self.by or (ev.by if ev else None)
+        if self.lost is not None:
+            by = HangupBy.NETWORK
+        duration = None
+        if self.active is not None:
+            duration = round(ev.duration_s, 3) if ev and ev.duration_s is not None else round(self.active.elapsed, 3)
+        self.journal.finish_call(self.call_id, outcome, cause=cause, cause_text=cause_text,
+                                 hangup_by=by.value if by else None, duration_s=duration)

@@ -1,0 +1,95 @@
+"""``modem-dialer call``: one call, a message, keys, the journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+
+import click
+
+from ..errors import UserError
+from . import load, main, run_command
+
+EXIT_ANSWERED, EXIT_ERROR, EXIT_NOT_ANSWERED = 0, 1, 2
+
+
+@main.command()
+@click.argument("number")
+@click.option("--message", type=click.Path(dir_okay=False), help="WAV file to play")
+@click.option("--say", help="text to speak (espeak-ng, offline)")
+@click.option("--modem", "modem_name", help="use this modem (default: the first ready one)")
+@click.option("--ring-timeout", type=float, default=45.0, show_default=True, help="seconds to let it ring (≥ 15)")
+@click.option("--repeat", type=click.IntRange(1, 20), default=1, show_default=True, help="play the message N times")
+@click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
+@click.pass_context
+@run_command
+def call(ctx: click.Context, number: str, message: str | None, say: str | None, modem_name: str | None,
+         ring_timeout: float, repeat: int, as_json: bool) -> None:
+    """Call NUMBER, play a message, collect keys, journal everything.
+
+    Exit 0 answered, 2 reached the network but not answered (busy, no answer,
+    rejected), 1 error (invalid number, failure, bad input).
+    """
+    from ..audio.source import message_samples
+    from ..call.session import MIN_RING_TIMEOUT
+    from ..numbers import parse_number
+
+    loaded = load(ctx)
+    cfg = loaded.config
+    e164 = parse_number(number, cfg.default_region)          # before any modem is touched
+    if ring_timeout < MIN_RING_TIMEOUT:
+        raise UserError(f"--ring-timeout: {ring_timeout:g} s is under the {MIN_RING_TIMEOUT:g} s minimum "
+                        "(shorter rings count as abandoned calls)")
+    if (message is None) == (say is None):
+        raise UserError("give exactly one of --message WAV or --say TEXT")
+    samples = message_samples(message, say, voice=cfg.tts_voice, cache_dir=loaded.resolve(cfg.cache_dir))
+    candidates = [cfg.modem(modem_name)] if modem_name else list(cfg.modems)
+    if not candidates:
+        raise UserError("no modems in the config")
+    result = asyncio.run(_call(loaded, candidates, e164, samples, ring_timeout, repeat))
+    d = result.as_dict()
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+    else:
+        keys = "".join(k["key"] for k in d["keys"]) or "-"
+        dur = f"{d['duration_s']:.1f} s" if d["duration_s"] is not None else "-"
+        cause = f", cause {d['cause']}" if d["cause"] is not None else ""
+        click.echo(f"{d['number']}: {d['outcome']} via {d['modem']} (duration {dur}, keys {keys}, "
+                   f"hung up by {d['hangup_by'] or '-'}{cause}{', ' + d['cause_text'] if d['cause_text'] else ''})")
+    outcome = d["outcome"]
+    sys.exit(EXIT_ANSWERED if outcome == "answered" else
+             EXIT_NOT_ANSWERED if outcome in ("busy", "no_answer", "rejected") else EXIT_ERROR)
+
+
+async def _call(loaded, candidates, number, samples, ring_timeout, repeat):
+    from ..call.line import open_line
+    from ..call.message import message_script
+    from ..call.session import place_call
+    from ..store import Journal, open_db
+
+    conn = open_db(loaded.database_path)
+    line, errors = None, []
+    for mc in candidates:
+        try:
+            opened = await open_line(mc)
+        except Exception as exc:   # any failure to open is a per-modem error; try the next
+            errors.append(str(exc))
+            continue
+        health = await opened.driver.health()
+        if opened.audio is None:
+            errors.append(f"{mc.name}: no audio path configured")
+        elif not health.registration.registered:
+            errors.append(f"{mc.name}: not registered ({health.registration.value})")
+        else:
+            line = opened
+            break
+        await opened.close()
+    if line is None:
+        raise UserError("no modem ready: " + "; ".join(errors))
+    try:
+        return await place_call(line, number, message_script(samples, repeat), Journal(conn),
+                                ring_timeout=ring_timeout)
+    finally:
+        await line.close()
+        conn.close()

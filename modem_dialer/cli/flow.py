@@ -1,0 +1,3 @@
+"""Commands of the flow area (registered on the main group when imported)."""
+
+from __future__ import annotations
