@@ -35,6 +35,9 @@ MIN_RING_TIMEOUT = 15.0
 DEFAULT_RING_TIMEOUT = 45.0
 # The same key seen by URC and by the in-band detector within this window is one press.
 DUPLICATE_KEY_WINDOW = 0.15
+# After the script's last frame is sent, let the modem's own buffer play out before ATH/CHUP,
+# or the end of the message is cut.
+HANGUP_GUARD = 0.3
 
 
 class CallEnded(Exception):
@@ -247,6 +250,7 @@ class _Call:
             elif isinstance(ev, Answered):
                 break
             elif isinstance(ev, (Ended, ModemLost)):
+                self._record_end(ev)
                 return self._finish()
         await self._answered(q)
 
@@ -290,6 +294,11 @@ class _Call:
                     get_task = None
                     if self.ended is not None or self.lost is not None:
                         break
+                    if self.line.audio is not None:
+                        ev = await self._next(q, HANGUP_GUARD)
+                        if isinstance(ev, (Ended, ModemLost)):
+                            self._record_end(ev)
+                            break
                     self.by = self.by or HangupBy.DIALER
                     await self._hangup_and_wait(q)
                     break
