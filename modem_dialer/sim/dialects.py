@@ -91,6 +91,14 @@ class Quectel(Dialect):
     call_index = 2          # index 1 is the LTE data pseudo-call
     dial_fails_with_result = False
 
+    def __init__(self, seed: int = 0) -> None:
+        # Settings the module keeps in NV: they survive AT+CFUN=1,1 (reset() leaves them).
+        # usbcfg flags after VID/PID: DIAG, NMEA, AT, modem, net, ADB, UAC (modems.md §1.1).
+        self.usbcfg = [1, 1, 1, 1, 1, 0, 0]
+        self.ims = 1                # AT+QCFG="ims": 1 enabled, 0/2 disabled
+        self.urcport = "usbat"      # AT+QURCCFG="urcport"
+        super().__init__(seed)
+
     def reset(self) -> None:
         self.ccinfo = False
         self.dsci = False
@@ -126,7 +134,20 @@ class Quectel(Dialect):
         if up == "AT+QCCID":
             return [f"+QCCID: {m.iccid}", "OK"]
         if up == 'AT+QCFG="IMS"':
-            return ['+QCFG: "ims",1,1', "OK"]
+            return [f'+QCFG: "ims",{self.ims},{self.ims}', "OK"]
+        if mm := re.fullmatch(r'AT\+QCFG="IMS",([0-2])', up):
+            self.ims = 1 if mm.group(1) == "1" else 0
+            return ["OK"]
+        if up == 'AT+QCFG="USBCFG"':
+            return ['+QCFG: "usbcfg",0x2C7C,0x0125,' + ",".join(map(str, self.usbcfg)), "OK"]
+        if mm := re.fullmatch(r'AT\+QCFG="USBCFG",0X2C7C,0X0125((?:,[01]){7})', up):
+            self.usbcfg = [int(x) for x in mm.group(1)[1:].split(",")]
+            return ["OK"]
+        if up in ('AT+QURCCFG="URCPORT"', "AT+QURCCFG?"):
+            return [f'+QURCCFG: "urcport","{self.urcport}"', "OK"]
+        if mm := re.fullmatch(r'AT\+QURCCFG="URCPORT","(USBAT|USBMODEM|UART1|UART2|ALL)"', up):
+            self.urcport = mm.group(1).lower()
+            return ["OK"]
         if up.startswith("AT+QHUP"):
             return self.hangup(up)
         if up.startswith(("AT+QCFG=", "AT+QURCCFG", "AT+CVHU", "AT+QAUDMOD", "AT+QGPSCFG", "AT+VTD")):
@@ -189,6 +210,8 @@ class Simcom(Dialect):
         if mm := re.fullmatch(r"AT\+CVHU=(\d)", up):
             self.cvhu = int(mm.group(1))
             return ["OK"]
+        if up == "AT+CVHU?":
+            return [f"+CVHU: {self.cvhu}", "OK"]
         if up == "AT+DDET=1":
             self.ddet = True
             return ["OK"]
@@ -329,6 +352,8 @@ class Huawei(Dialect):
 
     def __init__(self, seed: int = 0, voice: bool = True) -> None:
         self.voice = voice
+        self.cvoice = 0             # NV: ^CVOICE mode, 0 = voice over the USB voice port
+        self.u2diag = 255           # NV: USB composition, 255 = CD-ROM + modem + SD (factory)
         super().__init__(seed)
 
     def reset(self) -> None:
@@ -341,9 +366,17 @@ class Huawei(Dialect):
 
     def handle(self, cmd: str, up: str) -> list[str] | None:
         if up == "AT^CVOICE?":
-            return ["^CVOICE:0,8000,16,20", "OK"] if self.voice else ["ERROR"]
-        if up == "AT^CVOICE=0":
-            return ["OK"] if self.voice else ["ERROR"]
+            return [f"^CVOICE:{self.cvoice},8000,16,20", "OK"] if self.voice else ["ERROR"]
+        if mm := re.fullmatch(r"AT\^CVOICE=([0-9])", up):
+            if not self.voice:
+                return ["ERROR"]
+            self.cvoice = int(mm.group(1))
+            return ["OK"]
+        if up == "AT^U2DIAG?":
+            return [f"^U2DIAG:{self.u2diag}", "OK"]
+        if mm := re.fullmatch(r"AT\^U2DIAG=([0-9]{1,3})", up):
+            self.u2diag = int(mm.group(1))
+            return ["OK"]
         if up == "AT^DDSETEX=2":
             self.ddsetex = True
             return ["OK"]
