@@ -30,7 +30,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 class AudioConfig(Strict):
     kind: Literal["serial", "uac"]
     port: str | None = None          # kind serial: the PCM tty
-    device: str | None = None        # kind uac: a PortAudio device name
+    device: str | None = None        # kind uac: a PortAudio device name, e.g. "hw:CARD=gsm_1_1_3,DEV=0"
+    capture_device: str | None = None  # kind uac: when capture is another device (default: device)
     baudrate: int = 115200
     # Digital gain applied to the prompt before it is sent, in dB (0 = as normalised).
     tx_gain_db: float = 0.0

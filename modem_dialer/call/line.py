@@ -54,7 +54,7 @@ def make_audio_path(cfg: ModemConfig) -> AudioPath | None:
         return SerialPcm(cfg.audio.port or "", cfg.audio.baudrate, name=f"{cfg.name}-audio")
     from ..audio.uac import UacAudio
 
-    return UacAudio(cfg.audio.device or "", name=f"{cfg.name}-audio")
+    return UacAudio(cfg.audio.device or "", capture_device=cfg.audio.capture_device, name=f"{cfg.name}-audio")
 
 
 async def open_line(cfg: ModemConfig) -> Line:

@@ -1,0 +1,125 @@
+"""`modem-dialer call` as a user runs it: a subprocess against a simulated bank."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import sys
+
+import numpy as np
+import yaml
+
+from modem_dialer.sim.callee import Callee, Scenario
+
+
+async def run_cli(*args: str, env: dict | None = None, timeout: float = 40) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "modem_dialer.cli", *args, env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+def write_config(tmp_path, bank, **extra) -> str:
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(bank.config_yaml(database="calls.db", **extra))
+    return str(cfg)
+
+
+async def test_call_json_answered_with_keys(make_bank, tmp_path):
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.1, keys=[(0.3, "1")])))
+    cfg = write_config(tmp_path, bank)
+    rc, out, err = await run_cli("--config", cfg, "call", "06 12 34 56 78", "--say", "Hello, press one.", "--json")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["number"] == "+33612345678" and d["outcome"] == "answered" and d["modem"] == "gsm0"
+    assert d["imei"] == bank.modems[0].imei and d["iccid"] == bank.modems[0].iccid
+    assert [k["key"] for k in d["keys"]] == ["1"] and d["hangup_by"] == "dialer"
+    for key in ("started_at", "answered_at", "ended_at", "duration_s", "cause"):
+        assert key in d
+    # the journal on disk says the same
+    db = sqlite3.connect(tmp_path / "calls.db")
+    assert db.execute("SELECT outcome, number FROM calls").fetchall() == [("answered", "+33612345678")]
+    # the callee heard speech: a couple of seconds of non-silent audio
+    heard = np.frombuffer(bytes(bank.modems[0].audio.per_call[-1]), "<i2")
+    assert np.count_nonzero(heard) > 8000
+
+
+async def test_busy_exits_2_and_line_is_readable(make_bank, tmp_path):
+    bank = await make_bank("simcom", Scenario(Callee(outcome="busy", end_after=0.2)))
+    cfg = write_config(tmp_path, bank)
+    rc, out, _ = await run_cli("--config", cfg, "call", "+33612345678", "--message", "audio/hello.wav")
+    assert rc == 2
+    assert out.startswith("+33612345678: busy via gsm0") and "cause 17" in out
+
+
+async def test_bad_inputs_are_one_line_and_nothing_is_dialed(make_bank, tmp_path):
+    bank = await make_bank("quectel")
+    cfg = write_config(tmp_path, bank)
+    cases = [
+        (["call", "0612;ATH", "--say", "x"], "not a phone number"),
+        (["call", "+33612345678", "--message", "missing.wav"], "missing.wav: file not found"),
+        (["call", "+33612345678", "--message", "pyproject.toml"], "pyproject.toml: not a WAV"),
+        (["call", "+33612345678", "--say", "x", "--ring-timeout", "10"], "under the 15 s minimum"),
+        (["call", "+33612345678"], "exactly one of --message"),
+        (["call", "+33612345678", "--say", "x", "--modem", "gsm9"], "no modem named 'gsm9'"),
+    ]
+    for args, expected in cases:
+        rc, _out, err = await run_cli("--config", cfg, *args)
+        assert rc == 1, (args, err)
+        assert expected in err and "Traceback" not in err and err.count("\n") == 1, err
+    assert not any(c.startswith("ATD") for c in bank.modems[0].commands)
+    if (tmp_path / "calls.db").exists():
+        assert sqlite3.connect(tmp_path / "calls.db").execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+
+
+async def test_unplugged_modem_mid_call_exits_cleanly(make_bank, tmp_path):
+    bank = await make_bank("huawei", Scenario(Callee(answer_after=0.1, unplug_after=0.6)))
+    cfg = write_config(tmp_path, bank)
+    rc, out, err = await run_cli("--config", cfg, "call", "+33612345678", "--message", "audio/hello.wav", "--json")
+    assert rc == 0 and "Traceback" not in err
+    d = json.loads(out)
+    assert d["hangup_by"] == "network" and d["cause_text"].startswith("modem lost")
+
+
+async def test_uac_path_through_real_portaudio(make_bank, tmp_path):
+    """Quectel in sound-card mode: the prompt reaches the ALSA 'card' byte for byte, and a key
+    in the captured direction is found by the in-band detector."""
+    from modem_dialer.audio.dtmf import generate_dtmf
+
+    out, inp = tmp_path / "out.raw", tmp_path / "in.raw"
+    # The file PCM is not paced: capture runs through the file long before the answer, then
+    # repeats its last period forever. So the key is a tone that ends the file: it "lasts"
+    # from the answer on, which the detector reports as one press.
+    incoming = np.concatenate([np.zeros(1600, np.int16), generate_dtmf("5", 2000)])
+    incoming.astype("<i2").tofile(inp)
+    rc_file = tmp_path / "modem.asoundrc"
+    rc_file.write_text(f"""
+pcm.modem_out {{ type file slave.pcm "null" file "{out}" format "raw" }}
+pcm.modem_in {{ type file slave.pcm "null" file "/dev/null" infile "{inp}" format "raw" }}
+""")
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.1)))
+    data = yaml.safe_load(bank.config_yaml(database="calls.db"))
+    data["modems"][0]["audio"] = {"kind": "uac", "device": "modem_out", "capture_device": "modem_in"}
+    data["modems"][0]["dtmf"] = "inband"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    wav = tmp_path / "msg.wav"
+    t = np.arange(4000) / 8000
+    msg = (np.sin(2 * np.pi * 500 * t) * 5000 + 100).astype(np.int16)
+    from modem_dialer.audio.prompts import save_wav
+    save_wav(wav, msg)
+    rc, outp, err = await run_cli("--config", str(cfg), "call", "+33612345678", "--message", str(wav), "--json",
+                                  env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{rc_file}"})
+    assert rc == 0, err
+    d = json.loads(outp)
+    assert [k["key"] for k in d["keys"]] == ["5"] and d["keys"][0]["source"] == "inband"
+    assert bank.modems[0].dialect.qpcmv == (1, 2) or "AT+QPCMV=1,2" in bank.modems[0].commands
+    played = np.fromfile(out, "<i2")
+    # the prompt was normalised to telephone level: find its shape, not its exact samples
+    from modem_dialer.audio.prompts import normalise
+    expected = normalise(msg)
+    nz = np.nonzero(played)[0]
+    assert len(nz) and np.array_equal(played[nz[0]:nz[0] + len(expected)], expected)
