@@ -193,3 +193,45 @@ def _at(coro):
         return asyncio.run(coro)
     except ATError as exc:
         raise UserError(str(exc)) from None
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print the checks as JSON")
+@click.option("--min-signal", type=int, default=-105, show_default=True, metavar="DBM",
+              help="warn below this signal strength")
+@click.option("--lte-only", is_flag=True, help="the network has no 2G/3G voice: 2G/3G-only modems and 4G without "
+              "VoLTE fail")
+@click.option("--sysfs", default="/sys", show_default=True, metavar="ROOT", help="sysfs root (sound cards)")
+@click.pass_context
+@run_command
+def doctor(ctx: click.Context, as_json: bool, min_signal: int, lte_only: bool, sysfs: str) -> None:
+    """Check the whole box and explain each problem with its fix.
+
+    Exit 0 when everything needed for calls is fine (warnings allowed), 1 otherwise.
+    """
+    from ..modems.doctor import Check, DoctorEnv, exit_code, run_doctor
+
+    config, database, first = None, None, []
+    try:
+        loaded = load(ctx)
+        config, database = loaded.config, loaded.database_path
+    except UserError as exc:   # still check the rest of the box
+        first.append(Check("config", "fail", str(exc), "fix the config file named above, or pass --config PATH"))
+    env = DoctorEnv(sysfs_root=sysfs, min_signal_dbm=min_signal, lte_only=lte_only)
+    checks = first + asyncio.run(run_doctor(config, database, env))
+    if as_json:
+        click.echo(json.dumps([c.as_dict() for c in checks], indent=2))
+    else:
+        from rich.markup import escape
+
+        marks = {"ok": "[green]ok  [/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+        con = _console()
+        for c in checks:
+            con.print(f"{marks[c.status]} {escape(c.name)}: {escape(c.message)}", highlight=False)
+            if c.fix and c.status != "ok":
+                con.print(f"       fix: {c.fix}", markup=False, highlight=False)
+        fails = sum(c.status == "fail" for c in checks)
+        warns = sum(c.status == "warn" for c in checks)
+        con.print(f"{fails} problem(s), {warns} warning(s)" + ("" if fails else ": ready for calls"),
+                  markup=False, highlight=False)
+    sys.exit(exit_code(checks))
