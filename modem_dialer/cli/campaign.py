@@ -1,3 +1,453 @@
-"""Commands of the campaign area (registered on the main group when imported)."""
+"""Commands of the campaign area: ``campaign run|import|status|pause|resume|list``, ``report``,
+``suppress add|remove|import|export`` and ``consent import|export|revoke``."""
 
 from __future__ import annotations
+
+import csv
+import json
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from ..errors import UserError
+from . import load, main, run_command
+
+EXIT_DONE, EXIT_ERROR, EXIT_STOPPED = 0, 1, 2
+
+
+def _db(ctx: click.Context):
+    from ..store import open_db
+
+    return open_db(load(ctx).database_path)
+
+
+def _campaign(conn, name: str) -> dict:
+    from ..store import Campaigns
+
+    c = Campaigns(conn).get_campaign(name)
+    if c is None:
+        names = [x["name"] for x in Campaigns(conn).list_campaigns()]
+        raise UserError(f"no campaign named {name!r} (have: {', '.join(names) or 'none'})")
+    return c
+
+
+@main.group()
+def campaign() -> None:
+    """Run a campaign file over the modem bank, and watch or steer it."""
+
+
+@campaign.command("run")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+@run_command
+def campaign_run(ctx: click.Context, file: str) -> None:
+    """Dial every contact of FILE until each has a final status.
+
+    Re-running the same file continues the same campaign (contacts are merged). Ctrl-C
+    or SIGTERM: no new calls, calls in progress finish; a second one hangs up. Exit 0
+    when done, 2 when stopped before the end, 1 on a configuration error or no modem ready.
+    """
+    from ..campaign.runner import run_campaign
+    from ..campaign.spec import load_campaign
+
+    loaded = load(ctx)
+    cf = load_campaign(file)
+    result = run_campaign(loaded, cf, echo=click.echo)
+    sys.exit(EXIT_DONE if result == "done" else EXIT_STOPPED)
+
+
+@campaign.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+@run_command
+def campaign_import(ctx: click.Context, file: str) -> None:
+    """Check FILE and import (merge) its contacts without dialing."""
+    from ..campaign.runner import prepare
+    from ..campaign.spec import load_campaign
+    from ..store import open_db
+
+    loaded = load(ctx)
+    cf = load_campaign(file)
+    conn = open_db(loaded.database_path)
+    try:
+        prepare(loaded, cf, conn, echo=click.echo, echo_err=lambda t: click.echo(t, err=True))
+    finally:
+        conn.close()
+
+
+def _status(conn, c: dict) -> dict:
+    from ..campaign.report import summary
+
+    s = summary(conn, c["id"])
+    nxt = conn.execute("SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = ? AND status = 'pending'",
+                       (c["id"],)).fetchone()[0]
+    return {"name": c["name"], "status": c["status"], "file": c["file"], "contacts": s["contacts"],
+            "statuses": s["statuses"], "calls": s["calls"], "outcomes": s["outcomes"],
+            "answer_rate": s["answer_rate"], "next_attempt_at": nxt}
+
+
+@campaign.command("status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@run_command
+def campaign_status(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Progress of campaign NAME (reads the database only)."""
+    conn = _db(ctx)
+    st = _status(conn, _campaign(conn, name))
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    click.echo(f"{st['name']}: {st['status']}  ({st['file']})")
+    click.echo("contacts: " + ", ".join(f"{k} {v}" for k, v in sorted(st["statuses"].items())) + f"  (total {st['contacts']})")
+    click.echo(f"calls: {st['calls']}  " + ", ".join(f"{k} {v}" for k, v in sorted(st["outcomes"].items())))
+    if st["answer_rate"] is not None:
+        click.echo(f"answer rate: {st['answer_rate']:.1%}")
+    if st["next_attempt_at"]:
+        click.echo(f"next attempt due: {st['next_attempt_at']}")
+
+
+def _set_status(ctx: click.Context, name: str, status: str, allowed_from: tuple[str, ...]) -> None:
+    from ..campaign.log import CampaignLog
+    from ..store import Campaigns
+
+    conn = _db(ctx)
+    c = _campaign(conn, name)
+    if c["status"] not in allowed_from:
+        raise UserError(f"campaign {name!r} is {c['status']}; cannot {'pause' if status == 'paused' else 'resume'} it")
+    Campaigns(conn).update_campaign(c["id"], status=status)
+    CampaignLog(conn, c["id"]).write("control", verdict=f"{status} by operator")
+    click.echo(f"{name}: {status}")
+
+
+@campaign.command("pause")
+@click.argument("name")
+@click.pass_context
+@run_command
+def campaign_pause(ctx: click.Context, name: str) -> None:
+    """Pause NAME: the runner finishes the calls in progress and dials no more until resumed."""
+    _set_status(ctx, name, "paused", ("created", "running", "stopped"))
+
+
+@campaign.command("resume")
+@click.argument("name")
+@click.pass_context
+@run_command
+def campaign_resume(ctx: click.Context, name: str) -> None:
+    """Resume a paused campaign NAME."""
+    _set_status(ctx, name, "running", ("paused",))
+
+
+@campaign.command("list")
+@click.pass_context
+@run_command
+def campaign_list(ctx: click.Context) -> None:
+    """Every campaign in the database with its status."""
+    from ..store import Campaigns
+
+    conn = _db(ctx)
+    store = Campaigns(conn)
+    for c in store.list_campaigns():
+        counts = store.counts(c["id"])
+        click.echo(f"{c['name']:24} {c['status']:9} " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+
+
+# ---- report -------------------------------------------------------------------------------
+
+@main.command()
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write here instead of stdout")
+@click.pass_context
+@run_command
+def report(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
+    """Per-contact results of campaign NAME and a summary."""
+    from ..campaign.report import contact_rows, summary
+
+    conn = _db(ctx)
+    c = _campaign(conn, name)
+    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        if fmt == "json":
+            out.write('{"campaign": ' + json.dumps(name) + ', "summary": ' + json.dumps(summary(conn, c["id"]))
+                      + ', "contacts": [\n')
+            for i, row in enumerate(contact_rows(conn, c["id"])):
+                out.write(("," if i else "") + json.dumps(row, ensure_ascii=False) + "\n")
+            out.write("]}\n")
+        elif fmt == "csv":
+            _report_csv(out, contact_rows(conn, c["id"]))
+        else:
+            _report_table(out, name, summary(conn, c["id"]), contact_rows(conn, c["id"]))
+    finally:
+        if output:
+            out.close()
+
+
+def _report_csv(out, rows) -> None:
+    rows = iter(rows)
+    first = next(rows, None)
+    base = ["number", "status", "attempts", "last_outcome", "next_attempt_at", "keys", "answers"]
+    if first is None:
+        csv.writer(out).writerow(base)
+        return
+    # field columns come from the first contact (a CSV import gives every contact the same ones)
+    field_names = list(first["fields"])
+    w = csv.writer(out)
+    w.writerow(base[:1] + field_names + base[1:])
+    for r in _chain(first, rows):
+        w.writerow([r["number"], *[r["fields"].get(f, "") for f in field_names], r["status"], r["attempts"],
+                    r["last_outcome"] or "", r["next_attempt_at"] or "", r["keys"],
+                    json.dumps(r["answers"], ensure_ascii=False) if r["answers"] else ""])
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _report_table(out, name: str, s: dict, rows) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, width=None if out.isatty() else 160)
+    t = Table(title=f"campaign {name}: summary", show_header=False)
+    t.add_row("contacts", f"{s['contacts']} (" + ", ".join(f"{k} {v}" for k, v in sorted(s["statuses"].items())) + ")")
+    t.add_row("calls", f"{s['calls']} (" + ", ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items())) + ")")
+    t.add_row("answer rate", "-" if s["answer_rate"] is None else f"{s['answer_rate']:.1%}")
+    t.add_row("average answered duration", "-" if s["avg_answered_duration_s"] is None else f"{s['avg_answered_duration_s']:.1f} s")
+    for modem, m in s["by_modem"].items():
+        t.add_row(f"modem {modem} (SIM {m['iccid'] or '?'})",
+                  f"{m['calls']} calls: " + ", ".join(f"{k} {v}" for k, v in sorted(m["outcomes"].items())))
+    for hour, n in s["attempts_per_hour"].items():
+        t.add_row(f"attempts {hour}", str(n))
+    console.print(t)
+    ct = Table("number", "fields", "status", "attempts", "last outcome", "keys", "answers")
+    for r in rows:
+        ct.add_row(r["number"], ", ".join(f"{k}={v}" for k, v in r["fields"].items()), r["status"], str(r["attempts"]),
+                   r["last_outcome"] or "-", r["keys"] or "-",
+                   ", ".join(f"{k}={v}" for k, v in r["answers"].items()) or "-")
+    console.print(ct)
+
+
+# ---- suppression list -----------------------------------------------------------------------
+
+def _numbers_from(path: str, region: str, column: str = "number"):
+    """Numbers from a CSV with a ``number`` column, or one number per line; bad lines to stderr."""
+    from ..numbers import InvalidNumber, parse_number
+
+    try:
+        f = open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc}") from None
+    with f:
+        first = f.readline()
+        f.seek(0)
+        cols = [c.strip() for c in next(csv.reader([first]), [])] if first else []
+        reader = csv.DictReader(f) if column in cols else None
+        if reader is not None:
+            reader.fieldnames = [c.strip() for c in reader.fieldnames or []]
+            for row in reader:
+                try:
+                    yield parse_number(row.get(column) or "", region), row
+                except InvalidNumber as exc:
+                    click.echo(f"{path}:{reader.line_num}: {exc}", err=True)
+        else:
+            for i, line in enumerate(f, start=1):
+                raw = line.strip()
+                if not raw or raw.startswith("#"):
+                    continue
+                try:
+                    yield parse_number(raw, region), {}
+                except InvalidNumber as exc:
+                    click.echo(f"{path}:{i}: {exc}", err=True)
+
+
+@main.group()
+def suppress() -> None:
+    """The suppression list (opt-outs, do-not-call): checked before every attempt."""
+
+
+@suppress.command("add")
+@click.argument("numbers", nargs=-1, required=True)
+@click.option("--reason", default="manual", show_default=True)
+@click.pass_context
+@run_command
+def suppress_add(ctx: click.Context, numbers: tuple[str, ...], reason: str) -> None:
+    """Add NUMBERS to the suppression list."""
+    from ..numbers import parse_number
+    from ..store import Compliance
+
+    loaded = load(ctx)
+    parsed = [parse_number(n, loaded.config.default_region) for n in numbers]
+    comp = Compliance(_db(ctx))
+    for n in parsed:
+        click.echo(f"{n}: {'added' if comp.suppress(n, reason, 'cli') else 'already suppressed'}")
+
+
+@suppress.command("remove")
+@click.argument("numbers", nargs=-1, required=True)
+@click.pass_context
+@run_command
+def suppress_remove(ctx: click.Context, numbers: tuple[str, ...]) -> None:
+    """Remove NUMBERS from the suppression list."""
+    from ..numbers import parse_number
+    from ..store import Compliance
+
+    loaded = load(ctx)
+    comp = Compliance(_db(ctx))
+    for raw in numbers:
+        n = parse_number(raw, loaded.config.default_region)
+        click.echo(f"{n}: {'removed' if comp.unsuppress(n) else 'was not suppressed'}")
+
+
+@suppress.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--reason", default="dnc", show_default=True, help="why these numbers are suppressed")
+@click.option("--source", default=None, help="where the list comes from (default: the file name)")
+@click.pass_context
+@run_command
+def suppress_import(ctx: click.Context, file: str, reason: str, source: str | None) -> None:
+    """Add the numbers of FILE (a CSV with a 'number' column, or one number per line)."""
+    from ..store import Compliance
+
+    loaded = load(ctx)
+    comp = Compliance(_db(ctx))
+    seen = 0
+
+    def numbers():
+        nonlocal seen
+        for n, _ in _numbers_from(file, loaded.config.default_region):
+            seen += 1
+            yield n
+    added = comp.import_suppression(numbers(), reason=reason, source=source or file)
+    click.echo(f"{file}: {seen} number(s), {added} new on the suppression list")
+
+
+@suppress.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False))
+@click.pass_context
+@run_command
+def suppress_export(ctx: click.Context, output: str | None) -> None:
+    """Write the suppression list as CSV (number, reason, source, added_at)."""
+    from ..store import Compliance
+
+    comp = Compliance(_db(ctx))
+    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        w = csv.writer(out)
+        w.writerow(["number", "reason", "source", "added_at"])
+        for e in comp.export_suppression():
+            w.writerow([e["number"], e["reason"], e["source"], e["added_at"]])
+    finally:
+        if output:
+            out.close()
+
+
+# ---- consent records --------------------------------------------------------------------------
+
+CONSENT_COLUMNS = ("number", "scope", "source", "given_at", "proof_ref", "name", "text_shown", "collector",
+                   "time_slot", "tz")
+
+
+@main.group()
+def consent() -> None:
+    """Consent records (proof): import, export, revoke. Append-only."""
+
+
+def _parse_when(value: str, where: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{where}: given_at: not an ISO 8601 date/time: {value!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+@consent.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.pass_context
+@run_command
+def consent_import(ctx: click.Context, file: str) -> None:
+    """Import consent records from a CSV with columns number, scope, source, given_at
+    (ISO 8601) and optionally proof_ref, name, text_shown, collector, time_slot, tz."""
+    from ..campaign.rules import Window
+    from ..numbers import InvalidNumber, parse_number
+    from ..store import Compliance
+
+    loaded = load(ctx)
+    comp = Compliance(_db(ctx))
+    try:
+        f = open(file, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise UserError(f"{file}: cannot read: {exc}") from None
+    added = bad = 0
+    with f:
+        reader = csv.DictReader(f)
+        cols = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in ("number", "scope", "source", "given_at") if c not in cols]
+        if missing:
+            raise UserError(f"{file}:1: missing column(s): {', '.join(missing)}")
+        unknown = [c for c in cols if c not in CONSENT_COLUMNS]
+        if unknown:
+            raise UserError(f"{file}:1: unknown column(s): {', '.join(unknown)}")
+        reader.fieldnames = cols
+        for row in reader:
+            where = f"{file}:{reader.line_num}"
+            try:
+                number = parse_number(row["number"] or "", loaded.config.default_region)
+                if not (row["scope"] or "").strip() or not (row["source"] or "").strip():
+                    raise UserError(f"{where}: scope and source are required")
+                given = _parse_when(row["given_at"] or "", where)
+                if row.get("time_slot"):
+                    for w in row["time_slot"].split(","):
+                        Window.parse(w)
+            except (InvalidNumber, UserError, ValueError) as exc:
+                msg = str(exc)
+                click.echo(msg if msg.startswith(file) else f"{where}: {msg}", err=True)
+                bad += 1
+                continue
+            comp.add_consent(number, row["scope"].strip(), row["source"].strip(), given,
+                             row.get("proof_ref") or None, name=row.get("name") or None,
+                             text_shown=row.get("text_shown") or None, collector=row.get("collector") or None,
+                             time_slot=row.get("time_slot") or None, tz=row.get("tz") or None)
+            added += 1
+    click.echo(f"{file}: {added} consent record(s) added, {bad} bad row(s)")
+
+
+@consent.command("export")
+@click.option("--output", "-o", type=click.Path(dir_okay=False))
+@click.pass_context
+@run_command
+def consent_export(ctx: click.Context, output: str | None) -> None:
+    """Write every consent record (with revocations) as CSV."""
+    conn = _db(ctx)
+    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    try:
+        w = csv.writer(out)
+        cols = [*CONSENT_COLUMNS, "recorded_at", "revoked_at", "revoked_via"]
+        w.writerow(cols)
+        last = 0
+        while rows := conn.execute("SELECT * FROM consent WHERE id > ? ORDER BY id LIMIT 5000", (last,)).fetchall():
+            for r in rows:
+                w.writerow([r[c] if r[c] is not None else "" for c in cols])
+            last = rows[-1]["id"]
+    finally:
+        if output:
+            out.close()
+
+
+@consent.command("revoke")
+@click.argument("number")
+@click.option("--scope", default=None, help="only this scope (default: all)")
+@click.option("--via", default="cli", show_default=True, help="how the person revoked it")
+@click.pass_context
+@run_command
+def consent_revoke(ctx: click.Context, number: str, scope: str | None, via: str) -> None:
+    """Revoke the live consents of NUMBER."""
+    from ..numbers import parse_number
+    from ..store import Compliance
+
+    loaded = load(ctx)
+    n = parse_number(number, loaded.config.default_region)
+    count = Compliance(_db(ctx)).revoke_consent(n, via, scope)
+    click.echo(f"{n}: {count} consent record(s) revoked")

@@ -19,7 +19,7 @@ from .timestamps import to_ts, utc_now
 
 CONTACT_STATUSES = frozenset(
     {"pending", "in_progress", "answered", "exhausted", "suppressed", "no_consent", "invalid", "refused",
-     "cancelled"}
+     "cancelled", "opted_out"}
 )
 IMPORT_BATCH = 5_000
 

@@ -129,3 +129,13 @@ class Compliance:
         return int(self.conn.execute(
             "SELECT COUNT(*) FROM calls WHERE number = ? AND created_at >= ?", (number, to_ts(since))
         ).fetchone()[0])
+
+    def attempt_times(self, number: str, since: datetime) -> list[datetime]:
+        """When each attempt to ``number`` since ``since`` was made (oldest first), all campaigns.
+
+        The calling rules need the times, not just the count, to say when a rolling cap frees.
+        """
+        return [from_ts(r[0]) for r in self.conn.execute(
+            "SELECT created_at FROM calls WHERE number = ? AND created_at >= ? ORDER BY created_at",
+            (number, to_ts(since)),
+        )]

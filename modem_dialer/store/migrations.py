@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import UserError
+from .migrations_campaign import CAMPAIGN_LOG
 from .schema_v1 import SCHEMA_V1
 
 
@@ -23,7 +24,10 @@ class Step:
     apply: str | Callable[[sqlite3.Connection], None]  # an SQL script or a function
 
 
-STEPS: tuple[Step, ...] = (Step(1, "initial schema", SCHEMA_V1),)
+STEPS: tuple[Step, ...] = (
+    Step(1, "initial schema", SCHEMA_V1),
+    Step(2, "campaign log (calling-rule decisions, modem rotation)", CAMPAIGN_LOG),
+)
 
 LATEST = STEPS[-1].version
 

@@ -1,0 +1,360 @@
+"""The campaign controller: every free, healthy line dials the next due contact.
+
+One worker per line. A worker takes the next due contact, runs the calling rules
+(allow / deny / defer, each journaled in ``campaign_log``), claims the contact and the
+number (never one number in two calls at once), places the call, and moves the contact
+to its next status by the retry rules. Every step is its own committed transaction, so
+a kill -9 loses nothing: at start-up :meth:`Controller.recover` settles the contact that
+was in flight from its journaled call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from ..call.line import Line
+from ..call.session import MIN_RING_TIMEOUT, place_call
+from ..config_campaign import LimitsConfig
+from ..errors import UserError
+from ..store import Campaigns, Compliance, Contact, Journal, from_ts, to_ts, utc_now
+from . import rules as R
+from .log import CampaignLog
+from .pool import Pool, Slot
+from .retry import FINAL_BY_RULE, after_attempt
+from .script import CallState, ScriptFor, with_opt_out
+from .spec import CampaignSpec
+
+log = logging.getLogger("modem_dialer.campaign")
+
+# Another process has a call open to the number: look again after this long.
+IN_CALL_DEFER = timedelta(minutes=2)
+
+
+class View(Protocol):
+    def event(self, kind: str, text: str) -> None: ...
+
+
+class _NullView:
+    def event(self, kind: str, text: str) -> None:
+        log.info("%s: %s", kind, text)
+
+
+class Controller:
+    def __init__(self, conn: sqlite3.Connection, campaign_id: int, spec: CampaignSpec, lines: list[Line],
+                 limits: LimitsConfig, script_for: ScriptFor, *, clock: Callable[[], datetime] = utc_now,
+                 min_ring_timeout: float = MIN_RING_TIMEOUT, view: View | None = None, poll: float = 1.0,
+                 batch: int | None = None) -> None:
+        self.conn = conn
+        self.cid = campaign_id
+        self.spec = spec
+        self.rules = spec.rule_set()
+        self.clock = clock
+        self.campaigns = Campaigns(conn, clock)
+        self.compliance = Compliance(conn, clock)
+        self.journal = Journal(conn, clock)
+        self.clog = CampaignLog(conn, campaign_id, clock)
+        self.script_for = script_for
+        self.lines = lines
+        self.limits = limits
+        self.min_ring_timeout = min_ring_timeout
+        self.ring_timeout = spec.ring_timeout.total_seconds()
+        self.view: View = view or _NullView()
+        self.poll = poll
+        self.batch = batch or max(32, 2 * len(lines))
+        self.pool: Pool | None = None
+        self.in_flight: set[str] = set()
+        self.buffer: deque[Contact] = deque()
+        self.stopping = False
+        self.hard_stop = False
+        self.paused = False
+        self.waiting_until: datetime | None = None
+        self.done = asyncio.Event()
+        self._stop_event = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.status_counts: Counter[str] = Counter()
+        self.outcome_counts: Counter[str] = Counter()
+        self.calls_this_run = 0
+        self.started_mono = time.monotonic()
+        self.finished_this_run = 0
+        self.cpu = 0.0          # controller-only CPU seconds (rules, dispatch, bookkeeping)
+
+    # ---- start-up --------------------------------------------------------------------
+    def recover(self) -> tuple[list[int], int]:
+        """Close calls a killed process left open; settle this campaign's in-flight contacts.
+
+        A contact still ``in_progress`` whose latest call was journaled (there are more
+        calls than counted attempts) gets that call's outcome through the retry rules;
+        one that never reached ATD goes back to pending without an attempt.
+        """
+        interrupted = self.journal.recover_interrupted()
+        settled = 0
+        for c in list(self.campaigns.iter_contacts(self.cid, statuses=["in_progress"])):
+            self._settle(c)
+            settled += 1
+        return interrupted, settled
+
+    def _settle(self, c: Contact) -> None:
+        n, last = self._calls_of(c.id)
+        if n > c.attempts and last is not None and last["outcome"] is not None:
+            self._apply_outcome(c, last, n - c.attempts, opted_out=self._opted_out(last["id"]))
+        else:
+            self.campaigns.set_contact_status(c.id, "pending")
+
+    def _calls_of(self, contact_id: int) -> tuple[int, dict[str, Any] | None]:
+        n = self.conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ?", (contact_id,)).fetchone()[0]
+        row = self.conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id DESC LIMIT 1",
+                                (contact_id,)).fetchone()
+        return int(n), None if row is None else dict(row)
+
+    def _opted_out(self, call_id: int) -> bool:
+        return self.conn.execute("SELECT 1 FROM call_events WHERE call_id = ? AND kind = 'opt_out' LIMIT 1",
+                                 (call_id,)).fetchone() is not None
+
+    # ---- run -------------------------------------------------------------------------
+    async def run(self) -> str:
+        """Dial until every contact has a final status ('done') or a stop ('stopped')."""
+        now = self.clock()
+        self.status_counts.update(self.campaigns.counts(self.cid))
+        for outcome, n in self.conn.execute(
+                "SELECT outcome, COUNT(*) FROM calls WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY outcome",
+                (self.cid,)):
+            self.outcome_counts[outcome] = n
+        self.pool = Pool(self.lines, self.limits, self.conn, now, self._slot_changed)
+        await self.pool.check_health(now)
+        if all(s.state == "out" for s in self.pool.slots):
+            self.pool.close()
+            raise UserError("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in self.pool.slots))
+        self.campaigns.update_campaign(self.cid, status="paused" if self._db_paused() else "running")
+        self._tasks = [asyncio.ensure_future(self._worker(s)) for s in self.pool.slots]
+        results: list = []
+        try:
+            waiter = asyncio.ensure_future(self.done.wait())
+            await asyncio.wait({waiter, *self._tasks}, return_when=asyncio.FIRST_COMPLETED)
+            # done, or a stop: let the workers finish their calls
+            self.stopping = True
+            self._stop_event.set()
+            waiter.cancel()
+            results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        finally:
+            self.pool.close()
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        result = "done" if self._complete() else "stopped"
+        if result == "done":
+            self.campaigns.update_campaign(self.cid, status="done")
+        elif not self._db_paused():
+            self.campaigns.update_campaign(self.cid, status="stopped")
+        self.clog.write("control", verdict=result)
+        return result
+
+    def request_stop(self) -> None:
+        """First call: no new dials, calls in progress finish. Second: hang up now."""
+        if not self.stopping:
+            self.stopping = True
+            self._stop_event.set()
+            self.clog.write("control", verdict="stop", calls_in_progress=len(self.in_flight))
+            self.view.event("stop", f"stopping: no new calls; {len(self.in_flight)} in progress will finish "
+                                    "(signal again to hang up)")
+        elif not self.hard_stop:
+            self.hard_stop = True
+            self.view.event("stop", f"hanging up {len(self.in_flight)} call(s)")
+            for t in self._tasks:
+                t.cancel()
+
+    def _db_paused(self) -> bool:
+        row = self.conn.execute("SELECT status FROM campaigns WHERE id = ?", (self.cid,)).fetchone()
+        return row is not None and row[0] == "paused"
+
+    def _complete(self) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM contacts WHERE campaign_id = ? AND status IN ('pending', 'in_progress') LIMIT 1",
+            (self.cid,)).fetchone() is None
+
+    def _next_pending_at(self) -> datetime | None:
+        row = self.conn.execute("SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = ? AND status = 'pending'",
+                                (self.cid,)).fetchone()
+        return None if row[0] is None else from_ts(row[0])
+
+    # ---- one worker per line -----------------------------------------------------------
+    async def _worker(self, slot: Slot) -> None:
+        while not self.stopping:
+            now = self.clock()
+            paused = self._db_paused()
+            if paused != self.paused:
+                self.paused = paused
+                self.clog.write("control", verdict="paused" if paused else "resumed")
+                self.view.event("pause", "paused (campaign resume NAME to continue)" if paused else "resumed")
+            if paused:
+                await self._sleep(self.poll)
+                continue
+            until, why = slot.blocked_until(now)
+            if why is not None:
+                if slot.state == "out":
+                    if until is not None and until <= now:
+                        await slot.try_return(now)
+                        continue
+                elif slot.state != "limit":
+                    slot.state, slot.reason = "limit", why
+                    self.view.event("limit", f"{slot.name}: resting until {_local(until)} ({why})")
+                await self._sleep(self._delay(now, until))
+                continue
+            if slot.state == "limit":
+                slot.state, slot.reason = "idle", None
+            t0 = time.process_time()
+            contact = self._next_contact(now)
+            if contact is None:
+                self.cpu += time.process_time() - t0
+                if not self.in_flight and self._complete():
+                    self.done.set()
+                    return
+                nxt = self._next_pending_at()
+                waiting = nxt if nxt is not None and nxt > now else None
+                if waiting != self.waiting_until and waiting is not None and not self.in_flight:
+                    n = max(0, self.status_counts["pending"])
+                    self.view.event("wait", f"{n} contact(s) deferred; waiting until {_local(waiting)}")
+                self.waiting_until = waiting
+                await self._sleep(self._delay(now, nxt))
+                continue
+            self.waiting_until = None
+            go = self._decide(contact, now, slot)
+            self.cpu += time.process_time() - t0
+            if go:
+                await self._call(slot, contact)
+
+    async def _sleep(self, seconds: float) -> None:
+        # wake early on a stop; never spin
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), max(0.01, seconds))
+
+    def _delay(self, now: datetime, until: datetime | None) -> float:
+        if until is None:
+            return self.poll
+        return min(self.poll, max(0.0, (until - now).total_seconds()))
+
+    def _next_contact(self, now: datetime) -> Contact | None:
+        if not self.buffer:
+            self.buffer.extend(self.campaigns.next_due(self.cid, now, limit=self.batch,
+                                                       exclude_numbers=self.in_flight))
+        while self.buffer:
+            c = self.buffer.popleft()
+            if c.number not in self.in_flight:
+                return c
+        return None
+
+    def _decide(self, c: Contact, now: datetime, slot: Slot) -> bool:
+        """Run the rules; journal the decision; claim the contact when allowed."""
+        dec = R.check(c.number, self.rules, now, self.compliance, tz_override=c.fields.get("timezone") or None)
+        if dec.allowed and self._open_elsewhere(c.number):
+            dec = R.Decision("defer", "in_call", now + IN_CALL_DEFER, "a call to this number is in progress")
+        kw = dict(contact_id=c.id, number=c.number, verdict=dec.verdict, rule=dec.rule, until=dec.until)
+        if dec.verdict == "allow":
+            with self.conn:       # the claim and its log row commit together
+                cur = self.conn.execute(
+                    "UPDATE contacts SET status = 'in_progress', updated_at = ? WHERE id = ? AND status = 'pending'",
+                    (to_ts(now), c.id))
+                if cur.rowcount != 1:
+                    return False
+                self.clog.write_in("rule", modem=slot.name, **kw)
+            self._count(c.status, "in_progress")
+            return True
+        with self.conn:
+            self.clog.write_in("rule", detail=dec.detail, **kw)
+            if dec.verdict == "deny":
+                status = FINAL_BY_RULE.get(dec.rule or "", "exhausted")
+                self.conn.execute("UPDATE contacts SET status = ?, last_outcome = ?, updated_at = ? WHERE id = ?",
+                                  (status, f"rule:{dec.rule}", to_ts(now), c.id))
+            else:
+                status = "pending"
+                self.conn.execute("UPDATE contacts SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                                  (to_ts(dec.until or now + timedelta(minutes=1)), to_ts(now), c.id))
+        self._count(c.status, status)
+        self.view.event("rule", f"{c.number}: {dec.verdict} {dec.rule}"
+                                + (f" until {_local(dec.until)}" if dec.until else "") + f" ({dec.detail})")
+        return False
+
+    def _open_elsewhere(self, number: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL LIMIT 1",
+                                 (number,)).fetchone() is not None
+
+    def _count(self, old: str, new: str) -> None:
+        if old != new:
+            self.status_counts[old] -= 1
+            self.status_counts[new] += 1
+
+    async def _call(self, slot: Slot, c: Contact) -> None:
+        state = CallState()
+        script = self.script_for(c)
+        if self.spec.opt_out_key:
+            script = with_opt_out(script, self.spec.opt_out_key, self.compliance, f"campaign:{self.spec.name}", state)
+        self.in_flight.add(c.number)
+        slot.started(c.number, self.clock())
+        self.view.event("dial", f"{slot.name}: dialing {c.number}")
+        try:
+            result = await place_call(slot.line, c.number, script, self.journal, ring_timeout=self.ring_timeout,
+                                      min_ring_timeout=self.min_ring_timeout, campaign_id=self.cid,
+                                      contact_id=c.id)
+        except asyncio.CancelledError:
+            # second signal: place_call hung up and recorded the call; settle the contact now
+            self.in_flight.discard(c.number)
+            fresh = self.campaigns.get_contact(c.id)
+            if fresh is not None and fresh.status == "in_progress":
+                self._settle(fresh)
+            slot.finished("interrupted", None, self.clock())
+            raise
+        t0 = time.process_time()
+        self.in_flight.discard(c.number)
+        row = result.row
+        self._apply_outcome(c, row, 1, opted_out=state.opted_out)
+        slot.finished(row["outcome"], row["duration_s"], self.clock())
+        self.calls_this_run += 1
+        self.cpu += time.process_time() - t0
+        keys = "".join(k["key"] for k in row.get("keys", []))
+        self.view.event("call", f"{slot.name}: {c.number} {row['outcome']}"
+                                + (f" keys {keys}" if keys else "") + (" (opted out)" if state.opted_out else ""))
+
+    def _apply_outcome(self, c: Contact, row: dict[str, Any], new_attempts: int, *, opted_out: bool) -> None:
+        outcome = row["outcome"]
+        attempts = c.attempts + new_attempts
+        ended = from_ts(row["ended_at"]) if row.get("ended_at") else self.clock()
+        nxt = after_attempt(self.spec, outcome, attempts, ended, opted_out=opted_out)
+        with self.conn:
+            self.conn.execute(
+                "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_outcome = ?,"
+                " last_call_id = ?, attempts = ?, updated_at = ? WHERE id = ?",
+                (nxt.status, None if nxt.next_attempt_at is None else to_ts(nxt.next_attempt_at), outcome,
+                 row["id"], attempts, to_ts(self.clock()), c.id))
+        self.outcome_counts[outcome] += 1
+        self._count("in_progress", nxt.status)
+        if nxt.status != "pending":
+            self.finished_this_run += 1
+
+    def _slot_changed(self, slot: Slot, what: str, reason: str | None) -> None:
+        self.clog.write("modem", modem=slot.name, verdict=what, rule=reason)
+        self.view.event("modem", f"{slot.name}: {'out of rotation' if what == 'out' else 'back in rotation'}"
+                                 + (f" ({reason})" if reason else ""))
+
+    # ---- for the live view -----------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        total = sum(v for v in self.status_counts.values() if v > 0)
+        open_ = max(0, self.status_counts["pending"]) + max(0, self.status_counts["in_progress"])
+        elapsed = time.monotonic() - self.started_mono
+        rate = self.finished_this_run / elapsed if elapsed > 0 else 0.0
+        return {
+            "total": total, "finished": total - open_, "statuses": dict(self.status_counts),
+            "outcomes": dict(self.outcome_counts), "eta_s": open_ / rate if rate > 0 else None,
+            "slots": [s.as_dict() for s in (self.pool.slots if self.pool else [])],
+            "waiting_until": self.waiting_until, "paused": self.paused, "stopping": self.stopping,
+        }
+
+
+def _local(at: datetime | None) -> str:
+    return "?" if at is None else at.astimezone().strftime("%Y-%m-%d %H:%M:%S")

@@ -1,0 +1,43 @@
+"""The campaign log: one row per calling-rule decision, modem rotation change or control action."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from ..store import to_ts, utc_now
+
+_INSERT = ("INSERT INTO campaign_log (campaign_id, contact_id, number, modem, at, kind, verdict, rule, until, data)"
+           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+class CampaignLog:
+    def __init__(self, conn: sqlite3.Connection, campaign_id: int, clock: Callable[[], datetime] = utc_now) -> None:
+        self.conn = conn
+        self.campaign_id = campaign_id
+        self._clock = clock
+
+    def row(self, kind: str, *, contact_id: int | None = None, number: str | None = None, modem: str | None = None,
+            verdict: str | None = None, rule: str | None = None, until: datetime | None = None,
+            **data: Any) -> tuple:
+        """The parameters of one row, for callers that write it inside their own transaction."""
+        return (self.campaign_id, contact_id, number, modem, to_ts(self._clock()), kind, verdict, rule,
+                None if until is None else to_ts(until), json.dumps(data, default=str, separators=(",", ":")))
+
+    def write(self, kind: str, **kw: Any) -> None:
+        with self.conn:
+            self.conn.execute(_INSERT, self.row(kind, **kw))
+
+    def write_in(self, kind: str, **kw: Any) -> None:
+        """Inside a transaction the caller holds."""
+        self.conn.execute(_INSERT, self.row(kind, **kw))
+
+    def entries(self, *, contact_id: int | None = None, kind: str | None = None, limit: int = 1000) -> list[dict]:
+        rows = self.conn.execute(
+            "SELECT * FROM campaign_log WHERE campaign_id = ? AND (? IS NULL OR contact_id = ?)"
+            " AND (? IS NULL OR kind = ?) ORDER BY id LIMIT ?",
+            (self.campaign_id, contact_id, contact_id, kind, kind, limit)).fetchall()
+        return [{**dict(r), "data": json.loads(r["data"])} for r in rows]

@@ -1,0 +1,205 @@
+"""The bank's lines as the campaign sees them: free, calling, resting, at a limit, or out.
+
+Each slot keeps its own counters (calls this hour and today, answered minutes today,
+consecutive failures), seeded from the journal at start so a restart keeps them. A
+line leaves rotation after N consecutive failed calls or when it loses registration,
+with the reason journaled, and comes back after the cool-down once it is registered.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections import deque
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..call.line import Line
+from ..config_campaign import LimitsConfig
+from ..modems.events import Event, ModemLost, RegistrationChanged, SignalChanged
+from ..store import set_modem_state, to_ts
+from ..store.timestamps import from_ts
+
+log = logging.getLogger("modem_dialer.campaign")
+
+# Outcomes that say the modem/SIM (not the callee) failed.
+MODEM_FAILURES = frozenset({"failed"})
+
+
+def local_midnight(now: datetime) -> datetime:
+    """Start of the box's local calendar day containing ``now`` (aware)."""
+    local = now.astimezone()
+    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+class Slot:
+    def __init__(self, line: Line, limits: LimitsConfig, now: datetime) -> None:
+        self.line = line
+        self.name = line.name
+        self.limits = limits.for_modem(line.name)
+        self.max_failures = limits.max_consecutive_failures
+        self.cooldown = limits.cooldown
+        self.state = "idle"             # idle | calling | limit | out | stopped
+        self.reason: str | None = None
+        self.current: str | None = None
+        self.out_until: datetime | None = None
+        self.registered = True
+        self.lost = False
+        self.signal_dbm: int | None = None
+        self.failures = 0
+        self.hour: deque[datetime] = deque()
+        self.day_start = local_midnight(now)
+        self.calls_today = 0
+        self.seconds_today = 0.0
+        self.calls_total = 0
+        self._on_change: Callable[[Slot, str, str | None], None] | None = None
+        self._remove = line.driver.add_listener(self._event)
+
+    # ---- counters ------------------------------------------------------------------
+    def seed(self, conn: sqlite3.Connection, now: datetime) -> None:
+        """Counters from the journal (by SIM when its ICCID is known, else by modem name)."""
+        iccid = self.line.identity.iccid
+        col, key = ("iccid", iccid) if iccid else ("modem", self.name)
+        row = conn.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?",  # noqa: S608
+            (key, to_ts(self.day_start)),
+        ).fetchone()
+        self.calls_today, self.seconds_today = int(row[0]), float(row[1])
+        self.hour = deque(from_ts(r[0]) for r in conn.execute(
+            f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? ORDER BY created_at",  # noqa: S608
+            (key, to_ts(now - timedelta(hours=1)))))
+
+    def _roll(self, now: datetime) -> None:
+        start = local_midnight(now)
+        if start != self.day_start:
+            self.day_start, self.calls_today, self.seconds_today = start, 0, 0.0
+        while self.hour and self.hour[0] <= now - timedelta(hours=1):
+            self.hour.popleft()
+
+    def started(self, number: str, now: datetime) -> None:
+        self._roll(now)
+        self.state, self.current = "calling", number
+        self.hour.append(now)
+        self.calls_today += 1
+        self.calls_total += 1
+
+    def finished(self, outcome: str, duration_s: float | None, now: datetime) -> None:
+        self._roll(now)
+        self.current = None
+        self.seconds_today += duration_s or 0.0
+        if self.state == "calling":
+            self.state = "idle"
+        if outcome in MODEM_FAILURES:
+            self.failures += 1
+            if self.failures >= self.max_failures:
+                self.take_out(f"{self.failures} consecutive failed calls", now + self.cooldown)
+        else:
+            self.failures = 0
+
+    # ---- availability --------------------------------------------------------------
+    def blocked_until(self, now: datetime) -> tuple[datetime | None, str | None]:
+        """(None, None) when the line may dial now; else until when (None = unknown) and why."""
+        if self.state == "out":
+            return self.out_until, self.reason
+        self._roll(now)
+        lim = self.limits
+        if lim.calls_per_hour and len(self.hour) >= lim.calls_per_hour:
+            return self.hour[0] + timedelta(hours=1), f"{lim.calls_per_hour} calls per hour"
+        next_day = self.day_start + timedelta(days=1)
+        if lim.calls_per_day and self.calls_today >= lim.calls_per_day:
+            return next_day, f"{lim.calls_per_day} calls per day"
+        if lim.minutes_per_day and self.seconds_today >= lim.minutes_per_day * 60:
+            return next_day, f"{lim.minutes_per_day:g} minutes per day"
+        return None, None
+
+    def take_out(self, reason: str, until: datetime | None) -> None:
+        if self.state == "out" and self.reason == reason:
+            return
+        self.state, self.reason, self.out_until = "out", reason, until
+        if self._on_change:
+            self._on_change(self, "out", reason)
+
+    def bring_back(self, why: str) -> None:
+        if self.state != "out":
+            return
+        self.state, self.reason, self.out_until = "idle", None, None
+        self.failures = 0
+        if self._on_change:
+            self._on_change(self, "back", why)
+
+    async def try_return(self, now: datetime) -> bool:
+        """After the cool-down: back in rotation if the modem answers and is registered."""
+        if self.lost:
+            return False
+        try:
+            health = await self.line.driver.health()
+        except Exception as exc:   # any failure to answer keeps it out
+            self.out_until = now + self.cooldown
+            log.info("%s: health check failed: %s", self.name, exc)
+            return False
+        self.signal_dbm = health.signal_dbm
+        self.registered = health.registration.registered
+        if not self.registered:
+            self.reason = f"not registered ({health.registration.value})"
+            self.out_until = now + self.cooldown
+            return False
+        self.bring_back("registered, cool-down over")
+        return True
+
+    # ---- modem events --------------------------------------------------------------
+    def _event(self, ev: Event) -> None:
+        if isinstance(ev, RegistrationChanged):
+            self.registered = ev.status.registered
+            if not self.registered:
+                self.take_out(f"lost registration ({ev.status.value})", None)
+            elif self.state == "out" and (self.reason or "").startswith("lost registration"):
+                self.bring_back("registration returned")
+        elif isinstance(ev, SignalChanged):
+            self.signal_dbm = ev.dbm
+        elif isinstance(ev, ModemLost):
+            self.lost = True
+            self.take_out(f"modem lost: {ev.error}", None)
+
+    def close(self) -> None:
+        self._remove()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "reason": self.reason, "current": self.current,
+                "calls_today": self.calls_today, "signal_dbm": self.signal_dbm, "failures": self.failures}
+
+
+class Pool:
+    def __init__(self, lines: list[Line], limits: LimitsConfig, conn: sqlite3.Connection,
+                 now: datetime, on_change: Callable[[Slot, str, str | None], None]) -> None:
+        self.conn = conn
+        self.slots = [Slot(line, limits, now) for line in lines]
+        for s in self.slots:
+            s.seed(conn, now)
+            s._on_change = self._changed
+        self._on_change = on_change
+
+    def _changed(self, slot: Slot, what: str, reason: str | None) -> None:
+        status = "out_of_rotation" if what == "out" else "ready"
+        set_modem_state(self.conn, slot.name, status, reason=reason, imei=slot.line.identity.imei,
+                        iccid=slot.line.identity.iccid)
+        self._on_change(slot, what, reason)
+
+    async def check_health(self, now: datetime) -> None:
+        """At start: signal and registration of every line; unregistered ones start out."""
+        for s in self.slots:
+            try:
+                h = await s.line.driver.health()
+            except Exception as exc:
+                s.take_out(f"health check failed: {exc}", now + s.cooldown)
+                continue
+            s.signal_dbm = h.signal_dbm
+            s.registered = h.registration.registered
+            if not s.registered:
+                s.take_out(f"not registered ({h.registration.value})", now + s.cooldown)
+            else:
+                set_modem_state(self.conn, s.name, "ready", imei=s.line.identity.imei, iccid=s.line.identity.iccid)
+
+    def close(self) -> None:
+        for s in self.slots:
+            s.close()

@@ -1,0 +1,72 @@
+"""Campaign reports: one row per contact (streamed in chunks) and a summary."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from ..store import Campaigns
+
+CHUNK = 2000
+
+
+def contact_rows(conn: sqlite3.Connection, campaign_id: int) -> Iterator[dict[str, Any]]:
+    """number, fields, status, attempts, last outcome, keys (all calls, in order) and answers."""
+    store = Campaigns(conn)
+    chunk: list = []
+    for c in store.iter_contacts(campaign_id, chunk=CHUNK):
+        chunk.append(c)
+        if len(chunk) >= CHUNK:
+            yield from _with_calls(conn, chunk)
+            chunk = []
+    if chunk:
+        yield from _with_calls(conn, chunk)
+
+
+def _with_calls(conn: sqlite3.Connection, contacts: list) -> Iterator[dict[str, Any]]:
+    ids = json.dumps([c.id for c in contacts])
+    keys: dict[int, list[str]] = defaultdict(list)
+    for cid, key in conn.execute(
+            "SELECT c.contact_id, k.key FROM calls c JOIN keys k ON k.call_id = c.id"
+            " WHERE c.contact_id IN (SELECT value FROM json_each(?)) ORDER BY c.id, k.id", (ids,)):
+        keys[cid].append(key)
+    answers: dict[int, dict[str, Any]] = defaultdict(dict)
+    for cid, name, value in conn.execute(
+            "SELECT c.contact_id, a.name, a.value FROM calls c JOIN answers a ON a.call_id = c.id"
+            " WHERE c.contact_id IN (SELECT value FROM json_each(?)) ORDER BY a.id", (ids,)):
+        answers[cid][name] = value
+    for c in contacts:
+        yield {"number": c.number, "fields": c.fields, "status": c.status, "attempts": c.attempts,
+               "last_outcome": c.last_outcome, "next_attempt_at": c.next_attempt_at if c.status == "pending" else None,
+               "keys": "".join(keys.get(c.id, [])), "answers": answers.get(c.id, {})}
+
+
+def summary(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any]:
+    q = conn.execute
+    calls, answered, avg = q(
+        "SELECT COUNT(*), SUM(outcome = 'answered'), AVG(CASE WHEN outcome = 'answered' THEN duration_s END)"
+        " FROM calls WHERE campaign_id = ?", (campaign_id,)).fetchone()
+    statuses = dict(q("SELECT status, COUNT(*) FROM contacts WHERE campaign_id = ? GROUP BY status",
+                      (campaign_id,)).fetchall())
+    contacts = sum(statuses.values())
+    by_modem: dict[str, dict[str, Any]] = {}
+    for modem, iccid, outcome, n in q(
+            "SELECT modem, iccid, outcome, COUNT(*) FROM calls WHERE campaign_id = ?"
+            " GROUP BY modem, iccid, outcome ORDER BY modem", (campaign_id,)):
+        entry = by_modem.setdefault(modem, {"iccid": iccid, "calls": 0, "outcomes": {}})
+        entry["calls"] += n
+        entry["outcomes"][outcome or "open"] = n
+    per_hour = dict(q("SELECT substr(created_at, 1, 13) || ':00Z', COUNT(*) FROM calls WHERE campaign_id = ?"
+                      " GROUP BY 1 ORDER BY 1", (campaign_id,)).fetchall())
+    outcomes = dict(q("SELECT COALESCE(outcome, 'open'), COUNT(*) FROM calls WHERE campaign_id = ? GROUP BY 1",
+                      (campaign_id,)).fetchall())
+    return {
+        "contacts": contacts, "statuses": statuses, "calls": calls or 0, "outcomes": outcomes,
+        "answer_rate": round((answered or 0) / calls, 4) if calls else None,
+        "contacts_answered": statuses.get("answered", 0),
+        "avg_answered_duration_s": round(avg, 2) if avg is not None else None,
+        "by_modem": by_modem, "attempts_per_hour": per_hour,
+    }

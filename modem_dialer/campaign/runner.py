@@ -1,0 +1,140 @@
+"""``campaign run`` end to end: file → contacts → lines → controller, with signals and the view.
+
+Kept out of the CLI module so that benches and the service can run a campaign too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..config import LoadedConfig
+from ..errors import UserError
+from ..store import Campaigns, open_db
+from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
+from .controller import Controller
+from .lock import DialerLock
+from .script import ScriptFor, flow_factory, message_factory
+from .spec import CampaignFile
+from .view import make_view
+
+Echo = Callable[[str], None]
+
+
+def _err(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def prepare(loaded: LoadedConfig, cf: CampaignFile, conn, *, echo: Echo = print,
+            echo_err: Echo = _err) -> tuple[int, ImportReport | None]:
+    """Create or find the campaign and merge its contacts (skipped when the CSV is unchanged)."""
+    spec = cf.spec
+    region = spec.region or loaded.config.default_region
+    store = Campaigns(conn)
+    existing = store.get_campaign(spec.name)
+    cfg = {"spec": spec.model_dump(mode="json"), "rules": spec.rule_set().describe(), "region": region}
+    if existing is None:
+        cid = store.create_campaign(spec.name, file=str(cf.path), config=cfg)
+        old_fp = None
+    else:
+        cid = existing["id"]
+        old_fp = existing["config"].get("contacts_fingerprint")
+    fp = file_fingerprint(cf.contacts_path, region)
+    report = None
+    if fp == old_fp:
+        echo(f"{cf.contacts_path.name}: unchanged since the last import")
+    else:
+        def bad(row: BadRow) -> None:
+            echo_err(f"{cf.contacts_path}:{row.line}: {row.reason}")
+        report = import_contacts(store, cid, cf.contacts_path, region, on_bad=bad)
+        echo(f"{cf.contacts_path.name}: {report.inserted} new, {report.updated} updated, "
+             f"{report.unchanged} unchanged, {report.bad_count} bad row(s)")
+    cfg["contacts_fingerprint"] = fp
+    store.update_campaign(cid, config=cfg, file=str(cf.path))
+    return cid, report
+
+
+def script_factory(loaded: LoadedConfig, cf: CampaignFile) -> ScriptFor:
+    spec, cfg = cf.spec, loaded.config
+    if spec.flow:
+        return flow_factory(cf.flow_path, voice=spec.voice or cfg.tts_voice,
+                            cache_dir=loaded.resolve(cfg.cache_dir))
+    from ..audio.source import message_samples
+
+    samples = message_samples(cf.message_path, spec.say, voice=spec.voice or cfg.tts_voice,
+                              cache_dir=loaded.resolve(cfg.cache_dir))
+    return message_factory(samples, spec.repeat)
+
+
+def modem_configs(loaded: LoadedConfig, cf: CampaignFile) -> list:
+    cfg = loaded.config
+    if not cfg.modems:
+        raise UserError(f"{loaded.path}: no modems in the config (empty bank)")
+    if cf.spec.modems is None:
+        return list(cfg.modems)
+    names = {m.name for m in cfg.modems}
+    for n in cf.spec.modems:
+        if n not in names:
+            raise UserError(f"{cf.path}: modems: no modem named {n!r} in the config "
+                            f"(have: {', '.join(sorted(names))})")
+    return [cfg.modem(n) for n in cf.spec.modems]
+
+
+def run_campaign(loaded: LoadedConfig, cf: CampaignFile, *, tty: bool | None = None,
+                 echo: Echo = print, **controller_kw: Any) -> str:
+    """Validate, import, dial until done or stopped. Returns 'done' or 'stopped'."""
+    cfgs = modem_configs(loaded, cf)
+    script_for = script_factory(loaded, cf)       # a bad WAV/flow fails before any dial
+    db = loaded.database_path
+    with DialerLock(db):
+        conn = open_db(db)
+        try:
+            cid, _ = prepare(loaded, cf, conn, echo=echo)
+            return asyncio.run(_run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw))
+        finally:
+            conn.close()
+
+
+async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw) -> str:
+    from ..call.line import open_lines
+
+    lines, errors = await open_lines(cfgs)
+    for name, err in errors.items():
+        echo(f"{name}: not usable: {err}")
+    usable = []
+    for line in lines:
+        if line.audio is None:
+            echo(f"{line.name}: not usable: no audio path configured")
+            await line.close()
+        else:
+            usable.append(line)
+    if not usable:
+        raise UserError("no modem ready: " + ("; ".join(f"{n}: {e}" for n, e in errors.items())
+                                              or "no modem has an audio path"))
+    view = make_view(cf.spec.name, tty)
+    ctrl = Controller(conn, cid, cf.spec, usable, loaded.config.limits, script_for, view=view, **controller_kw)
+    interrupted, settled = ctrl.recover()
+    if interrupted or settled:
+        echo(f"recovered: {len(interrupted)} interrupted call(s) closed, {settled} contact(s) settled")
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, ctrl.request_stop)
+    ready = [s for s in usable]
+    echo(f"campaign {cf.spec.name}: {len(ready)} line(s): {', '.join(line.name for line in ready)}")
+    view.start(ctrl.snapshot)
+    try:
+        result = await ctrl.run()
+    finally:
+        view.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await asyncio.gather(*(line.close() for line in usable), return_exceptions=True)
+    if ctrl.pool is not None and all(s.state == "out" for s in ctrl.pool.slots) and result != "done":
+        echo("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in ctrl.pool.slots))
+    snap = ctrl.snapshot()
+    echo(f"campaign {cf.spec.name}: {result}; contacts "
+         + ", ".join(f"{k} {v}" for k, v in sorted(snap["statuses"].items()) if v > 0))
+    return result
