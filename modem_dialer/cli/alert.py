@@ -1,3 +1,254 @@
-"""Commands of the alert area (registered on the main group when imported)."""
+"""``modem-dialer alert`` (raise, status, list, resolve) and ``modem-dialer sms``.
+
+Both talk to the running service over its HTTP API on localhost; when no service runs
+they do the job themselves with the modems (the serial ports belong to one process).
+
+Exit codes of ``alert --wait`` (for Nagios/Icinga/Zabbix): 0 acknowledged, 3 not
+acknowledged (escalation exhausted, resolved before anyone acknowledged, or --timeout
+reached), 1 error.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+import click
+
+from ..errors import UserError
+from . import load, main, run_command
+
+EXIT_ACKED, EXIT_ERROR, EXIT_NOT_ACKED = 0, 1, 3
+
+
+def _client(loaded):
+    from ..service.client import Client
+
+    return Client.from_config(loaded.config)
+
+
+def _verdict(alert: dict) -> int:
+    return EXIT_ACKED if alert.get("acknowledged_at") else EXIT_NOT_ACKED
+
+
+def _finished(alert: dict) -> bool:
+    return alert["status"] != "open" or bool(alert.get("result"))
+
+
+@main.group(invoke_without_command=True)
+@click.option("--to", "to", multiple=True, help="number, person or group from config.yaml (repeatable: escalation order)")
+@click.option("--say", help="text of the alert (spoken, and sent by SMS)")
+@click.option("--message", type=click.Path(dir_okay=False), help="WAV file to play instead of --say")
+@click.option("--policy", help="escalation policy from config.yaml (default: alerting.default_policy)")
+@click.option("--ack-key", help="key that acknowledges (default: the policy's, usually 1)")
+@click.option("--dedup-key", help="alerts with the same key while one is open are one alert")
+@click.option("--via", type=click.Choice(["call", "sms", "call+sms"]), help="how to reach the --to entries")
+@click.option("--wait", is_flag=True, help="block until acknowledged or escalation is over; exit 0/3")
+@click.option("--timeout", type=float, default=0, help="with --wait: give up after N seconds (exit 3)")
+@click.option("--local", is_flag=True, help="do not look for a running service; use the modems directly")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+@click.pass_context
+@run_command
+def alert(ctx: click.Context, to: tuple[str, ...], say: str | None, message: str | None, policy: str | None,
+          ack_key: str | None, dedup_key: str | None, via: str | None, wait: bool, timeout: float, local: bool,
+          as_json: bool) -> None:
+    """Raise an alert: phone people until someone presses the key.
+
+    \b
+    modem-dialer alert --to oncall --say "Disk full on db1" --wait
+    modem-dialer alert status ID | alert list | alert resolve ID
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not to and not policy and not (say or message):
+        click.echo(ctx.get_help())
+        return
+    if (say is None) == (message is None):
+        raise UserError("give exactly one of --say TEXT or --message WAV")
+    loaded = load(ctx)
+    body = {"to": list(to) or None, "text": say, "audio": str(loaded.resolve(message)) if message else None,
+            "policy": policy, "dedup_key": dedup_key, "ack_key": ack_key, "via": via}
+    client = _client(loaded)
+    if not local and client.running():
+        code = _via_service(client, {k: v for k, v in body.items() if v is not None}, wait, timeout, as_json)
+    else:
+        code = asyncio.run(_local_alert(loaded, body, timeout, as_json))
+    sys.exit(code)
+
+
+def _via_service(client, body: dict, wait: bool, timeout: float, as_json: bool) -> int:
+    from ..service.client import ServiceError
+
+    try:
+        r = client.request("POST", "/v1/alerts", body)
+    except ServiceError as exc:
+        raise UserError(str(exc)) from None
+    if not wait:
+        click.echo(json.dumps(r) if as_json else
+                   f"alert {r['id']} {'raised' if r['created'] else 'already open (deduplicated)'}")
+        return EXIT_ACKED
+    deadline = time.monotonic() + timeout if timeout > 0 else None
+    while True:
+        try:
+            a = client.request("GET", f"/v1/alerts/{r['id']}")
+        except (ServiceError, OSError) as exc:
+            raise UserError(f"lost the service while waiting for alert {r['id']}: {exc}") from None
+        if _finished(a) or (deadline and time.monotonic() > deadline):
+            _print_alert(a, as_json)
+            return _verdict(a)
+        time.sleep(0.5)
+
+
+async def _local_alert(loaded, body: dict, timeout: float, as_json: bool) -> int:
+    from ..service.api import alert_view
+    from ..service.service import Service
+
+    svc = Service(loaded, http=False)
+    await svc.start()
+    try:
+        if not any(s.ready() for s in svc.bank.slots.values()):
+            errors = "; ".join(f"{s.name}: {s.error or 'not ready'}" for s in svc.bank.slots.values())
+            raise UserError(f"no service running and no modem ready ({errors or 'no modems in the config'})")
+        alert_id, _created = svc.runner.submit(to=body["to"], say=body["text"], audio=body["audio"],
+                                               policy=body["policy"], dedup_key=body["dedup_key"],
+                                               ack_key=body["ack_key"], via=body["via"], source="cli")
+        done = svc.runner.done_events.setdefault(alert_id, asyncio.Event())
+        if alert_id in svc.runner.tasks:
+            try:
+                await asyncio.wait_for(done.wait(), timeout if timeout > 0 else None)
+            except asyncio.TimeoutError:
+                pass
+        a = alert_view(svc.conn, alert_id)
+    finally:
+        await svc.stop()
+    assert a is not None
+    _print_alert(a, as_json)
+    return _verdict(a)
+
+
+def _print_alert(a: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(a, indent=2, default=str))
+        return
+    who = f" by {a['acknowledged_by']} at {a['acknowledged_at']}" if a.get("acknowledged_at") else ""
+    click.echo(f"alert {a['id']}: {a['status']}{who} ({a.get('result') or 'in progress'}) — {a['text']}")
+    for h in a.get("history", []):
+        click.echo(f"  {h['at']} step {h['step'] + 1} {h['via']} {h['who']} {h['number']}: {h['outcome']}")
+
+
+def _db(ctx: click.Context):
+    from ..store import open_db
+
+    return open_db(load(ctx).database_path)
+
+
+@alert.command("status")
+@click.argument("alert_id", type=int)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@run_command
+def alert_status(ctx: click.Context, alert_id: int, as_json: bool) -> None:
+    """Show one alert: status, who acknowledged, every call and SMS. Exit 0 acknowledged, 3 not (yet)."""
+    from ..service.api import alert_view
+
+    a = alert_view(_db(ctx), alert_id)
+    if a is None:
+        raise UserError(f"no alert {alert_id} in the journal")
+    _print_alert(a, as_json)
+    sys.exit(_verdict(a))
+
+
+@alert.command("list")
+@click.option("--all", "show_all", is_flag=True, help="also ended alerts (default: live ones)")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@run_command
+def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) -> None:
+    """List live alerts (or all with --all), newest first."""
+    conn = _db(ctx)
+    rows = [dict(r) for r in conn.execute(
+        "SELECT id, status, policy, dedup_key, text, created_at, acknowledged_by, acknowledged_at, resolved_at"
+        " FROM alerts WHERE ? OR status IN ('open', 'acknowledged') ORDER BY id DESC LIMIT ?", (show_all, limit))]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        ack = f" ack {r['acknowledged_by']}" if r["acknowledged_by"] else ""
+        click.echo(f"{r['id']:>6} {r['status']:<12} {r['policy']:<12} {r['created_at']}{ack}  {r['text'][:60]}")
+    if not rows:
+        click.echo("no alerts")
+
+
+@alert.command("resolve")
+@click.argument("alert_id", type=int)
+@click.pass_context
+@run_command
+def alert_resolve(ctx: click.Context, alert_id: int) -> None:
+    """Resolve an alert: its escalation stops (through the service when it runs)."""
+    from ..service.client import ServiceError
+    from ..store import Alerts
+
+    loaded = load(ctx)
+    client = _client(loaded)
+    if client.running():
+        try:
+            r = client.request("POST", f"/v1/alerts/{alert_id}/resolve", {})
+        except ServiceError as exc:
+            raise UserError(str(exc)) from None
+        ok = r["resolved"]
+    else:
+        ok = Alerts(_db(ctx)).resolve(alert_id)
+    click.echo(f"alert {alert_id}: {'resolved' if ok else 'was not live'}")
+
+
+@main.command()
+@click.argument("number")
+@click.argument("text")
+@click.option("--local", is_flag=True, help="do not look for a running service; use the modems directly")
+@click.pass_context
+@run_command
+def sms(ctx: click.Context, number: str, text: str, local: bool) -> None:
+    """Send TEXT to NUMBER by SMS (GSM 7-bit or UCS-2, long texts in several parts). Exit 0 sent, 1 not."""
+    from ..modems.sms import encode_sms
+    from ..numbers import parse_number
+
+    loaded = load(ctx)
+    e164 = parse_number(number, loaded.config.default_region)
+    encode_sms(e164, text)          # bad text fails here, before any modem is touched
+    client = _client(loaded)
+    if not local and client.running():
+        from ..service.client import ServiceError
+
+        try:
+            r = client.request("POST", "/v1/sms", {"to": e164, "text": text})
+            while True:
+                row = client.request("GET", f"/v1/sms/{r['id']}")
+                if row["status"] != "queued":
+                    break
+                time.sleep(0.3)
+        except ServiceError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        row = asyncio.run(_local_sms(loaded, e164, text))
+    ok = row["status"] in ("sent", "delivered")
+    click.echo(f"sms {row['id']} to {row['number']}: {row['status']}"
+               + (f" via {row['modem']}" if row.get("modem") else "") + (f" ({row['error']})" if row.get("error") else ""))
+    sys.exit(0 if ok else 1)
+
+
+async def _local_sms(loaded, number: str, text: str) -> dict:
+    from ..service.service import Service
+
+    svc = Service(loaded, http=False)
+    await svc.start()
+    try:
+        sms_id = svc.texter.queue(number, text)
+        await svc.texter.deliver(sms_id)
+        row = svc.runner.alerts.get_sms(sms_id)
+    finally:
+        await svc.stop()
+    assert row is not None
+    return row

@@ -29,13 +29,14 @@ class SimCall:
     number: str
     callee: Callee
     index: int
-    state: str = "dialing"            # dialing | alerting | active | ended
+    state: str = "dialing"            # dialing | alerting | active | held | ended
     dialed_at: float = field(default_factory=time.monotonic)
     answered_at: float | None = None
     ended_at: float | None = None
     cause: int | None = None
     ended_by: str | None = None       # "dialer" | "callee" | "network"
     keys_sent: list[str] = field(default_factory=list)
+    key_times: list[float] = field(default_factory=list)   # monotonic time each key left the sim
 
     @property
     def duration(self) -> int:
@@ -64,10 +65,15 @@ class SimModem:
         self.silent = False              # a hung modem: reads commands, answers nothing
         self.noise = noise
         self.call: SimCall | None = None
+        self.held: SimCall | None = None     # put on hold by AT+CHLD=2 (a second call may follow)
+        self.transfers: list[tuple[str, str]] = []   # (held number, other number) joined by AT+CHLD=4
         self.calls: list[SimCall] = []
         self.commands: list[str] = []
         self.sms: list[tuple[int, str]] = []   # (tpdu_len, hex pdu) received by AT+CMGS
         self.sms_mr = 0
+        # Seconds after AT+CMGS when a +CDS delivery report arrives (None: the network sends none).
+        self.delivery_report_after: float | None = None
+        self.delivery_status = 0         # TP-ST in that report (0 delivered, 0x40+ failed)
         self._buf = b""
         self._sms_len: int | None = None
         self._tasks: set[asyncio.Task] = set()
@@ -231,6 +237,17 @@ class SimModem:
             if self.reg_stat not in (1, 5):
                 return ["+COPS: 0", "OK"]
             return [f'+COPS: 0,0,"{self.operator}",{self.act}', "OK"]
+        # what python-gsmmodem's connect() asks (the peer in bench/at_channel.py)
+        if up == "AT+CLAC":
+            return ["AT+CGMI,AT+CGMM,AT+CGSN,AT+CIMI,AT+CLCC,AT+CMGS,AT+CSQ,AT+VTS", "OK"]
+        if up == "AT+CSCA?":
+            return ['+CSCA: "+33609001390",145', "OK"]
+        if up == "AT+CPMS=?":
+            return ['+CPMS: ("ME","SM"),("ME","SM"),("ME","SM")', "OK"]
+        if up.startswith("AT+CPMS="):
+            return ["+CPMS: 0,10,0,10,0,10", "OK"]
+        if up.startswith(("AT+CSMP=", "AT+CVHU=")):
+            return ["OK"]
         if up.startswith("AT+CRSM=176,12258"):
             swapped = "".join(self.iccid[i + 1] + self.iccid[i] for i in range(0, 20, 2))
             return [f'+CRSM: 144,0,"{swapped}"', "OK"]
@@ -248,6 +265,8 @@ class SimModem:
             return d.hangup(up)
         if m := re.fullmatch(r'AT\+VTS="?([0-9*#A-D])"?(,\d+)?', up):
             return ["OK"] if self.call and self.call.state == "active" else self.error("operation not allowed", 3)
+        if m := re.fullmatch(r"AT\+CHLD=(\d+)", up):
+            return self._chld(m.group(1))
         if m := re.fullmatch(r"AT\+CMGS=(\d+)", up):
             self._sms_len = int(m.group(1))
             self.write(b"\r\n> ")
@@ -267,6 +286,23 @@ class SimModem:
         self.sms.append((length or 0, pdu))
         self.sms_mr = (self.sms_mr + 1) % 256
         self._reply([f"+CMGS: {self.sms_mr}", "OK"])
+        if self.delivery_report_after is not None:
+            self._spawn(self._delivery_report(self.sms_mr, pdu))
+
+    async def _delivery_report(self, mr: int, submit_pdu: str) -> None:
+        """``+CDS: <len>`` then an SMS-STATUS-REPORT PDU (3GPP TS 23.040 9.2.2.3), as with CNMI ds=1."""
+        await asyncio.sleep(self.delivery_report_after or 0)
+        try:
+            smsc_len = int(submit_pdu[0:2], 16)
+            at = 2 + 2 * smsc_len + 4                      # skip SMSC, first octet, TP-MR
+            digits = int(submit_pdu[at:at + 2], 16)
+            address = submit_pdu[at:at + 4 + digits + (digits % 2)]
+        except ValueError:
+            return
+        stamp = "52301090000000"                           # 2025-03-01 09:00:00 +00, semi-octets
+        tpdu = f"06{mr:02X}{address}{stamp}{stamp}{self.delivery_status:02X}"
+        self.urc(f"+CDS: {len(tpdu) // 2}")
+        self.send("00" + tpdu)
 
     async def _reset(self) -> None:
         await asyncio.sleep(0.05)
@@ -281,7 +317,8 @@ class SimModem:
         if self.call is not None:
             return self.error("operation not allowed", 3)
         callee = self.scenario.callee_for(number)
-        self.call = SimCall(number, callee, index=self.dialect.call_index)
+        index = self.dialect.call_index if self.held is None else self.held.index + 1
+        self.call = SimCall(number, callee, index=index)
         self.calls.append(self.call)
         self._spawn(self._run_call(self.call))
         return ["OK"]
@@ -311,6 +348,11 @@ class SimModem:
         d.connected(call)
         if self.audio:
             self.audio.call_started(call)
+            if c.greeting:
+                from .voice import greeting
+                self.audio.send_audio(greeting(c.greeting, seed=len(self.calls)))
+            for at, secs, hz in c.tones:
+                self._spawn(self._talk(call, at, secs, hz))
         for at, key in sorted(c.keys):
             self._spawn(self._press(call, at, key))
         if c.hangup_after is not None:
@@ -325,10 +367,56 @@ class SimModem:
         if self.call is not call or call.state != "active":
             return
         call.keys_sent.append(key)
+        call.key_times.append(time.monotonic())
         if call.callee.inband and self.audio:
             self.audio.send_tone(key, call.callee.key_ms)
         else:
             self.dialect.key(key)
+
+    async def _talk(self, call: SimCall, at: float, secs: float, hz: float) -> None:
+        from .voice import sine
+        await asyncio.sleep(at)
+        if self.call is call and call.state == "active" and self.audio:
+            self.audio.send_audio(sine(hz, int(secs * 1000)))
+
+    # ---- hold and explicit call transfer (27.007 +CHLD, 22.030) ---------------------
+    def _chld(self, n: str) -> list[str]:
+        active, held = self.call, self.held
+        if active is not None and active.state != "active":
+            active = None
+        if n == "2":                      # hold the active call / retrieve (swap with) the held one
+            if active is None and held is None:
+                return self.error("operation not allowed", 3)
+            if active is not None:
+                active.state = "held"
+            if held is not None:
+                held.state = "active"
+            self.call, self.held = held, active
+            if self.call is None and self.held is not None and self.audio:
+                self.audio.call_ended()   # the held call's downlink so far (audio stops while held)
+            return ["OK"]
+        if n == "4":                      # ECT: join the held and the active call, drop out
+            if active is None or held is None:
+                return self.error("operation not allowed", 3)
+            self.transfers.append((held.number, active.number))
+            self._reply(["OK"])
+            for c in (held, active):
+                c.ended_by = "transfer"
+                self.end_call(c, 16, "transfer", local=True)
+            return []
+        if n in ("0", "1") or (n.startswith("1") and len(n) == 2):
+            if n == "0":
+                victims = [held] if held else []
+            elif n == "1":
+                victims = [active] if active else []
+            else:
+                victims = [c for c in (self.call, held) if c is not None and c.index == int(n[1])]
+            self._reply(["OK"])
+            for c in victims:
+                c.ended_by = "dialer"
+                self.end_call(c, 16, "dialer", local=True)
+            return []
+        return self.error("operation not supported", 4)
 
     def end_call(self, call: SimCall, cause: int, by: str, *, local: bool = False) -> None:
         """End ``call`` (idempotent). ``local``: the dialer hung up (the dialect has replied)."""
@@ -339,6 +427,10 @@ class SimModem:
         call.ended_at = time.monotonic()
         call.cause = cause
         call.ended_by = by
+        if self.held is call:
+            self.held = None
+            self.dialect.ended(call, True, local)
+            return
         if self.call is call:
             self.call = None
         if self.audio:
@@ -346,7 +438,7 @@ class SimModem:
         self.dialect.ended(call, was_active, local)
 
     def local_hangup(self) -> SimCall | None:
-        call = self.call
+        call = self.call or self.held
         if call is not None:
             call.ended_by = "dialer"
         return call

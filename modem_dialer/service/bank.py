@@ -1,0 +1,236 @@
+"""The service's modem bank: lines kept open, health-checked, re-opened, lent out by priority.
+
+A line is lent to one user at a time (``async with bank.lease(...) as line``). Waiters are
+served by priority, then by arrival: an alert asking for a line gets the next free one
+before any campaign call that was already waiting. Calls in progress are never cut for
+priority (a broadcast listener would hear a hang-up); the next free line goes to the alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import itertools
+import logging
+import sqlite3
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from ..call.line import Line, open_line
+from ..config import ModemConfig
+from ..modems.events import ModemLost, RegistrationChanged, SignalChanged
+from ..modems.info import Health
+from ..store import set_modem_state
+
+log = logging.getLogger("modem_dialer.service")
+
+
+class Priority(IntEnum):
+    ALERT = 0
+    SMS = 1
+    CAMPAIGN = 5
+
+
+@dataclass
+class ModemSlot:
+    cfg: ModemConfig
+    line: Line | None = None
+    health: Health | None = None
+    error: str | None = None
+    leased: bool = False
+    checked_at: float = 0.0
+    calls: Counter = field(default_factory=Counter)    # outcome → count since start
+    sms_sent: int = 0
+    sms_failed: int = 0
+    reopened: int = 0
+    _remove: object = None
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    def ready(self, need_audio: bool = True) -> bool:
+        h = self.health
+        return (self.line is not None and h is not None and h.registration.registered and h.sim == "ready"
+                and (not need_audio or self.line.audio is not None))
+
+
+class Bank:
+    def __init__(self, modems: list[ModemConfig], conn: sqlite3.Connection | None = None, *,
+                 health_interval: float = 5.0) -> None:
+        self.slots = {m.name: ModemSlot(m) for m in modems}
+        self.conn = conn
+        self.health_interval = health_interval
+        self._waiters: list[tuple[int, int, bool, asyncio.Future]] = []
+        self._seq = itertools.count()
+        self._task: asyncio.Task | None = None
+        self._kick = asyncio.Event()
+        self.on_line_opened: list = []          # callbacks(slot) — SMS delivery report watchers
+        self.closing = False
+
+    # ---- life ------------------------------------------------------------------------
+    async def start(self) -> None:
+        await asyncio.gather(*(self._open(s) for s in self.slots.values()))
+        self._task = asyncio.get_running_loop().create_task(self._health_loop())
+
+    async def close(self) -> None:
+        self.closing = True
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for s in self.slots.values():
+            await self._drop(s, None)
+
+    async def _open(self, slot: ModemSlot) -> None:
+        try:
+            line = await open_line(slot.cfg)
+        except Exception as exc:   # any open failure is this modem's state, not the service's
+            if slot.error != str(exc):
+                log.warning("modem %s not available: %s", slot.name, exc, extra={"modem": slot.name})
+            slot.error = str(exc)
+            self._record(slot, "down", slot.error)
+            return
+        if slot.error is not None or slot.reopened:
+            log.info("modem %s is back", slot.name, extra={"modem": slot.name})
+        slot.line, slot.error = line, None
+        slot.reopened += 1
+        slot._remove = line.driver.add_listener(lambda ev, s=slot: self._on_event(s, ev))
+        for cb in self.on_line_opened:
+            cb(slot)
+        await self._check(slot)
+
+    async def _drop(self, slot: ModemSlot, reason: str | None) -> None:
+        line, slot.line, slot.health = slot.line, None, None
+        if reason:
+            slot.error = reason
+            self._record(slot, "down", reason)
+        if line is not None:
+            with contextlib.suppress(Exception):
+                await line.close()
+
+    def _on_event(self, slot: ModemSlot, ev) -> None:
+        if self.closing:
+            return
+        if isinstance(ev, ModemLost):
+            log.warning("modem %s lost: %s", slot.name, ev.error, extra={"modem": slot.name})
+            if not slot.leased:
+                asyncio.get_running_loop().create_task(self._drop(slot, ev.error))
+            else:
+                slot.error = ev.error
+        elif isinstance(ev, SignalChanged) and slot.health is not None:
+            slot.health.signal_dbm = ev.dbm
+        elif isinstance(ev, RegistrationChanged) and slot.health is not None:
+            slot.health.registration = ev.status
+
+    async def _check(self, slot: ModemSlot) -> None:
+        line = slot.line
+        if line is None or slot.leased:
+            return
+        try:
+            slot.health = await line.driver.health()
+            slot.checked_at = time.monotonic()
+        except Exception as exc:
+            log.warning("modem %s failed its health check: %s", slot.name, exc, extra={"modem": slot.name})
+            await self._drop(slot, f"health check: {exc}")
+            return
+        ready = slot.ready(need_audio=False)
+        self._record(slot, "ready" if ready else "not_ready",
+                     None if ready else f"sim {slot.health.sim}, {slot.health.registration.value}")
+        self._serve()
+
+    async def _health_loop(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.health_interval)
+            self._kick.clear()
+            for slot in list(self.slots.values()):
+                if slot.leased:
+                    continue
+                if slot.line is None or (slot.error and not slot.line.driver.ch.is_open):
+                    if slot.line is not None:
+                        await self._drop(slot, slot.error)
+                    await self._open(slot)
+                else:
+                    await self._check(slot)
+
+    def _record(self, slot: ModemSlot, status: str, reason: str | None) -> None:
+        if self.conn is None or self.closing:
+            return
+        ident = slot.line.identity if slot.line else None
+        try:
+            set_modem_state(self.conn, slot.name, status, reason=reason, imei=ident.imei if ident else None,
+                            iccid=ident.iccid if ident else None, seen=slot.line is not None)
+        except sqlite3.Error as exc:
+            log.warning("modem state not saved: %s", exc)
+
+    # ---- leases ----------------------------------------------------------------------
+    def free_lines(self, need_audio: bool = True) -> list[ModemSlot]:
+        return [s for s in self.slots.values() if not s.leased and s.ready(need_audio)]
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for w in self._waiters if not w[3].done())
+
+    def _serve(self) -> None:
+        kept = []
+        while self._waiters:
+            prio, seq, audio, fut = heapq.heappop(self._waiters)
+            if fut.done():
+                continue
+            free = self.free_lines(audio)
+            if not free:
+                kept.append((prio, seq, audio, fut))
+                # a waiter for SMS may still be served by a line without audio
+                continue
+            slot = free[0]
+            slot.leased = True
+            fut.set_result(slot)
+        for w in kept:
+            heapq.heappush(self._waiters, w)
+
+    @contextlib.asynccontextmanager
+    async def lease(self, priority: Priority = Priority.ALERT, *, need_audio: bool = True,
+                    timeout: float | None = None) -> AsyncIterator[ModemSlot]:
+        """Wait for a ready line (by priority) and hold it for the block; TimeoutError if none in time."""
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (int(priority), next(self._seq), need_audio, fut))
+        self._serve()
+        try:
+            slot = await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except BaseException:
+            if fut.done() and not fut.cancelled():
+                fut.result().leased = False
+                self._serve()
+            else:
+                fut.cancel()
+            raise
+        try:
+            yield slot
+        finally:
+            slot.leased = False
+            if slot.error is not None and slot.line is not None and not slot.line.driver.ch.is_open:
+                await self._drop(slot, slot.error)
+                self._kick.set()
+            self._serve()
+
+    def count_call(self, slot: ModemSlot, outcome: str) -> None:
+        slot.calls[outcome] += 1
+
+    def snapshot(self) -> list[dict]:
+        out = []
+        for s in self.slots.values():
+            h = s.health
+            ident = s.line.identity if s.line else None
+            out.append({
+                "name": s.name, "port": s.cfg.port, "ready": s.ready(), "busy": s.leased, "error": s.error,
+                "signal_dbm": h.signal_dbm if h else None, "registration": h.registration.value if h else None,
+                "operator": h.operator if h else None, "sim": h.sim if h else None,
+                "imei": ident.imei if ident else None, "iccid": ident.iccid if ident else None,
+                "calls": dict(s.calls), "sms_sent": s.sms_sent,
+            })
+        return out

@@ -1,0 +1,48 @@
+"""Structured logs for the service: one JSON object per line on stderr (journald keeps each line).
+
+Fields: ``level``, ``logger``, ``msg``, plus whatever the call passed in ``extra=``
+(``alert``, ``modem``, ``policy`` …). No timestamp when running under systemd (journald
+stamps every line; ``JOURNAL_STREAM`` is set then), else an ISO time first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import datetime, timezone
+
+_STD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, with_time: bool = True) -> None:
+        super().__init__()
+        self.with_time = with_time
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict = {}
+        if self.with_time:
+            out["time"] = datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+        out.update(level=record.levelname.lower(), logger=record.name, msg=record.getMessage())
+        for k, v in vars(record).items():
+            if k not in _STD and not k.startswith("_"):
+                out[k] = v
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str, ensure_ascii=False)
+
+
+def setup_logging(level: int = logging.INFO, fmt: str = "json") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter(with_time="JOURNAL_STREAM" not in os.environ))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

@@ -1,0 +1,314 @@
+"""The alert runner: one task per live alert walks its plan — call, wait, escalate, SMS.
+
+The alerts table is the job queue. Progress (``state.pos``, ``state.next_at``) is saved
+after every attempt, so a service killed mid-escalation resumes at the attempt it was
+about to make; an attempt cut short by the kill is made again (at least once, never
+skipped). A key in the call acknowledges at once (journaled with who and when), before
+the call even hangs up; ``resolve()`` cancels the task, hanging up a call in progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import numpy as np
+
+from ..audio.prompts import silence
+from ..audio.source import message_samples
+from ..call.session import ActiveCall, place_call
+from ..config import LoadedConfig
+from ..errors import UserError
+from ..store import Alerts, Journal, from_ts, to_ts, utc_now
+from .bank import Bank, Priority
+from .plan import advance, build_plan, new_state
+from .texting import Texter
+
+log = logging.getLogger("modem_dialer.service")
+
+LEASE_TIMEOUT = 120.0        # s to wait for a free ready line before counting the attempt as failed
+
+
+class AlertRunner:
+    def __init__(self, loaded: LoadedConfig, conn: sqlite3.Connection, bank: Bank, texter: Texter, *,
+                 min_ring_timeout: float | None = None) -> None:
+        self.loaded = loaded
+        self.cfg = loaded.config
+        self.conn = conn
+        self.alerts = Alerts(conn)
+        self.journal = Journal(conn)
+        self.bank = bank
+        self.texter = texter
+        self.min_ring_timeout = min_ring_timeout   # tests lower place_call's floor
+        self.tasks: dict[int, asyncio.Task] = {}
+        self.done_events: dict[int, asyncio.Event] = {}
+        self._samples: dict[int, np.ndarray] = {}
+        self.on_change: list[Callable[[int], None]] = []
+
+    # ---- submit / resolve ------------------------------------------------------------
+    def submit(self, *, to: list[str] | None = None, say: str | None = None, audio: str | None = None,
+               policy: str | None = None, dedup_key: str | None = None, ack_key: str | None = None,
+               source: str = "api", labels: dict[str, str] | None = None, via: str | None = None) -> tuple[int, bool]:
+        """Validate, then raise the alert (or return the live one with this dedup key). UserError on bad input."""
+        if (say is None) == (audio is None):
+            raise UserError("give exactly one of 'text' or 'audio'")
+        if say is not None and not say.strip():
+            raise UserError("'text' is empty")
+        if audio is not None and not self.loaded.resolve(audio).is_file():
+            raise UserError(f"'audio': no such WAV file {audio!r} on the service host")
+        name, plan = build_plan(self.cfg, policy=policy, to=to, ack_key=ack_key, via=via)
+        key = dedup_key or _default_key(name, say or audio or "", plan)
+        state = new_state(plan, say=say, audio=audio, source=source, labels=labels)
+        alert_id, created = self.alerts.raise_alert(key, name, say or f"(audio {audio})", audio_ref=audio,
+                                                    state=state)
+        log.info("alert %s %s (%s)", alert_id, "raised" if created else "deduplicated", key,
+                 extra={"alert": alert_id, "policy": name, "dedup_key": key})
+        if created:
+            self._start(alert_id)
+        return alert_id, created
+
+    def resolve(self, alert_id: int, by: str = "api") -> bool:
+        a = self.alerts.get_alert(alert_id)
+        if a is None:
+            raise KeyError(alert_id)
+        ok = self.alerts.resolve(alert_id)
+        if ok:
+            state = a["state"]
+            state["result"] = state.get("result") or "resolved"
+            state["resolved_by"] = by
+            self.alerts.set_state(alert_id, state)
+            log.info("alert %s resolved by %s", alert_id, by, extra={"alert": alert_id})
+            task = self.tasks.get(alert_id)
+            if task is not None and not task.done():
+                task.cancel()
+            self._changed(alert_id)
+        return ok
+
+    def resolve_key(self, dedup_key: str, by: str) -> int | None:
+        row = self.conn.execute("SELECT id FROM alerts WHERE dedup_key = ? AND status IN ('open', 'acknowledged')",
+                                (dedup_key,)).fetchone()
+        if row is None:
+            return None
+        self.resolve(int(row[0]), by)
+        return int(row[0])
+
+    # ---- tasks -----------------------------------------------------------------------
+    def resume(self) -> list[int]:
+        """At start-up: a task for every open alert whose escalation is not over."""
+        ids = []
+        for a in self.alerts.live_alerts():
+            if a["status"] == "open" and not a["state"].get("result"):
+                self._start(a["id"])
+                ids.append(a["id"])
+        if ids:
+            log.info("resuming %d alert(s): %s", len(ids), ids)
+        return ids
+
+    def _start(self, alert_id: int) -> None:
+        self.done_events.setdefault(alert_id, asyncio.Event())
+        task = asyncio.get_running_loop().create_task(self._drive(alert_id), name=f"alert-{alert_id}")
+        self.tasks[alert_id] = task
+        task.add_done_callback(lambda _t, a=alert_id: self._finished(a))
+
+    def _finished(self, alert_id: int) -> None:
+        self.tasks.pop(alert_id, None)
+        self._samples.pop(alert_id, None)
+        self.done_events.setdefault(alert_id, asyncio.Event()).set()
+
+    def _changed(self, alert_id: int) -> None:
+        for cb in self.on_change:
+            cb(alert_id)
+
+    @property
+    def queue_length(self) -> int:
+        return len(self.tasks)
+
+    async def close(self) -> None:
+        tasks = list(self.tasks.values())
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    # ---- the escalation loop -----------------------------------------------------------
+    async def _drive(self, alert_id: int) -> None:
+        try:
+            while True:
+                a = self.alerts.get_alert(alert_id)
+                if a is None or a["status"] != "open" or a["state"].get("result"):
+                    return
+                state = a["state"]
+                if state.get("next_at"):
+                    wait = (from_ts(state["next_at"]) - utc_now()).total_seconds()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                acked = await self._attempt(alert_id, a, state)
+                a = self.alerts.get_alert(alert_id)
+                if a is None or a["status"] != "open" or acked:
+                    return
+                state = a["state"]
+                more, delay = advance(state)
+                if more:
+                    state["next_at"] = to_ts(utc_now() + timedelta(seconds=delay))
+                    self.alerts.set_state(alert_id, state)
+                    self._changed(alert_id)
+                    continue
+                state["result"] = "exhausted"
+                self.alerts.set_state(alert_id, state)
+                self.alerts.resolve(alert_id, status="expired")
+                log.warning("alert %s not acknowledged: escalation exhausted", alert_id, extra={"alert": alert_id})
+                self._changed(alert_id)
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception:   # a bug in one alert must not stop the others; the alert stays open
+            log.exception("alert %s: runner failed", alert_id, extra={"alert": alert_id})
+
+    async def _attempt(self, alert_id: int, a: dict, state: dict) -> bool:
+        """Run the step at ``pos`` once for all its targets. -> acknowledged?"""
+        plan, pos = state["plan"], state["pos"]
+        step = plan["steps"][pos["step"]]
+        log.info("alert %s: step %d attempt %d (round %d) via %s", alert_id, pos["step"] + 1, pos["attempt"] + 1,
+                 pos["round"] + 1, step["via"], extra={"alert": alert_id})
+        acked = asyncio.Event()
+        jobs = [self._reach(alert_id, a, state, step, t, acked) for t in step["targets"]]
+        tasks = [asyncio.ensure_future(j) for j in jobs]
+        waiter = asyncio.ensure_future(acked.wait())
+        try:
+            pending = set(tasks)
+            while pending and not acked.is_set():
+                _done, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
+                pending.discard(waiter)
+            for t in pending:
+                t.cancel()      # someone acknowledged: stop calling the others
+            await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            waiter.cancel()
+            for t in tasks:
+                t.cancel()
+        return acked.is_set()
+
+    async def _reach(self, alert_id: int, a: dict, state: dict, step: dict, target: dict,
+                     acked: asyncio.Event) -> None:
+        number, who = target["number"], target["who"]
+        plan = state["plan"]
+        if step["via"] in ("sms", "call+sms"):
+            await self._sms(alert_id, a, state, target, fallback=False)
+        if step["via"] == "sms":
+            return
+        if self.texter.rate_limited(number):
+            self._history(alert_id, who=who, number=number, via="call", outcome="rate_limited")
+            return
+        samples = await self._prompt(alert_id, a, plan)
+        outcome, call_id = "no_line", None
+        try:
+            async with self.bank.lease(Priority.ALERT, timeout=LEASE_TIMEOUT) as slot:
+                assert slot.line is not None
+                kw = {"min_ring_timeout": self.min_ring_timeout} if self.min_ring_timeout is not None else {}
+                result = await place_call(slot.line, number, self._script(alert_id, who, samples, plan, acked),
+                                          self.journal, ring_timeout=plan["ring_timeout"], alert_id=alert_id, **kw)
+                outcome, call_id = result.outcome, result.call_id
+                self.bank.count_call(slot, outcome)
+        except asyncio.TimeoutError:
+            log.warning("alert %s: no modem ready to call %s", alert_id, who, extra={"alert": alert_id})
+        self._history(alert_id, who=who, number=number, via="call", outcome=outcome, call_id=call_id,
+                      acknowledged=acked.is_set() and self._acked_by(alert_id, number))
+        if not acked.is_set() and plan["sms_fallback"]:
+            current = self.alerts.get_alert(alert_id)
+            if current and current["status"] == "open":
+                await self._sms(alert_id, a, state, target, fallback=True)
+
+    def _acked_by(self, alert_id: int, number: str) -> bool:
+        a = self.alerts.get_alert(alert_id)
+        return bool(a and a["acknowledged_by"] and number in a["acknowledged_by"])
+
+    async def _sms(self, alert_id: int, a: dict, state: dict, target: dict, *, fallback: bool) -> None:
+        number = target["number"]
+        if fallback:
+            fresh = self.alerts.get_alert(alert_id)
+            if fresh and number in fresh["state"].get("sms_to", []):
+                return       # one fallback SMS per person per alert
+        text = f"ALERT #{alert_id}: {a['text']}"
+        sms_id, status = await self.texter.send(number, text, alert_id=alert_id)
+        fresh = self.alerts.get_alert(alert_id)
+        if fresh is not None:
+            st = fresh["state"]
+            if number not in st.setdefault("sms_to", []):
+                st["sms_to"].append(number)
+            self.alerts.set_state(alert_id, st)
+        self._history(alert_id, who=target["who"], number=number, via="sms", outcome=status, sms_id=sms_id,
+                      fallback=fallback)
+
+    def _history(self, alert_id: int, **entry: Any) -> None:
+        a = self.alerts.get_alert(alert_id)
+        if a is None:
+            return
+        st = a["state"]
+        pos = st["pos"]
+        st.setdefault("history", []).append({"at": to_ts(utc_now()), "round": pos["round"], "step": pos["step"],
+                                             "attempt": pos["attempt"], **entry})
+        self.alerts.set_state(alert_id, st)
+        log.info("alert %s: %s %s %s → %s", alert_id, entry.get("via"), entry.get("who"), entry.get("number"),
+                 entry.get("outcome"), extra={"alert": alert_id})
+        self._changed(alert_id)
+
+    # ---- the call ----------------------------------------------------------------------
+    async def _prompt(self, alert_id: int, a: dict, plan: dict) -> np.ndarray:
+        if alert_id not in self._samples:
+            st = a["state"]
+            ack = plan["ack_prompt"].format(key=plan["ack_key"])
+            cfg, cache = self.cfg, self.loaded.resolve(self.cfg.cache_dir)
+
+            def make() -> np.ndarray:
+                tail = message_samples(say=ack, voice=cfg.tts_voice, cache_dir=cache)
+                if st.get("audio"):
+                    head = message_samples(message=self.loaded.resolve(st["audio"]))
+                    return np.concatenate([head, silence(300), tail])
+                return message_samples(say=f"{st['say']}. {ack}", voice=cfg.tts_voice, cache_dir=cache)
+            self._samples[alert_id] = await asyncio.get_running_loop().run_in_executor(None, make)
+        return self._samples[alert_id]
+
+    def _script(self, alert_id: int, who: str, samples: np.ndarray, plan: dict, acked: asyncio.Event):
+        ack_key, resolve_key = plan["ack_key"], plan.get("resolve_key")
+
+        async def run(call: ActiveCall) -> None:
+            for i in range(plan["message_repeat"]):
+                if i:
+                    key = await call.play(silence(700), name="gap", barge_in=True)
+                else:
+                    key = None
+                if key is None:
+                    key = await call.play(samples, name="alert", barge_in=True)
+                if key is None and i == plan["message_repeat"] - 1:
+                    key = await call.get_key(3.0)
+                if key == ack_key or (key is not None and key == resolve_key):
+                    by = f"{who} {call.number}"
+                    if self.alerts.acknowledge(alert_id, by):
+                        call.event("alert", action="acknowledged", alert_id=alert_id, key=key, by=by)
+                        acked.set()
+                        log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert": alert_id})
+                        a = self.alerts.get_alert(alert_id)
+                        if a is not None:
+                            a["state"]["result"] = "acknowledged"
+                            self.alerts.set_state(alert_id, a["state"])
+                    if key == resolve_key:
+                        self.resolve(alert_id, by)
+                    self._changed(alert_id)
+                    return
+                if key is not None:
+                    call.event("alert", action="ignored_key", key=key)
+        return run
+
+
+def _default_key(policy: str, text: str, plan: dict) -> str:
+    """Same text to the same people under the same policy is the same alert."""
+    import hashlib
+
+    who = ",".join(t["number"] for s in plan["steps"] for t in s["targets"])
+    return "auto:" + hashlib.sha256(f"{policy}\n{who}\n{text}".encode()).hexdigest()[:24]

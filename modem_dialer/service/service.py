@@ -1,0 +1,111 @@
+"""The resident service: owns the modem bank, runs alerts (and later campaigns), serves the API.
+
+Start-up order matters for "a restart loses nothing": the journal's interrupted calls are
+closed first, then the bank opens, then queued alerts and SMS resume, and only then does
+the API accept new work.
+
+Campaign hook: ``service.add_worker(name, factory)`` runs ``await factory(service)`` as a
+task for the service's life; a campaign runner inside the service leases lines with
+``service.bank.lease(Priority.CAMPAIGN)`` so alerts always get the next free line first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from ..config import LoadedConfig
+from ..store import Journal, open_db
+from .bank import Bank
+from .runner import AlertRunner
+from .texting import Texter
+
+log = logging.getLogger("modem_dialer.service")
+
+Worker = Callable[["Service"], Awaitable[None]]
+
+
+class Service:
+    def __init__(self, loaded: LoadedConfig, *, http: bool = True, host: str | None = None,
+                 port: int | None = None, min_ring_timeout: float | None = None) -> None:
+        cfg = loaded.config
+        self.loaded = loaded
+        self.http = http
+        self.host = host or cfg.alerting.api.listen
+        self.port = cfg.alerting.api.port if port is None else port
+        self.conn = open_db(loaded.database_path)
+        self.bank = Bank(list(cfg.modems), self.conn, health_interval=cfg.alerting.health_interval)
+        self.texter = Texter(self.conn, self.bank, cfg.alerting.rate_limit,
+                             delivery_reports=cfg.alerting.delivery_reports)
+        self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout)
+        self._runner_web: web.AppRunner | None = None
+        self._workers: dict[str, Worker] = {}
+        self._worker_tasks: list[asyncio.Task] = []
+        self.stopped = asyncio.Event()
+
+    def add_worker(self, name: str, factory: Worker) -> None:
+        """Run ``factory(service)`` while the service runs (the campaign runner's hook)."""
+        self._workers[name] = factory
+        if self._runner_web is not None or not self.http:
+            self._spawn_worker(name, factory)
+
+    def _spawn_worker(self, name: str, factory: Worker) -> None:
+        task = asyncio.get_running_loop().create_task(factory(self), name=f"worker-{name}")
+        self._worker_tasks.append(task)
+
+    async def start(self) -> None:
+        recovered = Journal(self.conn).recover_interrupted()
+        if recovered:
+            log.info("closed %d call(s) interrupted by the last stop: %s", len(recovered), recovered)
+        await self.bank.start()
+        ready = [s.name for s in self.bank.slots.values() if s.ready(need_audio=False)]
+        log.info("bank open: %d of %d modem(s) ready %s", len(ready), len(self.bank.slots), ready)
+        self.runner.resume()
+        self.texter.resume()
+        if self.http:
+            from .api import make_app
+
+            self._runner_web = web.AppRunner(make_app(self), access_log=None)
+            await self._runner_web.setup()
+            site = web.TCPSite(self._runner_web, self.host, self.port)
+            await site.start()
+            sockets = getattr(site._server, "sockets", None) or []
+            if sockets:
+                self.port = sockets[0].getsockname()[1]
+            log.info("API listening on http://%s:%d", self.host, self.port)
+            if self.host not in ("127.0.0.1", "::1", "localhost") and not self.loaded.config.alerting.api.bearer():
+                log.warning("API listens on %s without a token: anyone who reaches it can place calls", self.host)
+        for name, factory in self._workers.items():
+            self._spawn_worker(name, factory)
+
+    async def stop(self) -> None:
+        for t in self._worker_tasks:
+            t.cancel()
+        await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        if self._runner_web is not None:
+            await self._runner_web.cleanup()
+            self._runner_web = None
+        await self.runner.close()
+        await self.texter.close()
+        await self.bank.close()
+        self.conn.close()
+        self.stopped.set()
+
+    async def run_forever(self) -> None:
+        """``serve``: start, run until SIGTERM/SIGINT, stop cleanly (calls hung up and journaled)."""
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        try:
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await self.stop()

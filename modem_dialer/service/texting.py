@@ -1,0 +1,127 @@
+"""SMS for the service: a row in ``sms`` first (the queue), then a modem, then the result.
+
+Delivery reports (+CDS) from every line are matched to the row by (modem, reference).
+Rate limit: alert calls plus SMS to one number within the window, counted from the
+journal, so a restart does not reset it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from datetime import timedelta
+
+from ..at.errors import ATError
+from ..config_alerting import RateLimitConfig
+from ..errors import UserError
+from ..modems.sms import enable_sms, is_delivered, send_sms, watch_delivery_reports
+from ..store import Alerts, to_ts, utc_now
+from .bank import Bank, ModemSlot, Priority
+
+log = logging.getLogger("modem_dialer.service")
+
+LEASE_TIMEOUT = 60.0
+
+
+class Texter:
+    def __init__(self, conn: sqlite3.Connection, bank: Bank, rate: RateLimitConfig, *,
+                 delivery_reports: bool = True) -> None:
+        self.conn = conn
+        self.alerts = Alerts(conn)
+        self.bank = bank
+        self.rate = rate
+        self.delivery_reports = delivery_reports
+        self._tasks: set[asyncio.Task] = set()
+        bank.on_line_opened.append(self._line_opened)
+
+    def _line_opened(self, slot: ModemSlot) -> None:
+        if slot.line is None:
+            return
+        driver, name = slot.line.driver, slot.name
+
+        def report(reference: int, status: int) -> None:
+            if is_delivered(status):
+                sms_id = self.alerts.sms_delivered(name, reference)
+                log.info("sms %s delivered (modem %s ref %s)", sms_id, name, reference, extra={"modem": name})
+            else:
+                row = self.conn.execute("SELECT id FROM sms WHERE modem = ? AND reference = ? AND status = 'sent'"
+                                        " ORDER BY id DESC LIMIT 1", (name, reference)).fetchone()
+                if row is not None and status >= 0x40:
+                    self.alerts.sms_failed(int(row[0]), f"delivery report status {status:#04x}")
+        if self.delivery_reports:
+            watch_delivery_reports(driver, report)
+        task = asyncio.get_running_loop().create_task(self._enable(slot))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _enable(self, slot: ModemSlot) -> None:
+        if slot.line is None:
+            return
+        try:
+            await enable_sms(slot.line.driver, delivery_reports=self.delivery_reports)
+        except ATError as exc:
+            log.warning("modem %s: SMS set-up failed: %s", slot.name, exc, extra={"modem": slot.name})
+
+    def rate_limited(self, number: str) -> bool:
+        since = to_ts(utc_now() - timedelta(seconds=self.rate.window))
+        calls = self.conn.execute("SELECT COUNT(*) FROM calls WHERE number = ? AND alert_id IS NOT NULL"
+                                  " AND created_at >= ?", (number, since)).fetchone()[0]
+        texts = self.conn.execute("SELECT COUNT(*) FROM sms WHERE number = ? AND created_at >= ?"
+                                  " AND status != 'failed'", (number, since)).fetchone()[0]
+        return calls + texts >= self.rate.per_number
+
+    def queue(self, number: str, text: str, *, alert_id: int | None = None) -> int:
+        if not text.strip():
+            raise UserError("SMS text is empty")
+        return self.alerts.add_sms(number, text, alert_id=alert_id)
+
+    async def send(self, number: str, text: str, *, alert_id: int | None = None) -> tuple[int | None, str]:
+        """Queue and send now. -> (sms id, status: sent|failed|rate_limited)."""
+        if self.rate_limited(number):
+            log.warning("sms to %s skipped: rate limit", number)
+            return None, "rate_limited"
+        sms_id = self.queue(number, text, alert_id=alert_id)
+        return sms_id, await self.deliver(sms_id)
+
+    async def deliver(self, sms_id: int) -> str:
+        row = self.alerts.get_sms(sms_id)
+        assert row is not None
+        try:
+            async with self.bank.lease(Priority.SMS, need_audio=False, timeout=LEASE_TIMEOUT) as slot:
+                assert slot.line is not None
+                try:
+                    sent = await send_sms(slot.line.driver, row["number"], row["text"],
+                                          status_report=self.delivery_reports)
+                except (ATError, UserError) as exc:
+                    slot.sms_failed += 1
+                    self.alerts.sms_failed(sms_id, str(exc), slot.name)
+                    log.warning("sms %s to %s failed on %s: %s", sms_id, row["number"], slot.name, exc)
+                    return "failed"
+                slot.sms_sent += 1
+                # a multi-part text is matched by its last part's reference
+                self.alerts.sms_sent(sms_id, slot.name, sent.references[-1] if sent.references else None)
+                log.info("sms %s to %s sent on %s (%d part(s), %s)", sms_id, row["number"], slot.name,
+                         sent.parts, sent.encoding, extra={"modem": slot.name})
+                return "sent"
+        except asyncio.TimeoutError:
+            self.alerts.sms_failed(sms_id, "no modem ready")
+            return "failed"
+
+    def resume(self) -> list[int]:
+        """Queued SMS left by a stopped service (not those of alerts: their runner re-sends)."""
+        ids = [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM sms WHERE status = 'queued' AND alert_id IS NULL ORDER BY id")]
+        for sms_id in ids:
+            self.spawn(sms_id)
+        return ids
+
+    def spawn(self, sms_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self.deliver(sms_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
