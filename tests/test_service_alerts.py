@@ -72,8 +72,8 @@ class Api:
             await asyncio.sleep(0.1)
 
 
-async def start_service(loaded: LoadedConfig) -> Service:
-    svc = Service(loaded, port=0)
+async def start_service(loaded: LoadedConfig, port: int | None = 0) -> Service:
+    svc = Service(loaded, port=port)
     await svc.start()
     return svc
 
@@ -82,8 +82,8 @@ async def start_service(loaded: LoadedConfig) -> Service:
 async def services():
     running: list[Service] = []
 
-    async def start(loaded: LoadedConfig) -> Service:
-        svc = await start_service(loaded)
+    async def start(loaded: LoadedConfig, port: int | None = 0) -> Service:
+        svc = await start_service(loaded, port)
         running.append(svc)
         return svc
 
