@@ -64,3 +64,10 @@ def test_missing_config_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "modem_dialer.cli", "--config", str(tmp_path / "nope.yaml"), "modems"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "nope.yaml: config file not found" in r.stderr
+
+
+def test_the_annotated_example_config_is_valid():
+    from pathlib import Path
+
+    cfg = load_config(str(Path(__file__).resolve().parent.parent / "config.yaml"))
+    assert [m.family for m in cfg.config.modems] == ["auto", "quectel", "huawei"]
