@@ -82,14 +82,25 @@ class PolicyConfig(Strict):
 class ApiConfig(Strict):
     listen: str = "127.0.0.1"
     port: int = Field(default=8737, ge=0, le=65535)
-    # Bearer token required on every route but /healthz; token_env names an environment variable instead.
+    # Bearer token required on every route but /healthz: inline, from a file (first line),
+    # or from an environment variable. The CLI reads the same setting to talk to the service.
     token: str | None = None
+    token_file: str | None = None
     token_env: str | None = None
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
 
     def bearer(self) -> str | None:
         if self.token:
             return self.token
+        if self.token_file:
+            from pathlib import Path
+
+            from .errors import UserError
+
+            try:
+                return Path(self.token_file).read_text().strip().splitlines()[0].strip() or None
+            except (OSError, IndexError) as exc:
+                raise UserError(f"alerting.api.token_file: cannot read {self.token_file}: {exc}") from None
         if self.token_env:
             return os.environ.get(self.token_env) or None
         return None

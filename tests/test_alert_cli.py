@@ -31,7 +31,9 @@ SINGLE = {"default": {"steps": [{"to": "alice"}], "sms_fallback": False, "messag
 
 async def test_wait_exit_codes_through_the_service(make_bank, tmp_path, services):  # noqa: F811
     bank = await make_bank("quectel", Scenario(numbers={ALICE: Callee(answer_after=0.1, keys=[(0.3, "1")])}))
-    loaded = write_config(bank, tmp_path, policies=SINGLE, api={"port": free_port(), "token": TOKEN})
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    loaded = write_config(bank, tmp_path, policies=SINGLE,
+                          api={"port": free_port(), "token_file": str(tmp_path / "token")})
     await services(loaded, port=None)          # on the configured port, where the CLI looks
     cfg = str(loaded.path)
     rc, out, err = await run_cli("--config", cfg, "alert", "--to", "alice", "--say", "Disk full on db1", "--wait")
@@ -51,6 +53,10 @@ async def test_wait_exit_codes_through_the_service(make_bank, tmp_path, services
     assert rc == 0 and "acknowledged" in out
     rc, out, _ = await run_cli("--config", cfg, "alert", "list", "--all")
     assert rc == 0 and "Disk full on db1" in out and "Load high on web2" in out
+    rc, out, _ = await run_cli("--config", cfg, "alert", "resolve", str(alert_id))
+    assert rc == 0 and out.strip() == f"alert {alert_id}: resolved"
+    rc, out, _ = await run_cli("--config", cfg, "alert", "list")
+    assert rc == 0 and out.strip() == "no alerts"
 
 
 async def test_without_a_service_the_command_calls_itself(make_bank, tmp_path):

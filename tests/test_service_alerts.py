@@ -258,6 +258,8 @@ async def test_auth_and_bad_input_never_queue_or_call(make_bank, tmp_path, servi
         assert status == code and isinstance(r, dict) and needle in r["error"], (b, raw, status, r)
     status, r = await good.req("POST", "/v1/alertmanager", {"status": "firing", "alerts": [{"status": "weird"}]})
     assert status == 400 and "alerts.0.status" in r["error"]
+    assert (await good.req("POST", "/v1/alerts/resolve", {"dedup_key": "nope"})) == (200, {"resolved": None,
+                                                                                         "dedup_key": "nope"})
     assert (await good.req("GET", "/v1/alerts/999"))[0] == 404
     assert (await good.req("GET", "/v1/nowhere"))[0] == 404
     conn = open_db(loaded.database_path)

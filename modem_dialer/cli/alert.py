@@ -183,25 +183,36 @@ def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) ->
 
 
 @alert.command("resolve")
-@click.argument("alert_id", type=int)
+@click.argument("alert_id", type=int, required=False)
+@click.option("--key", "dedup_key", help="resolve the live alert with this dedup key instead of an id")
 @click.pass_context
 @run_command
-def alert_resolve(ctx: click.Context, alert_id: int) -> None:
-    """Resolve an alert: its escalation stops (through the service when it runs)."""
+def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | None) -> None:
+    """Resolve an alert (by ID or --key): its escalation stops (through the service when it runs)."""
     from ..service.client import ServiceError
     from ..store import Alerts
 
+    if (alert_id is None) == (dedup_key is None):
+        raise UserError("give an alert ID or --key DEDUP_KEY")
     loaded = load(ctx)
     client = _client(loaded)
     if client.running():
         try:
-            r = client.request("POST", f"/v1/alerts/{alert_id}/resolve", {})
+            if dedup_key is not None:
+                r = client.request("POST", "/v1/alerts/resolve", {"dedup_key": dedup_key})
+                alert_id, ok = r["resolved"], r["resolved"] is not None
+            else:
+                ok = client.request("POST", f"/v1/alerts/{alert_id}/resolve", {})["resolved"]
         except ServiceError as exc:
             raise UserError(str(exc)) from None
-        ok = r["resolved"]
     else:
-        ok = Alerts(_db(ctx)).resolve(alert_id)
-    click.echo(f"alert {alert_id}: {'resolved' if ok else 'was not live'}")
+        conn = _db(ctx)
+        if dedup_key is not None:
+            row = conn.execute("SELECT id FROM alerts WHERE dedup_key = ? AND status IN ('open', 'acknowledged')",
+                               (dedup_key,)).fetchone()
+            alert_id = row[0] if row else None
+        ok = alert_id is not None and Alerts(conn).resolve(alert_id)
+    click.echo(f"alert {alert_id if alert_id is not None else dedup_key}: {'resolved' if ok else 'was not live'}")
 
 
 @main.command()

@@ -1,6 +1,7 @@
 """The HTTP API (aiohttp). Every answer is JSON (but /metrics); bad input is a 4xx, never a call.
 
 Routes: POST /v1/alerts, GET /v1/alerts, GET /v1/alerts/{id}, POST /v1/alerts/{id}/resolve,
+POST /v1/alerts/resolve (by dedup key),
 POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/{id}, GET /v1/modems, GET /healthz,
 GET /metrics. Described in docs/api.md.
 """
@@ -205,6 +206,18 @@ async def resolve_alert(request: web.Request) -> web.Response:
     return web.json_response({"id": alert_id, "resolved": ok, "status": a["status"] if a else None})
 
 
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    dedup_key: str = Field(min_length=1, max_length=200)
+
+
+async def resolve_by_key(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    req = ResolveRequest(**await read_json(request))
+    alert_id = svc.runner.resolve_key(req.dedup_key, by="api")
+    return web.json_response({"resolved": alert_id, "dedup_key": req.dedup_key})
+
+
 def am_text(p: AmPayload) -> str:
     firing = [a for a in p.alerts if a.status == "firing"] or p.alerts
     parts = []
@@ -289,6 +302,7 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_get("/v1/alerts/{id}", get_alert)
     app.router.add_post("/v1/alerts/{id}/resolve", resolve_alert)
+    app.router.add_post("/v1/alerts/resolve", resolve_by_key)
     app.router.add_post("/v1/alertmanager", alertmanager)
     app.router.add_post("/v1/sms", post_sms)
     app.router.add_get("/v1/sms/{id}", get_sms)
