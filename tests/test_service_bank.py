@@ -1,0 +1,94 @@
+"""The service's bank: priority leases, a modem that comes back, `serve` as systemd runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+
+import aiohttp
+from test_alert_cli import free_port
+from test_service_alerts import write_config
+
+from modem_dialer.service.bank import Bank, Priority
+from modem_dialer.store import modem_states, open_db
+
+
+async def test_alerts_get_the_next_free_line_before_waiting_campaign_calls(make_bank, tmp_path):
+    bank = await make_bank("quectel")
+    loaded = write_config(bank, tmp_path)
+    b = Bank(list(loaded.config.modems), health_interval=60)
+    await b.start()
+    order: list[str] = []
+
+    async def user(name: str, prio: Priority) -> None:
+        async with b.lease(prio, timeout=5):
+            order.append(name)
+            await asyncio.sleep(0.05)
+    try:
+        async with b.lease(Priority.CAMPAIGN) as slot:
+            assert slot.name == "gsm0" and b.free_lines() == []
+            tasks = [asyncio.ensure_future(user("campaign-1", Priority.CAMPAIGN))]
+            await asyncio.sleep(0.01)
+            tasks.append(asyncio.ensure_future(user("alert", Priority.ALERT)))
+            tasks.append(asyncio.ensure_future(user("campaign-2", Priority.CAMPAIGN)))
+            await asyncio.sleep(0.01)
+            assert b.waiting == 3
+        await asyncio.gather(*tasks)
+        assert order == ["alert", "campaign-1", "campaign-2"]
+    finally:
+        await b.close()
+
+
+async def test_a_modem_that_comes_back_is_reopened(make_bank, tmp_path):
+    bank = await make_bank("simcom")
+    sim = bank.modems[0]
+    sim.silent = True                                       # hung at start-up
+    loaded = write_config(bank, tmp_path)
+    conn = open_db(loaded.database_path)
+    cfgs = [m.model_copy(update={"probe_timeout": 0.3}) for m in loaded.config.modems]
+    b = Bank(cfgs, conn, health_interval=0.2)
+    await b.start()
+    try:
+        slot = b.slots["gsm0"]
+        assert not slot.ready() and "does not answer" in slot.error
+        assert modem_states(conn)[0]["status"] == "down"
+        sim.silent = False                                  # reset done: it answers again
+        for _ in range(40):
+            if slot.ready():
+                break
+            await asyncio.sleep(0.1)
+        assert slot.ready() and slot.error is None and slot.line.identity.imei == sim.imei
+        assert modem_states(conn)[0]["status"] == "ready"
+    finally:
+        await b.close()
+        conn.close()
+
+
+async def test_serve_runs_logs_json_and_stops_on_sigterm(make_bank, tmp_path):
+    bank = await make_bank("quectel")
+    port = free_port()
+    loaded = write_config(bank, tmp_path, api={"port": port})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "modem_dialer.cli", "--config", str(loaded.path), "serve",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        health = None
+        async with aiohttp.ClientSession() as s:
+            for _ in range(100):
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        health = (r.status, await r.json())
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+        assert health == (200, {"ok": True, "modems_ready": 1, "modems": 1})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 15)
+    assert proc.returncode == 0
+    logs = [json.loads(line) for line in err.decode().splitlines()]
+    assert any(r["msg"].startswith("API listening on http://127.0.0.1:") for r in logs)
+    assert logs[-1]["msg"] == "stopping" or any(r["msg"] == "stopping" for r in logs)
+    assert all({"level", "logger", "msg"} <= set(r) for r in logs)
