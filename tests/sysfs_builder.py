@@ -52,7 +52,8 @@ class FakeSysfs:
         if not d.parent.exists() or not (d.parent / "idVendor").exists():
             if not usb_path.startswith("usb"):
                 self.hub(d.parent.name)
-        _files(d, idVendor=vid, idProduct=pid, **attrs)
+        # authorized: what recovery writes 0 then 1 to, to power-cycle the port
+        _files(d, idVendor=vid, idProduct=pid, authorized="1", **attrs)
         _link(self.root / "bus/usb/devices" / usb_path, d)
         return d
 
