@@ -36,6 +36,9 @@ class Callee:
     key_ms: int = 100              # tone length for in-band keys
     unplug_after: float | None = None   # s after ATD when the modem is unplugged
     greeting: str | None = None    # "machine" or "human": uplink voice-like audio after answer
+    # (s after answer, seconds, Hz): the callee "talks" a pure tone in the uplink, so a test can
+    # check where that audio went (bridges); see sim/voice.tone_share
+    tones: list[tuple[float, float, float]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict) -> Callee:

@@ -45,15 +45,15 @@ class Dialect:
     def ceer(self, cause: int | None, text: str) -> str:
         return f"+CEER: {text}"
 
-    STAT: ClassVar[dict[str, int]] = {"dialing": 2, "alerting": 3, "active": 0, "ended": 6}
+    STAT: ClassVar[dict[str, int]] = {"dialing": 2, "alerting": 3, "active": 0, "held": 1, "ended": 6}
 
     def clcc(self, call, state: str | None = None) -> str:
         stat = self.STAT[state or call.state]
         return f'+CLCC: {call.index},0,{stat},0,0,"{call.number}",{145 if call.number.startswith("+") else 129}'
 
     def clcc_lines(self) -> list[str]:
-        call = self.modem.call
-        return [self.clcc(call)] if call else []
+        calls = [c for c in (getattr(self.modem, "held", None), self.modem.call) if c is not None]
+        return [self.clcc(c) for c in calls]
 
     def hangup(self, up: str) -> list[str]:
         call = self.modem.local_hangup()

@@ -373,6 +373,18 @@ class SimModem:
         else:
             self.dialect.key(key)
 
+    def press(self, key: str) -> bool:
+        """The callee presses ``key`` now (interactive ``flow try``); False if no call is up."""
+        call = self.call
+        if call is None or call.state != "active":
+            return False
+        call.keys_sent.append(key)
+        if call.callee.inband and self.audio:
+            self.audio.send_tone(key, call.callee.key_ms)
+        else:
+            self.dialect.key(key)
+        return True
+
     async def _talk(self, call: SimCall, at: float, secs: float, hz: float) -> None:
         from .voice import sine
         await asyncio.sleep(at)

@@ -1,0 +1,151 @@
+"""Flows end to end on the simulated bank over real ptys: a survey whose answers are stored,
+opt-out by key in the middle of a prompt, timeouts and invalid keys."""
+
+from __future__ import annotations
+
+import pytest
+from test_flow_helpers import NUMBER, Rig
+
+from modem_dialer.call.flow import answers_summary
+from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.store import Campaigns, Compliance
+
+SURVEY = """
+name: survey
+start: intro
+fields: [first_name]
+nodes:
+  intro: {type: play, say: "Hi {first_name}", next: satisfied}
+  satisfied:
+    type: menu
+    prompts: [{tone_hz: 500, tone_ms: 300}]
+    choices: {1: customer, 2: customer}
+    values: {1: "yes", 2: "no"}
+    answer: satisfied
+    timeout: 2
+    on_fail: bye
+  customer:
+    type: input
+    prompts: [{tone_hz: 600, tone_ms: 200}]
+    answer: customer_number
+    min_digits: 4
+    max_digits: 6
+    next: rating
+    on_fail: bye
+  rating:
+    type: input
+    prompts: [{tone_hz: 700, tone_ms: 200}]
+    answer: rating
+    max_digits: 1
+    range: [1, 5]
+    next: low_or_high
+    on_fail: bye
+  low_or_high: {type: branch, var: rating, cases: {"1..2": sorry}, default: thanks}
+  sorry: {type: hangup, prompts: [{tone_hz: 800, tone_ms: 100}]}
+  thanks: {type: hangup, prompts: [{tone_hz: 900, tone_ms: 100}]}
+  bye: {type: hangup}
+"""
+
+
+@pytest.fixture
+async def rig_for(make_bank, tmp_path):
+    rigs = []
+
+    async def make(scenario: Scenario, n: int = 1, family: str = "quectel") -> Rig:
+        rig = await Rig(await make_bank(family, scenario, n=n), tmp_path).open()
+        rigs.append(rig)
+        return rig
+    yield make
+    for r in rigs:
+        await r.close()
+
+
+@pytest.mark.parametrize("family", ["quectel", "simcom"])
+async def test_survey_answers_are_stored_and_summarised(rig_for, family):
+    keys = [(0.2, "1"), (0.4, "4"), (0.5, "2"), (0.6, "4"), (0.7, "2"), (0.8, "#"), (0.9, "4")]
+    rig = await rig_for(Scenario(Callee(answer_after=0.1, keys=keys)), family=family)
+    camp_id = Campaigns(rig.conn).create_campaign("s1", file="x.csv")
+    r = await rig.run(SURVEY, {"first_name": "Ann"}, campaign_id=camp_id)
+    assert r.outcome == "answered"
+    assert rig.answers(r.call_id) == {"satisfied": "yes", "customer_number": "4242", "rating": "4"}
+    nodes = [e["name"] for e in rig.events(r.call_id, "node")]
+    assert nodes == ["intro", "satisfied", "customer", "rating", "low_or_high", "thanks"]
+    branch = rig.events(r.call_id, "branch")[0]
+    assert branch == {"node": "low_or_high", "on": "rating", "value": "4", "to": "thanks"}
+    # the say: prompt was personalised and really played (TTS at telephone level reached the modem)
+    prompts = [e for e in rig.events(r.call_id, "prompt") if e["name"] == "intro"]
+    assert prompts[0]["state"] == "start" and prompts[-1]["state"] == "done" and prompts[0]["ms"] > 300
+    assert answers_summary(rig.conn, camp_id) == {
+        "customer_number": {"4242": 1}, "rating": {"4": 1}, "satisfied": {"yes": 1}}
+
+
+async def test_opt_out_key_in_the_middle_of_a_prompt(rig_for):
+    flow = """
+    start: speech
+    opt_out: {key: "9", say: "Ok"}
+    nodes:
+      speech: {type: play, prompts: [{tone_hz: 440, tone_ms: 4000}], next: bye}
+      bye: {type: hangup}
+    """
+    rig = await rig_for(Scenario(Callee(answer_after=0.1, keys=[(0.8, "9")])))
+    r = await rig.run(flow)
+    assert r.outcome == "answered" and r.row["hangup_by"] == "dialer"
+    assert r.row["duration_s"] < 3.0, "the 4 s prompt went on after the opt-out key"
+    entry = Compliance(rig.conn).suppression_entry(NUMBER)
+    assert entry is not None and entry["reason"] == "opt_out_key"
+    refusal = rig.conn.execute("SELECT at, source, call_id FROM refusals").fetchone()
+    assert refusal["source"] == "key" and refusal["call_id"] == r.call_id
+    assert entry["added_at"] <= refusal["at"]             # suppression first (A.5.4)
+    events = rig.journal.events_of(r.call_id)
+    kinds = [e["kind"] for e in events]
+    assert kinds.index("refusal") < kinds.index("opt_out")
+    confirmation = [e["data"] for e in events if e["kind"] == "prompt" and e["data"]["name"] == "opt_out"]
+    assert confirmation and confirmation[-1]["state"] == "done"
+    assert "bye" not in [e["data"].get("name") for e in events if e["kind"] == "node"]
+
+
+async def test_invalid_keys_and_timeouts_follow_their_branches(rig_for):
+    flow = """
+    start: menu
+    nodes:
+      menu:
+        type: menu
+        prompts: [{tone_hz: 500, tone_ms: 200}]
+        choices: {1: code}
+        timeout: 0.6
+        retries: 2
+        invalid: {prompts: [{tone_hz: 300, tone_ms: 100}]}
+        no_input: {prompts: [{tone_hz: 350, tone_ms: 100}]}
+        on_fail: failed
+      code:
+        type: input
+        prompts: [{tone_hz: 600, tone_ms: 100}]
+        answer: code
+        max_digits: 2
+        range: [10, 20]
+        timeout: 1.0
+        inter_digit_timeout: 0.5
+        retries: 1
+        next: done
+        on_fail: failed
+      done: {type: hangup}
+      failed: {type: hangup}
+    """
+    # 7: invalid; then silence (timeout); then 1: choice; code 99 is out of range, 15 is fine
+    keys = [(0.15, "7"), (1.6, "1"), (1.9, "9"), (2.0, "9"), (2.9, "1"), (3.0, "5")]
+    rig = await rig_for(Scenario(Callee(answer_after=0.1, keys=keys)))
+    r = await rig.run(flow)
+    menu = [(e["result"], e.get("key")) for e in rig.events(r.call_id, "menu")]
+    assert menu == [("invalid", "7"), ("no_input", None), ("choice", "1")]
+    inputs = [(e["result"], e.get("digits"), e.get("reason")) for e in rig.events(r.call_id, "input")]
+    assert inputs == [("invalid", "99", "range"), ("ok", "15", None)]
+    assert rig.answers(r.call_id) == {"code": "15"}
+    assert rig.events(r.call_id, "node")[-1]["name"] == "done"
+
+    # nobody presses anything: retries, then on_fail; the call never crashes
+    rig2 = await rig_for(Scenario(Callee(answer_after=0.1)))
+    r2 = await rig2.run(flow)
+    results = [e["result"] for e in rig2.events(r2.call_id, "menu")]
+    assert results == ["no_input", "no_input", "no_input", "failed"]
+    assert rig2.events(r2.call_id, "node")[-1]["name"] == "failed"
+    assert not [e for e in rig2.journal.events_of(r2.call_id) if e["kind"] == "error"]
