@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import UserError
-from ..yamlfile import Strict, YamlDoc, load_yaml, validate
+from ..yamlfile import Strict, YamlDoc, describe_validation_error, load_yaml, validate
 
 DTMF_KEYS = "0123456789*#ABCD"
 # Placeholders every call can use besides the contact's fields and the flow's own answers.
@@ -475,10 +475,37 @@ def check_flow(flow: Flow, fields: Iterable[str] | None = None) -> None:
                                                          "nor a contact field")
 
 
+NODE_TYPES = ("play", "menu", "input", "record", "transfer", "optout", "sms", "set", "branch", "hangup")
+
+
+def _validate(ydoc: YamlDoc) -> FlowDoc:
+    """Like ``yamlfile.validate``, but errors inside a node name the node and drop pydantic's
+    union tag (``nodes.menu.menu.choices`` -> ``node menu: choices``)."""
+    if not isinstance(ydoc.data, dict):
+        return validate(ydoc, FlowDoc)
+    try:
+        return FlowDoc.model_validate(ydoc.data)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        loc = list(errors[0]["loc"])
+        err = errors[0]
+        if len(loc) < 2 or loc[0] != "nodes":
+            raise UserError(describe_validation_error(exc, ydoc)) from None
+        if len(loc) > 2 and loc[2] in NODE_TYPES:
+            del loc[2]
+        msg = {"extra_forbidden": "unknown key", "missing": "required key is missing"}.get(err["type"], err["msg"])
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc.append("type")
+            msg = f"unknown or missing node type (one of {', '.join(NODE_TYPES)})"
+        msg = msg.removeprefix("Value error, ")
+        key = ".".join(str(p) for p in loc[2:]) or "type"
+        raise UserError(f"{ydoc.where(loc)}: node {loc[1]}: {key}: {msg}") from None
+
+
 def load_flow(path: str | Path, fields: Iterable[str] | None = None) -> Flow:
     """Read, validate and check a flow file. Raises UserError naming file:line and node."""
     ydoc = load_yaml(path, "flow file")
-    doc = validate(ydoc, FlowDoc)
+    doc = _validate(ydoc)
     flow = Flow(Path(path), doc, ydoc)
     check_flow(flow, fields)
     return flow

@@ -18,14 +18,15 @@ EXIT_ANSWERED, EXIT_ERROR, EXIT_NOT_ANSWERED = 0, 1, 2
 @click.argument("number")
 @click.option("--message", type=click.Path(dir_okay=False), help="WAV file to play")
 @click.option("--say", help="text to speak (espeak-ng, offline)")
+@click.option("--flow", "flow_file", type=click.Path(dir_okay=False), help="IVR flow file to run (see docs/flows.md)")
 @click.option("--modem", "modem_name", help="use this modem (default: the first ready one)")
 @click.option("--ring-timeout", type=float, default=45.0, show_default=True, help="seconds to let it ring (≥ 15)")
 @click.option("--repeat", type=click.IntRange(1, 20), default=1, show_default=True, help="play the message N times")
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @click.pass_context
 @run_command
-def call(ctx: click.Context, number: str, message: str | None, say: str | None, modem_name: str | None,
-         ring_timeout: float, repeat: int, as_json: bool) -> None:
+def call(ctx: click.Context, number: str, message: str | None, say: str | None, flow_file: str | None,
+         modem_name: str | None, ring_timeout: float, repeat: int, as_json: bool) -> None:
     """Call NUMBER, play a message, collect keys, journal everything.
 
     Exit 0 answered, 2 reached the network but not answered (busy, no answer,
@@ -41,13 +42,20 @@ def call(ctx: click.Context, number: str, message: str | None, say: str | None, 
     if ring_timeout < MIN_RING_TIMEOUT:
         raise UserError(f"--ring-timeout: {ring_timeout:g} s is under the {MIN_RING_TIMEOUT:g} s minimum "
                         "(shorter rings count as abandoned calls)")
-    if (message is None) == (say is None):
-        raise UserError("give exactly one of --message WAV or --say TEXT")
-    samples = message_samples(message, say, voice=cfg.tts_voice, cache_dir=loaded.resolve(cfg.cache_dir))
+    if sum(x is not None for x in (message, say, flow_file)) != 1:
+        raise UserError("give exactly one of --message WAV, --say TEXT or --flow FILE")
+    if flow_file is not None:
+        from ..call.flow import flow_script, load_flow
+
+        # a flow with a mistake never starts a call; no second line here, so bridge transfers fall back
+        payload = flow_script(load_flow(flow_file), {}, advisors=cfg.advisors, region=cfg.default_region,
+                              voice=cfg.tts_voice, cache_dir=loaded.resolve(cfg.cache_dir))
+    else:
+        payload = message_samples(message, say, voice=cfg.tts_voice, cache_dir=loaded.resolve(cfg.cache_dir))
     candidates = [cfg.modem(modem_name)] if modem_name else list(cfg.modems)
     if not candidates:
         raise UserError("no modems in the config")
-    result = asyncio.run(_call(loaded, candidates, e164, samples, ring_timeout, repeat))
+    result = asyncio.run(_call(loaded, candidates, e164, payload, ring_timeout, repeat))
     d = result.as_dict()
     if as_json:
         click.echo(json.dumps(d, indent=2))
@@ -62,7 +70,8 @@ def call(ctx: click.Context, number: str, message: str | None, say: str | None, 
              EXIT_NOT_ANSWERED if outcome in ("busy", "no_answer", "rejected") else EXIT_ERROR)
 
 
-async def _call(loaded, candidates, number, samples, ring_timeout, repeat):
+async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
+    """``payload``: message samples, or a ready script (``--flow``)."""
     from ..call.line import open_line
     from ..call.message import message_script
     from ..call.session import place_call
@@ -88,7 +97,8 @@ async def _call(loaded, candidates, number, samples, ring_timeout, repeat):
     if line is None:
         raise UserError("no modem ready: " + "; ".join(errors))
     try:
-        return await place_call(line, number, message_script(samples, repeat), Journal(conn),
+        script = payload if callable(payload) else message_script(payload, repeat)
+        return await place_call(line, number, script, Journal(conn),
                                 ring_timeout=ring_timeout)
     finally:
         await line.close()
