@@ -149,3 +149,53 @@ async def test_invalid_keys_and_timeouts_follow_their_branches(rig_for):
     assert results == ["no_input", "no_input", "no_input", "failed"]
     assert rig2.events(r2.call_id, "node")[-1]["name"] == "failed"
     assert not [e for e in rig2.journal.events_of(r2.call_id) if e["kind"] == "error"]
+
+
+async def test_record_until_silence_then_sms_through_the_same_modem(rig_for):
+    flow = """
+    start: rec
+    fields: [first_name]
+    nodes:
+      rec:
+        type: record
+        prompts: [{tone_hz: 500, tone_ms: 100}]
+        answer: message
+        max_seconds: 6
+        silence_seconds: 0.6
+        next: text
+      text: {type: sms, text: "Thanks {first_name}", next: bye}
+      bye: {type: hangup}
+    """
+    rig = await rig_for(Scenario(Callee(answer_after=0.1, tones=[(0.7, 1.0, 300.0)])))
+    r = await rig.run(flow, {"first_name": "Zoé"})
+    from modem_dialer.audio.prompts import load_wav
+    from modem_dialer.sim.voice import tone_share
+
+    rec = rig.events(r.call_id, "record")[0]
+    assert rec["ended_by"] == "silence" and rec["voice"] is True
+    assert 1.0 < rec["seconds"] < 2.6
+    wav = load_wav(rec["path"])
+    assert abs(len(wav) / 8000 - rec["seconds"]) < 0.05
+    assert tone_share(wav, 300.0) > 0.3                   # the callee's "voice" is in the file
+    assert rig.answers(r.call_id)["message"] == rec["path"]
+    sms = rig.events(r.call_id, "sms")[0]
+    assert sms["result"] == "sent" and sms["parts"] == 1
+    sim = rig.bank.modems[0]
+    assert len(sim.sms) == 1
+    pdu = sim.sms[0][1]
+    assert "0B913316325476F8" in pdu                      # to the callee: +33612345678, semi-octets
+    assert pdu[pdu.index("F8") + 6:][:2] == "0A"           # "Thanks Zoé": 10 GSM 7-bit characters
+    assert r.outcome == "answered"
+
+
+def test_examples_pass_the_checks():
+    from pathlib import Path
+
+    from modem_dialer.call.flow import flow_warnings, load_flow
+
+    root = Path(__file__).resolve().parents[1] / "examples" / "flows"
+    names = sorted(p.name for p in root.glob("*.yaml") if not p.name.endswith("config.yaml"))
+    assert names == ["appointment.yaml", "debt.yaml", "survey.yaml"]
+    for name in names:
+        flow = load_flow(root / name)
+        assert flow_warnings(flow, preset="fr") == [], name

@@ -5,7 +5,8 @@ voicemail beep (or the end of the greeting: a pause after it, or ``max_wait_s``)
 the flow's voicemail prompt once, so the recording holds the whole message
 (rules_and_signals.md B.2.5). ``skip``: hang up on a machine, outcome ``machine`` — in the
 US/UK a human wrongly judged a machine is an abandoned call (B.2.3), hence the preset
-warning. A key press proves a human: the verdict is ignored from then on.
+warning. A key press proves a human: the verdict is ignored from then on. So is app_amd's
+INITIALSILENCE: our prompt starts at once, and a silent listener is not a machine.
 """
 
 from __future__ import annotations
@@ -50,11 +51,12 @@ class MachineWatch:
             r = self.amd.feed(frame)
             if r is not None:
                 self.result = r
-                human_keys = bool(self.call.keys)
-                self.call.event("amd", verdict=r.verdict.value, reason=r.reason, at_ms=r.at_ms,
-                                ignored=human_keys and r.verdict is Verdict.MACHINE)
+                # Our prompt starts at once, and people listen without saying "hello": silence
+                # alone is no proof of a machine here (it would cut off silent humans).
+                ignored = r.verdict is Verdict.MACHINE and (bool(self.call.keys) or r.reason.startswith("INITIALSILENCE"))
+                self.call.event("amd", verdict=r.verdict.value, reason=r.reason, at_ms=r.at_ms, ignored=ignored)
                 self.call.vars["amd"] = r.verdict.value
-                if r.verdict is Verdict.MACHINE and not human_keys and not self._machine.done():
+                if r.verdict is Verdict.MACHINE and not ignored and not self._machine.done():
                     self._machine.set_result(r)
         beep = self.beeps.feed(frame)
         if float(np.abs(frame.astype(np.int32)).mean()) >= VOICE_LEVEL:

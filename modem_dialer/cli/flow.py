@@ -126,7 +126,8 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
         lines = [await open_line(ModemConfig(**m)) for m in bank.modems_config()]
         conn = open_db(Path(tmp.name) / "try.db")
         journal = Journal(conn)
-        advisors = AdvisorsConfig(people=[{"name": "sim-advisor", "number": SIM_ADVISOR}])
+        groups = sorted({g for n in fl.doc.nodes.values() if (g := getattr(n, "group", None))})
+        advisors = AdvisorsConfig(people=[{"name": "sim-advisor", "number": SIM_ADVISOR, "groups": groups}])
         script = flow_script(fl, fields, opt_out_key=opt_out_key, advisors=advisors,
                              lines=StaticLineProvider(lines), recordings_dir=Path(tmp.name) / "recordings")
         task = asyncio.ensure_future(place_call(lines[0], number, script, journal))
