@@ -122,7 +122,9 @@ class Controller:
     async def run(self) -> str:
         """Dial until every contact has a final status ('done') or a stop ('stopped')."""
         now = self.clock()
-        self.status_counts.update(self.campaigns.counts(self.cid))
+        # from the database (recover() may have moved contacts before this)
+        self.status_counts = Counter(self.campaigns.counts(self.cid))
+        self.outcome_counts = Counter()
         for outcome, n in self.conn.execute(
                 "SELECT outcome, COUNT(*) FROM calls WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY outcome",
                 (self.cid,)):

@@ -189,6 +189,8 @@ class Pool:
         """At start: signal and registration of every line; unregistered ones start out."""
         for s in self.slots:
             try:
+                # a process killed mid-call leaves the modem's call up: end it first
+                await s.line.driver.hangup()
                 h = await s.line.driver.health()
             except Exception as exc:
                 s.take_out(f"health check failed: {exc}", now + s.cooldown)

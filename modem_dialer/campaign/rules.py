@@ -187,7 +187,7 @@ def check(number: str, rules: RuleSet, now: datetime, records: Records, *,
         return Decision("defer", f"cap {hit}", latest, f"{hit.max} attempts within {_days(hit.per)}")
     if not (rules.windows or rules.days != ALL_DAYS or rules.holidays):
         return ALLOW
-    if rules.out_of_hours_scope and records.find_consent(number, rules.out_of_hours_scope, now):
+    if rules.out_of_hours_scope and records.find_consent(number, rules.out_of_hours_scope, now) is not None:
         return ALLOW
     windows = rules.windows
     if consent and consent.get("time_slot"):

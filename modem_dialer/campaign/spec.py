@@ -63,7 +63,7 @@ class CampaignSpec(Strict):
     flow: str | None = None
     repeat: int = Field(default=1, ge=1, le=20)
     purpose: Literal["commercial", "political", "survey", "debt_collection", "informational", "alert"]
-    rules: Literal["none", "fr", "us", "uk"] | RulesOverrides = "none"
+    rules: RulesOverrides = Field(default_factory=RulesOverrides)   # `rules: fr` or a mapping
     retry: dict[str, RetryRule] = Field(default_factory=dict)
     modems: list[str] | None = None
     region: str | None = None              # how national numbers in the CSV are read (default: config)
@@ -95,9 +95,14 @@ class CampaignSpec(Strict):
             raise ValueError("not a known ISO 3166 region code (e.g. FR, US, GB)")
         return v.upper() if v else v
 
-    @field_validator("opt_out_key")
+    @field_validator("rules", mode="before")
     @classmethod
-    def _key(cls, v: str | None) -> str | None:
+    def _rules(cls, v: Any) -> Any:
+        return {"preset": v} if isinstance(v, str) else v
+
+    @field_validator("opt_out_key", mode="before")
+    @classmethod
+    def _key(cls, v: Any) -> str | None:
         if v is not None and (len(str(v)) != 1 or str(v) not in "0123456789*#"):
             raise ValueError("opt_out_key must be one key: 0-9, * or #")
         return None if v is None else str(v)
@@ -118,7 +123,7 @@ class CampaignSpec(Strict):
 
     def rule_set(self) -> R.RuleSet:
         """The preset for this purpose with the file's overrides applied."""
-        ov = self.rules if isinstance(self.rules, RulesOverrides) else RulesOverrides(preset=self.rules)
+        ov = self.rules
         rs = R.preset_rules(ov.preset, self.purpose)
         changes: dict[str, Any] = {}
         if ov.days is not None:

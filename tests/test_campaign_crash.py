@@ -1,0 +1,114 @@
+"""Crash safety: SIGKILL `campaign run` at random points, rerun, and check the journal.
+
+The simulated bank runs in its own process (`modem-dialer sim`), as a real bank would
+outlive the dialer; the campaign process is killed and restarted against it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import signal
+import sqlite3
+import sys
+import wave
+
+import numpy as np
+import yaml
+
+N_CONTACTS = 24
+RETRY = {"busy": 3, "no_answer": 2, "failed": 3}   # max attempts per rule (interrupted → failed)
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "modem_dialer.cli", *args]
+
+
+async def test_kill_9_at_random_points_then_resume(tmp_path):
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    numbers = [f"+336123460{i:02d}" for i in range(N_CONTACTS)]
+    scenario = {"default": {"outcome": "answer", "answer_after": 0.1},
+                "numbers": {**{n: {"outcome": "busy", "end_after": 0.1} for n in numbers[::5]},
+                            **{n: {"outcome": "no_answer", "end_after": 0.15} for n in numbers[1::7]},
+                            **{n: {"outcome": "unreachable", "end_after": 0.1} for n in numbers[2::11]}}}
+    (tmp_path / "scenario.yaml").write_text(yaml.safe_dump(scenario))
+    n = 8000 * 4 // 10
+    with wave.open(str(tmp_path / "hello.wav"), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes((np.sin(np.arange(n) * 0.3) * 6000).astype(np.int16).tobytes())
+    (tmp_path / "contacts.csv").write_text("number\n" + "\n".join(numbers) + "\n")
+    camp = tmp_path / "camp.yaml"
+    camp.write_text("name: crash\ncontacts: contacts.csv\nmessage: hello.wav\npurpose: survey\nrules: none\n"
+                    "retry:\n  busy: {after: 0.3s, max: 3}\n  no_answer: {after: 0.3s, max: 2}\n"
+                    "  failed: {after: 0.3s, max: 3}\n")
+    cfg = tmp_path / "config.yaml"
+    sim = await asyncio.create_subprocess_exec(
+        *cli("sim", "--modems", "4", "--family", "quectel,simcom", "--scenario", str(tmp_path / "scenario.yaml"),
+             "--write-config", str(cfg)), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        for _ in range(200):
+            if cfg.exists() and cfg.stat().st_size:
+                break
+            await asyncio.sleep(0.05)
+        assert cfg.exists(), "the simulator did not write its config"
+        kills = 0
+        for _ in range(4):
+            proc = await asyncio.create_subprocess_exec(*cli("--config", str(cfg), "campaign", "run", str(camp)),
+                                                        stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.DEVNULL)
+            try:
+                await asyncio.wait_for(proc.wait(), rng.uniform(0.6, 2.0))
+            except asyncio.TimeoutError:
+                proc.send_signal(signal.SIGKILL)
+                await proc.wait()
+                kills += 1
+            if proc.returncode == 0:
+                break
+            await asyncio.sleep(0.3)       # the sim notices the port closing and drops its call
+        proc = await asyncio.create_subprocess_exec(*cli("--config", str(cfg), "campaign", "run", str(camp)),
+                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 40)
+        assert proc.returncode == 0, f"seed {seed}: {out.decode()}{err.decode()}"
+        final = out.decode().rsplit("campaign crash: done; contacts ", 1)[1].strip()
+        assert sum(int(part.split()[1]) for part in final.split(", ")) == N_CONTACTS, final
+    finally:
+        sim.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(sim.wait(), 5)
+        except asyncio.TimeoutError:
+            sim.kill()
+            await sim.wait()
+
+    conn = sqlite3.connect(tmp_path / "modem-dialer.db")
+    conn.row_factory = sqlite3.Row
+    msg = f"seed {seed}, {kills} kill(s)"
+    assert kills >= 1, msg
+    assert conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0, msg
+    contacts = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM contacts")}
+    assert len(contacts) == N_CONTACTS
+    interrupted = 0
+    for cid, c in contacts.items():
+        calls = [dict(r) for r in conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id", (cid,))]
+        outcomes = [x["outcome"] for x in calls]
+        interrupted += outcomes.count("interrupted")
+        assert c["status"] not in ("pending", "in_progress"), (msg, c)
+        # no finished result lost: every journaled attempt is counted, the last one is the contact's
+        assert c["attempts"] == len(calls), (msg, c, outcomes)
+        assert c["last_call_id"] == calls[-1]["id"] and c["last_outcome"] == outcomes[-1], (msg, c, outcomes)
+        # never dialed again after an answer; never more attempts than the retry rules allow
+        assert outcomes.count("answered") <= 1 and "answered" not in outcomes[:-1], (msg, outcomes)
+        assert len(calls) <= max(RETRY.values()), (msg, outcomes)
+        for prev, _last in itertools.pairwise(outcomes):
+            assert prev in ("busy", "no_answer", "failed", "interrupted"), (msg, outcomes)
+        if c["status"] == "answered":
+            assert outcomes[-1] == "answered"
+        elif outcomes:
+            rule = "failed" if outcomes[-1] == "interrupted" else outcomes[-1]
+            assert c["status"] == "exhausted" and len(calls) >= RETRY[rule], (msg, c, outcomes)
+    # at most the calls in flight (4 lines) per kill were interrupted
+    assert interrupted <= 4 * kills, msg

@@ -1,0 +1,146 @@
+"""Campaign file validation and contacts CSV import (bad rows, merge on re-run, retries)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from modem_dialer.campaign.contacts import import_contacts
+from modem_dialer.campaign.retry import after_attempt
+from modem_dialer.campaign.spec import load_campaign
+from modem_dialer.errors import UserError
+from modem_dialer.store import Campaigns, open_db
+
+CSV = """number,name,timezone
+06 12 34 56 78,Ann,
++33612345679,Bob,Europe/Paris
+123,Bad,
+0612345678,Dup of Ann,
+0612345680,Tz,Mars/Olympus
+0612345681
+0612345682,Extra,,x
+
+,Empty,
+0033612345683;semi,,
+"""
+
+
+def write(tmp_path, name, text):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+def campaign_file(tmp_path, body: str):
+    write(tmp_path, "contacts.csv", "number\n0612345678\n")
+    write(tmp_path, "hello.wav", "")
+    return write(tmp_path, "camp.yaml", body)
+
+
+def test_bad_rows_reported_with_line_and_reason_good_rows_imported(tmp_path):
+    path = write(tmp_path, "c.csv", CSV)
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    cid = store.create_campaign("c")
+    seen = []
+    rep = import_contacts(store, cid, path, "FR", on_bad=seen.append)
+    assert rep.inserted == 2 and rep.bad_count == 7
+    reasons = {b.line: b.reason for b in seen}
+    assert "invalid number" in reasons[4]
+    assert reasons[5].startswith("duplicate number +33612345678 (first on line 2)")
+    assert "unknown time zone 'Mars/Olympus'" in reasons[6]
+    assert reasons[7] == "missing column(s): name, timezone"
+    assert "4 fields but the header has 3" in reasons[8]
+    assert reasons[10] == "missing number"
+    assert "invalid number" in reasons[11]          # "0033612345683;semi" is not a number
+    ann = store.find_contact(cid, "+33612345678")
+    assert ann.fields == {"name": "Ann", "timezone": ""} and ann.line_no == 2
+
+
+def test_reimport_merges_and_keeps_progress(tmp_path):
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    cid = store.create_campaign("c")
+    path = write(tmp_path, "c.csv", "number;name\n0612345678;Ann\n0612345679;Bob\n")   # ';' is sniffed
+    assert import_contacts(store, cid, path, "FR").inserted == 2
+    ann = store.find_contact(cid, "+33612345678")
+    store.set_contact_status(ann.id, "answered", last_outcome="answered", count_attempt=True)
+    path.write_text("number;name\n0612345678;Ann B\n0612345679;Bob\n0612345680;Cy\n")
+    rep = import_contacts(store, cid, path, "FR")
+    assert (rep.inserted, rep.updated, rep.unchanged) == (1, 1, 1)
+    ann = store.find_contact(cid, "+33612345678")
+    assert ann.status == "answered" and ann.attempts == 1 and ann.fields == {"name": "Ann B"}
+    assert store.counts(cid) == {"answered": 1, "pending": 2}
+
+
+def test_region_reads_national_numbers(tmp_path):
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    cid = store.create_campaign("c")
+    path = write(tmp_path, "c.csv", "number\n(212) 555-1234\n")
+    assert import_contacts(store, cid, path, "US").inserted == 1
+    assert store.find_contact(cid, "+12125551234") is not None
+
+
+def test_header_problems_are_errors(tmp_path):
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    cid = store.create_campaign("c")
+    with pytest.raises(UserError, match=r"c.csv:1: no 'number' column in the header \(have: phone, name\)"):
+        import_contacts(store, cid, write(tmp_path, "c.csv", "phone,name\n1,2\n"), "FR")
+    with pytest.raises(UserError, match="contacts file is empty"):
+        import_contacts(store, cid, write(tmp_path, "e.csv", ""), "FR")
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\nretry:\n  busy: {after: 10, max: 3}\n",
+     r"camp.yaml:6: retry.busy.after: .*needs a unit"),
+    ("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\nretry:\n  busy: {after: 10 min, max: 3}\n",
+     r"camp.yaml:6: retry.busy.after: not a duration"),
+    ("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\nrules: fr\nretyr: {}\n",
+     r"camp.yaml:6: retyr: unknown key"),
+    ("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: spam\n", r"camp.yaml:4: purpose: "),
+    ("name: x\ncontacts: contacts.csv\nsay: hi\nmessage: hello.wav\npurpose: survey\n",
+     r"exactly one of message, say or flow"),
+    ("name: x\ncontacts: nope.csv\nsay: hi\npurpose: survey\n", r"camp.yaml:2: contacts: file not found"),
+    ("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\nrules: {preset: fr, windows: [9-10]}\n",
+     r"camp.yaml:5: rules.*not a time window"),
+    ("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\nretry: {answered: {after: 1m, max: 2}}\n",
+     r"unknown outcome 'answered' in retry"),
+    ("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\nring_timeout: 5s\n", r"ring_timeout under 15s"),
+    ("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\nopt_out_key: 12\n", r"opt_out_key must be one key"),
+])
+def test_campaign_file_errors_name_file_line_and_key(tmp_path, body, expected):
+    path = campaign_file(tmp_path, body)
+    with pytest.raises(UserError, match=expected):
+        load_campaign(path)
+
+
+def test_campaign_file_paths_relative_to_the_file(tmp_path):
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    campaign_file(sub, "")
+    path = write(sub, "camp.yaml", "name: spring\ncontacts: contacts.csv\nmessage: hello.wav\npurpose: survey\n"
+                 "rules: fr\nretry:\n  busy: {after: 10m, max: 3}\n  no_answer: {after: 2h, max: 3}\n"
+                 "modems: [gsm0]\nopt_out_key: 9\n")
+    cf = load_campaign(path)
+    assert cf.contacts_path == sub / "contacts.csv" and cf.message_path == sub / "hello.wav"
+    assert cf.spec.retry["busy"].after == timedelta(minutes=10) and cf.spec.opt_out_key == "9"
+    assert cf.spec.rule_set().preset == "fr"
+
+
+def test_retries_by_outcome(tmp_path):
+    cf = load_campaign(campaign_file(tmp_path, "name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\n"
+                                     "retry:\n  busy: {after: 10m, max: 3}\n  failed: {after: 5m, max: 2}\n"))
+    end = datetime(2026, 3, 3, 10, 0, tzinfo=timezone.utc)
+    spec = cf.spec
+    assert after_attempt(spec, "busy", 1, end).next_attempt_at == end + timedelta(minutes=10)
+    assert after_attempt(spec, "busy", 2, end).status == "pending"
+    assert after_attempt(spec, "busy", 3, end).status == "exhausted"
+    assert after_attempt(spec, "no_answer", 1, end).status == "exhausted"      # no rule: no retry
+    assert after_attempt(spec, "interrupted", 1, end).next_attempt_at == end + timedelta(minutes=5)  # as failed
+    assert after_attempt(spec, "interrupted", 2, end).status == "exhausted"
+    assert after_attempt(spec, "answered", 1, end).status == "answered"
+    assert after_attempt(spec, "invalid_number", 1, end).status == "invalid"
+    assert after_attempt(spec, "answered", 1, end, opted_out=True).status == "opted_out"
