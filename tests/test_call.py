@@ -203,3 +203,20 @@ async def test_both_key_sources_count_one_press_once(make_bank, journal):
     await side
     assert [k["key"] for k in r.row["keys"]] == ["7"]
     await line.close()
+
+
+async def test_cancelled_play_stops_the_prompt_and_script_sets_outcome(make_bank, journal):
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
+    line = await open_line(modem_config(bank))
+
+    async def script(call):
+        task = asyncio.ensure_future(call.play(prompt(5000)))
+        await asyncio.sleep(0.2)
+        task.cancel()                         # e.g. a transfer or an opt-out taking over
+        await asyncio.sleep(0.05)
+        assert not line.audio.playing
+        call.vars["outcome"] = "machine"
+        call.vars["cause_text"] = "MAXWORDS-3-2"
+    r = await place_call(line, NUMBER, script, journal)
+    assert (r.row["outcome"], r.row["cause_text"], r.row["hangup_by"]) == ("machine", "MAXWORDS-3-2", "dialer")
+    await line.close()

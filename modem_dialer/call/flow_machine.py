@@ -81,9 +81,9 @@ class MachineWatch:
             call.line.audio.stop_playback()
         if self.mode == "skip":
             call.event("machine", action="hang_up", reason=verdict.reason)
-            # Our own outcome before place_call closes the row (its finish_call then keeps ours).
-            call.journal.finish_call(call.call_id, "machine", hangup_by="dialer", cause_text=verdict.reason,
-                                     duration_s=round(call.elapsed, 3))
+            # place_call records this outcome when it closes the row after the real hang-up
+            call.vars["outcome"] = "machine"
+            call.vars["cause_text"] = verdict.reason
             return
         started = time.monotonic()
         self._end = asyncio.get_running_loop().create_future()

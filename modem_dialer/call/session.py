@@ -26,7 +26,7 @@ from ..modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Ri
 from ..numbers import dial_string
 from ..store.journal import Journal
 from .line import Line
-from .outcome import classify
+from .outcome import OUTCOMES, classify
 
 log = logging.getLogger("modem_dialer.call")
 
@@ -153,7 +153,8 @@ class ActiveCall:
             self._check()
             raise CallEnded(str(exc)) from None
         finally:
-            if not fut.done():
+            # a cancelled task cancels fut too: the prompt must stop all the same
+            if fut.cancelled() or not fut.done():
                 audio.stop_playback()
         self.event("prompt", name=name, state="done" if result == PlayResult.DONE else "interrupted")
         self._check()
@@ -371,8 +372,12 @@ class _Call:
         self.finished = True
         ev = self.ended
         outcome = force_outcome or classify(self.active is not None, ev)
+        # a script may classify an answered call itself (e.g. "machine" from AMD skip mode)
+        if self.active is not None and force_outcome is None and self.active.vars.get("outcome") in OUTCOMES:
+            outcome = self.active.vars["outcome"]
         cause = ev.cause if ev else None
-        cause_text = self.note or (ev.cause_text if ev else None)
+        cause_text = self.note or (self.active.vars.get("cause_text") if self.active else None) or (
+            ev.cause_text if ev else None)
         if self.lost is not None:
             outcome = "answered" if self.active is not None else "failed"
             cause_text = f"modem lost: {self.lost.error}"
