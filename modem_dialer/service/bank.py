@@ -24,6 +24,7 @@ from ..call.line import Line, open_line
 from ..config import ModemConfig
 from ..modems.events import ModemLost, RegistrationChanged, SignalChanged
 from ..modems.info import Health
+from ..modems.recovery import Supervisor
 from ..store import set_modem_state
 
 log = logging.getLogger("modem_dialer.service")
@@ -47,6 +48,9 @@ class ModemSlot:
     sms_sent: int = 0
     sms_failed: int = 0
     reopened: int = 0
+    imei: str | None = None          # known once opened: how recovery finds it after re-enumeration
+    lost: bool = False               # the port vanished (vs. a modem that stopped answering)
+    recovering: bool = False
     _remove: object = None
 
     @property
@@ -61,8 +65,11 @@ class ModemSlot:
 
 class Bank:
     def __init__(self, modems: list[ModemConfig], conn: sqlite3.Connection | None = None, *,
-                 health_interval: float = 5.0) -> None:
+                 health_interval: float = 5.0, supervisor: Supervisor | None = None) -> None:
         self.slots = {m.name: ModemSlot(m) for m in modems}
+        # finds a modem again by IMEI after it re-enumerates under new port names, resets a
+        # hung one, quarantines a repeat offender (modems/recovery.py)
+        self.supervisor = supervisor
         self.conn = conn
         self.health_interval = health_interval
         self._waiters: list[tuple[int, int, bool, asyncio.Future]] = []
@@ -98,6 +105,10 @@ class Bank:
         if slot.error is not None or slot.reopened:
             log.info("modem %s is back", slot.name, extra={"modem": slot.name})
         slot.line, slot.error = line, None
+        slot.imei = line.identity.imei or slot.imei
+        slot.lost = False
+        if self.supervisor is not None:
+            self.supervisor.note_success(slot.name)
         slot.reopened += 1
         slot._remove = line.driver.add_listener(lambda ev, s=slot: self._on_event(s, ev))
         for cb in self.on_line_opened:
@@ -117,6 +128,7 @@ class Bank:
         if self.closing:
             return
         if isinstance(ev, ModemLost):
+            slot.lost = True
             log.warning("modem %s lost: %s", slot.name, ev.error, extra={"modem": slot.name})
             if not slot.leased:
                 asyncio.get_running_loop().create_task(self._drop(slot, ev.error))
@@ -149,14 +161,43 @@ class Bank:
                 await asyncio.wait_for(self._kick.wait(), self.health_interval)
             self._kick.clear()
             for slot in list(self.slots.values()):
-                if slot.leased:
+                if slot.leased or slot.recovering:
                     continue
                 if slot.line is None or (slot.error and not slot.line.driver.ch.is_open):
                     if slot.line is not None:
                         await self._drop(slot, slot.error)
-                    await self._open(slot)
+                    if self._needs_recovery(slot):
+                        self._start_recovery(slot)
+                    else:
+                        await self._open(slot)
                 else:
                     await self._check(slot)
+
+    def _needs_recovery(self, slot: ModemSlot) -> bool:
+        """A modem we knew (by IMEI) whose port vanished: look for it elsewhere."""
+        import os
+
+        return (self.supervisor is not None and slot.imei is not None
+                and (slot.lost or not os.path.exists(slot.cfg.port)))
+
+    def _start_recovery(self, slot: ModemSlot) -> None:
+        slot.recovering = True
+
+        async def run() -> None:
+            try:
+                assert self.supervisor is not None
+                cfg = await self.supervisor.recover(slot.cfg, slot.imei, lost=slot.lost)
+                if cfg is not None and not self.closing:
+                    if cfg.port != slot.cfg.port:
+                        log.info("modem %s found again on %s", slot.name, cfg.port, extra={"modem": slot.name})
+                    slot.cfg = cfg
+                    slot.lost = False
+                    await self._open(slot)
+            except Exception:   # recovery trouble must never take the bank down
+                log.exception("modem %s: recovery failed", slot.name)
+            finally:
+                slot.recovering = False
+        asyncio.get_running_loop().create_task(run())
 
     def _record(self, slot: ModemSlot, status: str, reason: str | None) -> None:
         if self.conn is None or self.closing:

@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..config import LoadedConfig
-from ..store import Journal, open_db
+from ..modems.recovery import RecoveryStep, Supervisor
+from ..store import Journal, open_db, set_modem_state
 from .bank import Bank
 from .runner import AlertRunner
 from .texting import Texter
@@ -39,7 +40,12 @@ class Service:
         self.host = host or cfg.alerting.api.listen
         self.port = cfg.alerting.api.port if port is None else port
         self.conn = open_db(loaded.database_path)
-        self.bank = Bank(list(cfg.modems), self.conn, health_interval=cfg.alerting.health_interval)
+        conn = self.conn
+
+        def journal_step(step: RecoveryStep) -> None:
+            set_modem_state(conn, step.modem, step.status, reason=f"{step.step}: {step.detail}", imei=step.imei)
+        self.bank = Bank(list(cfg.modems), self.conn, health_interval=cfg.alerting.health_interval,
+                         supervisor=Supervisor(report=journal_step))
         self.texter = Texter(self.conn, self.bank, cfg.alerting.rate_limit,
                              delivery_reports=cfg.alerting.delivery_reports)
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout)
