@@ -8,6 +8,7 @@ import re
 from ..at.errors import ATCommandError
 from .driver import DriverError, ModemDriver
 from .events import HangupBy
+from .info import rssi_to_dbm
 
 _CEND = re.compile(r"\^CEND:\s*(\d+),\s*(\d+),\s*(\d+)(?:,\s*(\d+))?")
 _RSSI = re.compile(r"\^RSSI:\s*(\d+)")
@@ -54,8 +55,7 @@ class HuaweiDriver(ModemDriver):
     def _on_rssi(self, line: str) -> None:
         m = _RSSI.match(line)
         if m:
-            rssi = int(m.group(1))
-            self.signal(None if rssi > 31 else -113 + 2 * rssi)
+            self.signal(rssi_to_dbm(int(m.group(1))))
 
     async def after_dial(self) -> None:
         if self.cfg.audio is not None and self.cfg.audio.kind == "serial":

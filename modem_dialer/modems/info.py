@@ -53,17 +53,15 @@ def parse_cpin(value: str | None) -> str:
     return "error"
 
 
+def rssi_to_dbm(rssi: int) -> int | None:
+    """27.007 <rssi> 0..31 → dBm (−113 + 2·rssi); 99 (or anything else) is unknown."""
+    return -113 + 2 * rssi if 0 <= rssi <= 31 else None
+
+
 def parse_csq(value: str | None) -> int | None:
-    """``+CSQ: <rssi>,<ber>`` value → dBm (−113 + 2·rssi), None when unknown (99)."""
-    if not value:
-        return None
-    m = re.match(r"\s*(\d+)", value)
-    if not m:
-        return None
-    rssi = int(m.group(1))
-    if rssi == 99 or rssi > 31:
-        return None
-    return -113 + 2 * rssi
+    """``+CSQ: <rssi>,<ber>`` value → dBm, None when unknown (99)."""
+    m = re.match(r"\s*(\d+)", value or "")
+    return rssi_to_dbm(int(m.group(1))) if m else None
 
 
 def parse_creg(value: str | None, solicited: bool = True) -> tuple[Registration, str | None]:

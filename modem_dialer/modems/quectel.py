@@ -7,6 +7,7 @@ import re
 
 from .driver import ModemDriver
 from .events import HangupBy
+from .info import rssi_to_dbm
 
 _CCINFO = re.compile(r'\+QIND:\s*"ccinfo",\s*(\d+),\s*(\d+),\s*(-?\d+),\s*(\d+)')
 _DSCI = re.compile(r"\^DSCI:\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)")
@@ -65,8 +66,7 @@ class QuectelDriver(ModemDriver):
     def _on_csq(self, line: str) -> None:
         m = _CSQ.match(line)
         if m:
-            rssi = int(m.group(1))
-            self.signal(None if rssi > 31 else -113 + 2 * rssi)
+            self.signal(rssi_to_dbm(int(m.group(1))))
 
     async def prepare_audio(self) -> None:
         audio = self.cfg.audio
