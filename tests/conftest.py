@@ -36,3 +36,18 @@ def modem_config(bank: SimBank, i: int = 0, **over) -> ModemConfig:
     entry = bank.modems_config()[i]
     entry.update(over)
     return ModemConfig(**entry)
+
+
+async def run_cli(*args: str, env: dict | None = None, stdin: str | None = None,
+                  timeout: float = 40) -> tuple[int, str, str]:
+    """Run ``modem-dialer ARGS`` as a user would, in a subprocess, while the test's event loop
+    keeps serving the simulated bank. Returns (exit code, stdout, stderr)."""
+    import os
+    import sys
+
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "modem_dialer.cli", *args, env={**os.environ, **(env or {})},
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
+    return proc.returncode, out.decode(), err.decode()

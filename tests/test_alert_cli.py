@@ -2,22 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
-import sys
 
+from conftest import run_cli
 from test_service_alerts import ALICE, TOKEN, called, services, write_config  # noqa: F401 (fixture)
 
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import Alerts, open_db
-
-
-async def run_cli(*args: str, timeout: float = 40) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
 
 
 def free_port() -> int:

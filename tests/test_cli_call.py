@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import sqlite3
-import sys
 
 import numpy as np
 import yaml
+from conftest import run_cli
 
 from modem_dialer.sim.callee import Callee, Scenario
-
-
-async def run_cli(*args: str, env: dict | None = None, timeout: float = 40) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", *args, env={**os.environ, **(env or {})},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
 
 
 def write_config(tmp_path, bank, **extra) -> str:

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
 
 import yaml
-
-
-async def run_cli(*args: str, timeout: float = 30) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
+from conftest import run_cli
 
 
 async def test_modems_json_all_ready(make_bank, tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_cli
 from sysfs_builder import FakeSysfs, ec25
 
 from modem_dialer.config import Config
@@ -137,13 +137,6 @@ def test_database_checks(tmp_path):
     assert check_database(db).message.endswith("is writable")
     assert check_database(tmp_path / "no" / "dir.db").status == "fail"
 
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_cli_healthy_bank_exits_0_and_a_missing_port_exits_1(make_bank, tmp_path):

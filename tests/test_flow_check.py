@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 
 import pytest
+from conftest import run_cli
 from test_flow_helpers import write_flow
 
 from modem_dialer.call.flow import flow_warnings, load_flow
@@ -73,13 +73,6 @@ def test_each_mistake_names_file_line_and_node(tmp_path, edit, expected):
     msg = error_of(tmp_path, GOOD.replace(old, new))
     assert expected.split(": ", 1)[1][:40] in msg and msg.split(": ")[0].endswith(expected.split(": ")[0]), msg
 
-
-async def run_cli(*args: str, timeout: float = 40) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_flow_check_and_try_commands(tmp_path):

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
-
 import yaml
-from conftest import modem_config
+from conftest import modem_config, run_cli
 
 from modem_dialer.modems.setup import apply_plan, open_for_setup, read_plan
 from modem_dialer.sim.bank import SimSpec
@@ -19,13 +16,6 @@ def writes(sim) -> list[str]:
     return [c for c in sim.commands if c.upper().startswith(WRITES)]
 
 
-async def run_cli(cfg, *args: str, stdin: str = "") -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", "--config", str(cfg), *args,
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode()), 30)
-    return proc.returncode, out.decode(), err.decode()
-
 
 async def test_quectel_uac_volte_urcport_confirmed(make_bank, tmp_path):
     bank = await make_bank("quectel")
@@ -36,7 +26,7 @@ async def test_quectel_uac_volte_urcport_confirmed(make_bank, tmp_path):
     q.urcport = "uart1"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(bank.config_yaml())
-    rc, out, err = await run_cli(cfg, "setup-modem", "gsm0", "--volte", "--uac", stdin="y\n")
+    rc, out, err = await run_cli("--config", str(cfg), "setup-modem", "gsm0", "--volte", "--uac", stdin="y\n")
     assert rc == 0, out + err
     # shown before asking: current value, new value, command, why, the reboot
     assert 'change URC port: uart1 -> usbat   (AT+QURCCFG="urcport","usbat")' in out
@@ -56,7 +46,7 @@ async def test_declined_writes_nothing_and_exit_1(make_bank, tmp_path):
     sim.dialect.urcport = "all"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(bank.config_yaml())
-    rc, out, _ = await run_cli(cfg, "setup-modem", "gsm0", stdin="n\n")
+    rc, out, _ = await run_cli("--config", str(cfg), "setup-modem", "gsm0", stdin="n\n")
     assert rc == 1 and "gsm0: nothing changed" in out
     assert "keep   USB audio card (UAC flag of usbcfg): off   (not requested (--uac))" in out
     assert "keep   VoLTE (IMS): enabled, registered" in out
@@ -67,7 +57,7 @@ async def test_nothing_to_do_asks_nothing(make_bank, tmp_path):
     bank = await make_bank("quectel")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(bank.config_yaml())
-    rc, out, _ = await run_cli(cfg, "setup-modem", "gsm0")
+    rc, out, _ = await run_cli("--config", str(cfg), "setup-modem", "gsm0")
     assert rc == 0 and "gsm0: nothing to change" in out and "Apply" not in out
     assert writes(bank.modems[0]) == []
 
@@ -78,13 +68,13 @@ async def test_simcom_and_huawei_with_yes(make_bank, tmp_path):
     huawei.dialect.cvoice = 1
     cfg = tmp_path / "config.yaml"
     cfg.write_text(bank.config_yaml())
-    rc, out, _ = await run_cli(cfg, "setup-modem", "gsm0", "--yes")
+    rc, out, _ = await run_cli("--config", str(cfg), "setup-modem", "gsm0", "--yes")
     assert rc == 0 and "hang-up mode (CVHU): 1 -> 0 (read back)" in out and "AT+CFUN=1,1" not in writes(simcom)
-    rc, out, _ = await run_cli(cfg, "setup-modem", "gsm1", "--yes", "--no-reboot")
+    rc, out, _ = await run_cli("--config", str(cfg), "setup-modem", "gsm1", "--yes", "--no-reboot")
     assert rc == 0, out
     assert (huawei.dialect.cvoice, huawei.dialect.u2diag) == (0, 0)
     assert writes(huawei) == ["AT^CVOICE=0", "AT^U2DIAG=0"] and "reboot the modem for the changes" in out
-    rc, out, _ = await run_cli(cfg, "setup-modem", "gsm2", "--yes")
+    rc, out, _ = await run_cli("--config", str(cfg), "setup-modem", "gsm2", "--yes")
     assert rc == 1 and "no voice firmware" in out and mute.dialect.u2diag == 0
 
 
@@ -117,7 +107,7 @@ async def test_unknown_modem_and_missing_port(make_bank, tmp_path):
     data["modems"][0]["port"] = "/dev/ttyNOPE3"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(data))
-    rc, _, err = await run_cli(cfg, "setup-modem", "gsm9")
+    rc, _, err = await run_cli("--config", str(cfg), "setup-modem", "gsm9")
     assert rc == 1 and "no modem named 'gsm9'" in err
-    rc, _, err = await run_cli(cfg, "setup-modem", "gsm0")
+    rc, _, err = await run_cli("--config", str(cfg), "setup-modem", "gsm0")
     assert rc == 1 and err.strip() == "modem-dialer: /dev/ttyNOPE3: no such port"
