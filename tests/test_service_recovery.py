@@ -52,3 +52,14 @@ async def test_unplugged_modem_is_found_on_its_new_port_and_lent_again(make_bank
     finally:
         await b.close()
         conn.close()
+
+
+async def test_serve_refuses_a_public_address_without_token(make_bank, tmp_path):
+    from conftest import run_cli
+
+    bank = await make_bank("quectel")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(bank.config_yaml(database="x.db", alerting={"api": {"listen": "0.0.0.0", "port": 0}}))
+    rc, _, err = await run_cli("--config", str(cfg), "serve", timeout=20)
+    assert rc == 1 and "0.0.0.0 is not a loopback address and no token is set" in err
+    assert "Traceback" not in err

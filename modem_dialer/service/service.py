@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from ..config import LoadedConfig
+from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
 from ..store import Journal, open_db, set_modem_state
 from .bank import Bank
@@ -31,6 +32,17 @@ log = logging.getLogger("modem_dialer.service")
 Worker = Callable[["Service"], Awaitable[None]]
 
 
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Service:
     def __init__(self, loaded: LoadedConfig, *, http: bool = True, host: str | None = None,
                  port: int | None = None, min_ring_timeout: float | None = None) -> None:
@@ -39,6 +51,11 @@ class Service:
         self.http = http
         self.host = host or cfg.alerting.api.listen
         self.port = cfg.alerting.api.port if port is None else port
+        if http and not _is_loopback(self.host) and not cfg.alerting.api.bearer():
+            # refusing beats a warning: without a token anyone who reaches the port can
+            # make the modems call any number
+            raise UserError(f"alerting.api.listen: {self.host} is not a loopback address and no token is "
+                            "set; set alerting.api.token, token_file or token_env first")
         self.conn = open_db(loaded.database_path)
         conn = self.conn
 
@@ -76,6 +93,7 @@ class Service:
         if self.http:
             from .api import make_app
 
+
             self._runner_web = web.AppRunner(make_app(self), access_log=None)
             await self._runner_web.setup()
             site = web.TCPSite(self._runner_web, self.host, self.port)
@@ -84,8 +102,6 @@ class Service:
             if sockets:
                 self.port = sockets[0].getsockname()[1]
             log.info("API listening on http://%s:%d", self.host, self.port)
-            if self.host not in ("127.0.0.1", "::1", "localhost") and not self.loaded.config.alerting.api.bearer():
-                log.warning("API listens on %s without a token: anyone who reaches it can place calls", self.host)
         for name, factory in self._workers.items():
             self._spawn_worker(name, factory)
 
