@@ -27,6 +27,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import itertools
+
 from modem_dialer.call.line import open_lines
 from modem_dialer.call.session import ActiveCall
 from modem_dialer.campaign.controller import Controller
@@ -90,6 +92,17 @@ async def run(args: argparse.Namespace, d: Path, cfg_path: Path) -> None:
           f"{args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
     print(f"dialer CPU {cpu:.1f} s = {cpu / args.calls * 1000:.2f} ms per call (controller + call layer + AT); "
           f"controller alone {ctrl.cpu / args.calls * 1000:.3f} ms per call")
+    # where the time beyond the bound goes: between calls on a line (dispatch: outcome, rules,
+    # claim, next contact) vs inside a call (ATD round trip, end detection, hang-up)
+    from statistics import mean, median
+
+    from modem_dialer.store import from_ts
+    rows = conn.execute("SELECT modem, created_at, ended_at FROM calls ORDER BY modem, id").fetchall()
+    gaps = [(from_ts(b[1]) - from_ts(a[2])).total_seconds() * 1000
+            for a, b in itertools.pairwise(rows) if a[0] == b[0]]
+    inside = [(from_ts(r[2]) - from_ts(r[1])).total_seconds() * 1000 - (args.answer + args.hold) * 1000 for r in rows]
+    print(f"between calls on a line: median {median(gaps):.1f} ms, mean {mean(gaps):.1f} ms; "
+          f"in-call overhead beyond the script: median {median(inside):.1f} ms, mean {mean(inside):.1f} ms")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 

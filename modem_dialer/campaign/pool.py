@@ -8,6 +8,7 @@ with the reason journaled, and comes back after the cool-down once it is registe
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sqlite3
 from collections import deque
@@ -186,21 +187,23 @@ class Pool:
         self._on_change(slot, what, reason)
 
     async def check_health(self, now: datetime) -> None:
-        """At start: signal and registration of every line; unregistered ones start out."""
-        for s in self.slots:
-            try:
-                # a process killed mid-call leaves the modem's call up: end it first
-                await s.line.driver.hangup()
-                h = await s.line.driver.health()
-            except Exception as exc:
-                s.take_out(f"health check failed: {exc}", now + s.cooldown)
-                continue
-            s.signal_dbm = h.signal_dbm
-            s.registered = h.registration.registered
-            if not s.registered:
-                s.take_out(f"not registered ({h.registration.value})", now + s.cooldown)
-            else:
-                set_modem_state(self.conn, s.name, "ready", imei=s.line.identity.imei, iccid=s.line.identity.iccid)
+        """At start: signal and registration of every line (concurrently); unregistered ones start out."""
+        await asyncio.gather(*(self._check(s, now) for s in self.slots))
+
+    async def _check(self, s: Slot, now: datetime) -> None:
+        try:
+            # a process killed mid-call leaves the modem's call up: end it first
+            await s.line.driver.hangup()
+            h = await s.line.driver.health()
+        except Exception as exc:
+            s.take_out(f"health check failed: {exc}", now + s.cooldown)
+            return
+        s.signal_dbm = h.signal_dbm
+        s.registered = h.registration.registered
+        if not s.registered:
+            s.take_out(f"not registered ({h.registration.value})", now + s.cooldown)
+        else:
+            set_modem_state(self.conn, s.name, "ready", imei=s.line.identity.imei, iccid=s.line.identity.iccid)
 
     def close(self) -> None:
         for s in self.slots:
