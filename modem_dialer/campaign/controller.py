@@ -354,7 +354,8 @@ class Controller:
             "total": total, "finished": total - open_, "statuses": dict(self.status_counts),
             "outcomes": dict(self.outcome_counts), "eta_s": open_ / rate if rate > 0 else None,
             "slots": [s.as_dict() for s in (self.pool.slots if self.pool else [])],
-            "waiting_until": self.waiting_until, "paused": self.paused, "stopping": self.stopping,
+            "waiting_until": self.waiting_until, "paused": self.paused,
+            "stopping": self.stopping and not self.done.is_set(),
         }
 
 
