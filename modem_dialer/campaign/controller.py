@@ -295,15 +295,16 @@ class Controller:
     async def _call(self, slot: Slot, c: Contact) -> None:
         state = CallState()
         script = self.script_for(c)
-        if self.spec.opt_out_key:
+        if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):
             script = with_opt_out(script, self.spec.opt_out_key, self.compliance, f"campaign:{self.spec.name}", state)
         self.in_flight.add(c.number)
         slot.started(c.number, self.clock())
         self.view.event("dial", f"{slot.name}: dialing {c.number}")
         try:
-            result = await place_call(slot.line, c.number, script, self.journal, ring_timeout=self.ring_timeout,
-                                      min_ring_timeout=self.min_ring_timeout, campaign_id=self.cid,
-                                      contact_id=c.id)
+            async with slot.use:        # a bridge transfer may be borrowing this line
+                result = await place_call(slot.line, c.number, script, self.journal,
+                                          ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
+                                          campaign_id=self.cid, contact_id=c.id)
         except asyncio.CancelledError:
             # second signal: place_call hung up and recorded the call; settle the contact now
             self.in_flight.discard(c.number)
@@ -315,7 +316,9 @@ class Controller:
         t0 = time.process_time()
         self.in_flight.discard(c.number)
         row = result.row
-        self._apply_outcome(c, row, 1, opted_out=state.opted_out)
+        # a flow's opt-out node suppresses the number itself: the suppression list tells
+        opted_out = state.opted_out or (row["outcome"] == "answered" and self.compliance.is_suppressed(c.number))
+        self._apply_outcome(c, row, 1, opted_out=opted_out)
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
         self.cpu += time.process_time() - t0

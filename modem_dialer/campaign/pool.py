@@ -42,6 +42,8 @@ class Slot:
         self.max_failures = limits.max_consecutive_failures
         self.cooldown = limits.cooldown
         self.state = "idle"             # idle | calling | limit | out | stopped
+        # held for each call, and by a bridge transfer that borrows this line (PoolLines)
+        self.use = asyncio.Lock()
         self.reason: str | None = None
         self.current: str | None = None
         self.out_until: datetime | None = None
@@ -208,3 +210,33 @@ class Pool:
     def close(self) -> None:
         for s in self.slots:
             s.close()
+
+
+class PoolLines:
+    """Lends the pool's free lines to bridge transfers (call/transfer.py LineProvider).
+
+    A borrowed line's ``use`` lock is held until release, so its own worker waits instead of
+    dialing on it. ``pool_of`` gives the pool once the controller has built it.
+    """
+
+    def __init__(self, pool_of: Callable[[], Pool | None] = lambda: None) -> None:
+        self.pool_of = pool_of
+
+    async def acquire(self, exclude: Line) -> Line | None:
+        pool = self.pool_of()
+        if pool is None:
+            return None
+        for s in pool.slots:
+            if s.line is exclude or s.line.audio is None or s.state in ("out", "stopped") or s.use.locked():
+                continue
+            await s.use.acquire()       # free: returns at once
+            return s.line
+        return None
+
+    def release(self, line: Line) -> None:
+        pool = self.pool_of()
+        if pool is None:
+            return
+        for s in pool.slots:
+            if s.line is line and s.use.locked():
+                s.use.release()

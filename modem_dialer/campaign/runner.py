@@ -17,6 +17,7 @@ from ..store import Campaigns, open_db
 from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
 from .controller import Controller
 from .lock import DialerLock
+from .pool import PoolLines
 from .script import ScriptFor, flow_factory, message_factory
 from .spec import CampaignFile
 from .view import make_view
@@ -61,7 +62,10 @@ def script_factory(loaded: LoadedConfig, cf: CampaignFile) -> ScriptFor:
     spec, cfg = cf.spec, loaded.config
     if spec.flow:
         return flow_factory(cf.flow_path, voice=spec.voice or cfg.tts_voice,
-                            cache_dir=loaded.resolve(cfg.cache_dir))
+                            cache_dir=loaded.resolve(cfg.cache_dir), opt_out_key=spec.opt_out_key,
+                            advisors=cfg.advisors, region=spec.region or cfg.default_region,
+                            campaign=spec.name, lines=PoolLines(),
+                            recordings_dir=loaded.resolve(cfg.cache_dir) / "recordings" / spec.name)
     from ..audio.source import message_samples
 
     samples = message_samples(cf.message_path, spec.say, voice=spec.voice or cfg.tts_voice,
@@ -116,6 +120,9 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
                                               or "no modem has an audio path"))
     view = make_view(cf.spec.name, tty)
     ctrl = Controller(conn, cid, cf.spec, usable, loaded.config.limits, script_for, view=view, **controller_kw)
+    lender = getattr(script_for, "lines", None)
+    if lender is not None:
+        lender.pool_of = lambda: ctrl.pool      # bridge transfers borrow free lines of this pool
     interrupted, settled = ctrl.recover()
     if interrupted or settled:
         echo(f"recovered: {len(interrupted)} interrupted call(s) closed, {settled} contact(s) settled")

@@ -56,6 +56,9 @@ def flow_factory(path: Any, **extra: Any) -> ScriptFor:
         if "contact_id" in params:
             kw["contact_id"] = contact.id
         return flow_script(flow, contact.fields, **kw)
+    # the flow runner handles the campaign's opt-out key itself (with its confirmation)
+    script_for.handles_opt_out = True  # type: ignore[attr-defined]
+    script_for.lines = extra.get("lines")  # type: ignore[attr-defined]  # the pool is known later
     return script_for
 
 
