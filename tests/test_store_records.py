@@ -80,7 +80,14 @@ def test_purge_and_erasure(conn):
     camps.import_contacts(cid, [(2, "+33612345678", {"name": "Ann"}), (3, "+33612345679", {})])
     comp = Compliance(conn)
     comp.add_consent("+33612345678", "automated_calls", "form", T0)
+    with conn:
+        conn.execute("INSERT INTO campaign_log (campaign_id, number, at, kind, verdict, rule)"
+                      " VALUES (?, '+33612345678', ?, 'rule', 'deny', 'fr.window')", (cid, "2024-01-01T00:00:00.000Z"))
+        conn.execute("INSERT INTO campaign_log (campaign_id, number, at, kind, verdict, rule)"
+                      " VALUES (?, '+33612345679', ?, 'rule', 'allow', '')", (cid, "2024-01-01T00:00:00.000Z"))
     counts = erase_number(conn, "+33612345678")
     assert counts["calls"] == 1 and counts["contacts"] == 1 and counts["consent"] == 1
+    assert counts["campaign_log"] == 1
+    assert purge_before(conn, T0)["campaign_log"] == 1         # the other number's old decision
     assert comp.is_suppressed("+33612345678")
     assert camps.counts(cid) == {"pending": 1}

@@ -23,7 +23,8 @@ def purge_before(conn: sqlite3.Connection, cutoff: datetime) -> dict[str, int]:
         calls = conn.execute("DELETE FROM calls WHERE created_at < ? AND outcome IS NOT NULL", (ts,)).rowcount
         sms = conn.execute("DELETE FROM sms WHERE created_at < ?", (ts,)).rowcount
         refusals = conn.execute("DELETE FROM refusals WHERE at < ?", (ts,)).rowcount
-    return {"calls": calls, "sms": sms, "refusals": refusals}
+        log = conn.execute("DELETE FROM campaign_log WHERE at < ?", (ts,)).rowcount
+    return {"calls": calls, "sms": sms, "refusals": refusals, "campaign_log": log}
 
 
 def erase_number(conn: sqlite3.Connection, number: str, source: str = "erasure_request") -> dict[str, int]:
@@ -39,6 +40,7 @@ def erase_number(conn: sqlite3.Connection, number: str, source: str = "erasure_r
             "consent": conn.execute("DELETE FROM consent WHERE number = ?", (number,)).rowcount,
             "refusals": conn.execute("DELETE FROM refusals WHERE number = ?", (number,)).rowcount,
             "sms": conn.execute("DELETE FROM sms WHERE number = ?", (number,)).rowcount,
+            "campaign_log": conn.execute("DELETE FROM campaign_log WHERE number = ?", (number,)).rowcount,
         }
         conn.execute(
             "INSERT INTO suppression (number, reason, source, added_at) VALUES (?, 'erasure', ?, ?)"
