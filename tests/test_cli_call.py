@@ -113,3 +113,17 @@ pcm.modem_in {{ type file slave.pcm "null" file "/dev/null" infile "{inp}" forma
     expected = normalise(msg)
     nz = np.nonzero(played)[0]
     assert len(nz) and np.array_equal(played[nz[0]:nz[0] + len(expected)], expected)
+
+
+async def test_a_call_left_open_by_a_killed_process_is_closed_as_interrupted(make_bank, tmp_path):
+    from modem_dialer.store import Journal, open_db
+
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.1)))
+    cfg = write_config(tmp_path, bank)
+    conn = open_db(tmp_path / "calls.db")
+    stale = Journal(conn).start_call("+33612345699", "gsm0")      # as if killed after this row
+    conn.close()
+    rc, _out, err = await run_cli("--config", cfg, "call", "+33612345678", "--say", "Hi", "--json")
+    assert rc == 0, err
+    db = sqlite3.connect(tmp_path / "calls.db")
+    assert db.execute("SELECT outcome FROM calls WHERE id = ?", (stale,)).fetchone()[0] == "interrupted"

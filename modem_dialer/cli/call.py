@@ -72,13 +72,38 @@ def call(ctx: click.Context, number: str, message: str | None, say: str | None, 
 
 async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
     """``payload``: message samples, or a ready script (``--flow``)."""
-    from ..call.line import open_line
     from ..call.message import message_script
     from ..call.session import place_call
+    from ..campaign.lock import DialerLock
     from ..store import Journal, open_db
 
     conn = open_db(loaded.database_path)
-    line, errors = None, []
+    # Calls left open by a killed process are closed as 'interrupted' — but only when no other
+    # dialing process (a campaign, the service) owns this journal: it would close their live calls.
+    lock: DialerLock | None = DialerLock(loaded.database_path)
+    try:
+        lock.acquire()
+        Journal(conn).recover_interrupted()
+    except UserError:
+        lock = None
+    line = None
+    try:
+        line = await _first_ready(candidates)
+        script = payload if callable(payload) else message_script(payload, repeat)
+        return await place_call(line, number, script, Journal(conn), ring_timeout=ring_timeout)
+    finally:
+        if line is not None:
+            await line.close()
+        conn.close()
+        if lock is not None:
+            lock.release()
+
+
+async def _first_ready(candidates):
+    """The first configured modem that opens, is registered and has an audio path."""
+    from ..call.line import open_line
+
+    errors = []
     for mc in candidates:
         try:
             opened = await open_line(mc)
@@ -91,15 +116,6 @@ async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
         elif not health.registration.registered:
             errors.append(f"{mc.name}: not registered ({health.registration.value})")
         else:
-            line = opened
-            break
+            return opened
         await opened.close()
-    if line is None:
-        raise UserError("no modem ready: " + "; ".join(errors))
-    try:
-        script = payload if callable(payload) else message_script(payload, repeat)
-        return await place_call(line, number, script, Journal(conn),
-                                ring_timeout=ring_timeout)
-    finally:
-        await line.close()
-        conn.close()
+    raise UserError("no modem ready: " + "; ".join(errors))
