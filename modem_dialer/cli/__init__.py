@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import click
 
+from ..at.errors import ATError
 from ..errors import UserError
 
 
@@ -24,6 +25,10 @@ def run_command(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except UserError as exc:
+            click.echo(f"modem-dialer: {exc}", err=True)
+            sys.exit(1)
+        except ATError as exc:
+            # a modem that is missing, busy or silent: its port is in the message
             click.echo(f"modem-dialer: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:

@@ -101,10 +101,21 @@ def _via_service(client, body: dict, wait: bool, timeout: float, as_json: bool) 
         time.sleep(0.5)
 
 
+def _quiet_bank() -> None:
+    """Without the service, the bank's per-modem warnings would repeat the one-line error
+    this command prints; keep them for -v."""
+    import logging
+
+    svc_log = logging.getLogger("modem_dialer.service")
+    if logging.getLogger().level >= logging.WARNING:
+        svc_log.setLevel(logging.ERROR)
+
+
 async def _local_alert(loaded, body: dict, timeout: float, as_json: bool) -> int:
     from ..service.api import alert_view
     from ..service.service import Service
 
+    _quiet_bank()
     svc = Service(loaded, http=False)
     await svc.start()
     try:
@@ -253,9 +264,13 @@ def sms(ctx: click.Context, number: str, text: str, local: bool) -> None:
 async def _local_sms(loaded, number: str, text: str) -> dict:
     from ..service.service import Service
 
+    _quiet_bank()
     svc = Service(loaded, http=False)
     await svc.start()
     try:
+        if not any(s.ready(need_audio=False) for s in svc.bank.slots.values()):
+            errors = "; ".join(f"{s.name}: {s.error or 'not ready'}" for s in svc.bank.slots.values())
+            raise UserError(f"no service running and no modem ready ({errors or 'no modems in the config'})")
         sms_id = svc.texter.queue(number, text)
         await svc.texter.deliver(sms_id)
         row = svc.runner.alerts.get_sms(sms_id)
