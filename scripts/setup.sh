@@ -16,4 +16,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+# setuptools warns about editable installs on stderr at every run: keep the output to what matters
+if ! out=$(PYTHONWARNINGS=ignore .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1); then
+  echo "$out" >&2
+  echo "setup: pip install failed" >&2
+  exit 1
+fi
+echo "$out" | grep -v "^WARNING: Location" | grep . || true
