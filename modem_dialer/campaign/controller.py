@@ -17,17 +17,17 @@ import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..call.line import Line
 from ..call.session import MIN_RING_TIMEOUT, place_call
 from ..config_campaign import LimitsConfig
-from ..errors import UserError
 from ..store import Campaigns, Compliance, Contact, Journal, from_ts, to_ts, utc_now
 from . import rules as R
 from .log import CampaignLog
-from .pool import Pool, Slot
+from .pool import Pool, PoolSource, Slot
 from .retry import FINAL_BY_RULE, after_attempt
 from .script import CallState, ScriptFor, with_opt_out
 from .spec import CampaignSpec
@@ -47,11 +47,29 @@ class _NullView:
         log.info("%s: %s", kind, text)
 
 
+class LineSource(Protocol):
+    """Where the controller's lines come from: its own :class:`~.pool.PoolSource` (``campaign
+    run``) or the service's bank, which lends a line per call by priority (service/lines.py)."""
+
+    slots: list[Slot]
+
+    async def open(self, ctrl: Controller, now: datetime) -> int:
+        """Get ready; the number of workers to run. UserError when nothing can ever dial."""
+        ...
+
+    def turn(self, index: int, now: datetime) -> AbstractAsyncContextManager[tuple[Slot | None, float]]:
+        """Worker ``index`` wants a line for one call: (slot, 0) held for the block, or (None,
+        seconds to wait) when no line may dial now."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Controller:
-    def __init__(self, conn: sqlite3.Connection, campaign_id: int, spec: CampaignSpec, lines: list[Line],
-                 limits: LimitsConfig, script_for: ScriptFor, *, clock: Callable[[], datetime] = utc_now,
-                 min_ring_timeout: float = MIN_RING_TIMEOUT, view: View | None = None, poll: float = 1.0,
-                 batch: int | None = None) -> None:
+    def __init__(self, conn: sqlite3.Connection, campaign_id: int, spec: CampaignSpec,
+                 lines: list[Line] | LineSource, limits: LimitsConfig, script_for: ScriptFor, *,
+                 clock: Callable[[], datetime] = utc_now, min_ring_timeout: float = MIN_RING_TIMEOUT,
+                 view: View | None = None, poll: float = 1.0, batch: int | None = None) -> None:
         self.conn = conn
         self.cid = campaign_id
         self.spec = spec
@@ -62,19 +80,21 @@ class Controller:
         self.journal = Journal(conn, clock)
         self.clog = CampaignLog(conn, campaign_id, clock)
         self.script_for = script_for
-        self.lines = lines
+        self.source: LineSource = PoolSource(lines, limits) if isinstance(lines, list) else lines
         self.limits = limits
         self.min_ring_timeout = min_ring_timeout
         self.ring_timeout = spec.ring_timeout.total_seconds()
         self.view: View = view or _NullView()
         self.poll = poll
-        self.batch = batch or max(32, 2 * len(lines))
-        self.pool: Pool | None = None
+        self.batch = batch
         self.in_flight: set[str] = set()
         self.buffer: deque[Contact] = deque()
         self.stopping = False
         self.hard_stop = False
         self.paused = False
+        # the status a stop leaves in the database: the service keeps 'running' so that its
+        # next start resumes the campaign
+        self.stopped_status = "stopped"
         self.waiting_until: datetime | None = None
         self.done = asyncio.Event()
         self._stop_event = asyncio.Event()
@@ -86,15 +106,21 @@ class Controller:
         self.finished_this_run = 0
         self.cpu = 0.0          # controller-only CPU seconds (rules, dispatch, bookkeeping)
 
+    @property
+    def pool(self) -> Pool | None:
+        """The standalone pool (bridge transfers borrow its free lines); None in the service."""
+        return getattr(self.source, "pool", None)
+
     # ---- start-up --------------------------------------------------------------------
-    def recover(self) -> tuple[list[int], int]:
+    def recover(self, close_open_calls: bool = True) -> tuple[list[int], int]:
         """Close calls a killed process left open; settle this campaign's in-flight contacts.
 
-        A contact still ``in_progress`` whose latest call was journaled (there are more
+        The service closes open calls once at its own start (its alerts may be in a call
+        now), so it passes ``close_open_calls=False``. A contact still ``in_progress`` whose latest call was journaled (there are more
         calls than counted attempts) gets that call's outcome through the retry rules;
         one that never reached ATD goes back to pending without an attempt.
         """
-        interrupted = self.journal.recover_interrupted()
+        interrupted = self.journal.recover_interrupted() if close_open_calls else []
         settled = 0
         for c in list(self.campaigns.iter_contacts(self.cid, statuses=["in_progress"])):
             self._settle(c)
@@ -129,13 +155,11 @@ class Controller:
                 "SELECT outcome, COUNT(*) FROM calls WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY outcome",
                 (self.cid,)):
             self.outcome_counts[outcome] = n
-        self.pool = Pool(self.lines, self.limits, self.conn, now, self._slot_changed)
-        await self.pool.check_health(now)
-        if all(s.state == "out" for s in self.pool.slots):
-            self.pool.close()
-            raise UserError("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in self.pool.slots))
+        workers = await self.source.open(self, now)
+        if self.batch is None:
+            self.batch = max(32, 2 * workers)
         self.campaigns.update_campaign(self.cid, status="paused" if self._db_paused() else "running")
-        self._tasks = [asyncio.ensure_future(self._worker(s)) for s in self.pool.slots]
+        self._tasks = [asyncio.ensure_future(self._worker(i)) for i in range(workers)]
         results: list = []
         try:
             waiter = asyncio.ensure_future(self.done.wait())
@@ -146,7 +170,7 @@ class Controller:
             waiter.cancel()
             results = await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
-            self.pool.close()
+            self.source.close()
         for r in results:
             if isinstance(r, Exception):
                 raise r
@@ -154,7 +178,7 @@ class Controller:
         if result == "done":
             self.campaigns.update_campaign(self.cid, status="done")
         elif not self._db_paused():
-            self.campaigns.update_campaign(self.cid, status="stopped")
+            self.campaigns.update_campaign(self.cid, status=self.stopped_status)
         self.clog.write("control", verdict=result)
         return result
 
@@ -187,7 +211,7 @@ class Controller:
         return None if row[0] is None else from_ts(row[0])
 
     # ---- one worker per line -----------------------------------------------------------
-    async def _worker(self, slot: Slot) -> None:
+    async def _worker(self, index: int) -> None:
         while not self.stopping:
             now = self.clock()
             paused = self._db_paused()
@@ -198,23 +222,8 @@ class Controller:
             if paused:
                 await self._sleep(self.poll)
                 continue
-            until, why = slot.blocked_until(now)
-            if why is not None:
-                if slot.state == "out":
-                    if until is not None and until <= now:
-                        await slot.try_return(now)
-                        continue
-                elif slot.state != "limit":
-                    slot.state, slot.reason = "limit", why
-                    self.view.event("limit", f"{slot.name}: resting until {_local(until)} ({why})")
-                await self._sleep(self._delay(now, until))
-                continue
-            if slot.state == "limit":
-                slot.state, slot.reason = "idle", None
-            t0 = time.process_time()
-            contact = self._next_contact(now)
-            if contact is None:
-                self.cpu += time.process_time() - t0
+            if not self._due(now):
+                # nothing to dial now: done, or wait (without holding a line)
                 if not self.in_flight and self._complete():
                     self.done.set()
                     return
@@ -227,10 +236,19 @@ class Controller:
                 await self._sleep(self._delay(now, nxt))
                 continue
             self.waiting_until = None
-            go = self._decide(contact, now, slot)
-            self.cpu += time.process_time() - t0
-            if go:
-                await self._call(slot, contact)
+            async with self.source.turn(index, now) as (slot, wait):
+                if slot is not None and not self.stopping:
+                    # the line may have taken a while to come: the rules look at the time of the dial
+                    now = self.clock()
+                    t0 = time.process_time()
+                    contact = self._next_contact(now)
+                    go = contact is not None and self._decide(contact, now, slot)
+                    self.cpu += time.process_time() - t0
+                    if go:
+                        assert contact is not None
+                        await self._call(slot, contact)
+            if slot is None and wait > 0:
+                await self._sleep(wait)
 
     async def _sleep(self, seconds: float) -> None:
         # wake early on a stop; never spin
@@ -242,9 +260,18 @@ class Controller:
             return self.poll
         return min(self.poll, max(0.0, (until - now).total_seconds()))
 
+    def _due(self, now: datetime) -> bool:
+        """Is a contact due now? (fills the buffer; the contact is taken once a line is held)"""
+        while self.buffer and self.buffer[0].number in self.in_flight:
+            self.buffer.popleft()
+        if not self.buffer:
+            self.buffer.extend(self.campaigns.next_due(self.cid, now, limit=self.batch or 32,
+                                                       exclude_numbers=self.in_flight))
+        return bool(self.buffer)
+
     def _next_contact(self, now: datetime) -> Contact | None:
         if not self.buffer:
-            self.buffer.extend(self.campaigns.next_due(self.cid, now, limit=self.batch,
+            self.buffer.extend(self.campaigns.next_due(self.cid, now, limit=self.batch or 32,
                                                        exclude_numbers=self.in_flight))
         while self.buffer:
             c = self.buffer.popleft()
@@ -301,10 +328,9 @@ class Controller:
         slot.started(c.number, self.clock())
         self.view.event("dial", f"{slot.name}: dialing {c.number}")
         try:
-            async with slot.use:        # a bridge transfer may be borrowing this line
-                result = await place_call(slot.line, c.number, script, self.journal,
-                                          ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
-                                          campaign_id=self.cid, contact_id=c.id)
+            result = await place_call(slot.line, c.number, script, self.journal,
+                                      ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
+                                      campaign_id=self.cid, contact_id=c.id)
         except asyncio.CancelledError:
             # second signal: place_call hung up and recorded the call; settle the contact now
             self.in_flight.discard(c.number)
@@ -356,7 +382,7 @@ class Controller:
         return {
             "total": total, "finished": total - open_, "statuses": dict(self.status_counts),
             "outcomes": dict(self.outcome_counts), "eta_s": open_ / rate if rate > 0 else None,
-            "slots": [s.as_dict() for s in (self.pool.slots if self.pool else [])],
+            "slots": [s.as_dict() for s in self.source.slots],
             "waiting_until": self.waiting_until, "paused": self.paused,
             "stopping": self.stopping and not self.done.is_set(),
         }

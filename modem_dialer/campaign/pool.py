@@ -9,18 +9,23 @@ with the reason journaled, and comes back after the cool-down once it is registe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..call.line import Line
 from ..config_campaign import LimitsConfig
+from ..errors import UserError
 from ..modems.events import Event, ModemLost, RegistrationChanged, SignalChanged
 from ..store import set_modem_state, to_ts
 from ..store.timestamps import from_ts
+
+if TYPE_CHECKING:
+    from .controller import Controller
 
 log = logging.getLogger("modem_dialer.campaign")
 
@@ -56,8 +61,20 @@ class Slot:
         self.calls_today = 0
         self.seconds_today = 0.0
         self.calls_total = 0
+        self.last_outcome: str | None = None
         self._on_change: Callable[[Slot, str, str | None], None] | None = None
         self._remove = line.driver.add_listener(self._event)
+
+    def rebind(self, line: Line) -> None:
+        """The service re-opened this modem (a new Line): listen to it; a lost modem is back."""
+        if line is self.line:
+            return
+        self._remove()
+        self.line = line
+        self._remove = line.driver.add_listener(self._event)
+        if self.lost:
+            self.lost = False
+            self.bring_back("modem re-opened")
 
     # ---- counters ------------------------------------------------------------------
     def seed(self, conn: sqlite3.Connection, now: datetime) -> None:
@@ -90,6 +107,7 @@ class Slot:
     def finished(self, outcome: str, duration_s: float | None, now: datetime) -> None:
         self._roll(now)
         self.current = None
+        self.last_outcome = outcome
         self.seconds_today += duration_s or 0.0
         if self.state == "calling":
             self.state = "idle"
@@ -210,6 +228,60 @@ class Pool:
     def close(self) -> None:
         for s in self.slots:
             s.close()
+
+
+def note_blocked(slot: Slot, ctrl: Controller, now: datetime, until: datetime | None, why: str) -> None:
+    """A line at a limit rests: say so once (shared by both line sources)."""
+    if slot.state not in ("out", "limit"):
+        slot.state, slot.reason = "limit", why
+        ctrl.view.event("limit", f"{slot.name}: resting until {_local(until)} ({why})")
+
+
+def _local(at: datetime | None) -> str:
+    return "?" if at is None else at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+class PoolSource:
+    """``campaign run``'s own lines: one worker per line, for the campaign's whole run."""
+
+    def __init__(self, lines: list[Line], limits: LimitsConfig) -> None:
+        self.lines = lines
+        self.limits = limits
+        self.pool: Pool | None = None
+        self.slots: list[Slot] = []
+        self.ctrl: Controller | None = None
+
+    async def open(self, ctrl: Controller, now: datetime) -> int:
+        self.ctrl = ctrl
+        self.pool = Pool(self.lines, self.limits, ctrl.conn, now, ctrl._slot_changed)
+        self.slots = self.pool.slots
+        await self.pool.check_health(now)
+        if all(s.state == "out" for s in self.slots):
+            self.pool.close()
+            raise UserError("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in self.slots))
+        return len(self.slots)
+
+    @contextlib.asynccontextmanager
+    async def turn(self, index: int, now: datetime) -> AsyncIterator[tuple[Slot | None, float]]:
+        assert self.ctrl is not None
+        slot = self.slots[index]
+        until, why = slot.blocked_until(now)
+        if why is not None:
+            if slot.state == "out" and until is not None and until <= now:
+                await slot.try_return(now)
+                yield None, 0.0
+                return
+            note_blocked(slot, self.ctrl, now, until, why)
+            yield None, self.ctrl._delay(now, until)
+            return
+        if slot.state == "limit":
+            slot.state, slot.reason = "idle", None
+        async with slot.use:        # a bridge transfer may be borrowing this line
+            yield slot, 0.0
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
 
 
 class PoolLines:

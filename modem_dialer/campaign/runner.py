@@ -43,6 +43,9 @@ def prepare(loaded: LoadedConfig, cf: CampaignFile, conn, *, echo: Echo = print,
     else:
         cid = existing["id"]
         old_fp = existing["config"].get("contacts_fingerprint")
+        if existing["config"].get("runner"):
+            cfg["runner"] = existing["config"]["runner"]     # who dials it: 'service' or 'cli'
+
     fp = file_fingerprint(cf.contacts_path, region)
     report = None
     if fp == old_fp:
@@ -58,13 +61,23 @@ def prepare(loaded: LoadedConfig, cf: CampaignFile, conn, *, echo: Echo = print,
     return cid, report
 
 
-def script_factory(loaded: LoadedConfig, cf: CampaignFile) -> ScriptFor:
+def set_runner(conn, cid: int, runner: str) -> None:
+    """Record who dials the campaign: a service restart resumes only its own ('service')."""
+    store = Campaigns(conn)
+    c = store.get_campaign_by_id(cid)
+    if c is not None and c["config"].get("runner") != runner:
+        store.update_campaign(cid, config={**c["config"], "runner": runner})
+
+
+def script_factory(loaded: LoadedConfig, cf: CampaignFile, lines: Any = None) -> ScriptFor:
+    """The script per contact; ``lines`` lends free lines to a flow's bridge transfers
+    (default: the standalone pool's, wired once the controller has built it)."""
     spec, cfg = cf.spec, loaded.config
     if spec.flow:
         return flow_factory(cf.flow_path, voice=spec.voice or cfg.tts_voice,
                             cache_dir=loaded.resolve(cfg.cache_dir), opt_out_key=spec.opt_out_key,
                             advisors=cfg.advisors, region=spec.region or cfg.default_region,
-                            campaign=spec.name, lines=PoolLines(),
+                            campaign=spec.name, lines=PoolLines() if lines is None else lines,
                             recordings_dir=loaded.resolve(cfg.cache_dir) / "recordings" / spec.name)
     from ..audio.source import message_samples
 
@@ -97,6 +110,7 @@ def run_campaign(loaded: LoadedConfig, cf: CampaignFile, *, tty: bool | None = N
         conn = open_db(db)
         try:
             cid, _ = prepare(loaded, cf, conn, echo=echo)
+            set_runner(conn, cid, "cli")
             return asyncio.run(_run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw))
         finally:
             conn.close()
@@ -121,7 +135,7 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     view = make_view(cf.spec.name, tty)
     ctrl = Controller(conn, cid, cf.spec, usable, loaded.config.limits, script_for, view=view, **controller_kw)
     lender = getattr(script_for, "lines", None)
-    if lender is not None:
+    if isinstance(lender, PoolLines):
         lender.pool_of = lambda: ctrl.pool      # bridge transfers borrow free lines of this pool
     interrupted, settled = ctrl.recover()
     if interrupted or settled:

@@ -39,22 +39,88 @@ def campaign() -> None:
 
 @campaign.command("run")
 @click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--detach", is_flag=True, help="with a running service: submit and return at once")
 @click.pass_context
 @run_command
-def campaign_run(ctx: click.Context, file: str) -> None:
+def campaign_run(ctx: click.Context, file: str, detach: bool) -> None:
     """Dial every contact of FILE until each has a final status.
 
-    Re-running the same file continues the same campaign (contacts are merged). Ctrl-C
-    or SIGTERM: no new calls, calls in progress finish; a second one hangs up. Exit 0
-    when done, 2 when stopped before the end, 1 on a configuration error or no modem ready.
+    Re-running the same file continues the same campaign (contacts are merged). When the
+    service (`modem-dialer serve`) runs on this database, the campaign is handed to it
+    (alerts keep priority on the modems) and followed here until done; Ctrl-C then only
+    stops following. Otherwise it dials itself: Ctrl-C or SIGTERM: no new calls, calls in
+    progress finish; a second one hangs up. Exit 0 when done, 2 when stopped before the
+    end, 1 on a configuration error or no modem ready.
     """
     from ..campaign.runner import run_campaign
     from ..campaign.spec import load_campaign
 
     loaded = load(ctx)
     cf = load_campaign(file)
+    client = _service_for(loaded)
+    if client is not None:
+        sys.exit(_run_in_service(loaded, cf, client, detach))
+    if detach:
+        raise UserError("--detach: no service runs on this database (start `modem-dialer serve` first)")
     result = run_campaign(loaded, cf, echo=click.echo)
     sys.exit(EXIT_DONE if result == "done" else EXIT_STOPPED)
+
+
+def _service_for(loaded):
+    """The service's API client when a service dials on this database, else None.
+
+    The service holds the dialer lock; a held lock with no API answering is another
+    ``campaign run``: the lock's own error says so."""
+    from ..campaign.lock import DialerLock
+    from ..service.client import Client
+
+    lock = DialerLock(loaded.database_path)
+    try:
+        lock.acquire()
+    except UserError as busy:
+        client = Client.from_config(loaded.config)
+        if client.running():
+            return client
+        raise busy from None
+    lock.release()
+    return None
+
+
+def _run_in_service(loaded, cf, client, detach: bool) -> int:
+    from ..campaign.follow import follow
+    from ..campaign.runner import modem_configs, prepare, script_factory
+    from ..campaign.view import make_view
+    from ..service.client import ServiceError
+    from ..store import open_db
+
+    modem_configs(loaded, cf)           # same checks as a standalone run, before anything is sent
+    script_factory(loaded, cf)
+    conn = open_db(loaded.database_path)
+    try:
+        cid, _ = prepare(loaded, cf, conn, echo=click.echo, echo_err=lambda t: click.echo(t, err=True))
+        try:
+            r = client.request("POST", "/v1/campaigns", {"file": str(cf.path)})
+        except ServiceError as exc:
+            raise UserError(f"{client.base}: {exc}") from None
+        except OSError as exc:
+            raise UserError(f"{client.base}: the service did not answer: {exc}") from None
+        name = cf.spec.name
+        click.echo(f"campaign {name}: {'submitted to' if r.get('started') else 'already running in'} "
+                   f"the service at {client.base}")
+        if detach:
+            click.echo(f"follow it with: modem-dialer campaign status {name}")
+            return EXIT_DONE
+        try:
+            f = follow(conn, cid, make_view(name, None))
+        except KeyboardInterrupt:
+            click.echo(f"stopped following; campaign {name} goes on in the service "
+                       f"(modem-dialer campaign pause {name} to pause it)")
+            return EXIT_STOPPED
+        click.echo(f"campaign {name}: done; contacts "
+                   + ", ".join(f"{k} {v}" for k, v in sorted(f.statuses.items()) if v > 0))
+        return EXIT_DONE
+    finally:
+        conn.close()
 
 
 @campaign.command("import")

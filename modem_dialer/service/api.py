@@ -2,8 +2,8 @@
 
 Routes: POST /v1/alerts, GET /v1/alerts, GET /v1/alerts/{id}, POST /v1/alerts/{id}/resolve,
 POST /v1/alerts/resolve (by dedup key),
-POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/{id}, GET /v1/modems, GET /healthz,
-GET /metrics. Described in docs/api.md.
+POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/{id}, POST /v1/campaigns, GET /v1/campaigns,
+GET /v1/campaigns/{name}, GET /v1/modems, GET /healthz, GET /metrics. Described in docs/api.md.
 """
 
 from __future__ import annotations
@@ -277,6 +277,33 @@ async def get_sms(request: web.Request) -> web.Response:
     return error(404, "no such SMS") if row is None else web.json_response(row)
 
 
+class CampaignRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str = Field(min_length=1, max_length=4096)
+
+
+async def post_campaign(request: web.Request) -> web.Response:
+    """Run a campaign file (a path on the service host) in the service; 202 when started."""
+    svc = request.app[SERVICE]
+    req = CampaignRequest(**await read_json(request))
+    view, started = await svc.campaigns.submit(req.file)
+    return web.json_response({**view, "started": started}, status=202 if started else 200)
+
+
+async def list_campaigns(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    return web.json_response([{"name": c["name"], "status": c["status"], "running": c["name"] in svc.campaigns.running,
+                               "url": f"/v1/campaigns/{c['name']}"}
+                              for c in svc.campaigns.store.list_campaigns()])
+
+
+async def get_campaign(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(request.app[SERVICE].campaigns.view(request.match_info["name"]))
+    except KeyError:
+        return error(404, "no such campaign")
+
+
 async def modems(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVICE].bank.snapshot())
 
@@ -306,6 +333,9 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_post("/v1/alertmanager", alertmanager)
     app.router.add_post("/v1/sms", post_sms)
     app.router.add_get("/v1/sms/{id}", get_sms)
+    app.router.add_post("/v1/campaigns", post_campaign)
+    app.router.add_get("/v1/campaigns", list_campaigns)
+    app.router.add_get("/v1/campaigns/{name}", get_campaign)
     app.router.add_get("/v1/modems", modems)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

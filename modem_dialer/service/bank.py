@@ -16,7 +16,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -28,6 +28,9 @@ from ..modems.recovery import Supervisor
 from ..store import set_modem_state
 
 log = logging.getLogger("modem_dialer.service")
+
+
+Accept = Callable[["ModemSlot"], bool]
 
 
 class Priority(IntEnum):
@@ -72,7 +75,8 @@ class Bank:
         self.supervisor = supervisor
         self.conn = conn
         self.health_interval = health_interval
-        self._waiters: list[tuple[int, int, bool, asyncio.Future]] = []
+        # (priority, arrival, need_audio, accept, future): heap order is priority then arrival
+        self._waiters: list[tuple[int, int, bool, Accept | None, asyncio.Future]] = []
         self._seq = itertools.count()
         self._task: asyncio.Task | None = None
         self._kick = asyncio.Event()
@@ -215,18 +219,18 @@ class Bank:
 
     @property
     def waiting(self) -> int:
-        return sum(1 for w in self._waiters if not w[3].done())
+        return sum(1 for w in self._waiters if not w[4].done())
 
     def _serve(self) -> None:
         kept = []
         while self._waiters:
-            prio, seq, audio, fut = heapq.heappop(self._waiters)
+            prio, seq, audio, accept, fut = heapq.heappop(self._waiters)
             if fut.done():
                 continue
-            free = self.free_lines(audio)
+            free = [s for s in self.free_lines(audio) if accept is None or accept(s)]
             if not free:
-                kept.append((prio, seq, audio, fut))
-                # a waiter for SMS may still be served by a line without audio
+                kept.append((prio, seq, audio, accept, fut))
+                # a waiter for SMS (or for other modems) may still be served after this one
                 continue
             slot = free[0]
             slot.leased = True
@@ -236,10 +240,14 @@ class Bank:
 
     @contextlib.asynccontextmanager
     async def lease(self, priority: Priority = Priority.ALERT, *, need_audio: bool = True,
-                    timeout: float | None = None) -> AsyncIterator[ModemSlot]:
-        """Wait for a ready line (by priority) and hold it for the block; TimeoutError if none in time."""
+                    timeout: float | None = None, accept: Accept | None = None) -> AsyncIterator[ModemSlot]:
+        """Wait for a ready line (by priority) and hold it for the block; TimeoutError if none in time.
+
+        ``accept(slot)`` narrows the lines this waiter takes (a campaign's modem subset, lines
+        not at a per-SIM limit); a waiter that accepts none of the free lines does not hold
+        up the waiters behind it."""
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (int(priority), next(self._seq), need_audio, fut))
+        heapq.heappush(self._waiters, (int(priority), next(self._seq), need_audio, accept, fut))
         self._serve()
         try:
             slot = await asyncio.wait_for(asyncio.shield(fut), timeout)

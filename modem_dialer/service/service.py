@@ -1,12 +1,13 @@
-"""The resident service: owns the modem bank, runs alerts (and later campaigns), serves the API.
+"""The resident service: owns the modem bank, runs alerts and campaigns, serves the API.
 
-Start-up order matters for "a restart loses nothing": the journal's interrupted calls are
-closed first, then the bank opens, then queued alerts and SMS resume, and only then does
-the API accept new work.
+Start-up order matters for "a restart loses nothing": the dialer lock is taken first (one
+dialing process per database: recovery would close another runner's live calls), then
+the journal's interrupted calls are closed, the bank opens, queued alerts, SMS and
+campaigns resume, and only then does the API accept new work.
 
-Campaign hook: ``service.add_worker(name, factory)`` runs ``await factory(service)`` as a
-task for the service's life; a campaign runner inside the service leases lines with
-``service.bank.lease(Priority.CAMPAIGN)`` so alerts always get the next free line first.
+Campaigns (service/campaigns.py) lease a line per call with ``Priority.CAMPAIGN``, so
+alerts always get the next free line first. ``service.add_worker(name, factory)`` runs
+``await factory(service)`` as a task for the service's life.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from ..campaign.lock import DialerLock
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
 from ..store import Journal, open_db, set_modem_state
 from .bank import Bank
+from .campaigns import CampaignRunner
 from .runner import AlertRunner
 from .texting import Texter
 
@@ -66,6 +69,9 @@ class Service:
         self.texter = Texter(self.conn, self.bank, cfg.alerting.rate_limit,
                              delivery_reports=cfg.alerting.delivery_reports)
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout)
+        self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
+        self.lock = DialerLock(loaded.database_path)
+        self.campaign_grace: float | None = None      # None: campaigns.STOP_GRACE
         self._runner_web: web.AppRunner | None = None
         self._workers: dict[str, Worker] = {}
         self._worker_tasks: list[asyncio.Task] = []
@@ -82,6 +88,14 @@ class Service:
         self._worker_tasks.append(task)
 
     async def start(self) -> None:
+        self.lock.acquire()     # UserError when `campaign run` or another service dials on this database
+        try:
+            await self._start()
+        except BaseException:
+            self.lock.release()
+            raise
+
+    async def _start(self) -> None:
         recovered = Journal(self.conn).recover_interrupted()
         if recovered:
             log.info("closed %d call(s) interrupted by the last stop: %s", len(recovered), recovered)
@@ -90,6 +104,7 @@ class Service:
         log.info("bank open: %d of %d modem(s) ready %s", len(ready), len(self.bank.slots), ready)
         self.runner.resume()
         self.texter.resume()
+        self.campaigns.resume()
         if self.http:
             from .api import make_app
 
@@ -106,6 +121,10 @@ class Service:
             self._spawn_worker(name, factory)
 
     async def stop(self) -> None:
+        if self.campaign_grace is None:
+            await self.campaigns.stop()
+        else:
+            await self.campaigns.stop(self.campaign_grace)
         for t in self._worker_tasks:
             t.cancel()
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
@@ -116,6 +135,7 @@ class Service:
         await self.texter.close()
         await self.bank.close()
         self.conn.close()
+        self.lock.release()
         self.stopped.set()
 
     async def run_forever(self) -> None:

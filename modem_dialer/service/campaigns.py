@@ -1,0 +1,169 @@
+"""Campaigns inside the service: the same controller, with lines borrowed from the bank.
+
+``submit(file)`` loads and checks the campaign file on the service host, imports (merges)
+its contacts off the event loop, and starts a controller whose :class:`BankSource` takes
+a line per call with ``Priority.CAMPAIGN``, so alerts always get the next free line.
+The campaign's status in the database is the job queue: a campaign the service was
+running stays ``running`` (or ``paused``) across a stop or a crash, and the next start
+resumes it. Pause/resume go through the database as for ``campaign run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..call.session import MIN_RING_TIMEOUT
+from ..campaign.controller import Controller
+from ..campaign.report import summary
+from ..campaign.runner import modem_configs, prepare, script_factory, set_runner
+from ..campaign.spec import CampaignFile, load_campaign
+from ..errors import UserError
+from ..store import Campaigns, open_db
+from .lines import BankLines, BankSource, SharedSlots
+
+if TYPE_CHECKING:
+    from .service import Service
+
+log = logging.getLogger("modem_dialer.service")
+
+# a stopping service lets campaign calls in progress finish for this long, then hangs up
+STOP_GRACE = 20.0
+
+
+class LogView:
+    """The controller's events as structured service log lines."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def event(self, kind: str, text: str) -> None:
+        if kind != "dial":
+            log.info("campaign %s: %s", self.name, text, extra={"campaign": self.name, "event": kind})
+
+
+class Running:
+    def __init__(self, cid: int, name: str, ctrl: Controller, task: asyncio.Task) -> None:
+        self.cid, self.name, self.ctrl, self.task = cid, name, ctrl, task
+
+
+class CampaignRunner:
+    def __init__(self, svc: Service, *, min_ring_timeout: float | None = None, poll: float = 1.0) -> None:
+        self.svc = svc
+        self.loaded = svc.loaded
+        self.conn = svc.conn
+        self.store = Campaigns(svc.conn)
+        self.shared = SharedSlots(svc.conn, svc.loaded.config.limits)
+        self.min_ring_timeout = MIN_RING_TIMEOUT if min_ring_timeout is None else min_ring_timeout
+        self.poll = poll              # tests shorten it
+        self.running: dict[str, Running] = {}
+        self._starting: set[str] = set()
+
+    # ---- submit / resume ------------------------------------------------------------
+    def _load(self, file: str | Path) -> CampaignFile:
+        cf = load_campaign(self.loaded.resolve(str(file)))
+        modem_configs(self.loaded, cf)          # its modems must be in this service's bank
+        return cf
+
+    async def submit(self, file: str) -> tuple[dict[str, Any], bool]:
+        """Check, import and start the campaign of FILE; (view, started). UserError on bad input."""
+        cf = self._load(file)
+        name = cf.spec.name
+        if name in self.running or name in self._starting:
+            return self.view(name), False
+        self._starting.add(name)
+        try:
+            # the import (a million rows) and the message synthesis stay off the event loop
+            script_for = await asyncio.to_thread(script_factory, self.loaded, cf, BankLines(self.svc.bank))
+            cid = await asyncio.to_thread(_prepare, self.svc, cf)
+            c = self.store.get_campaign_by_id(cid)
+            if c is not None and c["status"] not in ("paused", "running"):
+                self.store.update_campaign(cid, status="running")
+            self._start(cid, cf, script_for)
+        finally:
+            self._starting.discard(name)
+        log.info("campaign %s submitted (%s)", name, cf.path, extra={"campaign": name})
+        return self.view(name), True
+
+    def resume(self) -> list[str]:
+        """At start-up: the campaigns this service was running (or had paused) go on."""
+        names = []
+        for c in self.store.list_campaigns():
+            if c["status"] not in ("running", "paused") or c["config"].get("runner") != "service":
+                continue
+            try:
+                cf = self._load(c["file"])
+                script_for = script_factory(self.loaded, cf, BankLines(self.svc.bank))
+            except UserError as exc:
+                log.error("campaign %s not resumed: %s", c["name"], exc, extra={"campaign": c["name"]})
+                continue
+            self._start(c["id"], cf, script_for)
+            names.append(c["name"])
+        if names:
+            log.info("resuming %d campaign(s): %s", len(names), names)
+        return names
+
+    def _start(self, cid: int, cf: CampaignFile, script_for: Any) -> None:
+        name = cf.spec.name
+        source = BankSource(self.svc.bank, self.shared, cf.spec.modems)
+        ctrl = Controller(self.conn, cid, cf.spec, source, self.loaded.config.limits, script_for,
+                          view=LogView(name), min_ring_timeout=self.min_ring_timeout, poll=self.poll)
+        ctrl.stopped_status = "running"     # a service stop is not the operator's: resume at the next start
+        _, settled = ctrl.recover(close_open_calls=False)
+        if settled:
+            log.info("campaign %s: %d contact(s) settled from the last run", name, settled, extra={"campaign": name})
+        task = asyncio.get_running_loop().create_task(self._run(name, ctrl), name=f"campaign-{name}")
+        self.running[name] = Running(cid, name, ctrl, task)
+
+    async def _run(self, name: str, ctrl: Controller) -> None:
+        try:
+            result = await ctrl.run()
+            log.info("campaign %s: %s", name, result, extra={"campaign": name, "result": result})
+        except asyncio.CancelledError:
+            raise
+        except Exception:   # one campaign's bug must not take the service down
+            log.exception("campaign %s failed", name, extra={"campaign": name})
+        finally:
+            self.running.pop(name, None)
+
+    # ---- stop ------------------------------------------------------------------------
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """No new campaign calls; calls in progress finish (up to ``grace`` s, then hung up)."""
+        runs = list(self.running.values())
+        for r in runs:
+            r.ctrl.request_stop()
+        tasks = [r.task for r in runs]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for r in runs:
+                if r.task in pending:
+                    r.ctrl.request_stop()          # the second request hangs up
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.shared.close()
+
+    # ---- views -----------------------------------------------------------------------
+    def view(self, name: str) -> dict[str, Any]:
+        c = self.store.get_campaign(name)
+        if c is None:
+            raise KeyError(name)
+        s = summary(self.conn, c["id"])
+        r = self.running.get(name)
+        return {"id": c["id"], "name": name, "status": c["status"], "running": r is not None,
+                "file": c["file"], "contacts": s["contacts"], "statuses": s["statuses"], "calls": s["calls"],
+                "outcomes": s["outcomes"], "answer_rate": s["answer_rate"],
+                "modems": [m.as_dict() for m in r.ctrl.source.slots] if r else [],
+                "url": f"/v1/campaigns/{name}"}
+
+
+def _prepare(svc: Service, cf: CampaignFile) -> int:
+    """In a worker thread, with its own connection (sqlite3 connections stay in their thread)."""
+    conn = open_db(svc.loaded.database_path)
+    try:
+        cid, _ = prepare(svc.loaded, cf, conn, echo=lambda t: log.info("campaign %s: %s", cf.spec.name, t),
+                         echo_err=lambda t: log.warning("campaign %s: %s", cf.spec.name, t))
+        set_runner(conn, cid, "service")
+        return cid
+    finally:
+        conn.close()

@@ -1,0 +1,212 @@
+"""Campaigns inside the service: a real HTTP server on localhost, the simulated bank over real
+ptys, a real SQLite journal. Alerts keep priority over campaign calls on the shared modems."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+from test_campaign_run import contacts, run_cli, setup, wait_for, wav
+from test_service_alerts import ALICE, BOB, TOKEN, Api, acked, write_config
+
+from modem_dialer.campaign.lock import DialerLock
+from modem_dialer.config import LoadedConfig, load_config
+from modem_dialer.errors import UserError
+from modem_dialer.service.bank import Priority
+from modem_dialer.service.service import Service
+from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.store import open_db
+
+ANSWER, BUSY, INVALID, KEYS = (f"+3361234567{i}" for i in range(4))
+MANY = [f"+336123456{i:02d}" for i in range(10, 16)]
+
+
+@pytest.fixture
+async def services():
+    running: list[Service] = []
+
+    async def start(loaded: LoadedConfig, port: int | None = 0) -> Service:
+        svc = Service(loaded, port=port, min_ring_timeout=1.0)
+        svc.campaigns.poll = 0.2
+        svc.campaign_grace = 10.0
+        await svc.start()
+        running.append(svc)
+        return svc
+
+    yield start
+    for s in running:
+        if not s.stopped.is_set():
+            await s.stop()
+
+
+def service_setup(tmp_path, bank, numbers: list[str], *, message_s: float = 0.3, extra: str = "",
+                  port: int = 0, token: str | None = None):
+    """The campaign files of test_campaign_run, and a config with the service's API section."""
+    _, camp = setup(tmp_path, bank, numbers, message_s=message_s, extra=extra)
+    api = {"port": port, **({"token": token} if token else {})}
+    loaded = write_config(bank, tmp_path, api=api)
+    return loaded, camp
+
+
+async def wait_campaign(api: Api, name: str, pred, timeout: float = 20.0) -> dict:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        status, c = await api.req("GET", f"/v1/campaigns/{name}")
+        assert status == 200, c
+        if pred(c):
+            return c
+        assert loop.time() < end, f"campaign never reached the expected state: {c}"
+        await asyncio.sleep(0.1)
+
+
+def finished(c: dict) -> bool:
+    return c["status"] == "done" and not c["running"]
+
+
+def rows(loaded: LoadedConfig, sql: str, *args) -> list[dict]:
+    conn = open_db(loaded.database_path)
+    try:
+        return [dict(r) for r in conn.execute(sql, args)]
+    finally:
+        conn.close()
+
+
+async def test_campaign_submitted_to_the_service_completes(make_bank, tmp_path, services):
+    sc = Scenario(default=Callee("answer", answer_after=0.1), numbers={
+        BUSY: Callee("busy", end_after=0.1),
+        INVALID: Callee("invalid", end_after=0.1),
+        KEYS: Callee("answer", answer_after=0.1, keys=[(0.05, "1"), (0.1, "9")])})
+    bank = await make_bank("quectel,simcom", sc, n=2)
+    loaded, camp = service_setup(tmp_path, bank, [ANSWER, BUSY, INVALID, KEYS], message_s=0.4,
+                                 extra="opt_out_key: 9\nretry:\n  busy: {after: 1s, max: 2}\n", token=TOKEN)
+    svc = await services(loaded)
+    api = Api(svc, TOKEN)
+    # bad input: a 4xx naming the culprit, nothing started
+    status, r = await api.req("POST", "/v1/campaigns", {"file": str(tmp_path / "nope.yaml")})
+    assert status == 400 and "nope.yaml" in r["error"]
+    status, r = await api.req("POST", "/v1/campaigns", {"file": str(camp), "speed": 2})
+    assert status == 400 and r["error"] == "speed: unknown field"
+    assert (await api.req("GET", "/v1/campaigns/nope"))[0] == 404
+    assert (await Api(svc).req("POST", "/v1/campaigns", {"file": str(camp)}))[0] == 401
+
+    status, r = await api.req("POST", "/v1/campaigns", {"file": str(camp)})
+    assert status == 202 and r["started"] is True and r["contacts"] == 4, r
+    again = await api.req("POST", "/v1/campaigns", {"file": str(camp)})
+    assert again[0] == 200 and again[1]["started"] is False          # one controller per campaign
+    c = await wait_campaign(api, "test", finished)
+    assert c["statuses"] == {"answered": 1, "exhausted": 1, "invalid": 1, "opted_out": 1}
+    got = {n: (v["status"], v["attempts"]) for n, v in contacts(open_db(loaded.database_path)).items()}
+    assert got == {ANSWER: ("answered", 1), BUSY: ("exhausted", 2), INVALID: ("invalid", 1),
+                   KEYS: ("opted_out", 1)}
+    calls = rows(loaded, "SELECT number, modem, outcome, campaign_id FROM calls ORDER BY id")
+    assert len(calls) == 5 and all(x["campaign_id"] == c["id"] for x in calls)
+    assert {x["modem"] for x in calls} <= {"gsm0", "gsm1"}
+    assert rows(loaded, "SELECT reason FROM suppression WHERE number = ?", KEYS)[0]["reason"] == "opt_out_key"
+    # the bank counted the campaign's calls for /v1/modems and /metrics
+    _, modems = await api.req("GET", "/v1/modems")
+    assert sum(sum(m["calls"].values()) for m in modems) == 5
+
+
+async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_bank, tmp_path, services):
+    sc = Scenario(default=Callee("answer", answer_after=0.1),
+                  numbers={ALICE: Callee(answer_after=0.1, keys=[(1.2, "1")]),
+                           BOB: Callee(answer_after=0.1, keys=[(0.3, "1")])})
+    bank = await make_bank("quectel", sc, n=2)
+    loaded, camp = service_setup(tmp_path, bank, MANY, message_s=1.5)
+    wav(tmp_path / "alert.wav", 0.5)
+    svc = await services(loaded)
+    api = Api(svc)
+    status, _ = await api.req("POST", "/v1/campaigns", {"file": str(camp)})
+    assert status == 202
+
+    def open_calls(where: str) -> list[dict]:
+        return rows(loaded, f"SELECT id FROM calls WHERE {where} AND outcome IS NULL")  # noqa: S608
+
+    def alert_waiting() -> bool:
+        return any(w[0] == Priority.ALERT and not w[4].done() for w in svc.bank._waiters)
+    await wait_for(lambda: len(open_calls("campaign_id IS NOT NULL")) == 2)   # every line busy
+    in_flight = max(x["id"] for x in open_calls("campaign_id IS NOT NULL"))
+    status, a = await api.req("POST", "/v1/alerts", {"to": "alice", "audio": "alert.wav", "ack_key": "1"})
+    assert status == 202
+    await wait_for(alert_waiting, timeout=5)
+    assert len(open_calls("campaign_id IS NOT NULL")) == 2, "the alert must not cut a campaign call"
+    # alice's call takes a line; the campaign worker that had it now waits too. A second
+    # alert comes: the next line to free up is its, not the waiting campaign's
+    await wait_for(lambda: open_calls("alert_id IS NOT NULL") and len(open_calls("campaign_id IS NOT NULL")) == 1)
+    status, b = await api.req("POST", "/v1/alerts", {"to": "bob", "audio": "alert.wav", "ack_key": "1"})
+    assert status == 202
+    await wait_for(alert_waiting, timeout=5)
+    mark = max(x["id"] for x in rows(loaded, "SELECT id FROM calls"))
+    # both lines still busy (alice + one campaign call), contacts left: a campaign worker waits too
+    assert len(open_calls("campaign_id IS NOT NULL")) == 1 and open_calls("alert_id IS NOT NULL")
+    assert rows(loaded, "SELECT COUNT(*) AS n FROM contacts WHERE status = 'pending'")[0]["n"] > 0
+    await api.wait_alert(a["id"], acked, timeout=20)
+    await api.wait_alert(b["id"], acked, timeout=20)
+    c = await wait_campaign(api, "test", finished, timeout=30)
+    assert c["statuses"] == {"answered": len(MANY)}
+    later = rows(loaded, "SELECT id, alert_id, number FROM calls WHERE id > ? ORDER BY id", in_flight)
+    assert (later[0]["alert_id"], later[0]["number"]) == (a["id"], ALICE), later
+    after_mark = [x for x in later if x["id"] > mark]
+    assert (after_mark[0]["alert_id"], after_mark[0]["number"]) == (b["id"], BOB), later
+    # no call in progress was cut: every campaign call ran its message to the end
+    campaign_calls = rows(loaded, "SELECT outcome, hangup_by, duration_s FROM calls WHERE campaign_id IS NOT NULL")
+    assert len(campaign_calls) == len(MANY)
+    assert all(x["outcome"] == "answered" and x["hangup_by"] == "dialer" and x["duration_s"] >= 1.4
+               for x in campaign_calls), campaign_calls
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_campaign_run_submits_to_a_running_service(make_bank, tmp_path, services):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
+    loaded, camp = service_setup(tmp_path, bank, [ANSWER, KEYS, BUSY], port=free_port(), token=TOKEN)
+    cfg = str(loaded.path)
+    # another dialing process without an API (a standalone `campaign run`): the lock says so
+    lock = DialerLock(loaded.database_path).acquire()
+    rc, out, err = await run_cli(cfg, "campaign", "run", str(camp))
+    lock.release()
+    assert rc == 1 and "another dialing process" in err and err.count("\n") == 1, out + err
+    # a bad campaign file is still reported locally, one line, before anything reaches the service
+    svc = await services(loaded, port=None)
+    (tmp_path / "bad.yaml").write_text(camp.read_text() + "speed: 2\n")
+    rc, out, err = await run_cli(cfg, "campaign", "run", str(tmp_path / "bad.yaml"))
+    assert rc == 1 and "bad.yaml" in err and "speed" in err and err.count("\n") == 1, err
+    # the serial ports belong to the service: `campaign run` hands the campaign over and follows it
+    rc, out, err = await run_cli(cfg, "campaign", "run", str(camp), timeout=30)
+    assert rc == 0, out + err
+    assert "submitted to the service" in out
+    assert "gsm0: " in out or "gsm1: " in out          # the plain log of the calls, from the journal
+    assert "campaign test: done; contacts answered 3" in out
+    assert sorted(c.number for m in bank.modems for c in m.calls) == sorted([ANSWER, KEYS, BUSY])
+    assert "test" not in svc.campaigns.running
+
+
+async def test_service_restart_resumes_the_campaign(make_bank, tmp_path, services):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
+    loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.4, port=free_port())
+    svc = await services(loaded, port=None)
+    # --detach: submitted, returns at once
+    rc, out, err = await run_cli(str(loaded.path), "campaign", "run", "--detach", str(camp))
+    assert rc == 0 and "submitted to the service" in out, out + err
+    await wait_for(lambda: len(rows(loaded, "SELECT id FROM calls WHERE outcome IS NOT NULL")) >= 2)
+    await svc.stop()                               # the call in progress finishes, no new one
+    assert rows(loaded, "SELECT status FROM campaigns")[0]["status"] == "running"
+    assert rows(loaded, "SELECT COUNT(*) AS n FROM calls WHERE outcome IS NULL")[0]["n"] == 0
+    before = len(rows(loaded, "SELECT id FROM calls"))
+    assert before < len(MANY)
+    # while it is down, a second service on the same database would be refused
+    svc2 = await services(load_config(str(loaded.path)), port=None)
+    third = Service(load_config(str(loaded.path)), port=0)
+    with pytest.raises(UserError, match="another dialing process"):
+        await third.start()
+    third.conn.close()
+    c = await wait_campaign(Api(svc2), "test", finished, timeout=30)
+    assert c["statuses"] == {"answered": len(MANY)}
+    calls = rows(loaded, "SELECT number FROM calls ORDER BY id")
+    assert sorted(x["number"] for x in calls) == sorted(MANY)    # nobody called twice
