@@ -86,6 +86,9 @@ class Bank:
     # ---- life ------------------------------------------------------------------------
     async def start(self) -> None:
         await asyncio.gather(*(self._open(s) for s in self.slots.values()))
+        # a process killed mid-call (this service, or a `campaign run`) may have left a call
+        # up on a modem: end it before anything dials
+        await asyncio.gather(*(self._hangup(s) for s in self.slots.values()))
         self._task = asyncio.get_running_loop().create_task(self._health_loop())
 
     async def close(self) -> None:
@@ -118,6 +121,11 @@ class Bank:
         for cb in self.on_line_opened:
             cb(slot)
         await self._check(slot)
+
+    async def _hangup(self, slot: ModemSlot) -> None:
+        if slot.line is not None and not slot.leased:
+            with contextlib.suppress(Exception):
+                await slot.line.driver.hangup()
 
     async def _drop(self, slot: ModemSlot, reason: str | None) -> None:
         line, slot.line, slot.health = slot.line, None, None

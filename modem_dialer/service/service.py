@@ -48,7 +48,8 @@ def _is_loopback(host: str) -> bool:
 
 class Service:
     def __init__(self, loaded: LoadedConfig, *, http: bool = True, host: str | None = None,
-                 port: int | None = None, min_ring_timeout: float | None = None) -> None:
+                 port: int | None = None, min_ring_timeout: float | None = None,
+                 run_campaigns: bool | None = None) -> None:
         cfg = loaded.config
         self.loaded = loaded
         self.http = http
@@ -70,6 +71,9 @@ class Service:
                              delivery_reports=cfg.alerting.delivery_reports)
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout)
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
+        # `serve` resumes its campaigns; `alert` without a service (http=False) is a one-shot
+        # job that must not pick them up
+        self.run_campaigns = http if run_campaigns is None else run_campaigns
         self.lock = DialerLock(loaded.database_path)
         self.campaign_grace: float | None = None      # None: campaigns.STOP_GRACE
         self._runner_web: web.AppRunner | None = None
@@ -104,7 +108,8 @@ class Service:
         log.info("bank open: %d of %d modem(s) ready %s", len(ready), len(self.bank.slots), ready)
         self.runner.resume()
         self.texter.resume()
-        self.campaigns.resume()
+        if self.run_campaigns:
+            self.campaigns.resume()
         if self.http:
             from .api import make_app
 
