@@ -324,25 +324,28 @@ class SimModem:
         return ["OK"]
 
     async def _run_call(self, call: SimCall) -> None:
+        # Every step is due at a fixed offset from the ATD (as the callee script says), so the
+        # lateness of one sleep under load never adds to the next: the sim adds no time of its own.
         d, c = self.dialect, call.callee
         if c.unplug_after is not None:
             self.get_loop().call_later(c.unplug_after, self.unplug)
-        await asyncio.sleep(0.005)
+        # this task first runs after ATD's OK is written: the dialing URC follows the OK at once
         d.dialing(call)
         if c.outcome == "invalid":
-            await asyncio.sleep(min(c.end_after, 0.05))
+            await self._until(call.dialed_at + min(c.end_after, 0.05))
             return self.end_call(call, 1 if len(call.number) < 6 else 28, "network")
         if c.outcome == "unreachable":
-            await asyncio.sleep(c.end_after)
+            await self._until(call.dialed_at + c.end_after)
             return self.end_call(call, 27, "network")
-        await asyncio.sleep(c.ring_after)
+        await self._until(call.dialed_at + c.ring_after)
         call.state = "alerting"
         d.alerting(call)
         if c.outcome in ("busy", "rejected", "no_answer"):
-            await asyncio.sleep(max(0.0, c.end_after - c.ring_after))
+            await self._until(call.dialed_at + max(c.end_after, c.ring_after))
             cause = {"busy": 17, "rejected": 21, "no_answer": 19}[c.outcome]
             return self.end_call(call, cause, "callee" if c.outcome == "rejected" else "network")
-        await asyncio.sleep(max(0.0, c.answer_after - c.ring_after))
+        answer_due = call.dialed_at + max(c.answer_after, c.ring_after)
+        await self._until(answer_due)
         call.state = "active"
         call.answered_at = time.monotonic()
         d.connected(call)
@@ -356,8 +359,13 @@ class SimModem:
         for at, key in sorted(c.keys):
             self._spawn(self._press(call, at, key))
         if c.hangup_after is not None:
-            await asyncio.sleep(c.hangup_after)
+            await self._until(answer_due + c.hangup_after)
             self.end_call(call, 16, "callee")
+
+    @staticmethod
+    async def _until(due: float) -> None:
+        """Sleep until monotonic time ``due`` (at once if it has passed)."""
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
