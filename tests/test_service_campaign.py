@@ -4,7 +4,9 @@ ptys, a real SQLite journal. Alerts keep priority over campaign calls on the sha
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import sys
 
 import pytest
 from test_campaign_run import contacts, run_cli, setup, wait_for, wav
@@ -14,6 +16,7 @@ from modem_dialer.campaign.lock import DialerLock
 from modem_dialer.config import LoadedConfig, load_config
 from modem_dialer.errors import UserError
 from modem_dialer.service.bank import Priority
+from modem_dialer.service.client import Client
 from modem_dialer.service.service import Service
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import open_db
@@ -210,3 +213,60 @@ async def test_service_restart_resumes_the_campaign(make_bank, tmp_path, service
     assert c["statuses"] == {"answered": len(MANY)}
     calls = rows(loaded, "SELECT number FROM calls ORDER BY id")
     assert sorted(x["number"] for x in calls) == sorted(MANY)    # nobody called twice
+
+
+async def test_pause_and_resume_through_the_database(make_bank, tmp_path, services):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
+    loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.3)
+    svc = await services(loaded)
+    api = Api(svc)
+    assert (await api.req("POST", "/v1/campaigns", {"file": str(camp)}))[0] == 202
+    await wait_for(lambda: rows(loaded, "SELECT id FROM calls WHERE outcome IS NOT NULL"))
+    rc, _, err = await run_cli(str(loaded.path), "campaign", "pause", "test")
+    assert rc == 0, err
+    await asyncio.sleep(1.5)                        # the call in progress ends; no new dial
+    n = len(rows(loaded, "SELECT id FROM calls"))
+    await asyncio.sleep(1.0)
+    assert len(rows(loaded, "SELECT id FROM calls")) == n < len(MANY)
+    assert (await api.req("GET", "/v1/campaigns/test"))[1]["status"] == "paused"
+    rc, _, err = await run_cli(str(loaded.path), "campaign", "resume", "test")
+    assert rc == 0, err
+    c = await wait_campaign(api, "test", finished)
+    assert c["statuses"] == {"answered": len(MANY)} and c["calls"] == len(MANY)
+
+
+async def serve(loaded: LoadedConfig) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "modem_dialer.cli", "--config", str(loaded.path), "serve",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    await wait_for(lambda: Client.from_config(loaded.config).running(), timeout=10)
+    return proc
+
+
+async def test_serve_killed_mid_campaign_resumes_on_restart(make_bank, tmp_path):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
+    loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.8, port=free_port())
+    proc = await serve(loaded)
+    try:
+        rc, out, err = await run_cli(str(loaded.path), "campaign", "run", "--detach", str(camp))
+        assert rc == 0, out + err
+        sim = bank.modems[0]
+        await wait_for(lambda: rows(loaded, "SELECT id FROM calls WHERE outcome IS NOT NULL")
+                       and len(sim.calls) >= 2 and sim.calls[-1].state == "active")
+        proc.kill()                                 # kill -9 in the middle of a call
+        await proc.wait()
+        left_up = bank.modems[0].calls[-1]
+        assert left_up.state == "active"            # the callee still hears the message
+        proc = await serve(loaded)
+        await wait_for(lambda: rows(loaded, "SELECT status FROM campaigns")[0]["status"] == "done", timeout=25)
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 30)
+    calls = rows(loaded, "SELECT number, outcome FROM calls ORDER BY id")
+    # every contact called once; the one cut by the kill is recorded as interrupted (no retry rule: final)
+    assert sorted(x["number"] for x in calls) == sorted(MANY)
+    assert [x["outcome"] for x in calls].count("interrupted") == 1
+    statuses = {x["status"] for x in rows(loaded, "SELECT status FROM contacts")}
+    assert statuses <= {"answered", "exhausted"}
+    assert left_up.state == "ended" and left_up.ended_by == "dialer"    # hung up at the restart
