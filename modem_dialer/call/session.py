@@ -353,9 +353,7 @@ class _Call:
 
     def _record_end(self, ev: Ended | ModemLost) -> None:
         if isinstance(ev, Ended):
-            self.ended = ev
-            self.journal.event(self.call_id, "state", state="ended", cause=ev.cause, by=ev.by.value if ev.by else None,
-                               result=ev.result)
+            self.ended = ev     # finish_call journals the end (one commit, not two)
         else:
             self.lost = ev
             self.journal.event(self.call_id, "error", where="modem", error=ev.error)
