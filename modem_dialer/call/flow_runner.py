@@ -109,14 +109,18 @@ class FlowRun:
             self.pending_key = key
         return node.next
 
+    async def _first_key(self, node: MenuNode | InputNode, name: str) -> str | None:
+        """A key typed ahead, else one that interrupts the prompt, else one within the timeout."""
+        key, self.pending_key = self.pending_key, None
+        if key is None:
+            key = await self.say(node.items(), name, node.barge_in)
+        if key is None:
+            key = await self.next_key(node.timeout)
+        return key
+
     async def _menu(self, name: str, node: MenuNode) -> str | None:
         for attempt in range(node.retries + 1):
-            key = self.pending_key
-            self.pending_key = None
-            if key is None:
-                key = await self.say(node.items(), name, node.barge_in)
-            if key is None:
-                key = await self.next_key(node.timeout)
+            key = await self._first_key(node, name)
             if key is None:
                 self.call.event("menu", node=name, result="no_input", attempt=attempt + 1)
                 if node.on_no_input:
@@ -139,12 +143,7 @@ class FlowRun:
 
     async def _collect(self, node: InputNode, name: str) -> str | None:
         """Digits until max length, the end key, or a pause; None if nothing came."""
-        key = self.pending_key
-        self.pending_key = None
-        if key is None:
-            key = await self.say(node.items(), name, node.barge_in)
-        if key is None:
-            key = await self.next_key(node.timeout)
+        key = await self._first_key(node, name)
         if key is None:
             return None
         digits = ""
