@@ -55,6 +55,9 @@ class ModemConfig(Strict):
     # Where keys come from: the family's DTMF URC, the in-band detector on captured
     # audio, or both (auto = URC where the family reports keys, in-band otherwise).
     dtmf: Literal["auto", "urc", "inband", "both"] = "auto"
+    # SIM7600: seconds between the answer and AT+CPCMREG=1. ModemManager waits 0.1 s because
+    # the module "needs to wait a bit" — unverified ([?] in modems.md §5.2), hence a setting.
+    pcm_enable_delay: float = Field(default=0.1, ge=0, le=5)
     # Seconds to wait for the first answer of the modem before calling it silent.
     probe_timeout: float = Field(default=3.0, gt=0, le=60)
 

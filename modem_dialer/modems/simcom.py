@@ -41,8 +41,6 @@ class SimcomDriver(ClccMixin, ModemDriver):
     iccid_commands = ("AT+CICCID", "AT+CCID", "AT+CRSM=176,12258,0,0,10")
     required_init = ("AT+CLCC=1", "AT+CVHU=0")
     optional_init = ("AT+CPCMFRM=0", "AT+CEREG=2")
-    # ModemManager waits 100 ms after connect before CPCMREG=1: "SIM7600 needs to wait a bit" [?]
-    cpcmreg_delay = 0.1
 
     async def family_init(self) -> None:
         if self.cfg.dtmf != "inband":
@@ -65,7 +63,7 @@ class SimcomDriver(ClccMixin, ModemDriver):
     async def audio_on(self) -> None:
         if self.cfg.audio is None or self.cfg.audio.kind != "serial":
             return
-        await asyncio.sleep(self.cpcmreg_delay)
+        await asyncio.sleep(self.cfg.pcm_enable_delay)   # [?] see config.py
         await self.ch.command("AT+CPCMREG=1")
 
     async def audio_off(self) -> None:
