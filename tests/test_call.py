@@ -220,3 +220,22 @@ async def test_cancelled_play_stops_the_prompt_and_script_sets_outcome(make_bank
     r = await place_call(line, NUMBER, script, journal)
     assert (r.row["outcome"], r.row["cause_text"], r.row["hangup_by"]) == ("machine", "MAXWORDS-3-2", "dialer")
     await line.close()
+
+
+async def test_cancel_after_the_script_is_not_swallowed(make_bank, journal):
+    """A caller that cancels place_call while it hangs up must see the cancellation (the call
+    is still recorded)."""
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
+    line = await open_line(modem_config(bank))
+    script_done = asyncio.Event()
+
+    async def script(call):
+        script_done.set()
+    task = asyncio.create_task(place_call(line, NUMBER, script, journal))
+    await script_done.wait()
+    await asyncio.sleep(0.05)                 # inside the hang-up guard
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert journal.calls()[0]["outcome"] == "answered"
+    await line.close()

@@ -185,8 +185,12 @@ class AlertRunner:
             while pending and not acked.is_set():
                 _done, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
                 pending.discard(waiter)
-            for t in pending:
-                t.cancel()      # someone acknowledged: stop calling the others
+            # someone acknowledged: stop calling the others, but let the acknowledging call end
+            # on its own so its outcome lands in the history
+            acker = getattr(acked, "by_number", None)
+            for t, target in zip(tasks, step["targets"], strict=True):
+                if t in pending and target["number"] != acker:
+                    t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         finally:
             waiter.cancel()
@@ -291,6 +295,7 @@ class AlertRunner:
                     by = f"{who} {call.number}"
                     if self.alerts.acknowledge(alert_id, by):
                         call.event("alert", action="acknowledged", alert_id=alert_id, key=key, by=by)
+                        acked.by_number = call.number  # type: ignore[attr-defined]
                         acked.set()
                         log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert": alert_id})
                         a = self.alerts.get_alert(alert_id)
