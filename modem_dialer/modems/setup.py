@@ -85,7 +85,9 @@ async def _quectel_uac(ch: ATChannel, requested: bool) -> Setting:
     value = await _ask(ch, 'AT+QCFG="usbcfg"', "+QCFG:")
     parts = _fields(value) if value else []
     # "usbcfg",VID,PID then seven flags: DIAG, NMEA, AT, modem, net, ADB, UAC (UAC last)
-    if len(parts) != 10 or not all(p in ("0", "1") for p in parts[3:]):
+    # every field goes back into an AT command: accept only the shapes the manual gives
+    if (len(parts) != 10 or not all(p in ("0", "1") for p in parts[3:])
+            or not all(re.fullmatch(r"0[xX][0-9A-Fa-f]{4}", p) for p in parts[1:3])):
         s.note = ('AT+QCFG="usbcfg" cannot be read on this firmware (EG25-G A0.302 answers ERROR); '
                   "not written blind")
         return s
