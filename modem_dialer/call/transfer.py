@@ -26,7 +26,7 @@ from ..audio.path import AudioPathError
 from ..config_ivr import Advisor, AdvisorsConfig
 from ..errors import UserError
 from ..modems.driver import CallTrack
-from ..numbers import parse_number
+from ..numbers import dial_string, parse_number
 from .flow_model import PromptItem, TransferNode
 from .flow_prompts import fill
 from .line import Line
@@ -265,7 +265,7 @@ async def ect(run: FlowRun, node_name: str, node: TransferNode, advisor: Advisor
         held = True
         call.event("transfer", step="dial", strategy="ect", advisor=advisor.name, number=number, line=call.line.name)
         try:
-            await ch.command(f"ATD{number};", timeout=10)
+            await ch.command(f"ATD{dial_string(number)};", timeout=10)   # re-checked at the AT boundary
         except ATError as exc:
             call.event("transfer", step="not_connected", advisor=advisor.name, result="dial_failed", error=str(exc))
             return "no_answer"
