@@ -19,7 +19,7 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from .campaign.durations import Duration
+from .durations import Duration
 from .yamlfile import Strict
 
 

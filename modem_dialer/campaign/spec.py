@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from ..durations import Duration
 from ..errors import UserError
 from ..yamlfile import Strict, load_yaml, validate
 from . import rules as R
-from .durations import Duration
 
 # Call outcomes a retry rule may name (call/outcome.py), plus "interrupted" (the process
 # stopped during the call; falls back to the "failed" rule when not given).
