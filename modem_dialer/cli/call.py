@@ -15,7 +15,7 @@ EXIT_ANSWERED, EXIT_ERROR, EXIT_NOT_ANSWERED = 0, 1, 2
 
 
 @main.command()
-@click.argument("number")
+@click.argument("number", nargs=-1, required=True)
 @click.option("--message", type=click.Path(dir_okay=False), help="WAV file to play")
 @click.option("--say", help="text to speak (espeak-ng, offline)")
 @click.option("--flow", "flow_file", type=click.Path(dir_okay=False), help="IVR flow file to run (see docs/flows.md)")
@@ -25,9 +25,11 @@ EXIT_ANSWERED, EXIT_ERROR, EXIT_NOT_ANSWERED = 0, 1, 2
 @click.option("--json", "as_json", is_flag=True, help="print the result as JSON")
 @click.pass_context
 @run_command
-def call(ctx: click.Context, number: str, message: str | None, say: str | None, flow_file: str | None,
+def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: str | None, flow_file: str | None,
          modem_name: str | None, ring_timeout: float, repeat: int, as_json: bool) -> None:
     """Call NUMBER, play a message, collect keys, journal everything.
+
+    NUMBER may be written with spaces (06 12 34 56 78).
 
     Exit 0 answered, 2 reached the network but not answered (busy, no answer,
     rejected), 1 error (invalid number, failure, bad input).
@@ -38,7 +40,7 @@ def call(ctx: click.Context, number: str, message: str | None, say: str | None, 
 
     loaded = load(ctx)
     cfg = loaded.config
-    e164 = parse_number(number, cfg.default_region)          # before any modem is touched
+    e164 = parse_number(" ".join(number), cfg.default_region)   # before any modem is touched
     if ring_timeout < MIN_RING_TIMEOUT:
         raise UserError(f"--ring-timeout: {ring_timeout:g} s is under the {MIN_RING_TIMEOUT:g} s minimum "
                         "(shorter rings count as abandoned calls)")
@@ -61,7 +63,7 @@ def call(ctx: click.Context, number: str, message: str | None, say: str | None, 
         click.echo(json.dumps(d, indent=2))
     else:
         keys = "".join(k["key"] for k in d["keys"]) or "-"
-        dur = f"{d['duration_s']:.1f} s" if d["duration_s"] is not None else "-"
+        dur = f"{d['duration_s']:.1f} s" if d["answered_at"] else "-"
         cause = f", cause {d['cause']}" if d["cause"] is not None else ""
         click.echo(f"{d['number']}: {d['outcome']} via {d['modem']} (duration {dur}, keys {keys}, "
                    f"hung up by {d['hangup_by'] or '-'}{cause}{', ' + d['cause_text'] if d['cause_text'] else ''})")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import click
+import yaml
 
 from ..errors import UserError
 from . import load, main, run_command
@@ -70,7 +71,11 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None)
 
     async def serve() -> None:
         bank = await SimBank.of(count, family, sc).start()
-        text = bank.config_yaml()
+        data = yaml.safe_load(bank.config_yaml())
+        for m in data["modems"]:
+            if "audio" in m:
+                m["dtmf"] = "both"      # scripted callees may press keys as URCs or as in-band tones
+        text = yaml.safe_dump(data, sort_keys=False)
         if write_config:
             Path(write_config).write_text(text)
             click.echo(f"config written to {write_config}")
