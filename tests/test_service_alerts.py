@@ -61,15 +61,19 @@ class Api:
             except ValueError:
                 return r.status, text
 
-    async def wait_alert(self, alert_id: int, pred, timeout: float = 15.0) -> dict:
+    async def wait(self, path: str, pred, timeout: float = 15.0) -> dict:
+        """GET ``path`` until ``pred(body)``; fails with the last body after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:
-            status, a = await self.req("GET", f"/v1/alerts/{alert_id}")
-            assert status == 200, a
-            if pred(a):
-                return a
-            assert time.monotonic() < deadline, f"alert never reached the expected state: {a}"
+            status, body = await self.req("GET", path)
+            assert status == 200, body
+            if pred(body):
+                return body
+            assert time.monotonic() < deadline, f"{path} never reached the expected state: {body}"
             await asyncio.sleep(0.1)
+
+    async def wait_alert(self, alert_id: int, pred, timeout: float = 15.0) -> dict:
+        return await self.wait(f"/v1/alerts/{alert_id}", pred, timeout)
 
 
 async def start_service(loaded: LoadedConfig, port: int | None = 0) -> Service:

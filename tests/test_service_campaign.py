@@ -53,15 +53,7 @@ def service_setup(tmp_path, bank, numbers: list[str], *, message_s: float = 0.3,
 
 
 async def wait_campaign(api: Api, name: str, pred, timeout: float = 20.0) -> dict:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        status, c = await api.req("GET", f"/v1/campaigns/{name}")
-        assert status == 200, c
-        if pred(c):
-            return c
-        assert loop.time() < end, f"campaign never reached the expected state: {c}"
-        await asyncio.sleep(0.1)
+    return await api.wait(f"/v1/campaigns/{name}", pred, timeout)
 
 
 def finished(c: dict) -> bool:
