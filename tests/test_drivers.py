@@ -172,6 +172,7 @@ async def test_quectel_routes_pcm_to_tty_before_dial_and_filters_lte_pseudo_call
     task = asyncio.create_task(dial_and_collect(d, hangup_after=0.2))
     await asyncio.sleep(0.1)
     assert sim.dialect.qpcmv == (1, 0)
+    assert 'AT+QGPSCFG="outport","none"' in sim.commands    # no NMEA on the PCM tty
     i = sim.commands.index("AT+QPCMV=0")
     assert sim.commands[i + 1] == "AT+QPCMV=1,0" and sim.commands[i + 2].startswith("ATD")
     clcc = await d.ch.command("AT+CLCC")

@@ -23,6 +23,10 @@ class QuectelDriver(ModemDriver):
     async def family_init(self) -> None:
         if self.cfg.dtmf != "inband":
             await self.optional("AT+QTONEDET=1")
+        if self.cfg.audio is not None and self.cfg.audio.kind == "serial":
+            # QPCMV=1,0 puts the PCM on the NMEA tty: GPS sentences there would be played as
+            # noise into the call (chan_quectel README; modems.md §1.1)
+            await self.optional('AT+QGPSCFG="outport","none"')
 
     def subscribe_urcs(self) -> None:
         self.ch.subscribe('+QIND: "ccinfo"', self._on_ccinfo)
