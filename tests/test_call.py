@@ -67,7 +67,8 @@ async def test_message_reaches_the_callee_exactly_and_keys_are_journaled(make_ba
     states = [e["data"].get("state") for e in events if e["kind"] == "state"]
     assert states[:2] == ["created", "dialing"] and "answered" in states
     prompts = [e["data"] for e in events if e["kind"] == "prompt"]
-    assert prompts[0]["state"] == "start" and prompts[-1]["state"] == "done"
+    assert [p["state"] for p in prompts] == ["done"] and prompts[0]["ms"] == 800   # one row per prompt
+    assert 700 <= prompts[0]["played_ms"] <= 1200
     await line.close()
 
 

@@ -74,7 +74,7 @@ async def test_survey_answers_are_stored_and_summarised(rig_for, family):
     assert branch == {"node": "low_or_high", "on": "rating", "value": "4", "to": "thanks"}
     # the say: prompt was personalised and really played (TTS at telephone level reached the modem)
     prompts = [e for e in rig.events(r.call_id, "prompt") if e["name"] == "intro"]
-    assert prompts[0]["state"] == "start" and prompts[-1]["state"] == "done" and prompts[0]["ms"] > 300
+    assert prompts[-1]["state"] == "done" and prompts[-1]["ms"] > 300 and prompts[-1]["played_ms"] > 0
     assert answers_summary(rig.conn, camp_id) == {
         "customer_number": {"4242": 1}, "rating": {"4": 1}, "satisfied": {"yes": 1}}
 

@@ -133,7 +133,10 @@ class ActiveCall:
         if audio is None:
             self.event("prompt", name=name, result="no_audio_path")
             return None
-        self.event("prompt", name=name, state="start", ms=round(len(samples) / 8))
+        # one journal row per prompt, written when it ends (an fsync per row is not free on an
+        # SD card): its length, and how much of it was played before it ended
+        ms = round(len(samples) / 8)
+        started = time.monotonic()
         fut = audio.play(samples)
         try:
             if barge_in:
@@ -146,7 +149,8 @@ class ActiveCall:
                 if key_task in done and not key_task.cancelled():
                     audio.stop_playback()
                     ev = key_task.result()
-                    self.event("prompt", name=name, state="interrupted", key=ev.key)
+                    self.event("prompt", name=name, state="interrupted", key=ev.key, ms=ms,
+                               played_ms=round((time.monotonic() - started) * 1000))
                     return ev.key
             result = await fut
         except AudioPathError as exc:
@@ -157,7 +161,8 @@ class ActiveCall:
             # a cancelled task cancels fut too: the prompt must stop all the same
             if fut.cancelled() or not fut.done():
                 audio.stop_playback()
-        self.event("prompt", name=name, state="done" if result == PlayResult.DONE else "interrupted")
+        self.event("prompt", name=name, state="done" if result == PlayResult.DONE else "interrupted", ms=ms,
+                   played_ms=round((time.monotonic() - started) * 1000))
         self._check()
         return None
 
