@@ -48,3 +48,10 @@ async def test_modems_table(make_bank, tmp_path):
     rc, out, _ = await run_cli("--config", str(cfg), "modems")
     assert rc == 1
     assert "gsm0" in out and "gsm1" in out and "not registered (denied)" in out
+
+
+async def test_sim_scenario_mistakes_are_one_line(tmp_path):
+    bad = tmp_path / "s.yaml"
+    bad.write_text("default: {answr_after: 2}\n")
+    rc, _, err = await run_cli("sim", "--scenario", str(bad))
+    assert rc == 1 and "unknown callee setting 'answr_after'" in err and "Traceback" not in err

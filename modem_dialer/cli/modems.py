@@ -66,7 +66,9 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None)
     if scenario:
         try:
             sc = Scenario.load(scenario)
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+        except OSError as exc:
+            raise UserError(f"{scenario}: cannot read scenario file: {exc.strerror}") from None
+        except (ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
             raise UserError(f"{scenario}: bad scenario file: {exc}") from None
 
     async def serve() -> None:

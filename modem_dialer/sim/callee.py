@@ -42,6 +42,12 @@ class Callee:
 
     @classmethod
     def from_dict(cls, d: dict) -> Callee:
+        if not isinstance(d, dict):
+            raise ValueError(f"a callee is a mapping of settings, not {d!r}")
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown callee setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
         d = dict(d)
         keys = d.pop("keys", [])
         parsed = []
@@ -66,6 +72,8 @@ class Scenario:
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
         data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict) or set(data) - {"default", "numbers"}:
+            raise ValueError("a scenario has 'default' and 'numbers' at the top level")
         default = Callee.from_dict(data.get("default", {}))
         numbers = {str(n): Callee.from_dict(c) for n, c in (data.get("numbers") or {}).items()}
         return cls(default, numbers)
