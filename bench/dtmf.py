@@ -17,15 +17,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modem_dialer.audio.dtmf import KEYS, DtmfDetector, generate_dtmf, generate_sequence
+from modem_dialer.audio.dtmf import detect_keys as detect
 from modem_dialer.audio.prompts import normalise
-
-
-def detect(x: np.ndarray, frame: int = 160) -> list[tuple[str, int]]:
-    d = DtmfDetector()
-    out: list[tuple[str, int]] = []
-    for i in range(0, len(x), frame):
-        out += d.feed(x[i : i + frame])
-    return out
+from modem_dialer.sim.voice import VOWEL_FORMANTS, vowel
 
 
 def speed(x: np.ndarray, frame: int, repeat: int = 3) -> float:
@@ -48,19 +42,6 @@ def sweep_rate(make, cases: int = 4) -> float:  # type: ignore[no-untyped-def]
             total += 1
             ok += [g[0] for g in got] == [k]
     return ok / total
-
-
-def vowel(
-    f0: float, formants: tuple[float, ...], seconds: float, rng: np.random.Generator, bw: float
-) -> np.ndarray:
-    t = np.arange(int(8000 * seconds)) / 8000
-    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))) / 8000
-    x = np.zeros(len(t))
-    for h in range(1, int(3400 / f0)):
-        f = h * f0
-        g = sum(1 / np.sqrt((1 - (f / fm) ** 2) ** 2 + (f * bw / fm) ** 2) for fm in formants) / h
-        x += g * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
-    return (x / np.abs(x).max() * 20000).astype(np.int16)
 
 
 def main() -> None:
@@ -103,21 +84,12 @@ def main() -> None:
 
     print("false detections:")
     print(f"  white noise 60 s            {len(detect(noise))}")
-    formants = [
-        (730, 1090, 2440),
-        (270, 2290, 3010),
-        (300, 870, 2240),
-        (530, 1840, 2480),
-        (660, 1720, 2410),
-        (490, 1350, 1690),
-        (640, 1190, 2390),
-        (440, 1020, 2240),
-    ]
+    formants = VOWEL_FORMANTS
     for bw, label in ((0.1, "vowels, formant Q 10"), (0.04, "vowels, formant Q 25 (adversarial)")):
         false, secs = 0, 0.0
         for f0 in np.arange(80, 320, 2.1):
             for fm in formants:
-                false += len(detect(vowel(float(f0), fm, 0.5, rng, bw)))
+                false += len(detect(vowel(float(f0), fm, 0.5, rng, bandwidth=bw)))
                 secs += 0.5
         print(f"  {label:34s} {false} in {secs / 60:.1f} min")
     if shutil.which("espeak-ng"):

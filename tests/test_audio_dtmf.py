@@ -14,18 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modem_dialer.audio.dtmf import KEYS, DtmfDetector, generate_dtmf, generate_sequence
+from modem_dialer.audio.dtmf import KEYS, generate_dtmf, generate_sequence
+from modem_dialer.audio.dtmf import detect_keys as detect
 from modem_dialer.audio.prompts import normalise
+from modem_dialer.sim.voice import VOWEL_FORMANTS, vowel
 
 LEADS = (0, 37, 77, 130)
-
-
-def detect(x: np.ndarray, frame: int = 160) -> list[tuple[str, int]]:
-    d = DtmfDetector()
-    out: list[tuple[str, int]] = []
-    for i in range(0, len(x), frame):
-        out += d.feed(x[i : i + frame])
-    return out
 
 
 def pad(tone: np.ndarray, lead: int = 400, tail: int = 800) -> np.ndarray:
@@ -137,36 +131,14 @@ def test_noise_alone_gives_nothing() -> None:
     assert detect(np.clip(x, -32768, 32767).astype(np.int16)) == []
 
 
-def _vowel(f0: float, formants: tuple[float, ...], seconds: float, rng: np.random.Generator) -> np.ndarray:
-    """Glottal pulse train (−12 dB/octave) through formant resonances, with slight vibrato."""
-    t = np.arange(int(8000 * seconds)) / 8000
-    f_inst = f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))
-    phase = 2 * np.pi * np.cumsum(f_inst) / 8000
-    x = np.zeros(len(t))
-    for h in range(1, int(3400 / f0)):
-        f = h * f0
-        gain = sum(1 / np.sqrt((1 - (f / fm) ** 2) ** 2 + (f * 0.1 / fm) ** 2) for fm in formants) / h
-        x += gain * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
-    return (x / np.abs(x).max() * 20000).astype(np.int16)
-
-
 def test_synthetic_vowels_do_not_talk_off() -> None:
     rng = np.random.default_rng(7)
-    formant_sets = [
-        (730, 1090, 2440),
-        (270, 2290, 3010),
-        (300, 870, 2240),
-        (530, 1840, 2480),
-        (660, 1720, 2410),
-        (490, 1350, 1690),
-        (640, 1190, 2390),
-        (440, 1020, 2240),
-    ]
+    formant_sets = VOWEL_FORMANTS
     false = 0
     seconds = 0.0
     for f0 in np.arange(85, 300, 4.3):
         for fm in formant_sets[:3]:
-            x = _vowel(float(f0), fm, 0.5, rng)
+            x = vowel(float(f0), fm, 0.5, rng)
             false += len(detect(x))
             seconds += 0.5
     assert seconds >= 75
@@ -192,7 +164,7 @@ def test_speech_does_not_talk_off(tmp_path) -> None:  # type: ignore[no-untyped-
 
 def test_dtmf_over_speech_still_detected(tmp_path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(3)
-    speech = _vowel(120.0, (640, 1190, 2390), 1.0, rng).astype(float) * 10 ** (-20 / 20)
+    speech = vowel(120.0, (640, 1190, 2390), 1.0, rng).astype(float) * 10 ** (-20 / 20)
     tone = np.zeros(8000)
     tone[3000:3480] = generate_dtmf("#", 60, -6)
     x = np.clip(speech + tone, -32768, 32767).astype(np.int16)

@@ -273,6 +273,15 @@ def generate_dtmf(
     return np.round(x).astype(np.int16)
 
 
+def detect_keys(x: np.ndarray, frame: int = 160) -> list[tuple[str, int]]:
+    """Run a fresh detector over ``x`` fed in ``frame``-sample chunks, as a call would."""
+    d = DtmfDetector()
+    out: list[tuple[str, int]] = []
+    for i in range(0, len(x), frame):
+        out += d.feed(x[i : i + frame])
+    return out
+
+
 def generate_sequence(
     keys: str | Sequence[str],
     on_ms: float = 80.0,

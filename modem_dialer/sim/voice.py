@@ -73,3 +73,24 @@ def tone_share(pcm: bytes | np.ndarray, hz: float, frame: int = 160) -> float:
     loud = total > 1e6 * frame
     hit = loud & (spec[:, band].sum(axis=1) > 0.6 * total)
     return float(hit.sum()) / n
+
+
+# First three formants (Hz) of eight vowels, for speech-like test signals (talk-off checks).
+VOWEL_FORMANTS: list[tuple[float, float, float]] = [
+    (730, 1090, 2440), (270, 2290, 3010), (300, 870, 2240), (530, 1840, 2480),
+    (660, 1720, 2410), (490, 1350, 1690), (640, 1190, 2390), (440, 1020, 2240),
+]
+
+
+def vowel(f0: float, formants: tuple[float, ...], seconds: float, rng: np.random.Generator,
+          bandwidth: float = 0.1) -> np.ndarray:
+    """A sung vowel: glottal harmonics (−12 dB/octave) through formant resonances, slight
+    vibrato. A narrow ``bandwidth`` puts most energy in few harmonics (adversarial for DTMF)."""
+    t = np.arange(int(RATE * seconds)) / RATE
+    phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.01 * np.sin(2 * np.pi * 5 * t))) / RATE
+    x = np.zeros(len(t))
+    for h in range(1, int(3400 / f0)):
+        f = h * f0
+        gain = sum(1 / np.sqrt((1 - (f / fm) ** 2) ** 2 + (f * bandwidth / fm) ** 2) for fm in formants) / h
+        x += gain * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
+    return (x / np.abs(x).max() * 20000).astype(np.int16)
