@@ -30,7 +30,7 @@ from .events import (
     Ringing,
     SignalChanged,
 )
-from .info import Health, Identity, digits, parse_cops, parse_cpin, parse_creg, parse_csq
+from .info import Health, Identity, digits, parse_cops, parse_cpin, parse_creg, parse_csq, swap_nibbles
 
 log = logging.getLogger("modem_dialer.modems")
 
@@ -182,8 +182,6 @@ class ModemDriver:
         return ident
 
     async def iccid(self) -> str | None:
-        from .info import swap_nibbles
-
         for cmd in self.iccid_commands:
             try:
                 resp = await self.ch.command(cmd)

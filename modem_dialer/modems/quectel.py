@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 
 from .driver import ModemDriver
-from .events import HangupBy
 from .info import rssi_to_dbm
 
 _CCINFO = re.compile(r'\+QIND:\s*"ccinfo",\s*(\d+),\s*(\d+),\s*(-?\d+),\s*(\d+)')
@@ -87,8 +86,3 @@ class QuectelDriver(ModemDriver):
             return None
         parts = [p.strip().strip('"') for p in value.split(",")]
         return len(parts) >= 3 and parts[1] == "1" and parts[2] == "1"
-
-    async def hangup(self) -> None:
-        await super().hangup()
-        if self.call is not None and not self.call.ended:
-            self.call_ended(by=HangupBy.DIALER)

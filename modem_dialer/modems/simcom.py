@@ -7,7 +7,6 @@ import asyncio
 import re
 
 from .driver import ModemDriver
-from .events import HangupBy
 
 CLCC = re.compile(r'\+CLCC:\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)')
 _END = re.compile(r"VOICE CALL:\s*END:\s*(\d{6})")
@@ -69,8 +68,3 @@ class SimcomDriver(ClccMixin, ModemDriver):
     async def audio_off(self) -> None:
         if self.cfg.audio is not None and self.cfg.audio.kind == "serial":
             await self.optional("AT+CPCMREG=0,1")
-
-    async def hangup(self) -> None:
-        await super().hangup()
-        if self.call is not None and not self.call.ended:
-            self.call_ended(by=HangupBy.DIALER)
