@@ -19,9 +19,9 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import UserError
+from ..modems.events import DTMF_KEYS
 from ..yamlfile import Strict, YamlDoc, describe_validation_error, load_yaml, validate
 
-DTMF_KEYS = "0123456789*#ABCD"
 # Placeholders every call can use besides the contact's fields and the flow's own answers.
 BUILTIN_FIELDS = frozenset({"number", "campaign"})
 
@@ -29,7 +29,7 @@ BUILTIN_FIELDS = frozenset({"number", "campaign"})
 def _key(v: object) -> str:
     # YAML reads an unquoted 1 as an int; a key is always one DTMF character
     s = str(v)
-    if len(s) != 1 or s not in DTMF_KEYS:
+    if s not in DTMF_KEYS:
         raise ValueError(f"not a phone key: {v!r} (one of 0-9 * # A-D; quote * and #)")
     return s
 

@@ -8,6 +8,7 @@ import sys
 
 import click
 
+from ..call.outcome import NOT_ANSWERED
 from ..errors import UserError
 from . import load, main, run_command
 
@@ -69,7 +70,7 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
                    f"hung up by {d['hangup_by'] or '-'}{cause}{', ' + d['cause_text'] if d['cause_text'] else ''})")
     outcome = d["outcome"]
     sys.exit(EXIT_ANSWERED if outcome == "answered" else
-             EXIT_NOT_ANSWERED if outcome in ("busy", "no_answer", "rejected") else EXIT_ERROR)
+             EXIT_NOT_ANSWERED if outcome in NOT_ANSWERED else EXIT_ERROR)
 
 
 async def _call(loaded, candidates, number, payload, ring_timeout, repeat):

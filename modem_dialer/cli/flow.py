@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from ..errors import UserError
+from ..modems.events import DTMF_KEYS
 from . import main, run_command
 
 SIM_ADVISOR = "+33199000001"      # the advisor's number on the simulated bank
@@ -62,7 +63,7 @@ def _parse_keys(spec: str | None) -> list[tuple[float, str]]:
         except ValueError:
             raise UserError(f"--keys {part!r}: expected SECONDS:KEYS, e.g. 2.5:1") from None
         for i, k in enumerate(keys):
-            if k not in "0123456789*#ABCD":
+            if k not in DTMF_KEYS:
                 raise UserError(f"--keys {part!r}: {k!r} is not a phone key")
             out.append((t + 0.3 * i, k))
     return out
@@ -162,7 +163,7 @@ async def _interactive(sim, task: asyncio.Future, journal) -> None:
                 for ch in await asyncio.wait_for(chars.get(), 0.2):
                     if ch == "q" and sim.call is not None:
                         sim.end_call(sim.call, 16, "callee")
-                    elif ch.upper() in "0123456789*#ABCD" and ch.strip():
+                    elif ch.upper() in DTMF_KEYS:
                         sim.press(ch.upper())
             calls = journal.calls(limit=1)
             if calls:

@@ -19,6 +19,7 @@ from ..config import ModemConfig
 from ..numbers import dial_string
 from . import causes
 from .events import (
+    DTMF_KEYS,
     Answered,
     Dialing,
     Ended,
@@ -276,7 +277,7 @@ class ModemDriver:
                 self.call_ended(by=HangupBy.DIALER, cause=causes.NORMAL)
 
     async def send_dtmf(self, key: str) -> None:
-        if len(key) != 1 or key not in "0123456789*#ABCD":
+        if key not in DTMF_KEYS:
             raise ValueError(f"not a DTMF key: {key!r}")
         await self.ch.command(f"AT+VTS={key}")
 
@@ -341,7 +342,7 @@ class ModemDriver:
                         duration_s=duration, by=by, result=result))
 
     def key_pressed(self, key: str) -> None:
-        if key and key in "0123456789*#ABCD" and len(key) == 1:
+        if key in DTMF_KEYS:
             self.emit(KeyPressed(self.name, key=key, source="urc"))
 
     # ---- URCs common to all --------------------------------------------------------

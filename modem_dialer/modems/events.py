@@ -87,11 +87,4 @@ class ModemLost(Event):
     error: str
 
 
-@dataclass(frozen=True)
-class SmsStatusReport(Event):
-    reference: int
-    status: int
-
-
-CALL_EVENTS = (Dialing, Ringing, Answered, Ended, KeyPressed)
 DTMF_KEYS = frozenset("0123456789*#ABCD")
