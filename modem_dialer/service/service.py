@@ -27,6 +27,7 @@ from ..modems.recovery import RecoveryStep, Supervisor
 from ..store import Journal, open_db, set_modem_state
 from .bank import Bank
 from .campaigns import CampaignRunner
+from .notify import Notifier
 from .runner import AlertRunner
 from .texting import Texter
 
@@ -151,8 +152,13 @@ class Service:
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         await self.start()
+        notifier = Notifier()
+        notifier.send(f"READY=1\nSTATUS=serving on {self.host}:{self.port}")
+        watchdog = loop.create_task(notifier.watchdog(), name="sd-watchdog")
         try:
             await stop.wait()
             log.info("stopping")
+            notifier.send("STOPPING=1")
         finally:
+            watchdog.cancel()
             await self.stop()
