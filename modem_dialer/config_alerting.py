@@ -64,6 +64,10 @@ class PolicyConfig(Strict):
     ring_timeout: float = Field(default=30.0, ge=15, le=120)
     # An SMS to whoever a call did not reach or who did not acknowledge (once per person per alert).
     sms_fallback: bool = True
+    # Seconds a call (or SMS) of this alert waits for a free line when all are busy; past it
+    # the attempt counts as "no_line" and escalation goes on. None: wait until a line frees,
+    # however long the backlog (alerts take free lines first, oldest first).
+    line_wait: float | None = Field(default=None, gt=0, le=86400)
 
     @field_validator("ack_key", "resolve_key")
     @classmethod
@@ -88,6 +92,28 @@ class ApiConfig(Strict):
     token_file: str | None = None
     token_env: str | None = None
     max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Names (Host header) the API answers to, besides the listen address, localhost,
+    # 127.0.0.1 and ::1 (which it always answers to): a foreign Host is a DNS-rebinding page.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Browser origins allowed besides http://NAME:PORT of those names, e.g. a TLS reverse
+    # proxy's "https://dialer.example.com". Requests from any other page are refused.
+    allowed_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, v: list[str]) -> list[str]:
+        for h in v:
+            if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}|\[[0-9A-Fa-f:.]+\]", h):
+                raise ValueError(f"{h!r} is not a host name or address (no scheme, no port)")
+        return [h.strip("[]").lower() for h in v]
+
+    @field_validator("allowed_origins")
+    @classmethod
+    def _origins(cls, v: list[str]) -> list[str]:
+        for o in v:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.:_\[\]-]{1,260}", o):
+                raise ValueError(f"{o!r} is not an origin like https://dialer.example.com (scheme, host, port)")
+        return [o.lower() for o in v]
 
     def bearer(self) -> str | None:
         if self.token:
@@ -131,6 +157,14 @@ class AlertingConfig(Strict):
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     health_interval: float = Field(default=5.0, gt=0, le=600)
     delivery_reports: bool = True
+    # Folders that hold the WAV prompts an alert may play ("audio": NAME or a path inside
+    # one); relative to the config file. Nothing outside them is read, whatever the request.
+    prompt_dirs: list[str] = Field(default_factory=lambda: ["prompts"])
+    max_prompt_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    # Caps on what callers can pile up; beyond them the API answers 429 (or 400 for `to`).
+    max_live_alerts: int = Field(default=200, ge=1, le=100_000)
+    max_targets: int = Field(default=50, ge=1, le=1000)       # `to` entries, and people per alert
+    max_queued_sms: int = Field(default=500, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:

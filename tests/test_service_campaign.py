@@ -110,7 +110,8 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
                            BOB: Callee(answer_after=0.1, keys=[(0.3, "1")])})
     bank = await make_bank("quectel", sc, n=2)
     loaded, camp = service_setup(tmp_path, bank, MANY, message_s=1.5)
-    wav(tmp_path / "alert.wav", 0.5)
+    (tmp_path / "prompts").mkdir()
+    wav(tmp_path / "prompts" / "alert.wav", 0.5)       # alerting.prompt_dirs defaults to prompts/
     svc = await services(loaded)
     api = Api(svc)
     status, _ = await api.req("POST", "/v1/campaigns", {"file": str(camp)})

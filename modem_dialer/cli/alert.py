@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 import time
+from pathlib import Path
 
 import click
 
@@ -68,7 +69,10 @@ def alert(ctx: click.Context, to: tuple[str, ...], say: str | None, message: str
     if (say is None) == (message is None):
         raise UserError("give exactly one of --say TEXT or --message WAV")
     loaded = load(ctx)
-    body = {"to": list(to) or None, "text": say, "audio": str(loaded.resolve(message)) if message else None,
+    # a file given by path (from here) goes as its absolute path; else it is a prompt's name
+    # in the service's prompt folders (alerting.prompt_dirs), which the service checks
+    audio = str(Path(message).resolve()) if message and Path(message).exists() else message
+    body = {"to": list(to) or None, "text": say, "audio": audio,
             "policy": policy, "dedup_key": dedup_key, "ack_key": ack_key, "via": via}
     client = _client(loaded)
     if not local and client.running():
@@ -122,7 +126,7 @@ async def _local_alert(loaded, body: dict, timeout: float, as_json: bool) -> int
         if not any(s.ready() for s in svc.bank.slots.values()):
             errors = "; ".join(f"{s.name}: {s.error or 'not ready'}" for s in svc.bank.slots.values())
             raise UserError(f"no service running and no modem ready ({errors or 'no modems in the config'})")
-        alert_id, _created = svc.runner.submit(to=body["to"], say=body["text"], audio=body["audio"],
+        alert_id, _created = await svc.runner.submit(to=body["to"], say=body["text"], audio=body["audio"],
                                                policy=body["policy"], dedup_key=body["dedup_key"],
                                                ack_key=body["ack_key"], via=body["via"], source="cli")
         done = svc.runner.done_events.setdefault(alert_id, asyncio.Event())
@@ -145,6 +149,8 @@ def _print_alert(a: dict, as_json: bool) -> None:
         return
     who = f" by {a['acknowledged_by']} at {a['acknowledged_at']}" if a.get("acknowledged_at") else ""
     click.echo(f"alert {a['id']}: {a['status']}{who} ({a.get('result') or 'in progress'}) — {a['text']}")
+    for e in a.get("errors", []):
+        click.echo(f"  {e['at']} error {e['what']}: {e['error']}")
     for h in a.get("history", []):
         click.echo(f"  {h['at']} step {h['step'] + 1} {h['via']} {h['who']} {h['number']}: {h['outcome']}")
 

@@ -20,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import UserError
 from ..numbers import parse_number
 from ..store import Alerts, Journal
+from .guard import AllowList, guard_middlewares
+from .inputs import TooMany, check_text, one_line
 from .metrics import render
 
 if TYPE_CHECKING:
@@ -91,6 +93,9 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise web.HTTPBadRequest(text=json.dumps({"error": f"malformed JSON: {exc}"}),
                                  content_type="application/json") from None
+    except RecursionError:              # [[[[… deeper than the parser's stack
+        raise web.HTTPBadRequest(text=json.dumps({"error": "malformed JSON: nested too deeply"}),
+                                 content_type="application/json") from None
     if not isinstance(doc, dict):
         raise web.HTTPBadRequest(text=json.dumps({"error": "the body must be a JSON object"}),
                                  content_type="application/json")
@@ -107,6 +112,10 @@ async def errors_mw(request: web.Request, handler):
         return error(exc.status, exc.reason)
     except ValidationError as exc:
         return error(400, _pydantic_message(exc))
+    except TooMany as exc:
+        return error(429, str(exc))
+    except RecursionError:   # a structure nested deeper than our code walks: the caller's input
+        return error(400, "input nested too deeply")
     except UserError as exc:
         return error(400, str(exc))
     except Exception:   # a bug: say so without a stack trace on the wire
@@ -150,6 +159,7 @@ def alert_view(conn: sqlite3.Connection, alert_id: int) -> dict[str, Any] | None
         " FROM sms WHERE alert_id = ? ORDER BY id", (alert_id,))]
     return {**a, "result": state.get("result"), "position": state.get("pos"), "next_at": state.get("next_at"),
             "plan": state.get("plan"), "history": state.get("history", []), "labels": state.get("labels", {}),
+            "errors": state.get("errors", []),
             "calls": [{k: c.get(k) for k in ("id", "number", "modem", "outcome", "started_at", "answered_at",
                                               "ended_at", "keys")} for c in calls],
             "sms": sms}
@@ -159,9 +169,9 @@ def alert_view(conn: sqlite3.Connection, alert_id: int) -> dict[str, Any] | None
 async def post_alert(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     req = AlertRequest(**await read_json(request))
-    alert_id, created = svc.runner.submit(to=req.to, say=req.text, audio=req.audio, policy=req.policy,
-                                          dedup_key=req.dedup_key, ack_key=req.ack_key, via=req.via,
-                                          source="api")
+    alert_id, created = await svc.runner.submit(to=req.to, say=req.text, audio=req.audio, policy=req.policy,
+                                                dedup_key=req.dedup_key, ack_key=req.ack_key, via=req.via,
+                                                source="api")
     a = svc.runner.alerts.get_alert(alert_id)
     return web.json_response({"id": alert_id, "created": created, "status": a["status"] if a else None,
                               "url": f"/v1/alerts/{alert_id}"}, status=202 if created else 200)
@@ -222,11 +232,16 @@ def am_text(p: AmPayload) -> str:
     firing = [a for a in p.alerts if a.status == "firing"] or p.alerts
     parts = []
     for a in firing[:5]:
-        s = a.annotations.get("summary") or a.annotations.get("description")
-        if not s:
+        i = p.alerts.index(a)
+        field = "summary" if a.annotations.get("summary") else "description"
+        s = a.annotations.get(field)
+        if s:
+            s = one_line(s, f"alerts[{i}].annotations.{field}")
+        else:
             s = a.labels.get("alertname", "alert")
             if a.labels.get("instance"):
                 s += f" on {a.labels['instance']}"
+            s = one_line(s, f"alerts[{i}].labels")
         parts.append(s)
     more = f" and {len(firing) - 5} more" if len(firing) > 5 else ""
     head = f"{len(firing)} alerts firing: " if len(firing) > 1 else ""
@@ -257,15 +272,19 @@ async def alertmanager(request: web.Request) -> web.Response:
     if not p.alerts:
         return error(400, "alerts: empty list")
     policy = am_policy(svc, p)
-    alert_id, created = svc.runner.submit(say=am_text(p), policy=policy, dedup_key=key, source="alertmanager",
-                                          labels={**p.groupLabels, **p.commonLabels})
+    alert_id, created = await svc.runner.submit(say=am_text(p), policy=policy, dedup_key=key,
+                                                source="alertmanager", labels={**p.groupLabels, **p.commonLabels})
     return web.json_response({"id": alert_id, "created": created, "dedup_key": key}, status=202 if created else 200)
 
 
 async def post_sms(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     req = SmsRequest(**await read_json(request))
+    check_text(req.text, "text")
     number = parse_number(req.to, svc.loaded.config.default_region)
+    cap = svc.loaded.config.alerting.max_queued_sms
+    if svc.runner.alerts.count_queued_sms() >= cap:
+        raise TooMany(f"{cap} SMS queued (alerting.max_queued_sms): try again when they are sent")
     sms_id = svc.texter.queue(number, req.text)
     svc.texter.spawn(sms_id)
     return web.json_response({"id": sms_id, "number": number, "url": f"/v1/sms/{sms_id}"}, status=202)
@@ -323,7 +342,9 @@ async def metrics(request: web.Request) -> web.Response:
 
 def make_app(svc: Service) -> web.Application:
     api = svc.loaded.config.alerting.api
-    app = web.Application(middlewares=[errors_mw, auth_mw(api.bearer())], client_max_size=api.max_body_bytes)
+    allow = AllowList.build(svc.host, api.allowed_hosts, api.allowed_origins, port=lambda: svc.port)
+    app = web.Application(middlewares=[*guard_middlewares(allow), errors_mw, auth_mw(api.bearer())],
+                          client_max_size=api.max_body_bytes)
     app[SERVICE] = svc
     app.router.add_post("/v1/alerts", post_alert)
     app.router.add_get("/v1/alerts", list_alerts)

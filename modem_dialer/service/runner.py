@@ -26,12 +26,13 @@ from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Alerts, Journal, from_ts, to_ts, utc_now
 from .bank import Bank, Priority
+from .inputs import TooMany, check_text, load_checked_prompt
 from .plan import advance, build_plan, new_state
 from .texting import Texter
 
 log = logging.getLogger("modem_dialer.service")
 
-LEASE_TIMEOUT = 120.0        # s to wait for a free ready line before counting the attempt as failed
+FALLBACK_VOICE = "en"        # espeak-ng's default voice, tried when the configured one fails
 
 
 class AlertRunner:
@@ -51,18 +52,35 @@ class AlertRunner:
         self.on_change: list[Callable[[int], None]] = []
 
     # ---- submit / resolve ------------------------------------------------------------
-    def submit(self, *, to: list[str] | None = None, say: str | None = None, audio: str | None = None,
-               policy: str | None = None, dedup_key: str | None = None, ack_key: str | None = None,
-               source: str = "api", labels: dict[str, str] | None = None, via: str | None = None) -> tuple[int, bool]:
-        """Validate, then raise the alert (or return the live one with this dedup key). UserError on bad input."""
+    async def submit(self, *, to: list[str] | None = None, say: str | None = None, audio: str | None = None,
+                     policy: str | None = None, dedup_key: str | None = None, ack_key: str | None = None,
+                     source: str = "api", labels: dict[str, str] | None = None,
+                     via: str | None = None) -> tuple[int, bool]:
+        """Check everything, then raise the alert (or return the live one with this dedup key).
+
+        UserError on bad input (TooMany past a cap): nothing is stored, nobody is called. What
+        is checked here cannot fail later: the text's characters, the prompt file (inside
+        the prompt folders, size, a WAV we can decode), people, policy, keys."""
+        al = self.cfg.alerting
         if (say is None) == (audio is None):
             raise UserError("give exactly one of 'text' or 'audio'")
-        if say is not None and not say.strip():
-            raise UserError("'text' is empty")
-        if audio is not None and not self.loaded.resolve(audio).is_file():
-            raise UserError(f"'audio': no such WAV file {audio!r} on the service host")
+        if say is not None:
+            check_text(say, "text")
+            if not say.strip():
+                raise UserError("'text' is empty")
+        if to is not None and len(to) > al.max_targets:
+            raise UserError(f"'to': {len(to)} entries, at most {al.max_targets} (alerting.max_targets)")
+        if audio is not None:
+            # off the event loop: stat calls and the decoding of up to max_prompt_bytes
+            await asyncio.to_thread(load_checked_prompt, self.loaded, audio)
         name, plan = build_plan(self.cfg, policy=policy, to=to, ack_key=ack_key, via=via)
+        people = {t["number"] for s in plan["steps"] for t in s["targets"]}
+        if len(people) > al.max_targets:
+            raise UserError(f"this alert reaches {len(people)} people, at most {al.max_targets} "
+                            "(alerting.max_targets)")
         key = dedup_key or _default_key(name, say or audio or "", plan)
+        if self.alerts.live_id(key) is None and self.alerts.count_live() >= al.max_live_alerts:
+            raise TooMany(f"{al.max_live_alerts} live alerts (alerting.max_live_alerts): resolve some first")
         state = new_state(plan, say=say, audio=audio, source=source, labels=labels)
         alert_id, created = self.alerts.raise_alert(key, name, say or f"(audio {audio})", audio_ref=audio,
                                                     state=state)
@@ -90,12 +108,10 @@ class AlertRunner:
         return ok
 
     def resolve_key(self, dedup_key: str, by: str) -> int | None:
-        row = self.conn.execute("SELECT id FROM alerts WHERE dedup_key = ? AND status IN ('open', 'acknowledged')",
-                                (dedup_key,)).fetchone()
-        if row is None:
-            return None
-        self.resolve(int(row[0]), by)
-        return int(row[0])
+        alert_id = self.alerts.live_id(dedup_key)
+        if alert_id is not None:
+            self.resolve(alert_id, by)
+        return alert_id
 
     # ---- tasks -----------------------------------------------------------------------
     def resume(self) -> list[int]:
@@ -167,8 +183,9 @@ class AlertRunner:
                 return
         except asyncio.CancelledError:
             raise
-        except Exception:   # a bug in one alert must not stop the others; the alert stays open
-            log.exception("alert %s: runner failed", alert_id, extra={"alert": alert_id})
+        except Exception as exc:   # a bug in one alert must not stop the others; the alert stays
+            # open (resumed at the next start) and says why in its view
+            self._failed(alert_id, "escalation", exc)
 
     async def _attempt(self, alert_id: int, a: dict, state: dict) -> bool:
         """Run the step at ``pos`` once for all its targets. -> acknowledged?"""
@@ -191,7 +208,12 @@ class AlertRunner:
             for t, target in zip(tasks, step["targets"], strict=True):
                 if t in pending and target["number"] != acker:
                     t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            # wait for every target; a failure reaching one is journaled in the alert and
+            # logged with its traceback (cancelled ones were cancelled above, on purpose)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            for r, target in zip(results, step["targets"], strict=True):
+                if isinstance(r, Exception):
+                    self._failed(alert_id, f"reaching {target['who']} {target['number']}", r)
         finally:
             waiter.cancel()
             for t in tasks:
@@ -209,10 +231,22 @@ class AlertRunner:
         if self.texter.rate_limited(number):
             self._history(alert_id, who=who, number=number, via="call", outcome="rate_limited")
             return
-        samples = await self._prompt(alert_id, a, plan)
+        try:
+            samples: np.ndarray | None = await self._prompt(alert_id, a, plan)
+        except Exception as exc:
+            self._failed(alert_id, "building the spoken message", exc)
+            samples = await self._fallback_prompt(alert_id, a, plan)
+        if samples is None:
+            # no voice at all: the text goes by SMS whatever sms_fallback says, so the alert
+            # still reaches this person
+            self._history(alert_id, who=who, number=number, via="call", outcome="prompt_failed")
+            await self._sms(alert_id, a, state, target, fallback=True)
+            return
         outcome, call_id = "no_line", None
         try:
-            async with self.bank.lease(Priority.ALERT, timeout=LEASE_TIMEOUT) as slot:
+            # wait for a line as long as the policy says (None: until one frees up, however
+            # long the backlog; the bank serves alerts first, in arrival order)
+            async with self.bank.lease(Priority.ALERT, timeout=plan.get("line_wait")) as slot:
                 assert slot.line is not None
                 kw = {"min_ring_timeout": self.min_ring_timeout} if self.min_ring_timeout is not None else {}
                 result = await place_call(slot.line, number, self._script(alert_id, who, samples, plan, acked),
@@ -220,7 +254,8 @@ class AlertRunner:
                 outcome, call_id = result.outcome, result.call_id
                 self.bank.count_call(slot, outcome)
         except asyncio.TimeoutError:
-            log.warning("alert %s: no modem ready to call %s", alert_id, who, extra={"alert": alert_id})
+            log.warning("alert %s: no line for %s within line_wait (%s s)", alert_id, who, plan.get("line_wait"),
+                        extra={"alert": alert_id})
         self._history(alert_id, who=who, number=number, via="call", outcome=outcome, call_id=call_id,
                       acknowledged=acked.is_set() and self._acked_by(alert_id, number))
         if not acked.is_set() and plan["sms_fallback"]:
@@ -238,8 +273,9 @@ class AlertRunner:
             fresh = self.alerts.get_alert(alert_id)
             if fresh and number in fresh["state"].get("sms_to", []):
                 return       # one fallback SMS per person per alert
-        text = f"ALERT #{alert_id}: {a['text']}"
-        sms_id, status = await self.texter.send(number, text, alert_id=alert_id)
+        text = fit_sms(number, f"ALERT #{alert_id}: {a['text']}")
+        sms_id, status = await self.texter.send(number, text, alert_id=alert_id,
+                                                wait=state["plan"].get("line_wait"))
         fresh = self.alerts.get_alert(alert_id)
         if fresh is not None:
             st = fresh["state"]
@@ -248,6 +284,19 @@ class AlertRunner:
             self.alerts.set_state(alert_id, st)
         self._history(alert_id, who=target["who"], number=number, via="sms", outcome=status, sms_id=sms_id,
                       fallback=fallback)
+
+    def _failed(self, alert_id: int, what: str, exc: BaseException) -> None:
+        """Journal an error in the alert (``errors`` in its view) and log it with its traceback."""
+        log.error("alert %s: %s failed: %s", alert_id, what, exc, exc_info=exc, extra={"alert": alert_id})
+        a = self.alerts.get_alert(alert_id)
+        if a is None:
+            return
+        st = a["state"]
+        st.setdefault("errors", []).append({"at": to_ts(utc_now()), "what": what,
+                                            "error": f"{type(exc).__name__}: {exc}" if not isinstance(exc, UserError)
+                                            else str(exc)})
+        self.alerts.set_state(alert_id, st)
+        self._changed(alert_id)
 
     def _history(self, alert_id: int, **entry: Any) -> None:
         a = self.alerts.get_alert(alert_id)
@@ -272,11 +321,42 @@ class AlertRunner:
             def make() -> np.ndarray:
                 tail = message_samples(say=ack, voice=cfg.tts_voice, cache_dir=cache)
                 if st.get("audio"):
-                    head = message_samples(message=self.loaded.resolve(st["audio"]))
+                    # checked again: the folder may have changed since the alert was raised
+                    head = load_checked_prompt(self.loaded, st["audio"])
                     return np.concatenate([head, silence(300), tail])
                 return message_samples(say=f"{st['say']}. {ack}", voice=cfg.tts_voice, cache_dir=cache)
             self._samples[alert_id] = await asyncio.get_running_loop().run_in_executor(None, make)
         return self._samples[alert_id]
+
+    async def _fallback_prompt(self, alert_id: int, a: dict, plan: dict) -> np.ndarray | None:
+        """A simpler message when the real one cannot be built: the WAV without the spoken
+        prompt, or the text in the default voice. None when nothing can be said."""
+        st, cache = a["state"], self.loaded.resolve(self.cfg.cache_dir)
+        ack = plan["ack_prompt"].format(key=plan["ack_key"])
+
+        errors: list[Exception] = []
+
+        def make() -> np.ndarray | None:        # in a worker thread: no journal writes here
+            tries: list[Callable[[], np.ndarray]] = []
+            if st.get("audio"):
+                tries.append(lambda: load_checked_prompt(self.loaded, st["audio"]))
+                tries.append(lambda: message_samples(say=f"Alert {alert_id}. The recorded message could not be "
+                                                         f"played. {ack}", voice=FALLBACK_VOICE, cache_dir=cache))
+            elif self.cfg.tts_voice != FALLBACK_VOICE:
+                tries.append(lambda: message_samples(say=f"{st['say']}. {ack}", voice=FALLBACK_VOICE,
+                                                     cache_dir=cache))
+            for attempt in tries:
+                try:
+                    return attempt()
+                except Exception as exc:      # each way out is tried; the errors are journaled below
+                    errors.append(exc)
+            return None
+        samples = await asyncio.get_running_loop().run_in_executor(None, make)
+        for exc in errors:
+            self._failed(alert_id, "building a fallback message", exc)
+        if samples is not None:
+            self._samples[alert_id] = samples
+        return samples
 
     def _script(self, alert_id: int, who: str, samples: np.ndarray, plan: dict, acked: asyncio.Event):
         ack_key, resolve_key = plan["ack_key"], plan.get("resolve_key")
@@ -309,6 +389,21 @@ class AlertRunner:
                 if key is not None:
                     call.event("alert", action="ignored_key", key=key)
         return run
+
+
+def fit_sms(number: str, text: str) -> str:
+    """``text`` cut to what one (multi-part) SMS carries: an alert's SMS must go out even when
+    its text is long and needs UCS-2 (670 characters in 10 parts instead of 1530)."""
+    from ..modems.sms import encode_sms
+
+    while True:
+        try:
+            encode_sms(number, text)
+            return text
+        except UserError:
+            if len(text) <= 20:
+                return text
+            text = text[: int(len(text) * 0.9)].rstrip() + "…"
 
 
 def _default_key(policy: str, text: str, plan: dict) -> str:

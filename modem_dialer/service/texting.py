@@ -76,19 +76,21 @@ class Texter:
             raise UserError("SMS text is empty")
         return self.alerts.add_sms(number, text, alert_id=alert_id)
 
-    async def send(self, number: str, text: str, *, alert_id: int | None = None) -> tuple[int | None, str]:
-        """Queue and send now. -> (sms id, status: sent|failed|rate_limited)."""
+    async def send(self, number: str, text: str, *, alert_id: int | None = None,
+                   wait: float | None = LEASE_TIMEOUT) -> tuple[int | None, str]:
+        """Queue and send now, waiting ``wait`` s at most for a line (None: until one frees).
+        -> (sms id, status: sent|failed|rate_limited)."""
         if self.rate_limited(number):
             log.warning("sms to %s skipped: rate limit", number)
             return None, "rate_limited"
         sms_id = self.queue(number, text, alert_id=alert_id)
-        return sms_id, await self.deliver(sms_id)
+        return sms_id, await self.deliver(sms_id, wait=wait)
 
-    async def deliver(self, sms_id: int) -> str:
+    async def deliver(self, sms_id: int, *, wait: float | None = LEASE_TIMEOUT) -> str:
         row = self.alerts.get_sms(sms_id)
         assert row is not None
         try:
-            async with self.bank.lease(Priority.SMS, need_audio=False, timeout=LEASE_TIMEOUT) as slot:
+            async with self.bank.lease(Priority.SMS, need_audio=False, timeout=wait) as slot:
                 assert slot.line is not None
                 try:
                     sent = await send_sms(slot.line.driver, row["number"], row["text"],

@@ -53,6 +53,20 @@ class Alerts:
         ).fetchall()
         return [self.get_alert(r[0]) for r in rows]  # type: ignore[misc]
 
+    def count_live(self) -> int:
+        """Alerts open or acknowledged (the service caps them)."""
+        return int(self.conn.execute(
+            "SELECT COUNT(*) FROM alerts WHERE status IN ('open', 'acknowledged')").fetchone()[0])
+
+    def live_id(self, dedup_key: str) -> int | None:
+        """The live alert with this dedup key, if any."""
+        row = self.conn.execute("SELECT id FROM alerts WHERE dedup_key = ? AND status IN ('open', 'acknowledged')",
+                                (dedup_key,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def count_queued_sms(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM sms WHERE status = 'queued'").fetchone()[0])
+
     def set_state(self, alert_id: int, state: dict[str, Any]) -> None:
         """Save the escalation progress (so a restarted service resumes where it was)."""
         with self.conn:
