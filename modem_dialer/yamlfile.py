@@ -2,10 +2,17 @@
 
 Every user-written YAML file (config, campaign, flow) goes through here so that a
 mistake is reported as ``file:line: key.path: what is wrong``.
+
+Files come from outside (a path in an API request, too), so the loader reads only regular
+files (a FIFO would block, ``/dev/zero`` never ends), at most ``MAX_YAML_BYTES``, and
+refuses YAML aliases: nested aliases expand exponentially ("billion laughs"; a 300-byte
+file took seconds), and no file of ours needs them.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,8 +31,51 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+MAX_YAML_BYTES = 4 * 1024 * 1024     # far above any real config, campaign or flow file
+
+
 class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that also records the line of every mapping key and sequence item."""
+    """SafeLoader that refuses aliases (lines are recorded by ``_walk`` on the node tree)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"YAML aliases (*{event.anchor}) are not allowed: write the value out",
+                event.start_mark)
+        return super().compose_node(parent, index)  # type: ignore[misc]
+
+
+def read_user_file(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; UserError naming it otherwise."""
+    p = Path(path)
+    cap = MAX_YAML_BYTES if max_bytes is None else max_bytes
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it)
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UserError(f"{p}: {what} not found") from None
+    except OSError as exc:
+        raise UserError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise UserError(f"{p}: {what} is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{p}: {what} is not a regular file")
+        if st.st_size > cap:
+            raise UserError(f"{p}: {what} is {st.st_size} bytes, more than {cap}")
+        chunks, total = [], 0
+        while chunk := os.read(fd, min(1 << 20, cap + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > cap:         # grew while we read it
+                raise UserError(f"{p}: {what} is more than {cap} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UserError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 
 def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
@@ -67,20 +117,22 @@ def load_yaml(path: str | Path, what: str = "file") -> YamlDoc:
     """Read and parse a YAML file; any problem is a one-line UserError."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{p}: {what} not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_user_file(p, what).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise UserError(f"{p}: cannot read {what}: {exc}") from None
+    loader = _LineLoader(text)
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        # one parse: the node tree gives the lines, the same tree gives the data
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         line = f":{mark.line + 1}" if mark else ""
         raise UserError(f"{p}{line}: invalid YAML: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise UserError(f"{p}: invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     lines: dict[tuple, int] = {}
     if node is not None:
         _walk(node, (), lines)

@@ -69,7 +69,8 @@ class CampaignRunner:
 
     async def submit(self, file: str) -> tuple[dict[str, Any], bool]:
         """Check, import and start the campaign of FILE; (view, started). UserError on bad input."""
-        cf = self._load(file)
+        # off the event loop: the file and those it names are read and checked here
+        cf = await asyncio.to_thread(self._load, file)
         name = cf.spec.name
         if name in self.running or name in self._starting:
             return self.view(name), False

@@ -1,0 +1,48 @@
+"""Issue 11 item 2: under a backlog an alert waits for a line as long as its policy allows,
+and is called when one frees. Scaled down from "72 alerts of 8 s calls on 4 modems": 12
+short calls on 2 simulated modems (real ptys), the old fixed 120 s wait patched to 1.5 s."""
+
+from __future__ import annotations
+
+import asyncio
+
+from test_campaign_run import wav
+from test_service_alerts import Api, over, services, write_config  # noqa: F401 (fixture)
+
+from modem_dialer.service import runner
+from modem_dialer.sim.callee import Callee, Scenario
+
+NUMBERS = [f"+336123457{i:02d}" for i in range(12)]
+
+
+async def _burst(make_bank, tmp_path, services, **policy) -> list[dict]:  # noqa: F811
+    bank = await make_bank("quectel", Scenario(default=Callee(answer_after=0.1, hangup_after=0.5)), n=2)
+    (tmp_path / "prompts").mkdir()
+    wav(tmp_path / "prompts" / "job.wav", 0.3)
+    loaded = write_config(bank, tmp_path, policies={"default": {
+        "steps": [{"to": NUMBERS[0]}], "sms_fallback": False, "message_repeat": 1, **policy}})
+    svc = await services(loaded)
+    api = Api(svc)
+    ids = []
+    for n in NUMBERS:
+        status, r = await api.req("POST", "/v1/alerts", {"to": n, "audio": "job.wav"})
+        assert status == 202, r
+        ids.append(r["id"])
+    return [await api.wait_alert(i, over, timeout=60) for i in ids]
+
+
+async def test_every_alert_of_a_backlog_is_called(make_bank, tmp_path, services, monkeypatch):  # noqa: F811
+    monkeypatch.setattr(runner, "LEASE_TIMEOUT", 1.5, raising=False)   # the old fixed wait, scaled down
+    alerts = await _burst(make_bank, tmp_path, services)
+    outcomes = [h["outcome"] for a in alerts for h in a["history"]]
+    assert outcomes == ["answered"] * len(NUMBERS), outcomes
+    assert sorted(c["number"] for a in alerts for c in a["calls"]) == sorted(NUMBERS)
+
+
+async def test_line_wait_bounds_the_wait_when_the_policy_says_so(make_bank, tmp_path, services):  # noqa: F811
+    alerts = await _burst(make_bank, tmp_path, services, line_wait=1.5)
+    outcomes = [h["outcome"] for a in alerts for h in a["history"]]
+    # the first calls get lines; the last ones gave up after 1.5 s: "no_line", never silent
+    assert outcomes[:2] == ["answered", "answered"] and outcomes[-1] == "no_line", outcomes
+    assert set(outcomes) == {"answered", "no_line"}
+    await asyncio.sleep(0)
