@@ -166,6 +166,7 @@ async def test_cross_site_and_rebinding_requests_are_refused(make_bank, tmp_path
         {"Content-Type": "application/json", "Host": f"dialer.lan:{svc.port}", "Origin": f"http://dialer.lan:{svc.port}"},
         {"Content-Type": "application/json", "Host": "localhost", "Origin": "https://dialer.example.com"},
         {"Content-Type": "application/json", "Host": f"[::1]:{svc.port}"},
+        {"Content-Type": "application/json", "Host": f"192.168.1.5:{svc.port}"},   # the box by its address
     ]
     for i, headers in enumerate(accepted):
         headers = {k: v for k, v in headers.items() if k != "dedup_key"}
@@ -208,3 +209,21 @@ async def test_caps_on_live_alerts_targets_and_sms(make_bank, tmp_path, services
     assert status == 429 and "2 SMS queued (alerting.max_queued_sms)" in r["error"], r
     await api.req("POST", f"/v1/alerts/{ids[0]}/resolve")
     await asyncio.sleep(0)
+
+
+async def test_a_broken_voice_falls_back_to_the_default_voice(make_bank, tmp_path, services):
+    """The configured espeak-ng voice is missing on this box: the alert is still spoken (in the
+    default voice), acknowledged, and the error is in the alert."""
+    bank = await make_bank("quectel", Scenario(numbers={ALICE: Callee(answer_after=0.1, keys=[(0.3, "1")])}))
+    loaded = write_config(bank, tmp_path, policies=SINGLE)
+    doc = loaded.path.read_text().replace("tts_voice: en\n", "")
+    loaded.path.write_text(doc + "tts_voice: xx-nonexistent\n")
+    from modem_dialer.config import load_config
+
+    svc = await services(load_config(str(loaded.path)))
+    api = Api(svc)
+    status, r = await api.req("POST", "/v1/alerts", {"to": "alice", "text": "Replication broken on db2"})
+    assert status == 202, r
+    a = await api.wait_alert(r["id"], acked)
+    assert called(bank) == [ALICE] and a["acknowledged_by"] == f"alice {ALICE}"
+    assert "unknown voice 'xx-nonexistent'" in a["errors"][0]["error"], a["errors"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import heapq
 import itertools
 import logging
@@ -117,7 +118,7 @@ class Bank:
         if self.supervisor is not None:
             self.supervisor.note_success(slot.name)
         slot.reopened += 1
-        slot._remove = line.driver.add_listener(lambda ev, s=slot: self._on_event(s, ev))
+        slot._remove = line.driver.add_listener(functools.partial(self._on_event, slot))
         for cb in self.on_line_opened:
             cb(slot)
         await self._check(slot)

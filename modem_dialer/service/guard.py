@@ -5,8 +5,10 @@ aiohttp middlewares stop it, for the JSON API and for anything else served on th
 (the web console reuses them):
 
 - ``host_origin_middleware``: the ``Host`` header must name this service (an allowed name:
-  the listen address, localhost, 127.0.0.1, ::1, plus ``alerting.api.allowed_hosts``).
-  A rebinding page reaches 127.0.0.1 under its own name, so its Host is foreign: 403.
+  the listen address, localhost, 127.0.0.1, ::1, plus ``alerting.api.allowed_hosts``) or
+  be an IP address. A rebinding page reaches 127.0.0.1 under its own DNS name, so its Host
+  is a foreign name: 403. (An IP-address Host cannot come from rebinding: the browser would
+  then be on our origin; Alertmanager or Prometheus configured with the box's IP keep working.)
   When a browser sends ``Origin``, it must be one of ours (``http://NAME:PORT`` for an
   allowed name and the service's port, or one of ``alerting.api.allowed_origins``): 403
   otherwise, ``null`` included. Clients that are not browsers send no Origin.
@@ -18,6 +20,7 @@ aiohttp middlewares stop it, for the JSON API and for anything else served on th
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -69,7 +72,7 @@ class AllowList:
         if header is None:              # HTTP/1.0 without Host: no browser sends that
             return True
         name, _ = split_host(header)
-        return name in self.hosts
+        return name in self.hosts or _is_ip(name)
 
     def origin_ok(self, origin: str) -> bool:
         origin = origin.strip().lower().rstrip("/")
@@ -85,6 +88,14 @@ class AllowList:
         if port is None:
             port = 443 if u.scheme == "https" else 80
         return u.hostname in self.hosts and port == self.port()
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False
 
 
 def host_origin_middleware(allow: AllowList) -> Callable:

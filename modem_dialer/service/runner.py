@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable
@@ -129,7 +130,10 @@ class AlertRunner:
         self.done_events.setdefault(alert_id, asyncio.Event())
         task = asyncio.get_running_loop().create_task(self._drive(alert_id), name=f"alert-{alert_id}")
         self.tasks[alert_id] = task
-        task.add_done_callback(lambda _t, a=alert_id: self._finished(a))
+        task.add_done_callback(functools.partial(self._finished_task, alert_id))
+
+    def _finished_task(self, alert_id: int, _task: asyncio.Task) -> None:
+        self._finished(alert_id)
 
     def _finished(self, alert_id: int) -> None:
         self.tasks.pop(alert_id, None)
@@ -198,7 +202,7 @@ class AlertRunner:
         tasks = [asyncio.ensure_future(j) for j in jobs]
         waiter = asyncio.ensure_future(acked.wait())
         try:
-            pending = set(tasks)
+            pending: set[asyncio.Future[Any]] = set(tasks)
             while pending and not acked.is_set():
                 _done, pending = await asyncio.wait(pending | {waiter}, return_when=asyncio.FIRST_COMPLETED)
                 pending.discard(waiter)
@@ -248,7 +252,8 @@ class AlertRunner:
             # long the backlog; the bank serves alerts first, in arrival order)
             async with self.bank.lease(Priority.ALERT, timeout=plan.get("line_wait")) as slot:
                 assert slot.line is not None
-                kw = {"min_ring_timeout": self.min_ring_timeout} if self.min_ring_timeout is not None else {}
+                kw: dict[str, Any] = ({"min_ring_timeout": self.min_ring_timeout}
+                                      if self.min_ring_timeout is not None else {})
                 result = await place_call(slot.line, number, self._script(alert_id, who, samples, plan, acked),
                                           self.journal, ring_timeout=plan["ring_timeout"], alert_id=alert_id, **kw)
                 outcome, call_id = result.outcome, result.call_id

@@ -16,7 +16,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -33,7 +34,7 @@ from .texting import Texter
 
 log = logging.getLogger("modem_dialer.service")
 
-Worker = Callable[["Service"], Awaitable[None]]
+Worker = Callable[["Service"], Coroutine[Any, Any, None]]
 
 
 def _is_loopback(host: str) -> bool:
@@ -133,7 +134,10 @@ class Service:
             await self.campaigns.stop(self.campaign_grace)
         for t in self._worker_tasks:
             t.cancel()
-        await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        for t, r in zip(self._worker_tasks, await asyncio.gather(*self._worker_tasks, return_exceptions=True),
+                        strict=True):
+            if isinstance(r, Exception):     # a worker that died before the stop: say so
+                log.error("%s failed: %s", t.get_name(), r, exc_info=r)
         if self._runner_web is not None:
             await self._runner_web.cleanup()
             self._runner_web = None
