@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..modems.sms import enable_sms, is_delivered, send_sms, watch_delivery_reports
 from ..store import Alerts, to_ts, utc_now
 from .bank import Bank, ModemSlot, Priority
+from .inputs import check_text
 
 log = logging.getLogger("modem_dialer.service")
 
@@ -74,6 +75,7 @@ class Texter:
     def queue(self, number: str, text: str, *, alert_id: int | None = None) -> int:
         if not text.strip():
             raise UserError("SMS text is empty")
+        check_text(text, "text")        # `sms` without the service too, not only the API
         return self.alerts.add_sms(number, text, alert_id=alert_id)
 
     async def send(self, number: str, text: str, *, alert_id: int | None = None,
