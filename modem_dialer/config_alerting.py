@@ -23,7 +23,7 @@ import os
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from .yamlfile import Strict
 
@@ -83,6 +83,13 @@ class PolicyConfig(Strict):
         return self
 
 
+_ALLOWED = {
+    "allowed_hosts": (r"[A-Za-z0-9.:_-]{1,253}|\[[0-9A-Fa-f:.]+\]", "a host name or address (no scheme, no port)"),
+    "allowed_origins": (r"https?://[A-Za-z0-9.:_\[\]-]{1,260}",
+                        "an origin like https://dialer.example.com (scheme, host, port)"),
+}
+
+
 class ApiConfig(Strict):
     listen: str = "127.0.0.1"
     port: int = Field(default=8737, ge=0, le=65535)
@@ -99,21 +106,14 @@ class ApiConfig(Strict):
     # proxy's "https://dialer.example.com". Requests from any other page are refused.
     allowed_origins: list[str] = Field(default_factory=list)
 
-    @field_validator("allowed_hosts")
+    @field_validator("allowed_hosts", "allowed_origins")
     @classmethod
-    def _hosts(cls, v: list[str]) -> list[str]:
-        for h in v:
-            if not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}|\[[0-9A-Fa-f:.]+\]", h):
-                raise ValueError(f"{h!r} is not a host name or address (no scheme, no port)")
-        return [h.strip("[]").lower() for h in v]
-
-    @field_validator("allowed_origins")
-    @classmethod
-    def _origins(cls, v: list[str]) -> list[str]:
-        for o in v:
-            if not re.fullmatch(r"https?://[A-Za-z0-9.:_\[\]-]{1,260}", o):
-                raise ValueError(f"{o!r} is not an origin like https://dialer.example.com (scheme, host, port)")
-        return [o.lower() for o in v]
+    def _names(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        pattern, what = _ALLOWED[info.field_name or ""]
+        for x in v:
+            if not re.fullmatch(pattern, x):
+                raise ValueError(f"{x!r} is not {what}")
+        return [x.strip("[]").lower() for x in v]
 
     def bearer(self) -> str | None:
         if self.token:

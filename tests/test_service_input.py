@@ -7,16 +7,25 @@ from __future__ import annotations
 import asyncio
 import os
 
-import aiohttp
+import test_service_alerts
 from conftest import run_cli
 from test_alert_cli import free_port
 from test_campaign_run import wav
-from test_service_alerts import ALICE, BOB, TOKEN, Api, acked, called, over, services, write_config  # noqa: F401
+from test_service_alerts import ALICE, BOB, TOKEN, Api, acked, called, over, write_config
 
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import open_db
 
+services = test_service_alerts.services          # the fixture: a service per test, stopped after
 SINGLE = {"default": {"steps": [{"to": "alice"}], "sms_fallback": False, "message_repeat": 1}}
+
+
+async def single_service(make_bank, tmp_path, services, **alerting_over):
+    """A one-modem service with the SINGLE policy -> (config, API client)."""
+    bank = await make_bank("quectel")
+    loaded = write_config(bank, tmp_path, policies=SINGLE, **alerting_over)
+    svc = await services(loaded)
+    return loaded, Api(svc)
 
 
 def count(loaded, table: str) -> int:
@@ -63,10 +72,7 @@ async def test_audio_is_confined_to_the_prompt_folders_and_checked_at_submission
 async def test_control_characters_in_texts_are_refused(make_bank, tmp_path, services):
     from test_service_alerts import am_payload
 
-    bank = await make_bank("quectel")
-    loaded = write_config(bank, tmp_path, policies=SINGLE)
-    svc = await services(loaded)
-    api = Api(svc)
+    loaded, api = await single_service(make_bank, tmp_path, services)
     for text in ("Disk\x00full", "Disk \x1b[2J full", "a\u2028b"):
         status, r = await api.req("POST", "/v1/alerts", {"to": "alice", "text": text})
         assert status == 400 and "text: control character" in r["error"], (text, r)
@@ -123,10 +129,7 @@ async def test_a_prompt_that_fails_at_call_time_still_reaches_people(make_bank, 
 
 
 async def test_deeply_nested_json_is_a_400(make_bank, tmp_path, services):
-    bank = await make_bank("quectel")
-    loaded = write_config(bank, tmp_path, policies=SINGLE)
-    svc = await services(loaded)
-    api = Api(svc)
+    _, api = await single_service(make_bank, tmp_path, services)
     for path in ("/v1/alerts", "/v1/alertmanager", "/v1/sms"):
         status, r = await api.req("POST", path, raw=b"[" * 50000, headers={"Content-Type": "application/json"})
         assert status == 400 and "nested too deeply" in r["error"], (path, status, r)

@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("modem_dialer.api")
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
+# the Host/Origin allow-list of the app (service/guard.py): pages served on the same port
+# (the web console) reuse it, e.g. for their own CSRF checks
+ALLOW: web.AppKey[AllowList] = web.AppKey("allow")
 MAX_TEXT = 1000
 
 
@@ -346,6 +349,7 @@ def make_app(svc: Service) -> web.Application:
     app = web.Application(middlewares=[*guard_middlewares(allow), errors_mw, auth_mw(api.bearer())],
                           client_max_size=api.max_body_bytes)
     app[SERVICE] = svc
+    app[ALLOW] = allow
     app.router.add_post("/v1/alerts", post_alert)
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_get("/v1/alerts/{id}", get_alert)
