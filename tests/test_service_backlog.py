@@ -25,7 +25,7 @@ async def _burst(make_bank, tmp_path, services, **policy) -> list[dict]:  # noqa
     api = Api(svc)
     ids = []
     for n in NUMBERS:
-        status, r = await api.req("POST", "/v1/alerts", {"to": n, "audio": "job.wav"})
+        status, r = await api.req("POST", "/v1/alerts", {"to": n, "audio": str(tmp_path / "prompts" / "job.wav")})
         assert status == 202, r
         ids.append(r["id"])
     return [await api.wait_alert(i, over, timeout=60) for i in ids]
