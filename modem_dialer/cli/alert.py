@@ -169,8 +169,17 @@ def _db(ctx: click.Context):
 def alert_status(ctx: click.Context, alert_id: int, as_json: bool) -> None:
     """Show one alert: status, who acknowledged, every call and SMS. Exit 0 acknowledged, 3 not (yet)."""
     from ..service.api import alert_view
+    from ..service.client import ServiceError
 
-    a = alert_view(_db(ctx), alert_id)
+    client = _client(load(ctx))
+    if client.running():
+        # through the service: its database is private to it (UMask=0077 in the unit)
+        try:
+            a = client.request("GET", f"/v1/alerts/{alert_id}")
+        except ServiceError as exc:
+            raise UserError(f"no alert {alert_id} in the journal" if exc.status == 404 else str(exc)) from None
+    else:
+        a = alert_view(_db(ctx), alert_id)
     if a is None:
         raise UserError(f"no alert {alert_id} in the journal")
     _print_alert(a, as_json)
@@ -185,10 +194,20 @@ def alert_status(ctx: click.Context, alert_id: int, as_json: bool) -> None:
 @run_command
 def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) -> None:
     """List live alerts (or all with --all), newest first."""
-    conn = _db(ctx)
-    rows = [dict(r) for r in conn.execute(
-        "SELECT id, status, policy, dedup_key, text, created_at, acknowledged_by, acknowledged_at, resolved_at"
-        " FROM alerts WHERE ? OR status IN ('open', 'acknowledged') ORDER BY id DESC LIMIT ?", (show_all, limit))]
+    from ..service.client import ServiceError
+
+    client = _client(load(ctx))
+    if client.running():
+        # through the service: its database is private to it (UMask=0077 in the unit)
+        try:
+            rows = client.request("GET", f"/v1/alerts?status={'all' if show_all else 'live'}&limit={min(limit, 1000)}")
+        except ServiceError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        conn = _db(ctx)
+        rows = [dict(r) for r in conn.execute(
+            "SELECT id, status, policy, dedup_key, text, created_at, acknowledged_by, acknowledged_at, resolved_at"
+            " FROM alerts WHERE ? OR status IN ('open', 'acknowledged') ORDER BY id DESC LIMIT ?", (show_all, limit))]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
