@@ -46,12 +46,15 @@ async def test_audio_is_confined_to_the_prompt_folders_and_checked_at_submission
     wav(prompts / "long.wav", 3.0)                   # 48 KB: over the cap below
     (prompts / "escape.wav").symlink_to(tmp_path / "outside.wav")
     (prompts / "hostname.wav").symlink_to("/etc/hostname")
+    (prompts / "recordings").mkdir()                 # a flow's recordings next to its prompts
+    wav(prompts / "recordings" / "call1-message.wav", 0.3)
     loaded = write_config(bank, tmp_path, policies=SINGLE, prompt_dirs=["prompts"], max_prompt_bytes=32768)
     svc = await services(loaded)
     api = Api(svc)
     hidden = "is not a WAV file in the prompt folders"
     for audio in ("/etc/hostname", "/etc/shadow", "/nonexistent.wav", "../outside.wav", str(tmp_path / "outside.wav"),
-                  "escape.wav", "hostname.wav", "missing.wav", "/dev/zero", "prompts/../../outside.wav"):
+                  "escape.wav", "hostname.wav", "missing.wav", "/dev/zero", "prompts/../../outside.wav",
+                  "recordings/call1-message.wav"):
         status, r = await api.req("POST", "/v1/alerts", {"to": "alice", "audio": audio})
         # the same answer whether the file exists or not: the API reveals nothing outside the folders
         assert status == 400 and r["error"] == f"'audio': {audio!r} {hidden} (alerting.prompt_dirs)", (audio, r)

@@ -4,7 +4,9 @@ not when the alert runs (where a failure would call nobody).
 Prompts: ``audio`` names a WAV inside ``alerting.prompt_dirs``. Symlinks are resolved
 first, so neither ``..``, an absolute path nor a link leads outside; a file outside, a
 missing file and a forbidden one get the same answer, so the API reveals nothing about the
-rest of the host. Size is capped before anything is read.
+rest of the host. Call recordings (under a ``recordings`` folder, or the cache) are never
+prompts, even in a prompt folder: they hold other people's voices and their names are
+predictable. Size is capped before anything is read.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ def find_prompt(loaded: LoadedConfig, audio: str) -> Path:
     if not audio or "\0" in audio:
         raise hidden
     roots = prompt_roots(loaded)
+    cache = loaded.resolve(loaded.config.cache_dir).resolve()
     given = Path(audio).expanduser()
     candidates = [given] if given.is_absolute() else [root / given for root in roots]
     for cand in candidates:
@@ -59,7 +62,8 @@ def find_prompt(loaded: LoadedConfig, audio: str) -> Path:
             real = cand.resolve(strict=True)
         except (OSError, RuntimeError):      # missing, a loop of links, no permission
             continue
-        if not any(real.is_relative_to(root) for root in roots):
+        if not any(real.is_relative_to(root) for root in roots) or real.is_relative_to(cache) \
+                or "recordings" in real.parts:
             continue
         try:
             st = real.stat()
