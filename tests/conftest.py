@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,35 @@ from modem_dialer.sim.bank import SimBank, SimSpec
 from modem_dialer.sim.callee import Scenario
 
 FAMILIES = ["quectel", "simcom", "sim800", "huawei", "generic"]
+
+
+def _children() -> set[int]:
+    """PIDs whose parent is this test process (read from /proc: no psutil needed)."""
+    me, found = os.getpid(), set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            # the command name may hold spaces and parentheses: the ppid follows the last ')'
+            if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                found.add(int(d.name))
+    return found
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes():
+    """A test that fails or times out must not leave its `serve`, `call` or simulator running:
+    orphans keep modems busy and, on an unpaced ALSA file PCM, grow without bound."""
+    before = _children()
+    yield
+    for pid in _children() - before:
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
 
 
 @pytest.fixture
@@ -49,5 +81,12 @@ async def run_cli(*args: str, env: dict | None = None, stdin: str | None = None,
         sys.executable, "-m", "modem_dialer.cli", *args, env={**os.environ, **(env or {})},
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
+    finally:
+        # A test that times out or fails must not leave the command running: an orphaned `call` on an
+        # unpaced ALSA file PCM grows without bound and an orphaned `serve` keeps its modems busy.
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     return proc.returncode, out.decode(), err.decode()
