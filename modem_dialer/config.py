@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from .config_alerting import AlertingConfig
 from .config_campaign import LimitsConfig
 from .config_ivr import AdvisorsConfig
+from .config_sms import SmsConfig
 from .errors import UserError
 from .yamlfile import Strict, load_yaml, validate
 
@@ -99,6 +100,8 @@ class Config(Strict):
     advisors: AdvisorsConfig = Field(default_factory=AdvisorsConfig)
     # People, groups, escalation policies, HTTP API (config_alerting.py).
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    # What incoming SMS mean: STOP keywords per language, acknowledgements (config_sms.py).
+    sms: SmsConfig = Field(default_factory=SmsConfig)
 
     @field_validator("default_region")
     @classmethod

@@ -65,3 +65,4 @@ from . import demo as _demo  # noqa: E402,F401
 from . import flow as _flow  # noqa: E402,F401
 from . import modems as _modems  # noqa: E402,F401
 from . import service as _service  # noqa: E402,F401
+from . import sms as _sms  # noqa: E402,F401

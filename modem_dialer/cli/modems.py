@@ -52,8 +52,10 @@ def modems(ctx: click.Context, as_json: bool) -> None:
               help="quectel | simcom | sim800 | huawei | generic, or a comma list to mix")
 @click.option("--scenario", type=click.Path(dir_okay=False), help="YAML file of scripted callees")
 @click.option("--write-config", type=click.Path(dir_okay=False), help="also write a matching config here")
+@click.option("--control", type=click.Path(dir_okay=False),
+              help="listen on this Unix socket for commands (modem-dialer sim-ctl PATH …)")
 @run_command
-def sim(count: int, family: str, scenario: str | None, write_config: str | None) -> None:
+def sim(count: int, family: str, scenario: str | None, write_config: str | None, control: str | None) -> None:
     """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
     from ..sim.bank import SimBank
     from ..sim.callee import Scenario
@@ -72,7 +74,15 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None)
             raise UserError(f"{scenario}: bad scenario file: {exc}") from None
 
     async def serve() -> None:
-        bank = await SimBank.of(count, family, sc).start()
+        try:
+            bank = await SimBank.of(count, family, sc).start()
+        except ValueError as exc:
+            raise UserError(f"{scenario}: bad scenario file: {exc}") from None
+        ctl = None
+        if control:
+            from ..sim.control import ControlServer
+
+            ctl = await ControlServer(bank, control).start()
         data = yaml.safe_load(bank.config_yaml())
         for m in data["modems"]:
             if "audio" in m:
@@ -86,9 +96,14 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None)
             click.echo(f"{m.name}: {m.dialect.family:8} AT {m.path}{audio}")
         click.echo("\n# matching config:\n" + text, nl=False)
         sys.stdout.flush()
+        if ctl:
+            click.echo(f"control socket: {control}")
+        sys.stdout.flush()
         try:
             await asyncio.Event().wait()
         finally:
+            if ctl:
+                await ctl.close()
             await bank.stop()
 
     try:

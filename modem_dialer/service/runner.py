@@ -108,6 +108,23 @@ class AlertRunner:
             self._changed(alert_id)
         return ok
 
+    def acknowledge(self, alert_id: int, by: str, *, via: str) -> bool:
+        """Acknowledge from outside a call (an SMS reply): the same record as a key in the call,
+        and the escalation stops (calls in progress for it are hung up). False if not open."""
+        if not self.alerts.acknowledge(alert_id, by):
+            return False
+        a = self.alerts.get_alert(alert_id)
+        if a is not None:
+            a["state"]["result"] = "acknowledged"
+            a["state"]["acknowledged_via"] = via
+            self.alerts.set_state(alert_id, a["state"])
+        log.info("alert %s acknowledged by %s (%s)", alert_id, by, via, extra={"alert": alert_id})
+        task = self.tasks.get(alert_id)
+        if task is not None and not task.done():
+            task.cancel()
+        self._changed(alert_id)
+        return True
+
     def resolve_key(self, dedup_key: str, by: str) -> int | None:
         alert_id = self.alerts.live_id(dedup_key)
         if alert_id is not None:

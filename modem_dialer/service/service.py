@@ -30,6 +30,7 @@ from .bank import Bank
 from .campaigns import CampaignRunner
 from .notify import Notifier
 from .runner import AlertRunner
+from .sms_replies import SmsReplies
 from .texting import Texter
 
 log = logging.getLogger("modem_dialer.service")
@@ -72,6 +73,9 @@ class Service:
         self.texter = Texter(self.conn, self.bank, cfg.alerting.rate_limit,
                              delivery_reports=cfg.alerting.delivery_reports)
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout)
+        # incoming SMS: journal, STOP keywords, acknowledgements by reply (service/sms_replies.py)
+        self.replies = SmsReplies(self.conn, self.bank, self.texter, self.runner, cfg.sms,
+                                  region=cfg.default_region)
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
         # `serve` resumes its campaigns; `alert` without a service (http=False) is a one-shot
         # job that must not pick them up
@@ -110,6 +114,8 @@ class Service:
         log.info("bank open: %d of %d modem(s) ready %s", len(ready), len(self.bank.slots), ready)
         self.runner.resume()
         self.texter.resume()
+        self._worker_tasks.append(asyncio.get_running_loop().create_task(self.replies.sweep_forever(),
+                                                                         name="sms-parts"))
         if self.run_campaigns:
             self.campaigns.resume()
         if self.http:
@@ -142,6 +148,7 @@ class Service:
             await self._runner_web.cleanup()
             self._runner_web = None
         await self.runner.close()
+        await self.replies.close()
         await self.texter.close()
         await self.bank.close()
         self.conn.close()

@@ -9,6 +9,7 @@ import yaml
 from .callee import Scenario
 from .dialects import make_dialect
 from .modem import SimModem
+from .sms import InboundSms
 
 
 @dataclass
@@ -38,9 +39,28 @@ class SimBank:
         return cls([SimSpec(families[i % len(families)], **kw) for i in range(n)], scenario)
 
     async def start(self) -> SimBank:
+        import asyncio
+
         for m in self.modems:
             await m.start()
+        for sms in self.scenario.inbound_sms:
+            self.modem_for(sms.modem)        # a wrong modem name fails now, not later
+            asyncio.get_running_loop().call_later(sms.at, self.send_sms, sms)
         return self
+
+    def modem_for(self, name: str | None) -> SimModem:
+        if name is None:
+            return self.modems[0]
+        try:
+            return self[name]
+        except KeyError:
+            raise ValueError(f"no simulated modem {name!r} (have: {', '.join(m.name for m in self.modems)})") from None
+
+    def send_sms(self, sms: InboundSms) -> SimModem:
+        """Deliver ``sms`` now (scenario timer or control command)."""
+        modem = self.modem_for(sms.modem)
+        modem._spawn(modem.deliver_sms(sms))
+        return modem
 
     async def stop(self) -> None:
         for m in self.modems:

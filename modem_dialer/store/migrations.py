@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from .migrations_campaign import CAMPAIGN_LOG
+from .migrations_sms import SMS_INBOX
 from .schema_v1 import SCHEMA_V1
 
 
@@ -27,6 +28,7 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step(1, "initial schema", SCHEMA_V1),
     Step(2, "campaign log (calling-rule decisions, modem rotation)", CAMPAIGN_LOG),
+    Step(3, "incoming SMS and the parts awaiting reassembly", SMS_INBOX),
 )
 
 LATEST = STEPS[-1].version
