@@ -394,7 +394,7 @@ class Huawei(Dialect):
         if up == "AT^DDTMFCFG=0,1":
             self.ddtmfcfg = True
             return ["OK"]
-        if up.startswith(("AT^U2DIAG=", "AT+CVHU=", "AT+CSSN=", "AT+CPMS=")):
+        if up.startswith(("AT^U2DIAG=", "AT+CVHU=", "AT+CSSN=")):
             return ["OK"]
         if up.startswith("AT+CCID"):
             return None   # E1550 has no +CCID: the driver must use AT+CRSM
