@@ -49,7 +49,6 @@ CNMI = {
 FALLBACK_CNMI = "AT+CNMI=2,1,0,0,0"      # a firmware that refuses reports still stores messages
 REPORT_MEMORY = "SR"
 
-_HEX = tuple("0123456789ABCDEFabcdef")
 _LISTED = re.compile(r"\+CMGL:\s*(\d+)\s*,\s*(\d+)")
 _READ = re.compile(r"\+CMGR:\s*(\d+)")
 
@@ -180,7 +179,8 @@ class SmsWatcher:
     def _arm(self, kind: str) -> None:
         self._disarm()
         self._expect = kind
-        self._armed = self.ch.subscribe(_HEX, self._on_pdu_line)
+        # the very next line is the PDU, whatever it looks like (a garbled one is journaled too)
+        self._armed = self.ch.subscribe(("",), self._on_pdu_line)
 
     def _disarm(self) -> None:
         if self._armed is not None:

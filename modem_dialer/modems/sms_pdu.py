@@ -292,15 +292,16 @@ def read_user_data(buf: bytes, pos: int, dcs: int, udhi: bool) -> UserData:
             raise PduError(f"TP-UDL {udl} is shorter than the user data header")
         septets = unpack_septets(ud[start:], count, fill)
         return UserData("gsm7", gsm7_decode(septets), bytes(septets), concat, headers)
+    if encoding == "unknown":
+        # TP-UDL counts septets or octets depending on the coding we cannot read: keep what is there
+        return UserData("unknown", None, buf[pos:pos + udl])
     ud = _take(buf, pos, udl)
     headers, concat, start = _read_udh(ud) if udhi else ((), None, 0)
     payload = ud[start:]
     if encoding == "ucs2":
         return UserData("ucs2", ucs2_decode(payload), payload, concat, headers)
-    if encoding == "8bit":
-        # 8-bit data has no character set; latin-1 shows it losslessly (hex is kept too)
-        return UserData("8bit", payload.decode("latin-1"), payload, concat, headers)
-    return UserData("unknown", None, payload, concat, headers)
+    # 8-bit data has no character set; latin-1 shows it losslessly (hex is kept too)
+    return UserData("8bit", payload.decode("latin-1"), payload, concat, headers)
 
 
 # ---- messages --------------------------------------------------------------------------------
