@@ -30,7 +30,7 @@ def sms_inbox(ctx: click.Context, kind: str | None, sender: str | None, limit: i
         sender = parse_number(sender, loaded.config.default_region)
     conn = open_db(loaded.database_path)
     try:
-        messages = SmsInbox(conn).list(kind=kind, sender=sender, limit=limit)
+        messages = SmsInbox(conn).messages(kind=kind, sender=sender, limit=limit)
     finally:
         conn.close()
     if as_json:

@@ -131,7 +131,7 @@ _BCD = "0123456789*#abc"
 
 
 def _semi_octets(data: bytes, digits: int) -> str:
-    out = []
+    out: list[str] = []
     for b in data:
         for nib in (b & 0x0F, b >> 4):
             if len(out) < digits and nib != 0x0F:

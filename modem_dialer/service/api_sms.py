@@ -41,7 +41,7 @@ def inbox_query(svc: Service, request: web.Request) -> dict[str, object]:
     sender = request.query.get("from")
     if sender is not None:
         sender = parse_number(sender, svc.loaded.config.default_region)
-    messages = SmsInbox(svc.conn).list(kind=kind, sender=sender, since_id=_int(request, "since_id", 0, 0, 2**62),
+    messages = SmsInbox(svc.conn).messages(kind=kind, sender=sender, since_id=_int(request, "since_id", 0, 0, 2**62),
                                        limit=_int(request, "limit", 100, 1, 1000))
     return {"messages": [m.as_dict() for m in messages]}
 

@@ -137,7 +137,7 @@ class SmsInbox:
         row = self.conn.execute("SELECT * FROM sms_in WHERE id = ?", (message_id,)).fetchone()
         return None if row is None else _message(row)
 
-    def list(self, *, kind: str | None = None, sender: str | None = None, since_id: int = 0,
+    def messages(self, *, kind: str | None = None, sender: str | None = None, since_id: int = 0,
              limit: int = 100) -> list[InboxMessage]:
         """Newest first; ``kind`` None lists every kind."""
         rows = self.conn.execute(
