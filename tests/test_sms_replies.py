@@ -261,3 +261,16 @@ async def test_scenario_file_inbound_sms_is_checked(tmp_path):
     good.write_text("inbound_sms: [{at: 2, from: '+33600000000', text: STOP, encoding: ucs2, ref_bits: 16}]\n")
     (m,) = Scenario.load(good).inbound_sms
     assert (m.at, m.from_, m.text, m.encoding, m.ref_bits) == (2, "+33600000000", "STOP", "ucs2", 16)
+
+
+def test_bad_sms_config_names_file_line_and_key(tmp_path):
+    from modem_dialer.config import load_config
+    from modem_dialer.errors import UserError
+
+    p = tmp_path / "c.yaml"
+    p.write_text("modems: []\nsms:\n  languages:\n    fr: {stop: ['!!']}\n")
+    with pytest.raises(UserError, match=r"c.yaml:4: sms.languages.fr.stop: a keyword is empty"):
+        load_config(str(p))
+    p.write_text("modems: []\nsms: {default_language: xx}\n")
+    with pytest.raises(UserError, match=r"c.yaml:2: sms: default_language: 'xx' is not one of en, fr, de, es"):
+        load_config(str(p))
