@@ -7,6 +7,7 @@ import asyncio
 
 import pytest
 from conftest import FAMILIES, modem_config
+from test_campaign_run import wait_for
 
 from modem_dialer.modems import sms_inbound
 from modem_dialer.modems.detect import open_driver
@@ -31,14 +32,6 @@ async def collect(driver, kind, n: int, timeout: float = 5.0) -> list:
         remove()
 
 
-async def until(pred, timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 async def open_watched(bank):
     driver = await open_driver(modem_config(bank))
     watcher = watch_sms(driver)
@@ -61,7 +54,7 @@ async def test_each_family_delivers_a_long_ucs2_text_as_parts(make_bank, family)
         assert all(e.deliver is not None and e.deliver.sender.number == ALICE for e in events)
         assert "".join(e.deliver.text for e in sorted(events, key=lambda e: e.deliver.ud.concat.seq)) == text
         # stored families: read, journaled by the listener (the event), then deleted from the SIM
-        await until(lambda: sim.stored["SM"] == {})
+        await wait_for(lambda: sim.stored["SM"] == {})
         direct = family == "sim800"
         assert any(c.startswith("AT+CMGR=") for c in sim.commands) is not direct
         assert all(e.storage == (None if direct else "SM") for e in events)
@@ -82,7 +75,7 @@ async def test_messages_left_on_the_sim_are_read_at_start_up(make_bank):
         await watcher.setup()
         (ev,) = await got
         assert ev.deliver.text == "sent while nobody listened"
-        await until(lambda: sim.stored["SM"] == {})
+        await wait_for(lambda: sim.stored["SM"] == {})
     finally:
         watcher.close()
         await driver.close()
@@ -120,7 +113,7 @@ async def test_delivery_reports_direct_and_stored(make_bank, monkeypatch, family
             cmgr = [c for c in sim.commands if c.startswith(("AT+CPMS", "AT+CMGR"))]
             if family == "quectel":      # announced in SM, read there empty, found in SR
                 assert cmgr[-4:] == ['AT+CPMS="SM"', "AT+CMGR=0", 'AT+CPMS="SR"', "AT+CMGR=0"], cmgr
-            await until(lambda: sim.stored["SR"] == {})
+            await wait_for(lambda: sim.stored["SR"] == {})
     finally:
         watcher.close()
         await driver.close()

@@ -8,38 +8,20 @@ from __future__ import annotations
 import json
 
 import pytest
+import test_service_campaign
 from test_alert_cli import run_cli
 from test_campaign_run import wait_for
 from test_service_alerts import ALICE, BOB, Api, write_config
 from test_service_campaign import finished, rows, service_setup, wait_campaign
 
-from modem_dialer.config import LoadedConfig
 from modem_dialer.modems import sms_inbound
 from modem_dialer.modems.sms_pdu import decode_pdu
-from modem_dialer.service.service import Service
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.sim.control import ControlServer
 from modem_dialer.sim.sms import InboundSms
 
 STRANGER = "+33699999999"
-
-
-@pytest.fixture
-async def services():
-    running: list[Service] = []
-
-    async def start(loaded: LoadedConfig) -> Service:
-        svc = Service(loaded, port=0, min_ring_timeout=1.0)
-        svc.campaigns.poll = 0.2
-        svc.campaign_grace = 10.0
-        await svc.start()
-        running.append(svc)
-        return svc
-
-    yield start
-    for s in running:
-        if not s.stopped.is_set():
-            await s.stop()
+services = test_service_campaign.services      # the campaign tests' service fixture (fast polling)
 
 
 def sent_texts(sim) -> list[tuple[str | None, str | None]]:
