@@ -256,3 +256,20 @@ def test_bad_sms_config_names_file_line_and_key(tmp_path):
     p.write_text("modems: []\nsms: {default_language: xx}\n")
     with pytest.raises(UserError, match=r"c.yaml:2: sms: default_language: 'xx' is not one of en, fr, de, es"):
         load_config(str(p))
+
+
+def test_incoming_sms_are_erased_with_the_number_and_purged_by_age(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from modem_dialer.store import IncomingPart, SmsInbox, erase_number, open_db, purge_before
+
+    conn = open_db(tmp_path / "j.db")
+    old = SmsInbox(conn, clock=lambda: datetime(2024, 1, 1, tzinfo=timezone.utc))
+    old.add_message("gsm0", BOB, "old reply", "gsm7")
+    inbox = SmsInbox(conn)
+    inbox.add_message("gsm0", ALICE, "STOP", "gsm7")
+    inbox.add_part(IncomingPart("gsm0", ALICE, 1, 8, 2, 1, "half", "gsm7", "00"))
+    inbox.add_message("gsm0", BOB, "new reply", "gsm7")
+    assert erase_number(conn, ALICE)["sms_in"] == 2
+    assert purge_before(conn, datetime.now(timezone.utc) - timedelta(days=30))["sms_in"] == 1
+    assert [m.text for m in inbox.messages()] == ["new reply"] and inbox.pending_parts() == 0
