@@ -9,6 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sms_pdu import Deliver
 
 
 class HangupBy(str, Enum):
@@ -101,7 +105,7 @@ class SmsReceived(Event):
     """
 
     pdu: str
-    deliver: object | None = None         # modems.sms_pdu.Deliver (object: events stay import-free)
+    deliver: Deliver | None = None
     error: str | None = None
     storage: str | None = None            # "SM"/"ME"/"MT" when it was read from memory, else None
 
