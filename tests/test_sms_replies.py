@@ -166,8 +166,9 @@ async def test_parts_survive_a_restart_and_missing_parts_are_stored_flagged(make
     assert rows(loaded, "SELECT COUNT(*) AS n FROM sms_in_parts")[0]["n"] == 0
 
 
-async def test_bad_input_is_journaled_and_nothing_crashes(make_bank, tmp_path, services):
-    bank = await make_bank("sim800")                      # direct +CMT delivery
+@pytest.mark.parametrize("family", ["sim800", "quectel"])      # direct +CMT; stored +CMTI → AT+CMGR
+async def test_bad_input_is_journaled_and_nothing_crashes(make_bank, tmp_path, services, family):
+    bank = await make_bank(family)
     sim = bank.modems[0]
     loaded = write_config(bank, tmp_path)
     svc = await services(loaded)

@@ -95,7 +95,7 @@ class SmsMixin:
                 return ["OK"]                                   # what the EC25 answers: nothing there
             stat, pdu = entry
             self.stored[self.memory][int(m.group(1))] = (1 if stat == 0 else stat, pdu)
-            return [f"+CMGR: {stat},,{len(pdu) // 2 - 1 - int(pdu[:2], 16)}", pdu, "OK"]
+            return [f"+CMGR: {stat},,{tpdu_len(pdu)}", pdu, "OK"]
         if m := re.fullmatch(r"AT\+CMGD=(\d+)(?:,\d)?", up):
             self.stored[self.memory].pop(int(m.group(1)), None)
             return ["OK"]
@@ -104,7 +104,7 @@ class SmsMixin:
             out = []
             for idx, (stat, pdu) in sorted(self.stored[self.memory].items()):
                 if want == 4 or stat == want:
-                    out += [f"+CMGL: {idx},{stat},,{len(pdu) // 2 - 1 - int(pdu[:2], 16)}", pdu]
+                    out += [f"+CMGL: {idx},{stat},,{tpdu_len(pdu)}", pdu]
             return [*out, "OK"]
         return None
 
@@ -118,9 +118,8 @@ class SmsMixin:
     def receive_pdu(self, pdu: str) -> None:
         """One SMS-DELIVER PDU arrives from the network."""
         self.inbound.append(pdu)
-        tpdu_len = max(0, len(pdu) // 2 - 1 - int(pdu[:2], 16)) if len(pdu) >= 2 and _hex(pdu[:2]) else len(pdu) // 2
         if self.cnmi_mt == 2:
-            self.urc(f"+CMT: {self.dialect.cmt_alpha},{tpdu_len}")           # type: ignore[attr-defined]
+            self.urc(f"+CMT: {self.dialect.cmt_alpha},{tpdu_len(pdu)}")           # type: ignore[attr-defined]
             self.send(pdu)                                                   # type: ignore[attr-defined]
             return
         idx = self._store("SM", pdu)
@@ -148,8 +147,12 @@ class SmsMixin:
             self.send(pdu)                                                    # type: ignore[attr-defined]
 
 
-def _hex(s: str) -> bool:
-    return all(c in "0123456789abcdefABCDEF" for c in s)
+def tpdu_len(pdu: str) -> int:
+    """Octets after the SMSC field, as +CMT/+CMGR print it (a garbled PDU: its octet count)."""
+    try:
+        return max(0, len(pdu) // 2 - 1 - int(pdu[:2], 16))
+    except ValueError:
+        return len(pdu) // 2
 
 
 def recipient_of(submit_pdu: str) -> str:
