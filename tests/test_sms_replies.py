@@ -274,3 +274,38 @@ def test_incoming_sms_are_erased_with_the_number_and_purged_by_age(tmp_path):
     assert erase_number(conn, ALICE)["sms_in"] == 2
     assert purge_before(conn, datetime.now(timezone.utc) - timedelta(days=30))["sms_in"] == 1
     assert [m.text for m in inbox.messages()] == ["new reply"] and inbox.pending_parts() == 0
+
+
+async def test_sim_command_with_control_socket_and_scenario_sms(tmp_path):
+    import asyncio
+    import sys
+
+    from modem_dialer.sim.control import send
+
+    sock = tmp_path / "ctl.sock"
+    scen = tmp_path / "s.yaml"
+    scen.write_text("inbound_sms: [{at: 0.2, from: '+33600000001', text: 'STOP', modem: gsm1}]\n")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "modem_dialer.cli", "sim", "--modems", "2", "--family", "huawei,sim800",
+        "--scenario", str(scen), "--control", str(sock), stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        while True:
+            line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
+            assert line, "sim exited"
+            if line.startswith("control socket:"):
+                break
+        reply = await send(sock, {"cmd": "sms", "from": "+33600000002", "text": "é€😀", "modem": "gsm0"})
+        assert reply == {"ok": True, "modem": "gsm0", "parts": 1}
+        assert (await send(sock, {"cmd": "nope"}))["error"].startswith("unknown cmd 'nope'")
+        for _ in range(100):
+            log = (await send(sock, {"cmd": "sms_log"}))["modems"]
+            if log["gsm1"]["received"] and log["gsm0"]["received"]:
+                break
+            await asyncio.sleep(0.05)
+        assert decode_pdu(log["gsm1"]["received"][0]).text == "STOP"          # type: ignore[union-attr]
+        assert decode_pdu(log["gsm0"]["received"][0]).text == "é€😀"          # type: ignore[union-attr]
+    finally:
+        proc.terminate()
+        await proc.wait()
