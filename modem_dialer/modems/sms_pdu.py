@@ -467,8 +467,9 @@ def user_data(encoding: str, payload: str | bytes, concat: Concat | None) -> tup
 
 def encode_submit(number: str, text: str, *, reference: int = 0, ref_bits: int = 8,
                   status_report: bool = True, encoding: str | None = None,
-                  validity_minutes: int | None = 24 * 60) -> Encoded:
-    """SMS-SUBMIT PDUs (SMSC field empty: the SIM's is used) for ``text`` to ``number``."""
+                  validity_minutes: int | None = None) -> Encoded:
+    """SMS-SUBMIT PDUs (SMSC field empty: the SIM's is used) for ``text`` to ``number``.
+    ``validity_minutes`` None: no validity period (the network's default, as before)."""
     encoding = encoding or choose_encoding(text)
     if encoding not in ("gsm7", "ucs2"):
         raise ValueError(f"cannot send text as {encoding}")
