@@ -196,14 +196,15 @@ async def test_bad_input_is_journaled_and_nothing_crashes(make_bank, tmp_path, s
 async def test_stop_by_sms_suppresses_before_the_next_campaign_attempt(make_bank, tmp_path, services):
     busy = "+33612345670"
     sc = Scenario(default=Callee("answer", answer_after=0.1), numbers={busy: Callee("busy", end_after=0.1)})
-    # the scenario file's way: the STOP arrives 1.5 s after the bank starts
-    sc.inbound_sms.append(InboundSms(at=1.5, from_=busy, text="STOP"))
     bank = await make_bank("quectel", sc)
-    loaded, camp = service_setup(tmp_path, bank, [busy], extra="retry:\n  busy: {after: 3s, max: 3}\n")
+    loaded, camp = service_setup(tmp_path, bank, [busy], extra="retry:\n  busy: {after: 6s, max: 3}\n")
     svc = await services(loaded)
     api = Api(svc)
     status, _r = await api.req("POST", "/v1/campaigns", {"file": str(camp)})
     assert status == 202
+    # the first attempt is busy; the contact texts STOP before the retry is due
+    await wait_for(lambda: any(c.number == busy and c.state == "ended" for m in bank.modems for c in m.calls))
+    await bank.modems[0].deliver_sms(InboundSms(from_=busy, text="STOP"))
     await wait_for(lambda: rows(loaded, "SELECT COUNT(*) AS n FROM suppression WHERE number = ?", busy)[0]["n"] == 1)
     c = await wait_campaign(api, "test", finished, timeout=30)
     calls = [x for m in bank.modems for x in m.calls if x.number == busy]
