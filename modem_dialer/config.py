@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,7 @@ from .config_alerting import AlertingConfig
 from .config_campaign import LimitsConfig
 from .config_ivr import AdvisorsConfig
 from .config_sms import SmsConfig
+from .durations import Duration
 from .errors import UserError
 from .yamlfile import Strict, load_yaml, validate
 
@@ -89,6 +91,9 @@ class ModemConfig(Strict):
 
 class Config(Strict):
     database: str = "modem-dialer.db"
+    # How long journal writes wait for a database another process keeps locked (a backup,
+    # `sqlite3` open in a shell) before a run stops starting calls (docs/schema.md).
+    database_lock_limit: Duration = timedelta(seconds=60)
     default_region: str = "FR"
     modems: list[ModemConfig] = Field(default_factory=list)
     # Cache of synthesised prompts (--say); relative to the config file.

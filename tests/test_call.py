@@ -14,7 +14,8 @@ from modem_dialer.call.line import open_line
 from modem_dialer.call.message import message_script
 from modem_dialer.call.session import place_call
 from modem_dialer.sim.callee import Callee, Scenario
-from modem_dialer.store import Journal, open_db
+from modem_dialer.store import open_db
+from modem_dialer.store.call_journal import CallJournal
 
 NUMBER = "+33612345678"
 AUDIO_FAMILIES = ["quectel", "simcom", "huawei"]       # families with a serial PCM port
@@ -41,7 +42,9 @@ def find(haystack: np.ndarray, needle: np.ndarray) -> int:
 @pytest.fixture
 def journal(tmp_path):
     conn = open_db(tmp_path / "j.db")
-    yield Journal(conn)
+    j = CallJournal(conn)
+    yield j
+    j.close()
     conn.close()
 
 
@@ -129,7 +132,7 @@ async def test_ring_timeout_floor(make_bank, journal):
 async def test_unplug_mid_call_fails_that_call_and_keeps_the_journal(make_bank, tmp_path, family):
     bank = await make_bank(family, Scenario(Callee(answer_after=0.05, ring_after=0.02, unplug_after=0.4)))
     conn = open_db(tmp_path / "j.db")
-    journal = Journal(conn)
+    journal = CallJournal(conn)
     line = await open_line(modem_config(bank))
     async def wait(call):
         await call.get_key(3)

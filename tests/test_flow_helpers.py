@@ -10,7 +10,8 @@ from conftest import modem_config
 from modem_dialer.call.flow import StaticLineProvider, flow_script, load_flow
 from modem_dialer.call.line import open_line
 from modem_dialer.call.session import place_call
-from modem_dialer.store import Journal, open_db
+from modem_dialer.store import open_db
+from modem_dialer.store.call_journal import CallJournal
 
 NUMBER = "+33612345678"
 ADVISOR = "+33699000001"
@@ -29,7 +30,7 @@ class Rig:
     def __init__(self, bank, tmp_path: Path) -> None:
         self.bank, self.tmp = bank, tmp_path
         self.conn = open_db(tmp_path / "j.db")
-        self.journal = Journal(self.conn)
+        self.journal = CallJournal(self.conn)
         self.lines = []
 
     async def open(self):
@@ -54,4 +55,5 @@ class Rig:
     async def close(self) -> None:
         for line in self.lines:
             await line.close()
+        await self.journal.aclose()
         self.conn.close()

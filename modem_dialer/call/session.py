@@ -10,8 +10,10 @@ with an outcome.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -25,7 +27,7 @@ from ..audio.dtmf import DtmfDetector
 from ..audio.path import AudioPathError, PlayResult
 from ..modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Ringing
 from ..numbers import dial_string
-from ..store.journal import Journal
+from ..store.call_journal import CallJournal
 from .line import Line
 from .outcome import OUTCOMES, classify
 
@@ -39,6 +41,10 @@ DUPLICATE_KEY_WINDOW = 0.15
 # After the script's last frame is sent, let the modem's own buffer play out before ATH/CHUP,
 # or the end of the message is cut.
 HANGUP_GUARD = 0.3
+
+
+class NotClaimed(Exception):
+    """place_call's ``claim`` said no: nothing was journaled or dialed."""
 
 
 class CallEnded(Exception):
@@ -77,7 +83,7 @@ class CallResult:
 class ActiveCall:
     """What a script sees of an answered call."""
 
-    def __init__(self, line: Line, number: str, call_id: int, journal: Journal) -> None:
+    def __init__(self, line: Line, number: str, call_id: int, journal: CallJournal) -> None:
         self.line = line
         self.number = number
         self.call_id = call_id
@@ -216,30 +222,41 @@ class _Inbox:
                 timer.cancel()
 
 
-async def place_call(line: Line, number: str, script: Script, journal: Journal, *,
+async def place_call(line: Line, number: str, script: Script, journal: CallJournal, *,
                      ring_timeout: float = DEFAULT_RING_TIMEOUT, min_ring_timeout: float = MIN_RING_TIMEOUT,
                      campaign_id: int | None = None, contact_id: int | None = None,
-                     alert_id: int | None = None) -> CallResult:
+                     alert_id: int | None = None,
+                     claim: Callable[[sqlite3.Connection], bool] | None = None) -> CallResult:
     """Place one call on ``line`` and run ``script`` when answered. Never raises for call
-    failures (they are outcomes); re-raises cancellation after recording the call."""
+    failures (they are outcomes); re-raises cancellation after recording the call.
+
+    The call row is committed before ATD; the other rows are queued to the journal writer
+    (the call path never waits for the disk) and the result is returned once the outcome is
+    committed. ``claim`` runs in the call row's transaction (see CallJournal.start_call):
+    when it returns False nothing is dialed and :class:`NotClaimed` is raised. A journal that
+    cannot write raises :class:`~..store.writer.DatabaseFault` (before ATD, or after the
+    call has been hung up)."""
     number = dial_string(number)
     if ring_timeout < min_ring_timeout:
         raise ValueError(f"ring timeout {ring_timeout:g} s is under the {min_ring_timeout:g} s minimum")
     ident = line.identity
-    call_id = journal.start_call(number, line.name, ident.imei, ident.iccid,
-                                 campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id)
+    call_id = await journal.start_call(number, line.name, ident.imei, ident.iccid, campaign_id=campaign_id,
+                                       contact_id=contact_id, alert_id=alert_id, claim=claim)
+    if call_id is None:
+        raise NotClaimed(number)
     call = _Call(line, number, call_id, journal, script, ring_timeout)
     line.busy = True
     try:
         await call.run()
     finally:
         line.busy = False
-    row = journal.get_call(call_id)
+    # read through the writer: queued after the outcome, so it returns once that is committed
+    row = await journal.get_call(call_id)
     return CallResult(call_id, row, call.active.keys if call.active else [])
 
 
 class _Call:
-    def __init__(self, line: Line, number: str, call_id: int, journal: Journal, script: Script,
+    def __init__(self, line: Line, number: str, call_id: int, journal: CallJournal, script: Script,
                  ring_timeout: float) -> None:
         self.line, self.number, self.call_id, self.journal = line, number, call_id, journal
         self.script, self.ring_timeout = script, ring_timeout
@@ -250,6 +267,7 @@ class _Call:
         self.note: str | None = None       # cause text of our own (ring timeout, error)
         self.by: HangupBy | None = None
         self.finished = False
+        self.finish_future: concurrent.futures.Future | None = None
 
     async def run(self) -> None:
         q = _Inbox()
@@ -377,14 +395,18 @@ class _Call:
                 self._record_end(ev)
 
     async def _abort(self, q: _Inbox) -> None:
-        if self.finished:
-            return
-        if self.ended is None and self.lost is None and self.driver.ch.is_open:
-            self.by = HangupBy.DIALER
+        if not self.finished:
+            if self.ended is None and self.lost is None and self.driver.ch.is_open:
+                self.by = HangupBy.DIALER
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self._hangup_and_wait(q), 6)
+            answered = self.active is not None
+            self._finish(force_outcome=None if answered else "interrupted")
+        # cancelled or failed: the caller gets no CallResult, so wait here until the outcome
+        # is committed (a journal that cannot write has said so in the log already)
+        if self.finish_future is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._hangup_and_wait(q), 6)
-        answered = self.active is not None
-        self._finish(force_outcome=None if answered else "interrupted")
+                await asyncio.wrap_future(self.finish_future)
 
     def _detach(self) -> None:
         if self.line.audio is not None:
@@ -412,5 +434,6 @@ class _Call:
         duration = None
         if self.active is not None:
             duration = round(ev.duration_s, 3) if ev and ev.duration_s is not None else round(self.active.elapsed, 3)
-        self.journal.finish_call(self.call_id, outcome, cause=cause, cause_text=cause_text,
-                                 hangup_by=by.value if by else None, duration_s=duration)
+        self.finish_future = self.journal.finish_call_nowait(
+            self.call_id, outcome, cause=cause, cause_text=cause_text, hangup_by=by.value if by else None,
+            duration_s=duration)

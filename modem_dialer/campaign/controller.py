@@ -3,9 +3,12 @@
 One worker per line. A worker takes the next due contact, runs the calling rules
 (allow / deny / defer, each journaled in ``campaign_log``), claims the contact and the
 number (never one number in two calls at once), places the call, and moves the contact
-to its next status by the retry rules. Every step is its own committed transaction, so
-a kill -9 loses nothing: at start-up :meth:`Controller.recover` settles the contact that
-was in flight from its journaled call.
+to its next status by the retry rules. Writes go through the journal writer thread
+(store/writer.py): the claim commits together with the call row before ATD, the other
+steps are queued in order and committed in groups, so a kill -9 loses nothing the
+controller acted on: at start-up :meth:`Controller.recover` settles the contact that was
+in flight from its journaled call. A database that cannot take writes (locked too long,
+disk full) stops the run: no new calls; a full disk also hangs up the calls in progress.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..call.line import Line
-from ..call.session import MIN_RING_TIMEOUT, place_call
+from ..call.session import MIN_RING_TIMEOUT, NotClaimed, place_call
 from ..config_campaign import LimitsConfig
-from ..store import Campaigns, Compliance, Contact, Journal, from_ts, to_ts, utc_now
+from ..store import Campaigns, Compliance, Contact, from_ts, to_ts, utc_now
+from ..store.call_journal import CallJournal, DatabaseFault
 from . import rules as R
 from .log import CampaignLog
 from .pool import Pool, PoolSource, Slot
@@ -69,7 +73,8 @@ class Controller:
     def __init__(self, conn: sqlite3.Connection, campaign_id: int, spec: CampaignSpec,
                  lines: list[Line] | LineSource, limits: LimitsConfig, script_for: ScriptFor, *,
                  clock: Callable[[], datetime] = utc_now, min_ring_timeout: float = MIN_RING_TIMEOUT,
-                 view: View | None = None, poll: float = 1.0, batch: int | None = None) -> None:
+                 view: View | None = None, poll: float = 1.0, batch: int | None = None,
+                 journal: CallJournal | None = None) -> None:
         self.conn = conn
         self.cid = campaign_id
         self.spec = spec
@@ -77,8 +82,11 @@ class Controller:
         self.clock = clock
         self.campaigns = Campaigns(conn, clock)
         self.compliance = Compliance(conn, clock)
-        self.journal = Journal(conn, clock)
-        self.clog = CampaignLog(conn, campaign_id, clock)
+        # the writer thread is the only writer while calls run (journal=None: one of our own)
+        self._own_journal = journal is None
+        self.journal = journal if journal is not None else CallJournal(conn, clock=clock)
+        self.clog = CampaignLog(conn, campaign_id, clock, submit=self.journal.submit)
+        self.db_fault: DatabaseFault | None = None
         self.script_for = script_for
         self.source: LineSource = PoolSource(lines, limits) if isinstance(lines, list) else lines
         self.limits = limits
@@ -99,6 +107,7 @@ class Controller:
         self.done = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
         self.status_counts: Counter[str] = Counter()
         self.outcome_counts: Counter[str] = Counter()
         self.calls_this_run = 0
@@ -120,29 +129,41 @@ class Controller:
         calls than counted attempts) gets that call's outcome through the retry rules;
         one that never reached ATD goes back to pending without an attempt.
         """
-        interrupted = self.journal.recover_interrupted() if close_open_calls else []
+        # before any call: the loop's own connection, synchronously
+        interrupted = self.journal.read.recover_interrupted() if close_open_calls else []
         settled = 0
         for c in list(self.campaigns.iter_contacts(self.cid, statuses=["in_progress"])):
-            self._settle(c)
+            self._settle(self.conn, c)
             settled += 1
         return interrupted, settled
 
-    def _settle(self, c: Contact) -> None:
-        n, last = self._calls_of(c.id)
+    def _settle(self, conn: sqlite3.Connection, c: Contact) -> None:
+        n, last = self._calls_of(conn, c.id)
         if n > c.attempts and last is not None and last["outcome"] is not None:
-            self._apply_outcome(c, last, n - c.attempts, opted_out=self._opted_out(last["id"]))
+            self._apply_outcome(c, last, n - c.attempts, opted_out=self._opted_out(conn, last["id"]))(conn)
         else:
-            self.campaigns.set_contact_status(c.id, "pending")
+            Campaigns(conn, self.clock).set_contact_status(c.id, "pending")
 
-    def _calls_of(self, contact_id: int) -> tuple[int, dict[str, Any] | None]:
-        n = self.conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ?", (contact_id,)).fetchone()[0]
-        row = self.conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id DESC LIMIT 1",
-                                (contact_id,)).fetchone()
+    def _calls_of(self, conn: sqlite3.Connection, contact_id: int) -> tuple[int, dict[str, Any] | None]:
+        n = conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ?", (contact_id,)).fetchone()[0]
+        row = conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id DESC LIMIT 1",
+                           (contact_id,)).fetchone()
         return int(n), None if row is None else dict(row)
 
-    def _opted_out(self, call_id: int) -> bool:
-        return self.conn.execute("SELECT 1 FROM call_events WHERE call_id = ? AND kind = 'opt_out' LIMIT 1",
-                                 (call_id,)).fetchone() is not None
+    def _opted_out(self, conn: sqlite3.Connection, call_id: int) -> bool:
+        return conn.execute("SELECT 1 FROM call_events WHERE call_id = ? AND kind = 'opt_out' LIMIT 1",
+                            (call_id,)).fetchone() is not None
+
+    # ---- database faults -------------------------------------------------------------
+    def _on_db_fault(self, fault: DatabaseFault) -> None:
+        """The writer cannot write (locked past the limit, disk full): no new calls. A full
+        disk also hangs up the calls in progress: their outcome could not be recorded."""
+        if self.db_fault is None or self.db_fault.kind == "locked":
+            self.db_fault = fault
+        self.view.event("stop", f"{fault}: no new calls")
+        self.request_stop()
+        if fault.kind != "locked":
+            self.request_stop()
 
     # ---- run -------------------------------------------------------------------------
     async def run(self) -> str:
@@ -155,6 +176,7 @@ class Controller:
                 "SELECT outcome, COUNT(*) FROM calls WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY outcome",
                 (self.cid,)):
             self.outcome_counts[outcome] = n
+        remove_listener = self.journal.writer.add_fault_listener(self._on_db_fault)
         workers = await self.source.open(self, now)
         if self.batch is None:
             self.batch = max(32, 2 * workers)
@@ -171,16 +193,29 @@ class Controller:
             results = await asyncio.gather(*self._tasks, return_exceptions=True)
         finally:
             self.source.close()
+            remove_listener()
         for r in results:
-            if isinstance(r, Exception):
+            if isinstance(r, DatabaseFault):
+                self.db_fault = self.db_fault or r
+            elif isinstance(r, Exception):
                 raise r
+        if self.db_fault is not None and self.db_fault.kind != "locked":
+            raise self.db_fault
+        # the calls' queued rows are committed before the counts are read
+        await self.journal.flush()
         result = "done" if self._complete() else "stopped"
-        if result == "done":
-            self.campaigns.update_campaign(self.cid, status="done")
-        elif not self._db_paused():
-            self.campaigns.update_campaign(self.cid, status=self.stopped_status)
+        status = "done" if result == "done" else None if self._db_paused() else self.stopped_status
+        if status is not None:
+            await self.journal.writer.run(lambda c: Campaigns(c, self.clock).update_campaign(self.cid, status=status))
         self.clog.write("control", verdict=result)
+        await self.journal.flush()
+        if self.db_fault is not None:
+            raise self.db_fault
         return result
+
+    async def close(self) -> int:
+        """Stop the journal writer if this controller started it: the number of writes lost."""
+        return await self.journal.aclose() if self._own_journal else 0
 
     def request_stop(self) -> None:
         """First call: no new dials, calls in progress finish. Second: hang up now."""
@@ -224,6 +259,8 @@ class Controller:
                 continue
             if not self._due(now):
                 # nothing to dial now: done, or wait (without holding a line)
+                if not self.in_flight:
+                    await self._flush()        # the outcomes queued by the last calls
                 if not self.in_flight and self._complete():
                     self.done.set()
                     return
@@ -244,11 +281,21 @@ class Controller:
                     contact = self._next_contact(now)
                     go = contact is not None and self._decide(contact, now, slot)
                     self.cpu += time.process_time() - t0
-                    if go:
+                    if isinstance(go, asyncio.Future):
+                        # a deny/defer: committed before the next look at the due contacts
+                        with contextlib.suppress(DatabaseFault):
+                            await go
+                    elif go and not self.stopping:
                         assert contact is not None
-                        await self._call(slot, contact)
+                        await self._call(slot, contact, now)
             if slot is None and wait > 0:
                 await self._sleep(wait)
+
+    async def _flush(self) -> None:
+        try:
+            await self.journal.flush()
+        except DatabaseFault as exc:
+            self._on_db_fault(exc)
 
     async def _sleep(self, seconds: float) -> None:
         # wake early on a stop; never spin
@@ -279,36 +326,34 @@ class Controller:
                 return c
         return None
 
-    def _decide(self, c: Contact, now: datetime, slot: Slot) -> bool:
-        """Run the rules; journal the decision; claim the contact when allowed."""
+    def _decide(self, c: Contact, now: datetime, slot: Slot) -> bool | asyncio.Future:
+        """Run the rules; queue the decision. An allowed contact is claimed with its call row."""
         dec = R.check(c.number, self.rules, now, self.compliance, tz_override=c.fields.get("timezone") or None)
         if dec.allowed and self._open_elsewhere(c.number):
             dec = R.Decision("defer", "in_call", now + IN_CALL_DEFER, "a call to this number is in progress")
         kw = dict(contact_id=c.id, number=c.number, verdict=dec.verdict, rule=dec.rule, until=dec.until)
         if dec.verdict == "allow":
-            with self.conn:       # the claim and its log row commit together
-                cur = self.conn.execute(
-                    "UPDATE contacts SET status = 'in_progress', updated_at = ? WHERE id = ? AND status = 'pending'",
-                    (to_ts(now), c.id))
-                if cur.rowcount != 1:
-                    return False
-                self.clog.write_in("rule", modem=slot.name, **kw)
-            self._count(c.status, "in_progress")
+            self._claims[c.id] = self.clog.row("rule", modem=slot.name, **kw)
             return True
-        with self.conn:
-            self.clog.write_in("rule", detail=dec.detail, **kw)
-            if dec.verdict == "deny":
-                status = FINAL_BY_RULE.get(dec.rule or "", "exhausted")
-                self.conn.execute("UPDATE contacts SET status = ?, last_outcome = ?, updated_at = ? WHERE id = ?",
-                                  (status, f"rule:{dec.rule}", to_ts(now), c.id))
-            else:
-                status = "pending"
-                self.conn.execute("UPDATE contacts SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                                  (to_ts(dec.until or now + timedelta(minutes=1)), to_ts(now), c.id))
+        row = self.clog.row("rule", detail=dec.detail, **kw)
+        if dec.verdict == "deny":
+            status = FINAL_BY_RULE.get(dec.rule or "", "exhausted")
+            sql, args = ("UPDATE contacts SET status = ?, last_outcome = ?, updated_at = ? WHERE id = ?",
+                         (status, f"rule:{dec.rule}", to_ts(now), c.id))
+        else:
+            status = "pending"
+            sql, args = ("UPDATE contacts SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                         (to_ts(dec.until or now + timedelta(minutes=1)), to_ts(now), c.id))
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:       # the decision and its log row commit together
+                self.clog.write_row(conn, row)
+                conn.execute(sql, args)
+        fut = asyncio.wrap_future(self.journal.submit(write))
         self._count(c.status, status)
         self.view.event("rule", f"{c.number}: {dec.verdict} {dec.rule}"
                                 + (f" until {_local(dec.until)}" if dec.until else "") + f" ({dec.detail})")
-        return False
+        return fut
 
     def _open_elsewhere(self, number: str) -> bool:
         return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL LIMIT 1",
@@ -319,7 +364,21 @@ class Controller:
             self.status_counts[old] -= 1
             self.status_counts[new] += 1
 
-    async def _call(self, slot: Slot, c: Contact) -> None:
+    def _claim(self, c: Contact, now: datetime) -> Callable[[sqlite3.Connection], bool]:
+        """The claim, run by the writer in the call row's transaction (one commit before ATD)."""
+        log_row = self._claims.pop(c.id)
+
+        def claim(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                "UPDATE contacts SET status = 'in_progress', updated_at = ? WHERE id = ? AND status = 'pending'",
+                (to_ts(now), c.id))
+            if cur.rowcount != 1:
+                return False
+            self.clog.write_row(conn, log_row)
+            return True
+        return claim
+
+    async def _call(self, slot: Slot, c: Contact, now: datetime) -> None:
         state = CallState()
         script = self.script_for(c)
         if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):
@@ -327,24 +386,38 @@ class Controller:
         self.in_flight.add(c.number)
         slot.started(c.number, self.clock())
         self.view.event("dial", f"{slot.name}: dialing {c.number}")
+        claim = self._claim(c, now)
+        self._count(c.status, "in_progress")
         try:
             result = await place_call(slot.line, c.number, script, self.journal,
                                       ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
-                                      campaign_id=self.cid, contact_id=c.id)
-        except asyncio.CancelledError:
-            # second signal: place_call hung up and recorded the call; settle the contact now
+                                      campaign_id=self.cid, contact_id=c.id, claim=claim)
+        except NotClaimed:
+            self._count("in_progress", c.status)
             self.in_flight.discard(c.number)
-            fresh = self.campaigns.get_contact(c.id)
-            if fresh is not None and fresh.status == "in_progress":
-                self._settle(fresh)
+            slot.finished("not_claimed", None, self.clock())
+            return
+        except DatabaseFault as exc:
+            # nothing more can be recorded: the call (if it was placed) has been hung up
+            self.in_flight.discard(c.number)
+            slot.finished("failed", None, self.clock())
+            self._on_db_fault(exc)
+            return
+        except asyncio.CancelledError:
+            # second signal: place_call hung up and queued the call's outcome; settle the contact
+            # (through the writer, after that outcome) unless the database cannot be written
+            self.in_flight.discard(c.number)
             slot.finished("interrupted", None, self.clock())
+            if self.db_fault is None or self.db_fault.kind == "locked":
+                with contextlib.suppress(DatabaseFault):
+                    await self.journal.writer.run(self._settle_now, c.id)
             raise
         t0 = time.process_time()
         self.in_flight.discard(c.number)
         row = result.row
         # a flow's opt-out node suppresses the number itself: the suppression list tells
         opted_out = state.opted_out or (row["outcome"] == "answered" and self.compliance.is_suppressed(c.number))
-        self._apply_outcome(c, row, 1, opted_out=opted_out)
+        self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out))
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
         self.cpu += time.process_time() - t0
@@ -352,21 +425,32 @@ class Controller:
         self.view.event("call", f"{slot.name}: {c.number} {row['outcome']}"
                                 + (f" keys {keys}" if keys else "") + (" (opted out)" if state.opted_out else ""))
 
-    def _apply_outcome(self, c: Contact, row: dict[str, Any], new_attempts: int, *, opted_out: bool) -> None:
+    def _settle_now(self, conn: sqlite3.Connection, contact_id: int) -> None:
+        fresh = Campaigns(conn, self.clock).get_contact(contact_id)
+        if fresh is not None and fresh.status == "in_progress":
+            self._settle(conn, fresh)
+
+    def _apply_outcome(self, c: Contact, row: dict[str, Any], new_attempts: int, *,
+                       opted_out: bool) -> Callable[[sqlite3.Connection], None]:
+        """Count the contact's next status by the retry rules; return its write (for the
+        writer, or run at once on the loop's connection at recovery)."""
         outcome = row["outcome"]
         attempts = c.attempts + new_attempts
         ended = from_ts(row["ended_at"]) if row.get("ended_at") else self.clock()
         nxt = after_attempt(self.spec, outcome, attempts, ended, opted_out=opted_out)
-        with self.conn:
-            self.conn.execute(
-                "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at), last_outcome = ?,"
-                " last_call_id = ?, attempts = ?, updated_at = ? WHERE id = ?",
-                (nxt.status, None if nxt.next_attempt_at is None else to_ts(nxt.next_attempt_at), outcome,
-                 row["id"], attempts, to_ts(self.clock()), c.id))
+        args = (nxt.status, None if nxt.next_attempt_at is None else to_ts(nxt.next_attempt_at), outcome,
+                row["id"], attempts, to_ts(self.clock()), c.id)
+
+        def write(conn: sqlite3.Connection) -> None:
+            with conn:
+                conn.execute(
+                    "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                    " last_outcome = ?, last_call_id = ?, attempts = ?, updated_at = ? WHERE id = ?", args)
         self.outcome_counts[outcome] += 1
         self._count("in_progress", nxt.status)
         if nxt.status != "pending":
             self.finished_this_run += 1
+        return write
 
     def _slot_changed(self, slot: Slot, what: str, reason: str | None) -> None:
         self.clog.write("modem", modem=slot.name, verdict=what, rule=reason)

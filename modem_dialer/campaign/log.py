@@ -15,8 +15,11 @@ _INSERT = ("INSERT INTO campaign_log (campaign_id, contact_id, number, modem, at
 
 
 class CampaignLog:
-    def __init__(self, conn: sqlite3.Connection, campaign_id: int, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: sqlite3.Connection, campaign_id: int, clock: Callable[[], datetime] = utc_now,
+                 submit: Callable[..., Any] | None = None) -> None:
         self.conn = conn
+        # a dialing process queues its rows to the journal writer (store/writer.py)
+        self._submit = submit
         self.campaign_id = campaign_id
         self._clock = clock
 
@@ -28,8 +31,17 @@ class CampaignLog:
                 None if until is None else to_ts(until), json.dumps(data, default=str, separators=(",", ":")))
 
     def write(self, kind: str, **kw: Any) -> None:
+        row = self.row(kind, **kw)
+        if self._submit is not None:
+            self._submit(self.write_row, row)
+            return
         with self.conn:
-            self.conn.execute(_INSERT, self.row(kind, **kw))
+            self.conn.execute(_INSERT, row)
+
+    @staticmethod
+    def write_row(conn: sqlite3.Connection, row: tuple) -> None:
+        """One row made by :meth:`row`, inside the caller's transaction on ``conn``."""
+        conn.execute(_INSERT, row)
 
     def write_in(self, kind: str, **kw: Any) -> None:
         """Inside a transaction the caller holds."""

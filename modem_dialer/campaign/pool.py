@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 from collections import deque
@@ -192,8 +193,11 @@ class Slot:
 
 class Pool:
     def __init__(self, lines: list[Line], limits: LimitsConfig, conn: sqlite3.Connection,
-                 now: datetime, on_change: Callable[[Slot, str, str | None], None]) -> None:
+                 now: datetime, on_change: Callable[[Slot, str, str | None], None],
+                 submit: Callable[..., Any] | None = None) -> None:
         self.conn = conn
+        # while calls run, writes go to the journal writer thread (store/writer.py)
+        self._submit = submit
         self.slots = [Slot(line, limits, now) for line in lines]
         for s in self.slots:
             s.seed(conn, now)
@@ -202,9 +206,15 @@ class Pool:
 
     def _changed(self, slot: Slot, what: str, reason: str | None) -> None:
         status = "out_of_rotation" if what == "out" else "ready"
-        set_modem_state(self.conn, slot.name, status, reason=reason, imei=slot.line.identity.imei,
+        self._set_state(slot.name, status, reason=reason, imei=slot.line.identity.imei,
                         iccid=slot.line.identity.iccid)
         self._on_change(slot, what, reason)
+
+    def _set_state(self, name: str, status: str, **kw: Any) -> None:
+        if self._submit is not None:
+            self._submit(functools.partial(set_modem_state, name=name, status=status, **kw))
+        else:
+            set_modem_state(self.conn, name, status, **kw)
 
     async def check_health(self, now: datetime) -> None:
         """At start: signal and registration of every line (concurrently); unregistered ones start out."""
@@ -223,7 +233,7 @@ class Pool:
         if not s.registered:
             s.take_out(f"not registered ({h.registration.value})", now + s.cooldown)
         else:
-            set_modem_state(self.conn, s.name, "ready", imei=s.line.identity.imei, iccid=s.line.identity.iccid)
+            self._set_state(s.name, "ready", imei=s.line.identity.imei, iccid=s.line.identity.iccid)
 
     def close(self) -> None:
         for s in self.slots:
@@ -253,7 +263,7 @@ class PoolSource:
 
     async def open(self, ctrl: Controller, now: datetime) -> int:
         self.ctrl = ctrl
-        self.pool = Pool(self.lines, self.limits, ctrl.conn, now, ctrl._slot_changed)
+        self.pool = Pool(self.lines, self.limits, ctrl.conn, now, ctrl._slot_changed, submit=ctrl.journal.submit)
         self.slots = self.pool.slots
         await self.pool.check_health(now)
         if all(s.state == "out" for s in self.slots):

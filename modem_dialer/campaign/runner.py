@@ -14,6 +14,7 @@ from typing import Any
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Campaigns, open_db
+from ..store.call_journal import CallJournal
 from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
 from .controller import Controller
 from .lock import DialerLock
@@ -133,7 +134,9 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         raise UserError("no modem ready: " + ("; ".join(f"{n}: {e}" for n, e in errors.items())
                                               or "no modem has an audio path"))
     view = make_view(cf.spec.name, tty)
-    ctrl = Controller(conn, cid, cf.spec, usable, loaded.config.limits, script_for, view=view, **controller_kw)
+    journal = CallJournal(conn, lock_limit_s=loaded.config.database_lock_limit.total_seconds())
+    ctrl = Controller(conn, cid, cf.spec, usable, loaded.config.limits, script_for, view=view, journal=journal,
+                      **controller_kw)
     lender = getattr(script_for, "lines", None)
     if isinstance(lender, PoolLines):
         lender.pool_of = lambda: ctrl.pool      # bridge transfers borrow free lines of this pool
@@ -153,6 +156,9 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await asyncio.gather(*(line.close() for line in usable), return_exceptions=True)
+        # commit what is still queued (waits for a lock up to the limit; a full disk loses it,
+        # said in the log: those calls stay open and the next run records them as interrupted)
+        await journal.aclose()
     if ctrl.pool is not None and all(s.state == "out" for s in ctrl.pool.slots) and result != "done":
         echo("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in ctrl.pool.slots))
     snap = ctrl.snapshot()

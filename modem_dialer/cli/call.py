@@ -79,6 +79,7 @@ async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
     from ..call.session import place_call
     from ..campaign.lock import DialerLock
     from ..store import Journal, open_db
+    from ..store.call_journal import CallJournal
 
     conn = open_db(loaded.database_path)
     # Calls left open by a killed process are closed as 'interrupted' — but only when no other
@@ -90,13 +91,15 @@ async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
     except UserError:
         lock = None
     line = None
+    journal = CallJournal(conn, lock_limit_s=loaded.config.database_lock_limit.total_seconds())
     try:
         line = await _first_ready(candidates)
         script = payload if callable(payload) else message_script(payload, repeat)
-        return await place_call(line, number, script, Journal(conn), ring_timeout=ring_timeout)
+        return await place_call(line, number, script, journal, ring_timeout=ring_timeout)
     finally:
         if line is not None:
             await line.close()
+        await journal.aclose()
         conn.close()
         if lock is not None:
             lock.release()

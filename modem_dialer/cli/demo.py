@@ -44,7 +44,8 @@ async def _demo(work: Path) -> None:
     from ..errors import UserError
     from ..sim.bank import SimBank, SimSpec
     from ..sim.callee import Callee, Scenario
-    from ..store import Journal, open_db
+    from ..store import open_db
+    from ..store.call_journal import CallJournal
 
     console = Console(width=None if sys.stdout.isatty() else 120)
     work.mkdir(parents=True, exist_ok=True)
@@ -64,7 +65,7 @@ async def _demo(work: Path) -> None:
     for name, err in errors.items():
         console.print(f"[red]{name}: {err}[/]")
     conn = open_db(work / "demo.db")
-    journal = Journal(conn)
+    journal = CallJournal(conn)
     queue = list(DEMO_CALLEES)
     results = []
 
@@ -90,4 +91,5 @@ async def _demo(work: Path) -> None:
     for line in lines:
         await line.close()
     await bank.stop()
+    await journal.aclose()
     conn.close()

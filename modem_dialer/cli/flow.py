@@ -113,7 +113,8 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
     from ..config_ivr import AdvisorsConfig
     from ..sim.bank import SimBank
     from ..sim.callee import Callee, Scenario
-    from ..store import Journal, open_db
+    from ..store import open_db
+    from ..store.call_journal import CallJournal
 
     callee = Callee(answer_after=0.5, keys=keys, greeting=greeting, hangup_after=hangup_after)
     adv = {"answers": Callee(answer_after=1.0, keys=[(0.3, "1")]),
@@ -126,7 +127,7 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
     try:
         lines = [await open_line(ModemConfig(**m)) for m in bank.modems_config()]
         conn = open_db(Path(tmp.name) / "try.db")
-        journal = Journal(conn)
+        journal = CallJournal(conn)
         groups = sorted({g for n in fl.doc.nodes.values() if (g := getattr(n, "group", None))})
         advisors = AdvisorsConfig(people=[{"name": "sim-advisor", "number": SIM_ADVISOR, "groups": groups}])
         script = flow_script(fl, fields, opt_out_key=opt_out_key, advisors=advisors,
@@ -135,6 +136,7 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
         if interactive:
             await _interactive(bank.modems[0], task, journal)
         r = await task
+        await journal.aclose()
         return {"call": r.as_dict(), "events": journal.events_of(r.call_id), "answers": journal.answers_of(r.call_id)}
     finally:
         for line in lines:

@@ -110,7 +110,8 @@ class CampaignRunner:
         name = cf.spec.name
         source = BankSource(self.svc.bank, self.shared, cf.spec.modems)
         ctrl = Controller(self.conn, cid, cf.spec, source, self.loaded.config.limits, script_for,
-                          view=LogView(name), min_ring_timeout=self.min_ring_timeout, poll=self.poll)
+                          view=LogView(name), min_ring_timeout=self.min_ring_timeout, poll=self.poll,
+                          journal=self.svc.journal)
         ctrl.stopped_status = "running"     # a service stop is not the operator's: resume at the next start
         _, settled = ctrl.recover(close_open_calls=False)
         if settled:

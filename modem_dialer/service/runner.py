@@ -25,7 +25,8 @@ from ..audio.source import message_samples
 from ..call.session import ActiveCall, place_call
 from ..config import LoadedConfig
 from ..errors import UserError
-from ..store import Alerts, Journal, from_ts, to_ts, utc_now
+from ..store import Alerts, from_ts, to_ts, utc_now
+from ..store.call_journal import CallJournal
 from .bank import Bank, Priority
 from .inputs import TooMany, check_text, load_checked_prompt
 from .plan import advance, build_plan, new_state
@@ -38,12 +39,12 @@ FALLBACK_VOICE = "en"        # espeak-ng's default voice, tried when the configu
 
 class AlertRunner:
     def __init__(self, loaded: LoadedConfig, conn: sqlite3.Connection, bank: Bank, texter: Texter, *,
-                 min_ring_timeout: float | None = None) -> None:
+                 min_ring_timeout: float | None = None, journal: CallJournal | None = None) -> None:
         self.loaded = loaded
         self.cfg = loaded.config
         self.conn = conn
         self.alerts = Alerts(conn)
-        self.journal = Journal(conn)
+        self.journal = journal if journal is not None else CallJournal(conn)
         self.bank = bank
         self.texter = texter
         self.min_ring_timeout = min_ring_timeout   # tests lower place_call's floor
@@ -172,6 +173,7 @@ class AlertRunner:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
+        await self.journal.aclose()      # a no-op for the service's shared journal (it closes it)
 
     # ---- the escalation loop -----------------------------------------------------------
     async def _drive(self, alert_id: int) -> None:

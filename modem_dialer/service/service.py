@@ -26,6 +26,7 @@ from ..config import LoadedConfig
 from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
 from ..store import Journal, open_db, set_modem_state
+from ..store.call_journal import CallJournal
 from .bank import Bank
 from .campaigns import CampaignRunner
 from .notify import Notifier
@@ -72,7 +73,10 @@ class Service:
                          supervisor=Supervisor(report=journal_step))
         self.texter = Texter(self.conn, self.bank, cfg.alerting.rate_limit,
                              delivery_reports=cfg.alerting.delivery_reports)
-        self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout)
+        # the one journal writer thread of the service: alerts and campaigns queue to it
+        self.journal = CallJournal(self.conn, lock_limit_s=cfg.database_lock_limit.total_seconds())
+        self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout,
+                                  journal=self.journal)
         # incoming SMS: journal, STOP keywords, acknowledgements by reply (service/sms_replies.py)
         self.replies = SmsReplies(self.conn, self.bank, self.texter, self.runner, cfg.sms,
                                   region=cfg.default_region)
@@ -151,6 +155,7 @@ class Service:
         await self.replies.close()
         await self.texter.close()
         await self.bank.close()
+        await self.journal.aclose()
         self.conn.close()
         self.lock.release()
         self.stopped.set()

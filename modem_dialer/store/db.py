@@ -11,6 +11,7 @@ a block read the latest committed state.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -28,6 +29,9 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
       commit loses nothing.
     - foreign keys on, ``busy_timeout`` for the other processes, rows as ``sqlite3.Row``.
 
+    - a new file is created mode 0600 (it holds people's numbers and answers); SQLite
+      gives its ``-wal`` and ``-shm`` files the database file's mode.
+
     Raises UserError naming the file when it cannot be opened or is not a database.
     """
     p = Path(path)
@@ -35,6 +39,7 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         raise UserError(f"database {p}: directory {p.parent} does not exist")
     if p.is_dir():
         raise UserError(f"database {p}: is a directory")
+    _create_private(p)
     try:
         conn = sqlite3.connect(p, isolation_level="IMMEDIATE", timeout=busy_timeout_ms / 1000)
     except sqlite3.Error as exc:
@@ -56,3 +61,14 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         conn.close()
         raise
     return conn
+
+
+def _create_private(p: Path) -> None:
+    """Create the database file 0600 before SQLite does (SQLite would use 0644 & ~umask)."""
+    try:
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise UserError(f"database {p}: cannot create ({exc.strerror})") from None
+    os.close(fd)

@@ -1,0 +1,155 @@
+"""The call path's journal: writes through the writer thread, never a commit on the loop.
+
+Same steps as :class:`~.journal.Journal` (whose SQL it runs, on the writer's connection):
+
+- ``await start_call(...)`` returns the new call's id once its row is **committed**: the
+  call layer sends ``ATD`` only after that (an attempt is on record even if the process
+  dies while the modem dials).
+- ``mark_dialed``, ``mark_answered``, ``event``, ``key``, ``answer``, ``refusal`` queue
+  their row and return at once (a future the caller may keep); they commit in order,
+  grouped with other lines' rows (one fsync for many).
+- ``await finish_call(...)`` returns once the outcome is committed, together with every
+  row queued before it; ``await flush()`` waits for everything queued so far.
+- Reads: ``get_call`` goes through the writer (it sees the rows still queued);
+  ``calls``/``events_of``/``keys_of``/``answers_of`` read committed rows on the caller's
+  connection (flush first when the rows were just queued).
+
+Each row's time is taken when it is queued, not when the group commits.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import sqlite3
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from .journal import Journal
+from .migrations import db_file
+from .timestamps import utc_now
+from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
+
+__all__ = ["CallJournal", "DatabaseFault", "DbWriter"]
+
+
+class CallJournal:
+    """The journal of a dialing process (see the module doc). ``conn`` is the caller's own
+    connection, used for reads; ``writer`` is shared by every writer of the process (one is
+    started on ``conn``'s file, and closed by :meth:`close`, when none is given)."""
+
+    def __init__(self, conn: sqlite3.Connection, writer: DbWriter | None = None, *,
+                 clock: Callable[[], datetime] = utc_now, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S) -> None:
+        self.conn = conn
+        self.clock = clock
+        self._own_writer = writer is None
+        self.writer = writer if writer is not None else DbWriter(db_file(conn), lock_limit_s=lock_limit_s)
+        self.read = Journal(conn, clock)
+
+    def _at(self, at: datetime | None = None) -> _Frozen:
+        """A Journal for the writer's connection whose clock is frozen at queue time."""
+        t = at if at is not None else self.clock()
+        return _Frozen(t)
+
+    def _put(self, method: str, at: datetime | None, *args: Any, **kw: Any) -> concurrent.futures.Future:
+        j = self._at(at)
+        return self.writer.submit(_call, j, method, args, kw)
+
+    # ---- awaited: order or ids matter ---------------------------------------------------
+    async def start_call(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
+                         *, campaign_id: int | None = None, contact_id: int | None = None,
+                         alert_id: int | None = None, caller_id: str | None = None,
+                         claim: Callable[[sqlite3.Connection], bool] | None = None) -> int | None:
+        """The new call's id once its row is committed. With ``claim``, that function runs
+        first in the same transaction; when it returns False no row is written and the
+        result is None (e.g. the contact was taken by someone else)."""
+        j = self._at()
+        return await self.writer.run(_start, j, claim, (number, modem, imei, iccid),
+                                     dict(campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id,
+                                          caller_id=caller_id))
+
+    async def finish_call(self, call_id: int, outcome: str, **kw: Any) -> bool:
+        """Close the call with its outcome (see Journal.finish_call); returns once committed."""
+        import asyncio
+        return await asyncio.wrap_future(self.finish_call_nowait(call_id, outcome, **kw))
+
+    def finish_call_nowait(self, call_id: int, outcome: str, **kw: Any) -> concurrent.futures.Future:
+        return self._put("finish_call", kw.get("ended_at"), call_id, outcome, **kw)
+
+    async def get_call(self, call_id: int) -> dict[str, Any]:
+        """The call row with its keys, including rows still queued (read through the writer)."""
+        return await self.writer.run(lambda c: Journal(c).get_call(call_id))
+
+    async def flush(self) -> None:
+        await self.writer.flush()
+
+    # ---- queued: return at once, commit in order -------------------------------------
+    def mark_dialed(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
+        return self._put("mark_dialed", at, call_id)
+
+    def mark_answered(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
+        return self._put("mark_answered", at, call_id)
+
+    def event(self, call_id: int, kind: str, **data: Any) -> concurrent.futures.Future:
+        return self._put("event", None, call_id, kind, **data)
+
+    def key(self, call_id: int, key: str, source: str, at: datetime | None = None) -> concurrent.futures.Future:
+        return self._put("key", at, call_id, key, source)
+
+    def answer(self, call_id: int, name: str, value: Any, *, contact_id: int | None = None
+               ) -> concurrent.futures.Future:
+        return self._put("answer", None, call_id, name, value, contact_id=contact_id)
+
+    def refusal(self, call_id: int, source: str = "key") -> concurrent.futures.Future:
+        """Queued after whatever the caller queued before (suppression first, A.5.4)."""
+        return self._put("refusal", None, call_id, source)
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
+        """Any other store write, ``fn(conn, *args)``, in the same order as the call rows."""
+        return self.writer.submit(fn, *args)
+
+    # ---- committed reads on the caller's connection ------------------------------------
+    def calls(self, **kw: Any) -> list[dict[str, Any]]:
+        return self.read.calls(**kw)
+
+    def events_of(self, call_id: int) -> list[dict[str, Any]]:
+        return self.read.events_of(call_id)
+
+    def keys_of(self, call_id: int) -> list[dict[str, Any]]:
+        return self.read.keys_of(call_id)
+
+    def answers_of(self, call_id: int) -> list[dict[str, Any]]:
+        return self.read.answers_of(call_id)
+
+    # ---- end ------------------------------------------------------------------------------
+    def close(self, give_up_after: float | None = None) -> int:
+        """Commit what is queued and stop the writer if this journal started it; returns
+        the number of writes that could not be committed."""
+        return self.writer.close(give_up_after) if self._own_writer else 0
+
+    async def aclose(self, give_up_after: float | None = None) -> int:
+        return await self.writer.aclose(give_up_after) if self._own_writer else 0
+
+
+class _Frozen:
+    """Carries the queue-time clock to the writer thread (a Journal is built there)."""
+
+    __slots__ = ("t",)
+
+    def __init__(self, t: datetime) -> None:
+        self.t = t
+
+    def on(self, conn: sqlite3.Connection) -> Journal:
+        t = self.t
+        return Journal(conn, lambda: t)
+
+
+def _call(conn: sqlite3.Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Any:
+    return getattr(j.on(conn), method)(*args, **kw)
+
+
+def _start(conn: sqlite3.Connection, j: _Frozen, claim: Callable[[sqlite3.Connection], bool] | None,
+           args: tuple, kw: dict[str, Any]) -> int | None:
+    if claim is not None and not claim(conn):
+        return None
+    return j.on(conn).start_call(*args, **kw)
