@@ -199,7 +199,9 @@ class Controller:
                 self.db_fault = self.db_fault or r
             elif isinstance(r, Exception):
                 raise r
-        if self.db_fault is not None and self.db_fault.kind != "locked":
+        if self.db_fault is not None:
+            # the owner of the writer commits what is queued when it closes it (waiting for
+            # a lock up to the limit again) and tells the user
             raise self.db_fault
         # the calls' queued rows are committed before the counts are read
         await self.journal.flush()
@@ -209,8 +211,6 @@ class Controller:
             await self.journal.writer.run(lambda c: Campaigns(c, self.clock).update_campaign(self.cid, status=status))
         self.clog.write("control", verdict=result)
         await self.journal.flush()
-        if self.db_fault is not None:
-            raise self.db_fault
         return result
 
     async def close(self) -> int:
@@ -400,7 +400,7 @@ class Controller:
         except DatabaseFault as exc:
             # nothing more can be recorded: the call (if it was placed) has been hung up
             self.in_flight.discard(c.number)
-            slot.finished("failed", None, self.clock())
+            slot.finished("interrupted", None, self.clock())     # not the modem's failure
             self._on_db_fault(exc)
             return
         except asyncio.CancelledError:

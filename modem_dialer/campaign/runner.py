@@ -14,7 +14,7 @@ from typing import Any
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Campaigns, open_db
-from ..store.call_journal import CallJournal
+from ..store.call_journal import CallJournal, DatabaseFault
 from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
 from .controller import Controller
 from .lock import DialerLock
@@ -149,8 +149,11 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     ready = [s for s in usable]
     echo(f"campaign {cf.spec.name}: {len(ready)} line(s): {', '.join(line.name for line in ready)}")
     view.start(ctrl.snapshot)
+    fault: DatabaseFault | None = None
     try:
         result = await ctrl.run()
+    except DatabaseFault as exc:
+        fault, result = exc, "stopped"
     finally:
         view.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -158,7 +161,9 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         await asyncio.gather(*(line.close() for line in usable), return_exceptions=True)
         # commit what is still queued (waits for a lock up to the limit; a full disk loses it,
         # said in the log: those calls stay open and the next run records them as interrupted)
-        await journal.aclose()
+        lost = await journal.aclose()
+    if fault is not None:
+        raise UserError(f"{fault}; run stopped" + (f", {lost} journal write(s) not recorded" if lost else ""))
     if ctrl.pool is not None and all(s.state == "out" for s in ctrl.pool.slots) and result != "done":
         echo("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in ctrl.pool.slots))
     snap = ctrl.snapshot()

@@ -1,0 +1,180 @@
+"""Issue 11 items 3 and 4: `campaign run` on the simulated bank while the database is locked by
+another process, or its disk fills up. Real processes, a real lock, a real full filesystem."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from test_campaign_run import contacts, start_cli, wait_for, wav
+
+from modem_dialer.sim.callee import Callee, Scenario
+
+LOCKER = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+c.execute("UPDATE campaigns SET file = file")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+c.execute("COMMIT")
+"""
+
+
+def setup(dbdir: Path, tmp_path: Path, bank, numbers: list[str], *, message_s: float, extra_cfg: dict | None = None
+          ) -> tuple[Path, Path, Path]:
+    db = dbdir / "dialer.db"
+    cfg = tmp_path / "config.yaml"
+    data = yaml.safe_load(bank.config_yaml(database=str(db)))
+    data.update(extra_cfg or {})
+    cfg.write_text(yaml.safe_dump(data))
+    wav(tmp_path / "hello.wav", message_s)
+    (tmp_path / "contacts.csv").write_text("number\n" + "".join(f"{n}\n" for n in numbers))
+    camp = tmp_path / "camp.yaml"
+    camp.write_text(f"name: faults\ncontacts: {tmp_path / 'contacts.csv'}\nmessage: {tmp_path / 'hello.wav'}\n"
+                    "purpose: informational\nrules: none\nretry:\n  failed: {after: 0.2s, max: 3}\n")
+    return cfg, camp, db
+
+
+def reader(db: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def n_calls(conn: sqlite3.Connection, where: str = "1") -> int:
+    try:
+        return conn.execute(f"SELECT COUNT(*) FROM calls WHERE {where}").fetchone()[0]  # noqa: S608
+    except sqlite3.OperationalError:
+        return 0
+
+
+async def hold_lock(db: Path, seconds: float) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", LOCKER, str(db), str(seconds),
+                                                stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    assert (await asyncio.wait_for(proc.stdout.readline(), 10)).strip() == b"locked"
+    return proc
+
+
+async def test_a_10s_lock_by_another_process_delays_writes_and_loses_nothing(make_bank, tmp_path):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
+    numbers = [f"+3361234520{i}" for i in range(8)]
+    cfg, camp, db = setup(tmp_path, tmp_path, bank, numbers, message_s=0.6)
+    conn = reader(db)
+    proc = await start_cli(cfg, "campaign", "run", str(camp))
+    await wait_for(lambda: n_calls(conn, "outcome IS NOT NULL") >= 2, 20)
+    locker = await hold_lock(db, 10)          # like `sqlite3 dialer.db 'BEGIN IMMEDIATE; …'` left open
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    await locker.wait()
+    out_s, err_s = out.decode(), err.decode()
+    assert proc.returncode == 0, out_s + err_s
+    assert f"database {db} is locked by another process" in err_s and "unlocked after" in err_s
+    assert "Traceback" not in err_s
+    c = contacts(conn)
+    assert {x["status"] for x in c.values()} == {"answered"}, c
+    assert all(x["attempts"] == 1 and x["last_outcome"] == "answered" for x in c.values())
+    assert n_calls(conn, "outcome IS NULL") == 0 and n_calls(conn) == len(numbers)
+
+
+async def test_a_lock_past_the_limit_stops_the_run_cleanly(make_bank, tmp_path):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
+    numbers = [f"+3361234530{i}" for i in range(10)]
+    cfg, camp, db = setup(tmp_path, tmp_path, bank, numbers, message_s=0.6,
+                          extra_cfg={"database_lock_limit": "2s"})
+    conn = reader(db)
+    proc = await start_cli(cfg, "campaign", "run", str(camp))
+    await wait_for(lambda: n_calls(conn, "outcome IS NOT NULL") >= 2, 20)
+    # 2 s to notice, the calls in progress end, then the run waits for its last rows (up to
+    # the limit again): a 4 s lock ends within that, so every outcome is recorded
+    locker = await hold_lock(db, 4)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    await locker.wait()
+    out_s, err_s = out.decode(), err.decode()
+    assert proc.returncode == 1, out_s + err_s
+    last = err_s.strip().splitlines()[-1]
+    assert last.startswith(f"modem-dialer: database {db}: locked by another process"), err_s
+    assert "run stopped" in last and "not recorded" not in last
+    assert "Traceback" not in err_s
+    assert "no new calls" in out_s
+    # every call placed has its outcome; every contact called has it too; the rest wait
+    assert n_calls(conn, "outcome IS NULL") == 0
+    c = contacts(conn)
+    called = {r["number"] for r in conn.execute("SELECT number FROM calls")}
+    assert 2 <= len(called) < len(numbers)
+    for n, x in c.items():
+        if n in called:
+            assert (x["status"], x["last_outcome"], x["attempts"]) == ("answered", "answered", 1), x
+        else:
+            assert x["status"] == "pending", x
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """A real 3 MB filesystem (tmpfs; root only), unmounted at teardown."""
+    mnt = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m,mode=0700", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}): needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Take every free byte of the filesystem."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (65536, 512):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+async def test_a_full_disk_hangs_up_stops_and_says_so_in_one_line(make_bank, tmp_path, small_fs):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
+    numbers = [f"+3361234540{i}" for i in range(10)]
+    cfg, camp, db = setup(small_fs, tmp_path, bank, numbers, message_s=1.5)
+    conn = reader(db)
+    proc = await start_cli(cfg, "campaign", "run", str(camp))
+    await wait_for(lambda: n_calls(conn, "outcome IS NOT NULL") >= 2, 20)
+    await wait_for(lambda: n_calls(conn, "answered_at IS NOT NULL AND outcome IS NULL") >= 1, 20)
+    before = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM calls WHERE outcome IS NOT NULL")}
+    filler = fill(small_fs)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    out_s, err_s = out.decode(), err.decode()
+    assert proc.returncode == 1, out_s + err_s
+    lines = [x for x in err_s.strip().splitlines() if x.startswith("modem-dialer:")]
+    assert len(lines) == 1 and lines[0].startswith(f"modem-dialer: database {db}: disk full ("), err_s
+    assert "Traceback" not in err_s and "Traceback" not in out_s
+    # hung up cleanly: no call left up on any simulated modem
+    await wait_for(lambda: all(m.call is None or m.call.state == "ended" for m in bank.modems), 5)
+    # nothing committed before the disk filled is lost
+    after = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM calls WHERE outcome IS NOT NULL")}
+    assert {k: after.get(k) for k in before} == before
+    # space again: the next run closes the call the full disk left open and finishes the list
+    os.unlink(filler)
+    proc = await start_cli(cfg, "campaign", "run", str(camp))
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode() + err.decode()
+    assert n_calls(conn, "outcome IS NULL") == 0
+    assert {x["status"] for x in contacts(conn).values()} == {"answered"}
