@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything modem-dialer needs on a Debian/Ubuntu machine into ./.venv.
 # System packages: PortAudio (uac audio path), espeak-ng (--say), alsa-utils and sox (tests, tools),
-# udev (udevadm checks the generated rules).
+# udev (udevadm checks the generated rules), strace (bench/slow_disk.py delays fsync with it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libportaudio2 alsa-utils espeak-ng sox udev python3-venv)
+pkgs=(libportaudio2 alsa-utils espeak-ng sox udev python3-venv strace)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -391,7 +391,7 @@ class Controller:
         try:
             result = await place_call(slot.line, c.number, script, self.journal,
                                       ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
-                                      campaign_id=self.cid, contact_id=c.id, claim=claim)
+                                      campaign_id=self.cid, contact_id=c.id, claim=claim, committed=False)
         except NotClaimed:
             self._count("in_progress", c.status)
             self.in_flight.discard(c.number)

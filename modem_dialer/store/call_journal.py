@@ -76,9 +76,14 @@ class CallJournal:
     def finish_call_nowait(self, call_id: int, outcome: str, **kw: Any) -> concurrent.futures.Future:
         return self._put("finish_call", kw.get("ended_at"), call_id, outcome, **kw)
 
-    async def get_call(self, call_id: int) -> dict[str, Any]:
-        """The call row with its keys, including rows still queued (read through the writer)."""
-        return await self.writer.run(lambda c: Journal(c).get_call(call_id))
+    async def get_call(self, call_id: int, *, committed: bool = True) -> dict[str, Any]:
+        """The call row with its keys, including rows still queued (read through the writer).
+        ``committed=False`` returns as soon as the writer has run the rows queued before
+        (about one fsync sooner): they are committed with that group, or a fault is raised
+        to the listeners."""
+        import asyncio
+        return await asyncio.wrap_future(self.writer.submit(lambda c: Journal(c).get_call(call_id),
+                                                            early=not committed))
 
     async def flush(self) -> None:
         await self.writer.flush()

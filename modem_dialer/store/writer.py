@@ -122,6 +122,7 @@ class _Op:
     fn: Callable[..., Any]
     args: tuple[Any, ...]
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
+    early: bool = False     # a read: resolved as soon as it ran, before the group's COMMIT
 
 
 _STOP = object()
@@ -157,11 +158,15 @@ class DbWriter:
         self._thread.start()
 
     # ---- the loop side -----------------------------------------------------------------
-    def submit(self, fn: Callable[..., T], *args: Any) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, early: bool = False) -> concurrent.futures.Future[T]:
         """Queue ``fn(conn, *args)`` (run on the writer's connection, in order). The future
         resolves with its result once committed, or with its exception. Fire-and-forget
-        callers may drop it: a fault reaches the listeners anyway."""
-        op = _Op(fn, args)
+        callers may drop it: a fault reaches the listeners anyway.
+
+        ``early``: for a read that must see what was queued before it but need not wait
+        for the fsync (the rows it sees are committed with the same group, or the group
+        fails and the listeners hear it)."""
+        op = _Op(fn, args, early=early)
         if self.fault is not None:
             op.future.set_exception(self.fault)
             return op.future
@@ -293,6 +298,8 @@ class DbWriter:
         self.ops_committed += len(batch)
         self._done(len(batch))
         for op, (ok, value) in zip(batch, results, strict=True):
+            if op.future.done():        # an early read
+                continue
             if ok:
                 op.future.set_result(value)
             else:
@@ -315,13 +322,16 @@ class DbWriter:
                 continue
             conn.execute("RELEASE op")
             results.append((True, value))
+            if op.early and not op.future.done():
+                op.future.set_result(value)
         conn.execute("COMMIT")
         return results
 
     def _fail(self, batch: list[_Op], fault: DatabaseFault) -> None:
         self._done(len(batch))
         for op in batch:
-            op.future.set_exception(fault)
+            if not op.future.done():
+                op.future.set_exception(fault)
         if self.fault is not None:
             # nothing more can be written: fail what is queued too, now (callers are waiting)
             rest: list[_Op] = []

@@ -1,0 +1,168 @@
+"""A slow disk must not break the calls' audio nor slow the campaign (issue 10).
+
+16 simulated modems with audio; a campaign whose callees press keys (every key is a
+journal row). The dialer (`modem-dialer campaign run`, a subprocess) runs under strace,
+which delays every fsync/fdatasync it makes by 0, 40 or 200 ms — what an SD card does.
+The simulated bank runs in *this* process, not under strace, and timestamps every
+downlink read on each modem's PCM port: the gaps between arrivals during a call's
+message are what the callee hears as holes.
+
+Prints per delay: campaign time (makespan, first ATD to last end, and wall time of the
+process), downlink arrival gaps p99/max, holes (gaps over 60 ms) per call, keys journaled.
+Goal: 0 gaps over 60 ms at every delay, makespan within 5 % of the 0 ms one.
+
+Usage: .venv/bin/python bench/slow_disk.py [--modems 16] [--calls 48] [--delays 0,40,200]
+       [--message 3] [--answer 0.3]
+Needs strace (scripts/setup.sh installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from modem_dialer.sim.audio_port import SimAudioPort  # noqa: E402
+from modem_dialer.sim.bank import SimBank  # noqa: E402
+from modem_dialer.sim.callee import Callee, Scenario  # noqa: E402
+
+HOLE_MS = 60.0
+
+# --- downlink arrival times, recorded in the simulator (this process) ------------------------
+_arrivals: dict[int, list[float]] = {}      # id(port) -> monotonic times of reads in the current call
+_per_call: list[list[float]] = []
+_orig_readable = SimAudioPort._readable
+_orig_started = SimAudioPort.call_started
+_orig_ended = SimAudioPort.call_ended
+
+
+def _readable(self: SimAudioPort) -> None:
+    before = len(self.received)
+    _orig_readable(self)
+    if len(self.received) > before:
+        _arrivals.setdefault(id(self), []).append(time.monotonic())
+
+
+def _started(self: SimAudioPort, call) -> None:  # noqa: ANN001
+    _arrivals[id(self)] = []
+    _orig_started(self, call)
+
+
+def _ended(self: SimAudioPort) -> None:
+    _per_call.append(_arrivals.pop(id(self), []))
+    _orig_ended(self)
+
+
+SimAudioPort._readable = _readable  # type: ignore[method-assign]
+SimAudioPort.call_started = _started  # type: ignore[method-assign]
+SimAudioPort.call_ended = _ended  # type: ignore[method-assign]
+
+
+def write_wav(path: Path, seconds: float) -> None:
+    n = int(8000 * seconds)
+    s = (np.sin(np.arange(n) * 2 * np.pi * 440 / 8000) * 8000).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(s.tobytes())
+
+
+def pct(xs: list[float], p: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))] if s else 0.0
+
+
+async def one_run(args: argparse.Namespace, delay_ms: int, work: Path) -> dict:
+    _arrivals.clear()
+    _per_call.clear()
+    keys = [(args.message * f, k) for f, k in ((0.25, "1"), (0.5, "2"), (0.75, "3"))]
+    bank = SimBank.of(args.modems, "quectel", Scenario(default=Callee("answer", answer_after=args.answer,
+                                                                          ring_after=0.05, keys=keys)))
+    await bank.start()
+    try:
+        db = work / f"dialer-{delay_ms}.db"
+        cfg = work / f"config-{delay_ms}.yaml"
+        cfg.write_text(bank.config_yaml(database=str(db)))
+        (work / "contacts.csv").write_text("number\n" + "".join(f"+336{12000000 + i:08d}\n" for i in range(args.calls)))
+        camp = work / "camp.yaml"
+        camp.write_text(yaml.safe_dump({"name": f"slow{delay_ms}", "contacts": "contacts.csv", "message": "msg.wav",
+                                        "purpose": "informational", "rules": "none"}))
+        cmd = [sys.executable, "-m", "modem_dialer.cli", "--config", str(cfg), "campaign", "run", str(camp)]
+        trace = ["strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fsync,fdatasync"]
+        if delay_ms:
+            trace += ["-e", f"inject=fsync,fdatasync:delay_enter={delay_ms * 1000}"]
+        t0 = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(*trace, *cmd, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE, cwd=work)
+        out, err = await proc.communicate()
+        wall = time.monotonic() - t0
+        print(out.decode()[-600:], err.decode()[-600:])
+        if proc.returncode != 0:
+            raise SystemExit(f"campaign run exited {proc.returncode}:\n{out.decode()}{err.decode()}")
+    finally:
+        await bank.stop()
+    conn = sqlite3.connect(db)
+    first, last = conn.execute("SELECT MIN(started_at), MAX(ended_at) FROM calls").fetchone()
+    from modem_dialer.store import from_ts
+    makespan = (from_ts(last) - from_ts(first)).total_seconds()
+    answered = conn.execute("SELECT COUNT(*) FROM calls WHERE outcome = 'answered'").fetchone()[0]
+    n_keys = conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
+    conn.close()
+    gaps: list[float] = []
+    holes_per_call: list[int] = []
+    for times in _per_call:
+        g = [(b - a) * 1000 for a, b in zip(times, times[1:], strict=False)]
+        gaps += g
+        holes_per_call.append(sum(1 for x in g if x > HOLE_MS))
+    return {"delay": delay_ms, "makespan": makespan, "wall": wall, "answered": answered, "keys": n_keys,
+            "p99": pct(gaps, 99), "max": max(gaps, default=0.0), "holes": sum(holes_per_call),
+            "calls_with_holes": sum(1 for h in holes_per_call if h), "calls": len(holes_per_call)}
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    if shutil.which("strace") is None:
+        raise SystemExit("strace is not installed (apt install strace; scripts/setup.sh does it)")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="slow-disk-") as d:
+        work = Path(d)
+        write_wav(work / "msg.wav", args.message)
+        for delay in args.delays:
+            r = await one_run(args, delay, work)
+            rows.append(r)
+            print(f"fsync +{delay:3d} ms: makespan {r['makespan']:6.2f} s  (process {r['wall']:6.2f} s)  "
+                  f"answered {r['answered']}/{args.calls}  keys journaled {r['keys']}/{3 * args.calls}  "
+                  f"downlink gaps p99 {r['p99']:5.1f} ms max {r['max']:6.1f} ms  "
+                  f"holes>{HOLE_MS:g}ms {r['holes']} ({r['calls_with_holes']}/{r['calls']} calls, "
+                  f"{r['holes'] / max(1, r['calls']):.2f} per call)", flush=True)
+    base = rows[0]["makespan"]
+    for r in rows[1:]:
+        print(f"fsync +{r['delay']} ms: makespan {100 * (r['makespan'] / base - 1):+.1f} % vs +{rows[0]['delay']} ms")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--modems", type=int, default=16)
+    ap.add_argument("--calls", type=int, default=48)
+    ap.add_argument("--delays", default="0,40,200", help="fsync delays in ms, comma-separated")
+    ap.add_argument("--message", type=float, default=3.0, help="message length, s (keys at 1/4, 1/2, 3/4)")
+    ap.add_argument("--answer", type=float, default=0.3, help="s from ATD to answer")
+    args = ap.parse_args()
+    args.delays = [int(x) for x in args.delays.split(",")]
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
