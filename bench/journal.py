@@ -27,8 +27,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without install
-from modem_dialer.store import open_db  # noqa: E402
-from modem_dialer.store.call_journal import CallJournal  # noqa: E402
+from modem_dialer.store import open_db
+from modem_dialer.store.call_journal import CallJournal
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ async def one(args: argparse.Namespace, db: Path) -> None:
     keys: list[float] = []
     finishes: list[float] = []
 
-    def timed(fut, into: list[float]) -> None:  # noqa: ANN001
+    def timed(fut, into: list[float]) -> None:
         t = time.perf_counter()
         fut.add_done_callback(lambda _f: into.append(time.perf_counter() - t))
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import shutil
 import sqlite3
@@ -33,9 +34,9 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from modem_dialer.sim.audio_port import SimAudioPort  # noqa: E402
-from modem_dialer.sim.bank import SimBank  # noqa: E402
-from modem_dialer.sim.callee import Callee, Scenario  # noqa: E402
+from modem_dialer.sim.audio_port import SimAudioPort
+from modem_dialer.sim.bank import SimBank
+from modem_dialer.sim.callee import Callee, Scenario
 
 HOLE_MS = 60.0
 
@@ -54,7 +55,7 @@ def _readable(self: SimAudioPort) -> None:
         _arrivals.setdefault(id(self), []).append(time.monotonic())
 
 
-def _started(self: SimAudioPort, call) -> None:  # noqa: ANN001
+def _started(self: SimAudioPort, call) -> None:
     _arrivals[id(self)] = []
     _orig_started(self, call)
 
@@ -123,7 +124,7 @@ async def one_run(args: argparse.Namespace, delay_ms: int, work: Path) -> dict:
     gaps: list[float] = []
     holes_per_call: list[int] = []
     for times in _per_call:
-        g = [(b - a) * 1000 for a, b in zip(times, times[1:], strict=False)]
+        g = [(b - a) * 1000 for a, b in itertools.pairwise(times)]
         gaps += g
         holes_per_call.append(sum(1 for x in g if x > HOLE_MS))
     return {"delay": delay_ms, "makespan": makespan, "wall": wall, "answered": answered, "keys": n_keys,

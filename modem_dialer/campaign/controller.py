@@ -331,11 +331,13 @@ class Controller:
         dec = R.check(c.number, self.rules, now, self.compliance, tz_override=c.fields.get("timezone") or None)
         if dec.allowed and self._open_elsewhere(c.number):
             dec = R.Decision("defer", "in_call", now + IN_CALL_DEFER, "a call to this number is in progress")
-        kw = dict(contact_id=c.id, number=c.number, verdict=dec.verdict, rule=dec.rule, until=dec.until)
+        kw: dict[str, Any] = dict(contact_id=c.id, number=c.number, verdict=dec.verdict, rule=dec.rule,
+                                  until=dec.until)
         if dec.verdict == "allow":
             self._claims[c.id] = self.clog.row("rule", modem=slot.name, **kw)
             return True
         row = self.clog.row("rule", detail=dec.detail, **kw)
+        args: tuple[Any, ...]
         if dec.verdict == "deny":
             status = FINAL_BY_RULE.get(dec.rule or "", "exhausted")
             sql, args = ("UPDATE contacts SET status = ?, last_outcome = ?, updated_at = ? WHERE id = ?",

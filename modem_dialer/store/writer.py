@@ -194,13 +194,15 @@ class DbWriter:
     def add_fault_listener(self, cb: Callable[[DatabaseFault], None]) -> Callable[[], None]:
         """``cb(fault)`` runs in the thread that registered it when it has an asyncio loop
         (the usual case), else in the writer thread. Returns a remover."""
+        wrapped: Callable[[DatabaseFault], None]
         try:
             import asyncio
             loop = asyncio.get_running_loop()
 
-            def wrapped(f: DatabaseFault) -> None:
+            def on_loop(f: DatabaseFault) -> None:
                 with contextlib.suppress(RuntimeError):     # the loop is closed: nobody to tell
                     loop.call_soon_threadsafe(cb, f)
+            wrapped = on_loop
         except RuntimeError:
             wrapped = cb
         self._listeners.append(wrapped)
