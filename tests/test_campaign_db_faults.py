@@ -15,18 +15,9 @@ from pathlib import Path
 import pytest
 import yaml
 from test_campaign_run import contacts, start_cli, wait_for, wav
+from test_store_writer import LOCKER
 
 from modem_dialer.sim.callee import Callee, Scenario
-
-LOCKER = """
-import sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("BEGIN IMMEDIATE")
-c.execute("UPDATE campaigns SET file = file")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-c.execute("COMMIT")
-"""
 
 
 def setup(dbdir: Path, tmp_path: Path, bank, numbers: list[str], *, message_s: float, extra_cfg: dict | None = None

@@ -278,8 +278,10 @@ class FlowRun:
             return
         self.opted_out = True
         self.optout_armed = False
-        self.o.compliance.suppress(self.call.number, "opt_out_key" if source == "key" else "opt_out",
-                                   f"flow:{self.flow.name}:call:{self.call.call_id}")
+        # queued before the refusal, in the journal writer's order (never a commit on the loop)
+        self.o.compliance.suppress_queued(self.call.journal.submit, self.call.number,
+                                          "opt_out_key" if source == "key" else "opt_out",
+                                          f"flow:{self.flow.name}:call:{self.call.call_id}")
         self.call.journal.refusal(self.call.call_id, source)
         self.call.event("opt_out", source=source, key=key)
         self.call.vars["opted_out"] = True

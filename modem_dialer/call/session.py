@@ -64,6 +64,7 @@ class CallResult:
     call_id: int
     row: dict[str, Any]
     keys: list[KeyEvent] = field(default_factory=list)
+    vars: dict[str, Any] = field(default_factory=dict)     # the script's state (ActiveCall.vars)
 
     @property
     def outcome(self) -> str:
@@ -254,7 +255,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
         line.busy = False
     # read through the writer: queued after the outcome, so it returns once that is committed
     row = await journal.get_call(call_id, committed=committed)
-    return CallResult(call_id, row, call.active.keys if call.active else [])
+    return CallResult(call_id, row, call.active.keys if call.active else [], call.active.vars if call.active else {})
 
 
 class _Call:

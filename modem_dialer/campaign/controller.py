@@ -418,7 +418,9 @@ class Controller:
         self.in_flight.discard(c.number)
         row = result.row
         # a flow's opt-out node suppresses the number itself: the suppression list tells
-        opted_out = state.opted_out or (row["outcome"] == "answered" and self.compliance.is_suppressed(c.number))
+        # (the flow's own suppression may still be in the writer's group: its flag says it)
+        opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
+            row["outcome"] == "answered" and self.compliance.is_suppressed(c.number))
         self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out))
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1

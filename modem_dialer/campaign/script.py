@@ -72,7 +72,8 @@ def with_opt_out(script: Script, key: str, compliance: Compliance, source: str, 
         try:
             while True:
                 if any(k.key == key for k in call.keys):
-                    compliance.suppress(call.number, "opt_out_key", source)
+                    # suppression first, then the refusal (A.5.4): the writer keeps that order
+                    compliance.suppress_queued(call.journal.submit, call.number, "opt_out_key", source)
                     call.journal.refusal(call.call_id, "key")
                     call.event("opt_out", key=key)
                     state.opted_out = True
