@@ -121,12 +121,12 @@ async def test_close_gives_up_on_a_lock_that_never_ends_and_counts_the_loss(tmp_
     path = tmp_path / "j.db"
     conn = open_db(path)
     w = DbWriter(path, lock_limit_s=30)
-    locker = hold_lock(path, 6.0)
+    locker = hold_lock(path, 30.0)
     try:
         fut = w.submit(lambda c: c.execute("INSERT INTO modem_state (name, status) VALUES ('x', 'ready')"))
-        t0 = time.monotonic()
         lost = w.close(give_up_after=1.0)
-        assert lost == 0 and time.monotonic() - t0 < 4
+        assert locker.poll() is None            # gave up while the lock was still held
+        assert lost == 0
         with pytest.raises(DatabaseFault, match="locked by another process"):
             fut.result(1)
     finally:
