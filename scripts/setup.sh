@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything modem-dialer needs on a Debian/Ubuntu machine into ./.venv.
 # System packages: PortAudio (uac audio path), espeak-ng (--say), alsa-utils and sox (tests, tools),
-# udev (udevadm checks the generated rules), strace (bench/slow_disk.py delays fsync with it).
+# udev (udevadm checks the generated rules), strace (bench/slow_disk.py delays fsync with it),
+# chromium (the console's browser tests, driven by playwright).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libportaudio2 alsa-utils espeak-ng sox udev python3-venv strace)
+pkgs=(libportaudio2 alsa-utils espeak-ng sox udev python3-venv strace chromium)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import itertools
 import json
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..store import Campaigns
@@ -70,3 +72,21 @@ def summary(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any]:
         "avg_answered_duration_s": round(avg, 2) if avg is not None else None,
         "by_modem": by_modem, "attempts_per_hour": per_hour,
     }
+
+
+def write_csv(out: Any, rows: Iterable[dict[str, Any]]) -> None:
+    """The per-contact report as CSV (``report --format csv`` and the console's download)."""
+    it = iter(rows)
+    first = next(it, None)
+    base = ["number", "status", "attempts", "last_outcome", "next_attempt_at", "keys", "answers"]
+    w = csv.writer(out)
+    if first is None:
+        w.writerow(base)
+        return
+    # field columns come from the first contact (a CSV import gives every contact the same ones)
+    field_names = list(first["fields"])
+    w.writerow(base[:1] + field_names + base[1:])
+    for r in itertools.chain([first], it):
+        w.writerow([r["number"], *[r["fields"].get(f, "") for f in field_names], r["status"], r["attempts"],
+                    r["last_outcome"] or "", r["next_attempt_at"] or "", r["keys"],
+                    json.dumps(r["answers"], ensure_ascii=False) if r["answers"] else ""])

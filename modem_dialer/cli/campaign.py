@@ -229,7 +229,7 @@ def campaign_list(ctx: click.Context) -> None:
 @run_command
 def report(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
     """Per-contact results of campaign NAME and a summary."""
-    from ..campaign.report import contact_rows, summary
+    from ..campaign.report import contact_rows, summary, write_csv
 
     conn = _db(ctx)
     c = _campaign(conn, name)
@@ -242,34 +242,12 @@ def report(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
                 out.write(("," if i else "") + json.dumps(row, ensure_ascii=False) + "\n")
             out.write("]}\n")
         elif fmt == "csv":
-            _report_csv(out, contact_rows(conn, c["id"]))
+            write_csv(out, contact_rows(conn, c["id"]))
         else:
             _report_table(out, name, summary(conn, c["id"]), contact_rows(conn, c["id"]))
     finally:
         if output:
             out.close()
-
-
-def _report_csv(out, rows) -> None:
-    rows = iter(rows)
-    first = next(rows, None)
-    base = ["number", "status", "attempts", "last_outcome", "next_attempt_at", "keys", "answers"]
-    if first is None:
-        csv.writer(out).writerow(base)
-        return
-    # field columns come from the first contact (a CSV import gives every contact the same ones)
-    field_names = list(first["fields"])
-    w = csv.writer(out)
-    w.writerow(base[:1] + field_names + base[1:])
-    for r in _chain(first, rows):
-        w.writerow([r["number"], *[r["fields"].get(f, "") for f in field_names], r["status"], r["attempts"],
-                    r["last_outcome"] or "", r["next_attempt_at"] or "", r["keys"],
-                    json.dumps(r["answers"], ensure_ascii=False) if r["answers"] else ""])
-
-
-def _chain(first, rest):
-    yield first
-    yield from rest
 
 
 def _report_table(out, name: str, s: dict, rows) -> None:

@@ -1,0 +1,166 @@
+"""The bank as the console shows it, and the once-a-second stream of it (server-sent events).
+
+One producer task builds the bank view once per tick while at least one browser watches,
+and every stream sends that same JSON text: ten open consoles cost one snapshot a second,
+not ten. The snapshot reads the bank's memory and two small queries (the calls in progress,
+on the partial index of open calls; today's counts, cached for ``TODAY_TTL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ...campaign.pool import local_midnight
+from ...store import from_ts, to_ts, utc_now
+from ...store.console import ConsoleQueries
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+TICK = 1.0           # s between two bank updates (the issue asks for at least one a second)
+TODAY_TTL = 10.0     # s a "calls today" count is reused before it is counted again
+KEEPALIVE = 15.0     # s: a comment line keeps proxies from closing an idle stream
+
+
+def _age(ts: str | None, now: datetime) -> float | None:
+    return None if not ts else max(0.0, round((now - from_ts(ts)).total_seconds(), 1))
+
+
+class BankView:
+    def __init__(self, svc: Service) -> None:
+        self.svc = svc
+        self.q = ConsoleQueries(svc.conn)
+        self._today: tuple[float, str, dict[str, int], dict[str, Any]] | None = None
+
+    def _today_counts(self, now: datetime) -> tuple[dict[str, int], dict[str, Any]]:
+        since = to_ts(local_midnight(now))
+        t = time.monotonic()
+        if self._today is None or self._today[1] != since or t - self._today[0] > TODAY_TTL:
+            self._today = (t, since, self.q.calls_since_by_modem(since), self.q.last_failures(since))
+        return self._today[2], self._today[3]
+
+    def rows(self) -> dict[str, Any]:
+        svc = self.svc
+        now = utc_now()
+        open_calls = self.q.open_calls()
+        today, failures = self._today_counts(now)
+        limits = svc.loaded.config.limits
+        sup = svc.bank.supervisor
+        shared = svc.campaigns.shared.slots
+        out = []
+        for s in svc.bank.slots.values():
+            h = s.health
+            ident = s.line.identity if s.line else None
+            call = open_calls.get(s.name)
+            peer = since = None
+            if sup is not None and s.name in sup.quarantined:
+                state = "quarantined"
+            elif s.recovering:
+                state = "recovering"
+            elif s.lost:
+                state = "lost"
+            elif s.line is None:
+                state = "down"
+            elif call is not None:
+                peer = call.number
+                if call.answered_at:
+                    state, since = "in call", call.answered_at
+                else:
+                    state, since = "dialing", call.started_at or call.created_at
+            elif s.leased:
+                state = "busy"
+            elif s.ready(need_audio=False):
+                state = "idle"
+            else:
+                state = "not ready"
+            lim = limits.for_modem(s.name)
+            cs = shared.get(s.name)
+            fail = failures.get(s.name)
+            err = s.error or (f"{fail.outcome}: {fail.cause_text}" if fail and fail.cause_text else None)
+            out.append({
+                "name": s.name, "port": s.cfg.port, "state": state, "peer": peer, "for_s": _age(since, now),
+                "call_id": call.id if call else None,
+                "campaign_id": call.campaign_id if call else None, "alert_id": call.alert_id if call else None,
+                "signal_dbm": h.signal_dbm if h else None,
+                "registration": h.registration.value if h else None, "operator": h.operator if h else None,
+                "sim": h.sim if h else None, "iccid": ident.iccid if ident else None,
+                "imei": ident.imei if ident else None,
+                "calls_today": today.get(s.name, 0),
+                "limits": {"calls_per_hour": lim.calls_per_hour, "calls_per_day": lim.calls_per_day,
+                           "minutes_per_day": lim.minutes_per_day},
+                "used": {"calls_hour": len(cs.hour), "minutes_today": round(cs.seconds_today / 60, 1)} if cs else None,
+                "rotation": {"state": cs.state, "reason": cs.reason} if cs else None,
+                "error": err,
+            })
+        return {"at": to_ts(now), "modems": out,
+                "alerts_running": svc.runner.queue_length, "campaigns_running": sorted(svc.campaigns.running)}
+
+
+class BankStream:
+    """Builds the bank view once per tick while someone listens; every listener gets that text."""
+
+    def __init__(self, view: BankView, tick: float = TICK) -> None:
+        self.view = view
+        self.tick = tick
+        self.listeners = 0
+        self.seq = 0
+        self.text = ""
+        self._new = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self.built = 0          # snapshots built (the bench reads it)
+        self.build_s = 0.0      # time spent building them
+
+    def _ensure(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="console-bank-stream")
+
+    async def _run(self) -> None:
+        while self.listeners > 0:
+            t = time.perf_counter()
+            self.text = json.dumps(self.view.rows(), separators=(",", ":"))
+            self.build_s += time.perf_counter() - t
+            self.built += 1
+            self.seq += 1
+            ev, self._new = self._new, asyncio.Event()
+            ev.set()
+            await asyncio.sleep(self.tick)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
+                                           "X-Accel-Buffering": "no"})
+        await resp.prepare(request)
+        self.listeners += 1
+        self._ensure()
+        seen = -1
+        try:
+            while True:
+                if self.seq == seen:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._new.wait(), KEEPALIVE)
+                if self.seq == seen:
+                    await resp.write(b": keep-alive\n\n")
+                    continue
+                seen = self.seq
+                await resp.write(f"id: {seen}\nevent: bank\ndata: {self.text}\n\n".encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self.listeners -= 1
+        return resp
+
+
+def server_time() -> str:
+    return datetime.now(timezone.utc).isoformat()

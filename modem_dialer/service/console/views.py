@@ -1,0 +1,558 @@
+"""The console's JSON endpoints (under /console/api/), one per thing a page shows or does.
+
+Reads go through ``store.console.ConsoleQueries``; actions go through the same service
+objects the JSON API and the CLI use (the alert runner, the campaign runner, the
+compliance store), so the console adds no second way of doing anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from ...call.flow import load_flow
+from ...campaign.log import CampaignLog
+from ...campaign.report import contact_rows, write_csv
+from ...errors import UserError
+from ...numbers import InvalidNumber, parse_number
+from ...store import Campaigns, Compliance, open_db
+from ...store.console import ConsoleQueries
+from ...yamlfile import load_yaml
+from . import uploads
+
+if TYPE_CHECKING:
+    from ..service import Service
+
+log = logging.getLogger("modem_dialer.console")
+
+CONSOLE_SERVICE: web.AppKey[Service] = web.AppKey("console_service")
+COUNTS_TTL = 5.0       # s a finished campaign's counts are reused (they only change when it runs)
+MAX_IMPORT = 32 << 20  # bytes of a suppression list upload
+
+
+def _svc(request: web.Request) -> Service:
+    return request.app[CONSOLE_SERVICE]
+
+
+def _q(request: web.Request) -> ConsoleQueries:
+    return ConsoleQueries(_svc(request).conn)
+
+
+def _who(request: web.Request) -> str:
+    return f"console ({request.remote})"
+
+
+def _int(request: web.Request, name: str, default: int = 0) -> int:
+    raw = request.query.get(name, "")
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise UserError(f"{name}: not an integer: {raw[:20]!r}") from None
+
+
+def _not_found(what: str) -> web.Response:
+    return web.json_response({"error": f"no such {what}"}, status=404)
+
+
+# ---- bank ------------------------------------------------------------------------------
+async def bank(request: web.Request) -> web.Response:
+    from .app import BANK_VIEW
+
+    return web.json_response(request.app[BANK_VIEW].rows())
+
+
+# ---- campaigns -------------------------------------------------------------------------
+def _campaign_entry(svc: Service, c: dict[str, Any], cache: dict[int, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    run = svc.campaigns.running.get(c["name"])
+    if run is not None:
+        snap = run.ctrl.snapshot()
+        statuses = {k: v for k, v in snap["statuses"].items() if v > 0}
+        entry = {"total": snap["total"], "finished": snap["finished"], "statuses": statuses,
+                 "outcomes": snap["outcomes"], "eta_s": snap["eta_s"], "paused": snap["paused"],
+                 "waiting_until": snap["waiting_until"].isoformat() if snap["waiting_until"] else None}
+    else:
+        key = c["updated_at"]
+        hit = cache.get(c["id"])
+        if hit is None or hit[0] != key:
+            statuses = Campaigns(svc.conn).counts(c["id"])
+            total = sum(statuses.values())
+            open_ = statuses.get("pending", 0) + statuses.get("in_progress", 0)
+            hit = (key, {"total": total, "finished": total - open_, "statuses": statuses,
+                         "outcomes": ConsoleQueries(svc.conn).campaign_outcomes(c["id"]), "eta_s": None,
+                         "paused": c["status"] == "paused", "waiting_until": None})
+            cache[c["id"]] = hit
+        entry = dict(hit[1])
+    return {"id": c["id"], "name": c["name"], "status": c["status"], "running": run is not None,
+            "file": Path(c["file"]).name if c["file"] else None, "created_at": c["created_at"],
+            "purpose": (c["config"].get("spec") or {}).get("purpose"), **entry}
+
+
+async def campaigns(request: web.Request) -> web.Response:
+    from .app import COUNTS_CACHE
+
+    svc = _svc(request)
+    cache = request.app[COUNTS_CACHE]
+    return web.json_response([_campaign_entry(svc, c, cache) for c in reversed(svc.campaigns.store.list_campaigns())])
+
+
+def _campaign_or_404(request: web.Request) -> dict[str, Any]:
+    c = _svc(request).campaigns.store.get_campaign(request.match_info["name"])
+    if c is None:
+        raise web.HTTPNotFound(text=json.dumps({"error": "no such campaign"}), content_type="application/json")
+    return c
+
+
+async def campaign(request: web.Request) -> web.Response:
+    from .app import COUNTS_CACHE
+
+    svc = _svc(request)
+    c = _campaign_or_404(request)
+    entry = _campaign_entry(svc, c, request.app[COUNTS_CACHE])
+    entry["rules"] = c["config"].get("rules")
+    return web.json_response(entry)
+
+
+async def campaign_action(request: web.Request) -> web.Response:
+    """pause | resume | stop, as ``campaign pause/resume`` do (the controller reads the status)."""
+    svc = _svc(request)
+    c = _campaign_or_404(request)
+    action = request.match_info["action"]
+    store = Campaigns(svc.conn)
+    clog = CampaignLog(svc.conn, c["id"])
+    run = svc.campaigns.running.get(c["name"])
+    if action == "pause":
+        if c["status"] not in ("created", "running", "stopped"):
+            raise UserError(f"campaign {c['name']!r} is {c['status']}; cannot pause it")
+        store.update_campaign(c["id"], status="paused")
+        clog.write("control", verdict="paused by operator", by=_who(request))
+    elif action == "resume":
+        if c["status"] == "paused":
+            store.update_campaign(c["id"], status="running")
+            clog.write("control", verdict="running by operator", by=_who(request))
+        elif c["status"] == "stopped" and run is None and c["file"]:
+            store.update_campaign(c["id"], status="running")
+            clog.write("control", verdict="restarted by operator", by=_who(request))
+            await svc.campaigns.submit(c["file"])
+        else:
+            raise UserError(f"campaign {c['name']!r} is {c['status']}; cannot resume it")
+    elif action == "stop":
+        if c["status"] in ("done", "stopped") and run is None:
+            raise UserError(f"campaign {c['name']!r} is {c['status']}; cannot stop it")
+        store.update_campaign(c["id"], status="stopped")
+        clog.write("control", verdict="stopped by operator", by=_who(request))
+        if run is not None:
+            # an operator's stop is final (a service stop would resume at the next start)
+            run.ctrl.stopped_status = "stopped"
+            run.ctrl.request_stop()
+    else:
+        return _not_found("action")
+    log.info("campaign %s: %s from the console", c["name"], action, extra={"campaign": c["name"]})
+    return web.json_response({"name": c["name"], "action": action,
+                              "status": store.get_campaign_by_id(c["id"])["status"]})  # type: ignore[index]
+
+
+async def campaign_upload(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    root = svc.loaded.resolve(svc.loaded.config.cache_dir) / "uploads"
+    try:
+        up = await uploads.receive(await request.multipart(), root)
+    except UserError as exc:
+        return web.json_response({"errors": [str(exc)]}, status=400)
+    checked = await asyncio.to_thread(uploads.check, up, svc.loaded.config.default_region)
+    fatal = checked.cf is None or (checked.errors and not checked.bad_rows)
+    if fatal:
+        return web.json_response({"errors": checked.errors}, status=400)
+    if checked.bad_rows and not up.accept_bad:
+        return web.json_response({"errors": checked.errors, "bad_rows": checked.bad_rows, "can_accept": True},
+                                 status=422)
+    try:
+        view, started = await svc.campaigns.submit(str(up.campaign))
+    except UserError as exc:
+        return web.json_response({"errors": [up.show(str(exc))]}, status=400)
+    log.info("campaign %s uploaded and %s from the console (%s)", view["name"],
+             "started" if started else "already running", up.dir)
+    return web.json_response({"name": view["name"], "started": started, "contacts": view["contacts"],
+                              "warnings": checked.errors}, status=202 if started else 200)
+
+
+async def contacts(request: web.Request) -> web.Response:
+    c = _campaign_or_404(request)
+    rows = _q(request).contacts_page(
+        c["id"], after_id=_int(request, "after"), status=request.query.get("status") or None,
+        outcome=request.query.get("outcome") or None, number=request.query.get("q") or None,
+        limit=_int(request, "limit", 50))
+    return web.json_response({"rows": [r.as_dict() for r in rows],
+                              "next": rows[-1].id if rows else None})
+
+
+async def charts(request: web.Request) -> web.Response:
+    c = _campaign_or_404(request)
+    return web.json_response(_q(request).report_charts(c["id"]).as_dict())
+
+
+async def export(request: web.Request) -> web.StreamResponse:
+    """The per-contact report (same rows and CSV as ``report``), streamed from its own connection."""
+    svc = _svc(request)
+    c = _campaign_or_404(request)
+    fmt = request.match_info["fmt"]
+    resp = web.StreamResponse(headers={
+        "Content-Type": "text/csv; charset=utf-8" if fmt == "csv" else "application/json",
+        "Content-Disposition": f'attachment; filename="{c["name"]}-report.{fmt}"'})
+    await resp.prepare(request)
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
+    loop = asyncio.get_running_loop()
+
+    def produce() -> None:
+        conn = open_db(svc.loaded.database_path)
+        buf = io.StringIO()
+
+        def flush() -> None:
+            if buf.tell():
+                asyncio.run_coroutine_threadsafe(queue.put(buf.getvalue().encode()), loop).result()
+                buf.seek(0)
+                buf.truncate()
+
+        class Chunked:
+            def write(self, s: str) -> int:
+                buf.write(s)
+                if buf.tell() > 1 << 16:
+                    flush()
+                return len(s)
+        try:
+            if fmt == "csv":
+                write_csv(Chunked(), contact_rows(conn, c["id"]))
+            else:
+                out = Chunked()
+                out.write("[")
+                for i, r in enumerate(contact_rows(conn, c["id"])):
+                    out.write(("," if i else "") + "\n" + json.dumps(r, ensure_ascii=False))
+                out.write("\n]\n")
+            flush()
+        finally:
+            conn.close()
+            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+
+    fut = loop.run_in_executor(None, produce)
+    while (chunk := await queue.get()) is not None:
+        await resp.write(chunk)
+    await fut
+    await resp.write_eof()
+    return resp
+
+
+# ---- alerts --------------------------------------------------------------------------
+async def alerts(request: web.Request) -> web.Response:
+    from ..api import alert_view  # api.py mounts the console: imported when used
+
+    svc = _svc(request)
+    live = request.query.get("status", "live") == "live"
+    out = [v for v in (alert_view(svc.conn, i) for i in _q(request).alert_ids(live, _int(request, "limit", 50))) if v]
+    return web.json_response(out)
+
+
+def _alert_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text=json.dumps({"error": "alert ids are integers"}),
+                               content_type="application/json") from None
+
+
+def acknowledge(svc: Service, alert_id: int, by: str) -> bool:
+    """open → acknowledged from the console: stop calling (as a key pressed in a call does)."""
+    runner = svc.runner
+    if not runner.alerts.acknowledge(alert_id, by):
+        return False
+    a = runner.alerts.get_alert(alert_id)
+    if a is not None:
+        a["state"]["result"] = "acknowledged"
+        a["state"].setdefault("history", []).append({"at": a["acknowledged_at"], "via": "console",
+                                                     "who": by, "outcome": "acknowledged"})
+        runner.alerts.set_state(alert_id, a["state"])
+    task = runner.tasks.get(alert_id)
+    if task is not None and not task.done():
+        task.cancel()       # hangs up the escalation's calls in progress
+    for cb in runner.on_change:
+        cb(alert_id)
+    log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert": alert_id})
+    return True
+
+
+async def alert_action(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    alert_id = _alert_id(request)
+    if svc.runner.alerts.get_alert(alert_id) is None:
+        return _not_found("alert")
+    action = request.match_info["action"]
+    if action == "ack":
+        done = acknowledge(svc, alert_id, _who(request))
+    elif action == "resolve":
+        done = svc.runner.resolve(alert_id, by=_who(request))
+    else:
+        return _not_found("action")
+    a = svc.runner.alerts.get_alert(alert_id)
+    return web.json_response({"id": alert_id, "done": done, "status": a["status"] if a else None})
+
+
+async def test_alert(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise UserError("the body must be a JSON object")
+    to = [t.strip() for t in str(body.get("to") or "").split(",") if t.strip()] or None
+    text = str(body.get("text") or "").strip()[:1000]
+    policy = str(body.get("policy") or "").strip() or None
+    alert_id, created = svc.runner.submit(to=to, say=text or None, policy=policy, source="console",
+                                          dedup_key=f"console-test:{text}:{','.join(to or [])}:{policy}")
+    return web.json_response({"id": alert_id, "created": created}, status=202 if created else 200)
+
+
+async def alert_choices(request: web.Request) -> web.Response:
+    al = _svc(request).loaded.config.alerting
+    return web.json_response({"policies": sorted(al.policies), "people": sorted(al.people),
+                              "groups": sorted(al.groups)})
+
+
+# ---- call journal ----------------------------------------------------------------------
+async def calls(request: web.Request) -> web.Response:
+    q = request.query
+    rows = _q(request).calls_page(before_id=_int(request, "before") or None, number=q.get("number") or None,
+                                  campaign=q.get("campaign") or None, modem=q.get("modem") or None,
+                                  outcome=q.get("outcome") or None, day=_day(q.get("day")),
+                                  limit=_int(request, "limit", 50))
+    return web.json_response({"rows": [r.as_dict() for r in rows], "next": rows[-1].id if rows else None})
+
+
+def _day(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    import re
+
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        raise UserError(f"day: expected YYYY-MM-DD, got {raw[:20]!r}")
+    return raw
+
+
+async def journal_choices(request: web.Request) -> web.Response:
+    return web.json_response(_q(request).filter_choices())
+
+
+def _call_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text=json.dumps({"error": "call ids are integers"}),
+                               content_type="application/json") from None
+
+
+async def call(request: web.Request) -> web.Response:
+    d = _q(request).call_detail(_call_id(request))
+    if d is None:
+        return _not_found("call")
+    out = d.as_dict()
+    for r in out["recordings"]:
+        r.pop("path")       # the browser asks for a recording by call and index, never by path
+        r["url"] = f"/console/api/calls/{r['call_id']}/recordings/{r['index']}"
+    return web.json_response(out)
+
+
+def recording_roots(svc: Service) -> list[Path]:
+    """Where recordings may be served from: the campaigns' recordings directory."""
+    return [(svc.loaded.resolve(svc.loaded.config.cache_dir) / "recordings").resolve()]
+
+
+async def recording(request: web.Request) -> web.StreamResponse:
+    svc = _svc(request)
+    try:
+        index = int(request.match_info["n"])
+    except ValueError:
+        return _not_found("recording")
+    rec = _q(request).recording(_call_id(request), index)
+    if rec is None:
+        return _not_found("recording")
+    path = Path(rec.path).resolve()
+    if not any(path.is_relative_to(r) for r in recording_roots(svc)) or path.suffix != ".wav" or not path.is_file():
+        log.warning("recording %s/%s refused: %s is not in the recordings directory", rec.call_id, index, path)
+        return _not_found("recording")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav", "Cache-Control": "private, max-age=3600"})
+
+
+# ---- suppression and consent -------------------------------------------------------------
+async def suppression(request: web.Request) -> web.Response:
+    q = _q(request)
+    rows = q.suppression_page(prefix=request.query.get("q") or None, after=request.query.get("after", ""),
+                              limit=_int(request, "limit", 50))
+    return web.json_response({"rows": [r.as_dict() for r in rows], "next": rows[-1].number if rows else None,
+                              "total": q.suppression_count()})
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    body = await request.json()
+    if not isinstance(body, dict):
+        raise UserError("the body must be a JSON object")
+    return body
+
+
+def _number(svc: Service, raw: Any) -> str:
+    try:
+        return parse_number(str(raw or ""), svc.loaded.config.default_region)
+    except InvalidNumber as exc:
+        raise UserError(f"number: {exc}") from None
+
+
+async def suppression_add(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    body = await _body(request)
+    number = _number(svc, body.get("number"))
+    reason = str(body.get("reason") or "manual").strip()[:40] or "manual"
+    added = Compliance(svc.conn).suppress(number, reason, "console")
+    return web.json_response({"number": number, "added": added})
+
+
+async def suppression_remove(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    number = _number(svc, (await _body(request)).get("number"))
+    return web.json_response({"number": number, "removed": Compliance(svc.conn).unsuppress(number)})
+
+
+async def suppression_import(request: web.Request) -> web.Response:
+    """A CSV with a ``number`` column, or one number per line; bad lines named as the CLI names them."""
+    svc = _svc(request)
+    reader = await request.multipart()
+    part = await reader.next()
+    if part is None or not isinstance(part, uploads.BodyPartReader) or not part.filename:
+        raise UserError("file: choose a CSV or text file")
+    name = uploads.safe_name(part.filename, "contacts")
+    data = bytearray()
+    while chunk := await part.read_chunk(1 << 16):
+        data += chunk
+        if len(data) > MAX_IMPORT:
+            raise UserError(f"{name}: larger than {MAX_IMPORT >> 20} MB")
+    region = svc.loaded.config.default_region
+    errors: list[str] = []
+    numbers: list[str] = []
+    text = data.decode("utf-8-sig", errors="replace")
+    lines = text.splitlines()
+    head = next(csv.reader([lines[0]]), []) if lines else []
+    if "number" in [h.strip() for h in head]:
+        rd = csv.DictReader(io.StringIO(text))
+        rd.fieldnames = [c.strip() for c in rd.fieldnames or []]
+        items = [(rd.line_num, row.get("number") or "") for row in rd]
+    else:
+        items = [(i, ln.strip()) for i, ln in enumerate(lines, 1) if ln.strip() and not ln.startswith("#")]
+    for line, raw in items:
+        try:
+            numbers.append(parse_number(raw, region))
+        except InvalidNumber as exc:
+            errors.append(f"{name}:{line}: {exc}")
+    added = Compliance(svc.conn).import_suppression(numbers, reason="dnc", source=name)
+    return web.json_response({"added": added, "read": len(numbers), "errors": errors[:200], "bad": len(errors)})
+
+
+async def suppression_export(request: web.Request) -> web.StreamResponse:
+    svc = _svc(request)
+    resp = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
+                                       "Content-Disposition": 'attachment; filename="suppression.csv"'})
+    await resp.prepare(request)
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["number", "reason", "source", "added_at"])
+    for i, e in enumerate(Compliance(svc.conn).export_suppression()):
+        w.writerow([e["number"], e["reason"], e["source"], e["added_at"]])
+        if i % 2000 == 1999:
+            await resp.write(buf.getvalue().encode())
+            buf.seek(0)
+            buf.truncate()
+    await resp.write(buf.getvalue().encode())
+    await resp.write_eof()
+    return resp
+
+
+async def consent(request: web.Request) -> web.Response:
+    rows = _q(request).consent_for(request.query.get("q") or None, _int(request, "limit", 50))
+    return web.json_response({"rows": [r.as_dict() for r in rows]})
+
+
+async def consent_revoke(request: web.Request) -> web.Response:
+    svc = _svc(request)
+    body = await _body(request)
+    number = _number(svc, body.get("number"))
+    scope = str(body.get("scope") or "").strip() or None
+    n = Compliance(svc.conn).revoke_consent(number, via="console", scope=scope)
+    return web.json_response({"number": number, "revoked": n})
+
+
+async def consent_export(request: web.Request) -> web.StreamResponse:
+    resp = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
+                                       "Content-Disposition": 'attachment; filename="consent.csv"'})
+    await resp.prepare(request)
+    buf = io.StringIO()
+    w: Any = None
+    for r in _q(request).export_consent():
+        if w is None:
+            w = csv.DictWriter(buf, fieldnames=list(r))
+            w.writeheader()
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        if buf.tell() > 1 << 16:
+            await resp.write(buf.getvalue().encode())
+            buf.seek(0)
+            buf.truncate()
+    await resp.write(buf.getvalue().encode())
+    await resp.write_eof()
+    return resp
+
+
+# ---- flows -----------------------------------------------------------------------------
+def _flow_graph(path: Path) -> dict[str, Any] | None:
+    """Nodes and exits of a flow document (drawn even when the check finds a mistake)."""
+    from ...call.flow_model import _validate
+
+    try:
+        doc = _validate(load_yaml(path, "flow file"))
+    except (UserError, OSError):
+        return None
+    nodes = []
+    for name, node in doc.nodes.items():
+        kind = type(node).__name__.removesuffix("Node").lower()
+        nodes.append({"name": name, "kind": kind, "exits": {str(k): v for k, v in node.exits().items()}})
+    return {"start": doc.start, "nodes": nodes}
+
+
+def flow_files(svc: Service) -> list[tuple[str, Path]]:
+    """Flow files the console lists: those of the campaigns in the database (newest first)."""
+    seen: dict[Path, str] = {}
+    for camp, file, flow in ConsoleQueries(svc.conn).campaign_flow_files():
+        p = Path(flow).expanduser()
+        p = (p if p.is_absolute() else Path(file).parent / p).resolve()
+        seen.setdefault(p, camp)
+    return [(c, p) for p, c in seen.items()]
+
+
+def _check_flows(files: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+    out = []
+    for camp, path in files:
+        entry: dict[str, Any] = {"campaign": camp, "file": path.name, "dir": str(path.parent)}
+        try:
+            fl = load_flow(path)
+            entry["check"] = f"{path.name}: ok ({len(fl.doc.nodes)} nodes, start {fl.doc.start})"
+            entry["ok"] = True
+        except UserError as exc:
+            entry["check"] = str(exc).replace(str(path.parent) + "/", "")
+            entry["ok"] = False
+        entry["graph"] = _flow_graph(path)
+        out.append(entry)
+    return out
+
+
+async def flows(request: web.Request) -> web.Response:
+    # the database is read here (its connection belongs to this thread), the files in a worker
+    return web.json_response(await asyncio.to_thread(_check_flows, flow_files(_svc(request))))

@@ -1,0 +1,361 @@
+"""The web console's reads (and its few writes), each an intent-named query returning typed rows.
+
+Every list is paged by keyset (``id`` below/above the last row seen) on an existing index, so
+a page costs the same at the first contact as at the millionth. Counts that would scan a
+big table are asked once per page view, not per row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PAGE = 50
+MAX_PAGE = 500
+
+
+def _page(limit: int) -> int:
+    return max(1, min(int(limit), MAX_PAGE))
+
+
+@dataclass(frozen=True)
+class Row:
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OpenCall(Row):
+    """A call the journal shows in progress (no outcome yet) on a modem."""
+    id: int
+    modem: str
+    number: str
+    created_at: str
+    started_at: str | None
+    answered_at: str | None
+    campaign_id: int | None
+    alert_id: int | None
+
+
+@dataclass(frozen=True)
+class LastFailure(Row):
+    modem: str
+    at: str
+    outcome: str
+    cause_text: str | None
+
+
+@dataclass(frozen=True)
+class ContactRow(Row):
+    id: int
+    number: str
+    status: str
+    attempts: int
+    last_outcome: str | None
+    next_attempt_at: str | None
+    line_no: int | None
+    fields: dict[str, Any]
+    last_call_id: int | None
+
+
+@dataclass(frozen=True)
+class CallRow(Row):
+    id: int
+    number: str
+    modem: str
+    iccid: str | None
+    campaign: str | None
+    campaign_id: int | None
+    alert_id: int | None
+    created_at: str
+    answered_at: str | None
+    ended_at: str | None
+    outcome: str | None
+    cause_text: str | None
+    hangup_by: str | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class CallEvent(Row):
+    id: int
+    at: str
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Recording(Row):
+    """A WAV a flow's record node wrote during a call; ``index`` is how the console names it."""
+    call_id: int
+    index: int
+    node: str
+    seconds: float | None
+    path: str
+
+
+@dataclass(frozen=True)
+class CallDetail(Row):
+    call: CallRow
+    events: list[CallEvent]
+    keys: list[dict[str, Any]]
+    answers: list[dict[str, Any]]
+    recordings: list[Recording] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SuppressionRow(Row):
+    number: str
+    reason: str
+    source: str
+    added_at: str
+
+
+@dataclass(frozen=True)
+class ConsentRow(Row):
+    id: int
+    number: str
+    scope: str
+    source: str
+    given_at: str
+    revoked_at: str | None
+    revoked_via: str | None
+
+
+@dataclass(frozen=True)
+class ReportCharts(Row):
+    outcomes_over_time: list[dict[str, Any]]     # {hour, outcome, n}
+    answer_rate_by_hour: list[dict[str, Any]]    # {hour_of_day, calls, answered}
+    answer_rate_by_modem: list[dict[str, Any]]   # {modem, iccid, calls, answered}
+    questions: dict[str, dict[str, int]]         # question -> answer -> count
+
+
+def _contact(r: sqlite3.Row) -> ContactRow:
+    return ContactRow(id=r["id"], number=r["number"], status=r["status"], attempts=r["attempts"],
+                      last_outcome=r["last_outcome"],
+                      next_attempt_at=r["next_attempt_at"] if r["status"] == "pending" else None,
+                      line_no=r["line_no"], fields=json.loads(r["fields"] or "{}"), last_call_id=r["last_call_id"])
+
+
+_CALL_COLS = ("c.id, c.number, c.modem, c.iccid, p.name AS campaign, c.campaign_id, c.alert_id, c.created_at,"
+              " c.answered_at, c.ended_at, c.outcome, c.cause_text, c.hangup_by, c.duration_s")
+
+
+def _call(r: sqlite3.Row) -> CallRow:
+    return CallRow(**{k: r[k] for k in CallRow.__dataclass_fields__})
+
+
+def number_prefix(q: str) -> str | None:
+    """The digits of a search as an E.164 prefix ('+3361', '0612' → None: not international)."""
+    s = "".join(ch for ch in q if ch.isdigit() or ch == "+")
+    if not s.startswith("+") or len(s) < 2:
+        return None
+    return s
+
+
+class ConsoleQueries:
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    # ---- bank --------------------------------------------------------------------
+    def open_calls(self) -> dict[str, OpenCall]:
+        """The call in progress on each modem (the partial index on open calls: a handful of rows)."""
+        out: dict[str, OpenCall] = {}
+        for r in self.conn.execute(
+                "SELECT id, modem, number, created_at, started_at, answered_at, campaign_id, alert_id"
+                " FROM calls WHERE outcome IS NULL ORDER BY id"):
+            out[r["modem"]] = OpenCall(**dict(r))
+        return out
+
+    def calls_since_by_modem(self, since: str) -> dict[str, int]:
+        """Calls placed by each modem since ``since`` (today's count; an index range on created_at)."""
+        return dict(self.conn.execute(
+            "SELECT modem, COUNT(*) FROM calls WHERE created_at >= ? GROUP BY modem", (since,)).fetchall())
+
+    def last_failures(self, since: str) -> dict[str, LastFailure]:
+        """Each modem's latest failed call since ``since`` (its cause is the modem's last error)."""
+        out: dict[str, LastFailure] = {}
+        for r in self.conn.execute(
+                "SELECT modem, ended_at, outcome, cause_text FROM calls WHERE id IN ("
+                " SELECT MAX(id) FROM calls WHERE created_at >= ? AND outcome IN ('failed', 'interrupted')"
+                " GROUP BY modem)", (since,)):
+            out[r["modem"]] = LastFailure(r["modem"], r["ended_at"] or "", r["outcome"], r["cause_text"])
+        return out
+
+    # ---- campaigns ---------------------------------------------------------------
+    def campaign_outcomes(self, campaign_id: int) -> dict[str, int]:
+        return dict(self.conn.execute(
+            "SELECT COALESCE(outcome, 'in progress'), COUNT(*) FROM calls WHERE campaign_id = ? GROUP BY 1",
+            (campaign_id,)).fetchall())
+
+    def contacts_page(self, campaign_id: int, *, after_id: int = 0, status: str | None = None,
+                      outcome: str | None = None, number: str | None = None,
+                      limit: int = PAGE) -> list[ContactRow]:
+        """One page of a campaign's contacts in id order, after ``after_id`` (keyset paging).
+
+        A status filter walks the (campaign_id, status) index; a number search is an E.164
+        prefix on the (number) index; an outcome filter walks the campaign in id order."""
+        limit = _page(limit)
+        prefix = number_prefix(number) if number else None
+        if number and prefix is None:
+            return []
+        where = ["campaign_id = ?", "id > ?"]
+        args: list[Any] = [campaign_id, after_id]
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if outcome:
+            where.append("last_outcome = ?")
+            args.append(outcome)
+        if prefix:
+            # a range, not LIKE: the (number) index serves it
+            where.append("number >= ? AND number < ?")
+            args += [prefix, prefix + "\uffff"]
+        # the WHERE parts are our fixed strings; every value is a parameter
+        cond = " AND ".join(where)
+        sql = ("SELECT id, number, status, attempts, last_outcome, next_attempt_at, line_no, fields, last_call_id"  # noqa: S608
+               f" FROM contacts WHERE {cond} ORDER BY id LIMIT ?")
+        args.append(limit)
+        return [_contact(r) for r in self.conn.execute(sql, args)]
+
+    def report_charts(self, campaign_id: int) -> ReportCharts:
+        q = self.conn.execute
+        over_time = [{"hour": h, "outcome": o, "n": n} for h, o, n in q(
+            "SELECT substr(created_at, 1, 13) || ':00Z', COALESCE(outcome, 'in progress'), COUNT(*)"
+            " FROM calls WHERE campaign_id = ? GROUP BY 1, 2 ORDER BY 1", (campaign_id,))]
+        by_hour = [{"hour_of_day": int(h), "calls": n, "answered": a or 0} for h, n, a in q(
+            "SELECT substr(created_at, 12, 2), COUNT(*), SUM(outcome = 'answered') FROM calls"
+            " WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY 1 ORDER BY 1", (campaign_id,))]
+        by_modem = [{"modem": m, "iccid": i, "calls": n, "answered": a or 0} for m, i, n, a in q(
+            "SELECT modem, iccid, COUNT(*), SUM(outcome = 'answered') FROM calls"
+            " WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY 1, 2 ORDER BY 1", (campaign_id,))]
+        questions: dict[str, dict[str, int]] = {}
+        for name, value, n in q(
+                # a record node's answer is the file's path: counted as one "(recorded)" answer
+                "SELECT a.name, CASE WHEN a.value LIKE '%.wav' THEN '(recorded)' ELSE a.value END, COUNT(*)"
+                " FROM calls c JOIN answers a ON a.call_id = c.id"
+                " WHERE c.campaign_id = ? GROUP BY 1, 2 ORDER BY 1, 2", (campaign_id,)):
+            questions.setdefault(name, {})[value if value is not None else ""] = n
+        return ReportCharts(over_time, by_hour, by_modem, questions)
+
+    # ---- call journal ------------------------------------------------------------
+    def calls_page(self, *, before_id: int | None = None, number: str | None = None,
+                   campaign: str | None = None, modem: str | None = None, outcome: str | None = None,
+                   day: str | None = None, limit: int = PAGE) -> list[CallRow]:
+        """Newest calls first, before ``before_id`` (keyset), filtered."""
+        where = ["1 = 1"]
+        args: list[Any] = []
+        if before_id:
+            where.append("c.id < ?")
+            args.append(before_id)
+        if number:
+            prefix = number_prefix(number)
+            if prefix is None:
+                return []
+            where.append("c.number >= ? AND c.number < ?")
+            args += [prefix, prefix + "\uffff"]
+        if campaign:
+            where.append("p.name = ?")
+            args.append(campaign)
+        if modem:
+            where.append("c.modem = ?")
+            args.append(modem)
+        if outcome:
+            if outcome == "in progress":
+                where.append("c.outcome IS NULL")
+            else:
+                where.append("c.outcome = ?")
+                args.append(outcome)
+        if day:
+            # created_at is fixed-width UTC text: a day is a range the created_at index serves
+            where.append("c.created_at >= ? AND c.created_at < ?")
+            args += [day + "T00:00:00.000Z", day + "T99"]
+        sql = (f"SELECT {_CALL_COLS} FROM calls c LEFT JOIN campaigns p ON p.id = c.campaign_id"  # noqa: S608
+               " WHERE " + " AND ".join(where) + " ORDER BY c.id DESC LIMIT ?")
+        args.append(_page(limit))
+        return [_call(r) for r in self.conn.execute(sql, args)]
+
+    def call_detail(self, call_id: int) -> CallDetail | None:
+        r = self.conn.execute(f"SELECT {_CALL_COLS} FROM calls c LEFT JOIN campaigns p"  # noqa: S608
+                              " ON p.id = c.campaign_id WHERE c.id = ?", (call_id,)).fetchone()
+        if r is None:
+            return None
+        events = [CallEvent(e["id"], e["at"], e["kind"], json.loads(e["data"] or "{}")) for e in self.conn.execute(
+            "SELECT id, at, kind, data FROM call_events WHERE call_id = ? ORDER BY id", (call_id,))]
+        keys = [dict(k) for k in self.conn.execute(
+            "SELECT key, source, at FROM keys WHERE call_id = ? ORDER BY id", (call_id,))]
+        answers = [dict(a) for a in self.conn.execute(
+            "SELECT name, value, at FROM answers WHERE call_id = ? ORDER BY id", (call_id,))]
+        recs = [Recording(call_id, i, str(e.data.get("node", "")), e.data.get("seconds"), str(e.data["path"]))
+                for i, e in enumerate(x for x in events if x.kind == "record" and x.data.get("path"))]
+        return CallDetail(_call(r), events, keys, answers, recs)
+
+    def recording(self, call_id: int, index: int) -> Recording | None:
+        d = self.call_detail(call_id)
+        if d is None or not 0 <= index < len(d.recordings):
+            return None
+        return d.recordings[index]
+
+    def filter_choices(self) -> dict[str, list[str]]:
+        """Campaign names and modems for the journal's filter lists."""
+        return {"campaigns": [r[0] for r in self.conn.execute("SELECT name FROM campaigns ORDER BY id DESC")],
+                "modems": [r[0] for r in self.conn.execute("SELECT name FROM modem_state ORDER BY name")]}
+
+    # ---- alerts ------------------------------------------------------------------
+    def alert_ids(self, live_only: bool, limit: int = PAGE) -> list[int]:
+        if live_only:
+            sql = "SELECT id FROM alerts WHERE status IN ('open', 'acknowledged') ORDER BY id DESC LIMIT ?"
+        else:
+            sql = "SELECT id FROM alerts ORDER BY id DESC LIMIT ?"
+        return [r[0] for r in self.conn.execute(sql, (_page(limit),))]
+
+    # ---- suppression and consent ---------------------------------------------------
+    def suppression_page(self, *, prefix: str | None = None, after: str = "",
+                         limit: int = PAGE) -> list[SuppressionRow]:
+        """Suppressed numbers in number order after ``after``, optionally by E.164 prefix."""
+        lo, hi = after, "\uffff"
+        if prefix:
+            p = number_prefix(prefix)
+            if p is None:
+                return []
+            lo, hi = max(after, p), p + "\uffff"
+        return [SuppressionRow(**dict(r)) for r in self.conn.execute(
+            "SELECT number, reason, source, added_at FROM suppression WHERE number > ? AND number < ?"
+            " ORDER BY number LIMIT ?", (lo, hi, _page(limit)))]
+
+    def suppression_count(self) -> int:
+        return int(self.conn.execute("SELECT COUNT(*) FROM suppression").fetchone()[0])
+
+    def consent_for(self, prefix: str | None, limit: int = PAGE) -> list[ConsentRow]:
+        """Consent records, newest first, optionally for numbers starting with ``prefix``."""
+        cols = "id, number, scope, source, given_at, revoked_at, revoked_via"
+        if prefix:
+            p = number_prefix(prefix)
+            if p is None:
+                return []
+            rows = self.conn.execute(f"SELECT {cols} FROM consent WHERE number >= ? AND number < ?"  # noqa: S608
+                                     " ORDER BY id DESC LIMIT ?", (p, p + "\uffff", _page(limit)))
+        else:
+            rows = self.conn.execute(f"SELECT {cols} FROM consent ORDER BY id DESC LIMIT ?",  # noqa: S608
+                                     (_page(limit),))
+        return [ConsentRow(**dict(r)) for r in rows]
+
+    def export_consent(self, chunk: int = 5000) -> Iterator[dict[str, Any]]:
+        last = 0
+        while rows := self.conn.execute("SELECT * FROM consent WHERE id > ? ORDER BY id LIMIT ?",
+                                        (last, chunk)).fetchall():
+            yield from (dict(r) for r in rows)
+            last = rows[-1]["id"]
+
+    # ---- flows -------------------------------------------------------------------
+    def campaign_flow_files(self) -> list[tuple[str, str, str]]:
+        """(campaign, campaign file, flow as written in it) for every campaign that runs a flow."""
+        out = []
+        for name, file, cfg in self.conn.execute("SELECT name, file, config FROM campaigns ORDER BY id DESC"):
+            spec = (json.loads(cfg or "{}").get("spec") or {})
+            if spec.get("flow") and file:
+                out.append((name, file, spec["flow"]))
+        return out

@@ -1,0 +1,309 @@
+"""The operator console in a real browser: Debian's headless chromium driven by playwright,
+against a real service on localhost with the simulated bank on real ptys and a real SQLite file.
+
+Screenshots of every page (desktop and a 390x844 phone) land in tests/artefacts/console/.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+import shutil
+from pathlib import Path
+
+import aiohttp
+import pytest
+from test_campaign_run import wav
+from test_service_alerts import ALICE, TOKEN, write_config
+
+from modem_dialer.config import LoadedConfig
+from modem_dialer.service.service import Service
+from modem_dialer.sim.callee import Callee, Scenario
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ART = Path(__file__).parent / "artefacts" / "console"
+NUMBERS = [f"+336123456{i:02d}" for i in range(20, 28)]
+BAD_CSV = "number,name\n+33612345620,Ann\nnot-a-number,Bob\n+33612345620,Dup\n"
+
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
+                                "(bash scripts/setup.sh installs it)")
+
+FLOW = """\
+start: rate
+nodes:
+  rate:
+    type: menu
+    prompts: [{tone_hz: 440, tone_ms: 300}]
+    choices: {1: rec, 2: rec, 3: rec, 4: rec, 5: rec}
+    answer: rating
+    timeout: 4
+    on_fail: bye
+  rec:
+    type: record
+    prompts: [{tone_hz: 500, tone_ms: 100}]
+    answer: message
+    max_seconds: 4
+    silence_seconds: 0.5
+    next: bye
+  bye: {type: hangup}
+"""
+
+
+def campaign_files(d: Path, contacts: str) -> dict[str, Path]:
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "webtest.yaml").write_text("name: webtest\ncontacts: contacts.csv\nflow: survey.yaml\n"
+                                    "purpose: survey\nrules: none\n")
+    (d / "contacts.csv").write_text(contacts)
+    (d / "survey.yaml").write_text(FLOW)
+    wav(d / "unused.wav", 0.2)
+    return {"campaign": d / "webtest.yaml", "contacts": d / "contacts.csv", "flow": d / "survey.yaml",
+            "prompts": d / "unused.wav"}
+
+
+@pytest.fixture
+async def console(make_bank, tmp_path):
+    sc = Scenario(default=Callee("answer", answer_after=0.2, keys=[(0.7, "4")], tones=[(1.1, 0.8, 300.0)]),
+                  numbers={ALICE: Callee("answer", answer_after=0.2)})
+    bank = await make_bank("quectel,simcom", sc, n=2)
+    loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN},
+                          policies={"default": {"steps": [{"to": "alice", "delay": 60.0}, {"to": "alice", "delay": 60.0}],
+                                                "message_repeat": 1,
+                                                "sms_fallback": False}})
+    svc = Service(loaded, port=0, min_ring_timeout=1.0)
+    svc.campaigns.poll = 0.2
+    svc.campaign_grace = 5.0
+    await svc.start()
+    yield svc, loaded, tmp_path
+    if not svc.stopped.is_set():
+        await svc.stop()
+
+
+@pytest.fixture
+async def browser(tmp_path):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
+        # (launch() gives each run a fresh temporary --user-data-dir of its own)
+        yield b
+        await b.close()
+
+
+async def shot(page, name: str) -> None:
+    ART.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(ART / f"{name}.png"), full_page=True)
+
+
+async def phone_shots(browser, base: str, cookies: list, hashes: list[tuple[str, str, str]]) -> None:
+    """The same pages at 390x844 (a phone), logged in with the desktop session's cookies."""
+    ctx = await browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=1, bypass_csp=True)
+    await ctx.add_cookies(cookies)
+    page = await ctx.new_page()
+    for name, h, ready in hashes:
+        await page.goto(f"{base}/console/{h}")
+        await page.wait_for_selector(ready)
+        await page.wait_for_timeout(300)
+        await shot(page, f"{name}-phone")
+    await ctx.close()
+
+
+def cli_import_errors(loaded: LoadedConfig, files: dict[str, Path], tmp: Path) -> list[str]:
+    """What `modem-dialer campaign import` prints for the same files (on a scratch database)."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    cfg = yaml.safe_load(Path(loaded.path).read_text())
+    cfg["database"] = str(tmp / "cli.db")
+    (tmp / "cli.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "modem_dialer.cli", "--config", str(tmp / "cli.yaml"), "campaign",
+                        "import", files["campaign"].name], cwd=files["campaign"].parent, capture_output=True,
+                       text=True, timeout=60)
+    # the CLI names the files by their full path on the host; the console by the names uploaded
+    return [ln.replace(str(files["campaign"].parent) + "/", "") for ln in r.stderr.splitlines()
+            if re.match(r"\S+:\d+: ", ln)]
+
+
+async def test_operator_console_end_to_end(console, browser):
+    svc, loaded, tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    # bypass_csp: the test's own waits are script strings, which the console's CSP forbids
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 860}, accept_downloads=True, bypass_csp=True)
+    page = await ctx.new_page()
+
+    # ---- login ----------------------------------------------------------------------
+    await page.goto(f"{base}/")
+    assert page.url.endswith("/console/login")
+    await shot(page, "login")
+    await page.fill("#token", "wrong")
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("text=Wrong token.")
+    await page.fill("#token", TOKEN)
+    await page.click("button[type=submit]")
+
+    # ---- bank: every simulated modem, live over SSE ----------------------------------------
+    await page.wait_for_selector(".modem >> nth=1")
+    assert await page.locator(".modem").count() == 2
+    await page.wait_for_selector("#live.on")            # an event came through the stream
+    first = await page.locator(".summary .muted").inner_text()
+    await page.wait_for_function(f"document.querySelector('.summary .muted').textContent !== {first!r}",
+                                 timeout=5000)          # and the next one, without reloading
+    text = await page.locator("#bank").inner_text()
+    assert "gsm0" in text and "gsm1" in text and "idle" in text and "dBm" in text
+    await shot(page, "bank")
+    await page.evaluate("window.__noReload = 1")
+
+    # ---- campaigns: a bad upload is refused with the CLI's own messages ------------------------
+    await page.click("nav >> text=Campaigns")
+    await page.wait_for_selector("#upload")
+    bad = campaign_files(tmp / "bad", BAD_CSV)
+    await page.set_input_files("#f-campaign", str(bad["campaign"]))
+    await page.set_input_files("#f-contacts", str(bad["contacts"]))
+    await page.set_input_files("#f-flow", str(bad["flow"]))
+    await page.click("#upload button[type=submit]")
+    await page.wait_for_selector("#upload-result .errors")
+    shown = (await page.locator("#upload-result .errors").inner_text()).splitlines()
+    expected = cli_import_errors(loaded, bad, tmp)
+    assert expected and shown == expected, (shown, expected)
+    assert shown[0].startswith("contacts.csv:3: invalid number")
+    assert "2 bad row(s): nothing started" in await page.locator("#upload-result").inner_text()
+    await shot(page, "campaign-upload-errors")
+    assert svc.campaigns.store.get_campaign("webtest") is None       # nothing started
+
+    # ---- a good upload starts; progress moves without reloading ------------------------------
+    good = campaign_files(tmp / "good", "number,name\n" + "".join(f"{n},P{i}\n" for i, n in enumerate(NUMBERS)))
+    await page.set_input_files("#f-campaign", str(good["campaign"]))
+    await page.set_input_files("#f-contacts", str(good["contacts"]))
+    await page.set_input_files("#f-flow", str(good["flow"]))
+    await page.set_input_files("#f-prompts", str(good["prompts"]))
+    await page.click("#upload button[type=submit]")
+    await page.wait_for_selector("#upload-result .ok-msg")
+    assert "webtest: started (8 contacts)" in await page.locator("#upload-result").inner_text()
+    card = page.locator('[data-campaign="webtest"]')
+    done_js = ("() => { const c = document.querySelector('[data-campaign=\"webtest\"]');"
+               " const m = c && c.textContent.match(/(\\d+) \\/ 8 contacts/); return m ? +m[1] : -1; }")
+    await page.wait_for_function(f"({done_js})() >= 1", timeout=20000)
+    n1 = await page.evaluate(f"({done_js})()")
+    await page.wait_for_function(f"({done_js})() > {n1}", timeout=20000)
+    assert await page.evaluate("window.__noReload") == 1
+    await shot(page, "campaigns")
+
+    # ---- pause, then resume, with the buttons -------------------------------------------------
+    await card.locator("[data-act=pause]").click()
+    await page.wait_for_selector('[data-campaign="webtest"] .badge.paused')
+    assert svc.campaigns.store.get_campaign("webtest")["status"] == "paused"
+    # paused: once the calls in progress end, the count stays still
+    await asyncio.sleep(4)
+    held = await page.evaluate(f"({done_js})()")
+    await asyncio.sleep(1.5)
+    assert await page.evaluate(f"({done_js})()") == held
+    await page.locator('[data-campaign="webtest"] [data-act=resume]').click()
+    await page.wait_for_selector('[data-campaign="webtest"] .badge.running')
+    await page.wait_for_function(f"({done_js})() === 8", timeout=40000)
+    await page.wait_for_selector('[data-campaign="webtest"] .badge.done', timeout=10000)
+
+    # ---- report: charts, table, downloads --------------------------------------------------------
+    await page.click('[data-campaign="webtest"] a.name')
+    await page.wait_for_selector(".chart svg rect")
+    await page.wait_for_selector("td >> text=+33612345620")
+    charts_text = await page.locator(".charts").inner_text()
+    assert "Question: rating" in charts_text and "Question: message" in charts_text
+    await page.select_option("select[aria-label=status]", "answered")
+    await page.wait_for_function("document.querySelectorAll('tbody tr').length === 8")
+    await shot(page, "report")
+    async with page.expect_download() as dl:
+        await page.click("text=Download CSV")
+    rows = list(csv.DictReader(io.StringIO(Path(await (await dl.value).path()).read_text())))
+    assert sorted(r["number"] for r in rows) == NUMBERS and {r["status"] for r in rows} == {"answered"}
+    assert all('"rating": "4"' in r["answers"] for r in rows)
+
+    # ---- flows: the check and the drawing --------------------------------------------------------
+    await page.click("nav >> text=Flows")
+    await page.wait_for_selector(".flowsvg svg")
+    assert "survey.yaml: ok (3 nodes, start rate)" in await page.locator("main").inner_text()
+    await shot(page, "flows")
+
+    # ---- the call journal: a call's timeline and its recording, played --------------------------
+    await page.click("nav >> text=Calls")
+    await page.wait_for_selector("tbody tr >> nth=7")
+    await shot(page, "calls")
+    await page.locator("tbody tr >> nth=0").locator("a").first.click()
+    await page.wait_for_selector("audio[data-recording]")
+    call_hash = "#" + page.url.split("#", 1)[1]
+    assert "record" in await page.locator(".timeline").inner_text()
+    playing = await page.evaluate("""async () => {
+        const a = document.querySelector('audio[data-recording]');
+        await a.play();
+        await new Promise(r => setTimeout(r, 400));
+        return {paused: a.paused, t: a.currentTime, d: a.duration, err: a.error && a.error.code};
+    }""")
+    assert playing["err"] is None and not playing["paused"] and playing["t"] > 0 and playing["d"] > 0.5, playing
+    await shot(page, "call")
+
+    # ---- alerts: raise a test alert, acknowledge it with its button -------------------------------
+    await page.click("nav >> text=Alerts")
+    await page.wait_for_selector("#test-alert")
+    # 'to' left empty: the default policy (alice, then alice again a minute later)
+    await page.click("#test-alert button[type=submit]")
+    await page.wait_for_selector("[data-alert] [data-act=ack]")
+    # the first call to alice happens (she answers without a key), the next step is a minute away
+    await page.wait_for_selector("[data-alert] .timeline li", timeout=20000)
+    await shot(page, "alerts")
+    await page.click("[data-alert] [data-act=ack]")
+    await page.wait_for_selector("[data-alert] .badge.acknowledged")
+    a = svc.runner.alerts.live_alerts()[0]
+    assert a["status"] == "acknowledged" and a["acknowledged_by"].startswith("console")
+
+    # ---- suppression --------------------------------------------------------------------------
+    await page.click("nav >> text=Suppression")
+    await page.fill("input[aria-label='number to suppress']", "06 12 34 99 99")
+    await page.click("#suppress-add button")
+    await page.wait_for_selector("td >> text=+33612349999")
+    await shot(page, "suppression")
+
+    await phone_shots(browser, base, await page.context.cookies(), [
+        ("bank", "#/bank", ".modem"), ("campaigns", "#/campaigns", "[data-campaign]"),
+        ("report", "#/campaign/webtest", ".chart svg"), ("alerts", "#/alerts", "[data-alert]"),
+        ("calls", "#/calls", "tbody tr"), ("call", call_hash, ".timeline"),
+        ("suppression", "#/suppression", "table"), ("flows", "#/flows", ".flowsvg svg")])
+
+
+async def test_csrf_and_foreign_host_are_refused(console):
+    svc, _loaded, _tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as s:
+        async with s.get(f"{base}/console/api/bank") as r:
+            assert r.status == 401                                   # no session
+        async with s.get(f"{base}/console/api/bank", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 401                                   # the API token is not a session
+        async with s.post(f"{base}/console/login", data={"token": TOKEN}, allow_redirects=False) as r:
+            assert r.status == 303
+            cookie = r.headers.getall("Set-Cookie")
+        assert any("md_session=" in c and "HttpOnly" in c and "SameSite=Strict" in c for c in cookie)
+        csrf = next(c.value for c in jar if c.key == "md_csrf")
+        svc.runner.submit(to=["alice"], say="csrf test", source="test")
+        alert_id = svc.runner.alerts.live_alerts()[0]["id"]
+        url = f"{base}/console/api/alerts/{alert_id}/resolve"
+        async with s.post(url) as r:
+            assert r.status == 403 and "CSRF" in (await r.json())["error"]
+        async with s.post(url, headers={"X-CSRF-Token": "forged"}) as r:
+            assert r.status == 403
+        # a page on another site: the browser sends its Origin (and no SameSite=Strict cookie, tested above)
+        async with s.post(url, headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"}) as r:
+            assert r.status == 403 and "Origin" in (await r.json())["error"]
+        async with s.get(f"{base}/console/api/bank", headers={"Host": "evil.example"}) as r:
+            assert r.status == 403 and "Host" in (await r.json())["error"]        # DNS rebinding
+        async with s.get(f"{base}/console/api/bank", headers={"Sec-Fetch-Site": "cross-site"}) as r:
+            assert r.status == 403
+        assert svc.runner.alerts.get_alert(alert_id)["status"] == "open"      # nothing was done
+        async with s.post(url, headers={"X-CSRF-Token": csrf, "Origin": base}) as r:
+            assert r.status == 200 and (await r.json())["status"] == "resolved"
+        # a recording is asked for by call and index, never by path
+        async with s.get(f"{base}/console/api/calls/1/recordings/..%2F..%2Fetc%2Fpasswd") as r:
+            assert r.status == 404
