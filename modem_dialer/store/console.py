@@ -170,18 +170,31 @@ class ConsoleQueries:
             out[r["modem"]] = OpenCall(**dict(r))
         return out
 
-    def calls_since_by_modem(self, since: str) -> dict[str, int]:
-        """Calls placed by each modem since ``since`` (today's count; an index range on created_at)."""
-        return dict(self.conn.execute(
-            "SELECT modem, COUNT(*) FROM calls WHERE created_at >= ? GROUP BY modem", (since,)).fetchall())
+    def last_call_id(self) -> int:
+        return int(self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls").fetchone()[0])
 
-    def last_failures(self, since: str) -> dict[str, LastFailure]:
-        """Each modem's latest failed call since ``since`` (its cause is the modem's last error)."""
+    def first_call_since(self, since: str) -> int | None:
+        """The id of the first call created at or after ``since`` (one step on the created_at index)."""
+        row = self.conn.execute("SELECT id FROM calls WHERE created_at >= ? ORDER BY created_at LIMIT 1",
+                                (since,)).fetchone()
+        return None if row is None else int(row[0])
+
+    def calls_by_modem_after(self, after_id: int) -> tuple[dict[str, int], int]:
+        """Calls per modem with an id above ``after_id`` (a primary-key range), and the last id."""
+        counts: dict[str, int] = {}
+        last = after_id
+        for modem, n, top in self.conn.execute(
+                "SELECT modem, COUNT(*), MAX(id) FROM calls WHERE id > ? GROUP BY modem", (after_id,)):
+            counts[modem] = n
+            last = max(last, top)
+        return counts, last
+
+    def failures_after(self, after_id: int) -> dict[str, LastFailure]:
+        """Each modem's latest failed call with an id above ``after_id``."""
         out: dict[str, LastFailure] = {}
         for r in self.conn.execute(
-                "SELECT modem, ended_at, outcome, cause_text FROM calls WHERE id IN ("
-                " SELECT MAX(id) FROM calls WHERE created_at >= ? AND outcome IN ('failed', 'interrupted')"
-                " GROUP BY modem)", (since,)):
+                "SELECT modem, ended_at, outcome, cause_text FROM calls WHERE id > ?"
+                " AND outcome IN ('failed', 'interrupted') ORDER BY id", (after_id,)):
             out[r["modem"]] = LastFailure(r["modem"], r["ended_at"] or "", r["outcome"], r["cause_text"])
         return out
 
@@ -191,35 +204,48 @@ class ConsoleQueries:
             "SELECT COALESCE(outcome, 'in progress'), COUNT(*) FROM calls WHERE campaign_id = ? GROUP BY 1",
             (campaign_id,)).fetchall())
 
-    def contacts_page(self, campaign_id: int, *, after_id: int = 0, status: str | None = None,
+    def contacts_page(self, campaign_id: int, *, after: str = "", status: str | None = None,
                       outcome: str | None = None, number: str | None = None,
-                      limit: int = PAGE) -> list[ContactRow]:
-        """One page of a campaign's contacts in id order, after ``after_id`` (keyset paging).
+                      limit: int = PAGE) -> tuple[list[ContactRow], str | None]:
+        """One page of a campaign's contacts after the ``after`` token; (rows, next token).
 
-        A status filter walks the (campaign_id, status) index; a number search is an E.164
-        prefix on the (number) index; an outcome filter walks the campaign in id order."""
+        Keyset paging on an index, so the millionth contact costs what the first does: id
+        order on (campaign_id) or (campaign_id, last_outcome) or (campaign_id, status); a
+        number search is an E.164 prefix in number order on (campaign_id, number)."""
         limit = _page(limit)
-        prefix = number_prefix(number) if number else None
-        if number and prefix is None:
-            return []
-        where = ["campaign_id = ?", "id > ?"]
-        args: list[Any] = [campaign_id, after_id]
+        where = ["campaign_id = ?"]
+        args: list[Any] = [campaign_id]
+        if number:
+            prefix = number_prefix(number)
+            if prefix is None:
+                return [], None
+            # a range, not LIKE, in number order: the (campaign_id, number) index serves it
+            if after.startswith("n:"):
+                where.append("number > ? AND number < ?")
+                args += [max(after[2:], prefix), prefix + "\uffff"]
+            else:
+                where.append("number >= ? AND number < ?")
+                args += [prefix, prefix + "\uffff"]
+            order = "number"
+        else:
+            where.append("id > ?")
+            args.append(int(after) if after.isdigit() else 0)
+            order = "id"
         if status:
             where.append("status = ?")
             args.append(status)
         if outcome:
             where.append("last_outcome = ?")
             args.append(outcome)
-        if prefix:
-            # a range, not LIKE: the (number) index serves it
-            where.append("number >= ? AND number < ?")
-            args += [prefix, prefix + "\uffff"]
-        # the WHERE parts are our fixed strings; every value is a parameter
         cond = " AND ".join(where)
+        # the WHERE parts and the order are our fixed strings; every value is a parameter
         sql = ("SELECT id, number, status, attempts, last_outcome, next_attempt_at, line_no, fields, last_call_id"  # noqa: S608
-               f" FROM contacts WHERE {cond} ORDER BY id LIMIT ?")
+               f" FROM contacts WHERE {cond} ORDER BY {order} LIMIT ?")
         args.append(limit)
-        return [_contact(r) for r in self.conn.execute(sql, args)]
+        rows = [_contact(r) for r in self.conn.execute(sql, args)]
+        if len(rows) < limit:
+            return rows, None
+        return rows, ("n:" + rows[-1].number) if number else str(rows[-1].id)
 
     def report_charts(self, campaign_id: int) -> ReportCharts:
         q = self.conn.execute
@@ -242,23 +268,25 @@ class ConsoleQueries:
         return ReportCharts(over_time, by_hour, by_modem, questions)
 
     # ---- call journal ------------------------------------------------------------
-    def calls_page(self, *, before_id: int | None = None, number: str | None = None,
+    def calls_page(self, *, before: str = "", number: str | None = None,
                    campaign: str | None = None, modem: str | None = None, outcome: str | None = None,
-                   day: str | None = None, limit: int = PAGE) -> list[CallRow]:
-        """Newest calls first, before ``before_id`` (keyset), filtered."""
+                   day: str | None = None, limit: int = PAGE) -> tuple[list[CallRow], str | None]:
+        """Newest calls first, before the ``before`` token (keyset on created_at, id); (rows, next)."""
         where = ["1 = 1"]
         args: list[Any] = []
-        if before_id:
-            where.append("c.id < ?")
-            args.append(before_id)
+        if before and "|" in before:
+            at, _, cid = before.partition("|")
+            # a row value: the (created_at) and (campaign_id, created_at) indexes serve it
+            where.append("(c.created_at, c.id) < (?, ?)")
+            args += [at, int(cid) if cid.isdigit() else 0]
         if number:
             prefix = number_prefix(number)
             if prefix is None:
-                return []
+                return [], None
             where.append("c.number >= ? AND c.number < ?")
             args += [prefix, prefix + "\uffff"]
         if campaign:
-            where.append("p.name = ?")
+            where.append("c.campaign_id = (SELECT id FROM campaigns WHERE name = ?)")
             args.append(campaign)
         if modem:
             where.append("c.modem = ?")
@@ -273,10 +301,13 @@ class ConsoleQueries:
             # created_at is fixed-width UTC text: a day is a range the created_at index serves
             where.append("c.created_at >= ? AND c.created_at < ?")
             args += [day + "T00:00:00.000Z", day + "T99"]
+        cond = " AND ".join(where)
+        limit = _page(limit)
         sql = (f"SELECT {_CALL_COLS} FROM calls c LEFT JOIN campaigns p ON p.id = c.campaign_id"  # noqa: S608
-               " WHERE " + " AND ".join(where) + " ORDER BY c.id DESC LIMIT ?")
-        args.append(_page(limit))
-        return [_call(r) for r in self.conn.execute(sql, args)]
+               f" WHERE {cond} ORDER BY c.created_at DESC, c.id DESC LIMIT ?")
+        args.append(limit)
+        rows = [_call(r) for r in self.conn.execute(sql, args)]
+        return rows, (f"{rows[-1].created_at}|{rows[-1].id}" if len(rows) == limit else None)
 
     def call_detail(self, call_id: int) -> CallDetail | None:
         r = self.conn.execute(f"SELECT {_CALL_COLS} FROM calls c LEFT JOIN campaigns p"  # noqa: S608

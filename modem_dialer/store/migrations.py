@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from ..errors import UserError
 from .migrations_campaign import CAMPAIGN_LOG
 from .migrations_sms import SMS_INBOX
+from .migrations_console import CONSOLE_INDEXES
 from .schema_v1 import SCHEMA_V1
 
 
@@ -29,6 +30,7 @@ STEPS: tuple[Step, ...] = (
     Step(1, "initial schema", SCHEMA_V1),
     Step(2, "campaign log (calling-rule decisions, modem rotation)", CAMPAIGN_LOG),
     Step(3, "incoming SMS and the parts awaiting reassembly", SMS_INBOX),
+    Step(4, "console indexes (contacts by campaign in id order, by last outcome)", CONSOLE_INDEXES),
 )
 
 LATEST = STEPS[-1].version

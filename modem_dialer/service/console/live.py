@@ -3,7 +3,7 @@
 One producer task builds the bank view once per tick while at least one browser watches,
 and every stream sends that same JSON text: ten open consoles cost one snapshot a second,
 not ten. The snapshot reads the bank's memory and two small queries (the calls in progress,
-on the partial index of open calls; today's counts, cached for ``TODAY_TTL``).
+on the partial index of open calls; today's counts, read once and then only the new rows).
 """
 
 from __future__ import annotations
@@ -12,20 +12,20 @@ import asyncio
 import contextlib
 import json
 import time
-from datetime import datetime, timezone
+from collections import Counter
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ...campaign.pool import local_midnight
 from ...store import from_ts, to_ts, utc_now
-from ...store.console import ConsoleQueries
+from ...store.console import ConsoleQueries, LastFailure, OpenCall
 
 if TYPE_CHECKING:
     from ..service import Service
 
 TICK = 1.0           # s between two bank updates (the issue asks for at least one a second)
-TODAY_TTL = 10.0     # s a "calls today" count is reused before it is counted again
 KEEPALIVE = 15.0     # s: a comment line keeps proxies from closing an idle stream
 
 
@@ -37,20 +37,35 @@ class BankView:
     def __init__(self, svc: Service) -> None:
         self.svc = svc
         self.q = ConsoleQueries(svc.conn)
-        self._today: tuple[float, str, dict[str, int], dict[str, Any]] | None = None
+        # today's calls and last failures per modem, counted once, then only the new rows
+        self._since = ""
+        self._counted_to = 0
+        self._final_to = 0
+        self._today: Counter[str] = Counter()
+        self._failures: dict[str, LastFailure] = {}
 
-    def _today_counts(self, now: datetime) -> tuple[dict[str, int], dict[str, Any]]:
+    def _today_counts(self, now: datetime, open_calls: dict[str, OpenCall]) -> tuple[Counter[str], dict[str, Any]]:
         since = to_ts(local_midnight(now))
-        t = time.monotonic()
-        if self._today is None or self._today[1] != since or t - self._today[0] > TODAY_TTL:
-            self._today = (t, since, self.q.calls_since_by_modem(since), self.q.last_failures(since))
-        return self._today[2], self._today[3]
+        if since != self._since:           # a new day (or the first look)
+            first = self.q.first_call_since(since)
+            self._since, self._today, self._failures = since, Counter(), {}
+            self._counted_to = self._final_to = (first - 1) if first is not None else self._max_id()
+        new, self._counted_to = self.q.calls_by_modem_after(self._counted_to)
+        self._today.update(new)
+        # a call's outcome lands when it ends: look again from the oldest call still open
+        self._failures.update(self.q.failures_after(self._final_to))
+        oldest_open = min((c.id for c in open_calls.values()), default=self._counted_to + 1)
+        self._final_to = max(self._final_to, min(oldest_open - 1, self._counted_to))
+        return self._today, self._failures
+
+    def _max_id(self) -> int:
+        return self.q.last_call_id()
 
     def rows(self) -> dict[str, Any]:
         svc = self.svc
         now = utc_now()
         open_calls = self.q.open_calls()
-        today, failures = self._today_counts(now)
+        today, failures = self._today_counts(now, open_calls)
         limits = svc.loaded.config.limits
         sup = svc.bank.supervisor
         shared = svc.campaigns.shared.slots
@@ -161,6 +176,3 @@ class BankStream:
             self.listeners -= 1
         return resp
 
-
-def server_time() -> str:
-    return datetime.now(timezone.utc).isoformat()

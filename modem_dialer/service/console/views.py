@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,7 @@ from ...store import Campaigns, Compliance, open_db
 from ...store.console import ConsoleQueries
 from ...yamlfile import load_yaml
 from . import uploads
+from .deferred import Deferred
 
 if TYPE_CHECKING:
     from ..service import Service
@@ -33,7 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("modem_dialer.console")
 
 CONSOLE_SERVICE: web.AppKey[Service] = web.AppKey("console_service")
-COUNTS_TTL = 5.0       # s a finished campaign's counts are reused (they only change when it runs)
 MAX_IMPORT = 32 << 20  # bytes of a suppression list upload
 
 
@@ -71,37 +72,42 @@ async def bank(request: web.Request) -> web.Response:
 
 
 # ---- campaigns -------------------------------------------------------------------------
-def _campaign_entry(svc: Service, c: dict[str, Any], cache: dict[int, tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+CHARTS_EVERY = 30.0    # s between two recomputations of a running campaign's charts
+
+
+async def _campaign_entry(svc: Service, c: dict[str, Any], slow: Deferred) -> dict[str, Any]:
     run = svc.campaigns.running.get(c["name"])
+    entry: dict[str, Any]
     if run is not None:
+        # a running campaign's counts are the controller's, in memory
         snap = run.ctrl.snapshot()
         statuses = {k: v for k, v in snap["statuses"].items() if v > 0}
         entry = {"total": snap["total"], "finished": snap["finished"], "statuses": statuses,
                  "outcomes": snap["outcomes"], "eta_s": snap["eta_s"], "paused": snap["paused"],
                  "waiting_until": snap["waiting_until"].isoformat() if snap["waiting_until"] else None}
     else:
-        key = c["updated_at"]
-        hit = cache.get(c["id"])
-        if hit is None or hit[0] != key:
-            statuses = Campaigns(svc.conn).counts(c["id"])
+        cid = c["id"]
+        counts = await slow.get(("counts", cid), c["updated_at"],
+                                lambda q: (Campaigns(q.conn).counts(cid), q.campaign_outcomes(cid)))
+        if counts is None:
+            entry = {"total": None, "finished": None, "statuses": {}, "outcomes": {}, "counting": True}
+        else:
+            statuses, outcomes = counts
             total = sum(statuses.values())
             open_ = statuses.get("pending", 0) + statuses.get("in_progress", 0)
-            hit = (key, {"total": total, "finished": total - open_, "statuses": statuses,
-                         "outcomes": ConsoleQueries(svc.conn).campaign_outcomes(c["id"]), "eta_s": None,
-                         "paused": c["status"] == "paused", "waiting_until": None})
-            cache[c["id"]] = hit
-        entry = dict(hit[1])
+            entry = {"total": total, "finished": total - open_, "statuses": statuses, "outcomes": outcomes}
+        entry.update(eta_s=None, paused=c["status"] == "paused", waiting_until=None)
     return {"id": c["id"], "name": c["name"], "status": c["status"], "running": run is not None,
             "file": Path(c["file"]).name if c["file"] else None, "created_at": c["created_at"],
             "purpose": (c["config"].get("spec") or {}).get("purpose"), **entry}
 
 
 async def campaigns(request: web.Request) -> web.Response:
-    from .app import COUNTS_CACHE
+    from .app import SLOW
 
     svc = _svc(request)
-    cache = request.app[COUNTS_CACHE]
-    return web.json_response([_campaign_entry(svc, c, cache) for c in reversed(svc.campaigns.store.list_campaigns())])
+    return web.json_response([await _campaign_entry(svc, c, request.app[SLOW])
+                              for c in reversed(svc.campaigns.store.list_campaigns())])
 
 
 def _campaign_or_404(request: web.Request) -> dict[str, Any]:
@@ -112,11 +118,10 @@ def _campaign_or_404(request: web.Request) -> dict[str, Any]:
 
 
 async def campaign(request: web.Request) -> web.Response:
-    from .app import COUNTS_CACHE
+    from .app import SLOW
 
-    svc = _svc(request)
     c = _campaign_or_404(request)
-    entry = _campaign_entry(svc, c, request.app[COUNTS_CACHE])
+    entry = await _campaign_entry(_svc(request), c, request.app[SLOW])
     entry["rules"] = c["config"].get("rules")
     return web.json_response(entry)
 
@@ -186,17 +191,25 @@ async def campaign_upload(request: web.Request) -> web.Response:
 
 async def contacts(request: web.Request) -> web.Response:
     c = _campaign_or_404(request)
-    rows = _q(request).contacts_page(
-        c["id"], after_id=_int(request, "after"), status=request.query.get("status") or None,
+    rows, nxt = _q(request).contacts_page(
+        c["id"], after=request.query.get("after", ""), status=request.query.get("status") or None,
         outcome=request.query.get("outcome") or None, number=request.query.get("q") or None,
         limit=_int(request, "limit", 50))
-    return web.json_response({"rows": [r.as_dict() for r in rows],
-                              "next": rows[-1].id if rows else None})
+    return web.json_response({"rows": [r.as_dict() for r in rows], "next": nxt})
 
 
 async def charts(request: web.Request) -> web.Response:
+    """The report's charts: counted in a worker, again at most every CHARTS_EVERY s while it runs."""
+    from .app import SLOW
+
+    svc = _svc(request)
     c = _campaign_or_404(request)
-    return web.json_response(_q(request).report_charts(c["id"]).as_dict())
+    cid = c["id"]
+    stamp = (c["updated_at"], int(time.monotonic() // CHARTS_EVERY) if c["name"] in svc.campaigns.running else 0)
+    got = await request.app[SLOW].get(("charts", cid), stamp, lambda q: q.report_charts(cid))
+    if got is None:
+        return web.json_response({"pending": True})
+    return web.json_response(got.as_dict())
 
 
 async def export(request: web.Request) -> web.StreamResponse:
@@ -325,11 +338,11 @@ async def alert_choices(request: web.Request) -> web.Response:
 # ---- call journal ----------------------------------------------------------------------
 async def calls(request: web.Request) -> web.Response:
     q = request.query
-    rows = _q(request).calls_page(before_id=_int(request, "before") or None, number=q.get("number") or None,
-                                  campaign=q.get("campaign") or None, modem=q.get("modem") or None,
-                                  outcome=q.get("outcome") or None, day=_day(q.get("day")),
-                                  limit=_int(request, "limit", 50))
-    return web.json_response({"rows": [r.as_dict() for r in rows], "next": rows[-1].id if rows else None})
+    rows, nxt = _q(request).calls_page(before=q.get("before", ""), number=q.get("number") or None,
+                                       campaign=q.get("campaign") or None, modem=q.get("modem") or None,
+                                       outcome=q.get("outcome") or None, day=_day(q.get("day")),
+                                       limit=_int(request, "limit", 50))
+    return web.json_response({"rows": [r.as_dict() for r in rows], "next": nxt})
 
 
 def _day(raw: str | None) -> str | None:

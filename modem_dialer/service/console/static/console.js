@@ -125,12 +125,13 @@
       catch (e) { toast(e.message); }
     };
     const live = c.running || c.status === "running" || c.status === "paused";
+    if (c.total === null) c.total = c.finished = 0;
     const pct = c.total ? Math.floor(100 * c.finished / c.total) : 0;
     return h("div", { class: "card camp", "data-campaign": c.name },
       h("div", {},
         h("div", { class: "row" }, h("a", { href: `#/campaign/${encodeURIComponent(c.name)}`, class: "name" }, h("b", {}, c.name)), badge(c.status),
           c.running ? null : (c.status === "running" ? h("span", { class: "small muted" }, "(not running in this service)") : null)),
-        h("div", { class: "row small muted" }, `${c.finished.toLocaleString()} / ${c.total.toLocaleString()} contacts · ${pct}%`,
+        h("div", { class: "row small muted" }, c.counting ? "counting contacts…" : `${c.finished.toLocaleString()} / ${c.total.toLocaleString()} contacts · ${pct}%`,
           c.eta_s ? ` · ETA ${dur(c.eta_s)}` : "", c.waiting_until ? ` · waiting until ${when(c.waiting_until)}` : ""),
         Charts.progress(c.finished, c.total),
         h("div", { class: "counts" }, Object.entries(c.outcomes).map(([k, v]) => h("span", {}, badge(k), " ", v)),
@@ -206,21 +207,27 @@
         h("a", { class: "btn", href: `/console/api/campaigns/${enc}/report.json`, download: "" }, "Download JSON")),
       h("h2", {}, "Charts"), chartsBox,
       h("h2", {}, "Contacts"), h("div", { class: "row card" }, q, status, outcome), tableBox);
-    const c = await api(`/campaigns/${enc}`);
+    let c = await api(`/campaigns/${enc}`);
+    for (let i = 0; c.counting && i < 60; i++) { await new Promise(r => setTimeout(r, 500)); c = await api(`/campaigns/${enc}`); }
     head.replaceChildren(h("div", { class: "row" }, badge(c.status), h("span", {}, `${c.finished.toLocaleString()} / ${c.total.toLocaleString()} contacts done`)),
       Charts.progress(c.finished, c.total),
       h("div", { class: "counts" }, Object.entries(c.statuses).map(([k, v]) => h("span", {}, badge(k), " ", v.toLocaleString()))));
-    const ch = await api(`/campaigns/${enc}/charts`);
-    const hours = {};
-    for (const r of ch.outcomes_over_time) (hours[r.hour] = hours[r.hour] || {})[r.outcome] = r.n;
-    const over = Charts.stacked(Object.entries(hours).map(([x, parts]) => ({ x, label: x.slice(11, 13) + "h", parts })), "outcomes over time");
-    const chart = (title, svg, legend) => h("div", { class: "card chart" }, h("h3", {}, title), svg, legend || "");
-    chartsBox.replaceChildren(
-      chart("Outcomes per hour", over.svg, over.legend),
-      chart("Answer rate by hour of day (UTC)", Charts.rates(ch.answer_rate_by_hour.map(r => ({ x: `${r.hour_of_day}h`, v: r.calls ? r.answered / r.calls : 0, note: `${r.answered}/${r.calls}` })), "answer rate by hour")),
-      chart("Answer rate by modem / SIM", Charts.rates(ch.answer_rate_by_modem.map(r => ({ x: r.modem, v: r.calls ? r.answered / r.calls : 0, note: `${r.iccid || ""} ${r.answered}/${r.calls}` })), "answer rate by modem")),
-      ...Object.entries(ch.questions).map(([qn, answers]) => chart(`Question: ${qn}`, Charts.counts(Object.entries(answers).map(([x, n]) => ({ x, n })), qn))));
-    let stack = [0];
+    const loadCharts = async () => {
+      chartsBox.replaceChildren(h("p", { class: "muted" }, "counting…"));
+      let ch = await api(`/campaigns/${enc}/charts`);
+      for (let i = 0; ch.pending && i < 120; i++) { await new Promise(r => setTimeout(r, 1000)); ch = await api(`/campaigns/${enc}/charts`); }
+      if (ch.pending) { chartsBox.replaceChildren(h("p", { class: "muted" }, "the charts are still being counted: reload later")); return; }
+      const hours = {};
+      for (const r of ch.outcomes_over_time) (hours[r.hour] = hours[r.hour] || {})[r.outcome] = r.n;
+      const over = Charts.stacked(Object.entries(hours).map(([x, parts]) => ({ x, label: x.slice(11, 13) + "h", parts })), "outcomes over time");
+      const chart = (title, svg, legend) => h("div", { class: "card chart" }, h("h3", {}, title), svg, legend || "");
+      chartsBox.replaceChildren(
+        chart("Outcomes per hour", over.svg, over.legend),
+        chart("Answer rate by hour of day (UTC)", Charts.rates(ch.answer_rate_by_hour.map(r => ({ x: `${r.hour_of_day}h`, v: r.calls ? r.answered / r.calls : 0, note: `${r.answered}/${r.calls}` })), "answer rate by hour")),
+        chart("Answer rate by modem / SIM", Charts.rates(ch.answer_rate_by_modem.map(r => ({ x: r.modem, v: r.calls ? r.answered / r.calls : 0, note: `${r.iccid || ""} ${r.answered}/${r.calls}` })), "answer rate by modem")),
+        ...Object.entries(ch.questions).map(([qn, answers]) => chart(`Question: ${qn}`, Charts.counts(Object.entries(answers).map(([x, n]) => ({ x, n })), qn))));
+    };
+    let stack = [""];
     const load = async () => {
       const p = new URLSearchParams({ after: stack[stack.length - 1], q: q.value.trim(), status: status.value, outcome: outcome.value, limit: 50 });
       const r = await api(`/campaigns/${enc}/contacts?${p}`);
@@ -232,13 +239,13 @@
         h("div", { class: "pager" },
           h("button", { disabled: stack.length < 2, onclick: () => { stack.pop(); load(); } }, "‹ Previous"),
           h("span", { class: "muted small" }, `page ${stack.length}`),
-          h("button", { disabled: r.rows.length < 50, onclick: () => { stack.push(r.next); load(); } }, "Next ›")));
+          h("button", { disabled: !r.next, onclick: () => { stack.push(r.next); load(); } }, "Next ›")));
     };
-    const reset = () => { stack = [0]; load(); };
+    const reset = () => { stack = [""]; load(); };
     q.addEventListener("change", reset);
     status.addEventListener("change", reset);
     outcome.addEventListener("change", reset);
-    await load();
+    await Promise.all([load(), loadCharts()]);
   }
 
   // ---- alerts -------------------------------------------------------------------------
@@ -258,6 +265,9 @@
       h("div", { class: "small muted" }, `policy ${a.policy} · raised ${when(a.created_at)}`,
         a.acknowledged_by ? ` · acknowledged by ${a.acknowledged_by} ${when(a.acknowledged_at)}` : "",
         a.next_at && a.status === "open" ? ` · next step ${when(a.next_at)}` : ""),
+      a.plan && a.plan.steps ? h("div", { class: "plan" }, "escalation: ", a.plan.steps.map((st, i) =>
+        `${i + 1}. ${(st.targets || []).map(t => t.who || t.number).join(", ")} by ${st.via || "call"}` +
+        (a.position && a.position.step === i && a.status === "open" ? " ◀ now" : "")).join(" → ")) : null,
       steps.length ? h("ul", { class: "timeline" }, steps) : h("p", { class: "small muted" }, "no attempt yet"),
       a.sms && a.sms.length ? h("div", { class: "small" }, "SMS: ", a.sms.map(s => `${s.number} ${s.status}`).join(", ")) : null);
   }
@@ -302,9 +312,9 @@
     for (const [k, v] of Object.entries(params)) if (f[k]) f[k].value = v;
     const box = h("div", {});
     setPage("Call journal", h("div", { class: "card row" }, Object.values(f)), box);
-    let stack = [0];
+    let stack = [""];
     const load = async () => {
-      const p = new URLSearchParams({ before: stack[stack.length - 1] || "", limit: 50 });
+      const p = new URLSearchParams({ before: stack[stack.length - 1], limit: 50 });
       for (const [k, v] of Object.entries(f)) if (v.value) p.set(k, v.value.trim());
       const r = await api(`/calls?${p}`);
       box.replaceChildren(table(["call", "when", "number", "modem", "campaign / alert", "outcome", "duration"],
@@ -313,9 +323,9 @@
           badge(c.outcome || "in progress"), c.duration_s ? dur(c.duration_s) : "-"]), true),
         h("div", { class: "pager" }, h("button", { disabled: stack.length < 2, onclick: () => { stack.pop(); load(); } }, "‹ Newer"),
           h("span", { class: "muted small" }, `page ${stack.length}`),
-          h("button", { disabled: r.rows.length < 50, onclick: () => { stack.push(r.next); load(); } }, "Older ›")));
+          h("button", { disabled: !r.next, onclick: () => { stack.push(r.next); load(); } }, "Older ›")));
     };
-    for (const v of Object.values(f)) v.addEventListener("change", () => { stack = [0]; load(); });
+    for (const v of Object.values(f)) v.addEventListener("change", () => { stack = [""]; load(); });
     await load();
   }
   async function pageCall(id) {

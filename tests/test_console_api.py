@@ -1,0 +1,95 @@
+"""The console's doors without a browser: CSRF, Host/Origin, sessions, uploads confined, recordings by id."""
+
+from __future__ import annotations
+
+import aiohttp
+from test_console_browser import BAD_CSV, campaign_files, console  # noqa: F401  (the fixture)
+from test_service_alerts import TOKEN
+
+
+async def login(s: aiohttp.ClientSession, base: str) -> str:
+    async with s.post(f"{base}/console/login", data={"token": TOKEN}, allow_redirects=False) as r:
+        assert r.status == 303
+    return next(c.value for c in s.cookie_jar if c.key == "md_csrf")
+
+
+async def test_csrf_and_foreign_host_are_refused(console):
+    svc, _loaded, _tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as s:
+        async with s.get(f"{base}/console/api/bank") as r:
+            assert r.status == 401                                   # no session
+        async with s.get(f"{base}/console/api/bank", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 401                                   # the API token is not a session
+        async with s.post(f"{base}/console/login", data={"token": TOKEN}, allow_redirects=False) as r:
+            assert r.status == 303
+            cookie = r.headers.getall("Set-Cookie")
+        assert any("md_session=" in c and "HttpOnly" in c and "SameSite=Strict" in c for c in cookie)
+        csrf = next(c.value for c in jar if c.key == "md_csrf")
+        svc.runner.submit(to=["alice"], say="csrf test", source="test")
+        alert_id = svc.runner.alerts.live_alerts()[0]["id"]
+        url = f"{base}/console/api/alerts/{alert_id}/resolve"
+        async with s.post(url) as r:
+            assert r.status == 403 and "CSRF" in (await r.json())["error"]
+        async with s.post(url, headers={"X-CSRF-Token": "forged"}) as r:
+            assert r.status == 403
+        # a page on another site: the browser sends its Origin (and no SameSite=Strict cookie, tested above)
+        async with s.post(url, headers={"X-CSRF-Token": csrf, "Origin": "http://evil.example"}) as r:
+            assert r.status == 403 and "Origin" in (await r.json())["error"]
+        async with s.get(f"{base}/console/api/bank", headers={"Host": "evil.example"}) as r:
+            assert r.status == 403 and "Host" in (await r.json())["error"]        # DNS rebinding
+        async with s.get(f"{base}/console/api/bank", headers={"Sec-Fetch-Site": "cross-site"}) as r:
+            assert r.status == 403
+        assert svc.runner.alerts.get_alert(alert_id)["status"] == "open"      # nothing was done
+        async with s.post(url, headers={"X-CSRF-Token": csrf, "Origin": base}) as r:
+            assert r.status == 200 and (await r.json())["status"] == "resolved"
+        # a recording is asked for by call and index, never by path
+        async with s.get(f"{base}/console/api/calls/1/recordings/..%2F..%2Fetc%2Fpasswd") as r:
+            assert r.status == 404
+
+
+async def test_uploads_are_confined_sanitised_and_capped(console):  # noqa: F811
+    svc, _loaded, tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        csrf = await login(s, base)
+        h = {"X-CSRF-Token": csrf}
+
+        async def upload(parts: list[tuple[str, str, bytes]]) -> tuple[int, dict]:
+            form = aiohttp.FormData()
+            for field, name, data in parts:
+                form.add_field(field, data, filename=name)
+            async with s.post(f"{base}/console/api/campaigns", data=form, headers=h) as r:
+                return r.status, await r.json()
+
+        # a campaign file naming a file outside the upload is refused before anything is read
+        status, r = await upload([("campaign", "c.yaml", b"name: x\ncontacts: ../../../../etc/passwd\n"
+                                   b"say: hi\npurpose: survey\nrules: none\n")])
+        assert status == 400 and r["errors"] == ["c.yaml: contacts: '../../../../etc/passwd' is not one of the "
+                                                  "uploaded files"], r
+        # a path in the file name is cut to its last part; a wrong extension is named
+        status, r = await upload([("campaign", "../../evil.sh", b"x")])
+        assert status == 400 and r["errors"][0].endswith("evil.sh: expected a .yaml or .yml file"), r
+        assert "/" not in r["errors"][0] and ": ." not in r["errors"][0]
+        status, r = await upload([("contacts", "c.csv", b"number\n")])
+        assert status == 400 and "choose the campaign file" in r["errors"][0]
+        # a YAML mistake: one line naming file, line and key, as the CLI says it
+        status, r = await upload([("campaign", "c.yaml", b"name: x\ncontacts: c.csv\nsay: hi\npurpose: nope\n"
+                                   b"rules: none\n"), ("contacts", "c.csv", b"number\n+33612345620\n")])
+        assert status == 400 and r["errors"][0].startswith("c.yaml:4: purpose"), r
+        # bad rows: listed, nothing started until the operator accepts them
+        files = campaign_files(tmp / "up", BAD_CSV)
+        parts = [(k, p.name, p.read_bytes()) for k, p in files.items()]
+        status, r = await upload(parts)
+        assert status == 422 and r["bad_rows"] == 2 and r["can_accept"], r
+        assert svc.campaigns.store.get_campaign("webtest") is None
+        form = aiohttp.FormData()
+        for k, name, data in parts:
+            form.add_field(k, data, filename=name)
+        form.add_field("accept_bad", "1")
+        async with s.post(f"{base}/console/api/campaigns", data=form, headers=h) as resp:
+            assert resp.status == 202, await resp.text()
+            assert (await resp.json())["contacts"] == 1
+        for d in (svc.loaded.resolve(svc.loaded.config.cache_dir) / "uploads").iterdir():
+            assert d.stat().st_mode & 0o777 == 0o700
