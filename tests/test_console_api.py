@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import aiohttp
-from test_console_browser import BAD_CSV, campaign_files, console  # noqa: F401  (the fixture)
+from test_console_browser import BAD_CSV, campaign_files, console  # noqa: F401  (console: the fixture)
 from test_service_alerts import TOKEN
 
 
@@ -13,7 +13,7 @@ async def login(s: aiohttp.ClientSession, base: str) -> str:
     return next(c.value for c in s.cookie_jar if c.key == "md_csrf")
 
 
-async def test_csrf_and_foreign_host_are_refused(console):
+async def test_csrf_and_foreign_host_are_refused(console):  # noqa: F811
     svc, _loaded, _tmp = console
     base = f"http://127.0.0.1:{svc.port}"
     jar = aiohttp.CookieJar(unsafe=True)

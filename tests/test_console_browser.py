@@ -13,7 +13,6 @@ import re
 import shutil
 from pathlib import Path
 
-import aiohttp
 import pytest
 from test_campaign_run import wav
 from test_service_alerts import ALICE, TOKEN, write_config

@@ -57,6 +57,8 @@ def _is_own_address(host: str) -> bool:
         return False
     if ip.is_loopback:
         return True
+    if ip.is_unspecified or ip.is_multicast:     # 0.0.0.0 binds anywhere: not a name of this box
+        return False
     fam = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
     try:
         with socket.socket(fam, socket.SOCK_DGRAM) as s:

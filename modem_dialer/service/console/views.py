@@ -8,10 +8,12 @@ compliance store), so the console adds no second way of doing anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import json
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -213,7 +215,10 @@ async def charts(request: web.Request) -> web.Response:
 
 
 async def export(request: web.Request) -> web.StreamResponse:
-    """The per-contact report (same rows and CSV as ``report``), streamed from its own connection."""
+    """The per-contact report (same rows and CSV as ``report``), streamed from its own connection.
+
+    A worker thread reads and formats; the loop only writes chunks. A client that goes away
+    stops the worker at its next chunk."""
     svc = _svc(request)
     c = _campaign_or_404(request)
     fmt = request.match_info["fmt"]
@@ -223,6 +228,16 @@ async def export(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)
     loop = asyncio.get_running_loop()
+    stop = threading.Event()
+
+    def put(item: bytes | None) -> None:
+        while not stop.is_set():
+            try:
+                asyncio.run_coroutine_threadsafe(queue.put(item), loop).result(timeout=1.0)
+                return
+            except TimeoutError:
+                continue
+        raise _Stopped
 
     def produce() -> None:
         conn = open_db(svc.loaded.database_path)
@@ -230,7 +245,7 @@ async def export(request: web.Request) -> web.StreamResponse:
 
         def flush() -> None:
             if buf.tell():
-                asyncio.run_coroutine_threadsafe(queue.put(buf.getvalue().encode()), loop).result()
+                put(buf.getvalue().encode())
                 buf.seek(0)
                 buf.truncate()
 
@@ -250,16 +265,29 @@ async def export(request: web.Request) -> web.StreamResponse:
                     out.write(("," if i else "") + "\n" + json.dumps(r, ensure_ascii=False))
                 out.write("\n]\n")
             flush()
+            put(None)
+        except _Stopped:
+            pass
         finally:
             conn.close()
-            asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
 
     fut = loop.run_in_executor(None, produce)
-    while (chunk := await queue.get()) is not None:
-        await resp.write(chunk)
-    await fut
+    try:
+        while (chunk := await queue.get()) is not None:
+            await resp.write(chunk)
+    except (ConnectionError, asyncio.CancelledError):
+        log.info("report %s.%s: the client went away", c["name"], fmt)
+        raise
+    finally:
+        stop.set()
+        with contextlib.suppress(_Stopped, Exception):
+            await fut
     await resp.write_eof()
     return resp
+
+
+class _Stopped(Exception):
+    """The report's reader stops: nobody is downloading any more."""
 
 
 # ---- alerts --------------------------------------------------------------------------
@@ -568,4 +596,5 @@ def _check_flows(files: list[tuple[str, Path]]) -> list[dict[str, Any]]:
 
 async def flows(request: web.Request) -> web.Response:
     # the database is read here (its connection belongs to this thread), the files in a worker
-    return web.json_response(await asyncio.to_thread(_check_flows, flow_files(_svc(request))))
+    files = flow_files(_svc(request))
+    return web.json_response(await asyncio.to_thread(_check_flows, files) if files else [])

@@ -80,7 +80,7 @@
     const lim = m.limits || {}, used = m.used || {};
     const limits = [
       lim.calls_per_hour ? `${used.calls_hour ?? "?"}/${lim.calls_per_hour} per hour` : null,
-      lim.calls_per_day ? `${m.calls_today}/${lim.calls_per_day} per day` : null,
+      lim.calls_per_day ? `${m.calls_today ?? "…"}/${lim.calls_per_day} per day` : null,
       lim.minutes_per_day ? `${used.minutes_today ?? "?"}/${lim.minutes_per_day} min` : null].filter(Boolean).join(" · ") || "none";
     const peer = m.peer ? h("div", { class: "peer" }, m.state === "in call" ? `☎ ${m.peer} · ${dur(m.for_s)}` : `→ ${m.peer} · ${dur(m.for_s)}`,
       m.call_id ? [" ", h("a", { href: `#/call/${m.call_id}`, class: "small" }, "call")] : null) : null;
@@ -91,7 +91,7 @@
         h("dt", {}, "signal"), h("dd", {}, signalBars(m.signal_dbm), " ", m.signal_dbm !== null ? `${m.signal_dbm} dBm` : "-"),
         h("dt", {}, "network"), h("dd", {}, [m.registration || "-", m.operator].filter(Boolean).join(" · ")),
         h("dt", {}, "SIM"), h("dd", { class: "num" }, m.sim === "ready" ? (m.iccid || "ready") : (m.sim || "-")),
-        h("dt", {}, "today"), h("dd", { class: "num" }, `${m.calls_today} call(s)`),
+        h("dt", {}, "today"), h("dd", { class: "num" }, m.calls_today === null ? "counting…" : `${m.calls_today} call(s)`),
         h("dt", {}, "limits"), h("dd", {}, limits),
         m.rotation && m.rotation.state === "out" ? [h("dt", {}, "rotation"), h("dd", {}, `out: ${m.rotation.reason || ""}`)] : null,
         h("dt", {}, "port"), h("dd", { class: "small muted" }, m.port)),
