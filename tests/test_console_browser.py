@@ -203,6 +203,12 @@ async def test_operator_console_end_to_end(console, browser):
     assert await page.evaluate(f"({done_js})()") == held
     await page.locator('[data-campaign="webtest"] [data-act=resume]').click()
     await page.wait_for_selector('[data-campaign="webtest"] .badge.running')
+    # the bank while the campaign calls: who is called on which modem, for how long
+    await page.click("nav >> text=Bank")
+    await page.wait_for_selector(".modem .badge.in-call", timeout=20000)
+    assert "☎ +336123456" in await page.locator("#bank").inner_text()
+    await shot(page, "bank-calls")
+    await page.click("nav >> text=Campaigns")
     await page.wait_for_function(f"({done_js})() === 8", timeout=40000)
     await page.wait_for_selector('[data-campaign="webtest"] .badge.done', timeout=10000)
 
