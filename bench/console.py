@@ -37,6 +37,8 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from campaign_utilisation import start_sim  # bench/ is this script's directory (sys.path[0])
+
 from modem_dialer.config import load_config
 from modem_dialer.service.console.app import BANK_STREAM
 from modem_dialer.service.service import Service
@@ -44,22 +46,6 @@ from modem_dialer.store import Campaigns, open_db, to_ts, utc_now
 
 TOKEN = "bench-token"
 OUTCOMES = ["answered"] * 5 + ["busy", "no_answer", "no_answer", "failed", "rejected"]
-
-
-def start_sim(d: Path, modems: int) -> tuple[subprocess.Popen, Path]:
-    sc = d / "scenario.yaml"
-    sc.write_text(yaml.safe_dump({"default": {"outcome": "answer", "answer_after": 0.5, "hangup_after": 3.0,
-                                              "ring_after": 0.05}}))
-    cfg = d / "sim-config.yaml"
-    proc = subprocess.Popen([sys.executable, "-m", "modem_dialer.cli", "sim", "--modems", str(modems),
-                             "--scenario", str(sc), "--write-config", str(cfg)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(1200):
-        if cfg.exists() and cfg.stat().st_size:
-            return proc, cfg
-        time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("simulator did not start")
 
 
 def build_db(db: Path, contacts: int, calls: int, modems: list[str]) -> None:
@@ -138,7 +124,7 @@ async def measure(s: aiohttp.ClientSession, base: str, paths: list[tuple[str, st
 
 
 async def run(args: argparse.Namespace, d: Path) -> None:
-    sim, sim_cfg = start_sim(d, args.modems)
+    sim, sim_cfg = start_sim(d, args.modems, answer=0.5, hold=3.0)
     try:
         doc = yaml.safe_load(sim_cfg.read_text())
         modems = [m["name"] for m in doc["modems"]]

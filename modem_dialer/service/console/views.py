@@ -300,11 +300,12 @@ async def alerts(request: web.Request) -> web.Response:
     return web.json_response(out)
 
 
-def _alert_id(request: web.Request) -> int:
+def _path_id(request: web.Request, what: str) -> int:
+    """The integer ``{id}`` of the path; 404 naming what it should have been."""
     try:
         return int(request.match_info["id"])
     except ValueError:
-        raise web.HTTPNotFound(text=json.dumps({"error": "alert ids are integers"}),
+        raise web.HTTPNotFound(text=json.dumps({"error": f"{what} ids are integers"}),
                                content_type="application/json") from None
 
 
@@ -330,7 +331,7 @@ def acknowledge(svc: Service, alert_id: int, by: str) -> bool:
 
 async def alert_action(request: web.Request) -> web.Response:
     svc = _svc(request)
-    alert_id = _alert_id(request)
+    alert_id = _path_id(request, 'alert')
     if svc.runner.alerts.get_alert(alert_id) is None:
         return _not_found("alert")
     action = request.match_info["action"]
@@ -387,16 +388,8 @@ async def journal_choices(request: web.Request) -> web.Response:
     return web.json_response(_q(request).filter_choices())
 
 
-def _call_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text=json.dumps({"error": "call ids are integers"}),
-                               content_type="application/json") from None
-
-
 async def call(request: web.Request) -> web.Response:
-    d = _q(request).call_detail(_call_id(request))
+    d = _q(request).call_detail(_path_id(request, 'call'))
     if d is None:
         return _not_found("call")
     out = d.as_dict()
@@ -417,7 +410,7 @@ async def recording(request: web.Request) -> web.StreamResponse:
         index = int(request.match_info["n"])
     except ValueError:
         return _not_found("recording")
-    rec = _q(request).recording(_call_id(request), index)
+    rec = _q(request).recording(_path_id(request, 'call'), index)
     if rec is None:
         return _not_found("recording")
     path = Path(rec.path).resolve()
