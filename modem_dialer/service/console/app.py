@@ -2,7 +2,7 @@
 
 Static pages (HTML, CSS, vanilla JS, charts drawn as inline SVG by our own code) are
 package data in ``static/``: nothing is fetched from the internet. Every request passes the
-Host/Origin check; every page and endpoint but the login wants a session; every
+service's Host/Origin guard (service/guard.py); every page and endpoint but the login wants a session; every
 state-changing request wants the CSRF token (guard.py).
 """
 
@@ -19,17 +19,7 @@ from aiohttp import web
 
 from . import views
 from .deferred import Deferred
-from .guard import (
-    SAFE_METHODS,
-    HostCheck,
-    Session,
-    Sessions,
-    box_names,
-    clear_session_cookies,
-    csrf_ok,
-    host_origin_mw,
-    set_session_cookies,
-)
+from .guard import SAFE_METHODS, Session, Sessions, clear_session_cookies, csrf_ok, set_session_cookies
 from .live import BankStream, BankView
 
 if TYPE_CHECKING:
@@ -138,9 +128,9 @@ async def bank_stream(request: web.Request) -> web.StreamResponse:
 
 def make_console(svc: Service) -> web.Application:
     api = svc.loaded.config.alerting.api
-    extra = getattr(api, "allowed_hosts", None) or []     # a name set in the config, when there is one
-    check = HostCheck(box_names(svc.host, extra))
-    app = web.Application(middlewares=[host_origin_mw(check), headers_mw, session_mw])
+    # Host and Origin are checked by the service's guard middlewares (service/guard.py),
+    # which the parent app applies to this sub-application's routes too
+    app = web.Application(middlewares=[headers_mw, session_mw])
     app[views.CONSOLE_SERVICE] = svc
     app[SESSIONS] = Sessions(api.bearer())
     app[BANK_VIEW] = BankView(svc)

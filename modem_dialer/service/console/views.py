@@ -353,7 +353,7 @@ async def test_alert(request: web.Request) -> web.Response:
     to = [t.strip() for t in str(body.get("to") or "").split(",") if t.strip()] or None
     text = str(body.get("text") or "").strip()[:1000]
     policy = str(body.get("policy") or "").strip() or None
-    alert_id, created = svc.runner.submit(to=to, say=text or None, policy=policy, source="console",
+    alert_id, created = await svc.runner.submit(to=to, say=text or None, policy=policy, source="console",
                                           dedup_key=f"console-test:{text}:{','.join(to or [])}:{policy}")
     return web.json_response({"id": alert_id, "created": created}, status=202 if created else 200)
 
