@@ -42,6 +42,8 @@ async def test_csrf_and_foreign_host_are_refused(console):  # noqa: F811
         assert svc.runner.alerts.get_alert(alert_id)["status"] == "open"      # nothing was done
         async with s.post(url, headers={"X-CSRF-Token": csrf, "Origin": base}) as r:
             assert r.status == 200 and (await r.json())["status"] == "resolved"
+        async with s.get(f"{base}/console/api/suppression/export.csv") as r:
+            assert r.status == 200 and (await r.text()).splitlines() == ["number,reason,source,added_at"]
         # a recording is asked for by call and index, never by path
         async with s.get(f"{base}/console/api/calls/1/recordings/..%2F..%2Fetc%2Fpasswd") as r:
             assert r.status == 404

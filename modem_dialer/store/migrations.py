@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from .migrations_campaign import CAMPAIGN_LOG
-from .migrations_sms import SMS_INBOX
 from .migrations_console import CONSOLE_INDEXES
+from .migrations_sms import SMS_INBOX
 from .schema_v1 import SCHEMA_V1
 
 

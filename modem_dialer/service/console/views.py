@@ -492,23 +492,34 @@ async def suppression_import(request: web.Request) -> web.Response:
     return web.json_response({"added": added, "read": len(numbers), "errors": errors[:200], "bad": len(errors)})
 
 
-async def suppression_export(request: web.Request) -> web.StreamResponse:
-    svc = _svc(request)
+async def _csv_download(request: web.Request, filename: str, rows: Any,
+                        columns: list[str] | None = None) -> web.StreamResponse:
+    """Rows (dicts) as a CSV download, written in 64 kB chunks; columns from the first row."""
     resp = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
-                                       "Content-Disposition": 'attachment; filename="suppression.csv"'})
+                                       "Content-Disposition": f'attachment; filename="{filename}"'})
     await resp.prepare(request)
     buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["number", "reason", "source", "added_at"])
-    for i, e in enumerate(Compliance(svc.conn).export_suppression()):
-        w.writerow([e["number"], e["reason"], e["source"], e["added_at"]])
-        if i % 2000 == 1999:
+    w: Any = None
+    for r in rows:
+        if w is None:
+            w = csv.DictWriter(buf, fieldnames=list(r))
+            w.writeheader()
+        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
+        if buf.tell() > 1 << 16:
             await resp.write(buf.getvalue().encode())
             buf.seek(0)
             buf.truncate()
+    if w is None and columns:           # nothing to export: the header alone
+        csv.writer(buf).writerow(columns)
     await resp.write(buf.getvalue().encode())
     await resp.write_eof()
     return resp
+
+
+async def suppression_export(request: web.Request) -> web.StreamResponse:
+    """The list as ``suppress export`` writes it: number, reason, source, added_at."""
+    return await _csv_download(request, "suppression.csv", Compliance(_svc(request).conn).export_suppression(),
+                               ["number", "reason", "source", "added_at"])
 
 
 async def consent(request: web.Request) -> web.Response:
@@ -526,23 +537,7 @@ async def consent_revoke(request: web.Request) -> web.Response:
 
 
 async def consent_export(request: web.Request) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Type": "text/csv; charset=utf-8",
-                                       "Content-Disposition": 'attachment; filename="consent.csv"'})
-    await resp.prepare(request)
-    buf = io.StringIO()
-    w: Any = None
-    for r in _q(request).export_consent():
-        if w is None:
-            w = csv.DictWriter(buf, fieldnames=list(r))
-            w.writeheader()
-        w.writerow({k: ("" if v is None else v) for k, v in r.items()})
-        if buf.tell() > 1 << 16:
-            await resp.write(buf.getvalue().encode())
-            buf.seek(0)
-            buf.truncate()
-    await resp.write(buf.getvalue().encode())
-    await resp.write_eof()
-    return resp
+    return await _csv_download(request, "consent.csv", _q(request).export_consent())
 
 
 # ---- flows -----------------------------------------------------------------------------
