@@ -69,8 +69,9 @@ async def test_unplugged_modem_mid_call_exits_cleanly(make_bank, tmp_path):
     bank = await make_bank("huawei", Scenario(Callee(answer_after=0.1, unplug_after=0.6)))
     cfg = write_config(tmp_path, bank)
     rc, out, err = await run_cli("--config", cfg, "call", "+33612345678", "--message", "audio/hello.wav", "--json")
-    assert rc == 0 and "Traceback" not in err
+    assert rc == 1 and "Traceback" not in err       # the message was not delivered
     d = json.loads(out)
+    assert d["outcome"] == "failed" and d["answered_at"] is not None
     assert d["hangup_by"] == "network" and d["cause_text"].startswith("modem lost")
 
 
