@@ -274,7 +274,7 @@ async def test_modem_unplugged_during_the_message_is_a_failed_attempt_for_the_re
     rc, out, err = await run_cli(cfg, "campaign", "run", str(camp), timeout=40)
     conn = db(tmp_path)
     c = contacts(conn)
-    assert c[lost]["status"] == "exhausted", (out, err)
+    assert c[lost]["status"] == "exhausted", (rc, out, err)
     assert c[fine]["status"] == "answered"
     row = conn.execute("SELECT outcome, cause_text FROM calls WHERE number = ?", (lost,)).fetchone()
     assert row["outcome"] == "failed" and row["cause_text"].startswith("modem lost")

@@ -253,3 +253,23 @@ async def test_not_registered_dial_fails_cleanly(make_bank):
     d = await open_driver(modem_config(bank))
     assert (await d.health()).registration == Registration.SEARCHING
     await d.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_call_left_up_by_a_dead_owner_is_found_by_clcc_and_ended(make_bank, family):
+    """Issue 11 item 6: the owner died mid-call; the next opener ends that call before dialing."""
+    bank = await make_bank(family, Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    first = await open_driver(modem_config(bank))
+    await first.dial(NUMBER)
+    deadline = time.monotonic() + 5
+    while not (sim.call is not None and sim.call.state == "active"):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await first.close()                              # gone without hanging up
+    second = await open_driver(modem_config(bank))
+    assert await second.clear_left_call() == 1
+    assert sim.call is None and sim.calls[-1].ended_by == "dialer"
+    assert await second.clear_left_call() == 0       # idle: nothing to end, nothing sent but CLCC
+    await second.dial(NUMBER)                        # and the modem dials again
+    await second.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from .events import (
 from .info import Health, Identity, digits, parse_cops, parse_cpin, parse_creg, parse_csq, swap_nibbles
 
 log = logging.getLogger("modem_dialer.modems")
+
+_CLCC_MODE = re.compile(r"\+CLCC:\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*(\d+)")
 
 Listener = Callable[[Event], None]
 
@@ -275,6 +278,36 @@ class ModemDriver:
             await asyncio.sleep(0.2)
             if not call.ended:
                 self.call_ended(by=HangupBy.DIALER, cause=causes.NORMAL)
+
+    async def clear_left_call(self) -> int:
+        """End a voice call that a dead process left up on this modem; returns how many.
+
+        Called right after the port is opened: the open is exclusive, so no live process
+        owns the modem and any call ``AT+CLCC`` lists is an orphan (its owner was killed
+        with SIGKILL, or crashed). Left alone, the next ``ATD`` fails with
+        ``+CME ERROR: operation not allowed`` while the modem looks ready.
+        """
+        if self.call is not None and not self.call.ended:
+            return 0                      # ours: not left over
+        try:
+            resp = await self.ch.command("AT+CLCC", timeout=3)
+        except ATError:
+            # no CLCC on this firmware: hang up blindly (an idle modem answers OK)
+            with contextlib.suppress(ATError):
+                await self.ch.command(self.hangup_command, timeout=5)
+            return 0
+        # +CLCC: <id>,<dir>,<stat>,<mode>,...: mode 0 is voice (Quectel lists its LTE data
+        # bearer as a mode-1 pseudo-call, which must stay up)
+        voice = [line for line in resp.lines if (m := _CLCC_MODE.match(line)) and m.group(1) == "0"]
+        if not voice:
+            return 0
+        log.warning("%s: ending %d call(s) left up by a process that died: %s", self.name, len(voice),
+                    "; ".join(voice))
+        try:
+            await self.ch.command(self.hangup_command, timeout=5)
+        except ATCommandError as exc:
+            log.info("%s: hangup of the left call answered %s", self.name, exc.final)
+        return len(voice)
 
     async def send_dtmf(self, key: str) -> None:
         if key not in DTMF_KEYS:
