@@ -26,7 +26,7 @@ from .errors import (
     PortLost,
     PortOpenError,
 )
-from .lines import CALL_RESULTS, LineSplitter, is_final, response_prefix
+from .lines import CALL_RESULTS, LineSplitter, is_final, looks_unsolicited, response_prefix
 
 log = logging.getLogger("modem_dialer.at")
 
@@ -188,7 +188,7 @@ class ATChannel(asyncio.Protocol):
                 except Exception:  # a driver bug costs one URC, never the channel
                     log.exception("%s: URC handler failed for %r", self.name, line)
             return
-        if pending is not None and line not in CALL_RESULTS:
+        if pending is not None and line not in CALL_RESULTS and not looks_unsolicited(line):
             pending.lines.append(line)
             return
         self.unsolicited.append(line)

@@ -23,12 +23,16 @@ class ProbeResult:
 
     @property
     def ready(self) -> bool:
-        return (self.error is None and self.health.sim == "ready"
-                and self.health.registration.registered)
+        return self.problem() is None
 
     def problem(self) -> str | None:
         if self.error:
             return self.error
+        # Calls are journaled with the modem's IMEI and lines are found again by it after a
+        # replug: a modem whose IMEI could not be read (every answer had the wrong shape) is
+        # not ready, whatever its SIM and network say.
+        if not self.identity.imei:
+            return f"{self.port}: IMEI unreadable (AT+CGSN gave no 15-digit IMEI)"
         if self.health.sim != "ready":
             return f"{self.port}: SIM {self.health.sim.replace('_', ' ')}"
         if not self.health.registration.registered:

@@ -8,7 +8,7 @@ import yaml
 
 from .callee import Scenario
 from .dialects import make_dialect
-from .modem import SimModem
+from .modem import SimModem, with_luhn
 from .sms import InboundSms
 
 
@@ -30,7 +30,7 @@ class SimBank:
             dialect = make_dialect(spec.family, seed=i, **kw)
             self.modems.append(SimModem(
                 dialect, spec.name or f"gsm{i}", scenario=self.scenario, pin=spec.pin, noise=spec.noise,
-                imei=f"8676980412{i:05d}", iccid=f"893301234567{i:08d}", imsi=f"2080112345{i:05d}",
+                imei=with_luhn(f"8676980412{i:04d}"), iccid=f"893301234567{i:08d}", imsi=f"2080112345{i:05d}",
             ))
 
     @classmethod
