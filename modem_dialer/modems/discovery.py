@@ -226,43 +226,26 @@ def discover(sysfs_root: str | Path = "/sys",
 
 # --- identity over AT -----------------------------------------------------------------
 
-_IMEI = re.compile(r"\b([0-9]{14,17})\b")
-_ICCID = re.compile(r"\b([0-9]{18,20}[Ff]?)\b")
-
-
-def _first(pattern: re.Pattern[str], lines: Iterable[str]) -> str | None:
-    for line in lines:
-        # "+QCCID: 8986..." / "+ICCID: ..." / bare digits
-        m = pattern.search(line.split(":", 1)[-1])
-        if m:
-            return m.group(1).upper()
-    return None
-
-
-async def _ask(found: FoundModem, table: Mapping[tuple[str, str], UsbModel] | None, cmd_timeout: float) -> FoundModem:
-    from ..at.channel import ATChannel  # the AT layer is only needed when probing
-    from ..at.errors import ATError
+async def _ask(found: FoundModem, cmd_timeout: float) -> FoundModem:
+    # the AT layer is only needed when probing; identity is read by the drivers' own code
+    # (modems/identity.py) with the family driver's ICCID commands: the E1550 answers
+    # AT+CCID with COMMAND NOT SUPPORT and needs AT+CRSM (issue 11 item 20)
+    from ..at.channel import ATChannel
+    from .detect import DRIVERS
+    from .identity import read_iccid, read_imei
 
     assert found.at_tty is not None
-    model = lookup(found.vid, found.pid, table)
     ch = await ATChannel.open(found.at_tty, baudrate=115200, name=f"discover:{found.usb_path}")
     try:
-        imei = _first(_IMEI, (await ch.command("AT+CGSN", timeout=cmd_timeout)).lines)
-        iccid = None
-        for cmd in model.iccid_commands if model else ("AT+CCID",):
-            try:
-                iccid = _first(_ICCID, (await ch.command(cmd, timeout=cmd_timeout)).lines)
-            except ATError:
-                continue                  # ERROR / CME ERROR: try the next command
-            if iccid:
-                break
+        imei = await read_imei(ch, timeout=cmd_timeout)
+        driver = DRIVERS.get(found.family)
+        iccid = await read_iccid(ch, driver.iccid_commands if driver else ("AT+CCID",), timeout=cmd_timeout)
     finally:
         await ch.close()
     return replace(found, imei=imei, iccid=iccid, identity_error=None)
 
 
-async def probe_identity(found: FoundModem, timeout: float = 5.0,
-                         table: Mapping[tuple[str, str], UsbModel] | None = None) -> FoundModem:
+async def probe_identity(found: FoundModem, timeout: float = 5.0) -> FoundModem:
     """A copy of ``found`` with IMEI and ICCID read from its AT port.
 
     Never raises for a modem problem: a port that cannot be opened (held by ModemManager,
@@ -271,7 +254,7 @@ async def probe_identity(found: FoundModem, timeout: float = 5.0,
     if not found.known or found.at_tty is None:
         return replace(found, identity_error="no AT port")
     try:
-        return await asyncio.wait_for(_ask(found, table, min(2.0, timeout)), timeout)
+        return await asyncio.wait_for(_ask(found, min(2.0, timeout)), timeout)
     except asyncio.TimeoutError:
         return replace(found, identity_error=f"{found.at_tty}: no answer within {timeout:g} s")
     except Exception as e:  # ATError, OSError, serial.SerialException: reported, not raised

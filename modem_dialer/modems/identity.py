@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 
 from ..at.channel import ATChannel
-from ..at.errors import ATCommandError, CMEError, CommandTimeout
+from ..at.errors import ATCommandError, CMEError
 from ..at.lines import looks_unsolicited
 
 log = logging.getLogger("modem_dialer.modems")
@@ -127,7 +127,7 @@ async def read_value(ch: ATChannel, command: str, parse: Parser, *, timeout: flo
     """``command``'s value as ``parse`` finds it; asked again when nothing has the right shape.
 
     None when the modem refuses the command (ERROR, not supported) or never gives a value
-    of the right shape.
+    of the right shape; a silent modem raises CommandTimeout as any command does.
     """
     tries = IDENTITY_TRIES if tries is None else tries
     for attempt in range(1, tries + 1):
@@ -137,8 +137,6 @@ async def read_value(ch: ATChannel, command: str, parse: Parser, *, timeout: flo
             if not sim_busy(exc):
                 return None
             lines: list[str] = []
-        except CommandTimeout:
-            lines = []
         else:
             lines = resp.lines
             value = parse(lines)
