@@ -88,6 +88,9 @@ class ModemDriver:
     optional_init: tuple[str, ...] = ()
     required_init: tuple[str, ...] = ()
     hangup_command = "AT+CHUP"
+    # Where call states come from (shown by `modems --json`): ccinfo | dsci | clcc_urc |
+    # huawei_urc | clcc_poll. A family whose init probes what the firmware has sets it there.
+    call_state_source = "clcc_poll"
     iccid_commands: tuple[str, ...] = ("AT+CCID", "AT+CRSM=176,12258,0,0,10")
 
     def __init__(self, channel: ATChannel, config: ModemConfig) -> None:

@@ -20,6 +20,7 @@ class ProbeResult:
     identity: Identity = field(default_factory=Identity)
     health: Health = field(default_factory=Health)
     error: str | None = None
+    call_states: str | None = None   # the driver's call-state source (ccinfo, dsci, clcc_poll …)
 
     @property
     def ready(self) -> bool:
@@ -47,7 +48,7 @@ class ProbeResult:
             "imei": ident.imei, "iccid": ident.iccid, "imsi": ident.imsi,
             "operator": health.operator, "registration": health.registration.value, "tech": health.tech,
             "signal_dbm": health.signal_dbm, "sim": health.sim, "volte": health.volte,
-            "ready": self.ready, "error": self.problem(),
+            "call_states": self.call_states, "ready": self.ready, "error": self.problem(),
         }
 
 
@@ -60,6 +61,7 @@ async def probe(cfg: ModemConfig, timeout: float | None = None) -> ProbeResult:
         driver = await open_driver(cfg)
         holder.append(driver)
         result.family = driver.family
+        result.call_states = driver.call_state_source
         result.identity = await driver.identity()
         result.health = await driver.health()
 
