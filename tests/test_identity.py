@@ -112,3 +112,29 @@ async def test_sim_busy_for_too_long_is_a_one_line_error(make_bank, monkeypatch)
     bank.modems[0].sim_busy_for(30)
     with pytest.raises(DriverError, match=r"SIM still busy after 0\.3 s"):
         await open_driver(modem_config(bank))
+
+
+def test_every_registration_state_is_documented() -> None:
+    """Issue 11 item 28: the documented set is the set the code reports, stat by stat."""
+    import re
+    from pathlib import Path
+
+    from modem_dialer.modems.events import Registration
+    from modem_dialer.modems.info import parse_creg
+    doc = (Path(__file__).parent.parent / "docs" / "modems.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+)` \| ([^|]+) \|", doc, re.M))
+    assert set(rows) >= {r.value for r in Registration}
+    for value, stats in rows.items():
+        if value not in {r.value for r in Registration}:
+            continue
+        for stat in re.findall(r"\d", stats):
+            assert parse_creg(f"2,{stat}")[0].value == value, (value, stat)
+
+
+async def test_not_registered_is_reported_as_documented(make_bank):
+    bank = await make_bank("quectel")
+    bank.modems[0].reg_stat = 0
+    r = await probe(modem_config(bank))
+    d = r.as_dict()
+    assert d["registration"] == "not_registered" and d["ready"] is False
+    assert "not registered (not_registered)" in d["error"]
