@@ -61,6 +61,32 @@ MODELS: tuple[UsbModel, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class StorageMode:
+    """A modem still showing its CD-ROM / mass-storage face: no tty until it is switched."""
+
+    vid: str
+    pid: str
+    family: str
+    model: str
+
+
+# modems.md §1.1: the E1550 first appears as a CD-ROM 12d1:1446 (then 12d1:1001 or 140c), E173
+# variants too, the "E173s" as 1c0b (then 1c05). 1f01 (E353/E3131) and 14fe (E352/E173u) are
+# usb_modeswitch's own entries for other Huawei sticks [?].
+STORAGE_MODE: Mapping[tuple[str, str], StorageMode] = MappingProxyType({
+    (s.vid, s.pid): s for s in (
+        StorageMode("12d1", "1446", "huawei", "Huawei E1550/E1750/E173"),
+        StorageMode("12d1", "1c0b", "huawei", "Huawei E173s"),
+        StorageMode("12d1", "1f01", "huawei", "Huawei E353/E3131"),
+        StorageMode("12d1", "14fe", "huawei", "Huawei E352/E173u"),
+    )})
+
+
+def storage_mode(vid: str, pid: str) -> StorageMode | None:
+    return STORAGE_MODE.get((vid.lower(), pid.lower()))
+
+
 def make_table(models: Iterable[UsbModel]) -> Mapping[tuple[str, str], UsbModel]:
     """Index models by (vid, pid); a later entry replaces an earlier one."""
     return MappingProxyType({m.key: m for m in models})
