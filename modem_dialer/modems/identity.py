@@ -8,6 +8,9 @@ quectel-eg25g__eg25-manager-boot-urcs.txt), and whichever line came first used t
 as the IMEI. So each value is checked by its shape (15-digit IMEI with its Luhn digit, IMSI
 digits, an ICCID starting 89 …), lines that are not the value are skipped, and a command
 whose answer has no line of the right shape is asked again (a boot burst is over quickly).
+The lines are read from the last one up: a modem writes a value and its ``OK`` together, so
+the value is the last line before the final result and noise came before it (even a noise
+line cut short that happens to look like a name, such as ``SMS DON``).
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ def _value_part(line: str) -> str:
 
 
 def imei_from(lines: Iterable[str]) -> str | None:
-    """The first 15-digit IMEI with a valid Luhn check digit (3GPP TS 23.003 §6.2.1)."""
-    for line in lines:
+    """The 15-digit IMEI with a valid Luhn check digit (3GPP TS 23.003 §6.2.1)."""
+    for line in reversed(list(lines)):
         m = _IMEI.search(_value_part(line))
         if m and luhn_ok(m.group(1)):
             return m.group(1)
@@ -71,7 +74,7 @@ def imei_from(lines: Iterable[str]) -> str | None:
 
 def imsi_from(lines: Iterable[str]) -> str | None:
     """An IMSI: MCC + MNC + MSIN, at most 15 digits and nothing else on the line."""
-    for line in lines:
+    for line in reversed(list(lines)):
         value = _value_part(line)
         if _IMSI.fullmatch(value):
             return value
@@ -80,7 +83,7 @@ def imsi_from(lines: Iterable[str]) -> str | None:
 
 def name_from(lines: Iterable[str]) -> str | None:
     """A maker or model name (``AT+CGMI``/``AT+CGMM``): printable text that is not a URC."""
-    for line in lines:
+    for line in reversed(list(lines)):
         raw = line.strip()
         if not raw or looks_unsolicited(raw):
             continue
@@ -94,7 +97,7 @@ def name_from(lines: Iterable[str]) -> str | None:
 
 def iccid_from(lines: Iterable[str]) -> str | None:
     """An ICCID from ``+QCCID: …``, ``+ICCID: …``, ``+CCID: "…"`` or a bare line; F padding dropped."""
-    for line in lines:
+    for line in reversed(list(lines)):
         m = _ICCID.search(_value_part(line))
         if m:
             return m.group(1)

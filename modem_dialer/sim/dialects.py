@@ -85,10 +85,14 @@ class Dialect:
     def noise_lines(self) -> list[str]:
         return []
 
+    # What the module prints by itself once it has restarted (AT+CFUN=1,1, a silent reset).
+    BOOT_LINES: ClassVar[tuple[str, ...]] = ()
+
 
 class Quectel(Dialect):
     family = "quectel"
     cdsi_says_sm = True              # EC25/EG25: a report in "SR" announced as +CDSI: "SM"
+    BOOT_LINES = ("RDY", "+CPIN: READY", "+QUSIM: 1", "+CFUN: 1", "+QIND: SMS DONE")   # transcripts: boot URCs
     manufacturer = "Quectel"
     model = "EC25"
     revision = "EC25EFAR06A06M4G"
@@ -212,6 +216,7 @@ class Simcom(Dialect):
     family = "simcom"
     cmt_alpha = '""'
     sms_crcrlf = True                # SIM7600 frames some URCs with \r\r\n
+    BOOT_LINES = ("RDY", "+CPIN: READY", "SMS DONE")   # transcripts: boot URCs
     manufacturer = "SIMCOM INCORPORATED"
     model = "SIMCOM_SIM7600G-H"
     revision = "+CGMR: LE20B03SIM7600M22"
@@ -314,6 +319,7 @@ class Simcom(Dialect):
 class Sim800(Dialect):
     family = "sim800"
     cmt_alpha = '""'
+    BOOT_LINES = ("RDY", "+CPIN: READY", "Call Ready", "SMS Ready")   # transcripts: boot URCs
     manufacturer = "SIMCOM_Ltd"
     model = "SIMCOM_SIM800L"
     revision = "Revision:1418B04SIM800L24"

@@ -336,6 +336,8 @@ class SimModem(SmsMixin):
         self.echo = True
         self.silent = False
         self.dialect.reset()
+        for line in self.dialect.BOOT_LINES:       # RDY, +CPIN: READY … as the real module does
+            self.urc(line)
 
     # ---- the call timeline -------------------------------------------------------
     def _dial(self, number: str) -> list[str]:
