@@ -203,3 +203,22 @@ async def test_a_call_left_up_by_a_killed_process_is_hung_up_by_the_next_call(ma
     assert json.loads(out)["outcome"] == "answered"
     db = sqlite3.connect(tmp_path / "calls.db")
     assert [r[0] for r in db.execute("SELECT outcome FROM calls ORDER BY id")] == ["interrupted", "answered"]
+
+
+async def test_sms_local_also_ends_a_call_left_up(make_bank, tmp_path):
+    """`sms` and `alert` in local mode open the modems through the service's bank, whose start
+    runs the same clean-up (ModemDriver.clear_left_call)."""
+    from conftest import modem_config
+
+    from modem_dialer.modems.detect import open_driver
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    first = await open_driver(modem_config(bank))
+    await first.dial("+33612345678")
+    await _until(lambda: sim.call is not None and sim.call.state == "active")
+    await first.close()                               # its owner is gone; the call is not
+    cfg = write_config(tmp_path, bank)
+    rc, out, err = await run_cli("--config", cfg, "sms", "+33612345679", "hello", "--local")
+    assert rc == 0, out + err
+    assert sim.call is None and sim.calls[-1].ended_by == "dialer"
+    assert "AT+CLCC" in sim.commands
