@@ -17,13 +17,11 @@ transcript's modem output (a call's URCs) into the port.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 import re
-import tty
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from rawfake import RawFake
 
 HERE = Path(__file__).parent / "transcripts"
 
@@ -124,14 +122,10 @@ class ReplayModem:
                     reply += "\r\nOK\r\n"
                 self.exchanges.append((s.text.upper(), reply))
         self.used: set[int] = set()
-        self.seen: list[str] = []
         self.injections: list[tuple[str, str]] = []
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        os.set_blocking(self.master, False)
-        self.path = os.ttyname(self.slave)
-        self._buf = b""
-        asyncio.get_running_loop().add_reader(self.master, self._readable)
+        self.fake = RawFake(self._answer)          # the pty plumbing of the channel tests
+        self.path = self.fake.path
+        self.seen = self.fake.received
 
     def inject_before(self, command: str, steps_or_text: list[Step] | str) -> None:
         text = steps_or_text if isinstance(steps_or_text, str) else "".join(
@@ -139,7 +133,7 @@ class ReplayModem:
         self.injections.append((command.upper(), text))
 
     def write(self, text: str) -> None:
-        os.write(self.master, text.encode("latin-1"))
+        self.fake.write(text.encode("latin-1"))
 
     def stream(self, steps: list[Step]) -> None:
         """Write the modem's side of ``steps`` (host commands in between are not sent)."""
@@ -159,27 +153,16 @@ class ReplayModem:
         lines = self.defaults.get(up, ["OK"])
         return "".join(f"\r\n{line}\r\n" for line in lines)
 
-    def _readable(self) -> None:
-        try:
-            self._buf += os.read(self.master, 4096)
-        except OSError:
-            return
-        while b"\r" in self._buf:
-            raw, self._buf = self._buf.split(b"\r", 1)
-            cmd = raw.decode(errors="replace").strip()
-            if not cmd:
-                continue
-            self.seen.append(cmd)
-            for i, (prefix, text) in enumerate(self.injections):
-                if cmd.upper().startswith(prefix):
-                    del self.injections[i]
-                    self.write(text)
-                    break
-            self.write(self.reply_for(cmd))
+    def _answer(self, cmd: str) -> bytes:
+        if not cmd:
+            return b""
+        out = ""
+        for i, (prefix, text) in enumerate(self.injections):
+            if cmd.upper().startswith(prefix):
+                del self.injections[i]
+                out = text
+                break
+        return (out + self.reply_for(cmd)).encode("latin-1")
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            asyncio.get_running_loop().remove_reader(self.master)
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self.fake.unplug()

@@ -12,6 +12,7 @@ import wave
 
 import numpy as np
 import yaml
+from conftest import wait_until
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -62,12 +63,7 @@ def contacts(conn) -> dict[str, dict]:
     return {r["number"]: dict(r) for r in conn.execute("SELECT * FROM contacts")}
 
 
-async def wait_for(pred, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.05)
+wait_for = wait_until
 
 
 ANSWER, BUSY, NOANS, INVALID, OPTOUT, SUPP, KEYS = (f"+3361234567{i}" for i in range(7))

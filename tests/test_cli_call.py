@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import run_cli, wait_until
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -144,14 +144,6 @@ async def _start_call(cfg: str, *args: str):
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
 
 
-async def _until(pred, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.02)
-
-
 
 @pytest.mark.parametrize(("signame", "code"), [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
 async def test_signal_while_ringing_hangs_up_and_closes_the_row_as_interrupted(make_bank, tmp_path, signame, code):
@@ -159,7 +151,7 @@ async def test_signal_while_ringing_hangs_up_and_closes_the_row_as_interrupted(m
     sim = bank.modems[0]
     cfg = write_config(tmp_path, bank)
     proc = await _start_call(cfg, "--message", "audio/hello.wav", "--ring-timeout", "60")
-    await _until(lambda: bool(sim.calls) and sim.calls[-1].state == "alerting")
+    await wait_until(lambda: bool(sim.calls) and sim.calls[-1].state == "alerting")
     proc.send_signal(getattr(signal, signame))
     _out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == code, err
@@ -176,7 +168,7 @@ async def test_sigterm_during_the_message_hangs_up_and_closes_the_row(make_bank,
     sim = bank.modems[0]
     cfg = write_config(tmp_path, bank)
     proc = await _start_call(cfg, "--message", "audio/hello.wav")       # a 6 s message
-    await _until(lambda: bool(sim.calls) and sim.calls[-1].state == "active")
+    await wait_until(lambda: bool(sim.calls) and sim.calls[-1].state == "active")
     await asyncio.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _out, err = await asyncio.wait_for(proc.communicate(), 20)
@@ -192,7 +184,7 @@ async def test_a_call_left_up_by_a_killed_process_is_hung_up_by_the_next_call(ma
     sim = bank.modems[0]
     cfg = write_config(tmp_path, bank)
     proc = await _start_call(cfg, "--message", "audio/hello.wav")
-    await _until(lambda: bool(sim.calls) and sim.calls[-1].state == "active")
+    await wait_until(lambda: bool(sim.calls) and sim.calls[-1].state == "active")
     proc.send_signal(signal.SIGKILL)                  # no chance to hang up: the call stays up
     await proc.wait()
     await asyncio.sleep(0.2)
@@ -215,7 +207,7 @@ async def test_sms_local_also_ends_a_call_left_up(make_bank, tmp_path):
     sim = bank.modems[0]
     first = await open_driver(modem_config(bank))
     await first.dial("+33612345678")
-    await _until(lambda: sim.call is not None and sim.call.state == "active")
+    await wait_until(lambda: sim.call is not None and sim.call.state == "active")
     await first.close()                               # its owner is gone; the call is not
     cfg = write_config(tmp_path, bank)
     rc, out, err = await run_cli("--config", cfg, "sms", "+33612345679", "hello", "--local")
