@@ -73,7 +73,14 @@ def discover(as_json: bool, write_config: str | None, sysfs: str, current_names:
     elif found:
         _console().print(render_table(found))
     if not known:
-        unknown = f" ({len(found)} unknown USB serial device(s) listed above)" if found and not as_json else ""
+        storage = sum(m.storage_mode for m in found)
+        others = len(found) - storage
+        listed = [f"{others} unknown USB serial device(s)"] if others else []
+        if storage:
+            listed.append(f"{storage} modem{'s' if storage > 1 else ''} in mass-storage mode (switch it first: "
+                          "see the notes)")
+        where = " listed above" if not as_json else ""
+        unknown = f" ({'; '.join(listed)}{where})" if listed else ""
         click.echo(f"modem-dialer: no known modems found under {sysfs}/bus/usb/devices{unknown}", err=True)
         sys.exit(1)
     if write_config:
