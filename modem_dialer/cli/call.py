@@ -64,7 +64,7 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
     try:
         result = asyncio.run(_call(loaded, candidates, e164, payload, ring_timeout, repeat))
     except Stopped as stop:
-        click.echo(f"modem-dialer: stopped by {stop.name}: the call was hung up and journaled", err=True)
+        click.echo(f"modem-dialer: stopped by {stop.name} (a call in progress was hung up and journaled)", err=True)
         sys.exit(128 + stop.signum)
     d = result.as_dict()
     if as_json:
