@@ -90,3 +90,13 @@ async def run_cli(*args: str, env: dict | None = None, stdin: str | None = None,
             proc.kill()
             await proc.wait()
     return proc.returncode, out.decode(), err.decode()
+
+
+async def wait_until(pred, timeout: float = 15.0) -> None:
+    """Poll ``pred`` every 20 ms until it is true (a test waits on the state it needs, not a
+    fixed sleep); fails the test after ``timeout`` s."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        assert loop.time() < end, "condition not met in time"
+        await asyncio.sleep(0.02)

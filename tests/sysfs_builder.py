@@ -18,6 +18,16 @@ import random
 from pathlib import Path
 
 PCI = "devices/pci0000:00/0000:00:14.0"
+# USB host controllers as the kernel places them, each dir with its bus ("subsystem" link):
+#   x86 xHCI on PCI; Raspberry Pi 4 (VL805 xHCI on PCIe behind the SoC's platform PCIe host,
+#   udev ID_PATH platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1.3); Raspberry Pi 3 (dwc_otg
+#   platform device, ID_PATH platform-3f980000.usb-usb-0:1.3).
+HOSTS: dict[str, list[tuple[str, str | None]]] = {
+    "x86": [("devices/pci0000:00", None), ("0000:00:14.0", "pci")],
+    "rpi4": [("devices/platform", None), ("scb", "platform"), ("fd500000.pcie", "platform"),
+             ("pci0000:00", None), ("0000:00:00.0", "pci"), ("0000:01:00.0", "pci")],
+    "rpi3": [("devices/platform", None), ("soc", "platform"), ("3f980000.usb", "platform")],
+}
 
 
 def _link(link: Path, target: Path) -> None:
@@ -32,17 +42,31 @@ def _files(d: Path, **attrs: str) -> None:
 
 
 class FakeSysfs:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, host: str = "x86", subsystem_links: bool = True) -> None:
+        """``host``: where the USB controller sits (HOSTS). ``subsystem_links``: give each
+        device dir its ``subsystem`` link as the kernel does (off: the older trees' layout)."""
         self.root = root
-        (root / "bus/usb/devices").mkdir(parents=True, exist_ok=True)
-        (root / "class/tty").mkdir(parents=True, exist_ok=True)
-        (root / "class/sound").mkdir(parents=True, exist_ok=True)
-        _files(root / PCI, vendor="0x8086", device="0xa36d")
+        self.subsystem_links = subsystem_links
+        for d in ("bus/usb/devices", "bus/pci/devices", "bus/platform/devices", "class/tty", "class/sound"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        here = root
+        for name, bus in HOSTS[host]:
+            here = here / name
+            here.mkdir(parents=True, exist_ok=True)
+            if bus is not None:
+                self._subsystem(here, bus)
+        self.host = here
+        if host == "x86":
+            _files(here, vendor="0x8086", device="0xa36d")
         self._device("usb1", "1d6b", "0002", product="xHCI Host Controller")
+
+    def _subsystem(self, d: Path, bus: str) -> None:
+        if self.subsystem_links and not (d / "subsystem").exists():
+            _link(d / "subsystem", self.root / "bus" / bus)
 
     def _dir(self, usb_path: str) -> Path:
         if usb_path.startswith("usb"):
-            return self.root / PCI / usb_path
+            return self.host / usb_path
         bus, ports = usb_path.split("-", 1)
         parent = f"usb{bus}" if "." not in ports else usb_path.rsplit(".", 1)[0]
         return self._dir(parent) / usb_path
@@ -54,6 +78,7 @@ class FakeSysfs:
                 self.hub(d.parent.name)
         # authorized: what recovery writes 0 then 1 to, to power-cycle the port
         _files(d, idVendor=vid, idProduct=pid, authorized="1", **attrs)
+        self._subsystem(d, "usb")
         _link(self.root / "bus/usb/devices" / usb_path, d)
         return d
 
@@ -65,6 +90,7 @@ class FakeSysfs:
         for n in interfaces:
             intf = d / f"{usb_path}:1.{n}"
             _files(intf, bInterfaceNumber=f"{n:02x}", bInterfaceClass="ff")
+            self._subsystem(intf, "usb")
             _link(self.root / "bus/usb/devices" / intf.name, intf)
         return d
 

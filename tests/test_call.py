@@ -137,11 +137,26 @@ async def test_unplug_mid_call_fails_that_call_and_keeps_the_journal(make_bank, 
     async def wait(call):
         await call.get_key(3)
     r = await place_call(line, NUMBER, wait, journal)
-    assert r.row["outcome"] == "answered" and r.row["hangup_by"] == "network"
+    # answered, but the script never finished: nothing says the callee got the message
+    assert r.row["outcome"] == "failed" and r.row["hangup_by"] == "network"
     assert r.row["cause_text"].startswith("modem lost") and r.row["ended_at"]
+    assert r.row["answered_at"] is not None
     # another process reads the same, complete row
     other = sqlite3.connect(tmp_path / "j.db")
-    assert other.execute("SELECT outcome FROM calls WHERE id=?", (r.call_id,)).fetchone()[0] == "answered"
+    assert other.execute("SELECT outcome FROM calls WHERE id=?", (r.call_id,)).fetchone()[0] == "failed"
+    await line.close()
+
+
+@pytest.mark.parametrize("family", AUDIO_FAMILIES)
+async def test_unplug_during_the_message_is_failed_modem_lost(make_bank, journal, family):
+    """Issue 11 item 5: answered, modem unplugged 1.5 s into a longer message."""
+    bank = await make_bank(family, Scenario(Callee(answer_after=0.1, ring_after=0.05, unplug_after=1.6)))
+    line = await open_line(modem_config(bank))
+    r = await place_call(line, NUMBER, message_script(prompt(4000)), journal)
+    assert (r.row["outcome"], r.row["hangup_by"]) == ("failed", "network")
+    assert r.row["cause_text"].startswith("modem lost")
+    errors = [e for e in journal.events_of(r.call_id) if e["kind"] == "error"]
+    assert any(e["data"].get("where") == "modem" for e in errors)
     await line.close()
 
 

@@ -12,6 +12,7 @@ import wave
 
 import numpy as np
 import yaml
+from conftest import wait_until
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -62,12 +63,7 @@ def contacts(conn) -> dict[str, dict]:
     return {r["number"]: dict(r) for r in conn.execute("SELECT * FROM contacts")}
 
 
-async def wait_for(pred, timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.05)
+wait_for = wait_until
 
 
 ANSWER, BUSY, NOANS, INVALID, OPTOUT, SUPP, KEYS = (f"+3361234567{i}" for i in range(7))
@@ -260,3 +256,21 @@ async def test_limits_rest_a_line_and_failures_take_it_out(make_bank, tmp_path):
     assert ("gsm0", "out", "2 consecutive failed calls") in [tuple(r) for r in rows]
     assert conn.execute("SELECT status, reason FROM modem_state WHERE name = 'gsm0'").fetchone()[0] == \
         "out_of_rotation"
+
+
+async def test_modem_unplugged_during_the_message_is_a_failed_attempt_for_the_retry_rules(make_bank, tmp_path):
+    """Issue 11 item 5: the callee answered but the modem vanished mid-message; the contact is
+    not 'answered': its attempt is 'failed' and the campaign's retry rule for 'failed' decides."""
+    lost, fine = "+33612345671", "+33612345672"
+    sc = Scenario(default=Callee("answer", answer_after=0.1),
+                  numbers={lost: Callee("answer", answer_after=0.1, unplug_after=0.8)})
+    bank = await make_bank("quectel", sc, n=2)
+    cfg, camp = setup(tmp_path, bank, [lost, fine], message_s=3.0,
+                      extra="retry:\n  failed: {after: 1s, max: 1}\n")
+    rc, out, err = await run_cli(cfg, "campaign", "run", str(camp), timeout=40)
+    conn = db(tmp_path)
+    c = contacts(conn)
+    assert c[lost]["status"] == "exhausted", (rc, out, err)
+    assert c[fine]["status"] == "answered"
+    row = conn.execute("SELECT outcome, cause_text FROM calls WHERE number = ?", (lost,)).fetchone()
+    assert row["outcome"] == "failed" and row["cause_text"].startswith("modem lost")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import signal
 import sqlite3
+import sys
 
 import numpy as np
+import pytest
 import yaml
-from conftest import run_cli
+from conftest import run_cli, wait_until
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -69,8 +74,9 @@ async def test_unplugged_modem_mid_call_exits_cleanly(make_bank, tmp_path):
     bank = await make_bank("huawei", Scenario(Callee(answer_after=0.1, unplug_after=0.6)))
     cfg = write_config(tmp_path, bank)
     rc, out, err = await run_cli("--config", cfg, "call", "+33612345678", "--message", "audio/hello.wav", "--json")
-    assert rc == 0 and "Traceback" not in err
+    assert rc == 1 and "Traceback" not in err       # the message was not delivered
     d = json.loads(out)
+    assert d["outcome"] == "failed" and d["answered_at"] is not None
     assert d["hangup_by"] == "network" and d["cause_text"].startswith("modem lost")
 
 
@@ -127,3 +133,84 @@ async def test_a_call_left_open_by_a_killed_process_is_closed_as_interrupted(mak
     assert rc == 0, err
     db = sqlite3.connect(tmp_path / "calls.db")
     assert db.execute("SELECT outcome FROM calls WHERE id = ?", (stale,)).fetchone()[0] == "interrupted"
+
+
+# --- issue 11 item 6: SIGTERM / SIGHUP, and a call left up by a dead process ----------------
+
+async def _start_call(cfg: str, *args: str):
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "modem_dialer.cli", "--config", cfg, "call", "+33612345678", *args,
+        env=dict(os.environ), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+
+
+
+@pytest.mark.parametrize(("signame", "code"), [("SIGTERM", 143), ("SIGHUP", 129), ("SIGINT", 130)])
+async def test_signal_while_ringing_hangs_up_and_closes_the_row_as_interrupted(make_bank, tmp_path, signame, code):
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=60, ring_after=0.05)))
+    sim = bank.modems[0]
+    cfg = write_config(tmp_path, bank)
+    proc = await _start_call(cfg, "--message", "audio/hello.wav", "--ring-timeout", "60")
+    await wait_until(lambda: bool(sim.calls) and sim.calls[-1].state == "alerting")
+    proc.send_signal(getattr(signal, signame))
+    _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err.decode() and err.decode().count("\n") == 1
+    assert (signame if signame != "SIGINT" else "interrupted") in err.decode()
+    assert sim.call is None and sim.calls[-1].ended_by == "dialer"       # the modem is free again
+    db = sqlite3.connect(tmp_path / "calls.db")
+    row = db.execute("SELECT outcome, ended_at, hangup_by FROM calls").fetchone()
+    assert row[0] == "interrupted" and row[1] is not None and row[2] == "dialer"
+
+
+async def test_sigterm_during_the_message_hangs_up_and_closes_the_row(make_bank, tmp_path):
+    bank = await make_bank("huawei", Scenario(Callee(answer_after=0.1, ring_after=0.05)))
+    sim = bank.modems[0]
+    cfg = write_config(tmp_path, bank)
+    proc = await _start_call(cfg, "--message", "audio/hello.wav")       # a 6 s message
+    await wait_until(lambda: bool(sim.calls) and sim.calls[-1].state == "active")
+    await asyncio.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    assert proc.returncode == 143, err
+    assert sim.call is None and sim.calls[-1].ended_by == "dialer"
+    db = sqlite3.connect(tmp_path / "calls.db")
+    ended_at, by = db.execute("SELECT ended_at, hangup_by FROM calls").fetchone()
+    assert ended_at is not None and by == "dialer"
+
+
+async def test_a_call_left_up_by_a_killed_process_is_hung_up_by_the_next_call(make_bank, tmp_path):
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.1, ring_after=0.05)))
+    sim = bank.modems[0]
+    cfg = write_config(tmp_path, bank)
+    proc = await _start_call(cfg, "--message", "audio/hello.wav")
+    await wait_until(lambda: bool(sim.calls) and sim.calls[-1].state == "active")
+    proc.send_signal(signal.SIGKILL)                  # no chance to hang up: the call stays up
+    await proc.wait()
+    await asyncio.sleep(0.2)
+    assert sim.call is not None and sim.call.state == "active"
+    rc, out, err = await run_cli("--config", cfg, "call", "+33612345678", "--say", "Hi", "--json")
+    assert rc == 0, err
+    assert len(sim.calls) == 2 and sim.calls[0].ended_by == "dialer"
+    assert json.loads(out)["outcome"] == "answered"
+    db = sqlite3.connect(tmp_path / "calls.db")
+    assert [r[0] for r in db.execute("SELECT outcome FROM calls ORDER BY id")] == ["interrupted", "answered"]
+
+
+async def test_sms_local_also_ends_a_call_left_up(make_bank, tmp_path):
+    """`sms` and `alert` in local mode open the modems through the service's bank, whose start
+    runs the same clean-up (ModemDriver.clear_left_call)."""
+    from conftest import modem_config
+
+    from modem_dialer.modems.detect import open_driver
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    first = await open_driver(modem_config(bank))
+    await first.dial("+33612345678")
+    await wait_until(lambda: sim.call is not None and sim.call.state == "active")
+    await first.close()                               # its owner is gone; the call is not
+    cfg = write_config(tmp_path, bank)
+    rc, out, err = await run_cli("--config", cfg, "sms", "+33612345679", "hello", "--local")
+    assert rc == 0, out + err
+    assert sim.call is None and sim.calls[-1].ended_by == "dialer"
+    assert "AT+CLCC" in sim.commands

@@ -55,3 +55,37 @@ async def test_sim_scenario_mistakes_are_one_line(tmp_path):
     bad.write_text("default: {answr_after: 2}\n")
     rc, _, err = await run_cli("sim", "--scenario", str(bad))
     assert rc == 1 and "unknown callee setting 'answr_after'" in err and "Traceback" not in err
+
+
+async def test_vv_logs_every_at_line_both_ways_per_modem_with_timestamps(make_bank, tmp_path):
+    """Issue 11 item 18: `-vv` (documented as showing AT traffic) shows it."""
+    import re
+    bank = await make_bank("quectel,huawei", n=2)
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(bank.config_yaml())
+    rc, _out, err = await run_cli("--config", str(cfg), "-vv", "modems", "--json")
+    assert rc == 0, err
+    stamp = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} DEBUG modem_dialer\.at\.traffic: "
+    for name, sim in (("gsm0", bank.modems[0]), ("gsm1", bank.modems[1])):
+        assert re.search(stamp + name + r" > AT\+CGSN$", err, re.M), err[-2000:]
+        assert re.search(stamp + name + " < " + sim.imei + "$", err, re.M)
+        assert re.search(stamp + name + " < OK$", err, re.M)
+    assert re.search(stamp + r"gsm0 > AT\+QINDCFG=\"ccinfo\",1,0$", err, re.M)
+    # without -vv: not a line of it
+    rc, _out, err = await run_cli("--config", str(cfg), "-v", "modems", "--json")
+    assert rc == 0 and "modem_dialer.at.traffic" not in err
+
+
+async def test_traffic_logging_costs_nothing_when_off(make_bank, monkeypatch):
+    from conftest import modem_config
+
+    from modem_dialer.at import channel
+    from modem_dialer.modems.detect import open_driver
+
+    def boom(*a, **kw):
+        raise AssertionError("traffic formatted while logging is off")
+    monkeypatch.setattr(channel.traffic, "debug", boom)
+    bank = await make_bank("quectel")
+    d = await open_driver(modem_config(bank))
+    await d.identity()
+    await d.close()

@@ -13,6 +13,7 @@ from sysfs_builder import HUB_PORTS, FakeSysfs, e1550, ec25, hub_of_ec25, sim760
 
 from modem_dialer.config import Config
 from modem_dialer.modems.discovery import config_section, discover, render_table, to_json, usb_path_key
+from modem_dialer.modems.udev import generate_rules
 from modem_dialer.modems.usb_ids import MODELS, UsbModel, make_table
 
 FIXTURE = Path(__file__).parent / "sysfs" / "ec25-uac"
@@ -175,3 +176,48 @@ def _render(found: list) -> str:
         console = Console(width=200, record=True, file=sink)
         console.print(render_table(found))
         return console.export_text()
+
+
+def test_huawei_in_mass_storage_mode_is_listed_with_what_to_do(tmp_path: Path) -> None:
+    """Issue 11 item 19: a stick still in CD-ROM mode (12d1:1446) has no tty but is a modem."""
+    fs = FakeSysfs(tmp_path)
+    ec25(fs, "1-1.1", 0, None)
+    fs.device("1-1.2", "12d1", "1446", [0, 1], manufacturer="HUAWEI Technology", product="HUAWEI Mobile")
+    fs.device("1-1.3", "12d1", "1c0b", [0], product="HUAWEI Mobile")          # E173s, CD-ROM mode
+    fs.device("1-1.4", "046d", "c52b", [0, 1, 2], product="Receiver")          # still skipped
+    found = discover(tmp_path)
+    assert [(m.usb_path, m.known) for m in found] == [("1-1.1", True), ("1-1.2", False), ("1-1.3", False)]
+    stick = found[1]
+    assert stick.storage_mode and stick.ttys == [] and stick.family == "huawei"
+    advice = " ".join(stick.problems)
+    assert "mass-storage" in advice and "usb_modeswitch -v 0x12d1 -p 0x1446 -J" in advice
+    assert "AT^U2DIAG=0" in advice and "setup-modem" in advice
+    table = _render(found)
+    assert "1-1.2" in table and "usb_modeswitch" in table
+    doc = {d["usb_path"]: d for d in to_json(found)}
+    assert doc["1-1.2"]["storage_mode"] is True and doc["1-1.2"]["problems"] == stick.problems
+    text = config_section(found)
+    assert "12d1:1446 at USB 1-1.2 in mass-storage mode" in text
+    assert [e.port for e in _config(text).modems] == ["/dev/gsm/1-1.1-at"]
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("x86", "pci-0000:00:14.0-usb-0:1.3"),
+    ("rpi4", "platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1.3"),
+    ("rpi3", "platform-3f980000.usb-usb-0:1.3"),
+])
+def test_id_path_as_udev_path_id_builds_it(tmp_path: Path, host: str, expected: str) -> None:
+    """Issue 11 item 21: udev's path_id walks every parent (usb, pci, platform …), skipping
+    runs of the same bus; the Pi 4's PCIe host is a platform device above the PCI bridge."""
+    fs = FakeSysfs(tmp_path, host=host)
+    ec25(fs, "1-1.3", 0, None)
+    [m] = discover(tmp_path)
+    assert m.id_path == expected
+    assert f"({expected})" in generate_rules([m])
+
+
+def test_id_path_without_subsystem_links_still_found(tmp_path: Path) -> None:
+    fs = FakeSysfs(tmp_path, host="rpi4", subsystem_links=False)
+    ec25(fs, "1-2", 0, None)
+    [m] = discover(tmp_path)
+    assert m.id_path == "platform-fd500000.pcie-pci-0000:01:00.0-usb-0:2"

@@ -99,3 +99,13 @@ def test_udev_prints_or_writes_checked_rules_stable_across_replug(tmp_path: Path
     assert "udevadm control --reload" in b.stderr
     bad = cli("udev", "--sysfs", str(tmp_path / "a"), "--group", "Bad Group")
     assert bad.returncode == 1 and "not a valid group name" in bad.stderr
+
+
+def test_a_stick_in_mass_storage_mode_is_shown_with_the_fix(tmp_path: Path) -> None:
+    """Issue 11 item 19, as the user sees it: listed, and the exit-1 line says why."""
+    fs = FakeSysfs(tmp_path / "sys")
+    fs.device("1-1.2", "12d1", "1446", [0, 1], product="HUAWEI Mobile")
+    res = cli("discover", "--sysfs", str(fs.root), "--no-probe")
+    assert res.returncode == 1
+    assert "1-1.2" in res.stdout and "usb_modeswitch" in res.stdout
+    assert "1 modem in mass-storage mode" in res.stderr and "Traceback" not in res.stderr

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sysfs_builder import FakeSysfs, ec25, sim7600
+from sysfs_builder import FakeSysfs, e1550, ec25, sim7600
 
 from modem_dialer.modems.discovery import FoundModem, config_section, discover, probe_all, probe_identity
 
@@ -63,26 +63,26 @@ def found(tmp_path: Path) -> Iterator[list[FoundModem]]:
 
 
 async def test_quectel_imei_and_iccid(found: list[FoundModem]) -> None:
-    fake = FakeModem({"AT+CGSN": _ok("866123456789012"), "AT+QCCID": _ok("+QCCID: 89860012345678901234")},
+    fake = FakeModem({"AT+CGSN": _ok("866123456789018"), "AT+QCCID": _ok("+QCCID: 89860012345678901234")},
                      echo=True)
     try:
         m = await probe_identity(replace(found[0], at_tty=fake.port), timeout=3)
     finally:
         fake.close()
-    assert (m.imei, m.iccid, m.identity_error) == ("866123456789012", "89860012345678901234", None)
+    assert (m.imei, m.iccid, m.identity_error) == ("866123456789018", "89860012345678901234", None)
     assert fake.seen == ["AT+CGSN", "AT+QCCID"]
     assert found[0].imei is None              # the input is not modified
-    assert "IMEI 866123456789012, ICCID 89860012345678901234" in config_section([m])
+    assert "IMEI 866123456789018, ICCID 89860012345678901234" in config_section([m])
 
 
 async def test_simcom_falls_back_to_ccid(found: list[FoundModem]) -> None:
-    fake = FakeModem({"AT+CGSN": _ok("867000000000001"), "AT+CICCID": "\r\nERROR\r\n",
+    fake = FakeModem({"AT+CGSN": _ok("867000000000002"), "AT+CICCID": "\r\nERROR\r\n",
                       "AT+CCID": _ok("8944110000000000000F")})
     try:
         m = await probe_identity(replace(found[1], at_tty=fake.port), timeout=3)
     finally:
         fake.close()
-    assert (m.imei, m.iccid) == ("867000000000001", "8944110000000000000F")
+    assert (m.imei, m.iccid) == ("867000000000002", "8944110000000000000")   # F padding dropped, as drivers do
     assert fake.seen == ["AT+CGSN", "AT+CICCID", "AT+CCID"]
 
 
@@ -98,12 +98,39 @@ async def test_silent_and_missing_ports_are_reported_not_raised(found: list[Foun
 
 
 async def test_probe_all_runs_modems_concurrently(found: list[FoundModem]) -> None:
-    fakes = [FakeModem({"AT+CGSN": _ok(f"86612345678901{i}"), "AT+QCCID": _ok(f"+QCCID: 8986001234567890123{i}")})
+    imeis = ["866123456789018", "866123456789026"]
+    fakes = [FakeModem({"AT+CGSN": _ok(imeis[i]), "AT+QCCID": _ok(f"+QCCID: 8986001234567890123{i}")})
              for i in range(2)]
     try:
         out = await probe_all([replace(found[0], at_tty=f.port) for f in fakes], timeout=3)
     finally:
         for f in fakes:
             f.close()
-    assert [m.imei for m in out] == ["866123456789010", "866123456789011"]
+    assert [m.imei for m in out] == imeis
     assert [m.iccid for m in out] == ["89860012345678901230", "89860012345678901231"]
+
+
+async def test_huawei_e1550_iccid_by_crsm(tmp_path: Path) -> None:
+    """Issue 11 item 20: the E1550 answers AT+CCID with COMMAND NOT SUPPORT; discover reads the
+    ICCID the way the Huawei driver does (AT+CRSM=176,12258,0,0,10: EF_ICCID, swapped nibbles)."""
+    fs = FakeSysfs(tmp_path)
+    e1550(fs, "1-1.2", 0)
+    [m] = discover(tmp_path)
+    fake = FakeModem({"AT+CGSN": _ok("353142031234563"), "AT+CCID": "\r\nCOMMAND NOT SUPPORT\r\n",
+                      "AT+CRSM=176,12258,0,0,10": _ok('+CRSM: 144,0,"98380050002131118533"')})
+    try:
+        got = await probe_identity(replace(m, at_tty=fake.port), timeout=3)
+    finally:
+        fake.close()
+    assert (got.imei, got.iccid, got.identity_error) == ("353142031234563", "89830005001213115833", None)
+    assert "AT+CRSM=176,12258,0,0,10" in fake.seen
+
+
+async def test_boot_burst_is_not_taken_for_the_imei(found: list[FoundModem]) -> None:
+    burst = "".join(f"\r\n{x}\r\n" for x in ("RDY", "+CPIN: READY", "+QUSIM: 1", "+CFUN: 1", "+QIND: SMS DONE"))
+    fake = FakeModem({"AT+CGSN": burst + _ok("866123456789018"), "AT+QCCID": _ok("+QCCID: 89860012345678901234")})
+    try:
+        m = await probe_identity(replace(found[0], at_tty=fake.port), timeout=3)
+    finally:
+        fake.close()
+    assert (m.imei, m.iccid) == ("866123456789018", "89860012345678901234")

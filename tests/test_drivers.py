@@ -253,3 +253,53 @@ async def test_not_registered_dial_fails_cleanly(make_bank):
     d = await open_driver(modem_config(bank))
     assert (await d.health()).registration == Registration.SEARCHING
     await d.close()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+async def test_a_call_left_up_by_a_dead_owner_is_found_by_clcc_and_ended(make_bank, family):
+    """Issue 11 item 6: the owner died mid-call; the next opener ends that call before dialing."""
+    bank = await make_bank(family, Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    first = await open_driver(modem_config(bank))
+    await first.dial(NUMBER)
+    deadline = time.monotonic() + 5
+    while not (sim.call is not None and sim.call.state == "active"):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await first.close()                              # gone without hanging up
+    second = await open_driver(modem_config(bank))
+    assert await second.clear_left_call() == 1
+    assert sim.call is None and sim.calls[-1].ended_by == "dialer"
+    assert await second.clear_left_call() == 0       # idle: nothing to end, nothing sent but CLCC
+    await second.dial(NUMBER)                        # and the modem dials again
+    await second.close()
+
+
+# --- issue 11 item 27: a Quectel without AT+QINDCFG="ccinfo" (EP06) --------------------------
+
+@pytest.mark.parametrize(("variant", "source"), [(None, "ccinfo"), ("ep06", "dsci"), ("ep06-nodsci", "clcc_poll")])
+async def test_quectel_call_states_fall_back_ccinfo_dsci_clcc(make_bank, variant, source):
+    bank = await make_bank([SimSpec("quectel", variant=variant)],
+                           Scenario(Callee(answer_after=0.15, ring_after=0.05, hangup_after=0.4)))
+    d = await open_driver(modem_config(bank))       # used to fail: ccinfo was required
+    assert d.call_state_source == source
+    events = await dial_and_collect(d, timeout=8)
+    assert kinds(events)[-1] == "Ended" and "Answered" in kinds(events)
+    end = events[-1]
+    assert end.by == HangupBy.CALLEE
+    await d.close()
+
+
+async def test_modems_json_says_which_call_state_source_is_used(make_bank, tmp_path):
+    import json
+
+    from conftest import run_cli
+    bank = await make_bank([SimSpec("quectel"), SimSpec("quectel", variant="ep06"),
+                            SimSpec("quectel", variant="ep06-nodsci"), SimSpec("simcom"), SimSpec("huawei")])
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(bank.config_yaml(database=str(tmp_path / "d.db")))
+    rc, out, err = await run_cli("--config", str(cfg), "modems", "--json")
+    assert rc == 0, err
+    rows = json.loads(out)
+    assert [r["call_states"] for r in rows] == ["ccinfo", "dsci", "clcc_poll", "clcc_urc", "huawei_urc"]
+    assert rows[1]["model"] == "EP06"

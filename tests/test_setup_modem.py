@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from conftest import modem_config, run_cli
 
@@ -111,3 +112,18 @@ async def test_unknown_modem_and_missing_port(make_bank, tmp_path):
     assert rc == 1 and "no modem named 'gsm9'" in err
     rc, _, err = await run_cli("--config", str(cfg), "setup-modem", "gsm0")
     assert rc == 1 and err.strip() == "modem-dialer: /dev/ttyNOPE3: no such port"
+
+
+@pytest.mark.parametrize("reboot", [True, False])
+async def test_after_uac_the_user_is_told_to_rerun_discover_and_udev(make_bank, tmp_path, reboot):
+    """Issue 11 item 22: the new card needs discover (its place in the config) AND udev (its
+    stable gsm_… id); saying only discover left cards without stable ids."""
+    bank = await make_bank("quectel")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(bank.config_yaml())
+    args = ["--config", str(cfg), "setup-modem", "gsm0", "--uac", "--yes"] + ([] if reboot else ["--no-reboot"])
+    rc, out, err = await run_cli(*args)
+    assert rc == 0, out + err
+    assert "modem-dialer discover --write-config" in out
+    assert "modem-dialer udev" in out and "udevadm" in out
+    assert out.index("discover --write-config") < out.index("modem-dialer udev")

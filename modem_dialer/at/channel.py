@@ -26,9 +26,17 @@ from .errors import (
     PortLost,
     PortOpenError,
 )
-from .lines import CALL_RESULTS, LineSplitter, is_final, response_prefix
+from .lines import CALL_RESULTS, LineSplitter, is_final, looks_unsolicited, response_prefix
 
 log = logging.getLogger("modem_dialer.at")
+# Every line to and from each modem, at DEBUG (`-vv`): "gsm0 > AT+CGSN", "gsm0 < OK". Guarded
+# by isEnabledFor (a cached lookup) so nothing is formatted when it is off.
+traffic = logging.getLogger("modem_dialer.at.traffic")
+
+
+def _shown(text: str) -> str:
+    """Control characters escaped: a line from a modem (or an SMS text) cannot forge log lines."""
+    return text.encode("unicode_escape").decode("ascii")
 
 UrcCallback = Callable[[str], None]
 
@@ -155,12 +163,17 @@ class ATChannel(asyncio.Protocol):
                 log.exception("%s: lost-callback failed", self.name)
 
     def data_received(self, data: bytes) -> None:
+        logging_on = traffic.isEnabledFor(logging.DEBUG)
         for line in self._splitter.feed(data):
+            if logging_on:
+                traffic.debug("%s < %s", self.name, _shown(line), extra={"modem": self.name})
             self._line(line)
         pending = self._pending
         if pending is not None and pending.prompt is not None and not pending.prompt.done():
             if self._splitter.partial.strip(b"\r\n").startswith(b">"):
                 self._splitter.buf = b""
+                if logging_on:
+                    traffic.debug("%s < > (prompt)", self.name, extra={"modem": self.name})
                 pending.prompt.set_result(None)
 
     # ---- dispatch ------------------------------------------------------------------
@@ -188,7 +201,7 @@ class ATChannel(asyncio.Protocol):
                 except Exception:  # a driver bug costs one URC, never the channel
                     log.exception("%s: URC handler failed for %r", self.name, line)
             return
-        if pending is not None and line not in CALL_RESULTS:
+        if pending is not None and line not in CALL_RESULTS and not looks_unsolicited(line):
             pending.lines.append(line)
             return
         self.unsolicited.append(line)
@@ -257,9 +270,14 @@ class ATChannel(asyncio.Protocol):
 
             timer = loop.call_later(timeout, expire)
             try:
+                if traffic.isEnabledFor(logging.DEBUG):
+                    traffic.debug("%s > %s", self.name, _shown(command), extra={"modem": self.name})
                 self._write(command.encode("ascii") + b"\r")
                 if pending.prompt is not None and payload is not None:
                     await pending.prompt
+                    if traffic.isEnabledFor(logging.DEBUG):
+                        traffic.debug("%s > %s<Ctrl-Z>", self.name, _shown(payload.decode("ascii", "replace")),
+                                      extra={"modem": self.name})
                     self._write(payload + b"\x1a")
                 lines, final = await pending.future
             except asyncio.CancelledError:

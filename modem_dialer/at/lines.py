@@ -17,6 +17,27 @@ FINAL_ERROR_PREFIXES = ("+CME ERROR:", "+CMS ERROR:")
 # Call-progress results: the end of ATD/ATA, but unsolicited at any other time.
 CALL_RESULTS = ("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE")
 
+# Lines modems print on their own (boot, SIM, network, SMS, noise) that are never a
+# command's answer unless they carry that command's own prefix (checked first: +CPIN: is
+# AT+CPIN?'s answer). Transcripts: quectel-eg25g__eg25-manager-boot-urcs.txt (RDY, +CPIN,
+# +QUSIM, +CFUN, +QIND: SMS DONE), sim7600__esp-protocols-789-boot-urcs.txt (RDY, SMS DONE),
+# sim800__seeed-gprs-sim900-issue39-ready-urcs.txt (Call Ready, SMS Ready),
+# quectel-ec25__chan-quectel-pr75-cdsi-delivery-report.txt (+CDSI), the Huawei ones (^RSSI …).
+UNSOLICITED_LINES = frozenset({"RDY", "SMS DONE", "PB DONE", "Call Ready", "SMS Ready", "RING", "+PACSP0",
+                               "+PACSP1", "START", "PB Ready"})
+UNSOLICITED_PREFIXES = ("+CPIN:", "+QUSIM:", "+CFUN:", "+QIND:", "+CDSI:", "+CMTI:", "+CDS:", "+CMT:",
+                        "+CREG:", "+CEREG:", "+CGREG:", "+CIEV:", "+CTZV:", "+CTZE:", "+CTZU:", "*PSUTTZ:",
+                        "DST:", "+CRING:", "+CLIP:", "+CUSD:", "+QSTK:", "^RSSI:", "^BOOT:", "^MODE:",
+                        "^SRVST:", "^SIMST:", "^DSFLOWRPT:", "^STIN:", "^SYSSTART", "+CPINR:", "+QIURC:",
+                        "+CGEV:", "+STIN:", "^HCSQ:", "^CEND:", "^ORIG:", "^CONF:", "^CONN:", "^DSCI:",
+                        "+CLCC:", "VOICE CALL:", "MISSED_CALL:", "+RXDTMF:", "+DTMF:", "+QTONEDET:")
+
+
+def looks_unsolicited(line: str) -> bool:
+    """A line modems print unasked (boot, SIM, network, SMS, call states)."""
+    return line in UNSOLICITED_LINES or line.startswith(UNSOLICITED_PREFIXES)
+
+
 _SPLIT = re.compile(rb"\r*\n|\r+(?=[^\r\n])")
 
 

@@ -429,7 +429,9 @@ class _Call:
         cause_text = self.note or (self.active.vars.get("cause_text") if self.active else None) or (
             ev.cause_text if ev else None)
         if self.lost is not None:
-            outcome = "answered" if self.active is not None else "failed"
+            # Even after an answer: the script was cut off, so nothing says the callee got the
+            # message. "failed" lets the caller's exit code and the campaign's retry rules act.
+            outcome = "failed"
             cause_text = f"modem lost: {self.lost.error}"
         by = self.by or (ev.by if ev else None)
         if self.lost is not None:

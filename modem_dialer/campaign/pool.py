@@ -223,7 +223,7 @@ class Pool:
     async def _check(self, s: Slot, now: datetime) -> None:
         try:
             # a process killed mid-call leaves the modem's call up: end it first
-            await s.line.driver.hangup()
+            await s.line.driver.clear_left_call()
             h = await s.line.driver.health()
         except Exception as exc:
             s.take_out(f"health check failed: {exc}", now + s.cooldown)

@@ -73,7 +73,14 @@ def discover(as_json: bool, write_config: str | None, sysfs: str, current_names:
     elif found:
         _console().print(render_table(found))
     if not known:
-        unknown = f" ({len(found)} unknown USB serial device(s) listed above)" if found and not as_json else ""
+        storage = sum(m.storage_mode for m in found)
+        others = len(found) - storage
+        listed = [f"{others} unknown USB serial device(s)"] if others else []
+        if storage:
+            listed.append(f"{storage} modem{'s' if storage > 1 else ''} in mass-storage mode (switch it first: "
+                          "see the notes)")
+        where = " listed above" if not as_json else ""
+        unknown = f" ({'; '.join(listed)}{where})" if listed else ""
         click.echo(f"modem-dialer: no known modems found under {sysfs}/bus/usb/devices{unknown}", err=True)
         sys.exit(1)
     if write_config:
@@ -182,6 +189,14 @@ def setup_modem(ctx: click.Context, name: str, yes: bool, volte: bool, uac: bool
                    "run `modem-dialer discover` then")
     elif done.needs_reboot:
         click.echo(f"{name}: reboot the modem for the changes to take effect")
+    if any(s.key == "uac" for s in done.changes):
+        # the new sound card needs both: its place in the config, and the udev rule that
+        # renames it to its stable gsm_<usb path> id (without it the config's card id is wrong)
+        click.echo(f"{name}: once it is back with its sound card:\n"
+                   "  1. modem-dialer discover --write-config config.yaml   (the card goes into the config)\n"
+                   "  2. modem-dialer udev --output 90-modem-dialer.rules && sudo cp 90-modem-dialer.rules "
+                   "/etc/udev/rules.d/ && sudo udevadm control --reload && sudo udevadm trigger\n"
+                   "  3. replug the modem (or reboot) so the card gets its stable id (cat /proc/asound/cards)")
     sys.exit(1 if done.problems else 0)
 
 

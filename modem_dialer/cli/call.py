@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sys
 
 import click
@@ -33,7 +34,9 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
     NUMBER may be written with spaces (06 12 34 56 78).
 
     Exit 0 answered, 2 reached the network but not answered (busy, no answer,
-    rejected), 1 error (invalid number, failure, bad input).
+    rejected), 1 error (invalid number, failure, modem lost, bad input). Stopped by a
+    signal (Ctrl-C, SIGTERM from `timeout` or `systemctl stop`, SIGHUP): the call is
+    hung up and its journal row closed, then exit 128 + the signal: 130, 143, 129.
     """
     from ..audio.source import message_samples
     from ..call.session import MIN_RING_TIMEOUT
@@ -58,7 +61,11 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
     candidates = [cfg.modem(modem_name)] if modem_name else list(cfg.modems)
     if not candidates:
         raise UserError("no modems in the config")
-    result = asyncio.run(_call(loaded, candidates, e164, payload, ring_timeout, repeat))
+    try:
+        result = asyncio.run(_call(loaded, candidates, e164, payload, ring_timeout, repeat))
+    except Stopped as stop:
+        click.echo(f"modem-dialer: stopped by {stop.name} (a call in progress was hung up and journaled)", err=True)
+        sys.exit(128 + stop.signum)
     d = result.as_dict()
     if as_json:
         click.echo(json.dumps(d, indent=2))
@@ -73,8 +80,45 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
              EXIT_NOT_ANSWERED if outcome in NOT_ANSWERED else EXIT_ERROR)
 
 
+class Stopped(Exception):
+    """SIGTERM or SIGHUP arrived: the call was ended and recorded as for Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
 async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
-    """``payload``: message samples, or a ready script (``--flow``)."""
+    """``payload``: message samples, or a ready script (``--flow``).
+
+    SIGTERM and SIGHUP cancel this task as Ctrl-C does (asyncio.run turns SIGINT into a
+    cancellation): place_call hangs up and closes the row, then :class:`Stopped` is raised.
+    Killed without a chance (SIGKILL), the next run closes the row and ends the call.
+    """
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        if not received:
+            received.append(signum)
+            task.cancel()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await _call_line(loaded, candidates, number, payload, ring_timeout, repeat)
+    except asyncio.CancelledError:
+        if received:
+            raise Stopped(received[0]) from None
+        raise
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+
+
+async def _call_line(loaded, candidates, number, payload, ring_timeout, repeat):
     from ..call.message import message_script
     from ..call.session import place_call
     from ..campaign.lock import DialerLock
@@ -116,7 +160,14 @@ async def _first_ready(candidates):
         except Exception as exc:   # any failure to open is a per-modem error; try the next
             errors.append(str(exc))
             continue
-        health = await opened.driver.health()
+        try:
+            # a process killed mid-call may have left its call up on this modem (the same
+            # clean-up `serve` and `campaign run` do when they open their lines)
+            await opened.driver.clear_left_call()
+            health = await opened.driver.health()
+        except BaseException:
+            await opened.close()
+            raise
         if opened.audio is None:
             errors.append(f"{mc.name}: no audio path configured")
         elif not health.registration.registered:

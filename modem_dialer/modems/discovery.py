@@ -22,7 +22,7 @@ from typing import Any, Literal
 from rich.table import Table
 
 from .udev import alsa_card_id, alsa_device, at_link, audio_link
-from .usb_ids import UsbModel, lookup
+from .usb_ids import StorageMode, UsbModel, lookup, storage_mode
 
 _TTY = re.compile(r"^tty(USB|ACM)[0-9]+$")
 _CARD = re.compile(r"^card([0-9]+)$")
@@ -73,6 +73,7 @@ class FoundModem:
     imei: str | None = None
     iccid: str | None = None
     identity_error: str | None = None
+    storage_mode: bool = False      # a modem still in CD-ROM / mass-storage mode (usb_ids.STORAGE_MODE)
 
     @property
     def sort_key(self) -> tuple[Any, ...]:
@@ -104,19 +105,59 @@ def _usb_ancestor(p: Path, root: Path) -> Path | None:
     return None
 
 
-def _id_path(dev: Path) -> str | None:
-    """Rebuild udev's ID_PATH (path_id builtin) for a USB device dir."""
-    parts = dev.parts
-    hubs = [i for i, name in enumerate(parts) if re.fullmatch(r"usb[0-9]+", name)]
-    if not hubs or hubs[-1] == 0 or "-" not in dev.name:
-        return None
-    controller = dev.parents[len(parts) - hubs[-1] - 1]
-    link = controller / "subsystem"
+def _subsystem(d: Path, guess: bool) -> str | None:
+    """The bus of a sysfs device dir: its ``subsystem`` link (none: a bus root such as
+    ``pci0000:00``), or with ``guess`` (trees without the links) what its name and place say."""
+    link = d / "subsystem"
     if link.is_symlink():
-        bus = link.resolve().name
-    else:
-        bus = "pci" if _PCI_ADDR.match(controller.name) else "platform"
-    return f"{bus}-{controller.name}-usb-0:{dev.name.split('-', 1)[1]}"
+        return link.resolve().name
+    if not guess or re.fullmatch(r"pci[0-9a-f]{4}:[0-9a-f]{2}", d.name):
+        return None
+    if (d / "idVendor").is_file() or re.fullmatch(r"usb[0-9]+", d.name) or (d / "bInterfaceNumber").is_file():
+        return "usb"
+    if _PCI_ADDR.match(d.name):
+        return "pci"
+    if "platform" in d.parts[:-1] and d.name != "platform" and d.parent.name != "devices":
+        return "platform"
+    return None
+
+
+def _top_of_run(d: Path, subsystem: str, stop: Path, guess: bool) -> Path:
+    """udev's skip_subsystem: the topmost ancestor in the unbroken run of ``subsystem``."""
+    while d.parent != stop and d.parent != d.parent.parent and _subsystem(d.parent, guess) == subsystem:
+        d = d.parent
+    return d
+
+
+def _id_path(dev: Path) -> str | None:
+    """udev's ID_PATH (the path_id builtin) for a USB device dir: walk up the parents and
+    prepend one element per bus, skipping runs of the same bus: ``usb-0:<ports>`` for the
+    USB device, ``pci-<address>`` for the first PCI device met (a bridge above it is in the
+    same run), ``platform-<name>`` for a platform device (the Raspberry Pi 4's PCIe host
+    ``fd500000.pcie``, the Pi 3's ``3f980000.usb``), ``acpi-<name>`` for ACPI."""
+    if "-" not in dev.name:
+        return None
+    stop = next((p for p in dev.parents if p.name == "devices"), None)
+    if stop is None:
+        return None
+    guess = not (dev / "subsystem").is_symlink()
+    parts: list[str] = []
+    d = dev
+    while d != stop and d != d.parent:
+        bus = _subsystem(d, guess)
+        if bus == "usb" and not parts:
+            port = d.name.split("-", 1)[1] if "-" in d.name else None
+            if port is None:
+                return None
+            parts.insert(0, f"usb-0:{port}")
+            d = _top_of_run(d, "usb", stop, guess)
+        elif bus in ("pci", "platform", "acpi"):
+            parts.insert(0, f"{bus}-{d.name}")
+            d = _top_of_run(d, bus, stop, guess)
+        d = d.parent
+    if len(parts) < 2:       # no host controller found: not a USB device we can place
+        return None
+    return "-".join(parts)
 
 
 def _ttys(dev: Path) -> list[TtyPort]:
@@ -196,6 +237,23 @@ def _build(dev: Path, model: UsbModel | None, vid: str, pid: str, ttys: list[Tty
     )
 
 
+def _storage(dev: Path, storage: StorageMode, ttys: list[TtyPort], id_path: str | None) -> FoundModem:
+    """A known modem in mass-storage mode: listed with what to do, never configured."""
+    advice = [
+        f"in mass-storage (CD-ROM) mode: no AT port until it is switched. Install usb-modeswitch "
+        f"(its udev rules switch it at plug-in) or run `sudo usb_modeswitch -v 0x{storage.vid} "
+        f"-p 0x{storage.pid} -J`, then run discover again",
+        "once it shows as a modem, `modem-dialer setup-modem NAME` writes AT^U2DIAG=0 so it starts "
+        "as a modem (no CD-ROM) from then on",
+    ]
+    return FoundModem(
+        usb_path=dev.name, id_path=id_path, vid=storage.vid, pid=storage.pid, known=False, family=storage.family,
+        model=f"{storage.model} (mass-storage mode)", manufacturer=_read(dev / "manufacturer"),
+        product=_read(dev / "product"), serial=_read(dev / "serial"), ttys=ttys, roles={}, at_if=None,
+        at_tty=None, audio=None, problems=advice, storage_mode=True,
+    )
+
+
 def discover(sysfs_root: str | Path = "/sys",
              table: Mapping[tuple[str, str], UsbModel] | None = None) -> list[FoundModem]:
     """Known modems and unknown tty-bearing USB devices, in physical port order.
@@ -218,6 +276,9 @@ def discover(sysfs_root: str | Path = "/sys",
             continue
         model = lookup(vid, pid, table)
         ttys = _ttys(dev)
+        if model is None and (storage := storage_mode(vid, pid)) is not None:
+            found.append(_storage(dev, storage, ttys, _id_path(dev)))
+            continue
         if model is None and not ttys:    # hubs, keyboards, root hubs
             continue
         found.append(_build(dev, model, vid, pid, ttys, _id_path(dev), cards.get(dev, [])))
@@ -226,43 +287,26 @@ def discover(sysfs_root: str | Path = "/sys",
 
 # --- identity over AT -----------------------------------------------------------------
 
-_IMEI = re.compile(r"\b([0-9]{14,17})\b")
-_ICCID = re.compile(r"\b([0-9]{18,20}[Ff]?)\b")
-
-
-def _first(pattern: re.Pattern[str], lines: Iterable[str]) -> str | None:
-    for line in lines:
-        # "+QCCID: 8986..." / "+ICCID: ..." / bare digits
-        m = pattern.search(line.split(":", 1)[-1])
-        if m:
-            return m.group(1).upper()
-    return None
-
-
-async def _ask(found: FoundModem, table: Mapping[tuple[str, str], UsbModel] | None, cmd_timeout: float) -> FoundModem:
-    from ..at.channel import ATChannel  # the AT layer is only needed when probing
-    from ..at.errors import ATError
+async def _ask(found: FoundModem, cmd_timeout: float) -> FoundModem:
+    # the AT layer is only needed when probing; identity is read by the drivers' own code
+    # (modems/identity.py) with the family driver's ICCID commands: the E1550 answers
+    # AT+CCID with COMMAND NOT SUPPORT and needs AT+CRSM (issue 11 item 20)
+    from ..at.channel import ATChannel
+    from .detect import DRIVERS
+    from .identity import read_iccid, read_imei
 
     assert found.at_tty is not None
-    model = lookup(found.vid, found.pid, table)
     ch = await ATChannel.open(found.at_tty, baudrate=115200, name=f"discover:{found.usb_path}")
     try:
-        imei = _first(_IMEI, (await ch.command("AT+CGSN", timeout=cmd_timeout)).lines)
-        iccid = None
-        for cmd in model.iccid_commands if model else ("AT+CCID",):
-            try:
-                iccid = _first(_ICCID, (await ch.command(cmd, timeout=cmd_timeout)).lines)
-            except ATError:
-                continue                  # ERROR / CME ERROR: try the next command
-            if iccid:
-                break
+        imei = await read_imei(ch, timeout=cmd_timeout)
+        driver = DRIVERS.get(found.family)
+        iccid = await read_iccid(ch, driver.iccid_commands if driver else ("AT+CCID",), timeout=cmd_timeout)
     finally:
         await ch.close()
     return replace(found, imei=imei, iccid=iccid, identity_error=None)
 
 
-async def probe_identity(found: FoundModem, timeout: float = 5.0,
-                         table: Mapping[tuple[str, str], UsbModel] | None = None) -> FoundModem:
+async def probe_identity(found: FoundModem, timeout: float = 5.0) -> FoundModem:
     """A copy of ``found`` with IMEI and ICCID read from its AT port.
 
     Never raises for a modem problem: a port that cannot be opened (held by ModemManager,
@@ -271,7 +315,7 @@ async def probe_identity(found: FoundModem, timeout: float = 5.0,
     if not found.known or found.at_tty is None:
         return replace(found, identity_error="no AT port")
     try:
-        return await asyncio.wait_for(_ask(found, table, min(2.0, timeout)), timeout)
+        return await asyncio.wait_for(_ask(found, min(2.0, timeout)), timeout)
     except asyncio.TimeoutError:
         return replace(found, identity_error=f"{found.at_tty}: no answer within {timeout:g} s")
     except Exception as e:  # ATError, OSError, serial.SerialException: reported, not raised
@@ -306,10 +350,10 @@ def render_table(found: Sequence[FoundModem]) -> Table:
         t.add_column(col)
     for m in found:
         notes = "; ".join([*m.problems, *([m.identity_error] if m.identity_error else [])])
-        if not m.known:
+        if not m.known and not m.storage_mode:
             notes = "unknown: ttys " + ", ".join(f"if{p.interface:02x}={p.name}" for p in m.ttys)
         t.add_row(names.get(id(m), "-"), m.usb_path, f"{m.vid}:{m.pid}",
-                  m.model if m.known else (m.product or "unknown"),
+                  m.model if m.known or m.storage_mode else (m.product or "unknown"),
                   m.at_tty or "-", _audio_text(m.audio), m.imei or "-", m.iccid or "-", notes)
     return t
 
@@ -331,6 +375,7 @@ def to_json(found: Sequence[FoundModem]) -> list[dict[str, Any]]:
             "ttys": [{"interface": p.interface, "tty": p.dev} for p in m.ttys],
             "roles": {f"{k:02x}": v for k, v in sorted(m.roles.items())},
             "imei": m.imei, "iccid": m.iccid, "identity_error": m.identity_error, "problems": m.problems,
+            "storage_mode": m.storage_mode,
         })
     return out
 
@@ -367,7 +412,10 @@ def config_section(found: Sequence[FoundModem], stable: bool = True) -> str:
             card = alsa_card_id(m.usb_path) if stable else a.card_id or ""
             lines += ["    audio:", "      kind: uac", f"      device: {_q(alsa_device(card))}"]
     for m in found:
-        if not m.known:
+        if m.storage_mode:
+            lines.append(f"  # not configured: {m.model} {m.vid}:{m.pid} at USB {m.usb_path} in mass-storage mode"
+                         " (see `modem-dialer discover` for how to switch it)")
+        elif not m.known:
             lines.append(f"  # not configured: unknown device {m.vid}:{m.pid} at USB {m.usb_path}"
                          f" ({m.product or 'no product name'})")
     if not written:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,9 +32,12 @@ from .events import (
     Ringing,
     SignalChanged,
 )
-from .info import Health, Identity, digits, parse_cops, parse_cpin, parse_creg, parse_csq, swap_nibbles
+from .identity import imsi_from, name_from, read_iccid, read_imei, read_value, sim_busy
+from .info import Health, Identity, parse_cops, parse_cpin, parse_creg, parse_csq
 
 log = logging.getLogger("modem_dialer.modems")
+
+_CLCC_MODE = re.compile(r"\+CLCC:\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*(\d+)")
 
 Listener = Callable[[Event], None]
 
@@ -51,6 +55,12 @@ async def wake(ch: ATChannel, timeout: float) -> None:
                                      port=ch.port) from None
         except ATCommandError:
             return  # it answered something: awake
+
+
+# "SIM busy" right after plug-in: ask AT+CPIN? again every SIM_BUSY_POLL s, for at most
+# SIM_BUSY_WAIT s (patchable constants; real SIMs settle within a few seconds).
+SIM_BUSY_WAIT = 15.0
+SIM_BUSY_POLL = 0.5
 
 
 class DriverError(ATError):
@@ -78,6 +88,9 @@ class ModemDriver:
     optional_init: tuple[str, ...] = ()
     required_init: tuple[str, ...] = ()
     hangup_command = "AT+CHUP"
+    # Where call states come from (shown by `modems --json`): ccinfo | dsci | clcc_urc |
+    # huawei_urc | clcc_poll. A family whose init probes what the firmware has sets it there.
+    call_state_source = "clcc_poll"
     iccid_commands: tuple[str, ...] = ("AT+CCID", "AT+CRSM=176,12258,0,0,10")
 
     def __init__(self, channel: ATChannel, config: ModemConfig) -> None:
@@ -144,9 +157,26 @@ class ModemDriver:
             log.info("%s: %s not accepted (%s), carrying on", self.name, command, exc.final)
             return False
 
+    async def sim_state(self) -> str:
+        """``AT+CPIN?``, waiting out "SIM busy" (``+CME ERROR: 14``): a SIM answers it for a few
+        seconds after power-up or plug-in, and ModemManager retries it too
+        (huawei__modemmanager-tests-e1550-e160g-umg1831.txt). At most SIM_BUSY_WAIT seconds."""
+        deadline = time.monotonic() + SIM_BUSY_WAIT
+        while True:
+            try:
+                return parse_cpin((await self.ch.command("AT+CPIN?")).first("+CPIN:"))
+            except CMEError as exc:
+                if not sim_busy(exc):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise DriverError(f"{self.ch.port}: SIM problem: SIM still busy after {SIM_BUSY_WAIT:g} s",
+                                      port=self.ch.port) from None
+                log.info("%s: SIM busy, asking again in %g s", self.name, SIM_BUSY_POLL)
+                await asyncio.sleep(SIM_BUSY_POLL)
+
     async def unlock_sim(self) -> None:
         try:
-            state = parse_cpin((await self.ch.command("AT+CPIN?")).first("+CPIN:"))
+            state = await self.sim_state()
         except CMEError as exc:
             raise DriverError(f"{self.ch.port}: SIM problem: {exc.detail}", port=self.ch.port) from None
         if state == "pin_required":
@@ -170,43 +200,30 @@ class ModemDriver:
         return resp.lines[0].strip() if resp.lines else None
 
     async def identity(self) -> Identity:
+        """Who the modem is; each value checked by its shape (modems/identity.py), so a line
+        printed unasked meanwhile (a boot burst) is never taken for it."""
+        firmware = await self._value("AT+CGMR")
         ident = Identity(
-            manufacturer=await self._value("AT+CGMI"),
-            model=await self._value("AT+CGMM"),
-            firmware=(await self._value("AT+CGMR") or "").removeprefix("+CGMR:").removeprefix("Revision:").strip()
-            or None,
-            imei=digits(await self._value("AT+CGSN")),
-            imsi=digits(await self._value("AT+CIMI")),
+            manufacturer=await read_value(self.ch, "AT+CGMI", name_from),
+            model=await read_value(self.ch, "AT+CGMM", name_from),
+            firmware=(firmware or "").removeprefix("+CGMR:").removeprefix("Revision:").strip() or None,
+            imei=await read_imei(self.ch),
+            imsi=await read_value(self.ch, "AT+CIMI", imsi_from),
             iccid=await self.iccid(),
         )
         self.identity_cache = ident
         return ident
 
     async def iccid(self) -> str | None:
-        for cmd in self.iccid_commands:
-            try:
-                resp = await self.ch.command(cmd)
-            except ATCommandError:
-                continue
-            if cmd.startswith("AT+CRSM"):
-                raw = resp.first("+CRSM:")
-                if raw and raw.count(",") >= 2:
-                    value = raw.split(",", 2)[2].strip().strip('"')
-                    if value:
-                        return swap_nibbles(value)
-                continue
-            text = " ".join(resp.lines)
-            found = digits(text.split(":", 1)[-1] if ":" in text else text)
-            if found:
-                return found
-        return None
+        return await read_iccid(self.ch, self.iccid_commands)
 
     async def health(self) -> Health:
         h = Health()
         try:
             h.sim = parse_cpin((await self.ch.command("AT+CPIN?")).first("+CPIN:"))
         except CMEError as exc:
-            h.sim = "absent" if "not inserted" in exc.detail.lower() or exc.detail in ("10",) else "error"
+            h.sim = ("busy" if sim_busy(exc) else
+                     "absent" if "not inserted" in exc.detail.lower() or exc.detail in ("10",) else "error")
         h.signal_dbm = parse_csq(await self._value("AT+CSQ", "+CSQ:"))
         best = None
         for cmd, prefix in (("AT+CREG?", "+CREG:"), ("AT+CEREG?", "+CEREG:")):
@@ -275,6 +292,36 @@ class ModemDriver:
             await asyncio.sleep(0.2)
             if not call.ended:
                 self.call_ended(by=HangupBy.DIALER, cause=causes.NORMAL)
+
+    async def clear_left_call(self) -> int:
+        """End a voice call that a dead process left up on this modem; returns how many.
+
+        Called right after the port is opened: the open is exclusive, so no live process
+        owns the modem and any call ``AT+CLCC`` lists is an orphan (its owner was killed
+        with SIGKILL, or crashed). Left alone, the next ``ATD`` fails with
+        ``+CME ERROR: operation not allowed`` while the modem looks ready.
+        """
+        if self.call is not None and not self.call.ended:
+            return 0                      # ours: not left over
+        try:
+            resp = await self.ch.command("AT+CLCC", timeout=3)
+        except ATError:
+            # no CLCC on this firmware: hang up blindly (an idle modem answers OK)
+            with contextlib.suppress(ATError):
+                await self.ch.command(self.hangup_command, timeout=5)
+            return 0
+        # +CLCC: <id>,<dir>,<stat>,<mode>,...: mode 0 is voice (Quectel lists its LTE data
+        # bearer as a mode-1 pseudo-call, which must stay up)
+        voice = [line for line in resp.lines if (m := _CLCC_MODE.match(line)) and m.group(1) == "0"]
+        if not voice:
+            return 0
+        log.warning("%s: ending %d call(s) left up by a process that died: %s", self.name, len(voice),
+                    "; ".join(voice))
+        try:
+            await self.ch.command(self.hangup_command, timeout=5)
+        except ATCommandError as exc:
+            log.info("%s: hangup of the left call answered %s", self.name, exc.final)
+        return len(voice)
 
     async def send_dtmf(self, key: str) -> None:
         if key not in DTMF_KEYS:

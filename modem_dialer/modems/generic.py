@@ -10,26 +10,24 @@ from .driver import ModemDriver
 from .simcom import CLCC, ClccMixin
 
 
-class GenericDriver(ClccMixin, ModemDriver):
-    family = "generic"
+class ClccPoller(ClccMixin):
+    """Call state by polling ``AT+CLCC`` while a call lasts (modems without call-state URCs:
+    the generic family, a Quectel with neither ccinfo nor ^DSCI)."""
+
     poll_interval = 0.25
     appear_timeout = 5.0   # a call that never shows in AT+CLCC has failed
-    optional_init = ("AT+CEREG=2",)
 
-    def subscribe_urcs(self) -> None:
-        self.ch.subscribe("+DTMF:", lambda line: self.key_pressed(line.split(":", 1)[1].split(",")[0].strip()))
-
-    def after_dial_started(self) -> None:
-        self.spawn(self._poll(self.call))
+    def start_polling(self) -> None:
+        self.spawn(self._poll(self.call))  # type: ignore[attr-defined]
 
     async def _poll(self, call) -> None:
         seen = False
-        while call is self.call and not call.ended:
+        while call is self.call and not call.ended:  # type: ignore[attr-defined]
             await asyncio.sleep(self.poll_interval)
             try:
-                resp = await self.ch.command("AT+CLCC", timeout=3)
+                resp = await self.ch.command("AT+CLCC", timeout=3)  # type: ignore[attr-defined]
             except ATError:
-                if not self.ch.is_open:
+                if not self.ch.is_open:  # type: ignore[attr-defined]
                     return
                 continue
             voice = [line for line in resp.lines if (m := CLCC.match(line)) and m.group(4) == "0"]
@@ -38,5 +36,17 @@ class GenericDriver(ClccMixin, ModemDriver):
             if voice:
                 seen = True
             elif seen or call.answered_at is not None or time.monotonic() - call.dialed_at > self.appear_timeout:
-                self.call_ended()   # the call left the list (or never showed up): it is over
+                self.call_ended()  # type: ignore[attr-defined]   # left the list (or never showed up): over
                 return
+
+
+class GenericDriver(ClccPoller, ModemDriver):
+    family = "generic"
+    call_state_source = "clcc_poll"
+    optional_init = ("AT+CEREG=2",)
+
+    def subscribe_urcs(self) -> None:
+        self.ch.subscribe("+DTMF:", lambda line: self.key_pressed(line.split(":", 1)[1].split(",")[0].strip()))
+
+    def after_dial_started(self) -> None:
+        self.start_polling()

@@ -16,6 +16,7 @@ _RSSI = re.compile(r"\^RSSI:\s*(\d+)")
 
 class HuaweiDriver(ModemDriver):
     family = "huawei"
+    call_state_source = "huawei_urc"      # ^ORIG/^CONF/^CONN/^CEND
     reports_dtmf = False
     iccid_commands = ("AT+CRSM=176,12258,0,0,10",)
 

@@ -27,7 +27,7 @@ class Identity:
 
 @dataclass
 class Health:
-    sim: str = "unknown"             # ready | pin_required | puk_required | absent | error | unknown
+    sim: str = "unknown"             # ready | pin_required | puk_required | busy | absent | error | unknown
     registration: Registration = Registration.UNKNOWN
     tech: str | None = None          # 2G | 3G | 4G
     operator: str | None = None
@@ -90,16 +90,3 @@ def parse_cops(value: str | None) -> tuple[str | None, str | None]:
         return None, None
     act = _ACT.get(int(m.group(2))) if m.group(2) else None
     return m.group(1) or None, act
-
-
-def swap_nibbles(hexstr: str) -> str:
-    """EF_ICCID as read by AT+CRSM is BCD with swapped nibbles; F is padding."""
-    out = "".join(hexstr[i + 1] + hexstr[i] for i in range(0, len(hexstr) - 1, 2))
-    return out.rstrip("Ff")
-
-
-def digits(value: str | None) -> str | None:
-    if not value:
-        return None
-    m = re.search(r"\d{6,22}", value)
-    return m.group(0) if m else None

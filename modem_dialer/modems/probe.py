@@ -20,15 +20,20 @@ class ProbeResult:
     identity: Identity = field(default_factory=Identity)
     health: Health = field(default_factory=Health)
     error: str | None = None
+    call_states: str | None = None   # the driver's call-state source (ccinfo, dsci, clcc_poll …)
 
     @property
     def ready(self) -> bool:
-        return (self.error is None and self.health.sim == "ready"
-                and self.health.registration.registered)
+        return self.problem() is None
 
     def problem(self) -> str | None:
         if self.error:
             return self.error
+        # Calls are journaled with the modem's IMEI and lines are found again by it after a
+        # replug: a modem whose IMEI could not be read (every answer had the wrong shape) is
+        # not ready, whatever its SIM and network say.
+        if not self.identity.imei:
+            return f"{self.port}: IMEI unreadable (AT+CGSN gave no 15-digit IMEI)"
         if self.health.sim != "ready":
             return f"{self.port}: SIM {self.health.sim.replace('_', ' ')}"
         if not self.health.registration.registered:
@@ -43,7 +48,7 @@ class ProbeResult:
             "imei": ident.imei, "iccid": ident.iccid, "imsi": ident.imsi,
             "operator": health.operator, "registration": health.registration.value, "tech": health.tech,
             "signal_dbm": health.signal_dbm, "sim": health.sim, "volte": health.volte,
-            "ready": self.ready, "error": self.problem(),
+            "call_states": self.call_states, "ready": self.ready, "error": self.problem(),
         }
 
 
@@ -56,6 +61,7 @@ async def probe(cfg: ModemConfig, timeout: float | None = None) -> ProbeResult:
         driver = await open_driver(cfg)
         holder.append(driver)
         result.family = driver.family
+        result.call_states = driver.call_state_source
         result.identity = await driver.identity()
         result.health = await driver.health()
 

@@ -3,23 +3,36 @@ QPCMV audio routing (1,0 = PCM on the NMEA tty, 1,2 = USB sound card)."""
 
 from __future__ import annotations
 
+import logging
 import re
 
 from .driver import ModemDriver
+from .generic import ClccPoller
 from .info import rssi_to_dbm
+
+log = logging.getLogger("modem_dialer.modems")
 
 _CCINFO = re.compile(r'\+QIND:\s*"ccinfo",\s*(\d+),\s*(\d+),\s*(-?\d+),\s*(\d+)')
 _DSCI = re.compile(r"\^DSCI:\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)")
 _CSQ = re.compile(r'\+QIND:\s*"csq",\s*(\d+)')
 
 
-class QuectelDriver(ModemDriver):
+class QuectelDriver(ClccPoller, ModemDriver):
     family = "quectel"
     iccid_commands = ("AT+QCCID", "AT+CCID", "AT+CRSM=176,12258,0,0,10")
-    required_init = ('AT+QINDCFG="ccinfo",1,0',)
     optional_init = ('AT+QINDCFG="csq",1,0', 'AT+QINDCFG="ring",0,0', "AT+CEREG=2")
 
     async def family_init(self) -> None:
+        # Call states: +QIND "ccinfo" where the firmware has it; the EP06 answers ERROR
+        # (transcripts/quectel-ep06__chan-quectel-roedal-issue3-qhup.txt) and reports ^DSCI
+        # instead; with neither, poll AT+CLCC during calls. `modems --json` shows the choice.
+        if await self.optional('AT+QINDCFG="ccinfo",1,0'):
+            self.call_state_source = "ccinfo"
+        elif await self.optional("AT^DSCI=1"):
+            self.call_state_source = "dsci"
+        else:
+            self.call_state_source = "clcc_poll"
+            log.warning("%s: neither +QIND \"ccinfo\" nor ^DSCI: call states by polling AT+CLCC", self.name)
         if self.cfg.dtmf != "inband":
             await self.optional("AT+QTONEDET=1")
         if self.cfg.audio is not None and self.cfg.audio.kind == "serial":
@@ -32,6 +45,10 @@ class QuectelDriver(ModemDriver):
         self.ch.subscribe('+QIND: "csq"', self._on_csq)
         self.ch.subscribe("^DSCI:", self._on_dsci)
         self.ch.subscribe("+QTONEDET:", self._on_tone)
+
+    def after_dial_started(self) -> None:
+        if self.call_state_source == "clcc_poll":
+            self.start_polling()
 
     def _on_ccinfo(self, line: str) -> None:
         m = _CCINFO.match(line)

@@ -34,7 +34,7 @@ from ..at.errors import ATError, CommandTimeout
 from ..config import AudioConfig, ModemConfig
 from .discovery import discover
 from .driver import wake
-from .info import digits
+from .identity import imei_from
 from .udev import alsa_device
 
 log = logging.getLogger("modem_dialer.recovery")
@@ -100,7 +100,7 @@ async def ask_imei(port: str, baudrate: int = 115200, timeout: float = 3.0) -> t
     try:
         await wake(ch, timeout)
         resp = await ch.command("AT+CGSN", timeout=timeout)
-        return digits(" ".join(resp.lines)), "answers"
+        return imei_from(resp.lines), "answers"
     except CommandTimeout:
         return None, "silent"
     except ATError as exc:

@@ -9,6 +9,7 @@ from .simcom import ClccMixin
 
 class Sim800Driver(ClccMixin, ModemDriver):
     family = "sim800"
+    call_state_source = "clcc_urc"
     iccid_commands = ("AT+CCID", "AT+CRSM=176,12258,0,0,10")
     required_init = ("AT+CLCC=1",)
     optional_init = ("AT+MORING=1",)

@@ -37,6 +37,7 @@ class ClccMixin:
 
 class SimcomDriver(ClccMixin, ModemDriver):
     family = "simcom"
+    call_state_source = "clcc_urc"
     iccid_commands = ("AT+CICCID", "AT+CCID", "AT+CRSM=176,12258,0,0,10")
     required_init = ("AT+CLCC=1", "AT+CVHU=0")
     optional_init = ("AT+CPCMFRM=0", "AT+CEREG=2")

@@ -126,7 +126,7 @@ class Bank:
     async def _hangup(self, slot: ModemSlot) -> None:
         if slot.line is not None and not slot.leased:
             with contextlib.suppress(Exception):
-                await slot.line.driver.hangup()
+                await slot.line.driver.clear_left_call()
 
     async def _drop(self, slot: ModemSlot, reason: str | None) -> None:
         line, slot.line, slot.health = slot.line, None, None

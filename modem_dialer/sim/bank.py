@@ -8,7 +8,7 @@ import yaml
 
 from .callee import Scenario
 from .dialects import make_dialect
-from .modem import SimModem
+from .modem import SimModem, with_luhn
 from .sms import InboundSms
 
 
@@ -19,6 +19,7 @@ class SimSpec:
     pin: str | None = None
     noise: bool = False
     voice: bool = True        # Huawei: voice firmware present
+    variant: str | None = None  # a model variant of the family's dialect (quectel: ep06, ep06-nodsci)
 
 
 class SimBank:
@@ -26,11 +27,13 @@ class SimBank:
         self.scenario = scenario or Scenario()
         self.modems: list[SimModem] = []
         for i, spec in enumerate(specs):
-            kw = {"voice": spec.voice} if spec.family == "huawei" else {}
+            kw: dict = {"voice": spec.voice} if spec.family == "huawei" else {}
+            if spec.variant is not None:
+                kw["variant"] = spec.variant
             dialect = make_dialect(spec.family, seed=i, **kw)
             self.modems.append(SimModem(
                 dialect, spec.name or f"gsm{i}", scenario=self.scenario, pin=spec.pin, noise=spec.noise,
-                imei=f"8676980412{i:05d}", iccid=f"893301234567{i:08d}", imsi=f"2080112345{i:05d}",
+                imei=with_luhn(f"8676980412{i:04d}"), iccid=f"893301234567{i:08d}", imsi=f"2080112345{i:05d}",
             ))
 
     @classmethod

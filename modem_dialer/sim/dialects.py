@@ -85,10 +85,14 @@ class Dialect:
     def noise_lines(self) -> list[str]:
         return []
 
+    # What the module prints by itself once it has restarted (AT+CFUN=1,1, a silent reset).
+    BOOT_LINES: ClassVar[tuple[str, ...]] = ()
+
 
 class Quectel(Dialect):
     family = "quectel"
     cdsi_says_sm = True              # EC25/EG25: a report in "SR" announced as +CDSI: "SM"
+    BOOT_LINES = ("RDY", "+CPIN: READY", "+QUSIM: 1", "+CFUN: 1", "+QIND: SMS DONE")   # transcripts: boot URCs
     manufacturer = "Quectel"
     model = "EC25"
     revision = "EC25EFAR06A06M4G"
@@ -96,7 +100,18 @@ class Quectel(Dialect):
     call_index = 2          # index 1 is the LTE data pseudo-call
     dial_fails_with_result = False
 
-    def __init__(self, seed: int = 0) -> None:
+    # Variants (SimSpec.variant): the EP06 has no AT+QINDCFG="ccinfo" and reports call
+    # states by ^DSCI (transcripts/quectel-ep06__chan-quectel-roedal-issue3-qhup.txt);
+    # "ep06-nodsci" lacks both, so only AT+CLCC polling tells the call's state.
+    VARIANTS: ClassVar[dict[str, tuple[str, bool, bool]]] = {
+        "ep06": ("EP06", False, True), "ep06-nodsci": ("EP06", False, False)}
+
+    def __init__(self, seed: int = 0, variant: str | None = None) -> None:
+        self.has_ccinfo, self.has_dsci = True, True
+        if variant is not None:
+            if variant not in self.VARIANTS:
+                raise ValueError(f"unknown quectel variant {variant!r} (one of {', '.join(self.VARIANTS)})")
+            self.model, self.has_ccinfo, self.has_dsci = self.VARIANTS[variant]
         # Settings the module keeps in NV: they survive AT+CFUN=1,1 (reset() leaves them).
         # usbcfg flags after VID/PID: DIAG, NMEA, AT, modem, net, ADB, UAC (modems.md §1.1).
         self.usbcfg = [1, 1, 1, 1, 1, 0, 0]
@@ -115,12 +130,16 @@ class Quectel(Dialect):
         m = self.modem
         if mm := re.fullmatch(r'AT\+QINDCFG="(\w+)",(\d)(,\d)?', up):
             what, on = mm.group(1).lower(), mm.group(2) == "1"
+            if what == "ccinfo" and not self.has_ccinfo:
+                return ["ERROR"]
             if what == "ccinfo":
                 self.ccinfo = on
             elif what == "csq":
                 self.csq_urc = on
             return ["OK"]
         if mm := re.fullmatch(r"AT\^DSCI=(\d)", up):
+            if not self.has_dsci:
+                return ["ERROR"]
             self.dsci = mm.group(1) == "1"
             return ["OK"]
         if mm := re.fullmatch(r"AT\+QTONEDET=(\d)", up):
@@ -197,6 +216,7 @@ class Simcom(Dialect):
     family = "simcom"
     cmt_alpha = '""'
     sms_crcrlf = True                # SIM7600 frames some URCs with \r\r\n
+    BOOT_LINES = ("RDY", "+CPIN: READY", "SMS DONE")   # transcripts: boot URCs
     manufacturer = "SIMCOM INCORPORATED"
     model = "SIMCOM_SIM7600G-H"
     revision = "+CGMR: LE20B03SIM7600M22"
@@ -299,6 +319,7 @@ class Simcom(Dialect):
 class Sim800(Dialect):
     family = "sim800"
     cmt_alpha = '""'
+    BOOT_LINES = ("RDY", "+CPIN: READY", "Call Ready", "SMS Ready")   # transcripts: boot URCs
     manufacturer = "SIMCOM_Ltd"
     model = "SIMCOM_SIM800L"
     revision = "Revision:1418B04SIM800L24"

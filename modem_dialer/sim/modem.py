@@ -25,6 +25,15 @@ from .sms import SmsMixin, recipient_of
 log = logging.getLogger("modem_dialer.sim")
 
 
+def with_luhn(digits14: str) -> str:
+    """A 14-digit TAC+serial plus its Luhn check digit: a well-formed IMEI (TS 23.003)."""
+    total = 0
+    for i, c in enumerate(reversed(digits14)):
+        d = int(c) * (2 if i % 2 == 0 else 1)
+        total += d - 9 if d > 9 else d
+    return digits14 + str((10 - total % 10) % 10)
+
+
 @dataclass
 class SimCall:
     number: str
@@ -48,7 +57,7 @@ class SimCall:
 
 class SimModem(SmsMixin):
     def __init__(self, dialect, name: str = "sim0", *, scenario: Scenario | None = None,
-                 imei: str = "867698041234560", iccid: str = "89330123456789012345",
+                 imei: str = "867698041234561", iccid: str = "89330123456789012345",
                  imsi: str = "208011234567890", operator: str = "Orange F", pin: str | None = None,
                  audio: bool = True, noise: bool = False) -> None:
         self.dialect = dialect
@@ -75,6 +84,11 @@ class SimModem(SmsMixin):
         # Seconds after AT+CMGS when a +CDS delivery report arrives (None: the network sends none).
         self.delivery_report_after: float | None = None
         self.delivery_status = 0         # TP-ST in that report (0 delivered, 0x40+ failed)
+        # The SIM answers "+CME ERROR: 14" (SIM busy) until this monotonic time (after plug-in).
+        self.sim_busy_until = 0.0
+        # command prefix -> unsolicited lines printed just before that command's reply, once
+        # (a boot burst arriving while the dialer asks something: see inject_before)
+        self.injections: list[tuple[str, list[str]]] = []
         self._buf = b""
         self._sms_len: int | None = None
         self.sms_init()                  # incoming SMS and reports (sim/sms.py)
@@ -180,10 +194,29 @@ class SimModem(SmsMixin):
             return [f"+CME ERROR: {code}"]
         return ["ERROR"]
 
+    def inject_before(self, command: str, lines: list[str]) -> None:
+        """Print ``lines`` unasked right before the reply to the next command starting with
+        ``command`` (e.g. an EG25-G's boot burst RDY, +CPIN: READY, … during AT+CGSN)."""
+        self.injections.append((command.upper(), list(lines)))
+
+    def sim_busy_for(self, seconds: float) -> None:
+        """The SIM is still starting: SIM commands answer +CME ERROR: 14 for ``seconds``."""
+        self.sim_busy_until = time.monotonic() + seconds
+
     def _command(self, cmd: str) -> None:
         up = cmd.upper()
+        for i, (prefix, lines) in enumerate(self.injections):
+            if up.startswith(prefix):
+                del self.injections[i]
+                for line in lines:
+                    self.urc(line)
+                break
         if not up.startswith("AT"):
             self._reply(self.dialect.unknown())
+            return
+        if time.monotonic() < self.sim_busy_until and (
+                up.startswith(("AT+CPIN", "AT+CIMI", "AT+CCID", "AT+QCCID", "AT+CICCID", "AT+CRSM"))):
+            self._reply(self.error("SIM busy", 14))
             return
         out = self.dialect.handle(cmd, up)
         if out is None:
@@ -303,6 +336,8 @@ class SimModem(SmsMixin):
         self.echo = True
         self.silent = False
         self.dialect.reset()
+        for line in self.dialect.BOOT_LINES:       # RDY, +CPIN: READY … as the real module does
+            self.urc(line)
 
     # ---- the call timeline -------------------------------------------------------
     def _dial(self, number: str) -> list[str]:
