@@ -82,11 +82,11 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*path, key), lines)
+            sub = (*path, key_node.value)
+            lines[sub] = key_node.start_mark.line + 1
+            _walk(value_node, sub, lines)
             # the key's own line wins over the value's (a nested mapping starts below it)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            lines[sub] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, (*path, i), lines)

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,7 @@ class FlowRun:
         self.flow, self.call, self.values, self.o, self.prompts = flow, call, values, opts, prompts
         self.pending_key: str | None = None        # a key that stopped a prompt: type-ahead
         self.optout_armed = opts.opt_out_key is not None
+        self.compliance = opts.compliance or Compliance(call.journal.conn)
         self.opted_out = False
         self.steps = 0
 
@@ -279,13 +281,14 @@ class FlowRun:
         self.opted_out = True
         self.optout_armed = False
         # queued before the refusal, in the journal writer's order (never a commit on the loop)
-        self.o.compliance.suppress_queued(self.call.journal.submit, self.call.number,
-                                          "opt_out_key" if source == "key" else "opt_out",
-                                          f"flow:{self.flow.name}:call:{self.call.call_id}")
+        self.compliance.suppress_queued(self.call.journal.submit, self.call.number,
+                                        "opt_out_key" if source == "key" else "opt_out",
+                                        f"flow:{self.flow.name}:call:{self.call.call_id}")
         self.call.journal.refusal(self.call.call_id, source)
         self.call.event("opt_out", source=source, key=key)
         self.call.vars["opted_out"] = True
-        self.call.line.audio and self.call.line.audio.stop_playback()
+        if self.call.line.audio:
+            self.call.line.audio.stop_playback()
         doc = self.flow.doc.opt_out
         await self.call.play(await self.prompts.render([PromptItem(say=doc.say)], self.values), name="opt_out")
 
@@ -301,9 +304,20 @@ class FlowRun:
             await asyncio.sleep(0.02)
 
 
+@dataclass
 class _Options:
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
+    """What flow_script was given, shared by the run, its transfers and its recordings."""
+
+    opt_out_key: str | None
+    machine: str
+    contact_id: int | None
+    campaign: str
+    advisors: AdvisorsConfig
+    region: str
+    lines: LineProvider | None
+    compliance: Compliance | None      # None: one on the journal's connection, made at the first call
+    recordings_dir: Path
+    advisor_min_ring: float
 
 
 async def _cancel(task: asyncio.Future) -> None:
@@ -374,7 +388,7 @@ def flow_script(flow: Flow, contact_fields: Mapping[str, Any] | None = None, *, 
                 await _cancel(walk)
                 out = optw.result()
                 await fr.opt_out(out.source, out.key)
-            elif verdict is not None and verdict in done:
+            elif watch is not None and verdict is not None and verdict in done:
                 await _cancel(walk)
                 await watch.handle(verdict.result(), fr)
         finally:

@@ -110,7 +110,7 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
     from ..call.line import open_line
     from ..call.session import place_call
     from ..config import ModemConfig
-    from ..config_ivr import AdvisorsConfig
+    from ..config_ivr import Advisor, AdvisorsConfig
     from ..sim.bank import SimBank
     from ..sim.callee import Callee, Scenario
     from ..store import open_db
@@ -129,7 +129,7 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
         conn = open_db(Path(tmp.name) / "try.db")
         journal = CallJournal(conn)
         groups = sorted({g for n in fl.doc.nodes.values() if (g := getattr(n, "group", None))})
-        advisors = AdvisorsConfig(people=[{"name": "sim-advisor", "number": SIM_ADVISOR, "groups": groups}])
+        advisors = AdvisorsConfig(people=[Advisor(name="sim-advisor", number=SIM_ADVISOR, groups=groups)])
         script = flow_script(fl, fields, opt_out_key=opt_out_key, advisors=advisors,
                              lines=StaticLineProvider(lines), recordings_dir=Path(tmp.name) / "recordings")
         task = asyncio.ensure_future(place_call(lines[0], number, script, journal))

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from ..at.errors import ATError
-from .driver import ModemDriver
+from .driver import CallTrack, ModemDriver
 from .simcom import CLCC, ClccMixin
 
 
@@ -20,9 +20,10 @@ class GenericDriver(ClccMixin, ModemDriver):
         self.ch.subscribe("+DTMF:", lambda line: self.key_pressed(line.split(":", 1)[1].split(",")[0].strip()))
 
     def after_dial_started(self) -> None:
-        self.spawn(self._poll(self.call))
+        if self.call is not None:   # dial() has just set it; the check is for the type checker
+            self.spawn(self._poll(self.call))
 
-    async def _poll(self, call) -> None:
+    async def _poll(self, call: CallTrack) -> None:
         seen = False
         while call is self.call and not call.ended:
             await asyncio.sleep(self.poll_interval)
