@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import click
@@ -276,19 +278,28 @@ def _report_table(out, name: str, s: dict, rows) -> None:
 
 # ---- suppression list -----------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _decoding(path: str, encoding: str) -> Iterator[None]:
+    """A byte that is not ``encoding`` past the part the encoding was told from: one line."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not {encoding} text further down the file ({exc.reason}); "
+                        "save it as UTF-8") from None
+
+
 def _numbers_from(path: str, region: str, column: str = "number"):
     """Numbers from a CSV with a ``number`` column, or one number per line; bad lines to stderr."""
     from ..numbers import InvalidNumber, parse_number
+    from ..textfile import open_text, sniff_dialect
 
-    try:
-        f = open(path, encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
-    with f:
+    f, encoding = open_text(path, "number list")
+    with f, _decoding(path, encoding):
         first = f.readline()
         f.seek(0)
-        cols = [c.strip() for c in next(csv.reader([first]), [])] if first else []
-        reader = csv.DictReader(f) if column in cols else None
+        dialect = sniff_dialect(first)
+        cols = [c.strip() for c in next(csv.reader([first], dialect), [])] if first else []
+        reader = csv.DictReader(f, dialect=dialect) if column in cols else None
         if reader is not None:
             reader.fieldnames = [c.strip() for c in reader.fieldnames or []]
             for row in reader:
@@ -417,16 +428,16 @@ def consent_import(ctx: click.Context, file: str) -> None:
     from ..campaign.rules import Window
     from ..numbers import InvalidNumber, parse_number
     from ..store import Compliance
+    from ..textfile import open_text, sniff_dialect
 
     loaded = load(ctx)
     comp = Compliance(_db(ctx))
-    try:
-        f = open(file, encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise UserError(f"{file}: cannot read: {exc}") from None
+    f, encoding = open_text(file, "consent file")
     added = bad = 0
-    with f:
-        reader = csv.DictReader(f)
+    with f, _decoding(file, encoding):
+        first = f.readline()
+        f.seek(0)
+        reader = csv.DictReader(f, dialect=sniff_dialect(first))
         cols = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in ("number", "scope", "source", "given_at") if c not in cols]
         if missing:
