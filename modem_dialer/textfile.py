@@ -77,7 +77,7 @@ def open_text(path: str | Path, what: str, encoding: str | None = None) -> tuple
         encoding = detect_encoding(sample, at_eof)
         if encoding is None:
             raise UserError(f"{p}: {what} is not text in any encoding found (a binary file?); "
-                            "set its encoding if it is text")
+                            "save it as UTF-8 if it is text")
     else:
         try:
             sample.decode(encoding) if at_eof else codecs.getincrementaldecoder(encoding)().decode(sample)

@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
+# Keys whose value an error message never repeats (it may end up in a log or a ticket).
+SECRET_KEYS = frozenset({"pin", "token", "password", "secret", "api_key"})
 
 
 class Strict(BaseModel):
@@ -179,7 +181,10 @@ def describe_validation_error(exc: ValidationError, doc: YamlDoc | None = None) 
     msg = msg.removeprefix("Value error, ")
     value = err.get("input")
     shown = ""
-    if err["type"] not in ("missing",) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    # the value helps find a typo, but not under a key nobody expects (`db_password: ...`) nor a secret's
+    secret = err["type"] == "extra_forbidden" or any(str(p).lower() in SECRET_KEYS for p in loc[-1:])
+    if err["type"] != "missing" and not secret and isinstance(value, (str, int, float)) \
+            and not isinstance(value, bool):
         shown = f" (got {value!r})"
     where = doc.where(loc) if doc else ""
     extra = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""

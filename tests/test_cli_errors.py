@@ -112,3 +112,28 @@ def test_exit_code_table_names_every_command() -> None:
     missing = [n for n in names(main) if f"`{n}`" not in doc]
     assert not missing, f"not in docs/exit-codes.md: {missing}"
     assert "| 64 |" in doc
+
+
+# ---- issue 11 item 11: exports of personal data are private -------------------------------
+
+@pytest.mark.parametrize("args", [
+    ("report", "spring", "--format", "csv", "-o", "{out}"),
+    ("report", "spring", "--format", "json", "-o", "{out}"),
+    ("suppress", "export", "-o", "{out}"),
+    ("consent", "export", "-o", "{out}"),
+])
+def test_exports_are_created_0600(cfg: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+    import os
+    import stat
+
+    out = tmp_path / "export.csv"
+    old = os.umask(0o022)
+    try:
+        r = cli(cfg, *(a.format(out=out) for a in args))
+        assert r.exit_code == 0, r.output
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+        out.chmod(0o644)                   # an existing file is tightened too: it is rewritten
+        assert cli(cfg, *(a.format(out=out) for a in args)).exit_code == 0
+        assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

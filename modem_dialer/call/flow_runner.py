@@ -22,6 +22,7 @@ import numpy as np
 
 from ..audio.prompts import save_wav
 from ..config_ivr import AdvisorsConfig
+from ..files import make_private, private_dir
 from ..store import Compliance
 from .flow_machine import MachineWatch
 from .flow_model import (
@@ -227,8 +228,9 @@ class FlowRun:
                 self.call.capture_listeners.remove(listen)
         audio = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
         path = self.o.recordings_dir / f"call{self.call.call_id}-{name}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)                 # a person's voice: the dialer's user only
         await asyncio.to_thread(save_wav, path, audio)
+        make_private(path)
         self.call.event("record", node=name, path=str(path), seconds=round(len(audio) / 8000, 2), ended_by=why,
                         voice=state["voice"], wall_s=round(time.monotonic() - started, 2))
         self.store(node.answer, str(path))

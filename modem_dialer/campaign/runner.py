@@ -47,14 +47,16 @@ def prepare(loaded: LoadedConfig, cf: CampaignFile, conn, *, echo: Echo = print,
         if existing["config"].get("runner"):
             cfg["runner"] = existing["config"]["runner"]     # who dials it: 'service' or 'cli'
 
-    fp = file_fingerprint(cf.contacts_path, region)
+    fp = file_fingerprint(cf.contacts_path, region, *((spec.encoding, spec.delimiter)
+                                                      if spec.encoding or spec.delimiter else ()))
     report = None
     if fp == old_fp:
         echo(f"{cf.contacts_path.name}: unchanged since the last import")
     else:
         def bad(row: BadRow) -> None:
             echo_err(f"{cf.contacts_path}:{row.line}: {row.reason}")
-        report = import_contacts(store, cid, cf.contacts_path, region, on_bad=bad)
+        report = import_contacts(store, cid, cf.contacts_path, region, on_bad=bad, encoding=spec.encoding,
+                                 delimiter=spec.delimiter)
         echo(f"{cf.contacts_path.name}: {report.inserted} new, {report.updated} updated, "
              f"{report.unchanged} unchanged, {report.bad_count} bad row(s)")
     cfg["contacts_fingerprint"] = fp

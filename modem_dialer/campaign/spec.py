@@ -15,6 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..durations import Duration
 from ..errors import UserError
+from ..textfile import check_delimiter, check_encoding
 from ..yamlfile import Strict, load_yaml, validate
 from . import rules as R
 
@@ -70,6 +71,18 @@ class CampaignSpec(Strict):
     opt_out_key: str | None = None
     ring_timeout: Duration = timedelta(seconds=45)
     voice: str | None = None               # TTS voice for `say` (default: config tts_voice)
+    encoding: str | None = None            # of the contacts file (default: detected; UTF-8 when it reads as such)
+    delimiter: str | None = None           # of the contacts file (default: sniffed among , ; tab |)
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str | None) -> str | None:
+        return None if v is None else check_encoding(v)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, v: str | None) -> str | None:
+        return None if v is None else check_delimiter(v)
 
     @field_validator("name")
     @classmethod

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import click
 
 from ..errors import UserError
+from ..files import open_private
 from . import load, main, run_command
 
 EXIT_DONE, EXIT_ERROR, EXIT_STOPPED = 0, 1, 2
@@ -235,7 +236,7 @@ def report(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
 
     conn = _db(ctx)
     c = _campaign(conn, name)
-    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    out = open_private(output) if output else sys.stdout
     try:
         if fmt == "json":
             out.write('{"campaign": ' + json.dumps(name) + ', "summary": ' + json.dumps(summary(conn, c["id"]))
@@ -388,7 +389,7 @@ def suppress_export(ctx: click.Context, output: str | None) -> None:
     from ..store import Compliance
 
     comp = Compliance(_db(ctx))
-    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    out = open_private(output) if output else sys.stdout
     try:
         w = csv.writer(out)
         w.writerow(["number", "reason", "source", "added_at"])
@@ -476,7 +477,7 @@ def consent_import(ctx: click.Context, file: str) -> None:
 def consent_export(ctx: click.Context, output: str | None) -> None:
     """Write every consent record (with revocations) as CSV."""
     conn = _db(ctx)
-    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
+    out = open_private(output) if output else sys.stdout
     try:
         w = csv.writer(out)
         cols = [*CONSENT_COLUMNS, "recorded_at", "revoked_at", "revoked_via"]
