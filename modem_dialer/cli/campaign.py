@@ -91,13 +91,12 @@ def _service_for(loaded):
 
 def _run_in_service(loaded, cf, client, detach: bool) -> int:
     from ..campaign.follow import follow
-    from ..campaign.runner import modem_configs, prepare, script_factory
+    from ..campaign.runner import check_campaign, prepare
     from ..campaign.view import make_view
     from ..service.client import ServiceError
     from ..store import open_db
 
-    modem_configs(loaded, cf)           # same checks as a standalone run, before anything is sent
-    script_factory(loaded, cf)
+    check_campaign(loaded, cf)          # same checks as a standalone run, before anything is sent
     conn = open_db(loaded.database_path)
     try:
         cid, _ = prepare(loaded, cf, conn, echo=click.echo, echo_err=lambda t: click.echo(t, err=True))
@@ -131,13 +130,14 @@ def _run_in_service(loaded, cf, client, detach: bool) -> int:
 @click.pass_context
 @run_command
 def campaign_import(ctx: click.Context, file: str) -> None:
-    """Check FILE and import (merge) its contacts without dialing."""
-    from ..campaign.runner import prepare
+    """Check FILE as `campaign run` does and import (merge) its contacts without dialing."""
+    from ..campaign.runner import check_campaign, prepare
     from ..campaign.spec import load_campaign
     from ..store import open_db
 
     loaded = load(ctx)
     cf = load_campaign(file)
+    check_campaign(loaded, cf)
     conn = open_db(loaded.database_path)
     try:
         prepare(loaded, cf, conn, echo=click.echo, echo_err=lambda t: click.echo(t, err=True))
@@ -227,18 +227,23 @@ def campaign_list(ctx: click.Context) -> None:
 @main.command()
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write here instead of stdout")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write here instead of stdout (created 0600)")
+@click.option("--answers", "answers_only", is_flag=True,
+              help="only the survey: each question's count per answer (csv: question,answer,count)")
 @click.pass_context
 @run_command
-def report(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
-    """Per-contact results of campaign NAME and a summary."""
+def report(ctx: click.Context, name: str, fmt: str, output: str | None, answers_only: bool) -> None:
+    """Per-contact results of campaign NAME and a summary, with each survey question's
+    count per answer (table and json always; csv with --answers)."""
     from ..campaign.report import contact_rows, summary, write_csv
 
     conn = _db(ctx)
     c = _campaign(conn, name)
     out = open_private(output) if output else sys.stdout
     try:
-        if fmt == "json":
+        if answers_only:
+            _report_answers(out, fmt, name, summary(conn, c["id"])["answers"])
+        elif fmt == "json":
             out.write('{"campaign": ' + json.dumps(name) + ', "summary": ' + json.dumps(summary(conn, c["id"]))
                       + ', "contacts": [\n')
             for i, row in enumerate(contact_rows(conn, c["id"])):
@@ -251,6 +256,32 @@ def report(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
     finally:
         if output:
             out.close()
+
+
+def _report_answers(out, fmt: str, name: str, answers: dict[str, dict[str, int]]) -> None:
+    if fmt == "json":
+        out.write(json.dumps({"campaign": name, "answers": answers}, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out)
+        w.writerow(["question", "answer", "count"])
+        for question, counts in answers.items():
+            for answer, n in counts.items():
+                w.writerow([question, answer, n])
+    else:
+        from rich.console import Console
+
+        Console(file=out, width=None if out.isatty() else 160).print(_answers_table(name, answers))
+
+
+def _answers_table(name: str, answers: dict[str, dict[str, int]]):
+    from rich.table import Table
+
+    t = Table("question", "answers (count)", "total", title=f"campaign {name}: survey answers")
+    for question, counts in answers.items():
+        t.add_row(question, ", ".join(f"{a or '(empty)'}: {n}" for a, n in counts.items()), str(sum(counts.values())))
+    if not answers:
+        t.add_row("-", "no answers recorded", "0")
+    return t
 
 
 def _report_table(out, name: str, s: dict, rows) -> None:
@@ -269,6 +300,8 @@ def _report_table(out, name: str, s: dict, rows) -> None:
     for hour, n in s["attempts_per_hour"].items():
         t.add_row(f"attempts {hour}", str(n))
     console.print(t)
+    if s["answers"]:
+        console.print(_answers_table(name, s["answers"]))
     ct = Table("number", "fields", "status", "attempts", "last outcome", "keys", "answers")
     for r in rows:
         ct.add_row(r["number"], ", ".join(f"{k}={v}" for k, v in r["fields"].items()), r["status"], str(r["attempts"]),
