@@ -137,3 +137,59 @@ def test_exports_are_created_0600(cfg: Path, tmp_path: Path, args: tuple[str, ..
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+# ---- issue 11 item 17: closed sets and ranges, errors naming the value -------------------
+
+@pytest.mark.parametrize("args, value", [
+    (("flow", "check", "{flow}", "--preset", "xx"), "xx"),
+    (("alert", "--to", "+33612345678", "--say", "x", "--wait", "--timeout", "-5"), "-5"),
+    (("flow", "try", "{flow}", "--number", "0612345678", "--keys", "-3:1"), "-3:1"),
+    (("flow", "try", "{flow}", "--number", "0612345678", "--hangup-after", "-1"), "-1"),
+    (("doctor", "--min-signal", "50"), "50"),
+    (("consent", "revoke", "0612345678", "--scope", "automated_cals"), "automated_cals"),
+    (("discover", "--timeout", "0"), "0"),
+])
+def test_out_of_range_options_are_usage_errors(cfg: Path, tmp_path: Path, args: tuple[str, ...],
+                                                value: str) -> None:
+    flow = tmp_path / "f.yaml"
+    flow.write_text("start: bye\nnodes:\n  bye: {type: hangup}\n")
+    r = cli(cfg, *(a.format(flow=flow) for a in args))
+    assert r.exit_code == EX_USAGE, (r.exit_code, r.output)
+    assert value in r.stderr.split("Error:")[-1], r.stderr
+
+
+def test_consent_import_scope_typo_is_a_bad_row(cfg: Path, tmp_path: Path) -> None:
+    f = tmp_path / "consent.csv"
+    f.write_text("number,scope,source,given_at\n0612345678,automated_cals,web,2026-01-01T10:00:00Z\n"
+                 "0612345679,automated_calls,web,2026-01-01T10:00:00Z\n")
+    r = cli(cfg, "consent", "import", str(f))
+    assert "consent.csv:2:" in r.stderr and "'automated_cals'" in r.stderr, r.stderr
+    assert "1 consent record(s) added, 1 bad row(s)" in r.stdout
+
+
+def test_campaign_consent_scope_typo(tmp_path: Path) -> None:
+    from modem_dialer.campaign.spec import load_campaign
+    from modem_dialer.errors import UserError
+
+    (tmp_path / "c.csv").write_text("number\n0612345678\n")
+    camp = tmp_path / "camp.yaml"
+    camp.write_text("name: x\ncontacts: c.csv\nsay: hi\npurpose: commercial\n"
+                    "rules: {preset: fr, consent_scope: automated_cals}\n")
+    with pytest.raises(UserError, match=r"camp.yaml:5: rules.consent_scope: .*'automated_cals'"):
+        load_campaign(camp)
+
+
+@pytest.mark.timeout(30)       # an accepted scenario would run the bank until Ctrl-C
+@pytest.mark.parametrize("callee, named", [
+    ("{answer_after: -2}", "answer_after"),
+    ("{outcome: bussy}", "bussy"),
+    ("{keys: [[1, 'x']]}", "'x'"),
+    ("{hangup_after: -1}", "hangup_after"),
+])
+def test_sim_scenario_values_are_checked(tmp_path: Path, callee: str, named: str) -> None:
+    sc = tmp_path / "scenario.yaml"
+    sc.write_text(f"numbers:\n  '+33612345678': {callee}\n")
+    r = CliRunner().invoke(main, ["sim", "--modems", "1", "--scenario", str(sc)])
+    line = one_line_error(r, str(sc), named)
+    assert "+33612345678" in line

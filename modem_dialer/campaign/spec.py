@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..textfile import check_delimiter, check_encoding
 from ..yamlfile import Strict, load_yaml, validate
 from . import rules as R
+from .terms import ConsentScope, Preset, Purpose
 
 # Call outcomes a retry rule may name (call/outcome.py), plus "interrupted" (the process
 # stopped during the call; falls back to the "failed" rule when not given).
@@ -31,13 +32,13 @@ class RetryRule(Strict):
 
 
 class RulesOverrides(Strict):
-    preset: Literal["none", "fr", "us", "uk"] = "none"
+    preset: Preset = "none"
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
     windows: list[str] | None = None
     holidays: bool | None = None
     caps: list[CapSpec] | None = None
     refusal_cooldown: Duration | None = None
-    consent_scope: str | None = None
+    consent_scope: ConsentScope | None = None
     consent: bool | None = None            # false: no consent needed (only with a documented exception)
 
     @field_validator("windows")
@@ -63,7 +64,7 @@ class CampaignSpec(Strict):
     say: str | None = None
     flow: str | None = None
     repeat: int = Field(default=1, ge=1, le=20)
-    purpose: Literal["commercial", "political", "survey", "debt_collection", "informational", "alert"]
+    purpose: Purpose
     rules: RulesOverrides = Field(default_factory=RulesOverrides)   # `rules: fr` or a mapping
     retry: dict[str, RetryRule] = Field(default_factory=dict)
     modems: list[str] | None = None

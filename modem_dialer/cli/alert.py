@@ -47,7 +47,7 @@ def _finished(alert: dict) -> bool:
 @click.option("--dedup-key", help="alerts with the same key while one is open are one alert")
 @click.option("--via", type=click.Choice(["call", "sms", "call+sms"]), help="how to reach the --to entries")
 @click.option("--wait", is_flag=True, help="block until acknowledged or escalation is over; exit 0/3")
-@click.option("--timeout", type=float, default=0, help="with --wait: give up after N seconds (exit 3)")
+@click.option("--timeout", type=click.FloatRange(min=0), default=0, help="with --wait: give up after N seconds (exit 3)")
 @click.option("--local", is_flag=True, help="do not look for a running service; use the modems directly")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context

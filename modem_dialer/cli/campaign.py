@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import click
 
+from ..campaign.terms import CONSENT_SCOPES
 from ..errors import UserError
 from ..files import open_private
 from . import load, main, run_command
@@ -486,6 +487,9 @@ def consent_import(ctx: click.Context, file: str) -> None:
                 number = parse_number(row["number"] or "", loaded.config.default_region)
                 if not (row["scope"] or "").strip() or not (row["source"] or "").strip():
                     raise UserError(f"{where}: scope and source are required")
+                if row["scope"].strip() not in CONSENT_SCOPES:
+                    raise UserError(f"{where}: scope: unknown consent scope {row['scope'].strip()!r} "
+                                    f"(one of {', '.join(CONSENT_SCOPES)})")
                 given = _parse_when(row["given_at"] or "", where)
                 if row.get("time_slot"):
                     for w in row["time_slot"].split(","):
@@ -527,7 +531,7 @@ def consent_export(ctx: click.Context, output: str | None) -> None:
 
 @consent.command("revoke")
 @click.argument("number")
-@click.option("--scope", default=None, help="only this scope (default: all)")
+@click.option("--scope", type=click.Choice(CONSENT_SCOPES), default=None, help="only this scope (default: all)")
 @click.option("--via", default="cli", show_default=True, help="how the person revoked it")
 @click.pass_context
 @run_command
