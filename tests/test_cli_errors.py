@@ -193,3 +193,14 @@ def test_sim_scenario_values_are_checked(tmp_path: Path, callee: str, named: str
     r = CliRunner().invoke(main, ["sim", "--modems", "1", "--scenario", str(sc)])
     line = one_line_error(r, str(sc), named)
     assert "+33612345678" in line
+
+
+def test_export_to_a_full_disk_names_the_file(cfg: Path) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    one_line_error(cli(cfg, "consent", "export", "-o", "/dev/full"), "/dev/full", "No space left")
+
+
+def test_alert_id_out_of_sqlite_range_is_a_usage_error(cfg: Path) -> None:
+    r = cli(cfg, "alert", "status", "99999999999999999999")
+    assert r.exit_code == EX_USAGE, r.output

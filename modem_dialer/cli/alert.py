@@ -162,7 +162,7 @@ def _db(ctx: click.Context):
 
 
 @alert.command("status")
-@click.argument("alert_id", type=int)
+@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))   # a SQLite rowid
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @run_command
@@ -219,7 +219,7 @@ def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) ->
 
 
 @alert.command("resolve")
-@click.argument("alert_id", type=int, required=False)
+@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1), required=False)
 @click.option("--key", "dedup_key", help="resolve the live alert with this dedup key instead of an id")
 @click.pass_context
 @run_command

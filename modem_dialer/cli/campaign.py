@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import TextIO
 
 import click
 
@@ -240,8 +241,7 @@ def report(ctx: click.Context, name: str, fmt: str, output: str | None, answers_
 
     conn = _db(ctx)
     c = _campaign(conn, name)
-    out = open_private(output) if output else sys.stdout
-    try:
+    with _writing(output) as out:
         if answers_only:
             _report_answers(out, fmt, name, summary(conn, c["id"])["answers"])
         elif fmt == "json":
@@ -254,9 +254,6 @@ def report(ctx: click.Context, name: str, fmt: str, output: str | None, answers_
             write_csv(out, contact_rows(conn, c["id"]))
         else:
             _report_table(out, name, summary(conn, c["id"]), contact_rows(conn, c["id"]))
-    finally:
-        if output:
-            out.close()
 
 
 def _report_answers(out, fmt: str, name: str, answers: dict[str, dict[str, int]]) -> None:
@@ -312,6 +309,21 @@ def _report_table(out, name: str, s: dict, rows) -> None:
 
 
 # ---- suppression list -----------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _writing(output: str | None) -> Iterator[TextIO]:
+    """stdout, or ``output`` created 0600; a failed write (disk full, EIO) names the file."""
+    try:
+        if output is None:
+            yield sys.stdout
+            return
+        with open_private(output) as out:
+            yield out
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise UserError(f"{output or 'stdout'}: cannot write: {exc.strerror or exc}") from None
+
 
 @contextlib.contextmanager
 def _decoding(path: str, encoding: str) -> Iterator[None]:
@@ -423,15 +435,11 @@ def suppress_export(ctx: click.Context, output: str | None) -> None:
     from ..store import Compliance
 
     comp = Compliance(_db(ctx))
-    out = open_private(output) if output else sys.stdout
-    try:
+    with _writing(output) as out:
         w = csv.writer(out)
         w.writerow(["number", "reason", "source", "added_at"])
         for e in comp.export_suppression():
             w.writerow([e["number"], e["reason"], e["source"], e["added_at"]])
-    finally:
-        if output:
-            out.close()
 
 
 # ---- consent records --------------------------------------------------------------------------
@@ -514,8 +522,7 @@ def consent_import(ctx: click.Context, file: str) -> None:
 def consent_export(ctx: click.Context, output: str | None) -> None:
     """Write every consent record (with revocations) as CSV."""
     conn = _db(ctx)
-    out = open_private(output) if output else sys.stdout
-    try:
+    with _writing(output) as out:
         w = csv.writer(out)
         cols = [*CONSENT_COLUMNS, "recorded_at", "revoked_at", "revoked_via"]
         w.writerow(cols)
@@ -524,9 +531,6 @@ def consent_export(ctx: click.Context, output: str | None) -> None:
             for r in rows:
                 w.writerow([r[c] if r[c] is not None else "" for c in cols])
             last = rows[-1]["id"]
-    finally:
-        if output:
-            out.close()
 
 
 @consent.command("revoke")
