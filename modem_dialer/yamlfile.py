@@ -45,7 +45,7 @@ class _LineLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, f"YAML aliases (*{event.anchor}) are not allowed: write the value out",
                 event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[misc]
+        return super().compose_node(parent, index)  # type: ignore[arg-type]  # a key node, an int or None; the stub says int
 
 
 def read_user_file(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
