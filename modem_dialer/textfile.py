@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
+import os
+import stat
 from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import UserError
 
 SAMPLE = 1 << 20          # bytes read to guess the encoding (a whole file may be millions of rows)
-# When several encodings read a sample equally well (same chaos and language coherence: short
-# files, few accents), the one Excel uses for "CSV" on Western European and American Windows
-# wins; a file it misreads needs `encoding:`.
+# What Excel writes as "CSV" on Western European and American Windows: preferred when no
+# other encoding reads the sample better (a file it misreads needs `encoding:`).
 PREFERRED = "cp1252"
 DELIMITERS = ",;\t|"
 
@@ -51,40 +53,57 @@ def detect_encoding(sample: bytes, at_eof: bool) -> str | None:
         pass
     from charset_normalizer import from_bytes
 
-    matches = list(from_bytes(sample))
-    if not matches:
-        return None
-    best = matches[0]
-    tied = [m for m in matches if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
-    pick = next((m for m in tied if m.encoding == PREFERRED), best)
-    return str(pick.encoding)
+    # Contact files are mostly digits and ASCII with a few accented names: too little for a
+    # sure guess (a two-accent Latin-1 line also reads as Big5). The encoding Excel writes
+    # on Western Windows wins unless another reads the sample with less noise or as more
+    # coherent language (Polish in cp1250 does).
+    best = from_bytes(sample).best()
+    western = from_bytes(sample, cp_isolation=[PREFERRED]).best()
+    if western is not None and (best is None or (western.chaos <= best.chaos
+                                                 and western.coherence >= best.coherence)):
+        return PREFERRED
+    return None if best is None else str(best.encoding)
 
 
 def open_text(path: str | Path, what: str, encoding: str | None = None) -> tuple[TextIO, str]:
     """``(file, encoding)``: ``path`` opened for reading as text (``newline=""``, for csv)."""
     p = Path(path)
     try:
-        with p.open("rb") as raw:
-            sample = raw.read(SAMPLE)
-            at_eof = not raw.read(1)
+        # O_NONBLOCK: a FIFO must not block the open (it is refused below, as a device is)
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UserError(f"{p}: {what} not found") from None
-    except IsADirectoryError:
-        raise UserError(f"{p}: {what} is a folder, not a file") from None
     except OSError as exc:
         raise UserError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{p}: {what} is not a regular file")
+    raw = os.fdopen(fd, "rb")
+    try:
+        os.set_blocking(fd, True)
+        sample = raw.read(SAMPLE)
+        at_eof = not raw.read(1)
+        raw.seek(0)
+    except OSError as exc:
+        raw.close()
+        raise UserError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
+    except BaseException:
+        raw.close()
+        raise
     if encoding is None:
         encoding = detect_encoding(sample, at_eof)
         if encoding is None:
+            raw.close()
             raise UserError(f"{p}: {what} is not text in any encoding found (a binary file?); "
                             "save it as UTF-8 if it is text")
     else:
         try:
             sample.decode(encoding) if at_eof else codecs.getincrementaldecoder(encoding)().decode(sample)
         except UnicodeDecodeError as exc:
+            raw.close()
             raise UserError(f"{p}: {what} is not {encoding} text (byte {exc.start}: "
                             f"{sample[exc.start:exc.start + 1]!r})") from None
-    return p.open(encoding=encoding, newline=""), encoding
+    return io.TextIOWrapper(raw, encoding=encoding, newline=""), encoding
 
 
 def sniff_dialect(first_line: str, delimiter: str | None = None) -> Any:

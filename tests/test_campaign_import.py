@@ -239,3 +239,21 @@ def test_binary_contacts_file_is_one_line(tmp_path):
     store = Campaigns(conn)
     with pytest.raises(UserError, match=r"photo.csv: contacts file is not text"):
         import_contacts(store, store.create_campaign("c"), p, "FR")
+
+
+def test_one_short_latin1_row_is_not_read_as_chinese(tmp_path):
+    # two accented letters are too little for detection alone: Big5 reads them without error
+    p = tmp_path / "short.csv"
+    p.write_bytes("number;nom\n0612345678;Hélène\n".encode("latin-1"))
+    assert _imported(tmp_path, p)["+33612345678"] == {"nom": "Hélène"}
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "contacts.csv"
+    os.mkfifo(fifo)
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    with pytest.raises(UserError, match=r"contacts.csv: contacts file is not a regular file"):
+        import_contacts(store, store.create_campaign("c"), fifo, "FR")
