@@ -12,11 +12,11 @@ import codecs
 import csv
 import io
 import os
-import stat
 from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import UserError
+from .yamlfile import open_regular
 
 SAMPLE = 1 << 20          # bytes read to guess the encoding (a whole file may be millions of rows)
 # What Excel writes as "CSV" on Western European and American Windows: preferred when no
@@ -68,19 +68,9 @@ def detect_encoding(sample: bytes, at_eof: bool) -> str | None:
 def open_text(path: str | Path, what: str, encoding: str | None = None) -> tuple[TextIO, str]:
     """``(file, encoding)``: ``path`` opened for reading as text (``newline=""``, for csv)."""
     p = Path(path)
-    try:
-        # O_NONBLOCK: a FIFO must not block the open (it is refused below, as a device is)
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise UserError(f"{p}: {what} not found") from None
-    except OSError as exc:
-        raise UserError(f"{p}: cannot read {what}: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise UserError(f"{p}: {what} is not a regular file")
+    fd, _ = open_regular(p, what)          # a FIFO, a folder or a device is refused without blocking
     raw = os.fdopen(fd, "rb")
     try:
-        os.set_blocking(fd, True)
         sample = raw.read(SAMPLE)
         at_eof = not raw.read(1)
         raw.seek(0)

@@ -48,10 +48,10 @@ class _LineLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)  # type: ignore[arg-type]  # a key node, an int or None; the stub says int
 
 
-def read_user_file(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes``; UserError naming it otherwise."""
+def open_regular(path: str | Path, what: str = "file") -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file ``path`` and its stat; UserError naming it
+    for anything else (missing, a directory, a FIFO, a device)."""
     p = Path(path)
-    cap = MAX_YAML_BYTES if max_bytes is None else max_bytes
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it)
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -65,6 +65,19 @@ def read_user_file(path: str | Path, what: str = "file", max_bytes: int | None =
             raise UserError(f"{p}: {what} is a directory")
         if not stat.S_ISREG(st.st_mode):
             raise UserError(f"{p}: {what} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_user_file(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; UserError naming it otherwise."""
+    p = Path(path)
+    cap = MAX_YAML_BYTES if max_bytes is None else max_bytes
+    fd, st = open_regular(p, what)
+    try:
         if st.st_size > cap:
             raise UserError(f"{p}: {what} is {st.st_size} bytes, more than {cap}")
         chunks, total = [], 0
