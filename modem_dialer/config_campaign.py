@@ -41,8 +41,8 @@ class LimitsConfig(Strict):
     def for_modem(self, name: str) -> LineLimits:
         """The limits of one modem: its own entries win over the bank-wide ones."""
         own = self.modems.get(name)
-        base = {"calls_per_hour": self.calls_per_hour, "calls_per_day": self.calls_per_day,
+        base: dict[str, float | None] = {"calls_per_hour": self.calls_per_hour, "calls_per_day": self.calls_per_day,
                 "minutes_per_day": self.minutes_per_day}
         if own is not None:
             base.update({k: v for k, v in own.model_dump().items() if v is not None})
-        return LineLimits(**base)
+        return LineLimits.model_validate(base)

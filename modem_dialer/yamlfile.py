@@ -23,6 +23,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from .errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
+# Keys whose value an error message never repeats (it may end up in a log or a ticket).
+SECRET_KEYS = frozenset({"pin", "token", "password", "secret", "api_key"})
 
 
 class Strict(BaseModel):
@@ -43,13 +45,13 @@ class _LineLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, f"YAML aliases (*{event.anchor}) are not allowed: write the value out",
                 event.start_mark)
-        return super().compose_node(parent, index)  # type: ignore[misc]
+        return super().compose_node(parent, index)  # type: ignore[arg-type]  # a key node, an int or None; the stub says int
 
 
-def read_user_file(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
-    """The bytes of a regular file of at most ``max_bytes``; UserError naming it otherwise."""
+def open_regular(path: str | Path, what: str = "file") -> tuple[int, os.stat_result]:
+    """A read-only descriptor of the regular file ``path`` and its stat; UserError naming it
+    for anything else (missing, a directory, a FIFO, a device)."""
     p = Path(path)
-    cap = MAX_YAML_BYTES if max_bytes is None else max_bytes
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat then refuses it)
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -63,6 +65,19 @@ def read_user_file(path: str | Path, what: str = "file", max_bytes: int | None =
             raise UserError(f"{p}: {what} is a directory")
         if not stat.S_ISREG(st.st_mode):
             raise UserError(f"{p}: {what} is not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def read_user_file(path: str | Path, what: str = "file", max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; UserError naming it otherwise."""
+    p = Path(path)
+    cap = MAX_YAML_BYTES if max_bytes is None else max_bytes
+    fd, st = open_regular(p, what)
+    try:
         if st.st_size > cap:
             raise UserError(f"{p}: {what} is {st.st_size} bytes, more than {cap}")
         chunks, total = [], 0
@@ -82,11 +97,11 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int]) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key = key_node.value
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _walk(value_node, (*path, key), lines)
+            sub = (*path, key_node.value)
+            lines[sub] = key_node.start_mark.line + 1
+            _walk(value_node, sub, lines)
             # the key's own line wins over the value's (a nested mapping starts below it)
-            lines[(*path, key)] = key_node.start_mark.line + 1
+            lines[sub] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _walk(item, (*path, i), lines)
@@ -179,7 +194,10 @@ def describe_validation_error(exc: ValidationError, doc: YamlDoc | None = None) 
     msg = msg.removeprefix("Value error, ")
     value = err.get("input")
     shown = ""
-    if err["type"] not in ("missing",) and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+    # the value helps find a typo, but not under a key nobody expects (`db_password: ...`) nor a secret's
+    secret = err["type"] == "extra_forbidden" or any(str(p).lower() in SECRET_KEYS for p in loc[-1:])
+    if err["type"] != "missing" and not secret and isinstance(value, (str, int, float)) \
+            and not isinstance(value, bool):
         shown = f" (got {value!r})"
     where = doc.where(loc) if doc else ""
     extra = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""

@@ -144,3 +144,116 @@ def test_retries_by_outcome(tmp_path):
     assert after_attempt(spec, "answered", 1, end).status == "answered"
     assert after_attempt(spec, "invalid_number", 1, end).status == "invalid"
     assert after_attempt(spec, "answered", 1, end, opted_out=True).status == "opted_out"
+
+
+# ---- issue 11 item 11: errors do not echo what may be a secret ----------------------------
+
+def test_unknown_key_error_does_not_echo_its_value(tmp_path):
+    path = campaign_file(tmp_path, 'name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\n'
+                                   'db_password: "hunter2"\n')
+    with pytest.raises(UserError) as err:
+        load_campaign(path)
+    assert "camp.yaml:5: db_password: unknown key" in str(err.value)
+    assert "hunter2" not in str(err.value)
+
+
+def test_config_pin_error_does_not_echo_the_pin(tmp_path):
+    from modem_dialer.config import load_config
+
+    cfg = write(tmp_path, "config.yaml", "modems:\n  - {name: gsm0, port: /dev/null, pin: '12x45'}\n")
+    with pytest.raises(UserError) as err:
+        load_config(str(cfg))
+    assert "modems[0].pin" in str(err.value) and "12x45" not in str(err.value)
+
+
+# ---- issue 11 item 16: contact files from Excel -----------------------------------------
+
+EXCEL_ROWS = [("0612345678", "Hélène", "Orléans"), ("0612345679", "Jérôme", "Besançon"),
+              ("0612345680", "Zoë", "Saint-Étienne")]
+
+
+def _excel_csv(tmp_path, encoding: str, sep: str = ";", name: str = "excel.csv"):
+    text = "\r\n".join(sep.join(r) for r in [("number", "name", "city"), *EXCEL_ROWS]) + "\r\n"
+    p = tmp_path / name
+    p.write_bytes(text.encode(encoding))
+    return p
+
+
+def _imported(tmp_path, path, **kw) -> dict[str, dict[str, str]]:
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    cid = store.create_campaign(f"c{len(store.list_campaigns())}")
+    seen: list = []
+    rep = import_contacts(store, cid, path, "FR", on_bad=seen.append, **kw)
+    assert rep.bad_count == 0, seen
+    return {c.number: c.fields for c in store.iter_contacts(cid)}
+
+
+@pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-8-sig", "utf-16"])
+def test_excel_csv_in_its_own_encoding_with_semicolons(tmp_path, encoding):
+    got = _imported(tmp_path, _excel_csv(tmp_path, encoding))
+    assert got["+33612345678"] == {"name": "Hélène", "city": "Orléans"}
+    assert got["+33612345680"] == {"name": "Zoë", "city": "Saint-Étienne"}
+
+
+def test_encoding_setting_wins_over_detection(tmp_path):
+    # cp1250 bytes that detection, on so little text, would read as cp1252
+    p = tmp_path / "pl.csv"
+    p.write_bytes("number;name\n0612345678;Łukasz Bąk\n".encode("cp1250"))
+    assert _imported(tmp_path, p, encoding="cp1250")["+33612345678"] == {"name": "Łukasz Bąk"}
+
+
+def test_delimiter_setting(tmp_path):
+    p = tmp_path / "one-col.csv"      # nothing to sniff from the header alone: "number|name" reads as one column
+    p.write_text("number|name\n0612345678|Ann\n")
+    assert _imported(tmp_path, p, delimiter="|")["+33612345678"] == {"name": "Ann"}
+
+
+def test_wrong_encoding_setting_is_one_line(tmp_path):
+    p = _excel_csv(tmp_path, "latin-1")
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    with pytest.raises(UserError, match=r"excel.csv: contacts file is not utf-8 text"):
+        import_contacts(store, store.create_campaign("c"), p, "FR", encoding="utf-8")
+
+
+def test_campaign_file_encoding_and_delimiter(tmp_path):
+    campaign_file(tmp_path, "")
+    ok = write(tmp_path, "camp.yaml", "name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\n"
+                                      "encoding: latin-1\ndelimiter: ';'\n")
+    cf = load_campaign(ok)
+    assert (cf.spec.encoding, cf.spec.delimiter) == ("iso8859-1", ";")
+    bad = write(tmp_path, "camp.yaml", "name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\n"
+                                       "encoding: latin-9000\n")
+    with pytest.raises(UserError, match=r"camp.yaml:5: encoding: unknown text encoding 'latin-9000'"):
+        load_campaign(bad)
+    bad.write_text("name: x\ncontacts: contacts.csv\nsay: hi\npurpose: survey\ndelimiter: ':'\n")
+    with pytest.raises(UserError, match=r"camp.yaml:5: delimiter: delimiter ':'"):
+        load_campaign(bad)
+
+
+def test_binary_contacts_file_is_one_line(tmp_path):
+    p = tmp_path / "photo.csv"
+    p.write_bytes(bytes(range(256)) * 16)
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    with pytest.raises(UserError, match=r"photo.csv: contacts file is not text"):
+        import_contacts(store, store.create_campaign("c"), p, "FR")
+
+
+def test_one_short_latin1_row_is_not_read_as_chinese(tmp_path):
+    # two accented letters are too little for detection alone: Big5 reads them without error
+    p = tmp_path / "short.csv"
+    p.write_bytes("number;nom\n0612345678;Hélène\n".encode("latin-1"))
+    assert _imported(tmp_path, p)["+33612345678"] == {"nom": "Hélène"}
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    import os
+
+    fifo = tmp_path / "contacts.csv"
+    os.mkfifo(fifo)
+    conn = open_db(tmp_path / "db")
+    store = Campaigns(conn)
+    with pytest.raises(UserError, match=r"contacts.csv: contacts file is not a regular file"):
+        import_contacts(store, store.create_campaign("c"), fifo, "FR")

@@ -177,6 +177,11 @@ async def test_record_until_silence_then_sms_through_the_same_modem(rig_for):
     wav = load_wav(rec["path"])
     assert abs(len(wav) / 8000 - rec["seconds"]) < 0.05
     assert tone_share(wav, 300.0) > 0.3                   # the callee's "voice" is in the file
+    import os
+    import stat
+    # a person's voice: only the dialer's user may read it (issue 11 item 11)
+    assert stat.S_IMODE(os.stat(rec["path"]).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(os.path.dirname(rec["path"])).st_mode) == 0o700
     assert rig.answers(r.call_id)["message"] == rec["path"]
     sms = rig.events(r.call_id, "sms")[0]
     assert sms["result"] == "sent" and sms["parts"] == 1

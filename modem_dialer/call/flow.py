@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 
+from ..store import Campaigns
 from .flow_model import Flow, check_flow, load_flow, placeholders
 from .flow_runner import flow_script
 from .transfer import LineProvider, StaticLineProvider
@@ -23,17 +24,8 @@ __all__ = [
 
 
 def answers_summary(conn: sqlite3.Connection, campaign_id: int) -> dict[str, dict[str, int]]:
-    """``{question: {answer: count}}`` over the campaign's calls, questions and answers sorted.
-    A contact who answered the same question on two calls counts twice (one per call)."""
-    rows = conn.execute(
-        "SELECT a.name, COALESCE(a.value, ''), COUNT(*) FROM answers a JOIN calls c ON c.id = a.call_id"
-        " WHERE c.campaign_id = ? GROUP BY a.name, a.value ORDER BY a.name, a.value",
-        (campaign_id,),
-    ).fetchall()
-    out: dict[str, dict[str, int]] = {}
-    for name, value, count in rows:
-        out.setdefault(name, {})[value] = count
-    return out
+    """``{question: {answer: count}}`` over the campaign's calls (``report`` shows it)."""
+    return Campaigns(conn).answer_counts(campaign_id)
 
 
 def _first_texts(flow: Flow) -> Iterable[str]:

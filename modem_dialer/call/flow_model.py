@@ -451,8 +451,9 @@ def check_flow(flow: Flow, fields: Iterable[str] | None = None) -> None:
     # placeholders
     names: set[str] = set()
     for node in nodes.values():
-        if getattr(node, "answer", None) and isinstance(node.answer, str):
-            names.add(node.answer)
+        answer = getattr(node, "answer", None)   # a bool on a record node, a name elsewhere
+        if answer and isinstance(answer, str):
+            names.add(answer)
         if isinstance(node, SetNode):
             names.update(node.set)
     flow.answers = names

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..audio.prompts import save_wav
 from ..config_ivr import AdvisorsConfig
+from ..files import make_private, private_dir
 from ..store import Compliance
 from .flow_machine import MachineWatch
 from .flow_model import (
@@ -63,6 +65,7 @@ class FlowRun:
         self.flow, self.call, self.values, self.o, self.prompts = flow, call, values, opts, prompts
         self.pending_key: str | None = None        # a key that stopped a prompt: type-ahead
         self.optout_armed = opts.opt_out_key is not None
+        self.compliance = opts.compliance or Compliance(call.journal.conn)
         self.opted_out = False
         self.steps = 0
 
@@ -225,8 +228,9 @@ class FlowRun:
                 self.call.capture_listeners.remove(listen)
         audio = np.concatenate(frames) if frames else np.zeros(0, dtype=np.int16)
         path = self.o.recordings_dir / f"call{self.call.call_id}-{name}.wav"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)                 # a person's voice: the dialer's user only
         await asyncio.to_thread(save_wav, path, audio)
+        make_private(path)
         self.call.event("record", node=name, path=str(path), seconds=round(len(audio) / 8000, 2), ended_by=why,
                         voice=state["voice"], wall_s=round(time.monotonic() - started, 2))
         self.store(node.answer, str(path))
@@ -279,13 +283,14 @@ class FlowRun:
         self.opted_out = True
         self.optout_armed = False
         # queued before the refusal, in the journal writer's order (never a commit on the loop)
-        self.o.compliance.suppress_queued(self.call.journal.submit, self.call.number,
-                                          "opt_out_key" if source == "key" else "opt_out",
-                                          f"flow:{self.flow.name}:call:{self.call.call_id}")
+        self.compliance.suppress_queued(self.call.journal.submit, self.call.number,
+                                        "opt_out_key" if source == "key" else "opt_out",
+                                        f"flow:{self.flow.name}:call:{self.call.call_id}")
         self.call.journal.refusal(self.call.call_id, source)
         self.call.event("opt_out", source=source, key=key)
         self.call.vars["opted_out"] = True
-        self.call.line.audio and self.call.line.audio.stop_playback()
+        if self.call.line.audio:
+            self.call.line.audio.stop_playback()
         doc = self.flow.doc.opt_out
         await self.call.play(await self.prompts.render([PromptItem(say=doc.say)], self.values), name="opt_out")
 
@@ -301,9 +306,20 @@ class FlowRun:
             await asyncio.sleep(0.02)
 
 
+@dataclass
 class _Options:
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
+    """What flow_script was given, shared by the run, its transfers and its recordings."""
+
+    opt_out_key: str | None
+    machine: str
+    contact_id: int | None
+    campaign: str
+    advisors: AdvisorsConfig
+    region: str
+    lines: LineProvider | None
+    compliance: Compliance | None      # None: one on the journal's connection, made at the first call
+    recordings_dir: Path
+    advisor_min_ring: float
 
 
 async def _cancel(task: asyncio.Future) -> None:
@@ -374,7 +390,7 @@ def flow_script(flow: Flow, contact_fields: Mapping[str, Any] | None = None, *, 
                 await _cancel(walk)
                 out = optw.result()
                 await fr.opt_out(out.source, out.key)
-            elif verdict is not None and verdict in done:
+            elif watch is not None and verdict is not None and verdict in done:
                 await _cancel(walk)
                 await watch.handle(verdict.result(), fr)
         finally:

@@ -149,7 +149,8 @@ class ActiveCall:
             if barge_in:
                 key_task = asyncio.ensure_future(self._keyq.get())
                 try:
-                    done, _ = await asyncio.wait({fut, key_task}, return_when=asyncio.FIRST_COMPLETED)
+                    racing: set[asyncio.Future[Any]] = {fut, key_task}   # the prompt's end or a key
+                    done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     if not key_task.done():
                         key_task.cancel()

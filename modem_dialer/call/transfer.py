@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import re
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -183,7 +183,8 @@ async def bridge(run: FlowRun, node_name: str, node: TransferNode, advisor: Advi
         if node.hold:
             await run.say([PromptItem(say=node.hold)], f"{node_name}.hold", False)
         hold = asyncio.ensure_future(_loop_hold(call, hold_music()))
-        done, _ = await asyncio.wait({leg, accepted, hold}, return_when=asyncio.FIRST_COMPLETED)
+        racing: set[asyncio.Future[Any]] = {leg, accepted, hold}
+        done, _ = await asyncio.wait(racing, return_when=asyncio.FIRST_COMPLETED)
         if hold in done:
             hold.result()                           # CallEnded / opt-out key: the callee is gone
         hold.cancel()

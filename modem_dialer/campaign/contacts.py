@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import UserError
 from ..numbers import InvalidNumber, parse_number
 from ..store import Campaigns
+from ..textfile import open_text, sniff_dialect
 from .rules import zone
 
 KEEP_BAD = 1000     # bad rows kept in the report (all are counted and passed to on_bad)
@@ -53,36 +54,35 @@ class ImportReport:
                 "bad": self.bad_count, "file_unchanged": self.skipped_unchanged_file}
 
 
-def file_fingerprint(path: Path, region: str) -> str:
-    h = hashlib.sha256(region.encode())
+def file_fingerprint(path: Path, region: str, *settings: str | None) -> str:
+    """Changes with the file's bytes and with whatever changes how they are read."""
+    h = hashlib.sha256(repr((region, *settings)).encode() if settings else region.encode())
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
 
 
-def _open_csv(path: Path) -> tuple[Any, csv.Dialect | type[csv.Dialect]]:
+def _open_csv(path: Path, encoding: str | None, delimiter: str | None) -> tuple[Any, Any]:
+    """The file as text in its encoding (given, else detected) and its csv dialect (the
+    given delimiter, else sniffed from the header: Excel writes ``;`` in much of Europe)."""
+    f, _ = open_text(path, "contacts file", encoding)
     try:
-        f = path.open(encoding="utf-8-sig", newline="")
-        head = f.read(64 * 1024)
+        header = f.readline()
         f.seek(0)
-    except FileNotFoundError:
-        raise UserError(f"{path}: contacts file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read contacts file: {exc}") from None
-    try:
-        dialect: Any = csv.Sniffer().sniff(head.split("\n", 1)[0], delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    return f, dialect
+    except UnicodeDecodeError as exc:
+        f.close()
+        raise UserError(f"{path}:1: cannot read the header: {exc.reason}") from None
+    return f, sniff_dialect(header, delimiter)
 
 
-def read_rows(path: Path, region: str, on_bad: Callable[[BadRow], None]) -> Iterator[tuple[int, str, dict[str, str]]]:
+def read_rows(path: Path, region: str, on_bad: Callable[[BadRow], None], *, encoding: str | None = None,
+              delimiter: str | None = None) -> Iterator[tuple[int, str, dict[str, str]]]:
     """``(line_no, e164, fields)`` for every good row; ``on_bad`` for every bad one.
 
     Duplicates of a number already seen earlier in the file are bad rows.
     """
-    f, dialect = _open_csv(path)
+    f, dialect = _open_csv(path, encoding, delimiter)
     seen = sqlite3.connect("")     # private temporary database on disk: bounded memory
     seen.execute("CREATE TABLE seen (number TEXT PRIMARY KEY, line INTEGER NOT NULL)")
     try:
@@ -164,7 +164,8 @@ def _json_list(items: list[str]) -> str:
 
 
 def import_contacts(store: Campaigns, campaign_id: int, path: Path, region: str,
-                    on_bad: Callable[[BadRow], None] | None = None) -> ImportReport:
+                    on_bad: Callable[[BadRow], None] | None = None, *, encoding: str | None = None,
+                    delimiter: str | None = None) -> ImportReport:
     """Merge the CSV into the campaign (a number already there keeps its status and attempts)."""
     report = ImportReport()
 
@@ -175,6 +176,7 @@ def import_contacts(store: Campaigns, campaign_id: int, path: Path, region: str,
         if on_bad is not None:
             on_bad(row)
 
-    result = store.import_contacts(campaign_id, read_rows(path, region, bad))
+    result = store.import_contacts(campaign_id, read_rows(path, region, bad, encoding=encoding,
+                                                          delimiter=delimiter))
     report.inserted, report.updated, report.unchanged = result.inserted, result.updated, result.unchanged
     return report

@@ -55,7 +55,8 @@ class LineSource(Protocol):
     """Where the controller's lines come from: its own :class:`~.pool.PoolSource` (``campaign
     run``) or the service's bank, which lends a line per call by priority (service/lines.py)."""
 
-    slots: list[Slot]
+    @property
+    def slots(self) -> list[Slot]: ...
 
     async def open(self, ctrl: Controller, now: datetime) -> int:
         """Get ready; the number of workers to run. UserError when nothing can ever dial."""

@@ -71,6 +71,7 @@ def summary(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any]:
         "contacts_answered": statuses.get("answered", 0),
         "avg_answered_duration_s": round(avg, 2) if avg is not None else None,
         "by_modem": by_modem, "attempts_per_hour": per_hour,
+        "answers": Campaigns(conn).answer_counts(campaign_id),   # survey: per question, counts per answer
     }
 
 

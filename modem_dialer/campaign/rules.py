@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
 
-PURPOSES = ("commercial", "political", "survey", "debt_collection", "informational", "alert")
-PRESETS = ("none", "fr", "us", "uk")
+from .terms import PRESETS, PURPOSES
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 ALL_DAYS = frozenset(range(7))
 _WINDOW = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")

@@ -47,14 +47,16 @@ def prepare(loaded: LoadedConfig, cf: CampaignFile, conn, *, echo: Echo = print,
         if existing["config"].get("runner"):
             cfg["runner"] = existing["config"]["runner"]     # who dials it: 'service' or 'cli'
 
-    fp = file_fingerprint(cf.contacts_path, region)
+    fp = file_fingerprint(cf.contacts_path, region, *((spec.encoding, spec.delimiter)
+                                                      if spec.encoding or spec.delimiter else ()))
     report = None
     if fp == old_fp:
         echo(f"{cf.contacts_path.name}: unchanged since the last import")
     else:
         def bad(row: BadRow) -> None:
             echo_err(f"{cf.contacts_path}:{row.line}: {row.reason}")
-        report = import_contacts(store, cid, cf.contacts_path, region, on_bad=bad)
+        report = import_contacts(store, cid, cf.contacts_path, region, on_bad=bad, encoding=spec.encoding,
+                                 delimiter=spec.delimiter)
         echo(f"{cf.contacts_path.name}: {report.inserted} new, {report.updated} updated, "
              f"{report.unchanged} unchanged, {report.bad_count} bad row(s)")
     cfg["contacts_fingerprint"] = fp
@@ -101,11 +103,18 @@ def modem_configs(loaded: LoadedConfig, cf: CampaignFile) -> list:
     return [cfg.modem(n) for n in cf.spec.modems]
 
 
+def check_campaign(loaded: LoadedConfig, cf: CampaignFile, lines: Any = None) -> tuple[list, ScriptFor]:
+    """Everything a campaign needs before its first dial: its modems are in the config and
+    its message (a real WAV, a text that synthesises) or flow is good. `campaign run`,
+    `campaign import` and a submission to the service all go through here, so that what
+    one accepts the others accept too. Returns (modem configs, script per contact)."""
+    return modem_configs(loaded, cf), script_factory(loaded, cf, lines)
+
+
 def run_campaign(loaded: LoadedConfig, cf: CampaignFile, *, tty: bool | None = None,
                  echo: Echo = print, **controller_kw: Any) -> str:
     """Validate, import, dial until done or stopped. Returns 'done' or 'stopped'."""
-    cfgs = modem_configs(loaded, cf)
-    script_for = script_factory(loaded, cf)       # a bad WAV/flow fails before any dial
+    cfgs, script_for = check_campaign(loaded, cf)     # a bad WAV/flow/modem fails before any dial
     db = loaded.database_path
     with DialerLock(db):
         conn = open_db(db)

@@ -15,8 +15,10 @@ from pydantic import Field, field_validator, model_validator
 
 from ..durations import Duration
 from ..errors import UserError
+from ..textfile import check_delimiter, check_encoding
 from ..yamlfile import Strict, load_yaml, validate
 from . import rules as R
+from .terms import ConsentScope, Preset, Purpose
 
 # Call outcomes a retry rule may name (call/outcome.py), plus "interrupted" (the process
 # stopped during the call; falls back to the "failed" rule when not given).
@@ -30,13 +32,13 @@ class RetryRule(Strict):
 
 
 class RulesOverrides(Strict):
-    preset: Literal["none", "fr", "us", "uk"] = "none"
+    preset: Preset = "none"
     days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] | None = None
     windows: list[str] | None = None
     holidays: bool | None = None
     caps: list[CapSpec] | None = None
     refusal_cooldown: Duration | None = None
-    consent_scope: str | None = None
+    consent_scope: ConsentScope | None = None
     consent: bool | None = None            # false: no consent needed (only with a documented exception)
 
     @field_validator("windows")
@@ -62,7 +64,7 @@ class CampaignSpec(Strict):
     say: str | None = None
     flow: str | None = None
     repeat: int = Field(default=1, ge=1, le=20)
-    purpose: Literal["commercial", "political", "survey", "debt_collection", "informational", "alert"]
+    purpose: Purpose
     rules: RulesOverrides = Field(default_factory=RulesOverrides)   # `rules: fr` or a mapping
     retry: dict[str, RetryRule] = Field(default_factory=dict)
     modems: list[str] | None = None
@@ -70,6 +72,18 @@ class CampaignSpec(Strict):
     opt_out_key: str | None = None
     ring_timeout: Duration = timedelta(seconds=45)
     voice: str | None = None               # TTS voice for `say` (default: config tts_voice)
+    encoding: str | None = None            # of the contacts file (default: detected; UTF-8 when it reads as such)
+    delimiter: str | None = None           # of the contacts file (default: sniffed among , ; tab |)
+
+    @field_validator("encoding")
+    @classmethod
+    def _encoding(cls, v: str | None) -> str | None:
+        return None if v is None else check_encoding(v)
+
+    @field_validator("delimiter")
+    @classmethod
+    def _delimiter(cls, v: str | None) -> str | None:
+        return None if v is None else check_delimiter(v)
 
     @field_validator("name")
     @classmethod

@@ -7,7 +7,11 @@ import sys
 import time
 from collections import deque
 from datetime import datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # rich is imported lazily at run time (start-up speed of the plain view)
+    from rich.console import RenderableType
+    from rich.live import Live
 
 
 class PlainView:
@@ -41,7 +45,7 @@ class LiveView:
         self.name = name
         self.console = Console()
         self.events: deque[str] = deque(maxlen=6)
-        self.live = None
+        self.live: Live | None = None
         self.snapshot: Any = None
         self.t0 = time.monotonic()
 
@@ -61,7 +65,7 @@ class LiveView:
             self.live.refresh()
             self.live.stop()
 
-    def _render(self):
+    def _render(self) -> RenderableType:
         from rich.console import Group
         from rich.progress_bar import ProgressBar
         from rich.table import Table
@@ -77,7 +81,7 @@ class LiveView:
                      ProgressBar(total=max(total, 1), completed=done, width=40))
         outcomes = "  ".join(f"{k} {v}" for k, v in sorted(s["outcomes"].items()) if v) or "no calls yet"
         statuses = "  ".join(f"{k} {v}" for k, v in sorted(s["statuses"].items()) if v > 0)
-        lines = [head, Text(f"calls: {outcomes}"), Text(f"contacts: {statuses}")]
+        lines: list[RenderableType] = [head, Text(f"calls: {outcomes}"), Text(f"contacts: {statuses}")]
         if s["waiting_until"]:
             lines.append(Text(f"only deferred contacts left: waiting until "
                               f"{s['waiting_until'].astimezone():%Y-%m-%d %H:%M}", style="yellow"))

@@ -10,11 +10,19 @@ import functools
 import logging
 import sys
 from collections.abc import Callable
+from typing import Any, NoReturn
 
 import click
 
 from ..at.errors import ATError
 from ..errors import UserError
+
+# Exit codes shared by every command (docs/exit-codes.md has the full table): 1 is an error
+# the user can fix, 64 (BSD sysexits' EX_USAGE) a command line click could not parse, so
+# that 2 keeps the one meaning each command gives it (`call`: not answered…).
+EX_ERROR = 1
+EX_USAGE = 64
+EX_INTERRUPTED = 130
 
 
 def run_command(fn: Callable) -> Callable:
@@ -33,11 +41,60 @@ def run_command(fn: Callable) -> Callable:
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("modem-dialer: interrupted", err=True)
-            sys.exit(130)
+            sys.exit(EX_INTERRUPTED)
     return wrapper
 
 
-@click.group()
+def describe_os_error(exc: OSError) -> str:
+    """``path: reason`` for a file the system refused (missing folder, permissions, disk full)."""
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and exc.filename2 is not None:
+        return f"{exc.filename} -> {exc.filename2}: {reason}"
+    if exc.filename is not None:
+        return f"{exc.filename}: {reason}"
+    return reason
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"modem-dialer: {message}", err=True)
+    sys.exit(EX_ERROR)
+
+
+def _usage(exc: click.UsageError) -> NoReturn:
+    exc.show()                       # click's own message: usage line, hint, the bad option and value
+    raise click.exceptions.Exit(EX_USAGE)
+
+
+class DialerGroup(click.Group):
+    """The top-level group: the last safety net under every command.
+
+    Click's usage errors exit with EX_USAGE instead of click's 2; an OSError or a
+    UnicodeError that no command turned into a UserError is still one line, never a
+    traceback (commands should name the file themselves where they know it better).
+    """
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            _usage(exc)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:          # a subcommand's options, an unknown command
+            _usage(exc)
+        except BrokenPipeError:                  # `modem-dialer report x | head`: click handles it
+            raise
+        except OSError as exc:
+            _fail(describe_os_error(exc))
+        except UnicodeError as exc:
+            _fail(f"not readable as text ({exc.__class__.__name__}: {exc.reason}); "
+                  "save the file as UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc))
+
+
+@click.group(cls=DialerGroup)
 @click.option("--config", "config_path", metavar="PATH", help="config file (default $MODEM_DIALER_CONFIG or ./config.yaml)")
 @click.option("-v", "--verbose", count=True, help="more logging to stderr (-vv for AT traffic)")
 @click.version_option(package_name="modem-dialer")

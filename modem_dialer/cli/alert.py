@@ -47,7 +47,7 @@ def _finished(alert: dict) -> bool:
 @click.option("--dedup-key", help="alerts with the same key while one is open are one alert")
 @click.option("--via", type=click.Choice(["call", "sms", "call+sms"]), help="how to reach the --to entries")
 @click.option("--wait", is_flag=True, help="block until acknowledged or escalation is over; exit 0/3")
-@click.option("--timeout", type=float, default=0, help="with --wait: give up after N seconds (exit 3)")
+@click.option("--timeout", type=click.FloatRange(min=0), default=0, help="with --wait: give up after N seconds (exit 3)")
 @click.option("--local", is_flag=True, help="do not look for a running service; use the modems directly")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 @click.pass_context
@@ -162,7 +162,7 @@ def _db(ctx: click.Context):
 
 
 @alert.command("status")
-@click.argument("alert_id", type=int)
+@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))   # a SQLite rowid
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
 @run_command
@@ -219,7 +219,7 @@ def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) ->
 
 
 @alert.command("resolve")
-@click.argument("alert_id", type=int, required=False)
+@click.argument("alert_id", type=click.IntRange(1, 2**63 - 1), required=False)
 @click.option("--key", "dedup_key", help="resolve the live alert with this dedup key instead of an id")
 @click.pass_context
 @run_command

@@ -56,7 +56,8 @@ def replace_modems_section(text: str, section: str) -> str:
 @click.option("--current-names", is_flag=True,
               help="write today's /dev/ttyUSBn and card ids instead of the stable udev names")
 @click.option("--no-probe", is_flag=True, help="do not ask the AT ports for IMEI and ICCID")
-@click.option("--timeout", type=float, default=5.0, show_default=True, help="seconds per modem for the AT probe")
+@click.option("--timeout", type=click.FloatRange(0, 120, min_open=True), default=5.0, show_default=True,
+              help="seconds per modem for the AT probe")
 @run_command
 def discover(as_json: bool, write_config: str | None, sysfs: str, current_names: bool, no_probe: bool,
              timeout: float) -> None:
@@ -212,7 +213,7 @@ def _at(coro):
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print the checks as JSON")
-@click.option("--min-signal", type=int, default=-105, show_default=True, metavar="DBM",
+@click.option("--min-signal", type=click.IntRange(-113, -51), default=-105, show_default=True, metavar="DBM",
               help="warn below this signal strength")
 @click.option("--lte-only", is_flag=True, help="the network has no 2G/3G voice: 2G/3G-only modems and 4G without "
               "VoLTE fail")

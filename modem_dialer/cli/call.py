@@ -6,12 +6,18 @@ import asyncio
 import json
 import signal
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from ..call.outcome import NOT_ANSWERED
 from ..errors import UserError
 from . import load, main, run_command
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..call.session import Script
 
 EXIT_ANSWERED, EXIT_ERROR, EXIT_NOT_ANSWERED = 0, 1, 2
 
@@ -50,6 +56,7 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
                         "(shorter rings count as abandoned calls)")
     if sum(x is not None for x in (message, say, flow_file)) != 1:
         raise UserError("give exactly one of --message WAV, --say TEXT or --flow FILE")
+    payload: Script | np.ndarray   # a ready script (--flow) or the message's samples
     if flow_file is not None:
         from ..call.flow import flow_script, load_flow
 
@@ -128,12 +135,14 @@ async def _call_line(loaded, candidates, number, payload, ring_timeout, repeat):
     conn = open_db(loaded.database_path)
     # Calls left open by a killed process are closed as 'interrupted' — but only when no other
     # dialing process (a campaign, the service) owns this journal: it would close their live calls.
-    lock: DialerLock | None = DialerLock(loaded.database_path)
+    lock: DialerLock | None = None
     try:
-        lock.acquire()
+        mine = DialerLock(loaded.database_path)
+        mine.acquire()
+        lock = mine
         Journal(conn).recover_interrupted()
     except UserError:
-        lock = None
+        pass
     line = None
     journal = CallJournal(conn, lock_limit_s=loaded.config.database_lock_limit.total_seconds())
     try:

@@ -3,14 +3,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import sys
+from collections.abc import Iterator
 from datetime import datetime, timezone
+from typing import TextIO
 
 import click
 
+from ..campaign.terms import CONSENT_SCOPES
 from ..errors import UserError
+from ..files import open_private
 from . import load, main, run_command
 
 EXIT_DONE, EXIT_ERROR, EXIT_STOPPED = 0, 1, 2
@@ -88,13 +93,12 @@ def _service_for(loaded):
 
 def _run_in_service(loaded, cf, client, detach: bool) -> int:
     from ..campaign.follow import follow
-    from ..campaign.runner import modem_configs, prepare, script_factory
+    from ..campaign.runner import check_campaign, prepare
     from ..campaign.view import make_view
     from ..service.client import ServiceError
     from ..store import open_db
 
-    modem_configs(loaded, cf)           # same checks as a standalone run, before anything is sent
-    script_factory(loaded, cf)
+    check_campaign(loaded, cf)          # same checks as a standalone run, before anything is sent
     conn = open_db(loaded.database_path)
     try:
         cid, _ = prepare(loaded, cf, conn, echo=click.echo, echo_err=lambda t: click.echo(t, err=True))
@@ -128,13 +132,14 @@ def _run_in_service(loaded, cf, client, detach: bool) -> int:
 @click.pass_context
 @run_command
 def campaign_import(ctx: click.Context, file: str) -> None:
-    """Check FILE and import (merge) its contacts without dialing."""
-    from ..campaign.runner import prepare
+    """Check FILE as `campaign run` does and import (merge) its contacts without dialing."""
+    from ..campaign.runner import check_campaign, prepare
     from ..campaign.spec import load_campaign
     from ..store import open_db
 
     loaded = load(ctx)
     cf = load_campaign(file)
+    check_campaign(loaded, cf)
     conn = open_db(loaded.database_path)
     try:
         prepare(loaded, cf, conn, echo=click.echo, echo_err=lambda t: click.echo(t, err=True))
@@ -224,18 +229,22 @@ def campaign_list(ctx: click.Context) -> None:
 @main.command()
 @click.argument("name")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write here instead of stdout")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="write here instead of stdout (created 0600)")
+@click.option("--answers", "answers_only", is_flag=True,
+              help="only the survey: each question's count per answer (csv: question,answer,count)")
 @click.pass_context
 @run_command
-def report(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
-    """Per-contact results of campaign NAME and a summary."""
+def report(ctx: click.Context, name: str, fmt: str, output: str | None, answers_only: bool) -> None:
+    """Per-contact results of campaign NAME and a summary, with each survey question's
+    count per answer (table and json always; csv with --answers)."""
     from ..campaign.report import contact_rows, summary, write_csv
 
     conn = _db(ctx)
     c = _campaign(conn, name)
-    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
-        if fmt == "json":
+    with _writing(output) as out:
+        if answers_only:
+            _report_answers(out, fmt, name, summary(conn, c["id"])["answers"])
+        elif fmt == "json":
             out.write('{"campaign": ' + json.dumps(name) + ', "summary": ' + json.dumps(summary(conn, c["id"]))
                       + ', "contacts": [\n')
             for i, row in enumerate(contact_rows(conn, c["id"])):
@@ -245,9 +254,32 @@ def report(ctx: click.Context, name: str, fmt: str, output: str | None) -> None:
             write_csv(out, contact_rows(conn, c["id"]))
         else:
             _report_table(out, name, summary(conn, c["id"]), contact_rows(conn, c["id"]))
-    finally:
-        if output:
-            out.close()
+
+
+def _report_answers(out, fmt: str, name: str, answers: dict[str, dict[str, int]]) -> None:
+    if fmt == "json":
+        out.write(json.dumps({"campaign": name, "answers": answers}, ensure_ascii=False) + "\n")
+    elif fmt == "csv":
+        w = csv.writer(out)
+        w.writerow(["question", "answer", "count"])
+        for question, counts in answers.items():
+            for answer, n in counts.items():
+                w.writerow([question, answer, n])
+    else:
+        from rich.console import Console
+
+        Console(file=out, width=None if out.isatty() else 160).print(_answers_table(name, answers))
+
+
+def _answers_table(name: str, answers: dict[str, dict[str, int]]):
+    from rich.table import Table
+
+    t = Table("question", "answers (count)", "total", title=f"campaign {name}: survey answers")
+    for question, counts in answers.items():
+        t.add_row(question, ", ".join(f"{a or '(empty)'}: {n}" for a, n in counts.items()), str(sum(counts.values())))
+    if not answers:
+        t.add_row("-", "no answers recorded", "0")
+    return t
 
 
 def _report_table(out, name: str, s: dict, rows) -> None:
@@ -266,6 +298,8 @@ def _report_table(out, name: str, s: dict, rows) -> None:
     for hour, n in s["attempts_per_hour"].items():
         t.add_row(f"attempts {hour}", str(n))
     console.print(t)
+    if s["answers"]:
+        console.print(_answers_table(name, s["answers"]))
     ct = Table("number", "fields", "status", "attempts", "last outcome", "keys", "answers")
     for r in rows:
         ct.add_row(r["number"], ", ".join(f"{k}={v}" for k, v in r["fields"].items()), r["status"], str(r["attempts"]),
@@ -276,19 +310,43 @@ def _report_table(out, name: str, s: dict, rows) -> None:
 
 # ---- suppression list -----------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _writing(output: str | None) -> Iterator[TextIO]:
+    """stdout, or ``output`` created 0600; a failed write (disk full, EIO) names the file."""
+    try:
+        if output is None:
+            yield sys.stdout
+            return
+        with open_private(output) as out:
+            yield out
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise UserError(f"{output or 'stdout'}: cannot write: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _decoding(path: str, encoding: str) -> Iterator[None]:
+    """A byte that is not ``encoding`` past the part the encoding was told from: one line."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not {encoding} text further down the file ({exc.reason}); "
+                        "save it as UTF-8") from None
+
+
 def _numbers_from(path: str, region: str, column: str = "number"):
     """Numbers from a CSV with a ``number`` column, or one number per line; bad lines to stderr."""
     from ..numbers import InvalidNumber, parse_number
+    from ..textfile import open_text, sniff_dialect
 
-    try:
-        f = open(path, encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read: {exc}") from None
-    with f:
+    f, encoding = open_text(path, "number list")
+    with f, _decoding(path, encoding):
         first = f.readline()
         f.seek(0)
-        cols = [c.strip() for c in next(csv.reader([first]), [])] if first else []
-        reader = csv.DictReader(f) if column in cols else None
+        dialect = sniff_dialect(first)
+        cols = [c.strip() for c in next(csv.reader([first], dialect), [])] if first else []
+        reader = csv.DictReader(f, dialect=dialect) if column in cols else None
         if reader is not None:
             reader.fieldnames = [c.strip() for c in reader.fieldnames or []]
             for row in reader:
@@ -377,15 +435,11 @@ def suppress_export(ctx: click.Context, output: str | None) -> None:
     from ..store import Compliance
 
     comp = Compliance(_db(ctx))
-    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
+    with _writing(output) as out:
         w = csv.writer(out)
         w.writerow(["number", "reason", "source", "added_at"])
         for e in comp.export_suppression():
             w.writerow([e["number"], e["reason"], e["source"], e["added_at"]])
-    finally:
-        if output:
-            out.close()
 
 
 # ---- consent records --------------------------------------------------------------------------
@@ -417,16 +471,16 @@ def consent_import(ctx: click.Context, file: str) -> None:
     from ..campaign.rules import Window
     from ..numbers import InvalidNumber, parse_number
     from ..store import Compliance
+    from ..textfile import open_text, sniff_dialect
 
     loaded = load(ctx)
     comp = Compliance(_db(ctx))
-    try:
-        f = open(file, encoding="utf-8-sig", newline="")
-    except OSError as exc:
-        raise UserError(f"{file}: cannot read: {exc}") from None
+    f, encoding = open_text(file, "consent file")
     added = bad = 0
-    with f:
-        reader = csv.DictReader(f)
+    with f, _decoding(file, encoding):
+        first = f.readline()
+        f.seek(0)
+        reader = csv.DictReader(f, dialect=sniff_dialect(first))
         cols = [c.strip() for c in reader.fieldnames or []]
         missing = [c for c in ("number", "scope", "source", "given_at") if c not in cols]
         if missing:
@@ -441,6 +495,9 @@ def consent_import(ctx: click.Context, file: str) -> None:
                 number = parse_number(row["number"] or "", loaded.config.default_region)
                 if not (row["scope"] or "").strip() or not (row["source"] or "").strip():
                     raise UserError(f"{where}: scope and source are required")
+                if row["scope"].strip() not in CONSENT_SCOPES:
+                    raise UserError(f"{where}: scope: unknown consent scope {row['scope'].strip()!r} "
+                                    f"(one of {', '.join(CONSENT_SCOPES)})")
                 given = _parse_when(row["given_at"] or "", where)
                 if row.get("time_slot"):
                     for w in row["time_slot"].split(","):
@@ -465,8 +522,7 @@ def consent_import(ctx: click.Context, file: str) -> None:
 def consent_export(ctx: click.Context, output: str | None) -> None:
     """Write every consent record (with revocations) as CSV."""
     conn = _db(ctx)
-    out = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
+    with _writing(output) as out:
         w = csv.writer(out)
         cols = [*CONSENT_COLUMNS, "recorded_at", "revoked_at", "revoked_via"]
         w.writerow(cols)
@@ -475,14 +531,11 @@ def consent_export(ctx: click.Context, output: str | None) -> None:
             for r in rows:
                 w.writerow([r[c] if r[c] is not None else "" for c in cols])
             last = rows[-1]["id"]
-    finally:
-        if output:
-            out.close()
 
 
 @consent.command("revoke")
 @click.argument("number")
-@click.option("--scope", default=None, help="only this scope (default: all)")
+@click.option("--scope", type=click.Choice(CONSENT_SCOPES), default=None, help="only this scope (default: all)")
 @click.option("--via", default="cli", show_default=True, help="how the person revoked it")
 @click.pass_context
 @run_command

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import main, run_command
 
 # Who answers what in the demo: one number per behaviour.
-DEMO_CALLEES = {
+DEMO_CALLEES: dict[str, tuple[str, dict[str, Any]]] = {   # number: (what it does, Callee settings)
     "+33612345601": ("answers and presses 1", dict(answer_after=1.0, keys=[(1.5, "1")])),
     "+33612345602": ("busy", dict(outcome="busy", end_after=1.0)),
     "+33612345603": ("lets it ring, network gives up", dict(outcome="no_answer", end_after=3.0)),

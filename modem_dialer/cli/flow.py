@@ -12,11 +12,13 @@ from pathlib import Path
 
 import click
 
+from ..campaign.terms import PRESETS
 from ..errors import UserError
 from ..modems.events import DTMF_KEYS
 from . import main, run_command
 
 SIM_ADVISOR = "+33199000001"      # the advisor's number on the simulated bank
+MAX_KEY_AT = 3600.0               # scripted times: within an hour of the answer
 
 
 @main.group()
@@ -37,7 +39,7 @@ def _fields(pairs: tuple[str, ...]) -> dict[str, str]:
 @flow.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--fields", help="comma-separated contact fields the flow may use (checks placeholders)")
-@click.option("--preset", help="jurisdiction preset whose warnings to show (fr, us, uk)")
+@click.option("--preset", type=click.Choice(PRESETS), help="jurisdiction preset whose warnings to show")
 @run_command
 def check(file: str, fields: str | None, preset: str | None) -> None:
     """Check FILE: syntax, nodes, exits, reachability, prompt files, placeholders."""
@@ -50,7 +52,8 @@ def check(file: str, fields: str | None, preset: str | None) -> None:
     click.echo(f"{file}: ok ({len(fl.doc.nodes)} nodes, start {fl.doc.start})")
 
 
-def _parse_keys(spec: str | None) -> list[tuple[float, str]]:
+def _parse_keys(ctx: click.Context | None, param: click.Parameter | None,
+                spec: str | None) -> list[tuple[float, str]]:
     """``"1.5:1,3:1234#"`` -> keys at 1.5 s, then 1 2 3 4 # from 3 s, 0.3 s apart."""
     out: list[tuple[float, str]] = []
     for part in (spec or "").split(","):
@@ -61,10 +64,12 @@ def _parse_keys(spec: str | None) -> list[tuple[float, str]]:
         try:
             t = float(at)
         except ValueError:
-            raise UserError(f"--keys {part!r}: expected SECONDS:KEYS, e.g. 2.5:1") from None
+            raise click.BadParameter(f"{part!r}: expected SECONDS:KEYS, e.g. 2.5:1") from None
+        if not 0 <= t <= MAX_KEY_AT or not keys:
+            raise click.BadParameter(f"{part!r}: SECONDS after the answer, 0 to {MAX_KEY_AT:g}, then keys")
         for i, k in enumerate(keys):
             if k not in DTMF_KEYS:
-                raise UserError(f"--keys {part!r}: {k!r} is not a phone key")
+                raise click.BadParameter(f"{part!r}: {k!r} is not a phone key")
             out.append((t + 0.3 * i, k))
     return out
 
@@ -72,18 +77,19 @@ def _parse_keys(spec: str | None) -> list[tuple[float, str]]:
 @flow.command("try")
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--number", required=True, help="the callee's number (simulated)")
-@click.option("--keys", "keys_spec", help="scripted keys: SECONDS:KEYS[,…] after answer, e.g. 1.5:1,3:1234#")
+@click.option("--keys", "keys", callback=_parse_keys,
+              help="scripted keys: SECONDS:KEYS[,…] after answer, e.g. 1.5:1,3:1234#")
 @click.option("--field", "field_pairs", multiple=True, help="contact field NAME=VALUE (repeatable)")
 @click.option("--interactive", "-i", is_flag=True, help="you are the callee: type keys, q to hang up")
 @click.option("--greeting", type=click.Choice(["human", "machine"]), help="what the callee says on answer")
 @click.option("--advisor", type=click.Choice(["answers", "no-answer", "busy"]), default="answers",
               show_default=True, help="how the simulated advisor behaves on a transfer")
-@click.option("--hangup-after", type=float, help="the callee hangs up after this many seconds")
-@click.option("--opt-out-key", help="opt-out key (else the flow's)")
+@click.option("--hangup-after", type=click.FloatRange(0, MAX_KEY_AT), help="the callee hangs up after this many seconds")
+@click.option("--opt-out-key", type=click.Choice(sorted(DTMF_KEYS)), help="opt-out key (else the flow's)")
 @click.option("--json", "as_json", is_flag=True, help="print the journal of the call as JSON")
 @click.pass_context
 @run_command
-def try_(ctx: click.Context, file: str, number: str, keys_spec: str | None, field_pairs: tuple[str, ...],
+def try_(ctx: click.Context, file: str, number: str, keys: list[tuple[float, str]], field_pairs: tuple[str, ...],
          interactive: bool, greeting: str | None, advisor: str, hangup_after: float | None,
          opt_out_key: str | None, as_json: bool) -> None:
     """Run FILE on a simulated two-modem bank, this process playing the callee."""
@@ -93,7 +99,6 @@ def try_(ctx: click.Context, file: str, number: str, keys_spec: str | None, fiel
     fields = _fields(field_pairs)
     fl = load_flow(file, list(fields) if fields else None)
     e164 = parse_number(number, "FR")
-    keys = _parse_keys(keys_spec)
     result = asyncio.run(_try(fl, e164, fields, keys, interactive, greeting, advisor, hangup_after, opt_out_key))
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))
@@ -110,7 +115,7 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
     from ..call.line import open_line
     from ..call.session import place_call
     from ..config import ModemConfig
-    from ..config_ivr import AdvisorsConfig
+    from ..config_ivr import Advisor, AdvisorsConfig
     from ..sim.bank import SimBank
     from ..sim.callee import Callee, Scenario
     from ..store import open_db
@@ -129,7 +134,7 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
         conn = open_db(Path(tmp.name) / "try.db")
         journal = CallJournal(conn)
         groups = sorted({g for n in fl.doc.nodes.values() if (g := getattr(n, "group", None))})
-        advisors = AdvisorsConfig(people=[{"name": "sim-advisor", "number": SIM_ADVISOR, "groups": groups}])
+        advisors = AdvisorsConfig(people=[Advisor(name="sim-advisor", number=SIM_ADVISOR, groups=groups)])
         script = flow_script(fl, fields, opt_out_key=opt_out_key, advisors=advisors,
                              lines=StaticLineProvider(lines), recordings_dir=Path(tmp.name) / "recordings")
         task = asyncio.ensure_future(place_call(lines[0], number, script, journal))

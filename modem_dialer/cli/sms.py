@@ -75,7 +75,7 @@ def _send(ctx: click.Context, request: dict) -> None:
 @click.option("--ref-bits", type=click.Choice(["8", "16"]), default="8", show_default=True,
               help="concatenation reference size of a long text")
 @click.option("--pdu", help="send these hex octets as they are (a garbled PDU)")
-@click.option("--dcs", type=int, help="force the data coding scheme octet (e.g. 140: unknown)")
+@click.option("--dcs", type=click.IntRange(0, 255), help="force the data coding scheme octet (e.g. 140: unknown)")
 @click.pass_context
 @run_command
 def sim_ctl_sms(ctx: click.Context, sender: str, text: str, modem: str | None, encoding: str | None,
@@ -90,7 +90,7 @@ def sim_ctl_sms(ctx: click.Context, sender: str, text: str, modem: str | None, e
 
 @sim_ctl.command("report")
 @click.option("--modem", help="which simulated SIM (default: the first)")
-@click.option("--status", type=int, default=0, show_default=True, help="TP-ST: 0 delivered, 64+ failed")
+@click.option("--status", type=click.IntRange(0, 255), default=0, show_default=True, help="TP-ST: 0 delivered, 64+ failed")
 @click.pass_context
 @run_command
 def sim_ctl_report(ctx: click.Context, modem: str | None, status: int) -> None:

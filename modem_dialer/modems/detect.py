@@ -45,7 +45,7 @@ async def open_driver(cfg: ModemConfig) -> ModemDriver:
     """Open the port, pick the family, run the init sequence; raises ATError subclasses."""
     ch = await ATChannel.open(cfg.port, cfg.baudrate, name=cfg.name)
     try:
-        family = cfg.family
+        family: str = cfg.family   # "auto" is replaced by the detected family
         if family == "auto":
             # wake the modem first: echo may be on, and it may still be booting
             await wake(ch, cfg.probe_timeout)

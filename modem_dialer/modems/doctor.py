@@ -99,7 +99,7 @@ def exit_code(checks: list[Check]) -> int:
 # --- system -----------------------------------------------------------------------------
 
 def _pids_named(proc_root: str, comm: str) -> list[int]:
-    out = []
+    out: list[int] = []
     try:
         entries = os.listdir(proc_root)
     except OSError:

@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from ..at.errors import ATError
-from .driver import ModemDriver
+from .driver import CallTrack, ModemDriver
 from .simcom import CLCC, ClccMixin
 
 
@@ -18,16 +18,17 @@ class ClccPoller(ClccMixin):
     appear_timeout = 5.0   # a call that never shows in AT+CLCC has failed
 
     def start_polling(self) -> None:
-        self.spawn(self._poll(self.call))  # type: ignore[attr-defined]
+        if self.call is not None:   # dial() has just set it; the check is for the type checker
+            self.spawn(self._poll(self.call))
 
-    async def _poll(self, call) -> None:
+    async def _poll(self, call: CallTrack) -> None:
         seen = False
-        while call is self.call and not call.ended:  # type: ignore[attr-defined]
+        while call is self.call and not call.ended:
             await asyncio.sleep(self.poll_interval)
             try:
-                resp = await self.ch.command("AT+CLCC", timeout=3)  # type: ignore[attr-defined]
+                resp = await self.ch.command("AT+CLCC", timeout=3)
             except ATError:
-                if not self.ch.is_open:  # type: ignore[attr-defined]
+                if not self.ch.is_open:
                     return
                 continue
             voice = [line for line in resp.lines if (m := CLCC.match(line)) and m.group(4) == "0"]
@@ -36,7 +37,7 @@ class ClccPoller(ClccMixin):
             if voice:
                 seen = True
             elif seen or call.answered_at is not None or time.monotonic() - call.dialed_at > self.appear_timeout:
-                self.call_ended()  # type: ignore[attr-defined]   # left the list (or never showed up): over
+                self.call_ended()   # left the list (or never showed up): over
                 return
 
 

@@ -197,7 +197,8 @@ class Supervisor:
             found = await self._search(cfg, imei, self.search_timeout, exclude)
             if found is not None:
                 return found
-            return self._failed(cfg, imei, "not found again")
+            self._failed(cfg, imei, "not found again")
+            return None
 
         # Silent. It may have re-enumerated and its old name gone to a device that does not
         # speak AT: one look elsewhere before resetting anything.
@@ -215,9 +216,11 @@ class Supervisor:
             if await self._power_cycle(cfg, imei, usb_path):
                 found = await self._search(cfg, imei, self.reboot_wait, exclude)
         if found is None:
-            return self._failed(cfg, imei, "still silent after reset and power cycle", counted=True)
+            self._failed(cfg, imei, "still silent after reset and power cycle", counted=True)
+            return None
         if self.failures.get(name, 0) >= self.max_failures:
-            return self._quarantine(cfg, imei, f"hung {self.failures[name]} times without a good call")
+            self._quarantine(cfg, imei, f"hung {self.failures[name]} times without a good call")
+            return None
         return found
 
     async def _search(self, cfg: ModemConfig, imei: str | None, limit: float, exclude: list[str],
@@ -289,7 +292,8 @@ class Supervisor:
             self.failures[cfg.name] = self.failures.get(cfg.name, 0) + 1
         n = self.failures[cfg.name]
         if n >= self.max_failures:
-            return self._quarantine(cfg, imei, f"{why} ({n} failed recoveries)")
+            self._quarantine(cfg, imei, f"{why} ({n} failed recoveries)")
+            return None
         self._step(cfg, "failed", f"{why} (failure {n} of {self.max_failures})", "failed", imei)
         return None
 

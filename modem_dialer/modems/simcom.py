@@ -17,8 +17,9 @@ def hhmmss(text: str) -> int:
     return int(text[0:2]) * 3600 + int(text[2:4]) * 60 + int(text[4:6])
 
 
-class ClccMixin:
-    """Call state from ``+CLCC`` lines (URCs with AT+CLCC=1, or polled)."""
+class ClccMixin(ModemDriver):
+    """Call state from ``+CLCC`` lines (URCs with AT+CLCC=1, or polled); a driver base, so
+    the call_* steps it drives are the driver's own."""
 
     def on_clcc(self, line: str) -> None:
         m = CLCC.match(line)

@@ -110,7 +110,7 @@ _PAIR = re.compile(r'\s*([A-Z_]+)(?:\{([^{}"]*)\})?\s*(==|!=|\+=|-=|:=|=)\s*"((?
 
 def _check_rule(rule: str) -> tuple[list[str], list[tuple[str, str | None, str, str]]]:
     errors: list[str] = []
-    pairs = []
+    pairs: list[tuple[str, str | None, str, str]] = []
     pos = 0
     while pos < len(rule):
         m = _PAIR.match(rule, pos)

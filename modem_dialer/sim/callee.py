@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
+from pydantic import Field, TypeAdapter, ValidationError
 
 from .sms import InboundSms
 
 Outcome = Literal["answer", "busy", "no_answer", "rejected", "invalid", "unreachable"]
+# A phone key (the simulator shares no code with modems/, hence its own list).
+Key = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "A", "B", "C", "D"]
+# Times in a scenario: seconds, never negative, within an hour (a longer call is a typo).
+Seconds = Annotated[float, Field(ge=0, le=3600)]
 
 # 3GPP TS 24.008 causes and the texts modems print for AT+CEER.
 CAUSES = {
@@ -29,18 +34,18 @@ CAUSES = {
 @dataclass
 class Callee:
     outcome: Outcome = "answer"
-    ring_after: float = 0.05       # s from ATD until the callee's phone rings (alerting)
-    answer_after: float = 0.2      # s from ATD until answered (outcome answer)
-    end_after: float = 0.3         # s from ATD until busy/rejected/invalid/no-answer ends the attempt
-    hangup_after: float | None = None   # s after answer when the callee hangs up (None: never)
-    keys: list[tuple[float, str]] = field(default_factory=list)  # (s after answer, key)
+    ring_after: Seconds = 0.05     # s from ATD until the callee's phone rings (alerting)
+    answer_after: Seconds = 0.2    # s from ATD until answered (outcome answer)
+    end_after: Seconds = 0.3       # s from ATD until busy/rejected/invalid/no-answer ends the attempt
+    hangup_after: Seconds | None = None   # s after answer when the callee hangs up (None: never)
+    keys: list[tuple[Seconds, Key]] = field(default_factory=list)  # (s after answer, key)
     inband: bool = False           # send keys as tones in the uplink audio instead of URCs
-    key_ms: int = 100              # tone length for in-band keys
-    unplug_after: float | None = None   # s after ATD when the modem is unplugged
-    greeting: str | None = None    # "machine" or "human": uplink voice-like audio after answer
+    key_ms: Annotated[int, Field(ge=40, le=2000)] = 100   # tone length for in-band keys
+    unplug_after: Seconds | None = None   # s after ATD when the modem is unplugged
+    greeting: Literal["machine", "human"] | None = None   # uplink voice-like audio after answer
     # (s after answer, seconds, Hz): the callee "talks" a pure tone in the uplink, so a test can
     # check where that audio went (bridges); see sim/voice.tone_share
-    tones: list[tuple[float, float, float]] = field(default_factory=list)
+    tones: list[tuple[Seconds, Seconds, Annotated[float, Field(gt=0, lt=4000)]]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, d: dict) -> Callee:
@@ -51,14 +56,26 @@ class Callee:
         if unknown:
             raise ValueError(f"unknown callee setting {unknown[0]!r} (known: {', '.join(sorted(known))})")
         d = dict(d)
-        keys = d.pop("keys", [])
-        parsed = []
+        keys = d.pop("keys", None) or []
+        if not isinstance(keys, list):
+            raise ValueError(f"keys: a list of {{at: SECONDS, key: K}} or [SECONDS, K], not {keys!r}")
+        parsed: list[object] = []
         for k in keys:
             if isinstance(k, dict):
-                parsed.append((float(k["at"]), str(k["key"])))
+                if set(k) != {"at", "key"}:
+                    raise ValueError(f"keys: each is {{at: SECONDS, key: K}}, not {k!r}")
+                parsed.append((k["at"], str(k["key"])))
             else:
-                parsed.append((float(k[0]), str(k[1])))
-        return cls(keys=parsed, **d)
+                parsed.append(k if not isinstance(k, list) or len(k) != 2 else (k[0], str(k[1])))
+        try:
+            return _CALLEE.validate_python({**d, "keys": parsed})
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ValueError(f"{where}: {err['msg']} (got {err['input']!r})") from None
+
+
+_CALLEE = TypeAdapter(Callee)    # checks the types, sets and ranges above (strings are not numbers)
 
 
 @dataclass
@@ -77,9 +94,16 @@ class Scenario:
         data = yaml.safe_load(Path(path).read_text()) or {}
         if not isinstance(data, dict) or set(data) - {"default", "numbers", "inbound_sms"}:
             raise ValueError("a scenario has 'default', 'numbers' and 'inbound_sms' at the top level")
-        default = Callee.from_dict(data.get("default", {}))
-        numbers = {str(n): Callee.from_dict(c) for n, c in (data.get("numbers") or {}).items()}
+        default = _named("default", data.get("default") or {})
+        numbers = {str(n): _named(f"numbers.{n}", c) for n, c in (data.get("numbers") or {}).items()}
         sms = data.get("inbound_sms") or []
         if not isinstance(sms, list):
             raise ValueError("inbound_sms: a list of messages ({at, from, text, ...})")
         return cls(default, numbers, [InboundSms.from_dict(m) for m in sms])
+
+
+def _named(where: str, settings: object) -> Callee:
+    try:
+        return Callee.from_dict(settings)  # type: ignore[arg-type]  # from_dict checks it is a mapping
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import random
 import re
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:  # modem.py imports this module: the type only, no import cycle at run time
+    from .modem import SimModem
 
 
 def _hhmmss(seconds: int) -> str:
@@ -29,9 +32,9 @@ class Dialect:
     cmt_alpha = ""
     sms_crcrlf = False
     cdsi_says_sm = False
+    modem: SimModem  # set by the SimModem that adopts this dialect, before any command
 
     def __init__(self, seed: int = 0) -> None:
-        self.modem = None
         self.rng = random.Random(seed)
         self.reset()
 

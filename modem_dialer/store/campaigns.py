@@ -229,6 +229,19 @@ class Campaigns:
         ).fetchall()
         return {r[0]: r[1] for r in rows}
 
+    def answer_counts(self, campaign_id: int) -> dict[str, dict[str, int]]:
+        """``{question: {answer: count}}`` over the campaign's calls, both sorted (survey
+        results). A contact who answered the same question on two calls counts twice."""
+        rows = self.conn.execute(
+            "SELECT a.name, COALESCE(a.value, ''), COUNT(*) FROM answers a JOIN calls c ON c.id = a.call_id"
+            " WHERE c.campaign_id = ? GROUP BY a.name, a.value ORDER BY a.name, a.value",
+            (campaign_id,),
+        ).fetchall()
+        out: dict[str, dict[str, int]] = {}
+        for name, value, count in rows:
+            out.setdefault(name, {})[value] = count
+        return out
+
     def iter_contacts(self, campaign_id: int, statuses: Sequence[str] | None = None,
                       chunk: int = 5000) -> Iterable[Contact]:
         """Every contact of the campaign in id order, read in chunks (for exports)."""

@@ -1,0 +1,44 @@
+"""Files that hold personal data (exports, recordings): readable by the dialer's user only.
+
+The process umask usually gives 0644/0755, which lets every local account read numbers,
+answers and voices; these helpers create 0600 files and 0700 folders whatever the umask.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import TextIO
+
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+
+def open_private(path: str | Path) -> TextIO:
+    """``path`` opened for writing text (``newline=""``, for csv), created or truncated 0600.
+
+    An existing regular file is tightened too (it is about to hold the new data); a device
+    such as /dev/stdout is written as it is."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchmod(fd, FILE_MODE)
+        return os.fdopen(fd, "w", encoding="utf-8", newline="")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def private_dir(path: str | Path) -> Path:
+    """``path`` (and missing parents) created; the folder itself 0700."""
+    p = Path(path)
+    p.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    if stat.S_IMODE(p.stat().st_mode) != DIR_MODE:
+        p.chmod(DIR_MODE)
+    return p
+
+
+def make_private(path: str | Path) -> None:
+    """A file just written by a library that does not take a mode (wave, soundfile)."""
+    os.chmod(path, FILE_MODE)
