@@ -15,6 +15,7 @@ class GenericDriver(ClccMixin, ModemDriver):
     poll_interval = 0.25
     appear_timeout = 5.0   # a call that never shows in AT+CLCC has failed
     optional_init = ("AT+CEREG=2",)
+    end_urc_after_hangup = False   # no call-state URCs: AT+CHUP's OK ends the call
 
     def subscribe_urcs(self) -> None:
         self.ch.subscribe("+DTMF:", lambda line: self.key_pressed(line.split(":", 1)[1].split(",")[0].strip()))
