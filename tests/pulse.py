@@ -53,8 +53,8 @@ class Pulse:
 
 
 def available() -> bool:
-    return all(shutil.which(t) for t in ("pulseaudio", "parec", "pacat")) and Path(
-        "/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so").exists() or bool(
+    return (all(shutil.which(t) for t in ("pulseaudio", "parec", "pacat")) and Path(
+        "/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so").exists()) or bool(
         list(Path("/usr/lib").glob("*/alsa-lib/libasound_module_pcm_pulse.so")))
 
 

@@ -57,8 +57,7 @@ def tone(ms: int, hz: float = 440.0) -> np.ndarray:
 async def started(path: UacAudio) -> None:
     """Open the path and let the streams settle (PulseAudio's first second is not paced)."""
     await path.start()
-    while path.frames_sent < 75:
-        await asyncio.sleep(0.02)
+    await path.play(np.zeros(75 * 160, np.int16))  # 1.5 s of silence, sent
 
 
 async def test_playback_is_paced_and_heard_whole(pulse: Pulse, tmp_path: Path) -> None:
