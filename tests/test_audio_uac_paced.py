@@ -102,12 +102,12 @@ def _find(hay: np.ndarray, needle: np.ndarray) -> int:
 async def test_keys_in_the_captured_audio_are_heard_in_time(pulse: Pulse, tmp_path: Path) -> None:
     path = UacAudio("modem_spk", capture_device="modem_mic")
     det = DtmfDetector()
-    keys: list[tuple[str, float]] = []
+    keys: list[tuple[str, int]] = []
     three = asyncio.Event()
 
     def capture(frame: np.ndarray) -> None:
-        for key, _ in det.feed(frame):
-            keys.append((key, time.monotonic()))
+        for key, start in det.feed(frame):
+            keys.append((key, start))
             if len(keys) == 3:
                 three.set()
     path.on_capture = capture
@@ -116,15 +116,18 @@ async def test_keys_in_the_captured_audio_are_heard_in_time(pulse: Pulse, tmp_pa
     said = np.concatenate([gap, generate_dtmf("1", 100), gap, generate_dtmf("5", 100), gap,
                            generate_dtmf("#", 100), gap])
     said.astype("<i2").tofile(tmp_path / "keys.raw")
+    n0, t0 = path.frames_captured, time.monotonic()
     callee = pulse.say(tmp_path / "keys.raw")
     try:
         await asyncio.wait_for(three.wait(), 10)
     finally:
         callee.wait(10)
         await path.close()
+    rate = (path.frames_captured - n0) / (time.monotonic() - t0)
     assert [k for k, _ in keys] == ["1", "5", "#"]
-    spacing = np.diff([t for _, t in keys])
-    assert np.all(np.abs(spacing - 0.5) < 0.1), spacing  # heard as they were said: paced capture
+    spacing = np.diff([s for _, s in keys]) / 8000
+    assert np.all(np.abs(spacing - 0.5) < 0.01), spacing  # heard as said: no capture lost or repeated
+    assert 45 <= rate <= 55, rate  # 50 frames a second: paced (the file PCM gave thousands)
 
 
 async def test_barge_in_stops_the_prompt_quickly(pulse: Pulse, tmp_path: Path) -> None:
