@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import select
 import threading
@@ -55,6 +56,7 @@ class SimAudioPort:
         self.played_until = 0.0            # when the downlink received so far is played out
         self.audible_until = 0.0           # when its last non-silent byte is played out
         self.per_call_audio_end: list[float | None] = []  # audible_until of each finished call
+        self.per_call_max_gap_ms: list[float] = []  # longest wait between two downlink reads
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop_r = self._stop_w = -1
@@ -109,6 +111,8 @@ class SimAudioPort:
             unheard = max(0.0, self.played_until - time.monotonic())
             n = min(len(self.received), int(unheard * RATE) * 2)
             whole = bytes(self.received)
+            times = [t for t, _ in self.arrivals]
+        self.per_call_max_gap_ms.append(max((b - a for a, b in itertools.pairwise(times)), default=0.0) * 1000)
         tail = np.frombuffer(whole[len(whole) - n :], "<i2")
         loud = np.flatnonzero(tail)
         self.per_call.append(whole)
