@@ -94,15 +94,21 @@ def start_sim(d: Path, modems: int, answer: float, hold: float) -> tuple[subproc
     raise SystemExit("simulator did not start")
 
 
-async def run(args: argparse.Namespace, d: Path, cfg_path: Path) -> None:
+def campaign(args: argparse.Namespace, d: Path, cfg_path: Path, audio: bool):  # type: ignore[no-untyped-def]
+    """The modem configs, the database and a campaign of ``args.calls`` contacts."""
     data = yaml.safe_load(cfg_path.read_text())
-    cfgs = [ModemConfig(**{k: v for k, v in m.items() if k != "audio"}) for m in data["modems"]]
+    cfgs = [ModemConfig(**{k: v for k, v in m.items() if audio or k != "audio"}) for m in data["modems"]]
     conn = open_db(d / "bench.db")
     store = Campaigns(conn)
     cid = store.create_campaign("bench")
     store.import_contacts(cid, ((i + 2, f"+3361{i:07d}0", {}) for i in range(args.calls)))
     spec = CampaignSpec.model_validate({"name": "bench", "contacts": "x.csv", "say": "-", "purpose": "informational",
                                         "rules": "none"})
+    return cfgs, conn, cid, spec
+
+
+async def run(args: argparse.Namespace, d: Path, cfg_path: Path) -> None:
+    cfgs, conn, cid, spec = campaign(args, d, cfg_path, audio=False)
     t = time.perf_counter()
     lines, errors = await open_lines(cfgs)
     print(f"opened {len(lines)} lines in {time.perf_counter() - t:.1f} s; errors: {errors or 'none'}")
@@ -166,14 +172,7 @@ def tone(seconds: float) -> np.ndarray:
 async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path) -> dict:
     from modem_dialer.call.message import message_script
 
-    data = yaml.safe_load(cfg_path.read_text())
-    cfgs = [ModemConfig(**m) for m in data["modems"]]
-    conn = open_db(d / "bench.db")
-    store = Campaigns(conn)
-    cid = store.create_campaign("bench")
-    store.import_contacts(cid, ((i + 2, f"+3361{i:07d}0", {}) for i in range(args.calls)))
-    spec = CampaignSpec.model_validate({"name": "bench", "contacts": "x.csv", "say": "-", "purpose": "informational",
-                                        "rules": "none"})
+    cfgs, conn, cid, spec = campaign(args, d, cfg_path, audio=True)
     lines, errors = await open_lines(cfgs)
     assert not errors, errors
     script = message_script(tone(args.message))
