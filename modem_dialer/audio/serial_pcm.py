@@ -31,6 +31,7 @@ import struct
 import termios
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import serial
@@ -126,7 +127,8 @@ class SerialPcm(AudioPath):
         self._writing = False
         self.late_frames = 0  # ticks written more than a frame after their deadline
         self.skipped_frames = 0  # ticks the port did not take (full buffer): nothing new queued
-        self.on_tick = None  # test/bench hook, called on the writer thread with each frame's send time
+        # test/bench hook, called on the writer thread with each frame's send time
+        self.on_tick: Callable[[float], None] | None = None
 
     async def start(self) -> None:
         self._setup()
