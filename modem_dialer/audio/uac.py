@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import os
-import threading
 import time
 from typing import Any
 
@@ -22,11 +20,11 @@ import numpy as np
 import soxr
 
 from modem_dialer.audio.path import FRAME_SAMPLES, AudioPath, AudioPathError
-from modem_dialer.audio.serial_pcm import REALTIME_PRIORITY
 from modem_dialer.errors import UserError
 
 RATE = 8000
 CAPTURE_BACKLOG = 500  # frames (10 s)
+MAX_DAC_DELAY = 1.0  # s: a DAC time further ahead than this is not believed
 
 
 def _sd() -> Any:
@@ -54,7 +52,7 @@ class UacAudio(AudioPath):
         self._captured: collections.deque[np.ndarray] = collections.deque()
         self.capture_dropped = 0
         self.underruns = 0  # playback blocks PortAudio reported late (the callee heard a gap)
-        self._rt_threads: set[int] = set()
+        self._out_latency = 0.0
         self._capture_posted = False
 
     def _pick_rate(self, sd: Any) -> int:
@@ -99,6 +97,7 @@ class UacAudio(AudioPath):
                 blocksize=block,
                 callback=self._capture_cb,
             )
+            self._out_latency = min(MAX_DAC_DELAY, float(self._out.latency))
             self._out.start()
             self._in.start()
         except (ValueError, sd.PortAudioError) as exc:
@@ -107,26 +106,16 @@ class UacAudio(AudioPath):
 
     # -- PortAudio thread --
 
-    def _realtime(self) -> None:
-        """Raise the calling PortAudio callback thread to SCHED_FIFO once (PortAudio's ALSA
-        host API only does it through PaAlsa_EnableRealtimeScheduling, which sounddevice
-        does not expose). Without CAP_SYS_NICE it stays at normal priority."""
-        ident = threading.get_ident()
-        if ident in self._rt_threads:
-            return
-        self._rt_threads.add(ident)
-        if REALTIME_PRIORITY:
-            with contextlib.suppress(OSError, AttributeError):
-                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
-
     def _play_cb(self, outdata: np.ndarray, frames: int, times: Any, status: Any) -> None:
         assert self._queue is not None and self._loop is not None
-        self._realtime()
         if status.output_underflow:
             self.underruns += 1
         now = time.monotonic()
         # when this block reaches the DAC (0 if the host API does not say)
-        dac = max(0.0, float(times.outputBufferDacTime - times.currentTime)) if times is not None else 0.0
+        dac = float(times.outputBufferDacTime - times.currentTime) if times is not None else -1.0
+        if not 0.0 <= dac <= MAX_DAC_DELAY:
+            # some host APIs / plugins give no (or a nonsense) DAC time: use the stream's latency
+            dac = self._out_latency
         need = frames
         while len(self._out_fifo) < need:
             taken = self._queue.take()
@@ -141,7 +130,6 @@ class UacAudio(AudioPath):
 
     def _capture_cb(self, indata: np.ndarray, frames: int, _time: Any, status: Any) -> None:
         assert self._loop is not None
-        self._realtime()
         chunk = indata[:, 0].copy()
         if self._down is not None:
             chunk = self._down.resample_chunk(chunk)
