@@ -39,15 +39,6 @@ def find(haystack: np.ndarray, needle: np.ndarray) -> int:
     return start if np.array_equal(haystack[start:start + len(needle)], needle) else -1
 
 
-@pytest.fixture
-def journal(tmp_path):
-    conn = open_db(tmp_path / "j.db")
-    j = CallJournal(conn)
-    yield j
-    j.close()
-    conn.close()
-
-
 @pytest.mark.parametrize("family", AUDIO_FAMILIES)
 async def test_message_reaches_the_callee_exactly_and_keys_are_journaled(make_bank, journal, family):
     inband = family == "huawei"               # the E1550 has no DTMF URC: keys are tones in the uplink

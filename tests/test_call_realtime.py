@@ -15,19 +15,8 @@ from modem_dialer.call.message import message_script
 from modem_dialer.call.session import place_call
 from modem_dialer.modems.driver import ModemDriver
 from modem_dialer.sim.callee import Callee, Scenario
-from modem_dialer.store import open_db
-from modem_dialer.store.call_journal import CallJournal
 
 NUMBER = "+33612345678"
-
-
-@pytest.fixture
-def journal(tmp_path):
-    conn = open_db(tmp_path / "j.db")
-    j = CallJournal(conn)
-    yield j
-    j.close()
-    conn.close()
 
 
 def tone(ms: int) -> np.ndarray:
