@@ -38,6 +38,11 @@ class AudioConfig(Strict):
     baudrate: int = 115200
     # Digital gain applied to the prompt before it is sent, in dB (0 = as normalised).
     tx_gain_db: float = 0.0
+    # Seconds the modem (or card) may still hold beyond what the dialer's playout model
+    # counts (frames written vs. time, the tty's queue): its own jitter buffer. The hang-up
+    # waits this long after the last prompt frame has played. Default: the family's value
+    # (call/line.py PLAYOUT_MARGIN, unverified [?], see docs/audio.md).
+    playout_margin: float | None = Field(default=None, ge=0, le=2)
 
     @model_validator(mode="after")
     def _check_target(self) -> AudioConfig:
@@ -63,6 +68,9 @@ class ModemConfig(Strict):
     pcm_enable_delay: float = Field(default=0.1, ge=0, le=5)
     # Seconds to wait for the first answer of the modem before calling it silent.
     probe_timeout: float = Field(default=3.0, gt=0, le=60)
+    # Seconds between the end of a call and the next ATD on this modem, for modems that
+    # need a pause to settle. 0 = dial the next number as soon as the line is free.
+    dial_gap: float = Field(default=0.0, ge=0, le=60)
 
     @field_validator("name")
     @classmethod

@@ -2,10 +2,12 @@
 # Installs everything modem-dialer needs on a Debian/Ubuntu machine into ./.venv.
 # System packages: PortAudio (uac audio path), espeak-ng (--say), alsa-utils and sox (tests, tools),
 # udev (udevadm checks the generated rules), strace (bench/slow_disk.py delays fsync with it),
-# chromium (the console's browser tests, driven by playwright).
+# chromium (the console's browser tests, driven by playwright), PulseAudio + the ALSA pulse plugin
+# (the uac path tested through real-time paced null sinks).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pkgs=(libportaudio2 alsa-utils espeak-ng sox udev python3-venv strace chromium)
+pkgs=(libportaudio2 alsa-utils espeak-ng sox udev python3-venv strace chromium
+      pulseaudio pulseaudio-utils libasound2-plugins)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -64,6 +64,19 @@ async def make_bank():
     await asyncio.sleep(0)
 
 
+@pytest.fixture
+def journal(tmp_path):
+    """A CallJournal (the journal writer) on a fresh database file."""
+    from modem_dialer.store import open_db
+    from modem_dialer.store.call_journal import CallJournal
+
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    yield j
+    j.close()
+    conn.close()
+
+
 def modem_config(bank: SimBank, i: int = 0, **over) -> ModemConfig:
     entry = bank.modems_config()[i]
     entry.update(over)

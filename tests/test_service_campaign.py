@@ -210,7 +210,9 @@ async def test_service_restart_resumes_the_campaign(make_bank, tmp_path, service
 
 async def test_pause_and_resume_through_the_database(make_bank, tmp_path, services):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
-    loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.3)
+    # long enough that the pause (a new process, slow to start on a loaded machine) lands
+    # mid-campaign: calls no longer sit out 0.5 s of fixed sleeps each
+    loaded, camp = service_setup(tmp_path, bank, MANY, message_s=1.0)
     svc = await services(loaded)
     api = Api(svc)
     assert (await api.req("POST", "/v1/campaigns", {"file": str(camp)}))[0] == 202

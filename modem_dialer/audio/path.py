@@ -1,15 +1,20 @@
 """What every modem audio path offers: paced 20 ms playback with a prompt queue, capture
 of the callee's direction in 20 ms frames, barge-in, and a clean end on errors.
 
-The prompt queue (:class:`PlayQueue`) is shared by the implementations. It is thread-safe
-because the sound-card path takes frames from PortAudio's callback thread while prompts
-are queued from the event loop; futures are always completed on the loop.
+Threading model (docs/audio.md): frames leave from a real-time thread that the event loop
+never blocks — the serial PCM writer thread (serial_pcm.py) or PortAudio's callback thread
+(uac.py). The loop only feeds and controls them through the prompt queue
+(:class:`PlayQueue`, thread-safe): ``play()`` appends a prompt already converted to the
+wire format, ``stop_playback()`` empties the queue (barge-in), and silence goes out
+whenever it is empty. Prompt futures are always completed on the loop, posted once per
+prompt (not per frame) by the audio thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
 import threading
@@ -23,7 +28,9 @@ import numpy as np
 FRAME_SAMPLES = 160  # 20 ms at 8 kHz
 FRAME_BYTES = 2 * FRAME_SAMPLES
 FRAME_SECONDS = 0.020
+BYTES_PER_SECOND = 16000
 SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+SILENCE_BYTES = bytes(FRAME_BYTES)
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +46,31 @@ class AudioPathError(Exception):
 
 @dataclass
 class _Item:
-    samples: np.ndarray
+    data: bytes  # S16LE, zero-padded to whole frames: the audio thread only slices it
     future: asyncio.Future[PlayResult]
-    pos: int = 0
+    pos: int = 0  # byte offset of the next frame
 
 
 @dataclass
 class Taken:
-    """One frame to send, and which prompts it starts or completes."""
+    """One frame to send (320 bytes S16LE), and which prompts it starts or completes."""
 
-    frame: np.ndarray
+    frame: bytes
     started: _Item | None = None
     finished: list[_Item] = field(default_factory=list)
 
+    @property
+    def prompt(self) -> bool:
+        """Whether the frame is prompt audio (not idle silence)."""
+        return self.frame is not SILENCE_BYTES
+
+    def samples(self) -> np.ndarray:
+        return np.frombuffer(self.frame, dtype="<i2").astype(np.int16, copy=False)
+
 
 class PlayQueue:
-    """Prompts waiting to be played, cut into 160-sample frames (the last one zero-padded)."""
+    """Prompts waiting to be played, prepared ahead as whole 320-byte frames (the last one
+    zero-padded), so that the real-time thread taking them does no conversion."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -64,28 +80,28 @@ class PlayQueue:
     def put(self, samples: np.ndarray) -> asyncio.Future[PlayResult]:
         fut: asyncio.Future[PlayResult] = self._loop.create_future()
         pcm = np.ascontiguousarray(samples, dtype=np.int16).ravel()
+        if len(pcm) == 0:
+            fut.set_result(PlayResult.DONE)
+            return fut
+        pad = -len(pcm) % FRAME_SAMPLES
+        data = pcm.astype("<i2", copy=False).tobytes() + bytes(2 * pad)
         with self._lock:
-            if len(pcm) == 0:
-                fut.set_result(PlayResult.DONE)
-            else:
-                self._items.append(_Item(pcm, fut))
+            self._items.append(_Item(data, fut))
         return fut
 
     def take(self) -> Taken:
-        """The next frame: prompt audio if any is queued, else silence."""
+        """The next frame: prompt audio if any is queued, else silence (the same object)."""
         with self._lock:
             if not self._items:
-                return Taken(SILENCE)
+                return Taken(SILENCE_BYTES)
             item = self._items[0]
             started = item if item.pos == 0 else None
-            chunk = item.samples[item.pos : item.pos + FRAME_SAMPLES]
-            item.pos += FRAME_SAMPLES
-            taken = Taken(chunk, started)
-            if item.pos >= len(item.samples):
+            frame = item.data[item.pos : item.pos + FRAME_BYTES]
+            item.pos += FRAME_BYTES
+            taken = Taken(frame, started)
+            if item.pos >= len(item.data):
                 self._items.popleft()
                 taken.finished.append(item)
-                if len(chunk) < FRAME_SAMPLES:
-                    taken.frame = np.concatenate([chunk, SILENCE[: FRAME_SAMPLES - len(chunk)]])
             return taken
 
     def clear(self) -> list[_Item]:
@@ -125,6 +141,9 @@ class AudioPath(ABC):
         self.frames_sent = 0
         self.frames_captured = 0
         self.first_frame_sent_at: float | None = None
+        # When the modem will have played the last prompt frame sent (monotonic): the
+        # audio thread's model of what is still buffered downstream (see drain()).
+        self.prompt_played_until = 0.0
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: PlayQueue | None = None
@@ -163,13 +182,40 @@ class AudioPath(ABC):
     def playing(self) -> bool:
         return self._queue is not None and len(self._queue) > 0
 
-    # -- helpers for implementations (call on the loop thread) --
+    async def drain(self, margin: float = 0.0) -> None:
+        """Until the modem has played every prompt frame sent so far, plus ``margin`` s
+        (the family's own playout buffer, a setting). Returns at once when nothing is
+        buffered: the time is computed from frames written vs. elapsed time, never a guess."""
+        wait = self.buffered(margin)
+        if wait > 0:
+            await asyncio.sleep(wait)
 
-    def _after_send(self, taken: Taken) -> None:
+    def buffered(self, margin: float = 0.0) -> float:
+        """Seconds until the prompt audio sent so far has been played (+ ``margin``), 0 if it has."""
+        return max(0.0, self.prompt_played_until + margin - time.monotonic())
+
+    # -- helpers for implementations --
+
+    def _sent(self, taken: Taken, at: float, played_until: float) -> None:
+        """On the audio thread, after a frame left: counters, the playout model, and the
+        prompts it started/finished posted to the loop (once per prompt, not per frame)."""
         self.frames_sent += 1
+        if taken.prompt:
+            self.prompt_played_until = played_until
         if taken.started is not None:
-            self.first_frame_sent_at = time.monotonic()
-        for item in taken.finished:
+            self.first_frame_sent_at = at
+        if taken.finished:
+            self._post(self._resolve_done, taken.finished)
+
+    def _post(self, fn: Callable[..., None], *args: object) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(fn, *args)
+
+    @staticmethod
+    def _resolve_done(items: list[_Item]) -> None:
+        for item in items:
             _resolve(item, PlayResult.DONE)
 
     def _deliver(self, frame: np.ndarray) -> None:

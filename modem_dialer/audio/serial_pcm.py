@@ -1,47 +1,117 @@
 """Voice over a serial PCM port (Huawei voice port, SIM7600 if04, Quectel QPCMV=1,0).
 
-Raw S16LE mono 8 kHz in 320-byte frames both ways (modems.md §5). We write one frame
-every 20 ms on an absolute schedule ``t0 + n * 20 ms`` (no drift), with silence whenever
-no prompt is queued: Huawei modems must be fed continuously. Nothing is buffered ahead,
-so a newly queued prompt goes out at the next tick (within 20 ms).
+Raw S16LE mono 8 kHz in 320-byte frames both ways (modems.md §5).
+
+Playback does not run on the event loop: one real-time writer thread (:class:`PcmWriter`)
+serves every serial PCM port of the process and writes one frame per port at each absolute
+deadline ``t0 + n * 20 ms`` (no drift), silence whenever no prompt is queued (Huawei
+modems must be fed continuously). Frames are prepared ahead by ``play()`` (the queue holds
+wire bytes), so a tick is a slice and a non-blocking ``write`` per port. A slow commit, a
+garbage collection or a burst of URCs stalls the loop, not this thread: the GIL is
+released by every blocking call the loop makes (fsync, sleep, select), and a thread
+waiting for the GIL gets it within ``sys.getswitchinterval()`` (5 ms) otherwise.
+
+Why one thread for all ports rather than one per port: the ports share one clock, so one
+wake-up every 20 ms serves 64 modems (64 threads would mean 3,200 wake-ups a second, each
+fighting for the GIL), and a tick for 64 ports costs well under a millisecond. A port
+that does not take its frame (full buffer) cannot block the others: the descriptors are
+non-blocking and an unwritten frame waits for the next tick.
+
+Capture stays on the loop (``add_reader``): it is not time-critical (the tty buffers the
+callee's audio while the loop is busy) and its consumers (DTMF, AMD, recording) live there.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import fcntl
+import logging
+import os
+import struct
+import termios
+import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import serial
-import serial_asyncio
 
-from modem_dialer.audio.path import FRAME_BYTES, FRAME_SECONDS, AudioPath, AudioPathError
+from modem_dialer.audio.path import BYTES_PER_SECOND, FRAME_BYTES, FRAME_SECONDS, AudioPath, AudioPathError
 from modem_dialer.errors import UserError
 
-MAX_BURST = 3  # frames sent back to back when the loop was late
-MAX_BACKLOG = 2  # frames the OS may hold unsent before we stop adding (flow control, CTS)
+log = logging.getLogger(__name__)
+
+# The writer thread asks for SCHED_FIFO at this priority (Linux, needs CAP_SYS_NICE; silently
+# stays at normal priority otherwise). 0 = don't ask.
+REALTIME_PRIORITY = 10
+# If the thread itself was held up (the OS did not run it) for more than this many frames,
+# the schedule is moved to now instead of sending the backlog in one burst: a burst would
+# sit in the modem's buffer and delay everything after it, barge-in included.
+MAX_LATE_FRAMES = 1
 
 
-class _Proto(asyncio.Protocol):
-    def __init__(self, path: SerialPcm) -> None:
-        self.path = path
-        self.buf = bytearray()
+def _outq(fd: int) -> int:
+    """Bytes the tty still holds unsent (TIOCOUTQ, what tcdrain waits for); 0 if unknown."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        n = len(self.buf) // FRAME_BYTES * FRAME_BYTES
-        if n == 0:
-            return
-        # Whole frames only: the remainder stays, so a read that stops mid-sample never
-        # shifts the 16-bit phase of what follows.
-        frames = np.frombuffer(bytes(self.buf[:n]), dtype="<i2").astype(np.int16).reshape(-1, 160)
-        del self.buf[:n]
-        for f in frames:
-            self.path._deliver(f)
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.path._lost(exc)
+class PcmWriter:
+    """The real-time thread that writes every serial PCM port's frames (see module doc)."""
+
+    def __init__(self) -> None:
+        self._ports: list[SerialPcm] = []
+        self._lock = threading.Lock()  # held for a whole tick: remove() never races a write
+        self._thread: threading.Thread | None = None
+        self.late_ticks = 0  # ticks whose deadline had passed by more than MAX_LATE_FRAMES
+        self.realtime = False  # whether SCHED_FIFO was granted
+
+    def add(self, port: SerialPcm) -> None:
+        with self._lock:
+            self._ports.append(port)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="pcm-writer", daemon=True)
+                self._thread.start()
+
+    def remove(self, port: SerialPcm) -> None:
+        with self._lock:
+            if port in self._ports:
+                self._ports.remove(port)
+
+    def _run(self) -> None:
+        if REALTIME_PRIORITY:
+            try:  # pid 0 = the calling thread on Linux
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(REALTIME_PRIORITY))
+                self.realtime = True
+            except (OSError, AttributeError) as exc:
+                log.debug("pcm writer stays at normal priority (%s)", exc)
+        t0 = time.monotonic()
+        n = 0
+        while True:
+            n += 1
+            deadline = t0 + n * FRAME_SECONDS
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            late = -delay > MAX_LATE_FRAMES * FRAME_SECONDS
+            if late:
+                self.late_ticks += 1
+                t0, n = time.monotonic(), 0
+            with self._lock:
+                if not self._ports:
+                    self._thread = None
+                    return
+                if late:
+                    for port in self._ports:
+                        port.late_frames += 1
+                now = time.monotonic()
+                for port in self._ports:
+                    port._tick(now)
+
+
+WRITER = PcmWriter()
 
 
 class SerialPcm(AudioPath):
@@ -49,74 +119,103 @@ class SerialPcm(AudioPath):
         super().__init__(name or port)
         self.port = port
         self.baudrate = baudrate
-        self._transport: asyncio.Transport | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.late_frames = 0  # ticks that went out more than a frame late
-        self.skipped_frames = 0  # ticks dropped because the port did not take our data
-        self.on_tick = None  # test/bench hook: called with the send time of each frame
+        self._serial: serial.Serial | None = None
+        self._fd = -1
+        self._rbuf = bytearray()
+        self._pending = b""  # the part of a frame the tty did not take yet
+        self._played_until = 0.0  # when the modem will have played everything written
+        self._writing = False
+        self.late_frames = 0  # ticks written more than a frame after their deadline
+        self.skipped_frames = 0  # ticks the port did not take (full buffer): nothing new queued
+        # test/bench hook, called on the writer thread with each frame's send time
+        self.on_tick: Callable[[float], None] | None = None
 
     async def start(self) -> None:
         self._setup()
-        loop = asyncio.get_running_loop()
         try:
-            transport, _ = await serial_asyncio.create_serial_connection(
-                loop, lambda: _Proto(self), self.port, baudrate=self.baudrate
-            )
+            # pyserial sets the tty raw and the speed; we then use the descriptor directly
+            self._serial = serial.Serial(self.port, self.baudrate, timeout=0, write_timeout=0)
         except (serial.SerialException, OSError, ValueError) as exc:
             raise UserError(f"{self.port}: cannot open audio port ({exc})") from None
-        self._transport = transport
-        self._task = asyncio.create_task(self._pace(), name=f"pcm-{self.name}")
+        self._fd = self._serial.fileno()
+        os.set_blocking(self._fd, False)
+        assert self._loop is not None
+        self._loop.add_reader(self._fd, self._readable)
+        self._writing = True
+        WRITER.add(self)
 
-    async def _pace(self) -> None:
-        assert self._queue is not None and self._transport is not None
-        t0 = time.monotonic()
-        n = 0
+    # -- writer thread --
+
+    def _tick(self, now: float) -> None:
+        if not self._writing:
+            return
+        if self._pending:
+            data, taken = self._pending, None
+        else:
+            assert self._queue is not None
+            taken = self._queue.take()
+            data = taken.frame
+        queued = _outq(self._fd)
         try:
-            while self.running:
-                deadline = t0 + n * FRAME_SECONDS
-                delay = deadline - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                    if not self.running:
-                        break
-                behind = (time.monotonic() - deadline) / FRAME_SECONDS
-                if behind > MAX_BURST:
-                    # Too late to catch up without a burst: move the schedule instead.
-                    skip = int(behind) - 1
-                    t0 += skip * FRAME_SECONDS
-                    self.late_frames += skip
-                self._tick()
-                n += 1
-        except Exception as exc:  # keep the loop alive; report through `ended`
-            self._finish(AudioPathError(f"{self.port}: {exc}"))
-            self._transport.close()
-
-    def _tick(self) -> None:
-        tr = self._transport
-        assert tr is not None and self._queue is not None
-        if tr.is_closing():
+            n = os.write(self._fd, data)
+        except BlockingIOError:
+            n = 0
+        except OSError as exc:
+            self._writing = False
+            self._post(self._lost, exc)
             return
-        if tr.get_write_buffer_size() > MAX_BACKLOG * FRAME_BYTES:
-            self.skipped_frames += 1  # the port is not draining: don't build up latency
-            return
-        taken = self._queue.take()
-        tr.write(taken.frame.astype("<i2", copy=False).tobytes())
+        self._pending = data[n:]
+        if n == 0:
+            self.skipped_frames += 1
+        # The modem plays at 8 kHz from when a frame reaches it: what it still holds is what
+        # we wrote minus the time elapsed since, plus what the tty has not sent yet.
+        self._played_until = max(self._played_until, now + queued / BYTES_PER_SECOND) + n / BYTES_PER_SECOND
+        if taken is not None:
+            self._sent(taken, now, self._played_until)
         if self.on_tick is not None:
-            self.on_tick(time.monotonic())
-        self._after_send(taken)
+            self.on_tick(now)
 
-    def _lost(self, exc: Exception | None) -> None:
+    # -- loop thread --
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._fd, 65536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._lost(None)
+            return
+        self._rbuf += data
+        n = len(self._rbuf) // FRAME_BYTES * FRAME_BYTES
+        if n == 0:
+            return
+        # Whole frames only: the remainder stays, so a read that stops mid-sample never
+        # shifts the 16-bit phase of what follows.
+        frames = np.frombuffer(bytes(self._rbuf[:n]), dtype="<i2").astype(np.int16).reshape(-1, 160)
+        del self._rbuf[:n]
+        for f in frames:
+            self._deliver(f)
+
+    def _lost(self, exc: BaseException | None) -> None:
         if self.running:
             self._finish(AudioPathError(f"{self.port}: port lost ({exc or 'closed by peer'})"))
+            self._release()
+
+    def _release(self) -> None:
+        self._writing = False
+        WRITER.remove(self)  # after this the writer thread never touches our descriptor
+        if self._fd >= 0 and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        if self._serial is not None:
+            with contextlib.suppress(Exception):
+                self._serial.close()
+        self._serial, self._fd = None, -1
 
     async def close(self) -> None:
         if self.ended is None:
             return
         self._finish(None)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._transport is not None:
-            self._transport.close()
-            await asyncio.sleep(0)  # let connection_lost run
+        self._release()

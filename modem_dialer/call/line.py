@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from ..audio.path import AudioPath
 from ..config import ModemConfig
@@ -17,6 +18,13 @@ from ..modems.driver import ModemDriver
 from ..modems.info import Identity
 
 log = logging.getLogger("modem_dialer.call")
+
+# Per family: seconds a modem may hold downlink audio beyond the frame in flight (its own
+# jitter buffer), waited after the last prompt frame has played before hanging up, so the
+# callee hears the end of the message. Unverified on hardware [?] (modems.md §5 gives no
+# figure): one 20 ms DSP frame, a setting per modem (audio.playout_margin).
+PLAYOUT_MARGIN = {"huawei": 0.02, "simcom": 0.02, "quectel": 0.02, "sim800": 0.02, "generic": 0.02}
+DEFAULT_PLAYOUT_MARGIN = 0.02
 
 
 class Line:
@@ -28,6 +36,21 @@ class Line:
         self.identity = identity
         self.audio = audio
         self.busy = False
+        self.free_at = 0.0   # monotonic time the last call on this line ended
+
+    @property
+    def playout_margin(self) -> float:
+        a = self.cfg.audio
+        if a is not None and a.playout_margin is not None:
+            return a.playout_margin
+        return PLAYOUT_MARGIN.get(self.driver.family, DEFAULT_PLAYOUT_MARGIN)
+
+    async def ready_to_dial(self) -> None:
+        """Returns when the modem may dial again: at once, unless its ``dial_gap`` since the
+        end of the last call has not passed yet."""
+        wait = self.free_at + self.cfg.dial_gap - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
 
     @property
     def inband_dtmf(self) -> bool:

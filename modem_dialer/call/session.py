@@ -38,9 +38,6 @@ MIN_RING_TIMEOUT = 15.0
 DEFAULT_RING_TIMEOUT = 45.0
 # The same key seen by URC and by the in-band detector within this window is one press.
 DUPLICATE_KEY_WINDOW = 0.15
-# After the script's last frame is sent, let the modem's own buffer play out before ATH/CHUP,
-# or the end of the message is cut.
-HANGUP_GUARD = 0.3
 
 
 class NotClaimed(Exception):
@@ -244,6 +241,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
     if ring_timeout < min_ring_timeout:
         raise ValueError(f"ring timeout {ring_timeout:g} s is under the {min_ring_timeout:g} s minimum")
     ident = line.identity
+    await line.ready_to_dial()          # the per-modem dial_gap, if any (default: none)
     call_id = await journal.start_call(number, line.name, ident.imei, ident.iccid, campaign_id=campaign_id,
                                        contact_id=contact_id, alert_id=alert_id, claim=claim)
     if call_id is None:
@@ -254,6 +252,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
         await call.run()
     finally:
         line.busy = False
+        line.free_at = time.monotonic()
     # read through the writer: queued after the outcome, so it returns once that is committed
     row = await journal.get_call(call_id, committed=committed)
     return CallResult(call_id, row, call.active.keys if call.active else [], call.active.vars if call.active else {})
@@ -345,12 +344,17 @@ class _Call:
                         break
                     continue
                 if script_task.done():
-                    # the script is over (events that came with it are handled above): we hang up
+                    # the script is over (events that came with it are handled above): we hang
+                    # up once the modem has played what it was sent (the audio thread's model:
+                    # frames written vs. time) plus the family's margin — no fixed guard
                     if self.line.audio is not None:
-                        ev = await self._next(q, HANGUP_GUARD)
+                        ev = await self._next(q, self.line.audio.buffered(self.line.playout_margin))
                         if isinstance(ev, (Ended, ModemLost)):
                             self._record_end(ev)
                             break
+                        if ev is not None:
+                            q.items.appendleft(ev)   # a late key: handled above, then we come back
+                            continue
                     self.by = self.by or HangupBy.DIALER
                     await self._hangup_and_wait(q)
                     break

@@ -78,6 +78,7 @@ class CallTrack:
     answered_at: float | None = None
     ended: bool = False
     local_hangup: bool = False
+    end_waiter: asyncio.Future[None] | None = None   # hangup() waiting for the end
 
 
 class ModemDriver:
@@ -91,6 +92,12 @@ class ModemDriver:
     # Where call states come from (shown by `modems --json`): ccinfo | dsci | clcc_urc |
     # huawei_urc | clcc_poll. A family whose init probes what the firmware has sets it there.
     call_state_source = "clcc_poll"
+    # Whether the family announces the end of a call the dialer hung up (^CEND, +CLCC stat 6,
+    # VOICE CALL: END …). If not, the hang-up's final result ends the call.
+    end_urc_after_hangup = True
+    # How long hangup() waits for that end URC after the final result before ending the call
+    # itself (a modem that stays silent); the normal path returns as soon as it arrives.
+    hangup_end_timeout = 1.0
     iccid_commands: tuple[str, ...] = ("AT+CCID", "AT+CRSM=176,12258,0,0,10")
 
     def __init__(self, channel: ATChannel, config: ModemConfig) -> None:
@@ -280,18 +287,26 @@ class ModemDriver:
         """Hook for polling drivers (generic CLCC)."""
 
     async def hangup(self) -> None:
+        """Hang up; returns when the call has ended: on the family's end URC, or on the
+        hang-up's final result for a family that sends none (no fixed sleep)."""
         call = self.call
-        if call is not None:
+        if call is not None and not call.ended:
             call.local_hangup = True
+            call.end_waiter = asyncio.get_running_loop().create_future()
         try:
             await self.ch.command(self.hangup_command, timeout=5)
         except ATCommandError as exc:
             log.info("%s: hangup answered %s", self.name, exc.final)
-        # Families whose hang-up produces no end URC: end it ourselves.
-        if call is not None and not call.ended:
-            await asyncio.sleep(0.2)
+        if call is None or call.ended:
+            return
+        if self.end_urc_after_hangup and call.end_waiter is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(call.end_waiter), self.hangup_end_timeout)
             if not call.ended:
-                self.call_ended(by=HangupBy.DIALER, cause=causes.NORMAL)
+                log.info("%s: no end URC %g s after %s: ending the call ourselves", self.name,
+                         self.hangup_end_timeout, self.hangup_command)
+        if not call.ended:
+            self.call_ended(by=HangupBy.DIALER, cause=causes.NORMAL)
 
     async def clear_left_call(self) -> int:
         """End a voice call that a dead process left up on this modem; returns how many.
@@ -359,6 +374,8 @@ class ModemDriver:
         if c is None or c.ended:
             return
         c.ended = True
+        if c.end_waiter is not None and not c.end_waiter.done():
+            c.end_waiter.set_result(None)
         if result == "BUSY" and cause is None:
             cause = causes.BUSY
         elif result == "NO ANSWER" and cause is None:

@@ -45,6 +45,7 @@ class GenericDriver(ClccPoller, ModemDriver):
     family = "generic"
     call_state_source = "clcc_poll"
     optional_init = ("AT+CEREG=2",)
+    end_urc_after_hangup = False   # no call-state URCs: AT+CHUP's OK ends the call
 
     def subscribe_urcs(self) -> None:
         self.ch.subscribe("+DTMF:", lambda line: self.key_pressed(line.split(":", 1)[1].split(",")[0].strip()))

@@ -32,6 +32,7 @@ class QuectelDriver(ClccPoller, ModemDriver):
             self.call_state_source = "dsci"
         else:
             self.call_state_source = "clcc_poll"
+            self.end_urc_after_hangup = False   # polled: AT+CHUP's final result ends the call
             log.warning("%s: neither +QIND \"ccinfo\" nor ^DSCI: call states by polling AT+CLCC", self.name)
         if self.cfg.dtmf != "inband":
             await self.optional("AT+QTONEDET=1")

@@ -1,15 +1,25 @@
 """The simulated modem's PCM port: 8 kHz S16LE mono in 320-byte frames, both directions.
 
 Downlink (what the dialer sends, i.e. what the callee hears) is recorded per call while
-the family's audio switch is on, and dropped otherwise, as a real modem does. Uplink
-(the callee's voice and in-band DTMF) is written every 20 ms while audio is on.
+the family's audio switch is on, and dropped otherwise, as a real modem does. It is read
+by a thread of its own, as a modem's DSP takes it whatever the event loop does, and it
+is consumed at the real rate: bytes that arrive while earlier ones are still playing
+wait their turn, and what has not been played when the call ends is never heard
+(``per_call`` holds what reached the modem, ``per_call_cut_ms`` how much of that audio
+the callee never heard because the call ended first). A dialer that hangs up "when the last frame was sent" loses the
+frames still buffered here; one that sends in bursts sees its audio delayed.
+Arrival times of the current call are kept (``arrivals``) so tests see holes.
+Uplink (the callee's voice and in-band DTMF) is written every 20 ms while audio is on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
+import select
+import threading
 import time
 import tty
 
@@ -40,7 +50,16 @@ class SimAudioPort:
         self.master = self.slave = -1
         self.path = ""
         self.received = bytearray()        # downlink of the current (or last) call
-        self.per_call: list[bytes] = []    # downlink of every finished call
+        self.per_call: list[bytes] = []    # downlink of every finished call, as received
+        self.per_call_cut_ms: list[float] = []  # audio that arrived but was not played before the end
+        self.arrivals: list[tuple[float, int]] = []  # (time, bytes) of each read in the current call
+        self.played_until = 0.0            # when the downlink received so far is played out
+        self.audible_until = 0.0           # when its last non-silent byte is played out
+        self.per_call_audio_end: list[float | None] = []  # audible_until of each finished call
+        self.per_call_max_gap_ms: list[float] = []  # longest wait between two downlink reads
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop_r = self._stop_w = -1
         self.dropped = 0                   # bytes that arrived while audio was off
         self.answered_at: float | None = None
         self.first_audio_at: float | None = None   # first non-silent downlink byte after answer
@@ -54,16 +73,20 @@ class SimAudioPort:
         tty.setraw(self.slave)
         os.set_blocking(self.master, False)
         self.path = os.ttyname(self.slave)
-        asyncio.get_running_loop().add_reader(self.master, self._readable)
+        self._stop_r, self._stop_w = os.pipe()
         self._open = True
+        self._thread = threading.Thread(target=self._read_loop, name=f"sim-pcm-{self.path}", daemon=True)
+        self._thread.start()
         self._task = asyncio.get_running_loop().create_task(self._uplink_loop())
 
     def close(self) -> None:
         if not self._open:
             return
         self._open = False
-        asyncio.get_running_loop().remove_reader(self.master)
-        for fd in (self.master, self.slave):
+        os.write(self._stop_w, b"x")
+        if self._thread is not None:
+            self._thread.join()
+        for fd in (self.master, self.slave, self._stop_r, self._stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
         if self._task:
@@ -75,13 +98,26 @@ class SimAudioPort:
         return call is not None and self.modem.dialect.audio_enabled(call)
 
     def call_started(self, call) -> None:
-        self.received = bytearray()
-        self.answered_at = call.answered_at
-        self.first_audio_at = None
+        with self._lock:
+            self.received = bytearray()
+            self.arrivals = []
+            self.audible_until = 0.0
+            self.answered_at = call.answered_at
+            self.first_audio_at = None
         self._uplink = bytearray()
 
     def call_ended(self) -> None:
-        self.per_call.append(bytes(self.received))
+        with self._lock:
+            unheard = max(0.0, self.played_until - time.monotonic())
+            n = min(len(self.received), int(unheard * RATE) * 2)
+            whole = bytes(self.received)
+            times = [t for t, _ in self.arrivals]
+        self.per_call_max_gap_ms.append(max((b - a for a, b in itertools.pairwise(times)), default=0.0) * 1000)
+        tail = np.frombuffer(whole[len(whole) - n :], "<i2")
+        loud = np.flatnonzero(tail)
+        self.per_call.append(whole)
+        self.per_call_audio_end.append(self.audible_until or None)
+        self.per_call_cut_ms.append(float(loud[-1] + 1) / 8 if len(loud) else 0.0)
 
     def send_tone(self, key: str, ms: int) -> None:
         self._uplink += tone(key, ms).tobytes() + bytes(FRAME * 3)
@@ -89,19 +125,39 @@ class SimAudioPort:
     def send_audio(self, samples: np.ndarray) -> None:
         self._uplink += samples.astype("<i2").tobytes()
 
-    def _readable(self) -> None:
-        try:
-            data = os.read(self.master, 65536)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            return
-        if self.enabled:
-            if self.first_audio_at is None and any(data):
-                self.first_audio_at = time.monotonic()
-            self.received += data
-        else:
-            self.dropped += len(data)
+    def _read_loop(self) -> None:
+        # a modem's DSP runs on its own clock: give the thread real-time priority when allowed,
+        # so arrival times are the writer's, not this process's scheduling delays
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        while self._open:
+            try:
+                ready, _, _ = select.select([self.master, self._stop_r], [], [])
+            except (OSError, ValueError):
+                return
+            if self._stop_r in ready:
+                return
+            try:
+                data = os.read(self.master, 65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                return
+            self._downlink(data, time.monotonic())
+
+    def _downlink(self, data: bytes, now: float) -> None:
+        with self._lock:
+            if self.enabled:
+                if self.first_audio_at is None and any(data):
+                    self.first_audio_at = now
+                self.received += data
+                self.arrivals.append((now, len(data)))
+                # the DSP plays at 8 kHz: after what it still holds, or now if it ran dry
+                self.played_until = max(self.played_until, now) + len(data) / (2 * RATE)
+                if any(data):
+                    self.audible_until = self.played_until
+            else:
+                self.dropped += len(data)
 
     async def _uplink_loop(self) -> None:
         t0 = time.monotonic()

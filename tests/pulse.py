@@ -1,0 +1,87 @@
+"""A private PulseAudio server with null sinks: real-time paced sound cards for the uac
+path (feasibility.md §2b), started and stopped by the test itself (root, no D-Bus, no card).
+
+``modem_spk`` is the modem's speaker direction (what the callee hears; record it from
+``modem_spk.monitor``), ``modem_mic`` the microphone direction (feed it by playing into
+``modem_mic_feed``). PortAudio reaches them through the ALSA pulse plugin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+PA_SCRIPT = """
+load-module module-native-protocol-unix auth-anonymous=1 socket={run}/native
+load-module module-null-sink sink_name=modem_spk rate=8000 channels=1 format=s16le
+load-module module-null-sink sink_name=modem_mic_feed rate=8000 channels=1 format=s16le
+set-default-sink modem_spk
+set-default-source modem_mic_feed.monitor
+"""
+ASOUNDRC = """
+pcm.modem_spk { type pulse  device "modem_spk" }
+pcm.modem_mic { type pulse  device "modem_mic_feed.monitor" }
+"""
+RAW = ["--raw", "--format=s16le", "--rate=8000", "--channels=1"]
+
+
+@dataclass
+class Pulse:
+    dir: Path
+    env: dict[str, str]
+
+    def record(self, out: Path) -> subprocess.Popen[bytes]:
+        """What the callee hears, from now on, into ``out`` (raw S16LE 8 kHz)."""
+        return subprocess.Popen(["parec", "-d", "modem_spk.monitor", *RAW, "--latency-msec=20", str(out)],
+                                env=self.env)
+
+    def record_said(self, out: Path) -> subprocess.Popen[bytes]:
+        """What the callee says (the microphone direction), from now on, into ``out``."""
+        return subprocess.Popen(["parec", "-d", "modem_mic_feed.monitor", *RAW, "--latency-msec=20", str(out)],
+                                env=self.env)
+
+    def say(self, raw: Path) -> subprocess.Popen[bytes]:
+        """The callee's side: play ``raw`` into the microphone direction, paced."""
+        return subprocess.Popen(["pacat", "--playback", "-d", "modem_mic_feed", *RAW, "--latency-msec=20",
+                                 str(raw)], env=self.env)
+
+
+def available() -> bool:
+    return (all(shutil.which(t) for t in ("pulseaudio", "parec", "pacat")) and Path(
+        "/usr/lib/x86_64-linux-gnu/alsa-lib/libasound_module_pcm_pulse.so").exists()) or bool(
+        list(Path("/usr/lib").glob("*/alsa-lib/libasound_module_pcm_pulse.so")))
+
+
+@contextlib.contextmanager
+def pulse_server(d: Path) -> Iterator[Pulse]:
+    run, home = d / "run", d / "home"
+    run.mkdir(mode=0o700)
+    home.mkdir()
+    (d / "modem.pa").write_text(PA_SCRIPT.format(run=run))
+    (d / "pulse.asoundrc").write_text(ASOUNDRC)
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(run), "HOME": str(home), "PULSE_SERVER": f"unix:{run}/native",
+           "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{d / 'pulse.asoundrc'}"}
+    proc = subprocess.Popen(["pulseaudio", "-n", "-F", str(d / "modem.pa"), "--daemonize=no",
+                             "--exit-idle-time=-1", "--use-pid-file=no", "--realtime=yes", "--high-priority=yes", f"--log-target=file:{d / 'pa.log'}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while not (run / "native").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log = (d / "pa.log").read_text() if (d / "pa.log").exists() else ""
+                raise RuntimeError(f"pulseaudio did not start (rc {proc.poll()}): {log[-500:]}")
+            time.sleep(0.01)
+        yield Pulse(d, env)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
