@@ -23,11 +23,12 @@ import numpy as np
 from ..at.errors import ATError
 from ..audio.dtmf import DtmfDetector
 from ..audio.path import AudioPathError, PlayResult
+from ..modems.driver import LineBusy
 from ..modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Ringing
 from ..numbers import dial_string
 from ..store.journal import Journal
 from .line import Line
-from .outcome import OUTCOMES, classify
+from .outcome import LINE_BUSY, OUTCOMES, classify
 
 log = logging.getLogger("modem_dialer.call")
 
@@ -276,7 +277,8 @@ class _Call:
         except ATError as exc:
             self.journal.event(self.call_id, "error", where="dial", error=str(exc))
             self.note = str(exc)
-            return self._finish()
+            # someone called in on this line as we dialed: not an attempt (campaign retries)
+            return self._finish(force_outcome=LINE_BUSY if isinstance(exc, LineBusy) else None)
         self.journal.mark_dialed(self.call_id)
         deadline = time.monotonic() + self.ring_timeout
         while True:

@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..call.line import Line
+from ..call.outcome import LINE_BUSY
 from ..call.session import MIN_RING_TIMEOUT, place_call
 from ..config_campaign import LimitsConfig
 from ..store import Campaigns, Compliance, Contact, Journal, from_ts, to_ts, utc_now
@@ -36,6 +37,8 @@ log = logging.getLogger("modem_dialer.campaign")
 
 # Another process has a call open to the number: look again after this long.
 IN_CALL_DEFER = timedelta(minutes=2)
+# A dial refused because a call rang in on the line: the contact is due again after this.
+LINE_BUSY_RETRY = timedelta(seconds=1)
 
 
 class View(Protocol):
@@ -135,7 +138,8 @@ class Controller:
             self.campaigns.set_contact_status(c.id, "pending")
 
     def _calls_of(self, contact_id: int) -> tuple[int, dict[str, Any] | None]:
-        n = self.conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ?", (contact_id,)).fetchone()[0]
+        n = self.conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ? AND COALESCE(outcome, '') != ?",
+                              (contact_id, LINE_BUSY)).fetchone()[0]
         row = self.conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id DESC LIMIT 1",
                                 (contact_id,)).fetchone()
         return int(n), None if row is None else dict(row)
@@ -342,6 +346,15 @@ class Controller:
         t0 = time.process_time()
         self.in_flight.discard(c.number)
         row = result.row
+        if row["outcome"] == LINE_BUSY:
+            # someone called in on this line as we dialed: not an attempt; the contact is due
+            # again at once, for the next free line (this one is busy with the incoming call)
+            self.campaigns.set_contact_status(c.id, "pending", next_attempt_at=self.clock() + LINE_BUSY_RETRY,
+                                              last_outcome=LINE_BUSY, last_call_id=row["id"])
+            self._count("in_progress", "pending")
+            slot.current, slot.state = None, "idle" if slot.state == "calling" else slot.state
+            self.view.event("line_busy", f"{slot.name}: {c.number} not dialed (a call rang in); will retry")
+            return
         # a flow's opt-out node suppresses the number itself: the suppression list tells
         opted_out = state.opted_out or (row["outcome"] == "answered" and self.compliance.is_suppressed(c.number))
         self._apply_outcome(c, row, 1, opted_out=opted_out)

@@ -82,12 +82,14 @@ class Slot:
         iccid = self.line.identity.iccid
         col, key = ("iccid", iccid) if iccid else ("modem", self.name)
         row = conn.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?",  # noqa: S608
+            f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?"  # noqa: S608
+            " AND direction = 'out'",
             (key, to_ts(self.day_start)),
         ).fetchone()
         self.calls_today, self.seconds_today = int(row[0]), float(row[1])
         self.hour = deque(from_ts(r[0]) for r in conn.execute(
-            f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? ORDER BY created_at",  # noqa: S608
+            f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"  # noqa: S608
+            " ORDER BY created_at",
             (key, to_ts(now - timedelta(hours=1)))))
 
     def _roll(self, now: datetime) -> None:
@@ -282,6 +284,20 @@ class PoolSource:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+
+
+async def claim_pool_line(pool: Pool | None, line: Line) -> Callable[[], None] | None:
+    """Hold a pool line for an incoming call (call/inbound.py): its worker waits on ``use``
+    and the other lines go on dialing. None when the line is in a call of ours."""
+    if pool is None:
+        return None
+    for s in pool.slots:
+        if s.line is line:
+            if s.use.locked():
+                return None
+            await s.use.acquire()       # free: returns at once
+            return s.use.release
+    return None
 
 
 class PoolLines:

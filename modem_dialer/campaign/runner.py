@@ -11,13 +11,14 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ..call.inbound import InboundDesk
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Campaigns, open_db
 from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
 from .controller import Controller
 from .lock import DialerLock
-from .pool import PoolLines
+from .pool import PoolLines, claim_pool_line
 from .script import ScriptFor, flow_factory, message_factory
 from .spec import CampaignFile
 from .view import make_view
@@ -137,6 +138,10 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     lender = getattr(script_for, "lines", None)
     if isinstance(lender, PoolLines):
         lender.pool_of = lambda: ctrl.pool      # bridge transfers borrow free lines of this pool
+    # someone calling one of these SIMs back is answered (or rejected) per config inbound:
+    desk = InboundDesk(loaded, conn, lambda line: claim_pool_line(ctrl.pool, line))
+    for line in usable:
+        desk.attach(line)
     interrupted, settled = ctrl.recover()
     if interrupted or settled:
         echo(f"recovered: {len(interrupted)} interrupted call(s) closed, {settled} contact(s) settled")
@@ -152,6 +157,7 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         view.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await desk.close()
         await asyncio.gather(*(line.close() for line in usable), return_exceptions=True)
     if ctrl.pool is not None and all(s.state == "out" for s in ctrl.pool.slots) and result != "done":
         echo("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in ctrl.pool.slots))

@@ -31,6 +31,7 @@ from .events import (
     Ringing,
     SignalChanged,
 )
+from .incoming import IncomingMixin
 from .info import Health, Identity, digits, parse_cops, parse_cpin, parse_creg, parse_csq, swap_nibbles
 
 log = logging.getLogger("modem_dialer.modems")
@@ -57,6 +58,11 @@ class DriverError(ATError):
     """The modem cannot be used (no SIM, PIN needed, no voice firmware …)."""
 
 
+class LineBusy(DriverError):
+    """The dial failed (or was not tried) because an incoming call rings on this modem:
+    not an attempt; dial again on another line or later."""
+
+
 @dataclass
 class CallTrack:
     """What the driver knows about the one call in progress."""
@@ -68,9 +74,13 @@ class CallTrack:
     answered_at: float | None = None
     ended: bool = False
     local_hangup: bool = False
+    incoming: bool = False        # a call someone placed to us
+    withheld: bool = False        # incoming: the caller hid the number
+    announced: bool = False       # incoming: IncomingCall emitted
+    collided: bool = False        # outgoing: an incoming call rang while we dialed
 
 
-class ModemDriver:
+class ModemDriver(IncomingMixin):
     family = "generic"
     # Whether the family reports the callee's keys as URCs (else: in-band detection).
     reports_dtmf = True
@@ -91,6 +101,8 @@ class ModemDriver:
         channel.on_lost(self._port_lost)
         channel.subscribe(("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE"), self._on_result_line)
         channel.subscribe(("+CREG:", "+CEREG:", "+CGREG:"), self._on_creg)
+        self._incoming_init()
+        self.subscribe_incoming()
         self.subscribe_urcs()
 
     # ---- events ------------------------------------------------------------------
@@ -125,7 +137,8 @@ class ModemDriver:
         await self.ch.command("ATE0")
         await self.optional("AT+CMEE=2")
         await self.unlock_sim()
-        for cmd in ("AT+CREG=2", "AT+COPS=3,0"):
+        # caller ID and "+CRING: VOICE" for incoming calls (modems/incoming.py)
+        for cmd in ("AT+CREG=2", "AT+COPS=3,0", "AT+CLIP=1", "AT+CRC=1"):
             await self.optional(cmd)
         for cmd in self.required_init:
             await self.ch.command(cmd)
@@ -241,13 +254,21 @@ class ModemDriver:
         """Dial ``number`` (E.164, checked again here); events follow on the listeners."""
         number = dial_string(number)
         if self.call is not None and not self.call.ended:
+            if self.call.incoming:
+                raise LineBusy(f"{self.name}: an incoming call is ringing", port=self.ch.port)
             raise DriverError(f"{self.name}: a call is already in progress", port=self.ch.port)
         await self.prepare_audio()
-        self.call = CallTrack(number=number, dialed_at=time.monotonic())
+        call = self.call = CallTrack(number=number, dialed_at=time.monotonic())
         self.emit(Dialing(self.name))
         try:
             await self.ch.command(f"ATD{number};", timeout=self.dial_timeout)
         except ATCommandError as exc:
+            if call.collided or self.ring_blamed(call.dialed_at):
+                # the modem refused ATD because someone is calling in: not an attempt
+                if self.call is call:
+                    self.call = None
+                raise LineBusy(f"{self.name}: dial refused while an incoming call rings ({exc.final})",
+                               port=self.ch.port) from None
             result = exc.final
             if result in ("BUSY", "NO ANSWER", "NO CARRIER", "NO DIALTONE"):
                 self.call_ended(result=result)

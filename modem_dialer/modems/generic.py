@@ -22,6 +22,9 @@ class GenericDriver(ClccMixin, ModemDriver):
     def after_dial_started(self) -> None:
         self.spawn(self._poll(self.call))
 
+    def after_answer_started(self) -> None:
+        self.spawn(self._poll(self.call))   # an answered incoming call ends when it leaves CLCC
+
     async def _poll(self, call) -> None:
         seen = False
         while call is self.call and not call.ended:

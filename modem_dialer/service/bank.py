@@ -276,6 +276,21 @@ class Bank:
                 self._kick.set()
             self._serve()
 
+    async def claim_line(self, line: Line) -> Callable[[], None] | None:
+        """Hold ``line`` now for an incoming call (call/inbound.py): a release function, or
+        None when it is lent out. A held line counts as busy: every lease goes elsewhere."""
+        for slot in self.slots.values():
+            if slot.line is line:
+                if slot.leased:
+                    return None
+                slot.leased = True
+
+                def release(s: ModemSlot = slot) -> None:
+                    s.leased = False
+                    self._serve()
+                return release
+        return None
+
     def count_call(self, slot: ModemSlot, outcome: str) -> None:
         slot.calls[outcome] += 1
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..call.inbound import InboundDesk
 from ..campaign.lock import DialerLock
 from ..config import LoadedConfig
 from ..errors import UserError
@@ -73,6 +74,10 @@ class Service:
                              delivery_reports=cfg.alerting.delivery_reports)
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout)
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
+        # incoming calls on any bank line: answered with the inbound flow or rejected; the
+        # line is held (busy for campaigns and alerts) while the call lasts
+        self.inbound = InboundDesk(loaded, self.conn, self.bank.claim_line)
+        self.bank.on_line_opened.append(lambda slot: slot.line is not None and self.inbound.attach(slot.line))
         # `serve` resumes its campaigns; `alert` without a service (http=False) is a one-shot
         # job that must not pick them up
         self.run_campaigns = http if run_campaigns is None else run_campaigns
@@ -141,6 +146,7 @@ class Service:
         if self._runner_web is not None:
             await self._runner_web.cleanup()
             self._runner_web = None
+        await self.inbound.close()
         await self.runner.close()
         await self.texter.close()
         await self.bank.close()

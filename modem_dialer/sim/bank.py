@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from .callee import Scenario
+from .callee import InboundCall, Scenario
 from .dialects import make_dialect
 from .modem import SimModem
 
@@ -38,9 +38,31 @@ class SimBank:
         return cls([SimSpec(families[i % len(families)], **kw) for i in range(n)], scenario)
 
     async def start(self) -> SimBank:
+        import asyncio
+
         for m in self.modems:
             await m.start()
+        loop = asyncio.get_running_loop()
+        for call in self.scenario.inbound_calls:
+            self.modem_for(call)        # a wrong modem name fails now, not later
+            loop.call_later(call.at, self.start_inbound, call)
         return self
+
+    def modem_for(self, call: InboundCall) -> SimModem:
+        if call.modem is None:
+            return self.modems[0]
+        try:
+            return self[call.modem]
+        except KeyError:
+            raise ValueError(f"inbound call to unknown modem {call.modem!r} "
+                             f"(have: {', '.join(m.name for m in self.modems)})") from None
+
+    def start_inbound(self, call: InboundCall) -> SimModem:
+        """Place ``call`` now (scenario timer or control command)."""
+        modem = self.modem_for(call)
+        modem.incoming_call(call.from_, keys=call.keys, hangup_after=call.hangup_after, ring_for=call.ring_for,
+                            inband=call.inband)
+        return modem
 
     async def stop(self) -> None:
         for m in self.modems:

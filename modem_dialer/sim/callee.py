@@ -60,11 +60,40 @@ class Callee:
 
 
 @dataclass
+class InboundCall:
+    """Someone calling one of the simulated SIMs ``at`` s after the bank starts."""
+
+    at: float = 0.0
+    from_: str | None = None         # None: caller ID withheld
+    modem: str | None = None         # which SIM is called (default: the first)
+    keys: list[tuple[float, str]] = field(default_factory=list)   # (s after answer, key)
+    hangup_after: float | None = None   # s after answer when the caller hangs up
+    ring_for: float = 30.0           # s the caller lets it ring before giving up
+    inband: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InboundCall:
+        if not isinstance(d, dict):
+            raise ValueError(f"an inbound call is a mapping of settings, not {d!r}")
+        d = {("from_" if k == "from" else k): v for k, v in d.items()}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown inbound call setting {unknown[0]!r} (known: at, from, modem, keys, "
+                             "hangup_after, ring_for, inband)")
+        keys = [(float(k["at"]), str(k["key"])) if isinstance(k, dict) else (float(k[0]), str(k[1]))
+                for k in d.pop("keys", None) or []]
+        frm = d.pop("from_", None)
+        return cls(keys=keys, from_=None if frm in (None, "") else str(frm), **d)
+
+
+@dataclass
 class Scenario:
-    """Which callee answers which number; the default for any other number."""
+    """Which callee answers which number; the default for any other number; calls to the SIMs."""
 
     default: Callee = field(default_factory=Callee)
     numbers: dict[str, Callee] = field(default_factory=dict)
+    inbound_calls: list[InboundCall] = field(default_factory=list)
 
     def callee_for(self, number: str) -> Callee:
         return self.numbers.get(number, self.default)
@@ -72,8 +101,11 @@ class Scenario:
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
         data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict) or set(data) - {"default", "numbers"}:
-            raise ValueError("a scenario has 'default' and 'numbers' at the top level")
+        if not isinstance(data, dict) or set(data) - {"default", "numbers", "inbound_calls"}:
+            raise ValueError("a scenario has 'default', 'numbers' and 'inbound_calls' at the top level")
         default = Callee.from_dict(data.get("default", {}))
         numbers = {str(n): Callee.from_dict(c) for n, c in (data.get("numbers") or {}).items()}
-        return cls(default, numbers)
+        inbound = data.get("inbound_calls") or []
+        if not isinstance(inbound, list):
+            raise ValueError("inbound_calls: a list of calls ({at, from, keys, hangup_after, ...})")
+        return cls(default, numbers, [InboundCall.from_dict(c) for c in inbound])

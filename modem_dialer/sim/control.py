@@ -1,0 +1,102 @@
+"""Control a running simulated bank: one JSON object per line on a Unix socket.
+
+Generic on purpose: a command is a name and its handler in :data:`COMMANDS`; the reply is
+one JSON line (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``). Other sim
+features (SMS delivery) register their own command the same way::
+
+    COMMANDS["call"] = cmd_call      # {"cmd": "call", "from": "+336…", "modem": "gsm0", ...}
+
+``modem-dialer sim … --control PATH`` listens; ``modem-dialer sim-ctl PATH call --from …``
+(or ``socat``/``nc -U``) talks to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .callee import InboundCall
+
+Handler = Callable[[Any, dict[str, Any]], dict[str, Any]]
+MAX_LINE = 64 * 1024
+
+
+def cmd_call(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """Someone calls a SIM now: ``{"cmd": "call", "from": "+33…" | null, "modem": NAME,
+    "keys": [[s, key], …], "hangup_after": s, "ring_for": s}``."""
+    body = {k: v for k, v in req.items() if k != "cmd"}
+    call = InboundCall.from_dict(body)
+    modem = bank.start_inbound(call)
+    return {"modem": modem.name, "placed": modem.call is not None and modem.call.direction == "in"}
+
+
+def cmd_calls(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """What each SIM has seen: calls (direction, number, state, keys sent)."""
+    return {"modems": {m.name: [{"direction": c.direction, "number": c.number, "state": c.state,
+                                  "keys": c.keys_sent, "ended_by": c.ended_by} for c in m.calls]
+                       for m in bank.modems}}
+
+
+COMMANDS: dict[str, Handler] = {"call": cmd_call, "calls": cmd_calls}
+
+
+def handle(bank: Any, line: bytes) -> dict[str, Any]:
+    try:
+        req = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return {"ok": False, "error": f"not JSON: {exc}"}
+    if not isinstance(req, dict) or not isinstance(req.get("cmd"), str):
+        return {"ok": False, "error": "send an object with a 'cmd' (one of " + ", ".join(COMMANDS) + ")"}
+    handler = COMMANDS.get(req["cmd"])
+    if handler is None:
+        return {"ok": False, "error": f"unknown cmd {req['cmd']!r} (one of {', '.join(COMMANDS)})"}
+    try:
+        return {"ok": True, **handler(bank, req)}
+    except (ValueError, TypeError, KeyError) as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+class ControlServer:
+    def __init__(self, bank: Any, path: str | Path) -> None:
+        self.bank = bank
+        self.path = Path(path)
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> ControlServer:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        self.server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)
+        self.path.chmod(0o600)       # whoever can write here can make the SIMs ring
+        return self
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                writer.write(json.dumps(handle(self.bank, line)).encode() + b"\n")
+                await writer.drain()
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            writer.close()
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+async def send(path: str | Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """One request to a running sim's control socket; its reply."""
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    try:
+        writer.write(json.dumps(request).encode() + b"\n")
+        await writer.drain()
+        return json.loads(await asyncio.wait_for(reader.readline(), timeout))
+    finally:
+        writer.close()
