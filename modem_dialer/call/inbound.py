@@ -182,7 +182,7 @@ class InboundDesk:
                 self.journal.event(call_id, "caller_id", withheld=ev.withheld, number=None)
             if link.contact_id is not None:
                 self.journal.event(call_id, "callback", campaign_id=link.campaign_id, contact_id=link.contact_id,
-                                   call_id=link.call_id)
+                                   our_call_id=link.call_id)
             result = await take_call(line, number or "", script, self.journal, call_id)
             action = "answered" if result.row["answered_at"] else "missed"
             self._record(line, ev, action, link, call_id=call_id)

@@ -214,8 +214,10 @@ class Pool:
 
     async def _check(self, s: Slot, now: datetime) -> None:
         try:
-            # a process killed mid-call leaves the modem's call up: end it first
-            await s.line.driver.hangup()
+            # a process killed mid-call leaves the modem's call up: end it first (not a
+            # caller ringing in: the inbound desk takes that one)
+            if not s.line.driver.incoming_active:
+                await s.line.driver.hangup()
             h = await s.line.driver.health()
         except Exception as exc:
             s.take_out(f"health check failed: {exc}", now + s.cooldown)

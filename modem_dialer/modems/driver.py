@@ -258,6 +258,9 @@ class ModemDriver(IncomingMixin):
                 raise LineBusy(f"{self.name}: an incoming call is ringing", port=self.ch.port)
             raise DriverError(f"{self.name}: a call is already in progress", port=self.ch.port)
         await self.prepare_audio()
+        if self.call is not None and self.call.incoming and not self.call.ended:
+            # it started ringing while the audio was being set up
+            raise LineBusy(f"{self.name}: an incoming call is ringing", port=self.ch.port)
         call = self.call = CallTrack(number=number, dialed_at=time.monotonic())
         self.emit(Dialing(self.name))
         try:
@@ -294,7 +297,8 @@ class ModemDriver(IncomingMixin):
         # Families whose hang-up produces no end URC: end it ourselves.
         if call is not None and not call.ended:
             await asyncio.sleep(0.2)
-            if not call.ended:
+            # self.call may be a caller ringing in by now: end only the call we hung up
+            if not call.ended and self.call is call:
                 self.call_ended(by=HangupBy.DIALER, cause=causes.NORMAL)
 
     async def send_dtmf(self, key: str) -> None:

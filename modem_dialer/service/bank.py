@@ -124,7 +124,7 @@ class Bank:
         await self._check(slot)
 
     async def _hangup(self, slot: ModemSlot) -> None:
-        if slot.line is not None and not slot.leased:
+        if slot.line is not None and not slot.leased and not slot.line.driver.incoming_active:
             with contextlib.suppress(Exception):
                 await slot.line.driver.hangup()
 
