@@ -68,6 +68,9 @@ class PolicyConfig(Strict):
     # the attempt counts as "no_line" and escalation goes on. None: wait until a line frees,
     # however long the backlog (alerts take free lines first, oldest first).
     line_wait: float | None = Field(default=None, gt=0, le=86400)
+    # Acknowledged but not resolved after this many seconds: the alert is open again and the
+    # escalation starts over (PagerDuty's acknowledgement timeout). None: never.
+    ack_timeout: float | None = Field(default=None, gt=0, le=7 * 86400)
 
     @field_validator("ack_key", "resolve_key")
     @classmethod

@@ -67,8 +67,8 @@ async def test_campaign_not_disturbed_by_an_incoming_call(make_bank, tmp_path):
     # once the dialer owns the lines (its start-up hang-up), a caller rings gsm0: it may hit
     # a dial in progress (that ATD fails: not an attempt) or a free line
     await wait_for(lambda: "AT+CHUP" in sim.commands, timeout=20)
-    while sim.incoming_call("+33700000001", hangup_after=2.0, ring_for=10) is None:
-        await asyncio.sleep(0.02)          # gsm0 is in a call of ours right now: ring it just after
+    # gsm0 may be in a call of ours right now (the caller would hear busy): ring just after
+    await wait_for(lambda: sim.incoming_call("+33700000001", hangup_after=2.0, ring_for=10) is not None)
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, (out, err)
     conn = db(tmp_path)

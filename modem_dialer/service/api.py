@@ -1,6 +1,7 @@
 """The HTTP API (aiohttp). Every answer is JSON (but /metrics); bad input is a 4xx, never a call.
 
-Routes: POST /v1/alerts, GET /v1/alerts, GET /v1/alerts/{id}, POST /v1/alerts/{id}/resolve,
+Routes: POST /v1/alerts, GET /v1/alerts, GET /v1/alerts/{id}, POST /v1/alerts/{id}/ack,
+POST /v1/alerts/{id}/resolve,
 POST /v1/alerts/resolve (by dedup key),
 POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/{id}, POST /v1/campaigns, GET /v1/campaigns,
 GET /v1/campaigns/{name}, GET /v1/modems, GET /healthz, GET /metrics. Described in docs/api.md.
@@ -163,6 +164,7 @@ def alert_view(conn: sqlite3.Connection, alert_id: int) -> dict[str, Any] | None
     return {**a, "result": state.get("result"), "position": state.get("pos"), "next_at": state.get("next_at"),
             "plan": state.get("plan"), "history": state.get("history", []), "labels": state.get("labels", {}),
             "errors": state.get("errors", []),
+            "ack_log": state.get("ack_log", []), "renotify_at": state.get("ack_deadline"),
             "calls": [{k: c.get(k) for k in ("id", "number", "modem", "outcome", "started_at", "answered_at",
                                               "ended_at", "keys")} for c in calls],
             "sms": sms}
@@ -208,11 +210,38 @@ async def get_alert(request: web.Request) -> web.Response:
     return error(404, "no such alert") if v is None else web.json_response(v)
 
 
+class WhoRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field(default="api", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+async def _who(request: web.Request) -> str:
+    """``{"by": "alice"}`` (optional body): who acknowledges or resolves, journaled as given."""
+    if not request.can_read_body:
+        return "api"
+    return WhoRequest(**await read_json(request)).by
+
+
+async def ack_alert(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    alert_id = _alert_id(request)
+    by = await _who(request)
+    try:
+        ok = svc.runner.acknowledge(alert_id, by=by, via="api")
+    except KeyError:
+        return error(404, "no such alert")
+    a = svc.runner.alerts.get_alert(alert_id)
+    return web.json_response({"id": alert_id, "acknowledged": ok, "status": a["status"] if a else None,
+                              "acknowledged_by": a["acknowledged_by"] if a else None,
+                              "renotify_at": a["state"].get("ack_deadline") if a else None})
+
+
 async def resolve_alert(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     alert_id = _alert_id(request)
+    by = await _who(request)
     try:
-        ok = svc.runner.resolve(alert_id, by="api")
+        ok = svc.runner.resolve(alert_id, by=by)
     except KeyError:
         return error(404, "no such alert")
     a = svc.runner.alerts.get_alert(alert_id)
@@ -354,6 +383,7 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_get("/v1/alerts/{id}", get_alert)
     app.router.add_post("/v1/alerts/{id}/resolve", resolve_alert)
+    app.router.add_post("/v1/alerts/{id}/ack", ack_alert)
     app.router.add_post("/v1/alerts/resolve", resolve_by_key)
     app.router.add_post("/v1/alertmanager", alertmanager)
     app.router.add_post("/v1/sms", post_sms)

@@ -71,7 +71,7 @@ def build_plan(cfg: Config, *, policy: str | None = None, to: list[str] | None =
     plan = {
         "steps": steps, "repeat": pol.repeat, "ack_key": ack_key or pol.ack_key, "resolve_key": pol.resolve_key,
         "ack_prompt": pol.ack_prompt, "message_repeat": pol.message_repeat, "ring_timeout": pol.ring_timeout,
-        "sms_fallback": pol.sms_fallback, "line_wait": pol.line_wait,
+        "sms_fallback": pol.sms_fallback, "line_wait": pol.line_wait, "ack_timeout": pol.ack_timeout,
     }
     if plan["resolve_key"] == plan["ack_key"]:
         plan["resolve_key"] = None

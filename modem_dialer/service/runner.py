@@ -51,6 +51,9 @@ class AlertRunner:
         self.done_events: dict[int, asyncio.Event] = {}
         self._samples: dict[int, np.ndarray] = {}
         self.on_change: list[Callable[[int], None]] = []
+        self.renotify: dict[int, asyncio.Task] = {}      # acknowledgement timeouts armed
+        # event webhooks (service/webhooks.py): emit(event, data)
+        self.emit: Callable[[str, dict[str, Any]], Any] | None = None
 
     # ---- submit / resolve ------------------------------------------------------------
     async def submit(self, *, to: list[str] | None = None, say: str | None = None, audio: str | None = None,
@@ -88,6 +91,7 @@ class AlertRunner:
         log.info("alert %s %s (%s)", alert_id, "raised" if created else "deduplicated", key,
                  extra={"alert": alert_id, "policy": name, "dedup_key": key})
         if created:
+            self._notify("alert.raised", alert_id, source=source)
             self._start(alert_id)
         return alert_id, created
 
@@ -102,11 +106,89 @@ class AlertRunner:
             state["resolved_by"] = by
             self.alerts.set_state(alert_id, state)
             log.info("alert %s resolved by %s", alert_id, by, extra={"alert": alert_id})
+            timer = self.renotify.pop(alert_id, None)
+            if timer is not None:
+                timer.cancel()
+            self._notify("alert.resolved", alert_id, by=by)
             task = self.tasks.get(alert_id)
             if task is not None and not task.done():
                 task.cancel()
             self._changed(alert_id)
         return ok
+
+    def acknowledge(self, alert_id: int, by: str, via: str = "api") -> bool:
+        """Acknowledge from anywhere (API, CLI, SMS reply): the escalation stops; with the
+        policy's ``ack_timeout`` it starts over if the alert is not resolved by then."""
+        a = self.alerts.get_alert(alert_id)
+        if a is None:
+            raise KeyError(alert_id)
+        if not self.alerts.acknowledge(alert_id, by):
+            return False
+        self._acked(alert_id, by, via)
+        task = self.tasks.get(alert_id)
+        if task is not None and not task.done():
+            task.cancel()
+        self._changed(alert_id)
+        return True
+
+    def _acked(self, alert_id: int, by: str, via: str) -> None:
+        """After an acknowledgement (any source): journal it, arm the acknowledgement timeout."""
+        a = self.alerts.get_alert(alert_id)
+        if a is None:
+            return
+        st = a["state"]
+        st["result"] = "acknowledged"
+        timeout = st["plan"].get("ack_timeout")
+        if timeout:
+            st["ack_deadline"] = to_ts(utc_now() + timedelta(seconds=float(timeout)))
+        # the call/SMS history stays attempts only; acknowledgements and re-notifications have their own log
+        st.setdefault("ack_log", []).append({"at": to_ts(utc_now()), "action": "acknowledged", "by": by, "via": via,
+                                             **({"renotify_at": st["ack_deadline"]} if timeout else {})})
+        self.alerts.set_state(alert_id, st)
+        log.info("alert %s acknowledged by %s via %s", alert_id, by, via, extra={"alert": alert_id})
+        self._notify("alert.acknowledged", alert_id, by=by, via=via)
+        if timeout:
+            self._arm_renotify(alert_id)
+
+    def _arm_renotify(self, alert_id: int) -> None:
+        old = self.renotify.pop(alert_id, None)
+        if old is not None:
+            old.cancel()
+        self.renotify[alert_id] = asyncio.get_running_loop().create_task(self._renotify(alert_id),
+                                                                          name=f"renotify-{alert_id}")
+
+    async def _renotify(self, alert_id: int) -> None:
+        a = self.alerts.get_alert(alert_id)
+        if a is None or not a["state"].get("ack_deadline"):
+            return
+        wait = (from_ts(a["state"]["ack_deadline"]) - utc_now()).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        a = self.alerts.get_alert(alert_id)
+        if a is None or a["status"] != "acknowledged" or not self.alerts.reopen(alert_id):
+            return
+        st = a["state"]
+        st.pop("ack_deadline", None)
+        st["result"] = None
+        st["pos"] = {"round": 0, "step": 0, "attempt": 0}
+        st["next_at"] = None
+        st.setdefault("ack_log", []).append({"at": to_ts(utc_now()), "action": "renotify",
+                                             "reason": "acknowledged but not resolved within the ack timeout",
+                                             "acknowledged_by": a["acknowledged_by"]})
+        self.alerts.set_state(alert_id, st)
+        log.warning("alert %s: acknowledged by %s but not resolved in time: notifying again", alert_id,
+                    a["acknowledged_by"], extra={"alert": alert_id})
+        self._changed(alert_id)
+        self.renotify.pop(alert_id, None)
+        self._start(alert_id)
+
+    def _notify(self, event: str, alert_id: int, **extra: Any) -> None:
+        if self.emit is None:
+            return
+        a = self.alerts.get_alert(alert_id)
+        if a is not None:
+            self.emit(event, {"alert_id": alert_id, "status": a["status"], "policy": a["policy"], "text": a["text"],
+                              "dedup_key": a["dedup_key"], **extra})
 
     def resolve_key(self, dedup_key: str, by: str) -> int | None:
         alert_id = self.alerts.live_id(dedup_key)
@@ -122,6 +204,8 @@ class AlertRunner:
             if a["status"] == "open" and not a["state"].get("result"):
                 self._start(a["id"])
                 ids.append(a["id"])
+            elif a["status"] == "acknowledged" and a["state"].get("ack_deadline"):
+                self._arm_renotify(a["id"])      # the acknowledgement timeout survives a restart
         if ids:
             log.info("resuming %d alert(s): %s", len(ids), ids)
         return ids
@@ -149,7 +233,7 @@ class AlertRunner:
         return len(self.tasks)
 
     async def close(self) -> None:
-        tasks = list(self.tasks.values())
+        tasks = list(self.tasks.values()) + list(self.renotify.values())
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -182,6 +266,7 @@ class AlertRunner:
                 state["result"] = "exhausted"
                 self.alerts.set_state(alert_id, state)
                 self.alerts.resolve(alert_id, status="expired")
+                self._notify("alert.expired", alert_id)
                 log.warning("alert %s not acknowledged: escalation exhausted", alert_id, extra={"alert": alert_id})
                 self._changed(alert_id)
                 return
@@ -382,11 +467,7 @@ class AlertRunner:
                         call.event("alert", action="acknowledged", alert_id=alert_id, key=key, by=by)
                         acked.by_number = call.number  # type: ignore[attr-defined]
                         acked.set()
-                        log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert": alert_id})
-                        a = self.alerts.get_alert(alert_id)
-                        if a is not None:
-                            a["state"]["result"] = "acknowledged"
-                            self.alerts.set_state(alert_id, a["state"])
+                        self._acked(alert_id, by, "key")
                     if key == resolve_key:
                         self.resolve(alert_id, by)
                     self._changed(alert_id)
