@@ -17,6 +17,7 @@ from .config_alerting import AlertingConfig
 from .config_campaign import LimitsConfig
 from .config_inbound import InboundConfig
 from .config_ivr import AdvisorsConfig
+from .config_webhooks import WebhookTarget
 from .errors import UserError
 from .yamlfile import Strict, load_yaml, validate
 
@@ -102,6 +103,8 @@ class Config(Strict):
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     # Incoming calls: answer with a flow or reject, per bank and per modem (config_inbound.py).
     inbound: InboundConfig = Field(default_factory=InboundConfig)
+    # Signed JSON POSTs of events, through a persistent outbox (config_webhooks.py).
+    webhooks: list[WebhookTarget] = Field(default_factory=list)
 
     @field_validator("default_region")
     @classmethod

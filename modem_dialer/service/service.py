@@ -32,6 +32,7 @@ from .campaigns import CampaignRunner
 from .notify import Notifier
 from .runner import AlertRunner
 from .texting import Texter
+from .webhooks import Webhooks
 
 log = logging.getLogger("modem_dialer.service")
 
@@ -47,6 +48,10 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def cfg_has_webhooks(svc: Service) -> bool:
+    return bool(svc.loaded.config.webhooks)
 
 
 class Service:
@@ -76,7 +81,10 @@ class Service:
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
         # incoming calls on any bank line: answered with the inbound flow or rejected; the
         # line is held (busy for campaigns and alerts) while the call lasts
-        self.inbound = InboundDesk(loaded, self.conn, self.bank.claim_line)
+        # event webhooks: a persistent outbox, delivered by a worker (service/webhooks.py)
+        self.webhooks = Webhooks(self.conn, list(cfg.webhooks))
+        self.runner.emit = self.webhooks.emit
+        self.inbound = InboundDesk(loaded, self.conn, self.bank.claim_line, notify=self.webhooks.emit)
         self.bank.on_line_opened.append(lambda slot: slot.line is not None and self.inbound.attach(slot.line))
         # `serve` resumes its campaigns; `alert` without a service (http=False) is a one-shot
         # job that must not pick them up
@@ -117,6 +125,8 @@ class Service:
         self.texter.resume()
         if self.run_campaigns:
             self.campaigns.resume()
+        if self.http and cfg_has_webhooks(self):
+            self._workers.setdefault("webhooks", lambda svc: svc.webhooks.run())
         if self.http:
             from .api import make_app
 
