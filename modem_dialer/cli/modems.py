@@ -52,8 +52,9 @@ def modems(ctx: click.Context, as_json: bool) -> None:
               help="quectel | simcom | sim800 | huawei | generic, or a comma list to mix")
 @click.option("--scenario", type=click.Path(dir_okay=False), help="YAML file of scripted callees")
 @click.option("--write-config", type=click.Path(dir_okay=False), help="also write a matching config here")
+@click.option("--control", type=click.Path(dir_okay=False), help="Unix socket for sim-ctl (incoming calls …)")
 @run_command
-def sim(count: int, family: str, scenario: str | None, write_config: str | None) -> None:
+def sim(count: int, family: str, scenario: str | None, write_config: str | None, control: str | None) -> None:
     """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
     from ..sim.bank import SimBank
     from ..sim.callee import Scenario
@@ -85,10 +86,18 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None)
             audio = f"  audio {m.audio.path}" if m.audio else ""
             click.echo(f"{m.name}: {m.dialect.family:8} AT {m.path}{audio}")
         click.echo("\n# matching config:\n" + text, nl=False)
+        ctl = None
+        if control:
+            from ..sim.control import ControlServer
+
+            ctl = await ControlServer(bank, control).start()
+            click.echo(f"control socket: {control}")
         sys.stdout.flush()
         try:
             await asyncio.Event().wait()
         finally:
+            if ctl is not None:
+                await ctl.close()
             await bank.stop()
 
     try:
@@ -97,3 +106,41 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None)
         pass
 
 
+
+
+@main.command("sim-ctl")
+@click.argument("socket_path", type=click.Path(dir_okay=False))
+@click.argument("command", type=click.Choice(["call", "calls"]))
+@click.option("--from", "caller", help="call: the caller's number (omit: withheld)")
+@click.option("--modem", help="call: which simulated SIM rings (default: the first)")
+@click.option("--keys", help="call: keys the caller presses, as SECONDS:KEY,… after the answer")
+@click.option("--hangup-after", type=float, help="call: seconds after the answer when the caller hangs up")
+@click.option("--ring-for", type=float, default=30.0, show_default=True, help="call: seconds before giving up")
+@run_command
+def sim_ctl(socket_path: str, command: str, caller: str | None, modem: str | None, keys: str | None,
+            hangup_after: float | None, ring_for: float) -> None:
+    """Tell a running `sim --control SOCKET` to do something (e.g. someone calls a SIM)."""
+    import json
+
+    from ..sim.control import send
+
+    req: dict = {"cmd": command}
+    if command == "call":
+        parsed = []
+        for part in (keys or "").split(","):
+            if not part.strip():
+                continue
+            at, _, key = part.partition(":")
+            try:
+                parsed.append([float(at), key.strip()])
+            except ValueError:
+                raise UserError(f"--keys: {part!r} is not SECONDS:KEY") from None
+        req.update({"from": caller, "modem": modem, "keys": parsed, "hangup_after": hangup_after,
+                    "ring_for": ring_for})
+    try:
+        reply = asyncio.run(send(socket_path, req))
+    except (OSError, asyncio.TimeoutError) as exc:
+        raise UserError(f"{socket_path}: no simulator answers ({exc})") from None
+    click.echo(json.dumps(reply))
+    if not reply.get("ok"):
+        sys.exit(1)
