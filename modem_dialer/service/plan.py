@@ -34,10 +34,17 @@ def resolve_targets(cfg: Config, names: list[str]) -> list[dict[str, str]]:
         elif name in al.groups:
             for m in al.groups[name]:
                 add(m, al.people.get(m, m))
+        elif name in al.schedules:
+            # whoever is on call now (the plan is frozen at raise time, like every other name)
+            from ..config_schedules import on_call
+            from ..store import utc_now
+
+            who = on_call(name, al.schedules[name], utc_now()).who
+            add(who, al.people[who])
         elif looks_like_number(name):
             add(name, name)
         else:
-            raise UserError(f"'to': {name!r} is not a person, group or phone number in the config")
+            raise UserError(f"'to': {name!r} is not a person, group, schedule or phone number in the config")
     return out
 
 
