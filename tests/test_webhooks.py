@@ -10,8 +10,8 @@ import yaml
 from aiohttp import web
 from test_service_alerts import ALICE, Api, services, write_config  # noqa: F401
 
+from modem_dialer import webhooks
 from modem_dialer.config import load_config
-from modem_dialer.service import webhooks
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import open_db
 from modem_dialer.store.twoway import Outbox
@@ -89,3 +89,41 @@ async def test_target_down_then_back_across_a_restart(make_bank, tmp_path, servi
         assert webhooks.verify(SECRET.encode(), sig, body)
     conn = open_db(loaded.database_path)
     assert conn.execute("SELECT COUNT(*) FROM webhook_outbox WHERE status = 'delivered'").fetchone()[0] == 2
+
+
+async def test_campaign_run_delivers_call_ended_and_opt_out(make_bank, tmp_path):
+    from test_campaign_run import run_cli as campaign_cli
+    from test_campaign_run import setup
+
+    got: list[tuple[str, bytes]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        got.append((request.headers.get(webhooks.SIGNATURE_HEADER, ""), await request.read()))
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        a, b = "+33612345901", "+33612345902"
+        bank = await make_bank("quectel", Scenario(numbers={a: Callee("answer", answer_after=0.1, keys=[(0.1, "9")]),
+                                                            b: Callee("busy", end_after=0.1)}))
+        cfg, camp = setup(tmp_path, bank, [a, b], extra="opt_out_key: 9\n")
+        doc = yaml.safe_load(cfg.read_text())
+        doc["webhooks"] = [{"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET}]
+        cfg.write_text(yaml.safe_dump(doc))
+        code, out, err = await campaign_cli(cfg, "campaign", "run", str(camp))
+        assert code == 0, err
+        await wait_until(lambda: len(got) >= 3)
+    finally:
+        await runner.cleanup()
+    import json
+
+    bodies = [json.loads(b) for _, b in got]
+    assert all(webhooks.verify(SECRET.encode(), sig, b) for sig, b in got)
+    ended = {d["data"]["number"]: d["data"]["outcome"] for d in bodies if d["event"] == "call.ended"}
+    assert ended == {a: "answered", b: "busy"}
+    assert [d["data"]["number"] for d in bodies if d["event"] == "opt_out"] == [a]

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import webhooks
 from ..at.errors import ATError
 from ..audio.dtmf import DtmfDetector
 from ..audio.path import AudioPathError, PlayResult
@@ -236,6 +237,11 @@ async def place_call(line: Line, number: str, script: Script, journal: Journal, 
     finally:
         line.busy = False
     row = journal.get_call(call_id)
+    if row["outcome"] != LINE_BUSY:
+        webhooks.emit("call.ended", {
+            "call_id": call_id, "direction": "out", "number": number, "modem": line.name, "outcome": row["outcome"],
+            "keys": "".join(k["key"] for k in row["keys"]), "duration_s": row["duration_s"],
+            "campaign_id": campaign_id, "contact_id": contact_id, "alert_id": alert_id})
     return CallResult(call_id, row, call.active.keys if call.active else [])
 
 

@@ -6,11 +6,13 @@ Kept out of the CLI module so that benches and the service can run a campaign to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from .. import webhooks
 from ..call.inbound import InboundDesk
 from ..config import LoadedConfig
 from ..errors import UserError
@@ -138,8 +140,12 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     lender = getattr(script_for, "lines", None)
     if isinstance(lender, PoolLines):
         lender.pool_of = lambda: ctrl.pool      # bridge transfers borrow free lines of this pool
+    # events for the webhooks: queued in the outbox, delivered while the campaign runs (and
+    # by `serve` later, for what is left)
+    hooks = webhooks.configure(conn, list(loaded.config.webhooks))
+    deliver = asyncio.ensure_future(hooks.run()) if hooks is not None else None
     # someone calling one of these SIMs back is answered (or rejected) per config inbound:
-    desk = InboundDesk(loaded, conn, lambda line: claim_pool_line(ctrl.pool, line))
+    desk = InboundDesk(loaded, conn, lambda line: claim_pool_line(ctrl.pool, line), notify=webhooks.emit)
     for line in usable:
         desk.attach(line)
     interrupted, settled = ctrl.recover()
@@ -158,6 +164,11 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         await desk.close()
+        if deliver is not None:
+            deliver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliver
+        webhooks.configure(None, [])
         await asyncio.gather(*(line.close() for line in usable), return_exceptions=True)
     if ctrl.pool is not None and all(s.state == "out" for s in ctrl.pool.slots) and result != "done":
         echo("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in ctrl.pool.slots))

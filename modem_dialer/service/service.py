@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import webhooks
 from ..call.inbound import InboundDesk
 from ..campaign.lock import DialerLock
 from ..config import LoadedConfig
@@ -32,7 +33,6 @@ from .campaigns import CampaignRunner
 from .notify import Notifier
 from .runner import AlertRunner
 from .texting import Texter
-from .webhooks import Webhooks
 
 log = logging.getLogger("modem_dialer.service")
 
@@ -48,10 +48,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def cfg_has_webhooks(svc: Service) -> bool:
-    return bool(svc.loaded.config.webhooks)
 
 
 class Service:
@@ -82,9 +78,9 @@ class Service:
         # incoming calls on any bank line: answered with the inbound flow or rejected; the
         # line is held (busy for campaigns and alerts) while the call lasts
         # event webhooks: a persistent outbox, delivered by a worker (service/webhooks.py)
-        self.webhooks = Webhooks(self.conn, list(cfg.webhooks))
-        self.runner.emit = self.webhooks.emit
-        self.inbound = InboundDesk(loaded, self.conn, self.bank.claim_line, notify=self.webhooks.emit)
+        self.webhooks = webhooks.configure(self.conn, list(cfg.webhooks))
+        self.runner.emit = webhooks.emit
+        self.inbound = InboundDesk(loaded, self.conn, self.bank.claim_line, notify=webhooks.emit)
         self.bank.on_line_opened.append(lambda slot: slot.line is not None and self.inbound.attach(slot.line))
         # `serve` resumes its campaigns; `alert` without a service (http=False) is a one-shot
         # job that must not pick them up
@@ -125,8 +121,9 @@ class Service:
         self.texter.resume()
         if self.run_campaigns:
             self.campaigns.resume()
-        if self.http and cfg_has_webhooks(self):
-            self._workers.setdefault("webhooks", lambda svc: svc.webhooks.run())
+        if self.http and self.webhooks is not None:
+            hooks = self.webhooks
+            self._workers.setdefault("webhooks", lambda svc: hooks.run())
         if self.http:
             from .api import make_app
 
@@ -160,6 +157,8 @@ class Service:
         await self.runner.close()
         await self.texter.close()
         await self.bank.close()
+        if self.webhooks is not None:
+            webhooks.configure(None, [])
         self.conn.close()
         self.lock.release()
         self.stopped.set()

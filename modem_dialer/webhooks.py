@@ -1,7 +1,9 @@
 """Event webhooks: every event is written to the outbox first, then POSTed by a worker.
 
-``Webhooks.emit(event, data)`` is the one function other code calls (alerts, incoming
-calls; the SMS side calls it for ``sms.received`` / ``sms.delivered``). It writes one
+``webhooks.emit(event, data)`` (module level) is the one function other code calls, from
+any layer (calls, flows, campaigns, alerts; the SMS side for ``sms.received`` /
+``sms.delivered``). It is a no-op until a process calls :func:`configure` (``serve`` and
+``campaign run`` do, with the database and the ``webhooks:`` targets). It writes one
 ``webhook_outbox`` row per interested target in one transaction and returns; nothing is
 sent from the caller's path. The worker (run by ``serve``) POSTs due rows, marks them
 delivered on a 2xx, and otherwise retries with exponential backoff (``BACKOFF_*``) until
@@ -27,9 +29,9 @@ from typing import Any
 
 import aiohttp
 
-from ..config_webhooks import EVENTS, WebhookTarget
-from ..store import from_ts, to_ts, utc_now
-from ..store.twoway import Outbox, OutboxItem
+from .config_webhooks import EVENTS, WebhookTarget
+from .store import from_ts, to_ts, utc_now
+from .store.twoway import Outbox, OutboxItem
 
 log = logging.getLogger("modem_dialer.webhooks")
 
@@ -128,3 +130,24 @@ class Webhooks:
         nxt: datetime = utc_now() + timedelta(seconds=backoff(item.attempts + 1))
         log.warning("webhook %s to %s failed (%s); retry at %s", item.id, item.url, error, to_ts(nxt))
         self.outbox.failed(item.id, error, nxt)
+
+
+_current: Webhooks | None = None
+
+
+def configure(conn: sqlite3.Connection | None, targets: list[WebhookTarget]) -> Webhooks | None:
+    """Make :func:`emit` write to this database for these targets (None/[]: emit does nothing)."""
+    global _current
+    _current = Webhooks(conn, targets) if conn is not None and targets else None
+    return _current
+
+
+def emit(event: str, data: dict[str, Any]) -> None:
+    """Queue a webhook event (see the module docstring). Never raises into the caller's path."""
+    hooks = _current
+    if hooks is None:
+        return
+    try:
+        hooks.emit(event, data)
+    except Exception:       # a webhook problem must never break a call or an alert
+        log.exception("webhook event %s not queued", event)
