@@ -79,3 +79,55 @@ async def test_campaign_not_disturbed_by_an_incoming_call(make_bank, tmp_path):
     out_calls = [dict(r) for r in conn.execute("SELECT modem, outcome FROM calls WHERE direction = 'out'")]
     assert all(x["outcome"] in ("answered", "line_busy") for x in out_calls)
     assert sum(1 for x in out_calls if x["outcome"] == "answered") == 4
+
+
+async def test_serve_campaign_routes_around_an_incoming_call(make_bank, tmp_path, services):  # noqa: F811
+    """In the service: a caller holds gsm0 for 2 s during a campaign; the bank lends the other
+    line, every contact is reached once; the call is listed by GET /v1/inbound."""
+    numbers = [A, B, C, D]
+    bank = await make_bank("quectel,huawei", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
+    loaded, camp = service_setup(tmp_path, bank, numbers, message_s=0.5, token=TOKEN)
+    svc = await services(loaded)
+    api = Api(svc, TOKEN)
+    sim = bank.modems[0]
+    await wait_for(lambda: sim.incoming_call("+33700000002", hangup_after=2.0, ring_for=10) is not None)
+    await wait_for(lambda: svc.bank.slots["gsm0"].leased)           # claimed: busy for everyone else
+    status, r = await api.req("POST", "/v1/campaigns", {"file": str(camp)})
+    assert status == 202, r
+    await wait_campaign(api, "test", finished, timeout=40)
+    got = {n: (v["status"], v["attempts"]) for n, v in contacts(open_db(loaded.database_path)).items()}
+    assert got == {n: ("answered", 1) for n in numbers}
+    status, inbound = await api.req("GET", "/v1/inbound")
+    assert status == 200 and [(x["modem"], x["action"], x["number"]) for x in inbound] == [
+        ("gsm0", "answered", "+33700000002")]
+    assert (await api.req("GET", "/v1/inbound?limit=x"))[0] == 400
+    # gsm0 was busy while the caller held it: its first campaign call started after the caller hung up
+    outgoing = [c for c in sim.calls if c.direction == "out"]
+    incoming = next(c for c in sim.calls if c.direction == "in")
+    assert all(c.dialed_at >= incoming.ended_at for c in outgoing)
+
+
+async def test_bad_inbound_config_is_named_before_anything_runs(make_bank, tmp_path):
+    import pytest
+    import yaml
+
+    from modem_dialer.config import load_config
+    from modem_dialer.errors import UserError
+    from modem_dialer.service.service import Service
+
+    bank = await make_bank("quectel", n=1)
+    loaded, _ = service_setup(tmp_path, bank, [A])
+    doc = yaml.safe_load(loaded.path.read_text())
+    doc["inbound"] = {"flow": "nope.yaml"}
+    loaded.path.write_text(yaml.safe_dump(doc))
+    svc = Service(load_config(str(loaded.path)), port=0)
+    with pytest.raises(UserError, match="nope.yaml"):
+        await svc.start()
+    doc["inbound"] = {"modems": {"gsm9": {"action": "reject"}}}
+    loaded.path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(UserError, match="no modem named 'gsm9'"):
+        load_config(str(loaded.path))
+    doc["inbound"] = {"opt_out_key": "x"}
+    loaded.path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(UserError, match="inbound.opt_out_key"):
+        load_config(str(loaded.path))

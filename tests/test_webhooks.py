@@ -115,7 +115,7 @@ async def test_campaign_run_delivers_call_ended_and_opt_out(make_bank, tmp_path)
         doc = yaml.safe_load(cfg.read_text())
         doc["webhooks"] = [{"url": f"http://127.0.0.1:{port}/hook", "secret": SECRET}]
         cfg.write_text(yaml.safe_dump(doc))
-        code, out, err = await campaign_cli(cfg, "campaign", "run", str(camp))
+        code, _, err = await campaign_cli(cfg, "campaign", "run", str(camp))
         assert code == 0, err
         await wait_until(lambda: len(got) >= 3)
     finally:

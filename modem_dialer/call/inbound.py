@@ -83,6 +83,19 @@ def default_flow_file(cache_dir: Path, settings: InboundSettings) -> Path:
     return path
 
 
+def check_inbound_flows(loaded: LoadedConfig, names: list[str]) -> None:
+    """At start-up: every modem's inbound flow loads (UserError naming the file otherwise),
+    so a typo is found now, not when a customer calls back."""
+    from .flow import load_flow
+
+    seen: set[str] = set()
+    for name in names:
+        settings = loaded.config.inbound.for_modem(name)
+        if settings.action == "answer" and settings.flow and settings.flow not in seen:
+            seen.add(settings.flow)
+            load_flow(loaded.resolve(settings.flow))
+
+
 class _Incoming(_Call):
     """An incoming call's life: answer instead of dial, then the same script/hang-up/journal path."""
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import webhooks
-from ..call.inbound import InboundDesk
+from ..call.inbound import InboundDesk, check_inbound_flows
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Campaigns, open_db
@@ -108,6 +108,7 @@ def run_campaign(loaded: LoadedConfig, cf: CampaignFile, *, tty: bool | None = N
     """Validate, import, dial until done or stopped. Returns 'done' or 'stopped'."""
     cfgs = modem_configs(loaded, cf)
     script_for = script_factory(loaded, cf)       # a bad WAV/flow fails before any dial
+    check_inbound_flows(loaded, [c.name for c in cfgs])   # and a bad inbound flow file
     db = loaded.database_path
     with DialerLock(db):
         conn = open_db(db)

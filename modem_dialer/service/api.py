@@ -4,7 +4,8 @@ Routes: POST /v1/alerts, GET /v1/alerts, GET /v1/alerts/{id}, POST /v1/alerts/{i
 POST /v1/alerts/{id}/resolve,
 POST /v1/alerts/resolve (by dedup key),
 POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/{id}, POST /v1/campaigns, GET /v1/campaigns,
-GET /v1/campaigns/{name}, GET /v1/modems, GET /healthz, GET /metrics. Described in docs/api.md.
+GET /v1/campaigns/{name}, GET /v1/modems, GET /v1/inbound, GET /v1/webhooks, GET /healthz, GET /metrics.
+Described in docs/api.md.
 """
 
 from __future__ import annotations
@@ -355,6 +356,32 @@ async def get_campaign(request: web.Request) -> web.Response:
         return error(404, "no such campaign")
 
 
+def _limit(request: web.Request) -> int:
+    try:
+        return max(1, min(int(request.query.get("limit", "50")), 1000))
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "limit: not an integer"}),
+                                 content_type="application/json") from None
+
+
+async def list_inbound(request: web.Request) -> web.Response:
+    """Incoming calls, newest first: who, on which SIM, what became of it, callback of whom."""
+    from ..store.twoway import Inbound
+
+    return web.json_response(Inbound(request.app[SERVICE].conn).recent(_limit(request)))
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    """The webhook outbox: counts per status and the latest rows (?status=pending|delivered|failed)."""
+    from ..store.twoway import Outbox
+
+    status = request.query.get("status")
+    if status not in (None, "pending", "delivered", "failed"):
+        return error(400, "status: use pending, delivered or failed")
+    box = Outbox(request.app[SERVICE].conn)
+    return web.json_response({"counts": box.counts(), "items": box.list(status, _limit(request))})
+
+
 async def modems(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVICE].bank.snapshot())
 
@@ -392,6 +419,8 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_get("/v1/campaigns", list_campaigns)
     app.router.add_get("/v1/campaigns/{name}", get_campaign)
     app.router.add_get("/v1/modems", modems)
+    app.router.add_get("/v1/inbound", list_inbound)
+    app.router.add_get("/v1/webhooks", list_webhooks)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     return app

@@ -22,7 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import webhooks
-from ..call.inbound import InboundDesk
+from ..call.inbound import InboundDesk, check_inbound_flows
 from ..campaign.lock import DialerLock
 from ..config import LoadedConfig
 from ..errors import UserError
@@ -111,6 +111,7 @@ class Service:
             raise
 
     async def _start(self) -> None:
+        check_inbound_flows(self.loaded, list(self.bank.slots))    # a bad inbound flow file: refuse to start
         recovered = Journal(self.conn).recover_interrupted()
         if recovered:
             log.info("closed %d call(s) interrupted by the last stop: %s", len(recovered), recovered)
