@@ -147,7 +147,9 @@ class InboundDesk:
         key = id(line)
         if key in self._removers:
             return
-        self._removers[key] = line.driver.add_listener(lambda ev, ln=line: self._event(ln, ev))
+        def listener(ev: Event) -> None:
+            self._event(line, ev)
+        self._removers[key] = line.driver.add_listener(listener)
 
     def detach(self, line: Line) -> None:
         rm = self._removers.pop(id(line), None)
