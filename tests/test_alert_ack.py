@@ -73,3 +73,22 @@ async def test_alert_ack_cli_without_a_service(tmp_path, make_bank):
     assert Alerts(conn).get_alert(aid)["acknowledged_by"] == "alice"
     code, _, err = await run_cli("--config", str(loaded.path), "alert", "ack", "999", "--by", "alice")
     assert code == 1 and err.strip() == "modem-dialer: no alert 999"
+
+
+async def test_alert_dial_refused_by_a_ringing_caller_goes_to_the_next_line(make_bank, tmp_path,
+                                                                            services):  # noqa: F811
+    sc = Scenario(numbers={ALICE: Callee("answer", answer_after=0.1, keys=[(0.3, "1")],
+                                         rings_in_on_dial="+33700000009")})
+    bank = await make_bank("quectel", sc, n=2)
+    svc = await services(write_config(bank, tmp_path, policies=policy()))
+    api = Api(svc)
+    _, r = await api.req("POST", "/v1/alerts", {"text": "db3 down"})
+    a = await api.wait_alert(r["id"], lambda a: a["status"] == "acknowledged" and a["history"], timeout=20)
+    # one attempt in the history (the refused dial is not one), answered on the other line
+    assert [h["outcome"] for h in a["history"]] == ["answered"]
+    outcomes = [c["outcome"] for c in a["calls"]]
+    assert outcomes == ["line_busy", "answered"]
+    modems = [c["modem"] for c in a["calls"]]
+    assert modems[0] != modems[1]
+    ringing = next(m for m in bank.modems if any(c.direction == "in" for c in m.calls))
+    assert ringing.name == modems[0]

@@ -121,7 +121,7 @@ async def test_bad_inbound_config_is_named_before_anything_runs(make_bank, tmp_p
     doc["inbound"] = {"flow": "nope.yaml"}
     loaded.path.write_text(yaml.safe_dump(doc))
     svc = Service(load_config(str(loaded.path)), port=0)
-    with pytest.raises(UserError, match="nope.yaml"):
+    with pytest.raises(UserError, match=r"nope\.yaml"):
         await svc.start()
     doc["inbound"] = {"modems": {"gsm9": {"action": "reject"}}}
     loaded.path.write_text(yaml.safe_dump(doc))
@@ -129,5 +129,5 @@ async def test_bad_inbound_config_is_named_before_anything_runs(make_bank, tmp_p
         load_config(str(loaded.path))
     doc["inbound"] = {"opt_out_key": "x"}
     loaded.path.write_text(yaml.safe_dump(doc))
-    with pytest.raises(UserError, match="inbound.opt_out_key"):
+    with pytest.raises(UserError, match=r"inbound\.opt_out_key"):
         load_config(str(loaded.path))

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modem_dialer.campaign")
 
+# A worker whose line has a caller ringing looks again after this long (s).
+INCOMING_WAIT = 0.2
 # Outcomes that say the modem/SIM (not the callee) failed.
 MODEM_FAILURES = frozenset({"failed"})
 
@@ -280,7 +282,11 @@ class PoolSource:
             return
         if slot.state == "limit":
             slot.state, slot.reason = "idle", None
-        async with slot.use:        # a bridge transfer may be borrowing this line
+        if slot.line.driver.incoming_active:
+            # a caller rings on this line: leave it to the inbound desk, look again shortly
+            yield None, INCOMING_WAIT
+            return
+        async with slot.use:        # a bridge transfer (or an incoming call) may be holding this line
             yield slot, 0.0
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from ..at.channel import ATChannel
 from ..at.errors import ATCommandError, ATError, CMEError, CommandTimeout
 from ..config import ModemConfig
 from ..numbers import dial_string
-from . import causes
+from . import causes, incoming
 from .events import (
     DTMF_KEYS,
     Answered,
@@ -78,6 +78,7 @@ class CallTrack:
     withheld: bool = False        # incoming: the caller hid the number
     announced: bool = False       # incoming: IncomingCall emitted
     collided: bool = False        # outgoing: an incoming call rang while we dialed
+    collider: tuple[str | None, bool, int | None] | None = None   # its (number, withheld, call id)
 
 
 class ModemDriver(IncomingMixin):
@@ -266,10 +267,15 @@ class ModemDriver(IncomingMixin):
         try:
             await self.ch.command(f"ATD{number};", timeout=self.dial_timeout)
         except ATCommandError as exc:
+            if exc.final not in ("BUSY", "NO ANSWER", "NO CARRIER", "NO DIALTONE") and not call.collided:
+                # a refused ATD (+CME ERROR…) may be the modem seeing a call ring in before we
+                # do: the ring URC can follow the error. Give it a moment before calling it a failure.
+                await asyncio.sleep(incoming.DIAL_ERROR_RING_WAIT)
             if call.collided or self.ring_blamed(call.dialed_at):
                 # the modem refused ATD because someone is calling in: not an attempt
                 if self.call is call:
                     self.call = None
+                    self.adopt_collision(call)     # the caller is still ringing: track and announce it
                 raise LineBusy(f"{self.name}: dial refused while an incoming call rings ({exc.final})",
                                port=self.ch.port) from None
             result = exc.final

@@ -36,6 +36,9 @@ CLIP_WAIT = 1.0
 RING_GONE_AFTER = 8.0
 # A dial failure within this many seconds of a ring is blamed on the incoming call.
 RING_BLAME_WINDOW = 10.0
+# After ATD is refused with an error (not BUSY/NO CARRIER…), wait this long for a ring URC that
+# would explain it (the modem may print the error before the ring) [?].
+DIAL_ERROR_RING_WAIT = 0.5
 
 _CLIP = re.compile(r'\+CLIP:\s*"([^"]*)"\s*(?:,\s*(\d+))?(?:,[^,]*,[^,]*,(?:"[^"]*"|[^,]*),\s*(\d))?')
 _NUMBER = re.compile(r"^\+?[0-9*#]{1,32}$")
@@ -100,6 +103,8 @@ class IncomingMixin:
         if c is not None and not c.ended and not c.incoming:
             # it rings while we dial out (or during our call: call waiting). Say so once per
             # ring burst; the ATD may fail because of it (dial() blames the ring)
+            prev = c.collider or (None, False, None)
+            c.collider = (number or prev[0], withheld or prev[1], call_id if call_id is not None else prev[2])
             if not c.collided:
                 c.collided = True
                 self.emit(IncomingCall(self.name, number=number, withheld=withheld,  # type: ignore[attr-defined]
@@ -123,6 +128,13 @@ class IncomingMixin:
         elif self._clip_timer is None:
             loop = self._loop()
             self._clip_timer = loop.call_later(CLIP_WAIT, self._announce, c)
+
+    def adopt_collision(self, dialed: CallTrack) -> None:
+        """Our ATD failed because a call rang in: that call is now the one on this modem."""
+        if dialed.collider is None or (self.call is not None and not self.call.ended):
+            return
+        number, withheld, call_id = dialed.collider
+        self.incoming_ring(number, withheld=withheld, call_id=call_id, clip=True)
 
     def _announce(self, c: CallTrack) -> None:
         if self._clip_timer is not None:

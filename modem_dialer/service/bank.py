@@ -224,7 +224,9 @@ class Bank:
 
     # ---- leases ----------------------------------------------------------------------
     def free_lines(self, need_audio: bool = True) -> list[ModemSlot]:
-        return [s for s in self.slots.values() if not s.leased and s.ready(need_audio)]
+        # a line where a caller is ringing is not free (the inbound desk is about to claim it)
+        return [s for s in self.slots.values() if not s.leased and s.ready(need_audio)
+                and not (s.line is not None and s.line.driver.incoming_active)]
 
     @property
     def waiting(self) -> int:

@@ -34,6 +34,7 @@ from .texting import Texter
 log = logging.getLogger("modem_dialer.service")
 
 FALLBACK_VOICE = "en"        # espeak-ng's default voice, tried when the configured one fails
+LINE_BUSY_TRIES = 3          # dials refused because a call rang in, before the attempt counts
 
 
 class AlertRunner:
@@ -333,16 +334,22 @@ class AlertRunner:
             return
         outcome, call_id = "no_line", None
         try:
-            # wait for a line as long as the policy says (None: until one frees up, however
-            # long the backlog; the bank serves alerts first, in arrival order)
-            async with self.bank.lease(Priority.ALERT, timeout=plan.get("line_wait")) as slot:
-                assert slot.line is not None
-                kw: dict[str, Any] = ({"min_ring_timeout": self.min_ring_timeout}
-                                      if self.min_ring_timeout is not None else {})
-                result = await place_call(slot.line, number, self._script(alert_id, who, samples, plan, acked),
-                                          self.journal, ring_timeout=plan["ring_timeout"], alert_id=alert_id, **kw)
-                outcome, call_id = result.outcome, result.call_id
-                self.bank.count_call(slot, outcome)
+            for _ in range(LINE_BUSY_TRIES):
+                # wait for a line as long as the policy says (None: until one frees up, however
+                # long the backlog; the bank serves alerts first, in arrival order)
+                async with self.bank.lease(Priority.ALERT, timeout=plan.get("line_wait")) as slot:
+                    assert slot.line is not None
+                    kw: dict[str, Any] = ({"min_ring_timeout": self.min_ring_timeout}
+                                          if self.min_ring_timeout is not None else {})
+                    result = await place_call(slot.line, number, self._script(alert_id, who, samples, plan, acked),
+                                              self.journal, ring_timeout=plan["ring_timeout"], alert_id=alert_id,
+                                              **kw)
+                    outcome, call_id = result.outcome, result.call_id
+                    self.bank.count_call(slot, outcome)
+                # a caller rang in on that line as we dialed: not an attempt, take the next free line
+                # (the ringing one is claimed by the inbound desk meanwhile)
+                if outcome != "line_busy":
+                    break
         except asyncio.TimeoutError:
             log.warning("alert %s: no line for %s within line_wait (%s s)", alert_id, who, plan.get("line_wait"),
                         extra={"alert": alert_id})

@@ -39,6 +39,9 @@ class Callee:
     # (s after answer, seconds, Hz): the callee "talks" a pure tone in the uplink, so a test can
     # check where that audio went (bridges); see sim/voice.tone_share
     tones: list[tuple[float, float, float]] = field(default_factory=list)
+    # the first time this number is dialed, someone (this number) calls the SIM at that very
+    # moment: the ATD fails and the SIM rings instead (then the caller hangs up after 1 s)
+    rings_in_on_dial: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> Callee:
