@@ -23,3 +23,32 @@ async def test_control_socket_places_an_incoming_call(make_bank, tmp_path):
         assert code == 1 and "--keys" in err
     finally:
         await ctl.close()
+
+
+async def test_scenario_inbound_calls_ring_on_time(make_bank, tmp_path):
+    import asyncio
+    import time
+
+    import pytest
+
+    from modem_dialer.sim.callee import Scenario
+
+    path = tmp_path / "sc.yaml"
+    path.write_text('inbound_calls:\n  - {at: 0.3, from: "+33612345678", modem: gsm1, keys: [[1, "9"]], '
+                    'hangup_after: 2}\n  - {at: 0.1, from: null}\n')
+    sc = Scenario.load(path)
+    assert [(c.from_, c.modem, c.keys) for c in sc.inbound_calls] == [
+        ("+33612345678", "gsm1", [(1.0, "9")]), (None, None, [])]
+    t0 = time.monotonic()
+    bank = await make_bank("huawei", sc, n=2)
+    while not bank["gsm1"].calls:
+        assert time.monotonic() - t0 < 5
+        await asyncio.sleep(0.02)
+    assert time.monotonic() - t0 >= 0.3
+    assert bank["gsm0"].calls[0].withheld and bank["gsm1"].calls[0].number == "+33612345678"
+    path.write_text("inbound_calls:\n  - {at: 1, form: x}\n")
+    with pytest.raises(ValueError, match="unknown inbound call setting 'form'"):
+        Scenario.load(path)
+    path.write_text("inbound_calls:\n  - {at: 1, modem: gsm7}\n")
+    with pytest.raises(ValueError, match="unknown modem 'gsm7'"):
+        await make_bank("quectel", Scenario.load(path), n=1)
