@@ -81,6 +81,9 @@ async def test_target_down_then_back_across_a_restart(make_bank, tmp_path, servi
         svc2 = await services(loaded)
         await wait_until(lambda: len(got) >= 2)
         await wait_until(lambda: {x["status"] for x in Outbox(svc2.conn).list()} == {"delivered"})
+        status, box = await Api(svc2).req("GET", "/v1/webhooks")
+        assert status == 200 and box["counts"] == {"delivered": 2} and box["items"][0]["attempts"] >= 3
+        assert (await Api(svc2).req("GET", "/v1/webhooks?status=nope"))[0] == 400
     finally:
         await runner.cleanup()
     events = [h["X-Modem-Dialer-Event"] for h, _, _ in got]
