@@ -3,11 +3,11 @@ while the target is down, delivered after it comes back, across a service restar
 
 from __future__ import annotations
 
-import asyncio
 import socket
 
 import yaml
 from aiohttp import web
+from test_campaign_run import wait_for as wait_until
 from test_service_alerts import ALICE, Api, services, write_config  # noqa: F401
 
 from modem_dialer import webhooks
@@ -30,14 +30,6 @@ def with_webhook(loaded, url: str):
     doc["webhooks"] = [{"url": url, "secret": SECRET, "events": ["alert.raised", "alert.acknowledged"]}]
     loaded.path.write_text(yaml.safe_dump(doc))
     return load_config(str(loaded.path))
-
-
-async def wait_until(pred, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def test_signature_round_trip_and_tampering():

@@ -29,7 +29,7 @@ from ..modems.events import Event, IncomingCall
 from ..store.journal import Journal
 from ..store.twoway import CallbackLink, Inbound
 from .line import Line
-from .session import CallResult, Script, _Call, _Inbox
+from .session import CallResult, Script, _Call, _Inbox, drive
 
 log = logging.getLogger("modem_dialer.call")
 
@@ -112,14 +112,7 @@ class _Incoming(_Call):
 
 async def take_call(line: Line, number: str, script: Script, journal: Journal, call_id: int) -> CallResult:
     """Answer the incoming call ringing on ``line`` and run ``script``; its calls row is ``call_id``."""
-    call = _Incoming(line, number, call_id, journal, script, ring_timeout=0.0)
-    line.busy = True
-    try:
-        await call.run()
-    finally:
-        line.busy = False
-    row = journal.get_call(call_id)
-    return CallResult(call_id, row, call.active.keys if call.active else [])
+    return await drive(_Incoming(line, number, call_id, journal, script, ring_timeout=0.0))
 
 
 ScriptFactory = Callable[[Line, InboundSettings, str, CallbackLink], Awaitable[Script]]

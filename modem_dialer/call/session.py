@@ -230,19 +230,25 @@ async def place_call(line: Line, number: str, script: Script, journal: Journal, 
     ident = line.identity
     call_id = journal.start_call(number, line.name, ident.imei, ident.iccid,
                                  campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id)
-    call = _Call(line, number, call_id, journal, script, ring_timeout)
-    line.busy = True
-    try:
-        await call.run()
-    finally:
-        line.busy = False
-    row = journal.get_call(call_id)
+    result = await drive(_Call(line, number, call_id, journal, script, ring_timeout))
+    row = result.row
     if row["outcome"] != LINE_BUSY:
         webhooks.emit("call.ended", {
             "call_id": call_id, "direction": "out", "number": number, "modem": line.name, "outcome": row["outcome"],
             "keys": "".join(k["key"] for k in row["keys"]), "duration_s": row["duration_s"],
             "campaign_id": campaign_id, "contact_id": contact_id, "alert_id": alert_id})
-    return CallResult(call_id, row, call.active.keys if call.active else [])
+    return result
+
+
+async def drive(call: _Call) -> CallResult:
+    """Run one call (placed or taken) on its line, the line marked busy meanwhile."""
+    call.line.busy = True
+    try:
+        await call.run()
+    finally:
+        call.line.busy = False
+    row = call.journal.get_call(call.call_id)
+    return CallResult(call.call_id, row, call.active.keys if call.active else [])
 
 
 class _Call:
