@@ -17,6 +17,7 @@ from .config_alerting import AlertingConfig
 from .config_campaign import LimitsConfig
 from .config_inbound import InboundConfig
 from .config_ivr import AdvisorsConfig
+from .config_sms import SmsConfig
 from .config_webhooks import WebhookTarget
 from .errors import UserError
 from .yamlfile import Strict, load_yaml, validate
@@ -105,6 +106,8 @@ class Config(Strict):
     inbound: InboundConfig = Field(default_factory=InboundConfig)
     # Signed JSON POSTs of events, through a persistent outbox (config_webhooks.py).
     webhooks: list[WebhookTarget] = Field(default_factory=list)
+    # What incoming SMS mean: STOP keywords per language, acknowledgements (config_sms.py).
+    sms: SmsConfig = Field(default_factory=SmsConfig)
 
     @field_validator("default_region")
     @classmethod

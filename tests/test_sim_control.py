@@ -50,5 +50,5 @@ async def test_scenario_inbound_calls_ring_on_time(make_bank, tmp_path):
     with pytest.raises(ValueError, match="unknown inbound call setting 'form'"):
         Scenario.load(path)
     path.write_text("inbound_calls:\n  - {at: 1, modem: gsm7}\n")
-    with pytest.raises(ValueError, match="unknown modem 'gsm7'"):
+    with pytest.raises(ValueError, match="no simulated modem 'gsm7'"):
         await make_bank("quectel", Scenario.load(path), n=1)

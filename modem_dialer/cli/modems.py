@@ -52,7 +52,8 @@ def modems(ctx: click.Context, as_json: bool) -> None:
               help="quectel | simcom | sim800 | huawei | generic, or a comma list to mix")
 @click.option("--scenario", type=click.Path(dir_okay=False), help="YAML file of scripted callees")
 @click.option("--write-config", type=click.Path(dir_okay=False), help="also write a matching config here")
-@click.option("--control", type=click.Path(dir_okay=False), help="Unix socket for sim-ctl (incoming calls …)")
+@click.option("--control", type=click.Path(dir_okay=False),
+              help="listen on this Unix socket for commands (modem-dialer sim-ctl PATH call|sms|…)")
 @run_command
 def sim(count: int, family: str, scenario: str | None, write_config: str | None, control: str | None) -> None:
     """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
@@ -73,7 +74,15 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None,
             raise UserError(f"{scenario}: bad scenario file: {exc}") from None
 
     async def serve() -> None:
-        bank = await SimBank.of(count, family, sc).start()
+        try:
+            bank = await SimBank.of(count, family, sc).start()
+        except ValueError as exc:
+            raise UserError(f"{scenario}: bad scenario file: {exc}") from None
+        ctl = None
+        if control:
+            from ..sim.control import ControlServer
+
+            ctl = await ControlServer(bank, control).start()
         data = yaml.safe_load(bank.config_yaml())
         for m in data["modems"]:
             if "audio" in m:
@@ -86,11 +95,7 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None,
             audio = f"  audio {m.audio.path}" if m.audio else ""
             click.echo(f"{m.name}: {m.dialect.family:8} AT {m.path}{audio}")
         click.echo("\n# matching config:\n" + text, nl=False)
-        ctl = None
-        if control:
-            from ..sim.control import ControlServer
-
-            ctl = await ControlServer(bank, control).start()
+        if ctl:
             click.echo(f"control socket: {control}")
         sys.stdout.flush()
         try:
@@ -104,43 +109,3 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None,
         asyncio.run(serve())
     except KeyboardInterrupt:
         pass
-
-
-
-
-@main.command("sim-ctl")
-@click.argument("socket_path", type=click.Path(dir_okay=False))
-@click.argument("command", type=click.Choice(["call", "calls"]))
-@click.option("--from", "caller", help="call: the caller's number (omit: withheld)")
-@click.option("--modem", help="call: which simulated SIM rings (default: the first)")
-@click.option("--keys", help="call: keys the caller presses, as SECONDS:KEY,… after the answer")
-@click.option("--hangup-after", type=float, help="call: seconds after the answer when the caller hangs up")
-@click.option("--ring-for", type=float, default=30.0, show_default=True, help="call: seconds before giving up")
-@run_command
-def sim_ctl(socket_path: str, command: str, caller: str | None, modem: str | None, keys: str | None,
-            hangup_after: float | None, ring_for: float) -> None:
-    """Tell a running `sim --control SOCKET` to do something (e.g. someone calls a SIM)."""
-    import json
-
-    from ..sim.control import send
-
-    req: dict = {"cmd": command}
-    if command == "call":
-        parsed = []
-        for part in (keys or "").split(","):
-            if not part.strip():
-                continue
-            at, _, key = part.partition(":")
-            try:
-                parsed.append([float(at), key.strip()])
-            except ValueError:
-                raise UserError(f"--keys: {part!r} is not SECONDS:KEY") from None
-        req.update({"from": caller, "modem": modem, "keys": parsed, "hangup_after": hangup_after,
-                    "ring_for": ring_for})
-    try:
-        reply = asyncio.run(send(socket_path, req))
-    except (OSError, asyncio.TimeoutError) as exc:
-        raise UserError(f"{socket_path}: no simulator answers ({exc})") from None
-    click.echo(json.dumps(reply))
-    if not reply.get("ok"):
-        sys.exit(1)

@@ -9,6 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sms_pdu import Deliver
 
 
 class HangupBy(str, Enum):
@@ -104,3 +108,37 @@ class ModemLost(Event):
 
 
 DTMF_KEYS = frozenset("0123456789*#ABCD")
+
+
+@dataclass(frozen=True)
+class SmsReceived(Event):
+    """One SMS-DELIVER PDU read from the modem (+CMT direct, or +CMTI then AT+CMGR).
+
+    ``deliver`` is the decoded PDU, or None with ``error`` saying why it could not be read
+    (a garbled PDU is still reported, so it is journaled rather than lost). A part of a
+    concatenated message is one event; reassembly is the store's job (it must survive a
+    restart between parts).
+    """
+
+    pdu: str
+    deliver: Deliver | None = None
+    error: str | None = None
+    storage: str | None = None            # "SM"/"ME"/"MT" when it was read from memory, else None
+
+
+@dataclass(frozen=True)
+class DeliveryReport(Event):
+    """An SMS-STATUS-REPORT (+CDS direct, or +CDSI then AT+CMGR): TP-MR and TP-ST."""
+
+    reference: int
+    status: int                           # 0x00-0x1F delivered, 0x20-0x3F still trying, 0x40+ failed
+    recipient: str | None = None
+    pdu: str = ""
+
+    @property
+    def delivered(self) -> bool:
+        return self.status < 0x20
+
+    @property
+    def failed(self) -> bool:
+        return self.status >= 0x40

@@ -1,34 +1,30 @@
 """SMS through a modem: PDU mode, GSM 7-bit or UCS-2, long texts as concatenated parts.
 
-The PDU encoder is python-gsmmodem-new's (``gsmmodem.pdu``): it picks GSM 7-bit when
-every character is in the GSM alphabet and UCS-2 otherwise ("é" fits GSM 7-bit, "—"
-does not), and splits long texts into parts with a concatenation header. PDU mode is
+The PDUs are built by modems/sms_pdu.py: GSM 7-bit when every character is in the GSM
+alphabet or its extension table ("é" and "€" fit, "—" does not), UCS-2 otherwise; a long
+text is cut where the network cuts it (153 septets / 67 UCS-2 units per part with an
+8-bit reference), never inside a GSM escape pair or an emoji's surrogate pair. PDU mode is
 used rather than text mode because text mode's character set (AT+CSCS) differs by
 firmware and cannot carry UCS-2 reliably (modems.md §7).
 
-Delivery reports come as ``+CDS: <len>`` followed by the SMS-STATUS-REPORT PDU on the
-next line (AT+CNMI ds=1). The AT channel delivers lines by prefix, so the PDU line is
-caught by a one-shot subscription armed by the ``+CDS:`` line.
+Receiving (SMS and delivery reports) is modems/sms_inbound.py.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
-
-from gsmmodem.pdu import decodeSmsPdu, encodeSmsSubmitPdu
 
 from ..errors import UserError
 from ..numbers import dial_string
 from .driver import ModemDriver
+from .sms_pdu import PduError, StatusReport, choose_encoding, decode_pdu, encode_submit
 
 log = logging.getLogger("modem_dialer.sms")
 
 # A text longer than this many parts is a mistake (a log file piped into sms), not an alert.
 MAX_PARTS = 10
-_HEX = tuple("0123456789ABCDEFabcdef")
 
 
 @dataclass(frozen=True)
@@ -51,27 +47,14 @@ def encode_sms(number: str, text: str, *, status_report: bool = True,
     if not text:
         raise UserError("SMS text is empty")
     ref = random.randrange(256) if concat_ref is None else concat_ref
-    pdus = encodeSmsSubmitPdu(number, text, reference=ref, requestStatusReport=status_report)
-    if len(pdus) > MAX_PARTS:
-        raise UserError(f"SMS text of {len(text)} characters needs {len(pdus)} parts (at most {MAX_PARTS})")
-    return [SmsPart(p.tpduLength, bytes(p.data).hex().upper()) for p in pdus]
+    encoded = encode_submit(number, text, reference=ref, status_report=status_report)
+    if len(encoded.parts) > MAX_PARTS:
+        raise UserError(f"SMS text of {len(text)} characters needs {len(encoded.parts)} parts (at most {MAX_PARTS})")
+    return [SmsPart(p.tpdu_len, p.pdu_hex) for p in encoded.parts]
 
 
 def sms_encoding(text: str) -> str:
-    from gsmmodem.pdu import encodeGsm7
-
-    try:
-        encodeGsm7(text)
-        return "gsm7"
-    except ValueError:
-        return "ucs2"
-
-
-async def enable_sms(driver: ModemDriver, *, delivery_reports: bool = True) -> None:
-    """PDU mode, and delivery reports routed to us as +CDS (where the firmware accepts it)."""
-    await driver.ch.command("AT+CMGF=0")
-    if delivery_reports:
-        await driver.optional("AT+CNMI=2,1,0,1,0")
+    return choose_encoding(text)
 
 
 async def send_sms(driver: ModemDriver, number: str, text: str, *, status_report: bool = True,
@@ -93,52 +76,13 @@ async def send_sms(driver: ModemDriver, number: str, text: str, *, status_report
 def parse_status_report(pdu_hex: str) -> tuple[int, int] | None:
     """An SMS-STATUS-REPORT PDU → (reference, TP-ST status); None if it is not one."""
     try:
-        d = decodeSmsPdu(pdu_hex.strip())
-    except Exception:   # gsmmodem raises several types on garbage
+        d = decode_pdu(pdu_hex)
+    except PduError:
         return None
-    if d.get("type") != "SMS-STATUS-REPORT":
+    if not isinstance(d, StatusReport):
         return None
-    return int(d["reference"]), int(d.get("status", 0))
-
-
-def watch_delivery_reports(driver: ModemDriver, callback: Callable[[int, int], None]) -> Callable[[], None]:
-    """Call ``callback(reference, status)`` for each +CDS report; returns the remover.
-
-    TP-ST 0 is "received by the SME"; 0x20-0x3F are temporary failures, 0x40+ permanent.
-    """
-    ch = driver.ch
-    armed: list[Callable[[], None]] = []
-
-    def on_pdu(line: str) -> None:
-        while armed:
-            armed.pop()()
-        got = parse_status_report(line)
-        if got is None:
-            log.info("%s: unreadable delivery report %r", driver.name, line[:40])
-            return
-        callback(*got)
-
-    def on_cds(line: str) -> None:
-        body = line.split(":", 1)[1].strip()
-        if "," in body or len(body) > 4:     # text mode report on one line: +CDS: fo,mr,...
-            try:
-                fields = [f.strip() for f in body.split(",")]
-                callback(int(fields[1]), int(fields[-1]))
-            except (ValueError, IndexError):
-                log.info("%s: unreadable delivery report %r", driver.name, line)
-            return
-        if not armed:
-            armed.append(ch.subscribe(_HEX, on_pdu))
-
-    remove = ch.subscribe("+CDS:", on_cds)
-
-    def unsubscribe() -> None:
-        remove()
-        while armed:
-            armed.pop()()
-    return unsubscribe
+    return d.reference, d.status
 
 
 def is_delivered(status: int) -> bool:
     return status < 0x20
-

@@ -3,9 +3,9 @@
 Routes: POST /v1/alerts, GET /v1/alerts, GET /v1/alerts/{id}, POST /v1/alerts/{id}/ack,
 POST /v1/alerts/{id}/resolve,
 POST /v1/alerts/resolve (by dedup key),
-POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/{id}, POST /v1/campaigns, GET /v1/campaigns,
-GET /v1/campaigns/{name}, GET /v1/modems, GET /v1/inbound, GET /v1/webhooks, GET /healthz, GET /metrics.
-Described in docs/api.md.
+POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/inbox (api_sms.py), GET /v1/sms/{id}, POST /v1/campaigns,
+GET /v1/campaigns, GET /v1/campaigns/{name}, GET /v1/modems, GET /v1/inbound, GET /v1/webhooks, GET /healthz,
+GET /metrics. Described in docs/api.md.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import UserError
 from ..numbers import parse_number
 from ..store import Alerts, Journal
+from .api_sms import add_routes as add_sms_routes
 from .guard import AllowList, guard_middlewares
 from .inputs import TooMany, check_text, one_line
 from .metrics import render
@@ -414,6 +415,7 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_post("/v1/alerts/resolve", resolve_by_key)
     app.router.add_post("/v1/alertmanager", alertmanager)
     app.router.add_post("/v1/sms", post_sms)
+    add_sms_routes(app, SERVICE)           # /v1/sms/inbox, before /v1/sms/{id}
     app.router.add_get("/v1/sms/{id}", get_sms)
     app.router.add_post("/v1/campaigns", post_campaign)
     app.router.add_get("/v1/campaigns", list_campaigns)

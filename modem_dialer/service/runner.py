@@ -26,6 +26,7 @@ from ..call.session import ActiveCall, place_call
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Alerts, Journal, from_ts, to_ts, utc_now
+from .ack import alert_event, record_ack
 from .bank import Bank, Priority
 from .inputs import TooMany, check_text, load_checked_prompt
 from .plan import advance, build_plan, new_state
@@ -117,39 +118,29 @@ class AlertRunner:
             self._changed(alert_id)
         return ok
 
-    def acknowledge(self, alert_id: int, by: str, via: str = "api") -> bool:
-        """Acknowledge from anywhere (API, CLI, SMS reply): the escalation stops; with the
-        policy's ``ack_timeout`` it starts over if the alert is not resolved by then."""
-        a = self.alerts.get_alert(alert_id)
-        if a is None:
+    def acknowledge(self, alert_id: int, by: str, *, via: str) -> bool:
+        """Acknowledge from outside a call (API, CLI through the API, SMS reply): the same record
+        as a key in the call (service/ack.py); the escalation stops (a call in progress for it
+        is hung up) and, with the policy's ``ack_timeout``, starts over if the alert is not
+        resolved by then. False if it was not open; KeyError if there is no such alert."""
+        if self.alerts.get_alert(alert_id) is None:
             raise KeyError(alert_id)
-        if not self.alerts.acknowledge(alert_id, by):
+        if not self._acked(alert_id, by, via):
             return False
-        self._acked(alert_id, by, via)
         task = self.tasks.get(alert_id)
         if task is not None and not task.done():
             task.cancel()
         self._changed(alert_id)
         return True
 
-    def _acked(self, alert_id: int, by: str, via: str) -> None:
-        """After an acknowledgement (any source): journal it, arm the acknowledgement timeout."""
-        a = self.alerts.get_alert(alert_id)
-        if a is None:
-            return
-        st = a["state"]
-        st["result"] = "acknowledged"
-        timeout = st["plan"].get("ack_timeout")
-        if timeout:
-            st["ack_deadline"] = to_ts(utc_now() + timedelta(seconds=float(timeout)))
-        # the call/SMS history stays attempts only; acknowledgements and re-notifications have their own log
-        st.setdefault("ack_log", []).append({"at": to_ts(utc_now()), "action": "acknowledged", "by": by, "via": via,
-                                             **({"renotify_at": st["ack_deadline"]} if timeout else {})})
-        self.alerts.set_state(alert_id, st)
-        log.info("alert %s acknowledged by %s via %s", alert_id, by, via, extra={"alert": alert_id})
-        self._notify("alert.acknowledged", alert_id, by=by, via=via)
-        if timeout:
+    def _acked(self, alert_id: int, by: str, via: str) -> bool:
+        """Every acknowledgement (any source): the one record and webhook, then the timeout armed."""
+        st = record_ack(self.alerts, alert_id, by, via, self.emit)
+        if st is None:
+            return False
+        if st.get("ack_deadline"):
             self._arm_renotify(alert_id)
+        return True
 
     def _arm_renotify(self, alert_id: int) -> None:
         old = self.renotify.pop(alert_id, None)
@@ -186,10 +177,9 @@ class AlertRunner:
     def _notify(self, event: str, alert_id: int, **extra: Any) -> None:
         if self.emit is None:
             return
-        a = self.alerts.get_alert(alert_id)
-        if a is not None:
-            self.emit(event, {"alert_id": alert_id, "status": a["status"], "policy": a["policy"], "text": a["text"],
-                              "dedup_key": a["dedup_key"], **extra})
+        payload = alert_event(self.alerts, alert_id, **extra)
+        if payload is not None:
+            self.emit(event, payload)
 
     def resolve_key(self, dedup_key: str, by: str) -> int | None:
         alert_id = self.alerts.live_id(dedup_key)
@@ -470,11 +460,10 @@ class AlertRunner:
                     key = await call.get_key(3.0)
                 if key == ack_key or (key is not None and key == resolve_key):
                     by = f"{who} {call.number}"
-                    if self.alerts.acknowledge(alert_id, by):
+                    if self._acked(alert_id, by, "key"):
                         call.event("alert", action="acknowledged", alert_id=alert_id, key=key, by=by)
                         acked.by_number = call.number  # type: ignore[attr-defined]
                         acked.set()
-                        self._acked(alert_id, by, "key")
                     if key == resolve_key:
                         self.resolve(alert_id, by)
                     self._changed(alert_id)

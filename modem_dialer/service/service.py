@@ -32,6 +32,7 @@ from .bank import Bank
 from .campaigns import CampaignRunner
 from .notify import Notifier
 from .runner import AlertRunner
+from .sms_replies import SmsReplies
 from .texting import Texter
 
 log = logging.getLogger("modem_dialer.service")
@@ -74,6 +75,9 @@ class Service:
         self.texter = Texter(self.conn, self.bank, cfg.alerting.rate_limit,
                              delivery_reports=cfg.alerting.delivery_reports)
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout)
+        # incoming SMS: journal, STOP keywords, acknowledgements by reply (service/sms_replies.py)
+        self.replies = SmsReplies(self.conn, self.bank, self.texter, self.runner, cfg.sms,
+                                  region=cfg.default_region)
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
         # incoming calls on any bank line: answered with the inbound flow or rejected; the
         # line is held (busy for campaigns and alerts) while the call lasts
@@ -120,6 +124,8 @@ class Service:
         log.info("bank open: %d of %d modem(s) ready %s", len(ready), len(self.bank.slots), ready)
         self.runner.resume()
         self.texter.resume()
+        self._worker_tasks.append(asyncio.get_running_loop().create_task(self.replies.sweep_forever(),
+                                                                         name="sms-parts"))
         if self.run_campaigns:
             self.campaigns.resume()
         if self.http and self.webhooks is not None:
@@ -156,6 +162,7 @@ class Service:
             self._runner_web = None
         await self.inbound.close()
         await self.runner.close()
+        await self.replies.close()
         await self.texter.close()
         await self.bank.close()
         if self.webhooks is not None:

@@ -1,6 +1,7 @@
 """SMS for the service: a row in ``sms`` first (the queue), then a modem, then the result.
 
-Delivery reports (+CDS) from every line are matched to the row by (modem, reference).
+Delivery reports (+CDS, +CDSI) from every line are matched to the row by (modem, reference);
+the same line set-up starts the incoming-SMS watcher (modems/sms_inbound.py).
 Rate limit: alert calls plus SMS to one number within the window, counted from the
 journal, so a restart does not reset it.
 """
@@ -15,8 +16,10 @@ from datetime import timedelta
 from ..at.errors import ATError
 from ..config_alerting import RateLimitConfig
 from ..errors import UserError
-from ..modems.sms import enable_sms, is_delivered, send_sms, watch_delivery_reports
-from ..store import Alerts, to_ts, utc_now
+from ..modems.events import DeliveryReport, Event
+from ..modems.sms import send_sms
+from ..modems.sms_inbound import SmsWatcher, watch_sms
+from ..store import Alerts, SmsInbox, to_ts, utc_now
 from .bank import Bank, ModemSlot, Priority
 from .inputs import check_text
 
@@ -30,6 +33,7 @@ class Texter:
                  delivery_reports: bool = True) -> None:
         self.conn = conn
         self.alerts = Alerts(conn)
+        self.inbox = SmsInbox(conn)
         self.bank = bank
         self.rate = rate
         self.delivery_reports = delivery_reports
@@ -41,26 +45,26 @@ class Texter:
             return
         driver, name = slot.line.driver, slot.name
 
-        def report(reference: int, status: int) -> None:
-            if is_delivered(status):
-                sms_id = self.alerts.sms_delivered(name, reference)
-                log.info("sms %s delivered (modem %s ref %s)", sms_id, name, reference, extra={"modem": name})
-            else:
-                row = self.conn.execute("SELECT id FROM sms WHERE modem = ? AND reference = ? AND status = 'sent'"
-                                        " ORDER BY id DESC LIMIT 1", (name, reference)).fetchone()
-                if row is not None and status >= 0x40:
-                    self.alerts.sms_failed(int(row[0]), f"delivery report status {status:#04x}")
-        if self.delivery_reports:
-            watch_delivery_reports(driver, report)
-        task = asyncio.get_running_loop().create_task(self._enable(slot))
+        def on_event(ev: Event) -> None:
+            if not isinstance(ev, DeliveryReport):
+                return
+            if ev.delivered:
+                sms_id = self.alerts.sms_delivered(name, ev.reference)
+                log.info("sms %s delivered (modem %s ref %s)", sms_id, name, ev.reference, extra={"modem": name})
+            elif ev.failed:
+                failed = self.inbox.sms_by_reference(name, ev.reference)
+                if failed is not None:
+                    self.alerts.sms_failed(failed, f"delivery report status {ev.status:#04x}")
+        driver.add_listener(on_event)
+        # +CMTI/+CMT/+CDS/+CDSI → events; SmsReplies (service/sms_replies.py) handles the messages
+        watcher = watch_sms(driver)
+        task = asyncio.get_running_loop().create_task(self._enable(slot, watcher))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _enable(self, slot: ModemSlot) -> None:
-        if slot.line is None:
-            return
+    async def _enable(self, slot: ModemSlot, watcher: SmsWatcher) -> None:
         try:
-            await enable_sms(slot.line.driver, delivery_reports=self.delivery_reports)
+            await watcher.setup(delivery_reports=self.delivery_reports)
         except ATError as exc:
             log.warning("modem %s: SMS set-up failed: %s", slot.name, exc, extra={"modem": slot.name})
 

@@ -9,6 +9,7 @@ import yaml
 from .callee import InboundCall, Scenario
 from .dialects import make_dialect
 from .modem import SimModem
+from .sms import InboundSms
 
 
 @dataclass
@@ -44,24 +45,32 @@ class SimBank:
             await m.start()
         loop = asyncio.get_running_loop()
         for call in self.scenario.inbound_calls:
-            self.modem_for(call)        # a wrong modem name fails now, not later
+            self.modem_for(call.modem)        # a wrong modem name fails now, not later
             loop.call_later(call.at, self.start_inbound, call)
+        for sms in self.scenario.inbound_sms:
+            self.modem_for(sms.modem)
+            loop.call_later(sms.at, self.send_sms, sms)
         return self
 
-    def modem_for(self, call: InboundCall) -> SimModem:
-        if call.modem is None:
+    def modem_for(self, name: str | None) -> SimModem:
+        if name is None:
             return self.modems[0]
         try:
-            return self[call.modem]
+            return self[name]
         except KeyError:
-            raise ValueError(f"inbound call to unknown modem {call.modem!r} "
-                             f"(have: {', '.join(m.name for m in self.modems)})") from None
+            raise ValueError(f"no simulated modem {name!r} (have: {', '.join(m.name for m in self.modems)})") from None
 
     def start_inbound(self, call: InboundCall) -> SimModem:
         """Place ``call`` now (scenario timer or control command)."""
-        modem = self.modem_for(call)
+        modem = self.modem_for(call.modem)
         modem.incoming_call(call.from_, keys=call.keys, hangup_after=call.hangup_after, ring_for=call.ring_for,
                             inband=call.inband)
+        return modem
+
+    def send_sms(self, sms: InboundSms) -> SimModem:
+        """Deliver ``sms`` now (scenario timer or control command)."""
+        modem = self.modem_for(sms.modem)
+        modem._spawn(modem.deliver_sms(sms))
         return modem
 
     async def stop(self) -> None:

@@ -8,6 +8,8 @@ from typing import Literal
 
 import yaml
 
+from .sms import InboundSms
+
 Outcome = Literal["answer", "busy", "no_answer", "rejected", "invalid", "unreachable"]
 
 # 3GPP TS 24.008 causes and the texts modems print for AT+CEER.
@@ -97,6 +99,7 @@ class Scenario:
     default: Callee = field(default_factory=Callee)
     numbers: dict[str, Callee] = field(default_factory=dict)
     inbound_calls: list[InboundCall] = field(default_factory=list)
+    inbound_sms: list[InboundSms] = field(default_factory=list)    # messages for the SIMs (sim/sms.py)
 
     def callee_for(self, number: str) -> Callee:
         return self.numbers.get(number, self.default)
@@ -104,11 +107,15 @@ class Scenario:
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
         data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict) or set(data) - {"default", "numbers", "inbound_calls"}:
-            raise ValueError("a scenario has 'default', 'numbers' and 'inbound_calls' at the top level")
+        if not isinstance(data, dict) or set(data) - {"default", "numbers", "inbound_calls", "inbound_sms"}:
+            raise ValueError("a scenario has 'default', 'numbers', 'inbound_calls' and 'inbound_sms' at the top level")
         default = Callee.from_dict(data.get("default", {}))
         numbers = {str(n): Callee.from_dict(c) for n, c in (data.get("numbers") or {}).items()}
         inbound = data.get("inbound_calls") or []
         if not isinstance(inbound, list):
             raise ValueError("inbound_calls: a list of calls ({at, from, keys, hangup_after, ...})")
-        return cls(default, numbers, [InboundCall.from_dict(c) for c in inbound])
+        sms = data.get("inbound_sms") or []
+        if not isinstance(sms, list):
+            raise ValueError("inbound_sms: a list of messages ({at, from, text, ...})")
+        return cls(default, numbers, [InboundCall.from_dict(c) for c in inbound],
+                   [InboundSms.from_dict(m) for m in sms])

@@ -1,13 +1,12 @@
 """Control a running simulated bank: one JSON object per line on a Unix socket.
 
 Generic on purpose: a command is a name and its handler in :data:`COMMANDS`; the reply is
-one JSON line (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``). Other sim
-features (SMS delivery) register their own command the same way::
+one JSON line (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``). Each sim feature
+adds its commands to the one table: incoming calls (``call``, ``calls``) and incoming SMS and
+delivery reports (``sms``, ``report``, ``sms_log``).
 
-    COMMANDS["call"] = cmd_call      # {"cmd": "call", "from": "+336…", "modem": "gsm0", ...}
-
-``modem-dialer sim … --control PATH`` listens; ``modem-dialer sim-ctl PATH call --from …``
-(or ``socat``/``nc -U``) talks to it.
+``modem-dialer sim … --control PATH`` listens; ``modem-dialer sim-ctl PATH call --from …`` or
+``sim-ctl PATH sms --from … --text …`` (or ``socat``/``nc -U``) talks to it.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .callee import InboundCall
+from .sms import InboundSms
 
 Handler = Callable[[Any, dict[str, Any]], dict[str, Any]]
 MAX_LINE = 64 * 1024
@@ -41,7 +41,33 @@ def cmd_calls(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
                        for m in bank.modems}}
 
 
-COMMANDS: dict[str, Handler] = {"call": cmd_call, "calls": cmd_calls}
+def cmd_sms(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """A message for a SIM now: ``{"cmd": "sms", "from": "+33…" | "", "text": "STOP", "modem": NAME,
+    "encoding": "ucs2", "ref_bits": 16, "pdu": "…hex…"}`` (sim/sms.InboundSms)."""
+    sms = InboundSms.from_dict({k: v for k, v in req.items() if k != "cmd"})
+    modem = bank.send_sms(sms)
+    return {"modem": modem.name, "parts": len(sms.pdus())}
+
+
+def cmd_report(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """A delivery report for the last SMS a SIM sent: ``{"cmd": "report", "modem": NAME, "status": 0}``."""
+    modem = bank.modem_for(req.get("modem"))
+    if not modem.sms:
+        raise ValueError(f"{modem.name} has sent no SMS to report on")
+    from .sms import recipient_of
+
+    status = int(req.get("status", 0))
+    modem.status_report(modem.sms_mr, recipient_of(modem.sms[-1][1]), status)
+    return {"modem": modem.name, "reference": modem.sms_mr, "status": status}
+
+
+def cmd_sms_sent(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """What each SIM has sent (hex PDUs) and received."""
+    return {"modems": {m.name: {"sent": [pdu for _, pdu in m.sms], "received": m.inbound} for m in bank.modems}}
+
+
+COMMANDS: dict[str, Handler] = {"call": cmd_call, "calls": cmd_calls,
+                                "sms": cmd_sms, "report": cmd_report, "sms_log": cmd_sms_sent}
 
 
 def handle(bank: Any, line: bytes) -> dict[str, Any]:
@@ -70,7 +96,7 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self.server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)
-        self.path.chmod(0o600)       # whoever can write here can make the SIMs ring
+        self.path.chmod(0o600)       # whoever can write here can make the SIMs ring or receive anything
         return self
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

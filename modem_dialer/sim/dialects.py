@@ -25,6 +25,10 @@ class Dialect:
     audio_port = False
     call_index = 1
     dial_fails_with_result = True
+    # SMS (sim/sms.py): the alpha field of +CMT, URC framing, the EC25 "+CDSI: SM" quirk
+    cmt_alpha = ""
+    sms_crcrlf = False
+    cdsi_says_sm = False
 
     def __init__(self, seed: int = 0) -> None:
         self.modem = None
@@ -104,6 +108,7 @@ class Dialect:
 
 class Quectel(Dialect):
     family = "quectel"
+    cdsi_says_sm = True              # EC25/EG25: a report in "SR" announced as +CDSI: "SM"
     manufacturer = "Quectel"
     model = "EC25"
     revision = "EC25EFAR06A06M4G"
@@ -228,6 +233,8 @@ class Quectel(Dialect):
 
 class Simcom(Dialect):
     family = "simcom"
+    cmt_alpha = '""'
+    sms_crcrlf = True                # SIM7600 frames some URCs with \r\r\n
     manufacturer = "SIMCOM INCORPORATED"
     model = "SIMCOM_SIM7600G-H"
     revision = "+CGMR: LE20B03SIM7600M22"
@@ -347,6 +354,7 @@ class Simcom(Dialect):
 
 class Sim800(Dialect):
     family = "sim800"
+    cmt_alpha = '""'
     manufacturer = "SIMCOM_Ltd"
     model = "SIMCOM_SIM800L"
     revision = "Revision:1418B04SIM800L24"
@@ -452,7 +460,7 @@ class Huawei(Dialect):
         if up == "AT^DDTMFCFG=0,1":
             self.ddtmfcfg = True
             return ["OK"]
-        if up.startswith(("AT^U2DIAG=", "AT+CVHU=", "AT+CSSN=", "AT+CPMS=")):
+        if up.startswith(("AT^U2DIAG=", "AT+CVHU=", "AT+CSSN=")):
             return ["OK"]
         if up.startswith("AT+CCID"):
             return None   # E1550 has no +CCID: the driver must use AT+CRSM

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .audio_port import SimAudioPort
 from .callee import CAUSES, Callee, Scenario
+from .sms import SmsMixin, recipient_of
 
 log = logging.getLogger("modem_dialer.sim")
 
@@ -47,7 +48,7 @@ class SimCall:
         return round((self.ended_at or time.monotonic()) - self.answered_at)
 
 
-class SimModem:
+class SimModem(SmsMixin):
     def __init__(self, dialect, name: str = "sim0", *, scenario: Scenario | None = None,
                  imei: str = "867698041234560", iccid: str = "89330123456789012345",
                  imsi: str = "208011234567890", operator: str = "Orange F", pin: str | None = None,
@@ -81,6 +82,7 @@ class SimModem:
         self.delivery_status = 0         # TP-ST in that report (0 delivered, 0x40+ failed)
         self._buf = b""
         self._sms_len: int | None = None
+        self.sms_init()                  # incoming SMS and reports (sim/sms.py)
         self._tasks: set[asyncio.Task] = set()
         self.master = self.slave = -1
         self.path = ""
@@ -237,6 +239,8 @@ class SimModem:
             return ["OK"]
         if up == "ATA":
             return self._answer()
+        if (sms := self.sms_command(up)) is not None:
+            return sms
         if up.startswith(("AT+CREG=", "AT+CEREG=", "AT+CGREG=", "AT+COPS=", "AT+CLIP=", "AT+CRC=",
                           "AT+CMGF=", "AT+CSCS=", "AT+CNMI=", "AT+CSMP=", "AT+CLVL=", "AT+CLIR=")):
             return ["OK"]
@@ -300,19 +304,9 @@ class SimModem:
             self._spawn(self._delivery_report(self.sms_mr, pdu))
 
     async def _delivery_report(self, mr: int, submit_pdu: str) -> None:
-        """``+CDS: <len>`` then an SMS-STATUS-REPORT PDU (3GPP TS 23.040 9.2.2.3), as with CNMI ds=1."""
+        """The network's SMS-STATUS-REPORT, as AT+CNMI's ds asked (sim/sms.py)."""
         await asyncio.sleep(self.delivery_report_after or 0)
-        try:
-            smsc_len = int(submit_pdu[0:2], 16)
-            at = 2 + 2 * smsc_len + 4                      # skip SMSC, first octet, TP-MR
-            digits = int(submit_pdu[at:at + 2], 16)
-            address = submit_pdu[at:at + 4 + digits + (digits % 2)]
-        except ValueError:
-            return
-        stamp = "52301090000000"                           # 2025-03-01 09:00:00 +00, semi-octets
-        tpdu = f"06{mr:02X}{address}{stamp}{stamp}{self.delivery_status:02X}"
-        self.urc(f"+CDS: {len(tpdu) // 2}")
-        self.send("00" + tpdu)
+        self.status_report(mr, recipient_of(submit_pdu), self.delivery_status)
 
     async def _reset(self) -> None:
         await asyncio.sleep(0.05)

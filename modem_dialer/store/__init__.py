@@ -7,9 +7,25 @@ from .compliance import Compliance
 from .db import open_db
 from .journal import Journal
 from .retention import erase_number, purge_before
+from .sms_inbox import InboxMessage, IncomingPart, SmsInbox
 from .timestamps import from_ts, to_ts, utc_now
 
 __all__ = [
-    "Alerts", "Campaigns", "Compliance", "Contact", "ImportResult", "Journal", "erase_number", "from_ts",
-    "modem_states", "open_db", "purge_before", "set_modem_state", "to_ts", "utc_now",
+    "Alerts",
+    "Campaigns",
+    "Compliance",
+    "Contact",
+    "ImportResult",
+    "InboxMessage",
+    "IncomingPart",
+    "Journal",
+    "SmsInbox",
+    "erase_number",
+    "from_ts",
+    "modem_states",
+    "open_db",
+    "purge_before",
+    "set_modem_state",
+    "to_ts",
+    "utc_now",
 ]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import UserError
 from .migrations_campaign import CAMPAIGN_LOG
+from .migrations_sms import SMS_INBOX
 from .migrations_twoway import TWOWAY
 from .schema_v1 import SCHEMA_V1
 
@@ -28,7 +29,8 @@ class Step:
 STEPS: tuple[Step, ...] = (
     Step(1, "initial schema", SCHEMA_V1),
     Step(2, "campaign log (calling-rule decisions, modem rotation)", CAMPAIGN_LOG),
-    Step(3, "two-way: call direction, incoming calls, webhook outbox", TWOWAY),
+    Step(3, "incoming SMS and the parts awaiting reassembly", SMS_INBOX),
+    Step(4, "two-way: call direction, incoming calls, webhook outbox", TWOWAY),
 )
 
 LATEST = STEPS[-1].version

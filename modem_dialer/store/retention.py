@@ -24,7 +24,9 @@ def purge_before(conn: sqlite3.Connection, cutoff: datetime) -> dict[str, int]:
         sms = conn.execute("DELETE FROM sms WHERE created_at < ?", (ts,)).rowcount
         refusals = conn.execute("DELETE FROM refusals WHERE at < ?", (ts,)).rowcount
         log = conn.execute("DELETE FROM campaign_log WHERE at < ?", (ts,)).rowcount
-    return {"calls": calls, "sms": sms, "refusals": refusals, "campaign_log": log}
+        sms_in = conn.execute("DELETE FROM sms_in WHERE received_at < ?", (ts,)).rowcount
+        sms_in += conn.execute("DELETE FROM sms_in_parts WHERE received_at < ?", (ts,)).rowcount
+    return {"calls": calls, "sms": sms, "refusals": refusals, "campaign_log": log, "sms_in": sms_in}
 
 
 def erase_number(conn: sqlite3.Connection, number: str, source: str = "erasure_request") -> dict[str, int]:
@@ -41,6 +43,8 @@ def erase_number(conn: sqlite3.Connection, number: str, source: str = "erasure_r
             "refusals": conn.execute("DELETE FROM refusals WHERE number = ?", (number,)).rowcount,
             "sms": conn.execute("DELETE FROM sms WHERE number = ?", (number,)).rowcount,
             "campaign_log": conn.execute("DELETE FROM campaign_log WHERE number = ?", (number,)).rowcount,
+            "sms_in": conn.execute("DELETE FROM sms_in WHERE sender = ?", (number,)).rowcount
+            + conn.execute("DELETE FROM sms_in_parts WHERE sender = ?", (number,)).rowcount,
         }
         conn.execute(
             "INSERT INTO suppression (number, reason, source, added_at) VALUES (?, 'erasure', ?, ?)"

@@ -1,4 +1,4 @@
-"""Two-way records: incoming calls and callbacks, and the webhook outbox (schema step 3)."""
+"""Two-way records: incoming calls and callbacks, and the webhook outbox (schema step 4)."""
 
 from __future__ import annotations
 
