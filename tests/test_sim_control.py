@@ -52,3 +52,32 @@ async def test_scenario_inbound_calls_ring_on_time(make_bank, tmp_path):
     path.write_text("inbound_calls:\n  - {at: 1, modem: gsm7}\n")
     with pytest.raises(ValueError, match="no simulated modem 'gsm7'"):
         await make_bank("quectel", Scenario.load(path), n=1)
+
+
+async def test_one_socket_and_one_scenario_for_calls_and_sms(make_bank, tmp_path):
+    import asyncio
+    import json
+
+    from modem_dialer.sim.callee import Scenario
+
+    path = tmp_path / "sc.yaml"
+    path.write_text('inbound_calls:\n  - {at: 0.1, from: "+33612345678", modem: gsm1}\n'
+                    'inbound_sms:\n  - {at: 0.1, from: "+33612345679", text: "hello", modem: gsm0}\n')
+    sc = Scenario.load(path)
+    assert len(sc.inbound_calls) == 1 and len(sc.inbound_sms) == 1
+    bank = await make_bank("quectel", sc, n=2)
+    ctl = await ControlServer(bank, tmp_path / "sim.sock").start()
+    try:
+        for _ in range(100):
+            if bank["gsm1"].calls and bank["gsm0"].inbound:
+                break
+            await asyncio.sleep(0.05)
+        code, out, err = await run_cli("sim-ctl", str(tmp_path / "sim.sock"), "sms-log")
+        assert code == 0 and json.loads(out)["modems"]["gsm0"]["received"], err
+        code, out, err = await run_cli("sim-ctl", str(tmp_path / "sim.sock"), "calls")
+        assert code == 0 and json.loads(out)["modems"]["gsm1"][0]["number"] == "+33612345678", err
+        code, out, err = await run_cli("sim-ctl", str(tmp_path / "sim.sock"), "sms", "--from", "+33612345670",
+                                       "--text", "hi", "--modem", "gsm1")
+        assert code == 0 and json.loads(out)["modem"] == "gsm1", err
+    finally:
+        await ctl.close()
