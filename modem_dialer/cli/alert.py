@@ -239,10 +239,20 @@ def alert_ack(ctx: click.Context, alert_id: int, by: str) -> None:
         except ServiceError as exc:
             raise UserError(str(exc)) from None
     else:
-        alerts = Alerts(_db(ctx))
+        # the service is stopped: the same record as every other acknowledgement, and the
+        # webhook event queued in the outbox for the service to deliver when it starts
+        from .. import webhooks
+        from ..service.ack import record_ack
+
+        conn = _db(ctx)
+        alerts = Alerts(conn)
         if alerts.get_alert(alert_id) is None:
             raise UserError(f"no alert {alert_id}")
-        ok = alerts.acknowledge(alert_id, by)
+        webhooks.configure(conn, loaded.config.webhooks)
+        try:
+            ok = record_ack(alerts, alert_id, by, "cli", webhooks.emit) is not None
+        finally:
+            webhooks.configure(None, [])
     click.echo(f"alert {alert_id}: {'acknowledged by ' + by if ok else 'was not open'}")
 
 
