@@ -28,7 +28,7 @@ from ..config import LoadedConfig
 from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
 from ..store import Journal, open_db, set_modem_state
-from .bank import Bank
+from .bank import Bank, ModemSlot
 from .campaigns import CampaignRunner
 from .notify import Notifier
 from .runner import AlertRunner
@@ -79,13 +79,13 @@ class Service:
         self.replies = SmsReplies(self.conn, self.bank, self.texter, self.runner, cfg.sms,
                                   region=cfg.default_region)
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
-        # incoming calls on any bank line: answered with the inbound flow or rejected; the
-        # line is held (busy for campaigns and alerts) while the call lasts
-        # event webhooks: a persistent outbox, delivered by a worker (service/webhooks.py)
+        # event webhooks: a persistent outbox, delivered by a worker (modem_dialer/webhooks.py)
         self.webhooks = webhooks.configure(self.conn, list(cfg.webhooks))
         self.runner.emit = webhooks.emit
+        # incoming calls on any bank line: answered with the inbound flow or rejected; the
+        # line is held (busy for campaigns and alerts) while the call lasts
         self.inbound = InboundDesk(loaded, self.conn, self.bank.claim_line, notify=webhooks.emit)
-        self.bank.on_line_opened.append(lambda slot: slot.line is not None and self.inbound.attach(slot.line))
+        self.bank.on_line_opened.append(self._attach_inbound)
         # `serve` resumes its campaigns; `alert` without a service (http=False) is a one-shot
         # job that must not pick them up
         self.run_campaigns = http if run_campaigns is None else run_campaigns
@@ -95,6 +95,10 @@ class Service:
         self._workers: dict[str, Worker] = {}
         self._worker_tasks: list[asyncio.Task] = []
         self.stopped = asyncio.Event()
+
+    def _attach_inbound(self, slot: ModemSlot) -> None:
+        if slot.line is not None:
+            self.inbound.attach(slot.line)
 
     def add_worker(self, name: str, factory: Worker) -> None:
         """Run ``factory(service)`` while the service runs (the campaign runner's hook)."""
