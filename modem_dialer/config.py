@@ -16,8 +16,10 @@ from pydantic import Field, field_validator, model_validator
 
 from .config_alerting import AlertingConfig
 from .config_campaign import LimitsConfig
+from .config_inbound import InboundConfig
 from .config_ivr import AdvisorsConfig
 from .config_sms import SmsConfig
+from .config_webhooks import WebhookTarget
 from .durations import Duration
 from .errors import UserError
 from .yamlfile import Strict, load_yaml, validate
@@ -113,6 +115,10 @@ class Config(Strict):
     advisors: AdvisorsConfig = Field(default_factory=AdvisorsConfig)
     # People, groups, escalation policies, HTTP API (config_alerting.py).
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    # Incoming calls: answer with a flow or reject, per bank and per modem (config_inbound.py).
+    inbound: InboundConfig = Field(default_factory=InboundConfig)
+    # Signed JSON POSTs of events, through a persistent outbox (config_webhooks.py).
+    webhooks: list[WebhookTarget] = Field(default_factory=list)
     # What incoming SMS mean: STOP keywords per language, acknowledgements (config_sms.py).
     sms: SmsConfig = Field(default_factory=SmsConfig)
 
@@ -133,6 +139,9 @@ class Config(Strict):
             if m.name in seen:
                 raise ValueError(f"duplicate modem name {m.name!r}")
             seen.add(m.name)
+        for name in self.inbound.modems:
+            if name not in seen:
+                raise ValueError(f"inbound.modems: no modem named {name!r}")
         return self
 
     def modem(self, name: str) -> ModemConfig:

@@ -25,6 +25,7 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from .config_schedules import ScheduleConfig
 from .yamlfile import Strict
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -68,6 +69,9 @@ class PolicyConfig(Strict):
     # the attempt counts as "no_line" and escalation goes on. None: wait until a line frees,
     # however long the backlog (alerts take free lines first, oldest first).
     line_wait: float | None = Field(default=None, gt=0, le=86400)
+    # Acknowledged but not resolved after this many seconds: the alert is open again and the
+    # escalation starts over (PagerDuty's acknowledgement timeout). None: never.
+    ack_timeout: float | None = Field(default=None, gt=0, le=7 * 86400)
 
     @field_validator("ack_key", "resolve_key")
     @classmethod
@@ -165,15 +169,21 @@ class AlertingConfig(Strict):
     max_live_alerts: int = Field(default=200, ge=1, le=100_000)
     max_targets: int = Field(default=50, ge=1, le=1000)       # `to` entries, and people per alert
     max_queued_sms: int = Field(default=500, ge=1, le=100_000)
+    # On-call rotations (config_schedules.py): a schedule name works like a person or a group.
+    schedules: dict[str, ScheduleConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _references(self) -> AlertingConfig:
-        for name in (*self.people, *self.groups, *self.policies):
+        for name in (*self.people, *self.groups, *self.policies, *self.schedules):
             if not _NAME.match(name):
                 raise ValueError(f"name {name!r}: use letters, digits, '_', '.' or '-'")
-        both = set(self.people) & set(self.groups)
+        both = (set(self.people) & set(self.groups)) | (set(self.schedules) & (set(self.people) | set(self.groups)))
         if both:
-            raise ValueError(f"{sorted(both)[0]!r} is both a person and a group")
+            raise ValueError(f"{sorted(both)[0]!r} is two of a person, a group and a schedule")
+        for sname, sch in self.schedules.items():
+            for who in [*sch.rotation, *(o.who for o in sch.overrides)]:
+                if who not in self.people:
+                    raise ValueError(f"schedule {sname!r}: {who!r} is not a person (alerting.people)")
         for g, members in self.groups.items():
             for m in members:
                 if m not in self.people and not looks_like_number(m):
@@ -181,8 +191,10 @@ class AlertingConfig(Strict):
         for p, pol in self.policies.items():
             for i, step in enumerate(pol.steps):
                 for t in step.to:
-                    if t not in self.people and t not in self.groups and not looks_like_number(t):
-                        raise ValueError(f"policy {p!r} step {i + 1}: {t!r} is not a person, group or number")
+                    if (t not in self.people and t not in self.groups and t not in self.schedules
+                            and not looks_like_number(t)):
+                        raise ValueError(f"policy {p!r} step {i + 1}: {t!r} is not a person, group, schedule "
+                                         "or number")
         for r in self.routes:
             if r.policy not in self.policies:
                 raise ValueError(f"route to unknown policy {r.policy!r}")

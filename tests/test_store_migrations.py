@@ -80,3 +80,33 @@ def test_split_sql_keeps_trigger_bodies():
     assert len(parts) == 3
     assert parts[1].count("SELECT") == 2
     assert parts[2].endswith("('a;b');")
+
+
+def test_step2_db_gets_the_sms_then_the_twoway_step(tmp_path):
+    # a database made before issue 13 (step 2) gets main's SMS step 3 and the console step 4 and the two-way step 5;
+    # a fresh one has every table of both
+    assert [s.version for s in STEPS] == list(range(1, LATEST + 1)) and LATEST >= 5
+    assert "SMS" in STEPS[2].description and "console" in STEPS[3].description and "two-way" in STEPS[4].description
+    path = tmp_path / "d.db"
+    conn = raw(path)
+    assert migrate(conn, STEPS[:2]) == 2
+    with conn:
+        conn.execute("INSERT INTO calls (number, modem, created_at) VALUES ('+33612345678', 'm0', 'now')")
+    assert not {"sms_in", "inbound_calls"} & tables(conn)
+    conn.close()
+    conn = open_db(path)
+    assert user_version(conn) == LATEST
+    new = {"sms_in", "sms_in_parts", "inbound_calls", "webhook_outbox"}
+    assert new <= tables(conn)
+    assert [tuple(r) for r in conn.execute("SELECT number, direction FROM calls")] == [("+33612345678", "out")]
+    fresh = open_db(tmp_path / "fresh.db")
+    assert TABLES | new <= tables(fresh)
+    # a database already at main's step 3 (SMS) gets steps 4 and 5, keeping its messages
+    path3 = tmp_path / "d3.db"
+    conn3 = raw(path3)
+    migrate(conn3, STEPS[:3])
+    with conn3:
+        conn3.execute("INSERT INTO sms_in (modem, encoding, received_at, kind) VALUES ('m0', 'gsm7', 'now', 'reply')")
+    conn3.close()
+    conn3 = open_db(path3)
+    assert user_version(conn3) == LATEST and conn3.execute("SELECT COUNT(*) FROM sms_in").fetchone()[0] == 1

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import webhooks
 from ..audio.prompts import save_wav
 from ..config_ivr import AdvisorsConfig
 from ..files import make_private, private_dir
@@ -92,6 +93,9 @@ class FlowRun:
         self.call.vars.setdefault("answers", {})[name] = value
         self.call.journal.answer(self.call.call_id, name, value, contact_id=self.o.contact_id)
         self.call.event("answer", name=name, value=None if value is None else str(value))
+        webhooks.emit("survey.answer", {"call_id": self.call.call_id, "number": self.call.number,
+                                        "contact_id": self.o.contact_id, "campaign": self.o.campaign,
+                                        "question": name, "answer": None if value is None else str(value)})
 
     # ---- the walk ---------------------------------------------------------------------
     async def walk(self) -> None:
@@ -288,6 +292,8 @@ class FlowRun:
                                         f"flow:{self.flow.name}:call:{self.call.call_id}")
         self.call.journal.refusal(self.call.call_id, source)
         self.call.event("opt_out", source=source, key=key)
+        webhooks.emit("opt_out", {"call_id": self.call.call_id, "number": self.call.number, "source": source,
+                                  "key": key, "contact_id": self.o.contact_id, "campaign": self.o.campaign})
         self.call.vars["opted_out"] = True
         if self.call.line.audio:
             self.call.line.audio.stop_playback()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from ..modems import causes
 from ..modems.events import Ended
 
-OUTCOMES = ("answered", "busy", "no_answer", "rejected", "invalid_number", "failed", "machine", "interrupted")
+OUTCOMES = ("answered", "busy", "no_answer", "rejected", "invalid_number", "failed", "machine", "interrupted",
+            "line_busy")
+# The dial was refused because someone called in on that line at that moment: not an attempt.
+LINE_BUSY = "line_busy"
 # Reached the network but nobody took the call (exit code 2 of `call`).
 NOT_ANSWERED = ("busy", "no_answer", "rejected")
 

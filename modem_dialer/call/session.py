@@ -22,14 +22,16 @@ from typing import Any
 
 import numpy as np
 
+from .. import webhooks
 from ..at.errors import ATError
 from ..audio.dtmf import DtmfDetector
 from ..audio.path import AudioPathError, PlayResult
+from ..modems.driver import LineBusy
 from ..modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Ringing
 from ..numbers import dial_string
 from ..store.call_journal import CallJournal
 from .line import Line
-from .outcome import OUTCOMES, classify
+from .outcome import LINE_BUSY, OUTCOMES, classify
 
 log = logging.getLogger("modem_dialer.call")
 
@@ -246,16 +248,28 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
                                        contact_id=contact_id, alert_id=alert_id, claim=claim)
     if call_id is None:
         raise NotClaimed(number)
-    call = _Call(line, number, call_id, journal, script, ring_timeout)
-    line.busy = True
+    result = await drive(_Call(line, number, call_id, journal, script, ring_timeout), committed=committed)
+    row = result.row
+    if row["outcome"] != LINE_BUSY:
+        webhooks.emit("call.ended", {
+            "call_id": call_id, "direction": "out", "number": number, "modem": line.name, "outcome": row["outcome"],
+            "keys": "".join(k["key"] for k in row["keys"]), "duration_s": row["duration_s"],
+            "campaign_id": campaign_id, "contact_id": contact_id, "alert_id": alert_id})
+    return result
+
+
+async def drive(call: _Call, *, committed: bool = True) -> CallResult:
+    """Run one call (placed or taken) on its line, the line marked busy meanwhile."""
+    call.line.busy = True
     try:
         await call.run()
     finally:
-        line.busy = False
-        line.free_at = time.monotonic()
+        call.line.busy = False
+        call.line.free_at = time.monotonic()
     # read through the writer: queued after the outcome, so it returns once that is committed
-    row = await journal.get_call(call_id, committed=committed)
-    return CallResult(call_id, row, call.active.keys if call.active else [], call.active.vars if call.active else {})
+    row = await call.journal.get_call(call.call_id, committed=committed)
+    active = call.active
+    return CallResult(call.call_id, row, active.keys if active else [], active.vars if active else {})
 
 
 class _Call:
@@ -297,7 +311,8 @@ class _Call:
         except ATError as exc:
             self.journal.event(self.call_id, "error", where="dial", error=str(exc))
             self.note = str(exc)
-            return self._finish()
+            # someone called in on this line as we dialed: not an attempt (campaign retries)
+            return self._finish(force_outcome=LINE_BUSY if isinstance(exc, LineBusy) else None)
         self.journal.mark_dialed(self.call_id)
         deadline = time.monotonic() + self.ring_timeout
         while True:

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..call.line import Line
+from ..call.outcome import LINE_BUSY
 from ..call.session import MIN_RING_TIMEOUT, NotClaimed, place_call
 from ..config_campaign import LimitsConfig
 from ..store import Campaigns, Compliance, Contact, from_ts, to_ts, utc_now
@@ -40,6 +41,8 @@ log = logging.getLogger("modem_dialer.campaign")
 
 # Another process has a call open to the number: look again after this long.
 IN_CALL_DEFER = timedelta(minutes=2)
+# A dial refused because a call rang in on the line: the contact is due again after this.
+LINE_BUSY_RETRY = timedelta(seconds=1)
 
 
 class View(Protocol):
@@ -146,7 +149,9 @@ class Controller:
             Campaigns(conn, self.clock).set_contact_status(c.id, "pending")
 
     def _calls_of(self, conn: sqlite3.Connection, contact_id: int) -> tuple[int, dict[str, Any] | None]:
-        n = conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ?", (contact_id,)).fetchone()[0]
+        # a dial refused because someone called in (line_busy) is not an attempt
+        n = conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ? AND COALESCE(outcome, '') != ?",
+                         (contact_id, LINE_BUSY)).fetchone()[0]
         row = conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id DESC LIMIT 1",
                            (contact_id,)).fetchone()
         return int(n), None if row is None else dict(row)
@@ -418,6 +423,16 @@ class Controller:
         t0 = time.process_time()
         self.in_flight.discard(c.number)
         row = result.row
+        if row["outcome"] == LINE_BUSY:
+            # someone called in on this line as we dialed: not an attempt; the contact is due
+            # again at once, for the next free line (this one is busy with the incoming call)
+            due, call_id = self.clock() + LINE_BUSY_RETRY, row["id"]
+            self.journal.submit(lambda conn: Campaigns(conn, self.clock).set_contact_status(
+                c.id, "pending", next_attempt_at=due, last_outcome=LINE_BUSY, last_call_id=call_id))
+            self._count("in_progress", "pending")
+            slot.current, slot.state = None, "idle" if slot.state == "calling" else slot.state
+            self.view.event("line_busy", f"{slot.name}: {c.number} not dialed (a call rang in); will retry")
+            return
         # a flow's opt-out node suppresses the number itself: the suppression list tells
         # (the flow's own suppression may still be in the writer's group: its flag says it)
         opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (

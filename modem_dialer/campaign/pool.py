@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("modem_dialer.campaign")
 
+# A worker whose line has a caller ringing looks again after this long (s).
+INCOMING_WAIT = 0.2
 # Outcomes that say the modem/SIM (not the callee) failed.
 MODEM_FAILURES = frozenset({"failed"})
 
@@ -83,12 +85,14 @@ class Slot:
         iccid = self.line.identity.iccid
         col, key = ("iccid", iccid) if iccid else ("modem", self.name)
         row = conn.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?",  # noqa: S608
+            f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?"  # noqa: S608
+            " AND direction = 'out'",
             (key, to_ts(self.day_start)),
         ).fetchone()
         self.calls_today, self.seconds_today = int(row[0]), float(row[1])
         self.hour = deque(from_ts(r[0]) for r in conn.execute(
-            f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? ORDER BY created_at",  # noqa: S608
+            f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"  # noqa: S608
+            " ORDER BY created_at",
             (key, to_ts(now - timedelta(hours=1)))))
 
     def _roll(self, now: datetime) -> None:
@@ -222,8 +226,10 @@ class Pool:
 
     async def _check(self, s: Slot, now: datetime) -> None:
         try:
-            # a process killed mid-call leaves the modem's call up: end it first
-            await s.line.driver.clear_left_call()
+            # a process killed mid-call leaves the modem's call up: end it first (not a
+            # caller ringing in: the inbound desk takes that one)
+            if not s.line.driver.incoming_active:
+                await s.line.driver.clear_left_call()
             h = await s.line.driver.health()
         except Exception as exc:
             s.take_out(f"health check failed: {exc}", now + s.cooldown)
@@ -286,12 +292,30 @@ class PoolSource:
             return
         if slot.state == "limit":
             slot.state, slot.reason = "idle", None
-        async with slot.use:        # a bridge transfer may be borrowing this line
+        if slot.line.driver.incoming_active:
+            # a caller rings on this line: leave it to the inbound desk, look again shortly
+            yield None, INCOMING_WAIT
+            return
+        async with slot.use:        # a bridge transfer (or an incoming call) may be holding this line
             yield slot, 0.0
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+
+
+async def claim_pool_line(pool: Pool | None, line: Line) -> Callable[[], None] | None:
+    """Hold a pool line for an incoming call (call/inbound.py): its worker waits on ``use``
+    and the other lines go on dialing. None when the line is in a call of ours."""
+    if pool is None:
+        return None
+    for s in pool.slots:
+        if s.line is line:
+            if s.use.locked():
+                return None
+            await s.use.acquire()       # free: returns at once
+            return s.use.release
+    return None
 
 
 class PoolLines:

@@ -65,8 +65,13 @@ def summary(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any]:
                       " GROUP BY 1 ORDER BY 1", (campaign_id,)).fetchall())
     outcomes = dict(q("SELECT COALESCE(outcome, 'open'), COUNT(*) FROM calls WHERE campaign_id = ? GROUP BY 1",
                       (campaign_id,)).fetchall())
+    from ..store.twoway import Inbound
+
+    callbacks = Inbound(conn).callbacks(campaign_id)
     return {
         "contacts": contacts, "statuses": statuses, "calls": calls or 0, "outcomes": outcomes,
+        # contacts who called the SIM that had called them (incoming calls, call/inbound.py)
+        "called_back": sorted({cb.number for cb in callbacks}),
         "answer_rate": round((answered or 0) / calls, 4) if calls else None,
         "contacts_answered": statuses.get("answered", 0),
         "avg_answered_duration_s": round(avg, 2) if avg is not None else None,

@@ -6,11 +6,14 @@ Kept out of the CLI module so that benches and the service can run a campaign to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
+from .. import webhooks
+from ..call.inbound import InboundDesk, check_inbound_flows
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Campaigns, open_db
@@ -18,7 +21,7 @@ from ..store.call_journal import CallJournal, DatabaseFault
 from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
 from .controller import Controller
 from .lock import DialerLock
-from .pool import PoolLines
+from .pool import PoolLines, claim_pool_line
 from .script import ScriptFor, flow_factory, message_factory
 from .spec import CampaignFile
 from .view import make_view
@@ -115,6 +118,7 @@ def run_campaign(loaded: LoadedConfig, cf: CampaignFile, *, tty: bool | None = N
                  echo: Echo = print, **controller_kw: Any) -> str:
     """Validate, import, dial until done or stopped. Returns 'done' or 'stopped'."""
     cfgs, script_for = check_campaign(loaded, cf)     # a bad WAV/flow/modem fails before any dial
+    check_inbound_flows(loaded, [c.name for c in cfgs])   # and a bad inbound flow file
     db = loaded.database_path
     with DialerLock(db):
         conn = open_db(db)
@@ -149,6 +153,14 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     lender = getattr(script_for, "lines", None)
     if isinstance(lender, PoolLines):
         lender.pool_of = lambda: ctrl.pool      # bridge transfers borrow free lines of this pool
+    # events for the webhooks: queued in the outbox, delivered while the campaign runs (and
+    # by `serve` later, for what is left)
+    hooks = webhooks.configure(conn, list(loaded.config.webhooks))
+    deliver = asyncio.ensure_future(hooks.run()) if hooks is not None else None
+    # someone calling one of these SIMs back is answered (or rejected) per config inbound:
+    desk = InboundDesk(loaded, conn, lambda line: claim_pool_line(ctrl.pool, line), journal, notify=webhooks.emit)
+    for line in usable:
+        desk.attach(line)
     interrupted, settled = ctrl.recover()
     if interrupted or settled:
         echo(f"recovered: {len(interrupted)} interrupted call(s) closed, {settled} contact(s) settled")
@@ -167,6 +179,12 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         view.stop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+        await desk.close()
+        if deliver is not None:
+            deliver.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await deliver
+        webhooks.configure(None, [])
         await asyncio.gather(*(line.close() for line in usable), return_exceptions=True)
         # commit what is still queued (waits for a lock up to the limit; a full disk loses it,
         # said in the log: those calls stay open and the next run records them as interrupted)

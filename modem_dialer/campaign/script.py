@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import webhooks
 from ..call.message import message_script
 from ..call.session import ActiveCall, CallEnded, Script
 from ..errors import UserError
@@ -76,6 +77,8 @@ def with_opt_out(script: Script, key: str, compliance: Compliance, source: str, 
                     compliance.suppress_queued(call.journal.submit, call.number, "opt_out_key", source)
                     call.journal.refusal(call.call_id, "key")
                     call.event("opt_out", key=key)
+                    webhooks.emit("opt_out", {"call_id": call.call_id, "number": call.number, "source": "key",
+                                              "key": key, "campaign": source})
                     state.opted_out = True
                     return
                 if inner.done():

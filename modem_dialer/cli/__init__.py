@@ -121,5 +121,7 @@ from . import campaign as _campaign  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import flow as _flow  # noqa: E402,F401
 from . import modems as _modems  # noqa: E402,F401
+from . import oncall as _oncall  # noqa: E402,F401
 from . import service as _service  # noqa: E402,F401
+from . import simctl as _simctl  # noqa: E402,F401
 from . import sms as _sms  # noqa: E402,F401

@@ -218,12 +218,51 @@ def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) ->
         click.echo("no alerts")
 
 
+@alert.command("ack")
+@click.argument("alert_id", type=int)
+@click.option("--by", "by", required=True, help="who acknowledges (journaled with the alert)")
+@click.pass_context
+@run_command
+def alert_ack(ctx: click.Context, alert_id: int, by: str) -> None:
+    """Acknowledge alert ALERT_ID: its escalation stops (through the service when it runs; the
+    policy's ack_timeout then notifies again if it is not resolved in time)."""
+    from ..service.client import ServiceError
+    from ..store import Alerts
+
+    if not by.strip() or len(by) > 100 or any(ord(ch) < 32 for ch in by):
+        raise UserError("--by: a name of 1 to 100 printable characters")
+    loaded = load(ctx)
+    client = _client(loaded)
+    if client.running():
+        try:
+            ok = client.request("POST", f"/v1/alerts/{alert_id}/ack", {"by": by})["acknowledged"]
+        except ServiceError as exc:
+            raise UserError(str(exc)) from None
+    else:
+        # the service is stopped: the same record as every other acknowledgement, and the
+        # webhook event queued in the outbox for the service to deliver when it starts
+        from .. import webhooks
+        from ..service.ack import record_ack
+
+        conn = _db(ctx)
+        alerts = Alerts(conn)
+        if alerts.get_alert(alert_id) is None:
+            raise UserError(f"no alert {alert_id}")
+        webhooks.configure(conn, loaded.config.webhooks)
+        try:
+            ok = record_ack(alerts, alert_id, by, "cli", webhooks.emit) is not None
+        finally:
+            webhooks.configure(None, [])
+    click.echo(f"alert {alert_id}: {'acknowledged by ' + by if ok else 'was not open'}")
+
+
 @alert.command("resolve")
 @click.argument("alert_id", type=click.IntRange(1, 2**63 - 1), required=False)
 @click.option("--key", "dedup_key", help="resolve the live alert with this dedup key instead of an id")
+@click.option("--by", "by", default="cli", show_default=True, help="who resolves (journaled)")
 @click.pass_context
 @run_command
-def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | None) -> None:
+def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | None, by: str) -> None:
     """Resolve an alert (by ID or --key): its escalation stops (through the service when it runs)."""
     from ..service.client import ServiceError
     from ..store import Alerts
@@ -238,7 +277,7 @@ def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | Non
                 r = client.request("POST", "/v1/alerts/resolve", {"dedup_key": dedup_key})
                 alert_id, ok = r["resolved"], r["resolved"] is not None
             else:
-                ok = client.request("POST", f"/v1/alerts/{alert_id}/resolve", {})["resolved"]
+                ok = client.request("POST", f"/v1/alerts/{alert_id}/resolve", {"by": by})["resolved"]
         except ServiceError as exc:
             raise UserError(str(exc)) from None
     else:

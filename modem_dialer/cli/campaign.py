@@ -297,6 +297,8 @@ def _report_table(out, name: str, s: dict, rows) -> None:
                   f"{m['calls']} calls: " + ", ".join(f"{k} {v}" for k, v in sorted(m["outcomes"].items())))
     for hour, n in s["attempts_per_hour"].items():
         t.add_row(f"attempts {hour}", str(n))
+    if s.get("called_back"):
+        t.add_row("called back", f"{len(s['called_back'])} contact(s): " + ", ".join(s["called_back"]))
     console.print(t)
     if s["answers"]:
         console.print(_answers_table(name, s["answers"]))

@@ -53,7 +53,7 @@ def modems(ctx: click.Context, as_json: bool) -> None:
 @click.option("--scenario", type=click.Path(dir_okay=False), help="YAML file of scripted callees")
 @click.option("--write-config", type=click.Path(dir_okay=False), help="also write a matching config here")
 @click.option("--control", type=click.Path(dir_okay=False),
-              help="listen on this Unix socket for commands (modem-dialer sim-ctl PATH …)")
+              help="listen on this Unix socket for commands (modem-dialer sim-ctl PATH call|sms|…)")
 @run_command
 def sim(count: int, family: str, scenario: str | None, write_config: str | None, control: str | None) -> None:
     """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
@@ -95,14 +95,13 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None,
             audio = f"  audio {m.audio.path}" if m.audio else ""
             click.echo(f"{m.name}: {m.dialect.family:8} AT {m.path}{audio}")
         click.echo("\n# matching config:\n" + text, nl=False)
-        sys.stdout.flush()
         if ctl:
             click.echo(f"control socket: {control}")
         sys.stdout.flush()
         try:
             await asyncio.Event().wait()
         finally:
-            if ctl:
+            if ctl is not None:
                 await ctl.close()
             await bank.stop()
 
@@ -110,5 +109,3 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None,
         asyncio.run(serve())
     except KeyboardInterrupt:
         pass
-
-

@@ -18,7 +18,7 @@ from ..at.channel import ATChannel
 from ..at.errors import ATCommandError, ATError, CMEError, CommandTimeout
 from ..config import ModemConfig
 from ..numbers import dial_string
-from . import causes
+from . import causes, incoming
 from .events import (
     DTMF_KEYS,
     Answered,
@@ -33,6 +33,7 @@ from .events import (
     SignalChanged,
 )
 from .identity import imsi_from, name_from, read_iccid, read_imei, read_value, sim_busy
+from .incoming import IncomingMixin
 from .info import Health, Identity, parse_cops, parse_cpin, parse_creg, parse_csq
 
 log = logging.getLogger("modem_dialer.modems")
@@ -67,6 +68,11 @@ class DriverError(ATError):
     """The modem cannot be used (no SIM, PIN needed, no voice firmware …)."""
 
 
+class LineBusy(DriverError):
+    """The dial failed (or was not tried) because an incoming call rings on this modem:
+    not an attempt; dial again on another line or later."""
+
+
 @dataclass
 class CallTrack:
     """What the driver knows about the one call in progress."""
@@ -79,9 +85,14 @@ class CallTrack:
     ended: bool = False
     local_hangup: bool = False
     end_waiter: asyncio.Future[None] | None = None   # hangup() waiting for the end
+    incoming: bool = False        # a call someone placed to us
+    withheld: bool = False        # incoming: the caller hid the number
+    announced: bool = False       # incoming: IncomingCall emitted
+    collided: bool = False        # outgoing: an incoming call rang while we dialed
+    collider: tuple[str | None, bool, int | None] | None = None   # its (number, withheld, call id)
 
 
-class ModemDriver:
+class ModemDriver(IncomingMixin):
     family = "generic"
     # Whether the family reports the callee's keys as URCs (else: in-band detection).
     reports_dtmf = True
@@ -111,6 +122,8 @@ class ModemDriver:
         channel.on_lost(self._port_lost)
         channel.subscribe(("NO CARRIER", "BUSY", "NO ANSWER", "NO DIALTONE"), self._on_result_line)
         channel.subscribe(("+CREG:", "+CEREG:", "+CGREG:"), self._on_creg)
+        self._incoming_init()
+        self.subscribe_incoming()
         self.subscribe_urcs()
 
     # ---- events ------------------------------------------------------------------
@@ -145,7 +158,8 @@ class ModemDriver:
         await self.ch.command("ATE0")
         await self.optional("AT+CMEE=2")
         await self.unlock_sim()
-        for cmd in ("AT+CREG=2", "AT+COPS=3,0"):
+        # caller ID and "+CRING: VOICE" for incoming calls (modems/incoming.py)
+        for cmd in ("AT+CREG=2", "AT+COPS=3,0", "AT+CLIP=1", "AT+CRC=1"):
             await self.optional(cmd)
         for cmd in self.required_init:
             await self.ch.command(cmd)
@@ -265,13 +279,29 @@ class ModemDriver:
         """Dial ``number`` (E.164, checked again here); events follow on the listeners."""
         number = dial_string(number)
         if self.call is not None and not self.call.ended:
+            if self.call.incoming:
+                raise LineBusy(f"{self.name}: an incoming call is ringing", port=self.ch.port)
             raise DriverError(f"{self.name}: a call is already in progress", port=self.ch.port)
         await self.prepare_audio()
-        self.call = CallTrack(number=number, dialed_at=time.monotonic())
+        if self.call is not None and self.call.incoming and not self.call.ended:
+            # it started ringing while the audio was being set up
+            raise LineBusy(f"{self.name}: an incoming call is ringing", port=self.ch.port)
+        call = self.call = CallTrack(number=number, dialed_at=time.monotonic())
         self.emit(Dialing(self.name))
         try:
             await self.ch.command(f"ATD{number};", timeout=self.dial_timeout)
         except ATCommandError as exc:
+            if exc.final not in ("BUSY", "NO ANSWER", "NO CARRIER", "NO DIALTONE") and not call.collided:
+                # a refused ATD (+CME ERROR…) may be the modem seeing a call ring in before we
+                # do: the ring URC can follow the error. Give it a moment before calling it a failure.
+                await asyncio.sleep(incoming.DIAL_ERROR_RING_WAIT)
+            if call.collided or self.ring_blamed(call.dialed_at):
+                # the modem refused ATD because someone is calling in: not an attempt
+                if self.call is call:
+                    self.call = None
+                    self.adopt_collision(call)     # the caller is still ringing: track and announce it
+                raise LineBusy(f"{self.name}: dial refused while an incoming call rings ({exc.final})",
+                               port=self.ch.port) from None
             result = exc.final
             if result in ("BUSY", "NO ANSWER", "NO CARRIER", "NO DIALTONE"):
                 self.call_ended(result=result)
@@ -305,7 +335,8 @@ class ModemDriver:
             if not call.ended:
                 log.info("%s: no end URC %g s after %s: ending the call ourselves", self.name,
                          self.hangup_end_timeout, self.hangup_command)
-        if not call.ended:
+        # self.call may be a caller ringing in by now: end only the call we hung up
+        if not call.ended and self.call is call:
             self.call_ended(by=HangupBy.DIALER, cause=causes.NORMAL)
 
     async def clear_left_call(self) -> int:

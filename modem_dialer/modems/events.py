@@ -70,6 +70,22 @@ class Ended(Event):
 
 
 @dataclass(frozen=True)
+class IncomingCall(Event):
+    """Someone is calling this SIM (``RING``/``+CRING``/``+CLIP`` or the family's call-state URC).
+
+    Emitted once per incoming call, as soon as the caller ID is known (or known to be
+    missing). ``number`` is None when the caller withheld it or the network gave none;
+    ``during_dial``: it rang while we were dialing out on this modem (the ATD may fail).
+    The call then goes on with the usual ``Answered`` / ``Ended`` events.
+    """
+
+    number: str | None = None
+    withheld: bool = False
+    call_id: int | None = None
+    during_dial: bool = False
+
+
+@dataclass(frozen=True)
 class KeyPressed(Event):
     key: str
     source: str = "urc"                   # "urc" or "inband"

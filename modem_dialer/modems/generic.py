@@ -52,3 +52,6 @@ class GenericDriver(ClccPoller, ModemDriver):
 
     def after_dial_started(self) -> None:
         self.start_polling()
+
+    def after_answer_started(self) -> None:
+        self.start_polling()   # an answered incoming call ends when it leaves CLCC

@@ -51,23 +51,39 @@ class QuectelDriver(ClccPoller, ModemDriver):
         if self.call_state_source == "clcc_poll":
             self.start_polling()
 
+    def after_answer_started(self) -> None:
+        if self.call_state_source == "clcc_poll":
+            self.start_polling()   # an answered incoming call ends when it leaves CLCC
+
     def _on_ccinfo(self, line: str) -> None:
         m = _CCINFO.match(line)
         if not m:
             return
         idx, direction, state, mode = (int(g) for g in m.groups())
-        if mode != 0 or direction != 0:      # mode 1 is the LTE data pseudo-call
+        if mode != 0:      # mode 1 is the LTE data pseudo-call
             return
-        self._state(idx, {2: "dialing", 3: "ringing", 0: "active", -1: "ended"}.get(state))
+        if direction == 1:
+            num = re.search(r',"([^"]*)"', line[m.end():])
+            self.incoming_state(idx, {4: "incoming", 5: "incoming", 0: "active", -1: "ended"}.get(state),
+                                num.group(1) if num else None)
+            return
+        if self.outgoing_event():
+            self._state(idx, {2: "dialing", 3: "ringing", 0: "active", -1: "ended"}.get(state))
 
     def _on_dsci(self, line: str) -> None:
         m = _DSCI.match(line)
         if not m:
             return
         idx, direction, stat, kind = (int(g) for g in m.groups())
-        if kind != 0 or direction != 0:
+        if kind != 0:
             return
-        self._state(idx, {2: "dialing", 7: "ringing", 3: "active", 6: "ended"}.get(stat))
+        if direction == 1:
+            rest = line[m.end():].lstrip(",").split(",")
+            self.incoming_state(idx, {4: "incoming", 5: "incoming", 3: "active", 6: "ended"}.get(stat),
+                                rest[0].strip().strip('"') if rest and rest[0].strip() else None)
+            return
+        if self.outgoing_event():
+            self._state(idx, {2: "dialing", 7: "ringing", 3: "active", 6: "ended"}.get(stat))
 
     def _state(self, idx: int, state: str | None) -> None:
         if state == "ringing":

@@ -26,7 +26,14 @@ class ClccMixin(ModemDriver):
         if not m:
             return
         idx, direction, stat, mode, _ = (int(g) for g in m.groups())
-        if mode != 0 or direction != 0:
+        if mode != 0:
+            return
+        if direction == 1:
+            num = re.search(r',"([^"]*)"', line[m.end():])
+            self.incoming_state(idx, {4: "incoming", 5: "incoming", 0: "active", 6: "ended"}.get(stat),
+                                num.group(1) if num else None)
+            return
+        if not self.outgoing_event():
             return
         if stat == 3:
             self.call_ringing(idx)
@@ -51,7 +58,8 @@ class SimcomDriver(ClccMixin, ModemDriver):
         self.ch.subscribe("+CLCC:", self.on_clcc)
         self.ch.subscribe("VOICE CALL:", self._on_voice_call)
         self.ch.subscribe("+RXDTMF:", lambda line: self.key_pressed(line.split(":", 1)[1].strip()))
-        self.ch.subscribe("MISSED_CALL", lambda line: None)
+        # the caller gave up before we answered (SIM7600: "MISSED_CALL: 11:01AM 0771…")
+        self.ch.subscribe("MISSED_CALL", lambda line: self.incoming_state(None, "ended"))
 
     def _on_voice_call(self, line: str) -> None:
         if "BEGIN" in line:

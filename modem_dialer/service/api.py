@@ -1,9 +1,11 @@
 """The HTTP API (aiohttp). Every answer is JSON (but /metrics); bad input is a 4xx, never a call.
 
-Routes: POST /v1/alerts, GET /v1/alerts, GET /v1/alerts/{id}, POST /v1/alerts/{id}/resolve,
+Routes: POST /v1/alerts, GET /v1/alerts, GET /v1/alerts/{id}, POST /v1/alerts/{id}/ack,
+POST /v1/alerts/{id}/resolve,
 POST /v1/alerts/resolve (by dedup key),
-POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/inbox (api_sms.py), GET /v1/sms/{id}, POST /v1/campaigns, GET /v1/campaigns,
-GET /v1/campaigns/{name}, GET /v1/modems, GET /healthz, GET /metrics. Described in docs/api.md.
+POST /v1/alertmanager, POST /v1/sms, GET /v1/sms/inbox (api_sms.py), GET /v1/sms/{id}, POST /v1/campaigns,
+GET /v1/campaigns, GET /v1/campaigns/{name}, GET /v1/modems, GET /v1/inbound, GET /v1/webhooks, GET /healthz,
+GET /metrics. Described in docs/api.md.
 """
 
 from __future__ import annotations
@@ -168,6 +170,7 @@ def alert_view(conn: sqlite3.Connection, alert_id: int) -> dict[str, Any] | None
     return {**a, "result": state.get("result"), "position": state.get("pos"), "next_at": state.get("next_at"),
             "plan": state.get("plan"), "history": state.get("history", []), "labels": state.get("labels", {}),
             "errors": state.get("errors", []),
+            "ack_log": state.get("ack_log", []), "renotify_at": state.get("ack_deadline"),
             "calls": [{k: c.get(k) for k in ("id", "number", "modem", "outcome", "started_at", "answered_at",
                                               "ended_at", "keys")} for c in calls],
             "sms": sms}
@@ -217,11 +220,38 @@ async def get_alert(request: web.Request) -> web.Response:
     return error(404, "no such alert") if v is None else web.json_response(v)
 
 
+class WhoRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    by: str = Field(default="api", min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+async def _who(request: web.Request) -> str:
+    """``{"by": "alice"}`` (optional body): who acknowledges or resolves, journaled as given."""
+    if not request.can_read_body:
+        return "api"
+    return WhoRequest(**await read_json(request)).by
+
+
+async def ack_alert(request: web.Request) -> web.Response:
+    svc = request.app[SERVICE]
+    alert_id = _alert_id(request)
+    by = await _who(request)
+    try:
+        ok = svc.runner.acknowledge(alert_id, by=by, via="api")
+    except KeyError:
+        return error(404, "no such alert")
+    a = svc.runner.alerts.get_alert(alert_id)
+    return web.json_response({"id": alert_id, "acknowledged": ok, "status": a["status"] if a else None,
+                              "acknowledged_by": a["acknowledged_by"] if a else None,
+                              "renotify_at": a["state"].get("ack_deadline") if a else None})
+
+
 async def resolve_alert(request: web.Request) -> web.Response:
     svc = request.app[SERVICE]
     alert_id = _alert_id(request)
+    by = await _who(request)
     try:
-        ok = svc.runner.resolve(alert_id, by="api")
+        ok = svc.runner.resolve(alert_id, by=by)
     except KeyError:
         return error(404, "no such alert")
     a = svc.runner.alerts.get_alert(alert_id)
@@ -335,6 +365,32 @@ async def get_campaign(request: web.Request) -> web.Response:
         return error(404, "no such campaign")
 
 
+def _limit(request: web.Request) -> int:
+    try:
+        return max(1, min(int(request.query.get("limit", "50")), 1000))
+    except ValueError:
+        raise web.HTTPBadRequest(text=json.dumps({"error": "limit: not an integer"}),
+                                 content_type="application/json") from None
+
+
+async def list_inbound(request: web.Request) -> web.Response:
+    """Incoming calls, newest first: who, on which SIM, what became of it, callback of whom."""
+    from ..store.twoway import Inbound
+
+    return web.json_response(Inbound(request.app[SERVICE].conn).recent(_limit(request)))
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    """The webhook outbox: counts per status and the latest rows (?status=pending|delivered|failed)."""
+    from ..store.twoway import Outbox
+
+    status = request.query.get("status")
+    if status not in (None, "pending", "delivered", "failed"):
+        return error(400, "status: use pending, delivered or failed")
+    box = Outbox(request.app[SERVICE].conn)
+    return web.json_response({"counts": box.counts(), "items": box.list(status, _limit(request))})
+
+
 async def modems(request: web.Request) -> web.Response:
     return web.json_response(request.app[SERVICE].bank.snapshot())
 
@@ -363,6 +419,7 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_get("/v1/alerts", list_alerts)
     app.router.add_get("/v1/alerts/{id}", get_alert)
     app.router.add_post("/v1/alerts/{id}/resolve", resolve_alert)
+    app.router.add_post("/v1/alerts/{id}/ack", ack_alert)
     app.router.add_post("/v1/alerts/resolve", resolve_by_key)
     app.router.add_post("/v1/alertmanager", alertmanager)
     app.router.add_post("/v1/sms", post_sms)
@@ -372,6 +429,8 @@ def make_app(svc: Service) -> web.Application:
     app.router.add_get("/v1/campaigns", list_campaigns)
     app.router.add_get("/v1/campaigns/{name}", get_campaign)
     app.router.add_get("/v1/modems", modems)
+    app.router.add_get("/v1/inbound", list_inbound)
+    app.router.add_get("/v1/webhooks", list_webhooks)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     mount_console(app, svc)

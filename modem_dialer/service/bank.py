@@ -124,7 +124,7 @@ class Bank:
         await self._check(slot)
 
     async def _hangup(self, slot: ModemSlot) -> None:
-        if slot.line is not None and not slot.leased:
+        if slot.line is not None and not slot.leased and not slot.line.driver.incoming_active:
             with contextlib.suppress(Exception):
                 await slot.line.driver.clear_left_call()
 
@@ -224,7 +224,9 @@ class Bank:
 
     # ---- leases ----------------------------------------------------------------------
     def free_lines(self, need_audio: bool = True) -> list[ModemSlot]:
-        return [s for s in self.slots.values() if not s.leased and s.ready(need_audio)]
+        # a line where a caller is ringing is not free (the inbound desk is about to claim it)
+        return [s for s in self.slots.values() if not s.leased and s.ready(need_audio)
+                and not (s.line is not None and s.line.driver.incoming_active)]
 
     @property
     def waiting(self) -> int:
@@ -275,6 +277,21 @@ class Bank:
                 await self._drop(slot, slot.error)
                 self._kick.set()
             self._serve()
+
+    async def claim_line(self, line: Line) -> Callable[[], None] | None:
+        """Hold ``line`` now for an incoming call (call/inbound.py): a release function, or
+        None when it is lent out. A held line counts as busy: every lease goes elsewhere."""
+        for slot in self.slots.values():
+            if slot.line is line:
+                if slot.leased:
+                    return None
+                slot.leased = True
+
+                def release(s: ModemSlot = slot) -> None:
+                    s.leased = False
+                    self._serve()
+                return release
+        return None
 
     def count_call(self, slot: ModemSlot, outcome: str) -> None:
         slot.calls[outcome] += 1

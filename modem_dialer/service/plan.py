@@ -34,10 +34,17 @@ def resolve_targets(cfg: Config, names: list[str]) -> list[dict[str, str]]:
         elif name in al.groups:
             for m in al.groups[name]:
                 add(m, al.people.get(m, m))
+        elif name in al.schedules:
+            # whoever is on call now (the plan is frozen at raise time, like every other name)
+            from ..config_schedules import on_call
+            from ..store import utc_now
+
+            who = on_call(name, al.schedules[name], utc_now()).who
+            add(who, al.people[who])
         elif looks_like_number(name):
             add(name, name)
         else:
-            raise UserError(f"'to': {name!r} is not a person, group or phone number in the config")
+            raise UserError(f"'to': {name!r} is not a person, group, schedule or phone number in the config")
     return out
 
 
@@ -71,7 +78,7 @@ def build_plan(cfg: Config, *, policy: str | None = None, to: list[str] | None =
     plan = {
         "steps": steps, "repeat": pol.repeat, "ack_key": ack_key or pol.ack_key, "resolve_key": pol.resolve_key,
         "ack_prompt": pol.ack_prompt, "message_repeat": pol.message_repeat, "ring_timeout": pol.ring_timeout,
-        "sms_fallback": pol.sms_fallback, "line_wait": pol.line_wait,
+        "sms_fallback": pol.sms_fallback, "line_wait": pol.line_wait, "ack_timeout": pol.ack_timeout,
     }
     if plan["resolve_key"] == plan["ack_key"]:
         plan["resolve_key"] = None

@@ -27,6 +27,7 @@ from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Alerts, from_ts, to_ts, utc_now
 from ..store.call_journal import CallJournal
+from .ack import alert_event, record_ack
 from .bank import Bank, Priority
 from .inputs import TooMany, check_text, load_checked_prompt
 from .plan import advance, build_plan, new_state
@@ -35,6 +36,7 @@ from .texting import Texter
 log = logging.getLogger("modem_dialer.service")
 
 FALLBACK_VOICE = "en"        # espeak-ng's default voice, tried when the configured one fails
+LINE_BUSY_TRIES = 3          # dials refused because a call rang in, before the attempt counts
 
 
 class AlertRunner:
@@ -52,6 +54,9 @@ class AlertRunner:
         self.done_events: dict[int, asyncio.Event] = {}
         self._samples: dict[int, np.ndarray] = {}
         self.on_change: list[Callable[[int], None]] = []
+        self.renotify: dict[int, asyncio.Task] = {}      # acknowledgement timeouts armed
+        # event webhooks (service/webhooks.py): emit(event, data)
+        self.emit: Callable[[str, dict[str, Any]], Any] | None = None
 
     # ---- submit / resolve ------------------------------------------------------------
     async def submit(self, *, to: list[str] | None = None, say: str | None = None, audio: str | None = None,
@@ -89,6 +94,7 @@ class AlertRunner:
         log.info("alert %s %s (%s)", alert_id, "raised" if created else "deduplicated", key,
                  extra={"alert": alert_id, "policy": name, "dedup_key": key})
         if created:
+            self._notify("alert.raised", alert_id, source=source)
             self._start(alert_id)
         return alert_id, created
 
@@ -103,6 +109,10 @@ class AlertRunner:
             state["resolved_by"] = by
             self.alerts.set_state(alert_id, state)
             log.info("alert %s resolved by %s", alert_id, by, extra={"alert": alert_id})
+            timer = self.renotify.pop(alert_id, None)
+            if timer is not None:
+                timer.cancel()
+            self._notify("alert.resolved", alert_id, by=by)
             task = self.tasks.get(alert_id)
             if task is not None and not task.done():
                 task.cancel()
@@ -110,21 +120,67 @@ class AlertRunner:
         return ok
 
     def acknowledge(self, alert_id: int, by: str, *, via: str) -> bool:
-        """Acknowledge from outside a call (an SMS reply): the same record as a key in the call,
-        and the escalation stops (calls in progress for it are hung up). False if not open."""
-        if not self.alerts.acknowledge(alert_id, by):
+        """Acknowledge from outside a call (API, CLI through the API, SMS reply): the same record
+        as a key in the call (service/ack.py); the escalation stops (a call in progress for it
+        is hung up) and, with the policy's ``ack_timeout``, starts over if the alert is not
+        resolved by then. False if it was not open; KeyError if there is no such alert."""
+        if self.alerts.get_alert(alert_id) is None:
+            raise KeyError(alert_id)
+        if not self._acked(alert_id, by, via):
             return False
-        a = self.alerts.get_alert(alert_id)
-        if a is not None:
-            a["state"]["result"] = "acknowledged"
-            a["state"]["acknowledged_via"] = via
-            self.alerts.set_state(alert_id, a["state"])
-        log.info("alert %s acknowledged by %s (%s)", alert_id, by, via, extra={"alert": alert_id})
         task = self.tasks.get(alert_id)
         if task is not None and not task.done():
             task.cancel()
         self._changed(alert_id)
         return True
+
+    def _acked(self, alert_id: int, by: str, via: str) -> bool:
+        """Every acknowledgement (any source): the one record and webhook, then the timeout armed."""
+        st = record_ack(self.alerts, alert_id, by, via, self.emit)
+        if st is None:
+            return False
+        if st.get("ack_deadline"):
+            self._arm_renotify(alert_id)
+        return True
+
+    def _arm_renotify(self, alert_id: int) -> None:
+        old = self.renotify.pop(alert_id, None)
+        if old is not None:
+            old.cancel()
+        self.renotify[alert_id] = asyncio.get_running_loop().create_task(self._renotify(alert_id),
+                                                                          name=f"renotify-{alert_id}")
+
+    async def _renotify(self, alert_id: int) -> None:
+        a = self.alerts.get_alert(alert_id)
+        if a is None or not a["state"].get("ack_deadline"):
+            return
+        wait = (from_ts(a["state"]["ack_deadline"]) - utc_now()).total_seconds()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        a = self.alerts.get_alert(alert_id)
+        if a is None or a["status"] != "acknowledged" or not self.alerts.reopen(alert_id):
+            return
+        st = a["state"]
+        st.pop("ack_deadline", None)
+        st["result"] = None
+        st["pos"] = {"round": 0, "step": 0, "attempt": 0}
+        st["next_at"] = None
+        st.setdefault("ack_log", []).append({"at": to_ts(utc_now()), "action": "renotify",
+                                             "reason": "acknowledged but not resolved within the ack timeout",
+                                             "acknowledged_by": a["acknowledged_by"]})
+        self.alerts.set_state(alert_id, st)
+        log.warning("alert %s: acknowledged by %s but not resolved in time: notifying again", alert_id,
+                    a["acknowledged_by"], extra={"alert": alert_id})
+        self._changed(alert_id)
+        self.renotify.pop(alert_id, None)
+        self._start(alert_id)
+
+    def _notify(self, event: str, alert_id: int, **extra: Any) -> None:
+        if self.emit is None:
+            return
+        payload = alert_event(self.alerts, alert_id, **extra)
+        if payload is not None:
+            self.emit(event, payload)
 
     def resolve_key(self, dedup_key: str, by: str) -> int | None:
         alert_id = self.alerts.live_id(dedup_key)
@@ -140,6 +196,8 @@ class AlertRunner:
             if a["status"] == "open" and not a["state"].get("result"):
                 self._start(a["id"])
                 ids.append(a["id"])
+            elif a["status"] == "acknowledged" and a["state"].get("ack_deadline"):
+                self._arm_renotify(a["id"])      # the acknowledgement timeout survives a restart
         if ids:
             log.info("resuming %d alert(s): %s", len(ids), ids)
         return ids
@@ -167,7 +225,7 @@ class AlertRunner:
         return len(self.tasks)
 
     async def close(self) -> None:
-        tasks = list(self.tasks.values())
+        tasks = list(self.tasks.values()) + list(self.renotify.values())
         for t in tasks:
             t.cancel()
         for t in tasks:
@@ -201,6 +259,7 @@ class AlertRunner:
                 state["result"] = "exhausted"
                 self.alerts.set_state(alert_id, state)
                 self.alerts.resolve(alert_id, status="expired")
+                self._notify("alert.expired", alert_id)
                 log.warning("alert %s not acknowledged: escalation exhausted", alert_id, extra={"alert": alert_id})
                 self._changed(alert_id)
                 return
@@ -267,16 +326,22 @@ class AlertRunner:
             return
         outcome, call_id = "no_line", None
         try:
-            # wait for a line as long as the policy says (None: until one frees up, however
-            # long the backlog; the bank serves alerts first, in arrival order)
-            async with self.bank.lease(Priority.ALERT, timeout=plan.get("line_wait")) as slot:
-                assert slot.line is not None
-                kw: dict[str, Any] = ({"min_ring_timeout": self.min_ring_timeout}
-                                      if self.min_ring_timeout is not None else {})
-                result = await place_call(slot.line, number, self._script(alert_id, who, samples, plan, acked),
-                                          self.journal, ring_timeout=plan["ring_timeout"], alert_id=alert_id, **kw)
-                outcome, call_id = result.outcome, result.call_id
-                self.bank.count_call(slot, outcome)
+            for _ in range(LINE_BUSY_TRIES):
+                # wait for a line as long as the policy says (None: until one frees up, however
+                # long the backlog; the bank serves alerts first, in arrival order)
+                async with self.bank.lease(Priority.ALERT, timeout=plan.get("line_wait")) as slot:
+                    assert slot.line is not None
+                    kw: dict[str, Any] = ({"min_ring_timeout": self.min_ring_timeout}
+                                          if self.min_ring_timeout is not None else {})
+                    result = await place_call(slot.line, number, self._script(alert_id, who, samples, plan, acked),
+                                              self.journal, ring_timeout=plan["ring_timeout"], alert_id=alert_id,
+                                              **kw)
+                    outcome, call_id = result.outcome, result.call_id
+                    self.bank.count_call(slot, outcome)
+                # a caller rang in on that line as we dialed: not an attempt, take the next free line
+                # (the ringing one is claimed by the inbound desk meanwhile)
+                if outcome != "line_busy":
+                    break
         except asyncio.TimeoutError:
             log.warning("alert %s: no line for %s within line_wait (%s s)", alert_id, who, plan.get("line_wait"),
                         extra={"alert": alert_id})
@@ -397,15 +462,10 @@ class AlertRunner:
                     key = await call.get_key(3.0)
                 if key == ack_key or (key is not None and key == resolve_key):
                     by = f"{who} {call.number}"
-                    if self.alerts.acknowledge(alert_id, by):
+                    if self._acked(alert_id, by, "key"):
                         call.event("alert", action="acknowledged", alert_id=alert_id, key=key, by=by)
                         acked.by_number = call.number  # type: ignore[attr-defined]
                         acked.set()
-                        log.info("alert %s acknowledged by %s", alert_id, by, extra={"alert": alert_id})
-                        a = self.alerts.get_alert(alert_id)
-                        if a is not None:
-                            a["state"]["result"] = "acknowledged"
-                            self.alerts.set_state(alert_id, a["state"])
                     if key == resolve_key:
                         self.resolve(alert_id, by)
                     self._changed(alert_id)

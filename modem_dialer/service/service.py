@@ -21,13 +21,15 @@ from typing import Any
 
 from aiohttp import web
 
+from .. import webhooks
+from ..call.inbound import InboundDesk, check_inbound_flows
 from ..campaign.lock import DialerLock
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
 from ..store import Journal, open_db, set_modem_state
 from ..store.call_journal import CallJournal
-from .bank import Bank
+from .bank import Bank, ModemSlot
 from .campaigns import CampaignRunner
 from .notify import Notifier
 from .runner import AlertRunner
@@ -81,6 +83,13 @@ class Service:
         self.replies = SmsReplies(self.conn, self.bank, self.texter, self.runner, cfg.sms,
                                   region=cfg.default_region)
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
+        # event webhooks: a persistent outbox, delivered by a worker (modem_dialer/webhooks.py)
+        self.webhooks = webhooks.configure(self.conn, list(cfg.webhooks))
+        self.runner.emit = webhooks.emit
+        # incoming calls on any bank line: answered with the inbound flow or rejected; the
+        # line is held (busy for campaigns and alerts) while the call lasts
+        self.inbound = InboundDesk(loaded, self.conn, self.bank.claim_line, self.journal, notify=webhooks.emit)
+        self.bank.on_line_opened.append(self._attach_inbound)
         # `serve` resumes its campaigns; `alert` without a service (http=False) is a one-shot
         # job that must not pick them up
         self.run_campaigns = http if run_campaigns is None else run_campaigns
@@ -90,6 +99,10 @@ class Service:
         self._workers: dict[str, Worker] = {}
         self._worker_tasks: list[asyncio.Task] = []
         self.stopped = asyncio.Event()
+
+    def _attach_inbound(self, slot: ModemSlot) -> None:
+        if slot.line is not None:
+            self.inbound.attach(slot.line)
 
     def add_worker(self, name: str, factory: Worker) -> None:
         """Run ``factory(service)`` while the service runs (the campaign runner's hook)."""
@@ -110,6 +123,7 @@ class Service:
             raise
 
     async def _start(self) -> None:
+        check_inbound_flows(self.loaded, list(self.bank.slots))    # a bad inbound flow file: refuse to start
         recovered = Journal(self.conn).recover_interrupted()
         if recovered:
             log.info("closed %d call(s) interrupted by the last stop: %s", len(recovered), recovered)
@@ -122,6 +136,9 @@ class Service:
                                                                          name="sms-parts"))
         if self.run_campaigns:
             self.campaigns.resume()
+        if self.http and self.webhooks is not None:
+            hooks = self.webhooks
+            self._workers.setdefault("webhooks", lambda svc: hooks.run())
         if self.http:
             from .api import make_app
 
@@ -151,11 +168,14 @@ class Service:
         if self._runner_web is not None:
             await self._runner_web.cleanup()
             self._runner_web = None
+        await self.inbound.close()
         await self.runner.close()
         await self.replies.close()
         await self.texter.close()
         await self.bank.close()
         await self.journal.aclose()
+        if self.webhooks is not None:
+            webhooks.configure(None, [])
         self.conn.close()
         self.lock.release()
         self.stopped.set()

@@ -14,7 +14,8 @@ from a real number:
 3. anything else is kept as a reply (``GET /v1/sms/inbox``, ``modem-dialer sms-inbox``).
 
 Garbled PDUs, unknown encodings and messages without a number are journaled as they came
-(``kind`` "bad" or "reply") and nothing else happens.
+(``kind`` "bad" or "reply") and nothing else happens. Every journaled message, once its
+meaning is settled, is also an ``sms.received`` webhook event (modem_dialer/webhooks.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import re
 import sqlite3
 from datetime import timedelta
 
+from .. import webhooks
 from ..config_sms import SmsConfig, normalise
 from ..errors import UserError
 from ..modems.events import Event, SmsReceived
@@ -87,21 +89,23 @@ class SmsReplies:
         d = ev.deliver
         if not isinstance(d, Deliver):
             log.warning("%s: unreadable SMS PDU journaled (%s)", ev.modem, ev.error, extra={"modem": ev.modem})
-            self.inbox.add_message(ev.modem, None, None, "garbled", pdu=ev.pdu, error=ev.error, kind="bad")
+            self._received(self.inbox.add_message(ev.modem, None, None, "garbled", pdu=ev.pdu, error=ev.error,
+                                                  kind="bad"))
             return None
         sender = self._number(d.sender.number)
         ud = d.ud
         if ud.encoding == "unknown" or ud.text is None:
             log.warning("%s: SMS from %s in an unknown encoding (DCS %#04x) journaled", ev.modem, sender, d.dcs,
                         extra={"modem": ev.modem})
-            self.inbox.add_message(ev.modem, sender, None, "unknown", sent_at=d.timestamp, pdu=ev.pdu,
-                                   error=f"unknown data coding scheme {d.dcs:#04x}", kind="bad")
+            self._received(self.inbox.add_message(ev.modem, sender, None, "unknown", sent_at=d.timestamp, pdu=ev.pdu,
+                                                  error=f"unknown data coding scheme {d.dcs:#04x}", kind="bad"))
             return None
         c = ud.concat
         if c is not None and c.total > 1 and sender is not None:
             if not 1 <= c.seq <= c.total:
-                self.inbox.add_message(ev.modem, sender, ud.text, ud.encoding, sent_at=d.timestamp, pdu=ev.pdu,
-                                       error=f"part {c.seq} of {c.total}: no such part", kind="bad")
+                self._received(self.inbox.add_message(ev.modem, sender, ud.text, ud.encoding, sent_at=d.timestamp,
+                                                      pdu=ev.pdu, error=f"part {c.seq} of {c.total}: no such part",
+                                                      kind="bad"))
                 return None
             return self.inbox.add_part(IncomingPart(ev.modem, sender, c.reference, c.ref_bits, c.total, c.seq,
                                                     ud.text, ud.encoding, ev.pdu, d.timestamp))
@@ -113,6 +117,13 @@ class SmsReplies:
             await self._handle(message_id)
         except Exception:   # one message must not stop the others; it stays journaled
             log.exception("sms_in %s: handling failed", message_id)
+        self._received(message_id)
+
+    def _received(self, message_id: int) -> None:
+        """``sms.received`` webhook for a journaled message, with what it meant (kind, action)."""
+        msg = self.inbox.get(message_id)
+        if msg is not None:
+            webhooks.emit("sms.received", msg.as_dict())
 
     async def _handle(self, message_id: int) -> None:
         msg = self.inbox.get(message_id)

@@ -13,6 +13,7 @@ import logging
 import sqlite3
 from datetime import timedelta
 
+from .. import webhooks
 from ..at.errors import ATError
 from ..config_alerting import RateLimitConfig
 from ..errors import UserError
@@ -51,16 +52,30 @@ class Texter:
             if ev.delivered:
                 sms_id = self.alerts.sms_delivered(name, ev.reference)
                 log.info("sms %s delivered (modem %s ref %s)", sms_id, name, ev.reference, extra={"modem": name})
+                if sms_id is not None:
+                    self._report_event(sms_id, ev.status)
             elif ev.failed:
                 failed = self.inbox.sms_by_reference(name, ev.reference)
                 if failed is not None:
                     self.alerts.sms_failed(failed, f"delivery report status {ev.status:#04x}")
+                    self._report_event(failed, ev.status)
         driver.add_listener(on_event)
         # +CMTI/+CMT/+CDS/+CDSI → events; SmsReplies (service/sms_replies.py) handles the messages
         watcher = watch_sms(driver)
         task = asyncio.get_running_loop().create_task(self._enable(slot, watcher))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _report_event(self, sms_id: int, status: int) -> None:
+        """``sms.delivered`` webhook once a delivery report is journaled (``delivered`` false:
+        the network reported a permanent failure)."""
+        row = self.alerts.get_sms(sms_id)
+        if row is None:
+            return
+        webhooks.emit("sms.delivered", {"sms_id": sms_id, "number": row["number"], "modem": row["modem"],
+                                        "reference": row["reference"], "alert_id": row["alert_id"],
+                                        "delivered": row["status"] == "delivered", "report_status": status,
+                                        "delivered_at": row["delivered_at"], "error": row["error"]})
 
     async def _enable(self, slot: ModemSlot, watcher: SmsWatcher) -> None:
         try:

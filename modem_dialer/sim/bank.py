@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from .callee import Scenario
+from .callee import InboundCall, Scenario
 from .dialects import make_dialect
 from .modem import SimModem, with_luhn
 from .sms import InboundSms
@@ -46,9 +46,13 @@ class SimBank:
 
         for m in self.modems:
             await m.start()
+        loop = asyncio.get_running_loop()
+        for call in self.scenario.inbound_calls:
+            self.modem_for(call.modem)        # a wrong modem name fails now, not later
+            loop.call_later(call.at, self.start_inbound, call)
         for sms in self.scenario.inbound_sms:
-            self.modem_for(sms.modem)        # a wrong modem name fails now, not later
-            asyncio.get_running_loop().call_later(sms.at, self.send_sms, sms)
+            self.modem_for(sms.modem)
+            loop.call_later(sms.at, self.send_sms, sms)
         return self
 
     def modem_for(self, name: str | None) -> SimModem:
@@ -58,6 +62,13 @@ class SimBank:
             return self[name]
         except KeyError:
             raise ValueError(f"no simulated modem {name!r} (have: {', '.join(m.name for m in self.modems)})") from None
+
+    def start_inbound(self, call: InboundCall) -> SimModem:
+        """Place ``call`` now (scenario timer or control command)."""
+        modem = self.modem_for(call.modem)
+        modem.incoming_call(call.from_, keys=call.keys, hangup_after=call.hangup_after, ring_for=call.ring_for,
+                            inband=call.inband)
+        return modem
 
     def send_sms(self, sms: InboundSms) -> SimModem:
         """Deliver ``sms`` now (scenario timer or control command)."""

@@ -46,6 +46,9 @@ class Callee:
     # (s after answer, seconds, Hz): the callee "talks" a pure tone in the uplink, so a test can
     # check where that audio went (bridges); see sim/voice.tone_share
     tones: list[tuple[Seconds, Seconds, Annotated[float, Field(gt=0, lt=4000)]]] = field(default_factory=list)
+    # the first time this number is dialed, someone (this number) calls the SIM at that very
+    # moment: the ATD fails and the SIM rings instead (then the caller hangs up after 1 s)
+    rings_in_on_dial: str | None = None
 
     @classmethod
     def from_dict(cls, d: dict) -> Callee:
@@ -79,11 +82,40 @@ _CALLEE = TypeAdapter(Callee)    # checks the types, sets and ranges above (stri
 
 
 @dataclass
+class InboundCall:
+    """Someone calling one of the simulated SIMs ``at`` s after the bank starts."""
+
+    at: float = 0.0
+    from_: str | None = None         # None: caller ID withheld
+    modem: str | None = None         # which SIM is called (default: the first)
+    keys: list[tuple[float, str]] = field(default_factory=list)   # (s after answer, key)
+    hangup_after: float | None = None   # s after answer when the caller hangs up
+    ring_for: float = 30.0           # s the caller lets it ring before giving up
+    inband: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict) -> InboundCall:
+        if not isinstance(d, dict):
+            raise ValueError(f"an inbound call is a mapping of settings, not {d!r}")
+        d = {("from_" if k == "from" else k): v for k, v in d.items()}
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown inbound call setting {unknown[0]!r} (known: at, from, modem, keys, "
+                             "hangup_after, ring_for, inband)")
+        keys = [(float(k["at"]), str(k["key"])) if isinstance(k, dict) else (float(k[0]), str(k[1]))
+                for k in d.pop("keys", None) or []]
+        frm = d.pop("from_", None)
+        return cls(keys=keys, from_=None if frm in (None, "") else str(frm), **d)
+
+
+@dataclass
 class Scenario:
-    """Which callee answers which number; the default for any other number."""
+    """Which callee answers which number; the default for any other number; calls to the SIMs."""
 
     default: Callee = field(default_factory=Callee)
     numbers: dict[str, Callee] = field(default_factory=dict)
+    inbound_calls: list[InboundCall] = field(default_factory=list)
     inbound_sms: list[InboundSms] = field(default_factory=list)    # messages for the SIMs (sim/sms.py)
 
     def callee_for(self, number: str) -> Callee:
@@ -92,14 +124,18 @@ class Scenario:
     @classmethod
     def load(cls, path: str | Path) -> Scenario:
         data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict) or set(data) - {"default", "numbers", "inbound_sms"}:
-            raise ValueError("a scenario has 'default', 'numbers' and 'inbound_sms' at the top level")
+        if not isinstance(data, dict) or set(data) - {"default", "numbers", "inbound_calls", "inbound_sms"}:
+            raise ValueError("a scenario has 'default', 'numbers', 'inbound_calls' and 'inbound_sms' at the top level")
         default = _named("default", data.get("default") or {})
         numbers = {str(n): _named(f"numbers.{n}", c) for n, c in (data.get("numbers") or {}).items()}
+        inbound = data.get("inbound_calls") or []
+        if not isinstance(inbound, list):
+            raise ValueError("inbound_calls: a list of calls ({at, from, keys, hangup_after, ...})")
         sms = data.get("inbound_sms") or []
         if not isinstance(sms, list):
             raise ValueError("inbound_sms: a list of messages ({at, from, text, ...})")
-        return cls(default, numbers, [InboundSms.from_dict(m) for m in sms])
+        return cls(default, numbers, [InboundCall.from_dict(c) for c in inbound],
+                   [InboundSms.from_dict(m) for m in sms])
 
 
 def _named(where: str, settings: object) -> Callee:

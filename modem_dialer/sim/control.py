@@ -1,11 +1,12 @@
 """Control a running simulated bank: one JSON object per line on a Unix socket.
 
 Generic on purpose: a command is a name and its handler in :data:`COMMANDS`; the reply is
-one JSON line (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``). A sim feature
-adds its command to the table (incoming SMS here; incoming calls the same way).
+one JSON line (``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``). Each sim feature
+adds its commands to the one table: incoming calls (``call``, ``calls``) and incoming SMS and
+delivery reports (``sms``, ``report``, ``sms_log``).
 
-``modem-dialer sim … --control PATH`` listens; ``modem-dialer sim-ctl PATH sms --from … --text …``
-(or ``socat``/``nc -U``) talks to it.
+``modem-dialer sim … --control PATH`` listens; ``modem-dialer sim-ctl PATH call --from …`` or
+``sim-ctl PATH sms --from … --text …`` (or ``socat``/``nc -U``) talks to it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .callee import InboundCall
 from .sms import InboundSms
 
 Handler = Callable[[Any, dict[str, Any]], dict[str, Any]]
 MAX_LINE = 64 * 1024
+
+
+def cmd_call(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """Someone calls a SIM now: ``{"cmd": "call", "from": "+33…" | null, "modem": NAME,
+    "keys": [[s, key], …], "hangup_after": s, "ring_for": s}``."""
+    body = {k: v for k, v in req.items() if k != "cmd"}
+    call = InboundCall.from_dict(body)
+    modem = bank.start_inbound(call)
+    return {"modem": modem.name, "placed": modem.call is not None and modem.call.direction == "in"}
+
+
+def cmd_calls(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
+    """What each SIM has seen: calls (direction, number, state, keys sent)."""
+    return {"modems": {m.name: [{"direction": c.direction, "number": c.number, "state": c.state,
+                                  "keys": c.keys_sent, "ended_by": c.ended_by} for c in m.calls]
+                       for m in bank.modems}}
 
 
 def cmd_sms(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
@@ -48,7 +66,8 @@ def cmd_sms_sent(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
     return {"modems": {m.name: {"sent": [pdu for _, pdu in m.sms], "received": m.inbound} for m in bank.modems}}
 
 
-COMMANDS: dict[str, Handler] = {"sms": cmd_sms, "report": cmd_report, "sms_log": cmd_sms_sent}
+COMMANDS: dict[str, Handler] = {"call": cmd_call, "calls": cmd_calls,
+                                "sms": cmd_sms, "report": cmd_report, "sms_log": cmd_sms_sent}
 
 
 def handle(bank: Any, line: bytes) -> dict[str, Any]:
@@ -77,7 +96,7 @@ class ControlServer:
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         self.server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)
-        self.path.chmod(0o600)       # whoever can write here can make the SIMs receive anything
+        self.path.chmod(0o600)       # whoever can write here can make the SIMs ring or receive anything
         return self
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

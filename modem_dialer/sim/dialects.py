@@ -54,7 +54,12 @@ class Dialect:
 
     STAT: ClassVar[dict[str, int]] = {"dialing": 2, "alerting": 3, "active": 0, "held": 1, "ended": 6}
 
+    STAT_IN: ClassVar[dict[str, int]] = {"incoming": 4, "active": 0, "held": 1, "ended": 6}
+
     def clcc(self, call, state: str | None = None) -> str:
+        if _incoming(call):
+            stat = self.STAT_IN[state or call.state]
+            return f'+CLCC: {call.index},1,{stat},0,0,"{call.number}",{_ton(call)}'
         stat = self.STAT[state or call.state]
         return f'+CLCC: {call.index},0,{stat},0,0,"{call.number}",{145 if call.number.startswith("+") else 129}'
 
@@ -69,14 +74,29 @@ class Dialect:
             self.modem.end_call(call, 16, "dialer", local=True)
         return []
 
+    # incoming calls (27.007: RING or +CRING with AT+CRC=1, +CLIP with AT+CLIP=1)
+    ring_crcrlf = False
+
+    def ring_lines(self, call) -> None:
+        m = self.modem
+        m.urc("+CRING: VOICE" if m.crc else "RING", crcrlf=self.ring_crcrlf)
+        if m.clip:
+            m.urc(_clip(call))
+
+    def incoming_ring(self, call, first: bool) -> None:
+        self.ring_lines(call)
+
+    def incoming_answered(self, call) -> list[str]:
+        return ["OK"]
+
     # call steps -> URCs (generic modem: none; the driver polls AT+CLCC)
     def dialing(self, call) -> None: ...
     def alerting(self, call) -> None: ...
     def connected(self, call) -> None: ...
 
     def ended(self, call, was_active: bool, local: bool) -> None:
-        if local:
-            return
+        if local or (_incoming(call) and not was_active):
+            return       # an unanswered incoming call just stops ringing
         result = {17: "BUSY", 19: "NO ANSWER", 18: "NO ANSWER"}.get(call.cause, "NO CARRIER")
         self.modem.urc(result)
 
@@ -124,6 +144,7 @@ class Quectel(Dialect):
 
     def reset(self) -> None:
         self.ccinfo = False
+        self.ring_urc = True        # AT+QINDCFG="ring",0 turns RING/+CRING off
         self.dsci = False
         self.qtonedet = False
         self.qpcmv: tuple[int, int] | None = None
@@ -137,6 +158,8 @@ class Quectel(Dialect):
                 return ["ERROR"]
             if what == "ccinfo":
                 self.ccinfo = on
+            elif what == "ring":
+                self.ring_urc = on
             elif what == "csq":
                 self.csq_urc = on
             return ["OK"]
@@ -185,10 +208,25 @@ class Quectel(Dialect):
         return ['+CLCC: 1,0,0,1,0,"",128', *super().clcc_lines()]
 
     def _announce(self, call, qstate: int, dstat: int) -> None:
+        d = 1 if _incoming(call) else 0
         if self.ccinfo:
-            self.modem.urc(f'+QIND: "ccinfo",{call.index},0,{qstate},0,0,"{call.number}",145')
+            self.modem.urc(f'+QIND: "ccinfo",{call.index},{d},{qstate},0,0,"{call.number}",{_ton(call)}')
         if self.dsci:
-            self.modem.urc(f"^DSCI: {call.index},0,{dstat},0,{call.number},145,0")
+            self.modem.urc(f"^DSCI: {call.index},{d},{dstat},0,{call.number},{_ton(call)},0")
+
+    def incoming_ring(self, call, first: bool) -> None:
+        # EG25-G: +CLIP then ccinfo state 4, and no RING unless enabled (modems.md §3.1)
+        if self.ring_urc:
+            self.modem.urc("+CRING: VOICE" if self.modem.crc else "RING")
+        if self.modem.clip:
+            self.modem.urc(_clip(call))
+        if first:
+            self._announce(call, 4, 4)
+
+    def incoming_answered(self, call) -> list[str]:
+        self.modem._reply(["OK"])
+        self._announce(call, 0, 3)
+        return []
 
     def dialing(self, call) -> None:
         self._announce(call, 2, 2)
@@ -283,6 +321,20 @@ class Simcom(Dialect):
         if self.clcc_urc:
             self.modem.urc(self.clcc(call, state), crcrlf=self.rng.random() < 0.5)
 
+    ring_crcrlf = True        # SIM7600E frames +CRING with two CRs (transcripts INDEX #2)
+
+    def incoming_ring(self, call, first: bool) -> None:
+        if first:
+            self._clcc(call)
+        self.ring_lines(call)
+
+    def incoming_answered(self, call) -> list[str]:
+        # "VOICE CALL: BEGIN" can come before ATA's OK (transcripts INDEX #4)
+        self.modem.urc("VOICE CALL: BEGIN")
+        self.modem._reply(["OK"])
+        self._clcc(call)
+        return []
+
     def dialing(self, call) -> None:
         self._clcc(call)
 
@@ -300,6 +352,10 @@ class Simcom(Dialect):
 
     def ended(self, call, was_active: bool, local: bool) -> None:
         self.cpcmreg = False
+        if _incoming(call) and not was_active and not local:
+            self.modem.urc(f"MISSED_CALL: 11:01AM {call.number}")
+            self._clcc(call, "ended")
+            return
         if local:
             self._clcc(call, "ended")
             return
@@ -351,6 +407,16 @@ class Sim800(Dialect):
         if self.clcc_urc:
             self.modem.urc(self.clcc(call, state))
 
+    def incoming_ring(self, call, first: bool) -> None:
+        if first:
+            self._clcc(call)
+        self.ring_lines(call)
+
+    def incoming_answered(self, call) -> list[str]:
+        self.modem._reply(["OK"])
+        self._clcc(call)
+        return []
+
     def dialing(self, call) -> None:
         self._clcc(call)
 
@@ -366,7 +432,7 @@ class Sim800(Dialect):
 
     def ended(self, call, was_active: bool, local: bool) -> None:
         self._clcc(call, "ended")
-        if not local:
+        if not local and not (_incoming(call) and not was_active):
             super().ended(call, was_active, local)
 
     def key(self, key: str) -> None:
@@ -441,6 +507,11 @@ class Huawei(Dialect):
     def connected(self, call) -> None:
         self.modem.urc(f"^CONN:{call.index},0")
 
+    def incoming_answered(self, call) -> list[str]:
+        self.modem._reply(["OK"])
+        self.connected(call)
+        return []
+
     def ended(self, call, was_active: bool, local: bool) -> None:
         self.ddsetex = False
         status = 29 if local else 104
@@ -459,6 +530,21 @@ class Huawei(Dialect):
 
     def noise_lines(self) -> list[str]:
         return [f"^RSSI:{self.modem.rssi}"] if self.curc else []
+
+
+def _incoming(call) -> bool:
+    return getattr(call, "direction", "out") == "in"
+
+
+def _ton(call) -> int:
+    return 145 if call.number.startswith("+") else 129
+
+
+def _clip(call) -> str:
+    """``+CLIP`` as the Huawei trace shows it (``"+1234567890",145,,,,0``); withheld: validity 1."""
+    if call.withheld or not call.number:
+        return '+CLIP: "",128,,,,1'
+    return f'+CLIP: "{call.number}",{_ton(call)},,,,0'
 
 
 DIALECTS = {"quectel": Quectel, "simcom": Simcom, "sim800": Sim800, "huawei": Huawei, "generic": Dialect}

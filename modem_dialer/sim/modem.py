@@ -17,9 +17,10 @@ import re
 import time
 import tty
 from dataclasses import dataclass, field
+from typing import cast
 
 from .audio_port import SimAudioPort
-from .callee import CAUSES, Callee, Scenario
+from .callee import CAUSES, Callee, Key, Scenario
 from .sms import SmsMixin, recipient_of
 
 log = logging.getLogger("modem_dialer.sim")
@@ -47,6 +48,8 @@ class SimCall:
     ended_by: str | None = None       # "dialer" | "callee" | "network"
     keys_sent: list[str] = field(default_factory=list)
     key_times: list[float] = field(default_factory=list)   # monotonic time each key left the sim
+    direction: str = "out"            # "in": someone calls the SIM (SimModem.incoming_call)
+    withheld: bool = False            # incoming: caller ID withheld
 
     @property
     def duration(self) -> int:
@@ -73,6 +76,9 @@ class SimModem(SmsMixin):
         self.act = 7                     # 0 GSM, 2 UTRAN, 7 E-UTRAN
         self.rssi = 20
         self.silent = False              # a hung modem: reads commands, answers nothing
+        self.clip = False                # AT+CLIP=1: caller ID on incoming calls
+        self.crc = False                 # AT+CRC=1: "+CRING: VOICE" instead of "RING"
+        self.refused: list[str] = []     # incoming callers who found the line busy
         self.noise = noise
         self.call: SimCall | None = None
         self.held: SimCall | None = None     # put on hold by AT+CHLD=2 (a second call may follow)
@@ -262,6 +268,11 @@ class SimModem(SmsMixin):
             return [self.imsi, "OK"]
         if up == "AT+CSQ":
             return [f"+CSQ: {self.rssi},99", "OK"]
+        if m := re.fullmatch(r"AT\+(CLIP|CRC)=([01])", up):
+            setattr(self, m.group(1).lower(), m.group(2) == "1")
+            return ["OK"]
+        if up == "ATA":
+            return self._answer()
         if (sms := self.sms_command(up)) is not None:
             return sms
         if up.startswith(("AT+CREG=", "AT+CEREG=", "AT+CGREG=", "AT+COPS=", "AT+CLIP=", "AT+CRC=",
@@ -346,6 +357,10 @@ class SimModem(SmsMixin):
         if self.call is not None:
             return self.error("operation not allowed", 3)
         callee = self.scenario.callee_for(number)
+        if callee.rings_in_on_dial:
+            caller, callee.rings_in_on_dial = callee.rings_in_on_dial, None
+            self.incoming_call(caller, ring_for=3.0)     # its first ring goes out before the error
+            return self.error("operation not allowed", 3)
         index = self.dialect.call_index if self.held is None else self.held.index + 1
         self.call = SimCall(number, callee, index=index)
         self.calls.append(self.call)
@@ -390,6 +405,54 @@ class SimModem(SmsMixin):
         if c.hangup_after is not None:
             await self._until(answer_due + c.hangup_after)
             self.end_call(call, 16, "callee")
+
+    # ---- incoming calls (someone calls the SIM) ----------------------------------------
+    RING_INTERVAL = 1.0          # s between two rings (real networks: 3-6 s; the driver copes)
+
+    def incoming_call(self, number: str | None, *, keys: list[tuple[float, str]] | None = None,
+                      hangup_after: float | None = None, ring_for: float = 30.0, inband: bool = False) -> SimCall | None:
+        """Someone calls this SIM now: it rings in the family's dialect until answered (ATA),
+        rejected (CHUP/ATH) or ``ring_for`` s pass. ``keys``: (s after answer, key) the caller
+        presses; ``hangup_after``: s after answer when the caller hangs up. None when the line
+        is busy (the caller hears busy; no call waiting is simulated)."""
+        if self.call is not None or not self.plugged:
+            self.refused.append(number or "")
+            return None
+        callee = Callee(keys=[(t, cast(Key, k)) for t, k in keys or []], hangup_after=hangup_after, inband=inband)
+        call = SimCall(number or "", callee, index=self.dialect.call_index, state="incoming",
+                       direction="in", withheld=not number)
+        self.call = call
+        self.calls.append(call)
+        self._spawn(self._ring(call, ring_for))
+        return call
+
+    async def _ring(self, call: SimCall, ring_for: float) -> None:
+        first = True
+        while call.state == "incoming" and time.monotonic() - call.dialed_at < ring_for:
+            self.dialect.incoming_ring(call, first)
+            first = False
+            await asyncio.sleep(self.RING_INTERVAL)
+        if call.state == "incoming":        # the caller gives up
+            self.end_call(call, 16, "callee")
+
+    def _answer(self) -> list[str]:
+        call = self.call
+        if call is None or call.direction != "in" or call.state != "incoming":
+            return ["NO CARRIER"]
+        call.state = "active"
+        call.answered_at = time.monotonic()
+        self._reply(self.dialect.incoming_answered(call))
+        if self.audio:
+            self.audio.call_started(call)
+        for at, key in sorted(call.callee.keys):
+            self._spawn(self._press(call, at, key))
+        if call.callee.hangup_after is not None:
+            self._spawn(self._caller_hangs_up(call, call.answered_at + call.callee.hangup_after))
+        return []
+
+    async def _caller_hangs_up(self, call: SimCall, due: float) -> None:
+        await self._until(due)
+        self.end_call(call, 16, "callee")
 
     @staticmethod
     async def _until(due: float) -> None:

@@ -82,6 +82,15 @@ class Alerts:
                 " updated_at = ? WHERE id = ? AND status = 'open'", (ts, by, ts, alert_id))
         return cur.rowcount == 1
 
+    def reopen(self, alert_id: int) -> bool:
+        """acknowledged → open (the acknowledgement timed out); False if it was not acknowledged."""
+        ts = self._ts()
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE alerts SET status = 'open', acknowledged_at = NULL, acknowledged_by = NULL, updated_at = ?"
+                " WHERE id = ? AND status = 'acknowledged'", (ts, alert_id))
+        return cur.rowcount == 1
+
     def resolve(self, alert_id: int, at: datetime | None = None, status: str = "resolved") -> bool:
         """A live alert → resolved (or expired); False if it was not live."""
         if status not in ("resolved", "expired"):

@@ -133,7 +133,9 @@ class Compliance:
     def attempts_since(self, number: str, since: datetime) -> int:
         """Attempts (every call row, answered or not) to ``number`` since ``since``, all campaigns."""
         return int(self.conn.execute(
-            "SELECT COUNT(*) FROM calls WHERE number = ? AND created_at >= ?", (number, to_ts(since))
+            # incoming calls and dials refused because a call rang in are not attempts
+            "SELECT COUNT(*) FROM calls WHERE number = ? AND created_at >= ? AND direction = 'out'"
+            " AND COALESCE(outcome, '') != 'line_busy'", (number, to_ts(since))
         ).fetchone()[0])
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
@@ -142,6 +144,7 @@ class Compliance:
         The calling rules need the times, not just the count, to say when a rolling cap frees.
         """
         return [from_ts(r[0]) for r in self.conn.execute(
-            "SELECT created_at FROM calls WHERE number = ? AND created_at >= ? ORDER BY created_at",
+            "SELECT created_at FROM calls WHERE number = ? AND created_at >= ? AND direction = 'out'"
+            " AND COALESCE(outcome, '') != 'line_busy' ORDER BY created_at",
             (number, to_ts(since)),
         )]

@@ -17,7 +17,8 @@ from typing import Any
 from .timestamps import from_ts, to_ts, utc_now
 
 OUTCOMES = frozenset(
-    {"answered", "busy", "no_answer", "rejected", "invalid_number", "failed", "machine", "interrupted"}
+    {"answered", "busy", "no_answer", "rejected", "invalid_number", "failed", "machine", "interrupted",
+     "line_busy"}   # line_busy: ATD refused because a call rang in (not an attempt)
 )
 HANGUP_BY = frozenset({"callee", "dialer", "network"})
 KEYS = frozenset("0123456789*#ABCD")

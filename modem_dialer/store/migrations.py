@@ -16,6 +16,7 @@ from ..errors import UserError
 from .migrations_campaign import CAMPAIGN_LOG
 from .migrations_console import CONSOLE_INDEXES
 from .migrations_sms import SMS_INBOX
+from .migrations_twoway import TWOWAY
 from .schema_v1 import SCHEMA_V1
 
 
@@ -31,6 +32,7 @@ STEPS: tuple[Step, ...] = (
     Step(2, "campaign log (calling-rule decisions, modem rotation)", CAMPAIGN_LOG),
     Step(3, "incoming SMS and the parts awaiting reassembly", SMS_INBOX),
     Step(4, "console indexes (contacts by campaign in id order, by last outcome)", CONSOLE_INDEXES),
+    Step(5, "two-way: call direction, incoming calls, webhook outbox", TWOWAY),
 )
 
 LATEST = STEPS[-1].version
