@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import yaml
+
 from test_campaign_run import contacts, db, run_cli, setup, start_cli, wait_for
 from test_service_alerts import TOKEN, Api
 from test_service_campaign import finished, rows, service_setup, services, wait_campaign  # noqa: F401
@@ -62,11 +64,16 @@ async def test_campaign_not_disturbed_by_an_incoming_call(make_bank, tmp_path):
     sc = Scenario(default=Callee("answer", answer_after=0.1))
     bank = await make_bank("quectel,simcom", sc, n=2)
     cfg, camp = setup(tmp_path, bank, numbers, message_s=0.3)
+    # gsm0 rests 0.5 s between its calls (dial_gap), so the caller below finds it free at some
+    # point while the campaign runs (the simulator has no call waiting: a busy line is refused)
+    data = yaml.safe_load(cfg.read_text())
+    data["modems"][0]["dial_gap"] = 0.5
+    cfg.write_text(yaml.safe_dump(data))
     sim = bank.modems[0]
     proc = await start_cli(cfg, "campaign", "run", str(camp))
-    # once the dialer owns the lines (its start-up hang-up), a caller rings gsm0: it may hit
-    # a dial in progress (that ATD fails: not an attempt) or a free line
-    await wait_for(lambda: "AT+CHUP" in sim.commands, timeout=20)
+    # once the dialer owns the lines (its start-up check for a call left up: AT+CLCC), a
+    # caller rings gsm0: it may hit a dial in progress (that ATD fails: not an attempt) or a free line
+    await wait_for(lambda: "AT+CLCC" in sim.commands, timeout=20)
     # gsm0 may be in a call of ours right now (the caller would hear busy): ring just after
     await wait_for(lambda: sim.incoming_call("+33700000001", hangup_after=2.0, ring_for=10) is not None)
     out, err = await asyncio.wait_for(proc.communicate(), 60)

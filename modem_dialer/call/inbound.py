@@ -41,6 +41,9 @@ Claim = Callable[[Line], Awaitable[Release | None]]
 Notify = Callable[[str, dict[str, Any]], None]
 # How often a ringing call on a line in use asks again for the line (s).
 CLAIM_RETRY = 0.2
+# How long stopping the dialer waits for incoming calls still in progress before cutting them
+# (a caller in the inbound flow is not dropped because the campaign list ran out).
+CLOSE_DRAIN_S = 30.0
 
 DEFAULT_FLOW = """\
 # The built-in inbound flow (config inbound.flow replaces it).
@@ -202,6 +205,9 @@ class InboundDesk:
                                            "keys": "".join(k.key for k in result.keys),
                                            "callback_of": link.contact_id})
         except asyncio.CancelledError:
+            # the dialer stopped mid-call: still on record (the calls row is closed as
+            # interrupted by the call layer)
+            self._record(line, ev, "failed", link, note="interrupted: the dialer stopped")
             raise
         except Exception as exc:     # one bad incoming call must never take the line owner down
             log.exception("%s: incoming call failed", line.name)
@@ -238,6 +244,8 @@ class InboundDesk:
         for rm in list(self._removers.values()):
             rm()
         self._removers.clear()
+        if self.tasks:     # calls in progress finish first (bounded), then are cut
+            await asyncio.wait(list(self.tasks), timeout=CLOSE_DRAIN_S)
         for t in list(self.tasks):
             t.cancel()
         for t in list(self.tasks):

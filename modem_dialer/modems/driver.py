@@ -38,7 +38,7 @@ from .info import Health, Identity, parse_cops, parse_cpin, parse_creg, parse_cs
 
 log = logging.getLogger("modem_dialer.modems")
 
-_CLCC_MODE = re.compile(r"\+CLCC:\s*\d+\s*,\s*\d+\s*,\s*\d+\s*,\s*(\d+)")
+_CLCC_MODE = re.compile(r"\+CLCC:\s*\d+\s*,\s*\d+\s*,\s*(\d+)\s*,\s*(\d+)")
 
 Listener = Callable[[Event], None]
 
@@ -358,7 +358,10 @@ class ModemDriver(IncomingMixin):
             return 0
         # +CLCC: <id>,<dir>,<stat>,<mode>,...: mode 0 is voice (Quectel lists its LTE data
         # bearer as a mode-1 pseudo-call, which must stay up)
-        voice = [line for line in resp.lines if (m := _CLCC_MODE.match(line)) and m.group(1) == "0"]
+        # stat 4/5 (incoming/waiting) is someone calling us now, not a left call: the inbound
+        # desk answers or rejects it
+        voice = [line for line in resp.lines
+                 if (m := _CLCC_MODE.match(line)) and m.group(2) == "0" and m.group(1) not in ("4", "5")]
         if not voice:
             return 0
         log.warning("%s: ending %d call(s) left up by a process that died: %s", self.name, len(voice),
