@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
 .venv/bin/mypy modem_dialer   # settings in pyproject.toml [tool.mypy]
-exec .venv/bin/python -m pytest -q "$@"
+# four workers (see pyproject: the tests wait more than they compute); the slowest are listed
+exec .venv/bin/python -m pytest -q -n 4 --durations=10 "$@"

@@ -138,6 +138,8 @@ class InboundDesk:
         self._removers: dict[int, Callable[[], None]] = {}
         self.handled: list[int] = []        # inbound_calls ids, in order (tests wait on it)
         self.changed = asyncio.Event()
+        self._answering: set[asyncio.Task] = set()   # tasks whose call holds its line (drained at close)
+        self._closing = False
 
     def attach(self, line: Line) -> None:
         key = id(line)
@@ -165,9 +167,12 @@ class InboundDesk:
     async def _take(self, line: Line, ev: IncomingCall) -> None:
         """Claim the line and handle the call; while the line is in use (a call being set up
         on it), ask again until it is free or the caller gives up."""
-        while True:
+        while not self._closing:
             release = await self.claim(line)
             if release is not None:
+                task = asyncio.current_task()
+                if task is not None:
+                    self._answering.add(task)
                 await self._handle(line, ev, release)
                 return
             c = line.driver.call
@@ -244,8 +249,10 @@ class InboundDesk:
         for rm in list(self._removers.values()):
             rm()
         self._removers.clear()
-        if self.tasks:     # calls in progress finish first (bounded), then are cut
-            await asyncio.wait(list(self.tasks), timeout=CLOSE_DRAIN_S)
+        self._closing = True   # a caller still waiting for a line is not taken any more
+        answering = [t for t in self._answering if not t.done()]
+        if answering:          # calls in progress finish first (bounded), then are cut
+            await asyncio.wait(answering, timeout=CLOSE_DRAIN_S)
         for t in list(self.tasks):
             t.cancel()
         for t in list(self.tasks):

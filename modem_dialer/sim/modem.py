@@ -359,7 +359,7 @@ class SimModem(SmsMixin):
         callee = self.scenario.callee_for(number)
         if callee.rings_in_on_dial:
             caller, callee.rings_in_on_dial = callee.rings_in_on_dial, None
-            self.incoming_call(caller, ring_for=3.0)     # its first ring goes out before the error
+            self.incoming_call(caller, ring_for=3.0, hangup_after=1.0)   # first ring before the error
             return self.error("operation not allowed", 3)
         index = self.dialect.call_index if self.held is None else self.held.index + 1
         self.call = SimCall(number, callee, index=index)
