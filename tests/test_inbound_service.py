@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 
 import yaml
-
 from test_campaign_run import contacts, db, run_cli, setup, start_cli, wait_for
 from test_service_alerts import TOKEN, Api
 from test_service_campaign import finished, rows, service_setup, services, wait_campaign  # noqa: F401
