@@ -40,33 +40,19 @@ from modem_dialer.sim.callee import Callee, Scenario
 
 HOLE_MS = 60.0
 
-# --- downlink arrival times, recorded in the simulator (this process) ------------------------
-_arrivals: dict[int, list[float]] = {}      # id(port) -> monotonic times of reads in the current call
+# --- downlink arrival times, recorded in the simulator (this process, not under strace) -------
+# The simulated PCM port reads the downlink in its own thread and keeps each read's time
+# (sim/audio_port.py); a call's list is taken when the call ends.
 _per_call: list[list[float]] = []
-_orig_readable = SimAudioPort._readable
-_orig_started = SimAudioPort.call_started
 _orig_ended = SimAudioPort.call_ended
 
 
-def _readable(self: SimAudioPort) -> None:
-    before = len(self.received)
-    _orig_readable(self)
-    if len(self.received) > before:
-        _arrivals.setdefault(id(self), []).append(time.monotonic())
-
-
-def _started(self: SimAudioPort, call) -> None:
-    _arrivals[id(self)] = []
-    _orig_started(self, call)
-
-
 def _ended(self: SimAudioPort) -> None:
-    _per_call.append(_arrivals.pop(id(self), []))
+    with self._lock:
+        _per_call.append([t for t, _ in self.arrivals])
     _orig_ended(self)
 
 
-SimAudioPort._readable = _readable  # type: ignore[method-assign]
-SimAudioPort.call_started = _started  # type: ignore[method-assign]
 SimAudioPort.call_ended = _ended  # type: ignore[method-assign]
 
 
@@ -86,7 +72,6 @@ def pct(xs: list[float], p: float) -> float:
 
 
 async def one_run(args: argparse.Namespace, delay_ms: int, work: Path) -> dict:
-    _arrivals.clear()
     _per_call.clear()
     keys = [(args.message * f, k) for f, k in ((0.25, "1"), (0.5, "2"), (0.75, "3"))]
     bank = SimBank.of(args.modems, "quectel", Scenario(default=Callee("answer", answer_after=args.answer,
