@@ -28,12 +28,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -42,6 +40,7 @@ from campaign_utilisation import start_sim  # bench/ is this script's directory 
 from modem_dialer.config import load_config
 from modem_dialer.service.console.app import BANK_STREAM
 from modem_dialer.service.service import Service
+from modem_dialer.sim.voice import write_tone_wav
 from modem_dialer.store import Campaigns, open_db, to_ts, utc_now
 
 TOKEN = "bench-token"
@@ -84,14 +83,6 @@ def build_db(db: Path, contacts: int, calls: int, modems: list[str]) -> None:
     conn.close()
 
 
-def wav(path: Path, seconds: float) -> None:
-    n = int(8000 * seconds)
-    s = (np.sin(np.arange(n) * 2 * np.pi * 440 / 8000) * 6000).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(s.tobytes())
 
 
 def timing(resp: aiohttp.ClientResponse) -> float:
@@ -159,7 +150,7 @@ async def run(args: argparse.Namespace, d: Path) -> None:
 async def bench(args: argparse.Namespace, d: Path, svc: Service) -> None:
     base = f"http://127.0.0.1:{svc.port}"
     if args.live_contacts:
-        wav(d / "hello.wav", 1.0)
+        write_tone_wav(d / "hello.wav", 1.0)
         (d / "live.csv").write_text("number\n" + "".join(f"+33612{i:06d}\n" for i in range(args.live_contacts)))
         (d / "live.yaml").write_text("name: live\ncontacts: live.csv\nmessage: hello.wav\npurpose: informational\n"
                                      "rules: none\n")

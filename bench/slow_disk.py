@@ -27,16 +27,15 @@ import sqlite3
 import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 
-import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modem_dialer.sim.audio_port import SimAudioPort
 from modem_dialer.sim.bank import SimBank
 from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.sim.voice import write_tone_wav
 
 HOLE_MS = 60.0
 
@@ -56,14 +55,6 @@ def _ended(self: SimAudioPort) -> None:
 SimAudioPort.call_ended = _ended  # type: ignore[method-assign]
 
 
-def write_wav(path: Path, seconds: float) -> None:
-    n = int(8000 * seconds)
-    s = (np.sin(np.arange(n) * 2 * np.pi * 440 / 8000) * 8000).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(s.tobytes())
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -123,7 +114,7 @@ async def main_async(args: argparse.Namespace) -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="slow-disk-") as d:
         work = Path(d)
-        write_wav(work / "msg.wav", args.message)
+        write_tone_wav(work / "msg.wav", args.message)
         for delay in args.delays:
             r = await one_run(args, delay, work)
             rows.append(r)

@@ -8,23 +8,12 @@ import json
 import signal
 import sqlite3
 import sys
-import wave
 
-import numpy as np
 import yaml
 from conftest import wait_until
 
 from modem_dialer.sim.callee import Callee, Scenario
-
-
-def wav(path, seconds: float) -> None:
-    n = int(8000 * seconds)
-    s = (np.sin(np.arange(n) * 2 * np.pi * 440 / 8000) * 8000).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(s.tobytes())
+from modem_dialer.sim.voice import write_tone_wav as wav  # other test modules import it from here
 
 
 def setup(tmp_path, bank, numbers: list[str], *, message_s: float = 0.3, extra: str = "", limits=None) -> tuple:

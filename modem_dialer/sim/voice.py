@@ -8,6 +8,9 @@ one short word then waits; an answering machine speaks several seconds, pauses, 
 
 from __future__ import annotations
 
+import wave
+from pathlib import Path
+
 import numpy as np
 
 RATE = 8000
@@ -27,6 +30,17 @@ def word(ms: int, pitch: float = 140.0, level: float = 3000.0, seed: int = 0) ->
 
 def pause(ms: int) -> np.ndarray:
     return np.zeros(int(RATE * ms / 1000), dtype=np.int16)
+
+
+def write_tone_wav(path: str | Path, seconds: float, hz: float = 440.0, level: float = 8000.0) -> None:
+    """A mono 8 kHz WAV of a pure tone: the message file of tests and benches."""
+    n = int(RATE * seconds)
+    s = (np.sin(np.arange(n) * 2 * np.pi * hz / RATE) * level).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(s.tobytes())
 
 
 def sine(hz: float, ms: int, level: float = 6000.0) -> np.ndarray:
