@@ -93,3 +93,78 @@ async def test_uploads_are_confined_sanitised_and_capped(console):  # noqa: F811
             assert (await resp.json())["contacts"] == 1
         for d in (svc.loaded.resolve(svc.loaded.config.cache_dir) / "uploads").iterdir():
             assert d.stat().st_mode & 0o777 == 0o700
+
+
+async def test_consent_add_and_import(console, monkeypatch):  # noqa: F811
+    from modem_dialer.service.console import views
+    from modem_dialer.store import Compliance
+
+    svc, _loaded, _tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    comp = Compliance(svc.conn)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        csrf = await login(s, base)
+        h = {"X-CSRF-Token": csrf}
+        async with s.get(f"{base}/console/api/consent") as r:
+            assert (await r.json())["scopes"] == ["automated_calls", "political_automated",
+                                                 "telemarketing_robocalls", "out_of_hours"]
+        # no CSRF header: refused, nothing recorded
+        async with s.post(f"{base}/console/api/consent", json={"number": "0612345601", "scope": "automated_calls"}) as r:
+            assert r.status == 403 and "CSRF" in (await r.json())["error"]
+        form = aiohttp.FormData()
+        form.add_field("file", b"number,scope,source,given_at\n0612345602,automated_calls,web,2026-01-01\n",
+                       filename="consent.csv")
+        async with s.post(f"{base}/console/api/consent/import", data=form) as r:
+            assert r.status == 403
+        assert comp.find_consent("+33612345601", "automated_calls") is None
+        assert comp.find_consent("+33612345602", "automated_calls") is None
+
+        # add: the number read in the default region, the scope from the closed set
+        async with s.post(f"{base}/console/api/consent", headers=h,
+                          json={"number": "06 12 34 56 01", "scope": "automated_calls", "source": "phone",
+                                "note": "ticket 42"}) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        assert body["number"] == "+33612345601" and body["scope"] == "automated_calls"
+        rec = comp.find_consent("+33612345601", "automated_calls")
+        assert rec is not None and rec["source"] == "phone" and rec["proof_ref"] == "ticket 42"
+        assert rec["collector"].startswith("console")
+        async with s.post(f"{base}/console/api/consent", headers=h,
+                          json={"number": "12", "scope": "automated_calls"}) as r:
+            assert r.status == 400 and (await r.json())["error"].startswith("number:")
+        async with s.post(f"{base}/console/api/consent", headers=h,
+                          json={"number": "0612345603", "scope": "automated_cals"}) as r:
+            assert r.status == 400
+            err = (await r.json())["error"]
+        assert err.startswith("scope: unknown consent scope 'automated_cals'") and "out_of_hours" in err
+        assert comp.find_consent("+33612345603", "automated_cals") is None
+
+        async def upload(data: bytes, name: str = "consent.csv") -> tuple[int, dict]:
+            form = aiohttp.FormData()
+            form.add_field("file", data, filename=name)
+            async with s.post(f"{base}/console/api/consent/import", data=form, headers=h) as r:
+                return r.status, await r.json()
+
+        # import: the good rows recorded, the bad one named with its line as `consent import` prints it
+        status, r = await upload(b"number,scope,source,given_at,proof_ref\n"
+                                 b"0612345610,automated_calls,web,2026-01-01T10:00:00Z,f1\n"
+                                 b"0612345611,automated_cals,web,2026-01-01T10:00:00Z,f2\n"
+                                 b"0612345612,out_of_hours,web,2026-01-02T10:00:00Z,\n")
+        assert status == 200, r
+        assert r["added"] == 2 and r["bad"] == 1, r
+        assert r["errors"] == ["consent.csv:3: scope: unknown consent scope 'automated_cals' (one of automated_calls, "
+                               "political_automated, telemarketing_robocalls, out_of_hours)"]
+        assert r["summary"] == "consent.csv: 2 consent record(s) added, 1 bad row(s)"
+        assert comp.find_consent("+33612345610", "automated_calls")["proof_ref"] == "f1"
+        assert comp.find_consent("+33612345612", "out_of_hours") is not None
+        assert comp.find_consent("+33612345611", "automated_calls") is None
+        # a wrong header: one line naming file:1, nothing recorded
+        status, r = await upload(b"number,scope,source\n0612345620,automated_calls,web\n")
+        assert status == 400 and r["error"] == "consent.csv:1: missing column(s): given_at", r
+        status, r = await upload(b"x", name="consent.sh")
+        assert status == 400 and r["error"].endswith("consent.sh: expected a .csv or .txt file"), r
+        # capped like the suppression import
+        monkeypatch.setattr(views, "MAX_IMPORT", 64)
+        status, r = await upload(b"number,scope,source,given_at\n" + b"0612345630,automated_calls,web,2026-01-01\n" * 4)
+        assert status == 400 and "larger than" in r["error"], r
+        assert comp.find_consent("+33612345630", "automated_calls") is None

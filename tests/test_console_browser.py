@@ -269,6 +269,20 @@ async def test_operator_console_end_to_end(console, browser):
     await page.fill("input[aria-label='number to suppress']", "06 12 34 99 99")
     await page.click("#suppress-add button")
     await page.wait_for_selector("td >> text=+33612349999")
+    # consent: one added by hand, a CSV imported with its bad row named as `consent import` names it
+    await page.fill("input[aria-label='consent number']", "06 12 34 99 98")
+    await page.select_option("select[aria-label='consent scope']", "out_of_hours")
+    await page.fill("input[aria-label='consent source']", "phone")
+    await page.click("#consent-add button")
+    await page.wait_for_selector("td >> text=+33612349998")
+    await page.set_input_files("input[aria-label='consent CSV file']", files=[{
+        "name": "consent.csv", "mimeType": "text/csv",
+        "buffer": b"number,scope,source,given_at\n0612349997,automated_calls,web,2026-01-01\n"
+                  b"0612349996,automated_cals,web,2026-01-01\n"}])
+    await page.click("#consent-import button")
+    await page.wait_for_selector(".ok-msg >> text=consent.csv: 1 consent record(s) added, 1 bad row(s)")
+    assert (await page.text_content(".errors")).startswith("consent.csv:3: scope: unknown consent scope")
+    await page.wait_for_selector("td >> text=+33612349997")
     await shot(page, "suppression")
 
     await phone_shots(browser, base, await page.context.cookies(), [

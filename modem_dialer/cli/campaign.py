@@ -8,7 +8,6 @@ import csv
 import json
 import sys
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from typing import TextIO
 
 import click
@@ -446,21 +445,9 @@ def suppress_export(ctx: click.Context, output: str | None) -> None:
 
 # ---- consent records --------------------------------------------------------------------------
 
-CONSENT_COLUMNS = ("number", "scope", "source", "given_at", "proof_ref", "name", "text_shown", "collector",
-                   "time_slot", "tz")
-
-
 @main.group()
 def consent() -> None:
     """Consent records (proof): import, export, revoke. Append-only."""
-
-
-def _parse_when(value: str, where: str) -> datetime:
-    try:
-        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(f"{where}: given_at: not an ISO 8601 date/time: {value!r}") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
 @consent.command("import")
@@ -470,49 +457,23 @@ def _parse_when(value: str, where: str) -> datetime:
 def consent_import(ctx: click.Context, file: str) -> None:
     """Import consent records from a CSV with columns number, scope, source, given_at
     (ISO 8601) and optionally proof_ref, name, text_shown, collector, time_slot, tz."""
-    from ..campaign.rules import Window
-    from ..numbers import InvalidNumber, parse_number
+    from ..campaign.consent_csv import read_consent
     from ..store import Compliance
-    from ..textfile import open_text, sniff_dialect
+    from ..textfile import open_text
 
     loaded = load(ctx)
     comp = Compliance(_db(ctx))
     f, encoding = open_text(file, "consent file")
     added = bad = 0
+
+    def report(msg: str) -> None:
+        nonlocal bad
+        click.echo(msg, err=True)
+        bad += 1
     with f, _decoding(file, encoding):
-        first = f.readline()
-        f.seek(0)
-        reader = csv.DictReader(f, dialect=sniff_dialect(first))
-        cols = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in ("number", "scope", "source", "given_at") if c not in cols]
-        if missing:
-            raise UserError(f"{file}:1: missing column(s): {', '.join(missing)}")
-        unknown = [c for c in cols if c not in CONSENT_COLUMNS]
-        if unknown:
-            raise UserError(f"{file}:1: unknown column(s): {', '.join(unknown)}")
-        reader.fieldnames = cols
-        for row in reader:
-            where = f"{file}:{reader.line_num}"
-            try:
-                number = parse_number(row["number"] or "", loaded.config.default_region)
-                if not (row["scope"] or "").strip() or not (row["source"] or "").strip():
-                    raise UserError(f"{where}: scope and source are required")
-                if row["scope"].strip() not in CONSENT_SCOPES:
-                    raise UserError(f"{where}: scope: unknown consent scope {row['scope'].strip()!r} "
-                                    f"(one of {', '.join(CONSENT_SCOPES)})")
-                given = _parse_when(row["given_at"] or "", where)
-                if row.get("time_slot"):
-                    for w in row["time_slot"].split(","):
-                        Window.parse(w)
-            except (InvalidNumber, UserError, ValueError) as exc:
-                msg = str(exc)
-                click.echo(msg if msg.startswith(file) else f"{where}: {msg}", err=True)
-                bad += 1
-                continue
-            comp.add_consent(number, row["scope"].strip(), row["source"].strip(), given,
-                             row.get("proof_ref") or None, name=row.get("name") or None,
-                             text_shown=row.get("text_shown") or None, collector=row.get("collector") or None,
-                             time_slot=row.get("time_slot") or None, tz=row.get("tz") or None)
+        for r in read_consent(f, file, loaded.config.default_region, report):
+            comp.add_consent(r.number, r.scope, r.source, r.given_at, r.proof_ref, name=r.name,
+                             text_shown=r.text_shown, collector=r.collector, time_slot=r.time_slot, tz=r.tz)
             added += 1
     click.echo(f"{file}: {added} consent record(s) added, {bad} bad row(s)")
 
@@ -523,6 +484,8 @@ def consent_import(ctx: click.Context, file: str) -> None:
 @run_command
 def consent_export(ctx: click.Context, output: str | None) -> None:
     """Write every consent record (with revocations) as CSV."""
+    from ..campaign.consent_csv import CONSENT_COLUMNS
+
     conn = _db(ctx)
     with _writing(output) as out:
         w = csv.writer(out)

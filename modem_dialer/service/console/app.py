@@ -169,6 +169,8 @@ def make_console(svc: Service) -> web.Application:
     r.add_post("/api/suppression/import", views.suppression_import)
     r.add_get("/api/suppression/export.csv", views.suppression_export)
     r.add_get("/api/consent", views.consent)
+    r.add_post("/api/consent", views.consent_add)
+    r.add_post("/api/consent/import", views.consent_import)
     r.add_post("/api/consent/revoke", views.consent_revoke)
     r.add_get("/api/consent/export.csv", views.consent_export)
     r.add_get("/api/flows", views.flows)

@@ -15,14 +15,17 @@ import json
 import logging
 import threading
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ...call.flow import load_flow
+from ...campaign.consent_csv import ConsentRow, check_scope, read_consent
 from ...campaign.log import CampaignLog
 from ...campaign.report import contact_rows, write_csv
+from ...campaign.terms import CONSENT_SCOPES
 from ...errors import UserError
 from ...numbers import InvalidNumber, parse_number
 from ...store import Campaigns, Compliance, open_db
@@ -37,7 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("modem_dialer.console")
 
 CONSOLE_SERVICE: web.AppKey[Service] = web.AppKey("console_service")
-MAX_IMPORT = 32 << 20  # bytes of a suppression list upload
+MAX_IMPORT = 32 << 20  # bytes of a suppression list or consent CSV upload
+SHOWN_ERRORS = 200     # bad lines of an import listed on the page (all are counted)
 
 
 def _svc(request: web.Request) -> Service:
@@ -458,9 +462,8 @@ async def suppression_remove(request: web.Request) -> web.Response:
     return web.json_response({"number": number, "removed": Compliance(svc.conn).unsuppress(number)})
 
 
-async def suppression_import(request: web.Request) -> web.Response:
-    """A CSV with a ``number`` column, or one number per line; bad lines named as the CLI names them."""
-    svc = _svc(request)
+async def _upload(request: web.Request) -> tuple[str, bytes]:
+    """The one file of an import form: its sanitised name and its bytes, capped at MAX_IMPORT."""
     reader = await request.multipart()
     part = await reader.next()
     if part is None or not isinstance(part, uploads.BodyPartReader) or not part.filename:
@@ -471,6 +474,13 @@ async def suppression_import(request: web.Request) -> web.Response:
         data += chunk
         if len(data) > MAX_IMPORT:
             raise UserError(f"{name}: larger than {MAX_IMPORT >> 20} MB")
+    return name, bytes(data)
+
+
+async def suppression_import(request: web.Request) -> web.Response:
+    """A CSV with a ``number`` column, or one number per line; bad lines named as the CLI names them."""
+    svc = _svc(request)
+    name, data = await _upload(request)
     region = svc.loaded.config.default_region
     errors: list[str] = []
     numbers: list[str] = []
@@ -489,7 +499,7 @@ async def suppression_import(request: web.Request) -> web.Response:
         except InvalidNumber as exc:
             errors.append(f"{name}:{line}: {exc}")
     added = Compliance(svc.conn).import_suppression(numbers, reason="dnc", source=name)
-    return web.json_response({"added": added, "read": len(numbers), "errors": errors[:200], "bad": len(errors)})
+    return web.json_response({"added": added, "read": len(numbers), "errors": errors[:SHOWN_ERRORS], "bad": len(errors)})
 
 
 async def _csv_download(request: web.Request, filename: str, rows: Any,
@@ -524,7 +534,50 @@ async def suppression_export(request: web.Request) -> web.StreamResponse:
 
 async def consent(request: web.Request) -> web.Response:
     rows = _q(request).consent_for(request.query.get("q") or None, _int(request, "limit", 50))
-    return web.json_response({"rows": [r.as_dict() for r in rows]})
+    return web.json_response({"rows": [r.as_dict() for r in rows], "scopes": list(CONSENT_SCOPES)})
+
+
+async def consent_add(request: web.Request) -> web.Response:
+    """One consent record, given now: number, scope (of the closed set), source, an optional note."""
+    svc = _svc(request)
+    body = await _body(request)
+    number = _number(svc, body.get("number"))
+    scope = check_scope(str(body.get("scope") or ""))
+    source = str(body.get("source") or "").strip()[:200] or "console"
+    note = str(body.get("note") or "").strip()[:500] or None
+    rid = Compliance(svc.conn).add_consent(number, scope, source, datetime.now(timezone.utc), note,
+                                           collector=_who(request))
+    return web.json_response({"id": rid, "number": number, "scope": scope, "source": source})
+
+
+def _read_consent(data: bytes, name: str, region: str) -> tuple[list[ConsentRow], list[str], int]:
+    """The rows of an uploaded consent CSV, read by ``consent import``'s parser (in a worker thread)."""
+    errors: list[str] = []
+    bad = 0
+
+    def report(msg: str) -> None:
+        nonlocal bad
+        bad += 1
+        if bad <= SHOWN_ERRORS:
+            errors.append(msg)
+    rows = list(read_consent(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""), name, region,
+                             report))
+    return rows, errors, bad
+
+
+async def consent_import(request: web.Request) -> web.Response:
+    """A consent CSV as ``consent import`` reads it; bad rows named ``file:LINE: …`` as the CLI prints them."""
+    svc = _svc(request)
+    name, data = await _upload(request)
+    rows, errors, bad = await asyncio.to_thread(_read_consent, data, name, svc.loaded.config.default_region)
+    comp = Compliance(svc.conn)
+    for r in rows:
+        comp.add_consent(r.number, r.scope, r.source, r.given_at, r.proof_ref, name=r.name,
+                         text_shown=r.text_shown, collector=r.collector, time_slot=r.time_slot, tz=r.tz)
+    if bad > SHOWN_ERRORS:
+        errors.append(f"… and {bad - SHOWN_ERRORS} more bad row(s)")
+    return web.json_response({"added": len(rows), "bad": bad, "errors": errors,
+                              "summary": f"{name}: {len(rows)} consent record(s) added, {bad} bad row(s)"})
 
 
 async def consent_revoke(request: web.Request) -> web.Response:

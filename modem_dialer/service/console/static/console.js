@@ -357,10 +357,20 @@
     const addForm = h("form", { class: "row", id: "suppress-add" }, addNum, h("button", { class: "primary", type: "submit" }, "Add"));
     const file = h("input", { type: "file", name: "file", accept: ".csv,.txt", "aria-label": "suppression list file" });
     const impForm = h("form", { class: "row" }, file, h("button", { type: "submit" }, "Import"));
+    const cNum = h("input", { placeholder: "number", "aria-label": "consent number" });
+    const cScope = h("select", { "aria-label": "consent scope" });
+    const cSource = h("input", { placeholder: "source (e.g. web form)", "aria-label": "consent source" });
+    const cNote = h("input", { placeholder: "note / proof reference", "aria-label": "consent note" });
+    const cForm = h("form", { class: "row", id: "consent-add" }, cNum, cScope, cSource, cNote, h("button", { class: "primary", type: "submit" }, "Add consent"));
+    const cFile = h("input", { type: "file", name: "file", accept: ".csv,.txt", "aria-label": "consent CSV file" });
+    const cImpForm = h("form", { class: "row", id: "consent-import" }, cFile, h("button", { type: "submit" }, "Import CSV"));
+    const cImportOut = h("div", {});
     setPage("Suppression and consent",
       h("div", { class: "card" }, h("div", { class: "row" }, q, h("a", { class: "btn", href: "/console/api/suppression/export.csv", download: "" }, "Export suppression"),
         h("a", { class: "btn", href: "/console/api/consent/export.csv", download: "" }, "Export consent"))),
       h("div", { class: "card" }, h("h2", {}, "Add"), addForm, h("h2", {}, "Import a list (CSV with a number column, or one number a line)"), impForm, importOut),
+      h("div", { class: "card" }, h("h2", {}, "Add consent"), cForm,
+        h("h2", {}, "Import consent (CSV: number, scope, source, given_at; as consent import reads it)"), cImpForm, cImportOut),
       h("h2", {}, "Suppressed numbers"), box, h("h2", {}, "Consent records"), cbox);
     let stack = [""];
     const load = async () => {
@@ -372,6 +382,7 @@
         h("div", { class: "pager" }, h("button", { disabled: stack.length < 2, onclick: () => { stack.pop(); load(); } }, "‹ Previous"),
           h("button", { disabled: r.rows.length < 50, onclick: () => { stack.push(r.next); load(); } }, "Next ›")));
       const cr = await api(`/consent?q=${encodeURIComponent(q.value.trim())}`);
+      if (!cScope.options.length) cScope.replaceChildren(...cr.scopes.map(s => h("option", { value: s }, s.replace(/_/g, " "))));
       cbox.replaceChildren(cr.rows.length ? table(["number", "scope", "source", "given", "revoked", ""], cr.rows.map(x => [x.number, x.scope, x.source, when(x.given_at),
         x.revoked_at ? `${when(x.revoked_at)} (${x.revoked_via})` : "-",
         x.revoked_at ? "" : h("button", { class: "danger", onclick: async () => { await api("/consent/revoke", { method: "POST", json: { number: x.number, scope: x.scope } }); toast("revoked"); load(); } }, "Revoke")]), true)
@@ -387,6 +398,18 @@
       try { const r = await api("/suppression/import", { method: "POST", form: new FormData(impForm) });
         importOut.replaceChildren(h("div", { class: "ok-msg" }, `${r.added} added of ${r.read} read, ${r.bad} bad line(s)`), r.errors.length ? errorBox(r.errors) : ""); load(); }
       catch (e) { importOut.replaceChildren(errorBox([e.message])); }
+    });
+    cForm.addEventListener("submit", async ev => {
+      ev.preventDefault();
+      try { const r = await api("/consent", { method: "POST", json: { number: cNum.value, scope: cScope.value, source: cSource.value, note: cNote.value } });
+        toast(`consent added: ${r.number} (${r.scope})`); cNum.value = ""; cNote.value = ""; load(); }
+      catch (e) { toast(e.message); }
+    });
+    cImpForm.addEventListener("submit", async ev => {
+      ev.preventDefault();
+      try { const r = await api("/consent/import", { method: "POST", form: new FormData(cImpForm) });
+        cImportOut.replaceChildren(h("div", { class: "ok-msg" }, r.summary), r.errors.length ? errorBox(r.errors) : ""); load(); }
+      catch (e) { cImportOut.replaceChildren(errorBox([e.message])); }
     });
     q.addEventListener("change", () => { stack = [""]; load(); });
     await load();
