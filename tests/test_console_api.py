@@ -168,3 +168,22 @@ async def test_consent_add_and_import(console, monkeypatch):  # noqa: F811
         status, r = await upload(b"number,scope,source,given_at\n" + b"0612345630,automated_calls,web,2026-01-01\n" * 4)
         assert status == 400 and "larger than" in r["error"], r
         assert comp.find_consent("+33612345630", "automated_calls") is None
+
+
+async def test_a_latin1_consent_csv_from_excel_reads_as_the_cli_reads_it(console):  # noqa: F811
+    """The console finds an upload's encoding as the CLI does (textfile.detect_encoding): a
+    Windows-1252 file keeps its accents instead of becoming replacement characters."""
+    from modem_dialer.store import Compliance
+
+    svc, _loaded, _tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        csrf = await login(s, base)
+        form = aiohttp.FormData()
+        form.add_field("file", "number,scope,source,given_at\n0612345609,automated_calls,"
+                       "formulaire Hélène (boutique de Besançon),2026-01-01\n".encode("cp1252"),
+                       filename="consent.csv")
+        async with s.post(f"{base}/console/api/consent/import", data=form, headers={"X-CSRF-Token": csrf}) as r:
+            assert r.status == 200, await r.text()
+    found = Compliance(svc.conn).find_consent("+33612345609", "automated_calls")
+    assert found is not None and "Hélène" in str(dict(found)) and "Besançon" in str(dict(found)), found

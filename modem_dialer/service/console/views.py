@@ -462,6 +462,17 @@ async def suppression_remove(request: web.Request) -> web.Response:
     return web.json_response({"number": number, "removed": Compliance(svc.conn).unsuppress(number)})
 
 
+def _upload_text(data: bytes) -> str:
+    """An uploaded CSV as text, its encoding found as the CLI finds it (textfile.detect_encoding:
+    UTF-8 with or without BOM, UTF-16 with a BOM, else the likeliest, cp1252 first)."""
+    from ...textfile import detect_encoding
+
+    try:
+        return data.decode(detect_encoding(data[:65536], at_eof=len(data) <= 65536) or "utf-8-sig")
+    except (UnicodeDecodeError, LookupError):
+        return data.decode("utf-8-sig", errors="replace")
+
+
 async def _upload(request: web.Request) -> tuple[str, bytes]:
     """The one file of an import form: its sanitised name and its bytes, capped at MAX_IMPORT."""
     reader = await request.multipart()
@@ -484,7 +495,7 @@ async def suppression_import(request: web.Request) -> web.Response:
     region = svc.loaded.config.default_region
     errors: list[str] = []
     numbers: list[str] = []
-    text = data.decode("utf-8-sig", errors="replace")
+    text = _upload_text(data)
     lines = text.splitlines()
     head = next(csv.reader([lines[0]]), []) if lines else []
     if "number" in [h.strip() for h in head]:
@@ -560,7 +571,7 @@ def _read_consent(data: bytes, name: str, region: str) -> tuple[list[ConsentRow]
         bad += 1
         if bad <= SHOWN_ERRORS:
             errors.append(msg)
-    rows = list(read_consent(io.StringIO(data.decode("utf-8-sig", errors="replace"), newline=""), name, region,
+    rows = list(read_consent(io.StringIO(_upload_text(data), newline=""), name, region,
                              report))
     return rows, errors, bad
 
