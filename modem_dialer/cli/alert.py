@@ -15,6 +15,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,6 +29,16 @@ def _client(loaded):
     from ..service.client import Client
 
     return Client.from_config(loaded.config)
+
+
+def _ask(client, method: str, path: str, body: dict | None = None, *, not_found: str | None = None) -> Any:
+    """One request to the running service; its refusal is the command's one-line error."""
+    from ..service.client import ServiceError
+
+    try:
+        return client.request(method, path, body)
+    except ServiceError as exc:
+        raise UserError(not_found if not_found is not None and exc.status == 404 else str(exc)) from None
 
 
 def _verdict(alert: dict) -> int:
@@ -85,10 +96,7 @@ def alert(ctx: click.Context, to: tuple[str, ...], say: str | None, message: str
 def _via_service(client, body: dict, wait: bool, timeout: float, as_json: bool) -> int:
     from ..service.client import ServiceError
 
-    try:
-        r = client.request("POST", "/v1/alerts", body)
-    except ServiceError as exc:
-        raise UserError(str(exc)) from None
+    r = _ask(client, "POST", "/v1/alerts", body)
     if not wait:
         click.echo(json.dumps(r) if as_json else
                    f"alert {r['id']} {'raised' if r['created'] else 'already open (deduplicated)'}")
@@ -169,15 +177,11 @@ def _db(ctx: click.Context):
 def alert_status(ctx: click.Context, alert_id: int, as_json: bool) -> None:
     """Show one alert: status, who acknowledged, every call and SMS. Exit 0 acknowledged, 3 not (yet)."""
     from ..service.api import alert_view
-    from ..service.client import ServiceError
 
     client = _client(load(ctx))
     if client.running():
         # through the service: its database is private to it (UMask=0077 in the unit)
-        try:
-            a = client.request("GET", f"/v1/alerts/{alert_id}")
-        except ServiceError as exc:
-            raise UserError(f"no alert {alert_id} in the journal" if exc.status == 404 else str(exc)) from None
+        a = _ask(client, "GET", f"/v1/alerts/{alert_id}", not_found=f"no alert {alert_id} in the journal")
     else:
         a = alert_view(_db(ctx), alert_id)
     if a is None:
@@ -194,15 +198,11 @@ def alert_status(ctx: click.Context, alert_id: int, as_json: bool) -> None:
 @run_command
 def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) -> None:
     """List live alerts (or all with --all), newest first."""
-    from ..service.client import ServiceError
 
     client = _client(load(ctx))
     if client.running():
         # through the service: its database is private to it (UMask=0077 in the unit)
-        try:
-            rows = client.request("GET", f"/v1/alerts?status={'all' if show_all else 'live'}&limit={min(limit, 1000)}")
-        except ServiceError as exc:
-            raise UserError(str(exc)) from None
+        rows = _ask(client, "GET", f"/v1/alerts?status={'all' if show_all else 'live'}&limit={min(limit, 1000)}")
     else:
         conn = _db(ctx)
         rows = [dict(r) for r in conn.execute(
@@ -226,7 +226,6 @@ def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) ->
 def alert_ack(ctx: click.Context, alert_id: int, by: str) -> None:
     """Acknowledge alert ALERT_ID: its escalation stops (through the service when it runs; the
     policy's ack_timeout then notifies again if it is not resolved in time)."""
-    from ..service.client import ServiceError
     from ..store import Alerts
 
     if not by.strip() or len(by) > 100 or any(ord(ch) < 32 for ch in by):
@@ -234,10 +233,7 @@ def alert_ack(ctx: click.Context, alert_id: int, by: str) -> None:
     loaded = load(ctx)
     client = _client(loaded)
     if client.running():
-        try:
-            ok = client.request("POST", f"/v1/alerts/{alert_id}/ack", {"by": by})["acknowledged"]
-        except ServiceError as exc:
-            raise UserError(str(exc)) from None
+        ok = _ask(client, "POST", f"/v1/alerts/{alert_id}/ack", {"by": by})["acknowledged"]
     else:
         # the service is stopped: the same record as every other acknowledgement, and the
         # webhook event queued in the outbox for the service to deliver when it starts
@@ -264,7 +260,6 @@ def alert_ack(ctx: click.Context, alert_id: int, by: str) -> None:
 @run_command
 def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | None, by: str) -> None:
     """Resolve an alert (by ID or --key): its escalation stops (through the service when it runs)."""
-    from ..service.client import ServiceError
     from ..store import Alerts
 
     if (alert_id is None) == (dedup_key is None):
@@ -272,14 +267,11 @@ def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | Non
     loaded = load(ctx)
     client = _client(loaded)
     if client.running():
-        try:
-            if dedup_key is not None:
-                r = client.request("POST", "/v1/alerts/resolve", {"dedup_key": dedup_key})
-                alert_id, ok = r["resolved"], r["resolved"] is not None
-            else:
-                ok = client.request("POST", f"/v1/alerts/{alert_id}/resolve", {"by": by})["resolved"]
-        except ServiceError as exc:
-            raise UserError(str(exc)) from None
+        if dedup_key is not None:
+            r = _ask(client, "POST", "/v1/alerts/resolve", {"dedup_key": dedup_key})
+            alert_id, ok = r["resolved"], r["resolved"] is not None
+        else:
+            ok = _ask(client, "POST", f"/v1/alerts/{alert_id}/resolve", {"by": by})["resolved"]
     else:
         conn = _db(ctx)
         if dedup_key is not None:
