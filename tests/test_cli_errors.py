@@ -204,3 +204,11 @@ def test_export_to_a_full_disk_names_the_file(cfg: Path) -> None:
 def test_alert_id_out_of_sqlite_range_is_a_usage_error(cfg: Path) -> None:
     r = cli(cfg, "alert", "status", "99999999999999999999")
     assert r.exit_code == EX_USAGE, r.output
+
+
+@pytest.mark.parametrize("command", ["ack", "resolve"])
+def test_who_acknowledges_or_resolves_is_a_printable_name(cfg: Path, command: str) -> None:
+    # journaled and shown to operators: a control character would forge what they read
+    r = cli(cfg, "alert", command, "1", "--by", "eve\x1b[2Jroot")
+    assert r.exit_code == 1, r.output
+    assert "--by: a name of 1 to 100 printable characters" in one_line_error(r)

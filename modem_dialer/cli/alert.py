@@ -31,6 +31,12 @@ def _client(loaded):
     return Client.from_config(loaded.config)
 
 
+def _check_by(by: str) -> None:
+    """Who acknowledges or resolves: it is journaled and shown, so printable and short."""
+    if not by.strip() or len(by) > 100 or any(ord(ch) < 32 for ch in by):
+        raise UserError("--by: a name of 1 to 100 printable characters")
+
+
 def _ask(client, method: str, path: str, body: dict | None = None, *, not_found: str | None = None) -> Any:
     """One request to the running service; its refusal is the command's one-line error."""
     from ..service.client import ServiceError
@@ -228,8 +234,7 @@ def alert_ack(ctx: click.Context, alert_id: int, by: str) -> None:
     policy's ack_timeout then notifies again if it is not resolved in time)."""
     from ..store import Alerts
 
-    if not by.strip() or len(by) > 100 or any(ord(ch) < 32 for ch in by):
-        raise UserError("--by: a name of 1 to 100 printable characters")
+    _check_by(by)
     loaded = load(ctx)
     client = _client(loaded)
     if client.running():
@@ -264,6 +269,7 @@ def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | Non
 
     if (alert_id is None) == (dedup_key is None):
         raise UserError("give an alert ID or --key DEDUP_KEY")
+    _check_by(by)
     loaded = load(ctx)
     client = _client(loaded)
     if client.running():
