@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 from pathlib import Path
 
 from conftest import modem_config
@@ -20,6 +21,7 @@ from modem_dialer.modems.recovery import (
     usb_path_of,
 )
 from modem_dialer.sim.dialects import make_dialect
+from modem_dialer.sim.bank import with_luhn
 from modem_dialer.sim.modem import SimModem
 from modem_dialer.store import modem_states, open_db, set_modem_state
 
@@ -87,7 +89,9 @@ async def test_unplugged_modem_comes_back_on_new_ptys_and_is_found_by_imei(make_
 async def test_modem_that_never_returns_fails_and_is_quarantined(make_bank):
     bank = await make_bank("quectel")
     cfg = modem_config(bank, 0)
-    imei = bank.modems[0].imei
+    # an IMEI no other test worker's simulated modem has: its freed pty may be reused at once
+    # by another worker's gsm0, which would otherwise answer with the very same IMEI
+    imei = bank.modems[0].imei = with_luhn(f"35{random.randrange(10**12):012d}")
     bank.modems[0].unplug()
     steps: list[RecoveryStep] = []
     sup = Supervisor(candidates=live_candidates(bank.modems), report=steps.append, max_failures=2,
