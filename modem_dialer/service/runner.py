@@ -300,6 +300,10 @@ class AlertRunner:
             waiter.cancel()
             for t in tasks:
                 t.cancel()
+            # Resolved or stopping: the calls hang up and record their outcome before this
+            # alert's task ends, so close() (which awaits that task) never leaves a call up
+            # behind it while the bank and the journal close under it.
+            await asyncio.gather(*tasks, return_exceptions=True)
         return acked.is_set()
 
     async def _reach(self, alert_id: int, a: dict, state: dict, step: dict, target: dict,
