@@ -75,8 +75,8 @@ def _service_for(loaded):
 
     The service holds the dialer lock; a held lock with no API answering is another
     ``campaign run``: the lock's own error says so."""
-    from ..campaign.lock import DialerLock
     from ..service.client import Client
+    from ..store.lock import DialerLock
 
     lock = DialerLock(loaded.database_path)
     try:
