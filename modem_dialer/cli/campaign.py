@@ -179,8 +179,8 @@ def campaign_status(ctx: click.Context, name: str, as_json: bool) -> None:
 
 
 def _set_status(ctx: click.Context, name: str, status: str, allowed_from: tuple[str, ...]) -> None:
-    from ..campaign.log import CampaignLog
     from ..store import Campaigns
+    from ..store.campaign_log import CampaignLog
 
     conn = _db(ctx)
     c = _campaign(conn, name)
