@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +29,7 @@ from typing import Any
 import aiohttp
 
 from .config_webhooks import EVENTS, WebhookTarget
-from .store import from_ts, to_ts, utc_now
+from .store import DB_ERRORS, Connection, from_ts, to_ts, utc_now
 from .store.twoway import Outbox, OutboxItem
 
 log = logging.getLogger("modem_dialer.webhooks")
@@ -66,7 +65,7 @@ def backoff(attempts: int) -> float:
 
 
 class Webhooks:
-    def __init__(self, conn: sqlite3.Connection, targets: list[WebhookTarget]) -> None:
+    def __init__(self, conn: Connection, targets: list[WebhookTarget]) -> None:
         self.outbox = Outbox(conn)
         self.targets = targets
         self._kick = asyncio.Event()
@@ -83,7 +82,7 @@ class Webhooks:
                           separators=(",", ":"), default=str)
         try:
             ids = self.outbox.add(event, body, urls)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             log.error("webhook event %s not queued: %s", event, exc)
             return []
         self._kick.set()
@@ -135,7 +134,7 @@ class Webhooks:
 _current: Webhooks | None = None
 
 
-def configure(conn: sqlite3.Connection | None, targets: list[WebhookTarget]) -> Webhooks | None:
+def configure(conn: Connection | None, targets: list[WebhookTarget]) -> Webhooks | None:
     """Make :func:`emit` write to this database for these targets (None/[]: emit does nothing)."""
     global _current
     _current = Webhooks(conn, targets) if conn is not None and targets else None

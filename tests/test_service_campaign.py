@@ -12,7 +12,6 @@ import pytest
 from test_campaign_run import contacts, run_cli, setup, wait_for, wav
 from test_service_alerts import ALICE, BOB, TOKEN, Api, acked, write_config
 
-from modem_dialer.campaign.lock import DialerLock
 from modem_dialer.config import LoadedConfig, load_config
 from modem_dialer.errors import UserError
 from modem_dialer.service.bank import Priority
@@ -20,6 +19,7 @@ from modem_dialer.service.client import Client
 from modem_dialer.service.service import Service
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import open_db
+from modem_dialer.store.lock import DialerLock
 
 ANSWER, BUSY, INVALID, KEYS = (f"+3361234567{i}" for i in range(4))
 MANY = [f"+336123456{i:02d}" for i in range(10, 16)]

@@ -9,10 +9,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
-from ..store import Campaigns
+from ..store import Campaigns, Connection
 from .flow_model import Flow, check_flow, load_flow, placeholders
 from .flow_runner import flow_script
 from .transfer import LineProvider, StaticLineProvider
@@ -23,7 +22,7 @@ __all__ = [
 ]
 
 
-def answers_summary(conn: sqlite3.Connection, campaign_id: int) -> dict[str, dict[str, int]]:
+def answers_summary(conn: Connection, campaign_id: int) -> dict[str, dict[str, int]]:
     """``{question: {answer: count}}`` over the campaign's calls (``report`` shows it)."""
     return Campaigns(conn).answer_counts(campaign_id)
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from ..at.errors import ATError
 from ..config import LoadedConfig
 from ..config_inbound import InboundSettings
 from ..modems.events import Event, IncomingCall
+from ..store import DB_ERRORS, Connection
 from ..store.call_journal import CallJournal
 from ..store.twoway import CallbackLink, Inbound
 from .line import Line
@@ -124,7 +124,7 @@ ScriptFactory = Callable[[Line, InboundSettings, str, CallbackLink], Awaitable[S
 class InboundDesk:
     """Takes the incoming calls of a set of lines (see the module docstring)."""
 
-    def __init__(self, loaded: LoadedConfig, conn: sqlite3.Connection, claim: Claim, journal: CallJournal, *,
+    def __init__(self, loaded: LoadedConfig, conn: Connection, claim: Claim, journal: CallJournal, *,
                  script_factory: ScriptFactory | None = None, notify: Notify | None = None) -> None:
         self.loaded = loaded
         self.cfg = loaded.config.inbound
@@ -225,7 +225,7 @@ class InboundDesk:
         try:
             rid = self.store.record(number=ev.number, withheld=ev.withheld, modem=line.name,
                                     iccid=line.identity.iccid, action=action, link=link, call_id=call_id, note=note)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             log.error("%s: incoming call from %s not recorded: %s", line.name, ev.number, exc)
             return
         log.info("%s: incoming call from %s: %s", line.name, ev.number or "a withheld number", action)

@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -29,6 +28,7 @@ from ..audio.path import AudioPathError, PlayResult
 from ..modems.driver import LineBusy
 from ..modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Ringing
 from ..numbers import dial_string
+from ..store import Connection
 from ..store.call_journal import CallJournal
 from .line import Line
 from .outcome import LINE_BUSY, OUTCOMES, classify
@@ -227,7 +227,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
                      ring_timeout: float = DEFAULT_RING_TIMEOUT, min_ring_timeout: float = MIN_RING_TIMEOUT,
                      campaign_id: int | None = None, contact_id: int | None = None,
                      alert_id: int | None = None,
-                     claim: Callable[[sqlite3.Connection], bool] | None = None,
+                     claim: Callable[[Connection], bool] | None = None,
                      committed: bool = True) -> CallResult:
     """Place one call on ``line`` and run ``script`` when answered. Never raises for call
     failures (they are outcomes); re-raises cancellation after recording the call.

@@ -3,14 +3,13 @@
 A ``number`` column is required; other columns become the contact's fields (a
 ``timezone`` field overrides the callee's time zone for the calling rules). The file is
 streamed: rows go to the store in batches, and duplicates are found with a temporary
-on-disk SQLite table, so a million rows import in bounded memory.
+on-disk table (store/seen.py), so a million rows import in bounded memory.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -20,6 +19,7 @@ from typing import Any
 from ..errors import UserError
 from ..numbers import InvalidNumber, parse_number
 from ..store import Campaigns
+from ..store.seen import SeenNumbers
 from ..textfile import open_text, sniff_dialect
 from .rules import zone
 
@@ -83,8 +83,7 @@ def read_rows(path: Path, region: str, on_bad: Callable[[BadRow], None], *, enco
     Duplicates of a number already seen earlier in the file are bad rows.
     """
     f, dialect = _open_csv(path, encoding, delimiter)
-    seen = sqlite3.connect("")     # private temporary database on disk: bounded memory
-    seen.execute("CREATE TABLE seen (number TEXT PRIMARY KEY, line INTEGER NOT NULL)")
+    seen = SeenNumbers()
     try:
         reader = csv.reader(f, dialect)
         try:
@@ -141,12 +140,7 @@ def read_rows(path: Path, region: str, on_bad: Callable[[BadRow], None], *, enco
 
         it = parsed()
         while batch := list(islice(it, BATCH)):
-            # first occurrence wins: INSERT OR IGNORE keeps the first line of each number
-            seen.executemany("INSERT OR IGNORE INTO seen (number, line) VALUES (?, ?)",
-                             ((n, ln) for ln, n, _ in batch))
-            first = dict(seen.execute(
-                "SELECT s.number, s.line FROM json_each(?) j JOIN seen s ON s.number = j.value",
-                (_json_list([n for _, n, _ in batch]),)).fetchall())
+            first = seen.first_lines([(ln, n) for ln, n, _ in batch])
             for ln, n, flds in batch:
                 if first.get(n) != ln:
                     on_bad(BadRow(ln, f"duplicate number {n} (first on line {first.get(n)})"))
@@ -155,12 +149,6 @@ def read_rows(path: Path, region: str, on_bad: Callable[[BadRow], None], *, enco
     finally:
         seen.close()
         f.close()
-
-
-def _json_list(items: list[str]) -> str:
-    import json
-
-    return json.dumps(items)
 
 
 def import_contacts(store: Campaigns, campaign_id: int, path: Path, region: str,

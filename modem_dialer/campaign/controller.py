@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -28,10 +27,10 @@ from ..call.line import Line
 from ..call.outcome import LINE_BUSY
 from ..call.session import MIN_RING_TIMEOUT, NotClaimed, place_call
 from ..config_campaign import LimitsConfig
-from ..store import Campaigns, Compliance, Contact, from_ts, to_ts, utc_now
+from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts, utc_now
 from ..store.call_journal import CallJournal, DatabaseFault
+from ..store.campaign_log import CampaignLog
 from . import rules as R
-from .log import CampaignLog
 from .pool import Pool, PoolSource, Slot
 from .retry import FINAL_BY_RULE, after_attempt
 from .script import CallState, ScriptFor, with_opt_out
@@ -74,7 +73,7 @@ class LineSource(Protocol):
 
 
 class Controller:
-    def __init__(self, conn: sqlite3.Connection, campaign_id: int, spec: CampaignSpec,
+    def __init__(self, conn: Connection, campaign_id: int, spec: CampaignSpec,
                  lines: list[Line] | LineSource, limits: LimitsConfig, script_for: ScriptFor, *,
                  clock: Callable[[], datetime] = utc_now, min_ring_timeout: float = MIN_RING_TIMEOUT,
                  view: View | None = None, poll: float = 1.0, batch: int | None = None,
@@ -86,6 +85,7 @@ class Controller:
         self.clock = clock
         self.campaigns = Campaigns(conn, clock)
         self.compliance = Compliance(conn, clock)
+        self._journal_reads = Journal(conn, clock)
         # the writer thread is the only writer while calls run (journal=None: one of our own)
         self._own_journal = journal is None
         self.journal = journal if journal is not None else CallJournal(conn, clock=clock)
@@ -141,24 +141,14 @@ class Controller:
             settled += 1
         return interrupted, settled
 
-    def _settle(self, conn: sqlite3.Connection, c: Contact) -> None:
-        n, last = self._calls_of(conn, c.id)
+    def _settle(self, conn: Connection, c: Contact) -> None:
+        # a dial refused because someone called in (line_busy) is not an attempt
+        n, last = Campaigns(conn, self.clock).calls_of_contact(c.id, not_attempts=LINE_BUSY)
         if n > c.attempts and last is not None and last["outcome"] is not None:
-            self._apply_outcome(c, last, n - c.attempts, opted_out=self._opted_out(conn, last["id"]))(conn)
+            opted_out = Journal(conn, self.clock).has_event(last["id"], "opt_out")
+            self._apply_outcome(c, last, n - c.attempts, opted_out=opted_out)(conn)
         else:
             Campaigns(conn, self.clock).set_contact_status(c.id, "pending")
-
-    def _calls_of(self, conn: sqlite3.Connection, contact_id: int) -> tuple[int, dict[str, Any] | None]:
-        # a dial refused because someone called in (line_busy) is not an attempt
-        n = conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ? AND COALESCE(outcome, '') != ?",
-                         (contact_id, LINE_BUSY)).fetchone()[0]
-        row = conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id DESC LIMIT 1",
-                           (contact_id,)).fetchone()
-        return int(n), None if row is None else dict(row)
-
-    def _opted_out(self, conn: sqlite3.Connection, call_id: int) -> bool:
-        return conn.execute("SELECT 1 FROM call_events WHERE call_id = ? AND kind = 'opt_out' LIMIT 1",
-                            (call_id,)).fetchone() is not None
 
     # ---- database faults -------------------------------------------------------------
     def _on_db_fault(self, fault: DatabaseFault) -> None:
@@ -177,11 +167,7 @@ class Controller:
         now = self.clock()
         # from the database (recover() may have moved contacts before this)
         self.status_counts = Counter(self.campaigns.counts(self.cid))
-        self.outcome_counts = Counter()
-        for outcome, n in self.conn.execute(
-                "SELECT outcome, COUNT(*) FROM calls WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY outcome",
-                (self.cid,)):
-            self.outcome_counts[outcome] = n
+        self.outcome_counts = Counter(self.campaigns.outcome_counts(self.cid))
         remove_listener = self.journal.writer.add_fault_listener(self._on_db_fault)
         workers = await self.source.open(self, now)
         if self.batch is None:
@@ -238,18 +224,13 @@ class Controller:
                 t.cancel()
 
     def _db_paused(self) -> bool:
-        row = self.conn.execute("SELECT status FROM campaigns WHERE id = ?", (self.cid,)).fetchone()
-        return row is not None and row[0] == "paused"
+        return self.campaigns.status_of(self.cid) == "paused"
 
     def _complete(self) -> bool:
-        return self.conn.execute(
-            "SELECT 1 FROM contacts WHERE campaign_id = ? AND status IN ('pending', 'in_progress') LIMIT 1",
-            (self.cid,)).fetchone() is None
+        return not self.campaigns.has_open_contacts(self.cid)
 
     def _next_pending_at(self) -> datetime | None:
-        row = self.conn.execute("SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = ? AND status = 'pending'",
-                                (self.cid,)).fetchone()
-        return None if row[0] is None else from_ts(row[0])
+        return self.campaigns.next_pending_at(self.cid)
 
     # ---- one worker per line -----------------------------------------------------------
     async def _worker(self, index: int) -> None:
@@ -343,20 +324,15 @@ class Controller:
             self._claims[c.id] = self.clog.row("rule", modem=slot.name, **kw)
             return True
         row = self.clog.row("rule", detail=dec.detail, **kw)
-        args: tuple[Any, ...]
-        if dec.verdict == "deny":
-            status = FINAL_BY_RULE.get(dec.rule or "", "exhausted")
-            sql, args = ("UPDATE contacts SET status = ?, last_outcome = ?, updated_at = ? WHERE id = ?",
-                         (status, f"rule:{dec.rule}", to_ts(now), c.id))
-        else:
-            status = "pending"
-            sql, args = ("UPDATE contacts SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                         (to_ts(dec.until or now + timedelta(minutes=1)), to_ts(now), c.id))
+        deny, rule, until = dec.verdict == "deny", dec.rule, dec.until or now + timedelta(minutes=1)
+        status = FINAL_BY_RULE.get(rule or "", "exhausted") if deny else "pending"
 
-        def write(conn: sqlite3.Connection) -> None:
-            with conn:       # the decision and its log row commit together
-                self.clog.write_row(conn, row)
-                conn.execute(sql, args)
+        def write(conn: Connection) -> None:
+            store = Campaigns(conn, self.clock)
+            if deny:
+                store.rule_decision(c.id, row, now, final_status=status, outcome=f"rule:{rule}")
+            else:
+                store.rule_decision(c.id, row, now, until=until)
         fut = asyncio.wrap_future(self.journal.submit(write))
         self._count(c.status, status)
         self.view.event("rule", f"{c.number}: {dec.verdict} {dec.rule}"
@@ -364,23 +340,19 @@ class Controller:
         return fut
 
     def _open_elsewhere(self, number: str) -> bool:
-        return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL LIMIT 1",
-                                 (number,)).fetchone() is not None
+        return self._journal_reads.has_open_call(number)
 
     def _count(self, old: str, new: str) -> None:
         if old != new:
             self.status_counts[old] -= 1
             self.status_counts[new] += 1
 
-    def _claim(self, c: Contact, now: datetime) -> Callable[[sqlite3.Connection], bool]:
+    def _claim(self, c: Contact, now: datetime) -> Callable[[Connection], bool]:
         """The claim, run by the writer in the call row's transaction (one commit before ATD)."""
         log_row = self._claims.pop(c.id)
 
-        def claim(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE contacts SET status = 'in_progress', updated_at = ? WHERE id = ? AND status = 'pending'",
-                (to_ts(now), c.id))
-            if cur.rowcount != 1:
+        def claim(conn: Connection) -> bool:
+            if not Campaigns(conn, self.clock).claim(c.id, at=now):
                 return False
             self.clog.write_row(conn, log_row)
             return True
@@ -445,27 +417,25 @@ class Controller:
         self.view.event("call", f"{slot.name}: {c.number} {row['outcome']}"
                                 + (f" keys {keys}" if keys else "") + (" (opted out)" if state.opted_out else ""))
 
-    def _settle_now(self, conn: sqlite3.Connection, contact_id: int) -> None:
+    def _settle_now(self, conn: Connection, contact_id: int) -> None:
         fresh = Campaigns(conn, self.clock).get_contact(contact_id)
         if fresh is not None and fresh.status == "in_progress":
             self._settle(conn, fresh)
 
     def _apply_outcome(self, c: Contact, row: dict[str, Any], new_attempts: int, *,
-                       opted_out: bool) -> Callable[[sqlite3.Connection], None]:
+                       opted_out: bool) -> Callable[[Connection], None]:
         """Count the contact's next status by the retry rules; return its write (for the
         writer, or run at once on the loop's connection at recovery)."""
         outcome = row["outcome"]
         attempts = c.attempts + new_attempts
         ended = from_ts(row["ended_at"]) if row.get("ended_at") else self.clock()
         nxt = after_attempt(self.spec, outcome, attempts, ended, opted_out=opted_out)
-        args = (nxt.status, None if nxt.next_attempt_at is None else to_ts(nxt.next_attempt_at), outcome,
-                row["id"], attempts, to_ts(self.clock()), c.id)
+        call_id, at = row["id"], self.clock()
 
-        def write(conn: sqlite3.Connection) -> None:
-            with conn:
-                conn.execute(
-                    "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
-                    " last_outcome = ?, last_call_id = ?, attempts = ?, updated_at = ? WHERE id = ?", args)
+        def write(conn: Connection) -> None:
+            Campaigns(conn, self.clock).record_outcome(
+                c.id, status=nxt.status, next_attempt_at=nxt.next_attempt_at, outcome=outcome, call_id=call_id,
+                attempts=attempts, at=at)
         self.outcome_counts[outcome] += 1
         self._count("in_progress", nxt.status)
         if nxt.status != "pending":

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sqlite3
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
@@ -22,8 +21,7 @@ from ..call.line import Line
 from ..config_campaign import LimitsConfig
 from ..errors import UserError
 from ..modems.events import Event, ModemLost, RegistrationChanged, SignalChanged
-from ..store import set_modem_state, to_ts
-from ..store.timestamps import from_ts
+from ..store import Connection, Journal, set_modem_state
 
 if TYPE_CHECKING:
     from .controller import Controller
@@ -80,20 +78,12 @@ class Slot:
             self.bring_back("modem re-opened")
 
     # ---- counters ------------------------------------------------------------------
-    def seed(self, conn: sqlite3.Connection, now: datetime) -> None:
+    def seed(self, conn: Connection, now: datetime) -> None:
         """Counters from the journal (by SIM when its ICCID is known, else by modem name)."""
-        iccid = self.line.identity.iccid
-        col, key = ("iccid", iccid) if iccid else ("modem", self.name)
-        row = conn.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?"  # noqa: S608
-            " AND direction = 'out'",
-            (key, to_ts(self.day_start)),
-        ).fetchone()
-        self.calls_today, self.seconds_today = int(row[0]), float(row[1])
-        self.hour = deque(from_ts(r[0]) for r in conn.execute(
-            f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"  # noqa: S608
-            " ORDER BY created_at",
-            (key, to_ts(now - timedelta(hours=1)))))
+        used = Journal(conn).outbound_usage(self.day_start, now - timedelta(hours=1),
+                                            iccid=self.line.identity.iccid, modem=self.name)
+        self.calls_today, self.seconds_today = used.calls, used.seconds
+        self.hour = deque(used.hour)
 
     def _roll(self, now: datetime) -> None:
         start = local_midnight(now)
@@ -196,7 +186,7 @@ class Slot:
 
 
 class Pool:
-    def __init__(self, lines: list[Line], limits: LimitsConfig, conn: sqlite3.Connection,
+    def __init__(self, lines: list[Line], limits: LimitsConfig, conn: Connection,
                  now: datetime, on_change: Callable[[Slot, str, str | None], None],
                  submit: Callable[..., Any] | None = None) -> None:
         self.conn = conn

@@ -5,17 +5,15 @@ from __future__ import annotations
 import csv
 import itertools
 import json
-import sqlite3
-from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..store import Campaigns
+from ..store import Campaigns, Connection
 
 CHUNK = 2000
 
 
-def contact_rows(conn: sqlite3.Connection, campaign_id: int) -> Iterator[dict[str, Any]]:
+def contact_rows(conn: Connection, campaign_id: int) -> Iterator[dict[str, Any]]:
     """number, fields, status, attempts, last outcome, keys (all calls, in order) and answers."""
     store = Campaigns(conn)
     chunk: list = []
@@ -28,43 +26,26 @@ def contact_rows(conn: sqlite3.Connection, campaign_id: int) -> Iterator[dict[st
         yield from _with_calls(conn, chunk)
 
 
-def _with_calls(conn: sqlite3.Connection, contacts: list) -> Iterator[dict[str, Any]]:
-    ids = json.dumps([c.id for c in contacts])
-    keys: dict[int, list[str]] = defaultdict(list)
-    for cid, key in conn.execute(
-            "SELECT c.contact_id, k.key FROM calls c JOIN keys k ON k.call_id = c.id"
-            " WHERE c.contact_id IN (SELECT value FROM json_each(?)) ORDER BY c.id, k.id", (ids,)):
-        keys[cid].append(key)
-    answers: dict[int, dict[str, Any]] = defaultdict(dict)
-    for cid, name, value in conn.execute(
-            "SELECT c.contact_id, a.name, a.value FROM calls c JOIN answers a ON a.call_id = c.id"
-            " WHERE c.contact_id IN (SELECT value FROM json_each(?)) ORDER BY a.id", (ids,)):
-        answers[cid][name] = value
+def _with_calls(conn: Connection, contacts: list) -> Iterator[dict[str, Any]]:
+    keys, answers = Campaigns(conn).keys_and_answers([c.id for c in contacts])
     for c in contacts:
         yield {"number": c.number, "fields": c.fields, "status": c.status, "attempts": c.attempts,
                "last_outcome": c.last_outcome, "next_attempt_at": c.next_attempt_at if c.status == "pending" else None,
                "keys": "".join(keys.get(c.id, [])), "answers": answers.get(c.id, {})}
 
 
-def summary(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any]:
-    q = conn.execute
-    calls, answered, avg = q(
-        "SELECT COUNT(*), SUM(outcome = 'answered'), AVG(CASE WHEN outcome = 'answered' THEN duration_s END)"
-        " FROM calls WHERE campaign_id = ?", (campaign_id,)).fetchone()
-    statuses = dict(q("SELECT status, COUNT(*) FROM contacts WHERE campaign_id = ? GROUP BY status",
-                      (campaign_id,)).fetchall())
+def summary(conn: Connection, campaign_id: int) -> dict[str, Any]:
+    store = Campaigns(conn)
+    st = store.call_stats(campaign_id)
+    calls, answered, avg = st.calls, st.answered, st.avg_answered_s
+    statuses = store.counts(campaign_id)
     contacts = sum(statuses.values())
     by_modem: dict[str, dict[str, Any]] = {}
-    for modem, iccid, outcome, n in q(
-            "SELECT modem, iccid, outcome, COUNT(*) FROM calls WHERE campaign_id = ?"
-            " GROUP BY modem, iccid, outcome ORDER BY modem", (campaign_id,)):
+    for modem, iccid, outcome, n in st.by_modem:
         entry = by_modem.setdefault(modem, {"iccid": iccid, "calls": 0, "outcomes": {}})
         entry["calls"] += n
         entry["outcomes"][outcome or "open"] = n
-    per_hour = dict(q("SELECT substr(created_at, 1, 13) || ':00Z', COUNT(*) FROM calls WHERE campaign_id = ?"
-                      " GROUP BY 1 ORDER BY 1", (campaign_id,)).fetchall())
-    outcomes = dict(q("SELECT COALESCE(outcome, 'open'), COUNT(*) FROM calls WHERE campaign_id = ? GROUP BY 1",
-                      (campaign_id,)).fetchall())
+    per_hour, outcomes = st.per_hour, st.outcomes
     from ..store.twoway import Inbound
 
     callbacks = Inbound(conn).callbacks(campaign_id)
@@ -76,7 +57,7 @@ def summary(conn: sqlite3.Connection, campaign_id: int) -> dict[str, Any]:
         "contacts_answered": statuses.get("answered", 0),
         "avg_answered_duration_s": round(avg, 2) if avg is not None else None,
         "by_modem": by_modem, "attempts_per_hour": per_hour,
-        "answers": Campaigns(conn).answer_counts(campaign_id),   # survey: per question, counts per answer
+        "answers": store.answer_counts(campaign_id),   # survey: per question, counts per answer
     }
 
 

@@ -18,9 +18,9 @@ from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Campaigns, open_db
 from ..store.call_journal import CallJournal, DatabaseFault
+from ..store.lock import DialerLock
 from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
 from .controller import Controller
-from .lock import DialerLock
 from .pool import PoolLines, claim_pool_line
 from .script import ScriptFor, flow_factory, message_factory
 from .spec import CampaignFile

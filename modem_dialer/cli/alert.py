@@ -204,6 +204,7 @@ def alert_status(ctx: click.Context, alert_id: int, as_json: bool) -> None:
 @run_command
 def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) -> None:
     """List live alerts (or all with --all), newest first."""
+    from ..store import Alerts
 
     client = _client(load(ctx))
     if client.running():
@@ -211,9 +212,7 @@ def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) ->
         rows = _ask(client, "GET", f"/v1/alerts?status={'all' if show_all else 'live'}&limit={min(limit, 1000)}")
     else:
         conn = _db(ctx)
-        rows = [dict(r) for r in conn.execute(
-            "SELECT id, status, policy, dedup_key, text, created_at, acknowledged_by, acknowledged_at, resolved_at"
-            " FROM alerts WHERE ? OR status IN ('open', 'acknowledged') ORDER BY id DESC LIMIT ?", (show_all, limit))]
+        rows = Alerts(conn).alert_rows(live_only=not show_all, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -281,9 +280,7 @@ def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | Non
     else:
         conn = _db(ctx)
         if dedup_key is not None:
-            row = conn.execute("SELECT id FROM alerts WHERE dedup_key = ? AND status IN ('open', 'acknowledged')",
-                               (dedup_key,)).fetchone()
-            alert_id = row[0] if row else None
+            alert_id = Alerts(conn).live_id(dedup_key)
         ok = alert_id is not None and Alerts(conn).resolve(alert_id)
     click.echo(f"alert {alert_id if alert_id is not None else dedup_key}: {'resolved' if ok else 'was not live'}")
 

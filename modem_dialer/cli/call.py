@@ -128,9 +128,9 @@ async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
 async def _call_line(loaded, candidates, number, payload, ring_timeout, repeat):
     from ..call.message import message_script
     from ..call.session import place_call
-    from ..campaign.lock import DialerLock
     from ..store import Journal, open_db
     from ..store.call_journal import CallJournal
+    from ..store.lock import DialerLock
 
     conn = open_db(loaded.database_path)
     # Calls left open by a killed process are closed as 'interrupted' — but only when no other

@@ -75,8 +75,8 @@ def _service_for(loaded):
 
     The service holds the dialer lock; a held lock with no API answering is another
     ``campaign run``: the lock's own error says so."""
-    from ..campaign.lock import DialerLock
     from ..service.client import Client
+    from ..store.lock import DialerLock
 
     lock = DialerLock(loaded.database_path)
     try:
@@ -148,10 +148,11 @@ def campaign_import(ctx: click.Context, file: str) -> None:
 
 def _status(conn, c: dict) -> dict:
     from ..campaign.report import summary
+    from ..store import Campaigns, to_ts
 
     s = summary(conn, c["id"])
-    nxt = conn.execute("SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = ? AND status = 'pending'",
-                       (c["id"],)).fetchone()[0]
+    due = Campaigns(conn).next_pending_at(c["id"])
+    nxt = None if due is None else to_ts(due)
     return {"name": c["name"], "status": c["status"], "file": c["file"], "contacts": s["contacts"],
             "statuses": s["statuses"], "calls": s["calls"], "outcomes": s["outcomes"],
             "answer_rate": s["answer_rate"], "next_attempt_at": nxt}
@@ -179,8 +180,8 @@ def campaign_status(ctx: click.Context, name: str, as_json: bool) -> None:
 
 
 def _set_status(ctx: click.Context, name: str, status: str, allowed_from: tuple[str, ...]) -> None:
-    from ..campaign.log import CampaignLog
     from ..store import Campaigns
+    from ..store.campaign_log import CampaignLog
 
     conn = _db(ctx)
     c = _campaign(conn, name)
@@ -485,17 +486,15 @@ def consent_import(ctx: click.Context, file: str) -> None:
 def consent_export(ctx: click.Context, output: str | None) -> None:
     """Write every consent record (with revocations) as CSV."""
     from ..campaign.consent_csv import CONSENT_COLUMNS
+    from ..store import Compliance
 
     conn = _db(ctx)
     with _writing(output) as out:
         w = csv.writer(out)
         cols = [*CONSENT_COLUMNS, "recorded_at", "revoked_at", "revoked_via"]
         w.writerow(cols)
-        last = 0
-        while rows := conn.execute("SELECT * FROM consent WHERE id > ? ORDER BY id LIMIT 5000", (last,)).fetchall():
-            for r in rows:
-                w.writerow([r[c] if r[c] is not None else "" for c in cols])
-            last = rows[-1]["id"]
+        for r in Compliance(conn).export_consent():
+            w.writerow([r[c] if r[c] is not None else "" for c in cols])
 
 
 @consent.command("revoke")

@@ -16,7 +16,6 @@ import grp
 import os
 import re
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ from typing import Literal
 
 from ..at.errors import ATError, CommandTimeout, PortOpenError
 from ..config import Config, ModemConfig
+from ..store.db import write_lock_error
 from .driver import DriverError
 from .events import Registration
 
@@ -192,15 +192,9 @@ def check_database(path: Path) -> Check:
         return Check("database", "fail", f"{path}: cannot create files in {parent} ({exc.strerror})", fix)
     if not path.exists():
         return Check("database", "ok", f"{path} will be created")
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=1)
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("ROLLBACK")
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        return Check("database", "fail", f"{path}: not writable ({exc})", fix)
+    err = write_lock_error(path)
+    if err is not None:
+        return Check("database", "fail", f"{path}: not writable ({err})", fix)
     return Check("database", "ok", f"{path} is writable")
 
 

@@ -14,7 +14,6 @@ import contextlib
 import hmac
 import json
 import logging
-import sqlite3
 from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
@@ -22,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import UserError
 from ..numbers import parse_number
-from ..store import Alerts, Journal
+from ..store import Alerts, Connection, Journal
 from .api_sms import add_routes as add_sms_routes
 from .console import is_console_path
 from .console import mount as mount_console
@@ -154,7 +153,7 @@ def _alert_id(request: web.Request) -> int:
                                content_type="application/json") from None
 
 
-def alert_view(conn: sqlite3.Connection, alert_id: int) -> dict[str, Any] | None:
+def alert_view(conn: Connection, alert_id: int) -> dict[str, Any] | None:
     """An alert as the API and ``alert status`` show it: row, escalation position, calls, SMS."""
     a = Alerts(conn).get_alert(alert_id)
     if a is None:
@@ -164,9 +163,7 @@ def alert_view(conn: sqlite3.Connection, alert_id: int) -> dict[str, Any] | None
     calls = journal.calls(alert_id=alert_id, limit=200, newest_first=False)
     for c in calls:
         c["keys"] = [{"key": k["key"], "at": k["at"]} for k in journal.keys_of(c["id"])]
-    sms = [dict(r) for r in conn.execute(
-        "SELECT id, number, status, modem, reference, error, created_at, sent_at, delivered_at"
-        " FROM sms WHERE alert_id = ? ORDER BY id", (alert_id,))]
+    sms = Alerts(conn).sms_of_alert(alert_id)
     return {**a, "result": state.get("result"), "position": state.get("pos"), "next_at": state.get("next_at"),
             "plan": state.get("plan"), "history": state.get("history", []), "labels": state.get("labels", {}),
             "errors": state.get("errors", []),
@@ -195,15 +192,10 @@ async def list_alerts(request: web.Request) -> web.Response:
         limit = max(1, min(int(request.query.get("limit", "50")), 1000))
     except ValueError:
         return error(400, "limit: not an integer")
-    if which == "live":
-        rows = svc.conn.execute("SELECT id FROM alerts WHERE status IN ('open', 'acknowledged')"
-                                " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    elif which == "all":
-        rows = svc.conn.execute("SELECT id FROM alerts ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-    else:
+    if which not in ("live", "all"):
         return error(400, "status: use 'live' or 'all'")
     out = []
-    for (alert_id,) in rows:
+    for alert_id in Alerts(svc.conn).alert_ids(live_only=which == "live", limit=limit):
         v = alert_view(svc.conn, alert_id)
         if v:
             out.append({k: v[k] for k in ("id", "status", "result", "policy", "text", "dedup_key", "created_at",

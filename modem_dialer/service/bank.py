@@ -14,7 +14,6 @@ import functools
 import heapq
 import itertools
 import logging
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -26,7 +25,7 @@ from ..config import ModemConfig
 from ..modems.events import ModemLost, RegistrationChanged, SignalChanged
 from ..modems.info import Health
 from ..modems.recovery import Supervisor
-from ..store import set_modem_state
+from ..store import DB_ERRORS, Connection, set_modem_state
 
 log = logging.getLogger("modem_dialer.service")
 
@@ -68,7 +67,7 @@ class ModemSlot:
 
 
 class Bank:
-    def __init__(self, modems: list[ModemConfig], conn: sqlite3.Connection | None = None, *,
+    def __init__(self, modems: list[ModemConfig], conn: Connection | None = None, *,
                  health_interval: float = 5.0, supervisor: Supervisor | None = None) -> None:
         self.slots = {m.name: ModemSlot(m) for m in modems}
         # finds a modem again by IMEI after it re-enumerates under new port names, resets a
@@ -219,7 +218,7 @@ class Bank:
         try:
             set_modem_state(self.conn, slot.name, status, reason=reason, imei=ident.imei if ident else None,
                             iccid=ident.iccid if ident else None, seen=slot.line is not None)
-        except sqlite3.Error as exc:
+        except DB_ERRORS as exc:
             log.warning("modem state not saved: %s", exc)
 
     # ---- leases ----------------------------------------------------------------------

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 from ..call.line import Line
 from ..campaign.pool import Slot, note_blocked
 from ..config_campaign import LimitsConfig
-from ..store import set_modem_state
+from ..store import Connection, set_modem_state
 from .bank import Bank, ModemSlot, Priority
 
 if TYPE_CHECKING:
@@ -32,7 +31,7 @@ OnChange = Callable[[Slot, str, str | None], None]
 class SharedSlots:
     """The campaign view of each modem (limits, rotation), keyed by modem name, seeded by SIM."""
 
-    def __init__(self, conn: sqlite3.Connection, limits: LimitsConfig) -> None:
+    def __init__(self, conn: Connection, limits: LimitsConfig) -> None:
         self.conn = conn
         self.limits = limits
         self.slots: dict[str, Slot] = {}

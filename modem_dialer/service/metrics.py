@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-
+from ..store import Alerts, Connection
 from .bank import Bank
 
 
@@ -15,7 +14,7 @@ def _labels(**kv: object) -> str:
     return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in kv.items()) + "}"
 
 
-def render(bank: Bank, conn: sqlite3.Connection, queue_length: int) -> str:
+def render(bank: Bank, conn: Connection, queue_length: int) -> str:
     out: list[str] = []
 
     def family(name: str, kind: str, help_: str) -> None:
@@ -50,15 +49,14 @@ def render(bank: Bank, conn: sqlite3.Connection, queue_length: int) -> str:
         out.append(f"modem_dialer_sms_failed_total{_labels(modem=s.name)} {s.sms_failed}")
 
     family("modem_dialer_alerts", "gauge", "live alerts by policy and status")
-    for policy, status, n in conn.execute(
-            "SELECT policy, status, COUNT(*) FROM alerts WHERE status IN ('open', 'acknowledged')"
-            " GROUP BY policy, status ORDER BY policy, status"):
+    alerts = Alerts(conn)
+    for policy, status, n in alerts.live_counts():
         out.append(f"modem_dialer_alerts{_labels(policy=policy, status=status)} {n}")
     family("modem_dialer_alert_queue_length", "gauge", "alerts whose escalation is running or waiting")
     out.append(f"modem_dialer_alert_queue_length {queue_length}")
     family("modem_dialer_line_waiters", "gauge", "jobs waiting for a free modem")
     out.append(f"modem_dialer_line_waiters {bank.waiting}")
-    queued = conn.execute("SELECT COUNT(*) FROM sms WHERE status = 'queued'").fetchone()[0]
+    queued = alerts.count_queued_sms()
     family("modem_dialer_sms_queued", "gauge", "SMS not yet handed to a modem")
     out.append(f"modem_dialer_sms_queued {queued}")
     return "\n".join(out) + "\n"

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import sqlite3
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -25,7 +24,7 @@ from ..audio.source import message_samples
 from ..call.session import ActiveCall, place_call
 from ..config import LoadedConfig
 from ..errors import UserError
-from ..store import Alerts, from_ts, to_ts, utc_now
+from ..store import Alerts, Connection, from_ts, to_ts, utc_now
 from ..store.call_journal import CallJournal
 from .ack import alert_event, record_ack
 from .bank import Bank, Priority
@@ -40,7 +39,7 @@ LINE_BUSY_TRIES = 3          # dials refused because a call rang in, before the 
 
 
 class AlertRunner:
-    def __init__(self, loaded: LoadedConfig, conn: sqlite3.Connection, bank: Bank, texter: Texter, *,
+    def __init__(self, loaded: LoadedConfig, conn: Connection, bank: Bank, texter: Texter, *,
                  min_ring_timeout: float | None = None, journal: CallJournal | None = None) -> None:
         self.loaded = loaded
         self.cfg = loaded.config

@@ -23,12 +23,12 @@ from aiohttp import web
 
 from .. import webhooks
 from ..call.inbound import InboundDesk, check_inbound_flows
-from ..campaign.lock import DialerLock
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
 from ..store import Journal, open_db, set_modem_state
 from ..store.call_journal import CallJournal
+from ..store.lock import DialerLock
 from .bank import Bank, ModemSlot
 from .campaigns import CampaignRunner
 from .notify import Notifier

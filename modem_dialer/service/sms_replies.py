@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sqlite3
 from datetime import timedelta
 
 from .. import webhooks
@@ -32,7 +31,7 @@ from ..errors import UserError
 from ..modems.events import Event, SmsReceived
 from ..modems.sms_pdu import Deliver
 from ..numbers import parse_number
-from ..store import Alerts, Compliance, IncomingPart, SmsInbox
+from ..store import Alerts, Compliance, Connection, IncomingPart, SmsInbox
 from .bank import Bank, ModemSlot
 from .runner import AlertRunner
 from .texting import Texter
@@ -43,7 +42,7 @@ SWEEP_INTERVAL = 60.0        # s between two looks for long messages whose parts
 
 
 class SmsReplies:
-    def __init__(self, conn: sqlite3.Connection, bank: Bank, texter: Texter, runner: AlertRunner,
+    def __init__(self, conn: Connection, bank: Bank, texter: Texter, runner: AlertRunner,
                  cfg: SmsConfig, *, region: str = "FR") -> None:
         self.conn = conn
         self.inbox = SmsInbox(conn)

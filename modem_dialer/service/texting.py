@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from datetime import timedelta
 
 from .. import webhooks
@@ -20,7 +19,7 @@ from ..errors import UserError
 from ..modems.events import DeliveryReport, Event
 from ..modems.sms import send_sms
 from ..modems.sms_inbound import SmsWatcher, watch_sms
-from ..store import Alerts, SmsInbox, to_ts, utc_now
+from ..store import Alerts, Connection, Journal, SmsInbox, utc_now
 from .bank import Bank, ModemSlot, Priority
 from .inputs import check_text
 
@@ -30,7 +29,7 @@ LEASE_TIMEOUT = 60.0
 
 
 class Texter:
-    def __init__(self, conn: sqlite3.Connection, bank: Bank, rate: RateLimitConfig, *,
+    def __init__(self, conn: Connection, bank: Bank, rate: RateLimitConfig, *,
                  delivery_reports: bool = True) -> None:
         self.conn = conn
         self.alerts = Alerts(conn)
@@ -84,11 +83,9 @@ class Texter:
             log.warning("modem %s: SMS set-up failed: %s", slot.name, exc, extra={"modem": slot.name})
 
     def rate_limited(self, number: str) -> bool:
-        since = to_ts(utc_now() - timedelta(seconds=self.rate.window))
-        calls = self.conn.execute("SELECT COUNT(*) FROM calls WHERE number = ? AND alert_id IS NOT NULL"
-                                  " AND created_at >= ?", (number, since)).fetchone()[0]
-        texts = self.conn.execute("SELECT COUNT(*) FROM sms WHERE number = ? AND created_at >= ?"
-                                  " AND status != 'failed'", (number, since)).fetchone()[0]
+        since = utc_now() - timedelta(seconds=self.rate.window)
+        calls = Journal(self.conn).alert_calls_since(number, since)
+        texts = self.alerts.sms_count_since(number, since)
         return calls + texts >= self.rate.per_number
 
     def queue(self, number: str, text: str, *, alert_id: int | None = None) -> int:
@@ -133,8 +130,7 @@ class Texter:
 
     def resume(self) -> list[int]:
         """Queued SMS left by a stopped service (not those of alerts: their runner re-sends)."""
-        ids = [int(r[0]) for r in self.conn.execute(
-            "SELECT id FROM sms WHERE status = 'queued' AND alert_id IS NULL ORDER BY id")]
+        ids = self.alerts.queued_sms_ids()
         for sms_id in ids:
             self.spawn(sms_id)
         return ids

@@ -9,11 +9,14 @@ from .journal import Journal
 from .retention import erase_number, purge_before
 from .sms_inbox import InboxMessage, IncomingPart, SmsInbox
 from .timestamps import from_ts, to_ts, utc_now
+from .types import DB_ERRORS, Connection
 
 __all__ = [
+    "DB_ERRORS",
     "Alerts",
     "Campaigns",
     "Compliance",
+    "Connection",
     "Contact",
     "ImportResult",
     "InboxMessage",

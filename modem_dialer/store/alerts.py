@@ -64,6 +64,28 @@ class Alerts:
                                 (dedup_key,)).fetchone()
         return None if row is None else int(row[0])
 
+    def alert_rows(self, *, live_only: bool, limit: int) -> list[dict[str, Any]]:
+        """The newest alerts (live ones only, or all), for ``alert list`` without a service."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT id, status, policy, dedup_key, text, created_at, acknowledged_by, acknowledged_at, resolved_at"
+            " FROM alerts WHERE ? OR status IN ('open', 'acknowledged') ORDER BY id DESC LIMIT ?",
+            (not live_only, limit))]
+
+    def alert_ids(self, *, live_only: bool, limit: int) -> list[int]:
+        """Ids of the newest alerts (live ones only, or all), newest first (the API's list)."""
+        if live_only:
+            rows = self.conn.execute("SELECT id FROM alerts WHERE status IN ('open', 'acknowledged')"
+                                     " ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = self.conn.execute("SELECT id FROM alerts ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def live_counts(self) -> list[tuple[str, str, int]]:
+        """(policy, status, alerts) of the live alerts, sorted (the metrics gauge)."""
+        return [(str(p), str(s), int(n)) for p, s, n in self.conn.execute(
+            "SELECT policy, status, COUNT(*) FROM alerts WHERE status IN ('open', 'acknowledged')"
+            " GROUP BY policy, status ORDER BY policy, status")]
+
     def count_queued_sms(self) -> int:
         return int(self.conn.execute("SELECT COUNT(*) FROM sms WHERE status = 'queued'").fetchone()[0])
 
@@ -129,6 +151,22 @@ class Alerts:
                 " SELECT id FROM sms WHERE modem = ? AND reference = ? AND status = 'sent'"
                 " ORDER BY id DESC LIMIT 1) RETURNING id", (self._ts(at), modem, reference)).fetchone()
         return None if row is None else int(row[0])
+
+    def sms_of_alert(self, alert_id: int) -> list[dict[str, Any]]:
+        """The SMS an alert sent, in order (``alert status`` and the API)."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT id, number, status, modem, reference, error, created_at, sent_at, delivered_at"
+            " FROM sms WHERE alert_id = ? ORDER BY id", (alert_id,))]
+
+    def sms_count_since(self, number: str, since: datetime) -> int:
+        """SMS to ``number`` created since ``since`` and not failed (the per-number rate limit)."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM sms WHERE number = ? AND created_at >= ?"
+                                     " AND status != 'failed'", (number, to_ts(since))).fetchone()[0])
+
+    def queued_sms_ids(self) -> list[int]:
+        """SMS still queued that no alert owns (a stopped service's; alerts re-send their own)."""
+        return [int(r[0]) for r in self.conn.execute(
+            "SELECT id FROM sms WHERE status = 'queued' AND alert_id IS NULL ORDER BY id")]
 
     def get_sms(self, sms_id: int) -> dict[str, Any] | None:
         row = self.conn.execute("SELECT * FROM sms WHERE id = ?", (sms_id,)).fetchone()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,7 +16,8 @@ from itertools import islice
 from typing import Any
 
 from ..errors import UserError
-from .timestamps import to_ts, utc_now
+from .campaign_log import CampaignLog
+from .timestamps import from_ts, to_ts, utc_now
 
 CONTACT_STATUSES = frozenset(
     {"pending", "in_progress", "answered", "exhausted", "suppressed", "no_consent", "invalid", "refused",
@@ -46,6 +48,17 @@ class Contact:
     def from_row(cls, r: sqlite3.Row) -> Contact:
         return cls(r["id"], r["campaign_id"], r["number"], json.loads(r["fields"]), r["status"],
                    r["attempts"], r["next_attempt_at"], r["last_outcome"], r["last_call_id"], r["line_no"])
+
+
+@dataclass(frozen=True)
+class CallStats:
+    """A campaign's calls for its summary (``campaign report``, ``campaign status``)."""
+    calls: int
+    answered: int | None                        # None when there is no call
+    avg_answered_s: float | None
+    by_modem: list[tuple[str, str | None, str | None, int]]     # modem, iccid, outcome (None: open), calls
+    per_hour: dict[str, int]                    # "YYYY-MM-DDTHH:00Z" -> calls
+    outcomes: dict[str, int]                    # outcome ("open" for open calls) -> calls
 
 
 @dataclass(frozen=True)
@@ -183,12 +196,12 @@ class Campaigns:
         ).fetchone()
         return None if row is None else Contact.from_row(row)
 
-    def claim(self, contact_id: int) -> bool:
+    def claim(self, contact_id: int, at: datetime | None = None) -> bool:
         """pending → in_progress, only if still pending (two workers never take the same contact)."""
         with self.conn:
             cur = self.conn.execute(
                 "UPDATE contacts SET status = 'in_progress', updated_at = ? WHERE id = ? AND status = 'pending'",
-                (to_ts(self._clock()), contact_id),
+                (to_ts(at if at is not None else self._clock()), contact_id),
             )
         return cur.rowcount == 1
 
@@ -258,3 +271,102 @@ class Campaigns:
             for r in rows:
                 yield Contact.from_row(r)
             last = rows[-1]["id"]
+
+    # --- reports ----------------------------------------------------------------------
+
+    def keys_and_answers(self, contact_ids: Sequence[int]) -> tuple[dict[int, list[str]], dict[int, dict[str, Any]]]:
+        """Per contact: the keys pressed on all its calls (in order) and its answers (the
+        latest wins), for a chunk of the per-contact report."""
+        ids = json.dumps(list(contact_ids))
+        keys: dict[int, list[str]] = defaultdict(list)
+        for cid, key in self.conn.execute(
+                "SELECT c.contact_id, k.key FROM calls c JOIN keys k ON k.call_id = c.id"
+                " WHERE c.contact_id IN (SELECT value FROM json_each(?)) ORDER BY c.id, k.id", (ids,)):
+            keys[cid].append(key)
+        answers: dict[int, dict[str, Any]] = defaultdict(dict)
+        for cid, name, value in self.conn.execute(
+                "SELECT c.contact_id, a.name, a.value FROM calls c JOIN answers a ON a.call_id = c.id"
+                " WHERE c.contact_id IN (SELECT value FROM json_each(?)) ORDER BY a.id", (ids,)):
+            answers[cid][name] = value
+        return keys, answers
+
+    def call_stats(self, campaign_id: int) -> CallStats:
+        """The campaign's calls counted for its summary report."""
+        q = self.conn.execute
+        calls, answered, avg = q(
+            "SELECT COUNT(*), SUM(outcome = 'answered'), AVG(CASE WHEN outcome = 'answered' THEN duration_s END)"
+            " FROM calls WHERE campaign_id = ?", (campaign_id,)).fetchone()
+        by_modem = [(m, i, o, int(n)) for m, i, o, n in q(
+            "SELECT modem, iccid, outcome, COUNT(*) FROM calls WHERE campaign_id = ?"
+            " GROUP BY modem, iccid, outcome ORDER BY modem", (campaign_id,))]
+        per_hour = dict(q("SELECT substr(created_at, 1, 13) || ':00Z', COUNT(*) FROM calls WHERE campaign_id = ?"
+                          " GROUP BY 1 ORDER BY 1", (campaign_id,)).fetchall())
+        outcomes = dict(q("SELECT COALESCE(outcome, 'open'), COUNT(*) FROM calls WHERE campaign_id = ? GROUP BY 1",
+                          (campaign_id,)).fetchall())
+        return CallStats(calls, answered, avg, by_modem, per_hour, outcomes)
+
+    # --- the dialing run ------------------------------------------------------------
+
+    def fresh_snapshot(self) -> None:
+        """End this connection's read transaction: the next reads see what other processes
+        committed since (a follower polling the service's progress)."""
+        self.conn.commit()
+
+    def status_of(self, campaign_id: int) -> str | None:
+        """The campaign's status (``paused`` is set by another process), None if it is gone."""
+        row = self.conn.execute("SELECT status FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def has_open_contacts(self, campaign_id: int) -> bool:
+        """Is a contact still pending or in progress (the campaign is not complete)?"""
+        return self.conn.execute(
+            "SELECT 1 FROM contacts WHERE campaign_id = ? AND status IN ('pending', 'in_progress') LIMIT 1",
+            (campaign_id,)).fetchone() is not None
+
+    def next_pending_at(self, campaign_id: int) -> datetime | None:
+        """When the earliest pending contact is due (None: no pending contact). The one
+        "next attempt" query: the controller, ``campaign status`` and the follower use it."""
+        row = self.conn.execute(
+            "SELECT MIN(next_attempt_at) FROM contacts WHERE campaign_id = ? AND status = 'pending'",
+            (campaign_id,)).fetchone()
+        return None if row is None or row[0] is None else from_ts(row[0])
+
+    def outcome_counts(self, campaign_id: int) -> dict[str, int]:
+        """Finished calls of the campaign per outcome (open calls are left out)."""
+        return {str(o): int(n) for o, n in self.conn.execute(
+            "SELECT outcome, COUNT(*) FROM calls WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY outcome",
+            (campaign_id,))}
+
+    def calls_of_contact(self, contact_id: int, not_attempts: str) -> tuple[int, dict[str, Any] | None]:
+        """(calls that count as attempts, the latest call's row or None). A call whose
+        outcome is ``not_attempts`` (a dial refused because someone called in) is not one."""
+        n = self.conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ? AND COALESCE(outcome, '') != ?",
+                              (contact_id, not_attempts)).fetchone()[0]
+        row = self.conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id DESC LIMIT 1",
+                                (contact_id,)).fetchone()
+        return int(n), None if row is None else dict(row)
+
+    def rule_decision(self, contact_id: int, log_row: tuple, at: datetime, *, final_status: str | None = None,
+                      outcome: str | None = None, until: datetime | None = None) -> None:
+        """A calling rule denied the contact (its ``final_status`` and ``outcome``) or deferred
+        it to ``until``; the decision and its campaign_log row commit together."""
+        with self.conn:
+            CampaignLog.write_row(self.conn, log_row)
+            if final_status is not None:
+                self.conn.execute("UPDATE contacts SET status = ?, last_outcome = ?, updated_at = ? WHERE id = ?",
+                                  (final_status, outcome, to_ts(at), contact_id))
+            else:
+                assert until is not None
+                self.conn.execute("UPDATE contacts SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                                  (to_ts(until), to_ts(at), contact_id))
+
+    def record_outcome(self, contact_id: int, *, status: str, next_attempt_at: datetime | None, outcome: str,
+                       call_id: int, attempts: int, at: datetime) -> None:
+        """The retry rules' verdict on a call: status, schedule (kept when None), outcome,
+        the call and the attempts counted so far, in one transaction."""
+        with self.conn:
+            self.conn.execute(
+                "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                " last_outcome = ?, last_call_id = ?, attempts = ?, updated_at = ? WHERE id = ?",
+                (status, None if next_attempt_at is None else to_ts(next_attempt_at), outcome, call_id,
+                 attempts, to_ts(at), contact_id))

@@ -82,6 +82,14 @@ class Compliance:
 
     # --- consent (append-only; only the revocation may be added) -----------------
 
+    def export_consent(self, chunk: int = 5000) -> Iterator[dict[str, Any]]:
+        """Every consent record (with its revocation) in id order, read in chunks."""
+        last = 0
+        while rows := self.conn.execute("SELECT * FROM consent WHERE id > ? ORDER BY id LIMIT ?",
+                                        (last, chunk)).fetchall():
+            yield from (dict(r) for r in rows)
+            last = rows[-1]["id"]
+
     def add_consent(self, number: str, scope: str, source: str, given_at: datetime, proof_ref: str | None = None,
                     *, name: str | None = None, text_shown: str | None = None, collector: str | None = None,
                     time_slot: str | None = None, tz: str | None = None) -> int:

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .compliance import Compliance
+
 PAGE = 50
 MAX_PAGE = 500
 
@@ -375,11 +377,8 @@ class ConsoleQueries:
         return [ConsentRow(**dict(r)) for r in rows]
 
     def export_consent(self, chunk: int = 5000) -> Iterator[dict[str, Any]]:
-        last = 0
-        while rows := self.conn.execute("SELECT * FROM consent WHERE id > ? ORDER BY id LIMIT ?",
-                                        (last, chunk)).fetchall():
-            yield from (dict(r) for r in rows)
-            last = rows[-1]["id"]
+        """Every consent record, as ``consent export`` writes them."""
+        return Compliance(self.conn).export_consent(chunk)
 
     # ---- flows -------------------------------------------------------------------
     def campaign_flow_files(self) -> list[tuple[str, str, str]]:

@@ -72,3 +72,18 @@ def _create_private(p: Path) -> None:
     except OSError as exc:
         raise UserError(f"database {p}: cannot create ({exc.strerror})") from None
     os.close(fd)
+
+
+def write_lock_error(path: Path) -> str | None:
+    """Can this process take the write lock of the existing database at ``path``? None if
+    so, else the reason (``modem-dialer doctor``; the file itself is not changed)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=1)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        return str(exc)
+    return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +28,14 @@ KEYS = frozenset("0123456789*#ABCD")
 def _json(data: dict[str, Any]) -> str:
     # default=str: an enum, Path or datetime in an event must not make the journal fail mid-call
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
+class OutboundUsage:
+    """One SIM's outgoing calls for the pool's daily and hourly limits."""
+    calls: int
+    seconds: float
+    hour: list[datetime]        # start times within the last hour, oldest first
 
 
 class Journal:
@@ -246,6 +255,54 @@ class Journal:
         sql = "SELECT * FROM calls" + where + f" ORDER BY created_at {order}, id {order} LIMIT ?"  # noqa: S608
         params.append(int(limit))
         return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
+
+    def has_open_call(self, number: str) -> bool:
+        """Is a call to ``number`` open (in any process: never one number in two calls)?"""
+        return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL LIMIT 1",
+                                 (number,)).fetchone() is not None
+
+    def has_event(self, call_id: int, kind: str) -> bool:
+        """Did the call journal an event of this kind (e.g. ``opt_out``)?"""
+        return self.conn.execute("SELECT 1 FROM call_events WHERE call_id = ? AND kind = ? LIMIT 1",
+                                 (call_id, kind)).fetchone() is not None
+
+    def outbound_usage(self, since_day: datetime, since_hour: datetime, *, iccid: str | None = None,
+                       modem: str | None = None) -> OutboundUsage:
+        """A SIM's (by ICCID when known, else the modem's) outgoing calls: count and seconds
+        since ``since_day``, start times since ``since_hour`` (the pool's limits)."""
+        col, key = ("iccid", iccid) if iccid else ("modem", modem)
+        row = self.conn.execute(
+            f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?"  # noqa: S608
+            " AND direction = 'out'",
+            (key, to_ts(since_day)),
+        ).fetchone()
+        hour = [from_ts(r[0]) for r in self.conn.execute(
+            f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"  # noqa: S608
+            " ORDER BY created_at",
+            (key, to_ts(since_hour)))]
+        return OutboundUsage(int(row[0]), float(row[1]), hour)
+
+    def alert_calls_since(self, number: str, since: datetime) -> int:
+        """Alert calls to ``number`` created since ``since`` (the per-number rate limit)."""
+        return int(self.conn.execute("SELECT COUNT(*) FROM calls WHERE number = ? AND alert_id IS NOT NULL"
+                                     " AND created_at >= ?", (number, to_ts(since))).fetchone()[0])
+
+    def campaign_calls_after(self, campaign_id: int, last_id: int) -> list[dict[str, Any]]:
+        """id, number, modem, outcome of the campaign's calls after ``last_id``, in order."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT id, number, modem, outcome FROM calls WHERE campaign_id = ? AND id > ? ORDER BY id",
+            (campaign_id, last_id)).fetchall()]
+
+    def last_campaign_call_id(self, campaign_id: int) -> int:
+        row = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM calls WHERE campaign_id = ?",
+                                (campaign_id,)).fetchone()
+        return int(row[0])
+
+    def campaign_calls_per_modem(self, campaign_id: int, since: str) -> list[tuple[str, int]]:
+        """(modem, calls) of the campaign created since ``since`` (a timestamp), by modem name."""
+        return [(str(m), int(n)) for m, n in self.conn.execute(
+            "SELECT modem, COUNT(*) FROM calls WHERE campaign_id = ? AND created_at >= ?"
+            " GROUP BY modem ORDER BY modem", (campaign_id, since))]
 
     # --- internals ---------------------------------------------------------------
 

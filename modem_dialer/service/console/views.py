@@ -23,12 +23,12 @@ from aiohttp import web
 
 from ...call.flow import load_flow
 from ...campaign.consent_csv import ConsentRow, check_scope, read_consent
-from ...campaign.log import CampaignLog
 from ...campaign.report import contact_rows, write_csv
 from ...campaign.terms import CONSENT_SCOPES
 from ...errors import UserError
 from ...numbers import InvalidNumber, parse_number
 from ...store import Campaigns, Compliance, open_db
+from ...store.campaign_log import CampaignLog
 from ...store.console import ConsoleQueries
 from ...yamlfile import load_yaml
 from . import uploads

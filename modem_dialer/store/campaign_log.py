@@ -1,4 +1,7 @@
-"""The campaign log: one row per calling-rule decision, modem rotation change or control action."""
+"""The campaign log: one row per calling-rule decision, modem rotation change or control action.
+
+(In store/ since the SQL seam: the campaign controller, the CLI and the console write it.)
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from ..store import to_ts, utc_now
+from .timestamps import to_ts, utc_now
 
 _INSERT = ("INSERT INTO campaign_log (campaign_id, contact_id, number, modem, at, kind, verdict, rule, until, data)"
            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
@@ -53,3 +56,15 @@ class CampaignLog:
             " AND (? IS NULL OR kind = ?) ORDER BY id LIMIT ?",
             (self.campaign_id, contact_id, contact_id, kind, kind, limit)).fetchall()
         return [{**dict(r), "data": json.loads(r["data"])} for r in rows]
+
+    def last_id(self) -> int:
+        """The id of the campaign's latest log row (0: none): a follower starts after it."""
+        row = self.conn.execute("SELECT COALESCE(MAX(id), 0) FROM campaign_log WHERE campaign_id = ?",
+                                (self.campaign_id,)).fetchone()
+        return int(row[0])
+
+    def after(self, last_id: int) -> list[dict[str, Any]]:
+        """The campaign's log rows after ``last_id``, in order (``data`` still JSON text)."""
+        return [dict(r) for r in self.conn.execute(
+            "SELECT * FROM campaign_log WHERE campaign_id = ? AND id > ? ORDER BY id",
+            (self.campaign_id, last_id)).fetchall()]
