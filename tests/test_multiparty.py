@@ -65,6 +65,14 @@ class Events:
         return [e for e in self.all if isinstance(e, kind)]
 
 
+async def second_call_dialed(make_bank, name: str, callee: Callee, advisor: Callee, **cfg):
+    """The callee answered and is on hold; the advisor's call is dialed."""
+    sim, d, ev = await answered_call(make_bank, name, Scenario(callee, {ADVISOR: advisor}), **cfg)
+    await d.hold()
+    await d.dial_second(ADVISOR)
+    return sim, d, ev
+
+
 def second(state: str):
     return lambda ev: isinstance(ev, SecondCall) and ev.state == state
 
@@ -109,11 +117,8 @@ async def test_hold_second_call_and_transfer(make_bank, name):
 
 @pytest.mark.parametrize("name", SPECS)
 async def test_release_the_second_call_and_retrieve_the_first(make_bank, name):
-    scenario = Scenario(Callee(answer_after=0.1, hangup_after=2.5),
-                        {ADVISOR: Callee(ring_after=0.1, outcome="no_answer", end_after=30)})
-    sim, d, ev = await answered_call(make_bank, name, scenario)
-    await d.hold()
-    await d.dial_second(ADVISOR)
+    sim, d, ev = await second_call_dialed(make_bank, name, Callee(answer_after=0.1, hangup_after=2.5),
+                                          Callee(ring_after=0.1, outcome="no_answer", end_after=30))
     await ev.wait(second("ringing"))
     (advisor,) = [c for c in await d.list_calls() if c.state is not CallState.HELD]
     assert advisor.state is CallState.ALERTING
@@ -131,11 +136,8 @@ async def test_release_the_second_call_and_retrieve_the_first(make_bank, name):
 
 @pytest.mark.parametrize("name", SPECS)
 async def test_held_callee_hanging_up_is_their_end_not_the_second_calls(make_bank, name):
-    scenario = Scenario(Callee(answer_after=0.1, hangup_after=0.8),
-                        {ADVISOR: Callee(ring_after=0.1, outcome="no_answer", end_after=30)})
-    sim, d, ev = await answered_call(make_bank, name, scenario)
-    await d.hold()
-    await d.dial_second(ADVISOR)
+    sim, d, ev = await second_call_dialed(make_bank, name, Callee(answer_after=0.1, hangup_after=0.8),
+                                          Callee(ring_after=0.1, outcome="no_answer", end_after=30))
 
     async def poll() -> None:   # what call/transfer.py does: families that send no index need it
         while True:
@@ -155,11 +157,9 @@ async def test_held_callee_hanging_up_is_their_end_not_the_second_calls(make_ban
 
 
 async def test_huawei_has_no_ect_unless_the_setting_says_on(make_bank):
-    scenario = Scenario(Callee(answer_after=0.1), {ADVISOR: Callee(ring_after=0.1, answer_after=0.3)})
-    sim, d, ev = await answered_call(make_bank, "huawei", scenario)
+    sim, d, ev = await second_call_dialed(make_bank, "huawei", Callee(answer_after=0.1),
+                                          Callee(ring_after=0.1, answer_after=0.3))
     assert not d.ect_enabled
-    await d.hold()
-    await d.dial_second(ADVISOR)
     await ev.wait(second("answered"))
     with pytest.raises(DriverError, match="explicit call transfer is off"):
         await d.transfer()
@@ -170,11 +170,9 @@ async def test_huawei_has_no_ect_unless_the_setting_says_on(make_bank):
 
 async def test_huawei_releases_a_second_call_only_once_it_rings(make_bank):
     # chan_dongle: AT+CHLD=1x before ^CONF can wedge the E1550 (modems.md §2)
-    scenario = Scenario(Callee(answer_after=0.1), {ADVISOR: Callee(ring_after=0.6, outcome="no_answer", end_after=30)})
-    sim, d, ev = await answered_call(make_bank, "huawei", scenario, ect="on")
+    sim, d, ev = await second_call_dialed(make_bank, "huawei", Callee(answer_after=0.1),
+                                          Callee(ring_after=0.6, outcome="no_answer", end_after=30), ect="on")
     assert d.ect_enabled
-    await d.hold()
-    await d.dial_second(ADVISOR)
     (advisor,) = [c for c in await d.list_calls() if c.state is not CallState.HELD]
     assert advisor.state is CallState.DIALING
     await d.release(advisor.index)

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 from ..at.channel import ATChannel
 from ..at.errors import ATCommandError, ATError, CMEError, CommandTimeout
@@ -429,33 +430,34 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
         if c is not None and not c.ended:
             c.call_id = call_id
 
-    def call_ringing(self, call_id: int | None = None) -> None:
+    def _moving(self, call_id: int | None) -> CallTrack | None:
+        """The live call a progress URC is about, its index learnt (a family may name it
+        late: SIMCom's VOICE CALL: BEGIN before the +CLCC line)."""
         c = self.track_for(call_id)
         if c is None or c.ended:
-            return
+            return None
         if c.call_id is None:
             c.call_id = call_id
-        if c.ringing or c.answered_at is not None:
+        return c
+
+    def _progress(self, c: CallTrack, state: Literal["ringing", "answered"], event: Event) -> None:
+        if self.call is not None and c is self.call.second:
+            event = SecondCall(self.name, state=state, call_id=c.call_id, number=c.number)
+        self.emit(event)
+
+    def call_ringing(self, call_id: int | None = None) -> None:
+        c = self._moving(call_id)
+        if c is None or c.ringing or c.answered_at is not None:
             return
         c.ringing = True
-        if self.call is not None and c is self.call.second:
-            self.emit(SecondCall(self.name, state="ringing", call_id=c.call_id, number=c.number))
-            return
-        self.emit(Ringing(self.name, call_id=call_id))
+        self._progress(c, "ringing", Ringing(self.name, call_id=call_id))
 
     def call_answered(self, call_id: int | None = None) -> None:
-        c = self.track_for(call_id)
-        if c is None or c.ended:
-            return
-        if c.call_id is None:
-            c.call_id = call_id
-        if c.answered_at is not None:
+        c = self._moving(call_id)
+        if c is None or c.answered_at is not None:
             return
         c.answered_at = time.monotonic()
-        if self.call is not None and c is self.call.second:
-            self.emit(SecondCall(self.name, state="answered", call_id=c.call_id, number=c.number))
-            return
-        self.emit(Answered(self.name, call_id=call_id))
+        self._progress(c, "answered", Answered(self.name, call_id=call_id))
 
     def call_ended(self, *, cause: int | None = None, cause_text: str | None = None,
                    duration: float | None = None, by: HangupBy | None = None, result: str | None = None,
