@@ -139,3 +139,21 @@ async def test_ect_off_for_the_modem_goes_to_the_fallback(rig_for):
     assert [e["step"] for e in tx] == ["start", "unsupported"] and "explicit call transfer is off" in tx[1]["error"]
     assert not any(c.startswith(("AT+CHLD", "ATD" + ADVISOR)) for c in sim.commands)
     assert rig.events(r.call_id, "node")[-1]["name"] == "sorry"
+
+
+async def test_ect_refused_releases_the_advisor_by_index_and_retrieves_the_callee(rig_for):
+    rig = await rig_for(Scenario(Callee(answer_after=0.1), {ADVISOR: Callee(answer_after=0.3)}), n=1)
+    sim = rig.bank.modems[0]
+    handle = sim.dialect.handle
+    sim.dialect.handle = lambda cmd, up: sim.error("operation not supported", 4) if up == "AT+CHLD=4" \
+        else handle(cmd, up)
+    r = await rig.run(FLOW.format(strategy="ect", whisper="null"), advisors=advisors(ADVISOR))
+    tx = rig.events(r.call_id, "transfer")
+    assert [(e["step"], e.get("result")) for e in tx][-2:] == [("advisor_answered", None), ("not_connected", "ect_refused")]
+    # the advisor's call by its index (AT+CHLD=1 alone would also take the callee back, and
+    # the AT+CHLD=2 after it would put them on hold again), then the callee back
+    cmds = sim.commands
+    i = cmds.index("AT+CHLD=4")
+    assert [c for c in cmds[i:] if c.startswith("AT+CHLD")] == ["AT+CHLD=4", "AT+CHLD=13", "AT+CHLD=2"]
+    assert sim.transfers == [] and sim.calls[1].ended_by == "dialer"
+    assert rig.events(r.call_id, "node")[-1]["name"] == "sorry" and r.row["hangup_by"] == "dialer"
