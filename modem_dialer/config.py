@@ -73,6 +73,11 @@ class ModemConfig(Strict):
     # Seconds between the end of a call and the next ATD on this modem, for modems that
     # need a pause to settle. 0 = dial the next number as soon as the line is free.
     dial_gap: float = Field(default=0.0, ge=0, le=60)
+    # Explicit call transfer (AT+CHLD=4) for `strategy: ect` transfers. auto = the family's
+    # default: on, except Huawei, where chan_dongle documents AT+CHLD sequences wedging the
+    # E1550 (modems.md §2). Confirmed on Quectel and SIM7600 only; SIM800 and generic
+    # modems are unverified ([?]): set off where the network or module refuses it.
+    ect: Literal["auto", "on", "off"] = "auto"
 
     @field_validator("name")
     @classmethod

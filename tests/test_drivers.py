@@ -302,4 +302,5 @@ async def test_modems_json_says_which_call_state_source_is_used(make_bank, tmp_p
     assert rc == 0, err
     rows = json.loads(out)
     assert [r["call_states"] for r in rows] == ["ccinfo", "dsci", "clcc_poll", "clcc_urc", "huawei_urc"]
+    assert [r["ect"] for r in rows] == [True, True, True, True, False]     # Huawei: off unless `ect: on`
     assert rows[1]["model"] == "EP06"

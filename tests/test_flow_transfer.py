@@ -33,8 +33,8 @@ def advisors(*numbers: str, order: str = "order") -> AdvisorsConfig:
 async def rig_for(make_bank, tmp_path):
     rigs = []
 
-    async def make(scenario: Scenario, n: int = 2) -> Rig:
-        rig = await Rig(await make_bank("quectel", scenario, n=n), tmp_path).open()
+    async def make(scenario: Scenario, n: int = 2, family: str = "quectel") -> Rig:
+        rig = await Rig(await make_bank(family, scenario, n=n), tmp_path).open()
         rigs.append(rig)
         return rig
     yield make
@@ -114,3 +114,46 @@ async def test_ect_advisor_no_answer_retrieves_the_callee(rig_for):
     assert "AT+CHLD=13" in sim.commands and sim.commands.count("AT+CHLD=2") == 2   # release, retrieve
     assert rig.events(r.call_id, "node")[-1]["name"] == "sorry"
     assert r.outcome == "answered" and sim.calls[0].ended_by == "dialer"
+
+
+async def test_ect_callee_hanging_up_on_hold_is_their_end_and_frees_the_advisor(rig_for):
+    # the driver follows both calls: the held callee's end is theirs (it used to be journaled
+    # as the dialer's hang-up, the driver being blinded during the transfer)
+    rig = await rig_for(Scenario(Callee(answer_after=0.1, hangup_after=0.9),
+                                 {ADVISOR: Callee(outcome="no_answer", end_after=30)}), n=1)
+    r = await rig.run(FLOW.format(strategy="ect", whisper="null"), advisors=advisors(ADVISOR))
+    sim = rig.bank.modems[0]
+    steps = [e["step"] for e in rig.events(r.call_id, "transfer")]
+    assert steps == ["start", "dial", "callee_left"]
+    assert r.row["hangup_by"] == "callee" and sim.calls[0].ended_by == "callee"
+    assert "AT+CHLD=13" in sim.commands and sim.calls[1].ended_by == "dialer"   # the advisor's call released
+    assert sim.call is None and sim.held is None
+
+
+async def test_ect_off_for_the_modem_goes_to_the_fallback(rig_for):
+    # Huawei: no ECT unless the modem's `ect` setting says on (chan_dongle's E1550 CHLD bugs)
+    rig = await rig_for(Scenario(Callee(answer_after=0.1), {ADVISOR: Callee()}), n=1, family="huawei")
+    r = await rig.run(FLOW.format(strategy="ect", whisper="null"), advisors=advisors(ADVISOR))
+    sim = rig.bank.modems[0]
+    tx = rig.events(r.call_id, "transfer")
+    assert [e["step"] for e in tx] == ["start", "unsupported"] and "explicit call transfer is off" in tx[1]["error"]
+    assert not any(c.startswith(("AT+CHLD", "ATD" + ADVISOR)) for c in sim.commands)
+    assert rig.events(r.call_id, "node")[-1]["name"] == "sorry"
+
+
+async def test_ect_refused_releases_the_advisor_by_index_and_retrieves_the_callee(rig_for):
+    rig = await rig_for(Scenario(Callee(answer_after=0.1), {ADVISOR: Callee(answer_after=0.3)}), n=1)
+    sim = rig.bank.modems[0]
+    handle = sim.dialect.handle
+    sim.dialect.handle = lambda cmd, up: sim.error("operation not supported", 4) if up == "AT+CHLD=4" \
+        else handle(cmd, up)
+    r = await rig.run(FLOW.format(strategy="ect", whisper="null"), advisors=advisors(ADVISOR))
+    tx = rig.events(r.call_id, "transfer")
+    assert [(e["step"], e.get("result")) for e in tx][-2:] == [("advisor_answered", None), ("not_connected", "ect_refused")]
+    # the advisor's call by its index (AT+CHLD=1 alone would also take the callee back, and
+    # the AT+CHLD=2 after it would put them on hold again), then the callee back
+    cmds = sim.commands
+    i = cmds.index("AT+CHLD=4")
+    assert [c for c in cmds[i:] if c.startswith("AT+CHLD")] == ["AT+CHLD=4", "AT+CHLD=13", "AT+CHLD=2"]
+    assert sim.transfers == [] and sim.calls[1].ended_by == "dialer"
+    assert rig.events(r.call_id, "node")[-1]["name"] == "sorry" and r.row["hangup_by"] == "dialer"

@@ -1,9 +1,18 @@
-"""The house's rooms: store/ is the only package that speaks SQL (issue 14 step 1).
+"""The house's rooms, read from the source (AST), not by running it.
 
-Read from the source (AST), not by running it: every module under modem_dialer/ outside
-store/ must not import sqlite3, call ``.execute``/``.executemany``/``.executescript`` on
-anything, or hold SQL in a string literal. Upper layers call intent-named store methods
-and get typed results, so a second backend (PostgreSQL) only touches store/.
+store/ is the only package that speaks SQL (issue 14 step 1): every module under
+modem_dialer/ outside store/ must not import sqlite3, call ``.execute``/``.executemany``/
+``.executescript`` on anything, or hold SQL in a string literal. Upper layers call
+intent-named store methods and get typed results, so a second backend (PostgreSQL) only
+touches store/.
+
+AT is spoken in modems/ (and at/, the channel) alone (issue 15 room 1): a module anywhere
+else fails when it holds an AT command literal (``"AT+CHLD=2"``, ``f"ATD{number};"``,
+``"ATH"``, ``b"AT\\r"`` …), touches a driver's AT channel (``driver.ch``, ``….ch.command``)
+or imports the channel (``at.channel``); upper layers use the drivers' typed operations.
+``sim/`` is the modem's side of the line (it answers AT) and is exempt. Docstrings may name
+commands (they explain what a driver does); code may not. Only upper case is looked for:
+``"ATE0"`` is a command, ``"ate"`` is English.
 """
 
 from __future__ import annotations
@@ -39,14 +48,14 @@ def problems_in(source: str, name: str) -> list[str]:
     return out
 
 
+def _modules(package: Path, rooms: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(source, path relative to the package) of every module outside ``rooms``."""
+    return [(path.read_text(encoding="utf-8"), str(path.relative_to(package)))
+            for path in sorted(package.rglob("*.py")) if path.relative_to(package).parts[0] not in rooms]
+
+
 def problems(package: Path = PACKAGE) -> list[str]:
-    out: list[str] = []
-    for path in sorted(package.rglob("*.py")):
-        rel = path.relative_to(package)
-        if rel.parts[0] == SQL_ROOM:
-            continue
-        out += problems_in(path.read_text(encoding="utf-8"), str(rel))
-    return out
+    return [p for source, name in _modules(package, (SQL_ROOM,)) for p in problems_in(source, name)]
 
 
 def test_only_store_speaks_sql() -> None:
@@ -80,3 +89,100 @@ def test_the_guard_sees_each_kind(tmp_path: Path) -> None:
     for what in ("imports sqlite3", "imports from psycopg", "calls .execute()", "calls .executemany()",
                  "'SELECT id FROM contacts", "'UPDATE contacts SET", "'INSERT OR IGNORE INTO", "'DELETE FROM calls"):
         assert what in text, f"{what!r} not reported:\n{text}"
+
+
+# --- room 1 of issue 15: AT in modems/ alone ---------------------------------------------
+
+AT_ROOMS = ("modems", "at", "sim")
+
+# "AT" alone (the wake-up), an extended command (AT+ AT^ AT$ AT% AT& AT* AT# AT\), a dial
+# (ATD…, including the "ATD" before an f-string's number), or a basic one-letter command
+# with its digit, "=", "?" or nothing after it (ATE0, ATH, ATA, ATZ, ATI, ATS0=0, ATV1 …)
+AT_COMMAND = re.compile(r"AT(?:$|\r|[+^$%&*#\\][A-Z0-9]|D(?:$|[0-9+*#>;LPTIi])|[AEHILMOQSVXZ](?:$|\r|[0-9=?]))")
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    ids: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                ids.add(id(first.value))
+    return ids
+
+
+def _literal(node: ast.AST) -> str | None:
+    """The text a literal starts with (an f-string: its leading constant part)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+        v = node.value
+        return v.decode("latin-1") if isinstance(v, bytes) else v
+    if isinstance(node, ast.JoinedStr) and node.values and isinstance(node.values[0], ast.Constant):
+        return str(node.values[0].value)
+    return None
+
+
+def leaks_in(source: str, name: str) -> list[str]:
+    """Where ``source`` speaks AT outside the rooms: ``name:line: what``."""
+    tree = ast.parse(source, name)
+    docs = _docstrings(tree)
+    inside_fstring = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    out: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
+        if id(node) in docs or id(node) in inside_fstring:
+            continue
+        text = _literal(node)
+        if text is not None and AT_COMMAND.match(text.lstrip()):
+            out.append((line, f"AT command literal {text[:30]!r}"))
+        elif isinstance(node, ast.Attribute) and node.attr == "ch":
+            out.append((line, "uses a driver's AT channel (.ch)"))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").endswith("at.channel"):
+            out.append((line, "imports the AT channel"))
+    return [f"{name}:{line}: {what}" for line, what in sorted(out)]
+
+
+def at_leaks(package: Path = PACKAGE) -> list[str]:
+    """Every AT leak in the package at ``package`` (the modem_dialer directory)."""
+    return [p for source, name in _modules(package, AT_ROOMS) for p in leaks_in(source, name)]
+
+
+def test_no_module_outside_modems_speaks_at() -> None:
+    leaks = at_leaks()
+    assert not leaks, "AT belongs in modems/ (give the driver a typed operation):\n" + "\n".join(leaks)
+
+
+# The guard must be able to fail: what call/transfer.py did before the driver had multiparty
+# operations (issue 15), and the other shapes of the same leak.
+OLD_TRANSFER = '''
+async def ect(run, number):
+    """Hold with AT+CHLD=2, then ATD: naming commands in a docstring is fine."""
+    driver = run.call.line.driver
+    ch = driver.ch
+    await ch.command("AT+CHLD=2", timeout=5)
+    await ch.command(f"ATD{dial_string(number)};", timeout=10)
+    calls = (await ch.command("AT+CLCC", timeout=5)).lines
+    await ch.command(f"AT+CHLD=1{calls[0]}", timeout=5)
+'''
+
+
+def test_the_guard_finds_the_old_transfer_module() -> None:
+    assert leaks_in(OLD_TRANSFER, "call/transfer.py") == [
+        "call/transfer.py:5: uses a driver's AT channel (.ch)",
+        "call/transfer.py:6: AT command literal 'AT+CHLD=2'",
+        "call/transfer.py:7: AT command literal 'ATD'",
+        "call/transfer.py:8: AT command literal 'AT+CLCC'",
+        "call/transfer.py:9: AT command literal 'AT+CHLD=1'",
+    ]
+
+
+def test_commands_are_told_from_words() -> None:
+    commands = ["AT", "AT\r", "ATE0", "ATH", "ATA", "ATZ", "ATI", "ATS0=0", "ATD+3361;", "ATD", "ATDT112",
+                "AT+CMGF=0", "AT^CVOICE?", "AT&F", "AT$QCRCIND=1", 'AT+QCFG="ims"']
+    words = ["ATD has been sent", "ATTENTION", "At the end", "ATM cash", "AT command", "Atlantic", "ATAN",
+             "AUTO", "at+cmgf"]
+    assert [c for c in commands if not AT_COMMAND.match(c)] == []
+    assert [w for w in words if AT_COMMAND.match(w)] == []
+    for src, n in [('x = b"AT\\r"', 1), ("from modem_dialer.at.channel import ATChannel", 1),
+                   ("from ..at.errors import ATError", 0), ('log.info("%s: ATD refused", name)', 0),
+                   ("slot.line.driver.is_open", 0), ("self.ch.command(c)", 1)]:
+        assert len(leaks_in(src, "x.py")) == n, src

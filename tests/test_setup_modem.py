@@ -127,3 +127,44 @@ async def test_after_uac_the_user_is_told_to_rerun_discover_and_udev(make_bank, 
     assert "modem-dialer discover --write-config" in out
     assert "modem-dialer udev" in out and "udevadm" in out
     assert out.index("discover --write-config") < out.index("modem-dialer udev")
+
+
+# The per-family settings are a table of typed definitions (modems/setup.py FAMILY_SETTINGS);
+# these are the exact commands the family-by-family code sent before it, kept as they were.
+SETUP_AT = {
+    "quectel": ['AT+QURCCFG="urcport"', 'AT+QCFG="usbcfg"', 'AT+QCFG="ims"',            # read_plan
+                'AT+QURCCFG="urcport"', 'AT+QCFG="usbcfg"', 'AT+QCFG="ims"',            # apply: read again
+                'AT+QURCCFG="urcport","usbat"', 'AT+QURCCFG="urcport"',                 # write, read back
+                'AT+QCFG="usbcfg",0x2C7C,0x0125,1,1,1,0,1,1,1', 'AT+QCFG="usbcfg"',
+                'AT+QCFG="ims",1', 'AT+QCFG="ims"'],
+    "simcom": ["AT+CVHU?", "AT+CVHU?", "AT+CVHU=0", "AT+CVHU?"],
+    "huawei": ["AT^CVOICE?", "AT^U2DIAG?", "AT^CVOICE?", "AT^U2DIAG?", "AT^CVOICE=0", "AT^CVOICE?",
+               "AT^U2DIAG=0", "AT^U2DIAG?"],
+    "sim800": [],
+    "generic": [],
+}
+
+
+@pytest.mark.parametrize("family", list(SETUP_AT))
+async def test_each_family_sends_exactly_its_setup_commands(make_bank, family):
+    bank = await make_bank(family)
+    sim = bank.modems[0]
+    if family == "quectel":
+        sim.dialect.usbcfg, sim.dialect.ims, sim.dialect.urcport = [1, 1, 1, 0, 1, 1, 0], 0, "uart1"
+    elif family == "simcom":
+        sim.dialect.cvhu = 1
+    elif family == "huawei":
+        sim.dialect.cvoice = 1
+    cfg = modem_config(bank, 0)
+    ch, found = await open_for_setup(cfg)
+    before = len(sim.commands)
+    try:
+        plan = await read_plan(ch, cfg, found, volte=True, uac=True)
+        done = await apply_plan(ch, cfg, plan, reboot=False)
+    finally:
+        await ch.close()
+    assert sim.commands[before:] == SETUP_AT[family]
+    assert all((s.after or "").startswith(s.wanted) for s in done.changes)   # "enabled, registered"
+    if family not in ("quectel",):
+        assert plan.problems == [f"gsm0: --volte: no VoLTE switch known for family {family}",
+                                 "gsm0: --uac: only Quectel modems have a UAC switch"]

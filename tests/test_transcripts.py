@@ -13,6 +13,7 @@ from modem_dialer.config import ModemConfig
 from modem_dialer.modems import identity as identity_mod
 from modem_dialer.modems.detect import open_driver
 from modem_dialer.modems.events import Answered, Ended, HangupBy, Ringing
+from modem_dialer.modems.info import CallInfo, CallState, parse_clcc, parse_clcc_line
 
 IMEI = "867698041234561"
 
@@ -174,3 +175,42 @@ async def test_cdsi_during_a_command_is_not_its_answer(replay):
     assert r.lines == ["EC25EFAR06A10M4G"]
     assert ch.unsolicited == ['+CDSI: "SM",0']
     await ch.close()
+
+
+# --- +CLCC: one parser (modems/info.py) for URCs, polls, left calls and two-call transfers ----
+
+def _clcc_lines(name: str) -> list[str]:
+    text = "".join(s.text for s in parse(name) if not s.host)
+    return [line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip().startswith("+CLCC")]
+
+
+@pytest.mark.parametrize(("transcript", "expected"), [
+    # SIM7600 URC lists: a number, none at all, an alpha after the type (INDEX.md quirk 8)
+    ("sim7600__modemmanager-simtech-urcs.txt", [
+        (1, True, CallState.ACTIVE, "123456789"), (1, True, CallState.ACTIVE, None),
+        (2, True, CallState.ACTIVE, "123456789"), (3, True, CallState.ACTIVE, "987654321"),
+        (1, False, CallState.ENDED, "639335936"), (1, False, CallState.ENDED, "639335936")]),
+    # SIM800: the trailing empty alpha, and the excerpt cut off after the number
+    ("sim800__altsoftserial-issue45-clcc-call.txt", [
+        (1, False, CallState.DIALING, "XXXXXXXXXX"), (1, False, CallState.DIALING, "XXXXXXXXXX"),
+        (1, False, CallState.ACTIVE, "XXXXXXXXXX"), (1, False, CallState.ENDED, "XXXXXXXXXX")]),
+])
+def test_every_real_clcc_line_reads_as_a_call(transcript, expected):
+    calls = [parse_clcc_line(line) for line in _clcc_lines(transcript)]
+    assert [(c.index, c.incoming, c.state, c.number) for c in calls if c is not None] == expected
+    assert all(c is not None and c.voice for c in calls)
+
+
+async def test_list_calls_reads_the_real_answer_with_an_alpha(replay):
+    m = replay(parse("sim800__python-gsmmodem-issue112-clcc-alpha.txt"))
+    d = await open_driver(cfg(m.path, "sim800"))
+    assert await d.list_calls() == [CallInfo(index=1, incoming=False, state=CallState.DIALING, voice=True,
+                                             number="phone_number")]
+    assert m.seen[-1] == "AT+CLCC"
+    await d.close()
+
+
+def test_the_lte_data_pseudo_call_is_not_a_voice_call():
+    # Quectel lists its LTE bearer as mode 1 (modems.md §2): never a call to follow or hang up
+    assert parse_clcc(['+CLCC: 1,0,0,1,0,"",128', '+CLCC: 2,0,3,0,0,"+15551234567",145']) == [
+        CallInfo(index=2, incoming=False, state=CallState.ALERTING, voice=True, number="+15551234567")]

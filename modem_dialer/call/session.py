@@ -419,7 +419,7 @@ class _Call:
 
     async def _abort(self, q: _Inbox) -> None:
         if not self.finished:
-            if self.ended is None and self.lost is None and self.driver.ch.is_open:
+            if self.ended is None and self.lost is None and self.driver.is_open:
                 self.by = HangupBy.DIALER
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._hangup_and_wait(q), 6)

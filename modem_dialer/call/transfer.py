@@ -5,17 +5,16 @@ hold music; the advisor hears an optional whisper and accepts with a key; then e
 frame captured on one line is queued for playback on the other, both ways, until either
 side hangs up, which ends both.
 
-ect: the modem puts the callee on hold (``AT+CHLD=2``), dials the advisor, and joins the two
-(``AT+CHLD=4``, explicit call transfer), which frees the modem (modems.md §6). Drivers track
-one call per modem, so while two calls exist their URCs are kept away from the driver's
-call tracker and the calls are followed by polling ``AT+CLCC``.
+ect: the modem puts the callee on hold, dials the advisor, and joins the two (explicit call
+transfer), which frees the modem (modems.md §6). The AT commands and the bookkeeping of the
+two calls are the driver's (modems/multiparty.py): here only its typed operations (hold,
+dial_second, list_calls, transfer, release, retrieve) and the calls it lists.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -25,20 +24,20 @@ from ..at.errors import ATError
 from ..audio.path import AudioPathError
 from ..config_ivr import Advisor, AdvisorsConfig
 from ..errors import UserError
-from ..modems.driver import CallTrack
-from ..numbers import dial_string, parse_number
+from ..modems.info import CallInfo, CallState
+from ..numbers import parse_number
 from .flow_model import PromptItem, TransferNode
 from .flow_prompts import fill
 from .line import Line
 from .session import ActiveCall, CallEnded, place_call
 
 if TYPE_CHECKING:
+    from ..modems.driver import ModemDriver
     from .flow_runner import FlowRun
 
 MAX_LAG_FRAMES = 8          # relay queue bound: beyond 160 ms of backlog, frames are dropped
 WHISPER_ANSWER_S = 8.0      # time the advisor has to press the accept key after the whisper
-CLCC_POLL_S = 0.2
-_CLCC = re.compile(r'\+CLCC:\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+),\s*\d+(?:,\s*"([^"]*)")?')
+CLCC_POLL_S = 0.2           # how often the two calls of an ECT transfer are listed
 
 
 class LineProvider(Protocol):
@@ -237,36 +236,37 @@ async def bridge(run: FlowRun, node_name: str, node: TransferNode, advisor: Advi
             lines.release(other)
 
 
-def _calls(resp_lines: list[str]) -> list[tuple[int, int, str]]:
-    """Voice calls in an AT+CLCC answer: (index, stat, number)."""
-    out = []
-    for line in resp_lines:
-        m = _CLCC.match(line)
-        if m and m.group(4) == "0":
-            out.append((int(m.group(1)), int(m.group(3)), m.group(5) or ""))
-    return out
+async def _release(driver: ModemDriver, calls: list[CallInfo]) -> None:
+    """Release the advisor's call(s), leaving the held callee as they are; each one leaves
+    ``calls`` once done (a cancelled release is tried again by the caller's ``finally``)."""
+    while calls:
+        with contextlib.suppress(ATError):
+            await driver.release(calls[0].index)
+        calls.pop(0)
 
 
 async def ect(run: FlowRun, node_name: str, node: TransferNode, advisor: Advisor, number: str) -> str:
     """'connected' (transferred, modem free), 'no_answer', 'unsupported'."""
     call = run.call
     driver = call.line.driver
-    ch = driver.ch
     started = time.monotonic()
-    own = driver.call
-    # Drivers follow one call: the advisor call's URCs must not end the callee's (see module doc).
-    driver.call = CallTrack(number=number, ended=True)
+    if not driver.ect_enabled:
+        call.event("transfer", step="unsupported", strategy="ect",
+                   error=f"explicit call transfer is off for {driver.name} (family {driver.family}, ect setting)")
+        return "unsupported"
     held = False
+    left = False                          # the callee hung up while on hold (journaled once)
+    theirs: list[CallInfo] = []           # the advisor's call as AT+CLCC last listed it
     try:
         try:
-            await ch.command("AT+CHLD=2", timeout=5)
+            await driver.hold()
         except ATError as exc:
             call.event("transfer", step="unsupported", strategy="ect", error=str(exc))
             return "unsupported"
         held = True
         call.event("transfer", step="dial", strategy="ect", advisor=advisor.name, number=number, line=call.line.name)
         try:
-            await ch.command(f"ATD{dial_string(number)};", timeout=10)   # re-checked at the AT boundary
+            await driver.dial_second(number)          # re-checked at the AT boundary
         except ATError as exc:
             call.event("transfer", step="not_connected", advisor=advisor.name, result="dial_failed", error=str(exc))
             return "no_answer"
@@ -274,24 +274,20 @@ async def ect(run: FlowRun, node_name: str, node: TransferNode, advisor: Advisor
         seen_advisor = False
         while True:
             await asyncio.sleep(CLCC_POLL_S)
-            calls = _calls((await ch.command("AT+CLCC", timeout=5)).lines)
-            mine = [c for c in calls if c[1] == 1]                  # held: the callee
-            theirs = [c for c in calls if c[1] != 1]
+            calls = await driver.list_calls()
+            mine = [c for c in calls if c.state is CallState.HELD]      # held: the callee
+            theirs = [c for c in calls if c.state not in (CallState.HELD, CallState.ENDED)]
             if not mine:
                 call.event("transfer", step="callee_left", strategy="ect")
-                for idx, _, _ in theirs:
-                    with contextlib.suppress(ATError):
-                        await ch.command(f"AT+CHLD=1{idx}", timeout=5)
-                held = False
+                left, held = True, False
+                await _release(driver, theirs)
                 raise CallEnded("callee hung up while on hold")
             if theirs:
                 seen_advisor = True
-            if theirs and theirs[0][1] == 0:
+            if theirs and theirs[0].state is CallState.ACTIVE:
                 break
             if (seen_advisor and not theirs) or time.monotonic() > deadline:
-                for idx, _, _ in theirs:
-                    with contextlib.suppress(ATError):
-                        await ch.command(f"AT+CHLD=1{idx}", timeout=5)
+                await _release(driver, theirs)
                 call.event("transfer", step="not_connected", advisor=advisor.name, result="no_answer",
                            wait_s=round(time.monotonic() - started, 2))
                 return "no_answer"
@@ -302,23 +298,28 @@ async def ect(run: FlowRun, node_name: str, node: TransferNode, advisor: Advisor
             with contextlib.suppress(AudioPathError):
                 await call.line.audio.play(samples)
         try:
-            await ch.command("AT+CHLD=4", timeout=10)
+            await driver.transfer()
         except ATError as exc:
             call.event("transfer", step="not_connected", advisor=advisor.name, result="ect_refused", error=str(exc))
-            with contextlib.suppress(ATError):
-                await ch.command("AT+CHLD=1", timeout=5)
+            await _release(driver, theirs)     # the advisor's call by its index, then the callee back
             return "unsupported"
-        held = False
+        theirs, held = [], False
         call.event("transfer", step="connected", strategy="ect", advisor=advisor.name, number=number, wait_s=wait)
         call.event("transfer_result", advisor=advisor.name, number=number, strategy="ect", wait_s=wait,
                    talk_s=None, result="transferred", ended_by=None)
         run.store("transfer", advisor.name)
         return "connected"
+    except asyncio.CancelledError:
+        if held and not left and not driver.call_up:
+            # the session stops the flow when the held callee's call ends (their Ended)
+            call.event("transfer", step="callee_left", strategy="ect")
+            held = False
+        raise
     finally:
-        if held:                                    # back to the callee
+        await _release(driver, theirs)             # cancelled while the advisor's call was up
+        if held and driver.holding:                # back to the callee
             with contextlib.suppress(ATError):
-                await ch.command("AT+CHLD=2", timeout=5)
-        driver.call = own
+                await driver.retrieve()
 
 
 async def run_transfer(run: FlowRun, node_name: str, node: TransferNode) -> bool:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 from ..at.channel import ATChannel
 from ..at.errors import ATCommandError, ATError, CMEError, CommandTimeout
@@ -30,15 +30,15 @@ from .events import (
     ModemLost,
     RegistrationChanged,
     Ringing,
+    SecondCall,
     SignalChanged,
 )
 from .identity import imsi_from, name_from, read_iccid, read_imei, read_value, sim_busy
 from .incoming import IncomingMixin
-from .info import Health, Identity, parse_cops, parse_cpin, parse_creg, parse_csq
+from .info import CallState, Health, Identity, parse_clcc_line, parse_cops, parse_cpin, parse_creg, parse_csq
+from .multiparty import MultipartyMixin
 
 log = logging.getLogger("modem_dialer.modems")
-
-_CLCC_MODE = re.compile(r"\+CLCC:\s*\d+\s*,\s*\d+\s*,\s*(\d+)\s*,\s*(\d+)")
 
 Listener = Callable[[Event], None]
 
@@ -90,9 +90,19 @@ class CallTrack:
     announced: bool = False       # incoming: IncomingCall emitted
     collided: bool = False        # outgoing: an incoming call rang while we dialed
     collider: tuple[str | None, bool, int | None] | None = None   # its (number, withheld, call id)
+    # multiparty (modems/multiparty.py): this call on hold, the second call dialed meanwhile,
+    # the indexes of second calls already over (their late URCs must not touch this call)
+    held: bool = False
+    second: CallTrack | None = None
+    gone_ids: set[int] = field(default_factory=set)
+    transferred: bool = False     # joined to another call by ECT: the modem has left it
+    # AT+CHLD=4 sent, answer not read yet: the end URCs that follow its OK arrive before it is
+    # read, so an end meanwhile is kept (left_modem) and counts only if the transfer fails
+    transfer_pending: bool = False
+    left_modem: bool = False
 
 
-class ModemDriver(IncomingMixin):
+class ModemDriver(MultipartyMixin, IncomingMixin):
     family = "generic"
     # Whether the family reports the callee's keys as URCs (else: in-band detection).
     reports_dtmf = True
@@ -329,7 +339,8 @@ class ModemDriver(IncomingMixin):
             log.info("%s: hangup answered %s", self.name, exc.final)
         if call is None or call.ended:
             return
-        if self.end_urc_after_hangup and call.end_waiter is not None:
+        # a call ECT handed over is no longer on the modem: no end URC will come for it
+        if self.end_urc_after_hangup and call.end_waiter is not None and not call.transferred:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(call.end_waiter), self.hangup_end_timeout)
             if not call.ended:
@@ -337,7 +348,12 @@ class ModemDriver(IncomingMixin):
                          self.hangup_end_timeout, self.hangup_command)
         # self.call may be a caller ringing in by now: end only the call we hung up
         if not call.ended and self.call is call:
-            self.call_ended(by=HangupBy.DIALER, cause=causes.NORMAL)
+            self.end_track(call, by=HangupBy.DIALER, cause=causes.NORMAL)
+
+    @property
+    def is_open(self) -> bool:
+        """The modem's port is still open (not lost, not closed)."""
+        return self.ch.is_open
 
     async def clear_left_call(self) -> int:
         """End a voice call that a dead process left up on this modem; returns how many.
@@ -356,12 +372,12 @@ class ModemDriver(IncomingMixin):
             with contextlib.suppress(ATError):
                 await self.ch.command(self.hangup_command, timeout=5)
             return 0
-        # +CLCC: <id>,<dir>,<stat>,<mode>,...: mode 0 is voice (Quectel lists its LTE data
-        # bearer as a mode-1 pseudo-call, which must stay up)
-        # stat 4/5 (incoming/waiting) is someone calling us now, not a left call: the inbound
-        # desk answers or rejects it
+        # voice calls only (Quectel lists its LTE data bearer as a mode-1 pseudo-call, which
+        # must stay up); an incoming or waiting call is someone calling us now, not a left
+        # call: the inbound desk answers or rejects it
         voice = [line for line in resp.lines
-                 if (m := _CLCC_MODE.match(line)) and m.group(2) == "0" and m.group(1) not in ("4", "5")]
+                 if (c := parse_clcc_line(line)) is not None and c.voice
+                 and c.state not in (CallState.INCOMING, CallState.WAITING)]
         if not voice:
             return 0
         log.warning("%s: ending %d call(s) left up by a process that died: %s", self.name, len(voice),
@@ -385,27 +401,83 @@ class ModemDriver(IncomingMixin):
         return causes.cause_from_ceer(resp.first("+CEER:") or (resp.lines[0] if resp.lines else None))
 
     # ---- call tracker (called from URC handlers) ---------------------------------
-    def call_ringing(self, call_id: int | None = None) -> None:
+    def track_for(self, call_id: int | None) -> CallTrack | None:
+        """The call a URC with index ``call_id`` is about.
+
+        One call: every URC is about it (some families give no index), except the late URCs
+        of a second call already over. Two calls (one on hold, modems/multiparty.py): only an
+        index tells them apart, so a URC without one (``NO CARRIER``, ``VOICE CALL: END``,
+        ``MO RING``) is left out; ``AT+CLCC`` says what it meant (:meth:`list_calls`).
+        """
         c = self.call
-        if c is None or c.ended or c.ringing or c.answered_at is not None:
+        if c is None:
+            return None
+        if call_id is not None and call_id in c.gone_ids:
+            return None
+        second = c.second
+        if second is None:
+            return c
+        if call_id is None:
+            return None
+        if c.call_id == call_id:
+            return c
+        if second.call_id is None and c.call_id is not None:
+            second.call_id = call_id          # the first URC of the second call names its index
+        return second if second.call_id == call_id else None
+
+    def call_dialing(self, call_id: int | None) -> None:
+        c = self.track_for(call_id)
+        if c is not None and not c.ended:
+            c.call_id = call_id
+
+    def _moving(self, call_id: int | None) -> CallTrack | None:
+        """The live call a progress URC is about, its index learnt (a family may name it
+        late: SIMCom's VOICE CALL: BEGIN before the +CLCC line)."""
+        c = self.track_for(call_id)
+        if c is None or c.ended:
+            return None
+        if c.call_id is None:
+            c.call_id = call_id
+        return c
+
+    def _progress(self, c: CallTrack, state: Literal["ringing", "answered"], event: Event) -> None:
+        if self.call is not None and c is self.call.second:
+            event = SecondCall(self.name, state=state, call_id=c.call_id, number=c.number)
+        self.emit(event)
+
+    def call_ringing(self, call_id: int | None = None) -> None:
+        c = self._moving(call_id)
+        if c is None or c.ringing or c.answered_at is not None:
             return
         c.ringing = True
-        c.call_id = call_id if call_id is not None else c.call_id
-        self.emit(Ringing(self.name, call_id=call_id))
+        self._progress(c, "ringing", Ringing(self.name, call_id=call_id))
 
     def call_answered(self, call_id: int | None = None) -> None:
-        c = self.call
-        if c is None or c.ended or c.answered_at is not None:
+        c = self._moving(call_id)
+        if c is None or c.answered_at is not None:
             return
         c.answered_at = time.monotonic()
-        c.call_id = call_id if call_id is not None else c.call_id
-        self.emit(Answered(self.name, call_id=call_id))
+        self._progress(c, "answered", Answered(self.name, call_id=call_id))
 
     def call_ended(self, *, cause: int | None = None, cause_text: str | None = None,
                    duration: float | None = None, by: HangupBy | None = None, result: str | None = None,
-                   need_ceer: bool = True) -> None:
-        c = self.call
-        if c is None or c.ended:
+                   need_ceer: bool = True, call_id: int | None = None) -> None:
+        c = self.track_for(call_id)
+        if c is not None:
+            self.end_track(c, cause=cause, cause_text=cause_text, duration=duration, by=by, result=result,
+                           need_ceer=need_ceer)
+
+    def end_track(self, c: CallTrack, *, cause: int | None = None, cause_text: str | None = None,
+                  duration: float | None = None, by: HangupBy | None = None, result: str | None = None,
+                  need_ceer: bool = True) -> None:
+        """``c`` is over: one ``Ended`` for the session's call, a ``SecondCall`` for the other."""
+        if c.ended:
+            return
+        if (c.transferred or c.transfer_pending) and not c.local_hangup:
+            c.left_modem = True
+            return      # ECT handed it over: its end is the session's hang-up (see hangup())
+        if self.call is not None and c is self.call.second:
+            self.second_ended(self.call, c)
             return
         c.ended = True
         if c.end_waiter is not None and not c.end_waiter.done():

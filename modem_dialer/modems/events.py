@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from .sms_pdu import Deliver
@@ -83,6 +83,44 @@ class IncomingCall(Event):
     withheld: bool = False
     call_id: int | None = None
     during_dial: bool = False
+
+
+@dataclass(frozen=True)
+class CallHeld(Event):
+    """The call in progress is on hold (``AT+CHLD=2``): the callee hears the network's hold."""
+
+    call_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CallRetrieved(Event):
+    """The held call is back (``AT+CHLD=2`` again)."""
+
+    call_id: int | None = None
+
+
+@dataclass(frozen=True)
+class SecondCall(Event):
+    """The second call, dialed while the first is on hold, moved on.
+
+    Its states never reach the first call's ``Ringing``/``Answered``/``Ended``: those stay
+    about the call the session placed.
+    """
+
+    state: Literal["dialing", "ringing", "answered", "ended"]
+    call_id: int | None = None
+    number: str | None = None
+
+
+@dataclass(frozen=True)
+class Transferred(Event):
+    """Explicit call transfer (``AT+CHLD=4``): the held call and the second call now talk to
+    each other and the modem has left both. The first call's ``Ended`` follows when the
+    session hangs up (by the dialer: it chose to leave)."""
+
+    call_id: int | None = None
+    to_call_id: int | None = None
+    number: str | None = None
 
 
 @dataclass(frozen=True)

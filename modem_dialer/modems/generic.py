@@ -7,7 +7,8 @@ import time
 
 from ..at.errors import ATError
 from .driver import CallTrack, ModemDriver
-from .simcom import CLCC, ClccMixin
+from .info import parse_clcc
+from .simcom import ClccMixin
 
 
 class ClccPoller(ClccMixin):
@@ -31,12 +32,15 @@ class ClccPoller(ClccMixin):
                 if not self.ch.is_open:
                     return
                 continue
-            voice = [line for line in resp.lines if (m := CLCC.match(line)) and m.group(4) == "0"]
-            for line in voice:
-                self.on_clcc(line)
+            voice = parse_clcc(resp.lines)
+            for info in voice:
+                self.on_call_info(info)
             if voice:
                 seen = True
-            elif seen or call.answered_at is not None or time.monotonic() - call.dialed_at > self.appear_timeout:
+            if call.second is not None:
+                self.reconcile(voice)   # two calls: each ends when its own index leaves the list
+            elif not voice and (seen or call.answered_at is not None
+                                or time.monotonic() - call.dialed_at > self.appear_timeout):
                 self.call_ended()   # left the list (or never showed up): over
                 return
 

@@ -17,6 +17,11 @@ _RSSI = re.compile(r"\^RSSI:\s*(\d+)")
 class HuaweiDriver(ModemDriver):
     family = "huawei"
     call_state_source = "huawei_urc"      # ^ORIG/^CONF/^CONN/^CEND
+    # chan_dongle: AT+CHLD=1x before ^CONF can wedge the E1550, and voice may die after CHLD
+    # sequences (modems.md §2): no ECT unless the modem's `ect` setting says on, and a second
+    # call is released only once it rings
+    ect_default = False
+    release_waits_for_alerting = True
     reports_dtmf = False
     iccid_commands = ("AT+CRSM=176,12258,0,0,10",)
 
@@ -47,11 +52,11 @@ class HuaweiDriver(ModemDriver):
         m = _CEND.match(line)
         if not m:
             return
-        _, duration, status, cc = m.groups()
+        idx, duration, status, cc = m.groups()
         cause = int(cc) if cc else None
         by = HangupBy.DIALER if status == "29" else None
         self.call_ended(cause=cause, duration=float(duration) if self.call and self.call.answered_at else None,
-                        by=by, need_ceer=cause is None and status != "29")
+                        by=by, need_ceer=cause is None and status != "29", call_id=int(idx))
 
     def _on_rssi(self, line: str) -> None:
         m = _RSSI.match(line)

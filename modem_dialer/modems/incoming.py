@@ -171,12 +171,14 @@ class IncomingMixin:
         if state == "active":
             self.call_answered(idx)  # type: ignore[attr-defined]
         elif state == "ended":
-            self.call_ended(need_ceer=c.answered_at is None and not c.local_hangup)  # type: ignore[attr-defined]
+            self.call_ended(need_ceer=c.answered_at is None and not c.local_hangup,  # type: ignore[attr-defined]
+                            call_id=idx)
 
     def outgoing_event(self) -> bool:
-        """A direction-0 (our own call) URC may act: no incoming call is being tracked."""
+        """A direction-0 (our own call) URC may act: no incoming call is being tracked, or
+        the call we answered is on hold while we dial a second one (modems/multiparty.py)."""
         c = self.call
-        return c is None or not c.incoming
+        return c is None or not c.incoming or c.second is not None
 
     @staticmethod
     def _loop():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
+from enum import IntEnum
 
 from .events import Registration
 
@@ -90,3 +91,51 @@ def parse_cops(value: str | None) -> tuple[str | None, str | None]:
         return None, None
     act = _ACT.get(int(m.group(2))) if m.group(2) else None
     return m.group(1) or None, act
+
+
+class CallState(IntEnum):
+    """``<stat>`` of ``+CLCC`` (27.007 §7.18); 6 is SIMCom's and SIM800's "disconnect" in the
+    ``AT+CLCC=1`` URC (modems.md §3.2, §3.3)."""
+
+    ACTIVE = 0
+    HELD = 1
+    DIALING = 2
+    ALERTING = 3
+    INCOMING = 4
+    WAITING = 5
+    ENDED = 6
+
+
+@dataclass(frozen=True)
+class CallInfo:
+    """One line of ``+CLCC`` (an ``AT+CLCC`` answer or a SIMCom/SIM800 URC)."""
+
+    index: int
+    incoming: bool                   # <dir> 1: someone called us
+    state: CallState
+    voice: bool                      # <mode> 0; Quectel lists its LTE data bearer as mode 1
+    multiparty: bool = False
+    number: str | None = None        # as the modem printed it ("" when empty, None when absent)
+
+
+# +CLCC: <id>,<dir>,<stat>,<mode>,<mpty>[,"<number>",<type>[,"<alpha>"]]: spaces vary by family
+# (SIM800 adds an empty alpha, SIM7600 may leave the number out: transcripts/INDEX.md §8)
+_CLCC = re.compile(r'\+CLCC:\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)(?:\s*,\s*(\d+)(?:\s*,\s*"([^"]*)")?)?')
+
+
+def parse_clcc_line(line: str) -> CallInfo | None:
+    """``+CLCC: 2,0,3,0,0,"+336…",145`` → CallInfo; None for any other line or an unknown state."""
+    m = _CLCC.match(line.strip())
+    if not m:
+        return None
+    try:
+        state = CallState(int(m.group(3)))
+    except ValueError:
+        return None
+    return CallInfo(index=int(m.group(1)), incoming=m.group(2) == "1", state=state, voice=m.group(4) == "0",
+                    multiparty=m.group(5) == "1", number=m.group(6))
+
+
+def parse_clcc(lines: list[str]) -> list[CallInfo]:
+    """The voice calls an ``AT+CLCC`` answer lists (data pseudo-calls left out)."""
+    return [c for line in lines if (c := parse_clcc_line(line)) is not None and c.voice]

@@ -21,6 +21,7 @@ class ProbeResult:
     health: Health = field(default_factory=Health)
     error: str | None = None
     call_states: str | None = None   # the driver's call-state source (ccinfo, dsci, clcc_poll …)
+    ect: bool | None = None          # explicit call transfer tried (family default, `ect` setting)
 
     @property
     def ready(self) -> bool:
@@ -48,7 +49,7 @@ class ProbeResult:
             "imei": ident.imei, "iccid": ident.iccid, "imsi": ident.imsi,
             "operator": health.operator, "registration": health.registration.value, "tech": health.tech,
             "signal_dbm": health.signal_dbm, "sim": health.sim, "volte": health.volte,
-            "call_states": self.call_states, "ready": self.ready, "error": self.problem(),
+            "call_states": self.call_states, "ect": self.ect, "ready": self.ready, "error": self.problem(),
         }
 
 
@@ -62,6 +63,7 @@ async def probe(cfg: ModemConfig, timeout: float | None = None) -> ProbeResult:
         holder.append(driver)
         result.family = driver.family
         result.call_states = driver.call_state_source
+        result.ect = driver.ect_enabled
         result.identity = await driver.identity()
         result.health = await driver.health()
 

@@ -91,9 +91,9 @@ class QuectelDriver(ClccPoller, ModemDriver):
         elif state == "active":
             self.call_answered(idx)
         elif state == "ended":
-            self.call_ended()
-        elif state == "dialing" and self.call is not None:
-            self.call.call_id = idx
+            self.call_ended(call_id=idx)
+        elif state == "dialing":
+            self.call_dialing(idx)
 
     def _on_tone(self, line: str) -> None:
         m = re.match(r"\+QTONEDET:\s*(\d+)", line)

@@ -12,6 +12,7 @@ Facts from shared/reference/modems.md §1.1, §3.1, §5.1, §5.6 (VoLTE) and §7
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from ..at.channel import ATChannel
@@ -76,109 +77,152 @@ def _fields(value: str) -> list[str]:
     return [p.strip().strip('"') for p in value.split(",")]
 
 
-# --- Quectel ------------------------------------------------------------------------------
+# --- the settings, as data ------------------------------------------------------------------
+# Each setting is one typed definition (the way zigpy-znp declares its commands): the query
+# that reads it, how its answer is understood, and the command that would set the wanted
+# value. A family is the list of its settings; read_plan and apply_plan are the same code for all.
 
-async def _quectel_uac(ch: ATChannel, requested: bool) -> Setting:
-    s = Setting("uac", "USB audio card (UAC flag of usbcfg)", None, "on", None,
-                "the EC2x shows a USB sound card only with the last usbcfg flag set; "
-                "takes effect after a reboot", reboot=True)
-    value = await _ask(ch, 'AT+QCFG="usbcfg"', "+QCFG:")
+@dataclass(frozen=True)
+class Reading:
+    current: str | None           # as shown to the user
+    change: str | None            # the command that sets the wanted value; None = already so
+
+
+@dataclass(frozen=True)
+class SettingDef:
+    key: str
+    label: str
+    wanted: str
+    why: str
+    query: str
+    prefix: str
+    parse: Callable[[str | None], Reading | None]   # the query's value → Reading; None = unreadable
+    unreadable: str               # the note when it cannot be read (nothing is written blind)
+    reboot: bool = False
+    opt_in: str | None = None     # changed only when the user asks with this option
+    # the query answering ERROR is a problem setup cannot fix (Huawei without voice firmware)
+    refused: tuple[str, str] | None = None           # (problem, note)
+
+
+def _usbcfg(value: str | None) -> Reading | None:
     parts = _fields(value) if value else []
     # "usbcfg",VID,PID then seven flags: DIAG, NMEA, AT, modem, net, ADB, UAC (UAC last)
     # every field goes back into an AT command: accept only the shapes the manual gives
     if (len(parts) != 10 or not all(p in ("0", "1") for p in parts[3:])
             or not all(re.fullmatch(r"0[xX][0-9A-Fa-f]{4}", p) for p in parts[1:3])):
-        s.note = ('AT+QCFG="usbcfg" cannot be read on this firmware (EG25-G A0.302 answers ERROR); '
-                  "not written blind")
-        return s
-    s.current = "on" if parts[9] == "1" else "off"
-    if not requested:
-        s.note = "not requested (--uac)" if s.current == "off" else None
-    elif s.current == "off":
-        # keep every other flag exactly as read back: only the UAC flag changes
-        s.command = 'AT+QCFG="usbcfg",' + ",".join([parts[1], parts[2], *parts[3:9], "1"])
-    return s
+        return None
+    if parts[9] == "1":
+        return Reading("on", None)
+    # keep every other flag exactly as read back: only the UAC flag changes
+    return Reading("off", 'AT+QCFG="usbcfg",' + ",".join([parts[1], parts[2], *parts[3:9], "1"]))
 
 
-async def _quectel_volte(ch: ATChannel, requested: bool) -> Setting:
-    s = Setting("volte", "VoLTE (IMS)", None, "enabled", None,
-                "on a 4G-only network calls need VoLTE; takes effect after a reboot, and the "
-                "network and SIM must accept it", reboot=True)
-    value = await _ask(ch, 'AT+QCFG="ims"', "+QCFG:")
+def _ims(value: str | None) -> Reading | None:
     parts = _fields(value) if value else []
     if len(parts) < 2 or not parts[1].isdigit():
-        s.note = 'AT+QCFG="ims" cannot be read; not written blind'
-        return s
-    enabled = parts[1] == "1"
+        return None
+    if parts[1] != "1":
+        return Reading("disabled", 'AT+QCFG="ims",1')
     active = len(parts) > 2 and parts[2] == "1"
-    s.current = "enabled" + (", registered" if active else ", not registered") if enabled else "disabled"
-    if not enabled:
-        if requested:
-            s.command = 'AT+QCFG="ims",1'
-        else:
-            s.note = "not requested (--volte)"
-    return s
+    return Reading("enabled" + (", registered" if active else ", not registered"), None)
 
 
-async def _quectel_urcport(ch: ATChannel) -> Setting:
-    s = Setting("urcport", "URC port", None, "usbat", None,
-                "call progress and key URCs must come out of the AT port modem-dialer listens to; "
-                "the setting is saved, so a previous owner may have moved it")
-    value = await _ask(ch, 'AT+QURCCFG="urcport"', "+QURCCFG:")
+def _urcport(value: str | None) -> Reading | None:
     parts = _fields(value) if value else []
     if len(parts) < 2:
-        s.note = 'AT+QURCCFG="urcport" cannot be read; not written blind'
-        return s
-    s.current = parts[1].lower()
-    if s.current != "usbat":
-        s.command = 'AT+QURCCFG="urcport","usbat"'
-    return s
+        return None
+    current = parts[1].lower()
+    return Reading(current, None if current == "usbat" else 'AT+QURCCFG="urcport","usbat"')
 
 
-# --- SIMCom, Huawei -------------------------------------------------------------------------
-
-async def _simcom_cvhu(ch: ATChannel) -> Setting:
-    s = Setting("cvhu", "hang-up mode (CVHU)", None, "0", None,
-                "with CVHU=1 the SIM7600 answers OK to ATH and the call goes on; "
-                "modem-dialer also sends AT+CVHU=0 at every start")
-    value = await _ask(ch, "AT+CVHU?", "+CVHU:")
+def _cvhu(value: str | None) -> Reading | None:
     if value is None or not value.strip().isdigit():
-        s.note = "AT+CVHU? cannot be read"
-        return s
-    s.current = value.strip()
-    if s.current != "0":
-        s.command = "AT+CVHU=0"
-    return s
+        return None
+    current = value.strip()
+    return Reading(current, None if current == "0" else "AT+CVHU=0")
 
 
-async def _huawei_cvoice(ch: ATChannel, plan: SetupPlan) -> Setting:
-    s = Setting("cvoice", "voice over USB (^CVOICE)", None, "0", None,
-                "mode 0 sends call audio over the USB voice port (8 kHz, 16 bit, 20 ms)")
-    try:
-        value = (await ch.command("AT^CVOICE?", timeout=3)).first("^CVOICE:")
-    except ATCommandError:
-        plan.problems.append(f"{ch.port}: no voice firmware (AT^CVOICE? answered ERROR); this stick "
-                             "can send SMS but cannot make calls")
-        s.note = "no voice firmware"
-        return s
+def _cvoice(value: str | None) -> Reading | None:
     mode = _fields(value)[0] if value else ""
-    s.current = mode or None
-    if mode != "0":
-        s.command = "AT^CVOICE=0"
-    return s
+    return Reading(mode or None, None if mode == "0" else "AT^CVOICE=0")
 
 
-async def _huawei_u2diag(ch: ATChannel) -> Setting:
-    s = Setting("u2diag", "USB composition (^U2DIAG)", None, "0", None,
-                "0 = modem only: the stick no longer starts as a CD-ROM that needs usb_modeswitch; "
-                "takes effect at the next start", reboot=True)
-    value = await _ask(ch, "AT^U2DIAG?", "^U2DIAG:")
+def _u2diag(value: str | None) -> Reading | None:
     if value is None or not re.fullmatch(r"\s*\d+\s*", value):
-        s.note = "AT^U2DIAG? cannot be read on this firmware; not written blind"
+        return None
+    current = value.strip()
+    return Reading(current, None if current == "0" else "AT^U2DIAG=0")
+
+
+QUECTEL_URCPORT = SettingDef(
+    "urcport", "URC port", "usbat",
+    "call progress and key URCs must come out of the AT port modem-dialer listens to; "
+    "the setting is saved, so a previous owner may have moved it",
+    'AT+QURCCFG="urcport"', "+QURCCFG:", _urcport,
+    'AT+QURCCFG="urcport" cannot be read; not written blind')
+QUECTEL_UAC = SettingDef(
+    "uac", "USB audio card (UAC flag of usbcfg)", "on",
+    "the EC2x shows a USB sound card only with the last usbcfg flag set; takes effect after a reboot",
+    'AT+QCFG="usbcfg"', "+QCFG:", _usbcfg,
+    'AT+QCFG="usbcfg" cannot be read on this firmware (EG25-G A0.302 answers ERROR); not written blind',
+    reboot=True, opt_in="--uac")
+QUECTEL_VOLTE = SettingDef(
+    "volte", "VoLTE (IMS)", "enabled",
+    "on a 4G-only network calls need VoLTE; takes effect after a reboot, and the "
+    "network and SIM must accept it",
+    'AT+QCFG="ims"', "+QCFG:", _ims, 'AT+QCFG="ims" cannot be read; not written blind',
+    reboot=True, opt_in="--volte")
+SIMCOM_CVHU = SettingDef(
+    "cvhu", "hang-up mode (CVHU)", "0",
+    "with CVHU=1 the SIM7600 answers OK to ATH and the call goes on; "
+    "modem-dialer also sends AT+CVHU=0 at every start",
+    "AT+CVHU?", "+CVHU:", _cvhu, "AT+CVHU? cannot be read")
+HUAWEI_CVOICE = SettingDef(
+    "cvoice", "voice over USB (^CVOICE)", "0",
+    "mode 0 sends call audio over the USB voice port (8 kHz, 16 bit, 20 ms)",
+    "AT^CVOICE?", "^CVOICE:", _cvoice, "AT^CVOICE? cannot be read",
+    refused=("no voice firmware (AT^CVOICE? answered ERROR); this stick can send SMS but cannot make calls",
+             "no voice firmware"))
+HUAWEI_U2DIAG = SettingDef(
+    "u2diag", "USB composition (^U2DIAG)", "0",
+    "0 = modem only: the stick no longer starts as a CD-ROM that needs usb_modeswitch; "
+    "takes effect at the next start",
+    "AT^U2DIAG?", "^U2DIAG:", _u2diag, "AT^U2DIAG? cannot be read on this firmware; not written blind",
+    reboot=True)
+
+# What setup-modem reads (in this order) and may change, per family.
+FAMILY_SETTINGS: dict[str, tuple[SettingDef, ...]] = {
+    "quectel": (QUECTEL_URCPORT, QUECTEL_UAC, QUECTEL_VOLTE),
+    "simcom": (SIMCOM_CVHU,),
+    "huawei": (HUAWEI_CVOICE, HUAWEI_U2DIAG),
+}
+SETTINGS: dict[str, SettingDef] = {d.key: d for defs in FAMILY_SETTINGS.values() for d in defs}
+# An option asked for on a family that has no such setting: the one-line reason.
+OPT_IN_ELSEWHERE = {"--volte": "--volte: no VoLTE switch known for family {family}",
+                    "--uac": "--uac: only Quectel modems have a UAC switch"}
+
+
+async def read_setting(ch: ATChannel, d: SettingDef, requested: bool, problems: list[str]) -> Setting:
+    """Read one setting and say what would change (nothing is written here)."""
+    s = Setting(d.key, d.label, None, d.wanted, None, d.why, reboot=d.reboot)
+    if d.refused is not None:
+        try:
+            value = (await ch.command(d.query, timeout=3)).first(d.prefix)
+        except ATCommandError:
+            problems.append(f"{ch.port}: {d.refused[0]}")
+            s.note = d.refused[1]
+            return s
+    else:
+        value = await _ask(ch, d.query, d.prefix)
+    reading = d.parse(value)
+    if reading is None:
+        s.note = d.unreadable
         return s
-    s.current = value.strip()
-    if s.current != "0":
-        s.command = "AT^U2DIAG=0"
+    s.current = reading.current
+    if reading.change is not None and d.opt_in is not None and not requested:
+        s.note = f"not requested ({d.opt_in})"
+    else:
+        s.command = reading.change
     return s
 
 
@@ -205,19 +249,16 @@ async def read_plan(ch: ATChannel, cfg: ModemConfig, family: str, *, volte: bool
                     uac: bool = False) -> SetupPlan:
     """Read the current settings and decide what to change; writes nothing."""
     plan = SetupPlan(cfg.name, cfg.port, family)
-    if family == "quectel":
-        plan.settings = [await _quectel_urcport(ch), await _quectel_uac(ch, uac), await _quectel_volte(ch, volte)]
-        if cfg.audio is not None and cfg.audio.kind == "uac" and plan.settings[1].current == "off" and not uac:
-            plan.problems.append(f"{cfg.name}: audio kind 'uac' in the config but the UAC flag is off "
-                                 "(run setup-modem with --uac)")
-    elif family == "simcom":
-        plan.settings = [await _simcom_cvhu(ch)]
-    elif family == "huawei":
-        plan.settings = [await _huawei_cvoice(ch, plan), await _huawei_u2diag(ch)]
-    if volte and family != "quectel":
-        plan.problems.append(f"{cfg.name}: --volte: no VoLTE switch known for family {family}")
-    if uac and family != "quectel":
-        plan.problems.append(f"{cfg.name}: --uac: only Quectel modems have a UAC switch")
+    asked = {"--volte": volte, "--uac": uac}
+    defs = FAMILY_SETTINGS.get(family, ())
+    plan.settings = [await read_setting(ch, d, asked.get(d.opt_in or "", False), plan.problems) for d in defs]
+    card = next((s for s in plan.settings if s.key == "uac"), None)
+    if cfg.audio is not None and cfg.audio.kind == "uac" and card is not None and card.current == "off" and not uac:
+        plan.problems.append(f"{cfg.name}: audio kind 'uac' in the config but the UAC flag is off "
+                             "(run setup-modem with --uac)")
+    for option, wanted in asked.items():
+        if wanted and not any(d.opt_in == option for d in defs):
+            plan.problems.append(f"{cfg.name}: " + OPT_IN_ELSEWHERE[option].format(family=family))
     return plan
 
 
@@ -234,15 +275,12 @@ async def apply_plan(ch: ATChannel, cfg: ModemConfig, confirmed: SetupPlan, *, r
         raise UserError(f"{cfg.name}: the modem's settings changed since they were shown; nothing written "
                         "(run setup-modem again)")
     done = replace(fresh, settings=list(fresh.settings))
-    readers = {"uac": lambda: _quectel_uac(ch, True), "volte": lambda: _quectel_volte(ch, True),
-               "urcport": lambda: _quectel_urcport(ch), "cvhu": lambda: _simcom_cvhu(ch),
-               "cvoice": lambda: _huawei_cvoice(ch, SetupPlan("", "", "")), "u2diag": lambda: _huawei_u2diag(ch)}
     for s in done.changes:
         try:
             await ch.command(s.command or "", timeout=5)
         except ATCommandError as exc:
             raise UserError(f"{cfg.name}: {s.command} refused: {exc.final}") from None
-        s.after = (await readers[s.key]()).current
+        s.after = (await read_setting(ch, SETTINGS[s.key], True, [])).current
     if reboot and done.needs_reboot:
         try:
             await ch.command(REBOOT, timeout=3)

@@ -7,8 +7,8 @@ import asyncio
 import re
 
 from .driver import ModemDriver
+from .info import CallInfo, CallState, parse_clcc_line
 
-CLCC = re.compile(r'\+CLCC:\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+),\s*(\d+)')
 _END = re.compile(r"VOICE CALL:\s*END:\s*(\d{6})")
 
 
@@ -22,25 +22,29 @@ class ClccMixin(ModemDriver):
     the call_* steps it drives are the driver's own."""
 
     def on_clcc(self, line: str) -> None:
-        m = CLCC.match(line)
-        if not m:
+        info = parse_clcc_line(line)
+        if info is not None:
+            self.on_call_info(info)
+
+    def on_call_info(self, info: CallInfo) -> None:
+        if not info.voice:
             return
-        idx, direction, stat, mode, _ = (int(g) for g in m.groups())
-        if mode != 0:
-            return
-        if direction == 1:
-            num = re.search(r',"([^"]*)"', line[m.end():])
-            self.incoming_state(idx, {4: "incoming", 5: "incoming", 0: "active", 6: "ended"}.get(stat),
-                                num.group(1) if num else None)
+        idx, stat = info.index, info.state
+        if info.incoming:
+            self.incoming_state(idx, _INCOMING.get(stat), info.number)
             return
         if not self.outgoing_event():
             return
-        if stat == 3:
+        if stat is CallState.ALERTING:
             self.call_ringing(idx)
-        elif stat == 0:
+        elif stat is CallState.ACTIVE:
             self.call_answered(idx)
-        elif stat == 6:
-            self.call_ended()
+        elif stat is CallState.ENDED:
+            self.call_ended(call_id=idx)
+
+
+_INCOMING = {CallState.INCOMING: "incoming", CallState.WAITING: "incoming", CallState.ACTIVE: "active",
+             CallState.ENDED: "ended"}
 
 
 class SimcomDriver(ClccMixin, ModemDriver):

@@ -175,7 +175,7 @@ class Bank:
             for slot in list(self.slots.values()):
                 if slot.leased or slot.recovering:
                     continue
-                if slot.line is None or (slot.error and not slot.line.driver.ch.is_open):
+                if slot.line is None or (slot.error and not slot.line.driver.is_open):
                     if slot.line is not None:
                         await self._drop(slot, slot.error)
                     if self._needs_recovery(slot):
@@ -272,7 +272,7 @@ class Bank:
             yield slot
         finally:
             slot.leased = False
-            if slot.error is not None and slot.line is not None and not slot.line.driver.ch.is_open:
+            if slot.error is not None and slot.line is not None and not slot.line.driver.is_open:
                 await self._drop(slot, slot.error)
                 self._kick.set()
             self._serve()
