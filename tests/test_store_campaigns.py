@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import is_sorted_in_plan, query_plan
 
 from modem_dialer.errors import UserError
 from modem_dialer.store import Campaigns, open_db
@@ -13,8 +14,8 @@ T0 = datetime(2025, 3, 3, 10, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def store(tmp_path):
-    conn = open_db(tmp_path / "c.db")
+def store(db_target):
+    conn = open_db(db_target)
     s = Campaigns(conn, clock=lambda: T0)
     yield s
     conn.close()
@@ -80,10 +81,9 @@ def test_next_due_order_time_and_exclusion(store):
 
 
 def test_next_due_uses_the_pending_index(store):
-    plan = store.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM contacts WHERE campaign_id = 1 AND status = 'pending'"
-        " AND next_attempt_at <= 'x' ORDER BY next_attempt_at, id LIMIT 5").fetchall()
-    assert any("contacts_due" in p[3] for p in plan) and not any("TEMP B-TREE" in p[3] for p in plan)
+    plan = query_plan(store.conn, "SELECT id FROM contacts WHERE campaign_id = 1 AND status = 'pending'"
+                                  " AND next_attempt_at <= 'x' ORDER BY next_attempt_at, id LIMIT 5")
+    assert any("contacts_due" in p for p in plan) and not is_sorted_in_plan(plan), plan
 
 
 def test_claim_status_counts_and_reset(store):

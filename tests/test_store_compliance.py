@@ -13,8 +13,8 @@ T0 = datetime(2025, 3, 3, 10, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = open_db(tmp_path / "x.db")
+def conn(db_target):
+    c = open_db(db_target)
     yield c
     c.close()
 

@@ -17,8 +17,9 @@ def set_modem_state(conn: sqlite3.Connection, name: str, status: str, *, reason:
     with conn:
         conn.execute(
             "INSERT INTO modem_state (name, imei, iccid, last_seen, status, reason) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET imei = COALESCE(excluded.imei, imei),"
-            " iccid = COALESCE(excluded.iccid, iccid), last_seen = COALESCE(excluded.last_seen, last_seen),"
+            " ON CONFLICT (name) DO UPDATE SET imei = COALESCE(excluded.imei, modem_state.imei),"
+            " iccid = COALESCE(excluded.iccid, modem_state.iccid),"
+            " last_seen = COALESCE(excluded.last_seen, modem_state.last_seen),"
             " status = excluded.status, reason = excluded.reason",
             (name, imei, iccid, last_seen, status, reason),
         )

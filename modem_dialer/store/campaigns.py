@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import UserError
 from .campaign_log import CampaignLog
+from .dialect import Dialect, dialect_of
 from .timestamps import from_ts, to_ts, utc_now
 
 CONTACT_STATUSES = frozenset(
@@ -74,13 +75,15 @@ class ImportResult:
 
 _CONTACT_COLS = "id, campaign_id, number, fields, status, attempts, next_attempt_at, last_outcome, last_call_id, line_no"
 
-_UPSERT = (
-    "INSERT INTO contacts (campaign_id, number, fields, line_no, next_attempt_at, created_at, updated_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)"
-    " ON CONFLICT (campaign_id, number) DO UPDATE SET"
-    " fields = excluded.fields, line_no = excluded.line_no, updated_at = excluded.updated_at"
-    " WHERE contacts.fields IS NOT excluded.fields OR contacts.line_no IS NOT excluded.line_no"
-)
+
+def _upsert(d: Dialect) -> str:
+    return (
+        "INSERT INTO contacts (campaign_id, number, fields, line_no, next_attempt_at, created_at, updated_at)"  # noqa: S608 - dialect constants
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)"
+        " ON CONFLICT (campaign_id, number) DO UPDATE SET"
+        " fields = excluded.fields, line_no = excluded.line_no, updated_at = excluded.updated_at"
+        f" WHERE contacts.fields {d.is_distinct} excluded.fields OR contacts.line_no {d.is_distinct} excluded.line_no"
+    )
 
 
 class Campaigns:
@@ -159,7 +162,7 @@ class Campaigns:
                 break
             seen += len(batch)
             with self.conn:
-                self.conn.executemany(_UPSERT, batch)
+                self.conn.executemany(_upsert(dialect_of(self.conn)), batch)
         changed = self.conn.total_changes - changes_before
         inserted = self.conn.execute(
             "SELECT COUNT(*) FROM contacts WHERE id > ? AND campaign_id = ?", (max_before, campaign_id)
@@ -177,7 +180,7 @@ class Campaigns:
         rows = self.conn.execute(
             f"SELECT {_CONTACT_COLS} FROM contacts"  # noqa: S608 - constant column list
             " WHERE campaign_id = ? AND status = 'pending' AND next_attempt_at <= ?"
-            " AND number NOT IN (SELECT value FROM json_each(?))"
+            f" AND number NOT IN ({dialect_of(self.conn).json_values()})"
             " ORDER BY next_attempt_at, id LIMIT ?",
             (campaign_id, to_ts(now), excluded, int(limit)),
         ).fetchall()
@@ -263,7 +266,7 @@ class Campaigns:
         while True:
             rows = self.conn.execute(
                 f"SELECT {_CONTACT_COLS} FROM contacts WHERE campaign_id = ?1 AND id > ?2"  # noqa: S608
-                " AND (?3 IS NULL OR status IN (SELECT value FROM json_each(?3))) ORDER BY id LIMIT ?4",
+                f" AND (?3 IS NULL OR status IN ({dialect_of(self.conn).json_values('?3')})) ORDER BY id LIMIT ?4",
                 (campaign_id, last, wanted, chunk),
             ).fetchall()
             if not rows:

@@ -1,4 +1,9 @@
-"""Open the SQLite database: durable, shared by several processes, rows by name.
+"""Open the database: a SQLite file (the default) or a PostgreSQL server (``postgresql://…``).
+
+Both give the store the same connection surface (see ``pg.py`` for PostgreSQL's); the
+rest of this doc is about SQLite.
+
+SQLite: durable, shared by several processes, rows by name.
 
 One connection per process, used from the asyncio thread. Writes are short
 transactions: ``with conn:`` around one logical step. The connection runs in
@@ -17,12 +22,15 @@ from pathlib import Path
 
 from ..errors import UserError
 from . import migrations
+from .pg import DatabaseUnreachable, PgConnection, is_postgres, redact
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 
 def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, migrate: bool = True) -> sqlite3.Connection:
-    """Open (creating if needed) the database file at ``path`` and bring its schema up to date.
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+    ``postgresql://user@host/db`` opens that PostgreSQL database instead (:func:`open_pg`).
 
     - WAL mode: readers (``campaign status``) never block the running service's writes.
     - ``synchronous=FULL``: every commit is fsynced, so a kill -9 or a power cut after a
@@ -34,6 +42,8 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 
     Raises UserError naming the file when it cannot be opened or is not a database.
     """
+    if is_postgres(path):
+        return open_pg(str(path), migrate=migrate)  # type: ignore[return-value]  # the same surface
     p = Path(path)
     if not p.parent.is_dir():
         raise UserError(f"database {p}: directory {p.parent} does not exist")
@@ -57,6 +67,25 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise UserError(f"database {p}: cannot use it ({exc})") from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def open_pg(dsn: str, *, migrate: bool = True) -> PgConnection:
+    """Connect to a PostgreSQL database and bring its schema up to date (the database
+    itself must exist: ``createdb``). UserError names the server (without the password)."""
+    try:
+        conn = PgConnection(dsn)
+    except DatabaseUnreachable as exc:
+        raise UserError(f"database {redact(dsn)}: {exc}") from None
+    try:
+        if migrate:
+            migrations.migrate(conn)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise UserError(f"database {redact(dsn)}: cannot use it ({exc})") from None
     except BaseException:
         conn.close()
         raise

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .dialect import dialect_of
 from .timestamps import from_ts, to_ts, utc_now
 
 OUTCOMES = frozenset(
@@ -180,9 +181,9 @@ class Journal:
             ids = [
                 r[0]
                 for r in self.conn.execute(
-                    "UPDATE calls SET outcome = 'interrupted', ended_at = ?,"
+                    "UPDATE calls SET outcome = 'interrupted', ended_at = ?,"  # noqa: S608 - dialect constant
                     " cause_text = 'process stopped during the call',"
-                    " duration_s = COALESCE((julianday(?) - julianday(answered_at)) * 86400.0, 0)"
+                    f" duration_s = COALESCE({dialect_of(self.conn).seconds_between('?', 'answered_at')}, 0)"
                     " WHERE outcome IS NULL RETURNING id",
                     (now, now),
                 ).fetchall()

@@ -1,4 +1,4 @@
-"""The journal writer: one thread owns the process's SQLite *write* connection.
+"""The journal writer: one thread owns the process's *write* connection (SQLite or PostgreSQL).
 
 Why a thread: with ``synchronous=FULL`` every commit waits for an fsync, which takes
 milliseconds on an SSD and 40–200 ms on an SD card. Run on the asyncio loop, that wait
@@ -7,7 +7,7 @@ run on the writer's connection) and gets a :class:`concurrent.futures.Future`; t
 thread runs everything queued so far in one transaction and commits once (group
 commit: one fsync for many rows), then resolves the futures.
 
-Contract (the same for a future PostgreSQL backend, see docs/architecture.md):
+Contract (the same on both backends, see docs/architecture.md):
 
 - **Ordered**: operations commit in the order they were submitted. A later write never
   becomes durable without the earlier ones; a read submitted after a write sees it.
@@ -21,6 +21,12 @@ Contract (the same for a future PostgreSQL backend, see docs/architecture.md):
   calls) while the writes go on waiting. A full disk or an I/O error is fatal: the
   batch rolls back (nothing committed before is touched), its futures and every later
   one fail with :class:`DatabaseFault`, and the listeners hear it once.
+- **PostgreSQL unreachable** (server down or restarting, network): the group is kept and
+  retried on a new connection until the server is back; the listeners hear a
+  :class:`DatabaseFault` ``unreachable`` at once (the run stops starting calls) and an
+  ``unreachable`` fault with ``resolved`` set when writes go through again. A COMMIT whose
+  answer was lost is not replayed blindly: the group's transaction id is asked for
+  (``txid_status``), so a group is committed exactly once.
 """
 
 from __future__ import annotations
@@ -38,11 +44,12 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ..errors import UserError
+from .pg import DatabaseUnreachable, PgConnection, is_postgres, redact
 
 log = logging.getLogger("modem_dialer.store")
 
 T = TypeVar("T")
-FaultKind = Literal["locked", "full", "io"]
+FaultKind = Literal["locked", "full", "io", "unreachable"]
 
 # How long one BEGIN IMMEDIATE waits for another process's lock before the writer looks
 # at the clock (warning, limit) and tries again. Patchable for tests.
@@ -53,6 +60,8 @@ LOCK_WARN_EVERY_S = 5.0
 DEFAULT_LOCK_LIMIT_S = 60.0
 # An upper bound on one group (keeps one transaction's memory and lock time bounded).
 MAX_BATCH = 2000
+# PostgreSQL unreachable: wait this long between two connection attempts. Patchable for tests.
+RECONNECT_EVERY_S = 0.5
 
 # SQLite primary result codes that are about the database as a whole, not one operation
 _BUSY = {5, 6}                      # SQLITE_BUSY, SQLITE_LOCKED
@@ -66,9 +75,12 @@ class DatabaseFault(UserError):
     One line for the user, naming the database and the cause.
     """
 
-    def __init__(self, path: str, kind: FaultKind, detail: str) -> None:
-        self.path, self.kind, self.detail = path, kind, detail
-        what = {"locked": "locked by another process", "full": "disk full", "io": "cannot write"}[kind]
+    def __init__(self, path: str, kind: FaultKind, detail: str, *, resolved: bool = False) -> None:
+        self.path, self.kind, self.detail, self.resolved = path, kind, detail, resolved
+        what = {"locked": "locked by another process", "full": "disk full", "io": "cannot write",
+                "unreachable": "server unreachable"}[kind]
+        if resolved:
+            what = {"locked": "unlocked", "unreachable": "server reachable again"}.get(kind, what)
         super().__init__(f"database {path}: {what} ({detail})")
 
 
@@ -133,7 +145,9 @@ class DbWriter:
 
     def __init__(self, path: str | Path, *, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S,
                  busy_timeout_s: float = LOCK_POLL_S) -> None:
-        self.path = str(path)
+        self.target = str(path)
+        self.pg = is_postgres(self.target)
+        self.path = redact(self.target) if self.pg else self.target   # for messages: no password
         self.lock_limit_s = lock_limit_s
         self.fault: DatabaseFault | None = None     # fatal (full, io): no write will succeed
         self.lock_fault: DatabaseFault | None = None  # the lock outlasted the limit (writes still wait)
@@ -144,17 +158,28 @@ class DbWriter:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
-        try:
-            self._conn = sqlite3.connect(self.path, factory=BatchConnection, isolation_level=None,
-                                         timeout=busy_timeout_s, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise UserError(f"database {self.path}: cannot open ({exc})") from None
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._thread = threading.Thread(target=self._main, name=f"journal-writer {Path(self.path).name}",
-                                        daemon=True)
+        self.unreachable: DatabaseFault | None = None  # PostgreSQL: the server is away right now
+        self._txid: int | None = None                   # PostgreSQL: the group's transaction
+        self._results: list[tuple[bool, Any]] = []
+        self._conn: Any
+        if self.pg:
+            try:
+                self._conn = PgConnection(self.target)
+            except DatabaseUnreachable as exc:
+                raise UserError(f"database {self.path}: {exc}") from None
+            name = "postgresql"
+        else:
+            try:
+                self._conn = sqlite3.connect(self.path, factory=BatchConnection, isolation_level=None,
+                                             timeout=busy_timeout_s, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise UserError(f"database {self.path}: cannot open ({exc})") from None
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            name = Path(self.path).name
+        self._thread = threading.Thread(target=self._main, name=f"journal-writer {name}", daemon=True)
         self._thread.start()
 
     # ---- the loop side -----------------------------------------------------------------
@@ -261,7 +286,11 @@ class DbWriter:
         last_warn = 0.0
         while True:
             try:
-                results = self._attempt(batch)
+                results = self._attempt_pg(batch) if self.pg else self._attempt(batch)
+            except DatabaseUnreachable as exc:
+                if self._wait_for_server(batch, exc):
+                    continue
+                return
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     if self._conn.in_transaction:
@@ -296,16 +325,16 @@ class DbWriter:
         if waiting_since is not None:
             log.warning("database %s: unlocked after %.0f s; journal writes resumed", self.path,
                         time.monotonic() - waiting_since)
-        self.commits += 1
-        self.ops_committed += len(batch)
-        self._done(len(batch))
-        for op, (ok, value) in zip(batch, results, strict=True):
-            if op.future.done():        # an early read
-                continue
-            if ok:
-                op.future.set_result(value)
-            else:
-                op.future.set_exception(value)
+        self._settle(batch, results)
+
+    def _back(self, n: int) -> None:
+        """PostgreSQL answered again after an outage: say so (the run may start calls again)."""
+        if self.unreachable is not None:
+            down = self.unreachable
+            self.unreachable = None
+            log.warning("database %s: server reachable again; %d queued journal write(s) committed",
+                        self.path, n)
+            self._tell(DatabaseFault(self.path, "unreachable", down.detail, resolved=True))
 
     def _attempt(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
         conn = self._conn
@@ -328,6 +357,85 @@ class DbWriter:
                 op.future.set_result(value)
         conn.execute("COMMIT")
         return results
+
+    def _attempt_pg(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        """The group on PostgreSQL: the same SAVEPOINT per operation; its transaction id is
+        kept so that a COMMIT whose answer is lost can be checked instead of replayed."""
+        conn = self._conn
+        self._txid = None
+        if conn.broken:
+            conn.close()
+            self._conn = conn = PgConnection(self.target)
+        conn.execute("BEGIN")
+        # sent with BEGIN in one round trip; assigns the id the retry logic asks about
+        self._txid = int(conn.execute("SELECT txid_current()").fetchone()[0])
+        results: list[tuple[bool, Any]] = []
+        for op in batch:
+            conn.execute("SAVEPOINT op")
+            try:
+                value = op.fn(conn, *op.args)
+            except DatabaseUnreachable:
+                raise
+            except Exception as exc:
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((False, exc))
+                continue
+            conn.execute("RELEASE op")
+            results.append((True, value))
+            if op.early and not op.future.done():
+                op.future.set_result(value)
+        self._results = results
+        conn.execute("COMMIT")
+        return results
+
+    def _wait_for_server(self, batch: list[_Op], exc: DatabaseUnreachable) -> bool:
+        """PostgreSQL went away during the group. Wait for it (telling the listeners once),
+        then find out whether the group's COMMIT made it. Returns True to run the group
+        again; False when it is settled (committed after all, or given up at close)."""
+        txid, self._txid = self._txid, None
+        if self.unreachable is None:
+            self.unreachable = DatabaseFault(self.path, "unreachable", str(exc))
+            log.error("%s: %d journal write(s) wait for it; no new calls until it is back",
+                      self.unreachable, self._pending)
+            self._tell(self.unreachable)
+        while True:
+            if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                fault = DatabaseFault(self.path, "unreachable", f"{exc}; gave up at exit")
+                log.error("%s; %d journal write(s) not recorded", fault, self._pending)
+                self._fail(batch, fault)
+                return False
+            try:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = PgConnection(self.target, connect_timeout=2)
+                break
+            except DatabaseUnreachable:
+                time.sleep(RECONNECT_EVERY_S)
+        if txid is None:
+            return True
+        try:
+            status = self._conn.execute("SELECT txid_status(?)", (txid,)).fetchone()[0]
+        except DatabaseUnreachable as again:
+            return self._wait_for_server(batch, again)
+        if status != "committed":
+            return True
+        # the COMMIT went through before the connection dropped: settle the futures as usual
+        self._settle(batch, self._results)
+        return False
+
+    def _settle(self, batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
+        self._back(len(batch))
+        self.commits += 1
+        self.ops_committed += len(batch)
+        self._done(len(batch))
+        for op, (ok, value) in zip(batch, results, strict=True):
+            if op.future.done():        # an early read
+                continue
+            if ok:
+                op.future.set_result(value)
+            else:
+                op.future.set_exception(value)
 
     def _fail(self, batch: list[_Op], fault: DatabaseFault) -> None:
         self._done(len(batch))
