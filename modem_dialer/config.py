@@ -105,6 +105,8 @@ class ModemConfig(Strict):
 
 
 class Config(Strict):
+    # a SQLite file (relative to the config's folder), or postgresql://user@host/db for a
+    # database shared by several boxes (docs/schema.md)
     database: str = "modem-dialer.db"
     # How long journal writes wait for a database another process keeps locked (a backup,
     # `sqlite3` open in a shell) before a run stops starting calls (docs/schema.md).
@@ -126,6 +128,21 @@ class Config(Strict):
     webhooks: list[WebhookTarget] = Field(default_factory=list)
     # What incoming SMS mean: STOP keywords per language, acknowledgements (config_sms.py).
     sms: SmsConfig = Field(default_factory=SmsConfig)
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        if v.startswith(("postgresql://", "postgres://")):
+            from psycopg import ProgrammingError
+            from psycopg.conninfo import conninfo_to_dict
+
+            try:
+                conninfo_to_dict(v)
+            except ProgrammingError as exc:
+                raise ValueError(f"not a valid PostgreSQL URL ({str(exc).strip().splitlines()[0]})") from None
+        elif "://" in v:
+            raise ValueError("a SQLite file path, or a postgresql://user@host/dbname URL")
+        return v
 
     @field_validator("default_region")
     @classmethod
@@ -169,7 +186,10 @@ class LoadedConfig:
         return q if q.is_absolute() else self.base / q
 
     @property
-    def database_path(self) -> Path:
+    def database_path(self) -> Path | str:
+        """The SQLite file (resolved against the config's folder), or the PostgreSQL DSN as written."""
+        if self.config.database.startswith(("postgresql://", "postgres://")):
+            return self.config.database
         return self.resolve(self.config.database)
 
 

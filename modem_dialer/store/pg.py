@@ -24,6 +24,7 @@ trip as the statement that follows them instead of one round trip each.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sqlite3
@@ -276,6 +277,20 @@ class PgConnection:
     def _after_error(self) -> None:
         if self._pg.closed or self._pg.broken:
             self._pending, self._savepoints, self._open_tx = [], 0, False
+
+    @contextlib.contextmanager
+    def copy_in(self, table: str, columns: Sequence[str]) -> Iterator[psycopg.Copy]:
+        """``COPY table (columns) FROM STDIN``: ``copy.write_row(values)`` streams rows (``db
+        copy``). ``table`` and ``columns`` are our schema's names, never input."""
+        self._flush_pending()
+        cur = self._pg.cursor()
+        try:
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[arg-type]
+                yield copy
+        except psycopg.Error as exc:
+            self._after_error()
+            raise _translate_error(exc, self._pg) from exc
+        self.round_trips += 1
 
     # ---- transactions ----------------------------------------------------------------
     def _control(self, stmt: str) -> None:
