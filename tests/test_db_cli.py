@@ -74,7 +74,7 @@ async def test_db_migrate_on_postgresql(tmp_path, pg):
 
 async def test_db_migrate_unreachable_server_is_one_line(tmp_path):
     cfg = write_config(tmp_path, f"postgresql://nobody@/x?host={tmp_path}&port=1")
-    code, out, err = await run_cli("--config", cfg, "db", "migrate")
+    code, _, err = await run_cli("--config", cfg, "db", "migrate")
     assert code == 1 and err.startswith("modem-dialer: database postgresql://") and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
 
