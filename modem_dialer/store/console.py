@@ -255,10 +255,10 @@ class ConsoleQueries:
             "SELECT substr(created_at, 1, 13) || ':00Z', COALESCE(outcome, 'in progress'), COUNT(*)"
             " FROM calls WHERE campaign_id = ? GROUP BY 1, 2 ORDER BY 1", (campaign_id,))]
         by_hour = [{"hour_of_day": int(h), "calls": n, "answered": a or 0} for h, n, a in q(
-            "SELECT substr(created_at, 12, 2), COUNT(*), SUM(outcome = 'answered') FROM calls"
+            "SELECT substr(created_at, 12, 2), COUNT(*), SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END) FROM calls"
             " WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY 1 ORDER BY 1", (campaign_id,))]
         by_modem = [{"modem": m, "iccid": i, "calls": n, "answered": a or 0} for m, i, n, a in q(
-            "SELECT modem, iccid, COUNT(*), SUM(outcome = 'answered') FROM calls"
+            "SELECT modem, iccid, COUNT(*), SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END) FROM calls"
             " WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY 1, 2 ORDER BY 1", (campaign_id,))]
         questions: dict[str, dict[str, int]] = {}
         for name, value, n in q(

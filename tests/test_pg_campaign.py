@@ -1,0 +1,73 @@
+"""`campaign run` end to end on PostgreSQL: the simulated bank, the CLI as a user runs it,
+`database: postgresql://…` in the config, and every contact final."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import yaml
+from test_campaign_run import ANSWER, BUSY, INVALID, KEYS, NOANS, OPTOUT, SUPP, contacts, run_cli, setup
+
+from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.store import from_ts, open_db
+
+FINAL = {"answered", "exhausted", "invalid", "opted_out", "suppressed", "refused", "no_consent", "cancelled"}
+
+
+async def test_campaign_run_on_postgresql(make_bank, tmp_path, pg):
+    dsn = pg.new_schema()
+    sc = Scenario(default=Callee("answer", answer_after=0.1), numbers={
+        BUSY: Callee("busy", end_after=0.1),
+        NOANS: Callee("no_answer", end_after=0.2),
+        INVALID: Callee("invalid", end_after=0.1),
+        OPTOUT: Callee("answer", answer_after=0.1, keys=[(0.1, "9")]),
+        KEYS: Callee("answer", answer_after=0.1, keys=[(0.05, "1"), (0.1, "2")]),
+    })
+    bank = await make_bank("quectel,simcom", sc, n=4)
+    nums = [ANSWER, BUSY, NOANS, INVALID, OPTOUT, SUPP, KEYS]
+    extra = [f"+3361111{i:04d}" for i in range(20)]      # keep four lines busy for a while
+    cfg, camp = setup(tmp_path, bank, nums + extra, message_s=0.3, extra=(
+        "opt_out_key: 9\nretry:\n  busy: {after: 1s, max: 3}\n  no_answer: {after: 1s, max: 2}\n"))
+    data = yaml.safe_load(cfg.read_text())
+    data["database"] = dsn
+    cfg.write_text(yaml.safe_dump(data))
+
+    rc, out, err = await run_cli(cfg, "suppress", "add", SUPP, "--reason", "dnc")
+    assert rc == 0 and "added" in out, err
+    rc, out, err = await run_cli(cfg, "campaign", "run", str(camp), timeout=60)
+    assert rc == 0, out + err
+    assert "campaign test: done" in out, out
+
+    conn = open_db(dsn)
+    c = contacts(conn)
+    assert {n: (c[n]["status"], c[n]["attempts"]) for n in nums} == {
+        ANSWER: ("answered", 1), BUSY: ("exhausted", 3), NOANS: ("exhausted", 2), INVALID: ("invalid", 1),
+        OPTOUT: ("opted_out", 1), SUPP: ("suppressed", 0), KEYS: ("answered", 1)}
+    assert all(row["status"] in FINAL for row in c.values()) and len(c) == len(nums) + len(extra)
+    assert conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT reason FROM suppression WHERE number = ?", (OPTOUT,)).fetchone()[0] == "opt_out_key"
+    assert conn.execute("SELECT COUNT(*) FROM refusals WHERE number = ?", (OPTOUT,)).fetchone()[0] == 1
+    # every extra contact called once, no number ever in two calls at once
+    calls_per_number = dict(conn.execute("SELECT number, COUNT(*) FROM calls GROUP BY number").fetchall())
+    assert all(calls_per_number[n] == 1 for n in extra)
+    spans = conn.execute("SELECT number, created_at, ended_at FROM calls ORDER BY number, id").fetchall()
+    for a, b in itertools.pairwise(spans):
+        if a["number"] == b["number"]:
+            assert b["created_at"] >= a["ended_at"]
+            assert (from_ts(b["created_at"]) - from_ts(a["ended_at"])).total_seconds() >= 0.99
+    rows = conn.execute("SELECT key FROM keys k JOIN calls c ON c.id = k.call_id WHERE c.number = ? ORDER BY k.id",
+                        (KEYS,)).fetchall()
+    assert [r[0] for r in rows] == ["1", "2"]
+
+    rc, out, err = await run_cli(cfg, "report", "test", "--format", "json")
+    assert rc == 0, err
+    s = json.loads(out)["summary"]
+    assert s["calls"] == 9 + len(extra) and s["outcomes"]["busy"] == 3 and s["contacts_answered"] == 2 + len(extra)
+    rc, out, err = await run_cli(cfg, "campaign", "status", "test")
+    assert rc == 0, err
+    # re-running the finished campaign: nothing dialed again
+    rc, out, err = await run_cli(cfg, "campaign", "run", str(camp))
+    assert rc == 0 and "unchanged since the last import" in out, err
+    assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 9 + len(extra)
+    conn.close()
