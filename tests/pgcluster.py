@@ -115,8 +115,9 @@ def _owner_prefix() -> list[str]:
 
 
 @contextlib.contextmanager
-def pg_cluster() -> Iterator[PgCluster]:
-    """Start a private cluster; stop it and remove its files on exit, whatever happened."""
+def pg_cluster(*, durable: bool = False) -> Iterator[PgCluster]:
+    """Start a private cluster; stop it and remove its files on exit, whatever happened.
+    ``durable``: fsync and synchronous commits on, as a production server (benches)."""
     b = bin_dir()
     if b is None:
         raise RuntimeError("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin "
@@ -135,8 +136,9 @@ def pg_cluster() -> Iterator[PgCluster]:
         cluster._run("initdb", "-D", str(cluster.data), "-U", "postgres", "--auth=trust", "--no-sync",
                      "--locale=C.UTF-8", "-E", "UTF8")
         with open(cluster.data / "postgresql.conf", "a") as f:
-            f.write("\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
-                    "listen_addresses = ''\nmax_connections = 300\nshared_buffers = 32MB\n")
+            if not durable:
+                f.write("\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+            f.write("\nlisten_addresses = ''\nmax_connections = 300\nshared_buffers = 64MB\n")
         if prefix:
             shutil.chown(cluster.data / "postgresql.conf", "postgres", "postgres")
         cluster.start()

@@ -101,3 +101,35 @@ def test_claim_status_counts_and_reset(store):
         store.set_contact_status(first, "vanished")
     with pytest.raises(KeyError):
         store.set_contact_status(999, "pending")
+
+
+def test_claim_due_gives_each_contact_to_one_of_many_workers(db_target):
+    # eight workers with their own connections claim at once: every contact once, in due order
+    import threading
+
+    setup = open_db(db_target)
+    s = Campaigns(setup, clock=lambda: T0)
+    cid = s.create_campaign("race")
+    s.import_contacts(cid, [(i + 2, f"+336123{i:05d}", {}) for i in range(400)])
+    got: list[list[int]] = []
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        conn = open_db(db_target, busy_timeout_ms=20_000)
+        mine: list[int] = []
+        start.wait()
+        while batch := Campaigns(conn, clock=lambda: T0).claim_due(cid, T0, limit=3):
+            mine += [c.id for c in batch]
+        got.append(mine)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    ids = [i for mine in got for i in mine]
+    assert len(got) == 8 and sorted(ids) == sorted(set(ids)) and len(ids) == 400
+    assert all(m == sorted(m) for m in got)               # each worker got them earliest first
+    assert s.counts(cid) == {"in_progress": 400} and s.claim_due(cid, T0) == []
+    setup.close()

@@ -208,6 +208,22 @@ class Campaigns:
             )
         return cur.rowcount == 1
 
+    def claim_due(self, campaign_id: int, now: datetime, limit: int = 1) -> list[Contact]:
+        """Take up to ``limit`` due pending contacts (earliest due first) and mark them
+        in_progress, in one statement. Workers claiming at once never get the same contact:
+        on PostgreSQL the rows another worker is claiming are skipped (``FOR UPDATE SKIP
+        LOCKED``), not waited for; on SQLite the write lock serialises the claims."""
+        d = dialect_of(self.conn)
+        with self.conn:
+            rows = self.conn.execute(
+                "UPDATE contacts SET status = 'in_progress', updated_at = ?"  # noqa: S608 - constants
+                " WHERE id IN (SELECT id FROM contacts WHERE campaign_id = ? AND status = 'pending'"
+                f" AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?{d.skip_locked})"
+                f" AND status = 'pending' RETURNING {_CONTACT_COLS}",
+                (to_ts(self._clock()), campaign_id, to_ts(now), int(limit)),
+            ).fetchall()
+        return sorted((Contact.from_row(r) for r in rows), key=lambda c: (c.next_attempt_at, c.id))
+
     def set_contact_status(self, contact_id: int, status: str, *, next_attempt_at: datetime | None = None,
                            last_outcome: str | None = None, last_call_id: int | None = None,
                            count_attempt: bool = False) -> None:

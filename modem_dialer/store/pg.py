@@ -41,6 +41,7 @@ from .dialect import POSTGRES, Dialect
 _CONTROL = re.compile(r"^\s*(BEGIN|SAVEPOINT|RELEASE|ROLLBACK\s+TO)\b", re.IGNORECASE)
 _INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
 _RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_LITERALS = re.compile(r"'(?:[^']|'')*'|--[^\n]*")
 _TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|\?(\d*)|%")
 
 
@@ -63,7 +64,8 @@ class DatabaseUnreachable(sqlite3.OperationalError):
 def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
     """SQLite placeholders to psycopg's: ``?`` → ``%s``; ``?N`` → ``%s`` with the parameters
     reordered (returned as the 0-based index of each); a literal ``%`` doubled. String
-    literals and comments are left alone."""
+    literals and comments are left alone. A statement with psycopg's own ``%s`` and no ``?``
+    (PostgreSQL-only SQL) passes unchanged."""
     order: list[int] = []
     numbered = plain = False
 
@@ -81,6 +83,9 @@ def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
             return "%s"
         return tok.replace("%", "%%") if tok.startswith("'") else tok
 
+    bare = _LITERALS.sub("", sql)
+    if "%s" in bare and "?" not in bare:
+        return sql, None        # written for psycopg already (%s placeholders, % escaped): as is
     out = _TOKEN.sub(sub, sql)
     if numbered and plain:
         raise ValueError(f"mixed ? and ?N placeholders: {sql[:60]!r}")
@@ -192,6 +197,8 @@ class PgConnection:
     """A psycopg connection with the sqlite3.Connection surface the store uses (module doc)."""
 
     dialect: Dialect = POSTGRES
+    # round trips of every connection of the process (bench/pg_store.py reports them per call)
+    all_round_trips = 0
 
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
         self.dsn = dsn
@@ -247,6 +254,7 @@ class PgConnection:
             self._after_error()
             raise _translate_error(exc, self._pg) from exc
         self.round_trips += 1
+        PgConnection.all_round_trips += 1
         n = max(cur.rowcount, 0)
         self.total_changes += n
         return PgCursor(cur, n)
@@ -265,6 +273,7 @@ class PgConnection:
             self._after_error()
             raise _translate_error(exc, self._pg) from exc
         self.round_trips += 1
+        PgConnection.all_round_trips += 1
         n = cur.rowcount
         if n > 0 and cur.statusmessage and cur.statusmessage.split()[0] in ("INSERT", "UPDATE", "DELETE"):
             self.total_changes += n
@@ -291,6 +300,7 @@ class PgConnection:
             self._after_error()
             raise _translate_error(exc, self._pg) from exc
         self.round_trips += 1
+        PgConnection.all_round_trips += 1
 
     # ---- transactions ----------------------------------------------------------------
     def _control(self, stmt: str) -> None:
@@ -300,9 +310,11 @@ class PgConnection:
             self._open_tx = True
         elif up in ("COMMIT", "ROLLBACK"):
             pending, self._pending = self._pending, []
+            self._open_tx, self._savepoints = False, 0
+            if "BEGIN" in pending:
+                return              # the transaction never reached the server: nothing to end
             if up == "ROLLBACK":
                 pending = []        # nothing queued needs to reach a transaction being thrown away
-            self._open_tx, self._savepoints = False, 0
             self._run_now("; ".join([*pending, up]))
         else:                       # SAVEPOINT / RELEASE / ROLLBACK TO: joins the next round trip
             self._pending.append(stmt)
@@ -314,6 +326,7 @@ class PgConnection:
             self._after_error()
             raise _translate_error(exc, self._pg) from exc
         self.round_trips += 1
+        PgConnection.all_round_trips += 1
 
     @property
     def in_transaction(self) -> bool:
