@@ -294,7 +294,7 @@ class PgConnection:
         self._flush_pending()
         cur = self._pg.cursor()
         try:
-            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[arg-type]
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                 yield copy
         except psycopg.Error as exc:
             self._after_error()
