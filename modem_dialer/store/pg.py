@@ -210,14 +210,33 @@ class PgConnection:
         self.round_trips = 0             # the bench reads this
         self._id_tables: set[str] = set()     # tables known to have an id column (lastrowid)
         self._no_id_tables: set[str] = set()
+        self.connect_timeout = connect_timeout
+        self._pg = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
         try:
-            self._pg = psycopg.connect(dsn, autocommit=True, cursor_factory=ClientCursor,
-                                       connect_timeout=max(1, int(connect_timeout)))
+            pg = psycopg.connect(self.dsn, autocommit=True, cursor_factory=ClientCursor,
+                                 connect_timeout=max(1, int(self.connect_timeout)))
         except psycopg.Error as exc:
-            raise DatabaseUnreachable(f"cannot connect ({str(exc).strip().splitlines()[-1] if str(exc).strip() else exc})") \
+            text = str(exc).strip()
+            raise DatabaseUnreachable(f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") \
                 from exc
-        self._pg.row_factory = _row_factory
-        self._pg.adapters.register_loader("numeric", _NumberLoader)
+        pg.row_factory = _row_factory
+        pg.adapters.register_loader("numeric", _NumberLoader)
+        return pg
+
+    def _ensure(self) -> None:
+        """A connection the server dropped (restart, failover) is replaced at the next
+        statement, unless a transaction had reached the server on it: that transaction is
+        gone, and the statement fails (DatabaseUnreachable) for its owner to see. While the
+        server is away, connecting again raises DatabaseUnreachable."""
+        if not (self._pg.closed or self._pg.broken):
+            return
+        if self._open_tx and "BEGIN" not in self._pending:
+            return
+        with contextlib.suppress(Exception):
+            self._pg.close()
+        self._pg = self._connect()
 
     # ---- statements ------------------------------------------------------------------
     def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
@@ -247,6 +266,7 @@ class PgConnection:
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
         query, order = translate(sql)
         self._flush_pending()
+        self._ensure()
         cur = self._pg.cursor()
         try:
             cur.executemany(query, [_params(order, p) for p in seq])
@@ -260,6 +280,7 @@ class PgConnection:
         return PgCursor(cur, n)
 
     def _send(self, query: str, params: list[Any]) -> PgCursor:
+        self._ensure()
         prefix = self._pending
         if prefix:
             self._pending = []
@@ -285,6 +306,7 @@ class PgConnection:
 
     def _after_error(self) -> None:
         if self._pg.closed or self._pg.broken:
+            # the server dropped the connection: its transaction is gone with it
             self._pending, self._savepoints, self._open_tx = [], 0, False
 
     @contextlib.contextmanager
