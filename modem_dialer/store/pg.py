@@ -170,6 +170,13 @@ def _translate_error(exc: psycopg.Error, conn: psycopg.Connection) -> sqlite3.Er
     return cls(msg)
 
 
+def _safe_to_resend(query: str, exc: psycopg.Error) -> bool:
+    """A statement outside a transaction that failed with the connection: sending it again
+    cannot apply it twice when it only reads, or when the server says it had ended the
+    session before the statement came (57P01..57P03: shutdown, crash, not accepting yet)."""
+    return query.lstrip().upper().startswith("SELECT") or (exc.sqlstate or "").startswith("57P")
+
+
 class PgCursor:
     """The result of one ``execute``: fetchone/fetchall/iteration, rowcount."""
 
@@ -281,6 +288,7 @@ class PgConnection:
 
     def _send(self, query: str, params: list[Any]) -> PgCursor:
         self._ensure()
+        outside_tx = not self._open_tx
         prefix = self._pending
         if prefix:
             self._pending = []
@@ -292,7 +300,18 @@ class PgConnection:
                 pass
         except psycopg.Error as exc:
             self._after_error()
-            raise _translate_error(exc, self._pg) from exc
+            err = _translate_error(exc, self._pg)
+            if not (isinstance(err, DatabaseUnreachable) and outside_tx and _safe_to_resend(query, exc)):
+                raise err from exc
+            # the server dropped this idle connection (a restart): the statement did not run,
+            # or only read; once more on a new connection (DatabaseUnreachable if still away)
+            self._ensure()
+            cur = self._pg.cursor()
+            try:
+                cur.execute(query, params)
+            except psycopg.Error as again:
+                self._after_error()
+                raise _translate_error(again, self._pg) from again
         self.round_trips += 1
         PgConnection.all_round_trips += 1
         n = cur.rowcount
