@@ -84,3 +84,89 @@ async def test_a_commit_whose_answer_was_lost_is_not_applied_twice(pg, fast_reco
     finally:
         j.close()
         conn.close()
+
+
+CHILD = """
+import asyncio, sys
+from modem_dialer.store import open_db
+from modem_dialer.store import writer
+from modem_dialer.store.call_journal import CallJournal
+writer.RECONNECT_EVERY_S = 0.1
+
+async def main():
+    j = CallJournal(open_db(sys.argv[1]), spool=sys.argv[2])
+    cid = await j.start_call("+33612345678", "gsm0")
+    print(cid, flush=True)
+    await asyncio.to_thread(sys.stdin.readline)     # the test has stopped the server
+    j.mark_answered(cid)
+    j.key(cid, "5", "urc")
+    j.answer(cid, "satisfaction", 4)
+    j.finish_call_nowait(cid, "answered", hangup_by="callee", duration_s=3.5)
+    await asyncio.sleep(3600)                       # killed here
+asyncio.run(main())
+"""
+
+
+async def test_a_box_killed_while_the_server_is_away_keeps_its_calls_in_the_spool(pg, tmp_path):
+    import signal
+    import sys
+
+    from modem_dialer.store.spool import Spool
+
+    dsn, spool = pg.new_schema(), tmp_path / "spool.db"
+    open_db(dsn).close()
+    child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, dsn, str(spool),
+                                                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    try:
+        cid = int(await asyncio.wait_for(child.stdout.readline(), 30))
+        await asyncio.to_thread(pg.stop, "fast")
+        try:
+            child.stdin.write(b"go\n")
+            await child.stdin.drain()
+            await wait_until(lambda: spool.exists() and len(Spool(spool).records()) == 4, timeout=20)
+            child.send_signal(signal.SIGKILL)        # the box dies before the server is back
+            await child.wait()
+        finally:
+            await asyncio.to_thread(pg.start)
+    finally:
+        if child.returncode is None:
+            child.kill()
+            await child.wait()
+    assert spool.stat().st_mode & 0o777 == 0o600
+    # the next start commits the spooled steps first (before any recovery closes open calls)
+    conn = open_db(dsn)
+    j = CallJournal(conn, spool=spool)
+    try:
+        call = await j.get_call(cid)
+        assert call["outcome"] == "answered" and call["answered_at"] and call["duration_s"] == 3.5
+        assert [k["key"] for k in call["keys"]] == ["5"] and j.answers_of(cid)[0]["value"] == "4"
+        assert len(Spool(spool).records()) == 0 and j.read.recover_interrupted() == []
+    finally:
+        j.close()
+        conn.close()
+
+
+async def test_spooled_steps_already_committed_are_not_replayed(pg, tmp_path):
+    from datetime import datetime, timezone
+
+    from modem_dialer.store.spool import Spool, encode
+
+    dsn, path = pg.new_schema(), tmp_path / "spool.db"
+    conn = open_db(dsn)
+    j = CallJournal(conn)
+    cid = await j.start_call("+33612345678", "gsm0")
+    j.close()
+    # the last run's group reached the server, then the box died before emptying its spool
+    spool = Spool(path)
+    spool.add([encode("key", datetime.now(timezone.utc), (cid, "7", "urc"), {})])
+    with conn:
+        conn.execute("INSERT INTO keys (call_id, key, source, at) VALUES (?, '7', 'urc', 'x')", (cid,))
+        spool.note_commit(conn.execute("SELECT txid_current()").fetchone()[0])
+    spool.close()
+    j = CallJournal(conn, spool=path)
+    try:
+        assert conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0] == 1
+        assert Spool(path).records() == []
+    finally:
+        j.close()
+        conn.close()

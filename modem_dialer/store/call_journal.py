@@ -23,10 +23,12 @@ import concurrent.futures
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .journal import Journal
 from .migrations import db_file
+from .spool import decode, encode
 from .timestamps import utc_now
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
 
@@ -39,11 +41,15 @@ class CallJournal:
     started on ``conn``'s file, and closed by :meth:`close`, when none is given)."""
 
     def __init__(self, conn: sqlite3.Connection, writer: DbWriter | None = None, *,
-                 clock: Callable[[], datetime] = utc_now, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S) -> None:
+                 clock: Callable[[], datetime] = utc_now, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S,
+                 spool: str | Path | None = None) -> None:
+        """``spool``: on PostgreSQL, the local file that keeps the calls' steps while the
+        server is away (spool.py); steps left there by the last run are committed first."""
         self.conn = conn
         self.clock = clock
         self._own_writer = writer is None
-        self.writer = writer if writer is not None else DbWriter(db_file(conn), lock_limit_s=lock_limit_s)
+        self.writer = writer if writer is not None else DbWriter(db_file(conn), lock_limit_s=lock_limit_s,
+                                                                 spool=spool, replay=_replay)
         self.read = Journal(conn, clock)
 
     def _at(self, at: datetime | None = None) -> _Frozen:
@@ -53,7 +59,9 @@ class CallJournal:
 
     def _put(self, method: str, at: datetime | None, *args: Any, **kw: Any) -> concurrent.futures.Future:
         j = self._at(at)
-        return self.writer.submit(_call, j, method, args, kw)
+        # as data too when a spool may need it (PostgreSQL): SQLite pays nothing for it
+        record = encode(method, j.t, args, kw) if self.writer.spool is not None else None
+        return self.writer.submit(_call, j, method, args, kw, record=record)
 
     # ---- awaited: order or ids matter ---------------------------------------------------
     async def start_call(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
@@ -151,6 +159,18 @@ class _Frozen:
 
 def _call(conn: sqlite3.Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Any:
     return getattr(j.on(conn), method)(*args, **kw)
+
+
+def _replay(record: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """A step from the spool, as the writer runs it: ``_call(conn, frozen clock, method, args, kw)``."""
+    method, at, args, kw = decode(record)
+    if method not in _SPOOLED:
+        raise ValueError(f"not a journal step: {method!r}")
+    return _call, (_Frozen(at), method, args, kw)
+
+
+# the Journal methods CallJournal queues (a spool record names one of these, nothing else)
+_SPOOLED = frozenset({"mark_dialed", "mark_answered", "event", "key", "answer", "refusal", "finish_call"})
 
 
 def _start(conn: sqlite3.Connection, j: _Frozen, claim: Callable[[sqlite3.Connection], bool] | None,

@@ -45,6 +45,7 @@ from typing import Any, Literal, TypeVar
 
 from ..errors import UserError
 from .pg import DatabaseUnreachable, PgConnection, is_postgres, redact
+from .spool import Spool
 
 log = logging.getLogger("modem_dialer.store")
 
@@ -135,6 +136,8 @@ class _Op:
     args: tuple[Any, ...]
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     early: bool = False     # a read: resolved as soon as it ran, before the group's COMMIT
+    record: str | None = None   # the step as data (spool.encode), for the local spool
+    spooled: int | None = None  # its number in the spool once written there
 
 
 _STOP = object()
@@ -144,7 +147,11 @@ class DbWriter:
     """The thread that owns the write connection of one database file (see the module doc)."""
 
     def __init__(self, path: str | Path, *, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S,
-                 busy_timeout_s: float = LOCK_POLL_S) -> None:
+                 busy_timeout_s: float = LOCK_POLL_S, spool: str | Path | None = None,
+                 replay: Callable[[str], tuple[Callable[..., Any], tuple[Any, ...]]] | None = None) -> None:
+        """``spool`` (PostgreSQL only): the local file keeping the journal's steps while the
+        server is away; ``replay`` turns a spooled record back into ``(fn, args)``. Steps
+        left in the spool by a previous run are committed here, before this returns."""
         self.target = str(path)
         self.pg = is_postgres(self.target)
         self.path = redact(self.target) if self.pg else self.target   # for messages: no password
@@ -179,19 +186,26 @@ class DbWriter:
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
             name = Path(self.path).name
+        self.spool: Spool | None = Spool(spool) if spool is not None and self.pg else None
+        if self.spool is not None and replay is not None:
+            self._replay(replay)
         self._thread = threading.Thread(target=self._main, name=f"journal-writer {name}", daemon=True)
         self._thread.start()
 
     # ---- the loop side -----------------------------------------------------------------
-    def submit(self, fn: Callable[..., T], *args: Any, early: bool = False) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, early: bool = False,
+               record: str | None = None) -> concurrent.futures.Future[T]:
         """Queue ``fn(conn, *args)`` (run on the writer's connection, in order). The future
         resolves with its result once committed, or with its exception. Fire-and-forget
         callers may drop it: a fault reaches the listeners anyway.
 
         ``early``: for a read that must see what was queued before it but need not wait
         for the fsync (the rows it sees are committed with the same group, or the group
-        fails and the listeners hear it)."""
-        op = _Op(fn, args, early=early)
+        fails and the listeners hear it).
+
+        ``record``: the same step as data (``spool.encode``); while PostgreSQL is away it is
+        kept in the local spool (see spool.py)."""
+        op = _Op(fn, args, early=early, record=record)
         if self.fault is not None:
             op.future.set_exception(self.fault)
             return op.future
@@ -245,6 +259,8 @@ class DbWriter:
         lost = self._pending
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
+        if self.spool is not None:
+            self.spool.close()
         return lost
 
     async def aclose(self, give_up_after: float | None = None) -> int:
@@ -386,6 +402,8 @@ class DbWriter:
             if op.early and not op.future.done():
                 op.future.set_result(value)
         self._results = results
+        if self.spool is not None and self._txid is not None and any(op.spooled is not None for op in batch):
+            self.spool.note_commit(self._txid)   # a restart asks the server about it
         conn.execute("COMMIT")
         return results
 
@@ -394,15 +412,20 @@ class DbWriter:
         then find out whether the group's COMMIT made it. Returns True to run the group
         again; False when it is settled (committed after all, or given up at close)."""
         txid, self._txid = self._txid, None
+        results, self._results = self._results, []
         if self.unreachable is None:
             self.unreachable = DatabaseFault(self.path, "unreachable", str(exc))
             log.error("%s: %d journal write(s) wait for it; no new calls until it is back",
                       self.unreachable, self._pending)
             self._tell(self.unreachable)
         while True:
+            self._spool_waiting(batch)
             if self._give_up_at is not None and time.monotonic() > self._give_up_at:
                 fault = DatabaseFault(self.path, "unreachable", f"{exc}; gave up at exit")
-                log.error("%s; %d journal write(s) not recorded", fault, self._pending)
+                kept = sum(op.spooled is not None for op in batch)
+                log.error("%s; %d journal write(s) not recorded%s", fault, self._pending - kept,
+                          f" ({kept} kept in the spool {self.spool.path}: committed at the next start)"
+                          if kept and self.spool is not None else "")
                 self._fail(batch, fault)
                 return False
             try:
@@ -420,11 +443,63 @@ class DbWriter:
             return self._wait_for_server(batch, again)
         if status != "committed":
             return True
-        # the COMMIT went through before the connection dropped: settle the futures as usual
-        self._settle(batch, self._results)
-        return False
+        # the COMMIT went through before the connection dropped: settle its operations as
+        # usual; those queued while waiting form the next attempt
+        done, rest = batch[:len(results)], batch[len(results):]
+        self._settle(done, results)
+        batch[:] = rest
+        return bool(rest)
+
+    def _spool_waiting(self, batch: list[_Op]) -> None:
+        """While the server is away: take what was queued since into the waiting group, and
+        write the journal steps of the group to the local spool (durable on this box)."""
+        while True:
+            try:
+                nxt = self._q.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is _STOP:
+                self._q.put(_STOP)      # seen by the main loop once this group is settled
+                break
+            batch.append(nxt)  # type: ignore[arg-type]
+        if self.spool is None:
+            return
+        new = [op for op in batch if op.record is not None and op.spooled is None]
+        if new:
+            for op, seq in zip(new, self.spool.add([op.record for op in new]), strict=True):  # type: ignore[misc]
+                op.spooled = seq
+            log.warning("database %s unreachable: %d call journal step(s) kept in %s", self.path,
+                        sum(op.spooled is not None for op in batch), self.spool.path)
+
+    def _replay(self, replay: Callable[[str], tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+        """Commit the steps a previous run left in the spool (the server was away when it
+        stopped), unless the note in the spool says their transaction committed."""
+        assert self.spool is not None
+        records = self.spool.records()
+        txid = self.spool.committing()
+        if txid is not None and self._conn.execute("SELECT txid_status(?)", (txid,)).fetchone()[0] == "committed":
+            log.warning("spool %s: its %d step(s) were committed before the last stop", self.spool.path,
+                        len(records))
+            self.spool.clear()
+            return
+        if not records:
+            return
+        batch = []
+        for seq, rec in records:
+            fn, args = replay(rec)
+            batch.append(_Op(fn, args, record=rec, spooled=seq))
+        with self._pending_lock:
+            self._pending += len(batch)
+        self._commit(batch)
+        failed = [op.future.exception() for op in batch if op.future.exception() is not None]
+        log.warning("spool %s: %d call journal step(s) from the last run committed to %s%s", self.spool.path,
+                    len(batch) - len(failed), self.path,
+                    f"; {len(failed)} refused: {failed[0]}" if failed else "")
 
     def _settle(self, batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
+        spooled = [op.spooled for op in batch if op.spooled is not None]
+        if spooled and self.spool is not None:
+            self.spool.remove(spooled)      # committed to the server: the local copy goes
         self._back(len(batch))
         self.commits += 1
         self.ops_committed += len(batch)
