@@ -215,6 +215,7 @@ class PgConnection:
         self._savepoints = 0
         self._open_tx = False            # a BEGIN was sent or is pending
         self.round_trips = 0             # the bench reads this
+        self.txid: int | None = None     # the open transaction's id, once note_txid() got it
         self._id_tables: set[str] = set()     # tables known to have an id column (lastrowid)
         self._no_id_tables: set[str] = set()
         self.connect_timeout = connect_timeout
@@ -296,8 +297,7 @@ class PgConnection:
         cur = self._pg.cursor()
         try:
             cur.execute(query, params)
-            while cur.nextset():    # the deferred control statements come first: keep the last result
-                pass
+            self._skip_to_last(cur)
         except psycopg.Error as exc:
             self._after_error()
             err = _translate_error(exc, self._pg)
@@ -318,6 +318,34 @@ class PgConnection:
         if n > 0 and cur.statusmessage and cur.statusmessage.split()[0] in ("INSERT", "UPDATE", "DELETE"):
             self.total_changes += n
         return PgCursor(cur, n)
+
+    def _skip_to_last(self, cur: psycopg.Cursor[Any]) -> None:
+        """The deferred control statements' results come first: keep the last one, noting a
+        transaction id asked for on the way (note_txid)."""
+        while True:
+            desc = cur.description
+            noted = desc is not None and len(desc) == 1 and desc[0].name == "txid_current"
+            if noted:
+                row = cur.fetchone()
+                self.txid = None if row is None else int(row[0])
+            if not cur.nextset():
+                if noted:
+                    cur.scroll(0, mode="absolute")    # the caller's own result: read it again
+                return
+
+    def note_txid(self) -> None:
+        """Ask for the transaction's id with the next round trip (``txid``); the journal
+        writer uses it to tell, after a lost connection, whether its COMMIT made it."""
+        self.txid = None
+        self._pending.append("SELECT txid_current()")
+
+    def current_txid(self) -> int:
+        """The open transaction's id, sending what is pending first if it is not known yet."""
+        if self.txid is None:
+            self._flush_pending()
+        if self.txid is None:
+            self.txid = int(self._send("SELECT txid_current()", []).fetchone()[0])
+        return self.txid
 
     def _flush_pending(self) -> None:
         if self._pending:
@@ -362,7 +390,7 @@ class PgConnection:
 
     def _run_now(self, stmt: str) -> None:
         try:
-            self._pg.execute(stmt)   # no parameters: sent as is (psycopg parses nothing)
+            self._skip_to_last(self._pg.execute(stmt))   # no parameters: sent as is
         except psycopg.Error as exc:
             self._after_error()
             raise _translate_error(exc, self._pg) from exc

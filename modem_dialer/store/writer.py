@@ -166,7 +166,6 @@ class DbWriter:
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
         self.unreachable: DatabaseFault | None = None  # PostgreSQL: the server is away right now
-        self._txid: int | None = None                   # PostgreSQL: the group's transaction
         self._results: list[tuple[bool, Any]] = []
         self._conn: Any
         if self.pg:
@@ -378,13 +377,12 @@ class DbWriter:
         """The group on PostgreSQL: the same SAVEPOINT per operation; its transaction id is
         kept so that a COMMIT whose answer is lost can be checked instead of replayed."""
         conn = self._conn
-        self._txid = None
         if conn.broken:
             conn.close()
             self._conn = conn = PgConnection(self.target)
         conn.execute("BEGIN")
-        # sent with BEGIN in one round trip; assigns the id the retry logic asks about
-        self._txid = int(conn.execute("SELECT txid_current()").fetchone()[0])
+        # travels with the group's first statement: the id the retry logic asks about
+        conn.note_txid()
         results: list[tuple[bool, Any]] = []
         for op in batch:
             conn.execute("SAVEPOINT op")
@@ -402,8 +400,8 @@ class DbWriter:
             if op.early and not op.future.done():
                 op.future.set_result(value)
         self._results = results
-        if self.spool is not None and self._txid is not None and any(op.spooled is not None for op in batch):
-            self.spool.note_commit(self._txid)   # a restart asks the server about it
+        if self.spool is not None and any(op.spooled is not None for op in batch):
+            self.spool.note_commit(conn.current_txid())   # a restart asks the server about it
         conn.execute("COMMIT")
         return results
 
@@ -411,7 +409,7 @@ class DbWriter:
         """PostgreSQL went away during the group. Wait for it (telling the listeners once),
         then find out whether the group's COMMIT made it. Returns True to run the group
         again; False when it is settled (committed after all, or given up at close)."""
-        txid, self._txid = self._txid, None
+        txid = self._conn.txid
         results, self._results = self._results, []
         if self.unreachable is None:
             self.unreachable = DatabaseFault(self.path, "unreachable", str(exc))
