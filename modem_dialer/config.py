@@ -133,13 +133,11 @@ class Config(Strict):
     @classmethod
     def _database(cls, v: str) -> str:
         if v.startswith(("postgresql://", "postgres://")):
-            from psycopg import ProgrammingError
-            from psycopg.conninfo import conninfo_to_dict
+            from .store.pg import url_problem
 
-            try:
-                conninfo_to_dict(v)
-            except ProgrammingError as exc:
-                raise ValueError(f"not a valid PostgreSQL URL ({str(exc).strip().splitlines()[0]})") from None
+            problem = url_problem(v)
+            if problem is not None:
+                raise ValueError(f"not a valid PostgreSQL URL ({problem})")
         elif "://" in v:
             raise ValueError("a SQLite file path, or a postgresql://user@host/dbname URL")
         return v

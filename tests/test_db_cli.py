@@ -120,3 +120,10 @@ async def test_db_copy_refuses_bad_sources_and_targets(tmp_path, pg):
     cfg_pg = write_config(tmp_path, pg.new_schema())
     code, _, err = await run_cli("--config", cfg_pg, "db", "copy", "--to", pg.new_schema())
     assert code == 1 and "pass --from PATH" in err
+
+
+async def test_a_bad_database_url_is_one_line_naming_the_key(tmp_path):
+    cfg = write_config(tmp_path, "postgresql://dialer@dbhost/dialer?bogus=1")
+    code, _, err = await run_cli("--config", cfg, "db", "migrate")
+    assert code == 1 and "config.yaml:1: database: not a valid PostgreSQL URL" in err and "bogus" in err
+    assert len(err.strip().splitlines()) == 1

@@ -57,9 +57,8 @@ def db_copy(ctx: click.Context, to: str, source: str | None, batch: int) -> None
     """
     from pathlib import Path
 
-    from ..store import open_db
     from ..store.copy import copy_sqlite_to_pg
-    from ..store.db import open_pg
+    from ..store.db import open_pg, open_sqlite
     from ..store.pg import is_postgres
 
     if not is_postgres(to):
@@ -73,7 +72,7 @@ def db_copy(ctx: click.Context, to: str, source: str | None, batch: int) -> None
         src_path = Path(source)
     if not src_path.is_file():
         raise UserError(f"{src_path}: no such SQLite file")
-    src = open_db(src_path)
+    src = open_sqlite(src_path)
     try:
         dst = open_pg(to)
         try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
 from .timestamps import to_ts, utc_now
+from .types import Connection
 
 
-def set_modem_state(conn: sqlite3.Connection, name: str, status: str, *, reason: str | None = None,
+def set_modem_state(conn: Connection, name: str, status: str, *, reason: str | None = None,
                     imei: str | None = None, iccid: str | None = None, seen: bool = True,
                     at: datetime | None = None) -> None:
     """Upsert the modem's row; identity fields given as None keep their last value."""
@@ -25,5 +25,5 @@ def set_modem_state(conn: sqlite3.Connection, name: str, status: str, *, reason:
         )
 
 
-def modem_states(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def modem_states(conn: Connection) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute("SELECT * FROM modem_state ORDER BY name")]

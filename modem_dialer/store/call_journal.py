@@ -20,7 +20,6 @@ Each row's time is taken when it is queued, not when the group commits.
 from __future__ import annotations
 
 import concurrent.futures
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +29,7 @@ from .journal import Journal
 from .migrations import db_file
 from .spool import decode, encode
 from .timestamps import utc_now
+from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
 
 __all__ = ["CallJournal", "DatabaseFault", "DbWriter"]
@@ -40,7 +40,7 @@ class CallJournal:
     connection, used for reads; ``writer`` is shared by every writer of the process (one is
     started on ``conn``'s file, and closed by :meth:`close`, when none is given)."""
 
-    def __init__(self, conn: sqlite3.Connection, writer: DbWriter | None = None, *,
+    def __init__(self, conn: Connection, writer: DbWriter | None = None, *,
                  clock: Callable[[], datetime] = utc_now, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S,
                  spool: str | Path | None = None) -> None:
         """``spool``: on PostgreSQL, the local file that keeps the calls' steps while the
@@ -67,7 +67,7 @@ class CallJournal:
     async def start_call(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
                          *, campaign_id: int | None = None, contact_id: int | None = None,
                          alert_id: int | None = None, caller_id: str | None = None,
-                         claim: Callable[[sqlite3.Connection], bool] | None = None) -> int | None:
+                         claim: Callable[[Connection], bool] | None = None) -> int | None:
         """The new call's id once its row is committed. With ``claim``, that function runs
         first in the same transaction; when it returns False no row is written and the
         result is None (e.g. the contact was taken by someone else)."""
@@ -152,12 +152,12 @@ class _Frozen:
     def __init__(self, t: datetime) -> None:
         self.t = t
 
-    def on(self, conn: sqlite3.Connection) -> Journal:
+    def on(self, conn: Connection) -> Journal:
         t = self.t
         return Journal(conn, lambda: t)
 
 
-def _call(conn: sqlite3.Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Any:
+def _call(conn: Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Any:
     return getattr(j.on(conn), method)(*args, **kw)
 
 
@@ -173,7 +173,7 @@ def _replay(record: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
 _SPOOLED = frozenset({"mark_dialed", "mark_answered", "event", "key", "answer", "refusal", "finish_call"})
 
 
-def _start(conn: sqlite3.Connection, j: _Frozen, claim: Callable[[sqlite3.Connection], bool] | None,
+def _start(conn: Connection, j: _Frozen, claim: Callable[[Connection], bool] | None,
            args: tuple, kw: dict[str, Any]) -> int | None:
     if claim is not None and not claim(conn):
         return None

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .compliance import Compliance
+from .types import Connection
 
 PAGE = 50
 MAX_PAGE = 500
@@ -159,7 +160,7 @@ def number_prefix(q: str) -> str | None:
 
 
 class ConsoleQueries:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     # ---- bank --------------------------------------------------------------------

@@ -23,11 +23,12 @@ from pathlib import Path
 from ..errors import UserError
 from . import migrations
 from .pg import DatabaseUnreachable, PgConnection, is_postgres, redact
+from .types import Connection
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 
-def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, migrate: bool = True) -> sqlite3.Connection:
+def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, migrate: bool = True) -> Connection:
     """Open (creating if needed) the database at ``path`` and bring its schema up to date.
 
     ``postgresql://user@host/db`` opens that PostgreSQL database instead (:func:`open_pg`).
@@ -43,7 +44,13 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     Raises UserError naming the file when it cannot be opened or is not a database.
     """
     if is_postgres(path):
-        return open_pg(str(path), migrate=migrate)  # type: ignore[return-value]  # the same surface
+        return open_pg(str(path), migrate=migrate)
+    return open_sqlite(path, busy_timeout_ms=busy_timeout_ms, migrate=migrate)
+
+
+def open_sqlite(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+                migrate: bool = True) -> sqlite3.Connection:
+    """open_db for a SQLite file (``db copy`` reads one whatever the config says)."""
     p = Path(path)
     if not p.parent.is_dir():
         raise UserError(f"database {p}: directory {p.parent} does not exist")

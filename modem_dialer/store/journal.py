@@ -9,7 +9,6 @@ committed (and fsynced, ``synchronous=FULL``) before it returns.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +16,7 @@ from typing import Any
 
 from .dialect import dialect_of
 from .timestamps import from_ts, to_ts, utc_now
+from .types import Connection
 
 OUTCOMES = frozenset(
     {"answered", "busy", "no_answer", "rejected", "invalid_number", "failed", "machine", "interrupted",
@@ -42,7 +42,7 @@ class OutboundUsage:
 class Journal:
     """Call journal on an open connection (see ``db.open_db``)."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 

@@ -50,6 +50,17 @@ def is_postgres(target: object) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
+def url_problem(dsn: str) -> str | None:
+    """What libpq would refuse in a ``postgresql://`` URL (the config checks it at load), or None."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
 def redact(dsn: str) -> str:
     """The DSN without its password, for messages and logs."""
     return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", dsn)

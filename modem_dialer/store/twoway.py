@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .timestamps import to_ts, utc_now
+from .types import Connection
 
 INBOUND_ACTIONS = frozenset({"answered", "rejected", "missed", "busy", "failed"})
 
@@ -43,7 +43,7 @@ class OutboxItem:
 
 
 class Inbound:
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 
@@ -102,7 +102,7 @@ class Inbound:
 class Outbox:
     """Webhook events waiting for delivery, one row per (event, target URL)."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 
