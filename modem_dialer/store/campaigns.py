@@ -320,7 +320,8 @@ class Campaigns:
             " FROM calls WHERE campaign_id = ?", (campaign_id,)).fetchone()
         by_modem = [(m, i, o, int(n)) for m, i, o, n in q(
             "SELECT modem, iccid, outcome, COUNT(*) FROM calls WHERE campaign_id = ?"
-            " GROUP BY modem, iccid, outcome ORDER BY modem", (campaign_id,))]
+            " GROUP BY modem, iccid, outcome"
+            " ORDER BY modem, iccid NULLS FIRST, outcome NULLS FIRST", (campaign_id,))]
         per_hour = dict(q("SELECT substr(created_at, 1, 13) || ':00Z', COUNT(*) FROM calls WHERE campaign_id = ?"
                           " GROUP BY 1 ORDER BY 1", (campaign_id,)).fetchall())
         outcomes = dict(q("SELECT COALESCE(outcome, 'open'), COUNT(*) FROM calls WHERE campaign_id = ? GROUP BY 1",
