@@ -121,3 +121,42 @@ async def test_database_stopped_mid_campaign_holds_then_resumes(make_bank, tmp_p
     during = [t for t in dialed if stopped_at + timedelta(seconds=0.5) < t < restart_at]
     assert during == [], during
     watch.close()
+
+
+async def test_serve_on_postgresql_runs_a_campaign_and_an_alert(make_bank, tmp_path, pg):
+    """`serve` (the service in-process: HTTP API, bank, alert runner, campaigns) on PostgreSQL."""
+    from test_service_alerts import ALICE, TOKEN, Api, acked, alerting
+    from test_service_campaign import finished, wait_campaign
+
+    from modem_dialer.config import load_config
+    from modem_dialer.service.service import Service
+
+    dsn = pg.new_schema()
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1), numbers={
+        ALICE: Callee(answer_after=0.1, keys=[(0.4, "1")])}), n=2)
+    nums = [f"+3361333{i:04d}" for i in range(6)]
+    _, camp = setup(tmp_path, bank, nums, message_s=0.3)
+    doc = yaml.safe_load(bank.config_yaml(database=dsn))
+    doc["alerting"] = alerting(api={"port": 0, "token": TOKEN})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    svc = Service(load_config(str(tmp_path / "config.yaml")), port=0, min_ring_timeout=1.0)
+    svc.campaigns.poll = 0.2
+    await svc.start()
+    try:
+        api = Api(svc, TOKEN)
+        status, r = await api.req("POST", "/v1/campaigns", {"file": str(camp)})
+        assert status == 202 and r["started"] is True, r
+        status, a = await api.req("POST", "/v1/alerts", {"text": "Disk full on db1", "dedup_key": "db1-disk"})
+        assert status == 202 and a["created"] is True, a
+        got = await api.wait_alert(a["id"], acked)
+        assert got["acknowledged_by"] == f"alice {ALICE}"
+        c = await wait_campaign(api, "test", finished, timeout=60)
+        assert c["statuses"] == {"answered": len(nums)}
+        _, modems = await api.req("GET", "/v1/modems")
+        assert sum(sum(m["calls"].values()) for m in modems) == len(nums) + 1
+    finally:
+        await svc.stop()
+    conn = open_db(dsn)
+    assert conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0
+    assert conn.execute("SELECT status FROM alerts WHERE id = ?", (a["id"],)).fetchone()[0] == "acknowledged"
+    conn.close()
