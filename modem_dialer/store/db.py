@@ -123,3 +123,22 @@ def write_lock_error(path: Path) -> str | None:
     except sqlite3.Error as exc:
         return str(exc)
     return None
+
+
+def server_problem(dsn: str) -> str | None:
+    """Can this process write to the PostgreSQL database at ``dsn``? None if so, else why
+    (``modem-dialer doctor``; nothing is changed)."""
+    try:
+        conn = PgConnection(dsn, connect_timeout=5)
+    except DatabaseUnreachable as exc:
+        return str(exc)
+    try:
+        if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            return "a read-only standby (point 'database:' at the primary)"
+        if conn.execute("SELECT current_setting('transaction_read_only')").fetchone()[0] == "on":
+            return "read-only for this user"
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        conn.close()
+    return None
