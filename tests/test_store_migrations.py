@@ -129,8 +129,14 @@ def test_to_postgres_types_forward_keys_and_refusals():
     # b does not exist yet when a is created: the key is added at the end
     assert "REFERENCES b(id)" not in ddl.split(";")[0]
     assert ddl.rstrip().endswith("ALTER TABLE a ADD FOREIGN KEY (b_id) REFERENCES b(id) ON DELETE SET NULL;")
+    # a table rebuilt the SQLite way (new table, copy, drop, rename) passes as written
+    rebuilt = to_postgres("CREATE TABLE t2 (k TEXT PRIMARY KEY);\nINSERT INTO t2 (k) SELECT k FROM t;\n"
+                          "DROP TABLE t;\nALTER TABLE t2 RENAME TO t;")
+    assert rebuilt.endswith("INSERT INTO t2 (k) SELECT k FROM t;\nDROP TABLE t;\nALTER TABLE t2 RENAME TO t;")
     with pytest.raises(ValueError, match="postgres="):
         to_postgres("CREATE TRIGGER g BEFORE DELETE ON t BEGIN SELECT 1; END;")
+    with pytest.raises(ValueError, match="postgres="):
+        to_postgres("ALTER TABLE t DROP COLUMN k;")
     with pytest.raises(ValueError, match="postgres="):
         Step(9, "a function", lambda c: None).for_postgres()
 
