@@ -7,7 +7,19 @@ import itertools
 import json
 
 import yaml
-from test_campaign_run import ANSWER, BUSY, INVALID, KEYS, NOANS, OPTOUT, SUPP, contacts, run_cli, setup
+from test_campaign_run import (
+    ANSWER,
+    BUSY,
+    INVALID,
+    KEYS,
+    NOANS,
+    OPTOUT,
+    OUTCOMES,
+    SUPP,
+    contacts,
+    run_cli,
+    setup,
+)
 
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import from_ts, open_db
@@ -17,14 +29,7 @@ FINAL = {"answered", "exhausted", "invalid", "opted_out", "suppressed", "refused
 
 async def test_campaign_run_on_postgresql(make_bank, tmp_path, pg):
     dsn = pg.new_schema()
-    sc = Scenario(default=Callee("answer", answer_after=0.1), numbers={
-        BUSY: Callee("busy", end_after=0.1),
-        NOANS: Callee("no_answer", end_after=0.2),
-        INVALID: Callee("invalid", end_after=0.1),
-        OPTOUT: Callee("answer", answer_after=0.1, keys=[(0.1, "9")]),
-        KEYS: Callee("answer", answer_after=0.1, keys=[(0.05, "1"), (0.1, "2")]),
-    })
-    bank = await make_bank("quectel,simcom", sc, n=4)
+    bank = await make_bank("quectel,simcom", OUTCOMES, n=4)
     nums = [ANSWER, BUSY, NOANS, INVALID, OPTOUT, SUPP, KEYS]
     extra = [f"+3361111{i:04d}" for i in range(20)]      # keep four lines busy for a while
     cfg, camp = setup(tmp_path, bank, nums + extra, message_s=0.3, extra=(

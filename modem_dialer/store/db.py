@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import UserError
 from . import migrations
@@ -26,6 +28,7 @@ from .pg import DatabaseUnreachable, PgConnection, is_postgres, redact
 from .types import Connection
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+C = TypeVar("C", sqlite3.Connection, PgConnection)
 
 
 def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, migrate: bool = True) -> Connection:
@@ -61,7 +64,8 @@ def open_sqlite(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT
         conn = sqlite3.connect(p, isolation_level="IMMEDIATE", timeout=busy_timeout_ms / 1000)
     except sqlite3.Error as exc:
         raise UserError(f"database {p}: cannot open ({exc})") from None
-    try:
+
+    def setup() -> None:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -69,11 +73,20 @@ def open_sqlite(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT
             raise UserError(f"database {p}: cannot switch to WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+    return _ready(conn, str(p), setup, migrate)
+
+
+def _ready(conn: C, name: str, setup: Callable[[], None] | None, migrate: bool) -> C:
+    """Run ``setup`` and the migrations on a new connection; on failure close it and raise
+    UserError naming the database."""
+    try:
+        if setup is not None:
+            setup()
         if migrate:
             migrations.migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise UserError(f"database {p}: cannot use it ({exc})") from None
+        raise UserError(f"database {name}: cannot use it ({exc})") from None
     except BaseException:
         conn.close()
         raise
@@ -87,16 +100,7 @@ def open_pg(dsn: str, *, migrate: bool = True) -> PgConnection:
         conn = PgConnection(dsn)
     except DatabaseUnreachable as exc:
         raise UserError(f"database {redact(dsn)}: {exc}") from None
-    try:
-        if migrate:
-            migrations.migrate(conn)
-    except sqlite3.DatabaseError as exc:
-        conn.close()
-        raise UserError(f"database {redact(dsn)}: cannot use it ({exc})") from None
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return _ready(conn, redact(dsn), None, migrate)
 
 
 def _create_private(p: Path) -> None:

@@ -354,22 +354,7 @@ class DbWriter:
     def _attempt(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
-        results: list[tuple[bool, Any]] = []
-        for op in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                value = op.fn(conn, *op.args)
-            except Exception as exc:
-                if _db_level(exc):
-                    raise
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((False, exc))
-                continue
-            conn.execute("RELEASE op")
-            results.append((True, value))
-            if op.early and not op.future.done():
-                op.future.set_result(value)
+        results = _run_ops(conn, batch, _db_level)
         conn.execute("COMMIT")
         return results
 
@@ -383,22 +368,7 @@ class DbWriter:
         conn.execute("BEGIN")
         # travels with the group's first statement: the id the retry logic asks about
         conn.note_txid()
-        results: list[tuple[bool, Any]] = []
-        for op in batch:
-            conn.execute("SAVEPOINT op")
-            try:
-                value = op.fn(conn, *op.args)
-            except DatabaseUnreachable:
-                raise
-            except Exception as exc:
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((False, exc))
-                continue
-            conn.execute("RELEASE op")
-            results.append((True, value))
-            if op.early and not op.future.done():
-                op.future.set_result(value)
+        results = _run_ops(conn, batch, lambda exc: isinstance(exc, DatabaseUnreachable))
         self._results = results
         if self.spool is not None and any(op.spooled is not None for op in batch):
             self.spool.note_commit(conn.current_txid())   # a restart asks the server about it
@@ -448,18 +418,23 @@ class DbWriter:
         batch[:] = rest
         return bool(rest)
 
-    def _spool_waiting(self, batch: list[_Op]) -> None:
-        """While the server is away: take what was queued since into the waiting group, and
-        write the journal steps of the group to the local spool (durable on this box)."""
+    def _take_queued(self) -> list[_Op]:
+        """Everything queued now, without waiting; a stop request stays queued for the main loop."""
+        out: list[_Op] = []
         while True:
             try:
                 nxt = self._q.get_nowait()
             except queue.Empty:
-                break
+                return out
             if nxt is _STOP:
-                self._q.put(_STOP)      # seen by the main loop once this group is settled
-                break
-            batch.append(nxt)  # type: ignore[arg-type]
+                self._q.put(_STOP)
+                return out
+            out.append(nxt)  # type: ignore[arg-type]
+
+    def _spool_waiting(self, batch: list[_Op]) -> None:
+        """While the server is away: take what was queued since into the waiting group, and
+        write the journal steps of the group to the local spool (durable on this box)."""
+        batch += self._take_queued()
         if self.spool is None:
             return
         new = [op for op in batch if op.record is not None and op.spooled is None]
@@ -517,16 +492,7 @@ class DbWriter:
                 op.future.set_exception(fault)
         if self.fault is not None:
             # nothing more can be written: fail what is queued too, now (callers are waiting)
-            rest: list[_Op] = []
-            while True:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    self._q.put(_STOP)
-                    break
-                rest.append(nxt)  # type: ignore[arg-type]
+            rest = self._take_queued()
             self._done(len(rest))
             for op in rest:
                 op.future.set_exception(fault)
@@ -537,6 +503,29 @@ class DbWriter:
                 cb(fault)
             except Exception:
                 log.exception("database fault listener failed")
+
+
+def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]) -> list[tuple[bool, Any]]:
+    """Each operation of the group in its own SAVEPOINT: one that raises is rolled back alone
+    (its result is the exception), unless ``fatal`` says the error is about the database:
+    then it propagates and the whole group is retried or failed. Early reads resolve here."""
+    results: list[tuple[bool, Any]] = []
+    for op in batch:
+        conn.execute("SAVEPOINT op")
+        try:
+            value = op.fn(conn, *op.args)
+        except Exception as exc:
+            if fatal(exc):
+                raise
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            results.append((False, exc))
+            continue
+        conn.execute("RELEASE op")
+        results.append((True, value))
+        if op.early and not op.future.done():
+            op.future.set_result(value)
+    return results
 
 
 def _noop(conn: sqlite3.Connection) -> None:
