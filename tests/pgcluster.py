@@ -114,6 +114,24 @@ def _owner_prefix() -> list[str]:
     return ["runuser", "-u", "postgres", "--"]
 
 
+def _reap_orphans(b: Path, prefix: list[str]) -> None:
+    """Stop and remove the clusters of test processes that died without their teardown (an
+    xdist worker killed by the controller): their servers would run on forever."""
+    for owner in Path(tempfile.gettempdir()).glob("md-pg-*/owner"):
+        try:
+            os.kill(int(owner.read_text()), 0)
+            continue                        # its process is alive: not ours to touch
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            continue
+        data = owner.parent / "data"
+        if (data / "postmaster.pid").exists():
+            subprocess.run([*prefix, str(b / "pg_ctl"), "stop", "-m", "immediate", "-D", str(data)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        shutil.rmtree(owner.parent, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def pg_cluster(*, durable: bool = False) -> Iterator[PgCluster]:
     """Start a private cluster; stop it and remove its files on exit, whatever happened.
@@ -123,10 +141,12 @@ def pg_cluster(*, durable: bool = False) -> Iterator[PgCluster]:
         raise RuntimeError("PostgreSQL server binaries not found in /usr/lib/postgresql/*/bin "
                            "(scripts/setup.sh installs Debian's postgresql)")
     prefix = _owner_prefix()
+    _reap_orphans(b, prefix)
     # not under pytest's tmp_path: its parents are 0700 root, which the postgres user cannot enter
     d = Path(tempfile.mkdtemp(prefix="md-pg-"))
     cluster = PgCluster(d, b, prefix)
     try:
+        (d / "owner").write_text(str(os.getpid()))
         cluster.socket_dir.mkdir()
         if prefix:
             d.chmod(0o755)
