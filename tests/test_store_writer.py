@@ -149,3 +149,39 @@ def test_database_wal_and_shm_are_private(tmp_path):
         conn.close()
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("answered", [True, False])
+async def test_the_row_as_queued_is_the_row_committed(tmp_path, answered):
+    # get_call(committed=False) answers from what was queued (no round trip through the
+    # writer, so a campaign line is free at once): it must be what the writer commits
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    call_id = await j.start_call("+33612345678", "gsm0", "867698041234561", "89330123456789012345")
+    assert call_id is not None
+    j.mark_dialed(call_id)
+    if answered:
+        j.mark_answered(call_id)
+        j.key(call_id, "1", "inband")
+        j.key(call_id, "#", "urc")
+        j.finish_call_nowait(call_id, "answered", cause=16, hangup_by="dialer", duration_s=1.25)
+    else:
+        j.finish_call_nowait(call_id, "no_answer", cause_text="no answer within 45 s", hangup_by="dialer")
+    queued = await j.get_call(call_id, committed=False)
+    committed = await j.get_call(call_id)
+    assert queued["outcome"] == ("answered" if answered else "no_answer")
+    assert {k: committed[k] for k in queued} == queued
+    await j.aclose()
+
+
+async def test_a_step_the_journal_refuses_is_read_back_from_the_writer(tmp_path):
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    call_id = await j.start_call("+33612345678", "gsm0")
+    assert call_id is not None
+    bad = j.finish_call_nowait(call_id, "exploded")
+    row = await j.get_call(call_id, committed=False)
+    assert row["outcome"] is None          # what the database holds, not what was asked
+    with pytest.raises(ValueError):
+        bad.result(5)
+    await j.aclose()

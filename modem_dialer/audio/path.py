@@ -68,6 +68,10 @@ class Taken:
         return np.frombuffer(self.frame, dtype="<i2").astype(np.int16, copy=False)
 
 
+# The frame sent when no prompt is queued. Shared: never mutated (``finished`` stays empty).
+IDLE = Taken(SILENCE_BYTES)
+
+
 class PlayQueue:
     """Prompts waiting to be played, prepared ahead as whole 320-byte frames (the last one
     zero-padded), so that the real-time thread taking them does no conversion."""
@@ -90,10 +94,13 @@ class PlayQueue:
         return fut
 
     def take(self) -> Taken:
-        """The next frame: prompt audio if any is queued, else silence (the same object)."""
+        """The next frame: prompt audio if any is queued, else :data:`IDLE` (silence, always
+        the same object: the audio thread's idle tick allocates nothing)."""
+        if not self._items:       # a racing put() is seen at the next tick
+            return IDLE
         with self._lock:
             if not self._items:
-                return Taken(SILENCE_BYTES)
+                return IDLE
             item = self._items[0]
             started = item if item.pos == 0 else None
             frame = item.data[item.pos : item.pos + FRAME_BYTES]
@@ -109,6 +116,9 @@ class PlayQueue:
             items = list(self._items)
             self._items.clear()
         return items
+
+    def __bool__(self) -> bool:
+        return bool(self._items)     # no lock: a deque's length is read atomically
 
     def __len__(self) -> int:
         with self._lock:
@@ -145,6 +155,11 @@ class AudioPath(ABC):
         # audio thread's model of what is still buffered downstream (see drain()).
         self.prompt_played_until = 0.0
         self.error: BaseException | None = None
+        # Whether the audio thread sends silence while no prompt is queued. The call layer
+        # clears it between calls (a line has nobody to hear, and 64 idle serial ports cost
+        # 3,200 writes a second) and sets it while a call is answered; a queued prompt is
+        # always played. Only serial ports act on it (a sound card's stream runs anyway).
+        self.keep_fed = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: PlayQueue | None = None
         self.ended: asyncio.Future[BaseException | None] | None = None
