@@ -332,10 +332,13 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path) -> d
     threads["(threads that ended)"] = cpu - sum(v for k, v in threads.items() if not k.endswith("(sys)"))
     late = sum(getattr(line.audio, "late_frames", 0) for line in lines)
     await asyncio.gather(*(line.close() for line in lines))
-    await ctrl.close()
     n = conn.execute("SELECT COUNT(*) FROM calls WHERE outcome = 'answered' AND hangup_by = 'dialer'").fetchone()[0]
     breakdown(conn, args.answer + args.message)
     timeline.report(args.answer, args.message)
+    await ctrl.close()
+    w = ctrl.journal.writer
+    print(f"journal writer: {w.ops_committed:,} writes in {w.commits:,} commits "
+          f"({w.ops_committed / max(1, w.commits):.1f} per commit, {w.commits / args.calls:.2f} commits per call)")
     return {"makespan": makespan, "cpu": cpu, "ctrl_cpu": ctrl.cpu, "answered": n, "lines": len(lines),
             "late_frames": late, "threads": threads}
 

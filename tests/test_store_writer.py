@@ -185,3 +185,30 @@ async def test_a_step_the_journal_refuses_is_read_back_from_the_writer(tmp_path)
     with pytest.raises(ValueError):
         bad.result(5)
     await j.aclose()
+
+
+async def test_writes_queued_while_a_group_runs_share_its_commit(tmp_path):
+    # a call row queued while the writer runs a group rides in that group's COMMIT (one
+    # fsync) instead of waiting for it and then paying its own
+    import threading
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    running, release = threading.Event(), threading.Event()
+
+    def slow(c) -> None:
+        running.set()
+        release.wait(10)
+    try:
+        await j.flush()
+        before = j.writer.commits
+        j.submit(slow)
+        assert await asyncio.to_thread(running.wait, 10)
+        late = asyncio.ensure_future(j.start_call("+33612345678", "gsm0"))
+        await asyncio.sleep(0.05)                      # queued while the group runs
+        release.set()
+        assert await late is not None
+        assert j.writer.commits == before + 1
+    finally:
+        release.set()
+        j.close()
+        conn.close()

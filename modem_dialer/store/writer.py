@@ -53,6 +53,10 @@ LOCK_WARN_EVERY_S = 5.0
 DEFAULT_LOCK_LIMIT_S = 60.0
 # An upper bound on one group (keeps one transaction's memory and lock time bounded).
 MAX_BATCH = 2000
+# Writes queued while a group runs join it before its COMMIT; after the first look, further
+# late writes are taken for at most this long (then the group commits and they go in the
+# next one): a steady stream cannot hold a commit off.
+JOIN_LATE_S = 0.02
 
 # SQLite primary result codes that are about the database as a whole, not one operation
 _BUSY = {5, 6}                      # SQLITE_BUSY, SQLITE_LOCKED
@@ -144,6 +148,7 @@ class DbWriter:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
+        self._stop = False                          # the writer thread saw close()'s stop mark
         try:
             self._conn = sqlite3.connect(self.path, factory=BatchConnection, isolation_level=None,
                                          timeout=busy_timeout_s, check_same_thread=False)
@@ -228,26 +233,28 @@ class DbWriter:
 
     # ---- the writer thread -------------------------------------------------------------
     def _main(self) -> None:
-        stop = False
-        while not stop:
+        while not self._stop:
             first = self._q.get()
             batch: list[_Op] = []
             if first is _STOP:
-                stop = True
+                self._stop = True
             else:
                 batch.append(first)  # type: ignore[arg-type]
             # everything queued while the previous commit's fsync ran joins this group
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    continue
-                batch.append(nxt)  # type: ignore[arg-type]
+            self._take_queued(batch)
             if batch:
                 self._commit(batch)
+
+    def _take_queued(self, batch: list[_Op]) -> None:
+        while len(batch) < MAX_BATCH:
+            try:
+                nxt = self._q.get_nowait()
+            except queue.Empty:
+                return
+            if nxt is _STOP:
+                self._stop = True
+                continue
+            batch.append(nxt)  # type: ignore[arg-type]
 
     def _done(self, n: int) -> None:
         with self._pending_lock:
@@ -308,10 +315,27 @@ class DbWriter:
                 op.future.set_exception(value)
 
     def _attempt(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        """Run ``batch`` in one transaction and commit. Writes queued while it ran join it
+        before the COMMIT (appended to ``batch``): they share its fsync instead of waiting
+        for it and paying one of their own, which matters most for a call row waited for
+        before ATD."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         results: list[tuple[bool, Any]] = []
-        for op in batch:
+        i = 0
+        until: float | None = None       # set at the first look for late writes
+        while True:
+            if i == len(batch):
+                now = time.monotonic()
+                if until is None:
+                    until = now + JOIN_LATE_S
+                elif now > until:
+                    break
+                self._take_queued(batch)
+                if i == len(batch):
+                    break
+            op = batch[i]
+            i += 1
             conn.execute("SAVEPOINT op")
             try:
                 value = op.fn(conn, *op.args)
