@@ -7,7 +7,9 @@ Same steps as :class:`~.journal.Journal` (whose SQL it runs, on the writer's con
   dies while the modem dials).
 - ``mark_dialed``, ``mark_answered``, ``event``, ``key``, ``answer``, ``refusal`` queue
   their row and return at once (a future the caller may keep); they commit in order,
-  grouped with other lines' rows (one fsync for many).
+  grouped with other lines' rows (one fsync for many). The state marks, events and
+  ``finish_call_nowait`` are *lazy* (DbWriter.submit): they wait for the next write
+  someone waits for (at most LAZY_COMMIT_S); keys, answers and refusals commit at once.
 - ``await finish_call(...)`` returns once the outcome is committed, together with every
   row queued before it; ``await flush()`` waits for everything queued so far.
 - Reads: ``get_call`` goes through the writer (it sees the rows still queued), except
@@ -55,10 +57,11 @@ class CallJournal:
         t = at if at is not None else self.clock()
         return _Frozen(t)
 
-    def _put(self, method: str, at: datetime | None, *args: Any, **kw: Any) -> concurrent.futures.Future:
+    def _put(self, method: str, at: datetime | None, *args: Any, lazy: bool = False,
+             **kw: Any) -> concurrent.futures.Future:
         j = self._at(at)
         self._ledger.note(method, j.t, args, kw)
-        return self.writer.submit(_call, j, method, args, kw)
+        return self.writer.submit(_call, j, method, args, kw, lazy=lazy)
 
     # ---- awaited: order or ids matter ---------------------------------------------------
     async def start_call(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
@@ -78,10 +81,12 @@ class CallJournal:
     async def finish_call(self, call_id: int, outcome: str, **kw: Any) -> bool:
         """Close the call with its outcome (see Journal.finish_call); returns once committed."""
         import asyncio
-        return await asyncio.wrap_future(self.finish_call_nowait(call_id, outcome, **kw))
+        return await asyncio.wrap_future(self._put("finish_call", kw.get("ended_at"), call_id, outcome, **kw))
 
     def finish_call_nowait(self, call_id: int, outcome: str, **kw: Any) -> concurrent.futures.Future:
-        return self._put("finish_call", kw.get("ended_at"), call_id, outcome, **kw)
+        """Queue the outcome (lazy: committed with the next write someone waits for, e.g.
+        the next call row, or within LAZY_COMMIT_S)."""
+        return self._put("finish_call", kw.get("ended_at"), call_id, outcome, lazy=True, **kw)
 
     async def get_call(self, call_id: int, *, committed: bool = True) -> dict[str, Any]:
         """The call row with its keys, including rows still queued (read through the writer).
@@ -101,13 +106,13 @@ class CallJournal:
 
     # ---- queued: return at once, commit in order -------------------------------------
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
-        return self._put("mark_dialed", at, call_id)
+        return self._put("mark_dialed", at, call_id, lazy=True)
 
     def mark_answered(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
-        return self._put("mark_answered", at, call_id)
+        return self._put("mark_answered", at, call_id, lazy=True)
 
     def event(self, call_id: int, kind: str, **data: Any) -> concurrent.futures.Future:
-        return self._put("event", None, call_id, kind, **data)
+        return self._put("event", None, call_id, kind, lazy=True, **data)
 
     def key(self, call_id: int, key: str, source: str, at: datetime | None = None) -> concurrent.futures.Future:
         return self._put("key", at, call_id, key, source)
@@ -120,9 +125,10 @@ class CallJournal:
         """Queued after whatever the caller queued before (suppression first, A.5.4)."""
         return self._put("refusal", None, call_id, source)
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
-        """Any other store write, ``fn(conn, *args)``, in the same order as the call rows."""
-        return self.writer.submit(fn, *args)
+    def submit(self, fn: Callable[..., Any], *args: Any, lazy: bool = False) -> concurrent.futures.Future:
+        """Any other store write, ``fn(conn, *args)``, in the same order as the call rows
+        (``lazy``: see DbWriter.submit)."""
+        return self.writer.submit(fn, *args, lazy=lazy)
 
     # ---- committed reads on the caller's connection ------------------------------------
     def calls(self, **kw: Any) -> list[dict[str, Any]]:

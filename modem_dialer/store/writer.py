@@ -53,6 +53,10 @@ LOCK_WARN_EVERY_S = 5.0
 DEFAULT_LOCK_LIMIT_S = 60.0
 # An upper bound on one group (keeps one transaction's memory and lock time bounded).
 MAX_BATCH = 2000
+# A group of lazy steps only (submit(lazy=True)) waits this long for a write that someone
+# waits for before it commits on its own. A kill -9 may lose lazy steps queued this recently
+# (never a committed one, never the call row written before ATD).
+LAZY_COMMIT_S = 0.05
 # Writes queued while a group runs join it before its COMMIT; after the first look, further
 # late writes are taken for at most this long (then the group commits and they go in the
 # next one): a steady stream cannot hold a commit off.
@@ -127,6 +131,8 @@ class _Op:
     args: tuple[Any, ...]
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     early: bool = False     # a read: resolved as soon as it ran, before the group's COMMIT
+    lazy: bool = False      # nobody waits for it: committed with the next write that is waited
+                            # for, or LAZY_COMMIT_S after it was queued
 
 
 _STOP = object()
@@ -163,15 +169,22 @@ class DbWriter:
         self._thread.start()
 
     # ---- the loop side -----------------------------------------------------------------
-    def submit(self, fn: Callable[..., T], *args: Any, early: bool = False) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, early: bool = False,
+               lazy: bool = False) -> concurrent.futures.Future[T]:
         """Queue ``fn(conn, *args)`` (run on the writer's connection, in order). The future
         resolves with its result once committed, or with its exception. Fire-and-forget
         callers may drop it: a fault reaches the listeners anyway.
 
         ``early``: for a read that must see what was queued before it but need not wait
         for the fsync (the rows it sees are committed with the same group, or the group
-        fails and the listeners hear it)."""
-        op = _Op(fn, args, early=early)
+        fails and the listeners hear it).
+        ``lazy``: a step nobody waits for (a call's state marks and events): it does not
+        start a commit of its own, it rides with the next write someone waits for (the
+        next call row, a key, a flush) or is committed LAZY_COMMIT_S after it was queued.
+        Fewer commits (each costs an fsync and CPU), and a waited-for write more often
+        finds the writer idle rather than in the middle of an fsync.
+        """
+        op = _Op(fn, args, early=early, lazy=lazy)
         if self.fault is not None:
             op.future.set_exception(self.fault)
             return op.future
@@ -242,8 +255,30 @@ class DbWriter:
                 batch.append(first)  # type: ignore[arg-type]
             # everything queued while the previous commit's fsync ran joins this group
             self._take_queued(batch)
+            if batch and all(op.lazy for op in batch):
+                self._wait_for_a_waited_write(batch)
             if batch:
                 self._commit(batch)
+
+    def _wait_for_a_waited_write(self, batch: list[_Op]) -> None:
+        """Only lazy steps queued: hold them until a write someone waits for comes (it
+        takes them along), the stop mark, or LAZY_COMMIT_S."""
+        deadline = time.monotonic() + LAZY_COMMIT_S
+        while not self._stop and len(batch) < MAX_BATCH:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                nxt = self._q.get(timeout=remaining)
+            except queue.Empty:
+                return
+            if nxt is _STOP:
+                self._stop = True
+                return
+            batch.append(nxt)  # type: ignore[arg-type]
+            self._take_queued(batch)
+            if not all(op.lazy for op in batch):
+                return
 
     def _take_queued(self, batch: list[_Op]) -> None:
         while len(batch) < MAX_BATCH:
