@@ -212,3 +212,36 @@ async def test_writes_queued_while_a_group_runs_share_its_commit(tmp_path):
         release.set()
         j.close()
         conn.close()
+
+
+async def test_lazy_steps_ride_with_the_next_waited_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(W, "LAZY_COMMIT_S", 10.0)     # only a waited-for write can commit them
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    try:
+        call_id = await j.start_call("+33612345678", "gsm0")
+        assert call_id is not None
+        before = j.writer.commits
+        marks = [j.mark_dialed(call_id), j.event(call_id, "state", state="ringing"), j.mark_answered(call_id)]
+        await asyncio.sleep(0.2)
+        assert not any(f.done() for f in marks)      # no commit of their own
+        await j.start_call("+33612345679", "gsm1")   # the next call row takes them along
+        assert all(f.done() and f.exception() is None for f in marks)
+        assert j.writer.commits == before + 1
+    finally:
+        j.close()
+        conn.close()
+
+
+async def test_lazy_steps_alone_commit_soon(tmp_path, monkeypatch):
+    monkeypatch.setattr(W, "LAZY_COMMIT_S", 0.05)
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    try:
+        call_id = await j.start_call("+33612345678", "gsm0")
+        assert call_id is not None
+        await asyncio.wait_for(asyncio.wrap_future(j.mark_dialed(call_id)), 5)
+        assert conn.execute("SELECT started_at FROM calls WHERE id = ?", (call_id,)).fetchone()[0]
+    finally:
+        j.close()
+        conn.close()
