@@ -157,7 +157,8 @@ def _resolve(item: _Item, result: PlayResult | BaseException) -> None:
 class AudioPath(ABC):
     """Playback and capture for one modem's voice channel, 8 kHz mono int16, 20 ms frames.
 
-    ``on_capture(frame)`` receives each captured 160-sample frame of the callee's direction.
+    ``on_capture(frame)`` receives each captured 160-sample frame of the callee's direction
+    (possibly a read-only array: copy it to change it).
     ``ended`` resolves (with the error, or None on close) when the path stops.
     """
 

@@ -263,13 +263,17 @@ class SerialPcm(AudioPath):
     # -- loop thread --
 
     def _drain_captured(self) -> None:
-        while self._captured and self.running:
-            self._received(self._captured.popleft())
+        if not self.running:
+            return
+        captured = self._captured
+        while captured:
+            self._received(captured.popleft())
 
     def _received(self, data: bytes) -> None:
         if not self._rbuf and len(data) == FRAME_BYTES:
             # the usual read: exactly one frame (the modem sends one every 20 ms)
-            self._deliver(np.frombuffer(bytearray(data), dtype="<i2").astype(np.int16, copy=False))
+            # (a read-only view of the bytes read: consumers copy what they keep or change)
+            self._deliver(np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False))
             return
         self._rbuf += data
         n = len(self._rbuf) // FRAME_BYTES * FRAME_BYTES

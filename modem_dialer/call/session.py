@@ -128,8 +128,9 @@ class ActiveCall:
         if self._detector is not None:
             for key, _ in self._detector.feed(frame):
                 self.key_arrived(key, "inband")
-        for cb in list(self.capture_listeners):
-            cb(frame)
+        if self.capture_listeners:
+            for cb in list(self.capture_listeners):
+                cb(frame)
 
     async def play(self, samples: np.ndarray, *, name: str = "prompt", barge_in: bool = False) -> str | None:
         """Play a prompt to the callee. With ``barge_in`` a key stops it and is returned
