@@ -150,7 +150,11 @@ class PcmWriter:
                 if port._loop is not None:
                     got.setdefault(port._loop, []).append(port)
             elif not port._reading:
-                self._unwatch(fd)       # lost: its error is posted, poll would spin on it
+                # lost: its error is posted to its loop; drop it here and now (poll would spin
+                # on it, and a loop that ended meanwhile would never release it)
+                self._unwatch(fd)
+                if port in self._ports:
+                    self._ports.remove(port)
         for loop, ports in got.items():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(_deliver_captured, ports)
@@ -231,7 +235,7 @@ class SerialPcm(AudioPath):
         except OSError as exc:
             self._writing = False
             self._post(self._lost, exc)
-            return
+            return                           # the next read fails too and drops the port
         self._pending = data[n:]
         if n == 0:
             self.skipped_frames += 1
