@@ -4,8 +4,9 @@ Raw S16LE mono 8 kHz in 320-byte frames both ways (modems.md §5).
 
 Playback does not run on the event loop: one real-time writer thread (:class:`PcmWriter`)
 serves every serial PCM port of the process and writes one frame per port at each absolute
-deadline ``t0 + n * 20 ms`` (no drift), silence whenever no prompt is queued (Huawei
-modems must be fed continuously). Frames are prepared ahead by ``play()`` (the queue holds
+deadline ``t0 + n * 20 ms`` (no drift), silence whenever no prompt is queued during a
+call (Huawei modems must be fed continuously; ``keep_fed``, set by the call layer while a
+call is answered: between calls nothing is written). Frames are prepared ahead by ``play()`` (the queue holds
 wire bytes), so a tick is a slice and a non-blocking ``write`` per port. A slow commit, a
 garbage collection or a burst of URCs stalls the loop, not this thread: the GIL is
 released by every blocking call the loop makes (fsync, sleep, select), and a thread
