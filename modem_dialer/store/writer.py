@@ -266,30 +266,34 @@ class DbWriter:
         deadline = time.monotonic() + LAZY_COMMIT_S
         while not self._stop and len(batch) < MAX_BATCH:
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            nxt = self._next(remaining) if remaining > 0 else None
+            if nxt is None:
                 return
-            try:
-                nxt = self._q.get(timeout=remaining)
-            except queue.Empty:
-                return
-            if nxt is _STOP:
-                self._stop = True
-                return
-            batch.append(nxt)  # type: ignore[arg-type]
+            batch.append(nxt)
             self._take_queued(batch)
             if not all(op.lazy for op in batch):
                 return
 
     def _take_queued(self, batch: list[_Op]) -> None:
+        """Everything queued now (past the stop mark too: writes submitted as close() began)."""
         while len(batch) < MAX_BATCH:
-            try:
-                nxt = self._q.get_nowait()
-            except queue.Empty:
+            nxt = self._next(0.0)
+            if nxt is None and self._q.empty():
                 return
-            if nxt is _STOP:
-                self._stop = True
-                continue
-            batch.append(nxt)  # type: ignore[arg-type]
+            if nxt is not None:
+                batch.append(nxt)
+
+    def _next(self, timeout: float) -> _Op | None:
+        """The next queued write, waiting up to ``timeout`` s (0: not at all); None when
+        there is none, or on the stop mark (which sets ``_stop``)."""
+        try:
+            nxt = self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
+        except queue.Empty:
+            return None
+        if nxt is _STOP:
+            self._stop = True
+            return None
+        return nxt  # type: ignore[return-value]
 
     def _done(self, n: int) -> None:
         with self._pending_lock:
