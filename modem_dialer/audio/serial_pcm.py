@@ -18,23 +18,20 @@ fighting for the GIL), and a tick for 64 ports costs well under a millisecond. A
 that does not take its frame (full buffer) cannot block the others: the descriptors are
 non-blocking and an unwritten frame waits for the next tick.
 
-Capture is *read* by the same thread, once per tick for all ports (one ``poll``, one
-``read`` per port that has data), and handed to the loop in one callback per tick; its
-consumers (DTMF, AMD, recording) run there. Why not ``add_reader`` on the loop: the modems
-send a frame every 20 ms each, so 64 ports woke the loop 3,200 times a second, each wake-up
-costing more than the frame's own processing. The price is at most one tick (20 ms) before
-a captured frame reaches the loop (in-band keys are heard that much later).
+Capture stays on the loop (``add_reader``): it is not time-critical (the tty buffers the
+callee's audio while the loop is busy) and its consumers (DTMF, AMD, recording) live there.
+(Reading it on the writer thread once per tick, one callback for all ports, was tried: no
+CPU gain measurable on a loaded machine, and more work per tick for the thread that must
+keep time; see docs/audio.md.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import fcntl
 import logging
 import os
-import select
 import struct
 import termios
 import threading
@@ -80,8 +77,6 @@ class PcmWriter:
     def __init__(self) -> None:
         self._ports: list[SerialPcm] = []
         self.lock = threading.Lock()  # held for a whole tick: remove() never races a write
-        self._poll = select.poll()  # the ports' capture side
-        self._by_fd: dict[int, SerialPcm] = {}
         self._thread: threading.Thread | None = None
         self.late_ticks = 0  # ticks whose deadline had passed by more than MAX_LATE_FRAMES
         self.realtime = False  # whether SCHED_FIFO was granted
@@ -89,8 +84,6 @@ class PcmWriter:
     def add(self, port: SerialPcm) -> None:
         with self.lock:
             self._ports.append(port)
-            self._poll.register(port._fd, select.POLLIN)
-            self._by_fd[port._fd] = port
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pcm-writer", daemon=True)
                 self._thread.start()
@@ -99,12 +92,6 @@ class PcmWriter:
         with self.lock:
             if port in self._ports:
                 self._ports.remove(port)
-            self._unwatch(port._fd)
-
-    def _unwatch(self, fd: int) -> None:
-        if self._by_fd.pop(fd, None) is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._poll.unregister(fd)
 
     def _run(self) -> None:
         if REALTIME_PRIORITY:
@@ -135,35 +122,6 @@ class PcmWriter:
                 now = time.monotonic()
                 for port in self._ports:
                     port._tick(now)
-                self._capture()
-
-    def _capture(self) -> None:
-        """Read what every port captured since the last tick; one callback per loop."""
-        ready = self._poll.poll(0)
-        if not ready:
-            return
-        got: dict[asyncio.AbstractEventLoop, list[SerialPcm]] = {}
-        for fd, _ in ready:
-            port = self._by_fd.get(fd)
-            if port is None:
-                continue
-            if port._read():
-                if port._loop is not None:
-                    got.setdefault(port._loop, []).append(port)
-            elif not port._reading:
-                # lost: its error is posted to its loop; drop it here and now (poll would spin
-                # on it, and a loop that ended meanwhile would never release it)
-                self._unwatch(fd)
-                if port in self._ports:
-                    self._ports.remove(port)
-        for loop, ports in got.items():
-            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(_deliver_captured, ports)
-
-
-def _deliver_captured(ports: list[SerialPcm]) -> None:
-    for port in ports:
-        port._drain_captured()
 
 
 WRITER = PcmWriter()
@@ -177,8 +135,6 @@ class SerialPcm(AudioPath):
         self._serial: serial.Serial | None = None
         self._fd = -1
         self._rbuf = bytearray()
-        self._captured: collections.deque[bytes] = collections.deque()  # read by the writer thread
-        self._reading = False
         self._pending = b""  # the part of a frame the tty did not take yet
         self._played_until = 0.0  # when the modem will have played everything written
         self._writing = False
@@ -196,7 +152,9 @@ class SerialPcm(AudioPath):
             raise UserError(f"{self.port}: cannot open audio port ({exc})") from None
         self._fd = self._serial.fileno()
         os.set_blocking(self._fd, False)
-        self._writing = self._reading = True
+        assert self._loop is not None
+        self._loop.add_reader(self._fd, self._readable)
+        self._writing = True
         WRITER.add(self)
 
     def play(self, samples: np.ndarray) -> asyncio.Future[PlayResult]:
@@ -236,7 +194,7 @@ class SerialPcm(AudioPath):
         except OSError as exc:
             self._writing = False
             self._post(self._lost, exc)
-            return                           # the next read fails too and drops the port
+            return
         self._pending = data[n:]
         if n == 0:
             self.skipped_frames += 1
@@ -246,35 +204,19 @@ class SerialPcm(AudioPath):
         if self.on_tick is not None:
             self.on_tick(now)
 
-    def _read(self) -> bool:
-        """On the writer thread: take what the modem sent (True if anything came)."""
-        if not self._reading:
-            return False
+    # -- loop thread --
+
+    def _readable(self) -> None:
         try:
             data = os.read(self._fd, 65536)
         except (BlockingIOError, InterruptedError):
-            return False
-        except OSError as exc:
-            self._reading = False
-            self._post(self._lost, exc)
-            return False
-        if not data:
-            self._reading = False
-            self._post(self._lost, None)
-            return False
-        self._captured.append(data)
-        return True
-
-    # -- loop thread --
-
-    def _drain_captured(self) -> None:
-        if not self.running:
             return
-        captured = self._captured
-        while captured:
-            self._received(captured.popleft())
-
-    def _received(self, data: bytes) -> None:
+        except OSError as exc:
+            self._lost(exc)
+            return
+        if not data:
+            self._lost(None)
+            return
         if not self._rbuf and len(data) == FRAME_BYTES:
             # the usual read: exactly one frame (the modem sends one every 20 ms)
             # (a read-only view of the bytes read: consumers copy what they keep or change)
@@ -297,8 +239,10 @@ class SerialPcm(AudioPath):
             self._release()
 
     def _release(self) -> None:
-        self._writing = self._reading = False
+        self._writing = False
         WRITER.remove(self)  # after this the writer thread never touches our descriptor
+        if self._fd >= 0 and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
         if self._serial is not None:
             with contextlib.suppress(Exception):
                 self._serial.close()
