@@ -409,7 +409,8 @@ class Controller:
         # (the flow's own suppression may still be in the writer's group: its flag says it)
         opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
             row["outcome"] == "answered" and self.compliance.is_suppressed(c.number))
-        self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out))
+        # lazy: committed with the next call row (queued in a moment), one fsync for both
+        self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out), lazy=True)
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
         self.cpu += time.process_time() - t0

@@ -53,6 +53,14 @@ LOCK_WARN_EVERY_S = 5.0
 DEFAULT_LOCK_LIMIT_S = 60.0
 # An upper bound on one group (keeps one transaction's memory and lock time bounded).
 MAX_BATCH = 2000
+# A group of lazy steps only (submit(lazy=True)) waits this long for a write that someone
+# waits for before it commits on its own. A kill -9 may lose lazy steps queued this recently
+# (never a committed one, never the call row written before ATD).
+LAZY_COMMIT_S = 0.05
+# Writes queued while a group runs join it before its COMMIT; after the first look, further
+# late writes are taken for at most this long (then the group commits and they go in the
+# next one): a steady stream cannot hold a commit off.
+JOIN_LATE_S = 0.02
 
 # SQLite primary result codes that are about the database as a whole, not one operation
 _BUSY = {5, 6}                      # SQLITE_BUSY, SQLITE_LOCKED
@@ -123,6 +131,8 @@ class _Op:
     args: tuple[Any, ...]
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     early: bool = False     # a read: resolved as soon as it ran, before the group's COMMIT
+    lazy: bool = False      # nobody waits for it: committed with the next write that is waited
+                            # for, or LAZY_COMMIT_S after it was queued
 
 
 _STOP = object()
@@ -144,6 +154,7 @@ class DbWriter:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
+        self._stop = False                          # the writer thread saw close()'s stop mark
         try:
             self._conn = sqlite3.connect(self.path, factory=BatchConnection, isolation_level=None,
                                          timeout=busy_timeout_s, check_same_thread=False)
@@ -158,15 +169,22 @@ class DbWriter:
         self._thread.start()
 
     # ---- the loop side -----------------------------------------------------------------
-    def submit(self, fn: Callable[..., T], *args: Any, early: bool = False) -> concurrent.futures.Future[T]:
+    def submit(self, fn: Callable[..., T], *args: Any, early: bool = False,
+               lazy: bool = False) -> concurrent.futures.Future[T]:
         """Queue ``fn(conn, *args)`` (run on the writer's connection, in order). The future
         resolves with its result once committed, or with its exception. Fire-and-forget
         callers may drop it: a fault reaches the listeners anyway.
 
         ``early``: for a read that must see what was queued before it but need not wait
         for the fsync (the rows it sees are committed with the same group, or the group
-        fails and the listeners hear it)."""
-        op = _Op(fn, args, early=early)
+        fails and the listeners hear it).
+        ``lazy``: a step nobody waits for (a call's state marks and events): it does not
+        start a commit of its own, it rides with the next write someone waits for (the
+        next call row, a key, a flush) or is committed LAZY_COMMIT_S after it was queued.
+        Fewer commits (each costs an fsync and CPU), and a waited-for write more often
+        finds the writer idle rather than in the middle of an fsync.
+        """
+        op = _Op(fn, args, early=early, lazy=lazy)
         if self.fault is not None:
             op.future.set_exception(self.fault)
             return op.future
@@ -228,26 +246,54 @@ class DbWriter:
 
     # ---- the writer thread -------------------------------------------------------------
     def _main(self) -> None:
-        stop = False
-        while not stop:
+        while not self._stop:
             first = self._q.get()
             batch: list[_Op] = []
             if first is _STOP:
-                stop = True
+                self._stop = True
             else:
                 batch.append(first)  # type: ignore[arg-type]
             # everything queued while the previous commit's fsync ran joins this group
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    continue
-                batch.append(nxt)  # type: ignore[arg-type]
+            self._take_queued(batch)
+            if batch and all(op.lazy for op in batch):
+                self._wait_for_a_waited_write(batch)
             if batch:
                 self._commit(batch)
+
+    def _wait_for_a_waited_write(self, batch: list[_Op]) -> None:
+        """Only lazy steps queued: hold them until a write someone waits for comes (it
+        takes them along), the stop mark, or LAZY_COMMIT_S."""
+        deadline = time.monotonic() + LAZY_COMMIT_S
+        while not self._stop and len(batch) < MAX_BATCH:
+            remaining = deadline - time.monotonic()
+            nxt = self._next(remaining) if remaining > 0 else None
+            if nxt is None:
+                return
+            batch.append(nxt)
+            self._take_queued(batch)
+            if not all(op.lazy for op in batch):
+                return
+
+    def _take_queued(self, batch: list[_Op]) -> None:
+        """Everything queued now (past the stop mark too: writes submitted as close() began)."""
+        while len(batch) < MAX_BATCH:
+            nxt = self._next(0.0)
+            if nxt is None and self._q.empty():
+                return
+            if nxt is not None:
+                batch.append(nxt)
+
+    def _next(self, timeout: float) -> _Op | None:
+        """The next queued write, waiting up to ``timeout`` s (0: not at all); None when
+        there is none, or on the stop mark (which sets ``_stop``)."""
+        try:
+            nxt = self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
+        except queue.Empty:
+            return None
+        if nxt is _STOP:
+            self._stop = True
+            return None
+        return nxt  # type: ignore[return-value]
 
     def _done(self, n: int) -> None:
         with self._pending_lock:
@@ -308,10 +354,27 @@ class DbWriter:
                 op.future.set_exception(value)
 
     def _attempt(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        """Run ``batch`` in one transaction and commit. Writes queued while it ran join it
+        before the COMMIT (appended to ``batch``): they share its fsync instead of waiting
+        for it and paying one of their own, which matters most for a call row waited for
+        before ATD."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         results: list[tuple[bool, Any]] = []
-        for op in batch:
+        i = 0
+        until: float | None = None       # set at the first look for late writes
+        while True:
+            if i == len(batch):
+                now = time.monotonic()
+                if until is None:
+                    until = now + JOIN_LATE_S
+                elif now > until:
+                    break
+                self._take_queued(batch)
+                if i == len(batch):
+                    break
+            op = batch[i]
+            i += 1
             conn.execute("SAVEPOINT op")
             try:
                 value = op.fn(conn, *op.args)
