@@ -207,6 +207,10 @@ async def test_operator_console_end_to_end(console, browser):
     await page.click("nav >> text=Bank")
     await page.wait_for_selector(".modem .badge.in-call", timeout=20000)
     assert "☎ +336123456" in await page.locator("#bank").inner_text()
+    # the stream sends when the call was answered; the page counts its seconds from that
+    await page.wait_for_function(r"[...document.querySelectorAll('.modem .peer')].some("
+                                 r"e => /☎ \+336123456\d\d · [1-9]\d*s/.test(e.textContent))", timeout=10000)
+    assert "NaN" not in await page.locator("#bank").inner_text()
     await shot(page, "bank-calls")
     await page.click("nav >> text=Campaigns")
     await page.wait_for_function(f"({done_js})() === 8", timeout=40000)
