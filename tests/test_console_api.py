@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import aiohttp
+import yaml
 from conftest import wait_until
-from test_console_browser import BAD_CSV, campaign_files, console  # noqa: F401  (console: the fixture)
-from test_service_alerts import ALICE, TOKEN
+from test_console_browser import BAD_CSV, FLOW, campaign_files, console  # noqa: F401  (console: the fixture)
+from test_service_alerts import ALICE, TOKEN, write_config
+
+from modem_dialer.config import load_config
+from modem_dialer.service.service import Service
 
 
 async def login(s: aiohttp.ClientSession, base: str) -> str:
@@ -257,3 +262,29 @@ async def test_bank_stream_sends_the_bank_then_only_changes_shared_by_all_watche
             assert len(doc["modems"]) < len(names), "only the modems that changed"
             assert view.queried > queried
     await wait_until(lambda: stream.listeners == 0)
+
+
+async def test_flows_page_lists_the_flow_that_answers_incoming_calls(make_bank, tmp_path):
+    bank = await make_bank("quectel", n=2)
+    loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN})
+    doc = yaml.safe_load(Path(loaded.path).read_text())
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "in.yaml").write_text(FLOW)
+    first = doc["modems"][0]["name"]
+    doc["inbound"] = {"modems": {first: {"action": "answer", "flow": "flows/in.yaml"}}}
+    Path(loaded.path).write_text(yaml.safe_dump(doc))
+    svc = Service(load_config(loaded.path), port=0)
+    await svc.start()
+    try:
+        base = f"http://127.0.0.1:{svc.port}"
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            await login(s, base)
+            async with s.get(f"{base}/console/api/flows") as r:
+                assert r.status == 200
+                flows = await r.json()
+        assert [(f["file"], f["used_by"], f["ok"]) for f in flows] == [
+            ("in.yaml", [f"incoming calls on {first}"], True)], flows
+        assert flows[0]["campaign"] is None and flows[0]["check"].startswith("in.yaml: ok (3 nodes")
+        assert {n["name"] for n in flows[0]["graph"]["nodes"]} == {"rate", "rec", "bye"}
+    finally:
+        await svc.stop()

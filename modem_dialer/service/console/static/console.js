@@ -450,9 +450,9 @@
     setPage("Flows", h("p", { class: "muted" }, "checking…"));
     const fl = await api("/flows");
     main.replaceChildren(h("h1", {}, "Flows"), ...(fl.length ? fl.map(f => h("div", { class: "card" },
-      h("div", { class: "row" }, h("b", {}, f.file), badge(f.ok ? "ok" : "failed"), h("span", { class: "small muted" }, `campaign ${f.campaign}`)),
+      h("div", { class: "row" }, h("b", {}, f.file), badge(f.ok ? "ok" : "failed"), h("span", { class: "small muted" }, f.used_by.join(" · "))),
       h("pre", { class: f.ok ? "ok-msg" : "errors" }, f.check),
-      f.graph ? h("div", { class: "flowsvg" }, Charts.flow(f.graph)) : null)) : [h("p", { class: "muted" }, "No campaign runs a flow yet.")]));
+      f.graph ? h("div", { class: "flowsvg" }, Charts.flow(f.graph)) : null)) : [h("p", { class: "muted" }, "No campaign runs a flow yet, and no modem answers incoming calls with one.")]));
   }
 
   // ---- router --------------------------------------------------------------------------------
