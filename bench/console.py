@@ -7,13 +7,17 @@ the modems are calling while it measures, logs in to the console and then report
 
 - the server time (``Server-Timing`` of each answer) of every console endpoint a page uses,
   cold and warm, against the 300 ms goal;
-- the live bank stream's rate (events per second) seen by a watcher;
-- what the console costs the service while one browser watches the bank: the time spent
-  building and sending the bank view (measured in the service), and the process CPU with
-  and without a watcher (the watcher is ``curl`` in its own process).
+- the live bank stream's rate (events per second) seen by each watcher, and its size;
+- what the console costs the service while 1 and 5 browsers watch the bank, in CPU time
+  (not wall time: the machine's other load does not count): the stream's own work
+  (building and writing, measured in the service), and the service process's CPU in
+  windows that alternate between no watcher and watchers (each watched window against the
+  unwatched ones either side, so the live campaign's drift cancels). The watchers are
+  ``curl`` processes. ``--profile DIR`` writes a cProfile of each window.
 
 Usage: .venv/bin/python bench/console.py [--contacts 1000000] [--modems 64] [--calls 200000]
-       [--live-contacts 3000] [--seconds 15]
+       [--live-contacts 20000] [--seconds 8] [--rounds 3] [--watchers 5] [--profile DIR]
+       [--skip-endpoints] [--db FILE] [--keep-db FILE] [--no-download]
 """
 
 from __future__ import annotations
@@ -263,13 +267,39 @@ async def _window(args: argparse.Namespace, profile: cProfile.Profile | None
     return (p1 - p0) / wall, (l1 - l0) / wall, wall
 
 
+# what a browser on each page asks of the service: the bank page holds the stream open, the
+# campaigns and alerts pages ask for their list every 1 s and 1.5 s (console.js)
+PAGES = {"campaigns page": ("/console/api/campaigns", 1.0), "alerts page": ("/console/api/alerts", 1.5)}
+
+
+async def _watchers(curl: str, cookie: str, base: str, d: Path, i: int, kind: str, n: int
+                    ) -> tuple[list[asyncio.subprocess.Process], list[Path]]:
+    """``n`` curl processes watching the bank stream, or one polling a page's list."""
+    procs, outs = [], []
+    if kind == "bank":
+        for k in range(n):
+            out = d / f"stream-{i}-{k}.txt"
+            with out.open("wb") as f:
+                procs.append(await asyncio.create_subprocess_exec(
+                    curl, "-sN", "-H", f"Cookie: {cookie}", base + "/console/api/bank/stream",
+                    stdout=f, stderr=subprocess.DEVNULL))
+            outs.append(out)
+    elif kind in PAGES:
+        path, every = PAGES[kind]
+        procs.append(await asyncio.create_subprocess_exec(
+            "sh", "-c", f'while :; do "$0" -s -o /dev/null -H "$1" "$2"; sleep {every}; done',
+            curl, f"Cookie: {cookie}", base + path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs, outs
+
+
 async def watch_cost(args: argparse.Namespace, d: Path, svc: Service, base: str, cookie: str) -> None:
     """The service's CPU with 0, 1 and N watchers of the bank stream, in alternating windows.
 
-    The windows alternate (none, 1, none, N, none, 1, …) and each watched window is compared
-    with the mean of the unwatched windows either side of it: the live campaign's own load
-    drifts over a run, and a difference between neighbours cancels most of that drift. The
-    watchers are ``curl`` processes (their CPU is theirs, not the service's)."""
+    The windows alternate (none, 1, none, N, none, 1, …; with --pages also a browser on the
+    campaigns page and one on the alerts page) and each watched window is compared with the
+    mean of the unwatched windows either side of it: the live campaign's own load drifts
+    over a run, and a difference between neighbours cancels most of that drift. The watchers
+    are ``curl`` processes (their CPU is theirs, not the service's)."""
     curl = shutil.which("curl")
     if curl is None:
         raise SystemExit("curl is needed to watch the stream from another process")
@@ -277,20 +307,19 @@ async def watch_cost(args: argparse.Namespace, d: Path, svc: Service, base: str,
     prof_dir = Path(args.profile) if args.profile else None
     if prof_dir is not None:
         prof_dir.mkdir(parents=True, exist_ok=True)
-    plan: list[int] = []
+    none = ("none", 0)
+    plan: list[tuple[str, int]] = []
     for _ in range(args.rounds):
-        plan += [0, 1, 0, args.watchers]
-    plan.append(0)
-    results: list[tuple[int, float, float, float, float]] = []  # (watchers, process, loop, updates/s, own)
+        plan += [none, ("bank", 1), none, ("bank", args.watchers)]
+        if args.pages:
+            plan += [none, ("campaigns page", 1), none, ("alerts page", 1)]
+    plan.append(none)
+    # (label, process CPU, loop CPU, updates/s, the stream's own CPU), in cores
+    results: list[tuple[str, float, float, float, float]] = []
     built0, build_s0, built_wall = stream.built, stream.build_s, 0.0
-    for i, n in enumerate(plan):
-        outs = [d / f"stream-{i}-{k}.txt" for k in range(n)]
-        procs = []
-        for out in outs:
-            with out.open("wb") as f:
-                procs.append(await asyncio.create_subprocess_exec(
-                    curl, "-sN", "-H", f"Cookie: {cookie}", base + "/console/api/bank/stream",
-                    stdout=f, stderr=subprocess.DEVNULL))
+    for i, (kind, n) in enumerate(plan):
+        label = {"none": "nobody", "bank": f"bank page x{n}"}.get(kind, kind)
+        procs, outs = await _watchers(curl, cookie, base, d, i, kind, n)
         # measure from the first update every watcher has: connecting is not the steady cost
         while True:
             if all(b"event: " in o.read_bytes() for o in outs):
@@ -298,50 +327,52 @@ async def watch_cost(args: argparse.Namespace, d: Path, svc: Service, base: str,
             await asyncio.sleep(0.05)
         counts0 = [o.read_bytes().count(b"\nevent: ") for o in outs]
         b0, cb0, cs0 = stream.built, stream.build_s, stream.send_s
-        busy = sum(1 for x in svc.bank.slots.values() if x.leased)
+        busy0 = sum(1 for x in svc.bank.slots.values() if x.leased)
         prof = cProfile.Profile() if prof_dir is not None else None
         proc_cpu, loop_cpu, wall = await _window(args, prof)
-        rate = (min(o.read_bytes().count(b"\nevent: ") - c for o, c in zip(outs, counts0, strict=True)) / wall) if outs else 0.0
-        if n:
+        rate = (min(o.read_bytes().count(b"\nevent: ") - c for o, c in zip(outs, counts0, strict=True)) / wall
+                ) if outs else 0.0
+        if outs:
             built_wall += wall
         if prof is not None and prof_dir is not None:
-            prof.dump_stats(prof_dir / f"{i:02d}-w{n}.prof")
+            prof.dump_stats(prof_dir / f"{i:02d}-{label.replace(' ', '-')}.prof")
         for p in procs:
             p.terminate()
             await p.wait()
+        busy = f"{busy0}→{sum(1 for x in svc.bank.slots.values() if x.leased)}"
         own = (stream.build_s - cb0 + stream.send_s - cs0) / wall
-        results.append((n, proc_cpu, loop_cpu, rate, own))
-        print(f"  window {i + 1:2}/{len(plan)}: {n} watcher(s): service {proc_cpu:6.1%} of a core "
+        results.append((label, proc_cpu, loop_cpu, rate, own))
+        print(f"  window {i + 1:2}/{len(plan)}: {label:15} service {proc_cpu:6.1%} of a core "
               f"(event loop {loop_cpu:6.1%}), {stream.built - b0} snapshots, {busy} modems busy"
-              + (f", {rate:.2f} updates/s each; the stream's own work {own:.2%}" if n else ""))
+              + (f", {rate:.2f} updates/s each; the stream's own work {own:.2%}" if outs else ""))
         await asyncio.sleep(0.3)        # the stream task notices nobody listens and stops
     built = stream.built - built0
     per = (stream.build_s - build_s0) / max(built, 1)
-    full, changes = [], []
+    full: list[int] = []
+    changes: list[int] = []
     for f in d.glob("stream-*.txt"):
         for ev in f.read_bytes().split(b"\n\n"):
             (full if b"\nevent: bank\n" in ev else changes if b"\nevent: changes\n" in ev else []).append(len(ev))
-    print(f"\nbank stream: {min(r[3] for r in results if r[0]):.2f}–{max(r[3] for r in results if r[0]):.2f} "
-          f"updates/s seen by each watcher (goal ≥ 1/s); the whole bank ({len(svc.bank.slots)} modems) "
-          f"{statistics.mean(full) / 1000:.1f} kB once per watcher, then changes only: "
-          f"{statistics.mean(changes) / 1000:.1f} kB an update on average")
+    rates = [r[3] for r in results if r[0].startswith("bank")]
+    print(f"\nbank stream: {min(rates):.2f}–{max(rates):.2f} updates/s seen by each watcher (goal ≥ 1/s); the whole "
+          f"bank ({len(svc.bank.slots)} modems) {statistics.mean(full) / 1000:.1f} kB once per watcher, then changes "
+          f"only: {statistics.mean(changes) / 1000:.1f} kB an update on average")
     print(f"building the bank view: {per * 1000:.2f} ms CPU per snapshot = {per * built / max(built_wall, 1e-9):.2%} "
           "of one core while watched (one snapshot per tick, shared by all watchers)")
-    for n in sorted({r[0] for r in results if r[0]}):
+    print("what each console costs the service, in CPU time (goal ≤ 5 % of one core):")
+    for label in dict.fromkeys(r[0] for r in results if r[0] != "nobody"):
         diffs_p, diffs_l = [], []
         for i, r in enumerate(results):
-            if r[0] != n:
-                continue
-            before, after = results[i - 1], results[i + 1]
-            diffs_p.append(r[1] - (before[1] + after[1]) / 2)
-            diffs_l.append(r[2] - (before[2] + after[2]) / 2)
-        own = statistics.median(r[4] for r in results if r[0] == n)
-        print(f"console stream with {n} watcher(s): building + writing {own:.2%} of one core (its own CPU time, "
-              "measured in the service)")
-        print(f"service CPU, {n} watcher(s) minus the unwatched windows either side: process "
-              + ", ".join(f"{x:+.1%}" for x in diffs_p) + f" → median {statistics.median(diffs_p):+.1%} of one core; "
-              f"event loop median {statistics.median(diffs_l):+.1%} (goal ≤ 5 %)")
-    idle = [r[1] for r in results if r[0] == 0]
+            if r[0] == label:
+                before, after = results[i - 1], results[i + 1]
+                diffs_p.append(r[1] - (before[1] + after[1]) / 2)
+                diffs_l.append(r[2] - (before[2] + after[2]) / 2)
+        own = (f"; the stream's own work {statistics.median(r[4] for r in results if r[0] == label):.2%}"
+               if label.startswith("bank") else "")
+        print(f"  {label:15} process minus the unwatched windows either side "
+              + ", ".join(f"{x:+.1%}" for x in diffs_p) + f" → median {statistics.median(diffs_p):+.1%}; "
+              f"event loop median {statistics.median(diffs_l):+.1%}{own}")
+    idle = [r[1] for r in results if r[0] == "nobody"]
     print(f"service CPU unwatched: {min(idle):.1%}–{max(idle):.1%} of one core (the live campaign's own load "
           "drifts; the machine's other load moves all of these)")
 
@@ -360,11 +391,14 @@ def main() -> None:
     ap.add_argument("--contacts", type=int, default=1_000_000)
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--modems", type=int, default=64)
-    ap.add_argument("--live-contacts", type=int, default=3000, help="0: no live campaign while measuring")
+    ap.add_argument("--live-contacts", type=int, default=20000,
+                    help="0: no live campaign while measuring (the default lasts the whole run)")
     ap.add_argument("--seconds", type=float, default=8.0, help="length of each CPU measuring window")
     ap.add_argument("--rounds", type=int, default=3, help="rounds of (none, 1, none, N) watcher windows")
     ap.add_argument("--watchers", type=int, default=5, help="N: the larger number of watchers")
     ap.add_argument("--profile", default=None, help="write a cProfile of each window to this directory")
+    ap.add_argument("--pages", action="store_true",
+                    help="also measure a browser on the campaigns page and one on the alerts page (their polling)")
     ap.add_argument("--skip-endpoints", action="store_true", help="measure only the stream's cost")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-download", action="store_true", help="skip the full report download")

@@ -245,6 +245,9 @@ async def test_operator_console_end_to_end(console, browser):
     await page.wait_for_selector("audio[data-recording]")
     call_hash = "#" + page.url.split("#", 1)[1]
     assert "record" in await page.locator(".timeline").inner_text()
+    # the journal names the recording by its path on the box; the page shows its file name only
+    shown = await page.locator("main").inner_text()
+    assert "-rec.wav" in shown and "recordings/" not in shown, shown
     playing = await page.evaluate("""async () => {
         const a = document.querySelector('audio[data-recording]');
         await a.play();

@@ -397,9 +397,15 @@ async def call(request: web.Request) -> web.Response:
     if d is None:
         return _not_found("call")
     out = d.as_dict()
+    paths = set()
     for r in out["recordings"]:
-        r.pop("path")       # the browser asks for a recording by call and index, never by path
+        paths.add(r.pop("path"))    # the browser asks for a recording by call and index, never by path
         r["url"] = f"/console/api/calls/{r['call_id']}/recordings/{r['index']}"
+    # the journal names a recording by its path on the box: the page shows only its file name
+    for item in [e["data"] for e in out["events"]] + out["answers"]:
+        for k, v in item.items():
+            if isinstance(v, str) and v in paths:
+                item[k] = Path(v).name
     return web.json_response(out)
 
 
