@@ -33,17 +33,25 @@ ONCALL = "+33612340001"
 SURVEY = [f"+336123456{i:02d}" for i in range(24)]
 REMINDERS = [f"+3369800{i:04d}" for i in range(160)]
 
+# two questions by key, then a message: three charts on the report
 SURVEY_FLOW = """\
 start: rate
 nodes:
   rate:
     type: menu
     prompts: [{tone_hz: 440, tone_ms: 300}]
-    choices: {1: rec, 2: rec, 3: rec, 4: rec, 5: rec}
+    choices: {1: recommend, 2: recommend, 3: recommend, 4: recommend, 5: recommend}
     answer: rating
     timeout: 4
     on_fail: bye
-  rec:
+  recommend:
+    type: menu
+    prompts: [{tone_hz: 520, tone_ms: 200}]
+    choices: {1: comment, 2: comment}
+    answer: would_recommend
+    timeout: 4
+    on_fail: bye
+  comment:
     type: record
     prompts: [{tone_hz: 500, tone_ms: 100}]
     answer: message
@@ -78,8 +86,8 @@ def scenario() -> Scenario:
         elif i % 8 == 7:
             numbers[n] = Callee("no_answer", end_after=1.5)
         else:
-            key = "54125344"[i % 8]
-            numbers[n] = Callee("answer", answer_after=0.6, keys=[(0.7, key)], tones=[(1.1, 0.8, 300.0 + 40 * i)])
+            numbers[n] = Callee("answer", answer_after=0.6, keys=[(0.7, "54125344"[i % 8]), (1.5, "1121"[i % 4])],
+                                tones=[(2.3, 0.8, 300.0 + 40 * i)])
     for i, n in enumerate(REMINDERS):
         numbers[n] = (Callee("no_answer", end_after=2.0) if i % 5 == 4 else
                       Callee("answer", answer_after=1.0 + i % 3, hangup_after=4.0 + i % 7))
