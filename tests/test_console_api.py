@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -288,3 +289,19 @@ async def test_flows_page_lists_the_flow_that_answers_incoming_calls(make_bank, 
         assert {n["name"] for n in flows[0]["graph"]["nodes"]} == {"rate", "rec", "bye"}
     finally:
         await svc.stop()
+
+
+async def test_bank_stream_ends_when_its_session_is_logged_out(console):  # noqa: F811
+    svc, _loaded, _tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        csrf = await login(s, base)
+        async with s.get(f"{base}/console/api/bank/stream") as r:
+            assert (await _sse_event(r))[0] == "bank"
+            # logged out from another tab: the open stream ends at its next update
+            async with s.post(f"{base}/console/logout", headers={"X-CSRF-Token": csrf}) as out:
+                assert out.status == 200
+            rest = await asyncio.wait_for(r.content.read(), 10)    # b"" at the end of the stream
+            assert rest.count(b"event: ") <= 1, rest
+        async with s.get(f"{base}/console/api/bank/stream") as r:
+            assert r.status == 401                              # the browser's reconnection is refused

@@ -297,3 +297,21 @@ async def test_operator_console_end_to_end(console, browser):
         ("report", "#/campaign/webtest", ".chart svg"), ("alerts", "#/alerts", "[data-alert]"),
         ("calls", "#/calls", "tbody tr"), ("call", call_hash, ".timeline"),
         ("suppression", "#/suppression", "table"), ("flows", "#/flows", ".flowsvg svg")])
+
+
+async def test_bank_page_goes_to_the_login_when_logged_out_in_another_tab(console, browser):
+    svc, _loaded, _tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 860})
+    page = await ctx.new_page()
+    await page.goto(f"{base}/console/login")
+    await page.fill("#token", TOKEN)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#live.on")             # the bank is live
+    other = await ctx.new_page()
+    await other.goto(f"{base}/console/#/alerts")
+    await other.wait_for_selector("#test-alert")
+    await other.click("text=Log out")
+    # the bank tab's stream ends, its reconnection is refused, and the page takes the operator to the login
+    await page.wait_for_url(f"{base}/console/login", timeout=15000)
+    await ctx.close()

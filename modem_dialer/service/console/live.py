@@ -26,6 +26,7 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -263,7 +264,9 @@ class BankStream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def serve(self, request: web.Request) -> web.StreamResponse:
+    async def serve(self, request: web.Request, alive: Callable[[], bool] = lambda: True) -> web.StreamResponse:
+        """Stream the bank to one watcher until it goes away, the service stops, or ``alive()``
+        turns false (its session ended: logged out in another tab)."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
@@ -278,6 +281,8 @@ class BankStream:
                 if self.seq == seen or self.seq <= floor:
                     await self._new.wait()   # the producer ticks at least twice a second
                     continue
+                if not alive():
+                    break                    # the browser reconnects, gets 401 and goes to the login
                 if self.seq == seen + 1 and self._change:
                     data = self._change
                     self.sent_changes += 1

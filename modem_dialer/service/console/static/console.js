@@ -144,7 +144,12 @@
       for (const m of d.modems) bank.modems.set(m.name, Object.assign({}, bank.modems.get(m.name), m));
       renderBank(bank, known ? new Set(d.modems.map(m => m.name)) : null);
     });
-    es.onerror = () => live.classList.remove("on");
+    es.onerror = () => {
+      live.classList.remove("on");
+      // a refused reconnection (the session ended: logged out elsewhere, or the service
+      // restarted) closes the stream for good: api() then takes the page to the login
+      if (es.readyState === EventSource.CLOSED) api("/bank").catch(() => {});
+    };
     cleanup.push(() => { es.close(); live.classList.remove("on"); });
   }
 
