@@ -239,6 +239,8 @@ async def bench(args: argparse.Namespace, d: Path, svc: Service) -> None:
         # ---- the live bank stream and what it costs ----------------------------------------
         cookie = "; ".join(f"{c.key}={c.value}" for c in jar)
         await watch_cost(args, d, svc, base, cookie)
+        if args.browser:
+            await browser_cost(args, base, list(jar))
         print("all endpoints ≤ 300 ms" if ok else "SOME ENDPOINTS OVER 300 ms")
 
 
@@ -377,6 +379,60 @@ async def watch_cost(args: argparse.Namespace, d: Path, svc: Service, base: str,
           "drifts; the machine's other load moves all of these)")
 
 
+def _chromium_cpu() -> float:
+    """CPU seconds of every chromium process that descends from this one (the browser,
+    its renderer and GPU/utility processes), from /proc."""
+    kids: dict[int, list[int]] = {}
+    comm: dict[int, str] = {}
+    ticks: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            head, rest = (d / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        f = rest.split()
+        pid = int(d.name)
+        comm[pid] = head.split("(", 1)[1]
+        kids.setdefault(int(f[1]), []).append(pid)
+        ticks[pid] = int(f[11]) + int(f[12])
+    total, todo = 0, list(kids.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        if comm.get(pid, "").startswith("chrom"):
+            total += ticks.get(pid, 0)
+        todo += kids.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def browser_cost(args: argparse.Namespace, base: str, cookies: list) -> None:
+    """What the bank page costs the browser: Debian's chromium (headless, playwright) on the
+    bank page, its processes' CPU over a window. Measured after the service's windows: the
+    playwright client runs in this process, so it would muddle the service's figures."""
+    from playwright.async_api import async_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                                                    "--disable-background-networking"])
+        try:
+            ctx = await b.new_context(viewport={"width": 1280, "height": 860})
+            await ctx.add_cookies([{"name": c.key, "value": c.value, "url": base} for c in cookies])
+            page = await ctx.new_page()
+            await page.goto(base + "/console/#/bank")
+            await page.wait_for_selector("#live.on")
+            await asyncio.sleep(2.0)
+            c0, t0 = _chromium_cpu(), time.perf_counter()
+            await asyncio.sleep(args.seconds)
+            cpu = (_chromium_cpu() - c0) / (time.perf_counter() - t0)
+            cards = await page.locator(".modem").count()
+            print(f"the bank page in headless chromium: {cpu:.1%} of one core (all its processes, "
+                  f"{cards} modem cards, over {args.seconds:.0f} s)")
+        finally:
+            await b.close()
+
+
 def _stream(svc: Service):
     """The console's bank stream object inside the running service."""
     assert svc._runner_web is not None
@@ -399,6 +455,8 @@ def main() -> None:
     ap.add_argument("--profile", default=None, help="write a cProfile of each window to this directory")
     ap.add_argument("--pages", action="store_true",
                     help="also measure a browser on the campaigns page and one on the alerts page (their polling)")
+    ap.add_argument("--browser", action="store_true",
+                    help="also measure what the bank page costs a headless chromium (after the service's windows)")
     ap.add_argument("--skip-endpoints", action="store_true", help="measure only the stream's cost")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-download", action="store_true", help="skip the full report download")

@@ -76,15 +76,16 @@
   function errorBox(lines) { return h("div", { class: "errors", role: "alert" }, lines.join("\n")); }
 
   // ---- bank (home) ------------------------------------------------------------------
+  // the row gives when the call started (it does not change each tick); its age is counted here
+  const callAge = (m, at) => dur(m.since ? Math.max(0, (Date.parse(at) - Date.parse(m.since)) / 1000) : null);
   function modemCard(m, at) {
     const lim = m.limits || {}, used = m.used || {};
     const limits = [
       lim.calls_per_hour ? `${used.calls_hour ?? "?"}/${lim.calls_per_hour} per hour` : null,
       lim.calls_per_day ? `${m.calls_today ?? "…"}/${lim.calls_per_day} per day` : null,
       lim.minutes_per_day ? `${used.minutes_today ?? "?"}/${lim.minutes_per_day} min` : null].filter(Boolean).join(" · ") || "none";
-    // the row gives when the call started (it does not change each tick); its age is counted here
-    const age = m.since ? Math.max(0, (Date.parse(at) - Date.parse(m.since)) / 1000) : null;
-    const peer = m.peer ? h("div", { class: "peer" }, m.state === "in call" ? `☎ ${m.peer} · ${dur(age)}` : `→ ${m.peer} · ${dur(age)}`,
+    const peer = m.peer ? h("div", { class: "peer" }, m.state === "in call" ? `☎ ${m.peer} · ` : `→ ${m.peer} · `,
+      h("span", { class: "age" }, callAge(m, at)),
       m.call_id ? [" ", h("a", { href: `#/call/${m.call_id}`, class: "small" }, "call")] : null) : null;
     return h("div", { class: "modem", "data-modem": m.name },
       h("div", { class: "head" }, h("span", { class: "name" }, m.name), badge(m.state)),
@@ -101,28 +102,37 @@
   }
   // The stream sends the whole bank first ("bank"), then only what changed ("changes": the
   // modems whose row changed, each with its changed fields): the page keeps the bank and
-  // redraws only those cards, and the ones whose call time runs.
+  // redraws only those cards, and the age of the calls going on.
   function renderBank(bank, changed) {
     const counts = {};
     for (const m of bank.modems.values()) counts[m.state] = (counts[m.state] || 0) + 1;
-    const sum = h("div", { class: "summary" },
-      h("span", {}, h("b", {}, bank.modems.size), " modems"),
-      Object.entries(counts).map(([k, v]) => h("span", {}, badge(k), " ", v)),
-      h("span", { class: "muted small" }, `updated ${new Date(bank.at).toLocaleTimeString()}`));
+    const key = JSON.stringify(counts), updated = `updated ${new Date(bank.at).toLocaleTimeString()}`;
     const box = document.getElementById("bank");
     if (!box) return;
-    if (!changed || !bank.cards) {
-      bank.cards = new Map();
-      for (const m of bank.modems.values()) bank.cards.set(m.name, modemCard(m, bank.at));
-      box.replaceChildren(sum, h("div", { class: "modems" }, [...bank.cards.values()]));
-      return;
-    }
-    box.firstChild.replaceWith(sum);
+    if (key !== bank.countsKey || !changed || !bank.cards) {
+      bank.countsKey = key;
+      bank.updated = h("span", { class: "muted small" }, updated);
+      const sum = h("div", { class: "summary" },
+        h("span", {}, h("b", {}, bank.modems.size), " modems"),
+        Object.entries(counts).map(([k, v]) => h("span", {}, badge(k), " ", v)), bank.updated);
+      if (changed && bank.cards) box.firstChild.replaceWith(sum);
+      else {
+        bank.cards = new Map();
+        for (const m of bank.modems.values()) bank.cards.set(m.name, modemCard(m, bank.at));
+        box.replaceChildren(sum, h("div", { class: "modems" }, [...bank.cards.values()]));
+        return;
+      }
+    } else if (bank.updated.textContent !== updated) bank.updated.textContent = updated;
     for (const m of bank.modems.values()) {
-      if (!changed.has(m.name) && !m.since) continue;
-      const card = modemCard(m, bank.at);
-      bank.cards.get(m.name).replaceWith(card);
-      bank.cards.set(m.name, card);
+      if (changed.has(m.name)) {
+        const card = modemCard(m, bank.at);
+        bank.cards.get(m.name).replaceWith(card);
+        bank.cards.set(m.name, card);
+      } else if (m.since) {
+        // a call going on: only its age moves (the text, once a second; no new card, no layout of the rest)
+        const age = bank.cards.get(m.name).querySelector(".age"), text = callAge(m, bank.at);
+        if (age && age.textContent !== text) age.textContent = text;
+      }
     }
   }
   function bankFrom(doc) {
