@@ -262,6 +262,7 @@ async def test_bank_stream_sends_the_bank_then_only_changes_shared_by_all_watche
             assert "port" not in m and "limits" not in m, m
             assert len(doc["modems"]) < len(names), "only the modems that changed"
             assert view.queried > queried
+            assert stream.sent_full == 2, "each watcher got the whole bank once, then changes"
     await wait_until(lambda: stream.listeners == 0)
 
 
