@@ -130,11 +130,11 @@ def config(bank: SimBank, d: Path) -> Path:
     return path
 
 
-async def shoot(page: Any, out: Path, name: str) -> None:
+async def shoot(page: Any, out: Path, name: str, full: bool = True) -> None:
     # no toast over the page: wait for the last one to fade
     await page.wait_for_function("!document.querySelector('#toast.show')")
     await page.wait_for_timeout(300)       # the fade
-    await page.screenshot(path=str(out / f"console-{name}.png"), full_page=True)
+    await page.screenshot(path=str(out / f"console-{name}.png"), full_page=full)
     print(f"  {out / f'console-{name}.png'}")
 
 
@@ -220,7 +220,7 @@ async def pages(browser: Any, base: str, f: dict[str, Path], out: Path) -> None:
     # the call journal, and one survey call with its recording
     await page.click("nav >> text=Calls")
     await page.wait_for_selector("tbody tr >> nth=20")
-    await shoot(page, out, "calls")
+    await shoot(page, out, "calls", full=False)      # the first rows of fifty say it
     await page.goto(f"{base}/console/#/calls?campaign=survey-march&outcome=answered")
     await page.wait_for_selector("tbody tr")
     await page.locator("tbody tr >> nth=0").locator("a").first.click()
