@@ -45,10 +45,10 @@ import itertools
 from modem_dialer.call.line import open_lines
 from modem_dialer.call.session import ActiveCall
 from modem_dialer.campaign.controller import Controller
+from modem_dialer.campaign.limits import LimitsConfig
 from modem_dialer.campaign.spec import CampaignSpec
 from modem_dialer.campaign.view import PlainView
-from modem_dialer.config import ModemConfig
-from modem_dialer.config_campaign import LimitsConfig
+from modem_dialer.modems.options import ModemConfig
 from modem_dialer.store import Campaigns, open_db
 
 

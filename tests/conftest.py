@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modem_dialer.config import ModemConfig
+from modem_dialer.modems.options import ModemConfig
 from modem_dialer.sim.bank import SimBank, SimSpec
 from modem_dialer.sim.callee import Scenario
 

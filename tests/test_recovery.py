@@ -11,8 +11,8 @@ from pathlib import Path
 from conftest import modem_config
 from sysfs_builder import FakeSysfs, ec25
 
-from modem_dialer.config import AudioConfig
 from modem_dialer.modems.detect import open_driver
+from modem_dialer.modems.options import AudioConfig
 from modem_dialer.modems.recovery import (
     Candidate,
     RecoveryStep,

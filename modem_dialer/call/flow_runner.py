@@ -22,9 +22,9 @@ import numpy as np
 
 from .. import webhooks
 from ..audio.prompts import save_wav
-from ..config_ivr import AdvisorsConfig
 from ..files import make_private, private_dir
 from ..store import Compliance
+from .advisors import AdvisorsConfig
 from .flow_machine import MachineWatch
 from .flow_model import (
     BranchNode,

@@ -41,8 +41,8 @@ async def _demo(work: Path) -> None:
     from ..call.line import open_lines
     from ..call.message import message_script
     from ..call.session import place_call
-    from ..config import ModemConfig
     from ..errors import UserError
+    from ..modems.options import ModemConfig
     from ..sim.bank import SimBank, SimSpec
     from ..sim.callee import Callee, Scenario
     from ..store import open_db

@@ -111,11 +111,11 @@ def try_(ctx: click.Context, file: str, number: str, keys: list[tuple[float, str
 
 
 async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_after, opt_out_key) -> dict:
+    from ..call.advisors import Advisor, AdvisorsConfig
     from ..call.flow import StaticLineProvider, flow_script
     from ..call.line import open_line
     from ..call.session import place_call
-    from ..config import ModemConfig
-    from ..config_ivr import Advisor, AdvisorsConfig
+    from ..modems.options import ModemConfig
     from ..sim.bank import SimBank
     from ..sim.callee import Callee, Scenario
     from ..store import open_db

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from ..call.line import Line, open_line
-from ..config import ModemConfig
 from ..modems.events import ModemLost, RegistrationChanged, SignalChanged
 from ..modems.info import Health
+from ..modems.options import ModemConfig
 from ..modems.recovery import Supervisor
 from ..store import DB_ERRORS, Connection, set_modem_state
 

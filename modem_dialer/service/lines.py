@@ -17,8 +17,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from ..call.line import Line
+from ..campaign.limits import LimitsConfig
 from ..campaign.pool import Slot, note_blocked
-from ..config_campaign import LimitsConfig
 from ..store import Connection, set_modem_state
 from .bank import Bank, ModemSlot, Priority
 

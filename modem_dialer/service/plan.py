@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..alerting.config import PolicyConfig, StepConfig, looks_like_number
 from ..config import Config
-from ..config_alerting import PolicyConfig, StepConfig, looks_like_number
 from ..errors import UserError
 from ..numbers import parse_number
 
@@ -36,7 +36,7 @@ def resolve_targets(cfg: Config, names: list[str]) -> list[dict[str, str]]:
                 add(m, al.people.get(m, m))
         elif name in al.schedules:
             # whoever is on call now (the plan is frozen at raise time, like every other name)
-            from ..config_schedules import on_call
+            from ..alerting.schedules import on_call
             from ..store import utc_now
 
             who = on_call(name, al.schedules[name], utc_now()).who

@@ -4,7 +4,7 @@ Every message is journaled first (``sms_in``; parts of a long one wait in
 ``sms_in_parts`` until their siblings come, across restarts). Then, for a complete text
 from a real number:
 
-1. a STOP keyword of any configured language (config_sms.py): the number goes on the
+1. a STOP keyword of any configured language (alerting/sms_config.py): the number goes on the
    suppression list *first* (a campaign checks it before every ATD), then a confirmation
    SMS in that language is sent (queued in ``sms`` like any other: a failure is recorded,
    the suppression stands);
@@ -26,7 +26,7 @@ import re
 from datetime import timedelta
 
 from .. import webhooks
-from ..config_sms import SmsConfig, normalise
+from ..alerting.sms_config import SmsConfig, normalise
 from ..errors import UserError
 from ..modems.events import Event, SmsReceived
 from ..modems.sms_pdu import Deliver

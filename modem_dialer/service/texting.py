@@ -13,8 +13,8 @@ import logging
 from datetime import timedelta
 
 from .. import webhooks
+from ..alerting.config import RateLimitConfig
 from ..at.errors import ATError
-from ..config_alerting import RateLimitConfig
 from ..errors import UserError
 from ..modems.events import DeliveryReport, Event
 from ..modems.sms import send_sms
