@@ -15,7 +15,7 @@ from sysfs_builder import FakeSysfs, ec25
 
 from modem_dialer.config import Config
 from modem_dialer.modems.doctor import DoctorEnv, check_clock, check_database, exit_code, run_doctor
-from modem_dialer.sim.bank import SimSpec
+from modem_dialer.sim.sim_bank import SimSpec
 
 LOCKER = ("import fcntl, os, sys, time\n"
           "fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"

@@ -20,9 +20,9 @@ from modem_dialer.modems.recovery import (
     candidates_from_sysfs,
     usb_path_of,
 )
-from modem_dialer.sim.bank import with_luhn
 from modem_dialer.sim.dialects import make_dialect
 from modem_dialer.sim.modem import SimModem
+from modem_dialer.sim.sim_bank import with_luhn
 from modem_dialer.store import modem_states, open_db, set_modem_state
 
 

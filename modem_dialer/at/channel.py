@@ -26,7 +26,7 @@ from .errors import (
     PortLost,
     PortOpenError,
 )
-from .lines import CALL_RESULTS, LineSplitter, is_final, looks_unsolicited, response_prefix
+from .line_splitter import CALL_RESULTS, LineSplitter, is_final, looks_unsolicited, response_prefix
 from .options import SerialOptions
 
 log = logging.getLogger("modem_dialer.at")

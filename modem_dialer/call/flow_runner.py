@@ -25,7 +25,7 @@ from ..audio.prompts import save_wav
 from ..files import make_private, private_dir
 from ..store import Compliance
 from .advisors import AdvisorsConfig
-from .flow_machine import MachineWatch
+from .answering_machine import MachineWatch
 from .flow_model import (
     BranchNode,
     Flow,

@@ -43,8 +43,8 @@ async def _demo(work: Path) -> None:
     from ..call.session import place_call
     from ..errors import UserError
     from ..modems.options import ModemConfig
-    from ..sim.bank import SimBank, SimSpec
     from ..sim.callee import Callee, Scenario
+    from ..sim.sim_bank import SimBank, SimSpec
     from ..store import open_db
     from ..store.call_journal import CallJournal
 

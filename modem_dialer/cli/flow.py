@@ -116,8 +116,8 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
     from ..call.line import open_line
     from ..call.session import place_call
     from ..modems.options import ModemConfig
-    from ..sim.bank import SimBank
     from ..sim.callee import Callee, Scenario
+    from ..sim.sim_bank import SimBank
     from ..store import open_db
     from ..store.call_journal import CallJournal
 
