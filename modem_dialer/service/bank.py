@@ -18,8 +18,8 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from enum import IntEnum
 
+from ..alerting.lines import Priority
 from ..call.line import Line, open_line
 from ..modems.events import ModemLost, RegistrationChanged, SignalChanged
 from ..modems.info import Health
@@ -31,12 +31,6 @@ log = logging.getLogger("modem_dialer.service")
 
 
 Accept = Callable[["ModemSlot"], bool]
-
-
-class Priority(IntEnum):
-    ALERT = 0
-    SMS = 1
-    CAMPAIGN = 5
 
 
 @dataclass

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 from ..alerting.config import PolicyConfig, StepConfig, looks_like_number
-from ..config import Config
+from ..alerting.settings import AlertSettings
 from ..errors import UserError
 from ..numbers import parse_number
 
 
-def resolve_targets(cfg: Config, names: list[str]) -> list[dict[str, str]]:
+def resolve_targets(cfg: AlertSettings, names: list[str]) -> list[dict[str, str]]:
     """People, groups and numbers → [{who, number}] (E.164), duplicates removed, order kept."""
     al = cfg.alerting
     out: list[dict[str, str]] = []
@@ -48,12 +48,12 @@ def resolve_targets(cfg: Config, names: list[str]) -> list[dict[str, str]]:
     return out
 
 
-def step_dict(cfg: Config, step: StepConfig, targets: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def step_dict(cfg: AlertSettings, step: StepConfig, targets: list[dict[str, str]] | None = None) -> dict[str, Any]:
     return {"targets": targets if targets is not None else resolve_targets(cfg, step.to), "via": step.via,
             "attempts": step.attempts, "retry_delay": step.retry_delay, "delay": step.delay}
 
 
-def build_plan(cfg: Config, *, policy: str | None = None, to: list[str] | None = None,
+def build_plan(cfg: AlertSettings, *, policy: str | None = None, to: list[str] | None = None,
                ack_key: str | None = None, via: str | None = None) -> tuple[str, dict[str, Any]]:
     """(policy name, plan). ``to`` replaces the policy's steps: one step per entry, in order,
     with the timing of the policy's first step."""

@@ -19,15 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from ..alerting.lines import LineLender, Priority
+from ..alerting.settings import LoadedAlertConfig
 from ..audio.prompts import silence
 from ..audio.source import message_samples
 from ..call.session import ActiveCall, place_call
-from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Alerts, Connection, from_ts, to_ts, utc_now
 from ..store.call_journal import CallJournal
 from .ack import alert_event, record_ack
-from .bank import Bank, Priority
 from .inputs import TooMany, check_text, load_checked_prompt
 from .plan import advance, build_plan, new_state
 from .texting import Texter
@@ -39,7 +39,7 @@ LINE_BUSY_TRIES = 3          # dials refused because a call rang in, before the 
 
 
 class AlertRunner:
-    def __init__(self, loaded: LoadedConfig, conn: Connection, bank: Bank, texter: Texter, *,
+    def __init__(self, loaded: LoadedAlertConfig, conn: Connection, bank: LineLender, texter: Texter, *,
                  min_ring_timeout: float | None = None, journal: CallJournal | None = None) -> None:
         self.loaded = loaded
         self.cfg = loaded.config

@@ -26,13 +26,13 @@ import re
 from datetime import timedelta
 
 from .. import webhooks
+from ..alerting.lines import LentLine, LineLender
 from ..alerting.sms_config import SmsConfig, normalise
 from ..errors import UserError
 from ..modems.events import Event, SmsReceived
 from ..modems.sms_pdu import Deliver
 from ..numbers import parse_number
 from ..store import Alerts, Compliance, Connection, IncomingPart, SmsInbox
-from .bank import Bank, ModemSlot
 from .runner import AlertRunner
 from .texting import Texter
 
@@ -42,7 +42,7 @@ SWEEP_INTERVAL = 60.0        # s between two looks for long messages whose parts
 
 
 class SmsReplies:
-    def __init__(self, conn: Connection, bank: Bank, texter: Texter, runner: AlertRunner,
+    def __init__(self, conn: Connection, bank: LineLender, texter: Texter, runner: AlertRunner,
                  cfg: SmsConfig, *, region: str = "FR") -> None:
         self.conn = conn
         self.inbox = SmsInbox(conn)
@@ -55,7 +55,7 @@ class SmsReplies:
         self._tasks: set[asyncio.Task] = set()
         bank.on_line_opened.append(self._line_opened)
 
-    def _line_opened(self, slot: ModemSlot) -> None:
+    def _line_opened(self, slot: LentLine) -> None:
         if slot.line is not None:
             slot.line.driver.add_listener(self._on_event)
 
