@@ -54,7 +54,7 @@ class AlertRunner:
         self._samples: dict[int, np.ndarray] = {}
         self.on_change: list[Callable[[int], None]] = []
         self.renotify: dict[int, asyncio.Task] = {}      # acknowledgement timeouts armed
-        # event webhooks (service/webhooks.py): emit(event, data)
+        # event webhooks (webhooks.py): emit(event, data)
         self.emit: Callable[[str, dict[str, Any]], Any] | None = None
 
     # ---- submit / resolve ------------------------------------------------------------
