@@ -22,7 +22,7 @@ from ..campaign.runner import modem_configs, prepare, script_factory, set_runner
 from ..campaign.spec import CampaignFile, load_campaign
 from ..errors import UserError
 from ..store import Campaigns, open_db
-from .lines import BankLines, BankSource, SharedSlots
+from .campaign_lines import BankLines, BankSource, SharedSlots
 
 if TYPE_CHECKING:
     from .service import Service
