@@ -1,4 +1,7 @@
-"""The ``advisors:`` section of config.yaml: human advisors reachable by transfer from IVR flows.
+"""Human advisors reachable by transfer from IVR flows: the ``advisors:`` section of
+config.yaml, owned by the call layer, and who is available when (``Advisor.available``), in
+what order (``AdvisorsConfig.order_of``), in which group (``members``); call/transfer.py
+uses them.
 
 ```yaml
 advisors:
