@@ -242,7 +242,7 @@ def alert_ack(ctx: click.Context, alert_id: int, by: str) -> None:
         # the service is stopped: the same record as every other acknowledgement, and the
         # webhook event queued in the outbox for the service to deliver when it starts
         from .. import webhooks
-        from ..service.ack import record_ack
+        from ..alerting.ack import record_ack
 
         conn = _db(ctx)
         alerts = Alerts(conn)

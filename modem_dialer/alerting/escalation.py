@@ -19,8 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from ..alerting.lines import LineLender, Priority
-from ..alerting.settings import LoadedAlertConfig
 from ..audio.prompts import silence
 from ..audio.source import message_samples
 from ..call.session import ActiveCall, place_call
@@ -29,10 +27,12 @@ from ..store import Alerts, Connection, from_ts, to_ts, utc_now
 from ..store.call_journal import CallJournal
 from .ack import alert_event, record_ack
 from .inputs import TooMany, check_text, load_checked_prompt
+from .lines import LineLender, Priority
 from .plan import advance, build_plan, new_state
+from .settings import LoadedAlertConfig
 from .texting import Texter
 
-log = logging.getLogger("modem_dialer.service")
+log = logging.getLogger("modem_dialer.service")   # the name operators filter on (docs/api.md), kept
 
 FALLBACK_VOICE = "en"        # espeak-ng's default voice, tried when the configured one fails
 LINE_BUSY_TRIES = 3          # dials refused because a call rang in, before the attempt counts
@@ -120,7 +120,7 @@ class AlertRunner:
 
     def acknowledge(self, alert_id: int, by: str, *, via: str) -> bool:
         """Acknowledge from outside a call (API, CLI through the API, SMS reply): the same record
-        as a key in the call (service/ack.py); the escalation stops (a call in progress for it
+        as a key in the call (alerting/ack.py); the escalation stops (a call in progress for it
         is hung up) and, with the policy's ``ack_timeout``, starts over if the alert is not
         resolved by then. False if it was not open; KeyError if there is no such alert."""
         if self.alerts.get_alert(alert_id) is None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..alerting.config import PolicyConfig, StepConfig, looks_like_number
-from ..alerting.settings import AlertSettings
 from ..errors import UserError
 from ..numbers import parse_number
+from .config import PolicyConfig, StepConfig, looks_like_number
+from .settings import AlertSettings
 
 
 def resolve_targets(cfg: AlertSettings, names: list[str]) -> list[dict[str, str]]:
@@ -36,8 +36,8 @@ def resolve_targets(cfg: AlertSettings, names: list[str]) -> list[dict[str, str]
                 add(m, al.people.get(m, m))
         elif name in al.schedules:
             # whoever is on call now (the plan is frozen at raise time, like every other name)
-            from ..alerting.schedules import on_call
             from ..store import utc_now
+            from .schedules import on_call
 
             who = on_call(name, al.schedules[name], utc_now()).who
             add(who, al.people[who])

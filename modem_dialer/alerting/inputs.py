@@ -15,8 +15,8 @@ import re
 import stat
 from pathlib import Path
 
-from ..alerting.settings import LoadedAlertConfig
 from ..errors import UserError
+from .settings import LoadedAlertConfig
 
 # C0/C1 controls but tab, LF, CR, plus DEL and the Unicode line/paragraph separators:
 # they corrupt logs, terminals, TTS input and SMS, and no alert needs them.

@@ -1,4 +1,4 @@
-"""What the service does with an incoming SMS (issue 13).
+"""What an incoming SMS means (issue 13): a STOP, an acknowledgement, or a reply kept.
 
 Every message is journaled first (``sms_in``; parts of a long one wait in
 ``sms_in_parts`` until their siblings come, across restarts). Then, for a complete text
@@ -26,14 +26,14 @@ import re
 from datetime import timedelta
 
 from .. import webhooks
-from ..alerting.lines import LentLine, LineLender
-from ..alerting.sms_config import SmsConfig, normalise
 from ..errors import UserError
 from ..modems.events import Event, SmsReceived
 from ..modems.sms_pdu import Deliver
 from ..numbers import parse_number
 from ..store import Alerts, Compliance, Connection, IncomingPart, SmsInbox
-from .runner import AlertRunner
+from .escalation import AlertRunner
+from .lines import LentLine, LineLender
+from .sms_config import SmsConfig, normalise
 from .texting import Texter
 
 log = logging.getLogger("modem_dialer.sms")
