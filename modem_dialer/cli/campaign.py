@@ -56,7 +56,7 @@ def campaign_run(ctx: click.Context, file: str, detach: bool) -> None:
     progress finish; a second one hangs up. Exit 0 when done, 2 when stopped before the
     end, 1 on a configuration error or no modem ready.
     """
-    from ..campaign.runner import run_campaign
+    from ..campaign.launcher import run_campaign
     from ..campaign.spec import load_campaign
 
     loaded = load(ctx)
@@ -92,7 +92,7 @@ def _service_for(loaded):
 
 def _run_in_service(loaded, cf, client, detach: bool) -> int:
     from ..campaign.follow import follow
-    from ..campaign.runner import check_campaign, prepare
+    from ..campaign.launcher import check_campaign, prepare
     from ..campaign.view import make_view
     from ..service.client import ServiceError
     from ..store import open_db
@@ -132,7 +132,7 @@ def _run_in_service(loaded, cf, client, detach: bool) -> int:
 @run_command
 def campaign_import(ctx: click.Context, file: str) -> None:
     """Check FILE as `campaign run` does and import (merge) its contacts without dialing."""
-    from ..campaign.runner import check_campaign, prepare
+    from ..campaign.launcher import check_campaign, prepare
     from ..campaign.spec import load_campaign
     from ..store import open_db
 
