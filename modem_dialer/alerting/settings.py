@@ -9,20 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
+from ..call.settings import ProcessSettings
 from .config import AlertingConfig
 
 
-class AlertSettings(Protocol):
-    """The keys of config.yaml an alert reads: its section, the region, the voice, the cache."""
+class AlertSettings(ProcessSettings, Protocol):
+    """The keys of config.yaml an alert reads: its section, and the region, voice, cache."""
 
     @property
     def alerting(self) -> AlertingConfig: ...
-    @property
-    def default_region(self) -> str: ...
-    @property
-    def tts_voice(self) -> str: ...
-    @property
-    def cache_dir(self) -> str: ...
 
 
 class LoadedAlertConfig(Protocol):

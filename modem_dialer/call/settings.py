@@ -15,8 +15,8 @@ from .advisors import AdvisorsConfig
 from .inbound_config import InboundConfig
 
 
-class CallSettings(Protocol):
-    """The keys of config.yaml a call, a flow or the inbound desk reads."""
+class ProcessSettings(Protocol):
+    """The top-level keys every room that speaks to people reads: region, voice, cache."""
 
     @property
     def default_region(self) -> str: ...
@@ -24,6 +24,11 @@ class CallSettings(Protocol):
     def tts_voice(self) -> str: ...
     @property
     def cache_dir(self) -> str: ...
+
+
+class CallSettings(ProcessSettings, Protocol):
+    """The keys of config.yaml a call, a flow or the inbound desk reads."""
+
     @property
     def advisors(self) -> AdvisorsConfig: ...
     @property

@@ -4,6 +4,9 @@ A line is lent to one user at a time (``async with bank.lease(...) as line``). W
 served by priority, then by arrival: an alert asking for a line gets the next free one
 before any campaign call that was already waiting. Calls in progress are never cut for
 priority (a broadcast listener would hear a hang-up); the next free line goes to the alert.
+
+Alerting borrows lines through ``alerting.lines.LineLender`` (and ``Priority`` is defined
+there), which this bank implements: alerting sits below the service that hosts it.
 """
 
 from __future__ import annotations
