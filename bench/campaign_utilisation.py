@@ -45,10 +45,10 @@ import itertools
 from modem_dialer.call.line import open_lines
 from modem_dialer.call.session import ActiveCall
 from modem_dialer.campaign.controller import Controller
+from modem_dialer.campaign.limits import LimitsConfig
 from modem_dialer.campaign.spec import CampaignSpec
 from modem_dialer.campaign.view import PlainView
-from modem_dialer.config import ModemConfig
-from modem_dialer.config_campaign import LimitsConfig
+from modem_dialer.modems.options import ModemConfig
 from modem_dialer.store import Campaigns, open_db
 
 
@@ -136,8 +136,8 @@ async def run(args: argparse.Namespace, d: Path, cfg_path: Path) -> None:
 def sim_child(modems: int, family: str, answer: float, cfg_path: str, conn) -> None:  # type: ignore[no-untyped-def]
     """The simulated bank, in its own process: serves until told, then reports what the
     callees heard (cut audio, downlink gaps) per call."""
-    from modem_dialer.sim.bank import SimBank
     from modem_dialer.sim.callee import Callee, Scenario
+    from modem_dialer.sim.sim_bank import SimBank
 
     async def serve() -> None:
         bank = await SimBank.of(modems, family, Scenario(Callee(answer_after=answer, ring_after=0.02))).start()

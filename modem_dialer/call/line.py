@@ -13,10 +13,10 @@ import logging
 import time
 
 from ..audio.path import AudioPath
-from ..config import ModemConfig
 from ..modems.detect import open_driver
 from ..modems.driver import ModemDriver
 from ..modems.info import Identity
+from ..modems.options import ModemConfig
 
 log = logging.getLogger("modem_dialer.call")
 

@@ -26,11 +26,11 @@ from typing import Any, Protocol
 from ..call.line import Line
 from ..call.outcome import LINE_BUSY
 from ..call.session import MIN_RING_TIMEOUT, NotClaimed, place_call
-from ..config_campaign import LimitsConfig
 from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts, utc_now
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.campaign_log import CampaignLog
 from . import rules as R
+from .limits import LimitsConfig
 from .pool import Pool, PoolSource, Slot
 from .retry import FINAL_BY_RULE, after_attempt
 from .script import CallState, ScriptFor, with_opt_out

@@ -57,9 +57,9 @@ def modems(ctx: click.Context, as_json: bool) -> None:
 @run_command
 def sim(count: int, family: str, scenario: str | None, write_config: str | None, control: str | None) -> None:
     """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
-    from ..sim.bank import SimBank
     from ..sim.callee import Scenario
     from ..sim.dialects import DIALECTS
+    from ..sim.sim_bank import SimBank
 
     for f in family.split(","):
         if f not in DIALECTS:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..alerting.inputs import TooMany, check_text, one_line
 from ..errors import UserError
 from ..numbers import parse_number
 from ..store import Alerts, Connection, Journal
@@ -26,7 +27,6 @@ from .api_sms import add_routes as add_sms_routes
 from .console import is_console_path
 from .console import mount as mount_console
 from .guard import AllowList, guard_middlewares
-from .inputs import TooMany, check_text, one_line
 from .metrics import render
 
 if TYPE_CHECKING:

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..call.session import MIN_RING_TIMEOUT
 from ..campaign.controller import Controller
+from ..campaign.launcher import modem_configs, prepare, script_factory, set_runner
 from ..campaign.report import summary
-from ..campaign.runner import modem_configs, prepare, script_factory, set_runner
 from ..campaign.spec import CampaignFile, load_campaign
 from ..errors import UserError
 from ..store import Campaigns, open_db
-from .lines import BankLines, BankSource, SharedSlots
+from .campaign_lines import BankLines, BankSource, SharedSlots
 
 if TYPE_CHECKING:
     from .service import Service

@@ -22,6 +22,9 @@ from typing import Any
 from aiohttp import web
 
 from .. import webhooks
+from ..alerting.escalation import AlertRunner
+from ..alerting.sms_replies import SmsReplies
+from ..alerting.texting import Texter
 from ..call.inbound import InboundDesk, check_inbound_flows
 from ..config import LoadedConfig
 from ..errors import UserError
@@ -32,9 +35,6 @@ from ..store.lock import DialerLock
 from .bank import Bank, ModemSlot
 from .campaigns import CampaignRunner
 from .notify import Notifier
-from .runner import AlertRunner
-from .sms_replies import SmsReplies
-from .texting import Texter
 
 log = logging.getLogger("modem_dialer.service")
 
@@ -79,7 +79,7 @@ class Service:
         self.journal = CallJournal(self.conn, lock_limit_s=cfg.database_lock_limit.total_seconds())
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout,
                                   journal=self.journal)
-        # incoming SMS: journal, STOP keywords, acknowledgements by reply (service/sms_replies.py)
+        # incoming SMS: journal, STOP keywords, acknowledgements by reply (alerting/sms_replies.py)
         self.replies = SmsReplies(self.conn, self.bank, self.texter, self.runner, cfg.sms,
                                   region=cfg.default_region)
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)

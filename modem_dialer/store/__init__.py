@@ -1,11 +1,11 @@
 """SQLite store: call journal, campaigns and contacts, compliance records. Schema: docs/schema.md."""
 
 from .alerts import Alerts
-from .bank import modem_states, set_modem_state
 from .campaigns import Campaigns, Contact, ImportResult
 from .compliance import Compliance
 from .db import open_db
 from .journal import Journal
+from .modem_states import modem_states, set_modem_state
 from .retention import erase_number, purge_before
 from .sms_inbox import InboxMessage, IncomingPart, SmsInbox
 from .timestamps import from_ts, to_ts, utc_now

@@ -189,13 +189,6 @@ class Campaigns:
         ).fetchone()
         return None if row is None else Contact.from_row(row)
 
-    def find_contact(self, campaign_id: int, number: str) -> Contact | None:
-        row = self.conn.execute(
-            f"SELECT {_CONTACT_COLS} FROM contacts WHERE campaign_id = ? AND number = ?",  # noqa: S608
-            (campaign_id, number),
-        ).fetchone()
-        return None if row is None else Contact.from_row(row)
-
     def claim(self, contact_id: int, at: datetime | None = None) -> bool:
         """pending → in_progress, only if still pending (two workers never take the same contact)."""
         with self.conn:
@@ -224,16 +217,6 @@ class Campaigns:
             )
         if cur.rowcount == 0:
             raise KeyError(f"no contact {contact_id}")
-
-    def reset_in_progress(self, campaign_id: int | None = None) -> int:
-        """At start-up: contacts left in_progress by a killed process go back to pending."""
-        with self.conn:
-            cur = self.conn.execute(
-                "UPDATE contacts SET status = 'pending', updated_at = ?"
-                " WHERE status = 'in_progress' AND (? IS NULL OR campaign_id = ?)",
-                (to_ts(self._clock()), campaign_id, campaign_id),
-            )
-        return cur.rowcount
 
     def counts(self, campaign_id: int) -> dict[str, int]:
         """Number of contacts per status (statuses with none are absent)."""

@@ -202,9 +202,6 @@ class DbWriter:
         """Wait until everything submitted before is committed (raises DatabaseFault if it cannot be)."""
         await self.run(_noop)
 
-    def flush_sync(self, timeout: float | None = None) -> None:
-        self.submit(_noop).result(timeout)
-
     @property
     def pending(self) -> int:
         return self._pending

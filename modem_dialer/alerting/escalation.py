@@ -22,24 +22,24 @@ import numpy as np
 from ..audio.prompts import silence
 from ..audio.source import message_samples
 from ..call.session import ActiveCall, place_call
-from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Alerts, Connection, from_ts, to_ts, utc_now
 from ..store.call_journal import CallJournal
 from .ack import alert_event, record_ack
-from .bank import Bank, Priority
 from .inputs import TooMany, check_text, load_checked_prompt
+from .lines import LineLender, Priority
 from .plan import advance, build_plan, new_state
+from .settings import LoadedAlertConfig
 from .texting import Texter
 
-log = logging.getLogger("modem_dialer.service")
+log = logging.getLogger("modem_dialer.service")   # the name operators filter on (docs/api.md), kept
 
 FALLBACK_VOICE = "en"        # espeak-ng's default voice, tried when the configured one fails
 LINE_BUSY_TRIES = 3          # dials refused because a call rang in, before the attempt counts
 
 
 class AlertRunner:
-    def __init__(self, loaded: LoadedConfig, conn: Connection, bank: Bank, texter: Texter, *,
+    def __init__(self, loaded: LoadedAlertConfig, conn: Connection, bank: LineLender, texter: Texter, *,
                  min_ring_timeout: float | None = None, journal: CallJournal | None = None) -> None:
         self.loaded = loaded
         self.cfg = loaded.config
@@ -54,7 +54,7 @@ class AlertRunner:
         self._samples: dict[int, np.ndarray] = {}
         self.on_change: list[Callable[[int], None]] = []
         self.renotify: dict[int, asyncio.Task] = {}      # acknowledgement timeouts armed
-        # event webhooks (service/webhooks.py): emit(event, data)
+        # event webhooks (webhooks.py): emit(event, data)
         self.emit: Callable[[str, dict[str, Any]], Any] | None = None
 
     # ---- submit / resolve ------------------------------------------------------------
@@ -120,7 +120,7 @@ class AlertRunner:
 
     def acknowledge(self, alert_id: int, by: str, *, via: str) -> bool:
         """Acknowledge from outside a call (API, CLI through the API, SMS reply): the same record
-        as a key in the call (service/ack.py); the escalation stops (a call in progress for it
+        as a key in the call (alerting/ack.py); the escalation stops (a call in progress for it
         is hung up) and, with the policy's ``ack_timeout``, starts over if the alert is not
         resolved by then. False if it was not open; KeyError if there is no such alert."""
         if self.alerts.get_alert(alert_id) is None:
