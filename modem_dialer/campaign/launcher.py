@@ -164,8 +164,10 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         desk.attach(line)
     # this box among the others on the database (docs/scale-out.md): its calls left open by
     # a killed run closed, its contacts released and settled, its lease kept while it runs
-    keeper = BoxKeeper(conn, journal, loaded.config.box, loaded.config.box_lease,
-                       on_lost=lambda: (ctrl.request_stop(), ctrl.request_stop()))
+    def on_lost() -> None:        # another box took this one's contacts over: hang up, stop
+        ctrl.request_stop()
+        ctrl.request_stop()
+    keeper = BoxKeeper(conn, journal, loaded.config.box, loaded.config.box_lease, on_lost=on_lost)
     interrupted = keeper.register()
     _, settled = ctrl.recover(close_open_calls=False)
     keeper.on_tick.append(ctrl.settle_released)
