@@ -47,6 +47,7 @@ class AlertRunner:
         self.conn = conn
         self.alerts = Alerts(conn)
         self.journal = journal if journal is not None else CallJournal(conn)
+        self._own_journal = journal is None      # the service's shared journal is the service's to close
         self.bank = bank
         self.texter = texter
         self.min_ring_timeout = min_ring_timeout   # tests lower place_call's floor
@@ -255,7 +256,9 @@ class AlertRunner:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await self.journal.aclose()      # a no-op for the service's shared journal (it closes it)
+        if self._own_journal:
+            # the service's journal outlives the runner: the box leaves through it (campaign/box.py)
+            await self.journal.aclose()
 
     # ---- the escalation loop -----------------------------------------------------------
     async def _drive(self, alert_id: int) -> None:
