@@ -36,6 +36,7 @@ class BoxKeeper:
         self.on_lost = on_lost
         self.on_tick: list[Callable[[], Any]] = []
         self.lost = False
+        self.registered = False
         self._task: asyncio.Task | None = None
         set_this_box(box)
 
@@ -46,6 +47,7 @@ class BoxKeeper:
     def register(self) -> list[int]:
         """Before any call (on the loop's connection): the calls of the box's last run closed."""
         closed = Boxes(self.conn).register(self.box, self.lease, pid=self.pid)
+        self.registered = True
         if closed:
             log.info("box %s: closed %d call(s) interrupted by the last stop: %s", self.box, len(closed), closed)
         return closed
@@ -96,6 +98,6 @@ class BoxKeeper:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if not self.lost:
+        if not self.lost and self.registered:
             with contextlib.suppress(DatabaseFault):
                 await self.journal.writer.run(lambda c: Boxes(c).leave(self.box, self.pid))

@@ -101,7 +101,6 @@ class Service:
         self.lock = DialerLock(loaded.database_path, cfg.box)
         # this box among the others on the database: lease, heartbeat, take-over (docs/scale-out.md)
         self.keeper = BoxKeeper(self.conn, self.journal, cfg.box, cfg.box_lease, on_lost=self._lost)
-        self.keeper.on_tick += [self.campaigns.tick, self.runner.adopt]
         self._stop_requested = asyncio.Event()
         self.campaign_grace: float | None = None      # None: campaigns.STOP_GRACE
         self._runner_web: web.AppRunner | None = None
@@ -124,17 +123,20 @@ class Service:
         self._worker_tasks.append(task)
 
     async def start(self) -> None:
-        self.lock.acquire()     # UserError when `campaign run` or another service dials on this database
+        self.lock.acquire()     # UserError when `campaign run` or another service of this box dials on it
         try:
             await self._start()
         except BaseException:
+            await self.keeper.close()
             self.lock.release()
             raise
 
     async def _start(self) -> None:
         check_inbound_flows(self.loaded, list(self.bank.slots))    # a bad inbound flow file: refuse to start
-        # this box's calls left open by its last run closed, its contacts released
+        # this box's calls left open by its last run closed, its contacts released; the
+        # heartbeat starts at once (opening the bank takes longer than a short lease)
         self.keeper.register()
+        self.keeper.start()
         await self.bank.start()
         ready = [s.name for s in self.bank.slots.values() if s.ready(need_audio=False)]
         log.info("bank open: %d of %d modem(s) ready %s", len(ready), len(self.bank.slots), ready)
@@ -161,7 +163,9 @@ class Service:
             log.info("API listening on http://%s:%d", self.host, self.port)
         for name, factory in self._workers.items():
             self._spawn_worker(name, factory)
-        self.keeper.start()
+        # ready: from now on the heartbeat also joins other boxes' campaigns and adopts the
+        # alerts of lost boxes
+        self.keeper.on_tick += [self.campaigns.tick, self.runner.adopt]
 
     def _lost(self) -> None:
         """Another box declared this one lost and took its work over: stop dialing now."""

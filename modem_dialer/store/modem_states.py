@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from .boxes import this_box
-from .timestamps import to_ts, utc_now
+from .timestamps import from_ts, to_ts, utc_now
 
 
 def set_modem_state(conn: sqlite3.Connection, name: str, status: str, *, reason: str | None = None,
@@ -37,3 +37,20 @@ def modem_states(conn: sqlite3.Connection, box: str | None = None) -> list[dict[
         "SELECT m.*, b.status AS box_status, b.heartbeat_at AS box_heartbeat FROM modem_state m"
         " LEFT JOIN boxes b ON b.name = m.box WHERE (? IS NULL OR m.box = ?) ORDER BY m.box, m.name",
         (box, box))]
+
+
+def other_boxes_modems(conn: sqlite3.Connection, me: str, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The modems of every box but ``me``, as last written to the shared database: box,
+    name, status, reason, identity, ``age_s`` (since the row's last health check) and
+    whether that box is up (``box_status``: up | stopped | lost | None if it never ran)."""
+    now = now or utc_now()
+    out = []
+    for r in modem_states(conn):
+        if r["box"] == me:
+            continue
+        seen = r["last_seen"]
+        out.append({"box": r["box"], "name": r["name"], "status": r["status"], "reason": r["reason"],
+                    "imei": r["imei"], "iccid": r["iccid"], "last_seen": seen,
+                    "age_s": None if seen is None else round((now - from_ts(seen)).total_seconds(), 1),
+                    "box_status": r["box_status"]})
+    return out
