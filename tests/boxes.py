@@ -105,7 +105,7 @@ async def wait_until(pred, timeout: float, what: str, every: float = 0.1) -> Any
 
 
 async def start_bank(d: Path, names: list[str], modems: int, scenario: dict, *, database: str | None = None,
-                     lease: str = "2s", extra: dict | None = None) -> Bank:
+                     lease: str = "5s", extra: dict | None = None) -> Bank:
     """One simulator and one config per box (not yet serving: :func:`serve`)."""
     bank = Bank(d, database or str(d / "bank.db"))
     sims = []
