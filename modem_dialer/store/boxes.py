@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,26 +62,26 @@ class Takeover:
     alerts: int            # live alerts released for another box to run
 
 
-def _is_pg(conn: Any) -> bool:
-    # the PostgreSQL backend's connections (psycopg) are not sqlite3 connections
-    return not isinstance(conn, sqlite3.Connection)
+def _postgres(conn: Any) -> bool:
+    # the PostgreSQL backend's connection carries its dialect (store/dialect.py); sqlite3's has none
+    return getattr(getattr(conn, "dialect", None), "name", "sqlite") == "postgresql"
 
 
-# The claim. SQLite: the writer's BEGIN IMMEDIATE makes it atomic with the call row.
-_CLAIM_SQLITE = (
-    "UPDATE contacts SET status = 'in_progress', lease_box = ?, updated_at = ?"
-    " WHERE id = ? AND status = 'pending'"
-    " AND NOT EXISTS (SELECT 1 FROM boxes WHERE name = ? AND (status != 'up' OR lease_until <= ?))"
-    " AND NOT EXISTS (SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL)"
-)
-# PostgreSQL: same statement, the row locked SKIP LOCKED (a claim by another box in flight
-# is skipped: the controller goes on with its next contact).
-_CLAIM_PG = (
-    "UPDATE contacts SET status = 'in_progress', lease_box = %s, updated_at = %s"
-    " WHERE id = (SELECT id FROM contacts WHERE id = %s AND status = 'pending' FOR UPDATE SKIP LOCKED)"
-    " AND NOT EXISTS (SELECT 1 FROM boxes WHERE name = %s AND (status != 'up' OR lease_until <= %s))"
-    " AND NOT EXISTS (SELECT 1 FROM calls WHERE number = %s AND outcome IS NULL)"
-)
+def _claim_sql(pg: bool) -> str:
+    """The claim: still pending (PostgreSQL: the row taken SKIP LOCKED, so a claim by another
+    box in flight is skipped, not waited for), the box's lease valid (a box that never
+    registered has none to check), no call open to the number on any box."""
+    skip = " FOR UPDATE SKIP LOCKED" if pg else ""
+    return ("UPDATE contacts SET status = 'in_progress', lease_box = ?, updated_at = ?"  # noqa: S608 - constants
+            f" WHERE id = (SELECT id FROM contacts WHERE id = ? AND status = 'pending'{skip})"
+            " AND NOT EXISTS (SELECT 1 FROM boxes WHERE name = ? AND (status != 'up' OR lease_until <= ?))"
+            " AND NOT EXISTS (SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL)")
+
+
+def _seconds_between(pg: bool, later: str, earlier: str) -> str:
+    if pg:
+        return f"EXTRACT(EPOCH FROM (CAST({later} AS timestamptz) - CAST({earlier} AS timestamptz)))"
+    return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
 
 
 class Leases:
@@ -99,12 +98,12 @@ class Leases:
         A box that never registered (a controller run without a :class:`BoxKeeper`, as in
         the library tests) has no lease to check."""
         ts = to_ts(now or self._clock())
-        if _is_pg(self.conn):
+        pg = _postgres(self.conn)
+        if pg:
             # serialises "no open call to this number" with the call row's insert across boxes
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (number,))
-            cur = self.conn.execute(_CLAIM_PG, (box, ts, contact_id, box, ts, number))
-        else:
-            cur = self.conn.execute(_CLAIM_SQLITE, (box, ts, contact_id, box, ts, number))
+            # (SQLite: the writer's BEGIN IMMEDIATE already does)
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (number,))
+        cur = self.conn.execute(_claim_sql(pg), (box, ts, contact_id, box, ts, number))
         return cur.rowcount == 1
 
     def release(self, box: str) -> int:
@@ -230,8 +229,8 @@ class Boxes:
             if cur.rowcount != 1:
                 return None
             calls = [r[0] for r in self.conn.execute(
-                "UPDATE calls SET outcome = 'interrupted', ended_at = ?, cause_text = ?,"
-                " duration_s = COALESCE((julianday(?) - julianday(answered_at)) * 86400.0, 0)"
+                "UPDATE calls SET outcome = 'interrupted', ended_at = ?, cause_text = ?,"  # noqa: S608 - constants
+                f" duration_s = COALESCE({_seconds_between(_postgres(self.conn), '?', 'answered_at')}, 0)"
                 " WHERE outcome IS NULL AND box = ? RETURNING id",
                 (ts, f"box {lost} lost (no heartbeat)", ts, lost)).fetchall()]
             for call_id in calls:
