@@ -9,7 +9,15 @@ import pytest
 
 from modem_dialer.config import load_config
 from modem_dialer.errors import UserError
-from modem_dialer.store import Alerts, Campaigns, Journal, modem_states, open_db, other_boxes_modems, set_modem_state
+from modem_dialer.store import (
+    Alerts,
+    Campaigns,
+    Journal,
+    modem_states,
+    open_db,
+    other_boxes_modems,
+    set_modem_state,
+)
 from modem_dialer.store.boxes import Boxes, Leases, claim_alert, set_this_box, this_box, unowned_alerts
 from modem_dialer.store.migrations import STEPS, migrate
 
@@ -49,7 +57,7 @@ def campaign(conn, numbers: list[str]) -> tuple[int, list[int]]:
 def test_a_box_name_taken_on_another_host_is_refused(db):
     clock = Clock()
     Boxes(db, clock).register("b1", LEASE, host="pi-1", pid=10)
-    with pytest.raises(UserError, match="'b1' is already up on pi-1 .*own 'box' name"):
+    with pytest.raises(UserError, match=r"'b1' is already up on pi-1 .*own 'box' name"):
         Boxes(db, clock).register("b1", LEASE, host="pi-2", pid=20)
     # on its own host the dialer lock says the old process is gone: it restarts at once
     Boxes(db, clock).register("b1", LEASE, host="pi-1", pid=11)
@@ -87,7 +95,7 @@ def test_claim_needs_the_box_lease_and_no_open_call_to_the_number(db):
 
 def test_take_over_closes_calls_releases_contacts_and_alerts_once(db):
     clock = Clock()
-    cid, (a, b) = campaign(db, ["+33612345601", "+33612345602"])
+    cid, (a, _) = campaign(db, ["+33612345601", "+33612345602"])
     for box in ("b1", "b2"):
         Boxes(db, clock).register(box, LEASE, host="h", pid=1)
     set_this_box("b2")

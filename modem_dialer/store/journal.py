@@ -274,17 +274,21 @@ class Journal:
     def outbound_usage(self, since_day: datetime, since_hour: datetime, *, iccid: str | None = None,
                        modem: str | None = None) -> OutboundUsage:
         """A SIM's (by ICCID when known, else the modem's) outgoing calls: count and seconds
-        since ``since_day``, start times since ``since_hour`` (the pool's limits)."""
+        since ``since_day``, start times since ``since_hour`` (the pool's limits). By ICCID
+        the SIM's calls on every box count (a SIM moved to another box keeps its day); by
+        modem name only this box's (another box's ``gsm0`` is another SIM)."""
         col, key = ("iccid", iccid) if iccid else ("modem", modem)
+        # ICCID: the box test is always true; modem name: this box's rows (and rows from before boxes)
+        box = None if iccid else this_box()
         row = self.conn.execute(
             f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?"  # noqa: S608
-            " AND direction = 'out'",
-            (key, to_ts(since_day)),
+            " AND direction = 'out' AND (? IS NULL OR box = ? OR box IS NULL)",
+            (key, to_ts(since_day), box, box),
         ).fetchone()
         hour = [from_ts(r[0]) for r in self.conn.execute(
             f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"  # noqa: S608
-            " ORDER BY created_at",
-            (key, to_ts(since_hour)))]
+            " AND (? IS NULL OR box = ? OR box IS NULL) ORDER BY created_at",
+            (key, to_ts(since_hour), box, box))]
         return OutboundUsage(int(row[0]), float(row[1]), hour)
 
     def alert_calls_since(self, number: str, since: datetime) -> int:
