@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -36,6 +37,8 @@ class BoxKeeper:
         self.on_lost = on_lost
         self.on_tick: list[Callable[[], Any]] = []
         self.lost = False
+        self._last_beat: float | None = None      # monotonic time of the last renewed lease
+        self._quiet_until = 0.0
         self.registered = False
         self._task: asyncio.Task | None = None
         set_this_box(box)
@@ -77,6 +80,16 @@ class BoxKeeper:
                 self.on_lost()
             return []
         taken: list[Takeover] = []
+        now = time.monotonic()
+        last, self._last_beat = self._last_beat, now
+        if last is not None and now - last > self.lease.total_seconds():
+            # this box could not beat for a whole lease either (database unreachable, loop
+            # stalled): the others' leases may have lapsed for the same reason and they are
+            # about to renew (and replay what they journaled meanwhile). Take nobody over
+            # until one lease has passed with this box beating.
+            self._quiet_until = now + self.lease.total_seconds()
+        if now < self._quiet_until:
+            return taken
         for name in Boxes(self.conn).expired(self.box):
             t = await self.journal.writer.run(lambda c, n=name: Boxes(c).take_over(n))
             if t is not None:

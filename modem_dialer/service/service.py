@@ -219,3 +219,7 @@ class Service:
         finally:
             watchdog.cancel()
             await self.stop()
+        if self.keeper.lost:
+            # exit 1: systemd (Restart=on-failure) starts it again, and it registers afresh
+            raise UserError(f"box {self.keeper.box!r}: declared lost by another box (no heartbeat for "
+                            f"{self.keeper.lease.total_seconds():g} s); its work was taken over; stopped")
