@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -74,8 +73,10 @@ class Bank:
         return next(b for b in self.boxes if b.name == name)
 
     def rows(self, sql: str, *args: Any) -> list[dict]:
-        conn = sqlite3.connect(self.database, timeout=30)
-        conn.row_factory = sqlite3.Row
+        """A query on the shared database, whichever its backend (store.open_db opens both)."""
+        from modem_dialer.store import open_db
+
+        conn = open_db(self.database, migrate=False)
         try:
             return [dict(r) for r in conn.execute(sql, args)]
         finally:
