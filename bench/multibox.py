@@ -60,6 +60,14 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def print_peaks(bank) -> None:  # type: ignore[no-untyped-def]
+    """Each box's serve peak RSS (before it stops), and the machine's load."""
+    for b in bank.boxes:
+        assert b.serve is not None
+        print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB")
+    print(load())
+
+
 # ---- utilisation ------------------------------------------------------------------------
 
 async def utilisation(args: argparse.Namespace, d: Path) -> None:
@@ -87,10 +95,7 @@ async def utilisation(args: argparse.Namespace, d: Path) -> None:
         print(f"calls {len(rows):,} (answered {answered:,}) on {lines} lines; per box {per_box}")
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
-        for b in bank.boxes:
-            assert b.serve is not None
-            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB")
-        print(load())
+        print_peaks(bank)
     finally:
         await asyncio.to_thread(stop_bank, bank)
 
@@ -181,10 +186,7 @@ async def big_import(args: argparse.Namespace, d: Path) -> None:
         await asyncio.sleep(args.run)
         n = bank.rows("SELECT COUNT(*) AS n FROM calls")[0]["n"]
         print(f"3 boxes × 4 modems ran it for {args.run} s: {n:,} calls")
-        for b in bank.boxes:
-            assert b.serve is not None
-            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB")
-        print(load())
+        print_peaks(bank)
     finally:
         await asyncio.to_thread(stop_bank, bank)
 
