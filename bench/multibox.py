@@ -1,6 +1,7 @@
 """Several boxes on one database (issue 14, docs/scale-out.md): what users run, measured.
 
-``utilisation``: 3 boxes (``modem-dialer serve``) × N simulated modems each (``modem-dialer
+``utilisation``: 3 boxes (``modem-dialer serve``; ``--boxes 1`` for the same path on one box) × N
+simulated modems each (``modem-dialer
 sim`` per box, its own process), one campaign submitted to one box and joined by the others.
 Every callee answers after ``--answer`` s and hangs up ``--hold`` s later (the message is
 longer: the callee's hang-up ends the call), the measure of bench/campaign_utilisation.py:
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import math
 import os
 import random
@@ -73,10 +75,11 @@ def print_peaks(bank) -> None:  # type: ignore[no-untyped-def]
 async def utilisation(args: argparse.Namespace, d: Path) -> None:
     scenario = {"default": {"outcome": "answer", "ring_after": 0.02, "answer_after": args.answer,
                             "hangup_after": args.hold}}
-    bank = await start_bank(d, ["b1", "b2", "b3"], args.modems, scenario, lease="10s")
+    names = [f"b{i + 1}" for i in range(args.boxes)]
+    bank = await start_bank(d, names, args.modems, scenario, lease="10s")
     try:
         await asyncio.gather(*(serve(b, timeout=180) for b in bank.boxes))
-        print(f"3 boxes up, {3 * args.modems} lines; {load()}")
+        print(f"{args.boxes} box(es) up, {args.boxes * args.modems} lines; {load()}")
         nums = [f"+3361{i:07d}" for i in range(args.calls)]
         camp = write_campaign(d, nums, message_s=args.answer + args.hold + 5)
         r = await asyncio.to_thread(run_cli, bank.box("b1").config, "campaign", "run", "--detach", str(camp))
@@ -86,13 +89,21 @@ async def utilisation(args: argparse.Namespace, d: Path) -> None:
         rows = bank.rows("SELECT box, modem, created_at, ended_at, outcome FROM calls ORDER BY created_at")
         start, end = from_ts(rows[0]["created_at"]), max(from_ts(r["ended_at"]) for r in rows)
         makespan = (end - start).total_seconds()
-        lines = 3 * args.modems
+        lines = args.boxes * args.modems
         bound = math.ceil(args.calls / lines) * (args.answer + args.hold)
         per_box: dict[str, int] = {}
         for r in rows:
             per_box[r["box"]] = per_box.get(r["box"], 0) + 1
         answered = sum(1 for r in rows if r["outcome"] == "answered")
         print(f"calls {len(rows):,} (answered {answered:,}) on {lines} lines; per box {per_box}")
+        gaps = sorted((from_ts(b["created_at"]) - from_ts(a["ended_at"])).total_seconds() * 1000
+                      for a, b in itertools.pairwise(sorted(rows, key=lambda r: (r["box"], r["modem"], r["created_at"])))
+                      if (a["box"], a["modem"]) == (b["box"], b["modem"]))
+        inside = sorted((from_ts(r["ended_at"]) - from_ts(r["created_at"])).total_seconds() * 1000
+                        - (args.answer + args.hold) * 1000 for r in rows)
+        print(f"between calls on a line: median {gaps[len(gaps) // 2]:.0f} ms, 90th {gaps[len(gaps) * 9 // 10]:.0f} ms;"
+              f" in-call time beyond answer + hold: median {inside[len(inside) // 2]:.0f} ms, "
+              f"90th {inside[len(inside) * 9 // 10]:.0f} ms")
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
         print_peaks(bank)
@@ -196,6 +207,7 @@ def main() -> None:
     sub = ap.add_subparsers(dest="what", required=True)
     u = sub.add_parser("utilisation")
     u.add_argument("--modems", type=int, default=32)
+    u.add_argument("--boxes", type=int, default=3, help="1: the same path on a single box, for comparison")
     u.add_argument("--calls", type=int, default=960)
     u.add_argument("--answer", type=float, default=1.0)
     u.add_argument("--hold", type=float, default=2.0)

@@ -247,6 +247,12 @@ class Boxes:
                                    (box,)).rowcount
         return int(contacts), int(alerts)
 
+    def up(self) -> list[str]:
+        """Names of the boxes up with a valid lease, in name order."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT name FROM boxes WHERE status = 'up' AND lease_until >= ? ORDER BY name",
+            (to_ts(self._clock()),))]
+
     def list(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute("SELECT * FROM boxes ORDER BY name")]
 
