@@ -65,8 +65,12 @@ def peak_rss_mb(pid: int) -> float | None:
 def print_peaks(bank) -> None:  # type: ignore[no-untyped-def]
     """Each box's serve peak RSS (before it stops), and the machine's load."""
     for b in bank.boxes:
-        assert b.serve is not None
-        print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB")
+        assert b.serve is not None and b.log is not None
+        if b.serve.poll() is not None:
+            errors = [ln for ln in b.log.read_text().splitlines() if '"error"' in ln or '"warning"' in ln]
+            print(f"{b.name}: serve EXITED {b.serve.returncode}: " + "\n  ".join(errors[-5:]))
+        else:
+            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB")
     print(load())
 
 
