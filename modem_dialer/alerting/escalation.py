@@ -24,6 +24,7 @@ from ..audio.source import message_samples
 from ..call.session import ActiveCall, place_call
 from ..errors import UserError
 from ..store import Alerts, Connection, from_ts, to_ts, utc_now
+from ..store.boxes import claim_alert, this_box, unowned_alerts
 from ..store.call_journal import CallJournal
 from .ack import alert_event, record_ack
 from .inputs import TooMany, check_text, load_checked_prompt
@@ -46,6 +47,7 @@ class AlertRunner:
         self.conn = conn
         self.alerts = Alerts(conn)
         self.journal = journal if journal is not None else CallJournal(conn)
+        self._own_journal = journal is None      # the service's shared journal is the service's to close
         self.bank = bank
         self.texter = texter
         self.min_ring_timeout = min_ring_timeout   # tests lower place_call's floor
@@ -191,7 +193,11 @@ class AlertRunner:
     def resume(self) -> list[int]:
         """At start-up: a task for every open alert whose escalation is not over."""
         ids = []
+        me = this_box()
         for a in self.alerts.live_alerts():
+            # another box's alert is its own (a lost box's is released to all: adopt())
+            if a.get("box") not in (None, me) or not claim_alert(self.conn, a["id"], me):
+                continue
             if a["status"] == "open" and not a["state"].get("result"):
                 self._start(a["id"])
                 ids.append(a["id"])
@@ -199,6 +205,26 @@ class AlertRunner:
                 self._arm_renotify(a["id"])      # the acknowledgement timeout survives a restart
         if ids:
             log.info("resuming %d alert(s): %s", len(ids), ids)
+        return ids
+
+    def adopt(self) -> list[int]:
+        """On the box's heartbeat: live alerts no box runs (their box was lost) are taken by
+        this box, one conditional UPDATE each (store/boxes.py ``claim_alert``): exactly one
+        box goes on with each escalation."""
+        ids = []
+        for alert_id in unowned_alerts(self.conn):
+            if alert_id in self.tasks or not claim_alert(self.conn, alert_id, this_box()):
+                continue
+            a = self.alerts.get_alert(alert_id)
+            if a is None:
+                continue
+            if a["status"] == "open" and not a["state"].get("result"):
+                self._start(alert_id)
+                ids.append(alert_id)
+            elif a["status"] == "acknowledged" and a["state"].get("ack_deadline"):
+                self._arm_renotify(alert_id)
+        if ids:
+            log.warning("took over %d alert(s) of a lost box: %s", len(ids), ids)
         return ids
 
     def _start(self, alert_id: int) -> None:
@@ -230,7 +256,9 @@ class AlertRunner:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await self.journal.aclose()      # a no-op for the service's shared journal (it closes it)
+        if self._own_journal:
+            # the service's journal outlives the runner: the box leaves through it (campaign/box.py)
+            await self.journal.aclose()
 
     # ---- the escalation loop -----------------------------------------------------------
     async def _drive(self, alert_id: int) -> None:

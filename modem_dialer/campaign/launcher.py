@@ -18,6 +18,7 @@ from ..errors import UserError
 from ..store import Campaigns, open_db
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.lock import DialerLock
+from .box import BoxKeeper
 from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
 from .controller import Controller
 from .pool import PoolLines, claim_pool_line
@@ -161,7 +162,16 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     desk = InboundDesk(loaded, conn, lambda line: claim_pool_line(ctrl.pool, line), journal, notify=webhooks.emit)
     for line in usable:
         desk.attach(line)
-    interrupted, settled = ctrl.recover()
+    # this box among the others on the database (docs/scale-out.md): its calls left open by
+    # a killed run closed, its contacts released and settled, its lease kept while it runs
+    def on_lost() -> None:        # another box took this one's contacts over: hang up, stop
+        ctrl.request_stop()
+        ctrl.request_stop()
+    keeper = BoxKeeper(conn, journal, loaded.config.box, loaded.config.box_lease, on_lost=on_lost)
+    interrupted = keeper.register()
+    _, settled = ctrl.recover(close_open_calls=False)
+    keeper.on_tick.append(ctrl.settle_released)
+    keeper.start()
     if interrupted or settled:
         echo(f"recovered: {len(interrupted)} interrupted call(s) closed, {settled} contact(s) settled")
     loop = asyncio.get_running_loop()
@@ -186,6 +196,7 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
                 await deliver
         webhooks.configure(None, [])
         await asyncio.gather(*(line.close() for line in usable), return_exceptions=True)
+        await keeper.close()
         # commit what is still queued (waits for a lock up to the limit; a full disk loses it,
         # said in the log: those calls stay open and the next run records them as interrupted)
         lost = await journal.aclose()

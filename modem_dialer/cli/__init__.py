@@ -111,8 +111,11 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
 def load(ctx: click.Context):
     from ..config import load_config
+    from ..store.boxes import set_this_box
 
-    return load_config(ctx.obj.get("config_path"))
+    loaded = load_config(ctx.obj.get("config_path"))
+    set_this_box(loaded.config.box)      # the box every row this process writes records
+    return loaded
 
 
 def open_database(ctx: click.Context):

@@ -23,6 +23,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..alerting.config import AlertingConfig
 from ..alerting.sms_config import SmsConfig
+from ..boxname import DEFAULT_LEASE, check_box_name, default_box
 from ..call.advisors import AdvisorsConfig
 from ..call.inbound_config import InboundConfig
 from ..campaign.limits import LimitsConfig
@@ -35,6 +36,13 @@ from ..yamlfile import Strict
 
 class Config(Strict):
     database: str = "modem-dialer.db"
+    # This box's name when several boxes share one database (docs/scale-out.md): recorded
+    # in every call and modem row, and in the leases of the contacts it claims. Default:
+    # the host name. Two boxes with one name on two hosts: the second is refused.
+    box: str = Field(default_factory=default_box)
+    # How long another box waits for this box's heartbeat before taking over its contacts
+    # (its calls in flight are recorded as interrupted). The heartbeat runs 4 times per lease.
+    box_lease: Duration = Field(default=DEFAULT_LEASE)
     # How long journal writes wait for a database another process keeps locked (a backup,
     # `sqlite3` open in a shell) before a run stops starting calls (docs/schema.md).
     database_lock_limit: Duration = timedelta(seconds=60)
@@ -55,6 +63,18 @@ class Config(Strict):
     webhooks: list[WebhookTarget] = Field(default_factory=list)
     # What incoming SMS mean: STOP keywords per language, acknowledgements (alerting/sms_config.py).
     sms: SmsConfig = Field(default_factory=SmsConfig)
+
+    @field_validator("box")
+    @classmethod
+    def _box(cls, v: str) -> str:
+        return check_box_name(v)
+
+    @field_validator("box_lease")
+    @classmethod
+    def _lease(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= v <= timedelta(hours=1):
+            raise ValueError("must be between 1s and 1h")
+        return v
 
     @field_validator("default_region")
     @classmethod

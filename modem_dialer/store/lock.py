@@ -1,5 +1,7 @@
-"""One dialing process per database: start-up recovery closes every open call, so a second
-runner on the same journal would close the first one's live calls."""
+"""One dialing process per box and database: start-up recovery closes the box's open calls,
+so a second runner of the same box would close the first one's live calls. Other boxes
+(docs/scale-out.md) dial on the same database with locks of their own; on one machine they
+need distinct ``box`` names."""
 
 from __future__ import annotations
 
@@ -12,8 +14,12 @@ from ..errors import UserError
 
 
 class DialerLock:
-    def __init__(self, database: Path) -> None:
-        self.path = Path(str(database) + ".dialer.lock")
+    def __init__(self, database: Path, box: str | None = None) -> None:
+        from ..store.boxes import this_box
+
+        self.box = box or this_box()
+        # the box name is checked (letters, digits, '_', '.', '-'): safe in a file name
+        self.path = Path(f"{database}.{self.box}.dialer.lock")
         self._f: IO[str] | None = None
 
     def acquire(self) -> DialerLock:
@@ -24,7 +30,8 @@ class DialerLock:
             f.seek(0)
             who = f.read().strip() or "?"
             f.close()
-            raise UserError(f"{self.path}: another dialing process (pid {who}) is using this database") from None
+            raise UserError(f"{self.path}: another dialing process of box {self.box!r} (pid {who}) is using "
+                            "this database") from None
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import UserError
+from .migrations_boxes import BOXES
 from .migrations_campaign import CAMPAIGN_LOG
 from .migrations_console import CONSOLE_INDEXES
 from .migrations_sms import SMS_INBOX
@@ -33,6 +34,7 @@ STEPS: tuple[Step, ...] = (
     Step(3, "incoming SMS and the parts awaiting reassembly", SMS_INBOX),
     Step(4, "console indexes (contacts by campaign in id order, by last outcome)", CONSOLE_INDEXES),
     Step(5, "two-way: call direction, incoming calls, webhook outbox", TWOWAY),
+    Step(6, "several boxes: boxes and their leases, the box of calls, contacts, alerts, modems", BOXES),
 )
 
 LATEST = STEPS[-1].version

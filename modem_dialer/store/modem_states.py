@@ -1,4 +1,8 @@
-"""The modem bank's last known state, so `modem-dialer modems` can show it without the service."""
+"""The modem bank's last known state, so `modem-dialer modems` can show it without the service.
+
+One row per (box, modem): every box writes its own modems' rows; the listing shows the
+whole bank with each row's box and how long ago it was written (docs/scale-out.md).
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,47 @@ import sqlite3
 from datetime import datetime
 from typing import Any
 
-from .timestamps import to_ts, utc_now
+from .boxes import this_box
+from .timestamps import from_ts, to_ts, utc_now
 
 
 def set_modem_state(conn: sqlite3.Connection, name: str, status: str, *, reason: str | None = None,
                     imei: str | None = None, iccid: str | None = None, seen: bool = True,
-                    at: datetime | None = None) -> None:
-    """Upsert the modem's row; identity fields given as None keep their last value."""
+                    at: datetime | None = None, box: str | None = None) -> None:
+    """Upsert the modem's row (of this process's box); identity fields given as None keep
+    their last value."""
     last_seen = to_ts(at or utc_now()) if seen else None
     with conn:
         conn.execute(
-            "INSERT INTO modem_state (name, imei, iccid, last_seen, status, reason) VALUES (?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET imei = COALESCE(excluded.imei, imei),"
+            "INSERT INTO modem_state (box, name, imei, iccid, last_seen, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (box, name) DO UPDATE SET imei = COALESCE(excluded.imei, imei),"
             " iccid = COALESCE(excluded.iccid, iccid), last_seen = COALESCE(excluded.last_seen, last_seen),"
             " status = excluded.status, reason = excluded.reason",
-            (name, imei, iccid, last_seen, status, reason),
+            (box or this_box(), name, imei, iccid, last_seen, status, reason),
         )
 
 
-def modem_states(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [dict(r) for r in conn.execute("SELECT * FROM modem_state ORDER BY name")]
+def modem_states(conn: sqlite3.Connection, box: str | None = None) -> list[dict[str, Any]]:
+    """The bank's rows (one box's with ``box``), each with its box's status and heartbeat
+    (``box_status`` NULL: the box never registered, e.g. only `modems` ran there)."""
+    return [dict(r) for r in conn.execute(
+        "SELECT m.*, b.status AS box_status, b.heartbeat_at AS box_heartbeat FROM modem_state m"
+        " LEFT JOIN boxes b ON b.name = m.box WHERE (? IS NULL OR m.box = ?) ORDER BY m.box, m.name",
+        (box, box))]
+
+
+def other_boxes_modems(conn: sqlite3.Connection, me: str, now: datetime | None = None) -> list[dict[str, Any]]:
+    """The modems of every box but ``me``, as last written to the shared database: box,
+    name, status, reason, identity, ``age_s`` (since the row's last health check) and
+    whether that box is up (``box_status``: up | stopped | lost | None if it never ran)."""
+    now = now or utc_now()
+    out = []
+    for r in modem_states(conn):
+        if r["box"] == me:
+            continue
+        seen = r["last_seen"]
+        out.append({"box": r["box"], "name": r["name"], "status": r["status"], "reason": r["reason"],
+                    "imei": r["imei"], "iccid": r["iccid"], "last_seen": seen,
+                    "age_s": None if seen is None else round((now - from_ts(seen)).total_seconds(), 1),
+                    "box_status": r["box_status"]})
+    return out
