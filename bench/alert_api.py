@@ -18,8 +18,8 @@ import yaml
 
 from modem_dialer.config import load_config
 from modem_dialer.service.service import Service
-from modem_dialer.sim.bank import SimBank
 from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.sim.sim_bank import SimBank
 
 
 async def main(n: int) -> None:

@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from modem_dialer.config import load_config  # noqa: E402
 from modem_dialer.service.service import Service  # noqa: E402
-from modem_dialer.sim.bank import SimBank  # noqa: E402
 from modem_dialer.sim.callee import Callee, Scenario  # noqa: E402
+from modem_dialer.sim.sim_bank import SimBank  # noqa: E402
 
 
 async def main(alerts: int, modems: int, call_s: float) -> None:

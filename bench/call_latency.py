@@ -22,9 +22,9 @@ sys.path.insert(0, str(ROOT))
 
 from modem_dialer.call.line import open_line  # noqa: E402
 from modem_dialer.call.session import place_call  # noqa: E402
-from modem_dialer.config import ModemConfig  # noqa: E402
-from modem_dialer.sim.bank import SimBank  # noqa: E402
+from modem_dialer.modems.options import ModemConfig  # noqa: E402
 from modem_dialer.sim.callee import Callee, Scenario  # noqa: E402
+from modem_dialer.sim.sim_bank import SimBank  # noqa: E402
 from modem_dialer.store import open_db  # noqa: E402
 from modem_dialer.store.call_journal import CallJournal  # noqa: E402
 

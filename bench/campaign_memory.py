@@ -26,10 +26,10 @@ from campaign_utilisation import QuietView, listen, start_sim
 from modem_dialer.call.line import open_lines
 from modem_dialer.campaign.contacts import import_contacts
 from modem_dialer.campaign.controller import Controller
+from modem_dialer.campaign.limits import LimitsConfig
 from modem_dialer.campaign.report import summary
 from modem_dialer.campaign.spec import CampaignSpec
-from modem_dialer.config import ModemConfig
-from modem_dialer.config_campaign import LimitsConfig
+from modem_dialer.modems.options import ModemConfig
 from modem_dialer.store import Campaigns, open_db
 
 

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -44,10 +45,10 @@ import itertools
 from modem_dialer.call.line import open_lines
 from modem_dialer.call.session import ActiveCall
 from modem_dialer.campaign.controller import Controller
+from modem_dialer.campaign.limits import LimitsConfig
 from modem_dialer.campaign.spec import CampaignSpec
 from modem_dialer.campaign.view import PlainView
-from modem_dialer.config import ModemConfig
-from modem_dialer.config_campaign import LimitsConfig
+from modem_dialer.modems.options import ModemConfig
 from modem_dialer.store import Campaigns, open_db
 
 
@@ -135,8 +136,8 @@ async def run(args: argparse.Namespace, d: Path, cfg_path: Path) -> None:
 def sim_child(modems: int, family: str, answer: float, cfg_path: str, conn) -> None:  # type: ignore[no-untyped-def]
     """The simulated bank, in its own process: serves until told, then reports what the
     callees heard (cut audio, downlink gaps) per call."""
-    from modem_dialer.sim.bank import SimBank
     from modem_dialer.sim.callee import Callee, Scenario
+    from modem_dialer.sim.sim_bank import SimBank
 
     async def serve() -> None:
         bank = await SimBank.of(modems, family, Scenario(Callee(answer_after=answer, ring_after=0.02))).start()
@@ -162,6 +163,24 @@ def sim_child(modems: int, family: str, answer: float, cfg_path: str, conn) -> N
     asyncio.run(serve())
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each live thread of this process, by thread name
+    (Linux /proc; empty elsewhere): where the dialer's CPU goes (loop, PCM writer, journal)."""
+    import threading
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        name = re.sub(r"[ _-]?\d+$", "", t.name.split(" ")[0])   # "Thread-3" -> "Thread"
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+        out[name + " (sys)"] = out.get(name + " (sys)", 0.0) + int(fields[12]) / tick
+    return out
+
+
 def tone(seconds: float) -> np.ndarray:
     t = np.arange(int(seconds * 8000)) / 8000
     x = (np.sin(2 * np.pi * 440 * t) * 6000).astype(np.int16)
@@ -169,24 +188,159 @@ def tone(seconds: float) -> np.ndarray:
     return x
 
 
+class Timeline:
+    """Per-line timestamps of each call's steps (monotonic), taken by wrapping the dialer's
+    own methods from outside: where a line's time goes between two ATDs."""
+
+    STEPS = ("row", "row_ok", "atd", "atd_ok", "answered", "first_frame", "hangup", "end", "freed")
+
+    def __init__(self) -> None:
+        self.calls: dict[str, list[dict[str, float]]] = {}
+
+    def mark(self, line: str, step: str, new: bool = False) -> None:
+        calls = self.calls.setdefault(line, [])
+        if new or not calls:
+            calls.append({})
+        calls[-1].setdefault(step, time.monotonic())
+
+    def install(self) -> None:
+        import functools
+
+        from modem_dialer.call import session
+        from modem_dialer.modems.driver import ModemDriver
+        from modem_dialer.store.call_journal import CallJournal
+
+        tl = self
+        start_call, dial, answered = CallJournal.start_call, ModemDriver.dial, ModemDriver.call_answered
+        hangup, ended, drive = ModemDriver.hangup, ModemDriver.call_ended, session.drive
+
+        @functools.wraps(start_call)
+        async def start_call_w(self, number, modem, *a, **kw):  # type: ignore[no-untyped-def]
+            tl.mark(modem, "row", new=True)
+            r = await start_call(self, number, modem, *a, **kw)
+            tl.mark(modem, "row_ok")
+            return r
+
+        async def dial_w(self, number):  # type: ignore[no-untyped-def]
+            tl.mark(self.name, "atd")
+            await dial(self, number)
+            tl.mark(self.name, "atd_ok")
+
+        def answered_w(self, *a, **kw):  # type: ignore[no-untyped-def]
+            tl.mark(self.name, "answered")
+            answered(self, *a, **kw)
+
+        async def hangup_w(self):  # type: ignore[no-untyped-def]
+            tl.mark(self.name, "hangup")
+            await hangup(self)
+
+        def ended_w(self, *a, **kw):  # type: ignore[no-untyped-def]
+            tl.mark(self.name, "end")
+            ended(self, *a, **kw)
+
+        async def drive_w(call, **kw):  # type: ignore[no-untyped-def]
+            try:
+                return await drive(call, **kw)
+            finally:
+                tl.mark(call.line.name, "freed")
+                a = call.line.audio
+                if a is not None and a.first_frame_sent_at is not None:
+                    tl.calls[call.line.name][-1]["first_frame"] = a.first_frame_sent_at
+        CallJournal.start_call = start_call_w  # type: ignore[method-assign]
+        ModemDriver.dial = dial_w  # type: ignore[method-assign]
+        ModemDriver.call_answered = answered_w  # type: ignore[method-assign]
+        ModemDriver.hangup = hangup_w  # type: ignore[method-assign]
+        ModemDriver.call_ended = ended_w  # type: ignore[method-assign]
+        session.drive = drive_w
+
+    def report(self, answer: float, message: float) -> None:
+        from statistics import median
+        seg: dict[str, list[float]] = {}
+
+        def add(name: str, a: dict[str, float], x: str, b: dict[str, float], y: str) -> None:
+            if x in a and y in b:
+                seg.setdefault(name, []).append((b[y] - a[x]) * 1000)
+        for calls in self.calls.values():
+            for i, c in enumerate(calls):
+                add("row queued -> committed", c, "row", c, "row_ok")
+                add("committed -> ATD", c, "row_ok", c, "atd")
+                add("ATD -> OK", c, "atd", c, "atd_ok")
+                add(f"ATD -> answered (callee: {answer * 1000:g})", c, "atd", c, "answered")
+                add("answered -> first frame", c, "answered", c, "first_frame")
+                add(f"first frame -> hang-up (message: {message * 1000:g})", c, "first_frame", c, "hangup")
+                add("hang-up -> end URC", c, "hangup", c, "end")
+                add("end URC -> line freed", c, "end", c, "freed")
+                if i + 1 < len(calls):
+                    add("line freed -> next row queued", c, "freed", calls[i + 1], "row")
+                    add("ATD -> next ATD (cycle)", c, "atd", calls[i + 1], "atd")
+        print("where a line's time goes (median / p90 ms):")
+        for name, xs in seg.items():
+            xs.sort()
+            print(f"  {name:44} {median(xs):7.1f} {xs[int(0.9 * (len(xs) - 1))]:7.1f}")
+
+
+def profile_threads(prefix: str) -> None:
+    """cProfile (CPU time) the journal writer and PCM writer threads too: PREFIX.journal, PREFIX.pcm."""
+    import cProfile
+    import functools
+
+    from modem_dialer.audio.serial_pcm import PcmWriter
+    from modem_dialer.store.writer import DbWriter
+
+    def wrap(fn, name):  # type: ignore[no-untyped-def]
+        @functools.wraps(fn)
+        def run(self):  # type: ignore[no-untyped-def]
+            prof = cProfile.Profile(time.thread_time)
+            prof.enable()
+            try:
+                return fn(self)
+            finally:
+                prof.disable()
+                prof.dump_stats(f"{prefix}.{name}")
+        return run
+    DbWriter._main = wrap(DbWriter._main, "journal")  # type: ignore[method-assign]
+    PcmWriter._run = wrap(PcmWriter._run, "pcm")  # type: ignore[method-assign]
+
+
 async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path) -> dict:
     from modem_dialer.call.message import message_script
 
+    if args.profile:
+        profile_threads(args.profile)
     cfgs, conn, cid, spec = campaign(args, d, cfg_path, audio=True)
+    timeline = Timeline()
+    timeline.install()
     lines, errors = await open_lines(cfgs)
     assert not errors, errors
     script = message_script(tone(args.message))
     ctrl = Controller(conn, cid, spec, lines, LimitsConfig(), lambda c: script, view=QuietView(), poll=0.2)
+    th0 = thread_cpu()
+    prof = None
+    if args.profile:
+        import cProfile
+        prof = cProfile.Profile(time.thread_time)   # CPU time: waits for the GIL or the disk do not count
+        prof.enable()
     cpu0, t0 = time.process_time(), time.perf_counter()
     await ctrl.run()
+    if prof is not None:
+        prof.disable()
+        prof.dump_stats(args.profile)
     makespan = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
+    th1 = thread_cpu()
+    threads = {k: v - th0.get(k, 0.0) for k, v in th1.items()}
+    threads["(threads that ended)"] = cpu - sum(v for k, v in threads.items() if not k.endswith("(sys)"))
     late = sum(getattr(line.audio, "late_frames", 0) for line in lines)
     await asyncio.gather(*(line.close() for line in lines))
     n = conn.execute("SELECT COUNT(*) FROM calls WHERE outcome = 'answered' AND hangup_by = 'dialer'").fetchone()[0]
     breakdown(conn, args.answer + args.message)
+    timeline.report(args.answer, args.message)
+    await ctrl.close()
+    w = ctrl.journal.writer
+    print(f"journal writer: {w.ops_committed:,} writes in {w.commits:,} commits "
+          f"({w.ops_committed / max(1, w.commits):.1f} per commit, {w.commits / args.calls:.2f} commits per call)")
     return {"makespan": makespan, "cpu": cpu, "ctrl_cpu": ctrl.cpu, "answered": n, "lines": len(lines),
-            "late_frames": late}
+            "late_frames": late, "threads": threads}
 
 
 def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
@@ -273,7 +427,7 @@ def realistic(args: argparse.Namespace) -> None:
             ours = asyncio.run(ours_realistic(args, Path(d), cfg))
             parent.send("stats")
             heard = parent.recv()
-            peer = peer_realistic(args, cfg)
+            peer = peer_realistic(args, cfg) if args.peer else None
             parent.send("stop")
             parent.recv()
         finally:
@@ -285,12 +439,16 @@ def realistic(args: argparse.Namespace) -> None:
           f"{args.answer:g} s after ATD, the dialer hangs up after a {args.message:g} s message")
     print(f"{'':22} {'makespan':>9} {'bound':>7} {'utilisation':>11} {'CPU/call':>9}  calls")
     for name, r in (("modem-dialer (audio)", ours), ("python-gsmmodem-new", peer)):
+        if r is None:
+            continue
         bound = math.ceil(args.calls / r["lines"]) * per_call
         print(f"{name:22} {r['makespan']:8.1f}s {bound:6.1f}s {bound / r['makespan']:11.1%} "
               f"{r['cpu'] / args.calls * 1000:7.2f}ms  {r['answered']:,}" +
               (f" ({r['failures']} failed)" if r.get("failures") else ""))
     print(f"modem-dialer controller alone: {ours['ctrl_cpu'] / args.calls * 1000:.3f} ms CPU per call; "
           f"writer ticks late: {ours['late_frames']}")
+    print("modem-dialer CPU per call by thread: " + ", ".join(
+        f"{k} {v / args.calls * 1000:.2f} ms" for k, v in sorted(ours["threads"].items(), key=lambda kv: -kv[1])))
     cut = np.array(heard["cut_ms"] or [0.0])
     gaps = np.array(heard["max_gap_ms"] or [0.0])
     print(f"what the callees heard ({len(heard['cut_ms'])} calls): calls with the message cut {int((cut > 0).sum())}, "
@@ -307,6 +465,9 @@ def main() -> None:
     ap.add_argument("--realistic", action="store_true", help="audio on, the dialer hangs up after the message; "
                                                              "python-gsmmodem-new in the same run")
     ap.add_argument("--message", type=float, default=0.5, help="realistic: message length, s")
+    ap.add_argument("--no-peer", dest="peer", action="store_false",
+                    help="realistic: skip python-gsmmodem-new (quicker, for profiling)")
+    ap.add_argument("--profile", metavar="FILE", help="realistic: cProfile the dialer's event loop thread into FILE")
     ap.add_argument("--family", default="huawei", help="realistic: simulated family (the peer speaks Huawei)")
     args = ap.parse_args()
     if args.realistic:

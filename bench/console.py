@@ -7,26 +7,34 @@ the modems are calling while it measures, logs in to the console and then report
 
 - the server time (``Server-Timing`` of each answer) of every console endpoint a page uses,
   cold and warm, against the 300 ms goal;
-- the live bank stream's rate (events per second) seen by a watcher;
-- what the console costs the service while one browser watches the bank: the time spent
-  building and sending the bank view (measured in the service), and the process CPU with
-  and without a watcher (the watcher is ``curl`` in its own process).
+- the live bank stream's rate (events per second) seen by each watcher, and its size;
+- what the console costs the service while 1 and 5 browsers watch the bank, in CPU time
+  (not wall time: the machine's other load does not count): the stream's own work
+  (building and writing, measured in the service), and the service process's CPU in
+  windows that alternate between no watcher and watchers (each watched window against the
+  unwatched ones either side, so the live campaign's drift cancels). The watchers are
+  ``curl`` processes. ``--profile DIR`` writes a cProfile of each window.
 
 Usage: .venv/bin/python bench/console.py [--contacts 1000000] [--modems 64] [--calls 200000]
-       [--live-contacts 3000] [--seconds 15]
+       [--live-contacts 20000] [--seconds 8] [--rounds 3] [--watchers 5] [--profile DIR]
+       [--skip-endpoints] [--db FILE] [--keep-db FILE] [--no-download]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import os
 import random
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -191,67 +199,238 @@ async def bench(args: argparse.Namespace, d: Path, svc: Service) -> None:
             ("consent", "/console/api/consent"),
             ("flows", "/console/api/flows"),
         ]
-        # the slow reads (a million contacts counted, the charts over the call history) run in a
-        # worker; the pages answer "counting" meanwhile. How long until they are there:
-        for label, path in (("campaign counts", "/console/api/campaigns"),
-                            ("report charts", f"/console/api/campaigns/{big}/charts")):
-            t = time.perf_counter()
-            while True:
-                async with s.get(base + path) as r:
-                    doc = await r.json()
-                if not (doc.get("pending") if isinstance(doc, dict) else any(c.get("counting") for c in doc)):
-                    break
-                await asyncio.sleep(0.1)
-            print(f"{label}: ready after {time.perf_counter() - t:.2f} s in the background")
-        ok = await measure(s, base, paths, args.repeat)
+        ok = True
+        if not args.skip_endpoints:
+            # the slow reads (a million contacts counted, the charts over the call history) run in a
+            # worker; the pages answer "counting" meanwhile. How long until they are there:
+            for label, path in (("campaign counts", "/console/api/campaigns"),
+                                ("report charts", f"/console/api/campaigns/{big}/charts")):
+                t = time.perf_counter()
+                while True:
+                    async with s.get(base + path) as r:
+                        doc = await r.json()
+                    if not (doc.get("pending") if isinstance(doc, dict) else any(c.get("counting") for c in doc)):
+                        break
+                    await asyncio.sleep(0.1)
+                print(f"{label}: ready after {time.perf_counter() - t:.2f} s in the background")
+            ok = await measure(s, base, paths, args.repeat)
 
-        # the report download streams every contact: time to the first byte, and the whole
-        if not args.no_download:
-            t = time.perf_counter()
-            async with s.get(base + f"/console/api/campaigns/{big}/report.csv",
-                             timeout=aiohttp.ClientTimeout(total=None)) as r:
-                first = await r.content.readany()
-                ttfb = time.perf_counter() - t
-                size = len(first)
-                while chunk := await r.content.read(1 << 20):
-                    size += len(chunk)
-            print(f"{'report.csv download (' + str(args.contacts) + ' rows)':58} first byte {ttfb * 1000:.0f} ms, "
-                  f"all {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f} s")
+            # the report download streams every contact: time to the first byte, and the whole
+            if not args.no_download:
+                t = time.perf_counter()
+                async with s.get(base + f"/console/api/campaigns/{big}/report.csv",
+                                 timeout=aiohttp.ClientTimeout(total=None)) as r:
+                    first = await r.content.readany()
+                    ttfb = time.perf_counter() - t
+                    size = len(first)
+                    while chunk := await r.content.read(1 << 20):
+                        size += len(chunk)
+                print(f"{'report.csv download (' + str(args.contacts) + ' rows)':58} first byte {ttfb * 1000:.0f} ms, "
+                      f"all {size / 1e6:.0f} MB in {time.perf_counter() - t:.1f} s")
+
+        # today's calls per modem are first counted in a worker: wait for them, so that
+        # one-off count does not land in a measuring window
+        while True:
+            async with s.get(base + "/console/api/bank") as r:
+                if all(m["calls_today"] is not None for m in (await r.json())["modems"]):
+                    break
+            await asyncio.sleep(0.1)
 
         # ---- the live bank stream and what it costs ----------------------------------------
-        stream = _stream(svc)
         cookie = "; ".join(f"{c.key}={c.value}" for c in jar)
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        await asyncio.sleep(args.seconds)
-        idle_cpu = (time.process_time() - cpu0) / (time.perf_counter() - t0)
-        curl = shutil.which("curl")
-        if curl is None:
-            raise SystemExit("curl is needed to watch the stream from another process")
-        out = d / "stream.txt"
-        with out.open("wb") as f:
-            watcher = await asyncio.create_subprocess_exec(
-                curl, "-sN", "-H", f"Cookie: {cookie}", base + "/console/api/bank/stream",
-                stdout=f, stderr=subprocess.DEVNULL)
-        built0, build_s0 = stream.built, stream.build_s
-        await asyncio.sleep(1.0)
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        n0 = out.read_bytes().count(b"event: bank")
-        await asyncio.sleep(args.seconds)
-        wall = time.perf_counter() - t0
-        watched_cpu = (time.process_time() - cpu0) / wall
-        n1 = out.read_bytes().count(b"event: bank")
-        watcher.terminate()
-        await watcher.wait()
-        built = stream.built - built0
-        per = (stream.build_s - build_s0) / max(built, 1)
-        last = out.read_bytes().rsplit(b"data: ", 1)[-1]
-        print(f"\nbank stream: {(n1 - n0) / wall:.2f} updates/s seen by the watcher over {wall:.0f} s "
-              f"(goal ≥ 1/s); an update is {len(last) / 1000:.1f} kB for {len(svc.bank.slots)} modems")
-        print(f"building the bank view: {per * 1000:.2f} ms per update = {per * built / wall:.2%} of one core")
-        print(f"service process CPU: {idle_cpu:.1%} of one core without a watcher, {watched_cpu:.1%} with one "
-              f"→ console {watched_cpu - idle_cpu:+.1%} (goal ≤ 5 %; noisy: the live campaign and the "
-              "machine's other load move it)")
+        await watch_cost(args, d, svc, base, cookie)
+        if args.browser:
+            await browser_cost(args, base, list(jar))
         print("all endpoints ≤ 300 ms" if ok else "SOME ENDPOINTS OVER 300 ms")
+
+
+def _cpu() -> tuple[float, float]:
+    """CPU seconds (user + system) of this process and of its event-loop thread (this thread).
+
+    CPU time, not wall time: what the service spends, whatever the machine's other load
+    does to the clock; the loop thread apart because the console's work happens there
+    (the rest is the audio writer thread and the executor)."""
+    t = os.times()
+    fields = Path(f"/proc/self/task/{threading.get_native_id()}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return t.user + t.system, (int(fields[11]) + int(fields[12])) / tick
+
+
+async def _window(args: argparse.Namespace, profile: cProfile.Profile | None
+                  ) -> tuple[float, float, float]:
+    """One measuring window: (process CPU, loop-thread CPU) in cores, and its wall length."""
+    if profile is not None:
+        profile.enable()
+    (p0, l0), t0 = _cpu(), time.perf_counter()
+    await asyncio.sleep(args.seconds)
+    (p1, l1), wall = _cpu(), time.perf_counter() - t0
+    if profile is not None:
+        profile.disable()
+    return (p1 - p0) / wall, (l1 - l0) / wall, wall
+
+
+# what a browser on each page asks of the service: the bank page holds the stream open, the
+# campaigns and alerts pages ask for their list every 1 s and 1.5 s (console.js)
+PAGES = {"campaigns page": ("/console/api/campaigns", 1.0), "alerts page": ("/console/api/alerts", 1.5)}
+
+
+async def _watchers(curl: str, cookie: str, base: str, d: Path, i: int, kind: str, n: int
+                    ) -> tuple[list[asyncio.subprocess.Process], list[Path]]:
+    """``n`` curl processes watching the bank stream, or one polling a page's list."""
+    procs, outs = [], []
+    if kind == "bank":
+        for k in range(n):
+            out = d / f"stream-{i}-{k}.txt"
+            with out.open("wb") as f:
+                procs.append(await asyncio.create_subprocess_exec(
+                    curl, "-sN", "-H", f"Cookie: {cookie}", base + "/console/api/bank/stream",
+                    stdout=f, stderr=subprocess.DEVNULL))
+            outs.append(out)
+    elif kind in PAGES:
+        path, every = PAGES[kind]
+        procs.append(await asyncio.create_subprocess_exec(
+            "sh", "-c", f'while :; do "$0" -s -o /dev/null -H "$1" "$2"; sleep {every}; done',
+            curl, f"Cookie: {cookie}", base + path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    return procs, outs
+
+
+async def watch_cost(args: argparse.Namespace, d: Path, svc: Service, base: str, cookie: str) -> None:
+    """The service's CPU with 0, 1 and N watchers of the bank stream, in alternating windows.
+
+    The windows alternate (none, 1, none, N, none, 1, …; with --pages also a browser on the
+    campaigns page and one on the alerts page) and each watched window is compared with the
+    mean of the unwatched windows either side of it: the live campaign's own load drifts
+    over a run, and a difference between neighbours cancels most of that drift. The watchers
+    are ``curl`` processes (their CPU is theirs, not the service's)."""
+    curl = shutil.which("curl")
+    if curl is None:
+        raise SystemExit("curl is needed to watch the stream from another process")
+    stream = _stream(svc)
+    prof_dir = Path(args.profile) if args.profile else None
+    if prof_dir is not None:
+        prof_dir.mkdir(parents=True, exist_ok=True)
+    none = ("none", 0)
+    plan: list[tuple[str, int]] = []
+    for _ in range(args.rounds):
+        plan += [none, ("bank", 1), none, ("bank", args.watchers)]
+        if args.pages:
+            plan += [none, ("campaigns page", 1), none, ("alerts page", 1)]
+    plan.append(none)
+    # (label, process CPU, loop CPU, updates/s, the stream's own CPU), in cores
+    results: list[tuple[str, float, float, float, float]] = []
+    built0, build_s0, built_wall = stream.built, stream.build_s, 0.0
+    for i, (kind, n) in enumerate(plan):
+        label = {"none": "nobody", "bank": f"bank page x{n}"}.get(kind, kind)
+        procs, outs = await _watchers(curl, cookie, base, d, i, kind, n)
+        # measure from the first update every watcher has: connecting is not the steady cost
+        while True:
+            if all(b"event: " in o.read_bytes() for o in outs):
+                break
+            await asyncio.sleep(0.05)
+        counts0 = [o.read_bytes().count(b"\nevent: ") for o in outs]
+        b0, cb0, cs0 = stream.built, stream.build_s, stream.send_s
+        busy0 = sum(1 for x in svc.bank.slots.values() if x.leased)
+        prof = cProfile.Profile() if prof_dir is not None else None
+        proc_cpu, loop_cpu, wall = await _window(args, prof)
+        rate = (min(o.read_bytes().count(b"\nevent: ") - c for o, c in zip(outs, counts0, strict=True)) / wall
+                ) if outs else 0.0
+        if outs:
+            built_wall += wall
+        if prof is not None and prof_dir is not None:
+            prof.dump_stats(prof_dir / f"{i:02d}-{label.replace(' ', '-')}.prof")
+        for p in procs:
+            p.terminate()
+            await p.wait()
+        busy = f"{busy0}→{sum(1 for x in svc.bank.slots.values() if x.leased)}"
+        own = (stream.build_s - cb0 + stream.send_s - cs0) / wall
+        results.append((label, proc_cpu, loop_cpu, rate, own))
+        print(f"  window {i + 1:2}/{len(plan)}: {label:15} service {proc_cpu:6.1%} of a core "
+              f"(event loop {loop_cpu:6.1%}), {stream.built - b0} snapshots, {busy} modems busy"
+              + (f", {rate:.2f} updates/s each; the stream's own work {own:.2%}" if outs else ""))
+        await asyncio.sleep(0.3)        # the stream task notices nobody listens and stops
+    built = stream.built - built0
+    per = (stream.build_s - build_s0) / max(built, 1)
+    full: list[int] = []
+    changes: list[int] = []
+    for f in d.glob("stream-*.txt"):
+        for ev in f.read_bytes().split(b"\n\n"):
+            (full if b"\nevent: bank\n" in ev else changes if b"\nevent: changes\n" in ev else []).append(len(ev))
+    rates = [r[3] for r in results if r[0].startswith("bank")]
+    print(f"\nbank stream: {min(rates):.2f}–{max(rates):.2f} updates/s seen by each watcher (goal ≥ 1/s); the whole "
+          f"bank ({len(svc.bank.slots)} modems) {statistics.mean(full) / 1000:.1f} kB once per watcher, then changes "
+          f"only: {statistics.mean(changes) / 1000:.1f} kB an update on average")
+    print(f"building the bank view: {per * 1000:.2f} ms CPU per snapshot = {per * built / max(built_wall, 1e-9):.2%} "
+          "of one core while watched (one snapshot per tick, shared by all watchers)")
+    print("what each console costs the service, in CPU time (goal ≤ 5 % of one core):")
+    for label in dict.fromkeys(r[0] for r in results if r[0] != "nobody"):
+        diffs_p, diffs_l = [], []
+        for i, r in enumerate(results):
+            if r[0] == label:
+                before, after = results[i - 1], results[i + 1]
+                diffs_p.append(r[1] - (before[1] + after[1]) / 2)
+                diffs_l.append(r[2] - (before[2] + after[2]) / 2)
+        own = (f"; the stream's own work {statistics.median(r[4] for r in results if r[0] == label):.2%}"
+               if label.startswith("bank") else "")
+        print(f"  {label:15} process minus the unwatched windows either side "
+              + ", ".join(f"{x:+.1%}" for x in diffs_p) + f" → median {statistics.median(diffs_p):+.1%}; "
+              f"event loop median {statistics.median(diffs_l):+.1%}{own}")
+    idle = [r[1] for r in results if r[0] == "nobody"]
+    print(f"service CPU unwatched: {min(idle):.1%}–{max(idle):.1%} of one core (the live campaign's own load "
+          "drifts; the machine's other load moves all of these)")
+
+
+def _chromium_cpu() -> float:
+    """CPU seconds of every chromium process that descends from this one (the browser,
+    its renderer and GPU/utility processes), from /proc."""
+    kids: dict[int, list[int]] = {}
+    comm: dict[int, str] = {}
+    ticks: dict[int, int] = {}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            head, rest = (d / "stat").read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        f = rest.split()
+        pid = int(d.name)
+        comm[pid] = head.split("(", 1)[1]
+        kids.setdefault(int(f[1]), []).append(pid)
+        ticks[pid] = int(f[11]) + int(f[12])
+    total, todo = 0, list(kids.get(os.getpid(), []))
+    while todo:
+        pid = todo.pop()
+        if comm.get(pid, "").startswith("chrom"):
+            total += ticks.get(pid, 0)
+        todo += kids.get(pid, [])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def browser_cost(args: argparse.Namespace, base: str, cookies: list) -> None:
+    """What the bank page costs the browser: Debian's chromium (headless, playwright) on the
+    bank page, its processes' CPU over a window. Measured after the service's windows: the
+    playwright client runs in this process, so it would muddle the service's figures."""
+    from playwright.async_api import async_playwright
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    async with async_playwright() as pw:
+        b = await pw.chromium.launch(executable_path=chromium, args=["--no-sandbox", "--disable-gpu",
+                                                                    "--disable-background-networking"])
+        try:
+            ctx = await b.new_context(viewport={"width": 1280, "height": 860})
+            await ctx.add_cookies([{"name": c.key, "value": c.value, "url": base} for c in cookies])
+            page = await ctx.new_page()
+            await page.goto(base + "/console/#/bank")
+            await page.wait_for_selector("#live.on")
+            await asyncio.sleep(2.0)
+            c0, t0 = _chromium_cpu(), time.perf_counter()
+            await asyncio.sleep(args.seconds)
+            cpu = (_chromium_cpu() - c0) / (time.perf_counter() - t0)
+            cards = await page.locator(".modem").count()
+            print(f"the bank page in headless chromium: {cpu:.1%} of one core (all its processes, "
+                  f"{cards} modem cards, over {args.seconds:.0f} s)")
+        finally:
+            await b.close()
 
 
 def _stream(svc: Service):
@@ -268,8 +447,17 @@ def main() -> None:
     ap.add_argument("--contacts", type=int, default=1_000_000)
     ap.add_argument("--calls", type=int, default=200_000)
     ap.add_argument("--modems", type=int, default=64)
-    ap.add_argument("--live-contacts", type=int, default=3000, help="0: no live campaign while measuring")
-    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--live-contacts", type=int, default=20000,
+                    help="0: no live campaign while measuring (the default lasts the whole run)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="length of each CPU measuring window")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of (none, 1, none, N) watcher windows")
+    ap.add_argument("--watchers", type=int, default=5, help="N: the larger number of watchers")
+    ap.add_argument("--profile", default=None, help="write a cProfile of each window to this directory")
+    ap.add_argument("--pages", action="store_true",
+                    help="also measure a browser on the campaigns page and one on the alerts page (their polling)")
+    ap.add_argument("--browser", action="store_true",
+                    help="also measure what the bank page costs a headless chromium (after the service's windows)")
+    ap.add_argument("--skip-endpoints", action="store_true", help="measure only the stream's cost")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--no-download", action="store_true", help="skip the full report download")
     ap.add_argument("--dir", default=None)

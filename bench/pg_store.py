@@ -36,9 +36,9 @@ from pgcluster import pg_cluster
 
 from modem_dialer.call.line import open_lines
 from modem_dialer.campaign.controller import Controller
+from modem_dialer.campaign.limits import LimitsConfig
 from modem_dialer.campaign.spec import CampaignSpec
-from modem_dialer.config import ModemConfig
-from modem_dialer.config_campaign import LimitsConfig
+from modem_dialer.modems.options import ModemConfig
 from modem_dialer.store import Campaigns, open_db
 from modem_dialer.store.pg import PgConnection
 

@@ -33,8 +33,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from modem_dialer.sim.audio_port import SimAudioPort
-from modem_dialer.sim.bank import SimBank
 from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.sim.sim_bank import SimBank
 from modem_dialer.sim.voice import write_tone_wav
 
 HOLE_MS = 60.0

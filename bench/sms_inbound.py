@@ -26,7 +26,7 @@ from modem_dialer.config import load_config
 from modem_dialer.modems.events import SmsReceived
 from modem_dialer.modems.sms_pdu import decode_pdu
 from modem_dialer.service.service import Service
-from modem_dialer.sim.bank import SimBank
+from modem_dialer.sim.sim_bank import SimBank
 from modem_dialer.sim.sms import InboundSms
 from modem_dialer.sim.sms_pdu import deliver_pdus
 from modem_dialer.store import open_db

@@ -46,9 +46,3 @@ def dial_string(number: str) -> str:
         raise InvalidNumber(f"refusing to dial {number!r}: only digits, '+', '*' and '#' may be dialed")
     return number
 
-
-def region_of(e164: str) -> str | None:
-    try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(e164, None))
-    except phonenumbers.NumberParseException:
-        return None

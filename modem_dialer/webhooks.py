@@ -28,9 +28,9 @@ from typing import Any
 
 import aiohttp
 
-from .config_webhooks import EVENTS, WebhookTarget
 from .store import DB_ERRORS, Connection, from_ts, to_ts, utc_now
 from .store.twoway import Outbox, OutboxItem
+from .webhook_targets import EVENTS, WebhookTarget
 
 log = logging.getLogger("modem_dialer.webhooks")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from modem_dialer.config import ModemConfig
-from modem_dialer.sim.bank import SimBank, SimSpec
+from modem_dialer.modems.options import ModemConfig
 from modem_dialer.sim.callee import Scenario
+from modem_dialer.sim.sim_bank import SimBank, SimSpec
 
 FAMILIES = ["quectel", "simcom", "sim800", "huawei", "generic"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modem_dialer.at.lines import LineSplitter, is_final, response_prefix
+from modem_dialer.at.line_splitter import LineSplitter, is_final, response_prefix
 
 
 def feed_in_chunks(data: bytes, cuts: list[int]) -> list[str]:

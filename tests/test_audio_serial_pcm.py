@@ -264,3 +264,10 @@ async def test_capture_callback_errors_do_not_stop_audio(modem: FakeModemPcm, pc
     await asyncio.sleep(0.05)
     assert pcm.frames_captured == 2 and pcm.running
     assert await pcm.play(prompt(160)) is PlayResult.DONE
+
+
+async def test_the_heap_is_frozen_once_audio_starts(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    # a full garbage collection holds the GIL for 100-250 ms in a campaign process: the
+    # writer thread would miss frames. Once audio runs, start-up objects are out of its way.
+    import gc
+    assert gc.get_freeze_count() > 0

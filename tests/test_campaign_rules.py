@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from test_store_compliance import refusal_without_call
 
 from modem_dialer.campaign import rules as R
 from modem_dialer.campaign.spec import CampaignSpec
@@ -193,7 +194,7 @@ def test_records_from_the_real_store(tmp_path):
     clock[0] = now
     d = R.check(FR_MOBILE, FR, now, comp)
     assert d.rule == "cap 4/30d" and d.until == now + timedelta(days=10)
-    comp.add_refusal("+33612345679", "key", at=now - timedelta(days=2))
+    refusal_without_call(conn, "+33612345679", "key", now - timedelta(days=2))
     assert R.check("+33612345679", FR, now, comp).until == now + timedelta(days=58)
     comp.suppress("+33612345670", "opt_out_key", "test")
     assert R.check("+33612345670", FR, now, comp).rule == "suppressed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import yaml
 from conftest import run_cli
@@ -89,3 +90,32 @@ async def test_traffic_logging_costs_nothing_when_off(make_bank, monkeypatch):
     d = await open_driver(modem_config(bank))
     await d.identity()
     await d.close()
+
+
+async def test_modems_shows_other_boxes_from_the_shared_database(make_bank, tmp_path):
+    """Several boxes on one database (docs/scale-out.md): this box's modems probed, the
+    others' as their box last recorded them, with the record's age and their box's state."""
+    from datetime import timedelta
+
+    from modem_dialer.store import open_db, set_modem_state, utc_now
+    from modem_dialer.store.boxes import Boxes
+
+    bank = await make_bank("quectel", n=1)
+    data = yaml.safe_load(bank.config_yaml(database=str(tmp_path / "bank.db")))
+    data["box"] = "pi-1"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    conn = open_db(tmp_path / "bank.db")
+    Boxes(conn).register("pi-2", timedelta(seconds=30), host="other", pid=1)
+    set_modem_state(conn, "gsm0", "ready", box="pi-2", at=utc_now() - timedelta(seconds=42))
+    set_modem_state(conn, "gsm1", "down", reason="no SIM", box="pi-3")
+    conn.close()
+    rc, out, err = await run_cli("--config", str(cfg), "modems", "--json")
+    assert rc == 0, err                       # this box's modems decide the exit status
+    rows = json.loads(out)
+    assert [(r["box"], r["name"], r["remote"], r["ready"]) for r in rows] == [
+        ("pi-1", "gsm0", False, True), ("pi-2", "gsm0", True, True), ("pi-3", "gsm1", True, False)]
+    assert 41 <= rows[1]["age_s"] <= 60 and rows[1]["box_status"] == "up" and rows[2]["box_status"] is None
+    rc, out, _ = await run_cli("--config", str(cfg), "modems")
+    assert "pi-2" in out and re.search(r"ready \(seen \d+ s ago\)", out) and "down: no SIM" in out
+    assert "never started" in out

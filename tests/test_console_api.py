@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+from pathlib import Path
+
 import aiohttp
-from test_console_browser import BAD_CSV, campaign_files, console  # noqa: F401  (console: the fixture)
-from test_service_alerts import TOKEN
+import yaml
+from conftest import wait_until
+from test_console_browser import BAD_CSV, FLOW, campaign_files, console  # noqa: F401  (console: the fixture)
+from test_service_alerts import ALICE, TOKEN, write_config
+
+from modem_dialer.config import load_config
+from modem_dialer.service.service import Service
 
 
 async def login(s: aiohttp.ClientSession, base: str) -> str:
@@ -187,3 +196,113 @@ async def test_a_latin1_consent_csv_from_excel_reads_as_the_cli_reads_it(console
             assert r.status == 200, await r.text()
     found = Compliance(svc.conn).find_consent("+33612345609", "automated_calls")
     assert found is not None and "Hélène" in str(dict(found)) and "Besançon" in str(dict(found)), found
+
+
+async def _sse_event(r: aiohttp.ClientResponse) -> tuple[str, dict]:
+    """The next server-sent event of a stream: (event name, its JSON data)."""
+    name, data = "", ""
+    while True:
+        line = (await r.content.readline()).decode().rstrip("\n")
+        if not line:
+            if name:
+                return name, json.loads(data)
+            continue
+        key, _, value = line.partition(": ")
+        if key == "event":
+            name = value
+        elif key == "data":
+            data = value
+
+
+async def test_bank_stream_sends_the_bank_then_only_changes_shared_by_all_watchers(console):  # noqa: F811
+    from modem_dialer.service.console.app import BANK_STREAM, BANK_VIEW
+
+    svc, _loaded, _tmp = console
+    sub = next(a for a in svc._runner_web.app._subapps if BANK_STREAM in a)
+    stream, view = sub[BANK_STREAM], sub[BANK_VIEW]
+    base = f"http://127.0.0.1:{svc.port}"
+    names = set(svc.bank.slots)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        await login(s, base)
+        async with s.get(f"{base}/console/api/bank/stream") as a, s.get(f"{base}/console/api/bank/stream") as b:
+            # each watcher's first event is the whole bank; a call's start is a time, not an age
+            for r in (a, b):
+                kind, doc = await _sse_event(r)
+                assert kind == "bank" and {m["name"] for m in doc["modems"]} == names
+                assert all("since" in m and "for_s" not in m for m in doc["modems"])
+            # then changes only; with nothing happening on the bank, no modem and no query.
+            # (today's counts are first read in a worker: wait until they are in)
+            while True:
+                kind, doc = await _sse_event(a)
+                assert kind == "changes"
+                if all(m["calls_today"] is not None for m in view.rows()["modems"]):
+                    break
+            await _sse_event(a)
+            await _sse_event(b)
+            built, queried = stream.built, view.queried
+            for _ in range(4):
+                for r in (a, b):
+                    kind, doc = await _sse_event(r)
+                    assert (kind, doc["modems"]) == ("changes", []) and doc["at"]
+            # both watchers were served from one snapshot per tick
+            assert stream.built - built <= 5, (stream.built, built)
+            assert view.queried == queried, "the database did not change: no query"
+
+            # a call starts: its modem comes as a change, with the number and the call's start,
+            # and only the fields that changed (its port and limits did not)
+            await svc.runner.submit(to=["alice"], say="stream test", source="test")
+            while True:
+                kind, doc = await _sse_event(a)
+                assert kind == "changes"
+                calling = [m for m in doc["modems"] if m.get("state") in ("dialing", "in call")]
+                if calling:
+                    break
+            m = calling[0]
+            assert m["peer"] == ALICE and m["since"] and m["call_id"] and m["name"] in names
+            assert "port" not in m and "limits" not in m, m
+            assert len(doc["modems"]) < len(names), "only the modems that changed"
+            assert view.queried > queried
+            assert stream.sent_full == 2, "each watcher got the whole bank once, then changes"
+    await wait_until(lambda: stream.listeners == 0)
+
+
+async def test_flows_page_lists_the_flow_that_answers_incoming_calls(make_bank, tmp_path):
+    bank = await make_bank("quectel", n=2)
+    loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN})
+    doc = yaml.safe_load(Path(loaded.path).read_text())
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "in.yaml").write_text(FLOW)
+    first = doc["modems"][0]["name"]
+    doc["inbound"] = {"modems": {first: {"action": "answer", "flow": "flows/in.yaml"}}}
+    Path(loaded.path).write_text(yaml.safe_dump(doc))
+    svc = Service(load_config(loaded.path), port=0)
+    await svc.start()
+    try:
+        base = f"http://127.0.0.1:{svc.port}"
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+            await login(s, base)
+            async with s.get(f"{base}/console/api/flows") as r:
+                assert r.status == 200
+                flows = await r.json()
+        assert [(f["file"], f["used_by"], f["ok"]) for f in flows] == [
+            ("in.yaml", [f"incoming calls on {first}"], True)], flows
+        assert flows[0]["campaign"] is None and flows[0]["check"].startswith("in.yaml: ok (3 nodes")
+        assert {n["name"] for n in flows[0]["graph"]["nodes"]} == {"rate", "rec", "bye"}
+    finally:
+        await svc.stop()
+
+
+async def test_bank_stream_ends_when_its_session_is_logged_out(console):  # noqa: F811
+    svc, _loaded, _tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        csrf = await login(s, base)
+        async with s.get(f"{base}/console/api/bank/stream") as r:
+            assert (await _sse_event(r))[0] == "bank"
+            # logged out from another tab: the open stream ends at its next update
+            async with s.post(f"{base}/console/logout", headers={"X-CSRF-Token": csrf}) as out:
+                assert out.status == 200
+            rest = await asyncio.wait_for(r.content.read(), 10)    # b"" at the end of the stream
+            assert rest.count(b"event: ") <= 1, rest
+        async with s.get(f"{base}/console/api/bank/stream") as r:
+            assert r.status == 401                              # the browser's reconnection is refused

@@ -207,6 +207,10 @@ async def test_operator_console_end_to_end(console, browser):
     await page.click("nav >> text=Bank")
     await page.wait_for_selector(".modem .badge.in-call", timeout=20000)
     assert "☎ +336123456" in await page.locator("#bank").inner_text()
+    # the stream sends when the call was answered; the page counts its seconds from that
+    await page.wait_for_function(r"[...document.querySelectorAll('.modem .peer')].some("
+                                 r"e => /☎ \+336123456\d\d · [1-9]\d*s/.test(e.textContent))", timeout=10000)
+    assert "NaN" not in await page.locator("#bank").inner_text()
     await shot(page, "bank-calls")
     await page.click("nav >> text=Campaigns")
     await page.wait_for_function(f"({done_js})() === 8", timeout=40000)
@@ -241,6 +245,9 @@ async def test_operator_console_end_to_end(console, browser):
     await page.wait_for_selector("audio[data-recording]")
     call_hash = "#" + page.url.split("#", 1)[1]
     assert "record" in await page.locator(".timeline").inner_text()
+    # the journal names the recording by its path on the box; the page shows its file name only
+    shown = await page.locator("main").inner_text()
+    assert "-rec.wav" in shown and "recordings/" not in shown, shown
     playing = await page.evaluate("""async () => {
         const a = document.querySelector('audio[data-recording]');
         await a.play();
@@ -290,3 +297,21 @@ async def test_operator_console_end_to_end(console, browser):
         ("report", "#/campaign/webtest", ".chart svg"), ("alerts", "#/alerts", "[data-alert]"),
         ("calls", "#/calls", "tbody tr"), ("call", call_hash, ".timeline"),
         ("suppression", "#/suppression", "table"), ("flows", "#/flows", ".flowsvg svg")])
+
+
+async def test_bank_page_goes_to_the_login_when_logged_out_in_another_tab(console, browser):
+    svc, _loaded, _tmp = console
+    base = f"http://127.0.0.1:{svc.port}"
+    ctx = await browser.new_context(viewport={"width": 1280, "height": 860})
+    page = await ctx.new_page()
+    await page.goto(f"{base}/console/login")
+    await page.fill("#token", TOKEN)
+    await page.click("button[type=submit]")
+    await page.wait_for_selector("#live.on")             # the bank is live
+    other = await ctx.new_page()
+    await other.goto(f"{base}/console/#/alerts")
+    await other.wait_for_selector("#test-alert")
+    await other.click("text=Log out")
+    # the bank tab's stream ends, its reconnection is refused, and the page takes the operator to the login
+    await page.wait_for_url(f"{base}/console/login", timeout=15000)
+    await ctx.close()

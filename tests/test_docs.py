@@ -29,8 +29,8 @@ import pytest
 from modem_dialer.call.flow_model import Node
 from modem_dialer.campaign.terms import PRESETS
 from modem_dialer.cli import main
-from modem_dialer.config import FAMILIES
 from modem_dialer.modems.detect import DRIVERS
+from modem_dialer.modems.options import FAMILIES
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

@@ -15,7 +15,7 @@ from sysfs_builder import FakeSysfs, ec25
 
 from modem_dialer.config import Config
 from modem_dialer.modems.doctor import DoctorEnv, check_clock, check_database, exit_code, run_doctor
-from modem_dialer.sim.bank import SimSpec
+from modem_dialer.sim.sim_bank import SimSpec
 
 LOCKER = ("import fcntl, os, sys, time\n"
           "fd = os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY)\n"
@@ -75,7 +75,7 @@ async def test_every_injected_problem_is_found_with_its_fix(make_bank, tmp_path,
     env = DoctorEnv(proc_root=str(proc), sysfs_root=str(sysfs.root), find_library=lambda _: None,
                     which=lambda _: None, timedatectl=None,
                     timesync_flag=str(tmp_path / "timesync" / "synchronized"))
-    checks = await run_doctor(config, Path(doc["database"]), env)
+    checks = await run_doctor(config.modems, Path(doc["database"]), env)
     c = by_name(checks)
     assert exit_code(checks) == 1
 
@@ -109,7 +109,7 @@ async def test_every_injected_problem_is_found_with_its_fix(make_bank, tmp_path,
     # --lte-only turns 4G-without-VoLTE into a failure
     lte = DoctorEnv(proc_root=str(tmp_path / "none"), lte_only=True, timedatectl=None)
     five = Config.model_validate({"modems": [doc["modems"][5]]})
-    assert by_name(await run_doctor(five, None, lte))["gsm5: network"].status == "fail"
+    assert by_name(await run_doctor(five.modems, None, lte))["gsm5: network"].status == "fail"
 
 
 async def test_clock_sources(tmp_path):

@@ -12,8 +12,8 @@ from modem_dialer.at.errors import ATError
 from modem_dialer.modems.detect import open_driver
 from modem_dialer.modems.driver import DriverError
 from modem_dialer.modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Registration, Ringing
-from modem_dialer.sim.bank import SimSpec
 from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.sim.sim_bank import SimSpec
 
 NUMBER = "+15551234567"
 

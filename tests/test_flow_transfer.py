@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_flow_helpers import ADVISOR, ADVISOR2, NUMBER, Rig
 
-from modem_dialer.config_ivr import AdvisorsConfig
+from modem_dialer.call.advisors import AdvisorsConfig
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.sim.voice import tone_share
 

@@ -12,7 +12,7 @@ from modem_dialer.modems.detect import open_driver
 from modem_dialer.modems.driver import DriverError
 from modem_dialer.modems.identity import iccid_from, iccid_from_crsm, imei_from, imsi_from, luhn_ok, name_from
 from modem_dialer.modems.probe import probe
-from modem_dialer.sim.bank import SimSpec
+from modem_dialer.sim.sim_bank import SimSpec
 
 # An EG25-G after a reset (transcripts/quectel-eg25g__eg25-manager-boot-urcs.txt, log 2)
 EG25_BOOT = ["RDY", "+CPIN: READY", "+QUSIM: 1", "+CFUN: 1", "+QIND: SMS DONE"]

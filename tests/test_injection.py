@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from modem_dialer.config import ModemConfig
 from modem_dialer.modems.detect import open_driver
+from modem_dialer.modems.options import ModemConfig
 from modem_dialer.numbers import InvalidNumber, dial_string, parse_number
 
 EVIL = [

@@ -25,8 +25,8 @@ from modem_dialer.modems.events import (
     Transferred,
 )
 from modem_dialer.modems.info import CallState
-from modem_dialer.sim.bank import SimSpec
 from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.sim.sim_bank import SimSpec
 
 NUMBER = "+15551234567"
 ADVISOR = "+15557654321"

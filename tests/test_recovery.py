@@ -11,8 +11,8 @@ from pathlib import Path
 from conftest import modem_config
 from sysfs_builder import FakeSysfs, ec25
 
-from modem_dialer.config import AudioConfig
 from modem_dialer.modems.detect import open_driver
+from modem_dialer.modems.options import AudioConfig
 from modem_dialer.modems.recovery import (
     Candidate,
     RecoveryStep,
@@ -20,9 +20,9 @@ from modem_dialer.modems.recovery import (
     candidates_from_sysfs,
     usb_path_of,
 )
-from modem_dialer.sim.bank import with_luhn
 from modem_dialer.sim.dialects import make_dialect
 from modem_dialer.sim.modem import SimModem
+from modem_dialer.sim.sim_bank import with_luhn
 from modem_dialer.store import modem_states, open_db, set_modem_state
 
 

@@ -11,7 +11,7 @@ from conftest import run_cli
 from pydantic import ValidationError
 from test_service_alerts import ALICE, BOB, CAROL, Api, called, services, write_config  # noqa: F401
 
-from modem_dialer.config_schedules import ScheduleConfig, on_call
+from modem_dialer.alerting.schedules import ScheduleConfig, on_call
 from modem_dialer.sim.callee import Callee, Scenario
 
 UTC = timezone.utc

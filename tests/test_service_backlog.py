@@ -9,7 +9,7 @@ import asyncio
 from test_campaign_run import wav
 from test_service_alerts import Api, over, services, write_config  # noqa: F401 (fixture)
 
-from modem_dialer.service import runner
+from modem_dialer.alerting import escalation
 from modem_dialer.sim.callee import Callee, Scenario
 
 NUMBERS = [f"+336123457{i:02d}" for i in range(12)]
@@ -32,7 +32,7 @@ async def _burst(make_bank, tmp_path, services, **policy) -> list[dict]:  # noqa
 
 
 async def test_every_alert_of_a_backlog_is_called(make_bank, tmp_path, services, monkeypatch):  # noqa: F811
-    monkeypatch.setattr(runner, "LEASE_TIMEOUT", 1.5, raising=False)   # the old fixed wait, scaled down
+    monkeypatch.setattr(escalation, "LEASE_TIMEOUT", 1.5, raising=False)   # the old fixed wait, scaled down
     alerts = await _burst(make_bank, tmp_path, services)
     outcomes = [h["outcome"] for a in alerts for h in a["history"]]
     assert outcomes == ["answered"] * len(NUMBERS), outcomes

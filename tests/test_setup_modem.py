@@ -7,7 +7,7 @@ import yaml
 from conftest import modem_config, run_cli
 
 from modem_dialer.modems.setup import apply_plan, open_for_setup, read_plan
-from modem_dialer.sim.bank import SimSpec
+from modem_dialer.sim.sim_bank import SimSpec
 
 WRITES = ("AT+QCFG=\"USBCFG\",", "AT+QCFG=\"IMS\",", "AT+QURCCFG=\"URCPORT\",", "AT+CVHU=", "AT^CVOICE=",
           "AT^U2DIAG=", "AT+CFUN=1,1")

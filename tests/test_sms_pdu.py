@@ -97,7 +97,7 @@ def _reassemble(inbox: SmsInbox, pdus: list[str], modem: str = "gsm0") -> str:
         done = got if got is not None else done
     assert done is not None
     msg = inbox.get(done)
-    assert msg is not None and msg.complete and inbox.pending_parts() == 0
+    assert msg is not None and msg.complete and inbox.conn.execute("SELECT COUNT(*) FROM sms_in_parts").fetchone()[0] == 0
     return msg.text or ""
 
 

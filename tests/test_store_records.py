@@ -8,7 +8,7 @@ import pytest
 
 from modem_dialer.store import Campaigns, Compliance, Journal, open_db
 from modem_dialer.store.alerts import Alerts
-from modem_dialer.store.bank import modem_states, set_modem_state
+from modem_dialer.store.modem_states import modem_states, set_modem_state
 from modem_dialer.store.retention import erase_number, purge_before
 
 T0 = datetime(2025, 3, 3, 10, 0, tzinfo=timezone.utc)

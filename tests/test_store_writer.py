@@ -149,3 +149,99 @@ def test_database_wal_and_shm_are_private(tmp_path):
         conn.close()
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("answered", [True, False])
+async def test_the_row_as_queued_is_the_row_committed(tmp_path, answered):
+    # get_call(committed=False) answers from what was queued (no round trip through the
+    # writer, so a campaign line is free at once): it must be what the writer commits
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    call_id = await j.start_call("+33612345678", "gsm0", "867698041234561", "89330123456789012345")
+    assert call_id is not None
+    j.mark_dialed(call_id)
+    if answered:
+        j.mark_answered(call_id)
+        j.key(call_id, "1", "inband")
+        j.key(call_id, "#", "urc")
+        j.finish_call_nowait(call_id, "answered", cause=16, hangup_by="dialer", duration_s=1.25)
+    else:
+        j.finish_call_nowait(call_id, "no_answer", cause_text="no answer within 45 s", hangup_by="dialer")
+    queued = await j.get_call(call_id, committed=False)
+    committed = await j.get_call(call_id)
+    assert queued["outcome"] == ("answered" if answered else "no_answer")
+    assert {k: committed[k] for k in queued} == queued
+    await j.aclose()
+
+
+async def test_a_step_the_journal_refuses_is_read_back_from_the_writer(tmp_path):
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    call_id = await j.start_call("+33612345678", "gsm0")
+    assert call_id is not None
+    bad = j.finish_call_nowait(call_id, "exploded")
+    row = await j.get_call(call_id, committed=False)
+    assert row["outcome"] is None          # what the database holds, not what was asked
+    with pytest.raises(ValueError):
+        bad.result(5)
+    await j.aclose()
+
+
+async def test_writes_queued_while_a_group_runs_share_its_commit(tmp_path):
+    # a call row queued while the writer runs a group rides in that group's COMMIT (one
+    # fsync) instead of waiting for it and then paying its own
+    import threading
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    running, release = threading.Event(), threading.Event()
+
+    def slow(c) -> None:
+        running.set()
+        release.wait(10)
+    try:
+        await j.flush()
+        before = j.writer.commits
+        j.submit(slow)
+        assert await asyncio.to_thread(running.wait, 10)
+        late = asyncio.ensure_future(j.start_call("+33612345678", "gsm0"))
+        await asyncio.sleep(0.05)                      # queued while the group runs
+        release.set()
+        assert await late is not None
+        assert j.writer.commits == before + 1
+    finally:
+        release.set()
+        j.close()
+        conn.close()
+
+
+async def test_lazy_steps_ride_with_the_next_waited_write(tmp_path, monkeypatch):
+    monkeypatch.setattr(W, "LAZY_COMMIT_S", 10.0)     # only a waited-for write can commit them
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    try:
+        call_id = await j.start_call("+33612345678", "gsm0")
+        assert call_id is not None
+        before = j.writer.commits
+        marks = [j.mark_dialed(call_id), j.event(call_id, "state", state="ringing"), j.mark_answered(call_id)]
+        await asyncio.sleep(0.2)
+        assert not any(f.done() for f in marks)      # no commit of their own
+        await j.start_call("+33612345679", "gsm1")   # the next call row takes them along
+        assert all(f.done() and f.exception() is None for f in marks)
+        assert j.writer.commits == before + 1
+    finally:
+        j.close()
+        conn.close()
+
+
+async def test_lazy_steps_alone_commit_soon(tmp_path, monkeypatch):
+    monkeypatch.setattr(W, "LAZY_COMMIT_S", 0.05)
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    try:
+        call_id = await j.start_call("+33612345678", "gsm0")
+        assert call_id is not None
+        await asyncio.wait_for(asyncio.wrap_future(j.mark_dialed(call_id)), 5)
+        assert conn.execute("SELECT started_at FROM calls WHERE id = ?", (call_id,)).fetchone()[0]
+    finally:
+        j.close()
+        conn.close()

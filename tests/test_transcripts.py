@@ -9,11 +9,11 @@ import pytest
 from replay import ReplayModem, after, modem_lines, parse, until_host
 
 from modem_dialer.at.channel import ATChannel
-from modem_dialer.config import ModemConfig
 from modem_dialer.modems import identity as identity_mod
 from modem_dialer.modems.detect import open_driver
 from modem_dialer.modems.events import Answered, Ended, HangupBy, Ringing
 from modem_dialer.modems.info import CallInfo, CallState, parse_clcc, parse_clcc_line
+from modem_dialer.modems.options import ModemConfig
 
 IMEI = "867698041234561"
 

@@ -26,7 +26,8 @@ from .errors import (
     PortLost,
     PortOpenError,
 )
-from .lines import CALL_RESULTS, LineSplitter, is_final, looks_unsolicited, response_prefix
+from .line_splitter import CALL_RESULTS, LineSplitter, is_final, looks_unsolicited, response_prefix
+from .options import SerialOptions
 
 log = logging.getLogger("modem_dialer.at")
 # Every line to and from each modem, at DEBUG (`-vv`): "gsm0 > AT+CGSN", "gsm0 < OK". Guarded
@@ -118,6 +119,11 @@ class ATChannel(asyncio.Protocol):
         # connection_made runs on the next loop iteration: wait for it
         await asyncio.wait_for(proto._connected.wait(), 5)
         return proto
+
+    @classmethod
+    async def connect(cls, opts: SerialOptions, *, name: str | None = None) -> ATChannel:
+        """Open the port of a ``modems:`` entry: all the AT layer reads of the config file."""
+        return await cls.open(opts.port, opts.baudrate, name=name)
 
     @staticmethod
     def _open_message(port: str, exc: Exception) -> str:

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import contextlib
 import enum
+import gc
 import logging
 import threading
 import time
@@ -33,6 +34,23 @@ SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
 SILENCE_BYTES = bytes(FRAME_BYTES)
 
 log = logging.getLogger(__name__)
+
+
+_frozen = False
+
+
+def freeze_heap() -> None:
+    """Once per process, when the first audio path starts: move every object alive now
+    (modules, libraries, configuration: nearly all of the heap) out of the garbage
+    collector's reach (``gc.freeze``). Why: a full collection walks the whole heap while
+    holding the GIL, and the audio threads need the GIL to send their frames: measured
+    180-240 ms in a campaign process, which the callees would hear as a hole. Objects
+    created afterwards are collected as usual; the frozen ones are still freed by
+    reference counting when they go (only cycles among them would stay)."""
+    global _frozen
+    if not _frozen:
+        _frozen = True
+        gc.freeze()
 
 
 class PlayResult(enum.Enum):
@@ -68,6 +86,10 @@ class Taken:
         return np.frombuffer(self.frame, dtype="<i2").astype(np.int16, copy=False)
 
 
+# The frame sent when no prompt is queued. Shared: never mutated (``finished`` stays empty).
+IDLE = Taken(SILENCE_BYTES)
+
+
 class PlayQueue:
     """Prompts waiting to be played, prepared ahead as whole 320-byte frames (the last one
     zero-padded), so that the real-time thread taking them does no conversion."""
@@ -90,10 +112,13 @@ class PlayQueue:
         return fut
 
     def take(self) -> Taken:
-        """The next frame: prompt audio if any is queued, else silence (the same object)."""
+        """The next frame: prompt audio if any is queued, else :data:`IDLE` (silence, always
+        the same object: the audio thread's idle tick allocates nothing)."""
+        if not self._items:       # a racing put() is seen at the next tick
+            return IDLE
         with self._lock:
             if not self._items:
-                return Taken(SILENCE_BYTES)
+                return IDLE
             item = self._items[0]
             started = item if item.pos == 0 else None
             frame = item.data[item.pos : item.pos + FRAME_BYTES]
@@ -109,6 +134,9 @@ class PlayQueue:
             items = list(self._items)
             self._items.clear()
         return items
+
+    def __bool__(self) -> bool:
+        return bool(self._items)     # no lock: a deque's length is read atomically
 
     def __len__(self) -> int:
         with self._lock:
@@ -129,7 +157,8 @@ def _resolve(item: _Item, result: PlayResult | BaseException) -> None:
 class AudioPath(ABC):
     """Playback and capture for one modem's voice channel, 8 kHz mono int16, 20 ms frames.
 
-    ``on_capture(frame)`` receives each captured 160-sample frame of the callee's direction.
+    ``on_capture(frame)`` receives each captured 160-sample frame of the callee's direction
+    (possibly a read-only array: copy it to change it).
     ``ended`` resolves (with the error, or None on close) when the path stops.
     """
 
@@ -145,11 +174,17 @@ class AudioPath(ABC):
         # audio thread's model of what is still buffered downstream (see drain()).
         self.prompt_played_until = 0.0
         self.error: BaseException | None = None
+        # Whether the audio thread sends silence while no prompt is queued. The call layer
+        # clears it between calls (a line has nobody to hear, and 64 idle serial ports cost
+        # 3,200 writes a second) and sets it while a call is answered; a queued prompt is
+        # always played. Only serial ports act on it (a sound card's stream runs anyway).
+        self.keep_fed = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: PlayQueue | None = None
         self.ended: asyncio.Future[BaseException | None] | None = None
 
     def _setup(self) -> None:
+        freeze_heap()
         self._loop = asyncio.get_running_loop()
         self._queue = PlayQueue(self._loop)
         self.ended = self._loop.create_future()

@@ -4,8 +4,9 @@ Raw S16LE mono 8 kHz in 320-byte frames both ways (modems.md §5).
 
 Playback does not run on the event loop: one real-time writer thread (:class:`PcmWriter`)
 serves every serial PCM port of the process and writes one frame per port at each absolute
-deadline ``t0 + n * 20 ms`` (no drift), silence whenever no prompt is queued (Huawei
-modems must be fed continuously). Frames are prepared ahead by ``play()`` (the queue holds
+deadline ``t0 + n * 20 ms`` (no drift), silence whenever no prompt is queued during a
+call (Huawei modems must be fed continuously; ``keep_fed``, set by the call layer while a
+call is answered: between calls nothing is written). Frames are prepared ahead by ``play()`` (the queue holds
 wire bytes), so a tick is a slice and a non-blocking ``write`` per port. A slow commit, a
 garbage collection or a burst of URCs stalls the loop, not this thread: the GIL is
 released by every blocking call the loop makes (fsync, sleep, select), and a thread
@@ -19,10 +20,14 @@ non-blocking and an unwritten frame waits for the next tick.
 
 Capture stays on the loop (``add_reader``): it is not time-critical (the tty buffers the
 callee's audio while the loop is busy) and its consumers (DTMF, AMD, recording) live there.
+(Reading it on the writer thread once per tick, one callback for all ports, was tried: no
+CPU gain measurable on a loaded machine, and more work per tick for the thread that must
+keep time; see docs/audio.md.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import logging
@@ -36,7 +41,15 @@ from collections.abc import Callable
 import numpy as np
 import serial
 
-from modem_dialer.audio.path import BYTES_PER_SECOND, FRAME_BYTES, FRAME_SECONDS, AudioPath, AudioPathError
+from modem_dialer.audio.path import (
+    BYTES_PER_SECOND,
+    FRAME_BYTES,
+    FRAME_SECONDS,
+    IDLE,
+    AudioPath,
+    AudioPathError,
+    PlayResult,
+)
 from modem_dialer.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -63,20 +76,20 @@ class PcmWriter:
 
     def __init__(self) -> None:
         self._ports: list[SerialPcm] = []
-        self._lock = threading.Lock()  # held for a whole tick: remove() never races a write
+        self.lock = threading.Lock()  # held for a whole tick: remove() never races a write
         self._thread: threading.Thread | None = None
         self.late_ticks = 0  # ticks whose deadline had passed by more than MAX_LATE_FRAMES
         self.realtime = False  # whether SCHED_FIFO was granted
 
     def add(self, port: SerialPcm) -> None:
-        with self._lock:
+        with self.lock:
             self._ports.append(port)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pcm-writer", daemon=True)
                 self._thread.start()
 
     def remove(self, port: SerialPcm) -> None:
-        with self._lock:
+        with self.lock:
             if port in self._ports:
                 self._ports.remove(port)
 
@@ -99,7 +112,7 @@ class PcmWriter:
             if late:
                 self.late_ticks += 1
                 t0, n = time.monotonic(), 0
-            with self._lock:
+            with self.lock:
                 if not self._ports:
                     self._thread = None
                     return
@@ -144,18 +157,36 @@ class SerialPcm(AudioPath):
         self._writing = True
         WRITER.add(self)
 
+    def play(self, samples: np.ndarray) -> asyncio.Future[PlayResult]:
+        fut = super().play(samples)
+        # The modem has nothing left to play (a call just answered, no silence sent yet):
+        # the first frame goes now rather than at the next tick, up to 20 ms sooner. The
+        # frames after it follow on the writer's ticks, which come less than 20 ms later,
+        # so the modem never runs dry in between.
+        if not self._pending and self._played_until <= time.monotonic():
+            with WRITER.lock:
+                if self._writing and not self._pending and self._played_until <= time.monotonic():
+                    self._tick(time.monotonic())
+        return fut
+
     # -- writer thread --
 
     def _tick(self, now: float) -> None:
-        if not self._writing:
-            return
+        # Runs for every port every 20 ms: kept to one write (plus one ioctl for prompt
+        # frames) and no allocation on an idle tick.
+        if not self._writing or not (self.keep_fed or self._pending or self._queue):
+            return                           # between calls with nothing queued: nobody to hear
         if self._pending:
             data, taken = self._pending, None
         else:
             assert self._queue is not None
             taken = self._queue.take()
             data = taken.frame
-        queued = _outq(self._fd)
+        # The modem plays at 8 kHz from when a frame reaches it: what it still holds is what
+        # we wrote minus the time elapsed since, plus what the tty has not sent yet. The
+        # tty's queue is asked for prompt frames only (the model is read for them: drain());
+        # a silence frame just extends the model, and the next prompt frame corrects it.
+        start = now + _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else now
         try:
             n = os.write(self._fd, data)
         except BlockingIOError:
@@ -167,9 +198,7 @@ class SerialPcm(AudioPath):
         self._pending = data[n:]
         if n == 0:
             self.skipped_frames += 1
-        # The modem plays at 8 kHz from when a frame reaches it: what it still holds is what
-        # we wrote minus the time elapsed since, plus what the tty has not sent yet.
-        self._played_until = max(self._played_until, now + queued / BYTES_PER_SECOND) + n / BYTES_PER_SECOND
+        self._played_until = max(self._played_until, start) + n / BYTES_PER_SECOND
         if taken is not None:
             self._sent(taken, now, self._played_until)
         if self.on_tick is not None:
@@ -187,6 +216,11 @@ class SerialPcm(AudioPath):
             return
         if not data:
             self._lost(None)
+            return
+        if not self._rbuf and len(data) == FRAME_BYTES:
+            # the usual read: exactly one frame (the modem sends one every 20 ms)
+            # (a read-only view of the bytes read: consumers copy what they keep or change)
+            self._deliver(np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False))
             return
         self._rbuf += data
         n = len(self._rbuf) // FRAME_BYTES * FRAME_BYTES

@@ -22,10 +22,10 @@ import numpy as np
 
 from .. import webhooks
 from ..audio.prompts import save_wav
-from ..config_ivr import AdvisorsConfig
 from ..files import make_private, private_dir
 from ..store import Compliance
-from .flow_machine import MachineWatch
+from .advisors import AdvisorsConfig
+from .answering_machine import MachineWatch
 from .flow_model import (
     BranchNode,
     Flow,

@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from ..at.errors import ATError
-from ..config import LoadedConfig
-from ..config_inbound import InboundSettings
 from ..modems.events import Event, IncomingCall
 from ..store import DB_ERRORS, Connection
 from ..store.call_journal import CallJournal
 from ..store.twoway import CallbackLink, Inbound
+from .inbound_config import InboundSettings
 from .line import Line
 from .session import CallResult, Script, _Call, _Inbox, drive
+from .settings import LoadedCallConfig
 
 log = logging.getLogger("modem_dialer.call")
 
@@ -86,7 +86,7 @@ def default_flow_file(cache_dir: Path, settings: InboundSettings) -> Path:
     return path
 
 
-def check_inbound_flows(loaded: LoadedConfig, names: list[str]) -> None:
+def check_inbound_flows(loaded: LoadedCallConfig, names: list[str]) -> None:
     """At start-up: every modem's inbound flow loads (UserError naming the file otherwise),
     so a typo is found now, not when a customer calls back."""
     from .flow import load_flow
@@ -124,7 +124,7 @@ ScriptFactory = Callable[[Line, InboundSettings, str, CallbackLink], Awaitable[S
 class InboundDesk:
     """Takes the incoming calls of a set of lines (see the module docstring)."""
 
-    def __init__(self, loaded: LoadedConfig, conn: Connection, claim: Claim, journal: CallJournal, *,
+    def __init__(self, loaded: LoadedCallConfig, conn: Connection, claim: Claim, journal: CallJournal, *,
                  script_factory: ScriptFactory | None = None, notify: Notify | None = None) -> None:
         self.loaded = loaded
         self.cfg = loaded.config.inbound

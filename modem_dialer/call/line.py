@@ -1,7 +1,8 @@
 """A line: one modem made ready for calls — its driver, identity and open audio path.
 
-The audio path stays open for the line's whole life (silence flows between calls), so the
-first frame of a message leaves within one frame of the answer instead of after a port open.
+The audio path stays open for the line's whole life, so the first frame of a message leaves
+within one frame of the answer instead of after a port open. Silence is sent only while a
+call is answered (``AudioPath.keep_fed``): between calls nobody hears it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ import logging
 import time
 
 from ..audio.path import AudioPath
-from ..config import ModemConfig
 from ..modems.detect import open_driver
 from ..modems.driver import ModemDriver
 from ..modems.info import Identity
+from ..modems.options import ModemConfig
 
 log = logging.getLogger("modem_dialer.call")
 
@@ -35,6 +36,8 @@ class Line:
         self.driver = driver
         self.identity = identity
         self.audio = audio
+        if audio is not None:
+            audio.keep_fed = False      # silence is sent while a call is answered (call/session.py)
         self.busy = False
         self.free_at = 0.0   # monotonic time the last call on this line ended
 

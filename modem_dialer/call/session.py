@@ -128,8 +128,9 @@ class ActiveCall:
         if self._detector is not None:
             for key, _ in self._detector.feed(frame):
                 self.key_arrived(key, "inband")
-        for cb in list(self.capture_listeners):
-            cb(frame)
+        if self.capture_listeners:
+            for cb in list(self.capture_listeners):
+                cb(frame)
 
     async def play(self, samples: np.ndarray, *, name: str = "prompt", barge_in: bool = False) -> str | None:
         """Play a prompt to the callee. With ``barge_in`` a key stops it and is returned
@@ -339,9 +340,14 @@ class _Call:
             await self.driver.audio_on()
         except ATError as exc:
             self.journal.event(self.call_id, "error", where="audio_on", error=str(exc))
-        if self.line.audio is not None:
-            self.line.audio.on_capture = active._capture
+        audio = self.line.audio
+        if audio is not None:
+            audio.on_capture = active._capture
         script_task = asyncio.ensure_future(self._run_script(active))
+        if audio is not None:
+            # silence between prompts while the call is up, from just after the script's
+            # first step: a prompt it starts at once finds the modem empty and leaves at once
+            asyncio.get_running_loop().call_soon(setattr, audio, "keep_fed", True)
         script_task.add_done_callback(q.wake)
         try:
             while True:
@@ -434,6 +440,7 @@ class _Call:
     def _detach(self) -> None:
         if self.line.audio is not None:
             self.line.audio.on_capture = None
+            self.line.audio.keep_fed = False
             self.line.audio.stop_playback()
 
     def _finish(self, force_outcome: str | None = None) -> None:

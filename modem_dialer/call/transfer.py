@@ -22,10 +22,10 @@ import numpy as np
 
 from ..at.errors import ATError
 from ..audio.path import AudioPathError
-from ..config_ivr import Advisor, AdvisorsConfig
 from ..errors import UserError
 from ..modems.info import CallInfo, CallState
 from ..numbers import parse_number
+from .advisors import Advisor, AdvisorsConfig
 from .flow_model import PromptItem, TransferNode
 from .flow_prompts import fill
 from .line import Line

@@ -26,12 +26,13 @@ from typing import Any, Protocol
 from ..call.line import Line
 from ..call.outcome import LINE_BUSY
 from ..call.session import MIN_RING_TIMEOUT, NotClaimed, place_call
-from ..config_campaign import LimitsConfig
 from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts, utc_now
+from ..store.boxes import Boxes, Leases, this_box
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.campaign_log import CampaignLog
 from ..store.pg import DatabaseUnreachable
 from . import rules as R
+from .limits import LimitsConfig
 from .pool import Pool, PoolSource, Slot
 from .retry import FINAL_BY_RULE, after_attempt
 from .script import CallState, ScriptFor, with_opt_out
@@ -85,6 +86,10 @@ class Controller:
         self.rules = spec.rule_set()
         self.clock = clock
         self.campaigns = Campaigns(conn, clock)
+        # the box this controller claims contacts for (docs/scale-out.md)
+        self.box = this_box()
+        self.leases = Leases(conn, clock)
+        self.spread = (0, 1)          # (this box's place, boxes up): see _fill
         self.compliance = Compliance(conn, clock)
         self._journal_reads = Journal(conn, clock)
         # the writer thread is the only writer while calls run (journal=None: one of our own)
@@ -128,29 +133,54 @@ class Controller:
 
     # ---- start-up --------------------------------------------------------------------
     def recover(self, close_open_calls: bool = True) -> tuple[list[int], int]:
-        """Close calls a killed process left open; settle this campaign's in-flight contacts.
+        """Close calls this box's killed process left open; settle the campaign's released contacts.
 
-        The service closes open calls once at its own start (its alerts may be in a call
-        now), so it passes ``close_open_calls=False``. A contact still ``in_progress`` whose latest call was journaled (there are more
-        calls than counted attempts) gets that call's outcome through the retry rules;
-        one that never reached ATD goes back to pending without an attempt.
+        The service closes its box's open calls once at its own start (its alerts may be in
+        a call now) and releases the box's contacts (campaign/box.py), so it passes
+        ``close_open_calls=False``. Other boxes' in-progress contacts are theirs: only the
+        released ones (lease_box NULL) are settled. A released contact whose latest call
+        was journaled (there are more calls than counted attempts) gets that call's outcome
+        through the retry rules; one that never reached ATD goes back to pending without
+        an attempt.
         """
         # before any call: the loop's own connection, synchronously
-        interrupted = self.journal.read.recover_interrupted() if close_open_calls else []
+        interrupted: list[int] = []
+        if close_open_calls:
+            interrupted = self.journal.read.recover_interrupted(self.box)
+            self.leases.release(self.box)
         settled = 0
-        for c in list(self.campaigns.iter_contacts(self.cid, statuses=["in_progress"])):
-            self._settle(self.conn, c)
-            settled += 1
+        for c in self.leases.orphans(self.cid):
+            settled += self._settle(self.conn, c, lease=None)
         return interrupted, settled
 
-    def _settle(self, conn: Connection, c: Contact) -> None:
+    def settle_released(self) -> int:
+        """On the box's heartbeat: contacts released by a lost box are settled (through the
+        writer, fenced: when two boxes try, one writes)."""
+        if self.stopping:
+            return 0
+        up = Boxes(self.conn, self.clock).up()
+        self.spread = (up.index(self.box), len(up)) if self.box in up else (0, 1)
+        orphans = self.leases.orphans(self.cid)
+        for c in orphans:
+            self.journal.submit(self._settle_released, c.id)
+        if orphans:
+            # re-read only then: a GROUP BY over a 10-million-contact campaign is not for every beat
+            self.status_counts = Counter(self.campaigns.counts(self.cid))
+        return len(orphans)
+
+    def _settle_released(self, conn: Connection, contact_id: int) -> None:
+        fresh = Campaigns(conn, self.clock).get_contact(contact_id)
+        if fresh is not None and Leases(conn).lease_of(contact_id) == ("in_progress", None):
+            self._settle(conn, fresh, lease=None)
+
+    def _settle(self, conn: Connection, c: Contact, *, lease: str | None) -> bool:
         # a dial refused because someone called in (line_busy) is not an attempt
         n, last = Campaigns(conn, self.clock).calls_of_contact(c.id, not_attempts=LINE_BUSY)
         if n > c.attempts and last is not None and last["outcome"] is not None:
             opted_out = Journal(conn, self.clock).has_event(last["id"], "opt_out")
-            self._apply_outcome(c, last, n - c.attempts, opted_out=opted_out)(conn)
-        else:
-            Campaigns(conn, self.clock).set_contact_status(c.id, "pending")
+            return self._apply_outcome(c, last, n - c.attempts, opted_out=opted_out, lease=lease)(conn)
+        return Leases(conn, self.clock).settle(c.id, lease, status="pending", next_attempt_at=None,
+                                               last_outcome=None, last_call_id=None, attempts=c.attempts)
 
     # ---- database faults -------------------------------------------------------------
     def _on_db_fault(self, fault: DatabaseFault) -> None:
@@ -346,14 +376,22 @@ class Controller:
         while self.buffer and self.buffer[0].number in self.in_flight:
             self.buffer.popleft()
         if not self.buffer:
-            self.buffer.extend(self.campaigns.next_due(self.cid, now, limit=self.batch or 32,
-                                                       exclude_numbers=self.in_flight))
+            self._fill(now)
         return bool(self.buffer)
+
+    def _fill(self, now: datetime) -> None:
+        due = self.campaigns.next_due(self.cid, now, limit=self.batch or 32, exclude_numbers=self.in_flight)
+        index, boxes = self.spread
+        if boxes > 1:
+            # every box reads the same head of the queue: each starts at its own part of it, so
+            # their claims rarely collide (a lost claim costs a write transaction for nothing)
+            k = len(due) * index // boxes
+            due = due[k:] + due[:k]
+        self.buffer.extend(due)
 
     def _next_contact(self, now: datetime) -> Contact | None:
         if not self.buffer:
-            self.buffer.extend(self.campaigns.next_due(self.cid, now, limit=self.batch or 32,
-                                                       exclude_numbers=self.in_flight))
+            self._fill(now)
         while self.buffer:
             c = self.buffer.popleft()
             if c.number not in self.in_flight:
@@ -399,7 +437,8 @@ class Controller:
         log_row = self._claims.pop(c.id)
 
         def claim(conn: Connection) -> bool:
-            if not Campaigns(conn, self.clock).claim(c.id, at=now):
+            # pending, this box's lease valid, no call open to the number on any box
+            if not Leases(conn, self.clock).claim(c.id, c.number, self.box):
                 return False
             self.clog.write_row(conn, log_row)
             return True
@@ -420,6 +459,8 @@ class Controller:
                                       ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
                                       campaign_id=self.cid, contact_id=c.id, claim=claim, committed=False)
         except NotClaimed:
+            # taken by another box (or its number is in a call): the buffer is stale
+            self.buffer.clear()
             self._count("in_progress", c.status)
             self.in_flight.discard(c.number)
             slot.finished("not_claimed", None, self.clock())
@@ -446,8 +487,9 @@ class Controller:
             # someone called in on this line as we dialed: not an attempt; the contact is due
             # again at once, for the next free line (this one is busy with the incoming call)
             due, call_id = self.clock() + LINE_BUSY_RETRY, row["id"]
-            self.journal.submit(lambda conn: Campaigns(conn, self.clock).set_contact_status(
-                c.id, "pending", next_attempt_at=due, last_outcome=LINE_BUSY, last_call_id=call_id))
+            self.journal.submit(lambda conn: Leases(conn, self.clock).settle(
+                c.id, self.box, status="pending", next_attempt_at=due, last_outcome=LINE_BUSY,
+                last_call_id=call_id, attempts=c.attempts))
             self._count("in_progress", "pending")
             slot.current, slot.state = None, "idle" if slot.state == "calling" else slot.state
             self.view.event("line_busy", f"{slot.name}: {c.number} not dialed (a call rang in); will retry")
@@ -456,7 +498,8 @@ class Controller:
         # (the flow's own suppression may still be in the writer's group: its flag says it)
         opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
             row["outcome"] == "answered" and await self._read(self.compliance.is_suppressed, c.number))
-        self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out))
+        # lazy: committed with the next call row (queued in a moment), one fsync for both
+        self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
         self.cpu += time.process_time() - t0
@@ -467,22 +510,21 @@ class Controller:
     def _settle_now(self, conn: Connection, contact_id: int) -> None:
         fresh = Campaigns(conn, self.clock).get_contact(contact_id)
         if fresh is not None and fresh.status == "in_progress":
-            self._settle(conn, fresh)
+            self._settle(conn, fresh, lease=self.box)
 
     def _apply_outcome(self, c: Contact, row: dict[str, Any], new_attempts: int, *,
-                       opted_out: bool) -> Callable[[Connection], None]:
+                       opted_out: bool, lease: str | None) -> Callable[[Connection], bool]:
         """Count the contact's next status by the retry rules; return its write (for the
-        writer, or run at once on the loop's connection at recovery)."""
+        writer, or run at once on the loop's connection at recovery), fenced on the lease:
+        it writes nothing (False) if ``lease`` no longer holds the contact."""
         outcome = row["outcome"]
         attempts = c.attempts + new_attempts
         ended = from_ts(row["ended_at"]) if row.get("ended_at") else self.clock()
         nxt = after_attempt(self.spec, outcome, attempts, ended, opted_out=opted_out)
-        call_id, at = row["id"], self.clock()
 
-        def write(conn: Connection) -> None:
-            Campaigns(conn, self.clock).record_outcome(
-                c.id, status=nxt.status, next_attempt_at=nxt.next_attempt_at, outcome=outcome, call_id=call_id,
-                attempts=attempts, at=at)
+        def write(conn: Connection) -> bool:
+            return Leases(conn, self.clock).settle(c.id, lease, status=nxt.status, next_attempt_at=nxt.next_attempt_at,
+                                                   last_outcome=outcome, last_call_id=row["id"], attempts=attempts)
         self.outcome_counts[outcome] += 1
         self._count("in_progress", nxt.status)
         if nxt.status != "pending":

@@ -18,10 +18,10 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..call.line import Line
-from ..config_campaign import LimitsConfig
 from ..errors import UserError
 from ..modems.events import Event, ModemLost, RegistrationChanged, SignalChanged
 from ..store import Connection, Journal, set_modem_state
+from .limits import LimitsConfig
 
 if TYPE_CHECKING:
     from .controller import Controller

@@ -6,16 +6,18 @@ its commands on :data:`main` when imported at the bottom of this file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterator
+from typing import Any, NoReturn, TextIO
 
 import click
 
 from ..at.errors import ATError
 from ..errors import UserError
+from ..files import open_private
 
 # Exit codes shared by every command (docs/exit-codes.md has the full table): 1 is an error
 # the user can fix, 64 (BSD sysexits' EX_USAGE) a command line click could not parse, so
@@ -109,8 +111,33 @@ def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
 def load(ctx: click.Context):
     from ..config import load_config
+    from ..store.boxes import set_this_box
 
-    return load_config(ctx.obj.get("config_path"))
+    loaded = load_config(ctx.obj.get("config_path"))
+    set_this_box(loaded.config.box)      # the box every row this process writes records
+    return loaded
+
+
+def open_database(ctx: click.Context):
+    """The journal database the config names (opened, migrated)."""
+    from ..store import open_db
+
+    return open_db(load(ctx).database_path)
+
+
+@contextlib.contextmanager
+def writing(output: str | None) -> Iterator[TextIO]:
+    """stdout, or ``output`` created 0600; a failed write (disk full, EIO) names the file."""
+    try:
+        if output is None:
+            yield sys.stdout
+            return
+        with open_private(output) as out:
+            yield out
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise UserError(f"{output or 'stdout'}: cannot write: {exc.strerror or exc}") from None
 
 
 # Register the command modules (imported for their side effect on ``main``).
@@ -118,6 +145,7 @@ from . import alert as _alert  # noqa: E402,F401
 from . import box as _box  # noqa: E402,F401
 from . import call as _call  # noqa: E402,F401
 from . import campaign as _campaign  # noqa: E402,F401
+from . import compliance as _compliance  # noqa: E402,F401
 from . import db as _db  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import flow as _flow  # noqa: E402,F401

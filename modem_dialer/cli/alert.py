@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from ..errors import UserError
-from . import load, main, run_command
+from . import load, main, open_database, run_command
 
 EXIT_ACKED, EXIT_ERROR, EXIT_NOT_ACKED = 0, 1, 3
 
@@ -169,12 +169,6 @@ def _print_alert(a: dict, as_json: bool) -> None:
         click.echo(f"  {h['at']} step {h['step'] + 1} {h['via']} {h['who']} {h['number']}: {h['outcome']}")
 
 
-def _db(ctx: click.Context):
-    from ..store import open_db
-
-    return open_db(load(ctx).database_path)
-
-
 @alert.command("status")
 @click.argument("alert_id", type=click.IntRange(1, 2**63 - 1))   # a SQLite rowid
 @click.option("--json", "as_json", is_flag=True)
@@ -189,7 +183,7 @@ def alert_status(ctx: click.Context, alert_id: int, as_json: bool) -> None:
         # through the service: its database is private to it (UMask=0077 in the unit)
         a = _ask(client, "GET", f"/v1/alerts/{alert_id}", not_found=f"no alert {alert_id} in the journal")
     else:
-        a = alert_view(_db(ctx), alert_id)
+        a = alert_view(open_database(ctx), alert_id)
     if a is None:
         raise UserError(f"no alert {alert_id} in the journal")
     _print_alert(a, as_json)
@@ -211,7 +205,7 @@ def alert_list(ctx: click.Context, show_all: bool, limit: int, as_json: bool) ->
         # through the service: its database is private to it (UMask=0077 in the unit)
         rows = _ask(client, "GET", f"/v1/alerts?status={'all' if show_all else 'live'}&limit={min(limit, 1000)}")
     else:
-        conn = _db(ctx)
+        conn = open_database(ctx)
         rows = Alerts(conn).alert_rows(live_only=not show_all, limit=limit)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
@@ -242,9 +236,9 @@ def alert_ack(ctx: click.Context, alert_id: int, by: str) -> None:
         # the service is stopped: the same record as every other acknowledgement, and the
         # webhook event queued in the outbox for the service to deliver when it starts
         from .. import webhooks
-        from ..service.ack import record_ack
+        from ..alerting.ack import record_ack
 
-        conn = _db(ctx)
+        conn = open_database(ctx)
         alerts = Alerts(conn)
         if alerts.get_alert(alert_id) is None:
             raise UserError(f"no alert {alert_id}")
@@ -278,7 +272,7 @@ def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | Non
         else:
             ok = _ask(client, "POST", f"/v1/alerts/{alert_id}/resolve", {"by": by})["resolved"]
     else:
-        conn = _db(ctx)
+        conn = open_database(ctx)
         if dedup_key is not None:
             alert_id = Alerts(conn).live_id(dedup_key)
         ok = alert_id is not None and Alerts(conn).resolve(alert_id)

@@ -234,7 +234,7 @@ def doctor(ctx: click.Context, as_json: bool, min_signal: int, lte_only: bool, s
     except UserError as exc:   # still check the rest of the box
         first.append(Check("config", "fail", str(exc), "fix the config file named above, or pass --config PATH"))
     env = DoctorEnv(sysfs_root=sysfs, min_signal_dbm=min_signal, lte_only=lte_only)
-    checks = first + asyncio.run(run_doctor(config, database, env))
+    checks = first + asyncio.run(run_doctor(config.modems if config else None, database, env))
     if as_json:
         click.echo(json.dumps([c.as_dict() for c in checks], indent=2))
     else:

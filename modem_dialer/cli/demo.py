@@ -41,10 +41,10 @@ async def _demo(work: Path) -> None:
     from ..call.line import open_lines
     from ..call.message import message_script
     from ..call.session import place_call
-    from ..config import ModemConfig
     from ..errors import UserError
-    from ..sim.bank import SimBank, SimSpec
+    from ..modems.options import ModemConfig
     from ..sim.callee import Callee, Scenario
+    from ..sim.sim_bank import SimBank, SimSpec
     from ..store import open_db
     from ..store.call_journal import CallJournal
 

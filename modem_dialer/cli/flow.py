@@ -111,13 +111,13 @@ def try_(ctx: click.Context, file: str, number: str, keys: list[tuple[float, str
 
 
 async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_after, opt_out_key) -> dict:
+    from ..call.advisors import Advisor, AdvisorsConfig
     from ..call.flow import StaticLineProvider, flow_script
     from ..call.line import open_line
     from ..call.session import place_call
-    from ..config import ModemConfig
-    from ..config_ivr import Advisor, AdvisorsConfig
-    from ..sim.bank import SimBank
+    from ..modems.options import ModemConfig
     from ..sim.callee import Callee, Scenario
+    from ..sim.sim_bank import SimBank
     from ..store import open_db
     from ..store.call_journal import CallJournal
 

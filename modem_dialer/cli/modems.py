@@ -19,31 +19,60 @@ from . import load, main, run_command
 @click.pass_context
 @run_command
 def modems(ctx: click.Context, as_json: bool) -> None:
-    """Probe every configured modem: identity, SIM, registration, signal.
+    """Probe every configured modem: identity, SIM, registration, signal. When other boxes
+    share the database (docs/scale-out.md), their modems follow, as those boxes last
+    recorded them (with the age of that record).
 
-    Exit 0 when every modem is ready, 1 otherwise.
+    Exit 0 when every modem of this box is ready, 1 otherwise.
     """
     from ..modems.probe import probe_all
+    from ..store.boxes import this_box
 
-    cfg = load(ctx).config
+    loaded = load(ctx)
+    cfg = loaded.config
     if not cfg.modems:
         raise UserError("no modems in the config (add a 'modems:' list, or run 'modem-dialer discover')")
     results = asyncio.run(probe_all(cfg.modems))
-    rows = [r.as_dict() for r in results]
+    me = this_box()
+    rows = [{"box": me, "remote": False, **r.as_dict()} for r in results]
+    remote = _other_boxes(loaded, me)
     if as_json:
-        click.echo(json.dumps(rows, indent=2))
+        click.echo(json.dumps(rows + remote, indent=2))
     else:
         from rich.console import Console
         from rich.table import Table
 
-        table = Table("name", "family", "model", "imei", "operator", "reg", "signal", "sim", "ready", "problem")
+        table = Table("box", "name", "family", "model", "imei", "operator", "reg", "signal", "sim", "ready", "problem")
         for r in rows:
-            table.add_row(r["name"], r["family"], r["model"] or "-", r["imei"] or "-", r["operator"] or "-",
+            table.add_row(r["box"], r["name"], r["family"], r["model"] or "-", r["imei"] or "-", r["operator"] or "-",
                           f"{r['registration']}{' ' + r['tech'] if r['tech'] else ''}",
                           f"{r['signal_dbm']} dBm" if r["signal_dbm"] is not None else "-", r["sim"],
                           "[green]yes[/]" if r["ready"] else "[red]no[/]", r["error"] or "")
+        for r in remote:
+            age = "never seen" if r["age_s"] is None else f"seen {r['age_s']:.0f} s ago"
+            box = "" if r["box_status"] == "up" else f", box {r['box_status'] or 'never started'}"
+            table.add_row(r["box"], r["name"], "-", "-", r["imei"] or "-", "-", "-", "-", "-",
+                          "[green]yes[/]" if r["ready"] else "[red]no[/]",
+                          f"{r['status']}{': ' + r['reason'] if r['reason'] else ''} ({age}{box})")
         Console(width=None if sys.stdout.isatty() else 200).print(table)
     sys.exit(0 if all(r["ready"] for r in rows) else 1)
+
+
+def _other_boxes(loaded, me: str) -> list[dict]:
+    """Other boxes' modems from the shared database (none when there is no database yet:
+    listing modems does not create one)."""
+    from ..store import open_db, other_boxes_modems
+    from ..store.pg import is_postgres
+
+    db = loaded.database_path
+    if not is_postgres(db) and not Path(db).exists():
+        return []
+    conn = open_db(loaded.database_path)
+    try:
+        return [{**m, "remote": True, "ready": m["status"] == "ready" and m["box_status"] == "up"}
+                for m in other_boxes_modems(conn, me)]
+    finally:
+        conn.close()
 
 
 @main.command()
@@ -57,9 +86,9 @@ def modems(ctx: click.Context, as_json: bool) -> None:
 @run_command
 def sim(count: int, family: str, scenario: str | None, write_config: str | None, control: str | None) -> None:
     """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
-    from ..sim.bank import SimBank
     from ..sim.callee import Scenario
     from ..sim.dialects import DIALECTS
+    from ..sim.sim_bank import SimBank
 
     for f in family.split(","):
         if f not in DIALECTS:

@@ -29,7 +29,7 @@ def _at(text: str | None, tz) -> datetime:
 @run_command
 def oncall(ctx: click.Context, schedule: str | None, at: str | None, as_json: bool) -> None:
     """Who is on call now (or --at TIME) in SCHEDULE, or in every schedule."""
-    from ..config_schedules import on_call
+    from ..alerting.schedules import on_call
 
     al = load(ctx).config.alerting
     if not al.schedules:

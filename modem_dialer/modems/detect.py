@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from ..at.channel import ATChannel
 from ..at.errors import ATCommandError
-from ..config import ModemConfig
 from .driver import ModemDriver, wake
 from .generic import GenericDriver
 from .huawei import HuaweiDriver
+from .options import ModemConfig
 from .quectel import QuectelDriver
 from .sim800 import Sim800Driver
 from .simcom import SimcomDriver
@@ -43,7 +43,7 @@ async def detect_family(ch: ATChannel) -> str:
 
 async def open_driver(cfg: ModemConfig) -> ModemDriver:
     """Open the port, pick the family, run the init sequence; raises ATError subclasses."""
-    ch = await ATChannel.open(cfg.port, cfg.baudrate, name=cfg.name)
+    ch = await ATChannel.connect(cfg, name=cfg.name)
     try:
         family: str = cfg.family   # "auto" is replaced by the detected family
         if family == "auto":

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Literal
 
 from ..at.errors import ATError, CommandTimeout, PortOpenError
-from ..config import Config, ModemConfig
 from ..store.db import server_problem, write_lock_error
 from ..store.pg import is_postgres, redact
 from .driver import DriverError
 from .events import Registration
+from .options import ModemConfig
 
 Status = Literal["ok", "warn", "fail"]
 TWO_THREE_G_ONLY = ("huawei", "sim800")   # no LTE radio: need 2G/3G voice (modems.md §5.6)
@@ -350,15 +350,19 @@ async def check_modem(m: ModemConfig, env: DoctorEnv) -> list[Check]:
     return out
 
 
-async def run_doctor(config: Config | None, database: Path | str | None,
+async def run_doctor(configured: list[ModemConfig] | None, database: Path | str | None,
                      env: DoctorEnv | None = None) -> list[Check]:
-    """Every check, system first, then each configured modem (probed concurrently)."""
+    """Every check, system first, then each configured modem (probed concurrently).
+
+    ``configured``: the config file's ``modems:`` entries; None when there is no usable config
+    (only the box is checked then). The doctor reads nothing else of the config file.
+    """
     env = env or DoctorEnv()
-    modems = list(config.modems) if config else []
+    modems = list(configured) if configured is not None else []
     checks = [check_modemmanager(env, modems), *check_libraries(env, modems), await check_clock(env)]
     if database is not None:
         checks.append(check_database(database))
-    if config is not None and not modems:
+    if configured is not None and not modems:
         checks.append(Check("modems", "fail", "no modems in the config",
                             "run `modem-dialer discover --write-config config.yaml`"))
     for found in await asyncio.gather(*(check_modem(m, env) for m in modems)):

@@ -16,7 +16,6 @@ from typing import Literal
 
 from ..at.channel import ATChannel
 from ..at.errors import ATCommandError, ATError, CMEError, CommandTimeout
-from ..config import ModemConfig
 from ..numbers import dial_string
 from . import causes, incoming
 from .events import (
@@ -37,6 +36,7 @@ from .identity import imsi_from, name_from, read_iccid, read_imei, read_value, s
 from .incoming import IncomingMixin
 from .info import CallState, Health, Identity, parse_clcc_line, parse_cops, parse_cpin, parse_creg, parse_csq
 from .multiparty import MultipartyMixin
+from .options import ModemConfig
 
 log = logging.getLogger("modem_dialer.modems")
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 
 from ..at.channel import ATChannel
 from ..at.errors import ATCommandError, CMEError
-from ..at.lines import looks_unsolicited
+from ..at.line_splitter import looks_unsolicited
 
 log = logging.getLogger("modem_dialer.modems")
 

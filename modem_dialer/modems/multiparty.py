@@ -34,9 +34,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ..at.channel import ATChannel
-    from ..config import ModemConfig
     from .driver import CallTrack
     from .events import Event
+    from .options import ModemConfig
 
 log = logging.getLogger("modem_dialer.modems")
 

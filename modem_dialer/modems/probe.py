@@ -7,9 +7,9 @@ import asyncio
 from dataclasses import dataclass, field
 
 from ..at.errors import ATError
-from ..config import ModemConfig
 from .detect import open_driver
 from .info import Health, Identity
+from .options import ModemConfig
 
 
 @dataclass

@@ -31,10 +31,10 @@ from pathlib import Path
 
 from ..at.channel import ATChannel
 from ..at.errors import ATError, CommandTimeout
-from ..config import AudioConfig, ModemConfig
 from .discovery import discover
 from .driver import wake
 from .identity import imei_from
+from .options import AudioConfig, ModemConfig
 from .udev import alsa_device
 
 log = logging.getLogger("modem_dialer.recovery")
@@ -255,7 +255,7 @@ class Supervisor:
 
     async def _send_reset(self, cfg: ModemConfig) -> None:
         try:
-            ch = await ATChannel.open(cfg.port, cfg.baudrate, name=f"reset:{cfg.name}")
+            ch = await ATChannel.connect(cfg, name=f"reset:{cfg.name}")
         except ATError as exc:
             self._step(cfg, "reset", f"cannot open {cfg.port}: {exc}", "recovering", None)
             return

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 
 from ..at.channel import ATChannel
 from ..at.errors import ATCommandError, ATError, CommandTimeout, PortLost
-from ..config import ModemConfig
 from ..errors import UserError
 from .detect import detect_family
 from .driver import wake
+from .options import ModemConfig
 
 REBOOT = "AT+CFUN=1,1"
 
@@ -234,7 +234,7 @@ async def open_for_setup(cfg: ModemConfig) -> tuple[ATChannel, str]:
     No driver init on purpose: setup must work on a modem the driver refuses
     (PIN locked, no voice firmware).
     """
-    ch = await ATChannel.open(cfg.port, cfg.baudrate, name=f"setup:{cfg.name}")
+    ch = await ATChannel.connect(cfg, name=f"setup:{cfg.name}")
     try:
         await wake(ch, cfg.probe_timeout)
         await ch.command("ATE0")

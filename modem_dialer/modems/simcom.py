@@ -76,7 +76,7 @@ class SimcomDriver(ClccMixin, ModemDriver):
     async def audio_on(self) -> None:
         if self.cfg.audio is None or self.cfg.audio.kind != "serial":
             return
-        await asyncio.sleep(self.cfg.pcm_enable_delay)   # [?] see config.py
+        await asyncio.sleep(self.cfg.pcm_enable_delay)   # [?] see modems/options.py
         await self.ch.command("AT+CPCMREG=1")
 
     async def audio_off(self) -> None:

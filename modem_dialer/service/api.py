@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..alerting.inputs import TooMany, check_text, one_line
 from ..errors import UserError
 from ..numbers import parse_number
-from ..store import Alerts, Connection, Journal
+from ..store import Alerts, Connection, Journal, other_boxes_modems
+from ..store.boxes import this_box
 from .api_sms import add_routes as add_sms_routes
 from .console import is_console_path
 from .console import mount as mount_console
 from .guard import AllowList, guard_middlewares
-from .inputs import TooMany, check_text, one_line
 from .metrics import render
 
 if TYPE_CHECKING:
@@ -384,7 +385,14 @@ async def list_webhooks(request: web.Request) -> web.Response:
 
 
 async def modems(request: web.Request) -> web.Response:
-    return web.json_response(request.app[SERVICE].bank.snapshot())
+    """The whole bank: this box's modems live, the other boxes' as they last wrote them to
+    the shared database (``remote``, with their ``age_s``; docs/scale-out.md)."""
+    svc = request.app[SERVICE]
+    me = this_box()
+    local = [{"box": me, "remote": False, **m} for m in svc.bank.snapshot()]
+    remote = [{**m, "remote": True, "ready": m["status"] == "ready" and m["box_status"] == "up", "calls": {}}
+              for m in other_boxes_modems(svc.conn, me)]
+    return web.json_response(local + remote)
 
 
 async def healthz(request: web.Request) -> web.Response:

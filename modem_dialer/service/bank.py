@@ -4,6 +4,9 @@ A line is lent to one user at a time (``async with bank.lease(...) as line``). W
 served by priority, then by arrival: an alert asking for a line gets the next free one
 before any campaign call that was already waiting. Calls in progress are never cut for
 priority (a broadcast listener would hear a hang-up); the next free line goes to the alert.
+
+Alerting borrows lines through ``alerting.lines.LineLender`` (and ``Priority`` is defined
+there), which this bank implements: alerting sits below the service that hosts it.
 """
 
 from __future__ import annotations
@@ -18,12 +21,12 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from enum import IntEnum
 
+from ..alerting.lines import Priority
 from ..call.line import Line, open_line
-from ..config import ModemConfig
 from ..modems.events import ModemLost, RegistrationChanged, SignalChanged
 from ..modems.info import Health
+from ..modems.options import ModemConfig
 from ..modems.recovery import Supervisor
 from ..store import DB_ERRORS, Connection, set_modem_state
 
@@ -31,12 +34,6 @@ log = logging.getLogger("modem_dialer.service")
 
 
 Accept = Callable[["ModemSlot"], bool]
-
-
-class Priority(IntEnum):
-    ALERT = 0
-    SMS = 1
-    CAMPAIGN = 5
 
 
 @dataclass

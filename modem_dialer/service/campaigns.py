@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..call.session import MIN_RING_TIMEOUT
 from ..campaign.controller import Controller
+from ..campaign.launcher import modem_configs, prepare, script_factory, set_runner
 from ..campaign.report import summary
-from ..campaign.runner import modem_configs, prepare, script_factory, set_runner
 from ..campaign.spec import CampaignFile, load_campaign
 from ..errors import UserError
 from ..store import Campaigns, open_db
-from .lines import BankLines, BankSource, SharedSlots
+from .campaign_lines import BankLines, BankSource, SharedSlots
 
 if TYPE_CHECKING:
     from .service import Service
@@ -60,6 +60,7 @@ class CampaignRunner:
         self.poll = poll              # tests shorten it
         self.running: dict[str, Running] = {}
         self._starting: set[str] = set()
+        self._not_joined: set[tuple[str, str]] = set()
 
     # ---- submit / resume ------------------------------------------------------------
     def _load(self, file: str | Path) -> CampaignFile:
@@ -105,6 +106,30 @@ class CampaignRunner:
         if names:
             log.info("resuming %d campaign(s): %s", len(names), names)
         return names
+
+    def tick(self) -> None:
+        """On the box's heartbeat: contacts released by a lost box are settled; a campaign
+        another box runs in the service is joined (one campaign over the whole bank)."""
+        for r in list(self.running.values()):
+            r.ctrl.settle_released()
+        for c in self.store.list_campaigns():
+            name = c["name"]
+            if (c["status"] != "running" or c["config"].get("runner") != "service" or name in self.running
+                    or name in self._starting):
+                continue
+            key = (name, c["updated_at"])
+            if key in self._not_joined:
+                continue
+            try:
+                cf = self._load(c["file"])
+                script_for = script_factory(self.loaded, cf, BankLines(self.svc.bank))
+            except UserError as exc:
+                # said once per change of the campaign: e.g. its file is not on this box
+                self._not_joined.add(key)
+                log.error("campaign %s: not joined on this box: %s", name, exc, extra={"campaign": name})
+                continue
+            log.info("campaign %s: joined (run by another box)", name, extra={"campaign": name})
+            self._start(c["id"], cf, script_for)
 
     def _start(self, cid: int, cf: CampaignFile, script_for: Any) -> None:
         name = cf.spec.name

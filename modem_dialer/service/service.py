@@ -1,9 +1,11 @@
 """The resident service: owns the modem bank, runs alerts and campaigns, serves the API.
 
-Start-up order matters for "a restart loses nothing": the dialer lock is taken first (one
-dialing process per database: recovery would close another runner's live calls), then
-the journal's interrupted calls are closed, the bank opens, queued alerts, SMS and
-campaigns resume, and only then does the API accept new work.
+Start-up order matters for "a restart loses nothing": the box's dialer lock is taken first
+(one dialing process per box: recovery would close another runner's live calls), then the
+box registers (campaign/box.py: the calls its last run left open are closed as
+interrupted, its contacts released), the bank opens, queued alerts, SMS and campaigns
+resume, and only then does the API accept new work. The box's heartbeat then renews its
+lease and takes over the work of boxes that stopped renewing theirs (docs/scale-out.md).
 
 Campaigns (service/campaigns.py) lease a line per call with ``Priority.CAMPAIGN``, so
 alerts always get the next free line first. ``service.add_worker(name, factory)`` runs
@@ -22,19 +24,21 @@ from typing import Any
 from aiohttp import web
 
 from .. import webhooks
+from ..alerting.escalation import AlertRunner
+from ..alerting.sms_replies import SmsReplies
+from ..alerting.texting import Texter
 from ..call.inbound import InboundDesk, check_inbound_flows
+from ..campaign.box import BoxKeeper
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
-from ..store import Journal, open_db, set_modem_state
+from ..store import open_db, set_modem_state
+from ..store.boxes import set_this_box
 from ..store.call_journal import CallJournal
 from ..store.lock import DialerLock
 from .bank import Bank, ModemSlot
 from .campaigns import CampaignRunner
 from .notify import Notifier
-from .runner import AlertRunner
-from .sms_replies import SmsReplies
-from .texting import Texter
 
 log = logging.getLogger("modem_dialer.service")
 
@@ -66,6 +70,7 @@ class Service:
             # make the modems call any number
             raise UserError(f"alerting.api.listen: {self.host} is not a loopback address and no token is "
                             "set; set alerting.api.token, token_file or token_env first")
+        set_this_box(cfg.box)       # recorded in every call and modem row this process writes
         self.conn = open_db(loaded.database_path)
         conn = self.conn
 
@@ -80,7 +85,7 @@ class Service:
                                    spool=loaded.spool_path)
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout,
                                   journal=self.journal)
-        # incoming SMS: journal, STOP keywords, acknowledgements by reply (service/sms_replies.py)
+        # incoming SMS: journal, STOP keywords, acknowledgements by reply (alerting/sms_replies.py)
         self.replies = SmsReplies(self.conn, self.bank, self.texter, self.runner, cfg.sms,
                                   region=cfg.default_region)
         self.campaigns = CampaignRunner(self, min_ring_timeout=min_ring_timeout)
@@ -94,7 +99,10 @@ class Service:
         # `serve` resumes its campaigns; `alert` without a service (http=False) is a one-shot
         # job that must not pick them up
         self.run_campaigns = http if run_campaigns is None else run_campaigns
-        self.lock = DialerLock(loaded.database_path)
+        self.lock = DialerLock(loaded.database_path, cfg.box)
+        # this box among the others on the database: lease, heartbeat, take-over (docs/scale-out.md)
+        self.keeper = BoxKeeper(self.conn, self.journal, cfg.box, cfg.box_lease, on_lost=self._lost)
+        self._stop_requested = asyncio.Event()
         self.campaign_grace: float | None = None      # None: campaigns.STOP_GRACE
         self._runner_web: web.AppRunner | None = None
         self._workers: dict[str, Worker] = {}
@@ -116,18 +124,20 @@ class Service:
         self._worker_tasks.append(task)
 
     async def start(self) -> None:
-        self.lock.acquire()     # UserError when `campaign run` or another service dials on this database
+        self.lock.acquire()     # UserError when `campaign run` or another service of this box dials on it
         try:
             await self._start()
         except BaseException:
+            await self.keeper.close()
             self.lock.release()
             raise
 
     async def _start(self) -> None:
         check_inbound_flows(self.loaded, list(self.bank.slots))    # a bad inbound flow file: refuse to start
-        recovered = Journal(self.conn).recover_interrupted()
-        if recovered:
-            log.info("closed %d call(s) interrupted by the last stop: %s", len(recovered), recovered)
+        # this box's calls left open by its last run closed, its contacts released; the
+        # heartbeat starts at once (opening the bank takes longer than a short lease)
+        self.keeper.register()
+        self.keeper.start()
         await self.bank.start()
         ready = [s.name for s in self.bank.slots.values() if s.ready(need_audio=False)]
         log.info("bank open: %d of %d modem(s) ready %s", len(ready), len(self.bank.slots), ready)
@@ -154,8 +164,17 @@ class Service:
             log.info("API listening on http://%s:%d", self.host, self.port)
         for name, factory in self._workers.items():
             self._spawn_worker(name, factory)
+        # ready: from now on the heartbeat also joins other boxes' campaigns and adopts the
+        # alerts of lost boxes
+        self.keeper.on_tick += [self.campaigns.tick, self.runner.adopt]
+
+    def _lost(self) -> None:
+        """Another box declared this one lost and took its work over: stop dialing now."""
+        self._stop_requested.set()
 
     async def stop(self) -> None:
+        if self.keeper.lost:
+            self.campaign_grace = 0.0       # its contacts are another box's now: hang up
         if self.campaign_grace is None:
             await self.campaigns.stop()
         else:
@@ -174,6 +193,7 @@ class Service:
         await self.replies.close()
         await self.texter.close()
         await self.bank.close()
+        await self.keeper.close()
         await self.journal.aclose()
         if self.webhooks is not None:
             webhooks.configure(None, [])
@@ -188,6 +208,7 @@ class Service:
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        loop.create_task(self._stop_requested.wait()).add_done_callback(lambda _: stop.set())
         await self.start()
         notifier = Notifier()
         notifier.send(f"READY=1\nSTATUS=serving on {self.host}:{self.port}")
@@ -199,3 +220,7 @@ class Service:
         finally:
             watchdog.cancel()
             await self.stop()
+        if self.keeper.lost:
+            # exit 1: systemd (Restart=on-failure) starts it again, and it registers afresh
+            raise UserError(f"box {self.keeper.box!r}: declared lost by another box (no heartbeat for "
+                            f"{self.keeper.lease.total_seconds():g} s); its work was taken over; stopped")

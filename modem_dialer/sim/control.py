@@ -23,6 +23,7 @@ from .sms import InboundSms
 
 Handler = Callable[[Any, dict[str, Any]], dict[str, Any]]
 MAX_LINE = 64 * 1024
+MAX_REPLY = 64 * 1024 * 1024
 
 
 def cmd_call(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
@@ -119,7 +120,8 @@ class ControlServer:
 
 async def send(path: str | Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
     """One request to a running sim's control socket; its reply."""
-    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), timeout)
+    # a reply may be long (``calls`` after thousands of calls); requests stay capped by MAX_LINE
+    reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path), limit=MAX_REPLY), timeout)
     try:
         writer.write(json.dumps(request).encode() + b"\n")
         await writer.drain()

@@ -1,11 +1,11 @@
 """SQLite store: call journal, campaigns and contacts, compliance records. Schema: docs/schema.md."""
 
 from .alerts import Alerts
-from .bank import modem_states, set_modem_state
 from .campaigns import Campaigns, Contact, ImportResult
 from .compliance import Compliance
 from .db import open_db
 from .journal import Journal
+from .modem_states import modem_states, other_boxes_modems, set_modem_state
 from .retention import erase_number, purge_before
 from .sms_inbox import InboxMessage, IncomingPart, SmsInbox
 from .timestamps import from_ts, to_ts, utc_now
@@ -27,6 +27,7 @@ __all__ = [
     "from_ts",
     "modem_states",
     "open_db",
+    "other_boxes_modems",
     "purge_before",
     "set_modem_state",
     "to_ts",

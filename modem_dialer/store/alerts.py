@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from .boxes import this_box
 from .timestamps import to_ts, utc_now
 from .types import Connection
 
@@ -26,14 +27,16 @@ class Alerts:
 
     def raise_alert(self, dedup_key: str, policy: str, text: str, *, audio_ref: str | None = None,
                     state: dict[str, Any] | None = None) -> tuple[int, bool]:
-        """Open an alert; if one with this key is still live, return it. -> (id, created)."""
+        """Open an alert, run by this process's box; if one with this key is still live (on
+        any box: the partial unique index), return it. -> (id, created)."""
         now = self._ts()
         try:
             with self.conn:
                 cur = self.conn.execute(
-                    "INSERT INTO alerts (dedup_key, policy, text, audio_ref, state, created_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (dedup_key, policy, text, audio_ref, json.dumps(state or {}, default=str), now, now),
+                    "INSERT INTO alerts (dedup_key, policy, text, audio_ref, state, created_at, updated_at, box)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (dedup_key, policy, text, audio_ref, json.dumps(state or {}, default=str), now, now,
+                     this_box()),
                 )
             return int(cur.lastrowid), True  # type: ignore[arg-type]
         except sqlite3.IntegrityError:  # the partial unique index: a live alert has this key

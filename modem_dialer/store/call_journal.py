@@ -7,10 +7,15 @@ Same steps as :class:`~.journal.Journal` (whose SQL it runs, on the writer's con
   dies while the modem dials).
 - ``mark_dialed``, ``mark_answered``, ``event``, ``key``, ``answer``, ``refusal`` queue
   their row and return at once (a future the caller may keep); they commit in order,
-  grouped with other lines' rows (one fsync for many).
+  grouped with other lines' rows (one fsync for many). The state marks, events and
+  ``finish_call_nowait`` are *lazy* (DbWriter.submit): they wait for the next write
+  someone waits for (at most LAZY_COMMIT_S); keys, answers and refusals commit at once.
 - ``await finish_call(...)`` returns once the outcome is committed, together with every
   row queued before it; ``await flush()`` waits for everything queued so far.
-- Reads: ``get_call`` goes through the writer (it sees the rows still queued);
+- Reads: ``get_call`` goes through the writer (it sees the rows still queued), except
+  ``get_call(committed=False)`` of a call this journal started and finished: that one is
+  answered at once from what was queued (see :class:`_Ledger`), so a campaign line is
+  free again without a round trip through the writer (one fsync or more on a busy disk);
   ``calls``/``events_of``/``keys_of``/``answers_of`` read committed rows on the caller's
   connection (flush first when the rows were just queued).
 
@@ -25,10 +30,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .journal import Journal
+from .journal import HANGUP_BY, KEYS, OUTCOMES, Journal
 from .migrations import db_file
 from .spool import decode, encode
-from .timestamps import utc_now
+from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
 
@@ -51,17 +56,20 @@ class CallJournal:
         self.writer = writer if writer is not None else DbWriter(db_file(conn), lock_limit_s=lock_limit_s,
                                                                  spool=spool, replay=_replay)
         self.read = Journal(conn, clock)
+        self._ledger = _Ledger()
 
     def _at(self, at: datetime | None = None) -> _Frozen:
         """A Journal for the writer's connection whose clock is frozen at queue time."""
         t = at if at is not None else self.clock()
         return _Frozen(t)
 
-    def _put(self, method: str, at: datetime | None, *args: Any, **kw: Any) -> concurrent.futures.Future:
+    def _put(self, method: str, at: datetime | None, *args: Any, lazy: bool = False,
+             **kw: Any) -> concurrent.futures.Future:
         j = self._at(at)
+        self._ledger.note(method, j.t, args, kw)
         # as data too when a spool may need it (PostgreSQL): SQLite pays nothing for it
         record = encode(method, j.t, args, kw) if self.writer.spool is not None else None
-        return self.writer.submit(_call, j, method, args, kw, record=record)
+        return self.writer.submit(_call, j, method, args, kw, record=record, lazy=lazy)
 
     # ---- awaited: order or ids matter ---------------------------------------------------
     async def start_call(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
@@ -72,24 +80,32 @@ class CallJournal:
         first in the same transaction; when it returns False no row is written and the
         result is None (e.g. the contact was taken by someone else)."""
         j = self._at()
-        return await self.writer.run(_start, j, claim, (number, modem, imei, iccid),
-                                     dict(campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id,
-                                          caller_id=caller_id))
+        cols = dict(campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id, caller_id=caller_id)
+        call_id = await self.writer.run(_start, j, claim, (number, modem, imei, iccid), cols)
+        if call_id is not None:
+            self._ledger.started(call_id, j.t, dict(number=number, modem=modem, imei=imei, iccid=iccid, **cols))
+        return call_id
 
     async def finish_call(self, call_id: int, outcome: str, **kw: Any) -> bool:
         """Close the call with its outcome (see Journal.finish_call); returns once committed."""
         import asyncio
-        return await asyncio.wrap_future(self.finish_call_nowait(call_id, outcome, **kw))
+        return await asyncio.wrap_future(self._put("finish_call", kw.get("ended_at"), call_id, outcome, **kw))
 
     def finish_call_nowait(self, call_id: int, outcome: str, **kw: Any) -> concurrent.futures.Future:
-        return self._put("finish_call", kw.get("ended_at"), call_id, outcome, **kw)
+        """Queue the outcome (lazy: committed with the next write someone waits for, e.g.
+        the next call row, or within LAZY_COMMIT_S)."""
+        return self._put("finish_call", kw.get("ended_at"), call_id, outcome, lazy=True, **kw)
 
     async def get_call(self, call_id: int, *, committed: bool = True) -> dict[str, Any]:
         """The call row with its keys, including rows still queued (read through the writer).
-        ``committed=False`` returns as soon as the writer has run the rows queued before
-        (about one fsync sooner): they are committed with that group, or a fault is raised
-        to the listeners."""
+        ``committed=False``: not waiting for the commit. For a call started and finished
+        through this journal, the row as queued (the values the writer commits, in order;
+        if it cannot, the fault listeners hear it), at once; otherwise as soon as the writer
+        has run the rows queued before (about one fsync sooner)."""
         import asyncio
+        row = self._ledger.pop(call_id)
+        if row is not None and not committed:
+            return row
         return await asyncio.wrap_future(self.writer.submit(lambda c: Journal(c).get_call(call_id),
                                                             early=not committed))
 
@@ -98,13 +114,13 @@ class CallJournal:
 
     # ---- queued: return at once, commit in order -------------------------------------
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
-        return self._put("mark_dialed", at, call_id)
+        return self._put("mark_dialed", at, call_id, lazy=True)
 
     def mark_answered(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
-        return self._put("mark_answered", at, call_id)
+        return self._put("mark_answered", at, call_id, lazy=True)
 
     def event(self, call_id: int, kind: str, **data: Any) -> concurrent.futures.Future:
-        return self._put("event", None, call_id, kind, **data)
+        return self._put("event", None, call_id, kind, lazy=True, **data)
 
     def key(self, call_id: int, key: str, source: str, at: datetime | None = None) -> concurrent.futures.Future:
         return self._put("key", at, call_id, key, source)
@@ -117,9 +133,10 @@ class CallJournal:
         """Queued after whatever the caller queued before (suppression first, A.5.4)."""
         return self._put("refusal", None, call_id, source)
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future:
-        """Any other store write, ``fn(conn, *args)``, in the same order as the call rows."""
-        return self.writer.submit(fn, *args)
+    def submit(self, fn: Callable[..., Any], *args: Any, lazy: bool = False) -> concurrent.futures.Future:
+        """Any other store write, ``fn(conn, *args)``, in the same order as the call rows
+        (``lazy``: see DbWriter.submit)."""
+        return self.writer.submit(fn, *args, lazy=lazy)
 
     # ---- committed reads on the caller's connection ------------------------------------
     def calls(self, **kw: Any) -> list[dict[str, Any]]:
@@ -142,6 +159,63 @@ class CallJournal:
 
     async def aclose(self, give_up_after: float | None = None) -> int:
         return await self.writer.aclose(give_up_after) if self._own_writer else 0
+
+
+class _Ledger:
+    """What was queued for the calls in progress, as the ``calls`` row plus ``keys`` will
+    read once committed (Journal's own rules: times at queue time, the duration from the
+    answer when none is given, the first outcome wins). Kept from ``start_call`` until
+    ``get_call``; a row whose step the journal would refuse is dropped, so that read goes
+    through the writer and shows what was really written."""
+
+    MAX_ROWS = 1024      # calls whose result nobody asked for (cancelled) are forgotten
+
+    def __init__(self) -> None:
+        self._rows: dict[int, dict[str, Any]] = {}
+
+    def started(self, call_id: int, t: datetime, cols: dict[str, Any]) -> None:
+        self._rows[call_id] = {"id": call_id, **cols, "created_at": to_ts(t), "started_at": None,
+                               "answered_at": None, "ended_at": None, "outcome": None, "cause": None,
+                               "cause_text": None, "hangup_by": None, "duration_s": None, "keys": []}
+        if len(self._rows) > self.MAX_ROWS:
+            self._drop(next(iter(self._rows)))
+
+    def note(self, method: str, t: datetime, args: tuple, kw: dict[str, Any]) -> None:
+        row = self._rows.get(args[0]) if args else None
+        if row is None:
+            return
+        call_id = row["id"]
+        if method == "mark_dialed":
+            row["started_at"] = to_ts(t)
+        elif method == "mark_answered":
+            row["answered_at"] = to_ts(t)
+        elif method == "key":
+            if args[1] not in KEYS:
+                self._drop(call_id)
+                return
+            row["keys"].append({"key": args[1], "source": args[2], "at": to_ts(t)})
+        elif method == "finish_call":
+            outcome, by = args[1], kw.get("hangup_by")
+            if outcome not in OUTCOMES or (by is not None and by not in HANGUP_BY):
+                self._drop(call_id)
+                return
+            if row["outcome"] is not None:
+                return
+            duration = kw.get("duration_s")
+            if duration is None:
+                answered = row["answered_at"]
+                duration = max(0.0, (t - from_ts(answered)).total_seconds()) if answered else 0.0
+            row.update(outcome=outcome, cause=kw.get("cause"), cause_text=kw.get("cause_text"), hangup_by=by,
+                       duration_s=duration, ended_at=to_ts(t))
+
+    def pop(self, call_id: int) -> dict[str, Any] | None:
+        """The row if the call's outcome was queued (None otherwise); forgotten either way."""
+        row = self._rows.get(call_id)
+        self._drop(call_id)
+        return row if row is not None and row["outcome"] is not None else None
+
+    def _drop(self, call_id: int) -> None:
+        self._rows.pop(call_id, None)
 
 
 class _Frozen:

@@ -46,10 +46,6 @@ class CampaignLog:
         """One row made by :meth:`row`, inside the caller's transaction on ``conn``."""
         conn.execute(_INSERT, row)
 
-    def write_in(self, kind: str, **kw: Any) -> None:
-        """Inside a transaction the caller holds."""
-        self.conn.execute(_INSERT, self.row(kind, **kw))
-
     def entries(self, *, contact_id: int | None = None, kind: str | None = None, limit: int = 1000) -> list[dict]:
         rows = self.conn.execute(
             "SELECT * FROM campaign_log WHERE campaign_id = ? AND (? IS NULL OR contact_id = ?)"

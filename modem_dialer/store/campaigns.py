@@ -193,13 +193,6 @@ class Campaigns:
         ).fetchone()
         return None if row is None else Contact.from_row(row)
 
-    def find_contact(self, campaign_id: int, number: str) -> Contact | None:
-        row = self.conn.execute(
-            f"SELECT {_CONTACT_COLS} FROM contacts WHERE campaign_id = ? AND number = ?",  # noqa: S608
-            (campaign_id, number),
-        ).fetchone()
-        return None if row is None else Contact.from_row(row)
-
     def claim(self, contact_id: int, at: datetime | None = None) -> bool:
         """pending → in_progress, only if still pending (two workers never take the same contact)."""
         with self.conn:
@@ -244,16 +237,6 @@ class Campaigns:
             )
         if cur.rowcount == 0:
             raise KeyError(f"no contact {contact_id}")
-
-    def reset_in_progress(self, campaign_id: int | None = None) -> int:
-        """At start-up: contacts left in_progress by a killed process go back to pending."""
-        with self.conn:
-            cur = self.conn.execute(
-                "UPDATE contacts SET status = 'pending', updated_at = ?"
-                " WHERE status = 'in_progress' AND (? IS NULL OR campaign_id = ?)",
-                (to_ts(self._clock()), campaign_id, campaign_id),
-            )
-        return cur.rowcount
 
     def counts(self, campaign_id: int) -> dict[str, int]:
         """Number of contacts per status (statuses with none are absent)."""
@@ -372,24 +355,14 @@ class Campaigns:
     def rule_decision(self, contact_id: int, log_row: tuple, at: datetime, *, final_status: str | None = None,
                       outcome: str | None = None, until: datetime | None = None) -> None:
         """A calling rule denied the contact (its ``final_status`` and ``outcome``) or deferred
-        it to ``until``; the decision and its campaign_log row commit together."""
+        it to ``until``; the decision and its campaign_log row commit together. Only while
+        the contact is pending: another box may have claimed it since it was read."""
         with self.conn:
             CampaignLog.write_row(self.conn, log_row)
             if final_status is not None:
-                self.conn.execute("UPDATE contacts SET status = ?, last_outcome = ?, updated_at = ? WHERE id = ?",
-                                  (final_status, outcome, to_ts(at), contact_id))
+                self.conn.execute("UPDATE contacts SET status = ?, last_outcome = ?, updated_at = ? WHERE id = ?"
+                                  " AND status = 'pending'", (final_status, outcome, to_ts(at), contact_id))
             else:
                 assert until is not None
-                self.conn.execute("UPDATE contacts SET next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                                  (to_ts(until), to_ts(at), contact_id))
-
-    def record_outcome(self, contact_id: int, *, status: str, next_attempt_at: datetime | None, outcome: str,
-                       call_id: int, attempts: int, at: datetime) -> None:
-        """The retry rules' verdict on a call: status, schedule (kept when None), outcome,
-        the call and the attempts counted so far, in one transaction."""
-        with self.conn:
-            self.conn.execute(
-                "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
-                " last_outcome = ?, last_call_id = ?, attempts = ?, updated_at = ? WHERE id = ?",
-                (status, None if next_attempt_at is None else to_ts(next_attempt_at), outcome, call_id,
-                 attempts, to_ts(at), contact_id))
+                self.conn.execute("UPDATE contacts SET next_attempt_at = ?, updated_at = ? WHERE id = ?"
+                                  " AND status = 'pending'", (to_ts(until), to_ts(at), contact_id))

@@ -50,10 +50,6 @@ class Compliance:
     def is_suppressed(self, number: str) -> bool:
         return self.conn.execute("SELECT 1 FROM suppression WHERE number = ?", (number,)).fetchone() is not None
 
-    def suppression_entry(self, number: str) -> dict[str, Any] | None:
-        row = self.conn.execute("SELECT * FROM suppression WHERE number = ?", (number,)).fetchone()
-        return None if row is None else dict(row)
-
     def import_suppression(self, numbers: Iterable[str], *, reason: str, source: str,
                            batch_size: int = 20_000) -> int:
         """Add many numbers (e.g. a national DNC extract); returns how many were new."""
@@ -124,27 +120,9 @@ class Compliance:
 
     # --- refusals and attempts ---------------------------------------------------
 
-    def add_refusal(self, number: str, source: str, at: datetime | None = None, *, call_id: int | None = None,
-                    campaign_id: int | None = None) -> int:
-        """A refusal outside a journaled call (inbound line, manual entry); see Journal.refusal."""
-        with self.conn:
-            cur = self.conn.execute(
-                "INSERT INTO refusals (number, at, source, call_id, campaign_id) VALUES (?, ?, ?, ?, ?)",
-                (number, self._ts(at), source, call_id, campaign_id),
-            )
-        return int(cur.lastrowid)  # type: ignore[arg-type]
-
     def last_refusal(self, number: str) -> datetime | None:
         row = self.conn.execute("SELECT MAX(at) FROM refusals WHERE number = ?", (number,)).fetchone()
         return None if row[0] is None else from_ts(row[0])
-
-    def attempts_since(self, number: str, since: datetime) -> int:
-        """Attempts (every call row, answered or not) to ``number`` since ``since``, all campaigns."""
-        return int(self.conn.execute(
-            # incoming calls and dials refused because a call rang in are not attempts
-            "SELECT COUNT(*) FROM calls WHERE number = ? AND created_at >= ? AND direction = 'out'"
-            " AND COALESCE(outcome, '') != 'line_busy'", (number, to_ts(since))
-        ).fetchone()[0])
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
         """When each attempt to ``number`` since ``since`` was made (oldest first), all campaigns.

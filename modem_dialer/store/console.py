@@ -164,6 +164,12 @@ class ConsoleQueries:
         self.conn = conn
 
     # ---- bank --------------------------------------------------------------------
+    def change_mark(self) -> tuple[int, int]:
+        """A mark that moves whenever the database changes: SQLite's ``data_version`` (commits
+        by other connections, the journal writer's and other processes' included) and this
+        connection's own change count. Equal marks: the reads below would answer the same."""
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0]), self.conn.total_changes
+
     def open_calls(self) -> dict[str, OpenCall]:
         """The call in progress on each modem (the partial index on open calls: a handful of rows)."""
         out: dict[str, OpenCall] = {}

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .boxes import this_box
 from .dialect import dialect_of
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
@@ -68,8 +69,8 @@ class Journal:
         with self.conn:
             cur = self.conn.execute(
                 "INSERT INTO calls (number, modem, imei, iccid, caller_id, campaign_id, contact_id,"
-                " alert_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (number, modem, imei, iccid, caller_id, campaign_id, contact_id, alert_id, now),
+                " alert_id, created_at, box) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (number, modem, imei, iccid, caller_id, campaign_id, contact_id, alert_id, now, this_box()),
             )
             call_id = int(cur.lastrowid)  # type: ignore[arg-type]
             self._event(call_id, now, "state", {"state": "created"})
@@ -170,12 +171,16 @@ class Journal:
             self._event(call_id, now, "refusal", {"source": source})
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
-    def recover_interrupted(self) -> list[int]:
-        """At start-up: close the calls a killed process left open; return their ids.
+    def recover_interrupted(self, box: str | None = None) -> list[int]:
+        """At start-up: close the calls a killed process of ``box`` (default: this process's
+        box) left open; return their ids. Calls of other boxes are theirs (a lost box's are
+        closed by the box that takes it over, store/boxes.py); calls with no box are from
+        before boxes existed.
 
-        Only the dialing service may call this (a CLI reading the DB while the service
-        runs would close live calls).
+        Only the box's dialing process may call this, holding the box's dialer lock (a CLI
+        reading the DB while the service runs would close live calls).
         """
+        box = this_box() if box is None else box
         now = self._now()
         with self.conn:
             ids = [
@@ -184,8 +189,8 @@ class Journal:
                     "UPDATE calls SET outcome = 'interrupted', ended_at = ?,"  # noqa: S608 - dialect constant
                     " cause_text = 'process stopped during the call',"
                     f" duration_s = COALESCE({dialect_of(self.conn).seconds_between('?', 'answered_at')}, 0)"
-                    " WHERE outcome IS NULL RETURNING id",
-                    (now, now),
+                    " WHERE outcome IS NULL AND (box = ? OR box IS NULL) RETURNING id",
+                    (now, now, box),
                 ).fetchall()
             ]
             for call_id in ids:
@@ -270,17 +275,21 @@ class Journal:
     def outbound_usage(self, since_day: datetime, since_hour: datetime, *, iccid: str | None = None,
                        modem: str | None = None) -> OutboundUsage:
         """A SIM's (by ICCID when known, else the modem's) outgoing calls: count and seconds
-        since ``since_day``, start times since ``since_hour`` (the pool's limits)."""
+        since ``since_day``, start times since ``since_hour`` (the pool's limits). By ICCID
+        the SIM's calls on every box count (a SIM moved to another box keeps its day); by
+        modem name only this box's (another box's ``gsm0`` is another SIM)."""
         col, key = ("iccid", iccid) if iccid else ("modem", modem)
+        # ICCID: the box test is always true; modem name: this box's rows (and rows from before boxes)
+        box = None if iccid else this_box()
         row = self.conn.execute(
             f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?"  # noqa: S608
-            " AND direction = 'out'",
-            (key, to_ts(since_day)),
+            " AND direction = 'out' AND (? IS NULL OR box = ? OR box IS NULL)",
+            (key, to_ts(since_day), box, box),
         ).fetchone()
         hour = [from_ts(r[0]) for r in self.conn.execute(
             f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"  # noqa: S608
-            " ORDER BY created_at",
-            (key, to_ts(since_hour)))]
+            " AND (? IS NULL OR box = ? OR box IS NULL) ORDER BY created_at",
+            (key, to_ts(since_hour), box, box))]
         return OutboundUsage(int(row[0]), float(row[1]), hour)
 
     def alert_calls_since(self, number: str, since: datetime) -> int:

@@ -1,12 +1,16 @@
-"""One dialing process per database: start-up recovery closes every open call, so a second
-runner on the same journal would close the first one's live calls.
+"""One dialing process per box and database: start-up recovery closes the box's open calls,
+so a second runner of the same box would close the first one's live calls. Other boxes
+(docs/scale-out.md) dial on the same database with locks of their own; on one machine they
+need distinct ``box`` names.
 
-SQLite: an flock on a file next to the database. PostgreSQL: a session advisory lock held
-by a connection of its own (released when the process ends or its connection drops)."""
+SQLite: an flock on a file next to the database, one per box. PostgreSQL: a session
+advisory lock, one key per box, held by a connection of its own (released when the process
+ends or its connection drops)."""
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from pathlib import Path
 from typing import IO
@@ -14,15 +18,23 @@ from typing import IO
 from ..errors import UserError
 from ..store.pg import DatabaseUnreachable, PgConnection, is_postgres, redact
 
-# PostgreSQL advisory lock key of "the dialing process" of a database
-PG_DIALER_LOCK = 0x6D64_6469_616C   # "mddial"
+
+def pg_dialer_lock_key(box: str) -> int:
+    """PostgreSQL advisory lock key of box ``box``'s dialing process: a signed 64-bit hash
+    of the box name, so two boxes sharing a database hold two different locks."""
+    digest = hashlib.sha256(f"modem-dialer dialer {box}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class DialerLock:
-    def __init__(self, database: Path | str) -> None:
+    def __init__(self, database: Path | str, box: str | None = None) -> None:
+        from ..store.boxes import this_box
+
+        self.box = box or this_box()
         self.database = str(database)
         self.pg = is_postgres(database)
-        self.path = Path(str(database) + ".dialer.lock")
+        # the box name is checked (letters, digits, '_', '.', '-'): safe in a file name
+        self.path = Path(f"{database}.{self.box}.dialer.lock")
         self._f: IO[str] | None = None
         self._pg_conn: PgConnection | None = None
 
@@ -31,9 +43,10 @@ class DialerLock:
             conn = PgConnection(self.database)
         except DatabaseUnreachable as exc:
             raise UserError(f"database {redact(self.database)}: {exc}") from None
-        if not conn.execute("SELECT pg_try_advisory_lock(?)", (PG_DIALER_LOCK,)).fetchone()[0]:
+        if not conn.execute("SELECT pg_try_advisory_lock(?)", (pg_dialer_lock_key(self.box),)).fetchone()[0]:
             conn.close()
-            raise UserError(f"database {redact(self.database)}: another dialing process is using this database")
+            raise UserError(f"database {redact(self.database)}: another dialing process of box {self.box!r} "
+                            "is using this database")
         self._pg_conn = conn
         return self
 
@@ -47,7 +60,8 @@ class DialerLock:
             f.seek(0)
             who = f.read().strip() or "?"
             f.close()
-            raise UserError(f"{self.path}: another dialing process (pid {who}) is using this database") from None
+            raise UserError(f"{self.path}: another dialing process of box {self.box!r} (pid {who}) is using "
+                            "this database") from None
         f.seek(0)
         f.truncate()
         f.write(str(os.getpid()))

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..errors import UserError
 from .dialect import dialect_of
+from .migrations_boxes import BOXES
 from .migrations_campaign import CAMPAIGN_LOG
 from .migrations_console import CONSOLE_INDEXES
 from .migrations_sms import SMS_INBOX
@@ -131,6 +132,7 @@ STEPS: tuple[Step, ...] = (
     Step(3, "incoming SMS and the parts awaiting reassembly", SMS_INBOX),
     Step(4, "console indexes (contacts by campaign in id order, by last outcome)", CONSOLE_INDEXES),
     Step(5, "two-way: call direction, incoming calls, webhook outbox", TWOWAY),
+    Step(6, "several boxes: boxes and their leases, the box of calls, contacts, alerts, modems", BOXES),
 )
 
 LATEST = STEPS[-1].version

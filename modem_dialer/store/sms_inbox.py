@@ -126,9 +126,6 @@ class SmsInbox:
                 out.append(self._assemble(rows, complete=False))
         return out
 
-    def pending_parts(self) -> int:
-        return int(self.conn.execute("SELECT COUNT(*) FROM sms_in_parts").fetchone()[0])
-
     def set_outcome(self, message_id: int, kind: str, action: str, alert_id: int | None = None) -> None:
         with self.conn:
             self.conn.execute("UPDATE sms_in SET kind = ?, action = ?, alert_id = COALESCE(?, alert_id) WHERE id = ?",

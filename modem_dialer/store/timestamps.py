@@ -29,8 +29,14 @@ def to_ts(when: datetime) -> str:
 
 
 def from_ts(text: str) -> datetime:
-    """Parse a stored timestamp back into an aware UTC datetime."""
-    return datetime.strptime(text, _FORMAT + ".%fZ").replace(tzinfo=timezone.utc)
+    """Parse a stored timestamp back into an aware UTC datetime.
+
+    ``fromisoformat`` (Python 3.11 reads the ``Z``): a hundred times cheaper than
+    ``strptime``, and the campaign reads one per call."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None or len(text) != 24 or not text.endswith("Z"):
+        raise ValueError(f"not a store timestamp: {text!r}")
+    return when
 
 
 def now_ts() -> str:

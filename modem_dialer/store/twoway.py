@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .boxes import this_box
 from .timestamps import to_ts, utc_now
 from .types import Connection
 
@@ -64,8 +65,8 @@ class Inbound:
         now = to_ts(self._clock())
         with self.conn:
             cur = self.conn.execute(
-                "INSERT INTO calls (number, modem, imei, iccid, direction, created_at, started_at)"
-                " VALUES (?, ?, ?, ?, 'in', ?, ?)", (number, modem, imei, iccid, now, now))
+                "INSERT INTO calls (number, modem, imei, iccid, direction, created_at, started_at, box)"
+                " VALUES (?, ?, ?, ?, 'in', ?, ?, ?)", (number, modem, imei, iccid, now, now, this_box()))
             call_id = int(cur.lastrowid)  # type: ignore[arg-type]
             self.conn.execute("INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, 'state', ?)",
                               (call_id, now, json.dumps({"state": "incoming", "number": number or None})))

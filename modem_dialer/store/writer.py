@@ -63,6 +63,14 @@ DEFAULT_LOCK_LIMIT_S = 60.0
 MAX_BATCH = 2000
 # PostgreSQL unreachable: wait this long between two connection attempts. Patchable for tests.
 RECONNECT_EVERY_S = 0.5
+# A group of lazy steps only (submit(lazy=True)) waits this long for a write that someone
+# waits for before it commits on its own. A kill -9 may lose lazy steps queued this recently
+# (never a committed one, never the call row written before ATD).
+LAZY_COMMIT_S = 0.05
+# Writes queued while a group runs join it before its COMMIT; after the first look, further
+# late writes are taken for at most this long (then the group commits and they go in the
+# next one): a steady stream cannot hold a commit off.
+JOIN_LATE_S = 0.02
 
 # SQLite primary result codes that are about the database as a whole, not one operation
 _BUSY = {5, 6}                      # SQLITE_BUSY, SQLITE_LOCKED
@@ -138,6 +146,8 @@ class _Op:
     early: bool = False     # a read: resolved as soon as it ran, before the group's COMMIT
     record: str | None = None   # the step as data (spool.encode), for the local spool
     spooled: int | None = None  # its number in the spool once written there
+    lazy: bool = False      # nobody waits for it: committed with the next write that is waited
+                            # for, or LAZY_COMMIT_S after it was queued
 
 
 _STOP = object()
@@ -165,6 +175,7 @@ class DbWriter:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
+        self._stop = False                          # the writer thread saw close()\'s stop mark
         self.unreachable: DatabaseFault | None = None  # PostgreSQL: the server is away right now
         self._results: list[tuple[bool, Any]] = []
         self._conn: Any
@@ -193,7 +204,7 @@ class DbWriter:
 
     # ---- the loop side -----------------------------------------------------------------
     def submit(self, fn: Callable[..., T], *args: Any, early: bool = False,
-               record: str | None = None) -> concurrent.futures.Future[T]:
+               record: str | None = None, lazy: bool = False) -> concurrent.futures.Future[T]:
         """Queue ``fn(conn, *args)`` (run on the writer's connection, in order). The future
         resolves with its result once committed, or with its exception. Fire-and-forget
         callers may drop it: a fault reaches the listeners anyway.
@@ -201,10 +212,15 @@ class DbWriter:
         ``early``: for a read that must see what was queued before it but need not wait
         for the fsync (the rows it sees are committed with the same group, or the group
         fails and the listeners hear it).
+        ``lazy``: a step nobody waits for (a call's state marks and events): it does not
+        start a commit of its own, it rides with the next write someone waits for (the
+        next call row, a key, a flush) or is committed LAZY_COMMIT_S after it was queued.
+        Fewer commits (each costs an fsync and CPU), and a waited-for write more often
+        finds the writer idle rather than in the middle of an fsync.
 
         ``record``: the same step as data (``spool.encode``); while PostgreSQL is away it is
         kept in the local spool (see spool.py)."""
-        op = _Op(fn, args, early=early, record=record)
+        op = _Op(fn, args, early=early, record=record, lazy=lazy)
         if self.fault is not None:
             op.future.set_exception(self.fault)
             return op.future
@@ -221,9 +237,6 @@ class DbWriter:
     async def flush(self) -> None:
         """Wait until everything submitted before is committed (raises DatabaseFault if it cannot be)."""
         await self.run(_noop)
-
-    def flush_sync(self, timeout: float | None = None) -> None:
-        self.submit(_noop).result(timeout)
 
     @property
     def pending(self) -> int:
@@ -268,26 +281,54 @@ class DbWriter:
 
     # ---- the writer thread -------------------------------------------------------------
     def _main(self) -> None:
-        stop = False
-        while not stop:
+        while not self._stop:
             first = self._q.get()
             batch: list[_Op] = []
             if first is _STOP:
-                stop = True
+                self._stop = True
             else:
                 batch.append(first)  # type: ignore[arg-type]
             # everything queued while the previous commit's fsync ran joins this group
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    continue
-                batch.append(nxt)  # type: ignore[arg-type]
+            self._take_queued(batch)
+            if batch and all(op.lazy for op in batch):
+                self._wait_for_a_waited_write(batch)
             if batch:
                 self._commit(batch)
+
+    def _wait_for_a_waited_write(self, batch: list[_Op]) -> None:
+        """Only lazy steps queued: hold them until a write someone waits for comes (it
+        takes them along), the stop mark, or LAZY_COMMIT_S."""
+        deadline = time.monotonic() + LAZY_COMMIT_S
+        while not self._stop and len(batch) < MAX_BATCH:
+            remaining = deadline - time.monotonic()
+            nxt = self._next(remaining) if remaining > 0 else None
+            if nxt is None:
+                return
+            batch.append(nxt)
+            self._take_queued(batch)
+            if not all(op.lazy for op in batch):
+                return
+
+    def _take_queued(self, batch: list[_Op]) -> None:
+        """Everything queued now (past the stop mark too: writes submitted as close() began)."""
+        while len(batch) < MAX_BATCH:
+            nxt = self._next(0.0)
+            if nxt is None and self._q.empty():
+                return
+            if nxt is not None:
+                batch.append(nxt)
+
+    def _next(self, timeout: float) -> _Op | None:
+        """The next queued write, waiting up to ``timeout`` s (0: not at all); None when
+        there is none, or on the stop mark (which sets ``_stop``)."""
+        try:
+            nxt = self._q.get(timeout=timeout) if timeout > 0 else self._q.get_nowait()
+        except queue.Empty:
+            return None
+        if nxt is _STOP:
+            self._stop = True
+            return None
+        return nxt  # type: ignore[return-value]
 
     def _done(self, n: int) -> None:
         with self._pending_lock:
@@ -354,7 +395,7 @@ class DbWriter:
     def _attempt(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
-        results = _run_ops(conn, batch, _db_level)
+        results = _run_ops(conn, batch, _db_level, self._take_queued)
         conn.execute("COMMIT")
         return results
 
@@ -368,7 +409,7 @@ class DbWriter:
         conn.execute("BEGIN")
         # travels with the group's first statement: the id the retry logic asks about
         conn.note_txid()
-        results = _run_ops(conn, batch, lambda exc: isinstance(exc, DatabaseUnreachable))
+        results = _run_ops(conn, batch, lambda exc: isinstance(exc, DatabaseUnreachable), self._take_queued)
         self._results = results
         if self.spool is not None and any(op.spooled is not None for op in batch):
             self.spool.note_commit(conn.current_txid())   # a restart asks the server about it
@@ -418,23 +459,10 @@ class DbWriter:
         batch[:] = rest
         return bool(rest)
 
-    def _take_queued(self) -> list[_Op]:
-        """Everything queued now, without waiting; a stop request stays queued for the main loop."""
-        out: list[_Op] = []
-        while True:
-            try:
-                nxt = self._q.get_nowait()
-            except queue.Empty:
-                return out
-            if nxt is _STOP:
-                self._q.put(_STOP)
-                return out
-            out.append(nxt)  # type: ignore[arg-type]
-
     def _spool_waiting(self, batch: list[_Op]) -> None:
         """While the server is away: take what was queued since into the waiting group, and
         write the journal steps of the group to the local spool (durable on this box)."""
-        batch += self._take_queued()
+        self._take_queued(batch)
         if self.spool is None:
             return
         new = [op for op in batch if op.record is not None and op.spooled is None]
@@ -492,7 +520,16 @@ class DbWriter:
                 op.future.set_exception(fault)
         if self.fault is not None:
             # nothing more can be written: fail what is queued too, now (callers are waiting)
-            rest = self._take_queued()
+            rest: list[_Op] = []
+            while True:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._q.put(_STOP)
+                    break
+                rest.append(nxt)  # type: ignore[arg-type]
             self._done(len(rest))
             for op in rest:
                 op.future.set_exception(fault)
@@ -505,12 +542,31 @@ class DbWriter:
                 log.exception("database fault listener failed")
 
 
-def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]) -> list[tuple[bool, Any]]:
+def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool],
+             take_late: Callable[[list[_Op]], None]) -> list[tuple[bool, Any]]:
     """Each operation of the group in its own SAVEPOINT: one that raises is rolled back alone
     (its result is the exception), unless ``fatal`` says the error is about the database:
-    then it propagates and the whole group is retried or failed. Early reads resolve here."""
+    then it propagates and the whole group is retried or failed. Early reads resolve here.
+
+    Writes queued while the group ran join it before the COMMIT (``take_late`` appends them
+    to ``batch``): they share its fsync instead of waiting for it and paying one of their
+    own, which matters most for a call row waited for before ATD. After the first look,
+    late writes are taken for at most JOIN_LATE_S."""
     results: list[tuple[bool, Any]] = []
-    for op in batch:
+    i = 0
+    until: float | None = None       # set at the first look for late writes
+    while True:
+        if i == len(batch):
+            now = time.monotonic()
+            if until is None:
+                until = now + JOIN_LATE_S
+            elif now > until:
+                break
+            take_late(batch)
+            if i == len(batch):
+                break
+        op = batch[i]
+        i += 1
         conn.execute("SAVEPOINT op")
         try:
             value = op.fn(conn, *op.args)

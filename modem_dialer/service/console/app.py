@@ -123,7 +123,16 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 async def bank_stream(request: web.Request) -> web.StreamResponse:
-    return await request.app[BANK_STREAM].serve(request)
+    sessions, s = request.app[SESSIONS], request[SESSION_KEY]
+
+    def alive() -> bool:
+        # an open bank page is a page in use: it keeps its session from going idle; a logout
+        # (in another tab) ends the stream at its next update
+        if sessions.by_id.get(s.sid) is not s:
+            return False
+        s.seen = time.monotonic()
+        return True
+    return await request.app[BANK_STREAM].serve(request, alive)
 
 
 def make_console(svc: Service) -> web.Application:

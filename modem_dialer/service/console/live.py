@@ -1,9 +1,21 @@
-"""The bank as the console shows it, and the once-a-second stream of it (server-sent events).
+"""The bank as the console shows it, and the live stream of it (server-sent events).
 
-One producer task builds the bank view once per tick while at least one browser watches,
-and every stream sends that same JSON text: ten open consoles cost one snapshot a second,
-not ten. The snapshot reads the bank's memory and two small queries (the calls in progress,
-on the partial index of open calls; today's counts, read once and then only the new rows).
+What a watcher costs is kept small and independent of how many watch:
+
+- one producer task builds the bank view once per tick while at least one browser watches
+  and encodes it once; every stream writes those same bytes (ten consoles cost one
+  snapshot a tick, not ten);
+- after the first full snapshot a watcher gets only what changed (``event: changes``: per
+  modem whose row changed, its name and the changed fields); a modem in a call carries the
+  time its call started, not its age, so its row stays the same from one tick to the next
+  and the browser counts the seconds;
+- the three small queries (calls in progress on the partial index of open calls, today's
+  new calls, new failures) run only when the database changed since the last tick
+  (SQLite's ``data_version`` and this connection's change count);
+- a watcher that fell behind (a slow client) skips the ticks it missed and gets one full
+  snapshot instead (coalescing): no backlog per watcher;
+- the watchers wait on one shared event, with no timer of their own: the producer's tick is
+  the only timer, and it stops when the last watcher leaves.
 """
 
 from __future__ import annotations
@@ -11,26 +23,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ...campaign.pool import local_midnight
-from ...store import from_ts, open_db, to_ts, utc_now
+from ...store import open_db, to_ts, utc_now
 from ...store.console import ConsoleQueries, LastFailure, OpenCall
 
 if TYPE_CHECKING:
     from ..service import Service
 
+log = logging.getLogger(__name__)
+
 TICK = 0.5           # s between two bank updates: at least one a second even when a loaded loop lags
-KEEPALIVE = 15.0     # s: a comment line keeps proxies from closing an idle stream
-
-
-def _age(ts: str | None, now: datetime) -> float | None:
-    return None if not ts else max(0.0, round((now - from_ts(ts)).total_seconds(), 1))
 
 
 class BankView:
@@ -47,6 +58,10 @@ class BankView:
         self._today: Counter[str] = Counter()
         self._failures: dict[str, LastFailure] = {}
         self._limits: dict[str, Any] = {}     # the config does not change while the service runs
+        # what the three queries last read, and the database's change mark they read it at
+        self._mark: tuple[int, int] | None = None
+        self._open: dict[str, OpenCall] = {}
+        self.queried = 0        # ticks that ran the queries (the tests and the bench read it)
 
     def _count_base(self, since: str) -> tuple[Counter[str], int, dict[str, LastFailure]]:
         conn = open_db(self.svc.loaded.database_path)
@@ -59,8 +74,8 @@ class BankView:
         finally:
             conn.close()
 
-    def _today_counts(self, now: datetime, open_calls: dict[str, OpenCall]) -> tuple[Counter[str] | None,
-                                                                                      dict[str, LastFailure]]:
+    def _today_counts(self, now: datetime, open_calls: dict[str, OpenCall],
+                      fresh: bool) -> tuple[Counter[str] | None, dict[str, LastFailure]]:
         since = to_ts(local_midnight(now))
         if since != self._since:           # a new day (or the first look)
             self._since, self._ready = since, False
@@ -72,7 +87,9 @@ class BankView:
                 return None, {}
             self._today, self._counted_to, self._failures = self._base.result()
             self._final_to = self._counted_to
-            self._ready = True
+            self._ready = fresh = True       # counted meanwhile: read what came after
+        if not fresh:
+            return self._today, self._failures
         new, self._counted_to = self.q.calls_by_modem_after(self._counted_to)
         self._today.update(new)
         # a call's outcome lands when it ends: look again from the oldest call still open
@@ -81,11 +98,23 @@ class BankView:
         self._final_to = max(self._final_to, min(oldest_open - 1, self._counted_to))
         return self._today, self._failures
 
-    def rows(self) -> dict[str, Any]:
+    def snapshot(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """(the bank's head: time, alerts and campaigns running; one row per modem).
+
+        A row changes only when something on it changes: a call's start is given as a time
+        (``since``), its age is ``at`` minus ``since``."""
         svc = self.svc
         now = utc_now()
-        open_calls = self.q.open_calls()
-        today, failures = self._today_counts(now, open_calls)
+        # read before the queries: a commit landing during them changes the mark again, and
+        # the next tick reads once more (the reads are idempotent)
+        mark = self.q.change_mark()
+        fresh = mark != self._mark
+        if fresh:
+            self._open = self.q.open_calls()
+            self.queried += 1
+        open_calls = self._open
+        today, failures = self._today_counts(now, open_calls, fresh)
+        self._mark = mark if self._ready else None
         limits = svc.loaded.config.limits
         sup = svc.bank.supervisor
         shared = svc.campaigns.shared.slots
@@ -122,7 +151,7 @@ class BankView:
             fail = failures.get(s.name)
             err = s.error or (f"{fail.outcome}: {fail.cause_text}" if fail and fail.cause_text else None)
             out.append({
-                "name": s.name, "port": s.cfg.port, "state": state, "peer": peer, "for_s": _age(since, now),
+                "name": s.name, "port": s.cfg.port, "state": state, "peer": peer, "since": since,
                 "call_id": call.id if call else None,
                 "campaign_id": call.campaign_id if call else None, "alert_id": call.alert_id if call else None,
                 "signal_dbm": h.signal_dbm if h else None,
@@ -136,69 +165,136 @@ class BankView:
                 "rotation": {"state": cs.state, "reason": cs.reason} if cs else None,
                 "error": err,
             })
-        return {"at": to_ts(now), "modems": out,
-                "alerts_running": svc.runner.queue_length, "campaigns_running": sorted(svc.campaigns.running)}
+        head = {"at": to_ts(now), "alerts_running": svc.runner.queue_length,
+                "campaigns_running": sorted(svc.campaigns.running)}
+        return head, out
+
+    def rows(self) -> dict[str, Any]:
+        """The whole bank in one document (``GET /console/api/bank``, the stream's first event)."""
+        head, modems = self.snapshot()
+        return {**head, "modems": modems}
+
+
+def _dumps(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"))
 
 
 class BankStream:
-    """Builds the bank view once per tick while someone listens; every listener gets that text."""
+    """Builds the bank once per tick while someone listens; every listener writes the same bytes."""
 
     def __init__(self, view: BankView, tick: float = TICK) -> None:
         self.view = view
         self.tick = tick
         self.listeners = 0
         self.seq = 0
-        self.text = ""
+        self._head = ""                   # the head's JSON members, without braces
+        self._rows: dict[str, dict[str, Any]] = {}   # each modem's row at the last tick, in bank order
+        self._change = b""                # the event sent to a watcher that saw seq - 1
+        self._full: tuple[int, bytes] = (-1, b"")   # the full snapshot of one seq, built when asked
         self._new = asyncio.Event()
+        self._closed = False
         self._task: asyncio.Task | None = None
         self.built = 0          # snapshots built (the bench reads it)
         self.build_s = 0.0      # CPU time spent building them
+        self.send_s = 0.0       # CPU time spent writing events to the watchers (on the loop thread)
+        self.sent_changes = 0   # change events and full snapshots written (the tests read them)
+        self.sent_full = 0
 
-    def _ensure(self) -> None:
+    def _ensure(self) -> bool:
+        """Start the producer unless it runs; whether it was started now."""
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._run(), name="console-bank-stream")
+            return True
+        return False
+
+    def _build(self) -> None:
+        head, rows = self.view.snapshot()
+        now = {r["name"]: r for r in rows}
+        if list(now) != list(self._rows):
+            changed = None                 # modems came or went: everyone gets the whole bank
+        else:
+            # per modem, only the fields that changed (and its name): a call starting on one
+            # modem is a hundred bytes, not the bank's thirty kilobytes
+            changed = []
+            for name, row in now.items():
+                before = self._rows[name]
+                diff = {k: v for k, v in row.items() if before[k] != v}
+                if diff:
+                    diff["name"] = name
+                    changed.append(diff)
+        self._rows = now
+        self._head = _dumps(head)[1:-1]
+        self.seq += 1
+        if changed is None:
+            self._change = b""
+        else:
+            self._change = (f"id: {self.seq}\nevent: changes\ndata: {{{self._head},"
+                            f"\"modems\":{_dumps(changed)}}}\n\n").encode()
+
+    def full(self) -> bytes:
+        """The whole bank at the current seq, encoded once however many watchers ask."""
+        if self._full[0] != self.seq:
+            self._full = (self.seq, (f"id: {self.seq}\nevent: bank\ndata: {{{self._head},"
+                                     f"\"modems\":{_dumps(list(self._rows.values()))}}}\n\n").encode())
+        return self._full[1]
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         due = loop.time()
-        while self.listeners > 0:
+        while self.listeners > 0 and not self._closed:
             t = time.thread_time()          # CPU time: what the console costs, whatever the load
-            self.text = json.dumps(self.view.rows(), separators=(",", ":"))
+            try:
+                self._build()
+            except Exception:               # a bad tick must not end the stream for everyone
+                log.exception("console: building the bank view failed")
+            else:
+                ev, self._new = self._new, asyncio.Event()
+                ev.set()
             self.build_s += time.thread_time() - t
             self.built += 1
-            self.seq += 1
-            ev, self._new = self._new, asyncio.Event()
-            ev.set()
             # a fixed cadence: the time spent building does not stretch the period
             due = max(due + self.tick, loop.time())
             await asyncio.sleep(due - loop.time())
 
     async def close(self) -> None:
+        self._closed = True
+        self._new.set()                     # the watchers see the stream is closed and end
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def serve(self, request: web.Request) -> web.StreamResponse:
+    async def serve(self, request: web.Request, alive: Callable[[], bool] = lambda: True) -> web.StreamResponse:
+        """Stream the bank to one watcher until it goes away, the service stops, or ``alive()``
+        turns false (its session ended: logged out in another tab)."""
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         self.listeners += 1
-        self._ensure()
+        started = self._ensure()
+        # the first event is a snapshot built after this watcher came (a stream that was
+        # stopped holds an old one) or at most a tick old
+        floor = self.seq if started else max(self.seq - 1, 0)
         seen = -1
         try:
-            while True:
-                if self.seq == seen:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._new.wait(), KEEPALIVE)
-                if self.seq == seen:
-                    await resp.write(b": keep-alive\n\n")
+            while not self._closed:
+                if self.seq == seen or self.seq <= floor:
+                    await self._new.wait()   # the producer ticks at least twice a second
                     continue
+                if not alive():
+                    break                    # the browser reconnects, gets 401 and goes to the login
+                if self.seq == seen + 1 and self._change:
+                    data = self._change
+                    self.sent_changes += 1
+                else:                        # new, or behind by more than a tick: the whole bank
+                    data = self.full()
+                    self.sent_full += 1
                 seen = self.seq
-                await resp.write(f"id: {seen}\nevent: bank\ndata: {self.text}\n\n".encode())
+                t = time.thread_time()
+                await resp.write(data)
+                self.send_s += time.thread_time() - t
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
             self.listeners -= 1
         return resp
-

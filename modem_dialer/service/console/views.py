@@ -397,9 +397,15 @@ async def call(request: web.Request) -> web.Response:
     if d is None:
         return _not_found("call")
     out = d.as_dict()
+    paths = set()
     for r in out["recordings"]:
-        r.pop("path")       # the browser asks for a recording by call and index, never by path
+        paths.add(r.pop("path"))    # the browser asks for a recording by call and index, never by path
         r["url"] = f"/console/api/calls/{r['call_id']}/recordings/{r['index']}"
+    # the journal names a recording by its path on the box: the page shows only its file name
+    for item in [e["data"] for e in out["events"]] + out["answers"]:
+        for k, v in item.items():
+            if isinstance(v, str) and v in paths:
+                item[k] = Path(v).name
     return web.json_response(out)
 
 
@@ -620,20 +626,29 @@ def _flow_graph(path: Path) -> dict[str, Any] | None:
     return {"start": doc.start, "nodes": nodes}
 
 
-def flow_files(svc: Service) -> list[tuple[str, Path]]:
-    """Flow files the console lists: those of the campaigns in the database (newest first)."""
-    seen: dict[Path, str] = {}
+def flow_files(svc: Service) -> list[tuple[list[str], Path]]:
+    """Flow files the console lists, each with what uses it: the campaigns in the database
+    (newest first), then the flows that answer incoming calls (``inbound.flow``, per modem)."""
+    seen: dict[Path, list[str]] = {}
     for camp, file, flow in ConsoleQueries(svc.conn).campaign_flow_files():
         p = Path(flow).expanduser()
         p = (p if p.is_absolute() else Path(file).parent / p).resolve()
-        seen.setdefault(p, camp)
-    return [(c, p) for p, c in seen.items()]
+        seen.setdefault(p, []).append(f"campaign {camp}")
+    inbound: dict[Path, list[str]] = {}
+    for name in svc.bank.slots:
+        settings = svc.loaded.config.inbound.for_modem(name)
+        if settings.action == "answer" and settings.flow:
+            inbound.setdefault(svc.loaded.resolve(settings.flow).resolve(), []).append(name)
+    for p, modems in inbound.items():
+        seen.setdefault(p, []).append("incoming calls on " + ", ".join(modems))
+    return [(used, p) for p, used in seen.items()]
 
 
-def _check_flows(files: list[tuple[str, Path]]) -> list[dict[str, Any]]:
+def _check_flows(files: list[tuple[list[str], Path]]) -> list[dict[str, Any]]:
     out = []
-    for camp, path in files:
-        entry: dict[str, Any] = {"campaign": camp, "file": path.name, "dir": str(path.parent)}
+    for used, path in files:
+        camp = next((u.removeprefix("campaign ") for u in used if u.startswith("campaign ")), None)
+        entry: dict[str, Any] = {"campaign": camp, "used_by": used, "file": path.name, "dir": str(path.parent)}
         try:
             fl = load_flow(path)
             entry["check"] = f"{path.name}: ok ({len(fl.doc.nodes)} nodes, start {fl.doc.start})"

@@ -76,13 +76,16 @@
   function errorBox(lines) { return h("div", { class: "errors", role: "alert" }, lines.join("\n")); }
 
   // ---- bank (home) ------------------------------------------------------------------
-  function modemCard(m) {
+  // the row gives when the call started (it does not change each tick); its age is counted here
+  const callAge = (m, at) => dur(m.since ? Math.max(0, (Date.parse(at) - Date.parse(m.since)) / 1000) : null);
+  function modemCard(m, at) {
     const lim = m.limits || {}, used = m.used || {};
     const limits = [
       lim.calls_per_hour ? `${used.calls_hour ?? "?"}/${lim.calls_per_hour} per hour` : null,
       lim.calls_per_day ? `${m.calls_today ?? "…"}/${lim.calls_per_day} per day` : null,
       lim.minutes_per_day ? `${used.minutes_today ?? "?"}/${lim.minutes_per_day} min` : null].filter(Boolean).join(" · ") || "none";
-    const peer = m.peer ? h("div", { class: "peer" }, m.state === "in call" ? `☎ ${m.peer} · ${dur(m.for_s)}` : `→ ${m.peer} · ${dur(m.for_s)}`,
+    const peer = m.peer ? h("div", { class: "peer" }, m.state === "in call" ? `☎ ${m.peer} · ` : `→ ${m.peer} · `,
+      h("span", { class: "age" }, callAge(m, at)),
       m.call_id ? [" ", h("a", { href: `#/call/${m.call_id}`, class: "small" }, "call")] : null) : null;
     return h("div", { class: "modem", "data-modem": m.name },
       h("div", { class: "head" }, h("span", { class: "name" }, m.name), badge(m.state)),
@@ -97,24 +100,66 @@
         h("dt", {}, "port"), h("dd", { class: "small muted" }, m.port)),
       m.error ? h("div", { class: "err" }, "last error: " + m.error) : null);
   }
-  function renderBank(data) {
+  // The stream sends the whole bank first ("bank"), then only what changed ("changes": the
+  // modems whose row changed, each with its changed fields): the page keeps the bank and
+  // redraws only those cards, and the age of the calls going on.
+  function renderBank(bank, changed) {
     const counts = {};
-    for (const m of data.modems) counts[m.state] = (counts[m.state] || 0) + 1;
-    const sum = h("div", { class: "summary" },
-      h("span", {}, h("b", {}, data.modems.length), " modems"),
-      Object.entries(counts).map(([k, v]) => h("span", {}, badge(k), " ", v)),
-      h("span", { class: "muted small" }, `updated ${new Date(data.at).toLocaleTimeString()}`));
-    const grid = h("div", { class: "modems" }, data.modems.map(modemCard));
+    for (const m of bank.modems.values()) counts[m.state] = (counts[m.state] || 0) + 1;
+    const key = JSON.stringify(counts), updated = `updated ${new Date(bank.at).toLocaleTimeString()}`;
     const box = document.getElementById("bank");
-    if (box) box.replaceChildren(sum, grid);
+    if (!box) return;
+    if (key !== bank.countsKey || !changed || !bank.cards) {
+      bank.countsKey = key;
+      bank.updated = h("span", { class: "muted small" }, updated);
+      const sum = h("div", { class: "summary" },
+        h("span", {}, h("b", {}, bank.modems.size), " modems"),
+        Object.entries(counts).map(([k, v]) => h("span", {}, badge(k), " ", v)), bank.updated);
+      if (changed && bank.cards) box.firstChild.replaceWith(sum);
+      else {
+        bank.cards = new Map();
+        for (const m of bank.modems.values()) bank.cards.set(m.name, modemCard(m, bank.at));
+        box.replaceChildren(sum, h("div", { class: "modems" }, [...bank.cards.values()]));
+        return;
+      }
+    } else if (bank.updated.textContent !== updated) bank.updated.textContent = updated;
+    for (const m of bank.modems.values()) {
+      if (changed.has(m.name)) {
+        const card = modemCard(m, bank.at);
+        bank.cards.get(m.name).replaceWith(card);
+        bank.cards.set(m.name, card);
+      } else if (m.since) {
+        // a call going on: only its age moves (the text, once a second; no new card, no layout of the rest)
+        const age = bank.cards.get(m.name).querySelector(".age"), text = callAge(m, bank.at);
+        if (age && age.textContent !== text) age.textContent = text;
+      }
+    }
+  }
+  function bankFrom(doc) {
+    return { at: doc.at, modems: new Map(doc.modems.map(m => [m.name, m])), cards: null };
   }
   async function pageBank() {
     setPage("Modem bank", h("div", { id: "bank" }, h("p", { class: "muted" }, "connecting…")));
-    renderBank(await api("/bank"));
+    let bank = bankFrom(await api("/bank"));
+    renderBank(bank, null);
     const live = document.getElementById("live");
     const es = new EventSource("/console/api/bank/stream");
-    es.addEventListener("bank", ev => { live.classList.add("on"); renderBank(JSON.parse(ev.data)); });
-    es.onerror = () => live.classList.remove("on");
+    es.addEventListener("bank", ev => { live.classList.add("on"); bank = bankFrom(JSON.parse(ev.data)); renderBank(bank, null); });
+    es.addEventListener("changes", ev => {
+      live.classList.add("on");
+      const d = JSON.parse(ev.data);
+      bank.at = d.at;
+      // each change names a modem and carries only the fields of its row that changed
+      const known = d.modems.every(m => bank.modems.has(m.name));
+      for (const m of d.modems) bank.modems.set(m.name, Object.assign({}, bank.modems.get(m.name), m));
+      renderBank(bank, known ? new Set(d.modems.map(m => m.name)) : null);
+    });
+    es.onerror = () => {
+      live.classList.remove("on");
+      // a refused reconnection (the session ended: logged out elsewhere, or the service
+      // restarted) closes the stream for good: api() then takes the page to the login
+      if (es.readyState === EventSource.CLOSED) api("/bank").catch(() => {});
+    };
     cleanup.push(() => { es.close(); live.classList.remove("on"); });
   }
 
@@ -420,9 +465,9 @@
     setPage("Flows", h("p", { class: "muted" }, "checking…"));
     const fl = await api("/flows");
     main.replaceChildren(h("h1", {}, "Flows"), ...(fl.length ? fl.map(f => h("div", { class: "card" },
-      h("div", { class: "row" }, h("b", {}, f.file), badge(f.ok ? "ok" : "failed"), h("span", { class: "small muted" }, `campaign ${f.campaign}`)),
+      h("div", { class: "row" }, h("b", {}, f.file), badge(f.ok ? "ok" : "failed"), h("span", { class: "small muted" }, f.used_by.join(" · "))),
       h("pre", { class: f.ok ? "ok-msg" : "errors" }, f.check),
-      f.graph ? h("div", { class: "flowsvg" }, Charts.flow(f.graph)) : null)) : [h("p", { class: "muted" }, "No campaign runs a flow yet.")]));
+      f.graph ? h("div", { class: "flowsvg" }, Charts.flow(f.graph)) : null)) : [h("p", { class: "muted" }, "No campaign runs a flow yet, and no modem answers incoming calls with one.")]));
   }
 
   // ---- router --------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""The ``advisors:`` section of config.yaml: human advisors reachable by transfer from IVR flows.
+"""Human advisors reachable by transfer from IVR flows: the ``advisors:`` section of
+config.yaml, owned by the call layer, and who is available when (``Advisor.available``), in
+what order (``AdvisorsConfig.order_of``), in which group (``members``); call/transfer.py
+uses them.
 
 ```yaml
 advisors:
@@ -23,8 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .errors import UserError
-from .yamlfile import Strict
+from ..errors import UserError
+from ..yamlfile import Strict
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HOURS = re.compile(r"^\s*([a-z]{3})(?:\s*-\s*([a-z]{3}))?\s+(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")

@@ -19,8 +19,8 @@ from datetime import timedelta
 
 from pydantic import Field
 
-from .durations import Duration
-from .yamlfile import Strict
+from ..durations import Duration
+from ..yamlfile import Strict
 
 
 class LineLimits(Strict):

@@ -1,4 +1,4 @@
-"""The ``webhooks:`` section of config.yaml: signed JSON POSTs for events (service/webhooks.py).
+"""The ``webhooks:`` section of config.yaml: signed JSON POSTs for events (webhooks.py).
 
 ```yaml
 webhooks:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..store import Alerts, to_ts, utc_now
 
-log = logging.getLogger("modem_dialer.service")
+log = logging.getLogger("modem_dialer.service")   # the name operators filter on (docs/api.md), kept
 
 Emit = Callable[[str, dict[str, Any]], Any]
 

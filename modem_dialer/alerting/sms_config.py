@@ -23,7 +23,7 @@ import unicodedata
 
 from pydantic import Field, field_validator, model_validator
 
-from .yamlfile import Strict
+from ..yamlfile import Strict
 
 
 def normalise(text: str) -> str:

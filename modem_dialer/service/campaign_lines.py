@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..alerting.lines import Priority
 from ..call.line import Line
+from ..campaign.limits import LimitsConfig
 from ..campaign.pool import Slot, note_blocked
-from ..config_campaign import LimitsConfig
 from ..store import Connection, set_modem_state
-from .bank import Bank, ModemSlot, Priority
+from .bank import Bank, ModemSlot
 
 if TYPE_CHECKING:
     from ..campaign.controller import Controller

@@ -1,4 +1,4 @@
-"""SMS for the service: a row in ``sms`` first (the queue), then a modem, then the result.
+"""Texting (SMS out, alerting): a row in ``sms`` first (the queue), then a modem, then the result.
 
 Delivery reports (+CDS, +CDSI) from every line are matched to the row by (modem, reference);
 the same line set-up starts the incoming-SMS watcher (modems/sms_inbound.py).
@@ -14,22 +14,22 @@ from datetime import timedelta
 
 from .. import webhooks
 from ..at.errors import ATError
-from ..config_alerting import RateLimitConfig
 from ..errors import UserError
 from ..modems.events import DeliveryReport, Event
 from ..modems.sms import send_sms
 from ..modems.sms_inbound import SmsWatcher, watch_sms
 from ..store import Alerts, Connection, Journal, SmsInbox, utc_now
-from .bank import Bank, ModemSlot, Priority
+from .config import RateLimitConfig
 from .inputs import check_text
+from .lines import LentLine, LineLender, Priority
 
-log = logging.getLogger("modem_dialer.service")
+log = logging.getLogger("modem_dialer.service")   # the name operators filter on (docs/api.md), kept
 
 LEASE_TIMEOUT = 60.0
 
 
 class Texter:
-    def __init__(self, conn: Connection, bank: Bank, rate: RateLimitConfig, *,
+    def __init__(self, conn: Connection, bank: LineLender, rate: RateLimitConfig, *,
                  delivery_reports: bool = True) -> None:
         self.conn = conn
         self.alerts = Alerts(conn)
@@ -40,7 +40,7 @@ class Texter:
         self._tasks: set[asyncio.Task] = set()
         bank.on_line_opened.append(self._line_opened)
 
-    def _line_opened(self, slot: ModemSlot) -> None:
+    def _line_opened(self, slot: LentLine) -> None:
         if slot.line is None:
             return
         driver, name = slot.line.driver, slot.name
@@ -59,7 +59,7 @@ class Texter:
                     self.alerts.sms_failed(failed, f"delivery report status {ev.status:#04x}")
                     self._report_event(failed, ev.status)
         driver.add_listener(on_event)
-        # +CMTI/+CMT/+CDS/+CDSI → events; SmsReplies (service/sms_replies.py) handles the messages
+        # +CMTI/+CMT/+CDS/+CDSI → events; SmsReplies (alerting/sms_replies.py) handles the messages
         watcher = watch_sms(driver)
         task = asyncio.get_running_loop().create_task(self._enable(slot, watcher))
         self._tasks.add(task)
@@ -76,7 +76,7 @@ class Texter:
                                         "delivered": row["status"] == "delivered", "report_status": status,
                                         "delivered_at": row["delivered_at"], "error": row["error"]})
 
-    async def _enable(self, slot: ModemSlot, watcher: SmsWatcher) -> None:
+    async def _enable(self, slot: LentLine, watcher: SmsWatcher) -> None:
         try:
             await watcher.setup(delivery_reports=self.delivery_reports)
         except ATError as exc:

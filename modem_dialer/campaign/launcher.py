@@ -14,15 +14,16 @@ from typing import Any
 
 from .. import webhooks
 from ..call.inbound import InboundDesk, check_inbound_flows
-from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Campaigns, open_db
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.lock import DialerLock
+from .box import BoxKeeper
 from .contacts import BadRow, ImportReport, file_fingerprint, import_contacts
 from .controller import Controller
 from .pool import PoolLines, claim_pool_line
 from .script import ScriptFor, flow_factory, message_factory
+from .settings import LoadedCampaignConfig
 from .spec import CampaignFile
 from .view import make_view
 
@@ -33,7 +34,7 @@ def _err(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def prepare(loaded: LoadedConfig, cf: CampaignFile, conn, *, echo: Echo = print,
+def prepare(loaded: LoadedCampaignConfig, cf: CampaignFile, conn, *, echo: Echo = print,
             echo_err: Echo = _err) -> tuple[int, ImportReport | None]:
     """Create or find the campaign and merge its contacts (skipped when the CSV is unchanged)."""
     spec = cf.spec
@@ -75,7 +76,7 @@ def set_runner(conn, cid: int, runner: str) -> None:
         store.update_campaign(cid, config={**c["config"], "runner": runner})
 
 
-def script_factory(loaded: LoadedConfig, cf: CampaignFile, lines: Any = None) -> ScriptFor:
+def script_factory(loaded: LoadedCampaignConfig, cf: CampaignFile, lines: Any = None) -> ScriptFor:
     """The script per contact; ``lines`` lends free lines to a flow's bridge transfers
     (default: the standalone pool's, wired once the controller has built it)."""
     spec, cfg = cf.spec, loaded.config
@@ -92,7 +93,7 @@ def script_factory(loaded: LoadedConfig, cf: CampaignFile, lines: Any = None) ->
     return message_factory(samples, spec.repeat)
 
 
-def modem_configs(loaded: LoadedConfig, cf: CampaignFile) -> list:
+def modem_configs(loaded: LoadedCampaignConfig, cf: CampaignFile) -> list:
     cfg = loaded.config
     if not cfg.modems:
         raise UserError(f"{loaded.path}: no modems in the config (empty bank)")
@@ -106,7 +107,7 @@ def modem_configs(loaded: LoadedConfig, cf: CampaignFile) -> list:
     return [cfg.modem(n) for n in cf.spec.modems]
 
 
-def check_campaign(loaded: LoadedConfig, cf: CampaignFile, lines: Any = None) -> tuple[list, ScriptFor]:
+def check_campaign(loaded: LoadedCampaignConfig, cf: CampaignFile, lines: Any = None) -> tuple[list, ScriptFor]:
     """Everything a campaign needs before its first dial: its modems are in the config and
     its message (a real WAV, a text that synthesises) or flow is good. `campaign run`,
     `campaign import` and a submission to the service all go through here, so that what
@@ -114,7 +115,7 @@ def check_campaign(loaded: LoadedConfig, cf: CampaignFile, lines: Any = None) ->
     return modem_configs(loaded, cf), script_factory(loaded, cf, lines)
 
 
-def run_campaign(loaded: LoadedConfig, cf: CampaignFile, *, tty: bool | None = None,
+def run_campaign(loaded: LoadedCampaignConfig, cf: CampaignFile, *, tty: bool | None = None,
                  echo: Echo = print, **controller_kw: Any) -> str:
     """Validate, import, dial until done or stopped. Returns 'done' or 'stopped'."""
     cfgs, script_for = check_campaign(loaded, cf)     # a bad WAV/flow/modem fails before any dial
@@ -162,7 +163,16 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     desk = InboundDesk(loaded, conn, lambda line: claim_pool_line(ctrl.pool, line), journal, notify=webhooks.emit)
     for line in usable:
         desk.attach(line)
-    interrupted, settled = ctrl.recover()
+    # this box among the others on the database (docs/scale-out.md): its calls left open by
+    # a killed run closed, its contacts released and settled, its lease kept while it runs
+    def on_lost() -> None:        # another box took this one's contacts over: hang up, stop
+        ctrl.request_stop()
+        ctrl.request_stop()
+    keeper = BoxKeeper(conn, journal, loaded.config.box, loaded.config.box_lease, on_lost=on_lost)
+    interrupted = keeper.register()
+    _, settled = ctrl.recover(close_open_calls=False)
+    keeper.on_tick.append(ctrl.settle_released)
+    keeper.start()
     if interrupted or settled:
         echo(f"recovered: {len(interrupted)} interrupted call(s) closed, {settled} contact(s) settled")
     loop = asyncio.get_running_loop()
@@ -187,6 +197,7 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
                 await deliver
         webhooks.configure(None, [])
         await asyncio.gather(*(line.close() for line in usable), return_exceptions=True)
+        await keeper.close()
         # commit what is still queued (waits for a lock up to the limit; a full disk loses it,
         # said in the log: those calls stay open and the next run records them as interrupted)
         lost = await journal.aclose()

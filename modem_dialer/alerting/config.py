@@ -25,8 +25,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from .config_schedules import ScheduleConfig
-from .yamlfile import Strict
+from ..yamlfile import Strict
+from .schedules import ScheduleConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NUMBERISH = re.compile(r"^\+?[0-9][0-9 ().-]{2,30}$")
@@ -125,7 +125,7 @@ class ApiConfig(Strict):
         if self.token_file:
             from pathlib import Path
 
-            from .errors import UserError
+            from ..errors import UserError
 
             try:
                 return Path(self.token_file).read_text().strip().splitlines()[0].strip() or None
@@ -169,7 +169,7 @@ class AlertingConfig(Strict):
     max_live_alerts: int = Field(default=200, ge=1, le=100_000)
     max_targets: int = Field(default=50, ge=1, le=1000)       # `to` entries, and people per alert
     max_queued_sms: int = Field(default=500, ge=1, le=100_000)
-    # On-call rotations (config_schedules.py): a schedule name works like a person or a group.
+    # On-call rotations (alerting/schedules.py): a schedule name works like a person or a group.
     schedules: dict[str, ScheduleConfig] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -202,7 +202,7 @@ class AlertingConfig(Strict):
 
     def policy(self, name: str | None) -> PolicyConfig:
         """The named policy, or the default; a fallback single-step policy when none is configured."""
-        from .errors import UserError
+        from ..errors import UserError
 
         key = name or self.default_policy
         if key in self.policies:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import Config
-from ..config_alerting import PolicyConfig, StepConfig, looks_like_number
 from ..errors import UserError
 from ..numbers import parse_number
+from .config import PolicyConfig, StepConfig, looks_like_number
+from .settings import AlertSettings
 
 
-def resolve_targets(cfg: Config, names: list[str]) -> list[dict[str, str]]:
+def resolve_targets(cfg: AlertSettings, names: list[str]) -> list[dict[str, str]]:
     """People, groups and numbers → [{who, number}] (E.164), duplicates removed, order kept."""
     al = cfg.alerting
     out: list[dict[str, str]] = []
@@ -36,8 +36,8 @@ def resolve_targets(cfg: Config, names: list[str]) -> list[dict[str, str]]:
                 add(m, al.people.get(m, m))
         elif name in al.schedules:
             # whoever is on call now (the plan is frozen at raise time, like every other name)
-            from ..config_schedules import on_call
             from ..store import utc_now
+            from .schedules import on_call
 
             who = on_call(name, al.schedules[name], utc_now()).who
             add(who, al.people[who])
@@ -48,12 +48,12 @@ def resolve_targets(cfg: Config, names: list[str]) -> list[dict[str, str]]:
     return out
 
 
-def step_dict(cfg: Config, step: StepConfig, targets: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def step_dict(cfg: AlertSettings, step: StepConfig, targets: list[dict[str, str]] | None = None) -> dict[str, Any]:
     return {"targets": targets if targets is not None else resolve_targets(cfg, step.to), "via": step.via,
             "attempts": step.attempts, "retry_delay": step.retry_delay, "delay": step.delay}
 
 
-def build_plan(cfg: Config, *, policy: str | None = None, to: list[str] | None = None,
+def build_plan(cfg: AlertSettings, *, policy: str | None = None, to: list[str] | None = None,
                ack_key: str | None = None, via: str | None = None) -> tuple[str, dict[str, Any]]:
     """(policy name, plan). ``to`` replaces the policy's steps: one step per entry, in order,
     with the timing of the policy's first step."""

@@ -22,30 +22,32 @@ import numpy as np
 from ..audio.prompts import silence
 from ..audio.source import message_samples
 from ..call.session import ActiveCall, place_call
-from ..config import LoadedConfig
 from ..errors import UserError
 from ..store import Alerts, Connection, from_ts, to_ts, utc_now
+from ..store.boxes import claim_alert, this_box, unowned_alerts
 from ..store.call_journal import CallJournal
 from .ack import alert_event, record_ack
-from .bank import Bank, Priority
 from .inputs import TooMany, check_text, load_checked_prompt
+from .lines import LineLender, Priority
 from .plan import advance, build_plan, new_state
+from .settings import LoadedAlertConfig
 from .texting import Texter
 
-log = logging.getLogger("modem_dialer.service")
+log = logging.getLogger("modem_dialer.service")   # the name operators filter on (docs/api.md), kept
 
 FALLBACK_VOICE = "en"        # espeak-ng's default voice, tried when the configured one fails
 LINE_BUSY_TRIES = 3          # dials refused because a call rang in, before the attempt counts
 
 
 class AlertRunner:
-    def __init__(self, loaded: LoadedConfig, conn: Connection, bank: Bank, texter: Texter, *,
+    def __init__(self, loaded: LoadedAlertConfig, conn: Connection, bank: LineLender, texter: Texter, *,
                  min_ring_timeout: float | None = None, journal: CallJournal | None = None) -> None:
         self.loaded = loaded
         self.cfg = loaded.config
         self.conn = conn
         self.alerts = Alerts(conn)
         self.journal = journal if journal is not None else CallJournal(conn)
+        self._own_journal = journal is None      # the service's shared journal is the service's to close
         self.bank = bank
         self.texter = texter
         self.min_ring_timeout = min_ring_timeout   # tests lower place_call's floor
@@ -54,7 +56,7 @@ class AlertRunner:
         self._samples: dict[int, np.ndarray] = {}
         self.on_change: list[Callable[[int], None]] = []
         self.renotify: dict[int, asyncio.Task] = {}      # acknowledgement timeouts armed
-        # event webhooks (service/webhooks.py): emit(event, data)
+        # event webhooks (webhooks.py): emit(event, data)
         self.emit: Callable[[str, dict[str, Any]], Any] | None = None
 
     # ---- submit / resolve ------------------------------------------------------------
@@ -120,7 +122,7 @@ class AlertRunner:
 
     def acknowledge(self, alert_id: int, by: str, *, via: str) -> bool:
         """Acknowledge from outside a call (API, CLI through the API, SMS reply): the same record
-        as a key in the call (service/ack.py); the escalation stops (a call in progress for it
+        as a key in the call (alerting/ack.py); the escalation stops (a call in progress for it
         is hung up) and, with the policy's ``ack_timeout``, starts over if the alert is not
         resolved by then. False if it was not open; KeyError if there is no such alert."""
         if self.alerts.get_alert(alert_id) is None:
@@ -191,7 +193,11 @@ class AlertRunner:
     def resume(self) -> list[int]:
         """At start-up: a task for every open alert whose escalation is not over."""
         ids = []
+        me = this_box()
         for a in self.alerts.live_alerts():
+            # another box's alert is its own (a lost box's is released to all: adopt())
+            if a.get("box") not in (None, me) or not claim_alert(self.conn, a["id"], me):
+                continue
             if a["status"] == "open" and not a["state"].get("result"):
                 self._start(a["id"])
                 ids.append(a["id"])
@@ -199,6 +205,26 @@ class AlertRunner:
                 self._arm_renotify(a["id"])      # the acknowledgement timeout survives a restart
         if ids:
             log.info("resuming %d alert(s): %s", len(ids), ids)
+        return ids
+
+    def adopt(self) -> list[int]:
+        """On the box's heartbeat: live alerts no box runs (their box was lost) are taken by
+        this box, one conditional UPDATE each (store/boxes.py ``claim_alert``): exactly one
+        box goes on with each escalation."""
+        ids = []
+        for alert_id in unowned_alerts(self.conn):
+            if alert_id in self.tasks or not claim_alert(self.conn, alert_id, this_box()):
+                continue
+            a = self.alerts.get_alert(alert_id)
+            if a is None:
+                continue
+            if a["status"] == "open" and not a["state"].get("result"):
+                self._start(alert_id)
+                ids.append(alert_id)
+            elif a["status"] == "acknowledged" and a["state"].get("ack_deadline"):
+                self._arm_renotify(alert_id)
+        if ids:
+            log.warning("took over %d alert(s) of a lost box: %s", len(ids), ids)
         return ids
 
     def _start(self, alert_id: int) -> None:
@@ -230,7 +256,9 @@ class AlertRunner:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
-        await self.journal.aclose()      # a no-op for the service's shared journal (it closes it)
+        if self._own_journal:
+            # the service's journal outlives the runner: the box leaves through it (campaign/box.py)
+            await self.journal.aclose()
 
     # ---- the escalation loop -----------------------------------------------------------
     async def _drive(self, alert_id: int) -> None:

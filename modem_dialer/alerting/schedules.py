@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .yamlfile import Strict
+from ..yamlfile import Strict
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HANDOVER = re.compile(r"^\s*([a-z]{3})\s+(\d{1,2}):(\d{2})\s*$")

@@ -21,7 +21,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from .yamlfile import Strict
+from ..yamlfile import Strict
 
 DTMF = "0123456789*#"
 

@@ -15,8 +15,8 @@ import re
 import stat
 from pathlib import Path
 
-from ..config import LoadedConfig
 from ..errors import UserError
+from .settings import LoadedAlertConfig
 
 # C0/C1 controls but tab, LF, CR, plus DEL and the Unicode line/paragraph separators:
 # they corrupt logs, terminals, TTS input and SMS, and no alert needs them.
@@ -42,11 +42,11 @@ def one_line(text: str, where: str) -> str:
     return " ".join(text.split())
 
 
-def prompt_roots(loaded: LoadedConfig) -> list[Path]:
+def prompt_roots(loaded: LoadedAlertConfig) -> list[Path]:
     return [loaded.resolve(d).resolve() for d in loaded.config.alerting.prompt_dirs]
 
 
-def find_prompt(loaded: LoadedConfig, audio: str) -> Path:
+def find_prompt(loaded: LoadedAlertConfig, audio: str) -> Path:
     """The real path of the prompt ``audio`` (a name or path inside a prompt folder), size
     checked. Blocking (stat calls): run it in a thread. UserError otherwise."""
     al = loaded.config.alerting
@@ -78,7 +78,7 @@ def find_prompt(loaded: LoadedConfig, audio: str) -> Path:
     raise hidden
 
 
-def load_checked_prompt(loaded: LoadedConfig, audio: str):  # -> np.ndarray (numpy stays a lazy import)
+def load_checked_prompt(loaded: LoadedAlertConfig, audio: str):  # -> np.ndarray (numpy stays a lazy import)
     """Find and decode the prompt (a bad WAV is a UserError naming it). Blocking: in a thread."""
     from ..audio.source import message_samples
 

@@ -1,10 +1,10 @@
-"""What the service does with an incoming SMS (issue 13).
+"""What an incoming SMS means (issue 13): a STOP, an acknowledgement, or a reply kept.
 
 Every message is journaled first (``sms_in``; parts of a long one wait in
 ``sms_in_parts`` until their siblings come, across restarts). Then, for a complete text
 from a real number:
 
-1. a STOP keyword of any configured language (config_sms.py): the number goes on the
+1. a STOP keyword of any configured language (alerting/sms_config.py): the number goes on the
    suppression list *first* (a campaign checks it before every ATD), then a confirmation
    SMS in that language is sent (queued in ``sms`` like any other: a failure is recorded,
    the suppression stands);
@@ -26,14 +26,14 @@ import re
 from datetime import timedelta
 
 from .. import webhooks
-from ..config_sms import SmsConfig, normalise
 from ..errors import UserError
 from ..modems.events import Event, SmsReceived
 from ..modems.sms_pdu import Deliver
 from ..numbers import parse_number
 from ..store import Alerts, Compliance, Connection, IncomingPart, SmsInbox
-from .bank import Bank, ModemSlot
-from .runner import AlertRunner
+from .escalation import AlertRunner
+from .lines import LentLine, LineLender
+from .sms_config import SmsConfig, normalise
 from .texting import Texter
 
 log = logging.getLogger("modem_dialer.sms")
@@ -42,7 +42,7 @@ SWEEP_INTERVAL = 60.0        # s between two looks for long messages whose parts
 
 
 class SmsReplies:
-    def __init__(self, conn: Connection, bank: Bank, texter: Texter, runner: AlertRunner,
+    def __init__(self, conn: Connection, bank: LineLender, texter: Texter, runner: AlertRunner,
                  cfg: SmsConfig, *, region: str = "FR") -> None:
         self.conn = conn
         self.inbox = SmsInbox(conn)
@@ -55,7 +55,7 @@ class SmsReplies:
         self._tasks: set[asyncio.Task] = set()
         bank.on_line_opened.append(self._line_opened)
 
-    def _line_opened(self, slot: ModemSlot) -> None:
+    def _line_opened(self, slot: LentLine) -> None:
         if slot.line is not None:
             slot.line.driver.add_listener(self._on_event)
 

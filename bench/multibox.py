@@ -1,0 +1,236 @@
+"""Several boxes on one database (issue 14, docs/scale-out.md): what users run, measured.
+
+``utilisation``: 3 boxes (``modem-dialer serve``; ``--boxes 1`` for the same path on one box) × N
+simulated modems each (``modem-dialer
+sim`` per box, its own process), one campaign submitted to one box and joined by the others.
+Every callee answers after ``--answer`` s and hangs up ``--hold`` s later (the message is
+longer: the callee's hang-up ends the call), the measure of bench/campaign_utilisation.py:
+lower bound = ceil(M / lines) · (answer + hold), utilisation = bound / makespan. Makespan:
+from the first call row to the last call's end, read from the database (the time the
+boxes took to start is not the scheduler's).
+
+``claims``: contacts claimed per second by 100 concurrent workers, each with its own
+connection and registered box, doing what a campaign worker does per call: read the next
+due contacts, then claim one (store/boxes.py ``Leases.claim``, in one write transaction).
+SQLite here (the PostgreSQL backend is not on main when this was written: said in the output).
+
+``import``: a campaign of ``--contacts`` rows imported with ``modem-dialer campaign import``
+(the command users run), its time and peak RSS; then 3 boxes run that campaign for
+``--run`` s, and each ``serve`` process's peak RSS (VmHWM) is printed.
+
+Usage: .venv/bin/python bench/multibox.py utilisation [--modems 32] [--calls 960]
+       .venv/bin/python bench/multibox.py claims [--workers 100] [--contacts 20000]
+       .venv/bin/python bench/multibox.py import [--contacts 1000000] [--run 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import math
+import os
+import random
+import resource
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from boxes import run_cli, serve, start_bank, stop_bank, wait_until, write_campaign
+
+from modem_dialer.store import Campaigns, from_ts, open_db, utc_now
+from modem_dialer.store.boxes import Boxes, Leases
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.1f}" for x in os.getloadavg()) + f" on {os.cpu_count()} CPUs"
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def print_peaks(bank) -> None:  # type: ignore[no-untyped-def]
+    """Each box's serve peak RSS (before it stops), and the machine's load."""
+    for b in bank.boxes:
+        assert b.serve is not None and b.log is not None
+        if b.serve.poll() is not None:
+            errors = [ln for ln in b.log.read_text().splitlines() if '"error"' in ln or '"warning"' in ln]
+            print(f"{b.name}: serve EXITED {b.serve.returncode}: " + "\n  ".join(errors[-5:]))
+        else:
+            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB")
+    print(load())
+
+
+# ---- utilisation ------------------------------------------------------------------------
+
+async def utilisation(args: argparse.Namespace, d: Path) -> None:
+    scenario = {"default": {"outcome": "answer", "ring_after": 0.02, "answer_after": args.answer,
+                            "hangup_after": args.hold}}
+    names = [f"b{i + 1}" for i in range(args.boxes)]
+    bank = await start_bank(d, names, args.modems, scenario, lease="10s")
+    try:
+        await asyncio.gather(*(serve(b, timeout=180) for b in bank.boxes))
+        print(f"{args.boxes} box(es) up, {args.boxes * args.modems} lines; {load()}")
+        nums = [f"+3361{i:07d}" for i in range(args.calls)]
+        camp = write_campaign(d, nums, message_s=args.answer + args.hold + 5)
+        r = await asyncio.to_thread(run_cli, bank.box("b1").config, "campaign", "run", "--detach", str(camp))
+        assert r.returncode == 0, r.stdout + r.stderr
+        await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 3600,
+                         "the campaign done", every=0.5)
+        rows = bank.rows("SELECT box, modem, created_at, ended_at, outcome FROM calls ORDER BY created_at")
+        start, end = from_ts(rows[0]["created_at"]), max(from_ts(r["ended_at"]) for r in rows)
+        makespan = (end - start).total_seconds()
+        lines = args.boxes * args.modems
+        bound = math.ceil(args.calls / lines) * (args.answer + args.hold)
+        per_box: dict[str, int] = {}
+        for r in rows:
+            per_box[r["box"]] = per_box.get(r["box"], 0) + 1
+        answered = sum(1 for r in rows if r["outcome"] == "answered")
+        print(f"calls {len(rows):,} (answered {answered:,}) on {lines} lines; per box {per_box}")
+        gaps = sorted((from_ts(b["created_at"]) - from_ts(a["ended_at"])).total_seconds() * 1000
+                      for a, b in itertools.pairwise(sorted(rows, key=lambda r: (r["box"], r["modem"], r["created_at"])))
+                      if (a["box"], a["modem"]) == (b["box"], b["modem"]))
+        inside = sorted((from_ts(r["ended_at"]) - from_ts(r["created_at"])).total_seconds() * 1000
+                        - (args.answer + args.hold) * 1000 for r in rows)
+        print(f"between calls on a line: median {gaps[len(gaps) // 2]:.0f} ms, 90th {gaps[len(gaps) * 9 // 10]:.0f} ms;"
+              f" in-call time beyond answer + hold: median {inside[len(inside) // 2]:.0f} ms, "
+              f"90th {inside[len(inside) * 9 // 10]:.0f} ms")
+        print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
+              f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
+        print_peaks(bank)
+    finally:
+        await asyncio.to_thread(stop_bank, bank)
+
+
+# ---- claims -----------------------------------------------------------------------------
+
+def claims(args: argparse.Namespace, d: Path) -> None:
+    db = d / "claims.db"
+    conn = open_db(db)
+    store = Campaigns(conn)
+    cid = store.create_campaign("claims")
+    store.import_contacts(cid, ((i, f"+3361{i:07d}", {}) for i in range(args.contacts)))
+    boxes = [f"w{i}" for i in range(args.workers)]
+    for b in boxes:
+        Boxes(conn).register(b, timedelta(minutes=10), pid=os.getpid())
+    conn.close()
+    claimed = [0] * args.workers
+    lost = [0] * args.workers
+    go = threading.Event()
+
+    def worker(i: int) -> None:
+        c = sqlite3.connect(db, isolation_level="IMMEDIATE", timeout=60)
+        c.row_factory = sqlite3.Row
+        c.execute("PRAGMA synchronous = FULL")
+        store, leases = Campaigns(c), Leases(c)
+        go.wait()
+        while True:
+            due = store.next_due(cid, utc_now(), limit=32)
+            if not due:
+                return
+            contact = random.choice(due)      # 100 workers reading the same head: spread a little
+            with c:
+                ok = leases.claim(contact.id, contact.number, boxes[i])
+            if ok:
+                claimed[i] += 1
+            else:
+                lost[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.workers)]
+    for t in threads:
+        t.start()
+    t0 = time.perf_counter()
+    go.set()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    n = sum(claimed)
+    print("backend: SQLite (WAL, synchronous=FULL, one fsync per claim); the PostgreSQL backend is not on "
+          "this branch's main yet")
+    print(f"{n:,} contacts claimed by {args.workers} concurrent workers in {dt:.1f} s: {n / dt:,.0f} claims/s; "
+          f"{sum(lost):,} claims lost to another worker ({sum(lost) / max(1, n + sum(lost)):.1%})")
+    check = sqlite3.connect(db)
+    dup = check.execute("SELECT COUNT(*) FROM contacts WHERE status = 'in_progress'").fetchone()[0]
+    print(f"contacts in_progress after the run: {dup:,} (each claimed once: {dup == n})")
+    print(load())
+
+
+# ---- import -----------------------------------------------------------------------------
+
+def write_contacts(path: Path, rows: int) -> None:
+    with path.open("w") as f:
+        f.write("number,name\n")
+        for i in range(rows):
+            f.write(f"+336{i // 10_000_000 % 10}{i % 10_000_000:07d},Contact {i}\n")
+
+
+async def big_import(args: argparse.Namespace, d: Path) -> None:
+    scenario = {"default": {"outcome": "busy", "ring_after": 0.01, "end_after": 0.05}}
+    bank = await start_bank(d, ["b1", "b2", "b3"], 4, scenario, lease="10s")
+    try:
+        camp = write_campaign(d, [], message_s=0.2)
+        t = time.perf_counter()
+        write_contacts(d / "contacts.csv", args.contacts)
+        print(f"{args.contacts:,} contacts: CSV {(d / 'contacts.csv').stat().st_size / 1e6:.0f} MB written in "
+              f"{time.perf_counter() - t:.0f} s; {load()}")
+        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t = time.perf_counter()
+        r = await asyncio.to_thread(run_cli, bank.box("b1").config, "campaign", "import", str(camp), timeout=7200)
+        dt = time.perf_counter() - t
+        assert r.returncode == 0, r.stdout + r.stderr
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        print(f"`campaign import`: {dt:.0f} s ({args.contacts / dt:,.0f} rows/s); peak RSS "
+              f"{peak / 1024:.0f} MB" + ("" if peak > before else " (not above an earlier child's)"))
+        print("  " + r.stdout.strip().replace("\n", "\n  "))
+        await asyncio.gather(*(serve(b, timeout=180) for b in bank.boxes))
+        rr = await asyncio.to_thread(run_cli, bank.box("b1").config, "campaign", "run", "--detach", str(camp))
+        assert rr.returncode == 0, rr.stdout + rr.stderr
+        await asyncio.sleep(args.run)
+        n = bank.rows("SELECT COUNT(*) AS n FROM calls")[0]["n"]
+        print(f"3 boxes × 4 modems ran it for {args.run} s: {n:,} calls")
+        print_peaks(bank)
+    finally:
+        await asyncio.to_thread(stop_bank, bank)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="what", required=True)
+    u = sub.add_parser("utilisation")
+    u.add_argument("--modems", type=int, default=32)
+    u.add_argument("--boxes", type=int, default=3, help="1: the same path on a single box, for comparison")
+    u.add_argument("--calls", type=int, default=960)
+    u.add_argument("--answer", type=float, default=1.0)
+    u.add_argument("--hold", type=float, default=2.0)
+    c = sub.add_parser("claims")
+    c.add_argument("--workers", type=int, default=100)
+    c.add_argument("--contacts", type=int, default=20_000)
+    i = sub.add_parser("import")
+    i.add_argument("--contacts", type=int, default=1_000_000)
+    i.add_argument("--run", type=float, default=20.0)
+    ap.add_argument("--dir", default=None)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as d:
+        if args.what == "utilisation":
+            asyncio.run(utilisation(args, Path(d)))
+        elif args.what == "claims":
+            claims(args, Path(d))
+        else:
+            asyncio.run(big_import(args, Path(d)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""This process as one box of the bank: registration, heartbeat, take-over of lost boxes.
+
+``serve`` and ``campaign run`` each run one :class:`BoxKeeper` (docs/scale-out.md). At
+start-up it registers the box (closing the calls the box's last run left open and
+releasing its contacts); then every quarter lease it renews the lease through the
+journal writer (so the heartbeat never waits for the disk on the loop, and a box whose
+writes are stuck stops renewing: its work goes to the others, as it should), takes over
+the boxes whose lease ran out, and calls its ``on_tick`` hooks (the campaign controllers
+settle released contacts, the alert runner adopts alerts nobody runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from ..store.boxes import Boxes, Takeover, set_this_box
+from ..store.call_journal import CallJournal, DatabaseFault
+
+log = logging.getLogger("modem_dialer.box")
+
+
+class BoxKeeper:
+    def __init__(self, conn: Any, journal: CallJournal, box: str, lease: timedelta, *,
+                 on_lost: Callable[[], None] | None = None) -> None:
+        self.conn = conn
+        self.journal = journal
+        self.box = box
+        self.lease = lease
+        self.pid = os.getpid()
+        self.on_lost = on_lost
+        self.on_tick: list[Callable[[], Any]] = []
+        self.lost = False
+        self._last_beat: float | None = None      # monotonic time of the last renewed lease
+        self._quiet_until = 0.0
+        self.registered = False
+        self._task: asyncio.Task | None = None
+        set_this_box(box)
+
+    @property
+    def interval(self) -> float:
+        return self.lease.total_seconds() / 4
+
+    def register(self) -> list[int]:
+        """Before any call (on the loop's connection): the calls of the box's last run closed."""
+        closed = Boxes(self.conn).register(self.box, self.lease, pid=self.pid)
+        self.registered = True
+        if closed:
+            log.info("box %s: closed %d call(s) interrupted by the last stop: %s", self.box, len(closed), closed)
+        return closed
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"box-{self.box}")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.tick()
+            except DatabaseFault as exc:
+                # the writer reports it to its listeners; the lease lapses and the others take over
+                log.warning("box %s: heartbeat not written: %s", self.box, exc)
+            if self.lost:
+                return
+
+    async def tick(self) -> list[Takeover]:
+        """Renew the lease, take over lost boxes, run the hooks."""
+        ok = await self.journal.writer.run(lambda c: Boxes(c).heartbeat(self.box, self.lease, self.pid))
+        if not ok:
+            self.lost = True
+            log.error("box %s: declared lost by another box (no heartbeat for %s): its contacts and calls were "
+                      "taken over; stopping", self.box, self.lease)
+            if self.on_lost is not None:
+                self.on_lost()
+            return []
+        taken: list[Takeover] = []
+        now = time.monotonic()
+        last, self._last_beat = self._last_beat, now
+        if last is not None and now - last > self.lease.total_seconds():
+            # this box could not beat for a whole lease either (database unreachable, loop
+            # stalled): the others' leases may have lapsed for the same reason and they are
+            # about to renew (and replay what they journaled meanwhile). Take nobody over
+            # until one lease has passed with this box beating.
+            self._quiet_until = now + self.lease.total_seconds()
+        if now < self._quiet_until:
+            return taken
+        for name in Boxes(self.conn).expired(self.box):
+            t = await self.journal.writer.run(lambda c, n=name: Boxes(c).take_over(n))
+            if t is not None:
+                log.warning("box %s: box %s lost (no heartbeat for %s): %d call(s) closed as interrupted, "
+                            "%d contact(s) and %d alert(s) taken over", self.box, t.box, self.lease,
+                            len(t.calls), t.contacts, t.alerts)
+                taken.append(t)
+        for hook in list(self.on_tick):
+            try:
+                hook()
+            except Exception:       # one hook's bug must not stop the heartbeat
+                log.exception("box %s: tick hook failed", self.box)
+        return taken
+
+    async def close(self) -> None:
+        """A clean stop: the box leaves (what it still holds is released at once)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if not self.lost and self.registered:
+            with contextlib.suppress(DatabaseFault):
+                await self.journal.writer.run(lambda c: Boxes(c).leave(self.box, self.pid))

@@ -1,0 +1,272 @@
+"""Several boxes on one database: box identity, leases, take-over of a lost box's work.
+
+A *box* is one dialing process (``serve``, ``campaign run``) owning its local modems; its
+name comes from the config (``box:``, default the host name). The process's box is set
+once at start-up (:func:`set_this_box`) and recorded in every call row and modem state row
+it writes, whichever path writes them.
+
+Leases (docs/scale-out.md): a box registers with a lease (``boxes.lease_until``) that its
+heartbeat renews. A contact it claims records the box (``contacts.lease_box``): the box's
+lease is the contact's lease, so one heartbeat renews every contact the box holds (one row
+written, not one per contact). When a box's lease runs out, the first other box to notice
+marks it ``lost`` and, in the same transaction, closes its open calls as ``interrupted``
+and releases its contacts (``lease_box`` NULL, still ``in_progress``) and its alerts; the
+campaign controllers then settle those contacts by the retry rules (:meth:`Leases.orphans`,
+writes fenced on ``lease_box IS NULL`` so two boxes never settle one contact twice).
+
+A claim is one conditional UPDATE: the contact is still pending, the claiming box's lease
+is valid (a box that could not renew claims nothing), and no call to the number is open
+on any box. On SQLite the writer's ``BEGIN IMMEDIATE`` serialises claims between
+processes; on PostgreSQL the row is taken ``FOR UPDATE SKIP LOCKED`` (another box's claim
+in flight is skipped, not waited for) and a transaction-scoped advisory lock on the number
+serialises the "no open call" check with the call row's insert.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+__all__ = ["DEFAULT_LEASE", "Boxes", "Leases", "Takeover", "claim_alert", "set_this_box", "this_box",
+           "unowned_alerts"]
+
+from ..boxname import DEFAULT_LEASE, check_box_name, default_box
+from ..errors import UserError
+from .campaigns import _CONTACT_COLS, Contact
+from .timestamps import from_ts, to_ts, utc_now
+
+_this_box = default_box()
+
+
+def this_box() -> str:
+    """The box of this process (recorded in the call and modem state rows it writes)."""
+    return _this_box
+
+
+def set_this_box(name: str) -> None:
+    """Called once at start-up by the dialing commands with the config's ``box``."""
+    global _this_box
+    _this_box = check_box_name(name)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What a box took over from a lost one."""
+    box: str
+    calls: list[int]       # calls closed as interrupted
+    contacts: int          # in-progress contacts released for settling
+    alerts: int            # live alerts released for another box to run
+
+
+def _postgres(conn: Any) -> bool:
+    # the PostgreSQL backend's connection carries its dialect (store/dialect.py); sqlite3's has none
+    return getattr(getattr(conn, "dialect", None), "name", "sqlite") == "postgresql"
+
+
+def _claim_sql(pg: bool) -> str:
+    """The claim: still pending (PostgreSQL: the row taken SKIP LOCKED, so a claim by another
+    box in flight is skipped, not waited for), the box's lease valid (a box that never
+    registered has none to check), no call open to the number on any box."""
+    skip = " FOR UPDATE SKIP LOCKED" if pg else ""
+    return ("UPDATE contacts SET status = 'in_progress', lease_box = ?, updated_at = ?"  # noqa: S608 - constants
+            f" WHERE id = (SELECT id FROM contacts WHERE id = ? AND status = 'pending'{skip})"
+            " AND NOT EXISTS (SELECT 1 FROM boxes WHERE name = ? AND (status != 'up' OR lease_until <= ?))"
+            " AND NOT EXISTS (SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL)")
+
+
+def _seconds_between(pg: bool, later: str, earlier: str) -> str:
+    if pg:
+        return f"EXTRACT(EPOCH FROM (CAST({later} AS timestamptz) - CAST({earlier} AS timestamptz)))"
+    return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
+
+
+class Leases:
+    """Contact leases: the claim, and the contacts a lost box left to settle."""
+
+    def __init__(self, conn: Any, clock: Callable[[], datetime] = utc_now) -> None:
+        self.conn = conn
+        self._clock = clock
+
+    def claim(self, contact_id: int, number: str, box: str, now: datetime | None = None) -> bool:
+        """pending → in_progress leased to ``box``, inside the caller's transaction (the
+        writer's, together with the call row). False: taken by another box, the box's lease
+        has run out (or it was declared lost), or a call to the number is open somewhere.
+        A box that never registered (a controller run without a :class:`BoxKeeper`, as in
+        the library tests) has no lease to check."""
+        ts = to_ts(now or self._clock())
+        pg = _postgres(self.conn)
+        if pg:
+            # serialises "no open call to this number" with the call row's insert across boxes
+            # (SQLite: the writer's BEGIN IMMEDIATE already does)
+            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (number,))
+        cur = self.conn.execute(_claim_sql(pg), (box, ts, contact_id, box, ts, number))
+        return cur.rowcount == 1
+
+    def release(self, box: str) -> int:
+        """The box's in-progress contacts are let go (its process restarted: its calls were
+        closed first); they are settled like a lost box's."""
+        with self.conn:
+            cur = self.conn.execute("UPDATE contacts SET lease_box = NULL, updated_at = ?"
+                                    " WHERE status = 'in_progress' AND lease_box = ?", (to_ts(self._clock()), box))
+        return int(cur.rowcount)
+
+    def settle(self, contact_id: int, lease: str | None, *, status: str, next_attempt_at: datetime | None,
+               last_outcome: str | None, last_call_id: int | None, attempts: int) -> bool:
+        """An in-progress contact's next status after its call (by the retry rules), only if
+        the lease is still ``lease`` (the box's own, or None for a released contact): a box
+        declared lost meanwhile, or a second box settling the same released contact, writes
+        nothing. ``next_attempt_at`` None keeps the current one."""
+        with self.conn:
+            cur = self.conn.execute(
+                "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+                " last_outcome = COALESCE(?, last_outcome), last_call_id = COALESCE(?, last_call_id),"
+                " attempts = ?, updated_at = ?"
+                " WHERE id = ? AND status = 'in_progress' AND (lease_box = ? OR (? IS NULL AND lease_box IS NULL))",
+                (status, None if next_attempt_at is None else to_ts(next_attempt_at), last_outcome, last_call_id,
+                 attempts, to_ts(self._clock()), contact_id, lease, lease))
+        return cur.rowcount == 1
+
+    def lease_of(self, contact_id: int) -> tuple[str, str | None] | None:
+        """(status, lease_box) of the contact, None if there is none."""
+        row = self.conn.execute("SELECT status, lease_box FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+        return None if row is None else (row[0], row[1])
+
+    def orphans(self, campaign_id: int) -> list[Contact]:
+        """In-progress contacts whose box let go of them (lost, restarted or stopped): to be
+        settled from their journaled calls by the retry rules."""
+        rows = self.conn.execute(
+            f"SELECT {_CONTACT_COLS} FROM contacts"  # noqa: S608 - constant column list
+            " WHERE campaign_id = ? AND status = 'in_progress' AND lease_box IS NULL ORDER BY id",
+            (campaign_id,)).fetchall()
+        return [Contact.from_row(r) for r in rows]
+
+    def held(self, campaign_id: int) -> dict[str, int]:
+        """In-progress contacts of the campaign per box holding them."""
+        rows = self.conn.execute(
+            "SELECT COALESCE(lease_box, ''), COUNT(*) FROM contacts WHERE campaign_id = ? AND status = 'in_progress'"
+            " GROUP BY lease_box", (campaign_id,)).fetchall()
+        return {r[0]: int(r[1]) for r in rows}
+
+
+class Boxes:
+    """The boxes table: register, heartbeat, leave, take over the lost ones, the whole bank."""
+
+    def __init__(self, conn: Any, clock: Callable[[], datetime] = utc_now) -> None:
+        self.conn = conn
+        self._clock = clock
+
+    def register(self, box: str, lease: timedelta, *, host: str | None = None, pid: int) -> list[int]:
+        """This process is ``box`` from now on. Refused (UserError) when a box of that name is
+        up on another host with a valid lease. On this host the caller holds the box's dialer
+        lock, so a row still 'up' is a killed predecessor: its leases are void now. Closes
+        the box's calls left open (interrupted) and releases its in-progress contacts;
+        returns the ids of the calls closed."""
+        from .journal import Journal
+
+        host = host or socket.gethostname()
+        now = self._clock()
+        row = self.conn.execute("SELECT host, pid, status, heartbeat_at, lease_until FROM boxes WHERE name = ?",
+                                (box,)).fetchone()
+        if row is not None and row[2] == "up" and row[0] != host and from_ts(row[4]) > now:
+            ago = (now - from_ts(row[3])).total_seconds()
+            raise UserError(f"box: {box!r} is already up on {row[0]} (pid {row[1]}, heartbeat {ago:.0f} s ago); "
+                            "give each box its own 'box' name in its config")
+        closed = Journal(self.conn, self._clock).recover_interrupted(box=box)
+        ts, until = to_ts(now), to_ts(now + lease)
+        with self.conn:
+            self.conn.execute(
+                "INSERT INTO boxes (name, host, pid, status, started_at, heartbeat_at, lease_until)"
+                " VALUES (?, ?, ?, 'up', ?, ?, ?) ON CONFLICT (name) DO UPDATE SET host = excluded.host,"
+                " pid = excluded.pid, status = 'up', started_at = excluded.started_at,"
+                " heartbeat_at = excluded.heartbeat_at, lease_until = excluded.lease_until",
+                (box, host, pid, ts, ts, until))
+            # contacts the box's last run held (or that nobody holds: from before boxes)
+            self.conn.execute("UPDATE contacts SET lease_box = NULL, updated_at = ?"
+                              " WHERE status = 'in_progress' AND lease_box = ?", (ts, box))
+            # modem rows from before boxes are this box's (a single box upgrading)
+            self.conn.execute("UPDATE modem_state SET box = ? WHERE box = ''"
+                              " AND name NOT IN (SELECT name FROM modem_state WHERE box = ?)", (box, box))
+            self.conn.execute("DELETE FROM modem_state WHERE box = ''")
+        return closed
+
+    def heartbeat(self, box: str, lease: timedelta, pid: int) -> bool:
+        """Renew the box's lease (and so its contacts'). False: the box was declared lost (or
+        another process of this name took over): it must stop dialing."""
+        now = self._clock()
+        cur = self.conn.execute(
+            "UPDATE boxes SET heartbeat_at = ?, lease_until = ? WHERE name = ? AND pid = ? AND status = 'up'",
+            (to_ts(now), to_ts(now + lease), box, pid))
+        return cur.rowcount == 1
+
+    def leave(self, box: str, pid: int) -> None:
+        """A clean stop: the box is 'stopped'; whatever it still held is released."""
+        ts = to_ts(self._clock())
+        with self.conn:
+            cur = self.conn.execute("UPDATE boxes SET status = 'stopped', heartbeat_at = ?, lease_until = ?"
+                                    " WHERE name = ? AND pid = ? AND status = 'up'", (ts, ts, box, pid))
+            if cur.rowcount:
+                self._release(box, ts)
+
+    def expired(self, me: str) -> list[str]:
+        """Boxes still marked up whose lease has run out (read; :meth:`take_over` acts)."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT name FROM boxes WHERE status = 'up' AND lease_until < ? AND name != ? ORDER BY name",
+            (to_ts(self._clock()), me))]
+
+    def take_over(self, lost: str) -> Takeover | None:
+        """Mark ``lost`` as lost (if its lease has run out and nobody did it first), close its
+        open calls as interrupted, release its contacts and alerts. One transaction: the
+        first box to get there does it all, the others get None. Run by the writer."""
+        now = self._clock()
+        ts = to_ts(now)
+        with self.conn:
+            cur = self.conn.execute("UPDATE boxes SET status = 'lost' WHERE name = ? AND status = 'up'"
+                                    " AND lease_until < ?", (lost, ts))
+            if cur.rowcount != 1:
+                return None
+            calls = [r[0] for r in self.conn.execute(
+                "UPDATE calls SET outcome = 'interrupted', ended_at = ?, cause_text = ?,"  # noqa: S608 - constants
+                f" duration_s = COALESCE({_seconds_between(_postgres(self.conn), '?', 'answered_at')}, 0)"
+                " WHERE outcome IS NULL AND box = ? RETURNING id",
+                (ts, f"box {lost} lost (no heartbeat)", ts, lost)).fetchall()]
+            for call_id in calls:
+                self.conn.execute("INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, 'state', ?)",
+                                  (call_id, ts, json.dumps({"state": "ended", "outcome": "interrupted",
+                                                            "box_lost": lost})))
+            contacts, alerts = self._release(lost, ts)
+        return Takeover(lost, sorted(calls), contacts, alerts)
+
+    def _release(self, box: str, ts: str) -> tuple[int, int]:
+        contacts = self.conn.execute("UPDATE contacts SET lease_box = NULL, updated_at = ?"
+                                     " WHERE status = 'in_progress' AND lease_box = ?", (ts, box)).rowcount
+        alerts = self.conn.execute("UPDATE alerts SET box = NULL WHERE box = ? AND status IN ('open', 'acknowledged')",
+                                   (box,)).rowcount
+        return int(contacts), int(alerts)
+
+    def up(self) -> list[str]:
+        """Names of the boxes up with a valid lease, in name order."""
+        return [r[0] for r in self.conn.execute(
+            "SELECT name FROM boxes WHERE status = 'up' AND lease_until >= ? ORDER BY name",
+            (to_ts(self._clock()),))]
+
+    def list(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM boxes ORDER BY name")]
+
+
+def claim_alert(conn: Any, alert_id: int, box: str) -> bool:
+    """The alert's escalation is run by ``box`` from now on: only when no box runs it (or
+    ``box`` already does). Exactly one box wins (one conditional UPDATE)."""
+    with conn:
+        cur = conn.execute("UPDATE alerts SET box = ? WHERE id = ? AND status IN ('open', 'acknowledged')"
+                           " AND (box IS NULL OR box = ?)", (box, alert_id, box))
+    return cur.rowcount == 1
+
+
+def unowned_alerts(conn: Any) -> list[int]:
+    """Live alerts no box runs (their box was lost, or they are from before boxes)."""
+    return [int(r[0]) for r in conn.execute(
+        "SELECT id FROM alerts WHERE status IN ('open', 'acknowledged') AND box IS NULL ORDER BY id")]

@@ -1,0 +1,192 @@
+"""Several boxes on one database, as users run them: per box a simulated bank in its own
+process (``modem-dialer sim --control``) and a ``modem-dialer serve`` on it, all on one
+database. Used by tests/test_multibox.py and bench/multibox.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+
+TOKEN = "s3cret-token"
+CACHE = Path("/tmp/modem-dialer-test-tts-cache")     # shared with the other service tests
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Box:
+    name: str
+    dir: Path
+    sim: subprocess.Popen
+    control: Path
+    config: Path
+    port: int
+    serve: subprocess.Popen | None = None
+    log: Path | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def req(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        async with aiohttp.ClientSession() as s, s.request(
+                method, self.base + path, json=body, headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            text = await r.text()
+            try:
+                return r.status, json.loads(text)
+            except ValueError:
+                return r.status, text
+
+    def sim_calls(self) -> list[dict]:
+        """Every call the box's simulated SIMs saw (``sim-ctl SOCK calls``)."""
+        out = subprocess.run([sys.executable, "-m", "modem_dialer.cli", "sim-ctl", str(self.control), "calls"],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        reply = json.loads(out.stdout)
+        return [c | {"modem": m} for m, calls in reply["modems"].items() for c in calls]
+
+
+@dataclass
+class Bank:
+    """The boxes of one test, and their shared database."""
+    dir: Path
+    database: str
+    boxes: list[Box] = field(default_factory=list)
+
+    def box(self, name: str) -> Box:
+        return next(b for b in self.boxes if b.name == name)
+
+    def rows(self, sql: str, *args: Any) -> list[dict]:
+        """A query on the shared database, whichever its backend (store.open_db opens both)."""
+        from modem_dialer.store import open_db
+
+        conn = open_db(self.database, migrate=False)
+        try:
+            return [dict(r) for r in conn.execute(sql, args)]
+        finally:
+            conn.close()
+
+
+def start_sim(d: Path, modems: int, scenario: dict) -> tuple[subprocess.Popen, Path, Path]:
+    sc, cfg, ctl = d / "scenario.yaml", d / "sim-config.yaml", d / "sim.sock"
+    sc.write_text(yaml.safe_dump(scenario))
+    proc = subprocess.Popen([sys.executable, "-m", "modem_dialer.cli", "sim", "--modems", str(modems),
+                             "--scenario", str(sc), "--write-config", str(cfg), "--control", str(ctl)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return proc, cfg, ctl
+
+
+async def wait_until(pred, timeout: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = pred()
+        if asyncio.iscoroutine(got):
+            got = await got
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def start_bank(d: Path, names: list[str], modems: int, scenario: dict, *, database: str | None = None,
+                     lease: str = "5s", extra: dict | None = None) -> Bank:
+    """One simulator and one config per box (not yet serving: :func:`serve`)."""
+    bank = Bank(d, database or str(d / "bank.db"))
+    sims = []
+    for name in names:
+        bd = d / name
+        bd.mkdir()
+        sims.append((name, bd, *start_sim(bd, modems, scenario)))
+    for name, bd, proc, cfg, ctl in sims:
+        await wait_until(lambda c=cfg, p=proc: (c.exists() and c.stat().st_size > 0) or p.poll() is not None,
+                         60, f"simulator of {name}")
+        assert proc.poll() is None, f"simulator of {name} exited {proc.returncode}"
+        doc = yaml.safe_load(cfg.read_text())
+        port = free_port()
+        doc.update({"database": bank.database, "box": name, "box_lease": lease, "cache_dir": str(CACHE),
+                    "alerting": {"api": {"port": port, "token": TOKEN}, **((extra or {}).get("alerting", {}))},
+                    **{k: v for k, v in (extra or {}).items() if k != "alerting"}})
+        config = bd / "config.yaml"
+        config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        bank.boxes.append(Box(name, bd, proc, ctl, config, port))
+    return bank
+
+
+def spawn_serve(box: Box) -> None:
+    box.log = box.dir / "serve.log"
+    with box.log.open("ab") as log:
+        box.serve = subprocess.Popen([sys.executable, "-m", "modem_dialer.cli", "--config", str(box.config), "serve"],
+                                     stdout=log, stderr=subprocess.STDOUT)
+
+
+async def serve(box: Box, timeout: float = 60) -> None:
+    """Start the box's ``serve`` and wait until its API answers."""
+    spawn_serve(box)
+
+    async def up() -> bool:
+        assert box.serve is not None
+        if box.serve.poll() is not None:
+            raise AssertionError(f"serve of {box.name} exited {box.serve.returncode}: {box.log.read_text()[-2000:]}")
+        try:
+            status, _ = await box.req("GET", "/healthz")
+        except aiohttp.ClientError:
+            return False
+        return status == 200
+    await wait_until(up, timeout, f"serve of {box.name}", every=0.2)
+
+
+def stop_bank(bank: Bank) -> None:
+    """SIGTERM every serve (then kill after 30 s), then the simulators."""
+    for b in bank.boxes:
+        if b.serve is not None and b.serve.poll() is None:
+            b.serve.send_signal(signal.SIGTERM)
+    for b in bank.boxes:
+        if b.serve is not None:
+            try:
+                b.serve.wait(30)
+            except subprocess.TimeoutExpired:
+                b.serve.kill()
+                b.serve.wait()
+    for b in bank.boxes:
+        if b.sim.poll() is None:
+            b.sim.send_signal(signal.SIGINT)
+    for b in bank.boxes:
+        try:
+            b.sim.wait(15)
+        except subprocess.TimeoutExpired:
+            b.sim.kill()
+            b.sim.wait()
+
+
+def write_campaign(d: Path, numbers: list[str], *, message_s: float, extra: str = "") -> Path:
+    """A campaign file, its contacts and its message, on the path every box reads (shared)."""
+    from test_campaign_run import wav
+
+    wav(d / "hello.wav", message_s)
+    (d / "contacts.csv").write_text("number\n" + "".join(f"{n}\n" for n in numbers))
+    camp = d / "camp.yaml"
+    camp.write_text("name: multi\ncontacts: contacts.csv\nmessage: hello.wav\npurpose: informational\nrules: none\n"
+                    + extra)
+    return camp
+
+
+def run_cli(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "modem_dialer.cli", "--config", str(config), *args],
+                          capture_output=True, text=True, timeout=timeout, env={**os.environ})

@@ -1,0 +1,49 @@
+"""The box keeper (campaign/box.py): heartbeat, take-over of a silent box, a lost box told so,
+no take-over right after this box's own stall. Two keepers, each with its own journal writer,
+on one real SQLite file; the processes themselves are in test_multibox.py."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+from modem_dialer.campaign.box import BoxKeeper
+from modem_dialer.store import Journal, open_db
+from modem_dialer.store.boxes import Boxes, set_this_box, this_box
+from modem_dialer.store.call_journal import CallJournal
+
+LEASE = timedelta(seconds=1)
+
+
+async def test_a_silent_box_is_taken_over_once_and_told_it_was_lost(tmp_path):
+    before = this_box()
+    conns = [open_db(tmp_path / "k.db") for _ in range(2)]
+    journals = [CallJournal(c) for c in conns]
+    lost: list[str] = []
+    try:
+        k2 = BoxKeeper(conns[1], journals[1], "b2", LEASE, on_lost=lambda: lost.append("b2"))
+        k2.register()
+        call = Journal(conns[1]).start_call("+33612345601", "gsm0")     # b2 is in a call
+        k1 = BoxKeeper(conns[0], journals[0], "b1", LEASE)
+        k1.register()
+        assert await k1.tick() == [] and await k2.tick() == []
+        await asyncio.sleep(1.3)                 # b2 says nothing for more than its lease
+        # b1 was silent as long: it takes nobody over until it has beaten for a lease
+        k1._last_beat = time.monotonic() - 1.3
+        assert await k1.tick() == []
+        k1._quiet_until = 0.0
+        taken = await k1.tick()
+        assert [(t.box, t.calls) for t in taken] == [("b2", [call])]
+        assert await k1.tick() == []             # once
+        assert await k2.tick() == [] and k2.lost and lost == ["b2"]
+        assert {b["name"]: b["status"] for b in Boxes(conns[0]).list()} == {"b1": "up", "b2": "lost"}
+        await k1.close()
+        await k2.close()                         # a lost box does not 'leave'
+        assert {b["name"]: b["status"] for b in Boxes(conns[0]).list()} == {"b1": "stopped", "b2": "lost"}
+    finally:
+        for j in journals:
+            await j.aclose()
+        for c in conns:
+            c.close()
+        set_this_box(before)

@@ -1,0 +1,182 @@
+"""Boxes, leases and take-over in the store (store/boxes.py), on a real SQLite file. The
+processes themselves are tested in test_multibox.py."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from modem_dialer.config import load_config
+from modem_dialer.errors import UserError
+from modem_dialer.store import (
+    Alerts,
+    Campaigns,
+    Journal,
+    modem_states,
+    open_db,
+    other_boxes_modems,
+    set_modem_state,
+)
+from modem_dialer.store.boxes import Boxes, Leases, claim_alert, set_this_box, this_box, unowned_alerts
+from modem_dialer.store.migrations import STEPS, migrate
+
+LEASE = timedelta(seconds=10)
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> datetime:
+        return self.t
+
+
+@pytest.fixture
+def db(tmp_path):
+    conn = open_db(tmp_path / "b.db")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture(autouse=True)
+def _box_back():
+    before = this_box()
+    yield
+    set_this_box(before)
+
+
+def campaign(conn, numbers: list[str]) -> tuple[int, list[int]]:
+    store = Campaigns(conn)
+    cid = store.create_campaign("c")
+    store.import_contacts(cid, ((i, n, {}) for i, n in enumerate(numbers)))
+    return cid, [c.id for c in store.iter_contacts(cid)]
+
+
+def test_a_box_name_taken_on_another_host_is_refused(db):
+    clock = Clock()
+    Boxes(db, clock).register("b1", LEASE, host="pi-1", pid=10)
+    with pytest.raises(UserError, match=r"'b1' is already up on pi-1 .*own 'box' name"):
+        Boxes(db, clock).register("b1", LEASE, host="pi-2", pid=20)
+    # on its own host the dialer lock says the old process is gone: it restarts at once
+    Boxes(db, clock).register("b1", LEASE, host="pi-1", pid=11)
+    clock.t += LEASE * 2       # once its lease ran out another host may take the name
+    Boxes(db, clock).register("b1", LEASE, host="pi-2", pid=20)
+    assert [(b["host"], b["pid"], b["status"]) for b in Boxes(db).list()] == [("pi-2", 20, "up")]
+
+
+def test_claim_needs_the_box_lease_and_no_open_call_to_the_number(db):
+    clock = Clock()
+    cid, (a, b, c) = campaign(db, ["+33612345601", "+33612345602", "+33612345603"])
+    leases = Leases(db, clock)
+    with db:       # a box that never registered (library use) has no lease to check
+        assert leases.claim(a, "+33612345601", "solo")
+    Boxes(db, clock).register("b1", LEASE, host="h", pid=1)
+    with db:
+        assert not leases.claim(a, "+33612345601", "b1")          # taken
+        assert leases.claim(b, "+33612345602", "b1")
+    # a call open to the number (any box, any campaign) blocks the claim
+    set_this_box("b2")
+    Journal(db, clock).start_call("+33612345603", "gsm0")
+    with db:
+        assert not leases.claim(c, "+33612345603", "b1")
+    assert Leases(db).held(cid) == {"solo": 1, "b1": 1}
+    # past its lease (no heartbeat) the box claims nothing
+    Journal(db, clock).recover_interrupted("b2")
+    clock.t += LEASE + timedelta(seconds=1)
+    with db:
+        assert not leases.claim(c, "+33612345603", "b1")
+    with db:
+        assert Boxes(db, clock).heartbeat("b1", LEASE, pid=1)
+    with db:
+        assert leases.claim(c, "+33612345603", "b1")
+
+
+def test_take_over_closes_calls_releases_contacts_and_alerts_once(db):
+    clock = Clock()
+    cid, (a, _) = campaign(db, ["+33612345601", "+33612345602"])
+    for box in ("b1", "b2"):
+        Boxes(db, clock).register(box, LEASE, host="h", pid=1)
+    set_this_box("b2")
+    with db:
+        assert Leases(db, clock).claim(a, "+33612345601", "b2")
+    call = Journal(db, clock).start_call("+33612345601", "gsm0", campaign_id=cid, contact_id=a)
+    alert, _ = Alerts(db, clock).raise_alert("k", "default", "disk full")
+    assert Boxes(db, clock).expired("b1") == []
+    clock.t += LEASE + timedelta(seconds=1)
+    with db:
+        assert Boxes(db, clock).heartbeat("b1", LEASE, pid=1)
+    assert Boxes(db, clock).expired("b1") == ["b2"]
+    t = Boxes(db, clock).take_over("b2")
+    assert t is not None and (t.box, t.calls, t.contacts, t.alerts) == ("b2", [call], 1, 1)
+    assert Boxes(db, clock).take_over("b2") is None           # the second box to look does nothing
+    row = Journal(db).get_call(call)
+    assert (row["outcome"], row["cause_text"], row["box"]) == ("interrupted", "box b2 lost (no heartbeat)", "b2")
+    assert [x.id for x in Leases(db).orphans(cid)] == [a]
+    # settled once: the write is fenced on the lease (None: released)
+    with db:
+        assert not Leases(db, clock).settle(a, "b2", status="exhausted", next_attempt_at=None, last_outcome=None,
+                                            last_call_id=None, attempts=1)
+    assert Leases(db, clock).settle(a, None, status="exhausted", next_attempt_at=None, last_outcome="interrupted",
+                                    last_call_id=call, attempts=1)
+    assert not Leases(db, clock).settle(a, None, status="pending", next_attempt_at=None, last_outcome=None,
+                                        last_call_id=None, attempts=1)
+    assert Campaigns(db).get_contact(a).status == "exhausted"
+    # the alert: one box adopts it
+    assert unowned_alerts(db) == [alert]
+    assert claim_alert(db, alert, "b1") and not claim_alert(db, alert, "b3")
+    assert unowned_alerts(db) == []
+    # the lost box may come back (its own restart): registered again, up
+    Boxes(db, clock).register("b2", LEASE, host="h", pid=2)
+    assert {b["name"]: b["status"] for b in Boxes(db).list()} == {"b1": "up", "b2": "up"}
+
+
+def test_restart_closes_only_its_own_calls_and_releases_its_own_contacts(db):
+    clock = Clock()
+    cid, (a, b) = campaign(db, ["+33612345601", "+33612345602"])
+    for box, contact, number in (("b1", a, "+33612345601"), ("b2", b, "+33612345602")):
+        Boxes(db, clock).register(box, LEASE, host="h", pid=1)
+        set_this_box(box)
+        with db:
+            assert Leases(db, clock).claim(contact, number, box)
+        Journal(db, clock).start_call(number, "gsm0", campaign_id=cid, contact_id=contact)
+    closed = Boxes(db, clock).register("b1", LEASE, host="h", pid=2)     # b1 restarted after a kill -9
+    assert len(closed) == 1 and Journal(db).get_call(closed[0])["number"] == "+33612345601"
+    assert [x.id for x in Leases(db).orphans(cid)] == [a]
+    assert Leases(db).held(cid) == {"": 1, "b2": 1}    # b2's call and contact are b2's
+    assert [r[0] for r in db.execute("SELECT box FROM calls WHERE outcome IS NULL")] == ["b2"]
+
+
+def test_modem_state_is_per_box_and_old_rows_go_to_the_first_box(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path, isolation_level="IMMEDIATE")
+    conn.row_factory = sqlite3.Row
+    migrate(conn, STEPS[:5])             # a database from before boxes, with a modem row
+    with conn:
+        conn.execute("INSERT INTO modem_state (name, status) VALUES ('gsm0', 'ready')")
+    conn.close()
+    db = open_db(path)
+    assert [(r["box"], r["name"]) for r in modem_states(db)] == [("", "gsm0")]
+    Boxes(db).register("pi-1", LEASE, host="h", pid=1)
+    set_this_box("pi-2")
+    set_modem_state(db, "gsm0", "ready")           # the same modem name on another box
+    rows = [(r["box"], r["name"], r["box_status"]) for r in modem_states(db)]
+    assert rows == [("pi-1", "gsm0", "up"), ("pi-2", "gsm0", None)]
+    assert [(r["box"], r["status"]) for r in other_boxes_modems(db, "pi-2")] == [("pi-1", "ready")]
+    db.close()
+
+
+def test_box_in_the_config_is_checked(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("box: pi-1\nbox_lease: 20s\n")
+    c = load_config(str(cfg)).config
+    assert (c.box, c.box_lease) == ("pi-1", timedelta(seconds=20))
+    cfg.write_text("box: 'room 2'\n")
+    with pytest.raises(UserError, match=r"c.yaml:1: box: box name must be 1-32 letters.*'room 2'"):
+        load_config(str(cfg))
+    cfg.write_text("box_lease: 0s\n")
+    with pytest.raises(UserError, match="box_lease: must be between 1s and 1h"):
+        load_config(str(cfg))
