@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .compliance import Compliance
+from .dialect import dialect_of
 from .types import Connection
 
 PAGE = 50
@@ -164,10 +165,19 @@ class ConsoleQueries:
         self.conn = conn
 
     # ---- bank --------------------------------------------------------------------
-    def change_mark(self) -> tuple[int, int]:
-        """A mark that moves whenever the database changes: SQLite's ``data_version`` (commits
-        by other connections, the journal writer's and other processes' included) and this
-        connection's own change count. Equal marks: the reads below would answer the same."""
+    def change_mark(self) -> tuple[int | str, int]:
+        """A mark that moves whenever the database changes; equal marks: the reads below would
+        answer the same. With it, this connection's own change count.
+
+        SQLite: ``data_version`` (commits by other connections, the journal writer's and
+        other processes' included). PostgreSQL: the current snapshot (``xmin:xmax:in-progress
+        ids``): a writing transaction moves ``xmax`` when it gets its id and leaves the
+        in-progress list (or moves ``xmin``) when it commits, so every commit changes it,
+        including one whose id was taken before the last mark. It is cluster-wide: a write
+        elsewhere only costs a re-read."""
+        if dialect_of(self.conn).name == "postgresql":
+            snapshot = self.conn.execute("SELECT CAST(pg_current_snapshot() AS text)").fetchone()[0]
+            return str(snapshot), self.conn.total_changes
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0]), self.conn.total_changes
 
     def open_calls(self) -> dict[str, OpenCall]:

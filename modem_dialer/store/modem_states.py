@@ -35,11 +35,10 @@ def set_modem_state(conn: Connection, name: str, status: str, *, reason: str | N
 def modem_states(conn: Connection, box: str | None = None) -> list[dict[str, Any]]:
     """The bank's rows (one box's with ``box``), each with its box's status and heartbeat
     (``box_status`` NULL: the box never registered, e.g. only `modems` ran there)."""
-    # the filter is chosen here, not with `? IS NULL` (PostgreSQL cannot type a bare NULL parameter)
-    where, args = ("WHERE m.box = ?", (box,)) if box is not None else ("", ())
     return [dict(r) for r in conn.execute(
-        "SELECT m.*, b.status AS box_status, b.heartbeat_at AS box_heartbeat FROM modem_state m"  # noqa: S608
-        f" LEFT JOIN boxes b ON b.name = m.box {where} ORDER BY m.box, m.name", args)]
+        "SELECT m.*, b.status AS box_status, b.heartbeat_at AS box_heartbeat FROM modem_state m"
+        " LEFT JOIN boxes b ON b.name = m.box WHERE (? IS NULL OR m.box = ?) ORDER BY m.box, m.name",
+        (box, box))]
 
 
 def other_boxes_modems(conn: Connection, me: str, now: datetime | None = None) -> list[dict[str, Any]]:
