@@ -1,6 +1,6 @@
 """The store answers the same on SQLite and PostgreSQL: the same writes through the store's
 methods, then every read method of the console, report, journal, compliance, alerts, SMS,
-inbound and webhook stores compared between the two backends."""
+inbound, webhook and boxes stores compared between the two backends."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from modem_dialer.store import Alerts, Campaigns, Compliance, Journal, SmsInbox, open_db
+from modem_dialer.store import (
+    Alerts,
+    Campaigns,
+    Compliance,
+    Journal,
+    SmsInbox,
+    modem_states,
+    open_db,
+    other_boxes_modems,
+    set_modem_state,
+    to_ts,
+)
+from modem_dialer.store.boxes import Boxes, Leases, unowned_alerts
 from modem_dialer.store.campaign_log import CampaignLog
 from modem_dialer.store.console import ConsoleQueries
 from modem_dialer.store.twoway import CallbackLink, Inbound, Outbox
@@ -59,7 +71,9 @@ def fill(conn) -> None:
     comp.add_consent("+33612340001", "calls", "web", T0, "proof-1", name="Ann")
     comp.add_consent("+33612340002", "sms", "paper", T0 - timedelta(days=3))
     comp.revoke_consent("+33612340002", "sms", at=T0)
-    comp.add_refusal("+33612340003", "inbound", at=T0)
+    with conn:     # a refusal outside a journaled call (inbound line): the table itself
+        conn.execute("INSERT INTO refusals (number, at, source) VALUES (?, ?, ?)",
+                     ("+33612340003", to_ts(T0), "inbound"))
     al = Alerts(conn, clock)
     a1, _ = al.raise_alert("disk:web1", "oncall", "Disk full", state={"step": 1})
     a2, _ = al.raise_alert("cpu:web2", "oncall", "CPU")
@@ -81,6 +95,24 @@ def fill(conn) -> None:
     ids = ob.add("call.ended", '{"id": 1}', ["https://a.example/h", "https://b.example/h"])
     ob.delivered(ids[0])
     ob.failed(ids[1], "HTTP 500", T0 + timedelta(minutes=5))
+    fill_boxes(conn, clock, cid)
+
+
+def fill_boxes(conn, clock: Clock, cid: int) -> None:
+    """Two boxes claim contacts and write their modems; one is lost and taken over."""
+    boxes = Boxes(conn, clock)
+    for name in ("b1", "b2"):
+        boxes.register(name, timedelta(hours=1), host="h", pid=1)
+    due = Campaigns(conn, clock).next_due(cid, T0 + timedelta(days=1), limit=4)
+    with conn:
+        for i, c in enumerate(due):
+            assert Leases(conn, clock).claim(c.id, c.number, f"b{i % 2 + 1}")
+    set_modem_state(conn, "gsm0", "ready", imei="356938035643809", iccid="89330", at=T0, box="b1")
+    set_modem_state(conn, "gsm0", "failed", reason="no SIM", at=T0, box="b2")
+    set_modem_state(conn, "gsm0", "failed", reason="no network", seen=False, box="b1")
+    clock.t += timedelta(hours=2)
+    assert boxes.heartbeat("b1", timedelta(hours=3), pid=1)
+    assert boxes.take_over("b2") is not None
 
 
 def norm(x):
@@ -120,7 +152,6 @@ READS = {
                              Compliance(c).find_consent("+33612340001", "calls", T0 + timedelta(days=1)),
                              Compliance(c).find_consent("+33612340002", "sms", T0 + timedelta(days=1)),
                              Compliance(c).last_refusal("+33612340003"),
-                             Compliance(c).attempts_since("+33612340000", T0),
                              Compliance(c).attempt_times("+33612340000", T0),
                              Compliance(c).is_suppressed("+33690000003")],
     "alerts": lambda c: [Alerts(c).live_alerts(), Alerts(c).alert_rows(live_only=False, limit=10),
@@ -128,10 +159,14 @@ READS = {
                          Alerts(c).sms_of_alert(1), Alerts(c).sms_count_since("+33612345678", T0),
                          Alerts(c).queued_sms_ids(), Alerts(c).get_sms(2)],
     "sms_inbox": lambda c: [SmsInbox(c).messages(limit=10), SmsInbox(c).messages(kind="stop", sender="+33612345678"),
-                            SmsInbox(c).alerts_texted_to("+33612345678"), SmsInbox(c).sms_by_reference("gsm0", 12),
-                            SmsInbox(c).pending_parts()],
+                            SmsInbox(c).alerts_texted_to("+33612345678"), SmsInbox(c).sms_by_reference("gsm0", 12)],
     "twoway": lambda c: [Inbound(c).recent(), Inbound(c).callbacks(1), Outbox(c).list(), Outbox(c).counts(),
                          Outbox(c).due(T0 + timedelta(hours=1)), Outbox(c).next_due_at()],
+    "boxes": lambda c: [Boxes(c).list(), Boxes(c, lambda: T0 + timedelta(hours=3)).up(),
+                        Boxes(c, lambda: T0 + timedelta(hours=9)).expired("b3"), Leases(c).held(1),
+                        [x.id for x in Leases(c).orphans(1)], Leases(c).lease_of(3), modem_states(c),
+                        modem_states(c, "b2"), other_boxes_modems(c, "b2", now=T0 + timedelta(hours=1)),
+                        unowned_alerts(c)],
     "campaign_log": lambda c: [CampaignLog(c, 1).entries(kind="rule", limit=5), CampaignLog(c, 1).last_id(),
                                CampaignLog(c, 1).after(3)],
     "console": lambda c: [ConsoleQueries(c).open_calls(), ConsoleQueries(c).last_call_id(),
