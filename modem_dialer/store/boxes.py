@@ -19,7 +19,8 @@ is valid (a box that could not renew claims nothing), and no call to the number 
 on any box. On SQLite the writer's ``BEGIN IMMEDIATE`` serialises claims between
 processes; on PostgreSQL the row is taken ``FOR UPDATE SKIP LOCKED`` (another box's claim
 in flight is skipped, not waited for) and a transaction-scoped advisory lock on the number
-serialises the "no open call" check with the call row's insert.
+(tried, never waited for: no deadlock between two boxes' groups) serialises the "no open
+call" check with the call row's insert.
 """
 
 from __future__ import annotations
@@ -90,8 +91,13 @@ class Leases:
         dialect = dialect_of(self.conn)
         if dialect.name == "postgresql":
             # serialises "no open call to this number" with the call row's insert across boxes
-            # (SQLite: the writer's BEGIN IMMEDIATE already does)
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (number,))
+            # (SQLite: the writer's BEGIN IMMEDIATE already does). Tried, not waited for: a
+            # writer's group claims several numbers in no set order, so two boxes waiting on
+            # each other's number locks would deadlock; held elsewhere means another box is
+            # claiming or calling the number right now, i.e. not claimed (as for an open call).
+            if not self.conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))",
+                                     (number,)).fetchone()[0]:
+                return False
         cur = self.conn.execute(_claim_sql(dialect.skip_locked), (box, ts, contact_id, box, ts, number))
         return cur.rowcount == 1
 
