@@ -98,6 +98,7 @@ class Result:
     peak_mb: float
     rc: int
     note: str = ""
+    cpu_s: float = float("nan")
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -110,11 +111,12 @@ def vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
-def wait_child(proc: subprocess.Popen) -> tuple[int, float]:
-    """(exit code, peak RSS in MB) of that child alone (os.wait4, not RUSAGE_CHILDREN)."""
+def wait_child(proc: subprocess.Popen) -> tuple[int, float, float]:
+    """(exit code, peak RSS in MB, CPU seconds) of that child alone (os.wait4, not
+    RUSAGE_CHILDREN). The CPU time says what the wall time would be on an idle machine."""
     _, status, ru = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, ru.ru_maxrss / 1024
+    return proc.returncode, ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime
 
 
 class Bench:
@@ -133,10 +135,10 @@ class Bench:
     def run(self, what: str, argv: list[str], out: Path | None = None, note: str = "") -> Result:
         print(f"-> {what}: modem-dialer {' '.join(argv)}", flush=True)
         t = time.perf_counter()
-        rc, peak = wait_child(self.spawn(argv, out))
-        r = Result(what, time.perf_counter() - t, peak, rc, note)
+        rc, peak, cpu = wait_child(self.spawn(argv, out))
+        r = Result(what, time.perf_counter() - t, peak, rc, note, cpu)
         self.results.append(r)
-        print(f"   {r.wall_s:.1f} s, peak RSS {r.peak_mb:.0f} MB, exit {rc}", flush=True)
+        print(f"   {r.wall_s:.1f} s (CPU {cpu:.1f} s), peak RSS {r.peak_mb:.0f} MB, exit {rc}", flush=True)
         return r
 
     def stop_after(self, what: str, argv: list[str], seconds: float, sig: int, started: str) -> Result:
@@ -151,8 +153,8 @@ class Bench:
         startup = time.perf_counter() - t
         time.sleep(seconds)
         p.send_signal(sig)
-        rc, peak = wait_child(p)
-        r = Result(what, time.perf_counter() - t, peak, rc, f"start-up {startup:.1f} s, signal {seconds:g} s later")
+        rc, peak, cpu = wait_child(p)
+        r = Result(what, time.perf_counter() - t, peak, rc, f"start-up {startup:.1f} s, signal {seconds:g} s later", cpu)
         self.results.append(r)
         print(f"   {r.wall_s:.1f} s, peak RSS {r.peak_mb:.0f} MB, exit {rc}", flush=True)
         return r
@@ -228,9 +230,9 @@ def serve_phase(b: Bench, port: int) -> None:
         gets.append(("/console/api/campaigns/big/report.csv (whole campaign)", time.perf_counter() - t1, size))
         hwm["+ console CSV export"] = vm_hwm_mb(p.pid)
     p.send_signal(signal.SIGTERM)
-    rc, peak = wait_child(p)
+    rc, peak, cpu = wait_child(p)
     b.results.append(Result("serve (console, campaign, GETs)", time.perf_counter() - t0, peak, rc,
-                            "VmHWM " + ", ".join(f"{k} {v:.0f} MB" for k, v in hwm.items())))
+                            "VmHWM " + ", ".join(f"{k} {v:.0f} MB" for k, v in hwm.items()), cpu))
     print(f"   serve exit {rc}, peak RSS {peak:.0f} MB; " + b.results[-1].note, flush=True)
     worst: dict[str, tuple[float, int, int]] = {}
     for path, dt, size in gets:
@@ -258,6 +260,7 @@ def main() -> None:
         args.keep = True
         (d / "stderr.txt").unlink(missing_ok=True)
     sim = None
+    load0 = os.getloadavg()[0]
     try:
         b = Bench(args, d)
         if not args.reuse:
@@ -278,7 +281,7 @@ def main() -> None:
 
         if not args.reuse:
             r = b.run("campaign import", ["campaign", "import", str(d / "big.yaml")])
-            r.note = f"{args.rows / r.wall_s:,.0f} rows/s; db {(d / 'big.db').stat().st_size / 1e9:.2f} GB"
+            r.note = f"{args.rows / r.wall_s:,.0f} rows/s ({args.rows / r.cpu_s:,.0f} per CPU s); db {(d / 'big.db').stat().st_size / 1e9:.2f} GB"
             print("   " + (d / "stdout.txt").read_text().strip().splitlines()[-1], flush=True)
         b.run("campaign status", ["campaign", "status", "big"])
         b.run("campaign status --json", ["campaign", "status", "big", "--json"])
@@ -301,12 +304,13 @@ def main() -> None:
             serve_phase(b, port)
             b.run("campaign pause (after serve)", ["campaign", "pause", "big"])
             b.results[-1].note = calls_so_far(b)
+        print(f"\nload average now {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (at the start {load0:.1f})")
         db_mb = sum(p.stat().st_size for p in d.glob("big.db*")) / 1e6
-        print(f"\n{args.rows:,} contacts; database {db_mb:,.0f} MB (with -wal)")
-        print(f"{'process':36} {'wall s':>8} {'peak RSS MB':>12} {'exit':>5}  note")
+        print(f"{args.rows:,} contacts; database {db_mb:,.0f} MB (with -wal)")
+        print(f"{'process':36} {'wall s':>8} {'CPU s':>7} {'peak RSS MB':>12} {'exit':>5}  note")
         for r in b.results:
             flag = "" if r.peak_mb <= GOAL_MB else f"  OVER {GOAL_MB} MB"
-            print(f"{r.what:36} {r.wall_s:8.1f} {r.peak_mb:12.0f} {r.rc:5}  {r.note}{flag}")
+            print(f"{r.what:36} {r.wall_s:8.1f} {r.cpu_s:7.1f} {r.peak_mb:12.0f} {r.rc:5}  {r.note}{flag}")
         worst = max(b.results, key=lambda r: r.peak_mb)
         print(f"worst peak: {worst.peak_mb:.0f} MB ({worst.what}); goal ≤ {GOAL_MB} MB: "
               f"{'met' if worst.peak_mb <= GOAL_MB else 'NOT met'}")
