@@ -370,6 +370,8 @@ def main() -> None:
                          args.seconds, signal.SIGINT, started=" line(s): ")
             b.results[-1].note += "; " + calls_so_far(b)
         if "serve" not in args.skip:
+            if args.reuse:                  # the last run ended with a pause
+                b.run("campaign resume", ["campaign", "resume", "big"])
             serve_phase(b, port)
             b.run("campaign pause (after serve)", ["campaign", "pause", "big"])
             b.results[-1].note = calls_so_far(b)
