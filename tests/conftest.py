@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# shared helpers live in helpers.py; test modules long imported them from here
+from helpers import run_cli, run_cli_process, start_cli, wait_until  # noqa: F401
+
 from modem_dialer.modems.options import ModemConfig
 from modem_dialer.sim.callee import Scenario
 from modem_dialer.sim.sim_bank import SimBank, SimSpec
@@ -81,35 +84,3 @@ def modem_config(bank: SimBank, i: int = 0, **over) -> ModemConfig:
     entry = bank.modems_config()[i]
     entry.update(over)
     return ModemConfig(**entry)
-
-
-async def run_cli(*args: str, env: dict | None = None, stdin: str | None = None,
-                  timeout: float = 40) -> tuple[int, str, str]:
-    """Run ``modem-dialer ARGS`` as a user would, in a subprocess, while the test's event loop
-    keeps serving the simulated bank. Returns (exit code, stdout, stderr)."""
-    import os
-    import sys
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", *args, env={**os.environ, **(env or {})},
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
-    finally:
-        # A test that times out or fails must not leave the command running: an orphaned `call` on an
-        # unpaced ALSA file PCM grows without bound and an orphaned `serve` keeps its modems busy.
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def wait_until(pred, timeout: float = 15.0) -> None:
-    """Poll ``pred`` every 20 ms until it is true (a test waits on the state it needs, not a
-    fixed sleep); fails the test after ``timeout`` s."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.02)

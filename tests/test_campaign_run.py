@@ -7,8 +7,8 @@ import itertools
 import json
 import signal
 import sqlite3
-import sys
 
+import helpers
 import yaml
 from conftest import wait_until
 
@@ -31,15 +31,12 @@ def setup(tmp_path, bank, numbers: list[str], *, message_s: float = 0.3, extra: 
 
 
 async def start_cli(cfg, *args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", "--config", str(cfg), *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    """A real process: for signals, and for a campaign other commands act on meanwhile."""
+    return await helpers.start_cli("--config", str(cfg), *args)
 
 
 async def run_cli(cfg, *args: str, timeout: float = 30) -> tuple[int, str, str]:
-    proc = await start_cli(cfg, *args)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    return proc.returncode, out.decode(), err.decode()
+    return await helpers.run_cli("--config", str(cfg), *args, timeout=timeout)
 
 
 def db(tmp_path) -> sqlite3.Connection:
@@ -141,10 +138,16 @@ async def test_pause_and_resume_from_another_process(make_bank, tmp_path):
     await wait_for(lambda: calls() >= 1)
     rc, out, err = await run_cli(cfg, "campaign", "pause", "test")
     assert rc == 0 and "test: paused" in out, err
-    await asyncio.sleep(1.0)            # the call in progress may finish; no new one starts
-    n = calls()
+
+    def acknowledged() -> bool:
+        """The runner saw the pause (its own 'paused' row) and the call in progress has ended."""
+        return (conn.execute("SELECT 1 FROM campaign_log WHERE kind = 'control' AND verdict = 'paused'").fetchone()
+                is not None and conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0)
+    await wait_for(acknowledged)
+    n, dialed = calls(), conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+    # no new one starts: a dial adds its row at once; the paused runner looks again every 1 s (its poll)
     await asyncio.sleep(1.2)
-    assert calls() == n < len(nums)
+    assert calls() == n < len(nums) and conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == dialed
     assert conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0
     rc, out, _ = await run_cli(cfg, "campaign", "status", "test", "--json")
     st = json.loads(out)
