@@ -123,10 +123,9 @@ async def test_full_campaign_outcomes_retries_opt_out_and_report(make_bank, tmp_
 
 async def test_pause_and_resume_from_another_process(make_bank, tmp_path):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
-    # long enough that the pause (a new process, slow to start on a loaded machine) lands
-    # mid-campaign: calls no longer sit out 0.5 s of fixed sleeps each
+    # long enough that the pause (in-process: no interpreter to start) lands mid-campaign
     nums = [f"+3361234500{i}" for i in range(8)]
-    cfg, camp = setup(tmp_path, bank, nums, message_s=1.0)
+    cfg, camp = setup(tmp_path, bank, nums, message_s=0.5)
     proc = await start_cli(cfg, "campaign", "run", str(camp))
     conn = db(tmp_path)
 

@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import invoke_cli
 from test_campaign_run import wav
 from test_service_alerts import ALICE, TOKEN, write_config
 
@@ -112,19 +113,15 @@ async def phone_shots(browser, base: str, cookies: list, hashes: list[tuple[str,
 
 def cli_import_errors(loaded: LoadedConfig, files: dict[str, Path], tmp: Path) -> list[str]:
     """What `modem-dialer campaign import` prints for the same files (on a scratch database)."""
-    import subprocess
-    import sys
-
     import yaml
 
     cfg = yaml.safe_load(Path(loaded.path).read_text())
     cfg["database"] = str(tmp / "cli.db")
     (tmp / "cli.yaml").write_text(yaml.safe_dump(cfg))
-    r = subprocess.run([sys.executable, "-m", "modem_dialer.cli", "--config", str(tmp / "cli.yaml"), "campaign",
-                        "import", files["campaign"].name], cwd=files["campaign"].parent, capture_output=True,
-                       text=True, timeout=60)
+    _rc, _out, err = invoke_cli("--config", str(tmp / "cli.yaml"), "campaign", "import", files["campaign"].name,
+                                cwd=files["campaign"].parent)
     # the CLI names the files by their full path on the host; the console by the names uploaded
-    return [ln.replace(str(files["campaign"].parent) + "/", "") for ln in r.stderr.splitlines()
+    return [ln.replace(str(files["campaign"].parent) + "/", "") for ln in err.splitlines()
             if re.match(r"\S+:\d+: ", ln)]
 
 

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import yaml
 from gsmmodem.pdu import decodeSmsPdu
+from helpers import wait_until
 
 from modem_dialer.config import LoadedConfig, load_config
 from modem_dialer.service.service import Service
@@ -127,7 +128,8 @@ async def test_acknowledged_by_the_first_person(make_bank, tmp_path, services):
     # the same key while it is live: no second alert, no second call
     status, r2 = await api.req("POST", "/v1/alerts", {"text": "Disk full on db1", "dedup_key": "db1-disk"})
     assert status == 200 and r2 == {**r2, "id": r["id"], "created": False}
-    await asyncio.sleep(1.5)                      # longer than the step delay: bob must not be called
+    # the escalation is over (its task ended: no step is left to call bob), not just late
+    await wait_until(lambda: svc.runner.queue_length == 0)
     assert called(bank) == [ALICE]
     events = svc.runner.journal.events_of(a["calls"][0]["id"])
     ack = [e for e in events if e["kind"] == "alert"]
@@ -206,7 +208,8 @@ async def test_alertmanager_firing_then_resolved_makes_one_call_and_stops(make_b
     assert a["policy"] == "dba" and a["text"] == "Disk full on db1" and a["status"] == "open"
     status, res = await api.req("POST", "/v1/alertmanager", am_payload("resolved"))
     assert status == 200 and res["resolved"] == r["id"]
-    await asyncio.sleep(2.0)                       # past the step delay: bob is not called
+    # the escalation is over (its task ended before the step delay: bob is never called)
+    await wait_until(lambda: svc.runner.queue_length == 0)
     a = (await api.req("GET", f"/v1/alerts/{r['id']}"))[1]
     assert a["status"] == "resolved" and called(bank) == [ALICE]
 
