@@ -34,6 +34,39 @@ def _children() -> set[int]:
     return found
 
 
+# ---- the long tests start first ---------------------------------------------------------
+# xdist hands out the first tests one per worker in collection order: a 40 s test collected
+# last would run alone at the end while the other workers sit idle. So the tests that took
+# longest in the last run here (pytest's cache) come first, then those marked `slow` (for a
+# fresh clone), then the rest in their usual order.
+_DURATIONS_KEY = "modem-dialer/durations"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cache = getattr(config, "cache", None)
+    last: dict[str, float] = cache.get(_DURATIONS_KEY, {}) if cache is not None else {}
+    order = {id(it): i for i, it in enumerate(items)}
+    items.sort(key=lambda it: (-last.get(it.nodeid, 0.0), it.get_closest_marker("slow") is None, order[id(it)]))
+
+
+_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # in the controller too, where xdist replays the workers' reports
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    cache = getattr(session.config, "cache", None)
+    if cache is None or hasattr(session.config, "workerinput") or not _durations:
+        return
+    # the slow ones only (what the order needs), merged with what this run did not run
+    kept = {k: v for k, v in cache.get(_DURATIONS_KEY, {}).items() if k not in _durations}
+    kept.update({k: round(v, 2) for k, v in _durations.items() if v >= 1.0})
+    cache.set(_DURATIONS_KEY, kept)
+
+
 @pytest.fixture(autouse=True)
 def _no_leftover_processes():
     """A test that fails or times out must not leave its `serve`, `call` or simulator running:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 from conftest import run_cli
 from test_service_alerts import ALICE, TOKEN, called, services, write_config  # noqa: F401 (fixture)
 
@@ -20,6 +21,7 @@ def free_port() -> int:
 SINGLE = {"default": {"steps": [{"to": "alice"}], "sms_fallback": False, "message_repeat": 1}}
 
 
+@pytest.mark.slow
 async def test_wait_exit_codes_through_the_service(make_bank, tmp_path, services):  # noqa: F811
     bank = await make_bank("quectel", Scenario(numbers={ALICE: Callee(answer_after=0.1, keys=[(0.3, "1")])}))
     (tmp_path / "token").write_text(TOKEN + "\n")

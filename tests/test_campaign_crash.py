@@ -15,6 +15,7 @@ import sys
 import wave
 
 import numpy as np
+import pytest
 import yaml
 
 N_CONTACTS = 24
@@ -25,6 +26,7 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "modem_dialer.cli", *args]
 
 
+@pytest.mark.slow
 async def test_kill_9_at_random_points_then_resume(tmp_path):
     rng = random.Random()
     seed = rng.randrange(1 << 30)

@@ -56,6 +56,7 @@ async def hold_lock(db: Path, seconds: float) -> asyncio.subprocess.Process:
     return proc
 
 
+@pytest.mark.slow
 async def test_a_10s_lock_by_another_process_delays_writes_and_loses_nothing(make_bank, tmp_path):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     numbers = [f"+3361234520{i}" for i in range(8)]
@@ -76,6 +77,7 @@ async def test_a_10s_lock_by_another_process_delays_writes_and_loses_nothing(mak
     assert n_calls(conn, "outcome IS NULL") == 0 and n_calls(conn) == len(numbers)
 
 
+@pytest.mark.slow
 async def test_a_lock_past_the_limit_stops_the_run_cleanly(make_bank, tmp_path):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     numbers = [f"+3361234530{i}" for i in range(10)]
@@ -141,6 +143,7 @@ def fill(directory: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 async def test_a_full_disk_hangs_up_stops_and_says_so_in_one_line(make_bank, tmp_path, small_fs):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     numbers = [f"+3361234540{i}" for i in range(10)]

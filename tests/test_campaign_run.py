@@ -9,6 +9,7 @@ import signal
 import sqlite3
 
 import helpers
+import pytest
 import yaml
 from conftest import wait_until
 
@@ -55,6 +56,7 @@ wait_for = wait_until
 ANSWER, BUSY, NOANS, INVALID, OPTOUT, SUPP, KEYS = (f"+3361234567{i}" for i in range(7))
 
 
+@pytest.mark.slow
 async def test_full_campaign_outcomes_retries_opt_out_and_report(make_bank, tmp_path):
     sc = Scenario(default=Callee("answer", answer_after=0.1), numbers={
         BUSY: Callee("busy", end_after=0.1),
@@ -121,6 +123,7 @@ async def test_full_campaign_outcomes_retries_opt_out_and_report(make_bank, tmp_
     assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 9
 
 
+@pytest.mark.slow
 async def test_pause_and_resume_from_another_process(make_bank, tmp_path):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
     # long enough that the pause (in-process: no interpreter to start) lands mid-campaign
@@ -161,6 +164,7 @@ async def test_pause_and_resume_from_another_process(make_bank, tmp_path):
     assert "paused by operator" in kinds and "paused" in kinds and "resumed" in kinds and kinds[-1] == "done"
 
 
+@pytest.mark.slow
 async def test_graceful_stop_lets_calls_finish_and_second_signal_hangs_up(make_bank, tmp_path):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     nums = [f"+3361234510{i}" for i in range(6)]

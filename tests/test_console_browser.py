@@ -125,6 +125,7 @@ def cli_import_errors(loaded: LoadedConfig, files: dict[str, Path], tmp: Path) -
             if re.match(r"\S+:\d+: ", ln)]
 
 
+@pytest.mark.slow
 async def test_operator_console_end_to_end(console, browser):
     svc, loaded, tmp = console
     base = f"http://127.0.0.1:{svc.port}"

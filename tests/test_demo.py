@@ -6,7 +6,10 @@ import sqlite3
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_demo_calls_everyone_and_journals_it(tmp_path):
     r = subprocess.run([sys.executable, "-m", "modem_dialer.cli", "demo", "--dir", str(tmp_path)],
                        capture_output=True, text=True, timeout=120)

@@ -159,6 +159,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 async def test_campaign_run_submits_to_a_running_service(make_bank, tmp_path, services):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     loaded, camp = service_setup(tmp_path, bank, [ANSWER, KEYS, BUSY], port=free_port(), token=TOKEN)
@@ -208,6 +209,7 @@ async def test_service_restart_resumes_the_campaign(make_bank, tmp_path, service
     assert sorted(x["number"] for x in calls) == sorted(MANY)    # nobody called twice
 
 
+@pytest.mark.slow
 async def test_pause_and_resume_through_the_database(make_bank, tmp_path, services):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
     # long enough that the pause (in-process: no interpreter to start) lands mid-campaign
@@ -240,6 +242,7 @@ async def serve(loaded: LoadedConfig) -> asyncio.subprocess.Process:
     return proc
 
 
+@pytest.mark.slow
 async def test_serve_killed_mid_campaign_resumes_on_restart(make_bank, tmp_path):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
     loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.8, port=free_port())
