@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 from pathlib import Path
 
@@ -65,6 +66,31 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     kept = {k: v for k, v in cache.get(_DURATIONS_KEY, {}).items() if k not in _durations}
     kept.update({k: round(v, 2) for k, v in _durations.items() if v >= 1.0})
     cache.set(_DURATIONS_KEY, kept)
+
+
+# ---- randomised tests: the seed is printed with a failure ----------------------------------
+SEED_ENV = "MODEM_DIALER_TEST_SEED"
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> random.Random:
+    """A ``random.Random`` for a randomised test: seeded from $MODEM_DIALER_TEST_SEED (to replay a
+    failure) or afresh; a failing test shows its seed (hypothesis prints its own)."""
+    seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(1 << 30))
+    request.node.stash[_seed_key] = seed
+    return random.Random(seed)
+
+
+_seed_key = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    seed = item.stash.get(_seed_key, None)
+    if seed is not None and report.failed:
+        report.sections.append(("random seed", f"replay with {SEED_ENV}={seed}"))
+    return report
 
 
 @pytest.fixture(autouse=True)
