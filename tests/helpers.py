@@ -123,9 +123,10 @@ async def run_cli_process(*args: str, env: dict | None = None, stdin: str | None
     return proc.returncode, out.decode(), err.decode()
 
 
-async def wait_until(pred: Callable[[], object], timeout: float = 15.0) -> None:
+async def wait_until(pred: Callable[[], object], timeout: float = 30.0) -> None:
     """Poll ``pred`` every 20 ms until it is true (a test waits on the state it needs, not a
-    fixed sleep); fails the test after ``timeout`` s."""
+    fixed sleep); fails the test after ``timeout`` s, a bound for a machine under heavy load
+    (eight test suites at once on 2 cores), never a wait when things go well."""
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while not pred():

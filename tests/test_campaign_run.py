@@ -240,7 +240,7 @@ async def test_limits_rest_a_line_and_failures_take_it_out(make_bank, tmp_path):
             return conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NOT NULL").fetchone()[0]
         except sqlite3.OperationalError:
             return 0
-    await wait_for(lambda: n_calls() >= 3, 20)
+    await wait_for(lambda: n_calls() >= 3)
     await asyncio.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     out, _err = await asyncio.wait_for(proc.communicate(), 15)

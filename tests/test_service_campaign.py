@@ -238,7 +238,8 @@ async def serve(loaded: LoadedConfig) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "modem_dialer.cli", "--config", str(loaded.path), "serve",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    await wait_for(lambda: Client.from_config(loaded.config).running(), timeout=10)
+    await wait_for(lambda: Client.from_config(loaded.config).running() or proc.returncode is not None)
+    assert proc.returncode is None, "serve exited at start"
     return proc
 
 
