@@ -1,19 +1,30 @@
 """Helpers shared by test modules (fixtures stay in conftest.py): the command line run
-in-process or as a real process, and waiting on a condition instead of sleeping."""
+in-process or as a real process, waiting on a condition instead of sleeping, the alerting
+service's config and API client, a campaign's files, a free port, a database locker."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
+import socket
+import sqlite3
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aiohttp
+import yaml
 from click.testing import CliRunner
+
+from modem_dialer.config import LoadedConfig, load_config
+from modem_dialer.service.service import Service
+from modem_dialer.sim.voice import write_tone_wav as wav
 
 # One in-process command at a time: click's runner swaps sys.stdin/stdout/stderr and
 # os.environ for the whole process while a command runs. A second one waits its turn; a
@@ -132,3 +143,126 @@ async def wait_until(pred: Callable[[], object], timeout: float = 30.0) -> None:
     while not pred():
         assert loop.time() < end, "condition not met in time"
         await asyncio.sleep(0.02)
+
+
+# ---- a free port, another process's database lock ------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# another process holds the database's write lock: ``python -c LOCKER DB SECONDS`` prints
+# "locked" once it holds it
+LOCKER = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN IMMEDIATE")
+c.execute("INSERT INTO modem_state (name, status) VALUES ('locker', 'ready')")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+c.execute("COMMIT")
+"""
+
+
+# ---- the alerting service: people, config, API client (were in test_service_alerts.py) ------
+ALICE, BOB, CAROL = "+33612345601", "+33612345602", "+33612345603"
+CACHE = Path("/tmp/modem-dialer-test-tts-cache")     # shared across tests: one TTS run per text
+TOKEN = "s3cret-token"
+
+
+def alerting(**over) -> dict:
+    base = {
+        "people": {"alice": ALICE, "bob": BOB, "carol": CAROL},
+        "groups": {"dba": ["alice", "bob"]},
+        "policies": {
+            "default": {"steps": [{"to": "alice", "delay": 1.0}, {"to": "bob", "delay": 1.0}],
+                        "message_repeat": 2, "sms_fallback": False},
+        },
+        "api": {"port": 0},
+    }
+    base.update(over)
+    return base
+
+
+def write_config(bank, tmp_path: Path, **alerting_over) -> LoadedConfig:
+    doc = yaml.safe_load(bank.config_yaml(database=str(tmp_path / "j.db")))
+    doc["cache_dir"] = str(CACHE)
+    doc["alerting"] = alerting(**alerting_over)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return load_config(str(path))
+
+
+class Api:
+    def __init__(self, svc: Service, token: str | None = None) -> None:
+        self.base = f"http://127.0.0.1:{svc.port}"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def req(self, method: str, path: str, body=None, *, headers=None, raw: bytes | None = None):
+        h = {**self.headers, **(headers or {})}
+        async with aiohttp.ClientSession() as s, s.request(
+                method, self.base + path, json=body if raw is None else None, data=raw, headers=h) as r:
+            text = await r.text()
+            try:
+                return r.status, json.loads(text)
+            except ValueError:
+                return r.status, text
+
+    async def wait(self, path: str, pred, timeout: float = 15.0) -> dict:
+        """GET ``path`` until ``pred(body)``; fails with the last body after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = await self.req("GET", path)
+            assert status == 200, body
+            if pred(body):
+                return body
+            assert time.monotonic() < deadline, f"{path} never reached the expected state: {body}"
+            await asyncio.sleep(0.1)
+
+    async def wait_alert(self, alert_id: int, pred, timeout: float = 15.0) -> dict:
+        return await self.wait(f"/v1/alerts/{alert_id}", pred, timeout)
+
+
+def called(bank) -> list[str]:
+    return [c.number for m in bank.modems for c in m.calls]
+
+
+def acked(a: dict) -> bool:
+    return a["status"] == "acknowledged"
+
+
+def settled(n: int):
+    """Acknowledged and the n-th attempt recorded (the ack lands before the call hangs up)."""
+    return lambda a: acked(a) and len(a["history"]) >= n
+
+
+def over(a: dict) -> bool:
+    return a["status"] != "open" or a["result"] is not None
+
+
+# ---- a campaign's files and its database (were in test_campaign_run.py) --------------------
+def setup(tmp_path, bank, numbers: list[str], *, message_s: float = 0.3, extra: str = "", limits=None) -> tuple:
+    """config.yaml on ``bank`` (database dialer.db), a ``message_s`` hello.wav, contacts.csv and
+    camp.yaml (campaign "test") in ``tmp_path``; returns (config path, campaign path)."""
+    cfg = tmp_path / "config.yaml"
+    data = yaml.safe_load(bank.config_yaml(database=str(tmp_path / "dialer.db")))
+    if limits:
+        data["limits"] = limits
+    cfg.write_text(yaml.safe_dump(data))
+    wav(tmp_path / "hello.wav", message_s)
+    (tmp_path / "contacts.csv").write_text("number,name\n" + "".join(f"{n},N{i}\n" for i, n in enumerate(numbers)))
+    camp = tmp_path / "camp.yaml"
+    camp.write_text("name: test\ncontacts: contacts.csv\nmessage: hello.wav\npurpose: informational\nrules: none\n"
+                    + extra)
+    return cfg, camp
+
+
+def db(tmp_path) -> sqlite3.Connection:
+    conn = sqlite3.connect(tmp_path / "dialer.db")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def contacts(conn) -> dict[str, dict]:
+    return {r["number"]: dict(r) for r in conn.execute("SELECT * FROM contacts")}

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import run_cli
-from test_campaign_run import contacts, start_cli, wait_for, wav
-from test_store_writer import LOCKER
+from helpers import LOCKER, contacts, run_cli, wav
+from helpers import wait_until as wait_for
+from test_campaign_run import start_cli
 
 from modem_dialer.sim.callee import Callee, Scenario
 

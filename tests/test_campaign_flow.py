@@ -7,7 +7,8 @@ import json
 
 import pytest
 import yaml
-from test_campaign_run import db, run_cli
+from helpers import db
+from test_campaign_run import run_cli
 
 from modem_dialer.sim.callee import Callee, Scenario
 

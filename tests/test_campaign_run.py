@@ -12,23 +12,9 @@ import helpers
 import pytest
 import yaml
 from conftest import wait_until
+from helpers import contacts, db, setup, wav  # noqa: F401  (some test modules import them from here)
 
 from modem_dialer.sim.callee import Callee, Scenario
-from modem_dialer.sim.voice import write_tone_wav as wav  # other test modules import it from here
-
-
-def setup(tmp_path, bank, numbers: list[str], *, message_s: float = 0.3, extra: str = "", limits=None) -> tuple:
-    cfg = tmp_path / "config.yaml"
-    data = yaml.safe_load(bank.config_yaml(database=str(tmp_path / "dialer.db")))
-    if limits:
-        data["limits"] = limits
-    cfg.write_text(yaml.safe_dump(data))
-    wav(tmp_path / "hello.wav", message_s)
-    (tmp_path / "contacts.csv").write_text("number,name\n" + "".join(f"{n},N{i}\n" for i, n in enumerate(numbers)))
-    camp = tmp_path / "camp.yaml"
-    camp.write_text("name: test\ncontacts: contacts.csv\nmessage: hello.wav\npurpose: informational\nrules: none\n"
-                    + extra)
-    return cfg, camp
 
 
 async def start_cli(cfg, *args: str) -> asyncio.subprocess.Process:
@@ -38,16 +24,6 @@ async def start_cli(cfg, *args: str) -> asyncio.subprocess.Process:
 
 async def run_cli(cfg, *args: str, timeout: float = 30) -> tuple[int, str, str]:
     return await helpers.run_cli("--config", str(cfg), *args, timeout=timeout)
-
-
-def db(tmp_path) -> sqlite3.Connection:
-    conn = sqlite3.connect(tmp_path / "dialer.db")
-    conn.row_factory = sqlite3.Row
-    return conn
-
-
-def contacts(conn) -> dict[str, dict]:
-    return {r["number"]: dict(r) for r in conn.execute("SELECT * FROM contacts")}
 
 
 wait_for = wait_until

@@ -15,9 +15,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import invoke_cli, wait_until
-from test_campaign_run import wav
-from test_service_alerts import ALICE, TOKEN, write_config
+from helpers import ALICE, TOKEN, invoke_cli, wait_until, wav, write_config
 
 from modem_dialer.config import LoadedConfig
 from modem_dialer.service.console import app as console_app

@@ -8,8 +8,7 @@ import signal
 import sys
 
 import aiohttp
-from test_alert_cli import free_port
-from test_service_alerts import write_config
+from helpers import free_port, write_config
 
 from modem_dialer.service.bank import Bank, Priority
 from modem_dialer.store import modem_states, open_db

@@ -9,8 +9,9 @@ import socket
 import sys
 
 import pytest
-from test_campaign_run import contacts, run_cli, setup, wait_for, wav
-from test_service_alerts import ALICE, BOB, TOKEN, Api, acked, write_config
+from helpers import ALICE, BOB, TOKEN, Api, acked, contacts, setup, wav, write_config
+from helpers import wait_until as wait_for
+from test_campaign_run import run_cli
 
 from modem_dialer.config import LoadedConfig, load_config
 from modem_dialer.errors import UserError
