@@ -24,8 +24,8 @@ import yaml
 
 from modem_dialer.config import load_config
 from modem_dialer.service.service import Service
-from modem_dialer.sim.bank import SimBank
 from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.sim.sim_bank import SimBank
 from modem_dialer.sim.voice import write_tone_wav
 
 TOKEN = "screenshot-token"
