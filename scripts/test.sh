@@ -10,4 +10,6 @@ unset PYTHONDONTWRITEBYTECODE
 .venv/bin/ruff check .
 .venv/bin/mypy modem_dialer   # settings in pyproject.toml [tool.mypy]
 # four workers (see pyproject: the tests wait more than they compute); the slowest are listed
-exec .venv/bin/python -m pytest -q -n 4 --durations=10 "$@"
+# --tb=native: on CPython 3.11.7 pytest's own traceback formatting can die in ast.parse
+# ("AST constructor recursion depth mismatch") and take the whole xdist run down with it
+exec .venv/bin/python -m pytest -q -n 4 --tb=native --durations=10 "$@"
