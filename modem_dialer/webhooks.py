@@ -17,7 +17,6 @@ HMAC-SHA256(secret, ``"<t>.<raw body>"``), as Stripe does; docs/api.md shows how
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
@@ -101,8 +100,13 @@ class Webhooks:
                     await self._deliver(session, item)
                 nxt = self.outbox.next_due_at()
                 wait = IDLE_POLL if nxt is None else max(0.0, (from_ts(nxt) - utc_now()).total_seconds())
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._kick.wait(), min(wait, IDLE_POLL))
+                # not wait_for(): on Python < 3.12 a cancel that lands as the event is set is
+                # lost, and the service's stop waits for this worker forever (seen in the tests)
+                kicked = asyncio.ensure_future(self._kick.wait())
+                try:
+                    await asyncio.wait({kicked}, timeout=min(wait, IDLE_POLL))
+                finally:
+                    kicked.cancel()
 
     async def _deliver(self, session: aiohttp.ClientSession, item: OutboxItem) -> None:
         target = self._target(item.url)

@@ -19,10 +19,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
-# setuptools warns about editable installs on stderr at every run: keep the output to what matters
-if ! out=$(PYTHONWARNINGS=ignore .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1); then
-  echo "$out" >&2
-  echo "setup: pip install failed" >&2
-  exit 1
+# pip resolves the dependencies again at each run (7 s of CPU): skip it while pyproject.toml is
+# the one last installed (the editable install follows the source tree by itself)
+stamp=.venv/.installed-pyproject.sha256
+if ! sha256sum --status -c "$stamp" 2>/dev/null; then
+  # setuptools warns about editable installs on stderr at every run: keep the output to what matters
+  if ! out=$(PYTHONWARNINGS=ignore .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1); then
+    echo "$out" >&2
+    echo "setup: pip install failed" >&2
+    exit 1
+  fi
+  echo "$out" | grep -v "^WARNING: Location" | grep . || true
+  sha256sum pyproject.toml > "$stamp"
 fi
-echo "$out" | grep -v "^WARNING: Location" | grep . || true

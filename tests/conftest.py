@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
 from pathlib import Path
 
 import pytest
+
+# shared helpers live in helpers.py; test modules long imported them from here
+from helpers import run_cli, run_cli_process, start_cli, wait_until  # noqa: F401
 
 from modem_dialer.modems.options import ModemConfig
 from modem_dialer.sim.callee import Scenario
@@ -29,6 +33,64 @@ def _children() -> set[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == me:
                 found.add(int(d.name))
     return found
+
+
+# ---- the long tests start first ---------------------------------------------------------
+# xdist hands out the first tests one per worker in collection order: a 40 s test collected
+# last would run alone at the end while the other workers sit idle. So the tests that took
+# longest in the last run here (pytest's cache) come first, then those marked `slow` (for a
+# fresh clone), then the rest in their usual order.
+_DURATIONS_KEY = "modem-dialer/durations"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    cache = getattr(config, "cache", None)
+    last: dict[str, float] = cache.get(_DURATIONS_KEY, {}) if cache is not None else {}
+    order = {id(it): i for i, it in enumerate(items)}
+    items.sort(key=lambda it: (-last.get(it.nodeid, 0.0), it.get_closest_marker("slow") is None, order[id(it)]))
+
+
+_durations: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    # in the controller too, where xdist replays the workers' reports
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    cache = getattr(session.config, "cache", None)
+    if cache is None or hasattr(session.config, "workerinput") or not _durations:
+        return
+    # the slow ones only (what the order needs), merged with what this run did not run
+    kept = {k: v for k, v in cache.get(_DURATIONS_KEY, {}).items() if k not in _durations}
+    kept.update({k: round(v, 2) for k, v in _durations.items() if v >= 1.0})
+    cache.set(_DURATIONS_KEY, kept)
+
+
+# ---- randomised tests: the seed is printed with a failure ----------------------------------
+SEED_ENV = "MODEM_DIALER_TEST_SEED"
+
+
+@pytest.fixture
+def rng(request: pytest.FixtureRequest) -> random.Random:
+    """A ``random.Random`` for a randomised test: seeded from $MODEM_DIALER_TEST_SEED (to replay a
+    failure) or afresh; a failing test shows its seed (hypothesis prints its own)."""
+    seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(1 << 30))
+    request.node.stash[_seed_key] = seed
+    return random.Random(seed)
+
+
+_seed_key = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    report = yield
+    seed = item.stash.get(_seed_key, None)
+    if seed is not None and report.failed:
+        report.sections.append(("random seed", f"replay with {SEED_ENV}={seed}"))
+    return report
 
 
 @pytest.fixture(autouse=True)
@@ -120,35 +182,3 @@ def modem_config(bank: SimBank, i: int = 0, **over) -> ModemConfig:
     entry = bank.modems_config()[i]
     entry.update(over)
     return ModemConfig(**entry)
-
-
-async def run_cli(*args: str, env: dict | None = None, stdin: str | None = None,
-                  timeout: float = 40) -> tuple[int, str, str]:
-    """Run ``modem-dialer ARGS`` as a user would, in a subprocess, while the test's event loop
-    keeps serving the simulated bank. Returns (exit code, stdout, stderr)."""
-    import os
-    import sys
-
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", *args, env={**os.environ, **(env or {})},
-        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)
-    finally:
-        # A test that times out or fails must not leave the command running: an orphaned `call` on an
-        # unpaced ALSA file PCM grows without bound and an orphaned `serve` keeps its modems busy.
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    return proc.returncode, out.decode(), err.decode()
-
-
-async def wait_until(pred, timeout: float = 15.0) -> None:
-    """Poll ``pred`` every 20 ms until it is true (a test waits on the state it needs, not a
-    fixed sleep); fails the test after ``timeout`` s."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.02)

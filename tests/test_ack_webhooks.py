@@ -10,8 +10,8 @@ import json
 import test_service_campaign
 import yaml
 from conftest import run_cli
-from test_campaign_run import wait_for
-from test_service_alerts import ALICE, BOB, Api, write_config
+from helpers import ALICE, BOB, Api, write_config
+from helpers import wait_until as wait_for
 from test_service_campaign import rows
 
 from modem_dialer.config import load_config

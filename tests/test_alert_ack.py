@@ -4,7 +4,8 @@ that notifies again (a real HTTP server on localhost, the simulated bank, real S
 from __future__ import annotations
 
 from conftest import run_cli
-from test_service_alerts import ALICE, Api, called, services, write_config  # noqa: F401
+from helpers import ALICE, Api, called, write_config
+from test_service_alerts import services  # noqa: F401
 
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import Alerts, open_db

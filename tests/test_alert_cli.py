@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-
+import pytest
 from conftest import run_cli
-from test_service_alerts import ALICE, TOKEN, called, services, write_config  # noqa: F401 (fixture)
+from helpers import ALICE, TOKEN, called, free_port, write_config
+from test_service_alerts import services  # noqa: F401 (fixture)
 
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import Alerts, open_db
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 SINGLE = {"default": {"steps": [{"to": "alice"}], "sms_fallback": False, "message_repeat": 1}}
 
 
+@pytest.mark.slow
 async def test_wait_exit_codes_through_the_service(make_bank, tmp_path, services):  # noqa: F811
     bank = await make_bank("quectel", Scenario(numbers={ALICE: Callee(answer_after=0.1, keys=[(0.3, "1")])}))
     (tmp_path / "token").write_text(TOKEN + "\n")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
-from test_campaign_run import db, run_cli
+from helpers import db
+from test_campaign_run import run_cli
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -41,6 +43,7 @@ nodes:
 """
 
 
+@pytest.mark.slow
 async def test_flow_campaign_answers_opt_out_then_a_bridge_on_the_pool(make_bank, tmp_path):
     sc = Scenario(default=Callee(answer_after=0.1), numbers={
         SURVEY: Callee(answer_after=0.1, keys=[(0.5, "1"), (2.2, "4"), (2.3, "2"), (2.4, "7")]),

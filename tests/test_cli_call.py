@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import run_cli, wait_until
+from conftest import run_cli, run_cli_process, wait_until
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -107,8 +107,9 @@ pcm.modem_in {{ type file slave.pcm "null" file "/dev/null" infile "{inp}" forma
     msg = (np.sin(2 * np.pi * 500 * t) * 5000 + 100).astype(np.int16)
     from modem_dialer.audio.prompts import save_wav
     save_wav(wav, msg)
-    rc, outp, err = await run_cli("--config", str(cfg), "call", "+33612345678", "--message", str(wav), "--json",
-                                  env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{rc_file}"})
+    # a real process: ALSA reads ALSA_CONFIG_PATH once per process, when PortAudio starts
+    rc, outp, err = await run_cli_process("--config", str(cfg), "call", "+33612345678", "--message", str(wav),
+                                          "--json", env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{rc_file}"})
     assert rc == 0, err
     d = json.loads(outp)
     assert [k["key"] for k in d["keys"]] == ["5"] and d["keys"][0]["source"] == "inband"

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from helpers import invoke_cli
 
 from modem_dialer.config import load_config
 from modem_dialer.errors import UserError
@@ -52,6 +53,7 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path, text, expected):
 
 
 def test_cli_reports_config_error_without_traceback(tmp_path):
+    # a real process: the installed entry point's exit code and stderr, not click's runner
     path = write(tmp_path, GOOD.replace("family: quectel", "family: nokia"))
     r = subprocess.run([sys.executable, "-m", "modem_dialer.cli", "--config", str(path), "modems"],
                        capture_output=True, text=True, timeout=60)
@@ -61,9 +63,8 @@ def test_cli_reports_config_error_without_traceback(tmp_path):
 
 
 def test_missing_config_file(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "modem_dialer.cli", "--config", str(tmp_path / "nope.yaml"), "modems"],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 1 and "nope.yaml: config file not found" in r.stderr
+    rc, _out, err = invoke_cli("--config", str(tmp_path / "nope.yaml"), "modems")
+    assert rc == 1 and "nope.yaml: config file not found" in err
 
 
 def test_the_annotated_example_config_is_valid():

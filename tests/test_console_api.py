@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 from conftest import wait_until
+from helpers import ALICE, TOKEN, write_config
 from test_console_browser import BAD_CSV, FLOW, campaign_files, console  # noqa: F401  (console: the fixture)
-from test_service_alerts import ALICE, TOKEN, write_config
 
 from modem_dialer.config import load_config
 from modem_dialer.service.service import Service

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
+
+import pytest
+from helpers import invoke_cli
 
 
+@pytest.mark.slow
 def test_demo_calls_everyone_and_journals_it(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "modem_dialer.cli", "demo", "--dir", str(tmp_path)],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
+    rc, out, err = invoke_cli("demo", "--dir", str(tmp_path))
+    assert rc == 0, err
     rows = sqlite3.connect(tmp_path / "demo.db").execute(
         "SELECT number, outcome FROM calls ORDER BY number").fetchall()
     assert rows == [("+33612345601", "answered"), ("+33612345602", "busy"), ("+33612345603", "no_answer"),
@@ -18,4 +19,4 @@ def test_demo_calls_everyone_and_journals_it(tmp_path):
     keys = sqlite3.connect(tmp_path / "demo.db").execute(
         "SELECT c.number, k.key FROM keys k JOIN calls c ON c.id = k.call_id ORDER BY c.number").fetchall()
     assert keys == [("+33612345601", "1"), ("+33612345606", "9")]
-    assert "Journal" in r.stdout
+    assert "Journal" in out

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import yaml
+from helpers import invoke_cli
 from sysfs_builder import FakeSysfs, ec25, hub_of_ec25, sim7600
 
 from modem_dialer.cli.box import replace_modems_section
@@ -16,8 +16,9 @@ from modem_dialer.modems.udev import check_rules
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "modem_dialer.cli", *args], capture_output=True, text=True,
-                          timeout=60, cwd=cwd)
+    """The command in-process (tests/helpers.py), answered as subprocess.run would."""
+    rc, out, err = invoke_cli(*args, cwd=cwd)
+    return subprocess.CompletedProcess(list(args), rc, out, err)
 
 
 def test_discover_table_json_and_config_for_a_hub(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 
 import yaml
-from test_campaign_run import contacts, db, run_cli, setup, start_cli, wait_for
-from test_service_alerts import TOKEN, Api
+from helpers import TOKEN, Api, contacts, db, setup
+from helpers import wait_until as wait_for
+from test_campaign_run import run_cli, start_cli
 from test_service_campaign import finished, rows, service_setup, services, wait_campaign  # noqa: F401
 
 from modem_dialer.sim.callee import Callee, Scenario

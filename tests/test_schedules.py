@@ -8,8 +8,9 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 from conftest import run_cli
+from helpers import ALICE, BOB, CAROL, Api, called, write_config
 from pydantic import ValidationError
-from test_service_alerts import ALICE, BOB, CAROL, Api, called, services, write_config  # noqa: F401
+from test_service_alerts import services  # noqa: F401
 
 from modem_dialer.alerting.schedules import ScheduleConfig, on_call
 from modem_dialer.sim.callee import Callee, Scenario

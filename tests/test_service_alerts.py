@@ -1,79 +1,33 @@
 """The alerting service end to end: a real HTTP server on localhost, the simulated bank over
-real ptys, a real SQLite journal. Also holds the helpers the other alerting tests import."""
+real ptys, a real SQLite journal. Also holds the `services` fixture other alerting tests import
+(the shared helpers are in helpers.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-from pathlib import Path
 
-import aiohttp
 import pytest
-import yaml
 from gsmmodem.pdu import decodeSmsPdu
+from helpers import (  # noqa: F401  (some test modules still import them from here)
+    ALICE,
+    BOB,
+    CACHE,
+    CAROL,
+    TOKEN,
+    Api,
+    acked,
+    alerting,
+    called,
+    over,
+    settled,
+    wait_until,
+    write_config,
+)
 
 from modem_dialer.config import LoadedConfig, load_config
 from modem_dialer.service.service import Service
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import from_ts, open_db
-
-ALICE, BOB, CAROL = "+33612345601", "+33612345602", "+33612345603"
-CACHE = Path("/tmp/modem-dialer-test-tts-cache")     # shared across tests: one TTS run per text
-TOKEN = "s3cret-token"
-
-
-def alerting(**over) -> dict:
-    base = {
-        "people": {"alice": ALICE, "bob": BOB, "carol": CAROL},
-        "groups": {"dba": ["alice", "bob"]},
-        "policies": {
-            "default": {"steps": [{"to": "alice", "delay": 1.0}, {"to": "bob", "delay": 1.0}],
-                        "message_repeat": 2, "sms_fallback": False},
-        },
-        "api": {"port": 0},
-    }
-    base.update(over)
-    return base
-
-
-def write_config(bank, tmp_path: Path, **alerting_over) -> LoadedConfig:
-    doc = yaml.safe_load(bank.config_yaml(database=str(tmp_path / "j.db")))
-    doc["cache_dir"] = str(CACHE)
-    doc["alerting"] = alerting(**alerting_over)
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    return load_config(str(path))
-
-
-class Api:
-    def __init__(self, svc: Service, token: str | None = None) -> None:
-        self.base = f"http://127.0.0.1:{svc.port}"
-        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-
-    async def req(self, method: str, path: str, body=None, *, headers=None, raw: bytes | None = None):
-        h = {**self.headers, **(headers or {})}
-        async with aiohttp.ClientSession() as s, s.request(
-                method, self.base + path, json=body if raw is None else None, data=raw, headers=h) as r:
-            text = await r.text()
-            try:
-                return r.status, json.loads(text)
-            except ValueError:
-                return r.status, text
-
-    async def wait(self, path: str, pred, timeout: float = 15.0) -> dict:
-        """GET ``path`` until ``pred(body)``; fails with the last body after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
-            status, body = await self.req("GET", path)
-            assert status == 200, body
-            if pred(body):
-                return body
-            assert time.monotonic() < deadline, f"{path} never reached the expected state: {body}"
-            await asyncio.sleep(0.1)
-
-    async def wait_alert(self, alert_id: int, pred, timeout: float = 15.0) -> dict:
-        return await self.wait(f"/v1/alerts/{alert_id}", pred, timeout)
 
 
 async def start_service(loaded: LoadedConfig, port: int | None = 0) -> Service:
@@ -97,23 +51,6 @@ async def services():
             await s.stop()
 
 
-def called(bank) -> list[str]:
-    return [c.number for m in bank.modems for c in m.calls]
-
-
-def acked(a: dict) -> bool:
-    return a["status"] == "acknowledged"
-
-
-def settled(n: int):
-    """Acknowledged and the n-th attempt recorded (the ack lands before the call hangs up)."""
-    return lambda a: acked(a) and len(a["history"]) >= n
-
-
-def over(a: dict) -> bool:
-    return a["status"] != "open" or a["result"] is not None
-
-
 # ---- tests -----------------------------------------------------------------------------
 async def test_acknowledged_by_the_first_person(make_bank, tmp_path, services):
     bank = await make_bank("quectel", Scenario(numbers={ALICE: Callee(answer_after=0.1, keys=[(0.4, "1")])}))
@@ -127,7 +64,8 @@ async def test_acknowledged_by_the_first_person(make_bank, tmp_path, services):
     # the same key while it is live: no second alert, no second call
     status, r2 = await api.req("POST", "/v1/alerts", {"text": "Disk full on db1", "dedup_key": "db1-disk"})
     assert status == 200 and r2 == {**r2, "id": r["id"], "created": False}
-    await asyncio.sleep(1.5)                      # longer than the step delay: bob must not be called
+    # the escalation is over (its task ended: no step is left to call bob), not just late
+    await wait_until(lambda: svc.runner.queue_length == 0)
     assert called(bank) == [ALICE]
     events = svc.runner.journal.events_of(a["calls"][0]["id"])
     ack = [e for e in events if e["kind"] == "alert"]
@@ -206,7 +144,8 @@ async def test_alertmanager_firing_then_resolved_makes_one_call_and_stops(make_b
     assert a["policy"] == "dba" and a["text"] == "Disk full on db1" and a["status"] == "open"
     status, res = await api.req("POST", "/v1/alertmanager", am_payload("resolved"))
     assert status == 200 and res["resolved"] == r["id"]
-    await asyncio.sleep(2.0)                       # past the step delay: bob is not called
+    # the escalation is over (its task ended before the step delay: bob is never called)
+    await wait_until(lambda: svc.runner.queue_length == 0)
     a = (await api.req("GET", f"/v1/alerts/{r['id']}"))[1]
     assert a["status"] == "resolved" and called(bank) == [ALICE]
 

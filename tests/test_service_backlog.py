@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
-from test_campaign_run import wav
-from test_service_alerts import Api, over, services, write_config  # noqa: F401 (fixture)
+from helpers import Api, over, wav, write_config
+from test_service_alerts import services  # noqa: F401 (fixture)
 
 from modem_dialer.alerting import escalation
 from modem_dialer.sim.callee import Callee, Scenario

@@ -8,8 +8,7 @@ import signal
 import sys
 
 import aiohttp
-from test_alert_cli import free_port
-from test_service_alerts import write_config
+from helpers import free_port, write_config
 
 from modem_dialer.service.bank import Bank, Priority
 from modem_dialer.store import modem_states, open_db
@@ -75,8 +74,9 @@ async def test_serve_runs_logs_json_and_stops_on_sigterm(make_bank, tmp_path):
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         health = None
+        deadline = asyncio.get_running_loop().time() + 30     # a bound for a loaded machine
         async with aiohttp.ClientSession() as s:
-            for _ in range(100):
+            while proc.returncode is None and asyncio.get_running_loop().time() < deadline:
                 try:
                     async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
                         health = (r.status, await r.json())

@@ -9,8 +9,9 @@ import socket
 import sys
 
 import pytest
-from test_campaign_run import contacts, run_cli, setup, wait_for, wav
-from test_service_alerts import ALICE, BOB, TOKEN, Api, acked, write_config
+from helpers import ALICE, BOB, TOKEN, Api, acked, contacts, setup, wav, write_config
+from helpers import wait_until as wait_for
+from test_campaign_run import run_cli
 
 from modem_dialer.config import LoadedConfig, load_config
 from modem_dialer.errors import UserError
@@ -159,6 +160,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 async def test_campaign_run_submits_to_a_running_service(make_bank, tmp_path, services):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     loaded, camp = service_setup(tmp_path, bank, [ANSWER, KEYS, BUSY], port=free_port(), token=TOKEN)
@@ -208,20 +210,23 @@ async def test_service_restart_resumes_the_campaign(make_bank, tmp_path, service
     assert sorted(x["number"] for x in calls) == sorted(MANY)    # nobody called twice
 
 
+@pytest.mark.slow
 async def test_pause_and_resume_through_the_database(make_bank, tmp_path, services):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
-    # long enough that the pause (a new process, slow to start on a loaded machine) lands
-    # mid-campaign: calls no longer sit out 0.5 s of fixed sleeps each
-    loaded, camp = service_setup(tmp_path, bank, MANY, message_s=1.0)
+    # long enough that the pause (in-process: no interpreter to start) lands mid-campaign
+    loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.5)
     svc = await services(loaded)
+    svc.campaigns.poll = 0.2                        # how often a paused campaign looks at its row again
     api = Api(svc)
     assert (await api.req("POST", "/v1/campaigns", {"file": str(camp)}))[0] == 202
     await wait_for(lambda: rows(loaded, "SELECT id FROM calls WHERE outcome IS NOT NULL"))
     rc, _, err = await run_cli(str(loaded.path), "campaign", "pause", "test")
     assert rc == 0, err
-    await asyncio.sleep(1.5)                        # the call in progress ends; no new dial
+    # the runner saw the pause (its own 'paused' row) and the call in progress ended
+    await wait_for(lambda: rows(loaded, "SELECT 1 FROM campaign_log WHERE kind = 'control' AND verdict = 'paused'")
+                   and not rows(loaded, "SELECT id FROM calls WHERE outcome IS NULL"))
     n = len(rows(loaded, "SELECT id FROM calls"))
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(2.5 * svc.campaigns.poll)   # no new dial (a dial adds its row at once) over 2 looks
     assert len(rows(loaded, "SELECT id FROM calls")) == n < len(MANY)
     assert (await api.req("GET", "/v1/campaigns/test"))[1]["status"] == "paused"
     rc, _, err = await run_cli(str(loaded.path), "campaign", "resume", "test")
@@ -234,10 +239,12 @@ async def serve(loaded: LoadedConfig) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "modem_dialer.cli", "--config", str(loaded.path), "serve",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
-    await wait_for(lambda: Client.from_config(loaded.config).running(), timeout=10)
+    await wait_for(lambda: Client.from_config(loaded.config).running() or proc.returncode is not None)
+    assert proc.returncode is None, "serve exited at start"
     return proc
 
 
+@pytest.mark.slow
 async def test_serve_killed_mid_campaign_resumes_on_restart(make_bank, tmp_path):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
     loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.8, port=free_port())

@@ -9,9 +9,7 @@ import os
 
 import test_service_alerts
 from conftest import run_cli
-from test_alert_cli import free_port
-from test_campaign_run import wav
-from test_service_alerts import ALICE, BOB, TOKEN, Api, acked, called, over, write_config
+from helpers import ALICE, BOB, TOKEN, Api, acked, called, free_port, over, wav, write_config
 
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import open_db

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 
+from helpers import write_config
 from test_recovery import live_candidates
-from test_service_alerts import write_config
 
 from modem_dialer.modems.recovery import Supervisor
 from modem_dialer.service.bank import Bank, Priority

@@ -11,8 +11,7 @@ import sys
 import time
 
 import aiohttp
-from test_alert_cli import free_port
-from test_service_alerts import TOKEN, write_config
+from helpers import TOKEN, free_port, write_config
 
 
 class NotifySocket:

@@ -9,7 +9,8 @@ import threading
 import time
 
 import pytest
-from test_service_alerts import Api, services, write_config  # noqa: F401 (fixture)
+from helpers import Api, write_config
+from test_service_alerts import services  # noqa: F401 (fixture)
 
 from modem_dialer import yamlfile
 from modem_dialer.config import load_config

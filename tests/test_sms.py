@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 from gsmmodem.pdu import decodeSmsPdu
-from test_alert_cli import free_port, run_cli
-from test_service_alerts import ALICE, write_config
+from helpers import ALICE, free_port, run_cli, write_config
 
 from modem_dialer.errors import UserError
 from modem_dialer.modems.sms import encode_sms, parse_status_report, sms_encoding

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 from conftest import FAMILIES, modem_config
-from test_campaign_run import wait_for
+from helpers import wait_until as wait_for
 
 from modem_dialer.modems import sms_inbound
 from modem_dialer.modems.detect import open_driver

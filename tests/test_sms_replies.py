@@ -9,9 +9,8 @@ import json
 
 import pytest
 import test_service_campaign
-from test_alert_cli import run_cli
-from test_campaign_run import wait_for
-from test_service_alerts import ALICE, BOB, Api, write_config
+from helpers import ALICE, BOB, Api, run_cli, write_config
+from helpers import wait_until as wait_for
 from test_service_campaign import finished, rows, service_setup, wait_campaign
 
 from modem_dialer.modems import sms_inbound

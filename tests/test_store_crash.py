@@ -87,10 +87,9 @@ def check_reported(path: Path, reported: list[list[str]]) -> sqlite3.Connection:
     return conn
 
 
-def test_committed_rows_survive_sigkill(tmp_path):
+def test_committed_rows_survive_sigkill(tmp_path, rng):
     path = tmp_path / "crash.db"
     open_db(path).close()
-    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
     reported: list[list[str]] = []
     for _ in range(5):
         reported += run_and_kill(path, rng)
@@ -134,13 +133,12 @@ asyncio.run(main())
 """
 
 
-def test_writer_group_commits_survive_sigkill(tmp_path):
+def test_writer_group_commits_survive_sigkill(tmp_path, rng):
     """The same with the journal writer: 8 lines at once, rows grouped per commit; whatever a
     caller was told is committed (an awaited write, or a queued one followed by an awaited one)
     is there after kill -9."""
     path = tmp_path / "crash.db"
     open_db(path).close()
-    rng = random.Random(int.from_bytes(os.urandom(4), "little"))
     reported: list[list[str]] = []
     for _ in range(4):
         reported += run_and_kill(path, rng, WRITER_CHILD)

@@ -11,21 +11,12 @@ import sys
 import time
 
 import pytest
+from helpers import LOCKER
 
 from modem_dialer.store import Journal, open_db
 from modem_dialer.store import writer as W
 from modem_dialer.store.call_journal import CallJournal
 from modem_dialer.store.writer import DatabaseFault, DbWriter
-
-LOCKER = """
-import sqlite3, sys, time
-c = sqlite3.connect(sys.argv[1], isolation_level=None)
-c.execute("BEGIN IMMEDIATE")
-c.execute("INSERT INTO modem_state (name, status) VALUES ('locker', 'ready')")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-c.execute("COMMIT")
-"""
 
 
 def hold_lock(path, seconds: float) -> subprocess.Popen:

@@ -7,8 +7,8 @@ import socket
 
 import yaml
 from aiohttp import web
-from test_campaign_run import wait_for as wait_until
-from test_service_alerts import ALICE, Api, services, write_config  # noqa: F401
+from helpers import ALICE, Api, wait_until, write_config
+from test_service_alerts import services  # noqa: F401
 
 from modem_dialer import webhooks
 from modem_dialer.config import load_config

@@ -15,6 +15,7 @@ from typing import Any
 from .. import webhooks
 from ..call.inbound import InboundDesk, check_inbound_flows
 from ..errors import UserError
+from ..signals import on_signals
 from ..store import Campaigns, open_db
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.lock import DialerLock
@@ -176,8 +177,7 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     if interrupted or settled:
         echo(f"recovered: {len(interrupted)} interrupted call(s) closed, {settled} contact(s) settled")
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, ctrl.request_stop)
+    unhook = on_signals(loop, (signal.SIGINT, signal.SIGTERM), ctrl.request_stop)
     ready = [s for s in usable]
     echo(f"campaign {cf.spec.name}: {len(ready)} line(s): {', '.join(line.name for line in ready)}")
     view.start(ctrl.snapshot)
@@ -188,8 +188,7 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         fault, result = exc, "stopped"
     finally:
         view.stop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        unhook()
         await desk.close()
         if deliver is not None:
             deliver.cancel()

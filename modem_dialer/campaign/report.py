@@ -34,11 +34,14 @@ def _with_calls(conn: Connection, contacts: list) -> Iterator[dict[str, Any]]:
                "keys": "".join(keys.get(c.id, [])), "answers": answers.get(c.id, {})}
 
 
-def summary(conn: Connection, campaign_id: int) -> dict[str, Any]:
+def summary(conn: Connection, campaign_id: int, statuses: dict[str, int] | None = None) -> dict[str, Any]:
+    """The campaign's counts; ``statuses`` (contacts per status) when the caller keeps them
+    already (a running controller does): counting them reads every contact (~1.5 s at 10M)."""
     store = Campaigns(conn)
     st = store.call_stats(campaign_id)
     calls, answered, avg = st.calls, st.answered, st.avg_answered_s
-    statuses = store.counts(campaign_id)
+    if statuses is None:
+        statuses = store.counts(campaign_id)
     contacts = sum(statuses.values())
     by_modem: dict[str, dict[str, Any]] = {}
     for modem, iccid, outcome, n in st.by_modem:

@@ -103,10 +103,40 @@ class DialerGroup(click.Group):
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """Automated calls through a bank of USB GSM/LTE modems."""
-    logging.basicConfig(level=logging.WARNING - 10 * min(verbose, 2),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     ctx.ensure_object(dict)
+    ctx.obj["log_handler"] = handler
+    use_log_handler(ctx, handler, logging.WARNING - 10 * min(verbose, 2))
     ctx.obj["config_path"] = config_path
+
+
+def use_log_handler(ctx: click.Context, handler: logging.Handler, level: int,
+                    replace: logging.Handler | None = None) -> None:
+    """Log to ``handler`` at ``level`` (instead of ``replace``) for this command only.
+
+    The root logger is the process's: a command run in-process (the tests run most commands
+    through click's runner, one after the other) must not leave its handler — bound to that
+    run's stderr — or its level behind for the next one."""
+    root = logging.getLogger()
+    old_level = root.level
+    if replace is not None:
+        root.removeHandler(replace)
+    root.addHandler(handler)
+    root.setLevel(level)
+
+    def restore() -> None:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    ctx.call_on_close(restore)
+
+
+def logger_level_for_command(name: str, level: int) -> None:
+    """Set logger ``name`` to ``level`` until the running command ends (see use_log_handler)."""
+    logger = logging.getLogger(name)
+    old = logger.level
+    logger.setLevel(level)
+    click.get_current_context().call_on_close(lambda: logger.setLevel(old))
 
 
 def load(ctx: click.Context):

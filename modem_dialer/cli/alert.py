@@ -124,9 +124,10 @@ def _quiet_bank() -> None:
     this command prints; keep them for -v."""
     import logging
 
-    svc_log = logging.getLogger("modem_dialer.service")
+    from . import logger_level_for_command
+
     if logging.getLogger().level >= logging.WARNING:
-        svc_log.setLevel(logging.ERROR)
+        logger_level_for_command("modem_dialer.service", logging.ERROR)
 
 
 async def _local_alert(loaded, body: dict, timeout: float, as_json: bool) -> int:

@@ -12,6 +12,7 @@ import click
 
 from ..call.outcome import NOT_ANSWERED
 from ..errors import UserError
+from ..signals import on_signals
 from . import load, main, run_command
 
 if TYPE_CHECKING:
@@ -112,8 +113,7 @@ async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
         if not received:
             received.append(signum)
             task.cancel()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        loop.add_signal_handler(sig, on_signal, sig)
+    undo = [on_signals(loop, [sig], on_signal, sig) for sig in (signal.SIGTERM, signal.SIGHUP)]
     try:
         return await _call_line(loaded, candidates, number, payload, ring_timeout, repeat)
     except asyncio.CancelledError:
@@ -121,8 +121,8 @@ async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
             raise Stopped(received[0]) from None
         raise
     finally:
-        for sig in (signal.SIGTERM, signal.SIGHUP):
-            loop.remove_signal_handler(sig)
+        for u in undo:
+            u()
 
 
 async def _call_line(loaded, candidates, number, payload, ring_timeout, repeat):

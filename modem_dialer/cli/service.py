@@ -7,7 +7,7 @@ import logging
 
 import click
 
-from . import load, main, run_command
+from . import load, logger_level_for_command, main, run_command, use_log_handler
 
 
 @main.command()
@@ -19,10 +19,13 @@ from . import load, main, run_command
 @run_command
 def serve(ctx: click.Context, listen: str | None, port: int | None, log_format: str) -> None:
     """Run the service: own the modems, run alerts, serve the API until SIGTERM."""
-    from ..service.logs import setup_logging
+    from ..service.logs import log_handler
     from ..service.service import Service
 
-    setup_logging(logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.INFO, log_format)
+    level = logging.DEBUG if logging.getLogger().level <= logging.DEBUG else logging.INFO
+    # the service's own format replaces main()'s handler, for this command only
+    use_log_handler(ctx, log_handler(log_format), level, replace=ctx.obj.get("log_handler"))
+    logger_level_for_command("aiohttp.access", logging.WARNING)   # no line per HTTP request
     loaded = load(ctx)
     if not loaded.config.modems:
         click.echo("modem-dialer: warning: no modems in the config; alerts will wait for one", err=True)

@@ -64,15 +64,11 @@ class TextFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-def setup_logging(level: int = logging.INFO, fmt: str = "json") -> None:
+def log_handler(fmt: str = "json") -> logging.Handler:
+    """The service's stderr handler: ``json`` (one object per line) or ``text``."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter(with_time="JOURNAL_STREAM" not in os.environ))
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    root.addHandler(handler)
-    root.setLevel(level)
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    return handler

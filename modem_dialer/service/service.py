@@ -15,7 +15,6 @@ alerts always get the next free line first. ``service.add_worker(name, factory)`
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -32,6 +31,7 @@ from ..campaign.box import BoxKeeper
 from ..config import LoadedConfig
 from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
+from ..signals import on_signals
 from ..store import open_db, set_modem_state
 from ..store.boxes import set_this_box
 from ..store.call_journal import CallJournal
@@ -205,9 +205,7 @@ class Service:
         """``serve``: start, run until SIGTERM/SIGINT, stop cleanly (calls hung up and journaled)."""
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        on_signals(loop, (signal.SIGTERM, signal.SIGINT), stop.set)   # gone with the loop
         loop.create_task(self._stop_requested.wait()).add_done_callback(lambda _: stop.set())
         await self.start()
         notifier = Notifier()
