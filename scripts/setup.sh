@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 pkgs=(libportaudio2 alsa-utils espeak-ng sox udev python3-venv strace chromium
-      pulseaudio pulseaudio-utils libasound2-plugins)
+      pulseaudio pulseaudio-utils libasound2-plugins postgresql)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

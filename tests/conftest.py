@@ -107,6 +107,21 @@ def _no_leftover_processes():
             pass
 
 
+def query_plan(conn, query: str) -> list[str]:
+    """How the database would run ``query``, one line per step, on either backend. On
+    PostgreSQL sequential scans are disabled first: a test's tiny table is read faster
+    without an index, and the question is whether the index *can* serve the query."""
+    if getattr(conn, "dialect", None) is not None:
+        conn.execute("SET enable_seqscan = off")
+        return [r[0] for r in conn.execute("EXPLAIN " + query).fetchall()]
+    return [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + query).fetchall()]
+
+
+def is_sorted_in_plan(plan: list[str]) -> bool:
+    """Does the plan sort rows itself (rather than read them in index order)?"""
+    return any("TEMP B-TREE" in p or p.strip().startswith("Sort") or "->  Sort" in p for p in plan)
+
+
 @pytest.fixture
 async def make_bank():
     """``await make_bank(specs_or_family, scenario)`` → a started SimBank, stopped at teardown."""
@@ -124,6 +139,30 @@ async def make_bank():
     for b in banks:
         await b.stop()
     await asyncio.sleep(0)
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """A throw-away PostgreSQL cluster (tests/pgcluster.py), one per xdist worker, stopped and
+    removed at the end of the session whatever the tests did. Its server is not a child of
+    this process (pg_ctl detaches it), so _no_leftover_processes leaves it alone."""
+    from pgcluster import pg_cluster
+
+    with pg_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_target(request, tmp_path):
+    """What ``database:`` would say, once per backend: a SQLite file, or a fresh empty schema
+    on the test cluster (the store's tests run against both)."""
+    if request.param == "sqlite":
+        yield str(tmp_path / "store.db")
+        return
+    cluster = request.getfixturevalue("pg")
+    dsn = cluster.new_schema()
+    yield dsn
+    cluster.drop_schema(dsn)
 
 
 @pytest.fixture

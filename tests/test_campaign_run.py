@@ -30,18 +30,19 @@ wait_for = wait_until
 
 
 ANSWER, BUSY, NOANS, INVALID, OPTOUT, SUPP, KEYS = (f"+3361234567{i}" for i in range(7))
+# every outcome, retries, an opt-out key and keys (test_pg_campaign.py runs the same on PostgreSQL)
+OUTCOMES = Scenario(default=Callee("answer", answer_after=0.1), numbers={
+    BUSY: Callee("busy", end_after=0.1),
+    NOANS: Callee("no_answer", end_after=0.2),
+    INVALID: Callee("invalid", end_after=0.1),
+    OPTOUT: Callee("answer", answer_after=0.1, keys=[(0.1, "9")]),
+    KEYS: Callee("answer", answer_after=0.1, keys=[(0.05, "1"), (0.1, "2")]),
+})
 
 
 @pytest.mark.slow
 async def test_full_campaign_outcomes_retries_opt_out_and_report(make_bank, tmp_path):
-    sc = Scenario(default=Callee("answer", answer_after=0.1), numbers={
-        BUSY: Callee("busy", end_after=0.1),
-        NOANS: Callee("no_answer", end_after=0.2),
-        INVALID: Callee("invalid", end_after=0.1),
-        OPTOUT: Callee("answer", answer_after=0.1, keys=[(0.1, "9")]),
-        KEYS: Callee("answer", answer_after=0.1, keys=[(0.05, "1"), (0.1, "2")]),
-    })
-    bank = await make_bank("quectel,simcom", sc, n=4)
+    bank = await make_bank("quectel,simcom", OUTCOMES, n=4)
     nums = [ANSWER, BUSY, NOANS, INVALID, OPTOUT, SUPP, KEYS]
     cfg, camp = setup(tmp_path, bank, nums, message_s=0.5, extra=(
         "opt_out_key: 9\nretry:\n  busy: {after: 1s, max: 3}\n  no_answer: {after: 1s, max: 2}\n"))

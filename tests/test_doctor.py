@@ -138,6 +138,12 @@ def test_database_checks(tmp_path):
     assert check_database(tmp_path / "no" / "dir.db").status == "fail"
 
 
+def test_database_check_on_postgresql(pg, tmp_path):
+    ok = check_database(pg.new_schema())
+    assert ok.status == "ok" and ok.message.endswith("is reachable and writable")
+    down = check_database(f"postgresql://dialer:pw@/dialer?host={tmp_path}&port=1")
+    assert down.status == "fail" and "cannot connect" in down.message and ":pw@" not in down.message
+
 
 async def test_cli_healthy_bank_exits_0_and_a_missing_port_exits_1(make_bank, tmp_path):
     bank = await make_bank("quectel,simcom", n=2)

@@ -1,9 +1,10 @@
-"""Boxes, leases and take-over in the store (store/boxes.py), on a real SQLite file. The
-processes themselves are tested in test_multibox.py."""
+"""Boxes, leases and take-over in the store (store/boxes.py), on a real SQLite file and on
+the test PostgreSQL cluster. The processes themselves are tested in test_multibox.py."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,9 @@ from modem_dialer.store import (
     set_modem_state,
 )
 from modem_dialer.store.boxes import Boxes, Leases, claim_alert, set_this_box, this_box, unowned_alerts
+from modem_dialer.store.lock import DialerLock
 from modem_dialer.store.migrations import STEPS, migrate
+from modem_dialer.store.pg import PgConnection, is_postgres
 
 LEASE = timedelta(seconds=10)
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -34,8 +37,8 @@ class Clock:
 
 
 @pytest.fixture
-def db(tmp_path):
-    conn = open_db(tmp_path / "b.db")
+def db(db_target):
+    conn = open_db(db_target)
     yield conn
     conn.close()
 
@@ -148,17 +151,19 @@ def test_restart_closes_only_its_own_calls_and_releases_its_own_contacts(db):
     assert [r[0] for r in db.execute("SELECT box FROM calls WHERE outcome IS NULL")] == ["b2"]
 
 
-def test_modem_state_is_per_box_and_old_rows_go_to_the_first_box(tmp_path):
+def test_modem_state_is_per_box_and_old_rows_go_to_the_first_box(db_target):
     import sqlite3
 
-    path = tmp_path / "old.db"
-    conn = sqlite3.connect(path, isolation_level="IMMEDIATE")
-    conn.row_factory = sqlite3.Row
+    if is_postgres(db_target):
+        conn: Any = PgConnection(db_target)
+    else:
+        conn = sqlite3.connect(db_target, isolation_level="IMMEDIATE")
+        conn.row_factory = sqlite3.Row
     migrate(conn, STEPS[:5])             # a database from before boxes, with a modem row
     with conn:
-        conn.execute("INSERT INTO modem_state (name, status) VALUES ('gsm0', 'ready')")
+        conn.execute("INSERT INTO modem_state (name, status, imei) VALUES ('gsm0', 'ready', '3520990000001')")
     conn.close()
-    db = open_db(path)
+    db = open_db(db_target)
     assert [(r["box"], r["name"]) for r in modem_states(db)] == [("", "gsm0")]
     Boxes(db).register("pi-1", LEASE, host="h", pid=1)
     set_this_box("pi-2")
@@ -166,7 +171,21 @@ def test_modem_state_is_per_box_and_old_rows_go_to_the_first_box(tmp_path):
     rows = [(r["box"], r["name"], r["box_status"]) for r in modem_states(db)]
     assert rows == [("pi-1", "gsm0", "up"), ("pi-2", "gsm0", None)]
     assert [(r["box"], r["status"]) for r in other_boxes_modems(db, "pi-2")] == [("pi-1", "ready")]
+    # an update without identity keeps the row's last one (the upsert's COALESCE)
+    set_this_box("pi-1")
+    set_modem_state(db, "gsm0", "failed", reason="no SIM")
+    assert [(r["status"], r["imei"]) for r in modem_states(db, "pi-1")] == [("failed", "3520990000001")]
     db.close()
+
+
+def test_dialer_lock_is_per_box_on_one_database(db_target, tmp_path):
+    """Two boxes share a database (each its own lock); a second process of one box is refused."""
+    target = db_target if is_postgres(db_target) else tmp_path / "l.db"
+    with DialerLock(target, "b1"), DialerLock(target, "b2"):
+        with pytest.raises(UserError, match="another dialing process of box 'b1'"):
+            DialerLock(target, "b1").acquire()
+    with DialerLock(target, "b1"):      # released with its holder
+        pass
 
 
 def test_box_in_the_config_is_checked(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import is_sorted_in_plan, query_plan
 
 from modem_dialer.errors import UserError
 from modem_dialer.store import Campaigns, open_db
@@ -13,8 +14,8 @@ T0 = datetime(2025, 3, 3, 10, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def store(tmp_path):
-    conn = open_db(tmp_path / "c.db")
+def store(db_target):
+    conn = open_db(db_target)
     s = Campaigns(conn, clock=lambda: T0)
     yield s
     conn.close()
@@ -85,10 +86,9 @@ def test_next_due_order_time_and_exclusion(store):
 
 
 def test_next_due_uses_the_pending_index(store):
-    plan = store.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM contacts WHERE campaign_id = 1 AND status = 'pending'"
-        " AND next_attempt_at <= 'x' ORDER BY next_attempt_at, id LIMIT 5").fetchall()
-    assert any("contacts_due" in p[3] for p in plan) and not any("TEMP B-TREE" in p[3] for p in plan)
+    plan = query_plan(store.conn, "SELECT id FROM contacts WHERE campaign_id = 1 AND status = 'pending'"
+                                  " AND next_attempt_at <= 'x' ORDER BY next_attempt_at, id LIMIT 5")
+    assert any("contacts_due" in p for p in plan) and not is_sorted_in_plan(plan), plan
 
 
 def test_claim_status_and_counts(store):
@@ -104,3 +104,35 @@ def test_claim_status_and_counts(store):
         store.set_contact_status(first, "vanished")
     with pytest.raises(KeyError):
         store.set_contact_status(999, "pending")
+
+
+def test_claim_due_gives_each_contact_to_one_of_many_workers(db_target):
+    # eight workers with their own connections claim at once: every contact once, in due order
+    import threading
+
+    setup = open_db(db_target)
+    s = Campaigns(setup, clock=lambda: T0)
+    cid = s.create_campaign("race")
+    s.import_contacts(cid, [(i + 2, f"+336123{i:05d}", {}) for i in range(400)])
+    got: list[list[int]] = []
+    start = threading.Barrier(8)
+
+    def worker() -> None:
+        conn = open_db(db_target, busy_timeout_ms=20_000)
+        mine: list[int] = []
+        start.wait()
+        while batch := Campaigns(conn, clock=lambda: T0).claim_due(cid, T0, limit=3):
+            mine += [c.id for c in batch]
+        got.append(mine)
+        conn.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    ids = [i for mine in got for i in mine]
+    assert len(got) == 8 and sorted(ids) == sorted(set(ids)) and len(ids) == 400
+    assert all(m == sorted(m) for m in got)               # each worker got them earliest first
+    assert s.counts(cid) == {"in_progress": 400} and s.claim_due(cid, T0) == []
+    setup.close()

@@ -20,8 +20,8 @@ def refusal_without_call(conn, number: str, source: str, at: datetime) -> None:
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = open_db(tmp_path / "x.db")
+def conn(db_target):
+    c = open_db(db_target)
     yield c
     c.close()
 

@@ -56,3 +56,35 @@ def test_writer_and_reader_processes_share_the_file(tmp_path):
     with a:
         a.execute("INSERT INTO modem_state (name, status) VALUES ('m0', 'ready')")
     assert b.execute("SELECT status FROM modem_state WHERE name = 'm0'").fetchone()[0] == "ready"
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------------
+
+def test_pg_rows_keys_and_placeholders(pg):
+    conn = open_db(pg.new_schema())
+    row = conn.execute("SELECT ?2 AS two, ?1 AS one, '50% ?' AS lit", (1, 2)).fetchone()
+    assert row["one"] == 1 and row[0] == 2 and row["lit"] == "50% ?" and dict(row) == {"two": 2, "one": 1, "lit": "50% ?"}
+    with pytest.raises(sqlite3.IntegrityError), conn:     # foreign keys, as sqlite3's error class
+        conn.execute("INSERT INTO call_events (call_id, at, kind) VALUES (999, 'x', 'state')")
+    with conn:
+        a = conn.execute("INSERT INTO modem_state (name, status) VALUES ('m0', 'ready')")
+        b = conn.execute("INSERT INTO calls (number, modem, created_at) VALUES ('+33612345678', 'm0', 'x')")
+    assert a.lastrowid is None and b.lastrowid == 1      # RETURNING id only where there is an id
+    # a failed block is rolled back whole, a nested block alone
+    with pytest.raises(ZeroDivisionError), conn:
+        conn.execute("UPDATE modem_state SET status = 'gone'")
+        raise ZeroDivisionError
+    with conn:
+        conn.execute("UPDATE modem_state SET reason = 'kept'")
+        with pytest.raises(sqlite3.IntegrityError), conn:
+            conn.execute("INSERT INTO modem_state (name, status) VALUES ('m0', 'dup')")
+    assert tuple(conn.execute("SELECT status, reason FROM modem_state").fetchone()) == ("ready", "kept")
+    conn.close()
+
+
+def test_pg_unreachable_is_one_line_without_the_password(tmp_path):
+    with pytest.raises(UserError) as info:
+        open_db(f"postgresql://dialer:s3cret@/dialer?host={tmp_path}&port=1")
+    msg = str(info.value)
+    assert msg.startswith("database postgresql://dialer:***@/dialer") and "s3cret" not in msg
+    assert "\n" not in msg

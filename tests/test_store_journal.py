@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import query_plan
 
 from modem_dialer.store import Journal, from_ts, open_db
 
@@ -23,9 +24,8 @@ class Clock:
 
 
 @pytest.fixture
-def db(tmp_path):
-    path = tmp_path / "journal.db"
-    writer, reader = open_db(path), open_db(path)
+def db(db_target):
+    writer, reader = open_db(db_target), open_db(db_target)
     yield writer, reader
     writer.close()
     reader.close()
@@ -82,8 +82,8 @@ def test_full_call_is_journaled_in_order(db):
 
 def test_keys_are_read_with_one_indexed_query(db):
     writer, _ = db
-    plan = writer.execute("EXPLAIN QUERY PLAN SELECT key, source, at FROM keys WHERE call_id = 1 ORDER BY id").fetchall()
-    assert any("keys_call" in p[3] for p in plan), plan
+    plan = query_plan(writer, "SELECT key, source, at FROM keys WHERE call_id = 1 ORDER BY id")
+    assert any("keys_call" in p for p in plan), plan
 
 
 def test_finish_twice_and_bad_values(db):
@@ -104,8 +104,8 @@ def test_finish_twice_and_bad_values(db):
         j.mark_dialed(9999)
 
 
-def test_recover_interrupted(tmp_path):
-    path = tmp_path / "j.db"
+def test_recover_interrupted(db_target):
+    path = db_target
     first = open_db(path)
     j = Journal(first)
     done = j.start_call("+33612345678", "m0")

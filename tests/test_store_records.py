@@ -15,8 +15,8 @@ T0 = datetime(2025, 3, 3, 10, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = open_db(tmp_path / "r.db")
+def conn(db_target):
+    c = open_db(db_target)
     yield c
     c.close()
 
@@ -91,3 +91,27 @@ def test_purge_and_erasure(conn):
     assert purge_before(conn, T0)["campaign_log"] == 1         # the other number's old decision
     assert comp.is_suppressed("+33612345678")
     assert camps.counts(cid) == {"pending": 1}
+
+
+def test_console_change_mark_moves_with_every_commit(db_target):
+    """The console re-reads the bank only when the mark moved: every commit by another
+    connection moves it, including one whose transaction began before the mark was read;
+    no write, no move."""
+    from modem_dialer.store.console import ConsoleQueries
+
+    reader, writer = open_db(db_target), open_db(db_target)
+    try:
+        q = ConsoleQueries(reader)
+        mark = q.change_mark()
+        assert q.change_mark() == mark
+        with writer:
+            writer.execute("INSERT INTO modem_state (box, name, status) VALUES ('b', 'gsm0', 'ready')")
+        assert q.change_mark() != mark
+        writer.execute("BEGIN")       # written before the mark is read, committed after
+        writer.execute("UPDATE modem_state SET status = 'failed' WHERE name = 'gsm0'")
+        mark = q.change_mark()
+        writer.execute("COMMIT")
+        assert q.change_mark() != mark
+    finally:
+        reader.close()
+        writer.close()

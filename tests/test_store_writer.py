@@ -26,8 +26,8 @@ def hold_lock(path, seconds: float) -> subprocess.Popen:
     return proc
 
 
-async def test_rows_commit_in_order_and_in_groups(tmp_path):
-    conn = open_db(tmp_path / "j.db")
+async def test_rows_commit_in_order_and_in_groups(db_target):
+    conn = open_db(db_target)
     j = CallJournal(conn)
     try:
         ids = await asyncio.gather(*(j.start_call(f"+3361234{i:04d}", f"m{i % 4}") for i in range(200)))
@@ -46,8 +46,8 @@ async def test_rows_commit_in_order_and_in_groups(tmp_path):
         conn.close()
 
 
-async def test_a_failing_operation_is_rolled_back_alone(tmp_path):
-    conn = open_db(tmp_path / "j.db")
+async def test_a_failing_operation_is_rolled_back_alone(db_target):
+    conn = open_db(db_target)
     j = CallJournal(conn)
     try:
         cid = await j.start_call("+33612345678", "m0")
@@ -66,8 +66,8 @@ async def test_a_failing_operation_is_rolled_back_alone(tmp_path):
         conn.close()
 
 
-async def test_reads_through_the_writer_see_queued_rows(tmp_path):
-    conn = open_db(tmp_path / "j.db")
+async def test_reads_through_the_writer_see_queued_rows(db_target):
+    conn = open_db(db_target)
     j = CallJournal(conn)
     try:
         cid = await j.start_call("+33612345678", "m0")

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..store.boxes import Boxes, Takeover, set_this_box
 from ..store.call_journal import CallJournal, DatabaseFault
+from ..store.pg import DatabaseUnreachable
 
 log = logging.getLogger("modem_dialer.box")
 
@@ -66,6 +67,10 @@ class BoxKeeper:
             except DatabaseFault as exc:
                 # the writer reports it to its listeners; the lease lapses and the others take over
                 log.warning("box %s: heartbeat not written: %s", self.box, exc)
+            except DatabaseUnreachable as exc:
+                # PostgreSQL away during the tick's reads: the next tick tries again (the
+                # heartbeat task must not end, or the box would be declared lost once back)
+                log.warning("box %s: database unreachable during the heartbeat: %s", self.box, exc)
             if self.lost:
                 return
 
@@ -100,6 +105,8 @@ class BoxKeeper:
         for hook in list(self.on_tick):
             try:
                 hook()
+            except DatabaseUnreachable as exc:      # PostgreSQL away: the hook runs again next tick
+                log.warning("box %s: tick hook not run, database unreachable: %s", self.box, exc)
             except Exception:       # one hook's bug must not stop the heartbeat
                 log.exception("box %s: tick hook failed", self.box)
         return taken

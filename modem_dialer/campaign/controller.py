@@ -30,6 +30,7 @@ from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts
 from ..store.boxes import Boxes, Leases, this_box
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.campaign_log import CampaignLog
+from ..store.pg import DatabaseUnreachable
 from . import rules as R
 from .limits import LimitsConfig
 from .pool import Pool, PoolSource, Slot
@@ -96,6 +97,7 @@ class Controller:
         self.journal = journal if journal is not None else CallJournal(conn, clock=clock)
         self.clog = CampaignLog(conn, campaign_id, clock, submit=self.journal.submit)
         self.db_fault: DatabaseFault | None = None
+        self._reads_away: DatabaseUnreachable | None = None     # PostgreSQL: a read failed
         self.script_for = script_for
         self.source: LineSource = PoolSource(lines, limits) if isinstance(lines, list) else lines
         self.limits = limits
@@ -183,7 +185,13 @@ class Controller:
     # ---- database faults -------------------------------------------------------------
     def _on_db_fault(self, fault: DatabaseFault) -> None:
         """The writer cannot write (locked past the limit, disk full): no new calls. A full
-        disk also hangs up the calls in progress: their outcome could not be recorded."""
+        disk also hangs up the calls in progress: their outcome could not be recorded.
+        PostgreSQL unreachable is not a stop: no new calls until it is back (``_held``)."""
+        if fault.kind == "unreachable":
+            self.view.event("hold" if not fault.resolved else "resume",
+                            f"{fault}: calls resume" if fault.resolved
+                            else f"{fault}: no new calls until it is back; calls in progress finish")
+            return
         if self.db_fault is None or self.db_fault.kind == "locked":
             self.db_fault = fault
         self.view.event("stop", f"{fault}: no new calls")
@@ -262,9 +270,48 @@ class Controller:
     def _next_pending_at(self) -> datetime | None:
         return self.campaigns.next_pending_at(self.cid)
 
+    # ---- PostgreSQL unreachable ----------------------------------------------------------
+    async def _held(self) -> bool:
+        """While the database server is away (the writer is waiting for it, or a read failed),
+        a worker starts no call: True after waiting a poll interval. A read that works again
+        (and a writer with nothing stuck) ends the hold."""
+        if self.journal.writer.unreachable is None and self._reads_away is None:
+            return False
+        await self._sleep(self.poll)
+        if self._reads_away is not None:
+            with contextlib.suppress(DatabaseUnreachable):
+                self._db_paused()
+                self._reads_away = None
+                self.view.event("resume", "database reachable again: calls resume")
+        return True
+
+    def _reads_failed(self, exc: DatabaseUnreachable) -> None:
+        if self._reads_away is None:
+            self.view.event("hold", f"database unreachable ({exc}): no new calls until it is back")
+        self._reads_away = exc
+
+    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """A read a call in progress needs to settle its contact: waits for the server."""
+        while True:
+            try:
+                return fn(*args)
+            except DatabaseUnreachable as exc:
+                self._reads_failed(exc)
+                await asyncio.sleep(self.poll)
+
     # ---- one worker per line -----------------------------------------------------------
     async def _worker(self, index: int) -> None:
+        while True:
+            try:
+                return await self._work(index)
+            except DatabaseUnreachable as exc:   # a read between calls: nothing was started
+                self._reads_failed(exc)
+                await self._sleep(self.poll)
+
+    async def _work(self, index: int) -> None:
         while not self.stopping:
+            if await self._held():
+                continue
             now = self.clock()
             paused = self._db_paused()
             if paused != self.paused:
@@ -450,7 +497,7 @@ class Controller:
         # a flow's opt-out node suppresses the number itself: the suppression list tells
         # (the flow's own suppression may still be in the writer's group: its flag says it)
         opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
-            row["outcome"] == "answered" and self.compliance.is_suppressed(c.number))
+            row["outcome"] == "answered" and await self._read(self.compliance.is_suppressed, c.number))
         # lazy: committed with the next call row (queued in a moment), one fsync for both
         self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
         slot.finished(row["outcome"], row["duration_s"], self.clock())

@@ -149,7 +149,8 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
         raise UserError("no modem ready: " + ("; ".join(f"{n}: {e}" for n, e in errors.items())
                                               or "no modem has an audio path"))
     view = make_view(cf.spec.name, tty)
-    journal = CallJournal(conn, lock_limit_s=loaded.config.database_lock_limit.total_seconds())
+    journal = CallJournal(conn, lock_limit_s=loaded.config.database_lock_limit.total_seconds(),
+                          spool=loaded.spool_path)
     ctrl = Controller(conn, cid, cf.spec, usable, loaded.config.limits, script_for, view=view, journal=journal,
                       **controller_kw)
     lender = getattr(script_for, "lines", None)

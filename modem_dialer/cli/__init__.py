@@ -176,6 +176,7 @@ from . import box as _box  # noqa: E402,F401
 from . import call as _call  # noqa: E402,F401
 from . import campaign as _campaign  # noqa: E402,F401
 from . import compliance as _compliance  # noqa: E402,F401
+from . import db as _db  # noqa: E402,F401
 from . import demo as _demo  # noqa: E402,F401
 from . import flow as _flow  # noqa: E402,F401
 from . import modems as _modems  # noqa: E402,F401

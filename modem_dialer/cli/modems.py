@@ -62,8 +62,10 @@ def _other_boxes(loaded, me: str) -> list[dict]:
     """Other boxes' modems from the shared database (none when there is no database yet:
     listing modems does not create one)."""
     from ..store import open_db, other_boxes_modems
+    from ..store.pg import is_postgres
 
-    if not loaded.database_path.exists():
+    db = loaded.database_path
+    if not is_postgres(db) and not Path(db).exists():
         return []
     conn = open_db(loaded.database_path)
     try:

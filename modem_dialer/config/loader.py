@@ -27,8 +27,22 @@ class LoadedConfig:
         return q if q.is_absolute() else self.base / q
 
     @property
-    def database_path(self) -> Path:
+    def database_path(self) -> Path | str:
+        """The SQLite file (resolved against the config's folder), or the PostgreSQL DSN as written."""
+        if self.config.database.startswith(("postgresql://", "postgres://")):
+            return self.config.database
         return self.resolve(self.config.database)
+
+    @property
+    def spool_path(self) -> Path | None:
+        """PostgreSQL: the local file next to the config that keeps the calls' journal steps
+        while the server is away (store/spool.py), one per database; None for SQLite."""
+        db = self.config.database
+        if not db.startswith(("postgresql://", "postgres://")):
+            return None
+        import hashlib
+
+        return self.base / f".modem-dialer-spool-{hashlib.sha256(db.encode()).hexdigest()[:10]}.db"
 
 
 def find_config(explicit: str | None) -> Path:

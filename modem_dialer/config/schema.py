@@ -35,6 +35,8 @@ from ..yamlfile import Strict
 
 
 class Config(Strict):
+    # a SQLite file (relative to the config's folder), or postgresql://user@host/db for a
+    # database shared by several boxes (docs/schema.md)
     database: str = "modem-dialer.db"
     # This box's name when several boxes share one database (docs/scale-out.md): recorded
     # in every call and modem row, and in the leases of the contacts it claims. Default:
@@ -63,6 +65,19 @@ class Config(Strict):
     webhooks: list[WebhookTarget] = Field(default_factory=list)
     # What incoming SMS mean: STOP keywords per language, acknowledgements (alerting/sms_config.py).
     sms: SmsConfig = Field(default_factory=SmsConfig)
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, v: str) -> str:
+        if v.startswith(("postgresql://", "postgres://")):
+            from ..store.pg import url_problem
+
+            problem = url_problem(v)
+            if problem is not None:
+                raise ValueError(f"not a valid PostgreSQL URL ({problem})")
+        elif "://" in v:
+            raise ValueError("a SQLite file path, or a postgresql://user@host/dbname URL")
+        return v
 
     @field_validator("box")
     @classmethod

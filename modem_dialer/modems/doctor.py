@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Literal
 
 from ..at.errors import ATError, CommandTimeout, PortOpenError
-from ..store.db import write_lock_error
+from ..store.db import server_problem, write_lock_error
+from ..store.pg import is_postgres, redact
 from .driver import DriverError
 from .events import Registration
 from .options import ModemConfig
@@ -180,7 +181,15 @@ async def check_clock(env: DoctorEnv) -> Check:
     return Check("clock", "warn", "unknown: neither timedatectl nor systemd-timesyncd could tell", fix)
 
 
-def check_database(path: Path) -> Check:
+def check_database(target: Path | str) -> Check:
+    if is_postgres(target):
+        name = redact(str(target))
+        problem = server_problem(str(target))
+        if problem is not None:
+            return Check("database", "fail", f"{name}: {problem}",
+                         "start PostgreSQL or fix 'database:' (host, port, user, database name; docs/schema.md)")
+        return Check("database", "ok", f"{name} is reachable and writable")
+    path = Path(target)
     parent = path.parent
     fix = f"make {parent} writable for this user, or set 'database:' in the config to a writable path"
     if not parent.is_dir():
@@ -341,7 +350,7 @@ async def check_modem(m: ModemConfig, env: DoctorEnv) -> list[Check]:
     return out
 
 
-async def run_doctor(configured: list[ModemConfig] | None, database: Path | None,
+async def run_doctor(configured: list[ModemConfig] | None, database: Path | str | None,
                      env: DoctorEnv | None = None) -> list[Check]:
     """Every check, system first, then each configured modem (probed concurrently).
 

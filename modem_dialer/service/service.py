@@ -81,7 +81,8 @@ class Service:
         self.texter = Texter(self.conn, self.bank, cfg.alerting.rate_limit,
                              delivery_reports=cfg.alerting.delivery_reports)
         # the one journal writer thread of the service: alerts and campaigns queue to it
-        self.journal = CallJournal(self.conn, lock_limit_s=cfg.database_lock_limit.total_seconds())
+        self.journal = CallJournal(self.conn, lock_limit_s=cfg.database_lock_limit.total_seconds(),
+                                   spool=loaded.spool_path)
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout,
                                   journal=self.journal)
         # incoming SMS: journal, STOP keywords, acknowledgements by reply (alerting/sms_replies.py)

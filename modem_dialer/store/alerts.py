@@ -10,12 +10,13 @@ from typing import Any
 
 from .boxes import this_box
 from .timestamps import to_ts, utc_now
+from .types import Connection
 
 ALERT_STATUSES = frozenset({"open", "acknowledged", "resolved", "expired"})
 
 
 class Alerts:
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 

@@ -19,7 +19,8 @@ is valid (a box that could not renew claims nothing), and no call to the number 
 on any box. On SQLite the writer's ``BEGIN IMMEDIATE`` serialises claims between
 processes; on PostgreSQL the row is taken ``FOR UPDATE SKIP LOCKED`` (another box's claim
 in flight is skipped, not waited for) and a transaction-scoped advisory lock on the number
-serialises the "no open call" check with the call row's insert.
+(tried, never waited for: no deadlock between two boxes' groups) serialises the "no open
+call" check with the call row's insert.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = ["DEFAULT_LEASE", "Boxes", "Leases", "Takeover", "claim_alert", "set_t
 from ..boxname import DEFAULT_LEASE, check_box_name, default_box
 from ..errors import UserError
 from .campaigns import _CONTACT_COLS, Contact
+from .dialect import dialect_of
 from .timestamps import from_ts, to_ts, utc_now
 
 _this_box = default_box()
@@ -62,26 +64,14 @@ class Takeover:
     alerts: int            # live alerts released for another box to run
 
 
-def _postgres(conn: Any) -> bool:
-    # the PostgreSQL backend's connection carries its dialect (store/dialect.py); sqlite3's has none
-    return getattr(getattr(conn, "dialect", None), "name", "sqlite") == "postgresql"
-
-
-def _claim_sql(pg: bool) -> str:
+def _claim_sql(skip: str) -> str:
     """The claim: still pending (PostgreSQL: the row taken SKIP LOCKED, so a claim by another
     box in flight is skipped, not waited for), the box's lease valid (a box that never
     registered has none to check), no call open to the number on any box."""
-    skip = " FOR UPDATE SKIP LOCKED" if pg else ""
     return ("UPDATE contacts SET status = 'in_progress', lease_box = ?, updated_at = ?"  # noqa: S608 - constants
             f" WHERE id = (SELECT id FROM contacts WHERE id = ? AND status = 'pending'{skip})"
             " AND NOT EXISTS (SELECT 1 FROM boxes WHERE name = ? AND (status != 'up' OR lease_until <= ?))"
             " AND NOT EXISTS (SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL)")
-
-
-def _seconds_between(pg: bool, later: str, earlier: str) -> str:
-    if pg:
-        return f"EXTRACT(EPOCH FROM (CAST({later} AS timestamptz) - CAST({earlier} AS timestamptz)))"
-    return f"((julianday({later}) - julianday({earlier})) * 86400.0)"
 
 
 class Leases:
@@ -98,12 +88,17 @@ class Leases:
         A box that never registered (a controller run without a :class:`BoxKeeper`, as in
         the library tests) has no lease to check."""
         ts = to_ts(now or self._clock())
-        pg = _postgres(self.conn)
-        if pg:
+        dialect = dialect_of(self.conn)
+        if dialect.name == "postgresql":
             # serialises "no open call to this number" with the call row's insert across boxes
-            # (SQLite: the writer's BEGIN IMMEDIATE already does)
-            self.conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (number,))
-        cur = self.conn.execute(_claim_sql(pg), (box, ts, contact_id, box, ts, number))
+            # (SQLite: the writer's BEGIN IMMEDIATE already does). Tried, not waited for: a
+            # writer's group claims several numbers in no set order, so two boxes waiting on
+            # each other's number locks would deadlock; held elsewhere means another box is
+            # claiming or calling the number right now, i.e. not claimed (as for an open call).
+            if not self.conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))",
+                                     (number,)).fetchone()[0]:
+                return False
+        cur = self.conn.execute(_claim_sql(dialect.skip_locked), (box, ts, contact_id, box, ts, number))
         return cur.rowcount == 1
 
     def release(self, box: str) -> int:
@@ -230,7 +225,7 @@ class Boxes:
                 return None
             calls = [r[0] for r in self.conn.execute(
                 "UPDATE calls SET outcome = 'interrupted', ended_at = ?, cause_text = ?,"  # noqa: S608 - constants
-                f" duration_s = COALESCE({_seconds_between(_postgres(self.conn), '?', 'answered_at')}, 0)"
+                f" duration_s = COALESCE({dialect_of(self.conn).seconds_between('?', 'answered_at')}, 0)"
                 " WHERE outcome IS NULL AND box = ? RETURNING id",
                 (ts, f"box {lost} lost (no heartbeat)", ts, lost)).fetchall()]
             for call_id in calls:

@@ -25,14 +25,16 @@ Each row's time is taken when it is queued, not when the group commits.
 from __future__ import annotations
 
 import concurrent.futures
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from .journal import HANGUP_BY, KEYS, OUTCOMES, Journal
 from .migrations import db_file
+from .spool import decode, encode
 from .timestamps import from_ts, to_ts, utc_now
+from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
 
 __all__ = ["CallJournal", "DatabaseFault", "DbWriter"]
@@ -43,12 +45,16 @@ class CallJournal:
     connection, used for reads; ``writer`` is shared by every writer of the process (one is
     started on ``conn``'s file, and closed by :meth:`close`, when none is given)."""
 
-    def __init__(self, conn: sqlite3.Connection, writer: DbWriter | None = None, *,
-                 clock: Callable[[], datetime] = utc_now, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S) -> None:
+    def __init__(self, conn: Connection, writer: DbWriter | None = None, *,
+                 clock: Callable[[], datetime] = utc_now, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S,
+                 spool: str | Path | None = None) -> None:
+        """``spool``: on PostgreSQL, the local file that keeps the calls' steps while the
+        server is away (spool.py); steps left there by the last run are committed first."""
         self.conn = conn
         self.clock = clock
         self._own_writer = writer is None
-        self.writer = writer if writer is not None else DbWriter(db_file(conn), lock_limit_s=lock_limit_s)
+        self.writer = writer if writer is not None else DbWriter(db_file(conn), lock_limit_s=lock_limit_s,
+                                                                 spool=spool, replay=_replay)
         self.read = Journal(conn, clock)
         self._ledger = _Ledger()
 
@@ -61,13 +67,15 @@ class CallJournal:
              **kw: Any) -> concurrent.futures.Future:
         j = self._at(at)
         self._ledger.note(method, j.t, args, kw)
-        return self.writer.submit(_call, j, method, args, kw, lazy=lazy)
+        # as data too when a spool may need it (PostgreSQL): SQLite pays nothing for it
+        record = encode(method, j.t, args, kw) if self.writer.spool is not None else None
+        return self.writer.submit(_call, j, method, args, kw, record=record, lazy=lazy)
 
     # ---- awaited: order or ids matter ---------------------------------------------------
     async def start_call(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
                          *, campaign_id: int | None = None, contact_id: int | None = None,
                          alert_id: int | None = None, caller_id: str | None = None,
-                         claim: Callable[[sqlite3.Connection], bool] | None = None) -> int | None:
+                         claim: Callable[[Connection], bool] | None = None) -> int | None:
         """The new call's id once its row is committed. With ``claim``, that function runs
         first in the same transaction; when it returns False no row is written and the
         result is None (e.g. the contact was taken by someone else)."""
@@ -218,16 +226,28 @@ class _Frozen:
     def __init__(self, t: datetime) -> None:
         self.t = t
 
-    def on(self, conn: sqlite3.Connection) -> Journal:
+    def on(self, conn: Connection) -> Journal:
         t = self.t
         return Journal(conn, lambda: t)
 
 
-def _call(conn: sqlite3.Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Any:
+def _call(conn: Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Any:
     return getattr(j.on(conn), method)(*args, **kw)
 
 
-def _start(conn: sqlite3.Connection, j: _Frozen, claim: Callable[[sqlite3.Connection], bool] | None,
+def _replay(record: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
+    """A step from the spool, as the writer runs it: ``_call(conn, frozen clock, method, args, kw)``."""
+    method, at, args, kw = decode(record)
+    if method not in _SPOOLED:
+        raise ValueError(f"not a journal step: {method!r}")
+    return _call, (_Frozen(at), method, args, kw)
+
+
+# the Journal methods CallJournal queues (a spool record names one of these, nothing else)
+_SPOOLED = frozenset({"mark_dialed", "mark_answered", "event", "key", "answer", "refusal", "finish_call"})
+
+
+def _start(conn: Connection, j: _Frozen, claim: Callable[[Connection], bool] | None,
            args: tuple, kw: dict[str, Any]) -> int | None:
     if claim is not None and not claim(conn):
         return None

@@ -6,19 +6,19 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from .timestamps import to_ts, utc_now
+from .types import Connection
 
 _INSERT = ("INSERT INTO campaign_log (campaign_id, contact_id, number, modem, at, kind, verdict, rule, until, data)"
            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
 
 class CampaignLog:
-    def __init__(self, conn: sqlite3.Connection, campaign_id: int, clock: Callable[[], datetime] = utc_now,
+    def __init__(self, conn: Connection, campaign_id: int, clock: Callable[[], datetime] = utc_now,
                  submit: Callable[..., Any] | None = None) -> None:
         self.conn = conn
         # a dialing process queues its rows to the journal writer (store/writer.py)
@@ -42,7 +42,7 @@ class CampaignLog:
             self.conn.execute(_INSERT, row)
 
     @staticmethod
-    def write_row(conn: sqlite3.Connection, row: tuple) -> None:
+    def write_row(conn: Connection, row: tuple) -> None:
         """One row made by :meth:`row`, inside the caller's transaction on ``conn``."""
         conn.execute(_INSERT, row)
 

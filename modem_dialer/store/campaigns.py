@@ -18,7 +18,9 @@ from typing import Any
 
 from ..errors import UserError
 from .campaign_log import CampaignLog
+from .dialect import Dialect, dialect_of
 from .timestamps import from_ts, to_ts, utc_now
+from .types import Connection
 
 CONTACT_STATUSES = frozenset(
     {"pending", "in_progress", "answered", "exhausted", "suppressed", "no_consent", "invalid", "refused",
@@ -75,17 +77,19 @@ class ImportResult:
 
 _CONTACT_COLS = "id, campaign_id, number, fields, status, attempts, next_attempt_at, last_outcome, last_call_id, line_no"
 
-_UPSERT = (
-    "INSERT INTO contacts (campaign_id, number, fields, line_no, next_attempt_at, created_at, updated_at)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)"
-    " ON CONFLICT (campaign_id, number) DO UPDATE SET"
-    " fields = excluded.fields, line_no = excluded.line_no, updated_at = excluded.updated_at"
-    " WHERE contacts.fields IS NOT excluded.fields OR contacts.line_no IS NOT excluded.line_no"
-)
+
+def _upsert(d: Dialect) -> str:
+    return (
+        "INSERT INTO contacts (campaign_id, number, fields, line_no, next_attempt_at, created_at, updated_at)"  # noqa: S608 - dialect constants
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?5)"
+        " ON CONFLICT (campaign_id, number) DO UPDATE SET"
+        " fields = excluded.fields, line_no = excluded.line_no, updated_at = excluded.updated_at"
+        f" WHERE contacts.fields {d.is_distinct} excluded.fields OR contacts.line_no {d.is_distinct} excluded.line_no"
+    )
 
 
 class Campaigns:
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 
@@ -160,7 +164,7 @@ class Campaigns:
                 break
             seen += len(batch)
             with self.conn:
-                self.conn.executemany(_UPSERT, batch)
+                self.conn.executemany(_upsert(dialect_of(self.conn)), batch)
         changed = self.conn.total_changes - changes_before
         inserted = self.conn.execute(
             "SELECT COUNT(*) FROM contacts WHERE id > ? AND campaign_id = ?", (max_before, campaign_id)
@@ -178,7 +182,7 @@ class Campaigns:
         rows = self.conn.execute(
             f"SELECT {_CONTACT_COLS} FROM contacts"  # noqa: S608 - constant column list
             " WHERE campaign_id = ? AND status = 'pending' AND next_attempt_at <= ?"
-            " AND number NOT IN (SELECT value FROM json_each(?))"
+            f" AND number NOT IN ({dialect_of(self.conn).json_values()})"
             " ORDER BY next_attempt_at, id LIMIT ?",
             (campaign_id, to_ts(now), excluded, int(limit)),
         ).fetchall()
@@ -198,6 +202,22 @@ class Campaigns:
                 (to_ts(at if at is not None else self._clock()), contact_id),
             )
         return cur.rowcount == 1
+
+    def claim_due(self, campaign_id: int, now: datetime, limit: int = 1) -> list[Contact]:
+        """Take up to ``limit`` due pending contacts (earliest due first) and mark them
+        in_progress, in one statement. Workers claiming at once never get the same contact:
+        on PostgreSQL the rows another worker is claiming are skipped (``FOR UPDATE SKIP
+        LOCKED``), not waited for; on SQLite the write lock serialises the claims."""
+        d = dialect_of(self.conn)
+        with self.conn:
+            rows = self.conn.execute(
+                "UPDATE contacts SET status = 'in_progress', updated_at = ?"  # noqa: S608 - constants
+                " WHERE id IN (SELECT id FROM contacts WHERE campaign_id = ? AND status = 'pending'"
+                f" AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?{d.skip_locked})"
+                f" AND status = 'pending' RETURNING {_CONTACT_COLS}",
+                (to_ts(self._clock()), campaign_id, to_ts(now), int(limit)),
+            ).fetchall()
+        return sorted((Contact.from_row(r) for r in rows), key=lambda c: (c.next_attempt_at, c.id))
 
     def set_contact_status(self, contact_id: int, status: str, *, next_attempt_at: datetime | None = None,
                            last_outcome: str | None = None, last_call_id: int | None = None,
@@ -272,13 +292,15 @@ class Campaigns:
         ids = json.dumps(list(contact_ids))
         keys: dict[int, list[str]] = defaultdict(list)
         for cid, key in self.conn.execute(
-                "SELECT c.contact_id, k.key FROM calls c JOIN keys k ON k.call_id = c.id"
-                " WHERE c.contact_id IN (SELECT value FROM json_each(?)) ORDER BY c.id, k.id", (ids,)):
+                "SELECT c.contact_id, k.key FROM calls c JOIN keys k ON k.call_id = c.id"  # noqa: S608 - dialect constant
+                f" WHERE c.contact_id IN ({dialect_of(self.conn).json_values(integer=True)}) ORDER BY c.id, k.id",
+                (ids,)):
             keys[cid].append(key)
         answers: dict[int, dict[str, Any]] = defaultdict(dict)
         for cid, name, value in self.conn.execute(
-                "SELECT c.contact_id, a.name, a.value FROM calls c JOIN answers a ON a.call_id = c.id"
-                " WHERE c.contact_id IN (SELECT value FROM json_each(?)) ORDER BY a.id", (ids,)):
+                "SELECT c.contact_id, a.name, a.value FROM calls c JOIN answers a ON a.call_id = c.id"  # noqa: S608 - dialect constant
+                f" WHERE c.contact_id IN ({dialect_of(self.conn).json_values(integer=True)}) ORDER BY a.id",
+                (ids,)):
             answers[cid][name] = value
         return keys, answers
 
@@ -286,11 +308,12 @@ class Campaigns:
         """The campaign's calls counted for its summary report."""
         q = self.conn.execute
         calls, answered, avg = q(
-            "SELECT COUNT(*), SUM(outcome = 'answered'), AVG(CASE WHEN outcome = 'answered' THEN duration_s END)"
+            "SELECT COUNT(*), SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END), AVG(CASE WHEN outcome = 'answered' THEN duration_s END)"
             " FROM calls WHERE campaign_id = ?", (campaign_id,)).fetchone()
         by_modem = [(m, i, o, int(n)) for m, i, o, n in q(
             "SELECT modem, iccid, outcome, COUNT(*) FROM calls WHERE campaign_id = ?"
-            " GROUP BY modem, iccid, outcome ORDER BY modem", (campaign_id,))]
+            " GROUP BY modem, iccid, outcome"
+            " ORDER BY modem, iccid NULLS FIRST, outcome NULLS FIRST", (campaign_id,))]
         per_hour = dict(q("SELECT substr(created_at, 1, 13) || ':00Z', COUNT(*) FROM calls WHERE campaign_id = ?"
                           " GROUP BY 1 ORDER BY 1", (campaign_id,)).fetchall())
         outcomes = dict(q("SELECT COALESCE(outcome, 'open'), COUNT(*) FROM calls WHERE campaign_id = ? GROUP BY 1",

@@ -7,17 +7,17 @@ module stores and answers; deciding allow/deny/defer is the campaign layer's job
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 from .timestamps import from_ts, to_ts, utc_now
+from .types import Connection
 
 
 class Compliance:
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .compliance import Compliance
+from .dialect import dialect_of
+from .types import Connection
 
 PAGE = 50
 MAX_PAGE = 500
@@ -159,14 +161,23 @@ def number_prefix(q: str) -> str | None:
 
 
 class ConsoleQueries:
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
 
     # ---- bank --------------------------------------------------------------------
-    def change_mark(self) -> tuple[int, int]:
-        """A mark that moves whenever the database changes: SQLite's ``data_version`` (commits
-        by other connections, the journal writer's and other processes' included) and this
-        connection's own change count. Equal marks: the reads below would answer the same."""
+    def change_mark(self) -> tuple[int | str, int]:
+        """A mark that moves whenever the database changes; equal marks: the reads below would
+        answer the same. With it, this connection's own change count.
+
+        SQLite: ``data_version`` (commits by other connections, the journal writer's and
+        other processes' included). PostgreSQL: the current snapshot (``xmin:xmax:in-progress
+        ids``): a writing transaction moves ``xmax`` when it gets its id and leaves the
+        in-progress list (or moves ``xmin``) when it commits, so every commit changes it,
+        including one whose id was taken before the last mark. It is cluster-wide: a write
+        elsewhere only costs a re-read."""
+        if dialect_of(self.conn).name == "postgresql":
+            snapshot = self.conn.execute("SELECT CAST(pg_current_snapshot() AS text)").fetchone()[0]
+            return str(snapshot), self.conn.total_changes
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0]), self.conn.total_changes
 
     def open_calls(self) -> dict[str, OpenCall]:
@@ -261,10 +272,10 @@ class ConsoleQueries:
             "SELECT substr(created_at, 1, 13) || ':00Z', COALESCE(outcome, 'in progress'), COUNT(*)"
             " FROM calls WHERE campaign_id = ? GROUP BY 1, 2 ORDER BY 1", (campaign_id,))]
         by_hour = [{"hour_of_day": int(h), "calls": n, "answered": a or 0} for h, n, a in q(
-            "SELECT substr(created_at, 12, 2), COUNT(*), SUM(outcome = 'answered') FROM calls"
+            "SELECT substr(created_at, 12, 2), COUNT(*), SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END) FROM calls"
             " WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY 1 ORDER BY 1", (campaign_id,))]
         by_modem = [{"modem": m, "iccid": i, "calls": n, "answered": a or 0} for m, i, n, a in q(
-            "SELECT modem, iccid, COUNT(*), SUM(outcome = 'answered') FROM calls"
+            "SELECT modem, iccid, COUNT(*), SUM(CASE WHEN outcome = 'answered' THEN 1 ELSE 0 END) FROM calls"
             " WHERE campaign_id = ? AND outcome IS NOT NULL GROUP BY 1, 2 ORDER BY 1", (campaign_id,))]
         questions: dict[str, dict[str, int]] = {}
         for name, value, n in q(

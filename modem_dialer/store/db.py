@@ -1,4 +1,9 @@
-"""Open the SQLite database: durable, shared by several processes, rows by name.
+"""Open the database: a SQLite file (the default) or a PostgreSQL server (``postgresql://…``).
+
+Both give the store the same connection surface (see ``pg.py`` for PostgreSQL's); the
+rest of this doc is about SQLite.
+
+SQLite: durable, shared by several processes, rows by name.
 
 One connection per process, used from the asyncio thread. Writes are short
 transactions: ``with conn:`` around one logical step. The connection runs in
@@ -13,16 +18,23 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import UserError
 from . import migrations
+from .pg import DatabaseUnreachable, PgConnection, is_postgres, redact
+from .types import Connection
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+C = TypeVar("C", sqlite3.Connection, PgConnection)
 
 
-def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, migrate: bool = True) -> sqlite3.Connection:
-    """Open (creating if needed) the database file at ``path`` and bring its schema up to date.
+def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS, migrate: bool = True) -> Connection:
+    """Open (creating if needed) the database at ``path`` and bring its schema up to date.
+
+    ``postgresql://user@host/db`` opens that PostgreSQL database instead (:func:`open_pg`).
 
     - WAL mode: readers (``campaign status``) never block the running service's writes.
     - ``synchronous=FULL``: every commit is fsynced, so a kill -9 or a power cut after a
@@ -34,6 +46,14 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 
     Raises UserError naming the file when it cannot be opened or is not a database.
     """
+    if is_postgres(path):
+        return open_pg(str(path), migrate=migrate)
+    return open_sqlite(path, busy_timeout_ms=busy_timeout_ms, migrate=migrate)
+
+
+def open_sqlite(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+                migrate: bool = True) -> sqlite3.Connection:
+    """open_db for a SQLite file (``db copy`` reads one whatever the config says)."""
     p = Path(path)
     if not p.parent.is_dir():
         raise UserError(f"database {p}: directory {p.parent} does not exist")
@@ -44,7 +64,8 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         conn = sqlite3.connect(p, isolation_level="IMMEDIATE", timeout=busy_timeout_ms / 1000)
     except sqlite3.Error as exc:
         raise UserError(f"database {p}: cannot open ({exc})") from None
-    try:
+
+    def setup() -> None:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -52,15 +73,34 @@ def open_db(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
             raise UserError(f"database {p}: cannot switch to WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
+    return _ready(conn, str(p), setup, migrate)
+
+
+def _ready(conn: C, name: str, setup: Callable[[], None] | None, migrate: bool) -> C:
+    """Run ``setup`` and the migrations on a new connection; on failure close it and raise
+    UserError naming the database."""
+    try:
+        if setup is not None:
+            setup()
         if migrate:
             migrations.migrate(conn)
     except sqlite3.DatabaseError as exc:
         conn.close()
-        raise UserError(f"database {p}: cannot use it ({exc})") from None
+        raise UserError(f"database {name}: cannot use it ({exc})") from None
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def open_pg(dsn: str, *, migrate: bool = True) -> PgConnection:
+    """Connect to a PostgreSQL database and bring its schema up to date (the database
+    itself must exist: ``createdb``). UserError names the server (without the password)."""
+    try:
+        conn = PgConnection(dsn)
+    except DatabaseUnreachable as exc:
+        raise UserError(f"database {redact(dsn)}: {exc}") from None
+    return _ready(conn, redact(dsn), None, migrate)
 
 
 def _create_private(p: Path) -> None:
@@ -86,4 +126,23 @@ def write_lock_error(path: Path) -> str | None:
             conn.close()
     except sqlite3.Error as exc:
         return str(exc)
+    return None
+
+
+def server_problem(dsn: str) -> str | None:
+    """Can this process write to the PostgreSQL database at ``dsn``? None if so, else why
+    (``modem-dialer doctor``; nothing is changed)."""
+    try:
+        conn = PgConnection(dsn, connect_timeout=5)
+    except DatabaseUnreachable as exc:
+        return str(exc)
+    try:
+        if conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]:
+            return "a read-only standby (point 'database:' at the primary)"
+        if conn.execute("SELECT current_setting('transaction_read_only')").fetchone()[0] == "on":
+            return "read-only for this user"
+    except sqlite3.Error as exc:
+        return str(exc)
+    finally:
+        conn.close()
     return None

@@ -9,14 +9,15 @@ committed (and fsynced, ``synchronous=FULL``) before it returns.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from .boxes import this_box
+from .dialect import dialect_of
 from .timestamps import from_ts, to_ts, utc_now
+from .types import Connection
 
 OUTCOMES = frozenset(
     {"answered", "busy", "no_answer", "rejected", "invalid_number", "failed", "machine", "interrupted",
@@ -42,7 +43,7 @@ class OutboundUsage:
 class Journal:
     """Call journal on an open connection (see ``db.open_db``)."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 
@@ -185,9 +186,9 @@ class Journal:
             ids = [
                 r[0]
                 for r in self.conn.execute(
-                    "UPDATE calls SET outcome = 'interrupted', ended_at = ?,"
+                    "UPDATE calls SET outcome = 'interrupted', ended_at = ?,"  # noqa: S608 - dialect constant
                     " cause_text = 'process stopped during the call',"
-                    " duration_s = COALESCE((julianday(?) - julianday(answered_at)) * 86400.0, 0)"
+                    f" duration_s = COALESCE({dialect_of(self.conn).seconds_between('?', 'answered_at')}, 0)"
                     " WHERE outcome IS NULL AND (box = ? OR box IS NULL) RETURNING id",
                     (now, now, box),
                 ).fetchall()

@@ -6,15 +6,15 @@ whole bank with each row's box and how long ago it was written (docs/scale-out.m
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 from typing import Any
 
 from .boxes import this_box
 from .timestamps import from_ts, to_ts, utc_now
+from .types import Connection
 
 
-def set_modem_state(conn: sqlite3.Connection, name: str, status: str, *, reason: str | None = None,
+def set_modem_state(conn: Connection, name: str, status: str, *, reason: str | None = None,
                     imei: str | None = None, iccid: str | None = None, seen: bool = True,
                     at: datetime | None = None, box: str | None = None) -> None:
     """Upsert the modem's row (of this process's box); identity fields given as None keep
@@ -23,14 +23,16 @@ def set_modem_state(conn: sqlite3.Connection, name: str, status: str, *, reason:
     with conn:
         conn.execute(
             "INSERT INTO modem_state (box, name, imei, iccid, last_seen, status, reason) VALUES (?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (box, name) DO UPDATE SET imei = COALESCE(excluded.imei, imei),"
-            " iccid = COALESCE(excluded.iccid, iccid), last_seen = COALESCE(excluded.last_seen, last_seen),"
+            # qualified: PostgreSQL finds a bare `imei` ambiguous (the row or excluded)
+            " ON CONFLICT (box, name) DO UPDATE SET imei = COALESCE(excluded.imei, modem_state.imei),"
+            " iccid = COALESCE(excluded.iccid, modem_state.iccid),"
+            " last_seen = COALESCE(excluded.last_seen, modem_state.last_seen),"
             " status = excluded.status, reason = excluded.reason",
             (box or this_box(), name, imei, iccid, last_seen, status, reason),
         )
 
 
-def modem_states(conn: sqlite3.Connection, box: str | None = None) -> list[dict[str, Any]]:
+def modem_states(conn: Connection, box: str | None = None) -> list[dict[str, Any]]:
     """The bank's rows (one box's with ``box``), each with its box's status and heartbeat
     (``box_status`` NULL: the box never registered, e.g. only `modems` ran there)."""
     return [dict(r) for r in conn.execute(
@@ -39,7 +41,7 @@ def modem_states(conn: sqlite3.Connection, box: str | None = None) -> list[dict[
         (box, box))]
 
 
-def other_boxes_modems(conn: sqlite3.Connection, me: str, now: datetime | None = None) -> list[dict[str, Any]]:
+def other_boxes_modems(conn: Connection, me: str, now: datetime | None = None) -> list[dict[str, Any]]:
     """The modems of every box but ``me``, as last written to the shared database: box,
     name, status, reason, identity, ``age_s`` (since the row's last health check) and
     whether that box is up (``box_status``: up | stopped | lost | None if it never ran)."""

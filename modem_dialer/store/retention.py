@@ -6,13 +6,13 @@ functions only carry it out. Each runs in one transaction.
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import datetime
 
 from .timestamps import now_ts, to_ts
+from .types import Connection
 
 
-def purge_before(conn: sqlite3.Connection, cutoff: datetime) -> dict[str, int]:
+def purge_before(conn: Connection, cutoff: datetime) -> dict[str, int]:
     """Delete finished calls (with their events, keys, answers) and SMS older than ``cutoff``.
 
     Refusals older than the cutoff go too; suppression and consent records are kept
@@ -29,7 +29,7 @@ def purge_before(conn: sqlite3.Connection, cutoff: datetime) -> dict[str, int]:
     return {"calls": calls, "sms": sms, "refusals": refusals, "campaign_log": log, "sms_in": sms_in}
 
 
-def erase_number(conn: sqlite3.Connection, number: str, source: str = "erasure_request") -> dict[str, int]:
+def erase_number(conn: Connection, number: str, source: str = "erasure_request") -> dict[str, int]:
     """An erasure request: delete everything about ``number`` but keep it suppressed.
 
     The suppression entry is what honours the objection afterwards (CNIL advice), so it

@@ -6,7 +6,7 @@ checked in Python (``journal.py``, ``campaigns.py``), not with SQL CHECKs, so th
 new value needs no table rebuild.
 """
 
-SCHEMA_V1 = """
+SCHEMA_V1_TABLES = """
 CREATE TABLE campaigns (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
@@ -147,7 +147,12 @@ CREATE TABLE consent (
     revoked_via TEXT
 );
 CREATE INDEX consent_number ON consent(number, scope, given_at);
--- Consent records are proof: append-only. Only the revocation may be filled in, once.
+"""
+
+# Consent records are proof: append-only. Only the revocation may be filled in, once.
+# (The script is split here only so that PostgreSQL gets its own trigger syntax: the SQLite
+# script below is unchanged, SCHEMA_V1 is the concatenation.)
+SCHEMA_V1_CONSENT_TRIGGERS = """-- Consent records are proof: append-only. Only the revocation may be filled in, once.
 CREATE TRIGGER consent_immutable
 BEFORE UPDATE OF id, number, scope, source, given_at, proof_ref, name, text_shown, collector,
                  time_slot, tz, recorded_at ON consent
@@ -159,7 +164,9 @@ BEFORE UPDATE OF revoked_at, revoked_via ON consent WHEN OLD.revoked_at IS NOT N
 BEGIN
     SELECT RAISE(ABORT, 'consent already revoked');
 END;
+"""
 
+SCHEMA_V1_REST = """
 CREATE TABLE modem_state (
     name      TEXT PRIMARY KEY,
     imei      TEXT,
@@ -185,4 +192,25 @@ CREATE TABLE sms (
 -- a delivery report (+CDS) names the modem and the message reference
 CREATE INDEX sms_reference ON sms(modem, reference);
 CREATE INDEX sms_alert ON sms(alert_id);
+"""
+
+SCHEMA_V1 = SCHEMA_V1_TABLES + SCHEMA_V1_CONSENT_TRIGGERS + SCHEMA_V1_REST
+
+# The same triggers for PostgreSQL (PL/pgSQL); the error is an integrity violation on both.
+SCHEMA_V1_CONSENT_TRIGGERS_PG = """
+CREATE FUNCTION consent_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF (NEW.id, NEW.number, NEW.scope, NEW.source, NEW.given_at, NEW.proof_ref, NEW.name, NEW.text_shown,
+        NEW.collector, NEW.time_slot, NEW.tz, NEW.recorded_at)
+       IS DISTINCT FROM
+       (OLD.id, OLD.number, OLD.scope, OLD.source, OLD.given_at, OLD.proof_ref, OLD.name, OLD.text_shown,
+        OLD.collector, OLD.time_slot, OLD.tz, OLD.recorded_at) THEN
+        RAISE EXCEPTION 'consent records are immutable' USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    IF OLD.revoked_at IS NOT NULL AND (NEW.revoked_at, NEW.revoked_via) IS DISTINCT FROM (OLD.revoked_at, OLD.revoked_via) THEN
+        RAISE EXCEPTION 'consent already revoked' USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER consent_guard BEFORE UPDATE ON consent FOR EACH ROW EXECUTE FUNCTION consent_guard();
 """

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .timestamps import to_ts, utc_now
+from .types import Connection
 
 GAP = "[…]"        # stands for a part that never came, in a message stored incomplete
 
@@ -53,7 +54,7 @@ def _message(row: sqlite3.Row) -> InboxMessage:
 
 
 class SmsInbox:
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 

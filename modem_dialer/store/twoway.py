@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +10,7 @@ from typing import Any
 
 from .boxes import this_box
 from .timestamps import to_ts, utc_now
+from .types import Connection
 
 INBOUND_ACTIONS = frozenset({"answered", "rejected", "missed", "busy", "failed"})
 
@@ -44,7 +44,7 @@ class OutboxItem:
 
 
 class Inbound:
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 
@@ -103,7 +103,7 @@ class Inbound:
 class Outbox:
     """Webhook events waiting for delivery, one row per (event, target URL)."""
 
-    def __init__(self, conn: sqlite3.Connection, clock: Callable[[], datetime] = utc_now) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], datetime] = utc_now) -> None:
         self.conn = conn
         self._clock = clock
 

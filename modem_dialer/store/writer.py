@@ -1,4 +1,4 @@
-"""The journal writer: one thread owns the process's SQLite *write* connection.
+"""The journal writer: one thread owns the process's *write* connection (SQLite or PostgreSQL).
 
 Why a thread: with ``synchronous=FULL`` every commit waits for an fsync, which takes
 milliseconds on an SSD and 40–200 ms on an SD card. Run on the asyncio loop, that wait
@@ -7,7 +7,7 @@ run on the writer's connection) and gets a :class:`concurrent.futures.Future`; t
 thread runs everything queued so far in one transaction and commits once (group
 commit: one fsync for many rows), then resolves the futures.
 
-Contract (the same for a future PostgreSQL backend, see docs/architecture.md):
+Contract (the same on both backends, see docs/architecture.md):
 
 - **Ordered**: operations commit in the order they were submitted. A later write never
   becomes durable without the earlier ones; a read submitted after a write sees it.
@@ -21,6 +21,12 @@ Contract (the same for a future PostgreSQL backend, see docs/architecture.md):
   calls) while the writes go on waiting. A full disk or an I/O error is fatal: the
   batch rolls back (nothing committed before is touched), its futures and every later
   one fail with :class:`DatabaseFault`, and the listeners hear it once.
+- **PostgreSQL unreachable** (server down or restarting, network): the group is kept and
+  retried on a new connection until the server is back; the listeners hear a
+  :class:`DatabaseFault` ``unreachable`` at once (the run stops starting calls) and an
+  ``unreachable`` fault with ``resolved`` set when writes go through again. A COMMIT whose
+  answer was lost is not replayed blindly: the group's transaction id is asked for
+  (``txid_status``), so a group is committed exactly once.
 """
 
 from __future__ import annotations
@@ -38,11 +44,13 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from ..errors import UserError
+from .pg import DatabaseUnreachable, PgConnection, is_postgres, redact
+from .spool import Spool
 
 log = logging.getLogger("modem_dialer.store")
 
 T = TypeVar("T")
-FaultKind = Literal["locked", "full", "io"]
+FaultKind = Literal["locked", "full", "io", "unreachable"]
 
 # How long one BEGIN IMMEDIATE waits for another process's lock before the writer looks
 # at the clock (warning, limit) and tries again. Patchable for tests.
@@ -53,6 +61,8 @@ LOCK_WARN_EVERY_S = 5.0
 DEFAULT_LOCK_LIMIT_S = 60.0
 # An upper bound on one group (keeps one transaction's memory and lock time bounded).
 MAX_BATCH = 2000
+# PostgreSQL unreachable: wait this long between two connection attempts. Patchable for tests.
+RECONNECT_EVERY_S = 0.5
 # A group of lazy steps only (submit(lazy=True)) waits this long for a write that someone
 # waits for before it commits on its own. A kill -9 may lose lazy steps queued this recently
 # (never a committed one, never the call row written before ATD).
@@ -74,9 +84,12 @@ class DatabaseFault(UserError):
     One line for the user, naming the database and the cause.
     """
 
-    def __init__(self, path: str, kind: FaultKind, detail: str) -> None:
-        self.path, self.kind, self.detail = path, kind, detail
-        what = {"locked": "locked by another process", "full": "disk full", "io": "cannot write"}[kind]
+    def __init__(self, path: str, kind: FaultKind, detail: str, *, resolved: bool = False) -> None:
+        self.path, self.kind, self.detail, self.resolved = path, kind, detail, resolved
+        what = {"locked": "locked by another process", "full": "disk full", "io": "cannot write",
+                "unreachable": "server unreachable"}[kind]
+        if resolved:
+            what = {"locked": "unlocked", "unreachable": "server reachable again"}.get(kind, what)
         super().__init__(f"database {path}: {what} ({detail})")
 
 
@@ -131,6 +144,8 @@ class _Op:
     args: tuple[Any, ...]
     future: concurrent.futures.Future = field(default_factory=concurrent.futures.Future)
     early: bool = False     # a read: resolved as soon as it ran, before the group's COMMIT
+    record: str | None = None   # the step as data (spool.encode), for the local spool
+    spooled: int | None = None  # its number in the spool once written there
     lazy: bool = False      # nobody waits for it: committed with the next write that is waited
                             # for, or LAZY_COMMIT_S after it was queued
 
@@ -142,8 +157,14 @@ class DbWriter:
     """The thread that owns the write connection of one database file (see the module doc)."""
 
     def __init__(self, path: str | Path, *, lock_limit_s: float = DEFAULT_LOCK_LIMIT_S,
-                 busy_timeout_s: float = LOCK_POLL_S) -> None:
-        self.path = str(path)
+                 busy_timeout_s: float = LOCK_POLL_S, spool: str | Path | None = None,
+                 replay: Callable[[str], tuple[Callable[..., Any], tuple[Any, ...]]] | None = None) -> None:
+        """``spool`` (PostgreSQL only): the local file keeping the journal's steps while the
+        server is away; ``replay`` turns a spooled record back into ``(fn, args)``. Steps
+        left in the spool by a previous run are committed here, before this returns."""
+        self.target = str(path)
+        self.pg = is_postgres(self.target)
+        self.path = redact(self.target) if self.pg else self.target   # for messages: no password
         self.lock_limit_s = lock_limit_s
         self.fault: DatabaseFault | None = None     # fatal (full, io): no write will succeed
         self.lock_fault: DatabaseFault | None = None  # the lock outlasted the limit (writes still wait)
@@ -154,23 +175,36 @@ class DbWriter:
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
-        self._stop = False                          # the writer thread saw close()'s stop mark
-        try:
-            self._conn = sqlite3.connect(self.path, factory=BatchConnection, isolation_level=None,
-                                         timeout=busy_timeout_s, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise UserError(f"database {self.path}: cannot open ({exc})") from None
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA foreign_keys = ON")
-        self._thread = threading.Thread(target=self._main, name=f"journal-writer {Path(self.path).name}",
-                                        daemon=True)
+        self._stop = False                          # the writer thread saw close()\'s stop mark
+        self.unreachable: DatabaseFault | None = None  # PostgreSQL: the server is away right now
+        self._results: list[tuple[bool, Any]] = []
+        self._conn: Any
+        if self.pg:
+            try:
+                self._conn = PgConnection(self.target)
+            except DatabaseUnreachable as exc:
+                raise UserError(f"database {self.path}: {exc}") from None
+            name = "postgresql"
+        else:
+            try:
+                self._conn = sqlite3.connect(self.path, factory=BatchConnection, isolation_level=None,
+                                             timeout=busy_timeout_s, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise UserError(f"database {self.path}: cannot open ({exc})") from None
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            name = Path(self.path).name
+        self.spool: Spool | None = Spool(spool) if spool is not None and self.pg else None
+        if self.spool is not None and replay is not None:
+            self._replay(replay)
+        self._thread = threading.Thread(target=self._main, name=f"journal-writer {name}", daemon=True)
         self._thread.start()
 
     # ---- the loop side -----------------------------------------------------------------
     def submit(self, fn: Callable[..., T], *args: Any, early: bool = False,
-               lazy: bool = False) -> concurrent.futures.Future[T]:
+               record: str | None = None, lazy: bool = False) -> concurrent.futures.Future[T]:
         """Queue ``fn(conn, *args)`` (run on the writer's connection, in order). The future
         resolves with its result once committed, or with its exception. Fire-and-forget
         callers may drop it: a fault reaches the listeners anyway.
@@ -183,8 +217,10 @@ class DbWriter:
         next call row, a key, a flush) or is committed LAZY_COMMIT_S after it was queued.
         Fewer commits (each costs an fsync and CPU), and a waited-for write more often
         finds the writer idle rather than in the middle of an fsync.
-        """
-        op = _Op(fn, args, early=early, lazy=lazy)
+
+        ``record``: the same step as data (``spool.encode``); while PostgreSQL is away it is
+        kept in the local spool (see spool.py)."""
+        op = _Op(fn, args, early=early, record=record, lazy=lazy)
         if self.fault is not None:
             op.future.set_exception(self.fault)
             return op.future
@@ -235,6 +271,8 @@ class DbWriter:
         lost = self._pending
         with contextlib.suppress(sqlite3.Error):
             self._conn.close()
+        if self.spool is not None:
+            self.spool.close()
         return lost
 
     async def aclose(self, give_up_after: float | None = None) -> int:
@@ -304,7 +342,11 @@ class DbWriter:
         last_warn = 0.0
         while True:
             try:
-                results = self._attempt(batch)
+                results = self._attempt_pg(batch) if self.pg else self._attempt(batch)
+            except DatabaseUnreachable as exc:
+                if self._wait_for_server(batch, exc):
+                    continue
+                return
             except sqlite3.Error as exc:
                 with contextlib.suppress(sqlite3.Error):
                     if self._conn.in_transaction:
@@ -339,6 +381,127 @@ class DbWriter:
         if waiting_since is not None:
             log.warning("database %s: unlocked after %.0f s; journal writes resumed", self.path,
                         time.monotonic() - waiting_since)
+        self._settle(batch, results)
+
+    def _back(self, n: int) -> None:
+        """PostgreSQL answered again after an outage: say so (the run may start calls again)."""
+        if self.unreachable is not None:
+            down = self.unreachable
+            self.unreachable = None
+            log.warning("database %s: server reachable again; %d queued journal write(s) committed",
+                        self.path, n)
+            self._tell(DatabaseFault(self.path, "unreachable", down.detail, resolved=True))
+
+    def _attempt(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        results = _run_ops(conn, batch, _db_level, self._take_queued)
+        conn.execute("COMMIT")
+        return results
+
+    def _attempt_pg(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        """The group on PostgreSQL: the same SAVEPOINT per operation; its transaction id is
+        kept so that a COMMIT whose answer is lost can be checked instead of replayed."""
+        conn = self._conn
+        if conn.broken:
+            conn.close()
+            self._conn = conn = PgConnection(self.target)
+        conn.execute("BEGIN")
+        # travels with the group's first statement: the id the retry logic asks about
+        conn.note_txid()
+        results = _run_ops(conn, batch, lambda exc: isinstance(exc, DatabaseUnreachable), self._take_queued)
+        self._results = results
+        if self.spool is not None and any(op.spooled is not None for op in batch):
+            self.spool.note_commit(conn.current_txid())   # a restart asks the server about it
+        conn.execute("COMMIT")
+        return results
+
+    def _wait_for_server(self, batch: list[_Op], exc: DatabaseUnreachable) -> bool:
+        """PostgreSQL went away during the group. Wait for it (telling the listeners once),
+        then find out whether the group's COMMIT made it. Returns True to run the group
+        again; False when it is settled (committed after all, or given up at close)."""
+        txid = self._conn.txid
+        results, self._results = self._results, []
+        if self.unreachable is None:
+            self.unreachable = DatabaseFault(self.path, "unreachable", str(exc))
+            log.error("%s: %d journal write(s) wait for it; no new calls until it is back",
+                      self.unreachable, self._pending)
+            self._tell(self.unreachable)
+        while True:
+            self._spool_waiting(batch)
+            if self._give_up_at is not None and time.monotonic() > self._give_up_at:
+                fault = DatabaseFault(self.path, "unreachable", f"{exc}; gave up at exit")
+                kept = sum(op.spooled is not None for op in batch)
+                log.error("%s; %d journal write(s) not recorded%s", fault, self._pending - kept,
+                          f" ({kept} kept in the spool {self.spool.path}: committed at the next start)"
+                          if kept and self.spool is not None else "")
+                self._fail(batch, fault)
+                return False
+            try:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = PgConnection(self.target, connect_timeout=2)
+                break
+            except DatabaseUnreachable:
+                time.sleep(RECONNECT_EVERY_S)
+        if txid is None:
+            return True
+        try:
+            status = self._conn.execute("SELECT txid_status(?)", (txid,)).fetchone()[0]
+        except DatabaseUnreachable as again:
+            return self._wait_for_server(batch, again)
+        if status != "committed":
+            return True
+        # the COMMIT went through before the connection dropped: settle its operations as
+        # usual; those queued while waiting form the next attempt
+        done, rest = batch[:len(results)], batch[len(results):]
+        self._settle(done, results)
+        batch[:] = rest
+        return bool(rest)
+
+    def _spool_waiting(self, batch: list[_Op]) -> None:
+        """While the server is away: take what was queued since into the waiting group, and
+        write the journal steps of the group to the local spool (durable on this box)."""
+        self._take_queued(batch)
+        if self.spool is None:
+            return
+        new = [op for op in batch if op.record is not None and op.spooled is None]
+        if new:
+            for op, seq in zip(new, self.spool.add([op.record for op in new]), strict=True):  # type: ignore[misc]
+                op.spooled = seq
+            log.warning("database %s unreachable: %d call journal step(s) kept in %s", self.path,
+                        sum(op.spooled is not None for op in batch), self.spool.path)
+
+    def _replay(self, replay: Callable[[str], tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+        """Commit the steps a previous run left in the spool (the server was away when it
+        stopped), unless the note in the spool says their transaction committed."""
+        assert self.spool is not None
+        records = self.spool.records()
+        txid = self.spool.committing()
+        if txid is not None and self._conn.execute("SELECT txid_status(?)", (txid,)).fetchone()[0] == "committed":
+            log.warning("spool %s: its %d step(s) were committed before the last stop", self.spool.path,
+                        len(records))
+            self.spool.clear()
+            return
+        if not records:
+            return
+        batch = []
+        for seq, rec in records:
+            fn, args = replay(rec)
+            batch.append(_Op(fn, args, record=rec, spooled=seq))
+        with self._pending_lock:
+            self._pending += len(batch)
+        self._commit(batch)
+        failed = [op.future.exception() for op in batch if op.future.exception() is not None]
+        log.warning("spool %s: %d call journal step(s) from the last run committed to %s%s", self.spool.path,
+                    len(batch) - len(failed), self.path,
+                    f"; {len(failed)} refused: {failed[0]}" if failed else "")
+
+    def _settle(self, batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
+        spooled = [op.spooled for op in batch if op.spooled is not None]
+        if spooled and self.spool is not None:
+            self.spool.remove(spooled)      # committed to the server: the local copy goes
+        self._back(len(batch))
         self.commits += 1
         self.ops_committed += len(batch)
         self._done(len(batch))
@@ -349,45 +512,6 @@ class DbWriter:
                 op.future.set_result(value)
             else:
                 op.future.set_exception(value)
-
-    def _attempt(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
-        """Run ``batch`` in one transaction and commit. Writes queued while it ran join it
-        before the COMMIT (appended to ``batch``): they share its fsync instead of waiting
-        for it and paying one of their own, which matters most for a call row waited for
-        before ATD."""
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        results: list[tuple[bool, Any]] = []
-        i = 0
-        until: float | None = None       # set at the first look for late writes
-        while True:
-            if i == len(batch):
-                now = time.monotonic()
-                if until is None:
-                    until = now + JOIN_LATE_S
-                elif now > until:
-                    break
-                self._take_queued(batch)
-                if i == len(batch):
-                    break
-            op = batch[i]
-            i += 1
-            conn.execute("SAVEPOINT op")
-            try:
-                value = op.fn(conn, *op.args)
-            except Exception as exc:
-                if _db_level(exc):
-                    raise
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((False, exc))
-                continue
-            conn.execute("RELEASE op")
-            results.append((True, value))
-            if op.early and not op.future.done():
-                op.future.set_result(value)
-        conn.execute("COMMIT")
-        return results
 
     def _fail(self, batch: list[_Op], fault: DatabaseFault) -> None:
         self._done(len(batch))
@@ -416,6 +540,48 @@ class DbWriter:
                 cb(fault)
             except Exception:
                 log.exception("database fault listener failed")
+
+
+def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool],
+             take_late: Callable[[list[_Op]], None]) -> list[tuple[bool, Any]]:
+    """Each operation of the group in its own SAVEPOINT: one that raises is rolled back alone
+    (its result is the exception), unless ``fatal`` says the error is about the database:
+    then it propagates and the whole group is retried or failed. Early reads resolve here.
+
+    Writes queued while the group ran join it before the COMMIT (``take_late`` appends them
+    to ``batch``): they share its fsync instead of waiting for it and paying one of their
+    own, which matters most for a call row waited for before ATD. After the first look,
+    late writes are taken for at most JOIN_LATE_S."""
+    results: list[tuple[bool, Any]] = []
+    i = 0
+    until: float | None = None       # set at the first look for late writes
+    while True:
+        if i == len(batch):
+            now = time.monotonic()
+            if until is None:
+                until = now + JOIN_LATE_S
+            elif now > until:
+                break
+            take_late(batch)
+            if i == len(batch):
+                break
+        op = batch[i]
+        i += 1
+        conn.execute("SAVEPOINT op")
+        try:
+            value = op.fn(conn, *op.args)
+        except Exception as exc:
+            if fatal(exc):
+                raise
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            results.append((False, exc))
+            continue
+        conn.execute("RELEASE op")
+        results.append((True, value))
+        if op.early and not op.future.done():
+            op.future.set_result(value)
+    return results
 
 
 def _noop(conn: sqlite3.Connection) -> None:

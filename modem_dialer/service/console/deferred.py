@@ -22,7 +22,7 @@ WAIT = 0.2      # s a page waits for a slow read before answering without it
 
 
 class Deferred:
-    def __init__(self, database: Path, wait: float = WAIT) -> None:
+    def __init__(self, database: Path | str, wait: float = WAIT) -> None:
         self.database = database
         self.wait = wait
         self.cache: dict[Hashable, tuple[Hashable, Any]] = {}

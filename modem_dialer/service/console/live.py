@@ -59,7 +59,7 @@ class BankView:
         self._failures: dict[str, LastFailure] = {}
         self._limits: dict[str, Any] = {}     # the config does not change while the service runs
         # what the three queries last read, and the database's change mark they read it at
-        self._mark: tuple[int, int] | None = None
+        self._mark: tuple[int | str, int] | None = None
         self._open: dict[str, OpenCall] = {}
         self.queried = 0        # ticks that ran the queries (the tests and the bench read it)
 

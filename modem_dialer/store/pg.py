@@ -1,0 +1,467 @@
+"""PostgreSQL behind the store's connection surface (``database: postgresql://…``).
+
+The store's classes were written against ``sqlite3.Connection``; :class:`PgConnection`
+gives them the same small surface on a psycopg 3 connection, so each statement is written
+once for both backends:
+
+- ``execute(sql, params)`` / ``executemany`` with SQLite's ``?`` and ``?N`` placeholders,
+  translated here (and only here) to psycopg's;
+- rows by name and by position (:class:`Row`, like ``sqlite3.Row``), ``dict(row)``;
+- ``with conn:`` is a transaction (``BEGIN`` … ``COMMIT``/``ROLLBACK``), or a SAVEPOINT when
+  one is already open (the journal writer's group transaction);
+- ``total_changes``, ``in_transaction``, ``rowcount``, and ``lastrowid``: PostgreSQL has
+  none, so an ``INSERT INTO t`` (without its own RETURNING) into a table with an ``id``
+  column gets ``RETURNING id`` appended here, in the same round trip;
+- errors are raised as the DB-API classes of ``sqlite3`` (IntegrityError, OperationalError…)
+  so that the callers' ``except`` clauses mean the same on both backends; the psycopg error is
+  the ``__cause__``. A lost connection is :class:`DatabaseUnreachable`.
+
+Parameters are merged on the client (psycopg's ClientCursor): SQLite's loose typing of
+parameters (``? IS NULL`` with None, a text compared with an integer column) keeps working,
+and transaction control statements (BEGIN, SAVEPOINT, RELEASE) are sent in the same round
+trip as the statement that follows them instead of one round trip each.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal
+
+import psycopg
+from psycopg import ClientCursor, pq
+from psycopg.adapt import Loader
+
+from .dialect import POSTGRES, Dialect
+
+# The control statements PgConnection may defer to the next round trip.
+_CONTROL = re.compile(r"^\s*(BEGIN|SAVEPOINT|RELEASE|ROLLBACK\s+TO)\b", re.IGNORECASE)
+_INSERT = re.compile(r"^\s*INSERT\s+INTO\s+(\w+)", re.IGNORECASE)
+_RETURNING = re.compile(r"\bRETURNING\b", re.IGNORECASE)
+_LITERALS = re.compile(r"'(?:[^']|'')*'|--[^\n]*")
+_TOKEN = re.compile(r"'(?:[^']|'')*'|--[^\n]*|\?(\d*)|%")
+
+
+def is_postgres(target: object) -> bool:
+    """Does a ``database:`` value name a PostgreSQL server rather than a SQLite file?"""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def url_problem(dsn: str) -> str | None:
+    """What libpq would refuse in a ``postgresql://`` URL (the config checks it at load), or None."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        return str(exc).strip().splitlines()[0]
+    return None
+
+
+def redact(dsn: str) -> str:
+    """The DSN without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", dsn)
+
+
+class DatabaseUnreachable(sqlite3.OperationalError):
+    """The PostgreSQL server cannot be reached (down, restarting, network): the statement
+    did not run, or its transaction was rolled back by the server."""
+
+
+@functools.lru_cache(maxsize=2048)
+def translate(sql: str) -> tuple[str, tuple[int, ...] | None]:
+    """SQLite placeholders to psycopg's: ``?`` → ``%s``; ``?N`` → ``%s`` with the parameters
+    reordered (returned as the 0-based index of each); a literal ``%`` doubled. String
+    literals and comments are left alone. A statement with psycopg's own ``%s`` and no ``?``
+    (PostgreSQL-only SQL) passes unchanged."""
+    order: list[int] = []
+    numbered = plain = False
+
+    def sub(m: re.Match[str]) -> str:
+        nonlocal numbered, plain
+        tok = m.group(0)
+        if tok == "%":
+            return "%%"
+        if tok.startswith("?"):
+            if m.group(1):
+                numbered = True
+                order.append(int(m.group(1)) - 1)
+            else:
+                plain = True
+            return "%s"
+        return tok.replace("%", "%%") if tok.startswith("'") else tok
+
+    bare = _LITERALS.sub("", sql)
+    if "%s" in bare and "?" not in bare:
+        return sql, None        # written for psycopg already (%s placeholders, % escaped): as is
+    out = _TOKEN.sub(sub, sql)
+    if numbered and plain:
+        raise ValueError(f"mixed ? and ?N placeholders: {sql[:60]!r}")
+    return out, (tuple(order) if numbered else None)
+
+
+def _params(order: tuple[int, ...] | None, params: Sequence[Any]) -> Sequence[Any]:
+    return params if order is None else [params[i] for i in order]
+
+
+class Row:
+    """One result row: ``row[0]``, ``row["name"]``, ``dict(row)``, unpacking — like sqlite3.Row."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, values: Sequence[Any], index: dict[str, int]) -> None:
+        self._values = values
+        self._index = index
+
+    def __getitem__(self, key: int | str | slice) -> Any:
+        if isinstance(key, str):
+            return self._values[self._index[key]]
+        return self._values[key]
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self._values) == (tuple(other) if isinstance(other, Row | tuple) else other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self._values))
+
+    def __repr__(self) -> str:
+        return f"Row({dict(zip(self._index, self._values, strict=True))!r})"
+
+
+def _row_factory(cursor: Any) -> Any:
+    desc = cursor.description
+    if desc is None:
+        return tuple
+    index = {d.name: i for i, d in enumerate(desc)}
+    return lambda values: Row(values, index)
+
+
+class _NumberLoader(Loader):
+    """numeric → int when whole, else float: SUM/AVG/EXTRACT give numeric in PostgreSQL where
+    SQLite gives an integer or a real; a Decimal would break JSON output and arithmetic."""
+
+    def load(self, data: Any) -> int | float:
+        s = bytes(data).decode()
+        try:
+            return int(s)
+        except ValueError:
+            return float(s)
+
+
+def _translate_error(exc: psycopg.Error, conn: psycopg.Connection) -> sqlite3.Error:
+    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if conn.closed or conn.broken or (isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None) \
+            or (exc.sqlstate or "").startswith(("08", "57P")):
+        return DatabaseUnreachable(msg)
+    cls: type[sqlite3.Error]
+    if isinstance(exc, psycopg.IntegrityError):
+        cls = sqlite3.IntegrityError
+    elif isinstance(exc, psycopg.errors.RaiseException):
+        cls = sqlite3.IntegrityError
+    elif isinstance(exc, psycopg.DataError):
+        cls = sqlite3.DataError
+    elif isinstance(exc, psycopg.ProgrammingError):
+        cls = sqlite3.ProgrammingError
+    elif isinstance(exc, psycopg.OperationalError):
+        cls = sqlite3.OperationalError
+    else:
+        cls = sqlite3.DatabaseError
+    return cls(msg)
+
+
+def _safe_to_resend(query: str, exc: psycopg.Error) -> bool:
+    """A statement outside a transaction that failed with the connection: sending it again
+    cannot apply it twice when it only reads, or when the server says it had ended the
+    session before the statement came (57P01..57P03: shutdown, crash, not accepting yet)."""
+    return query.lstrip().upper().startswith("SELECT") or (exc.sqlstate or "").startswith("57P")
+
+
+class PgCursor:
+    """The result of one ``execute``: fetchone/fetchall/iteration, rowcount."""
+
+    __slots__ = ("_cur", "lastrowid", "rowcount")
+
+    def __init__(self, cur: psycopg.Cursor[Any], rowcount: int, lastrowid: int | None = None) -> None:
+        self._cur = cur
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+
+    def fetchone(self) -> Any:
+        return self._cur.fetchone() if self._cur.description is not None else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cur.fetchall() if self._cur.description is not None else []
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        return self._cur.fetchmany(size) if self._cur.description is not None else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+class PgConnection:
+    """A psycopg connection with the sqlite3.Connection surface the store uses (module doc)."""
+
+    dialect: Dialect = POSTGRES
+    # round trips of every connection of the process (bench/pg_store.py reports them per call)
+    all_round_trips = 0
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self.name = redact(dsn)
+        self.total_changes = 0
+        self._pending: list[str] = []    # control statements to send with the next round trip
+        self._savepoints = 0
+        self._open_tx = False            # a BEGIN was sent or is pending
+        self.round_trips = 0             # the bench reads this
+        self.txid: int | None = None     # the open transaction's id, once note_txid() got it
+        self._id_tables: set[str] = set()     # tables known to have an id column (lastrowid)
+        self._no_id_tables: set[str] = set()
+        self.connect_timeout = connect_timeout
+        self._pg = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        try:
+            pg = psycopg.connect(self.dsn, autocommit=True, cursor_factory=ClientCursor,
+                                 connect_timeout=max(1, int(self.connect_timeout)))
+        except psycopg.Error as exc:
+            text = str(exc).strip()
+            raise DatabaseUnreachable(f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") \
+                from exc
+        pg.row_factory = _row_factory
+        pg.adapters.register_loader("numeric", _NumberLoader)
+        return pg
+
+    def _ensure(self) -> None:
+        """A connection the server dropped (restart, failover) is replaced at the next
+        statement, unless a transaction had reached the server on it: that transaction is
+        gone, and the statement fails (DatabaseUnreachable) for its owner to see. While the
+        server is away, connecting again raises DatabaseUnreachable."""
+        if not (self._pg.closed or self._pg.broken):
+            return
+        if self._open_tx and "BEGIN" not in self._pending:
+            return
+        with contextlib.suppress(Exception):
+            self._pg.close()
+        self._pg = self._connect()
+
+    # ---- statements ------------------------------------------------------------------
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> PgCursor:
+        if _CONTROL.match(sql) or sql.strip().upper() in ("COMMIT", "ROLLBACK", "BEGIN IMMEDIATE"):
+            self._control(sql.strip())
+            return PgCursor(self._pg.cursor(), -1)
+        query, order = translate(sql)
+        m = _INSERT.match(query)
+        if m and not _RETURNING.search(query) and self._has_id(m.group(1).lower()):
+            cur = self._send(query + " RETURNING id", list(_params(order, params)))
+            row = cur.fetchone()
+            cur.lastrowid = None if row is None else int(row[0])
+            return cur
+        return self._send(query, list(_params(order, params)))
+
+    def _has_id(self, table: str) -> bool:
+        if table in self._id_tables:
+            return True
+        if table in self._no_id_tables:
+            return False
+        # read once per table (tables only ever gain columns; a migration may create it later)
+        found = self._send("SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()"
+                           " AND table_name = %s AND column_name = 'id'", [table]).fetchone()
+        (self._id_tables if found else self._no_id_tables).add(table)
+        return found is not None
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
+        query, order = translate(sql)
+        self._flush_pending()
+        self._ensure()
+        cur = self._pg.cursor()
+        try:
+            cur.executemany(query, [_params(order, p) for p in seq])
+        except psycopg.Error as exc:
+            self._after_error()
+            raise _translate_error(exc, self._pg) from exc
+        self.round_trips += 1
+        PgConnection.all_round_trips += 1
+        n = max(cur.rowcount, 0)
+        self.total_changes += n
+        return PgCursor(cur, n)
+
+    def _send(self, query: str, params: list[Any]) -> PgCursor:
+        self._ensure()
+        outside_tx = not self._open_tx
+        prefix = self._pending
+        if prefix:
+            self._pending = []
+            query = "; ".join([*prefix, query])
+        cur = self._pg.cursor()
+        try:
+            cur.execute(query, params)
+            self._skip_to_last(cur)
+        except psycopg.Error as exc:
+            self._after_error()
+            err = _translate_error(exc, self._pg)
+            if not (isinstance(err, DatabaseUnreachable) and outside_tx and _safe_to_resend(query, exc)):
+                raise err from exc
+            # the server dropped this idle connection (a restart): the statement did not run,
+            # or only read; once more on a new connection (DatabaseUnreachable if still away)
+            self._ensure()
+            cur = self._pg.cursor()
+            try:
+                cur.execute(query, params)
+            except psycopg.Error as again:
+                self._after_error()
+                raise _translate_error(again, self._pg) from again
+        self.round_trips += 1
+        PgConnection.all_round_trips += 1
+        n = cur.rowcount
+        if n > 0 and cur.statusmessage and cur.statusmessage.split()[0] in ("INSERT", "UPDATE", "DELETE"):
+            self.total_changes += n
+        return PgCursor(cur, n)
+
+    def _skip_to_last(self, cur: psycopg.Cursor[Any]) -> None:
+        """The deferred control statements' results come first: keep the last one, noting a
+        transaction id asked for on the way (note_txid)."""
+        while True:
+            desc = cur.description
+            noted = desc is not None and len(desc) == 1 and desc[0].name == "txid_current"
+            if noted:
+                row = cur.fetchone()
+                self.txid = None if row is None else int(row[0])
+            if not cur.nextset():
+                if noted:
+                    cur.scroll(0, mode="absolute")    # the caller's own result: read it again
+                return
+
+    def note_txid(self) -> None:
+        """Ask for the transaction's id with the next round trip (``txid``); the journal
+        writer uses it to tell, after a lost connection, whether its COMMIT made it."""
+        self.txid = None
+        self._pending.append("SELECT txid_current()")
+
+    def current_txid(self) -> int:
+        """The open transaction's id, sending what is pending first if it is not known yet."""
+        if self.txid is None:
+            self._flush_pending()
+        if self.txid is None:
+            self.txid = int(self._send("SELECT txid_current()", []).fetchone()[0])
+        return self.txid
+
+    def _flush_pending(self) -> None:
+        if self._pending:
+            self._send("SELECT 1", [])
+
+    def _after_error(self) -> None:
+        if self._pg.closed or self._pg.broken:
+            # the server dropped the connection: its transaction is gone with it
+            self._pending, self._savepoints, self._open_tx = [], 0, False
+
+    @contextlib.contextmanager
+    def copy_in(self, table: str, columns: Sequence[str]) -> Iterator[psycopg.Copy]:
+        """``COPY table (columns) FROM STDIN``: ``copy.write_row(values)`` streams rows (``db
+        copy``). ``table`` and ``columns`` are our schema's names, never input."""
+        self._flush_pending()
+        cur = self._pg.cursor()
+        try:
+            with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+                yield copy
+        except psycopg.Error as exc:
+            self._after_error()
+            raise _translate_error(exc, self._pg) from exc
+        self.round_trips += 1
+        PgConnection.all_round_trips += 1
+
+    # ---- transactions ----------------------------------------------------------------
+    def _control(self, stmt: str) -> None:
+        up = " ".join(stmt.upper().split())
+        if up in ("BEGIN", "BEGIN IMMEDIATE"):
+            self._pending.append("BEGIN")
+            self._open_tx = True
+        elif up in ("COMMIT", "ROLLBACK"):
+            pending, self._pending = self._pending, []
+            self._open_tx, self._savepoints = False, 0
+            if "BEGIN" in pending:
+                return              # the transaction never reached the server: nothing to end
+            if up == "ROLLBACK":
+                pending = []        # nothing queued needs to reach a transaction being thrown away
+            self._run_now("; ".join([*pending, up]))
+        else:                       # SAVEPOINT / RELEASE / ROLLBACK TO: joins the next round trip
+            self._pending.append(stmt)
+
+    def _run_now(self, stmt: str) -> None:
+        try:
+            self._skip_to_last(self._pg.execute(stmt))   # no parameters: sent as is
+        except psycopg.Error as exc:
+            self._after_error()
+            raise _translate_error(exc, self._pg) from exc
+        self.round_trips += 1
+        PgConnection.all_round_trips += 1
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._open_tx
+
+    def __enter__(self) -> PgConnection:
+        if self._open_tx:
+            self._savepoints += 1
+            self._pending.append(f"SAVEPOINT w{self._savepoints}")
+        else:
+            self._control("BEGIN")
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
+        if self._savepoints:
+            name = f"w{self._savepoints}"
+            self._savepoints -= 1
+            if exc_type is None:
+                self._pending.append(f"RELEASE {name}")
+            elif not (self._pg.closed or self._pg.broken):
+                self._pending += [f"ROLLBACK TO {name}", f"RELEASE {name}"]
+            return False
+        if not self._open_tx:       # the connection was lost inside the block: nothing to end
+            return False
+        if exc_type is None:
+            self._control("COMMIT")
+        else:
+            try:
+                self._control("ROLLBACK")
+            except sqlite3.Error:
+                pass                # the original error matters more
+        return False
+
+    def commit(self) -> None:
+        if self._open_tx:
+            self._control("COMMIT")
+
+    def rollback(self) -> None:
+        if self._open_tx:
+            self._control("ROLLBACK")
+
+    # ---- the rest ----------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._pg.closed
+
+    @property
+    def broken(self) -> bool:
+        """The server went away: a new connection is needed."""
+        return self._pg.closed or self._pg.broken or self._pg.info.transaction_status == pq.TransactionStatus.UNKNOWN
+
+    def close(self) -> None:
+        self._pg.close()
+
+    def __del__(self) -> None:
+        pg = getattr(self, "_pg", None)
+        if pg is not None and not pg.closed:
+            pg.close()
