@@ -12,6 +12,7 @@ file took seconds), and no file of ours needs them.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from collections.abc import Iterable
 from pathlib import Path
@@ -198,6 +199,9 @@ def describe_validation_error(exc: ValidationError, doc: YamlDoc | None = None) 
     secret = err["type"] == "extra_forbidden" or any(str(p).lower() in SECRET_KEYS for p in loc[-1:])
     if err["type"] != "missing" and not secret and isinstance(value, (str, int, float)) \
             and not isinstance(value, bool):
+        if isinstance(value, str):
+            # a URL's password (database: postgresql://user:pw@host/db) is not echoed either
+            value = re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", value)
         shown = f" (got {value!r})"
     where = doc.where(loc) if doc else ""
     extra = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""

@@ -127,3 +127,10 @@ async def test_a_bad_database_url_is_one_line_naming_the_key(tmp_path):
     code, _, err = await run_cli("--config", cfg, "db", "migrate")
     assert code == 1 and "config.yaml:1: database: not a valid PostgreSQL URL" in err and "bogus" in err
     assert len(err.strip().splitlines()) == 1
+
+
+async def test_a_bad_database_url_does_not_show_its_password(tmp_path):
+    cfg = write_config(tmp_path, "postgresql://dialer:s3cr3t-pw@dbhost/dialer?bogus=1")
+    code, _, err = await run_cli("--config", cfg, "db", "migrate")
+    assert code == 1 and "config.yaml:1: database: not a valid PostgreSQL URL" in err, err
+    assert "s3cr3t-pw" not in err and "dialer:***@dbhost" in err, err
