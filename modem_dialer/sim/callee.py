@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError
 
-from .sms import InboundSms
+from .sms import InboundSms, scenario_settings
 
 Outcome = Literal["answer", "busy", "no_answer", "rejected", "invalid", "unreachable"]
 # A phone key (the simulator shares no code with modems/, hence its own list).
@@ -95,14 +95,8 @@ class InboundCall:
 
     @classmethod
     def from_dict(cls, d: dict) -> InboundCall:
-        if not isinstance(d, dict):
-            raise ValueError(f"an inbound call is a mapping of settings, not {d!r}")
-        d = {("from_" if k == "from" else k): v for k, v in d.items()}
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown inbound call setting {unknown[0]!r} (known: at, from, modem, keys, "
-                             "hangup_after, ring_for, inband)")
+        d = scenario_settings(d, set(cls.__dataclass_fields__), "an inbound call", "inbound call",
+                              "at, from, modem, keys, hangup_after, ring_for, inband")
         keys = [(float(k["at"]), str(k["key"])) if isinstance(k, dict) else (float(k[0]), str(k[1]))
                 for k in d.pop("keys", None) or []]
         frm = d.pop("from_", None)

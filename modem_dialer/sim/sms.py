@@ -37,14 +37,8 @@ class InboundSms:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> InboundSms:
-        if not isinstance(d, dict):
-            raise ValueError(f"an inbound SMS is a mapping of settings, not {d!r}")
-        d = {("from_" if k == "from" else k): v for k, v in d.items()}
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown inbound_sms setting {unknown[0]!r} (known: at, from, text, modem, encoding, "
-                             "ref_bits, reference, dcs, pdu, drop_parts)")
+        d = scenario_settings(d, set(cls.__dataclass_fields__), "an inbound SMS", "inbound_sms",
+                              "at, from, text, modem, encoding, ref_bits, reference, dcs, pdu, drop_parts")
         if d.get("ref_bits", 8) not in (8, 16):
             raise ValueError(f"inbound_sms ref_bits: 8 or 16, not {d['ref_bits']!r}")
         if d.get("encoding") not in (None, "gsm7", "ucs2", "8bit"):
@@ -167,3 +161,15 @@ def recipient_of(submit_pdu: str) -> str:
         return ("+" if toa == "91" else "") + number
     except (ValueError, IndexError):
         return ""
+
+
+def scenario_settings(d: object, known: set[str], what: str, key: str, listed: str) -> dict[str, Any]:
+    """A scenario entry's settings (``from`` read as ``from_``), or ValueError naming the
+    first unknown one: shared by the inbound calls and SMS of a scenario file."""
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} is a mapping of settings, not {d!r}")
+    d = {("from_" if k == "from" else k): v for k, v in d.items()}
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"unknown {key} setting {unknown[0]!r} (known: {listed})")
+    return d
