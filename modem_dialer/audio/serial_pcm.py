@@ -33,6 +33,7 @@ import fcntl
 import logging
 import os
 import struct
+import sys
 import termios
 import threading
 import time
@@ -45,7 +46,6 @@ from modem_dialer.audio.path import (
     BYTES_PER_SECOND,
     FRAME_BYTES,
     FRAME_SECONDS,
-    IDLE,
     AudioPath,
     AudioPathError,
     PlayResult,
@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 # The writer thread asks for SCHED_FIFO at this priority (Linux, needs CAP_SYS_NICE; silently
 # stays at normal priority otherwise). 0 = don't ask.
 REALTIME_PRIORITY = 10
+_LITTLE_ENDIAN = sys.byteorder == "little"   # the wire's S16LE is then the native int16
 # If the thread itself was held up (the OS did not run it) for more than this many frames,
 # the schedule is moved to now instead of sending the backlog in one burst: a burst would
 # sit in the modem's buffer and delay everything after it, barge-in included.
@@ -184,9 +185,11 @@ class SerialPcm(AudioPath):
             data = taken.frame
         # The modem plays at 8 kHz from when a frame reaches it: what it still holds is what
         # we wrote minus the time elapsed since, plus what the tty has not sent yet. The
-        # tty's queue is asked for prompt frames only (the model is read for them: drain());
-        # a silence frame just extends the model, and the next prompt frame corrects it.
-        start = now + _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else now
+        # tty's queue is asked at the last frame of a prompt only: that is when the model is
+        # read (drain(), the hang-up after the message), and the backlog it reports then
+        # covers every frame before; other frames just extend the model (one ioctl per
+        # prompt instead of one per frame).
+        start = now + _outq(self._fd) / BYTES_PER_SECOND if taken is not None and taken.finished else now
         try:
             n = os.write(self._fd, data)
         except BlockingIOError:
@@ -220,7 +223,11 @@ class SerialPcm(AudioPath):
         if not self._rbuf and len(data) == FRAME_BYTES:
             # the usual read: exactly one frame (the modem sends one every 20 ms)
             # (a read-only view of the bytes read: consumers copy what they keep or change)
-            self._deliver(np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False))
+            if self.on_capture is None:
+                self.frames_captured += 1       # nobody listens (between calls): no array
+                return
+            frame = np.frombuffer(data, dtype="<i2")
+            self._deliver(frame if _LITTLE_ENDIAN else frame.astype(np.int16))
             return
         self._rbuf += data
         n = len(self._rbuf) // FRAME_BYTES * FRAME_BYTES
