@@ -236,3 +236,58 @@ async def test_lazy_steps_alone_commit_soon(tmp_path, monkeypatch):
     finally:
         j.close()
         conn.close()
+
+
+async def test_blocks_inside_an_operation_roll_back_only_their_own_rows(tmp_path):
+    # An operation's first `with conn:` block shares the operation's savepoint (one statement
+    # pair less per journal step); what a failed block wrote must still go, and nothing else.
+    conn = open_db(tmp_path / "j.db")
+    conn.execute("CREATE TABLE t (v TEXT)")
+    conn.commit()
+    w = DbWriter(tmp_path / "j.db")
+
+    def caught_then_more(c):  # type: ignore[no-untyped-def]
+        try:
+            with c:
+                c.execute("INSERT INTO t VALUES ('first block, rolled back')")
+                raise ValueError("the block fails")
+        except ValueError:
+            pass
+        with c:
+            c.execute("INSERT INTO t VALUES ('second block')")
+
+    def outside_then_failed_block(c):  # type: ignore[no-untyped-def]
+        c.execute("INSERT INTO t VALUES ('outside any block')")
+        try:
+            with c:
+                c.execute("INSERT INTO t VALUES ('failed block')")
+                raise ValueError("the block fails")
+        except ValueError:
+            pass
+
+    def nested_failure(c):  # type: ignore[no-untyped-def]
+        with c:
+            c.execute("INSERT INTO t VALUES ('outer block')")
+            try:
+                with c:
+                    c.execute("INSERT INTO t VALUES ('inner block, rolled back')")
+                    raise ValueError("the inner block fails")
+            except ValueError:
+                pass
+
+    def failed_operation(c):  # type: ignore[no-untyped-def]
+        with c:
+            c.execute("INSERT INTO t VALUES ('failed operation')")
+        raise RuntimeError("the operation fails after its block")
+
+    try:
+        futs = [w.submit(fn) for fn in (caught_then_more, outside_then_failed_block, nested_failure,
+                                        failed_operation)]
+        await w.flush()
+        with pytest.raises(RuntimeError):
+            futs[3].result(5)
+        rows = sorted(r[0] for r in conn.execute("SELECT v FROM t"))
+        assert rows == ["outer block", "outside any block", "second block"]
+    finally:
+        w.close()
+        conn.close()
