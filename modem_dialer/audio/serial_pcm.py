@@ -45,6 +45,7 @@ import serial
 from modem_dialer.audio.path import (
     BYTES_PER_SECOND,
     FRAME_BYTES,
+    FRAME_SAMPLES,
     FRAME_SECONDS,
     AudioPath,
     AudioPathError,
@@ -229,14 +230,20 @@ class SerialPcm(AudioPath):
             frame = np.frombuffer(data, dtype="<i2")
             self._deliver(frame if _LITTLE_ENDIAN else frame.astype(np.int16))
             return
-        self._rbuf += data
-        n = len(self._rbuf) // FRAME_BYTES * FRAME_BYTES
-        if n == 0:
-            return
-        # Whole frames only: the remainder stays, so a read that stops mid-sample never
-        # shifts the 16-bit phase of what follows.
-        frames = np.frombuffer(bytes(self._rbuf[:n]), dtype="<i2").astype(np.int16).reshape(-1, 160)
-        del self._rbuf[:n]
+        if not self._rbuf and len(data) % FRAME_BYTES == 0:
+            # several whole frames (the loop was busy): views of the bytes read, no copy
+            frames = np.frombuffer(data, dtype="<i2").reshape(-1, FRAME_SAMPLES)
+        else:
+            self._rbuf += data
+            n = len(self._rbuf) // FRAME_BYTES * FRAME_BYTES
+            if n == 0:
+                return
+            # Whole frames only: the remainder stays, so a read that stops mid-sample never
+            # shifts the 16-bit phase of what follows.
+            frames = np.frombuffer(bytes(self._rbuf[:n]), dtype="<i2").reshape(-1, FRAME_SAMPLES)
+            del self._rbuf[:n]
+        if not _LITTLE_ENDIAN:
+            frames = frames.astype(np.int16)
         for f in frames:
             self._deliver(f)
 
