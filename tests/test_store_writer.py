@@ -246,34 +246,28 @@ async def test_blocks_inside_an_operation_roll_back_only_their_own_rows(tmp_path
     conn.commit()
     w = DbWriter(tmp_path / "j.db")
 
-    def caught_then_more(c):  # type: ignore[no-untyped-def]
+    def failing_block(c, value: str) -> None:  # type: ignore[no-untyped-def]
+        """A `with c:` block that inserts ``value`` and fails; the caller goes on."""
         try:
             with c:
-                c.execute("INSERT INTO t VALUES ('first block, rolled back')")
+                c.execute("INSERT INTO t VALUES (?)", (value,))
                 raise ValueError("the block fails")
         except ValueError:
             pass
+
+    def caught_then_more(c):  # type: ignore[no-untyped-def]
+        failing_block(c, "first block, rolled back")
         with c:
             c.execute("INSERT INTO t VALUES ('second block')")
 
     def outside_then_failed_block(c):  # type: ignore[no-untyped-def]
         c.execute("INSERT INTO t VALUES ('outside any block')")
-        try:
-            with c:
-                c.execute("INSERT INTO t VALUES ('failed block')")
-                raise ValueError("the block fails")
-        except ValueError:
-            pass
+        failing_block(c, "failed block")
 
     def nested_failure(c):  # type: ignore[no-untyped-def]
         with c:
             c.execute("INSERT INTO t VALUES ('outer block')")
-            try:
-                with c:
-                    c.execute("INSERT INTO t VALUES ('inner block, rolled back')")
-                    raise ValueError("the inner block fails")
-            except ValueError:
-                pass
+            failing_block(c, "inner block, rolled back")
 
     def failed_operation(c):  # type: ignore[no-untyped-def]
         with c:
