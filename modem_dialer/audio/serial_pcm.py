@@ -47,6 +47,7 @@ from modem_dialer.audio.path import (
     FRAME_BYTES,
     FRAME_SAMPLES,
     FRAME_SECONDS,
+    IDLE,
     AudioPath,
     AudioPathError,
     PlayResult,
@@ -186,11 +187,12 @@ class SerialPcm(AudioPath):
             data = taken.frame
         # The modem plays at 8 kHz from when a frame reaches it: what it still holds is what
         # we wrote minus the time elapsed since, plus what the tty has not sent yet. The
-        # tty's queue is asked at the last frame of a prompt only: that is when the model is
-        # read (drain(), the hang-up after the message), and the backlog it reports then
-        # covers every frame before; other frames just extend the model (one ioctl per
-        # prompt instead of one per frame).
-        start = now + _outq(self._fd) / BYTES_PER_SECOND if taken is not None and taken.finished else now
+        # tty's queue is asked for prompt frames only (the model is read for them: drain());
+        # a silence frame just extends the model, and the next prompt frame corrects it.
+        # (Asking at a prompt's last frame only was tried: a backlog that cleared before it
+        # leaves the modem behind for the rest of the prompt, and the model no longer knew:
+        # test_call_realtime heard cut messages under load.)
+        start = now + _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else now
         try:
             n = os.write(self._fd, data)
         except BlockingIOError:
