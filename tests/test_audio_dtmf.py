@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from modem_dialer.audio.dtmf import KEYS, generate_dtmf, generate_sequence
+from modem_dialer.audio.dtmf import KEYS, DtmfDetector, generate_dtmf, generate_sequence
 from modem_dialer.audio.dtmf import detect_keys as detect
 from modem_dialer.audio.prompts import normalise
 from modem_dialer.sim.voice import VOWEL_FORMANTS, vowel
@@ -108,6 +108,40 @@ def test_fast_sequence_and_chunk_sizes() -> None:
     assert "".join(k for k, _ in expected) == keys * 3
     for frame in (1, 51, 101, 333, 4000, len(x)):
         assert detect(x, frame) == expected  # streaming is independent of how audio is cut
+
+
+def test_quiet_chunks_skipped_without_changing_what_is_found() -> None:
+    # The shortcut for quiet int16 chunks (every sample within [-256, 255]) must report the
+    # same keys at the same samples as the full analysis, which float input always takes.
+    rng = np.random.default_rng(7)
+    skipped = cases = 0
+    for _ in range(60):
+        parts = []
+        for _ in range(int(rng.integers(3, 10))):
+            kind, n = int(rng.integers(0, 5)), int(rng.integers(50, 2500))
+            if kind == 0:
+                parts.append(np.zeros(n, np.int16))
+            elif kind == 1:
+                parts.append(rng.integers(-256, 256, n).astype(np.int16))     # quiet, just
+            elif kind == 2:
+                parts.append(rng.integers(-400, 400, n).astype(np.int16))     # not quiet
+            elif kind == 3:
+                parts.append(generate_dtmf(KEYS[int(rng.integers(0, 16))], float(rng.integers(30, 150)),
+                                           level_dbfs=float(rng.uniform(-36, -3))))
+            else:
+                parts.append(rng.normal(0, 3000, n).astype(np.int16))         # speech level
+        x = np.concatenate(parts)
+        frame = int(rng.choice([160, 320, 102, 400]))
+        fast, full = DtmfDetector(), DtmfDetector()
+        got: list[tuple[str, int]] = []
+        want: list[tuple[str, int]] = []
+        for i in range(0, len(x), frame):
+            got += fast.feed(x[i : i + frame])
+            want += full.feed(x[i : i + frame].astype(np.float64))
+            skipped += fast._skipped_n > 0
+        cases += len(want)
+        assert got == want
+    assert skipped > 200 and cases > 30    # both paths were exercised
 
 
 @pytest.mark.parametrize("snr_db", [30, 20, 15])

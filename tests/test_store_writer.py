@@ -236,3 +236,52 @@ async def test_lazy_steps_alone_commit_soon(tmp_path, monkeypatch):
     finally:
         j.close()
         conn.close()
+
+
+async def test_blocks_inside_an_operation_roll_back_only_their_own_rows(tmp_path):
+    # An operation's first `with conn:` block shares the operation's savepoint (one statement
+    # pair less per journal step); what a failed block wrote must still go, and nothing else.
+    conn = open_db(tmp_path / "j.db")
+    conn.execute("CREATE TABLE t (v TEXT)")
+    conn.commit()
+    w = DbWriter(tmp_path / "j.db")
+
+    def failing_block(c, value: str) -> None:  # type: ignore[no-untyped-def]
+        """A `with c:` block that inserts ``value`` and fails; the caller goes on."""
+        try:
+            with c:
+                c.execute("INSERT INTO t VALUES (?)", (value,))
+                raise ValueError("the block fails")
+        except ValueError:
+            pass
+
+    def caught_then_more(c):  # type: ignore[no-untyped-def]
+        failing_block(c, "first block, rolled back")
+        with c:
+            c.execute("INSERT INTO t VALUES ('second block')")
+
+    def outside_then_failed_block(c):  # type: ignore[no-untyped-def]
+        c.execute("INSERT INTO t VALUES ('outside any block')")
+        failing_block(c, "failed block")
+
+    def nested_failure(c):  # type: ignore[no-untyped-def]
+        with c:
+            c.execute("INSERT INTO t VALUES ('outer block')")
+            failing_block(c, "inner block, rolled back")
+
+    def failed_operation(c):  # type: ignore[no-untyped-def]
+        with c:
+            c.execute("INSERT INTO t VALUES ('failed operation')")
+        raise RuntimeError("the operation fails after its block")
+
+    try:
+        futs = [w.submit(fn) for fn in (caught_then_more, outside_then_failed_block, nested_failure,
+                                        failed_operation)]
+        await w.flush()
+        with pytest.raises(RuntimeError):
+            futs[3].result(5)
+        rows = sorted(r[0] for r in conn.execute("SELECT v FROM t"))
+        assert rows == ["outer block", "outside any block", "second block"]
+    finally:
+        w.close()
+        conn.close()

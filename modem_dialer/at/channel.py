@@ -42,6 +42,27 @@ def _shown(text: str) -> str:
 UrcCallback = Callable[[str], None]
 
 
+def _direct_read(fd: int) -> Callable[[int], bytes]:
+    """What the transport calls when the port is readable, instead of pyserial's ``read``:
+    one ``read`` on the (non-blocking) descriptor. pyserial's does a ``select`` first and
+    builds a timeout object and a bytearray, on every line burst of every modem. Same
+    contract: nothing available gives b"", a vanished device raises SerialException (the
+    transport then reports the port lost)."""
+
+    def read(size: int) -> bytes:
+        try:
+            data = os.read(fd, size)
+        except (BlockingIOError, InterruptedError):
+            return b""
+        except OSError as exc:
+            raise serial.SerialException(f"read failed: {exc}") from None
+        if not data:
+            raise serial.SerialException("device reports readiness to read but returned no data "
+                                         "(device disconnected or multiple access on port?)")
+        return data
+    return read
+
+
 @dataclass
 class ATResponse:
     command: str
@@ -150,6 +171,10 @@ class ATChannel(asyncio.Protocol):
     # ---- asyncio.Protocol ----------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        ser = getattr(transport, "serial", None)
+        fd = getattr(ser, "fd", None)
+        if isinstance(fd, int):
+            ser.read = _direct_read(fd)  # type: ignore[union-attr]
         self._connected.set()
 
     def connection_lost(self, exc: Exception | None) -> None:

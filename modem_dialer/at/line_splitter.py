@@ -76,13 +76,18 @@ def is_final(line: str, *, call_results: bool = False) -> bool:
     return call_results and line in CALL_RESULTS
 
 
+_COMMAND_NAME = re.compile(r"^AT([+^$][A-Z0-9]+)")
+
+
 def response_prefix(command: str) -> str | None:
     """The prefix of the information lines that belong to ``command``'s response.
 
     ``AT+CLCC`` → ``+CLCC:``; ``AT^CVOICE?`` → ``^CVOICE:``; ``AT+QCCID`` → ``+QCCID:``.
     Lines with this prefix are the response even if the same prefix is also a URC.
     """
-    m = re.match(r"^AT([+^$][A-Z0-9]+)", command.upper())
+    if command[:3].upper() not in ("AT+", "AT^", "AT$"):
+        return None        # ATD…, ATA, ATH: no regex for most commands of a call
+    m = _COMMAND_NAME.match(command.upper())
     if not m:
         return None
     name = m.group(1)

@@ -22,7 +22,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -69,13 +69,18 @@ class _Item:
     pos: int = 0  # byte offset of the next frame
 
 
-@dataclass
 class Taken:
-    """One frame to send (320 bytes S16LE), and which prompts it starts or completes."""
+    """One frame to send (320 bytes S16LE), and which prompts it starts or completes.
 
-    frame: bytes
-    started: _Item | None = None
-    finished: list[_Item] = field(default_factory=list)
+    A plain class with slots: one is made per prompt frame on the audio thread (a dataclass
+    with a list per frame cost twice as much)."""
+
+    __slots__ = ("finished", "frame", "started")
+
+    def __init__(self, frame: bytes, started: _Item | None = None, finished: tuple[_Item, ...] = ()) -> None:
+        self.frame = frame
+        self.started = started
+        self.finished = finished
 
     @property
     def prompt(self) -> bool:
@@ -123,11 +128,10 @@ class PlayQueue:
             started = item if item.pos == 0 else None
             frame = item.data[item.pos : item.pos + FRAME_BYTES]
             item.pos += FRAME_BYTES
-            taken = Taken(frame, started)
             if item.pos >= len(item.data):
                 self._items.popleft()
-                taken.finished.append(item)
-            return taken
+                return Taken(frame, started, (item,))
+            return Taken(frame, started)
 
     def clear(self) -> list[_Item]:
         with self._lock:
@@ -249,7 +253,7 @@ class AudioPath(ABC):
                 loop.call_soon_threadsafe(fn, *args)
 
     @staticmethod
-    def _resolve_done(items: list[_Item]) -> None:
+    def _resolve_done(items: tuple[_Item, ...]) -> None:
         for item in items:
             _resolve(item, PlayResult.DONE)
 

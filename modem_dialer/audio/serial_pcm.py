@@ -33,6 +33,7 @@ import fcntl
 import logging
 import os
 import struct
+import sys
 import termios
 import threading
 import time
@@ -44,6 +45,7 @@ import serial
 from modem_dialer.audio.path import (
     BYTES_PER_SECOND,
     FRAME_BYTES,
+    FRAME_SAMPLES,
     FRAME_SECONDS,
     IDLE,
     AudioPath,
@@ -57,6 +59,7 @@ log = logging.getLogger(__name__)
 # The writer thread asks for SCHED_FIFO at this priority (Linux, needs CAP_SYS_NICE; silently
 # stays at normal priority otherwise). 0 = don't ask.
 REALTIME_PRIORITY = 10
+_LITTLE_ENDIAN = sys.byteorder == "little"   # the wire's S16LE is then the native int16
 # If the thread itself was held up (the OS did not run it) for more than this many frames,
 # the schedule is moved to now instead of sending the backlog in one burst: a burst would
 # sit in the modem's buffer and delay everything after it, barge-in included.
@@ -186,6 +189,9 @@ class SerialPcm(AudioPath):
         # we wrote minus the time elapsed since, plus what the tty has not sent yet. The
         # tty's queue is asked for prompt frames only (the model is read for them: drain());
         # a silence frame just extends the model, and the next prompt frame corrects it.
+        # (Asking at a prompt's last frame only was tried: a backlog that cleared before it
+        # leaves the modem behind for the rest of the prompt, and the model no longer knew:
+        # test_call_realtime heard cut messages under load.)
         start = now + _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else now
         try:
             n = os.write(self._fd, data)
@@ -220,16 +226,26 @@ class SerialPcm(AudioPath):
         if not self._rbuf and len(data) == FRAME_BYTES:
             # the usual read: exactly one frame (the modem sends one every 20 ms)
             # (a read-only view of the bytes read: consumers copy what they keep or change)
-            self._deliver(np.frombuffer(data, dtype="<i2").astype(np.int16, copy=False))
+            if self.on_capture is None:
+                self.frames_captured += 1       # nobody listens (between calls): no array
+                return
+            frame = np.frombuffer(data, dtype="<i2")
+            self._deliver(frame if _LITTLE_ENDIAN else frame.astype(np.int16))
             return
-        self._rbuf += data
-        n = len(self._rbuf) // FRAME_BYTES * FRAME_BYTES
-        if n == 0:
-            return
-        # Whole frames only: the remainder stays, so a read that stops mid-sample never
-        # shifts the 16-bit phase of what follows.
-        frames = np.frombuffer(bytes(self._rbuf[:n]), dtype="<i2").astype(np.int16).reshape(-1, 160)
-        del self._rbuf[:n]
+        if not self._rbuf and len(data) % FRAME_BYTES == 0:
+            # several whole frames (the loop was busy): views of the bytes read, no copy
+            frames = np.frombuffer(data, dtype="<i2").reshape(-1, FRAME_SAMPLES)
+        else:
+            self._rbuf += data
+            n = len(self._rbuf) // FRAME_BYTES * FRAME_BYTES
+            if n == 0:
+                return
+            # Whole frames only: the remainder stays, so a read that stops mid-sample never
+            # shifts the 16-bit phase of what follows.
+            frames = np.frombuffer(bytes(self._rbuf[:n]), dtype="<i2").reshape(-1, FRAME_SAMPLES)
+            del self._rbuf[:n]
+        if not _LITTLE_ENDIAN:
+            frames = frames.astype(np.int16)
         for f in frames:
             self._deliver(f)
 

@@ -12,6 +12,7 @@ from .info import rssi_to_dbm
 
 _CEND = re.compile(r"\^CEND:\s*(\d+),\s*(\d+),\s*(\d+)(?:,\s*(\d+))?")
 _RSSI = re.compile(r"\^RSSI:\s*(\d+)")
+_CALL_ID = re.compile(r":\s*(\d+)")   # ^CONF/^CONN (every call)
 
 
 class HuaweiDriver(ModemDriver):
@@ -45,7 +46,7 @@ class HuaweiDriver(ModemDriver):
 
     @staticmethod
     def _id(line: str) -> int | None:
-        m = re.search(r":\s*(\d+)", line)
+        m = _CALL_ID.search(line)
         return int(m.group(1)) if m else None
 
     def _on_cend(self, line: str) -> None:

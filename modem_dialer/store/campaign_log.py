@@ -15,6 +15,8 @@ from .types import Connection
 
 _INSERT = ("INSERT INTO campaign_log (campaign_id, contact_id, number, modem, at, kind, verdict, rule, until, data)"
            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# one encoder for every row (json.dumps with options builds a new one per call: one per dial)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
 
 class CampaignLog:
@@ -31,7 +33,7 @@ class CampaignLog:
             **data: Any) -> tuple:
         """The parameters of one row, for callers that write it inside their own transaction."""
         return (self.campaign_id, contact_id, number, modem, to_ts(self._clock()), kind, verdict, rule,
-                None if until is None else to_ts(until), json.dumps(data, default=str, separators=(",", ":")))
+                None if until is None else to_ts(until), _ENCODER.encode(data))
 
     def write(self, kind: str, **kw: Any) -> None:
         row = self.row(kind, **kw)

@@ -27,9 +27,13 @@ HANGUP_BY = frozenset({"callee", "dialer", "network"})
 KEYS = frozenset("0123456789*#ABCD")
 
 
+# default=str: an enum, Path or datetime in an event must not make the journal fail mid-call.
+# One encoder for all rows: json.dumps with options builds a new one per call (every event row).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def _json(data: dict[str, Any]) -> str:
-    # default=str: an enum, Path or datetime in an event must not make the journal fail mid-call
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    return _ENCODER.encode(data)
 
 
 @dataclass(frozen=True)

@@ -120,15 +120,32 @@ class BatchConnection(sqlite3.Connection):
     """
 
     _depth = 0
+    # Set by _run_ops right after an operation's own ``SAVEPOINT op``: total_changes then.
+    # A first-level block entered before the operation wrote anything shares that savepoint
+    # instead of opening its own: on failure ``ROLLBACK TO op`` undoes exactly the block (nothing
+    # else was written since), on success there is nothing to release. Most operations are one
+    # such block (every journal step), so this saves two statements per write.
+    _op_changes: int | None = None
+    _shared = False          # whether the open first-level block shares the op's savepoint
 
     def __enter__(self) -> BatchConnection:
         self._depth += 1
+        if self._depth == 1 and self._op_changes is not None and self.total_changes == self._op_changes:
+            self._shared = True
+            return self
         self.execute(f"SAVEPOINT s{self._depth}")
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
-        name = f"s{self._depth}"
+        depth = self._depth
         self._depth -= 1
+        if depth == 1 and self._shared:
+            self._shared = False
+            if exc_type is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.execute("ROLLBACK TO op")
+            return False
+        name = f"s{depth}"
         if exc_type is not None:
             with contextlib.suppress(sqlite3.Error):
                 self.execute(f"ROLLBACK TO {name}")
@@ -555,6 +572,7 @@ def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]
     results: list[tuple[bool, Any]] = []
     i = 0
     until: float | None = None       # set at the first look for late writes
+    batch_conn = isinstance(conn, BatchConnection)
     while True:
         if i == len(batch):
             now = time.monotonic()
@@ -568,6 +586,8 @@ def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]
         op = batch[i]
         i += 1
         conn.execute("SAVEPOINT op")
+        if batch_conn:
+            conn._op_changes = conn.total_changes
         try:
             value = op.fn(conn, *op.args)
         except Exception as exc:
@@ -577,6 +597,9 @@ def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]
             conn.execute("RELEASE op")
             results.append((False, exc))
             continue
+        finally:
+            if batch_conn:
+                conn._op_changes = None
         conn.execute("RELEASE op")
         results.append((True, value))
         if op.early and not op.future.done():
