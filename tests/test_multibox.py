@@ -39,10 +39,9 @@ def open_contacts(bank: Bank) -> int:
     return bank.rows("SELECT COUNT(*) AS n FROM contacts WHERE status IN ('pending', 'in_progress')")[0]["n"]
 
 
-async def outgoing(bank: Bank) -> Counter[str]:
+def outgoing(bank: Bank) -> Counter[str]:
     """Calls per number as the simulated SIMs of every box saw them."""
-    seen = await asyncio.gather(*(b.sim_calls() for b in bank.boxes))
-    return Counter(c["number"] for calls in seen for c in calls if c["direction"] == "out")
+    return Counter(c["number"] for b in bank.boxes for c in b.sim_calls() if c["direction"] == "out")
 
 
 async def submit(bank: Bank, camp, box: str = "b1") -> None:
@@ -100,7 +99,7 @@ async def three_boxes_finish(bank_of, tmp_path, contacts: int, **kw) -> None:
     assert len(calls) == contacts and {c["outcome"] for c in calls} == {"busy"}
     per_box = Counter(c["box"] for c in calls)
     assert set(per_box) == {"b1", "b2", "b3"}, per_box        # every box took part
-    seen = await outgoing(bank)
+    seen = outgoing(bank)
     assert sum(seen.values()) == contacts and set(seen) == set(nums)    # each number dialed once, by one box
     # the whole bank, with each modem's box, from any box
     status, modems = await bank.box("b2").req("GET", "/v1/modems")
@@ -114,7 +113,9 @@ async def test_sigkill_of_one_box_the_others_finish_its_contacts(bank_of, tmp_pa
     bank = await bank_of(["b1", "b2", "b3"], 4, {"default": {"outcome": "answer", "ring_after": 0.01,
                                                               "answer_after": 0.05, "hangup_after": 0.8}})
     await asyncio.gather(*(serve(b) for b in bank.boxes))
-    nums = numbers(120)
+    # 60 contacts (it was 120): b2 is killed in the second round of calls (~24 contacts in), and
+    # the ~36 left keep b1 and b3 busy until b2's lease (5 s) has run out and its calls are retried
+    nums = numbers(60)
     camp = write_campaign(tmp_path, nums, message_s=2.0, extra="retry:\n  interrupted: {after: 1s, max: 2}\n")
     await submit(bank, camp)
     b2 = bank.box("b2")
@@ -145,7 +146,7 @@ async def test_sigkill_of_one_box_the_others_finish_its_contacts(bank_of, tmp_pa
     assert set(per_number) == set(nums) and set(per_number.values()) == {1}
     assert all(c["box"] != "b2" for c in calls if c["number"] in again)
     # what the SIMs saw: one call per number, two for an interrupted one (if its ATD went out)
-    seen = await outgoing(bank)
+    seen = outgoing(bank)
     assert set(seen) == set(nums)
     assert {n: k for n, k in seen.items() if k != 1} == {n: 2 for n in again if seen[n] != 1}
     assert all(seen[n] <= 2 for n in again)
@@ -172,4 +173,4 @@ async def test_two_boxes_racing_for_one_alert_call_once(bank_of):
     await asyncio.sleep(2.0)          # room for a second call, were there one
     assert len(bank.rows("SELECT id FROM alerts")) == 1
     assert [c["number"] for c in bank.rows("SELECT number FROM calls")] == [ALICE]
-    assert await outgoing(bank) == {ALICE: 1}
+    assert outgoing(bank) == {ALICE: 1}
