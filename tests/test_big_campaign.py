@@ -3,11 +3,10 @@
 
 Each command runs in a child process (forked from this one, so without the start-up cost of
 a new interpreter) on a real CSV and a real SQLite file, once on a small campaign and once on
-a bigger one; the child's peak RSS (``os.wait4``) may grow by at most ``MAX_GROWTH_B``
-bytes per contact added between the two. Keeping a set of the numbers, a list of the rows or
-a whole-table ``fetchall`` costs ≥ 80 bytes a contact, more than that (``report --format
-json`` streams the same rows as ``--format csv``). What grows without such a bug, measured
-here: ~1.1 MB over the 50,000 rows of the import, ≤ 0.3 MB over the 30,000 of a report.
+a bigger one; the child's peak RSS (``os.wait4``) may grow by at most ``MAX_GROWTH_MB``
+between the two. Keeping a set of the numbers, a list of the rows or a whole-table
+``fetchall`` costs ≥ 80 bytes a contact, i.e. more than that over the 50,000 rows added
+(``report --format json`` streams the same rows as ``--format csv``).
 """
 
 from __future__ import annotations
@@ -22,16 +21,10 @@ from modem_dialer.sim.voice import write_tone_wav
 from modem_dialer.store import Campaigns, open_db
 
 # SQLite's page caches (2 MB each: the journal's and the duplicates' table) and phonenumbers'
-# metadata fill up over the first ~25,000 rows: the smaller size starts past that. The same
-# bound per contact as 3 MB over 60,000 contacts (it was): the reports' bigger size is 50,000
-# (not 80,000), 30,000 contacts the less to write and report three times
-MAX_GROWTH_B = 50
+# metadata fill up over the first ~25,000 rows: the smaller size starts past that
+MAX_GROWTH_MB = 3.0
 IMPORT_SIZES = (25_000, 75_000)     # validated rows (phonenumbers: ~60 µs of CPU a row)
-REPORT_SIZES = (20_000, 50_000)
-
-
-def max_growth_mb(sizes: tuple[int, int]) -> float:
-    return MAX_GROWTH_B * (sizes[1] - sizes[0]) / 2**20
+REPORT_SIZES = (20_000, 80_000)
 
 
 def number(i: int) -> str:
@@ -92,7 +85,7 @@ def test_import_memory_does_not_grow_with_the_contacts(tmp_path: Path) -> None:
         imported = store.counts(c["id"]).get("pending", 0)
         assert rows * 0.99 < imported < rows            # all but the bad and duplicate rows
         conn.close()
-    assert peaks[1] - peaks[0] <= max_growth_mb(IMPORT_SIZES), \
+    assert peaks[1] - peaks[0] <= MAX_GROWTH_MB, \
         f"campaign import: peak RSS {peaks[0]:.1f} MB at {IMPORT_SIZES[0]:,} rows, {peaks[1]:.1f} MB at {IMPORT_SIZES[1]:,}"
 
 
@@ -119,5 +112,5 @@ def test_status_and_report_memory_does_not_grow_with_the_contacts(tmp_path: Path
             if what.startswith("report"):
                 assert out.stat().st_size > rows * 20       # every contact was written
                 out.unlink()
-        assert peaks[1] - peaks[0] <= max_growth_mb(REPORT_SIZES), \
+        assert peaks[1] - peaks[0] <= MAX_GROWTH_MB, \
             f"{what}: peak RSS {peaks[0]:.1f} MB at {REPORT_SIZES[0]:,} contacts, {peaks[1]:.1f} MB at {REPORT_SIZES[1]:,}"
