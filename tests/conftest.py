@@ -141,15 +141,29 @@ async def make_bank():
     await asyncio.sleep(0)
 
 
-@pytest.fixture(scope="session")
-def pg():
-    """A throw-away PostgreSQL cluster (tests/pgcluster.py), one per xdist worker, stopped and
-    removed at the end of the session whatever the tests did. Its server is not a child of
-    this process (pg_ctl detaches it), so _no_leftover_processes leaves it alone."""
-    from pgcluster import pg_cluster
+def _test_run(config: pytest.Config) -> int:
+    """The process that leads this test run: the xdist controller (a worker's parent), or this one."""
+    return os.getppid() if hasattr(config, "workerinput") else os.getpid()
 
-    with pg_cluster() as cluster:
+
+@pytest.fixture(scope="session")
+def pg(request: pytest.FixtureRequest):
+    """A throw-away PostgreSQL cluster (tests/pgcluster.py), one per xdist worker (its tests
+    may stop and restart it), copied from the run's one initdb; stopped and removed at the end
+    of the session whatever the tests did. Its server is not a child of this process (pg_ctl
+    detaches it), so _no_leftover_processes leaves it alone."""
+    from pgcluster import pg_cluster, template_data
+
+    with pg_cluster(template=template_data(_test_run(request.config))) as cluster:
         yield cluster
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # the xdist controller (or the only process): the workers are gone, remove the run's template
+    if not hasattr(config, "workerinput"):
+        from pgcluster import remove_template
+
+        remove_template(os.getpid())
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

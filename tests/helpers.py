@@ -56,7 +56,8 @@ def invoke_cli(*args: str, env: dict | None = None, stdin: str | None = None,
     with _CLI_LOCK, _cwd(cwd):
         r = CliRunner().invoke(main, list(args), input=stdin, env=env, prog_name="modem-dialer")
     err = r.stderr
-    if r.exc_info is not None and not isinstance(r.exception, SystemExit):
+    # (a command's sys.exit(0) leaves exc_info set and exception None: not an error either)
+    if r.exc_info is not None and not isinstance(r.exc_info[1], SystemExit):
         err += "".join(traceback.format_exception(*r.exc_info))
     return r.exit_code, r.stdout, err
 

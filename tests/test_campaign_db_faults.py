@@ -1,5 +1,6 @@
 """Issue 11 items 3 and 4: `campaign run` on the simulated bank while the database is locked by
-another process, or its disk fills up. Real processes, a real lock, a real full filesystem."""
+another process, or its disk fills up. The run in this process (click's runner, on a thread: no
+interpreter to start), the lock held by another real process, a real full filesystem."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ import pytest
 import yaml
 from helpers import LOCKER, contacts, run_cli, wav
 from helpers import wait_until as wait_for
-from test_campaign_run import start_cli
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -59,16 +59,17 @@ async def hold_lock(db: Path, seconds: float) -> asyncio.subprocess.Process:
 
 async def run_under_lock(make_bank, tmp_path, numbers, **setup_kw):
     """`campaign run` on two modems; once two outcomes are in, another process holds the
-    write lock for 4 s. -> (the finished process, its stdout, its stderr, a reader, the db)."""
+    write lock for 4 s. -> (the run's exit code, its stdout, its stderr, a reader, the db)."""
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     cfg, camp, db = setup(tmp_path, tmp_path, bank, numbers, message_s=0.6, **setup_kw)
     conn = reader(db)
-    proc = await start_cli(cfg, "campaign", "run", str(camp))
+    # the run in this process (on a thread: no interpreter to start); the lock is another process's
+    run = asyncio.create_task(run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60))
     await wait_for(lambda: n_calls(conn, "outcome IS NOT NULL") >= 2)
     locker = await hold_lock(db, 4)
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    rc, out, err = await run
     await locker.wait()
-    return proc, out.decode(), err.decode(), conn, db
+    return rc, out, err, conn, db
 
 
 @pytest.mark.slow
@@ -77,8 +78,8 @@ async def test_a_lock_by_another_process_delays_writes_and_loses_nothing(make_ba
     # like `sqlite3 dialer.db 'BEGIN IMMEDIATE; …'` left open. 4 s (it was 10) asserts the same: the
     # writer warns at its first busy look (0.5 s); the calls in progress (~0.7 s) end under the
     # lock and their rows wait for it; 4 s is far under the 60 s limit, so nothing stops the run
-    proc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers)
-    assert proc.returncode == 0, out_s + err_s
+    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers)
+    assert rc == 0, out_s + err_s
     assert f"database {db} is locked by another process" in err_s and "unlocked after" in err_s
     assert "Traceback" not in err_s
     c = contacts(conn)
@@ -92,9 +93,9 @@ async def test_a_lock_past_the_limit_stops_the_run_cleanly(make_bank, tmp_path):
     numbers = [f"+3361234530{i}" for i in range(10)]
     # 2 s to notice, the calls in progress end, then the run waits for its last rows (up to
     # the limit again): a 4 s lock ends within that, so every outcome is recorded
-    proc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers,
-                                                        extra_cfg={"database_lock_limit": "2s"})
-    assert proc.returncode == 1, out_s + err_s
+    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers,
+                                                      extra_cfg={"database_lock_limit": "2s"})
+    assert rc == 1, out_s + err_s
     last = err_s.strip().splitlines()[-1]
     assert last.startswith(f"modem-dialer: database {db}: locked by another process"), err_s
     assert "run stopped" in last and "not recorded" not in last
@@ -151,14 +152,13 @@ async def test_a_full_disk_hangs_up_stops_and_says_so_in_one_line(make_bank, tmp
     numbers = [f"+3361234540{i}" for i in range(10)]
     cfg, camp, db = setup(small_fs, tmp_path, bank, numbers, message_s=1.5)
     conn = reader(db)
-    proc = await start_cli(cfg, "campaign", "run", str(camp))
+    run = asyncio.create_task(run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=30))
     await wait_for(lambda: n_calls(conn, "outcome IS NOT NULL") >= 2)
     await wait_for(lambda: n_calls(conn, "answered_at IS NOT NULL AND outcome IS NULL") >= 1)
     before = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM calls WHERE outcome IS NOT NULL")}
     filler = fill(small_fs)
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
-    out_s, err_s = out.decode(), err.decode()
-    assert proc.returncode == 1, out_s + err_s
+    rc, out_s, err_s = await run
+    assert rc == 1, out_s + err_s
     lines = [x for x in err_s.strip().splitlines() if x.startswith("modem-dialer:")]
     assert len(lines) == 1 and lines[0].startswith(f"modem-dialer: database {db}: disk full ("), err_s
     assert "Traceback" not in err_s and "Traceback" not in out_s

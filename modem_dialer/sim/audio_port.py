@@ -67,6 +67,9 @@ class SimAudioPort:
         self.uplink_override: bytes | None = None  # e.g. a greeting, played once after answer
         self._task: asyncio.Task | None = None
         self._open = False
+        # set when a call takes the line: the uplink clock waits on it instead of ticking every
+        # 20 ms for nothing (a bank of idle modems cost the simulator most of its CPU)
+        self._call_up = asyncio.Event()
 
     async def start(self) -> None:
         self.master, self.slave = os.openpty()
@@ -91,6 +94,10 @@ class SimAudioPort:
                 os.close(fd)
         if self._task:
             self._task.cancel()
+
+    def wake(self) -> None:
+        """A call took the line (the modem's ``call`` was set): start the uplink clock."""
+        self._call_up.set()
 
     @property
     def enabled(self) -> bool:
@@ -163,6 +170,11 @@ class SimAudioPort:
         t0 = time.monotonic()
         n = 0
         while self._open:
+            if self.modem.call is None:     # the line is free: nothing to send until a call comes
+                self._call_up.clear()
+                await self._call_up.wait()
+                t0, n = time.monotonic(), 0
+                continue
             n += 1
             delay = t0 + n * 0.02 - time.monotonic()
             if delay > 0:

@@ -80,7 +80,7 @@ class SimModem(SmsMixin):
         self.crc = False                 # AT+CRC=1: "+CRING: VOICE" instead of "RING"
         self.refused: list[str] = []     # incoming callers who found the line busy
         self.noise = noise
-        self.call: SimCall | None = None
+        self._call: SimCall | None = None     # see the ``call`` property
         self.held: SimCall | None = None     # put on hold by AT+CHLD=2 (a second call may follow)
         self.transfers: list[tuple[str, str]] = []   # (held number, other number) joined by AT+CHLD=4
         self.calls: list[SimCall] = []
@@ -103,6 +103,17 @@ class SimModem(SmsMixin):
         self.path = ""
         self.plugged = False
         self.audio = SimAudioPort(self) if (audio and dialect.audio_port) else None
+
+    @property
+    def call(self) -> SimCall | None:
+        """The call in the foreground (dialing, ringing, active), None when the line is free."""
+        return self._call
+
+    @call.setter
+    def call(self, value: SimCall | None) -> None:
+        self._call = value
+        if value is not None and self.audio is not None:
+            self.audio.wake()        # its uplink clock sleeps while the line is free
 
     # ---- life --------------------------------------------------------------------
     async def start(self) -> SimModem:
