@@ -437,8 +437,11 @@ class Controller:
         log_row = self._claims.pop(c.id)
 
         def claim(conn: Connection) -> bool:
-            # pending, this box's lease valid, no call open to the number on any box
-            if not Leases(conn, self.clock).claim(c.id, c.number, self.box):
+            # pending, this box's lease valid, no call open to the number on any box, the attempt
+            # caps not reached by any box's calls (checked again here: the decision read them
+            # before another box's call may have used the last attempt)
+            caps = [(cap.max, cap.per) for cap in self.rules.caps]
+            if not Leases(conn, self.clock).claim(c.id, c.number, self.box, caps=caps):
                 return False
             self.clog.write_row(conn, log_row)
             return True
