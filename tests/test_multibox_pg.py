@@ -8,6 +8,8 @@ wall time. Checked against the database and against what the simulated SIMs saw.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -96,3 +98,70 @@ async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, ban
     assert {b["name"]: b["status"] for b in bank.rows("SELECT name, status FROM boxes")} == {"b1": "up", "b2": "up"}
     logs = "".join(b.log.read_text() for b in bank.boxes)   # type: ignore[union-attr]
     assert "lost (no heartbeat" not in logs
+
+
+OPT = "+33612999001"
+
+
+async def test_opt_out_pressed_during_an_outage_survives_a_kill(pg, pg_schema, make_bank, tmp_path):
+    """The callee presses the opt-out key while PostgreSQL is away, and the box is killed
+    before the server is back: the suppression row, the refusal and the contact's status
+    were kept in the box's spool and are replayed by the next run (never lost)."""
+    import signal
+    import sqlite3
+
+    import yaml
+    from helpers import run_cli as cli
+    from helpers import setup, start_cli
+
+    from modem_dialer.config import load_config
+    from modem_dialer.sim.callee import Callee, Scenario
+    from modem_dialer.store import open_db
+
+    # the key comes 2 s after the answer: the server is stopped by then
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1),
+                                               numbers={OPT: Callee("answer", answer_after=0.1, keys=[(2.0, "9")])}))
+    cfg, camp = setup(tmp_path, bank, [OPT], message_s=6.0, extra="opt_out_key: 9\n")
+    data = yaml.safe_load(cfg.read_text())
+    data["database"] = pg_schema
+    cfg.write_text(yaml.safe_dump(data))
+    spool = load_config(str(cfg)).spool_path
+    assert spool is not None
+    watch = open_db(pg_schema)
+
+    def spooled() -> set[str]:
+        if not spool.exists():
+            return set()
+        with contextlib.closing(sqlite3.connect(spool)) as s:
+            return {json.loads(r[0])["m"] for r in s.execute("SELECT op FROM spool")}
+
+    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
+    try:
+        await wait_until(lambda: watch.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 1, 30,
+                         "the call row committed")
+        await asyncio.to_thread(pg.stop, "fast")
+        try:
+            await wait_until(lambda: {"suppress", "refusal", "finish_call", "settle_contact"} <= spooled(), 30,
+                             "the opt-out, the outcome and the contact's status in the spool")
+            proc.send_signal(signal.SIGKILL)        # the box dies before the server is back
+            await proc.wait()
+        finally:
+            await asyncio.to_thread(pg.start)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert watch.execute("SELECT COUNT(*) FROM suppression").fetchone()[0] == 0     # not written before
+    # the next run replays the spool first: nothing to dial again
+    rc, out, err = await cli(*("--config", str(cfg), "campaign", "run", str(camp)), timeout=60)
+    assert rc == 0 and "campaign test: done" in out, out + err
+    assert spooled() == set()
+    row = watch.execute("SELECT reason, source FROM suppression WHERE number = ?", (OPT,)).fetchone()
+    assert row is not None and row["reason"] == "opt_out_key" and row["source"] == "campaign:test"
+    assert watch.execute("SELECT COUNT(*) FROM refusals WHERE number = ?", (OPT,)).fetchone()[0] == 1
+    c = watch.execute("SELECT status, attempts, last_outcome FROM contacts WHERE number = ?", (OPT,)).fetchone()
+    assert (c["status"], c["attempts"], c["last_outcome"]) == ("opted_out", 1, "answered")
+    calls = watch.execute("SELECT outcome FROM calls WHERE number = ?", (OPT,)).fetchall()
+    assert [r["outcome"] for r in calls] == ["answered"]                # dialed once
+    assert [c.number for m in bank.modems for c in m.calls if c.direction == "out"] == [OPT]    # the SIM's view
+    watch.close()

@@ -178,7 +178,8 @@ class Controller:
         n, last = Campaigns(conn, self.clock).calls_of_contact(c.id, not_attempts=LINE_BUSY)
         if n > c.attempts and last is not None and last["outcome"] is not None:
             opted_out = Journal(conn, self.clock).has_event(last["id"], "opt_out")
-            return self._apply_outcome(c, last, n - c.attempts, opted_out=opted_out, lease=lease)(conn)
+            return Leases(conn, self.clock).settle(**self._apply_outcome(c, last, n - c.attempts,
+                                                                         opted_out=opted_out, lease=lease))
         return Leases(conn, self.clock).settle(c.id, lease, status="pending", next_attempt_at=None,
                                                last_outcome=None, last_call_id=None, attempts=c.attempts)
 
@@ -451,7 +452,7 @@ class Controller:
         state = CallState()
         script = self.script_for(c)
         if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):
-            script = with_opt_out(script, self.spec.opt_out_key, self.compliance, f"campaign:{self.spec.name}", state)
+            script = with_opt_out(script, self.spec.opt_out_key, f"campaign:{self.spec.name}", state)
         self.in_flight.add(c.number)
         slot.started(c.number, self.clock())
         self.view.event("dial", f"{slot.name}: dialing {c.number}")
@@ -490,9 +491,8 @@ class Controller:
             # someone called in on this line as we dialed: not an attempt; the contact is due
             # again at once, for the next free line (this one is busy with the incoming call)
             due, call_id = self.clock() + LINE_BUSY_RETRY, row["id"]
-            self.journal.submit(lambda conn: Leases(conn, self.clock).settle(
-                c.id, self.box, status="pending", next_attempt_at=due, last_outcome=LINE_BUSY,
-                last_call_id=call_id, attempts=c.attempts))
+            self.journal.settle_contact(c.id, self.box, status="pending", next_attempt_at=due, last_outcome=LINE_BUSY,
+                                        last_call_id=call_id, attempts=c.attempts)
             self._count("in_progress", "pending")
             slot.current, slot.state = None, "idle" if slot.state == "calling" else slot.state
             self.view.event("line_busy", f"{slot.name}: {c.number} not dialed (a call rang in); will retry")
@@ -502,7 +502,8 @@ class Controller:
         opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
             row["outcome"] == "answered" and await self._read(self.compliance.is_suppressed, c.number))
         # lazy: committed with the next call row (queued in a moment), one fsync for both
-        self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
+        # (spooled while PostgreSQL is away, like the call's own rows: call_journal.py)
+        self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
         self.cpu += time.process_time() - t0
@@ -516,23 +517,22 @@ class Controller:
             self._settle(conn, fresh, lease=self.box)
 
     def _apply_outcome(self, c: Contact, row: dict[str, Any], new_attempts: int, *,
-                       opted_out: bool, lease: str | None) -> Callable[[Connection], bool]:
-        """Count the contact's next status by the retry rules; return its write (for the
-        writer, or run at once on the loop's connection at recovery), fenced on the lease:
-        it writes nothing (False) if ``lease`` no longer holds the contact."""
+                       opted_out: bool, lease: str | None) -> dict[str, Any]:
+        """Count the contact's next status by the retry rules; return its write as the
+        arguments of ``Leases.settle`` (queued to the writer, or run at once on the loop's
+        connection at recovery), fenced on the lease: it writes nothing if ``lease`` no
+        longer holds the contact."""
         outcome = row["outcome"]
         attempts = c.attempts + new_attempts
         ended = from_ts(row["ended_at"]) if row.get("ended_at") else self.clock()
         nxt = after_attempt(self.spec, outcome, attempts, ended, opted_out=opted_out)
 
-        def write(conn: Connection) -> bool:
-            return Leases(conn, self.clock).settle(c.id, lease, status=nxt.status, next_attempt_at=nxt.next_attempt_at,
-                                                   last_outcome=outcome, last_call_id=row["id"], attempts=attempts)
         self.outcome_counts[outcome] += 1
         self._count("in_progress", nxt.status)
         if nxt.status != "pending":
             self.finished_this_run += 1
-        return write
+        return dict(contact_id=c.id, lease=lease, status=nxt.status, next_attempt_at=nxt.next_attempt_at,
+                    last_outcome=outcome, last_call_id=row["id"], attempts=attempts)
 
     def _slot_changed(self, slot: Slot, what: str, reason: str | None) -> None:
         self.clog.write("modem", modem=slot.name, verdict=what, rule=reason)
