@@ -44,6 +44,7 @@ log = logging.getLogger("modem_dialer.campaign")
 IN_CALL_DEFER = timedelta(minutes=2)
 # A dial refused because a call rang in on the line: the contact is due again after this.
 LINE_BUSY_RETRY = timedelta(seconds=1)
+FENCE_SWEEP_S = 0.1     # while fenced, how often a call that got on its modem meanwhile is looked for
 
 
 class View(Protocol):
@@ -98,6 +99,9 @@ class Controller:
         self.clog = CampaignLog(conn, campaign_id, clock, submit=self.journal.submit)
         self.db_fault: DatabaseFault | None = None
         self._reads_away: DatabaseUnreachable | None = None     # PostgreSQL: a read failed
+        self.fenced: str | None = None      # this box could not renew its lease: why (fence())
+        self._calls: dict[asyncio.Task, Line] = {}       # place_call tasks, for fence()
+        self._fenced_calls: set[asyncio.Task] = set()
         self.script_for = script_for
         self.source: LineSource = PoolSource(lines, limits) if isinstance(lines, list) else lines
         self.limits = limits
@@ -271,11 +275,45 @@ class Controller:
     def _next_pending_at(self) -> datetime | None:
         return self.campaigns.next_pending_at(self.cid)
 
+    # ---- a fenced box (campaign/box.py) -------------------------------------------------
+    def fence(self, reason: str | None) -> None:
+        """This box could not renew its lease (``reason``): hang up its calls now and start
+        none (another box may take its contacts over once the lease runs out). None: the
+        lease is renewed again, calls resume. The hung-up calls say why in their cause."""
+        if reason is None:
+            if self.fenced is not None:
+                self.fenced = None
+                self.view.event("resume", "lease renewed: calls resume")
+            return
+        if self.fenced is None:
+            self.fenced = reason
+            up = sum(line.busy for line in self._calls.values())
+            self.view.event("hold", f"{reason}: hanging up {up} call(s); no new calls")
+            self._fence_sweep()
+
+    def _fence_sweep(self) -> None:
+        """While fenced: hang up every call on a modem (the same path as a hard stop: the
+        dialer hangs up, the outcome is journaled with the reason as its cause, the contact
+        is settled by the retry rules) without ending its worker; again every FENCE_SWEEP_S
+        for a call whose claim was committed just before the fence."""
+        if self.fenced is None or self.done.is_set() or (self.stopping and not self._calls):
+            return
+        for task, line in list(self._calls.items()):
+            # only a call up on its modem: one still waiting for its claim's commit dials
+            # nothing (the claim fails while fenced), one past its hang-up has only rows left
+            if line.busy and task not in self._fenced_calls:
+                self._fenced_calls.add(task)
+                task.cancel(self.fenced)
+        asyncio.get_running_loop().call_later(FENCE_SWEEP_S, self._fence_sweep)
+
     # ---- PostgreSQL unreachable ----------------------------------------------------------
     async def _held(self) -> bool:
         """While the database server is away (the writer is waiting for it, or a read failed),
-        a worker starts no call: True after waiting a poll interval. A read that works again
-        (and a writer with nothing stuck) ends the hold."""
+        or while the box is fenced, a worker starts no call: True after waiting a poll
+        interval. A read that works again (and a writer with nothing stuck) ends the hold."""
+        if self.fenced is not None:
+            await self._sleep(self.poll)
+            return True
         if self.journal.writer.unreachable is None and self._reads_away is None:
             return False
         await self._sleep(self.poll)
@@ -350,7 +388,7 @@ class Controller:
                         # a deny/defer: committed before the next look at the due contacts
                         with contextlib.suppress(DatabaseFault):
                             await go
-                    elif go and not self.stopping:
+                    elif go and not self.stopping and self.fenced is None:
                         assert contact is not None
                         await self._call(slot, contact, now)
             if slot is None and wait > 0:
@@ -438,6 +476,8 @@ class Controller:
         log_row = self._claims.pop(c.id)
 
         def claim(conn: Connection) -> bool:
+            if self.fenced is not None:     # the box could not renew its lease: no new call
+                return False
             # pending, this box's lease valid, no call open to the number on any box, the attempt
             # caps not reached by any box's calls (checked again here: the decision read them
             # before another box's call may have used the last attempt)
@@ -458,10 +498,13 @@ class Controller:
         self.view.event("dial", f"{slot.name}: dialing {c.number}")
         claim = self._claim(c, now)
         self._count(c.status, "in_progress")
+        # a task of its own, so that fence() can hang it up without ending this worker
+        call = asyncio.ensure_future(place_call(slot.line, c.number, script, self.journal,
+                                                ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
+                                                campaign_id=self.cid, contact_id=c.id, claim=claim, committed=False))
+        self._calls[call] = slot.line
         try:
-            result = await place_call(slot.line, c.number, script, self.journal,
-                                      ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
-                                      campaign_id=self.cid, contact_id=c.id, claim=claim, committed=False)
+            result = await call
         except NotClaimed:
             # taken by another box (or its number is in a call): the buffer is stale
             self.buffer.clear()
@@ -476,14 +519,21 @@ class Controller:
             self._on_db_fault(exc)
             return
         except asyncio.CancelledError:
-            # second signal: place_call hung up and queued the call's outcome; settle the contact
-            # (through the writer, after that outcome) unless the database cannot be written
+            # second signal, or the box fenced: place_call hung up and queued the call's
+            # outcome; settle the contact (through the writer, after that outcome) unless the
+            # database cannot be written
+            fenced = call in self._fenced_calls and not self.hard_stop
             self.in_flight.discard(c.number)
             slot.finished("interrupted", None, self.clock())
             if self.db_fault is None or self.db_fault.kind == "locked":
                 with contextlib.suppress(DatabaseFault):
                     await self.journal.writer.run(self._settle_now, c.id)
+            if fenced:
+                return          # the worker holds until the lease is renewed
             raise
+        finally:
+            self._calls.pop(call, None)
+            self._fenced_calls.discard(call)
         t0 = time.process_time()
         self.in_flight.discard(c.number)
         row = result.row

@@ -61,6 +61,7 @@ class CampaignRunner:
         self.running: dict[str, Running] = {}
         self._starting: set[str] = set()
         self._not_joined: set[tuple[str, str]] = set()
+        self.fenced: str | None = None
 
     # ---- submit / resume ------------------------------------------------------------
     def _load(self, file: str | Path) -> CampaignFile:
@@ -107,6 +108,12 @@ class CampaignRunner:
             log.info("resuming %d campaign(s): %s", len(names), names)
         return names
 
+    def fence(self, reason: str | None) -> None:
+        """The box fenced itself (campaign/box.py): every campaign hangs up and holds; None: resume."""
+        self.fenced = reason
+        for r in list(self.running.values()):
+            r.ctrl.fence(reason)
+
     def tick(self) -> None:
         """On the box's heartbeat: contacts released by a lost box are settled; a campaign
         another box runs in the service is joined (one campaign over the whole bank)."""
@@ -138,6 +145,8 @@ class CampaignRunner:
                           view=LogView(name), min_ring_timeout=self.min_ring_timeout, poll=self.poll,
                           journal=self.svc.journal)
         ctrl.stopped_status = "running"     # a service stop is not the operator's: resume at the next start
+        if self.fenced is not None:
+            ctrl.fence(self.fenced)
         _, settled = ctrl.recover(close_open_calls=False)
         if settled:
             log.info("campaign %s: %d contact(s) settled from the last run", name, settled, extra={"campaign": name})
