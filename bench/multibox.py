@@ -18,7 +18,7 @@ SQLite here (the PostgreSQL backend is not on main when this was written: said i
 (the command users run), its time and peak RSS; then 3 boxes run that campaign for
 ``--run`` s, and each ``serve`` process's peak RSS (VmHWM) is printed.
 
-Usage: .venv/bin/python bench/multibox.py utilisation [--modems 32] [--calls 960]
+Usage: .venv/bin/python bench/multibox.py utilisation [--modems 32] [--calls 960] [--postgresql]
        .venv/bin/python bench/multibox.py claims [--workers 100] [--contacts 20000]
        .venv/bin/python bench/multibox.py import [--contacts 1000000] [--run 20]
 """
@@ -77,10 +77,24 @@ def print_peaks(bank) -> None:  # type: ignore[no-untyped-def]
 # ---- utilisation ------------------------------------------------------------------------
 
 async def utilisation(args: argparse.Namespace, d: Path) -> None:
+    if args.postgresql:
+        # a private cluster (tests/pgcluster.py) with fsync and synchronous commits on, as a
+        # production server: the boxes share one database on it
+        from pgcluster import pg_cluster
+
+        with pg_cluster(durable=True) as cluster:
+            print(f"database: PostgreSQL (throw-away cluster, fsync on) in {cluster.dir}")
+            await _utilisation(args, d, cluster.create_db("bench"))
+    else:
+        print("database: one SQLite file shared by the boxes")
+        await _utilisation(args, d, None)
+
+
+async def _utilisation(args: argparse.Namespace, d: Path, database: str | None) -> None:
     scenario = {"default": {"outcome": "answer", "ring_after": 0.02, "answer_after": args.answer,
                             "hangup_after": args.hold}}
     names = [f"b{i + 1}" for i in range(args.boxes)]
-    bank = await start_bank(d, names, args.modems, scenario, lease="10s")
+    bank = await start_bank(d, names, args.modems, scenario, lease="10s", database=database)
     try:
         await asyncio.gather(*(serve(b, timeout=180) for b in bank.boxes))
         print(f"{args.boxes} box(es) up, {args.boxes * args.modems} lines; {load()}")
@@ -215,6 +229,7 @@ def main() -> None:
     u.add_argument("--calls", type=int, default=960)
     u.add_argument("--answer", type=float, default=1.0)
     u.add_argument("--hold", type=float, default=2.0)
+    u.add_argument("--postgresql", action="store_true", help="the boxes on a throw-away PostgreSQL cluster")
     c = sub.add_parser("claims")
     c.add_argument("--workers", type=int, default=100)
     c.add_argument("--contacts", type=int, default=20_000)
