@@ -62,15 +62,53 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def print_peaks(bank) -> None:  # type: ignore[no-untyped-def]
-    """Each box's serve peak RSS (before it stops), and the machine's load."""
+def cpu_s(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of a live process; ``reaped``: with its waited-for children's."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pg_cpu_s(data_dir: Path) -> float:
+    """The PostgreSQL server's CPU: the postmaster with its reaped backends, plus the live ones."""
+    try:
+        pm = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = cpu_s(pm, reaped=True)
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pm:
+                    total += cpu_s(int(d.name))
+            except (OSError, ValueError):
+                pass
+    return total
+
+
+def print_peaks(bank, calls: int | None = None, pg_data: Path | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Each box's serve peak RSS and CPU (before it stops), its simulator's CPU, the
+    database server's, and the machine's load."""
+    total = 0.0
     for b in bank.boxes:
         assert b.serve is not None and b.log is not None
         if b.serve.poll() is not None:
             errors = [ln for ln in b.log.read_text().splitlines() if '"error"' in ln or '"warning"' in ln]
             print(f"{b.name}: serve EXITED {b.serve.returncode}: " + "\n  ".join(errors[-5:]))
         else:
-            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB")
+            serve, sim = cpu_s(b.serve.pid, reaped=True), cpu_s(b.sim.pid, reaped=True)
+            total += serve + sim
+            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB, CPU {serve:.1f} s; "
+                  f"its simulator CPU {sim:.1f} s")
+    if pg_data is not None:
+        pg = pg_cpu_s(pg_data)
+        total += pg
+        print(f"PostgreSQL server CPU {pg:.1f} s")
+    if calls:
+        print(f"CPU of the boxes, simulators and database: {total:.1f} s, {total / calls * 1000:.0f} ms per call")
     print(load())
 
 
@@ -84,13 +122,13 @@ async def utilisation(args: argparse.Namespace, d: Path) -> None:
 
         with pg_cluster(durable=True) as cluster:
             print(f"database: PostgreSQL (throw-away cluster, fsync on) in {cluster.dir}")
-            await _utilisation(args, d, cluster.create_db("bench"))
+            await _utilisation(args, d, cluster.create_db("bench"), cluster.data)
     else:
         print("database: one SQLite file shared by the boxes")
         await _utilisation(args, d, None)
 
 
-async def _utilisation(args: argparse.Namespace, d: Path, database: str | None) -> None:
+async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, pg_data: Path | None = None) -> None:
     scenario = {"default": {"outcome": "answer", "ring_after": 0.02, "answer_after": args.answer,
                             "hangup_after": args.hold}}
     names = [f"b{i + 1}" for i in range(args.boxes)]
@@ -124,7 +162,7 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None) 
               f"90th {inside[len(inside) * 9 // 10]:.0f} ms")
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
-        print_peaks(bank)
+        print_peaks(bank, len(rows), pg_data)
     finally:
         await asyncio.to_thread(stop_bank, bank)
 

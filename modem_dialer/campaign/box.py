@@ -55,6 +55,7 @@ class BoxKeeper:
         self.on_fence: list[Callable[[str | None], None]] = []
         self.fenced: str | None = None
         self._fence_timer: asyncio.TimerHandle | None = None
+        self._beat_sent: float | None = None     # monotonic time the pending heartbeat was queued
         self.lost = False
         self._last_beat: float | None = None      # monotonic time of the last renewed lease
         self._quiet_until = 0.0
@@ -91,9 +92,13 @@ class BoxKeeper:
         self._fence_timer = None
         if self.lost or self.fenced is not None:
             return
-        ago = time.monotonic() - beat_at
-        self.fenced = (f"box {self.box} fenced: its lease not renewed for {ago:.1f} s "
-                       f"(box_lease {self.lease.total_seconds():g} s)")
+        now = time.monotonic()
+        # why: a heartbeat stuck in the journal writer (disk, lock, database), or none sent
+        # (this process was stalled)
+        why = (f"a heartbeat has waited {now - self._beat_sent:.1f} s for the database" if self._beat_sent is not None
+               else "no heartbeat could be sent (the process stalled)")
+        self.fenced = (f"box {self.box} fenced: its lease not renewed for {now - beat_at:.1f} s "
+                       f"(box_lease {self.lease.total_seconds():g} s; {why})")
         log.error("%s: hanging up its calls, no new calls until a heartbeat goes through (another box may "
                   "take its contacts over when the lease runs out)", self.fenced)
         self._tell_fence(self.fenced)
@@ -113,8 +118,14 @@ class BoxKeeper:
                 log.exception("box %s: fence hook failed", self.box)
 
     async def _run(self) -> None:
+        # a fixed cadence: a slow tick (a heartbeat waiting behind a group commit, the hooks'
+        # reads) does not push the next heartbeat back by its own length, so the leases
+        # written stay about ``interval`` apart as long as the writer keeps up
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
-            await asyncio.sleep(self.interval)
+            next_at = max(next_at + self.interval, loop.time())
+            await asyncio.sleep(next_at - loop.time())
             try:
                 await self.tick()
             except DatabaseFault as exc:
@@ -132,7 +143,11 @@ class BoxKeeper:
         def beat(c: Any) -> tuple[float, bool]:
             # the lease runs from when the row is written (monotonic, for the fence timer)
             return time.monotonic(), Boxes(c).heartbeat(self.box, self.lease, self.pid)
-        beat_at, ok = await self.journal.writer.run(beat)
+        self._beat_sent = time.monotonic()
+        try:
+            beat_at, ok = await self.journal.writer.run(beat)
+        finally:
+            self._beat_sent = None
         if not ok:
             self.lost = True
             if self._fence_timer is not None:
