@@ -89,9 +89,24 @@ def pg_cpu_s(data_dir: Path) -> float:
     return total
 
 
-def print_peaks(bank, calls: int | None = None, pg_data: Path | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Each box's serve peak RSS and CPU (before it stops), its simulator's CPU, the
-    database server's, and the machine's load."""
+def cpu_now(bank, pg_data: Path | None = None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """CPU seconds so far of every box's serve and simulator, and of the database server."""
+    got = {}
+    for b in bank.boxes:
+        if b.serve is not None:
+            got[f"{b.name} serve"] = cpu_s(b.serve.pid, reaped=True)
+        got[f"{b.name} sim"] = cpu_s(b.sim.pid, reaped=True)
+    if pg_data is not None:
+        got["postgresql"] = pg_cpu_s(pg_data)
+    return got
+
+
+def print_peaks(bank, calls: int | None = None, pg_data: Path | None = None,  # type: ignore[no-untyped-def]
+                before: dict[str, float] | None = None) -> None:
+    """Each box's serve peak RSS and CPU (before it stops; since ``before`` when given: the
+    campaign's, without the start-up), its simulator's CPU, the database server's, and the
+    machine's load."""
+    base = before or {}
     total = 0.0
     for b in bank.boxes:
         assert b.serve is not None and b.log is not None
@@ -99,16 +114,18 @@ def print_peaks(bank, calls: int | None = None, pg_data: Path | None = None) -> 
             errors = [ln for ln in b.log.read_text().splitlines() if '"error"' in ln or '"warning"' in ln]
             print(f"{b.name}: serve EXITED {b.serve.returncode}: " + "\n  ".join(errors[-5:]))
         else:
-            serve, sim = cpu_s(b.serve.pid, reaped=True), cpu_s(b.sim.pid, reaped=True)
+            serve = cpu_s(b.serve.pid, reaped=True) - base.get(f"{b.name} serve", 0.0)
+            sim = cpu_s(b.sim.pid, reaped=True) - base.get(f"{b.name} sim", 0.0)
             total += serve + sim
             print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB, CPU {serve:.1f} s; "
                   f"its simulator CPU {sim:.1f} s")
     if pg_data is not None:
-        pg = pg_cpu_s(pg_data)
+        pg = pg_cpu_s(pg_data) - base.get("postgresql", 0.0)
         total += pg
         print(f"PostgreSQL server CPU {pg:.1f} s")
     if calls:
-        print(f"CPU of the boxes, simulators and database: {total:.1f} s, {total / calls * 1000:.0f} ms per call")
+        print(f"CPU of the boxes, simulators and database{' during the campaign' if before else ''}: "
+              f"{total:.1f} s, {total / calls * 1000:.0f} ms per call")
     print(load())
 
 
@@ -138,6 +155,7 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         print(f"{args.boxes} box(es) up, {args.boxes * args.modems} lines; {load()}")
         nums = [f"+3361{i:07d}" for i in range(args.calls)]
         camp = write_campaign(d, nums, message_s=args.answer + args.hold + 5)
+        before = cpu_now(bank, pg_data)
         r = await asyncio.to_thread(run_cli, bank.box("b1").config, "campaign", "run", "--detach", str(camp))
         assert r.returncode == 0, r.stdout + r.stderr
         await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 3600,
@@ -162,7 +180,7 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
               f"90th {inside[len(inside) * 9 // 10]:.0f} ms")
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
-        print_peaks(bank, len(rows), pg_data)
+        print_peaks(bank, len(rows), pg_data, before)
     finally:
         await asyncio.to_thread(stop_bank, bank)
 
