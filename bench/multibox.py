@@ -89,6 +89,16 @@ def pg_cpu_s(data_dir: Path) -> float:
     return total
 
 
+def pg_transactions(dsn: str) -> int:
+    """Transactions the server has ended in the database so far (pg_stat_database)."""
+    conn = open_db(dsn, migrate=False)
+    try:
+        return int(conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                                " WHERE datname = current_database()").fetchone()[0])
+    finally:
+        conn.close()
+
+
 def cpu_now(bank, pg_data: Path | None = None) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """CPU seconds so far of every box's serve and simulator, and of the database server."""
     got = {}
@@ -156,6 +166,7 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         nums = [f"+3361{i:07d}" for i in range(args.calls)]
         camp = write_campaign(d, nums, message_s=args.answer + args.hold + 5)
         before = cpu_now(bank, pg_data)
+        tx0 = pg_transactions(database) if database else 0
         r = await asyncio.to_thread(run_cli, bank.box("b1").config, "campaign", "run", "--detach", str(camp))
         assert r.returncode == 0, r.stdout + r.stderr
         await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 3600,
@@ -180,6 +191,9 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
               f"90th {inside[len(inside) * 9 // 10]:.0f} ms")
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
+        if database:
+            tx = pg_transactions(database) - tx0
+            print(f"PostgreSQL transactions (commits + rollbacks, every box): {tx:,}, {tx / len(rows):.1f} per call")
         print_peaks(bank, len(rows), pg_data, before)
     finally:
         await asyncio.to_thread(stop_bank, bank)
