@@ -48,10 +48,10 @@ def outgoing(bank: Bank) -> Counter[str]:
 
 
 async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, bank_on_pg, tmp_path):
-    # calls of ~0.6 s (answer after 0.1 s, the callee hangs up 0.5 s later): the stop finds
+    # calls of ~1.6 s (answer after 0.1 s, the callee hangs up 1.5 s later): the stop finds
     # some in progress on both boxes
     bank = await bank_on_pg(["b1", "b2"], 2, {"default": {"outcome": "answer", "ring_after": 0.01,
-                                                           "answer_after": 0.1, "hangup_after": 0.5}})
+                                                           "answer_after": 0.1, "hangup_after": 1.5}})
     await asyncio.gather(*(serve(b) for b in bank.boxes))
     nums = [f"+3361444{i:04d}" for i in range(24)]
     camp = write_campaign(tmp_path, nums, message_s=2.0)
@@ -64,6 +64,7 @@ async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, ban
         live = [c for c in rows if c["outcome"] is None]
         return ended["b1"] >= 2 and ended["b2"] >= 2 and len(live) >= 2     # both boxes at work, calls up
     await wait_until(mid_campaign, 60, "both boxes with calls in progress", every=0.05)
+    stopping_at = datetime.now(UTC)
     await asyncio.to_thread(pg.stop, "fast")
     stopped_at = datetime.now(UTC)
     t0 = time.monotonic()
@@ -92,7 +93,7 @@ async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, ban
               and stopped_at + timedelta(seconds=0.5) < from_ts(c["started_at"]) < restart_at]
     assert during == [], during
     # the calls up at the stop ended during the outage and were recorded from the spool
-    ended_during = [c for c in calls if stopped_at < from_ts(c["ended_at"]) < restart_at]
+    ended_during = [c for c in calls if stopping_at < from_ts(c["ended_at"]) < restart_at]
     assert ended_during, "no call ended during the outage: the test did not catch calls in progress"
     # no box mistook another for dead when all came back at once
     assert {b["name"]: b["status"] for b in bank.rows("SELECT name, status FROM boxes")} == {"b1": "up", "b2": "up"}
