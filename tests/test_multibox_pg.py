@@ -23,13 +23,6 @@ OUTAGE_S = 10.0      # the issue's figure; longer than the boxes' lease (5 s), s
 
 
 @pytest.fixture
-def pg_schema(pg):
-    dsn = pg.new_schema()
-    yield dsn
-    pg.drop_schema(dsn)
-
-
-@pytest.fixture
 async def bank_on_pg(pg_schema, tmp_path):
     banks: list[Bank] = []
 
