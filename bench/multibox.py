@@ -18,7 +18,7 @@ SQLite here (the PostgreSQL backend is not on main when this was written: said i
 (the command users run), its time and peak RSS; then 3 boxes run that campaign for
 ``--run`` s, and each ``serve`` process's peak RSS (VmHWM) is printed.
 
-Usage: .venv/bin/python bench/multibox.py utilisation [--modems 32] [--calls 960]
+Usage: .venv/bin/python bench/multibox.py utilisation [--modems 32] [--calls 960] [--postgresql]
        .venv/bin/python bench/multibox.py claims [--workers 100] [--contacts 20000]
        .venv/bin/python bench/multibox.py import [--contacts 1000000] [--run 20]
 """
@@ -62,30 +62,111 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
-def print_peaks(bank) -> None:  # type: ignore[no-untyped-def]
-    """Each box's serve peak RSS (before it stops), and the machine's load."""
+def cpu_s(pid: int, *, reaped: bool = False) -> float:
+    """CPU seconds (user + system) of a live process; ``reaped``: with its waited-for children's."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(f[11]) + int(f[12]) + ((int(f[13]) + int(f[14])) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def pg_cpu_s(data_dir: Path) -> float:
+    """The PostgreSQL server's CPU: the postmaster with its reaped backends, plus the live ones."""
+    try:
+        pm = int((data_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    total = cpu_s(pm, reaped=True)
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pm:
+                    total += cpu_s(int(d.name))
+            except (OSError, ValueError):
+                pass
+    return total
+
+
+def pg_transactions(dsn: str) -> int:
+    """Transactions the server has ended in the database so far (pg_stat_database)."""
+    conn = open_db(dsn, migrate=False)
+    try:
+        return int(conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database"
+                                " WHERE datname = current_database()").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def cpu_now(bank, pg_data: Path | None = None) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """CPU seconds so far of every box's serve and simulator, and of the database server."""
+    got = {}
+    for b in bank.boxes:
+        if b.serve is not None:
+            got[f"{b.name} serve"] = cpu_s(b.serve.pid, reaped=True)
+        got[f"{b.name} sim"] = cpu_s(b.sim.pid, reaped=True)
+    if pg_data is not None:
+        got["postgresql"] = pg_cpu_s(pg_data)
+    return got
+
+
+def print_peaks(bank, calls: int | None = None, pg_data: Path | None = None,  # type: ignore[no-untyped-def]
+                before: dict[str, float] | None = None) -> None:
+    """Each box's serve peak RSS and CPU (before it stops; since ``before`` when given: the
+    campaign's, without the start-up), its simulator's CPU, the database server's, and the
+    machine's load."""
+    base = before or {}
+    total = 0.0
     for b in bank.boxes:
         assert b.serve is not None and b.log is not None
         if b.serve.poll() is not None:
             errors = [ln for ln in b.log.read_text().splitlines() if '"error"' in ln or '"warning"' in ln]
             print(f"{b.name}: serve EXITED {b.serve.returncode}: " + "\n  ".join(errors[-5:]))
         else:
-            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB")
+            serve = cpu_s(b.serve.pid, reaped=True) - base.get(f"{b.name} serve", 0.0)
+            sim = cpu_s(b.sim.pid, reaped=True) - base.get(f"{b.name} sim", 0.0)
+            total += serve + sim
+            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB, CPU {serve:.1f} s; "
+                  f"its simulator CPU {sim:.1f} s")
+    if pg_data is not None:
+        pg = pg_cpu_s(pg_data) - base.get("postgresql", 0.0)
+        total += pg
+        print(f"PostgreSQL server CPU {pg:.1f} s")
+    if calls:
+        print(f"CPU of the boxes, simulators and database{' during the campaign' if before else ''}: "
+              f"{total:.1f} s, {total / calls * 1000:.0f} ms per call")
     print(load())
 
 
 # ---- utilisation ------------------------------------------------------------------------
 
 async def utilisation(args: argparse.Namespace, d: Path) -> None:
+    if args.postgresql:
+        # a private cluster (tests/pgcluster.py) with fsync and synchronous commits on, as a
+        # production server: the boxes share one database on it
+        from pgcluster import pg_cluster
+
+        with pg_cluster(durable=True) as cluster:
+            print(f"database: PostgreSQL (throw-away cluster, fsync on) in {cluster.dir}")
+            await _utilisation(args, d, cluster.create_db("bench"), cluster.data)
+    else:
+        print("database: one SQLite file shared by the boxes")
+        await _utilisation(args, d, None)
+
+
+async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, pg_data: Path | None = None) -> None:
     scenario = {"default": {"outcome": "answer", "ring_after": 0.02, "answer_after": args.answer,
                             "hangup_after": args.hold}}
     names = [f"b{i + 1}" for i in range(args.boxes)]
-    bank = await start_bank(d, names, args.modems, scenario, lease="10s")
+    bank = await start_bank(d, names, args.modems, scenario, lease="10s", database=database)
     try:
         await asyncio.gather(*(serve(b, timeout=180) for b in bank.boxes))
         print(f"{args.boxes} box(es) up, {args.boxes * args.modems} lines; {load()}")
         nums = [f"+3361{i:07d}" for i in range(args.calls)]
         camp = write_campaign(d, nums, message_s=args.answer + args.hold + 5)
+        before = cpu_now(bank, pg_data)
+        tx0 = pg_transactions(database) if database else 0
         r = await asyncio.to_thread(run_cli, bank.box("b1").config, "campaign", "run", "--detach", str(camp))
         assert r.returncode == 0, r.stdout + r.stderr
         await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 3600,
@@ -110,7 +191,10 @@ async def utilisation(args: argparse.Namespace, d: Path) -> None:
               f"90th {inside[len(inside) * 9 // 10]:.0f} ms")
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
-        print_peaks(bank)
+        if database:
+            tx = pg_transactions(database) - tx0
+            print(f"PostgreSQL transactions (commits + rollbacks, every box): {tx:,}, {tx / len(rows):.1f} per call")
+        print_peaks(bank, len(rows), pg_data, before)
     finally:
         await asyncio.to_thread(stop_bank, bank)
 
@@ -215,6 +299,7 @@ def main() -> None:
     u.add_argument("--calls", type=int, default=960)
     u.add_argument("--answer", type=float, default=1.0)
     u.add_argument("--hold", type=float, default=2.0)
+    u.add_argument("--postgresql", action="store_true", help="the boxes on a throw-away PostgreSQL cluster")
     c = sub.add_parser("claims")
     c.add_argument("--workers", type=int, default=100)
     c.add_argument("--contacts", type=int, default=20_000)

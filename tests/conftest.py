@@ -166,6 +166,15 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         remove_template(os.getpid())
 
 
+@pytest.fixture
+def pg_schema(pg):
+    """A fresh schema on the test cluster (its DSN); requested before the fixtures that start
+    boxes on it, so that they (and their connections) are stopped before it is dropped."""
+    dsn = pg.new_schema()
+    yield dsn
+    pg.drop_schema(dsn)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_target(request, tmp_path):
     """What ``database:`` would say, once per backend: a SQLite file, or a fresh empty schema

@@ -67,15 +67,6 @@ async def test_three_boxes_finish_a_3000_contact_campaign(bank_of, tmp_path):
 PG_CONTACTS = int(os.environ.get("MULTIBOX_PG_CONTACTS", "300"))
 
 
-@pytest.fixture
-def pg_schema(pg):
-    """A fresh schema on the test cluster; requested before ``bank_of`` so that the boxes
-    (and their connections) are stopped before it is dropped."""
-    dsn = pg.new_schema()
-    yield dsn
-    pg.drop_schema(dsn)
-
-
 async def test_three_boxes_finish_a_campaign_on_postgresql(pg_schema, bank_of, tmp_path):
     await three_boxes_finish(bank_of, tmp_path, PG_CONTACTS, database=pg_schema)
 

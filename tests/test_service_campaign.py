@@ -103,6 +103,24 @@ async def test_campaign_submitted_to_the_service_completes(make_bank, tmp_path, 
     # the bank counted the campaign's calls for /v1/modems and /metrics
     _, modems = await api.req("GET", "/v1/modems")
     assert sum(sum(m["calls"].values()) for m in modems) == 5
+    # a stopped campaign's contacts are counted off the event loop (a full count at 10M contacts
+    # takes seconds): watched, not replaced
+    import threading
+
+    from modem_dialer.store import Campaigns
+    seen: list[threading.Thread] = []
+    counts = Campaigns.counts
+
+    def watched(self, cid):
+        seen.append(threading.current_thread())
+        return counts(self, cid)
+    Campaigns.counts = watched
+    try:
+        status, again = await api.req("GET", "/v1/campaigns/test")
+    finally:
+        Campaigns.counts = counts
+    assert status == 200 and again["statuses"] == c["statuses"]
+    assert seen and threading.main_thread() not in seen
 
 
 async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_bank, tmp_path, services):

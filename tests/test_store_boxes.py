@@ -199,3 +199,50 @@ def test_box_in_the_config_is_checked(tmp_path):
     cfg.write_text("box_lease: 0s\n")
     with pytest.raises(UserError, match="box_lease: must be between 1s and 1h"):
         load_config(str(cfg))
+
+
+def test_attempt_cap_is_checked_in_the_claim_across_boxes(db_target):
+    """Two campaigns on two boxes call one number under a cap of 1 a day: both decisions
+    read no attempt yet; b1 claims and calls; b2's claim (decided before that call) must be
+    refused by the claim itself, else the number gets a second attempt in the day."""
+    from modem_dialer.campaign import rules as R
+    from modem_dialer.store import Compliance
+
+    clock = Clock()
+    conn1, conn2 = open_db(db_target), open_db(db_target)     # one connection per box
+    try:
+        number = "+33612345601"
+        x, (a,) = campaign(conn1, [number])
+        store = Campaigns(conn1)
+        y = store.create_campaign("d")
+        store.import_contacts(y, [(0, number, {})])
+        b = next(iter(store.iter_contacts(y))).id
+        Boxes(conn1, clock).register("b1", LEASE, host="h", pid=1)
+        Boxes(conn2, clock).register("b2", LEASE, host="h", pid=2)
+        rules = R.RuleSet(caps=(R.Cap(1, timedelta(days=1)),))
+        caps = [(c.max, c.per) for c in rules.caps]
+        # both boxes decide: no attempt yet anywhere
+        for conn in (conn1, conn2):
+            assert R.check(number, rules, clock(), Compliance(conn)).allowed
+        set_this_box("b1")
+        with conn1:
+            assert Leases(conn1, clock).claim(a, number, "b1", caps=caps)
+        call = Journal(conn1, clock).start_call(number, "gsm0", campaign_id=x, contact_id=a)
+        clock.t += timedelta(seconds=5)       # within both leases
+        Journal(conn1, clock).finish_call(call, "busy")
+        # b2's claim now: the cap is counted with the claim, over every box's calls
+        set_this_box("b2")
+        with conn2:
+            assert not Leases(conn2, clock).claim(b, number, "b2", caps=caps)
+        assert Campaigns(conn2).get_contact(b).status == "pending"
+        # the rules now defer it until the window frees; without the cap the claim would go through
+        dec = R.check(number, rules, clock(), Compliance(conn2))
+        assert (dec.verdict, dec.rule, dec.until) == ("defer", "cap 1/1d", T0 + timedelta(days=1))
+        clock.t = T0 + timedelta(days=1, seconds=1)       # the window freed: claimed
+        with conn2:
+            assert Boxes(conn2, clock).heartbeat("b2", LEASE, pid=2)
+        with conn2:
+            assert Leases(conn2, clock).claim(b, number, "b2", caps=caps)
+    finally:
+        conn1.close()
+        conn2.close()

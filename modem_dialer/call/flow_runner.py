@@ -287,9 +287,8 @@ class FlowRun:
         self.opted_out = True
         self.optout_armed = False
         # queued before the refusal, in the journal writer's order (never a commit on the loop)
-        self.compliance.suppress_queued(self.call.journal.submit, self.call.number,
-                                        "opt_out_key" if source == "key" else "opt_out",
-                                        f"flow:{self.flow.name}:call:{self.call.call_id}")
+        self.call.journal.suppress(self.call.number, "opt_out_key" if source == "key" else "opt_out",
+                                   f"flow:{self.flow.name}:call:{self.call.call_id}")
         self.call.journal.refusal(self.call.call_id, source)
         self.call.event("opt_out", source=source, key=key)
         webhooks.emit("opt_out", {"call_id": self.call.call_id, "number": self.call.number, "source": source,

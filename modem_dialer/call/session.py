@@ -292,9 +292,11 @@ class _Call:
         remove = self.driver.add_listener(q.put)
         try:
             await self._run(q)
-        except asyncio.CancelledError:
-            # Ctrl-C / shutdown: hang up and record, then let the cancellation go on
-            self.note = self.note or "cancelled by the operator"
+        except asyncio.CancelledError as exc:
+            # Ctrl-C / shutdown, or a fenced box (its message says why): hang up and record,
+            # then let the cancellation go on
+            why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+            self.note = self.note or why or "cancelled by the operator"
             await asyncio.shield(self._abort(q))
             raise
         except Exception as exc:   # a bug must still leave a completed journal row

@@ -7,6 +7,14 @@ journal writer (so the heartbeat never waits for the disk on the loop, and a box
 writes are stuck stops renewing: its work goes to the others, as it should), takes over
 the boxes whose lease ran out, and calls its ``on_tick`` hooks (the campaign controllers
 settle released contacts, the alert runner adopts alerts nobody runs).
+
+Fencing: the lease the heartbeat writes runs out ``box_lease`` after the heartbeat ran; the
+other boxes take the box over only after that. A box whose heartbeat has not gone through
+for FENCE_AT of the lease (its writer stuck on a slow or locked disk, the database away, the
+loop stalled) fences itself before its lease runs out: its ``on_fence`` hooks hang up its
+campaign calls and start none until a heartbeat goes through again (and says why in the
+log and in the calls' cause), so a take-over never finds its calls still up. A box frozen as
+a whole (SIGSTOP, a paused VM) cannot act while frozen: it fences the moment it runs again.
 """
 
 from __future__ import annotations
@@ -26,6 +34,11 @@ from ..store.pg import DatabaseUnreachable
 
 log = logging.getLogger("modem_dialer.box")
 
+# fraction of the lease after the last heartbeat at which a box that could not renew it
+# fences itself: the rest of the lease is its time to hang up before another box may take
+# its contacts over (three heartbeats missed: one late write is no reason)
+FENCE_AT = 0.75
+
 
 class BoxKeeper:
     def __init__(self, conn: Any, journal: CallJournal, box: str, lease: timedelta, *,
@@ -37,6 +50,12 @@ class BoxKeeper:
         self.pid = os.getpid()
         self.on_lost = on_lost
         self.on_tick: list[Callable[[], Any]] = []
+        # on_fence(reason) when the box fences itself, on_fence(None) when a heartbeat went
+        # through again (see the module doc)
+        self.on_fence: list[Callable[[str | None], None]] = []
+        self.fenced: str | None = None
+        self._fence_timer: asyncio.TimerHandle | None = None
+        self._beat_sent: float | None = None     # monotonic time the pending heartbeat was queued
         self.lost = False
         self._last_beat: float | None = None      # monotonic time of the last renewed lease
         self._quiet_until = 0.0
@@ -58,10 +77,55 @@ class BoxKeeper:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"box-{self.box}")
+        # the lease register() wrote counts from now
+        self._arm_fence(time.monotonic())
+
+    def _arm_fence(self, beat_at: float) -> None:
+        """The lease written at ``beat_at`` (monotonic: the loop's clock) is this box's until
+        ``beat_at + lease``; fence at FENCE_AT of it unless a later heartbeat goes through."""
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
+        lease = self.lease.total_seconds()
+        self._fence_timer = asyncio.get_running_loop().call_at(beat_at + FENCE_AT * lease, self._fence, beat_at)
+
+    def _fence(self, beat_at: float) -> None:
+        self._fence_timer = None
+        if self.lost or self.fenced is not None:
+            return
+        now = time.monotonic()
+        # why: a heartbeat stuck in the journal writer (disk, lock, database), or none sent
+        # (this process was stalled)
+        why = (f"a heartbeat has waited {now - self._beat_sent:.1f} s for the database" if self._beat_sent is not None
+               else "no heartbeat could be sent (the process stalled)")
+        self.fenced = (f"box {self.box} fenced: its lease not renewed for {now - beat_at:.1f} s "
+                       f"(box_lease {self.lease.total_seconds():g} s; {why})")
+        log.error("%s: hanging up its calls, no new calls until a heartbeat goes through (another box may "
+                  "take its contacts over when the lease runs out)", self.fenced)
+        self._tell_fence(self.fenced)
+
+    def _unfence(self) -> None:
+        if self.fenced is None:
+            return
+        log.warning("box %s: heartbeat written again: fence lifted, calls resume", self.box)
+        self.fenced = None
+        self._tell_fence(None)
+
+    def _tell_fence(self, reason: str | None) -> None:
+        for hook in list(self.on_fence):
+            try:
+                hook(reason)
+            except Exception:       # one hook's bug must not stop the others hanging up
+                log.exception("box %s: fence hook failed", self.box)
 
     async def _run(self) -> None:
+        # a fixed cadence: a slow tick (a heartbeat waiting behind a group commit, the hooks'
+        # reads) does not push the next heartbeat back by its own length, so the leases
+        # written stay about ``interval`` apart as long as the writer keeps up
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
-            await asyncio.sleep(self.interval)
+            next_at = max(next_at + self.interval, loop.time())
+            await asyncio.sleep(next_at - loop.time())
             try:
                 await self.tick()
             except DatabaseFault as exc:
@@ -76,14 +140,26 @@ class BoxKeeper:
 
     async def tick(self) -> list[Takeover]:
         """Renew the lease, take over lost boxes, run the hooks."""
-        ok = await self.journal.writer.run(lambda c: Boxes(c).heartbeat(self.box, self.lease, self.pid))
+        def beat(c: Any) -> tuple[float, bool]:
+            # the lease runs from when the row is written (monotonic, for the fence timer)
+            return time.monotonic(), Boxes(c).heartbeat(self.box, self.lease, self.pid)
+        self._beat_sent = time.monotonic()
+        try:
+            beat_at, ok = await self.journal.writer.run(beat)
+        finally:
+            self._beat_sent = None
         if not ok:
             self.lost = True
+            if self._fence_timer is not None:
+                self._fence_timer.cancel()
             log.error("box %s: declared lost by another box (no heartbeat for %s): its contacts and calls were "
                       "taken over; stopping", self.box, self.lease)
             if self.on_lost is not None:
                 self.on_lost()
             return []
+        self._arm_fence(beat_at)
+        if self.fenced is not None and time.monotonic() < beat_at + FENCE_AT * self.lease.total_seconds():
+            self._unfence()
         taken: list[Takeover] = []
         now = time.monotonic()
         last, self._last_beat = self._last_beat, now
@@ -113,6 +189,9 @@ class BoxKeeper:
 
     async def close(self) -> None:
         """A clean stop: the box leaves (what it still holds is released at once)."""
+        if self._fence_timer is not None:
+            self._fence_timer.cancel()
+            self._fence_timer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

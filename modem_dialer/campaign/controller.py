@@ -44,6 +44,7 @@ log = logging.getLogger("modem_dialer.campaign")
 IN_CALL_DEFER = timedelta(minutes=2)
 # A dial refused because a call rang in on the line: the contact is due again after this.
 LINE_BUSY_RETRY = timedelta(seconds=1)
+FENCE_SWEEP_S = 0.1     # while fenced, how often a call that got on its modem meanwhile is looked for
 
 
 class View(Protocol):
@@ -98,6 +99,9 @@ class Controller:
         self.clog = CampaignLog(conn, campaign_id, clock, submit=self.journal.submit)
         self.db_fault: DatabaseFault | None = None
         self._reads_away: DatabaseUnreachable | None = None     # PostgreSQL: a read failed
+        self.fenced: str | None = None      # this box could not renew its lease: why (fence())
+        self._calls: dict[asyncio.Task, Line] = {}       # place_call tasks, for fence()
+        self._fenced_calls: set[asyncio.Task] = set()
         self.script_for = script_for
         self.source: LineSource = PoolSource(lines, limits) if isinstance(lines, list) else lines
         self.limits = limits
@@ -178,7 +182,8 @@ class Controller:
         n, last = Campaigns(conn, self.clock).calls_of_contact(c.id, not_attempts=LINE_BUSY)
         if n > c.attempts and last is not None and last["outcome"] is not None:
             opted_out = Journal(conn, self.clock).has_event(last["id"], "opt_out")
-            return self._apply_outcome(c, last, n - c.attempts, opted_out=opted_out, lease=lease)(conn)
+            return Leases(conn, self.clock).settle(**self._apply_outcome(c, last, n - c.attempts,
+                                                                         opted_out=opted_out, lease=lease))
         return Leases(conn, self.clock).settle(c.id, lease, status="pending", next_attempt_at=None,
                                                last_outcome=None, last_call_id=None, attempts=c.attempts)
 
@@ -270,11 +275,45 @@ class Controller:
     def _next_pending_at(self) -> datetime | None:
         return self.campaigns.next_pending_at(self.cid)
 
+    # ---- a fenced box (campaign/box.py) -------------------------------------------------
+    def fence(self, reason: str | None) -> None:
+        """This box could not renew its lease (``reason``): hang up its calls now and start
+        none (another box may take its contacts over once the lease runs out). None: the
+        lease is renewed again, calls resume. The hung-up calls say why in their cause."""
+        if reason is None:
+            if self.fenced is not None:
+                self.fenced = None
+                self.view.event("resume", "lease renewed: calls resume")
+            return
+        if self.fenced is None:
+            self.fenced = reason
+            up = sum(line.busy for line in self._calls.values())
+            self.view.event("hold", f"{reason}: hanging up {up} call(s); no new calls")
+            self._fence_sweep()
+
+    def _fence_sweep(self) -> None:
+        """While fenced: hang up every call on a modem (the same path as a hard stop: the
+        dialer hangs up, the outcome is journaled with the reason as its cause, the contact
+        is settled by the retry rules) without ending its worker; again every FENCE_SWEEP_S
+        for a call whose claim was committed just before the fence."""
+        if self.fenced is None or self.done.is_set() or (self.stopping and not self._calls):
+            return
+        for task, line in list(self._calls.items()):
+            # only a call up on its modem: one still waiting for its claim's commit dials
+            # nothing (the claim fails while fenced), one past its hang-up has only rows left
+            if line.busy and task not in self._fenced_calls:
+                self._fenced_calls.add(task)
+                task.cancel(self.fenced)
+        asyncio.get_running_loop().call_later(FENCE_SWEEP_S, self._fence_sweep)
+
     # ---- PostgreSQL unreachable ----------------------------------------------------------
     async def _held(self) -> bool:
         """While the database server is away (the writer is waiting for it, or a read failed),
-        a worker starts no call: True after waiting a poll interval. A read that works again
-        (and a writer with nothing stuck) ends the hold."""
+        or while the box is fenced, a worker starts no call: True after waiting a poll
+        interval. A read that works again (and a writer with nothing stuck) ends the hold."""
+        if self.fenced is not None:
+            await self._sleep(self.poll)
+            return True
         if self.journal.writer.unreachable is None and self._reads_away is None:
             return False
         await self._sleep(self.poll)
@@ -349,7 +388,7 @@ class Controller:
                         # a deny/defer: committed before the next look at the due contacts
                         with contextlib.suppress(DatabaseFault):
                             await go
-                    elif go and not self.stopping:
+                    elif go and not self.stopping and self.fenced is None:
                         assert contact is not None
                         await self._call(slot, contact, now)
             if slot is None and wait > 0:
@@ -437,8 +476,13 @@ class Controller:
         log_row = self._claims.pop(c.id)
 
         def claim(conn: Connection) -> bool:
-            # pending, this box's lease valid, no call open to the number on any box
-            if not Leases(conn, self.clock).claim(c.id, c.number, self.box):
+            if self.fenced is not None:     # the box could not renew its lease: no new call
+                return False
+            # pending, this box's lease valid, no call open to the number on any box, the attempt
+            # caps not reached by any box's calls (checked again here: the decision read them
+            # before another box's call may have used the last attempt)
+            caps = [(cap.max, cap.per) for cap in self.rules.caps]
+            if not Leases(conn, self.clock).claim(c.id, c.number, self.box, caps=caps):
                 return False
             self.clog.write_row(conn, log_row)
             return True
@@ -448,16 +492,19 @@ class Controller:
         state = CallState()
         script = self.script_for(c)
         if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):
-            script = with_opt_out(script, self.spec.opt_out_key, self.compliance, f"campaign:{self.spec.name}", state)
+            script = with_opt_out(script, self.spec.opt_out_key, f"campaign:{self.spec.name}", state)
         self.in_flight.add(c.number)
         slot.started(c.number, self.clock())
         self.view.event("dial", f"{slot.name}: dialing {c.number}")
         claim = self._claim(c, now)
         self._count(c.status, "in_progress")
+        # a task of its own, so that fence() can hang it up without ending this worker
+        call = asyncio.ensure_future(place_call(slot.line, c.number, script, self.journal,
+                                                ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
+                                                campaign_id=self.cid, contact_id=c.id, claim=claim, committed=False))
+        self._calls[call] = slot.line
         try:
-            result = await place_call(slot.line, c.number, script, self.journal,
-                                      ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
-                                      campaign_id=self.cid, contact_id=c.id, claim=claim, committed=False)
+            result = await call
         except NotClaimed:
             # taken by another box (or its number is in a call): the buffer is stale
             self.buffer.clear()
@@ -472,14 +519,21 @@ class Controller:
             self._on_db_fault(exc)
             return
         except asyncio.CancelledError:
-            # second signal: place_call hung up and queued the call's outcome; settle the contact
-            # (through the writer, after that outcome) unless the database cannot be written
+            # second signal, or the box fenced: place_call hung up and queued the call's
+            # outcome; settle the contact (through the writer, after that outcome) unless the
+            # database cannot be written
+            fenced = call in self._fenced_calls and not self.hard_stop
             self.in_flight.discard(c.number)
             slot.finished("interrupted", None, self.clock())
             if self.db_fault is None or self.db_fault.kind == "locked":
                 with contextlib.suppress(DatabaseFault):
                     await self.journal.writer.run(self._settle_now, c.id)
+            if fenced:
+                return          # the worker holds until the lease is renewed
             raise
+        finally:
+            self._calls.pop(call, None)
+            self._fenced_calls.discard(call)
         t0 = time.process_time()
         self.in_flight.discard(c.number)
         row = result.row
@@ -487,9 +541,8 @@ class Controller:
             # someone called in on this line as we dialed: not an attempt; the contact is due
             # again at once, for the next free line (this one is busy with the incoming call)
             due, call_id = self.clock() + LINE_BUSY_RETRY, row["id"]
-            self.journal.submit(lambda conn: Leases(conn, self.clock).settle(
-                c.id, self.box, status="pending", next_attempt_at=due, last_outcome=LINE_BUSY,
-                last_call_id=call_id, attempts=c.attempts))
+            self.journal.settle_contact(c.id, self.box, status="pending", next_attempt_at=due, last_outcome=LINE_BUSY,
+                                        last_call_id=call_id, attempts=c.attempts)
             self._count("in_progress", "pending")
             slot.current, slot.state = None, "idle" if slot.state == "calling" else slot.state
             self.view.event("line_busy", f"{slot.name}: {c.number} not dialed (a call rang in); will retry")
@@ -499,7 +552,8 @@ class Controller:
         opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
             row["outcome"] == "answered" and await self._read(self.compliance.is_suppressed, c.number))
         # lazy: committed with the next call row (queued in a moment), one fsync for both
-        self.journal.submit(self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
+        # (spooled while PostgreSQL is away, like the call's own rows: call_journal.py)
+        self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
         self.cpu += time.process_time() - t0
@@ -513,23 +567,22 @@ class Controller:
             self._settle(conn, fresh, lease=self.box)
 
     def _apply_outcome(self, c: Contact, row: dict[str, Any], new_attempts: int, *,
-                       opted_out: bool, lease: str | None) -> Callable[[Connection], bool]:
-        """Count the contact's next status by the retry rules; return its write (for the
-        writer, or run at once on the loop's connection at recovery), fenced on the lease:
-        it writes nothing (False) if ``lease`` no longer holds the contact."""
+                       opted_out: bool, lease: str | None) -> dict[str, Any]:
+        """Count the contact's next status by the retry rules; return its write as the
+        arguments of ``Leases.settle`` (queued to the writer, or run at once on the loop's
+        connection at recovery), fenced on the lease: it writes nothing if ``lease`` no
+        longer holds the contact."""
         outcome = row["outcome"]
         attempts = c.attempts + new_attempts
         ended = from_ts(row["ended_at"]) if row.get("ended_at") else self.clock()
         nxt = after_attempt(self.spec, outcome, attempts, ended, opted_out=opted_out)
 
-        def write(conn: Connection) -> bool:
-            return Leases(conn, self.clock).settle(c.id, lease, status=nxt.status, next_attempt_at=nxt.next_attempt_at,
-                                                   last_outcome=outcome, last_call_id=row["id"], attempts=attempts)
         self.outcome_counts[outcome] += 1
         self._count("in_progress", nxt.status)
         if nxt.status != "pending":
             self.finished_this_run += 1
-        return write
+        return dict(contact_id=c.id, lease=lease, status=nxt.status, next_attempt_at=nxt.next_attempt_at,
+                    last_outcome=outcome, last_call_id=row["id"], attempts=attempts)
 
     def _slot_changed(self, slot: Slot, what: str, reason: str | None) -> None:
         self.clog.write("modem", modem=slot.name, verdict=what, rule=reason)

@@ -173,6 +173,7 @@ async def _run(loaded, cf, conn, cid, cfgs, script_for, tty, echo, controller_kw
     interrupted = keeper.register()
     _, settled = ctrl.recover(close_open_calls=False)
     keeper.on_tick.append(ctrl.settle_released)
+    keeper.on_fence.append(ctrl.fence)      # lease not renewed in time: hang up, hold
     keeper.start()
     if interrupted or settled:
         echo(f"recovered: {len(interrupted)} interrupted call(s) closed, {settled} contact(s) settled")

@@ -20,7 +20,7 @@ from .. import webhooks
 from ..call.message import message_script
 from ..call.session import ActiveCall, CallEnded, Script
 from ..errors import UserError
-from ..store import Compliance, Contact
+from ..store import Contact
 
 ScriptFor = Callable[[Contact], Script]
 
@@ -63,7 +63,7 @@ def flow_factory(path: Any, **extra: Any) -> ScriptFor:
     return script_for
 
 
-def with_opt_out(script: Script, key: str, compliance: Compliance, source: str, state: CallState,
+def with_opt_out(script: Script, key: str, source: str, state: CallState,
                  poll: float = 0.02) -> Script:
     """Run ``script``; the moment ``key`` is pressed, suppress the number, journal the
     refusal and return (place_call then hangs up) — no menu, no confirmation (A.5.4)."""
@@ -74,7 +74,8 @@ def with_opt_out(script: Script, key: str, compliance: Compliance, source: str, 
             while True:
                 if any(k.key == key for k in call.keys):
                     # suppression first, then the refusal (A.5.4): the writer keeps that order
-                    compliance.suppress_queued(call.journal.submit, call.number, "opt_out_key", source)
+                    # queued (and spooled while PostgreSQL is away): in order with the call's rows
+                    call.journal.suppress(call.number, "opt_out_key", source)
                     call.journal.refusal(call.call_id, "key")
                     call.event("opt_out", key=key)
                     webhooks.emit("opt_out", {"call_id": call.call_id, "number": call.number, "source": "key",

@@ -353,7 +353,7 @@ async def list_campaigns(request: web.Request) -> web.Response:
 
 async def get_campaign(request: web.Request) -> web.Response:
     try:
-        return web.json_response(request.app[SERVICE].campaigns.view(request.match_info["name"]))
+        return web.json_response(await request.app[SERVICE].campaigns.view(request.match_info["name"]))
     except KeyError:
         return error(404, "no such campaign")
 

@@ -61,6 +61,7 @@ class CampaignRunner:
         self.running: dict[str, Running] = {}
         self._starting: set[str] = set()
         self._not_joined: set[tuple[str, str]] = set()
+        self.fenced: str | None = None
 
     # ---- submit / resume ------------------------------------------------------------
     def _load(self, file: str | Path) -> CampaignFile:
@@ -74,7 +75,7 @@ class CampaignRunner:
         cf = await asyncio.to_thread(self._load, file)
         name = cf.spec.name
         if name in self.running or name in self._starting:
-            return self.view(name), False
+            return await self.view(name), False
         self._starting.add(name)
         try:
             # the import (a million rows) and the message synthesis stay off the event loop
@@ -87,7 +88,7 @@ class CampaignRunner:
         finally:
             self._starting.discard(name)
         log.info("campaign %s submitted (%s)", name, cf.path, extra={"campaign": name})
-        return self.view(name), True
+        return await self.view(name), True
 
     def resume(self) -> list[str]:
         """At start-up: the campaigns this service was running (or had paused) go on."""
@@ -106,6 +107,12 @@ class CampaignRunner:
         if names:
             log.info("resuming %d campaign(s): %s", len(names), names)
         return names
+
+    def fence(self, reason: str | None) -> None:
+        """The box fenced itself (campaign/box.py): every campaign hangs up and holds; None: resume."""
+        self.fenced = reason
+        for r in list(self.running.values()):
+            r.ctrl.fence(reason)
 
     def tick(self) -> None:
         """On the box's heartbeat: contacts released by a lost box are settled; a campaign
@@ -138,6 +145,8 @@ class CampaignRunner:
                           view=LogView(name), min_ring_timeout=self.min_ring_timeout, poll=self.poll,
                           journal=self.svc.journal)
         ctrl.stopped_status = "running"     # a service stop is not the operator's: resume at the next start
+        if self.fenced is not None:
+            ctrl.fence(self.fenced)
         _, settled = ctrl.recover(close_open_calls=False)
         if settled:
             log.info("campaign %s: %d contact(s) settled from the last run", name, settled, extra={"campaign": name})
@@ -171,21 +180,31 @@ class CampaignRunner:
         self.shared.close()
 
     # ---- views -----------------------------------------------------------------------
-    def view(self, name: str) -> dict[str, Any]:
+    async def view(self, name: str) -> dict[str, Any]:
         c = self.store.get_campaign(name)
         if c is None:
             raise KeyError(name)
         r = self.running.get(name)
-        # a running campaign's counts are its controller's (on the event loop: no count of
-        # every contact per GET, ~1.5 s at 10M contacts), once it has read them (none yet:
-        # just started, or no contacts, which are cheap to count)
+        # a running campaign's counts are its controller's (in memory), once it has read them
+        # (none yet: just started, or no contacts). The rest of the summary, and a stopped
+        # campaign's count of every contact (~1.5 s at 10M contacts), are read in a worker
+        # thread on a connection of its own: the loop (calls, alerts, the API) never waits on it
         counted = {k: v for k, v in r.ctrl.snapshot()["statuses"].items() if v > 0} if r is not None else {}
-        s = summary(self.conn, c["id"], counted or None)
+        s = await asyncio.to_thread(_summary, self.loaded.database_path, c["id"], counted or None)
         return {"id": c["id"], "name": name, "status": c["status"], "running": r is not None,
                 "file": c["file"], "contacts": s["contacts"], "statuses": s["statuses"], "calls": s["calls"],
                 "outcomes": s["outcomes"], "answer_rate": s["answer_rate"],
                 "modems": [m.as_dict() for m in r.ctrl.source.slots] if r else [],
                 "url": f"/v1/campaigns/{name}"}
+
+
+def _summary(database: Path | str, cid: int, counted: dict[str, int] | None) -> dict[str, Any]:
+    """In a worker thread, with its own connection (sqlite3 connections stay in their thread)."""
+    conn = open_db(database, migrate=False)
+    try:
+        return summary(conn, cid, counted)
+    finally:
+        conn.close()
 
 
 def _prepare(svc: Service, cf: CampaignFile) -> int:

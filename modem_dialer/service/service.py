@@ -102,6 +102,7 @@ class Service:
         self.lock = DialerLock(loaded.database_path, cfg.box)
         # this box among the others on the database: lease, heartbeat, take-over (docs/scale-out.md)
         self.keeper = BoxKeeper(self.conn, self.journal, cfg.box, cfg.box_lease, on_lost=self._lost)
+        self.keeper.on_fence.append(self.campaigns.fence)
         self._stop_requested = asyncio.Event()
         self.campaign_grace: float | None = None      # None: campaigns.STOP_GRACE
         self._runner_web: web.AppRunner | None = None

@@ -25,9 +25,10 @@ call" check with the call row's insert.
 
 from __future__ import annotations
 
+import functools
 import json
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -64,14 +65,23 @@ class Takeover:
     alerts: int            # live alerts released for another box to run
 
 
-def _claim_sql(skip: str) -> str:
+# An attempt as the calling rules' caps count it (store/compliance.py attempt_times): an
+# outgoing call to the number since a time, of any campaign and any box, a line-busy one aside.
+_CAP_SQL = (" AND (SELECT COUNT(*) FROM calls WHERE number = ? AND created_at >= ? AND direction = 'out'"
+            " AND COALESCE(outcome, '') != 'line_busy') < ?")
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_sql(skip: str, caps: int = 0) -> str:
     """The claim: still pending (PostgreSQL: the row taken SKIP LOCKED, so a claim by another
     box in flight is skipped, not waited for), the box's lease valid (a box that never
-    registered has none to check), no call open to the number on any box."""
+    registered has none to check), no call open to the number on any box, and each of
+    ``caps`` attempt caps not reached (counted in the same statement as the rest, under the
+    same serialisation as the call row's insert: two boxes cannot both take the last attempt)."""
     return ("UPDATE contacts SET status = 'in_progress', lease_box = ?, updated_at = ?"  # noqa: S608 - constants
             f" WHERE id = (SELECT id FROM contacts WHERE id = ? AND status = 'pending'{skip})"
             " AND NOT EXISTS (SELECT 1 FROM boxes WHERE name = ? AND (status != 'up' OR lease_until <= ?))"
-            " AND NOT EXISTS (SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL)")
+            " AND NOT EXISTS (SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL)" + _CAP_SQL * caps)
 
 
 class Leases:
@@ -81,13 +91,18 @@ class Leases:
         self.conn = conn
         self._clock = clock
 
-    def claim(self, contact_id: int, number: str, box: str, now: datetime | None = None) -> bool:
+    def claim(self, contact_id: int, number: str, box: str, now: datetime | None = None,
+              caps: Sequence[tuple[int, timedelta]] = ()) -> bool:
         """pending → in_progress leased to ``box``, inside the caller's transaction (the
         writer's, together with the call row). False: taken by another box, the box's lease
-        has run out (or it was declared lost), or a call to the number is open somewhere.
+        has run out (or it was declared lost), a call to the number is open somewhere, or
+        one of ``caps`` ((max attempts, rolling window) of the calling rules) is reached by
+        the calls of every box and campaign (the rules checked it when deciding; a call
+        placed since, by another box, may have used the last attempt).
         A box that never registered (a controller run without a :class:`BoxKeeper`, as in
         the library tests) has no lease to check."""
-        ts = to_ts(now or self._clock())
+        at = now or self._clock()
+        ts = to_ts(at)
         dialect = dialect_of(self.conn)
         if dialect.name == "postgresql":
             # serialises "no open call to this number" with the call row's insert across boxes
@@ -98,7 +113,10 @@ class Leases:
             if not self.conn.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0))",
                                      (number,)).fetchone()[0]:
                 return False
-        cur = self.conn.execute(_claim_sql(dialect.skip_locked), (box, ts, contact_id, box, ts, number))
+        params: list[Any] = [box, ts, contact_id, box, ts, number]
+        for most, per in caps:
+            params += [number, to_ts(at - per), most]
+        cur = self.conn.execute(_claim_sql(dialect.skip_locked, len(caps)), params)
         return cur.rowcount == 1
 
     def release(self, box: str) -> int:

@@ -66,7 +66,8 @@ class CallJournal:
     def _put(self, method: str, at: datetime | None, *args: Any, lazy: bool = False,
              **kw: Any) -> concurrent.futures.Future:
         j = self._at(at)
-        self._ledger.note(method, j.t, args, kw)
+        if method not in _STEPS:        # a call's own step (its first argument is the call id)
+            self._ledger.note(method, j.t, args, kw)
         # as data too when a spool may need it (PostgreSQL): SQLite pays nothing for it
         record = encode(method, j.t, args, kw) if self.writer.spool is not None else None
         return self.writer.submit(_call, j, method, args, kw, record=record, lazy=lazy)
@@ -132,6 +133,18 @@ class CallJournal:
     def refusal(self, call_id: int, source: str = "key") -> concurrent.futures.Future:
         """Queued after whatever the caller queued before (suppression first, A.5.4)."""
         return self._put("refusal", None, call_id, source)
+
+    # the other writes a call leads to, queued and spooled like its own steps: an opt-out
+    # pressed, or a contact's status after its call, while PostgreSQL is away is kept on
+    # this box's disk and replayed (spool.py), never lost with the process
+    def suppress(self, number: str, reason: str, source: str) -> concurrent.futures.Future:
+        """Add ``number`` to the suppression list (Compliance.suppress; dated at queue time)."""
+        return self._put("suppress", None, number, reason, source)
+
+    def settle_contact(self, contact_id: int, lease: str | None, *, lazy: bool = False,
+                       **kw: Any) -> concurrent.futures.Future:
+        """A contact's next status after its call, fenced on its lease (Leases.settle)."""
+        return self._put("settle_contact", None, contact_id, lease, lazy=lazy, **kw)
 
     def submit(self, fn: Callable[..., Any], *args: Any, lazy: bool = False) -> concurrent.futures.Future:
         """Any other store write, ``fn(conn, *args)``, in the same order as the call rows
@@ -232,19 +245,34 @@ class _Frozen:
 
 
 def _call(conn: Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Any:
+    step = _STEPS.get(method)
+    if step is not None:
+        return step(conn, j.t, *args, **kw)
     return getattr(j.on(conn), method)(*args, **kw)
 
 
 def _replay(record: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
     """A step from the spool, as the writer runs it: ``_call(conn, frozen clock, method, args, kw)``."""
     method, at, args, kw = decode(record)
-    if method not in _SPOOLED:
+    if method not in _SPOOLED and method not in _STEPS:
         raise ValueError(f"not a journal step: {method!r}")
     return _call, (_Frozen(at), method, args, kw)
 
 
-# the Journal methods CallJournal queues (a spool record names one of these, nothing else)
+def _suppress(conn: Connection, t: datetime, number: str, reason: str, source: str) -> bool:
+    from .compliance import Compliance
+    return Compliance(conn, lambda: t).suppress(number, reason, source, t)
+
+
+def _settle_contact(conn: Connection, t: datetime, contact_id: int, lease: str | None, **kw: Any) -> bool:
+    from .boxes import Leases
+    return Leases(conn, lambda: t).settle(contact_id, lease, **kw)
+
+
+# the Journal methods CallJournal queues, and its other steps (a spool record names one of
+# these, nothing else)
 _SPOOLED = frozenset({"mark_dialed", "mark_answered", "event", "key", "answer", "refusal", "finish_call"})
+_STEPS: dict[str, Callable[..., Any]] = {"suppress": _suppress, "settle_contact": _settle_contact}
 
 
 def _start(conn: Connection, j: _Frozen, claim: Callable[[Connection], bool] | None,

@@ -26,12 +26,6 @@ class Compliance:
 
     # --- suppression -------------------------------------------------------------
 
-    def suppress_queued(self, submit: Callable[..., Any], number: str, reason: str, source: str) -> Any:
-        """The same suppression, queued to a journal writer (``CallJournal.submit``): written
-        in order with the call's rows, without waiting for the disk on the loop."""
-        at = self._clock()
-        return submit(lambda conn: Compliance(conn, self._clock).suppress(number, reason, source, at))
-
     def suppress(self, number: str, reason: str, source: str, at: datetime | None = None) -> bool:
         """Add ``number``; True if it was new. An existing entry keeps its first reason and date."""
         with self.conn:

@@ -10,8 +10,10 @@ start-up recovery looks for calls left open), then empties it.
 A COMMIT to PostgreSQL whose answer is lost is not replayed twice: the group's transaction
 id is noted here before the COMMIT, and a restart asks the server whether it committed.
 
-Only the call journal's own steps are spooled (they are plain data: a method name, its
-arguments and the time it was queued); other queued writes wait in memory.
+Only the call journal's steps are spooled (they are plain data: a method name, its
+arguments and the time it was queued): a call's own rows, and the writes its end leads to
+(an opt-out's suppression row, the contact's next status: CallJournal.suppress and
+settle_contact); other queued writes wait in memory.
 """
 
 from __future__ import annotations
