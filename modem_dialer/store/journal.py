@@ -175,6 +175,16 @@ class Journal:
             self._event(call_id, now, "refusal", {"source": source})
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
+    def drop_undialed_call(self, call_id: int) -> bool:
+        """Take back a call row written ahead of its ``ATD`` (a campaign line's armed next
+        call) that its own process decided not to dial: the row and its events go, as if it
+        had never been written (it was no attempt). Only for the process that wrote it, which
+        knows the ATD was not sent; a row with a dial mark or an outcome is kept (False)."""
+        with self.conn:
+            cur = self.conn.execute("DELETE FROM calls WHERE id = ? AND outcome IS NULL AND started_at IS NULL",
+                                    (call_id,))
+        return cur.rowcount == 1
+
     def recover_interrupted(self, box: str | None = None) -> list[int]:
         """At start-up: close the calls a killed process of ``box`` (default: this process's
         box) left open; return their ids. Calls of other boxes are theirs (a lost box's are
@@ -266,10 +276,11 @@ class Journal:
         params.append(int(limit))
         return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
 
-    def has_open_call(self, number: str) -> bool:
-        """Is a call to ``number`` open (in any process: never one number in two calls)?"""
-        return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL LIMIT 1",
-                                 (number,)).fetchone() is not None
+    def has_open_call(self, number: str, except_call: int | None = None) -> bool:
+        """Is a call to ``number`` open (in any process: never one number in two calls)?
+        ``except_call``: one's own row for the number (a campaign's armed call) does not count."""
+        return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL AND id != ? LIMIT 1",
+                                 (number, -1 if except_call is None else except_call)).fetchone() is not None
 
     def has_event(self, call_id: int, kind: str) -> bool:
         """Did the call journal an event of this kind (e.g. ``opt_out``)?"""
