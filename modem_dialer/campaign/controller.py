@@ -230,8 +230,16 @@ class Controller:
     def _settle(self, conn: Connection, c: Contact, *, lease: str | None) -> bool:
         # a dial refused because someone called in (line_busy) is not an attempt
         n, last = Campaigns(conn, self.clock).calls_of_contact(c.id, not_attempts=LINE_BUSY)
+        journal = Journal(conn, self.clock)
+        if (last is not None and last["outcome"] == "interrupted" and last["started_at"] is None
+                and journal.has_event(last["id"], "armed")):
+            # an armed call (written while the line's last call played) with no dial on record:
+            # most likely never dialed, so not one of the contact's attempts (it is dialed again,
+            # now). Its row stays, closed as interrupted: the calling rules' caps still count it,
+            # as it may have been dialed in the instant before the process died.
+            n -= 1
         if n > c.attempts and last is not None and last["outcome"] is not None:
-            opted_out = Journal(conn, self.clock).has_event(last["id"], "opt_out")
+            opted_out = journal.has_event(last["id"], "opt_out")
             return self._apply_outcome(c, last, n - c.attempts, opted_out=opted_out, lease=lease)(conn)
         return Leases(conn, self.clock).settle(c.id, lease, status="pending", next_attempt_at=None,
                                                last_outcome=None, last_call_id=None, attempts=c.attempts)
@@ -526,16 +534,16 @@ class Controller:
         return claim
 
     # ---- the armed next call (module doc) ----------------------------------------------
-    def _arm(self, slot: Slot, c: Contact, now: datetime) -> _Armed:
+    def _arm(self, slot: Slot, c: Contact, now: datetime, *, ahead: bool = False) -> _Armed:
         """Claim ``c`` for ``slot`` and queue its call row (one group, committed by the writer
-        while the line's current call plays, or awaited before ATD for a line's first call)."""
+        while the line's current call plays (``ahead``), or awaited at once before the ATD)."""
         claim = self._claim(c, now)
         self.in_flight.add(c.number)
         self._count(c.status, "in_progress")
         ident = slot.line.identity
         at = self.clock()
         row = self.journal.start_call_soon(dial_string(c.number), slot.line.name, ident.imei, ident.iccid,
-                                           campaign_id=self.cid, contact_id=c.id, claim=claim, at=at)
+                                           campaign_id=self.cid, contact_id=c.id, claim=claim, at=at, armed=ahead)
         return _Armed(c, slot.name, row, from_ts(to_ts(at)))
 
     def _arm_next(self, index: int, slot: Slot) -> None:
@@ -557,7 +565,7 @@ class Controller:
             if isinstance(go, asyncio.Future):
                 self._deciding[index] = go
             elif go:
-                self._armed[index] = self._arm(slot, contact, now)
+                self._armed[index] = self._arm(slot, contact, now, ahead=True)
         except DatabaseUnreachable as exc:
             self._reads_failed(exc)
         finally:

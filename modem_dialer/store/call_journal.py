@@ -87,13 +87,15 @@ class CallJournal:
                         *, campaign_id: int | None = None, contact_id: int | None = None,
                         alert_id: int | None = None, caller_id: str | None = None,
                         claim: Callable[[Connection], bool] | None = None,
-                        at: datetime | None = None) -> asyncio.Future[int | None]:
+                        at: datetime | None = None, armed: bool = False) -> asyncio.Future[int | None]:
         """:meth:`start_call` queued now, awaited later: a campaign line writes its next call's
-        row while the current call still plays (the row is committed long before that ATD).
-        ``at``: the row's time (default: now). Call from the event loop."""
+        row while the current call still plays (``armed``, see Journal.start_call; the row is
+        committed long before that ATD). ``at``: the row's time (default: now). Call from
+        the event loop."""
         j = self._at(at)
         cols = dict(campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id, caller_id=caller_id)
-        fut = asyncio.wrap_future(self.writer.submit(_start, j, claim, (number, modem, imei, iccid), cols))
+        fut = asyncio.wrap_future(self.writer.submit(_start, j, claim, (number, modem, imei, iccid),
+                                                     {**cols, "armed": armed} if armed else cols))
 
         def started(f: asyncio.Future[int | None]) -> None:
             # on the loop, before the task awaiting ``fut`` resumes (callbacks run in order)

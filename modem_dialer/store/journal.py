@@ -67,8 +67,13 @@ class Journal:
         contact_id: int | None = None,
         alert_id: int | None = None,
         caller_id: str | None = None,
+        armed: bool = False,
     ) -> int:
-        """Record a new attempt and return its id. Call this before sending ATD."""
+        """Record a new attempt and return its id. Call this before sending ATD.
+
+        ``armed``: written ahead, while the line's previous call still plays (a campaign's
+        armed next call); an ``armed`` event says so, for the recovery after a kill -9: such a
+        row without its dial mark (``started_at``) was most likely never dialed."""
         now = self._now()
         with self.conn:
             cur = self.conn.execute(
@@ -78,6 +83,8 @@ class Journal:
             )
             call_id = int(cur.lastrowid)  # type: ignore[arg-type]
             self._event(call_id, now, "state", {"state": "created"})
+            if armed:
+                self._event(call_id, now, "armed", {})
         return call_id
 
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> None:
