@@ -71,6 +71,8 @@ async def test_kill_9_with_an_armed_call_is_recovered_without_losing_or_counting
     assert next(r["id"] for r in calls[B]) == armed["id"]
     assert [(r["outcome"], r["started_at"] is None) for r in calls[B]] == [("interrupted", True), ("answered", False)]
     assert c[B]["status"] == "answered" and c[B]["attempts"] == 1 and c[B]["last_call_id"] == calls[B][1]["id"]
+    assert calls[B][0]["cause_text"] == "process stopped before or as it dialed"
+    assert calls[A][0]["cause_text"] == "process stopped during the call"
     assert dialed(bank).count(B) == 1
     assert c[C]["status"] == "answered" and c[C]["attempts"] == 1 and dialed(bank).count(C) == 1
     assert conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0

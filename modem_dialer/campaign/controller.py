@@ -170,7 +170,9 @@ class Controller:
         self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
-        self.arm_ahead = ARM_AHEAD if arm_ahead is None else arm_ahead
+        # only where a worker keeps its line (``campaign run``'s pool): the service's bank lends
+        # a line per call, alerts first, so a worker does not know its next line in advance
+        self.arm_ahead = (ARM_AHEAD if arm_ahead is None else arm_ahead) and getattr(self.source, "keeps_lines", False)
         self._armed: dict[int, _Armed] = {}     # worker -> its line's next call (module doc)
         self._deciding: dict[int, asyncio.Future] = {}   # worker -> a deny/defer queued while arming
         self.status_counts: Counter[str] = Counter()

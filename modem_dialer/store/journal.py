@@ -208,7 +208,11 @@ class Journal:
                 r[0]
                 for r in self.conn.execute(
                     "UPDATE calls SET outcome = 'interrupted', ended_at = ?,"  # noqa: S608 - dialect constant
-                    " cause_text = 'process stopped during the call',"
+                    # a row armed ahead of its ATD (campaign/controller.py) with no dial mark: most
+                    # likely never dialed, perhaps dialed an instant before the process died
+                    " cause_text = CASE WHEN started_at IS NULL AND EXISTS (SELECT 1 FROM call_events"
+                    " WHERE call_id = calls.id AND kind = 'armed') THEN 'process stopped before or as it dialed'"
+                    " ELSE 'process stopped during the call' END,"
                     f" duration_s = COALESCE({dialect_of(self.conn).seconds_between('?', 'answered_at')}, 0)"
                     " WHERE outcome IS NULL AND (box = ? OR box IS NULL) RETURNING id",
                     (now, now, box),
