@@ -639,11 +639,14 @@ class Controller:
             self.buffer.clear()
             self._unarm(c)
             return
+        t0 = time.process_time()
         try:
             decided = self._recheck(armed, call_id, slot)
         except DatabaseUnreachable:
             self._armed[index] = armed      # kept for the next turn (the worker holds meanwhile)
             raise
+        finally:
+            self.cpu += time.process_time() - t0
         if decided is not None:
             with contextlib.suppress(DatabaseFault):
                 await decided       # committed before the next look at the due contacts
