@@ -583,7 +583,7 @@ class Controller:
         c = armed.contact
         self._unarm(c)
         try:
-            call_id = await armed.row
+            call_id = await asyncio.shield(armed.row)
         except DatabaseFault:
             return                  # nothing was written; the fault stops the run
         if call_id is not None:
@@ -628,12 +628,16 @@ class Controller:
     async def _call(self, index: int, slot: Slot, armed: _Armed) -> None:
         c = armed.contact
         try:
-            # committed by now for an armed next call (written while the last call played)
-            call_id = await armed.row
+            # committed by now for an armed next call (written while the last call played);
+            # shielded: a second signal here must not lose the row's id (released below)
+            call_id = await asyncio.shield(armed.row)
         except DatabaseFault as exc:
             self._unarm(c)
             self._on_db_fault(exc)
             return
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release(armed))
+            raise
         if call_id is None:
             # taken by another box (or its number is in a call): the buffer is stale
             self.buffer.clear()
