@@ -71,6 +71,7 @@ class _Armed:
     modem: str                          # the line it was armed for
     row: asyncio.Future[int | None]     # the call id once committed; None: not claimed
     at: datetime                        # the row's time as stored (its created_at)
+    ahead: bool                         # armed during the line's last call (else: for a dial now)
 
 
 class _WithoutOwnRow:
@@ -546,7 +547,7 @@ class Controller:
         at = self.clock()
         row = self.journal.start_call_soon(dial_string(c.number), slot.line.name, ident.imei, ident.iccid,
                                            campaign_id=self.cid, contact_id=c.id, claim=claim, at=at, armed=ahead)
-        return _Armed(c, slot.name, row, from_ts(to_ts(at)))
+        return _Armed(c, slot.name, row, from_ts(to_ts(at)), ahead)
 
     def _arm_next(self, index: int, slot: Slot) -> None:
         """Just after a line's ATD: arm its next call, unless the run is stopping or paused,
@@ -645,7 +646,8 @@ class Controller:
             return
         t0 = time.process_time()
         try:
-            decided = self._recheck(armed, call_id, slot)
+            # a row written for a dial now was decided an instant ago: only an armed one is looked at again
+            decided = self._recheck(armed, call_id, slot) if armed.ahead else None
         except DatabaseUnreachable:
             self._armed[index] = armed      # kept for the next turn (the worker holds meanwhile)
             raise
