@@ -496,11 +496,19 @@ class Controller:
         if dec.verdict == "allow":
             self._claims[c.id] = self.clog.row("rule", modem=slot.name, **kw)
             return True
-        row = self.clog.row("rule", detail=dec.detail, **kw)
+        return self._queue_decision(c, dec, now, self.clog.row("rule", detail=dec.detail, **kw), c.status)
+
+    def _queue_decision(self, c: Contact, dec: R.Decision, now: datetime, row: tuple, old_status: str,
+                        taken_back: int | None = None) -> asyncio.Future:
+        """A deny or defer: the contact's new status with the decision's log row, one writer
+        operation, queued (the future). ``taken_back``: an armed row, never dialed, deleted
+        first (the contact was claimed for it: pending again, then the decision)."""
         deny, rule, until = dec.verdict == "deny", dec.rule, dec.until or now + timedelta(minutes=1)
         status = FINAL_BY_RULE.get(rule or "", "exhausted") if deny else "pending"
 
         def write(conn: Connection) -> None:
+            if taken_back is not None:
+                self._unclaim(conn, c, taken_back)
             store = Campaigns(conn, self.clock)
             if deny:
                 store.rule_decision(c.id, row, now, final_status=status, outcome=f"rule:{rule}")
@@ -511,8 +519,8 @@ class Controller:
         # the due contacts would still find it pending and decide it twice)
         self.in_flight.add(c.number)
         fut.add_done_callback(lambda _: self.in_flight.discard(c.number))
-        self._count(c.status, status)
-        self.view.event("rule", f"{c.number}: {dec.verdict} {dec.rule}"
+        self._count(old_status, status)
+        self.view.event("rule", f"{c.number}: {dec.verdict} {dec.rule}" + (" at the dial" if taken_back else "")
                                 + (f" until {_local(dec.until)}" if dec.until else "") + f" ({dec.detail})")
         return fut
 
@@ -609,22 +617,7 @@ class Controller:
             return None
         row = self.clog.row("rule", detail=dec.detail + " (checked again at the dial)", contact_id=c.id,
                             number=c.number, modem=slot.name, verdict=dec.verdict, rule=dec.rule, until=dec.until)
-        deny, rule, until = dec.verdict == "deny", dec.rule, dec.until or now + timedelta(minutes=1)
-        status = FINAL_BY_RULE.get(rule or "", "exhausted") if deny else "pending"
-
-        def write(conn: Connection) -> None:
-            self._unclaim(conn, c, call_id)
-            store = Campaigns(conn, self.clock)
-            if deny:
-                store.rule_decision(c.id, row, now, final_status=status, outcome=f"rule:{rule}")
-            else:
-                store.rule_decision(c.id, row, now, until=until)
-        fut = asyncio.wrap_future(self.journal.submit(write))
-        self.in_flight.discard(c.number)
-        self._count("in_progress", status)
-        self.view.event("rule", f"{c.number}: {dec.verdict} {dec.rule} at the dial"
-                                + (f" until {_local(dec.until)}" if dec.until else "") + f" ({dec.detail})")
-        return fut
+        return self._queue_decision(c, dec, now, row, "in_progress", taken_back=call_id)
 
     async def _call(self, index: int, slot: Slot, armed: _Armed) -> None:
         c = armed.contact
