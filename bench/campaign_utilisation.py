@@ -330,7 +330,9 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path) -> d
         prof = cProfile.Profile(time.thread_time)   # CPU time: waits for the GIL or the disk do not count
         prof.enable()
     cpu0, t0 = time.process_time(), time.perf_counter()
+    m0 = time.monotonic()
     await ctrl.run()
+    m1 = time.monotonic()
     if prof is not None:
         prof.disable()
         prof.dump_stats(args.profile)
@@ -344,6 +346,11 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path) -> d
     n = conn.execute("SELECT COUNT(*) FROM calls WHERE outcome = 'answered' AND hangup_by = 'dialer'").fetchone()[0]
     breakdown(conn, args.answer + args.message)
     timeline.report(args.answer, args.message)
+    atds = [c["atd"] for calls in timeline.calls.values() for c in calls if "atd" in c]
+    freed = [c["freed"] for calls in timeline.calls.values() for c in calls if "freed" in c]
+    print(f"one-off: run() start -> first ATD {(min(atds) - m0) * 1000:.0f} ms, -> last line's first ATD "
+          f"{(max(calls[0]['atd'] for calls in timeline.calls.values()) - m0) * 1000:.0f} ms; "
+          f"last line freed -> run() returned {(m1 - max(freed)) * 1000:.0f} ms")
     await ctrl.close()
     w = ctrl.journal.writer
     print(f"journal writer: {w.ops_committed:,} writes in {w.commits:,} commits "
