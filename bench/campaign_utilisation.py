@@ -69,7 +69,9 @@ def breakdown(conn, per_call: float) -> None:  # type: ignore[no-untyped-def]
     from statistics import mean, median
 
     from modem_dialer.store import from_ts
-    rows = conn.execute("SELECT modem, created_at, answered_at, ended_at FROM calls ORDER BY modem, id").fetchall()
+    # started_at (the ATD's time): a row is written (created_at) while the line's previous call plays
+    rows = conn.execute("SELECT modem, COALESCE(started_at, created_at), answered_at, ended_at FROM calls"
+                        " ORDER BY modem, id").fetchall()
     gaps = [(from_ts(b[1]) - from_ts(a[3])).total_seconds() * 1000
             for a, b in itertools.pairwise(rows) if a[0] == b[0]]
     inside = [(from_ts(r[3]) - from_ts(r[1])).total_seconds() * 1000 - per_call * 1000 for r in rows]
@@ -190,17 +192,20 @@ def tone(seconds: float) -> np.ndarray:
 
 class Timeline:
     """Per-line timestamps of each call's steps (monotonic), taken by wrapping the dialer's
-    own methods from outside: where a line's time goes between two ATDs."""
+    own methods from outside: where a line's time goes between two ATDs. A call's row is
+    usually written while the line's previous call still plays (the controller's armed next
+    call): its marks wait in ``armed`` until that call's ATD."""
 
     STEPS = ("row", "row_ok", "atd", "atd_ok", "answered", "first_frame", "hangup", "end", "freed")
 
     def __init__(self) -> None:
         self.calls: dict[str, list[dict[str, float]]] = {}
+        self.armed: dict[str, dict[str, float]] = {}
 
     def mark(self, line: str, step: str, new: bool = False) -> None:
         calls = self.calls.setdefault(line, [])
         if new or not calls:
-            calls.append({})
+            calls.append(self.armed.pop(line, {}))
         calls[-1].setdefault(step, time.monotonic())
 
     def install(self) -> None:
@@ -211,18 +216,18 @@ class Timeline:
         from modem_dialer.store.call_journal import CallJournal
 
         tl = self
-        start_call, dial, answered = CallJournal.start_call, ModemDriver.dial, ModemDriver.call_answered
+        start_soon, dial, answered = CallJournal.start_call_soon, ModemDriver.dial, ModemDriver.call_answered
         hangup, ended, drive = ModemDriver.hangup, ModemDriver.call_ended, session.drive
 
-        @functools.wraps(start_call)
-        async def start_call_w(self, number, modem, *a, **kw):  # type: ignore[no-untyped-def]
-            tl.mark(modem, "row", new=True)
-            r = await start_call(self, number, modem, *a, **kw)
-            tl.mark(modem, "row_ok")
-            return r
+        @functools.wraps(start_soon)
+        def start_soon_w(self, number, modem, *a, **kw):  # type: ignore[no-untyped-def]
+            marks = tl.armed[modem] = {"row": time.monotonic()}
+            fut = start_soon(self, number, modem, *a, **kw)
+            fut.add_done_callback(lambda _: marks.setdefault("row_ok", time.monotonic()))
+            return fut
 
         async def dial_w(self, number):  # type: ignore[no-untyped-def]
-            tl.mark(self.name, "atd")
+            tl.mark(self.name, "atd", new=True)
             await dial(self, number)
             tl.mark(self.name, "atd_ok")
 
@@ -246,7 +251,7 @@ class Timeline:
                 a = call.line.audio
                 if a is not None and a.first_frame_sent_at is not None:
                     tl.calls[call.line.name][-1]["first_frame"] = a.first_frame_sent_at
-        CallJournal.start_call = start_call_w  # type: ignore[method-assign]
+        CallJournal.start_call_soon = start_soon_w  # type: ignore[method-assign]
         ModemDriver.dial = dial_w  # type: ignore[method-assign]
         ModemDriver.call_answered = answered_w  # type: ignore[method-assign]
         ModemDriver.hangup = hangup_w  # type: ignore[method-assign]
@@ -271,7 +276,10 @@ class Timeline:
                 add("hang-up -> end URC", c, "hangup", c, "end")
                 add("end URC -> line freed", c, "end", c, "freed")
                 if i + 1 < len(calls):
+                    # negative: the next call's row was queued (armed) while this call played
                     add("line freed -> next row queued", c, "freed", calls[i + 1], "row")
+                    add("line freed -> next row committed", c, "freed", calls[i + 1], "row_ok")
+                    add("line freed -> next ATD", c, "freed", calls[i + 1], "atd")
                     add("ATD -> next ATD (cycle)", c, "atd", calls[i + 1], "atd")
         print("where a line's time goes (median / p90 ms):")
         for name, xs in seg.items():
@@ -313,7 +321,8 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path) -> d
     lines, errors = await open_lines(cfgs)
     assert not errors, errors
     script = message_script(tone(args.message))
-    ctrl = Controller(conn, cid, spec, lines, LimitsConfig(), lambda c: script, view=QuietView(), poll=0.2)
+    ctrl = Controller(conn, cid, spec, lines, LimitsConfig(), lambda c: script, view=QuietView(), poll=0.2,
+                      arm_ahead=args.arm)
     th0 = thread_cpu()
     prof = None
     if args.profile:
@@ -321,7 +330,9 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path) -> d
         prof = cProfile.Profile(time.thread_time)   # CPU time: waits for the GIL or the disk do not count
         prof.enable()
     cpu0, t0 = time.process_time(), time.perf_counter()
+    m0 = time.monotonic()
     await ctrl.run()
+    m1 = time.monotonic()
     if prof is not None:
         prof.disable()
         prof.dump_stats(args.profile)
@@ -335,6 +346,11 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path) -> d
     n = conn.execute("SELECT COUNT(*) FROM calls WHERE outcome = 'answered' AND hangup_by = 'dialer'").fetchone()[0]
     breakdown(conn, args.answer + args.message)
     timeline.report(args.answer, args.message)
+    atds = [c["atd"] for calls in timeline.calls.values() for c in calls if "atd" in c]
+    freed = [c["freed"] for calls in timeline.calls.values() for c in calls if "freed" in c]
+    print(f"one-off: run() start -> first ATD {(min(atds) - m0) * 1000:.0f} ms, -> last line's first ATD "
+          f"{(max(calls[0]['atd'] for calls in timeline.calls.values()) - m0) * 1000:.0f} ms; "
+          f"last line freed -> run() returned {(m1 - max(freed)) * 1000:.0f} ms")
     await ctrl.close()
     w = ctrl.journal.writer
     print(f"journal writer: {w.ops_committed:,} writes in {w.commits:,} commits "
@@ -468,6 +484,8 @@ def main() -> None:
     ap.add_argument("--no-peer", dest="peer", action="store_false",
                     help="realistic: skip python-gsmmodem-new (quicker, for profiling)")
     ap.add_argument("--profile", metavar="FILE", help="realistic: cProfile the dialer's event loop thread into FILE")
+    ap.add_argument("--no-arm", dest="arm", action="store_false",
+                    help="realistic: no armed next call (each line waits for its call row's commit before ATD)")
     ap.add_argument("--family", default="huawei", help="realistic: simulated family (the peer speaks Huawei)")
     args = ap.parse_args()
     if args.realistic:

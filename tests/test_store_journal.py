@@ -126,6 +126,33 @@ def test_recover_interrupted(db_target):
     assert j2.recover_interrupted() == []
 
 
+def test_an_armed_row_not_dialed_is_taken_back_or_recovered_as_maybe_dialed(db_target):
+    """A campaign line's next call is written ahead of its ATD (``armed``): its own process may
+    take it back (never dialed); after a kill it is closed saying it may not have been dialed."""
+    conn = open_db(db_target)
+    j = Journal(conn)
+    current = j.start_call("+33612345678", "m0")
+    j.mark_dialed(current)
+    armed = j.start_call("+33612345679", "m0", armed=True)
+    assert [e["kind"] for e in j.events_of(armed)] == ["state", "armed"]
+    # the number's own armed row is not "a call open elsewhere"; any other open row is
+    assert j.has_open_call("+33612345679") and not j.has_open_call("+33612345679", except_call=armed)
+    assert j.has_open_call("+33612345678", except_call=armed)
+    # taken back: the row and its events are gone; a dialed or finished row is never taken back
+    assert j.drop_undialed_call(armed) and not j.has_open_call("+33612345679")
+    with pytest.raises(KeyError):
+        j.get_call(armed)
+    assert j.events_of(armed) == []
+    assert not j.drop_undialed_call(current) and j.get_call(current)["outcome"] is None
+    # killed with an armed row open: closed as interrupted, saying it may not have been dialed
+    armed = j.start_call("+33612345679", "m0", armed=True)
+    conn.close()
+    j2 = Journal(open_db(db_target))
+    assert j2.recover_interrupted() == [current, armed]
+    assert [(j2.get_call(x)["outcome"], j2.get_call(x)["cause_text"]) for x in (current, armed)] == [
+        ("interrupted", "process stopped during the call"), ("interrupted", "process stopped before or as it dialed")]
+
+
 def test_calls_query_and_refusal(db):
     writer, reader = db
     clock = Clock()

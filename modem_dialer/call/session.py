@@ -229,7 +229,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
                      campaign_id: int | None = None, contact_id: int | None = None,
                      alert_id: int | None = None,
                      claim: Callable[[Connection], bool] | None = None,
-                     committed: bool = True) -> CallResult:
+                     committed: bool = True, call_id: int | None = None) -> CallResult:
     """Place one call on ``line`` and run ``script`` when answered. Never raises for call
     failures (they are outcomes); re-raises cancellation after recording the call.
 
@@ -239,14 +239,17 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
     campaign controller frees the line that way). ``claim`` runs in the call row's
     transaction (see CallJournal.start_call): when it returns False nothing is dialed and
     :class:`NotClaimed` is raised. A journal that cannot write raises
-    :class:`~..store.writer.DatabaseFault` (before ATD, or after the call was hung up)."""
+    :class:`~..store.writer.DatabaseFault` (before ATD, or after the call was hung up).
+    ``call_id``: the row was written and committed by the caller ahead of this call
+    (``CallJournal.start_call_soon``, a campaign line's armed next call): ATD goes at once."""
     number = dial_string(number)
     if ring_timeout < min_ring_timeout:
         raise ValueError(f"ring timeout {ring_timeout:g} s is under the {min_ring_timeout:g} s minimum")
     ident = line.identity
     await line.ready_to_dial()          # the per-modem dial_gap, if any (default: none)
-    call_id = await journal.start_call(number, line.name, ident.imei, ident.iccid, campaign_id=campaign_id,
-                                       contact_id=contact_id, alert_id=alert_id, claim=claim)
+    if call_id is None:
+        call_id = await journal.start_call(number, line.name, ident.imei, ident.iccid, campaign_id=campaign_id,
+                                           contact_id=contact_id, alert_id=alert_id, claim=claim)
     if call_id is None:
         raise NotClaimed(number)
     result = await drive(_Call(line, number, call_id, journal, script, ring_timeout), committed=committed)

@@ -9,6 +9,19 @@ steps are queued in order and committed in groups, so a kill -9 loses nothing th
 controller acted on: at start-up :meth:`Controller.recover` settles the contact that was
 in flight from its journaled call. A database that cannot take writes (locked too long,
 disk full) stops the run: no new calls; a full disk also hangs up the calls in progress.
+
+**Armed next call** (issue 10): right after a line's ATD, its worker already takes the
+line's next contact (rules, claim, call row: :meth:`Controller._arm_next`) and the writer
+commits that row while the current call plays. When the line is free the rules are
+checked again at that moment (suppression, opt-out, consent, caps, hours, a call to the
+number open elsewhere) and ATD goes at once: the row's commit (an fsync, 40-200 ms on an
+SD card) is off the line's critical path. A contact that is no longer allowed, a pause,
+a stop or a line that cannot dial lets the armed contact go: its never-dialed row is
+deleted and the contact is pending again (with the rule's decision, if a rule said no).
+After a kill -9 the armed row cannot be told from a row whose ATD had just been sent
+(that is the price of not waiting): recovery treats it as every row written before ATD,
+"maybe dialed" (``interrupted``, an attempt, retried by the retry rules). See
+docs/architecture.md "Armed next call".
 """
 
 from __future__ import annotations
@@ -20,13 +33,15 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ..call.line import Line
 from ..call.outcome import LINE_BUSY
-from ..call.session import MIN_RING_TIMEOUT, NotClaimed, place_call
-from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts, utc_now
+from ..call.session import MIN_RING_TIMEOUT, place_call
+from ..numbers import dial_string
+from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts, to_ts, utc_now
 from ..store.boxes import Boxes, Leases, this_box
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.campaign_log import CampaignLog
@@ -45,6 +60,42 @@ IN_CALL_DEFER = timedelta(minutes=2)
 # A dial refused because a call rang in on the line: the contact is due again after this.
 LINE_BUSY_RETRY = timedelta(seconds=1)
 FENCE_SWEEP_S = 0.1     # while fenced, how often a call that got on its modem meanwhile is looked for
+# Arm each line's next call (contact claimed, call row committed) while its current call
+# plays, so ATD goes the moment the line is free (module doc). Patchable for tests/benches.
+ARM_AHEAD = True
+
+
+@dataclass
+class _Armed:
+    """A line's next call, claimed and written ahead of its ATD (see the module doc)."""
+    contact: Contact
+    modem: str                          # the line it was armed for
+    row: asyncio.Future[int | None]     # the call id once committed; None: not claimed
+    at: datetime                        # the row's time as stored (its created_at)
+    ahead: bool                         # armed during the line's last call (else: for a dial now)
+
+
+class _WithoutOwnRow:
+    """The calling rules' records at dial time, without the armed call's own row: that row
+    is no attempt yet, and counting it would make a contact at its cap defer itself."""
+
+    def __init__(self, records: Compliance, number: str, at: datetime) -> None:
+        self.records, self.number, self.at = records, number, at
+
+    def is_suppressed(self, number: str) -> bool:
+        return self.records.is_suppressed(number)
+
+    def find_consent(self, number: str, scope: str, at: datetime | None = None) -> dict[str, Any] | None:
+        return self.records.find_consent(number, scope, at)
+
+    def last_refusal(self, number: str) -> datetime | None:
+        return self.records.last_refusal(number)
+
+    def attempt_times(self, number: str, since: datetime) -> list[datetime]:
+        times = self.records.attempt_times(number, since)
+        if number == self.number and self.at in times:
+            times.remove(self.at)
+        return times
 
 
 class View(Protocol):
@@ -80,7 +131,7 @@ class Controller:
                  lines: list[Line] | LineSource, limits: LimitsConfig, script_for: ScriptFor, *,
                  clock: Callable[[], datetime] = utc_now, min_ring_timeout: float = MIN_RING_TIMEOUT,
                  view: View | None = None, poll: float = 1.0, batch: int | None = None,
-                 journal: CallJournal | None = None) -> None:
+                 journal: CallJournal | None = None, arm_ahead: bool | None = None) -> None:
         self.conn = conn
         self.cid = campaign_id
         self.spec = spec
@@ -110,7 +161,8 @@ class Controller:
         self.view: View = view or _NullView()
         self.poll = poll
         self.batch = batch
-        self.in_flight: set[str] = set()
+        self.in_flight: set[str] = set()        # numbers claimed or being decided: no other look at them
+        self.in_call = 0                         # calls placed and not yet over (armed ones are not)
         self.buffer: deque[Contact] = deque()
         self.stopping = False
         self.hard_stop = False
@@ -123,6 +175,11 @@ class Controller:
         self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
+        # only where a worker keeps its line (``campaign run``'s pool): the service's bank lends
+        # a line per call, alerts first, so a worker does not know its next line in advance
+        self.arm_ahead = (ARM_AHEAD if arm_ahead is None else arm_ahead) and getattr(self.source, "keeps_lines", False)
+        self._armed: dict[int, _Armed] = {}     # worker -> its line's next call (module doc)
+        self._deciding: dict[int, asyncio.Future] = {}   # worker -> a deny/defer queued while arming
         self.status_counts: Counter[str] = Counter()
         self.outcome_counts: Counter[str] = Counter()
         self.calls_this_run = 0
@@ -180,8 +237,16 @@ class Controller:
     def _settle(self, conn: Connection, c: Contact, *, lease: str | None) -> bool:
         # a dial refused because someone called in (line_busy) is not an attempt
         n, last = Campaigns(conn, self.clock).calls_of_contact(c.id, not_attempts=LINE_BUSY)
+        journal = Journal(conn, self.clock)
+        if (last is not None and last["outcome"] == "interrupted" and last["started_at"] is None
+                and journal.has_event(last["id"], "armed")):
+            # an armed call (written while the line's last call played) with no dial on record:
+            # most likely never dialed, so not one of the contact's attempts (it is dialed again,
+            # now). Its row stays, closed as interrupted: the calling rules' caps still count it,
+            # as it may have been dialed in the instant before the process died.
+            n -= 1
         if n > c.attempts and last is not None and last["outcome"] is not None:
-            opted_out = Journal(conn, self.clock).has_event(last["id"], "opt_out")
+            opted_out = journal.has_event(last["id"], "opt_out")
             return Leases(conn, self.clock).settle(**self._apply_outcome(c, last, n - c.attempts,
                                                                          opted_out=opted_out, lease=lease))
         return Leases(conn, self.clock).settle(c.id, lease, status="pending", next_attempt_at=None,
@@ -257,12 +322,12 @@ class Controller:
         if not self.stopping:
             self.stopping = True
             self._stop_event.set()
-            self.clog.write("control", verdict="stop", calls_in_progress=len(self.in_flight))
-            self.view.event("stop", f"stopping: no new calls; {len(self.in_flight)} in progress will finish "
+            self.clog.write("control", verdict="stop", calls_in_progress=self.in_call)
+            self.view.event("stop", f"stopping: no new calls; {self.in_call} in progress will finish "
                                     "(signal again to hang up)")
         elif not self.hard_stop:
             self.hard_stop = True
-            self.view.event("stop", f"hanging up {len(self.in_flight)} call(s)")
+            self.view.event("stop", f"hanging up {self.in_call} call(s)")
             for t in self._tasks:
                 t.cancel()
 
@@ -340,12 +405,18 @@ class Controller:
 
     # ---- one worker per line -----------------------------------------------------------
     async def _worker(self, index: int) -> None:
-        while True:
-            try:
-                return await self._work(index)
-            except DatabaseUnreachable as exc:   # a read between calls: nothing was started
-                self._reads_failed(exc)
-                await self._sleep(self.poll)
+        try:
+            while True:
+                try:
+                    return await self._work(index)
+                except DatabaseUnreachable as exc:   # a read between calls: nothing was started
+                    self._reads_failed(exc)
+                    await self._sleep(self.poll)
+        finally:
+            # a stop (or the second signal's cancellation): the armed contact is let go
+            armed = self._armed.pop(index, None)
+            if armed is not None:
+                await asyncio.shield(self._release(armed))
 
     async def _work(self, index: int) -> None:
         while not self.stopping:
@@ -358,9 +429,17 @@ class Controller:
                 self.clog.write("control", verdict="paused" if paused else "resumed")
                 self.view.event("pause", "paused (campaign resume NAME to continue)" if paused else "resumed")
             if paused:
+                armed = self._armed.pop(index, None)
+                if armed is not None:
+                    await self._release(armed)
                 await self._sleep(self.poll)
                 continue
-            if not self._due(now):
+            deciding = self._deciding.pop(index, None)
+            if deciding is not None:
+                # a deny/defer found while arming: committed before the next look at the due contacts
+                with contextlib.suppress(DatabaseFault):
+                    await deciding
+            if index not in self._armed and not self._due(now):
                 # nothing to dial now: done, or wait (without holding a line)
                 if not self.in_flight:
                     await self._flush()        # the outcomes queued by the last calls
@@ -377,20 +456,30 @@ class Controller:
                 continue
             self.waiting_until = None
             async with self.source.turn(index, now) as (slot, wait):
+                armed = self._armed.pop(index, None)
+                if (slot is None or self.stopping or self.fenced is not None
+                        or (armed is not None and armed.modem != slot.name)):
+                    # this line cannot dial now (or the source lent another one): let it go
+                    if armed is not None:
+                        await self._release(armed)
+                        armed = None
                 if slot is not None and not self.stopping:
-                    # the line may have taken a while to come: the rules look at the time of the dial
-                    now = self.clock()
-                    t0 = time.process_time()
-                    contact = self._next_contact(now)
-                    go = contact is not None and self._decide(contact, now, slot)
-                    self.cpu += time.process_time() - t0
-                    if isinstance(go, asyncio.Future):
-                        # a deny/defer: committed before the next look at the due contacts
-                        with contextlib.suppress(DatabaseFault):
-                            await go
-                    elif go and not self.stopping and self.fenced is None:
-                        assert contact is not None
-                        await self._call(slot, contact, now)
+                    if armed is None:
+                        # the line may have taken a while to come: the rules look at the time of the dial
+                        now = self.clock()
+                        t0 = time.process_time()
+                        contact = self._next_contact(now)
+                        go = contact is not None and self._decide(contact, now, slot)
+                        self.cpu += time.process_time() - t0
+                        if isinstance(go, asyncio.Future):
+                            # a deny/defer: committed before the next look at the due contacts
+                            with contextlib.suppress(DatabaseFault):
+                                await go
+                        elif go and not self.stopping and self.fenced is None:
+                            assert contact is not None
+                            armed = self._arm(slot, contact, now)
+                    if armed is not None:
+                        await self._call(index, slot, armed)
             if slot is None and wait > 0:
                 await self._sleep(wait)
 
@@ -447,19 +536,31 @@ class Controller:
         if dec.verdict == "allow":
             self._claims[c.id] = self.clog.row("rule", modem=slot.name, **kw)
             return True
-        row = self.clog.row("rule", detail=dec.detail, **kw)
+        return self._queue_decision(c, dec, now, self.clog.row("rule", detail=dec.detail, **kw), c.status)
+
+    def _queue_decision(self, c: Contact, dec: R.Decision, now: datetime, row: tuple, old_status: str,
+                        taken_back: int | None = None) -> asyncio.Future:
+        """A deny or defer: the contact's new status with the decision's log row, one writer
+        operation, queued (the future). ``taken_back``: an armed row, never dialed, deleted
+        first (the contact was claimed for it: pending again, then the decision)."""
         deny, rule, until = dec.verdict == "deny", dec.rule, dec.until or now + timedelta(minutes=1)
         status = FINAL_BY_RULE.get(rule or "", "exhausted") if deny else "pending"
 
         def write(conn: Connection) -> None:
+            if taken_back is not None:
+                self._unclaim(conn, c, taken_back)
             store = Campaigns(conn, self.clock)
             if deny:
                 store.rule_decision(c.id, row, now, final_status=status, outcome=f"rule:{rule}")
             else:
                 store.rule_decision(c.id, row, now, until=until)
         fut = asyncio.wrap_future(self.journal.submit(write))
-        self._count(c.status, status)
-        self.view.event("rule", f"{c.number}: {dec.verdict} {dec.rule}"
+        # until the decision is committed no worker looks at the contact again (a re-read of
+        # the due contacts would still find it pending and decide it twice)
+        self.in_flight.add(c.number)
+        fut.add_done_callback(lambda _: self.in_flight.discard(c.number))
+        self._count(old_status, status)
+        self.view.event("rule", f"{c.number}: {dec.verdict} {dec.rule}" + (" at the dial" if taken_back else "")
                                 + (f" until {_local(dec.until)}" if dec.until else "") + f" ({dec.detail})")
         return fut
 
@@ -488,30 +589,129 @@ class Controller:
             return True
         return claim
 
-    async def _call(self, slot: Slot, c: Contact, now: datetime) -> None:
+    # ---- the armed next call (module doc) ----------------------------------------------
+    def _arm(self, slot: Slot, c: Contact, now: datetime, *, ahead: bool = False) -> _Armed:
+        """Claim ``c`` for ``slot`` and queue its call row (one group, committed by the writer
+        while the line's current call plays (``ahead``), or awaited at once before the ATD)."""
+        claim = self._claim(c, now)
+        self.in_flight.add(c.number)
+        self._count(c.status, "in_progress")
+        ident = slot.line.identity
+        at = self.clock()
+        row = self.journal.start_call_soon(dial_string(c.number), slot.line.name, ident.imei, ident.iccid,
+                                           campaign_id=self.cid, contact_id=c.id, claim=claim, at=at, armed=ahead)
+        return _Armed(c, slot.name, row, from_ts(to_ts(at)), ahead)
+
+    def _arm_next(self, index: int, slot: Slot) -> None:
+        """Just after a line's ATD: arm its next call, unless the run is stopping or paused,
+        the line is at a limit, or the database is in trouble (the worker does it then)."""
+        if (not self.arm_ahead or self.stopping or self.paused or self.fenced is not None
+                or index in self._armed or index in self._deciding
+                or self.db_fault is not None or self.journal.writer.unreachable is not None
+                or self._reads_away is not None):
+            return
+        t0 = time.process_time()
+        try:
+            now = self.clock()
+            if slot.blocked_until(now)[1] is not None:
+                return
+            contact = self._next_contact(now)
+            if contact is None:
+                return
+            go = self._decide(contact, now, slot)
+            if isinstance(go, asyncio.Future):
+                self._deciding[index] = go
+            elif go:
+                self._armed[index] = self._arm(slot, contact, now, ahead=True)
+        except DatabaseUnreachable as exc:
+            self._reads_failed(exc)
+        finally:
+            self.cpu += time.process_time() - t0
+
+    def _unarm(self, c: Contact) -> None:
+        self.in_flight.discard(c.number)
+        self._count("in_progress", c.status)
+
+    async def _release(self, armed: _Armed) -> None:
+        """Let an armed contact go (pause, stop, the line cannot dial): its row, never dialed,
+        is deleted and the contact is pending again, attempts unchanged."""
+        c = armed.contact
+        self._unarm(c)
+        try:
+            call_id = await asyncio.shield(armed.row)
+        except DatabaseFault:
+            return                  # nothing was written; the fault stops the run
+        if call_id is not None:
+            self.journal.submit(self._unclaim, c, call_id)
+
+    def _unclaim(self, conn: Connection, c: Contact, call_id: int) -> None:
+        Journal(conn, self.clock).drop_undialed_call(call_id)
+        Leases(conn, self.clock).settle(c.id, self.box, status="pending", next_attempt_at=None, last_outcome=None,
+                                        last_call_id=None, attempts=c.attempts)
+
+    def _recheck(self, armed: _Armed, call_id: int, slot: Slot) -> asyncio.Future | None:
+        """The rules again at the moment of the dial (the contact was armed during the line's
+        last call): None when it may be dialed; else the armed row is taken back, the contact
+        is pending again and the decision is queued (the future)."""
+        c = armed.contact
+        now = self.clock()
+        records = _WithoutOwnRow(self.compliance, c.number, armed.at)
+        dec = R.check(c.number, self.rules, now, records, tz_override=c.fields.get("timezone") or None)
+        if dec.allowed and self._journal_reads.has_open_call(c.number, except_call=call_id):
+            dec = R.Decision("defer", "in_call", now + IN_CALL_DEFER, "a call to this number is in progress")
+        if dec.allowed:
+            return None
+        row = self.clog.row("rule", detail=dec.detail + " (checked again at the dial)", contact_id=c.id,
+                            number=c.number, modem=slot.name, verdict=dec.verdict, rule=dec.rule, until=dec.until)
+        return self._queue_decision(c, dec, now, row, "in_progress", taken_back=call_id)
+
+    async def _call(self, index: int, slot: Slot, armed: _Armed) -> None:
+        c = armed.contact
+        try:
+            # committed by now for an armed next call (written while the last call played);
+            # shielded: a second signal here must not lose the row's id (released below)
+            call_id = await asyncio.shield(armed.row)
+        except DatabaseFault as exc:
+            self._unarm(c)
+            self._on_db_fault(exc)
+            return
+        except asyncio.CancelledError:
+            await asyncio.shield(self._release(armed))
+            raise
+        if call_id is None:
+            # taken by another box (or its number is in a call): the buffer is stale
+            self.buffer.clear()
+            self._unarm(c)
+            return
+        t0 = time.process_time()
+        try:
+            # a row written for a dial now was decided an instant ago: only an armed one is looked at again
+            decided = self._recheck(armed, call_id, slot) if armed.ahead else None
+        except DatabaseUnreachable:
+            self._armed[index] = armed      # kept for the next turn (the worker holds meanwhile)
+            raise
+        finally:
+            self.cpu += time.process_time() - t0
+        if decided is not None:
+            with contextlib.suppress(DatabaseFault):
+                await decided       # committed before the next look at the due contacts
+            return
         state = CallState()
         script = self.script_for(c)
         if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):
             script = with_opt_out(script, self.spec.opt_out_key, f"campaign:{self.spec.name}", state)
-        self.in_flight.add(c.number)
         slot.started(c.number, self.clock())
         self.view.event("dial", f"{slot.name}: dialing {c.number}")
-        claim = self._claim(c, now)
-        self._count(c.status, "in_progress")
+        # once this ATD is on its way, the line's next call is armed (written while this one plays)
+        asyncio.get_running_loop().call_soon(self._arm_next, index, slot)
+        self.in_call += 1
         # a task of its own, so that fence() can hang it up without ending this worker
         call = asyncio.ensure_future(place_call(slot.line, c.number, script, self.journal,
                                                 ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
-                                                campaign_id=self.cid, contact_id=c.id, claim=claim, committed=False))
+                                                campaign_id=self.cid, contact_id=c.id, committed=False, call_id=call_id))
         self._calls[call] = slot.line
         try:
             result = await call
-        except NotClaimed:
-            # taken by another box (or its number is in a call): the buffer is stale
-            self.buffer.clear()
-            self._count("in_progress", c.status)
-            self.in_flight.discard(c.number)
-            slot.finished("not_claimed", None, self.clock())
-            return
         except DatabaseFault as exc:
             # nothing more can be recorded: the call (if it was placed) has been hung up
             self.in_flight.discard(c.number)
@@ -532,6 +732,7 @@ class Controller:
                 return          # the worker holds until the lease is renewed
             raise
         finally:
+            self.in_call -= 1
             self._calls.pop(call, None)
             self._fenced_calls.discard(call)
         t0 = time.process_time()
@@ -551,7 +752,7 @@ class Controller:
         # (the flow's own suppression may still be in the writer's group: its flag says it)
         opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
             row["outcome"] == "answered" and await self._read(self.compliance.is_suppressed, c.number))
-        # lazy: committed with the next call row (queued in a moment), one fsync for both
+        # lazy: committed with the next write someone waits for, or within LAZY_COMMIT_S
         # (spooled while PostgreSQL is away, like the call's own rows: call_journal.py)
         self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
         slot.finished(row["outcome"], row["duration_s"], self.clock())

@@ -250,6 +250,9 @@ def _local(at: datetime | None) -> str:
 class PoolSource:
     """``campaign run``'s own lines: one worker per line, for the campaign's whole run."""
 
+    # a worker's next call is on its own line: the controller arms it while the current one plays
+    keeps_lines = True
+
     def __init__(self, lines: list[Line], limits: LimitsConfig) -> None:
         self.lines = lines
         self.limits = limits

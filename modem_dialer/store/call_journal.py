@@ -24,6 +24,7 @@ Each row's time is taken when it is queued, not when the group commits.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Callable
 from datetime import datetime
@@ -80,16 +81,34 @@ class CallJournal:
         """The new call's id once its row is committed. With ``claim``, that function runs
         first in the same transaction; when it returns False no row is written and the
         result is None (e.g. the contact was taken by someone else)."""
-        j = self._at()
+        return await self.start_call_soon(number, modem, imei, iccid, campaign_id=campaign_id,
+                                          contact_id=contact_id, alert_id=alert_id, caller_id=caller_id, claim=claim)
+
+    def start_call_soon(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
+                        *, campaign_id: int | None = None, contact_id: int | None = None,
+                        alert_id: int | None = None, caller_id: str | None = None,
+                        claim: Callable[[Connection], bool] | None = None,
+                        at: datetime | None = None, armed: bool = False) -> asyncio.Future[int | None]:
+        """:meth:`start_call` queued now, awaited later: a campaign line writes its next call's
+        row while the current call still plays (``armed``, see Journal.start_call; the row is
+        committed long before that ATD). ``at``: the row's time (default: now). Call from
+        the event loop."""
+        j = self._at(at)
         cols = dict(campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id, caller_id=caller_id)
-        call_id = await self.writer.run(_start, j, claim, (number, modem, imei, iccid), cols)
-        if call_id is not None:
-            self._ledger.started(call_id, j.t, dict(number=number, modem=modem, imei=imei, iccid=iccid, **cols))
-        return call_id
+        fut = asyncio.wrap_future(self.writer.submit(_start, j, claim, (number, modem, imei, iccid),
+                                                     {**cols, "armed": armed} if armed else cols))
+
+        def started(f: asyncio.Future[int | None]) -> None:
+            # on the loop, before the task awaiting ``fut`` resumes (callbacks run in order)
+            call_id = None if f.cancelled() or f.exception() is not None else f.result()
+            if call_id is not None:
+                self._ledger.started(call_id, j.t, dict(number=number, modem=modem, imei=imei, iccid=iccid,
+                                                           **cols))
+        fut.add_done_callback(started)
+        return fut
 
     async def finish_call(self, call_id: int, outcome: str, **kw: Any) -> bool:
         """Close the call with its outcome (see Journal.finish_call); returns once committed."""
-        import asyncio
         return await asyncio.wrap_future(self._put("finish_call", kw.get("ended_at"), call_id, outcome, **kw))
 
     def finish_call_nowait(self, call_id: int, outcome: str, **kw: Any) -> concurrent.futures.Future:
@@ -103,7 +122,6 @@ class CallJournal:
         through this journal, the row as queued (the values the writer commits, in order;
         if it cannot, the fault listeners hear it), at once; otherwise as soon as the writer
         has run the rows queued before (about one fsync sooner)."""
-        import asyncio
         row = self._ledger.pop(call_id)
         if row is not None and not committed:
             return row

@@ -67,8 +67,13 @@ class Journal:
         contact_id: int | None = None,
         alert_id: int | None = None,
         caller_id: str | None = None,
+        armed: bool = False,
     ) -> int:
-        """Record a new attempt and return its id. Call this before sending ATD."""
+        """Record a new attempt and return its id. Call this before sending ATD.
+
+        ``armed``: written ahead, while the line's previous call still plays (a campaign's
+        armed next call); an ``armed`` event says so, for the recovery after a kill -9: such a
+        row without its dial mark (``started_at``) was most likely never dialed."""
         now = self._now()
         with self.conn:
             cur = self.conn.execute(
@@ -78,6 +83,8 @@ class Journal:
             )
             call_id = int(cur.lastrowid)  # type: ignore[arg-type]
             self._event(call_id, now, "state", {"state": "created"})
+            if armed:
+                self._event(call_id, now, "armed", {})
         return call_id
 
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> None:
@@ -175,6 +182,16 @@ class Journal:
             self._event(call_id, now, "refusal", {"source": source})
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
+    def drop_undialed_call(self, call_id: int) -> bool:
+        """Take back a call row written ahead of its ``ATD`` (a campaign line's armed next
+        call) that its own process decided not to dial: the row and its events go, as if it
+        had never been written (it was no attempt). Only for the process that wrote it, which
+        knows the ATD was not sent; a row with a dial mark or an outcome is kept (False)."""
+        with self.conn:
+            cur = self.conn.execute("DELETE FROM calls WHERE id = ? AND outcome IS NULL AND started_at IS NULL",
+                                    (call_id,))
+        return cur.rowcount == 1
+
     def recover_interrupted(self, box: str | None = None) -> list[int]:
         """At start-up: close the calls a killed process of ``box`` (default: this process's
         box) left open; return their ids. Calls of other boxes are theirs (a lost box's are
@@ -191,7 +208,11 @@ class Journal:
                 r[0]
                 for r in self.conn.execute(
                     "UPDATE calls SET outcome = 'interrupted', ended_at = ?,"  # noqa: S608 - dialect constant
-                    " cause_text = 'process stopped during the call',"
+                    # a row armed ahead of its ATD (campaign/controller.py) with no dial mark: most
+                    # likely never dialed, perhaps dialed an instant before the process died
+                    " cause_text = CASE WHEN started_at IS NULL AND EXISTS (SELECT 1 FROM call_events"
+                    " WHERE call_id = calls.id AND kind = 'armed') THEN 'process stopped before or as it dialed'"
+                    " ELSE 'process stopped during the call' END,"
                     f" duration_s = COALESCE({dialect_of(self.conn).seconds_between('?', 'answered_at')}, 0)"
                     " WHERE outcome IS NULL AND (box = ? OR box IS NULL) RETURNING id",
                     (now, now, box),
@@ -266,10 +287,11 @@ class Journal:
         params.append(int(limit))
         return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
 
-    def has_open_call(self, number: str) -> bool:
-        """Is a call to ``number`` open (in any process: never one number in two calls)?"""
-        return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL LIMIT 1",
-                                 (number,)).fetchone() is not None
+    def has_open_call(self, number: str, except_call: int | None = None) -> bool:
+        """Is a call to ``number`` open (in any process: never one number in two calls)?
+        ``except_call``: one's own row for the number (a campaign's armed call) does not count."""
+        return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL AND id != ? LIMIT 1",
+                                 (number, -1 if except_call is None else except_call)).fetchone() is not None
 
     def has_event(self, call_id: int, kind: str) -> bool:
         """Did the call journal an event of this kind (e.g. ``opt_out``)?"""

@@ -1,0 +1,129 @@
+"""The armed next call (issue 10): while a line's call plays, its next contact is claimed and
+its call row committed, so the ATD goes the moment the line is free. These tests run
+`campaign run` as a user does (a subprocess on a simulated bank over ptys) and act while a
+row is armed: a kill -9, a suppression arriving before the dial, a pause.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sqlite3
+
+import pytest
+from helpers import contacts, db, run_cli, setup, start_cli, wait_until
+
+from modem_dialer.sim.callee import Callee, Scenario
+
+A, B, C = "+33612347001", "+33612347002", "+33612347003"
+MESSAGE_S = 1.5     # long enough to act while the first call plays and the next one is armed
+
+
+def armed_rows(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Open call rows written ahead of their ATD (an 'armed' event, no dial mark yet)."""
+    try:
+        return conn.execute(
+            "SELECT * FROM calls WHERE outcome IS NULL AND started_at IS NULL AND EXISTS"
+            " (SELECT 1 FROM call_events e WHERE e.call_id = calls.id AND e.kind = 'armed')").fetchall()
+    except sqlite3.OperationalError:      # the runner has not created the database yet
+        return []
+
+
+def dialed(bank) -> list[str]:
+    """Every number the simulated modems received an ATD for."""
+    return [c.number for m in bank.modems for c in m.calls]
+
+
+async def campaign(make_bank, tmp_path, extra: str = "") -> tuple:
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
+    cfg, camp = setup(tmp_path, bank, [A, B, C], message_s=MESSAGE_S, extra=extra)
+    return bank, cfg, camp, db(tmp_path)
+
+
+async def armed_during_first_call(conn: sqlite3.Connection) -> sqlite3.Row:
+    """The first call is answered (playing its message) and the line's next call is armed."""
+    await wait_until(lambda: len(armed_rows(conn)) == 1 and conn.execute(
+        "SELECT COUNT(*) FROM calls WHERE answered_at IS NOT NULL AND outcome IS NULL").fetchone()[0] == 1)
+    row = armed_rows(conn)[0]
+    assert row["number"] == B
+    return row
+
+
+@pytest.mark.slow
+async def test_kill_9_with_an_armed_call_is_recovered_without_losing_or_counting_it(make_bank, tmp_path):
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, "retry:\n  failed: {after: 0s, max: 2}\n")
+    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
+    armed = await armed_during_first_call(conn)
+    # the armed row is committed (durable) and its contact claimed before its ATD was sent
+    assert contacts(conn)[B]["status"] == "in_progress" and B not in dialed(bank)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    # A's call is still up in the simulated modem: the next run ends it first (Pool.check_health)
+    rc, out, err = await run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60)
+    assert rc == 0, out + err
+    c = contacts(conn)
+    calls = {n: conn.execute("SELECT * FROM calls WHERE number = ? ORDER BY id", (n,)).fetchall() for n in (A, B, C)}
+    # A was in a call at the kill: an interrupted attempt, retried by the rules (max 2), then answered
+    assert [r["outcome"] for r in calls[A]] == ["interrupted", "answered"] and c[A]["attempts"] == 2
+    # B's armed row stays on record (closed as interrupted: the calling rules' caps count it, it
+    # might have been dialed in the instant before the kill) but is not one of B's attempts: B
+    # was dialed once, after the restart, and that call is its one attempt
+    assert next(r["id"] for r in calls[B]) == armed["id"]
+    assert [(r["outcome"], r["started_at"] is None) for r in calls[B]] == [("interrupted", True), ("answered", False)]
+    assert c[B]["status"] == "answered" and c[B]["attempts"] == 1 and c[B]["last_call_id"] == calls[B][1]["id"]
+    assert calls[B][0]["cause_text"] == "process stopped before or as it dialed"
+    assert calls[A][0]["cause_text"] == "process stopped during the call"
+    assert dialed(bank).count(B) == 1
+    assert c[C]["status"] == "answered" and c[C]["attempts"] == 1 and dialed(bank).count(C) == 1
+    assert conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0
+
+
+@pytest.mark.slow
+async def test_a_suppression_between_arming_and_dial_lets_the_contact_go_undialed(make_bank, tmp_path):
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path)
+    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
+    await armed_during_first_call(conn)
+    # another process suppresses B while A's message plays and B's call is armed
+    rc, _out, err = await run_cli("--config", str(cfg), "suppress", "add", B, "--reason", "dnc")
+    assert rc == 0, err
+    out_b, err_b = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out_b.decode() + err_b.decode()
+    # B was never dialed: its armed row is gone, the contact is suppressed with the rule's
+    # decision on record; A and C were called
+    assert B not in dialed(bank) and sorted(dialed(bank)) == [A, C]
+    assert conn.execute("SELECT COUNT(*) FROM calls WHERE number = ?", (B,)).fetchone()[0] == 0
+    c = contacts(conn)
+    assert (c[B]["status"], c[B]["attempts"], c[B]["last_outcome"]) == ("suppressed", 0, "rule:suppressed")
+    log = conn.execute("SELECT verdict, rule, data FROM campaign_log WHERE kind = 'rule' AND number = ?"
+                       " ORDER BY id", (B,)).fetchall()
+    assert [(r["verdict"], r["rule"]) for r in log] == [("allow", None), ("deny", "suppressed")]
+    assert "checked again at the dial" in log[1]["data"]
+    assert c[A]["status"] == c[C]["status"] == "answered"
+    assert "+33612347002: deny suppressed at the dial" in out_b.decode()
+
+
+@pytest.mark.slow
+async def test_pause_with_an_armed_call_releases_it_and_resume_dials_it_once(make_bank, tmp_path):
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path)
+    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
+    await armed_during_first_call(conn)
+    rc, _out, err = await run_cli("--config", str(cfg), "campaign", "pause", "test")
+    assert rc == 0, err
+
+    def paused_and_idle() -> bool:
+        return (conn.execute("SELECT 1 FROM campaign_log WHERE kind = 'control' AND verdict = 'paused'").fetchone()
+                is not None and conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0)
+    await wait_until(paused_and_idle)
+    # A's call played to its end; B's armed call was let go: no row, pending, no attempt, not dialed
+    c = contacts(conn)
+    assert c[A]["status"] == "answered" and (c[B]["status"], c[B]["attempts"]) == ("pending", 0)
+    assert conn.execute("SELECT COUNT(*) FROM calls WHERE number = ?", (B,)).fetchone()[0] == 0
+    assert dialed(bank) == [A]
+    rc, _out, err = await run_cli("--config", str(cfg), "campaign", "resume", "test")
+    assert rc == 0, err
+    out_b, err_b = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, out_b.decode() + err_b.decode()
+    c = contacts(conn)
+    assert {n: (c[n]["status"], c[n]["attempts"]) for n in (A, B, C)} == {
+        A: ("answered", 1), B: ("answered", 1), C: ("answered", 1)}
+    assert sorted(dialed(bank)) == [A, B, C]
