@@ -93,10 +93,11 @@ async def test_uac_path_through_real_portaudio(make_bank, tmp_path):
     # The ALSA file PCM tees what is played into out.raw and captures from in.raw. Its slaves
     # are a private PulseAudio's null sinks, which consume and produce audio in real time: on a
     # "null" slave both PortAudio streams spin as fast as the CPU goes (seconds of CPU a call,
-    # and a starved event loop on a loaded machine). Capture may still run ahead in
-    # PulseAudio's first second, then repeats the file's last period: so the key is a tone that
-    # ends the file, it "lasts" from the answer on, which the detector reports as one press.
-    incoming = np.concatenate([np.zeros(1600, np.int16), generate_dtmf("5", 2000)])
+    # and a starved event loop on a loaded machine). Capture starts when the line opens, before
+    # the dial, and in.raw is read at 8 kHz: so the key is a tone that lasts (20 s: longer than
+    # any dial and answer under load) from before the answer on, which the detector reports as
+    # one press.
+    incoming = np.concatenate([np.zeros(1600, np.int16), generate_dtmf("5", 20000)])
     incoming.astype("<i2").tofile(inp)
     rc_file = tmp_path / "modem.asoundrc"
     rc_file.write_text(f"""
