@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -38,14 +39,25 @@ def _children() -> set[int]:
 # ---- the long tests start first ---------------------------------------------------------
 # xdist hands out the first tests one per worker in collection order: a 40 s test collected
 # last would run alone at the end while the other workers sit idle. So the tests that took
-# longest in the last run here (pytest's cache) come first, then those marked `slow` (for a
-# fresh clone), then the rest in their usual order.
+# longest come first: as measured in the last run here (pytest's cache), else as measured
+# when tests/durations.json was written (a fresh clone has no cache), then those marked
+# `slow`, then the rest in their usual order. To refresh the file after a full run:
+#   cp .pytest_cache/v/modem-dialer/durations tests/durations.json
 _DURATIONS_KEY = "modem-dialer/durations"
+_KNOWN_DURATIONS = Path(__file__).with_name("durations.json")
+
+
+def _known_durations() -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(_KNOWN_DURATIONS.read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}            # no file, or a broken one: the order is only an optimisation
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     cache = getattr(config, "cache", None)
-    last: dict[str, float] = cache.get(_DURATIONS_KEY, {}) if cache is not None else {}
+    last = _known_durations()
+    last.update(cache.get(_DURATIONS_KEY, {}) if cache is not None else {})
     order = {id(it): i for i, it in enumerate(items)}
     items.sort(key=lambda it: (-last.get(it.nodeid, 0.0), it.get_closest_marker("slow") is None, order[id(it)]))
 

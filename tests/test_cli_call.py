@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import yaml
 from conftest import run_cli, run_cli_process, wait_until
+from pulse import available as pulse_available
+from pulse import pulse_server
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -80,21 +82,28 @@ async def test_unplugged_modem_mid_call_exits_cleanly(make_bank, tmp_path):
     assert d["hangup_by"] == "network" and d["cause_text"].startswith("modem lost")
 
 
+@pytest.mark.skipif(not pulse_available(), reason="pulseaudio / ALSA pulse plugin not installed "
+                                                  "(scripts/setup.sh installs them)")
 async def test_uac_path_through_real_portaudio(make_bank, tmp_path):
     """Quectel in sound-card mode: the prompt reaches the ALSA 'card' byte for byte, and a key
     in the captured direction is found by the in-band detector."""
     from modem_dialer.audio.dtmf import generate_dtmf
 
     out, inp = tmp_path / "out.raw", tmp_path / "in.raw"
-    # The file PCM is not paced: capture runs through the file long before the answer, then
-    # repeats its last period forever. So the key is a tone that ends the file: it "lasts"
-    # from the answer on, which the detector reports as one press.
-    incoming = np.concatenate([np.zeros(1600, np.int16), generate_dtmf("5", 2000)])
+    # The ALSA file PCM tees what is played into out.raw and captures from in.raw. Its slaves
+    # are a private PulseAudio's null sinks, which consume and produce audio in real time: on a
+    # "null" slave both PortAudio streams spin as fast as the CPU goes (seconds of CPU a call,
+    # and a starved event loop on a loaded machine). Capture starts when the line opens, before
+    # the dial, and in.raw is read at 8 kHz: so the key is a tone that lasts (20 s: longer than
+    # any dial and answer under load) from before the answer on, which the detector reports as
+    # one press.
+    incoming = np.concatenate([np.zeros(1600, np.int16), generate_dtmf("5", 20000)])
     incoming.astype("<i2").tofile(inp)
     rc_file = tmp_path / "modem.asoundrc"
     rc_file.write_text(f"""
-pcm.modem_out {{ type file slave.pcm "null" file "{out}" format "raw" }}
-pcm.modem_in {{ type file slave.pcm "null" file "/dev/null" infile "{inp}" format "raw" }}
+pcm.modem_out {{ type file slave.pcm {{ type pulse device "modem_spk" }} file "{out}" format "raw" }}
+pcm.modem_in {{ type file slave.pcm {{ type pulse device "modem_mic_feed.monitor" }} file "/dev/null"
+                infile "{inp}" format "raw" }}
 """)
     bank = await make_bank("quectel", Scenario(Callee(answer_after=0.1)))
     data = yaml.safe_load(bank.config_yaml(database="calls.db"))
@@ -108,8 +117,11 @@ pcm.modem_in {{ type file slave.pcm "null" file "/dev/null" infile "{inp}" forma
     from modem_dialer.audio.prompts import save_wav
     save_wav(wav, msg)
     # a real process: ALSA reads ALSA_CONFIG_PATH once per process, when PortAudio starts
-    rc, outp, err = await run_cli_process("--config", str(cfg), "call", "+33612345678", "--message", str(wav),
-                                          "--json", env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{rc_file}"})
+    (tmp_path / "pulse").mkdir()
+    with pulse_server(tmp_path / "pulse") as pa:
+        rc, outp, err = await run_cli_process("--config", str(cfg), "call", "+33612345678", "--message", str(wav),
+                                              "--json", env={**pa.env,
+                                                             "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{rc_file}"})
     assert rc == 0, err
     d = json.loads(outp)
     assert [k["key"] for k in d["keys"]] == ["5"] and d["keys"][0]["source"] == "inband"

@@ -298,6 +298,8 @@ async def test_bank_stream_ends_when_its_session_is_logged_out(console):  # noqa
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         csrf = await login(s, base)
         async with s.get(f"{base}/console/api/bank/stream") as r:
+            # the browser is told to reconnect 1 s after the stream ends (its default: 3 s)
+            assert await r.content.readline() == b"retry: 1000\n"
             assert (await _sse_event(r))[0] == "bank"
             # logged out from another tab: the open stream ends at its next update
             async with s.post(f"{base}/console/logout", headers={"X-CSRF-Token": csrf}) as out:

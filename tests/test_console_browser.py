@@ -64,10 +64,12 @@ def campaign_files(d: Path, contacts: str) -> dict[str, Path]:
 
 @pytest.fixture
 async def console(make_bank, tmp_path, monkeypatch):
-    # alice answers without a key and hangs up after a second: the console shows an attempt
+    # alice answers without a key and hangs up at once: the console shows an attempt
     # that did not acknowledge (the alert's message and the 3 s wait for a key are not under test)
-    sc = Scenario(default=Callee("answer", answer_after=0.2, keys=[(0.7, "4")], tones=[(1.1, 0.8, 300.0)]),
-                  numbers={ALICE: Callee("answer", answer_after=0.2, hangup_after=1.0)})
+    # (each survey call is kept short: the key right after the 0.3 s menu prompt, then 0.4 s of
+    # "voice" for the recording, which ends 0.5 s of silence later: a recording of about 1 s)
+    sc = Scenario(default=Callee("answer", answer_after=0.1, keys=[(0.4, "4")], tones=[(0.6, 0.4, 300.0)]),
+                  numbers={ALICE: Callee("answer", answer_after=0.1, hangup_after=0.6)})
     # a wrong token is still refused; its slowing-down (test_console_api) is not what this test is about
     monkeypatch.setattr(console_app, "LOGIN_DELAY", 0.05)
     bank = await make_bank("quectel,simcom", sc, n=2)

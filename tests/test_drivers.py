@@ -277,6 +277,19 @@ async def test_a_call_left_up_by_a_dead_owner_is_found_by_clcc_and_ended(make_ba
     await second.close()
 
 
+async def test_a_call_already_disconnecting_is_not_a_left_call(make_bank):
+    """SIM800/SIMCom list a call that is ending with state 6 ("disconnect"): the hang-up is
+    already under way (seen right after one on a loaded machine); nothing to end."""
+    bank = await make_bank("sim800", Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    d = await open_driver(modem_config(bank))
+    sent = len(sim.commands)
+    sim.inject_before("AT+CLCC", [f'+CLCC: 1,0,6,0,0,"{NUMBER}",145'])
+    assert await d.clear_left_call() == 0
+    assert [c for c in sim.commands[sent:] if c.upper() != "AT+CLCC"] == []
+    await d.close()
+
+
 # --- issue 11 item 27: a Quectel without AT+QINDCFG="ccinfo" (EP06) --------------------------
 
 @pytest.mark.parametrize(("variant", "source"), [(None, "ccinfo"), ("ep06", "dsci"), ("ep06-nodsci", "clcc_poll")])

@@ -20,6 +20,8 @@ DEMO_CALLEES: dict[str, tuple[str, dict[str, Any]]] = {   # number: (what it doe
     "+33612345605": ("rejects the call", dict(outcome="rejected", end_after=1.5)),
     "+33612345606": ("answers and presses 9 (in-band tone)", dict(answer_after=0.6, keys=[(1.0, "9")], inband=True)),
 }
+# What the demo says to those who answer (spoken by espeak-ng; a test may shorten it).
+DEMO_MESSAGE = "Hello, this is modem dialer. Press 1 to confirm, or 9 to stop receiving calls."
 
 
 @main.command()
@@ -56,8 +58,7 @@ async def _demo(work: Path) -> None:
     (work / "config.yaml").write_text(bank.config_yaml(database="demo.db"))
     console.print(f"[bold]Simulated bank[/]: {', '.join(f'{m.name} ({m.dialect.family}) on {m.path}' for m in bank.modems)}")
     try:
-        samples = message_samples(say="Hello, this is modem dialer. Press 1 to confirm, or 9 to stop receiving calls.",
-                                  cache_dir=work / "cache")
+        samples = message_samples(say=DEMO_MESSAGE, cache_dir=work / "cache")
     except UserError as exc:       # no espeak-ng: a tone stands in for the message
         console.print(f"[yellow]{exc}; playing a tone instead[/]")
         samples = (np.sin(np.arange(16000) / 8000 * 2 * np.pi * 440) * 4000).astype(np.int16)

@@ -374,10 +374,11 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
             return 0
         # voice calls only (Quectel lists its LTE data bearer as a mode-1 pseudo-call, which
         # must stay up); an incoming or waiting call is someone calling us now, not a left
-        # call: the inbound desk answers or rejects it
+        # call: the inbound desk answers or rejects it; a call in SIM800/SIMCom's state 6
+        # ("disconnect") is already ending (seen right after a hang-up on a loaded machine)
         voice = [line for line in resp.lines
                  if (c := parse_clcc_line(line)) is not None and c.voice
-                 and c.state not in (CallState.INCOMING, CallState.WAITING)]
+                 and c.state not in (CallState.INCOMING, CallState.WAITING, CallState.ENDED)]
         if not voice:
             return 0
         log.warning("%s: ending %d call(s) left up by a process that died: %s", self.name, len(voice),

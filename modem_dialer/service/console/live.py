@@ -42,6 +42,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TICK = 0.5           # s between two bank updates: at least one a second even when a loaded loop lags
+# ms a browser waits before reconnecting a stream that ended (the browsers' own default is
+# 3 s): a page logged out elsewhere reaches the login, and a restarted service is seen, sooner
+RECONNECT_MS = 1000
+_RETRY = f"retry: {RECONNECT_MS}\n\n".encode()
 
 
 class BankView:
@@ -277,6 +281,7 @@ class BankStream:
         floor = self.seq if started else max(self.seq - 1, 0)
         seen = -1
         try:
+            await resp.write(_RETRY)
             while not self._closed:
                 if self.seq == seen or self.seq <= floor:
                     await self._new.wait()   # the producer ticks at least twice a second
