@@ -19,7 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from ..errors import UserError
-from ..modems.events import DTMF_KEYS
+from ..modems.keys import DTMF_KEYS
 from ..yamlfile import Strict, YamlDoc, describe_validation_error, load_yaml, validate
 
 # Placeholders every call can use besides the contact's fields and the flow's own answers.

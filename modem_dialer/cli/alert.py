@@ -10,7 +10,6 @@ reached), 1 error.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
@@ -78,6 +77,7 @@ def alert(ctx: click.Context, to: tuple[str, ...], say: str | None, message: str
     modem-dialer alert --to oncall --say "Disk full on db1" --wait
     modem-dialer alert status ID | alert list | alert resolve ID
     """
+    import asyncio
     if ctx.invoked_subcommand is not None:
         return
     if not to and not policy and not (say or message):
@@ -131,6 +131,8 @@ def _quiet_bank() -> None:
 
 
 async def _local_alert(loaded, body: dict, timeout: float, as_json: bool) -> int:
+    import asyncio
+
     from ..service.api import alert_view
     from ..service.service import Service
 
@@ -288,6 +290,8 @@ def alert_resolve(ctx: click.Context, alert_id: int | None, dedup_key: str | Non
 @run_command
 def sms(ctx: click.Context, number: str, text: str, local: bool) -> None:
     """Send TEXT to NUMBER by SMS (GSM 7-bit or UCS-2, long texts in several parts). Exit 0 sent, 1 not."""
+    import asyncio
+
     from ..modems.sms import encode_sms
     from ..numbers import parse_number
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
@@ -21,6 +20,8 @@ def _console():
 
 
 def _found(sysfs: str, probe: bool, timeout: float):
+    import asyncio
+
     from ..modems.discovery import discover, probe_all
 
     found = discover(sysfs)
@@ -203,6 +204,8 @@ def setup_modem(ctx: click.Context, name: str, yes: bool, volte: bool, uac: bool
 
 def _at(coro):
     """Run ``coro``; an AT-level failure (port missing, busy, silent) becomes one line."""
+    import asyncio
+
     from ..at.errors import ATError
 
     try:
@@ -225,6 +228,8 @@ def doctor(ctx: click.Context, as_json: bool, min_signal: int, lte_only: bool, s
 
     Exit 0 when everything needed for calls is fine (warnings allowed), 1 otherwise.
     """
+    import asyncio
+
     from ..modems.doctor import Check, DoctorEnv, exit_code, run_doctor
 
     config, database, first = None, None, []

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import sys
@@ -10,9 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from ..call.outcome import NOT_ANSWERED
 from ..errors import UserError
-from ..signals import on_signals
 from . import load, main, run_command
 
 if TYPE_CHECKING:
@@ -45,7 +42,10 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
     signal (Ctrl-C, SIGTERM from `timeout` or `systemctl stop`, SIGHUP): the call is
     hung up and its journal row closed, then exit 128 + the signal: 130, 143, 129.
     """
+    import asyncio
+
     from ..audio.source import message_samples
+    from ..call.outcome import NOT_ANSWERED
     from ..call.session import MIN_RING_TIMEOUT
     from ..numbers import parse_number
 
@@ -104,6 +104,10 @@ async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
     cancellation): place_call hangs up and closes the row, then :class:`Stopped` is raised.
     Killed without a chance (SIGKILL), the next run closes the row and ends the call.
     """
+    import asyncio
+
+    from ..signals import on_signals
+
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None

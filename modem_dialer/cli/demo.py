@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +27,14 @@ DEMO_MESSAGE = "Hello, this is modem dialer. Press 1 to confirm, or 9 to stop re
 @run_command
 def demo(workdir: str | None) -> None:
     """Call six simulated people on a bank of four simulated modems and show the journal."""
+    import asyncio
+    import tempfile
+
     asyncio.run(_demo(Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="modem-dialer-demo-"))))
 
 
 async def _demo(work: Path) -> None:
+    import asyncio
     import sys
 
     import numpy as np

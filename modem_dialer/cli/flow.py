@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ..campaign.terms import PRESETS
 from ..errors import UserError
-from ..modems.events import DTMF_KEYS
+from ..modems.keys import DTMF_KEYS
 from . import main, run_command
+
+if TYPE_CHECKING:
+    import asyncio
 
 SIM_ADVISOR = "+33199000001"      # the advisor's number on the simulated bank
 MAX_KEY_AT = 3600.0               # scripted times: within an hour of the answer
@@ -93,6 +95,8 @@ def try_(ctx: click.Context, file: str, number: str, keys: list[tuple[float, str
          interactive: bool, greeting: str | None, advisor: str, hangup_after: float | None,
          opt_out_key: str | None, as_json: bool) -> None:
     """Run FILE on a simulated two-modem bank, this process playing the callee."""
+    import asyncio
+
     from ..call.flow import load_flow
     from ..numbers import parse_number
 
@@ -111,6 +115,9 @@ def try_(ctx: click.Context, file: str, number: str, keys: list[tuple[float, str
 
 
 async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_after, opt_out_key) -> dict:
+    import asyncio
+    import tempfile
+
     from ..call.advisors import Advisor, AdvisorsConfig
     from ..call.flow import StaticLineProvider, flow_script
     from ..call.line import open_line
@@ -152,6 +159,7 @@ async def _try(fl, number, fields, keys, interactive, greeting, advisor, hangup_
 
 async def _interactive(sim, task: asyncio.Future, journal) -> None:
     """Keys typed on the keyboard are pressed by the simulated callee; q hangs up."""
+    import asyncio
     import termios
     import tty
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from pathlib import Path
 
 import click
-import yaml
 
 from ..errors import UserError
 from . import load, main, run_command
@@ -25,6 +23,8 @@ def modems(ctx: click.Context, as_json: bool) -> None:
 
     Exit 0 when every modem of this box is ready, 1 otherwise.
     """
+    import asyncio
+
     from ..modems.probe import probe_all
     from ..store.boxes import this_box
 
@@ -86,6 +86,10 @@ def _other_boxes(loaded, me: str) -> list[dict]:
 @run_command
 def sim(count: int, family: str, scenario: str | None, write_config: str | None, control: str | None) -> None:
     """Run a bank of simulated modems on pseudo-terminals until Ctrl-C."""
+    import asyncio
+
+    import yaml
+
     from ..sim.callee import Scenario
     from ..sim.dialects import DIALECTS
     from ..sim.sim_bank import SimBank

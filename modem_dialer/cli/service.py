@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import click
@@ -19,6 +18,8 @@ from . import load, logger_level_for_command, main, run_command, use_log_handler
 @run_command
 def serve(ctx: click.Context, listen: str | None, port: int | None, log_format: str) -> None:
     """Run the service: own the modems, run alerts, serve the API until SIGTERM."""
+    import asyncio
+
     from ..service.logs import log_handler
     from ..service.service import Service
 

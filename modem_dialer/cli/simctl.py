@@ -6,7 +6,6 @@ One subcommand per entry of sim/control.py's ``COMMANDS``: incoming calls (``cal
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 
@@ -25,6 +24,8 @@ def sim_ctl(ctx: click.Context, socket: str) -> None:
 
 
 def _send(ctx: click.Context, request: dict) -> None:
+    import asyncio
+
     from ..sim.control import send
 
     path = ctx.obj["sim_socket"]

@@ -19,7 +19,6 @@ from ..at.errors import ATCommandError, ATError, CMEError, CommandTimeout
 from ..numbers import dial_string
 from . import causes, incoming
 from .events import (
-    DTMF_KEYS,
     Answered,
     Dialing,
     Ended,
@@ -35,6 +34,7 @@ from .events import (
 from .identity import imsi_from, name_from, read_iccid, read_imei, read_value, sim_busy
 from .incoming import IncomingMixin
 from .info import CallState, Health, Identity, parse_clcc_line, parse_cops, parse_cpin, parse_creg, parse_csq
+from .keys import DTMF_KEYS
 from .multiparty import MultipartyMixin
 from .options import ModemConfig
 

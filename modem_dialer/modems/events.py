@@ -145,9 +145,6 @@ class ModemLost(Event):
     error: str
 
 
-DTMF_KEYS = frozenset("0123456789*#ABCD")
-
-
 @dataclass(frozen=True)
 class SmsReceived(Event):
     """One SMS-DELIVER PDU read from the modem (+CMT direct, or +CMTI then AT+CMGR).

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import yaml
-from pydantic import Field, TypeAdapter, ValidationError
+from annotated_types import Interval
 
 from .sms import InboundSms, scenario_settings
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 Outcome = Literal["answer", "busy", "no_answer", "rejected", "invalid", "unreachable"]
 # A phone key (the simulator shares no code with modems/, hence its own list).
 Key = Literal["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "#", "A", "B", "C", "D"]
 # Times in a scenario: seconds, never negative, within an hour (a longer call is a typo).
-Seconds = Annotated[float, Field(ge=0, le=3600)]
+Seconds = Annotated[float, Interval(ge=0, le=3600)]
 
 # 3GPP TS 24.008 causes and the texts modems print for AT+CEER.
 CAUSES = {
@@ -40,12 +44,12 @@ class Callee:
     hangup_after: Seconds | None = None   # s after answer when the callee hangs up (None: never)
     keys: list[tuple[Seconds, Key]] = field(default_factory=list)  # (s after answer, key)
     inband: bool = False           # send keys as tones in the uplink audio instead of URCs
-    key_ms: Annotated[int, Field(ge=40, le=2000)] = 100   # tone length for in-band keys
+    key_ms: Annotated[int, Interval(ge=40, le=2000)] = 100   # tone length for in-band keys
     unplug_after: Seconds | None = None   # s after ATD when the modem is unplugged
     greeting: Literal["machine", "human"] | None = None   # uplink voice-like audio after answer
     # (s after answer, seconds, Hz): the callee "talks" a pure tone in the uplink, so a test can
     # check where that audio went (bridges); see sim/voice.tone_share
-    tones: list[tuple[Seconds, Seconds, Annotated[float, Field(gt=0, lt=4000)]]] = field(default_factory=list)
+    tones: list[tuple[Seconds, Seconds, Annotated[float, Interval(gt=0, lt=4000)]]] = field(default_factory=list)
     # the first time this number is dialed, someone (this number) calls the SIM at that very
     # moment: the ATD fails and the SIM rings instead (then the caller hangs up after 1 s)
     rings_in_on_dial: str | None = None
@@ -70,15 +74,25 @@ class Callee:
                 parsed.append((k["at"], str(k["key"])))
             else:
                 parsed.append(k if not isinstance(k, list) or len(k) != 2 else (k[0], str(k[1])))
+        from pydantic import ValidationError
+
         try:
-            return _CALLEE.validate_python({**d, "keys": parsed})
+            return _callee_adapter().validate_python({**d, "keys": parsed})
         except ValidationError as exc:
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise ValueError(f"{where}: {err['msg']} (got {err['input']!r})") from None
 
 
-_CALLEE = TypeAdapter(Callee)    # checks the types, sets and ranges above (strings are not numbers)
+@functools.cache
+def _callee_adapter() -> TypeAdapter[Callee]:
+    """Checks the types, sets and ranges above (strings are not numbers).
+
+    Built at the first scenario read, not at import: pydantic's schema building cost every
+    `modem-dialer sim` start ~0.1 s of CPU, most of them reading no scenario (issue 15)."""
+    from pydantic import TypeAdapter
+
+    return TypeAdapter(Callee)
 
 
 @dataclass
