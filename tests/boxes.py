@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -182,6 +184,28 @@ def stop_bank(bank: Bank) -> None:
         except subprocess.TimeoutExpired:
             b.sim.kill()
             b.sim.wait()
+
+
+async def bank_maker(d: Path, **defaults: Any) -> AsyncIterator[Callable[..., Awaitable[Bank]]]:
+    """Body of a fixture that starts banks of boxes (``make(names, modems, scenario, **kw)``,
+    ``defaults`` passed to each) and stops every one of them at the end."""
+    banks: list[Bank] = []
+
+    async def make(names: list[str], modems: int, scenario: dict, **kw: Any) -> Bank:
+        b = await start_bank(d, names, modems, scenario, **defaults, **kw)
+        banks.append(b)
+        return b
+
+    try:
+        yield make
+    finally:
+        for b in banks:
+            await asyncio.to_thread(stop_bank, b)
+
+
+def outgoing(bank: Bank) -> Counter[str]:
+    """Calls per number as the simulated SIMs of every box saw them."""
+    return Counter(c["number"] for b in bank.boxes for c in b.sim_calls() if c["direction"] == "out")
 
 
 def write_campaign(d: Path, numbers: list[str], *, message_s: float, extra: str = "") -> Path:

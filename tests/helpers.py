@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -147,6 +147,30 @@ async def wait_until(pred: Callable[[], object], timeout: float = 30.0) -> None:
 
 
 # ---- a free port, another process's database lock ------------------------------------------
+async def kill_while_server_away(pg, proc: asyncio.subprocess.Process,  # type: ignore[no-untyped-def]
+                                 ready: Callable[[], Awaitable[object]],
+                                 spooled: Callable[[], Awaitable[object]]) -> object:
+    """Wait for ``ready`` (returned), stop the test cluster ``pg``, wait for ``spooled`` (the
+    box kept its steps locally), SIGKILL the box ``proc`` before the server is back, start the
+    server again. The box is killed whatever happens (a failed wait must not leave it running)."""
+    import signal
+
+    try:
+        got = await ready()
+        await asyncio.to_thread(pg.stop, "fast")
+        try:
+            await spooled()
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        finally:
+            await asyncio.to_thread(pg.start)
+        return got
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

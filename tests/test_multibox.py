@@ -11,7 +11,7 @@ import time
 from collections import Counter
 
 import pytest
-from boxes import Bank, serve, start_bank, stop_bank, wait_until, write_campaign
+from boxes import Bank, bank_maker, outgoing, serve, wait_until, write_campaign
 from helpers import run_cli
 
 FINAL = ("answered", "exhausted", "invalid", "suppressed", "no_consent", "opted_out", "refused", "cancelled")
@@ -19,16 +19,8 @@ FINAL = ("answered", "exhausted", "invalid", "suppressed", "no_consent", "opted_
 
 @pytest.fixture
 async def bank_of(tmp_path):
-    banks: list[Bank] = []
-
-    async def make(names: list[str], modems: int, scenario: dict, **kw) -> Bank:
-        b = await start_bank(tmp_path, names, modems, scenario, **kw)
-        banks.append(b)
-        return b
-
-    yield make
-    for b in banks:
-        await asyncio.to_thread(stop_bank, b)
+    async for make in bank_maker(tmp_path):
+        yield make
 
 
 def numbers(n: int) -> list[str]:
@@ -37,11 +29,6 @@ def numbers(n: int) -> list[str]:
 
 def open_contacts(bank: Bank) -> int:
     return bank.rows("SELECT COUNT(*) AS n FROM contacts WHERE status IN ('pending', 'in_progress')")[0]["n"]
-
-
-def outgoing(bank: Bank) -> Counter[str]:
-    """Calls per number as the simulated SIMs of every box saw them."""
-    return Counter(c["number"] for b in bank.boxes for c in b.sim_calls() if c["direction"] == "out")
 
 
 async def submit(bank: Bank, camp, box: str = "b1") -> None:

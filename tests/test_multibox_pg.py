@@ -15,7 +15,14 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from boxes import Bank, run_cli, serve, start_bank, stop_bank, wait_until, write_campaign
+from boxes import (
+    bank_maker,
+    outgoing,
+    run_cli,
+    serve,
+    wait_until,
+    write_campaign,
+)
 
 from modem_dialer.store import from_ts
 
@@ -24,20 +31,8 @@ OUTAGE_S = 10.0      # the issue's figure; longer than the boxes' lease (5 s), s
 
 @pytest.fixture
 async def bank_on_pg(pg_schema, tmp_path):
-    banks: list[Bank] = []
-
-    async def make(names: list[str], modems: int, scenario: dict, **kw) -> Bank:
-        b = await start_bank(tmp_path, names, modems, scenario, database=pg_schema, **kw)
-        banks.append(b)
-        return b
-
-    yield make
-    for b in banks:
-        await asyncio.to_thread(stop_bank, b)
-
-
-def outgoing(bank: Bank) -> Counter[str]:
-    return Counter(c["number"] for b in bank.boxes for c in b.sim_calls() if c["direction"] == "out")
+    async for make in bank_maker(tmp_path, database=pg_schema):
+        yield make
 
 
 async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, bank_on_pg, tmp_path):
@@ -101,12 +96,11 @@ async def test_opt_out_pressed_during_an_outage_survives_a_kill(pg, pg_schema, m
     """The callee presses the opt-out key while PostgreSQL is away, and the box is killed
     before the server is back: the suppression row, the refusal and the contact's status
     were kept in the box's spool and are replayed by the next run (never lost)."""
-    import signal
     import sqlite3
 
     import yaml
+    from helpers import kill_while_server_away, setup, start_cli
     from helpers import run_cli as cli
-    from helpers import setup, start_cli
 
     from modem_dialer.config import load_config
     from modem_dialer.sim.callee import Callee, Scenario
@@ -130,21 +124,12 @@ async def test_opt_out_pressed_during_an_outage_survives_a_kill(pg, pg_schema, m
             return {json.loads(r[0])["m"] for r in s.execute("SELECT op FROM spool")}
 
     proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
-    try:
-        await wait_until(lambda: watch.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 1, 30,
-                         "the call row committed")
-        await asyncio.to_thread(pg.stop, "fast")
-        try:
-            await wait_until(lambda: {"suppress", "refusal", "finish_call", "settle_contact"} <= spooled(), 30,
-                             "the opt-out, the outcome and the contact's status in the spool")
-            proc.send_signal(signal.SIGKILL)        # the box dies before the server is back
-            await proc.wait()
-        finally:
-            await asyncio.to_thread(pg.start)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    await kill_while_server_away(
+        pg, proc,
+        lambda: wait_until(lambda: watch.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 1, 30,
+                           "the call row committed"),
+        lambda: wait_until(lambda: {"suppress", "refusal", "finish_call", "settle_contact"} <= spooled(), 30,
+                           "the opt-out, the outcome and the contact's status in the spool"))
     assert watch.execute("SELECT COUNT(*) FROM suppression").fetchone()[0] == 0     # not written before
     # the next run replays the spool first: nothing to dial again
     rc, out, err = await cli(*("--config", str(cfg), "campaign", "run", str(camp)), timeout=60)

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from conftest import wait_until
+from helpers import kill_while_server_away
 
 from modem_dialer.store import open_db
 from modem_dialer.store import writer as W
@@ -108,7 +109,6 @@ asyncio.run(main())
 
 
 async def test_a_box_killed_while_the_server_is_away_keeps_its_calls_in_the_spool(pg, tmp_path):
-    import signal
     import sys
 
     from modem_dialer.store.spool import Spool
@@ -117,21 +117,15 @@ async def test_a_box_killed_while_the_server_is_away_keeps_its_calls_in_the_spoo
     open_db(dsn).close()
     child = await asyncio.create_subprocess_exec(sys.executable, "-c", CHILD, dsn, str(spool),
                                                  stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
-    try:
-        cid = int(await asyncio.wait_for(child.stdout.readline(), 30))
-        await asyncio.to_thread(pg.stop, "fast")
-        try:
-            child.stdin.write(b"go\n")
-            await child.stdin.drain()
-            await wait_until(lambda: spool.exists() and len(Spool(spool).records()) == 4, timeout=20)
-            child.send_signal(signal.SIGKILL)        # the box dies before the server is back
-            await child.wait()
-        finally:
-            await asyncio.to_thread(pg.start)
-    finally:
-        if child.returncode is None:
-            child.kill()
-            await child.wait()
+    async def started() -> int:
+        return int(await asyncio.wait_for(child.stdout.readline(), 30))
+
+    async def spooled() -> None:
+        child.stdin.write(b"go\n")
+        await child.stdin.drain()
+        await wait_until(lambda: spool.exists() and len(Spool(spool).records()) == 4, timeout=20)
+
+    cid = await kill_while_server_away(pg, child, started, spooled)
     assert spool.stat().st_mode & 0o777 == 0o600
     # the next start commits the spooled steps first (before any recovery closes open calls)
     conn = open_db(dsn)
