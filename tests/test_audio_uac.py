@@ -11,6 +11,7 @@ import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -19,7 +20,12 @@ from modem_dialer.audio.path import PlayResult
 from modem_dialer.audio.uac import UacAudio
 from modem_dialer.errors import UserError
 
-sd = pytest.importorskip("sounddevice")
+
+def sd() -> ModuleType:
+    """sounddevice, imported at first use: PortAudio initialises at import, which cost every
+    xdist worker CPU at collection."""
+    return pytest.importorskip("sounddevice")
+
 
 ASOUNDRC = """
 pcm.modem_out {{
@@ -47,8 +53,8 @@ def alsa_files(tmp_path: Path) -> Iterator[dict[str, Path]]:
     rc.write_text(ASOUNDRC.format(**files))
     saved = os.environ.get("ALSA_CONFIG_PATH")
     os.environ["ALSA_CONFIG_PATH"] = f"/usr/share/alsa/alsa.conf:{rc}"
-    sd._terminate()  # PortAudio reads the ALSA config when it initialises
-    sd._initialize()
+    sd()._terminate()  # PortAudio reads the ALSA config when it initialises
+    sd()._initialize()
     try:
         yield files
     finally:
@@ -56,8 +62,8 @@ def alsa_files(tmp_path: Path) -> Iterator[dict[str, Path]]:
             os.environ.pop("ALSA_CONFIG_PATH", None)
         else:
             os.environ["ALSA_CONFIG_PATH"] = saved
-        sd._terminate()
-        sd._initialize()
+        sd()._terminate()
+        sd()._initialize()
 
 
 def prompt(n: int) -> np.ndarray:
@@ -103,14 +109,14 @@ async def test_barge_in_on_sound_card(alsa_files: dict[str, Path]) -> None:
 async def test_resamples_when_device_refuses_8k(alsa_files: dict[str, Path], monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # The file PCM takes any rate; make the 8 kHz check fail as a fussy USB card would, so
     # the path opens at the device's default rate and resamples.
-    real = sd.check_output_settings
+    real = sd().check_output_settings
 
     def fussy(device=None, samplerate=None, **kw):  # type: ignore[no-untyped-def]
         if samplerate == 8000:
-            raise sd.PortAudioError("Invalid sample rate")
+            raise sd().PortAudioError("Invalid sample rate")
         return real(device=device, samplerate=samplerate, **kw)
 
-    monkeypatch.setattr(sd, "check_output_settings", fussy)
+    monkeypatch.setattr(sd(), "check_output_settings", fussy)
     path = UacAudio("modem_out", capture_device="modem_in")
     await path.start()
     assert path.rate != 8000

@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -22,7 +23,12 @@ from modem_dialer.audio.dtmf import DtmfDetector, generate_dtmf
 from modem_dialer.audio.path import PlayResult
 from modem_dialer.audio.uac import UacAudio
 
-sd = pytest.importorskip("sounddevice")
+
+def sd() -> ModuleType:
+    """sounddevice, imported at first use: PortAudio initialises at import, which cost every
+    xdist worker CPU at collection."""
+    return pytest.importorskip("sounddevice")
+
 pytestmark = pytest.mark.skipif(not available(), reason="pulseaudio / ALSA pulse plugin not installed "
                                                         "(scripts/setup.sh installs them)")
 
@@ -33,8 +39,8 @@ def pulse(tmp_path: Path) -> Iterator[Pulse]:
         keys = ("PULSE_SERVER", "ALSA_CONFIG_PATH", "XDG_RUNTIME_DIR")
         saved = {k: os.environ.get(k) for k in keys}
         os.environ.update({k: pa.env[k] for k in keys})
-        sd._terminate()  # PortAudio reads the ALSA config when it initialises
-        sd._initialize()
+        sd()._terminate()  # PortAudio reads the ALSA config when it initialises
+        sd()._initialize()
         try:
             yield pa
         finally:
@@ -43,8 +49,8 @@ def pulse(tmp_path: Path) -> Iterator[Pulse]:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
-            sd._terminate()
-            sd._initialize()
+            sd()._terminate()
+            sd()._initialize()
 
 
 def tone(ms: int, hz: float = 440.0) -> np.ndarray:
