@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import re
+import signal
+import sys
 
 import yaml
 from conftest import run_cli
@@ -56,6 +60,27 @@ async def test_sim_scenario_mistakes_are_one_line(tmp_path):
     bad.write_text("default: {answr_after: 2}\n")
     rc, _, err = await run_cli("sim", "--scenario", str(bad))
     assert rc == 1 and "unknown callee setting 'answr_after'" in err and "Traceback" not in err
+
+
+async def test_sim_stops_on_sigint_even_when_started_ignoring_it():
+    """`modem-dialer sim &` in a script (or a test run in the background) starts with SIGINT
+    ignored; Ctrl-C / `kill -INT` must still stop it (it was dropped: test teardowns then
+    waited 15 s per simulator before killing it)."""
+    proc = await asyncio.create_subprocess_exec(
+        "/bin/sh", "-c", 'trap "" INT; exec "$@"', "sh", sys.executable, "-m", "modem_dialer.cli", "sim",
+        "--modems", "1", env=dict(os.environ), stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    while not (line := (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()).startswith("gsm0:"):
+        assert line, "sim exited"
+    proc.send_signal(signal.SIGINT)
+    try:
+        _out, err = await asyncio.wait_for(proc.communicate(), 20)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0 and "Traceback" not in err.decode(), err
 
 
 async def test_vv_logs_every_at_line_both_ways_per_modem_with_timestamps(make_bank, tmp_path):

@@ -72,7 +72,8 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
     try:
         result = asyncio.run(_call(loaded, candidates, e164, payload, ring_timeout, repeat))
     except Stopped as stop:
-        click.echo(f"modem-dialer: stopped by {stop.name} (a call in progress was hung up and journaled)", err=True)
+        what = "interrupted" if stop.signum == signal.SIGINT else f"stopped by {stop.name}"
+        click.echo(f"modem-dialer: {what} (a call in progress was hung up and journaled)", err=True)
         sys.exit(128 + stop.signum)
     d = result.as_dict()
     if as_json:
@@ -89,7 +90,7 @@ def call(ctx: click.Context, number: tuple[str, ...], message: str | None, say: 
 
 
 class Stopped(Exception):
-    """SIGTERM or SIGHUP arrived: the call was ended and recorded as for Ctrl-C."""
+    """SIGINT, SIGTERM or SIGHUP arrived: the call was hung up and recorded."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -100,9 +101,15 @@ class Stopped(Exception):
 async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
     """``payload``: message samples, or a ready script (``--flow``).
 
-    SIGTERM and SIGHUP cancel this task as Ctrl-C does (asyncio.run turns SIGINT into a
-    cancellation): place_call hangs up and closes the row, then :class:`Stopped` is raised.
+    SIGINT, SIGTERM and SIGHUP cancel this task: place_call hangs up and closes the row, then
+    :class:`Stopped` is raised; a second signal meanwhile is ignored (the hang-up is bounded).
     Killed without a chance (SIGKILL), the next run closes the row and ends the call.
+
+    SIGINT is handled here too, not left to asyncio.run: asyncio.run only handles it when
+    Python installed its default handler at start-up, which it does not when the process
+    started with SIGINT ignored — as every ``modem-dialer call … &`` of a shell script does
+    (and a test suite run in the background). A ``kill -INT`` was then dropped and the call
+    rang on until its ring timeout. ``campaign run`` and ``serve`` hook SIGINT the same way.
     """
     import asyncio
 
@@ -117,7 +124,7 @@ async def _call(loaded, candidates, number, payload, ring_timeout, repeat):
         if not received:
             received.append(signum)
             task.cancel()
-    undo = [on_signals(loop, [sig], on_signal, sig) for sig in (signal.SIGTERM, signal.SIGHUP)]
+    undo = [on_signals(loop, [sig], on_signal, sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
     try:
         return await _call_line(loaded, candidates, number, payload, ring_timeout, repeat)
     except asyncio.CancelledError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -90,6 +91,7 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None,
 
     import yaml
 
+    from ..signals import on_signals
     from ..sim.callee import Scenario
     from ..sim.dialects import DIALECTS
     from ..sim.sim_bank import SimBank
@@ -121,6 +123,12 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None,
             if "audio" in m:
                 m["dtmf"] = "both"      # scripted callees may press keys as URCs or as in-band tones
         text = yaml.safe_dump(data, sort_keys=False)
+        # Ctrl-C stops the simulator: hooked here rather than left to asyncio.run, which only
+        # handles SIGINT when Python installed its handler at start-up — not in a process started
+        # with SIGINT ignored (`modem-dialer sim &` in a script, a test run in the background):
+        # `kill -INT` was then dropped. Hooked before the modems are printed, which say it is ready.
+        stop = asyncio.Event()
+        on_signals(asyncio.get_running_loop(), [signal.SIGINT], stop.set)   # gone with the loop
         if write_config:
             Path(write_config).write_text(text)
             click.echo(f"config written to {write_config}")
@@ -132,7 +140,7 @@ def sim(count: int, family: str, scenario: str | None, write_config: str | None,
             click.echo(f"control socket: {control}")
         sys.stdout.flush()
         try:
-            await asyncio.Event().wait()
+            await stop.wait()
         finally:
             if ctl is not None:
                 await ctl.close()
