@@ -21,6 +21,14 @@ import pytest
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
+# A test run started in the background by a script (`bash -c '…' &`, some CI runners) has
+# SIGINT ignored, and an ignored signal stays ignored in every process the tests start: the
+# tests that stop a child with SIGINT then wait for their kill timeout (15 s per simulator in
+# a teardown). A handler (not SIG_IGN) is reset to the default at exec, so children get
+# Python's usual Ctrl-C again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 # shared helpers live in helpers.py; test modules long imported them from here
 from helpers import run_cli, run_cli_process, start_cli, wait_until  # noqa: F401, E402
 
