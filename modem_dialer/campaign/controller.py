@@ -19,9 +19,10 @@ SD card) is off the line's critical path. A contact that is no longer allowed, a
 a stop or a line that cannot dial lets the armed contact go: its never-dialed row is
 deleted and the contact is pending again (with the rule's decision, if a rule said no).
 After a kill -9 the armed row cannot be told from a row whose ATD had just been sent
-(that is the price of not waiting): recovery treats it as every row written before ATD,
-"maybe dialed" (``interrupted``, an attempt, retried by the retry rules). See
-docs/architecture.md "Armed next call".
+(that is the price of not waiting): recovery closes it ``interrupted`` ("maybe dialed"),
+the calling rules' caps count it, but it is not one of the contact's attempts (most armed
+rows at a kill were never dialed). A fenced box (campaign/box.py) arms nothing and lets an
+armed contact go. See docs/architecture.md "Armed next call".
 """
 
 from __future__ import annotations
