@@ -9,7 +9,8 @@ bash scripts/setup.sh
 unset PYTHONDONTWRITEBYTECODE
 .venv/bin/ruff check .
 .venv/bin/mypy modem_dialer   # settings in pyproject.toml [tool.mypy]
-# four workers (see pyproject: the tests wait more than they compute); the slowest are listed
+# six workers: the tests wait more than they compute (on this 2-core machine, quiet: -n 4 180 s on a
+# fresh clone, -n 6 140 s with the same tests); the slowest are listed
 # --tb=native: on CPython 3.11.7 pytest's own traceback formatting can die in ast.parse
 # ("AST constructor recursion depth mismatch") and take the whole xdist run down with it
-exec .venv/bin/python -m pytest -q -n 4 --tb=native --durations=10 "$@"
+exec .venv/bin/python -m pytest -q -n 6 --tb=native --durations=10 "$@"
