@@ -25,12 +25,12 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from ..modems.keys import phone_key
 from ..yamlfile import Strict
 from .schedules import ScheduleConfig
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _NUMBERISH = re.compile(r"^\+?[0-9][0-9 ().-]{2,30}$")
-DTMF = "0123456789*#"
 
 
 def looks_like_number(s: str) -> bool:
@@ -76,9 +76,7 @@ class PolicyConfig(Strict):
     @field_validator("ack_key", "resolve_key")
     @classmethod
     def _key(cls, v: str | None) -> str | None:
-        if v is not None and (len(v) != 1 or v not in DTMF):
-            raise ValueError("a key is one of 0-9, * or #")
-        return v
+        return None if v is None else phone_key(v)
 
     @model_validator(mode="after")
     def _distinct(self) -> PolicyConfig:

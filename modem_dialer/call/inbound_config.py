@@ -21,9 +21,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from ..modems.keys import phone_key
 from ..yamlfile import Strict
-
-DTMF = "0123456789*#"
 
 
 class InboundSettings(Strict):
@@ -38,10 +37,7 @@ class InboundSettings(Strict):
     def _key(cls, v: object) -> object:
         if v is None:
             return v
-        v = str(v)
-        if len(v) != 1 or v not in DTMF:
-            raise ValueError("a key is one of 0-9, * or #")
-        return v
+        return phone_key(str(v))
 
 
 class InboundConfig(InboundSettings):
