@@ -147,7 +147,7 @@ async def wait_until(pred: Callable[[], object], timeout: float = 30.0) -> None:
 
 
 # ---- a free port, another process's database lock ------------------------------------------
-async def kill_while_server_away(pg, proc: asyncio.subprocess.Process,  # type: ignore[no-untyped-def]
+async def kill_while_server_away(pg, proc: asyncio.subprocess.Process,
                                  ready: Callable[[], Awaitable[object]],
                                  spooled: Callable[[], Awaitable[object]]) -> object:
     """Wait for ``ready`` (returned), stop the test cluster ``pg``, wait for ``spooled`` (the
