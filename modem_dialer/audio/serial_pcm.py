@@ -244,9 +244,18 @@ class SerialPcm(AudioPath):
         if not data:
             self._read_failed(None)
             return
+        if len(data) == FRAME_BYTES and not self._rbuf and _LITTLE_ENDIAN:
+            # the usual read: one frame (the modem sends one every 20 ms), as a read-only
+            # view of the bytes read (consumers copy what they keep or change)
+            self.frames_captured += 1
+            frame = np.frombuffer(data, dtype=np.int16)
+            if self.on_capture_rt is not None:
+                self._deliver_rt(frame)
+            if self.on_capture is not None:
+                self._post(self._deliver_frames, (frame,))
+            return
         if not self._rbuf and len(data) % FRAME_BYTES == 0:
-            # the usual read: one frame, or several if a tick found more: read-only views
-            # of the bytes read (consumers copy what they keep or change)
+            # several frames (two ticks' worth: the clocks drift): views of the bytes read
             frames = np.frombuffer(data, dtype="<i2").reshape(-1, FRAME_SAMPLES)
         else:
             self._rbuf += data
@@ -272,7 +281,7 @@ class SerialPcm(AudioPath):
 
     # -- loop thread --
 
-    def _deliver_frames(self, frames: np.ndarray) -> None:
+    def _deliver_frames(self, frames: np.ndarray | tuple[np.ndarray, ...]) -> None:
         for f in frames:
             self._deliver_loop(f)
 

@@ -204,6 +204,11 @@ class DbWriter:
         self.careful_groups = 0   # groups run again with a savepoint per operation (one failed)
         self._listeners: list[Callable[[DatabaseFault], None]] = []
         self._q: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        # Set when a write someone waits for (or the stop mark) is queued: what a group of
+        # lazy steps waits on, so that the lazy steps queued meanwhile (most of a call's
+        # rows) do not each wake the thread (a wake-up, a context switch and a GIL hand-over
+        # per row) just to be added to the group.
+        self._waited = threading.Event()
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
@@ -259,6 +264,8 @@ class DbWriter:
         with self._pending_lock:
             self._pending += 1
         self._q.put(op)
+        if not lazy:
+            self._waited.set()
         return op.future
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -299,6 +306,7 @@ class DbWriter:
             return 0
         self._give_up_at = time.monotonic() + (self.lock_limit_s if give_up_after is None else give_up_after)
         self._q.put(_STOP)
+        self._waited.set()
         self._thread.join()
         lost = self._pending
         with contextlib.suppress(sqlite3.Error):
@@ -329,17 +337,19 @@ class DbWriter:
 
     def _wait_for_a_waited_write(self, batch: list[_Op]) -> None:
         """Only lazy steps queued: hold them until a write someone waits for comes (it
-        takes them along), the stop mark, or LAZY_COMMIT_S."""
+        takes them along), the stop mark, or LAZY_COMMIT_S. Lazy steps queued meanwhile
+        join without waking the thread (``_waited`` is set for the others only)."""
         deadline = time.monotonic() + LAZY_COMMIT_S
         while not self._stop and len(batch) < MAX_BATCH:
-            remaining = deadline - time.monotonic()
-            nxt = self._next(remaining) if remaining > 0 else None
-            if nxt is None:
-                return
-            batch.append(nxt)
+            self._waited.clear()     # before the look: a write queued after it sets it again
+            n = len(batch)
             self._take_queued(batch)
-            if not all(op.lazy for op in batch):
+            if not all(op.lazy for op in batch[n:]):
                 return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop:
+                return
+            self._waited.wait(remaining)
 
     def _take_queued(self, batch: list[_Op]) -> None:
         """Everything queued now (past the stop mark too: writes submitted as close() began)."""
