@@ -13,8 +13,10 @@ Contract (the same on both backends, see docs/architecture.md):
   becomes durable without the earlier ones; a read submitted after a write sees it.
 - **Durable when resolved**: a future resolves only after the COMMIT that holds its
   operation returned, so a caller told "committed" survives kill -9 and power loss.
-- **Isolated failures**: each operation runs in its own SAVEPOINT; one that raises
-  (a bug, a constraint) is rolled back alone and its future carries the exception.
+- **Isolated failures**: one operation that raises (a bug, a constraint) is rolled back
+  alone and its future carries the exception. On PostgreSQL each operation runs in its own
+  SAVEPOINT; on SQLite a group first runs without them and, if an operation fails, is
+  rolled back and run again with them (see DbWriter._attempt).
 - **Never dropped**: a database locked by another process is waited for (a warning
   names the database every few seconds) and retried; after ``lock_limit`` seconds the
   fault listeners hear a :class:`DatabaseFault` ``locked`` (so the run can stop starting
