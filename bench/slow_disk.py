@@ -29,11 +29,8 @@ import argparse
 import asyncio
 import itertools
 import os
-import select
 import shutil
 import sqlite3
-import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +39,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pcm_tap
+
 from modem_dialer.sim.audio_port import SimAudioPort
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.sim.sim_bank import SimBank
@@ -55,62 +55,6 @@ HOLE_MS = 60.0
 # call's stamps, and the times the simulator's thread handled them, are kept when it ends.
 _per_call: list[list[float]] = []         # tap stamps (the modem's view)
 _per_call_sim: list[list[float]] = []     # when the simulator's thread handled each read
-
-TAP = r"""
-import os, select, struct, sys, time
-port, out = int(sys.argv[1]), int(sys.argv[2])
-try:
-    os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
-except (OSError, AttributeError):
-    pass
-while True:
-    select.select([port], [], [])
-    try:
-        data = os.read(port, 65536)
-    except BlockingIOError:
-        continue
-    except OSError:
-        break
-    if not data:
-        break
-    rec = memoryview(struct.pack("<dI", time.monotonic(), len(data)) + data)
-    while rec:
-        rec = rec[os.write(out, rec):]
-"""
-_HEAD = struct.Struct("<dI")
-
-
-def _tapped_read_loop(self: SimAudioPort) -> None:
-    """SimAudioPort's reader thread, fed by a tap process instead of reading the port."""
-    r, w = os.pipe()
-    tap = subprocess.Popen([sys.executable, "-c", TAP, str(self.master), str(w)], pass_fds=(self.master, w))
-    os.close(w)
-    self._sim_times = []  # type: ignore[attr-defined]
-    buf = b""
-    try:
-        while self._open:
-            ready, _, _ = select.select([r, self._stop_r], [], [])
-            if self._stop_r in ready:
-                return
-            chunk = os.read(r, 1 << 16)
-            if not chunk:
-                return
-            buf += chunk
-            while len(buf) >= _HEAD.size:
-                at, n = _HEAD.unpack_from(buf)
-                if len(buf) < _HEAD.size + n:
-                    break
-                data, buf = buf[_HEAD.size:_HEAD.size + n], buf[_HEAD.size + n:]
-                self._downlink(data, at)
-                now = time.monotonic()
-                with self._lock:
-                    if self.arrivals and self.arrivals[-1][0] == at:   # a read during a call
-                        self._sim_times.append(now)  # type: ignore[attr-defined]
-    finally:
-        tap.kill()
-        tap.wait()
-        os.close(r)
-
 
 _orig_started = SimAudioPort.call_started
 _orig_ended = SimAudioPort.call_ended
@@ -129,7 +73,7 @@ def _ended(self: SimAudioPort) -> None:
     _orig_ended(self)
 
 
-SimAudioPort._read_loop = _tapped_read_loop  # type: ignore[method-assign]
+pcm_tap.install()
 SimAudioPort.call_started = _started  # type: ignore[method-assign]
 SimAudioPort.call_ended = _ended  # type: ignore[method-assign]
 
