@@ -71,6 +71,16 @@ _LITTLE_ENDIAN = sys.byteorder == "little"   # the wire's S16LE is then the nati
 MAX_LATE_FRAMES = 1
 
 
+# Frames read in one tick: rows of an array, or one frame alone.
+FrameBatch = np.ndarray | tuple[np.ndarray, ...]
+
+
+def _deliver_batch(batch: list[tuple[SerialPcm, FrameBatch]]) -> None:
+    """On the loop: each port's frames of a tick to its ``on_capture``."""
+    for port, frames in batch:
+        port._deliver_frames(frames)
+
+
 def _outq(fd: int) -> int:
     """Bytes the tty still holds unsent (TIOCOUTQ, what tcdrain waits for); 0 if unknown."""
     try:
@@ -87,6 +97,7 @@ class PcmWriter:
         self.lock = threading.Lock()  # held for a whole tick: remove() never races a write or a read
         self._poll = select.poll()           # the ports' capture descriptors
         self._reading: dict[int, SerialPcm] = {}
+        self._to_loop: list[tuple[SerialPcm, FrameBatch]] = []   # frames read this tick for on_capture
         self._thread: threading.Thread | None = None
         self.late_ticks = 0  # ticks whose deadline had passed by more than MAX_LATE_FRAMES
         self.realtime = False  # whether SCHED_FIFO was granted
@@ -145,9 +156,24 @@ class PcmWriter:
                 # capture, after the writes: what a read costs never delays a frame out
                 if self._reading:
                     for fd, _ in self._poll.poll(0):
-                        port = self._reading.get(fd)
-                        if port is not None:
-                            port._capture()
+                        readable = self._reading.get(fd)
+                        if readable is not None:
+                            readable._capture()
+                    if self._to_loop:
+                        self._post_captured()
+
+    def _post_captured(self) -> None:
+        """The frames this tick read for consumers on a loop (``on_capture``): one post per
+        loop and tick for every port, not one per port (lock held)."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[SerialPcm, FrameBatch]]] = {}
+        for port, frames in self._to_loop:
+            if port._loop is not None:
+                by_loop.setdefault(port._loop, []).append((port, frames))
+        self._to_loop = []
+        for loop, batch in by_loop.items():
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(_deliver_batch, batch)
 
 
 WRITER = PcmWriter()
@@ -252,7 +278,7 @@ class SerialPcm(AudioPath):
             if self.on_capture_rt is not None:
                 self._deliver_rt(frame)
             if self.on_capture is not None:
-                self._post(self._deliver_frames, (frame,))
+                WRITER._to_loop.append((self, (frame,)))
             return
         if not self._rbuf and len(data) % FRAME_BYTES == 0:
             # several frames (two ticks' worth: the clocks drift): views of the bytes read
@@ -273,7 +299,7 @@ class SerialPcm(AudioPath):
             for f in frames:
                 self._deliver_rt(f)
         if self.on_capture is not None:
-            self._post(self._deliver_frames, frames)
+            WRITER._to_loop.append((self, frames))
 
     def _read_failed(self, exc: BaseException | None) -> None:
         WRITER._unwatch(self)        # lock held: this port is not polled again
@@ -281,9 +307,10 @@ class SerialPcm(AudioPath):
 
     # -- loop thread --
 
-    def _deliver_frames(self, frames: np.ndarray | tuple[np.ndarray, ...]) -> None:
-        for f in frames:
-            self._deliver_loop(f)
+    def _deliver_frames(self, frames: FrameBatch) -> None:
+        if self.running:
+            for f in frames:
+                self._deliver_loop(f)
 
     def _lost(self, exc: BaseException | None) -> None:
         if self.running:

@@ -92,8 +92,9 @@ class ActiveCall:
         self.keys: list[KeyEvent] = []
         self._keyq: asyncio.Queue[KeyEvent] = asyncio.Queue()
         self.ended = asyncio.Event()
-        # consumers of the callee's audio on the loop (AMD, recording, a bridge), frame by frame
-        self.capture_listeners: list[Callable[[np.ndarray], None]] = []
+        # consumers of the callee's audio on the loop (AMD, recording, a bridge), frame by frame:
+        # the audio path sends frames to the loop only while there is one
+        self.capture_listeners: list[Callable[[np.ndarray], None]] = _Listeners(self._listening)
         self.vars: dict[str, Any] = {}    # scripts keep their state here (answers, flags)
         self._detector = DtmfDetector() if line.inband_dtmf else None
         self._loop = asyncio.get_running_loop()
@@ -136,8 +137,6 @@ class ActiveCall:
         if self._detector is not None:
             for key, _ in self._detector.feed(frame):
                 self._post(self._inband_key, key)
-        if self.capture_listeners:
-            self._post(self._capture, frame)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
         with contextlib.suppress(RuntimeError):       # the loop closed meanwhile
@@ -148,9 +147,15 @@ class ActiveCall:
             self.key_arrived(key, "inband")
 
     def _capture(self, frame: np.ndarray) -> None:
+        """Each frame on the loop (AudioPath.on_capture), while someone there listens."""
         if self._capturing:
             for cb in list(self.capture_listeners):
                 cb(frame)
+
+    def _listening(self, on: bool) -> None:
+        audio = self.line.audio
+        if audio is not None and self._capturing:
+            audio.on_capture = self._capture if on else None
 
     async def play(self, samples: np.ndarray, *, name: str = "prompt", barge_in: bool = False) -> str | None:
         """Play a prompt to the callee. With ``barge_in`` a key stops it and is returned
@@ -208,6 +213,23 @@ class ActiveCall:
 
 
 Script = Callable[[ActiveCall], Awaitable[None]]
+
+
+class _Listeners(list[Callable[[np.ndarray], None]]):
+    """A call's capture consumers on the loop: says when the first one comes and the last
+    one goes (the audio path then starts or stops posting frames to the loop)."""
+
+    def __init__(self, on_change: Callable[[bool], None]) -> None:
+        super().__init__()
+        self._on_change = on_change
+
+    def append(self, cb: Callable[[np.ndarray], None]) -> None:
+        super().append(cb)
+        self._on_change(True)
+
+    def remove(self, cb: Callable[[np.ndarray], None]) -> None:
+        super().remove(cb)
+        self._on_change(bool(self))
 
 
 class _Inbox:
@@ -467,6 +489,7 @@ class _Call:
             self.active._capturing = False
         if self.line.audio is not None:
             self.line.audio.on_capture_rt = None
+            self.line.audio.on_capture = None
             self.line.audio.keep_fed = False
             self.line.audio.stop_playback()
 
