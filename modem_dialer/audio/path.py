@@ -272,22 +272,18 @@ class AudioPath(ABC):
             self._deliver_loop(frame)
 
     def _deliver_rt(self, frame: np.ndarray) -> None:
-        cb = self.on_capture_rt
-        if cb is None:
-            return
-        try:
-            cb(frame)
-        except Exception:  # a faulty consumer must not stop the audio
-            log.exception("%s: on_capture_rt callback failed", self.name)
+        self._consume(self.on_capture_rt, frame)
 
     def _deliver_loop(self, frame: np.ndarray) -> None:
-        cb = self.on_capture
+        self._consume(self.on_capture, frame)
+
+    def _consume(self, cb: Callable[[np.ndarray], None] | None, frame: np.ndarray) -> None:
         if cb is None:
             return
         try:
             cb(frame)
         except Exception:  # a faulty consumer must not stop the audio
-            log.exception("%s: on_capture callback failed", self.name)
+            log.exception("%s: capture consumer %r failed", self.name, cb)
 
     def _finish(self, error: BaseException | None) -> None:
         """Stop for good: fail or interrupt queued prompts, resolve ``ended``."""
