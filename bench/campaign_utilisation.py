@@ -40,6 +40,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))     # pcm_tap, in the simulator's process
 import itertools
 
 from modem_dialer.call.line import open_lines
@@ -137,9 +138,15 @@ async def run(args: argparse.Namespace, d: Path, cfg_path: Path) -> None:
 
 def sim_child(modems: int, family: str, answer: float, cfg_path: str, conn) -> None:  # type: ignore[no-untyped-def]
     """The simulated bank, in its own process: serves until told, then reports what the
-    callees heard (cut audio, downlink gaps) per call."""
+    callees heard (cut audio, downlink gaps) per call. The downlink is stamped by a tap
+    process per port (bench/pcm_tap.py): the simulator's own reader threads share its GIL
+    with its event loop, and on a loaded machine stamped frames late that came on time."""
+    import pcm_tap
+
     from modem_dialer.sim.callee import Callee, Scenario
     from modem_dialer.sim.sim_bank import SimBank
+
+    pcm_tap.install()
 
     async def serve() -> None:
         bank = await SimBank.of(modems, family, Scenario(Callee(answer_after=answer, ring_after=0.02))).start()

@@ -3,9 +3,16 @@
 16 simulated modems with audio; a campaign whose callees press keys (every key is a
 journal row). The dialer (`modem-dialer campaign run`, a subprocess) runs under strace,
 which delays every fsync/fdatasync it makes by 0, 40 or 200 ms — what an SD card does.
-The simulated bank runs in *this* process, not under strace, and timestamps every
-downlink read on each modem's PCM port: the gaps between arrivals during a call's
-message are what the callee hears as holes.
+The simulated bank runs in *this* process, not under strace.
+
+Where the downlink is timestamped matters. The simulator's reader thread shares this
+process's GIL with its event loop (16 modems' AT dialogue, uplink clocks); on a loaded
+machine the OS may not run the loop thread for 50-150 ms while it holds the GIL, and the
+reader then stamps frames late that reached the modem on time: holes that no modem would
+hear. So each PCM port is read by a *tap*: a tiny process of its own (one thread, real-time
+priority when allowed) that reads the port, stamps each read and hands it to the simulator.
+Its stamps are the modem's view, whatever this process does. The gaps as the simulator's own
+thread saw them are printed too (``sim thread``), to show the difference.
 
 Prints per delay: campaign time (makespan, first ATD to last end, and wall time of the
 process), downlink arrival gaps p99/max, holes (gaps over 60 ms) per call, keys journaled.
@@ -32,6 +39,9 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pcm_tap
+
 from modem_dialer.sim.audio_port import SimAudioPort
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.sim.sim_bank import SimBank
@@ -39,22 +49,43 @@ from modem_dialer.sim.voice import write_tone_wav
 
 HOLE_MS = 60.0
 
-# --- downlink arrival times, recorded in the simulator (this process, not under strace) -------
-# The simulated PCM port reads the downlink in its own thread and keeps each read's time
-# (sim/audio_port.py); a call's list is taken when the call ends.
-_per_call: list[list[float]] = []
+# --- downlink arrival times -----------------------------------------------------------------
+# Each simulated PCM port is read by a tap process (see the module doc), which stamps every
+# read; the simulator's thread gets (stamp, bytes) from it and plays them at those times. A
+# call's stamps, and the times the simulator's thread handled them, are kept when it ends.
+_per_call: list[list[float]] = []         # tap stamps (the modem's view)
+_per_call_sim: list[list[float]] = []     # when the simulator's thread handled each read
+
+_orig_started = SimAudioPort.call_started
 _orig_ended = SimAudioPort.call_ended
+
+
+def _started(self: SimAudioPort, call) -> None:  # type: ignore[no-untyped-def]
+    _orig_started(self, call)
+    with self._lock:
+        self._sim_times = []  # type: ignore[attr-defined]
 
 
 def _ended(self: SimAudioPort) -> None:
     with self._lock:
         _per_call.append([t for t, _ in self.arrivals])
+        _per_call_sim.append(list(getattr(self, "_sim_times", [])))
     _orig_ended(self)
 
 
+pcm_tap.install()
+SimAudioPort.call_started = _started  # type: ignore[method-assign]
 SimAudioPort.call_ended = _ended  # type: ignore[method-assign]
 
 
+def _gaps(calls: list[list[float]]) -> tuple[list[float], list[int]]:
+    gaps: list[float] = []
+    holes: list[int] = []
+    for times in calls:
+        g = [(b - a) * 1000 for a, b in itertools.pairwise(times)]
+        gaps += g
+        holes.append(sum(1 for x in g if x > HOLE_MS))
+    return gaps, holes
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -62,19 +93,21 @@ def pct(xs: list[float], p: float) -> float:
     return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))] if s else 0.0
 
 
-async def one_run(args: argparse.Namespace, delay_ms: int, work: Path) -> dict:
+async def one_run(args: argparse.Namespace, delay_ms: int, work: Path, run: int = 0) -> dict:
     _per_call.clear()
+    _per_call_sim.clear()
+    load0 = os.getloadavg()[0]
     keys = [(args.message * f, k) for f, k in ((0.25, "1"), (0.5, "2"), (0.75, "3"))]
     bank = SimBank.of(args.modems, "quectel", Scenario(default=Callee("answer", answer_after=args.answer,
                                                                           ring_after=0.05, keys=keys)))
     await bank.start()
     try:
-        db = work / f"dialer-{delay_ms}.db"
-        cfg = work / f"config-{delay_ms}.yaml"
+        db = work / f"dialer-{run}-{delay_ms}.db"
+        cfg = work / f"config-{run}-{delay_ms}.yaml"
         cfg.write_text(bank.config_yaml(database=str(db)))
         (work / "contacts.csv").write_text("number\n" + "".join(f"+336{12000000 + i:08d}\n" for i in range(args.calls)))
         camp = work / "camp.yaml"
-        camp.write_text(yaml.safe_dump({"name": f"slow{delay_ms}", "contacts": "contacts.csv", "message": "msg.wav",
+        camp.write_text(yaml.safe_dump({"name": f"slow{run}-{delay_ms}", "contacts": "contacts.csv", "message": "msg.wav",
                                         "purpose": "informational", "rules": "none"}))
         cmd = [sys.executable, "-m", "modem_dialer.cli", "--config", str(cfg), "campaign", "run", str(camp)]
         trace = ["strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fsync,fdatasync"]
@@ -97,15 +130,13 @@ async def one_run(args: argparse.Namespace, delay_ms: int, work: Path) -> dict:
     answered = conn.execute("SELECT COUNT(*) FROM calls WHERE outcome = 'answered'").fetchone()[0]
     n_keys = conn.execute("SELECT COUNT(*) FROM keys").fetchone()[0]
     conn.close()
-    gaps: list[float] = []
-    holes_per_call: list[int] = []
-    for times in _per_call:
-        g = [(b - a) * 1000 for a, b in itertools.pairwise(times)]
-        gaps += g
-        holes_per_call.append(sum(1 for x in g if x > HOLE_MS))
+    gaps, holes_per_call = _gaps(_per_call)
+    sim_gaps, sim_holes = _gaps(_per_call_sim)
     return {"delay": delay_ms, "makespan": makespan, "wall": wall, "answered": answered, "keys": n_keys,
             "p99": pct(gaps, 99), "max": max(gaps, default=0.0), "holes": sum(holes_per_call),
-            "calls_with_holes": sum(1 for h in holes_per_call if h), "calls": len(holes_per_call)}
+            "calls_with_holes": sum(1 for h in holes_per_call if h), "calls": len(holes_per_call),
+            "sim_max": max(sim_gaps, default=0.0), "sim_holes": sum(sim_holes),
+            "load": (load0 + os.getloadavg()[0]) / 2}
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -115,14 +146,15 @@ async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="slow-disk-") as d:
         work = Path(d)
         write_tone_wav(work / "msg.wav", args.message)
-        for delay in args.delays:
-            r = await one_run(args, delay, work)
+        for run, delay in enumerate(args.delays):
+            r = await one_run(args, delay, work, run)
             rows.append(r)
             print(f"fsync +{delay:3d} ms: makespan {r['makespan']:6.2f} s  (process {r['wall']:6.2f} s)  "
                   f"answered {r['answered']}/{args.calls}  keys journaled {r['keys']}/{3 * args.calls}  "
                   f"downlink gaps p99 {r['p99']:5.1f} ms max {r['max']:6.1f} ms  "
                   f"holes>{HOLE_MS:g}ms {r['holes']} ({r['calls_with_holes']}/{r['calls']} calls, "
-                  f"{r['holes'] / max(1, r['calls']):.2f} per call)", flush=True)
+                  f"{r['holes'] / max(1, r['calls']):.2f} per call); as the sim thread saw them: max "
+                  f"{r['sim_max']:6.1f} ms, holes {r['sim_holes']}  (load {r['load']:.1f})", flush=True)
     base = rows[0]["makespan"]
     for r in rows[1:]:
         print(f"fsync +{r['delay']} ms: makespan {100 * (r['makespan'] / base - 1):+.1f} % vs +{rows[0]['delay']} ms")

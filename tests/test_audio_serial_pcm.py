@@ -166,6 +166,24 @@ async def test_capture_keeps_sample_phase_across_partial_reads(modem: FakeModemP
     assert pcm.frames_captured == 6
 
 
+async def test_capture_is_read_on_the_writer_thread(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    # on_capture_rt gets each frame on the writer thread (no loop wake-up per frame: the
+    # in-band DTMF detector runs there), on_capture the same frames on the loop, in order
+    rt: list[tuple[str, bytes]] = []
+    on_loop: list[tuple[str, bytes]] = []
+    pcm.on_capture_rt = lambda f: rt.append((threading.current_thread().name, f.tobytes()))
+    pcm.on_capture = lambda f: on_loop.append((threading.current_thread().name, f.tobytes()))
+    x = prompt(800, 2).tobytes()
+    modem.send(x)
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if len(on_loop) == 5:
+            break
+    assert [t for t, _ in rt] == ["pcm-writer"] * 5
+    assert [t for t, _ in on_loop] == [threading.current_thread().name] * 5
+    assert b"".join(f for _, f in rt) == b"".join(f for _, f in on_loop) == x
+
+
 async def test_barge_in(modem: FakeModemPcm, pcm: SerialPcm) -> None:
     long, nxt = pcm.play(prompt(16000, 4)), pcm.play(prompt(800, 5))
     await asyncio.sleep(0.2)

@@ -282,6 +282,31 @@ async def test_blocks_inside_an_operation_roll_back_only_their_own_rows(tmp_path
             futs[3].result(5)
         rows = sorted(r[0] for r in conn.execute("SELECT v FROM t"))
         assert rows == ["outer block", "outside any block", "second block"]
+        assert w.careful_groups >= 1     # the savepoint-free first attempt was rolled back
     finally:
         w.close()
+        conn.close()
+
+
+async def test_a_group_where_nothing_fails_runs_no_savepoint(tmp_path):
+    # A group's first attempt has no savepoint per operation (two statements fewer per
+    # journal step): what a call writes, step by step, is then a few statements each.
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    statements: list[str] = []
+    j.writer._conn.set_trace_callback(statements.append)
+    try:
+        cid = await j.start_call("+33612345678", "m0")
+        j.mark_dialed(cid)
+        j.mark_answered(cid)
+        j.event(cid, "prompt", name="message", state="done")
+        j.key(cid, "1", "urc")
+        assert await j.finish_call(cid, "answered", hangup_by="dialer")
+        assert not [s for s in statements if s.startswith(("SAVEPOINT", "RELEASE", "ROLLBACK"))], statements
+        assert j.writer.careful_groups == 0
+        row = await j.get_call(cid)
+        assert row["outcome"] == "answered" and [k["key"] for k in row["keys"]] == ["1"]
+        assert [e["kind"] for e in j.events_of(cid)].count("state") == 4
+    finally:
+        j.close()
         conn.close()

@@ -120,6 +120,7 @@ class ATChannel(asyncio.Protocol):
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
         self._subs: list[tuple[tuple[str, ...], UrcCallback]] = []
+        self._all_prefixes: tuple[str, ...] = ()      # every subscription's prefixes, together
         self._lost_callbacks: list[Callable[[Exception | None], None]] = []
         self.lost: asyncio.Event = asyncio.Event()
         self.lost_error: Exception | None = None
@@ -209,6 +210,10 @@ class ATChannel(asyncio.Protocol):
 
     # ---- dispatch ------------------------------------------------------------------
     def _urc_subscribers(self, line: str) -> list[UrcCallback]:
+        # one C-level test against every subscribed prefix first: most lines (finals, answers)
+        # match none, and a URC is then matched against each subscription
+        if not line.startswith(self._all_prefixes):
+            return []
         return [cb for prefixes, cb in self._subs if line.startswith(prefixes)]
 
     def _line(self, line: str) -> None:
@@ -247,10 +252,12 @@ class ATChannel(asyncio.Protocol):
         key = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
         entry = (key, callback)
         self._subs.append(entry)
+        self._all_prefixes = tuple({p for prefixes, _ in self._subs for p in prefixes})
 
         def unsubscribe() -> None:
             if entry in self._subs:
                 self._subs.remove(entry)
+                self._all_prefixes = tuple({p for prefixes, _ in self._subs for p in prefixes})
         return unsubscribe
 
     def on_lost(self, callback: Callable[[Exception | None], None]) -> None:

@@ -162,7 +162,11 @@ class AudioPath(ABC):
     """Playback and capture for one modem's voice channel, 8 kHz mono int16, 20 ms frames.
 
     ``on_capture(frame)`` receives each captured 160-sample frame of the callee's direction
-    (possibly a read-only array: copy it to change it).
+    on the event loop (possibly a read-only array: copy it to change it).
+    ``on_capture_rt(frame)`` receives the same frames first, on the thread that reads the
+    capture (the serial PCM writer thread; the loop for a sound card), never two at once:
+    for a quick consumer that posts only its results to the loop (the in-band DTMF
+    detector posts keys), so that a frame costs no loop wake-up. It must not block.
     ``ended`` resolves (with the error, or None on close) when the path stops.
     """
 
@@ -171,6 +175,7 @@ class AudioPath(ABC):
     def __init__(self, name: str) -> None:
         self.name = name
         self.on_capture: Callable[[np.ndarray], None] | None = None
+        self.on_capture_rt: Callable[[np.ndarray], None] | None = None
         self.frames_sent = 0
         self.frames_captured = 0
         self.first_frame_sent_at: float | None = None
@@ -258,14 +263,27 @@ class AudioPath(ABC):
             _resolve(item, PlayResult.DONE)
 
     def _deliver(self, frame: np.ndarray) -> None:
+        """A captured frame, for a path that reads its capture on the loop (sound cards):
+        both consumers, here."""
         self.frames_captured += 1
-        cb = self.on_capture
+        if self.on_capture_rt is not None:
+            self._deliver_rt(frame)
+        if self.on_capture is not None:
+            self._deliver_loop(frame)
+
+    def _deliver_rt(self, frame: np.ndarray) -> None:
+        self._consume(self.on_capture_rt, frame)
+
+    def _deliver_loop(self, frame: np.ndarray) -> None:
+        self._consume(self.on_capture, frame)
+
+    def _consume(self, cb: Callable[[np.ndarray], None] | None, frame: np.ndarray) -> None:
         if cb is None:
             return
         try:
             cb(frame)
         except Exception:  # a faulty consumer must not stop the audio
-            log.exception("%s: on_capture callback failed", self.name)
+            log.exception("%s: capture consumer %r failed", self.name, cb)
 
     def _finish(self, error: BaseException | None) -> None:
         """Stop for good: fail or interrupt queued prompts, resolve ``ended``."""

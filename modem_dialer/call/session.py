@@ -92,9 +92,13 @@ class ActiveCall:
         self.keys: list[KeyEvent] = []
         self._keyq: asyncio.Queue[KeyEvent] = asyncio.Queue()
         self.ended = asyncio.Event()
-        self.capture_listeners: list[Callable[[np.ndarray], None]] = []
+        # consumers of the callee's audio on the loop (AMD, recording, a bridge), frame by frame:
+        # the audio path sends frames to the loop only while there is one
+        self.capture_listeners: list[Callable[[np.ndarray], None]] = _Listeners(self._listening)
         self.vars: dict[str, Any] = {}    # scripts keep their state here (answers, flags)
         self._detector = DtmfDetector() if line.inband_dtmf else None
+        self._loop = asyncio.get_running_loop()
+        self._capturing = True    # cleared when the call lets go of its line's audio
 
     # ---- keys ----------------------------------------------------------------------
     def key_arrived(self, key: str, source: str) -> None:
@@ -124,13 +128,34 @@ class ActiveCall:
             self._keyq.get_nowait()
 
     # ---- audio ---------------------------------------------------------------------
-    def _capture(self, frame: np.ndarray) -> None:
+    def _capture_rt(self, frame: np.ndarray) -> None:
+        """Each frame of the callee's audio, on the audio path's capture thread (the serial
+        writer thread: AudioPath.on_capture_rt). The in-band DTMF detector runs here and
+        posts only the keys it hears; frames go to the loop only while someone there
+        listens (AMD, recording, a bridge). A call that just plays a message wakes the
+        loop for none of its 50 frames a second."""
         if self._detector is not None:
             for key, _ in self._detector.feed(frame):
-                self.key_arrived(key, "inband")
-        if self.capture_listeners:
+                self._post(self._inband_key, key)
+
+    def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        with contextlib.suppress(RuntimeError):       # the loop closed meanwhile
+            self._loop.call_soon_threadsafe(fn, *args)
+
+    def _inband_key(self, key: str) -> None:
+        if self._capturing:         # not a key heard after the call let go of the line
+            self.key_arrived(key, "inband")
+
+    def _capture(self, frame: np.ndarray) -> None:
+        """Each frame on the loop (AudioPath.on_capture), while someone there listens."""
+        if self._capturing:
             for cb in list(self.capture_listeners):
                 cb(frame)
+
+    def _listening(self, on: bool) -> None:
+        audio = self.line.audio
+        if audio is not None and self._capturing:
+            audio.on_capture = self._capture if on else None
 
     async def play(self, samples: np.ndarray, *, name: str = "prompt", barge_in: bool = False) -> str | None:
         """Play a prompt to the callee. With ``barge_in`` a key stops it and is returned
@@ -188,6 +213,23 @@ class ActiveCall:
 
 
 Script = Callable[[ActiveCall], Awaitable[None]]
+
+
+class _Listeners(list[Callable[[np.ndarray], None]]):
+    """A call's capture consumers on the loop: says when the first one comes and the last
+    one goes (the audio path then starts or stops posting frames to the loop)."""
+
+    def __init__(self, on_change: Callable[[bool], None]) -> None:
+        super().__init__()
+        self._on_change = on_change
+
+    def append(self, cb: Callable[[np.ndarray], None]) -> None:
+        super().append(cb)
+        self._on_change(True)
+
+    def remove(self, cb: Callable[[np.ndarray], None]) -> None:
+        super().remove(cb)
+        self._on_change(bool(self))
 
 
 class _Inbox:
@@ -347,7 +389,7 @@ class _Call:
             self.journal.event(self.call_id, "error", where="audio_on", error=str(exc))
         audio = self.line.audio
         if audio is not None:
-            audio.on_capture = active._capture
+            audio.on_capture_rt = active._capture_rt
         script_task = asyncio.ensure_future(self._run_script(active))
         if audio is not None:
             # silence between prompts while the call is up, from just after the script's
@@ -443,7 +485,10 @@ class _Call:
                 await asyncio.wrap_future(self.finish_future)
 
     def _detach(self) -> None:
+        if self.active is not None:
+            self.active._capturing = False
         if self.line.audio is not None:
+            self.line.audio.on_capture_rt = None
             self.line.audio.on_capture = None
             self.line.audio.keep_fed = False
             self.line.audio.stop_playback()

@@ -186,7 +186,9 @@ class Controller:
         self.calls_this_run = 0
         self.started_mono = time.monotonic()
         self.finished_this_run = 0
-        self.cpu = 0.0          # controller-only CPU seconds (rules, dispatch, bookkeeping)
+        # controller-only CPU seconds (rules, dispatch, bookkeeping): the loop thread's own time
+        # (thread_time: process_time would add what the audio and journal threads ran meanwhile)
+        self.cpu = 0.0
 
     @property
     def pool(self) -> Pool | None:
@@ -468,10 +470,10 @@ class Controller:
                     if armed is None:
                         # the line may have taken a while to come: the rules look at the time of the dial
                         now = self.clock()
-                        t0 = time.process_time()
+                        t0 = time.thread_time()
                         contact = self._next_contact(now)
                         go = contact is not None and self._decide(contact, now, slot)
-                        self.cpu += time.process_time() - t0
+                        self.cpu += time.thread_time() - t0
                         if isinstance(go, asyncio.Future):
                             # a deny/defer: committed before the next look at the due contacts
                             with contextlib.suppress(DatabaseFault):
@@ -611,7 +613,7 @@ class Controller:
                 or self.db_fault is not None or self.journal.writer.unreachable is not None
                 or self._reads_away is not None):
             return
-        t0 = time.process_time()
+        t0 = time.thread_time()
         try:
             now = self.clock()
             if slot.blocked_until(now)[1] is not None:
@@ -627,7 +629,7 @@ class Controller:
         except DatabaseUnreachable as exc:
             self._reads_failed(exc)
         finally:
-            self.cpu += time.process_time() - t0
+            self.cpu += time.thread_time() - t0
 
     def _unarm(self, c: Contact) -> None:
         self.in_flight.discard(c.number)
@@ -684,7 +686,7 @@ class Controller:
             self.buffer.clear()
             self._unarm(c)
             return
-        t0 = time.process_time()
+        t0 = time.thread_time()
         try:
             # a row written for a dial now was decided an instant ago: only an armed one is looked at again
             decided = self._recheck(armed, call_id, slot) if armed.ahead else None
@@ -692,7 +694,7 @@ class Controller:
             self._armed[index] = armed      # kept for the next turn (the worker holds meanwhile)
             raise
         finally:
-            self.cpu += time.process_time() - t0
+            self.cpu += time.thread_time() - t0
         if decided is not None:
             with contextlib.suppress(DatabaseFault):
                 await decided       # committed before the next look at the due contacts
@@ -736,7 +738,7 @@ class Controller:
             self.in_call -= 1
             self._calls.pop(call, None)
             self._fenced_calls.discard(call)
-        t0 = time.process_time()
+        t0 = time.thread_time()
         self.in_flight.discard(c.number)
         row = result.row
         if row["outcome"] == LINE_BUSY:
@@ -758,7 +760,7 @@ class Controller:
         self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
-        self.cpu += time.process_time() - t0
+        self.cpu += time.thread_time() - t0
         keys = "".join(k["key"] for k in row.get("keys", []))
         self.view.event("call", f"{slot.name}: {c.number} {row['outcome']}"
                                 + (f" keys {keys}" if keys else "") + (" (opted out)" if state.opted_out else ""))

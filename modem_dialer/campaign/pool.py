@@ -40,6 +40,11 @@ def local_midnight(now: datetime) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
+def _next_midnight(day_start: datetime) -> datetime:
+    """The local midnight after the one at ``day_start`` (a local day lasts 23 to 25 hours)."""
+    return local_midnight(day_start + timedelta(hours=25))
+
+
 class Slot:
     def __init__(self, line: Line, limits: LimitsConfig, now: datetime) -> None:
         self.line = line
@@ -59,6 +64,7 @@ class Slot:
         self.failures = 0
         self.hour: deque[datetime] = deque()
         self.day_start = local_midnight(now)
+        self._day_end = _next_midnight(self.day_start)
         self.calls_today = 0
         self.seconds_today = 0.0
         self.calls_total = 0
@@ -86,9 +92,13 @@ class Slot:
         self.hour = deque(used.hour)
 
     def _roll(self, now: datetime) -> None:
-        start = local_midnight(now)
-        if start != self.day_start:
-            self.day_start, self.calls_today, self.seconds_today = start, 0, 0.0
+        # the local day is looked up only when ``now`` leaves the current one (a time-zone
+        # conversion per check was most of a line's bookkeeping per call)
+        if not self.day_start <= now < self._day_end:
+            start = local_midnight(now)
+            if start != self.day_start:
+                self.day_start, self.calls_today, self.seconds_today = start, 0, 0.0
+            self._day_end = _next_midnight(start)
         while self.hour and self.hour[0] <= now - timedelta(hours=1):
             self.hour.popleft()
 

@@ -13,8 +13,10 @@ Contract (the same on both backends, see docs/architecture.md):
   becomes durable without the earlier ones; a read submitted after a write sees it.
 - **Durable when resolved**: a future resolves only after the COMMIT that holds its
   operation returned, so a caller told "committed" survives kill -9 and power loss.
-- **Isolated failures**: each operation runs in its own SAVEPOINT; one that raises
-  (a bug, a constraint) is rolled back alone and its future carries the exception.
+- **Isolated failures**: one operation that raises (a bug, a constraint) is rolled back
+  alone and its future carries the exception. On PostgreSQL each operation runs in its own
+  SAVEPOINT; on SQLite a group first runs without them and, if an operation fails, is
+  rolled back and run again with them (see DbWriter._attempt).
 - **Never dropped**: a database locked by another process is waited for (a warning
   names the database every few seconds) and retried; after ``lock_limit`` seconds the
   fault listeners hear a :class:`DatabaseFault` ``locked`` (so the run can stop starting
@@ -127,10 +129,16 @@ class BatchConnection(sqlite3.Connection):
     # such block (every journal step), so this saves two statements per write.
     _op_changes: int | None = None
     _shared = False          # whether the open first-level block shares the op's savepoint
+    # A group's first attempt runs its operations with no savepoint at all (see _run_ops):
+    # a first-level block then opens none either, and one that fails inside an operation
+    # that goes on (catches the error) marks the group ``_dirty``: it is run again carefully.
+    _optimistic = False
+    _dirty = False
 
     def __enter__(self) -> BatchConnection:
         self._depth += 1
-        if self._depth == 1 and self._op_changes is not None and self.total_changes == self._op_changes:
+        if self._depth == 1 and (self._optimistic or (
+                self._op_changes is not None and self.total_changes == self._op_changes)):
             self._shared = True
             return self
         self.execute(f"SAVEPOINT s{self._depth}")
@@ -142,8 +150,11 @@ class BatchConnection(sqlite3.Connection):
         if depth == 1 and self._shared:
             self._shared = False
             if exc_type is not None:
-                with contextlib.suppress(sqlite3.Error):
-                    self.execute("ROLLBACK TO op")
+                if self._optimistic:
+                    self._dirty = True
+                else:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.execute("ROLLBACK TO op")
             return False
         name = f"s{depth}"
         if exc_type is not None:
@@ -153,6 +164,11 @@ class BatchConnection(sqlite3.Connection):
         else:
             self.execute(f"RELEASE {name}")
         return False
+
+
+class _Careful(Exception):
+    """An operation failed in a group's optimistic first attempt: run the group again with
+    a savepoint per operation."""
 
 
 @dataclass
@@ -187,8 +203,14 @@ class DbWriter:
         self.lock_fault: DatabaseFault | None = None  # the lock outlasted the limit (writes still wait)
         self.commits = 0          # group commits done (the bench reads these)
         self.ops_committed = 0
+        self.careful_groups = 0   # groups run again with a savepoint per operation (one failed)
         self._listeners: list[Callable[[DatabaseFault], None]] = []
         self._q: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        # Set when a write someone waits for (or the stop mark) is queued: what a group of
+        # lazy steps waits on, so that the lazy steps queued meanwhile (most of a call's
+        # rows) do not each wake the thread (a wake-up, a context switch and a GIL hand-over
+        # per row) just to be added to the group.
+        self._waited = threading.Event()
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
@@ -244,6 +266,8 @@ class DbWriter:
         with self._pending_lock:
             self._pending += 1
         self._q.put(op)
+        if not lazy:
+            self._waited.set()
         return op.future
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -284,6 +308,7 @@ class DbWriter:
             return 0
         self._give_up_at = time.monotonic() + (self.lock_limit_s if give_up_after is None else give_up_after)
         self._q.put(_STOP)
+        self._waited.set()
         self._thread.join()
         lost = self._pending
         with contextlib.suppress(sqlite3.Error):
@@ -314,17 +339,19 @@ class DbWriter:
 
     def _wait_for_a_waited_write(self, batch: list[_Op]) -> None:
         """Only lazy steps queued: hold them until a write someone waits for comes (it
-        takes them along), the stop mark, or LAZY_COMMIT_S."""
+        takes them along), the stop mark, or LAZY_COMMIT_S. Lazy steps queued meanwhile
+        join without waking the thread (``_waited`` is set for the others only)."""
         deadline = time.monotonic() + LAZY_COMMIT_S
         while not self._stop and len(batch) < MAX_BATCH:
-            remaining = deadline - time.monotonic()
-            nxt = self._next(remaining) if remaining > 0 else None
-            if nxt is None:
-                return
-            batch.append(nxt)
+            self._waited.clear()     # before the look: a write queued after it sets it again
+            n = len(batch)
             self._take_queued(batch)
-            if not all(op.lazy for op in batch):
+            if not all(op.lazy for op in batch[n:]):
                 return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self._stop:
+                return
+            self._waited.wait(remaining)
 
     def _take_queued(self, batch: list[_Op]) -> None:
         """Everything queued now (past the stop mark too: writes submitted as close() began)."""
@@ -410,9 +437,20 @@ class DbWriter:
             self._tell(DatabaseFault(self.path, "unreachable", down.detail, resolved=True))
 
     def _attempt(self, batch: list[_Op]) -> list[tuple[bool, Any]]:
+        """The group on SQLite. First with no savepoint per operation (two statements fewer
+        per write, most of a journal step's cost): SQLite undoes a failed statement by
+        itself, so as long as no operation fails, the result is the same. If one does, the
+        group is rolled back and run again with a savepoint per operation, as every
+        attempt on PostgreSQL is (operations are run again after a lock wait anyway)."""
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
-        results = _run_ops(conn, batch, _db_level, self._take_queued)
+        try:
+            results = _run_ops(conn, batch, _db_level, self._take_queued, optimistic=True)
+        except _Careful:
+            conn.execute("ROLLBACK")
+            self.careful_groups += 1
+            conn.execute("BEGIN IMMEDIATE")
+            results = _run_ops(conn, batch, _db_level, self._take_queued)
         conn.execute("COMMIT")
         return results
 
@@ -560,10 +598,16 @@ class DbWriter:
 
 
 def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool],
-             take_late: Callable[[list[_Op]], None]) -> list[tuple[bool, Any]]:
+             take_late: Callable[[list[_Op]], None], *, optimistic: bool = False) -> list[tuple[bool, Any]]:
     """Each operation of the group in its own SAVEPOINT: one that raises is rolled back alone
     (its result is the exception), unless ``fatal`` says the error is about the database:
     then it propagates and the whole group is retried or failed. Early reads resolve here.
+
+    ``optimistic`` (SQLite's first attempt, see DbWriter._attempt): no savepoints; the first
+    operation that raises, or that caught an error of a block of its own, raises
+    :class:`_Careful` instead (the caller rolls the group back and runs it carefully). An
+    early read resolved meanwhile saw only operations that succeeded, which the careful
+    run applies again: its result stands.
 
     Writes queued while the group ran join it before the COMMIT (``take_late`` appends them
     to ``batch``): they share its fsync instead of waiting for it and paying one of their
@@ -573,37 +617,54 @@ def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]
     i = 0
     until: float | None = None       # set at the first look for late writes
     batch_conn = isinstance(conn, BatchConnection)
-    while True:
-        if i == len(batch):
-            now = time.monotonic()
-            if until is None:
-                until = now + JOIN_LATE_S
-            elif now > until:
-                break
-            take_late(batch)
+    optimistic = optimistic and batch_conn
+    if optimistic:
+        conn._optimistic, conn._dirty = True, False
+    try:
+        while True:
             if i == len(batch):
-                break
-        op = batch[i]
-        i += 1
-        conn.execute("SAVEPOINT op")
-        if batch_conn:
-            conn._op_changes = conn.total_changes
-        try:
-            value = op.fn(conn, *op.args)
-        except Exception as exc:
-            if fatal(exc):
-                raise
-            conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            results.append((False, exc))
-            continue
-        finally:
-            if batch_conn:
-                conn._op_changes = None
-        conn.execute("RELEASE op")
-        results.append((True, value))
-        if op.early and not op.future.done():
-            op.future.set_result(value)
+                now = time.monotonic()
+                if until is None:
+                    until = now + JOIN_LATE_S
+                elif now > until:
+                    break
+                take_late(batch)
+                if i == len(batch):
+                    break
+            op = batch[i]
+            i += 1
+            if optimistic:
+                try:
+                    value = op.fn(conn, *op.args)
+                except Exception as exc:
+                    if fatal(exc):
+                        raise
+                    raise _Careful from exc
+                if conn._dirty:
+                    raise _Careful
+            else:
+                conn.execute("SAVEPOINT op")
+                if batch_conn:
+                    conn._op_changes = conn.total_changes
+                try:
+                    value = op.fn(conn, *op.args)
+                except Exception as exc:
+                    if fatal(exc):
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, exc))
+                    continue
+                finally:
+                    if batch_conn:
+                        conn._op_changes = None
+                conn.execute("RELEASE op")
+            results.append((True, value))
+            if op.early and not op.future.done():
+                op.future.set_result(value)
+    finally:
+        if optimistic:
+            conn._optimistic = False
     return results
 
 
