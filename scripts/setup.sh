@@ -19,11 +19,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 # The venv's interpreter: the distribution's python3 where it has one (>= 3.10), else the first
-# python3 on PATH; PYTHON=/path/to/python3 picks another. Debian builds its python3 with PGO and
-# LTO: the suite's Python runs ~20 % less CPU on it than on a plain ./configure build such as
-# pyenv's default, which may come first on PATH (issue 15). A .venv on another interpreter is
-# built again (once).
-py=${PYTHON:-}
+# python3 on PATH; MODEM_DIALER_PYTHON=/path/to/python3 picks another. Debian builds its python3
+# with PGO and LTO: the suite's Python costs ~20 % less CPU on it than on a plain ./configure
+# build such as pyenv's default, which may come first on PATH (issue 15). A .venv made on
+# another interpreter is built again (once).
+py=${MODEM_DIALER_PYTHON:-}
 if [ -z "$py" ]; then
   py=python3
   if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
