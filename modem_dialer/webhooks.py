@@ -23,13 +23,14 @@ import json
 import logging
 import time
 from datetime import datetime, timedelta
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from .store import DB_ERRORS, Connection, from_ts, to_ts, utc_now
 from .store.twoway import Outbox, OutboxItem
 from .webhook_targets import EVENTS, WebhookTarget
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("modem_dialer.webhooks")
 
@@ -92,6 +93,11 @@ class Webhooks:
 
     async def run(self) -> None:
         """The delivery worker (a service worker: runs until cancelled)."""
+        # imported here, not with the module: every process that can emit an event imports
+        # this module (`call`, `campaign run`), only `serve` delivers, and aiohttp's client
+        # costs ~0.3 s of CPU at import (two TLS contexts loaded with the system's CAs)
+        import aiohttp
+
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=POST_TIMEOUT)) as session:
             while True:
                 self._kick.clear()
@@ -113,6 +119,8 @@ class Webhooks:
         body = item.payload.encode()
         headers = {"Content-Type": "application/json", "User-Agent": "modem-dialer-webhooks",
                    "X-Modem-Dialer-Event": item.event, "X-Modem-Dialer-Delivery": str(item.id)}
+        import aiohttp  # loaded by run() already
+
         key = target.key() if target is not None else None
         if key:
             headers[SIGNATURE_HEADER] = sign(key, int(time.time()), body)

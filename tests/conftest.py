@@ -40,8 +40,19 @@ FAMILIES = ["quectel", "simcom", "sim800", "huawei", "generic"]
 
 
 def _children() -> set[int]:
-    """PIDs whose parent is this test process (read from /proc: no psutil needed)."""
+    """PIDs whose parent is this test process (read from /proc: no psutil needed). Twice a
+    test: from the kernel's list of each thread's children where it keeps one (0.1 ms), else
+    by reading every process's stat (~9 ms with the ~120 processes of a full run: 17 s of CPU
+    over the suite)."""
     me, found = os.getpid(), set()
+    if os.path.exists(f"/proc/self/task/{me}/children"):    # (not there: CONFIG_PROC_CHILDREN off)
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/children") as f:
+                    found.update(int(p) for p in f.read().split())
+            except FileNotFoundError:
+                pass             # a thread that ended meanwhile: its children went to another one
+        return found
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:

@@ -17,12 +17,13 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any, Literal
 
 from .udev import alsa_card_id, alsa_device, at_link, audio_link
 from .usb_ids import StorageMode, UsbModel, lookup, storage_mode
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 _TTY = re.compile(r"^tty(USB|ACM)[0-9]+$")
 _CARD = re.compile(r"^card([0-9]+)$")
@@ -344,6 +345,10 @@ def _audio_text(a: AudioFound | None) -> str:
 
 
 def render_table(found: Sequence[FoundModem]) -> Table:
+    # rich is imported here, for `discover` alone: `serve` imports this module through the
+    # recovery supervisor and never draws a table (~30 ms of CPU at every start)
+    from rich.table import Table
+
     names = {id(m): n for n, m in named(found)}
     t = Table(title=f"{sum(m.known for m in found)} modem(s), {sum(not m.known for m in found)} unknown")
     for col in ("name", "usb path", "id", "model", "AT", "audio", "IMEI", "ICCID", "notes"):

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ...call.flow import load_flow
 from ...campaign.consent_csv import ConsentRow, check_scope, read_consent
 from ...campaign.report import contact_rows, write_csv
 from ...campaign.terms import CONSENT_SCOPES
@@ -645,6 +644,10 @@ def flow_files(svc: Service) -> list[tuple[list[str], Path]]:
 
 
 def _check_flows(files: list[tuple[list[str], Path]]) -> list[dict[str, Any]]:
+    # imported at the first flows page, not when serve mounts the console: the flow models
+    # cost ~50 ms of CPU at every start of a service that may never show them
+    from ...call.flow import load_flow
+
     out = []
     for used, path in files:
         camp = next((u.removeprefix("campaign ") for u in used if u.startswith("campaign ")), None)
