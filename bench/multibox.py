@@ -171,24 +171,36 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         assert r.returncode == 0, r.stdout + r.stderr
         await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 3600,
                          "the campaign done", every=0.5)
-        rows = bank.rows("SELECT box, modem, created_at, ended_at, outcome FROM calls ORDER BY created_at")
+        rows = bank.rows("SELECT box, modem, created_at, started_at, ended_at, outcome FROM calls ORDER BY created_at")
         start, end = from_ts(rows[0]["created_at"]), max(from_ts(r["ended_at"]) for r in rows)
         makespan = (end - start).total_seconds()
         lines = args.boxes * args.modems
         bound = math.ceil(args.calls / lines) * (args.answer + args.hold)
         per_box: dict[str, int] = {}
+        first: dict[str, float] = {}
         for r in rows:
             per_box[r["box"]] = per_box.get(r["box"], 0) + 1
+            at = (from_ts(r["started_at"] or r["created_at"]) - start).total_seconds()
+            first[r["box"]] = min(first.get(r["box"], at), at)
         answered = sum(1 for r in rows if r["outcome"] == "answered")
-        print(f"calls {len(rows):,} (answered {answered:,}) on {lines} lines; per box {per_box}")
-        gaps = sorted((from_ts(b["created_at"]) - from_ts(a["ended_at"])).total_seconds() * 1000
-                      for a, b in itertools.pairwise(sorted(rows, key=lambda r: (r["box"], r["modem"], r["created_at"])))
-                      if (a["box"], a["modem"]) == (b["box"], b["modem"]))
-        inside = sorted((from_ts(r["ended_at"]) - from_ts(r["created_at"])).total_seconds() * 1000
-                        - (args.answer + args.hold) * 1000 for r in rows)
-        print(f"between calls on a line: median {gaps[len(gaps) // 2]:.0f} ms, 90th {gaps[len(gaps) * 9 // 10]:.0f} ms;"
-              f" in-call time beyond answer + hold: median {inside[len(inside) // 2]:.0f} ms, "
-              f"90th {inside[len(inside) * 9 // 10]:.0f} ms")
+        print(f"calls {len(rows):,} (answered {answered:,}) on {lines} lines; per box {per_box}; each box's first "
+              "dial after the first call row: " + ", ".join(f"{b} {s:.2f} s" for b, s in sorted(first.items())))
+
+        def dialed(r: dict) -> float:
+            # the dial mark (an armed row is written while the line's last call still plays)
+            return from_ts(r["started_at"] or r["created_at"]).timestamp()
+
+        def pct(xs: list[float]) -> str:
+            xs = sorted(xs)
+            return f"median {xs[len(xs) // 2]:.0f} ms, 90th {xs[len(xs) * 9 // 10]:.0f} ms"
+        gaps = [(dialed(b) - from_ts(a["ended_at"]).timestamp()) * 1000
+                for a, b in itertools.pairwise(sorted(rows, key=lambda r: (r["box"], r["modem"], dialed(r))))
+                if (a["box"], a["modem"]) == (b["box"], b["modem"])]
+        inside = [(from_ts(r["ended_at"]).timestamp() - dialed(r)) * 1000 - (args.answer + args.hold) * 1000
+                  for r in rows]
+        ahead = [(dialed(r) - from_ts(r["created_at"]).timestamp()) * 1000 for r in rows]
+        print(f"from a line's call end to its next dial: {pct(gaps)}; from the dial to the end beyond answer + "
+              f"hold: {pct(inside)}; call row written before its dial by {pct(ahead)}")
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
         if database:

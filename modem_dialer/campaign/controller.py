@@ -46,6 +46,7 @@ from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts
 from ..store.boxes import Boxes, Leases, this_box
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.campaign_log import CampaignLog
+from ..store.compliance import DialFacts
 from ..store.pg import DatabaseUnreachable
 from . import rules as R
 from .limits import LimitsConfig
@@ -61,6 +62,9 @@ IN_CALL_DEFER = timedelta(minutes=2)
 # A dial refused because a call rang in on the line: the contact is due again after this.
 LINE_BUSY_RETRY = timedelta(seconds=1)
 FENCE_SWEEP_S = 0.1     # while fenced, how often a call that got on its modem meanwhile is looked for
+# How often the workers read the campaign's status (a `campaign pause` from another process):
+# once per controller in this interval, not once per worker and call (a round trip each on PostgreSQL).
+PAUSE_LOOK_S = 0.25
 # Arm each line's next call (contact claimed, call row committed) while its current call
 # plays, so ATD goes the moment the line is free (module doc). Patchable for tests/benches.
 ARM_AHEAD = True
@@ -76,27 +80,45 @@ class _Armed:
     ahead: bool                         # armed during the line's last call (else: for a dial now)
 
 
-class _WithoutOwnRow:
-    """The calling rules' records at dial time, without the armed call's own row: that row
-    is no attempt yet, and counting it would make a contact at its cap defer itself."""
+class _Facts:
+    """The calling rules' records for one decision, read in one round trip
+    (``Compliance.dial_facts``: suppression, last refusal, attempt times, a call open to the
+    number) instead of one read each; consent (only campaigns that require it) is read live.
+    ``own_at``: at the dial of an armed call, that call's own row is no attempt yet, and
+    counting it would make a contact at its cap defer itself."""
 
-    def __init__(self, records: Compliance, number: str, at: datetime) -> None:
-        self.records, self.number, self.at = records, number, at
+    def __init__(self, records: Compliance, facts: DialFacts, own_at: datetime | None = None) -> None:
+        self.records, self.facts, self.own_at = records, facts, own_at
 
     def is_suppressed(self, number: str) -> bool:
-        return self.records.is_suppressed(number)
+        return self.facts.suppressed if number == self.facts.number else self.records.is_suppressed(number)
 
     def find_consent(self, number: str, scope: str, at: datetime | None = None) -> dict[str, Any] | None:
         return self.records.find_consent(number, scope, at)
 
     def last_refusal(self, number: str) -> datetime | None:
-        return self.records.last_refusal(number)
+        return self.facts.last_refusal if number == self.facts.number else self.records.last_refusal(number)
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
-        times = self.records.attempt_times(number, since)
-        if number == self.number and self.at in times:
-            times.remove(self.at)
+        if number != self.facts.number:
+            return self.records.attempt_times(number, since)
+        times = [t for t in self.facts.attempts if t >= since]
+        if self.own_at is not None and self.own_at in times:
+            times.remove(self.own_at)
         return times
+
+
+class _InFlight(set[str]):
+    """The numbers claimed or being decided; ``changed`` is set whenever one is let go (a
+    worker with nothing due but contacts in flight waits for it rather than re-reading)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def discard(self, number: str) -> None:
+        super().discard(number)
+        self.changed.set()
 
 
 class View(Protocol):
@@ -144,7 +166,6 @@ class Controller:
         self.leases = Leases(conn, clock)
         self.spread = (0, 1)          # (this box's place, boxes up): see _fill
         self.compliance = Compliance(conn, clock)
-        self._journal_reads = Journal(conn, clock)
         # the writer thread is the only writer while calls run (journal=None: one of our own)
         self._own_journal = journal is None
         self.journal = journal if journal is not None else CallJournal(conn, clock=clock)
@@ -162,12 +183,13 @@ class Controller:
         self.view: View = view or _NullView()
         self.poll = poll
         self.batch = batch
-        self.in_flight: set[str] = set()        # numbers claimed or being decided: no other look at them
+        self.in_flight = _InFlight()            # numbers claimed or being decided: no other look at them
         self.in_call = 0                         # calls placed and not yet over (armed ones are not)
         self.buffer: deque[Contact] = deque()
         self.stopping = False
         self.hard_stop = False
         self.paused = False
+        self._paused_read = (-PAUSE_LOOK_S, False)    # (monotonic time, status) of the last look
         # the status a stop leaves in the database: the service keeps 'running' so that its
         # next start resumes the campaign
         self.stopped_status = "stopped"
@@ -337,6 +359,13 @@ class Controller:
     def _db_paused(self) -> bool:
         return self.campaigns.status_of(self.cid) == "paused"
 
+    def _paused_now(self) -> bool:
+        """Is the campaign paused? Read at most every PAUSE_LOOK_S for all the workers."""
+        t = time.monotonic()
+        if t - self._paused_read[0] >= PAUSE_LOOK_S:
+            self._paused_read = (t, self._db_paused())
+        return self._paused_read[1]
+
     def _complete(self) -> bool:
         return not self.campaigns.has_open_contacts(self.cid)
 
@@ -426,7 +455,7 @@ class Controller:
             if await self._held():
                 continue
             now = self.clock()
-            paused = self._db_paused()
+            paused = self._paused_now()
             if paused != self.paused:
                 self.paused = paused
                 self.clog.write("control", verdict="paused" if paused else "resumed")
@@ -455,7 +484,12 @@ class Controller:
                     n = max(0, self.status_counts["pending"])
                     self.view.event("wait", f"{n} contact(s) deferred; waiting until {_local(waiting)}")
                 self.waiting_until = waiting
-                await self._sleep(self._delay(now, nxt))
+                if nxt is not None and nxt <= now and self.in_flight:
+                    # due, but in flight here (being decided or claimed): look again when one
+                    # is let go, not every few ms (each look is three reads)
+                    await self._until_changed(self.poll)
+                else:
+                    await self._sleep(self._delay(now, nxt))
                 continue
             self.waiting_until = None
             async with self.source.turn(index, now) as (slot, wait):
@@ -497,6 +531,16 @@ class Controller:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), max(0.01, seconds))
 
+    async def _until_changed(self, seconds: float) -> None:
+        """Wait until a number in flight is let go, a stop, or ``seconds``."""
+        self.in_flight.changed.clear()
+        waits = [asyncio.ensure_future(self.in_flight.changed.wait()), asyncio.ensure_future(self._stop_event.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+
     def _delay(self, now: datetime, until: datetime | None) -> float:
         if until is None:
             return self.poll
@@ -531,8 +575,10 @@ class Controller:
 
     def _decide(self, c: Contact, now: datetime, slot: Slot) -> bool | asyncio.Future:
         """Run the rules; queue the decision. An allowed contact is claimed with its call row."""
-        dec = R.check(c.number, self.rules, now, self.compliance, tz_override=c.fields.get("timezone") or None)
-        if dec.allowed and self._open_elsewhere(c.number):
+        facts = self._facts(c.number, now)
+        dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts),
+                      tz_override=c.fields.get("timezone") or None)
+        if dec.allowed and facts.open_call:
             dec = R.Decision("defer", "in_call", now + IN_CALL_DEFER, "a call to this number is in progress")
         kw: dict[str, Any] = dict(contact_id=c.id, number=c.number, verdict=dec.verdict, rule=dec.rule,
                                   until=dec.until)
@@ -567,8 +613,11 @@ class Controller:
                                 + (f" until {_local(dec.until)}" if dec.until else "") + f" ({dec.detail})")
         return fut
 
-    def _open_elsewhere(self, number: str) -> bool:
-        return self._journal_reads.has_open_call(number)
+    def _facts(self, number: str, now: datetime, except_call: int | None = None) -> DialFacts:
+        """What the rules read about ``number``, one round trip (the attempts only as far
+        back as the longest cap)."""
+        since = min((now - cap.per for cap in self.rules.caps), default=None)
+        return self.compliance.dial_facts(number, since=since, except_call=except_call)
 
     def _count(self, old: str, new: str) -> None:
         if old != new:
@@ -658,9 +707,10 @@ class Controller:
         is pending again and the decision is queued (the future)."""
         c = armed.contact
         now = self.clock()
-        records = _WithoutOwnRow(self.compliance, c.number, armed.at)
-        dec = R.check(c.number, self.rules, now, records, tz_override=c.fields.get("timezone") or None)
-        if dec.allowed and self._journal_reads.has_open_call(c.number, except_call=call_id):
+        facts = self._facts(c.number, now, except_call=call_id)
+        dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts, armed.at),
+                      tz_override=c.fields.get("timezone") or None)
+        if dec.allowed and facts.open_call:
             dec = R.Decision("defer", "in_call", now + IN_CALL_DEFER, "a call to this number is in progress")
         if dec.allowed:
             return None

@@ -8,12 +8,26 @@ module stores and answers; deciding allow/deny/defer is the campaign layer's job
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
+
+
+@dataclass(frozen=True)
+class DialFacts:
+    """What the calling rules read about one number before a dial, read in one round trip
+    (:meth:`Compliance.dial_facts`): on PostgreSQL each read is a round trip to the server
+    during which the dialing process's event loop serves none of its lines."""
+
+    number: str
+    suppressed: bool
+    last_refusal: datetime | None
+    attempts: tuple[datetime, ...]      # attempt times since the ``since`` asked for, oldest first
+    open_call: bool                     # a call to the number is open (besides ``except_call``)
 
 
 class Compliance:
@@ -117,6 +131,35 @@ class Compliance:
     def last_refusal(self, number: str) -> datetime | None:
         row = self.conn.execute("SELECT MAX(at) FROM refusals WHERE number = ?", (number,)).fetchone()
         return None if row[0] is None else from_ts(row[0])
+
+    def dial_facts(self, number: str, *, since: datetime | None, except_call: int | None = None) -> DialFacts:
+        """Suppression, the last refusal, the attempt times since ``since`` (None: not read)
+        and whether a call to the number is open (``except_call``, one's own armed row, not
+        counted): the same answers as :meth:`is_suppressed`, :meth:`last_refusal`,
+        :meth:`attempt_times` and ``Journal.has_open_call``, in one statement."""
+        parts = ["SELECT 's', CAST(NULL AS TEXT) FROM suppression WHERE number = ?1",
+                 "SELECT 'r', MAX(at) FROM refusals WHERE number = ?1",
+                 "SELECT 'o', CAST(NULL AS TEXT) FROM (SELECT 1 AS one FROM calls WHERE number = ?1"
+                 " AND outcome IS NULL AND id != ?2 LIMIT 1) AS open_call"]
+        if since is not None:
+            parts.append("SELECT 'a', created_at FROM calls WHERE number = ?1 AND created_at >= ?3"
+                         " AND direction = 'out' AND COALESCE(outcome, '') != 'line_busy'")
+        suppressed = open_call = False
+        refusal: datetime | None = None
+        times: list[datetime] = []
+        params: list[object] = [number, -1 if except_call is None else except_call]
+        if since is not None:
+            params.append(to_ts(since))
+        for kind, value in self.conn.execute(" UNION ALL ".join(parts), params):
+            if kind == "s":
+                suppressed = True
+            elif kind == "o":
+                open_call = True
+            elif kind == "r":
+                refusal = None if value is None else from_ts(value)
+            else:
+                times.append(from_ts(value))
+        return DialFacts(number, suppressed, refusal, tuple(sorted(times)), open_call)
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
         """When each attempt to ``number`` since ``since`` was made (oldest first), all campaigns.
