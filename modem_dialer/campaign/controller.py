@@ -116,7 +116,7 @@ class _InFlight(set[str]):
         super().__init__()
         self.changed = asyncio.Event()
 
-    def discard(self, number: str, /) -> None:
+    def discard(self, number: object, /) -> None:
         super().discard(number)
         self.changed.set()
 
