@@ -137,7 +137,9 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     assert status == 202
 
     def open_calls(where: str) -> list[dict]:
-        return rows(loaded, f"SELECT id FROM calls WHERE {where} AND outcome IS NULL")  # noqa: S608
+        # dialed and not over: a campaign's armed next call has its row before its dial
+        return rows(loaded, f"SELECT id FROM calls WHERE {where} AND outcome IS NULL"  # noqa: S608
+                            " AND started_at IS NOT NULL")
 
     def alert_waiting() -> bool:
         return any(w[0] == Priority.ALERT and not w[4].done() for w in svc.bank._waiters)
@@ -161,7 +163,8 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     await api.wait_alert(b["id"], acked, timeout=20)
     c = await wait_campaign(api, "test", finished, timeout=30)
     assert c["statuses"] == {"answered": len(MANY)}
-    later = rows(loaded, "SELECT id, alert_id, number FROM calls WHERE id > ? ORDER BY id", in_flight)
+    # in the order of their dials (an armed campaign call's row is written before it)
+    later = rows(loaded, "SELECT id, alert_id, number FROM calls WHERE id > ? ORDER BY started_at", in_flight)
     assert (later[0]["alert_id"], later[0]["number"]) == (a["id"], ALICE), later
     after_mark = [x for x in later if x["id"] > mark]
     assert (after_mark[0]["alert_id"], after_mark[0]["number"]) == (b["id"], BOB), later
@@ -264,29 +267,47 @@ async def serve(loaded: LoadedConfig) -> asyncio.subprocess.Process:
 
 @pytest.mark.slow
 async def test_serve_killed_mid_campaign_resumes_on_restart(make_bank, tmp_path):
+    """kill -9 of `serve` while a campaign call plays and the worker's next call is armed (its
+    contact claimed, its row written, not dialed): the restart hangs up the call left up,
+    closes both rows as interrupted, and dials the armed contact once (not counted twice)."""
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
     loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.8, port=free_port())
     proc = await serve(loaded)
+
+    def armed_now() -> list[dict]:
+        return rows(loaded, "SELECT c.id, c.number FROM calls c JOIN call_events e ON e.call_id = c.id"
+                            " WHERE e.kind = 'armed' AND c.started_at IS NULL AND c.outcome IS NULL")
     try:
         rc, out, err = await run_cli(str(loaded.path), "campaign", "run", "--detach", str(camp))
         assert rc == 0, out + err
         sim = bank.modems[0]
         await wait_for(lambda: rows(loaded, "SELECT id FROM calls WHERE outcome IS NOT NULL")
-                       and len(sim.calls) >= 2 and sim.calls[-1].state == "active")
-        proc.kill()                                 # kill -9 in the middle of a call
+                       and len(sim.calls) >= 2 and sim.calls[-1].state == "active" and armed_now())
+        armed = armed_now()[0]
+        proc.kill()                                 # kill -9 in the middle of a call, its next one armed
         await proc.wait()
         left_up = bank.modems[0].calls[-1]
         assert left_up.state == "active"            # the callee still hears the message
+        assert armed["number"] not in [c.number for c in sim.calls]
         proc = await serve(loaded)
         await wait_for(lambda: rows(loaded, "SELECT status FROM campaigns")[0]["status"] == "done", timeout=25)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
-    calls = rows(loaded, "SELECT number, outcome FROM calls ORDER BY id")
-    # every contact called once; the one cut by the kill is recorded as interrupted (no retry rule: final)
-    assert sorted(x["number"] for x in calls) == sorted(MANY)
-    assert [x["outcome"] for x in calls].count("interrupted") == 1
-    statuses = {x["status"] for x in rows(loaded, "SELECT status FROM contacts")}
+    calls = rows(loaded, "SELECT id, number, outcome, started_at, cause_text FROM calls ORDER BY id")
+    # every contact dialed once; the one cut by the kill is recorded as interrupted (no retry rule: final)
+    assert sorted(c.number for c in bank.modems[0].calls) == sorted(MANY)
+    dialed = [x for x in calls if x["started_at"] is not None]
+    assert sorted(x["number"] for x in dialed) == sorted(MANY)
+    assert [x["outcome"] for x in dialed].count("interrupted") == 1
+    # the armed row stays on record, closed as interrupted (the caps count it), not an attempt:
+    # its contact was dialed after the restart and answered
+    undialed = [x for x in calls if x["started_at"] is None]
+    assert [(x["id"], x["outcome"], x["cause_text"]) for x in undialed] == [
+        (armed["id"], "interrupted", "process stopped before or as it dialed")]
+    by_number = {x["number"]: x for x in rows(loaded, "SELECT number, status, attempts FROM contacts")}
+    assert (by_number[armed["number"]]["status"], by_number[armed["number"]]["attempts"]) == ("answered", 1)
+    statuses = {x["status"] for x in by_number.values()}
     assert statuses <= {"answered", "exhausted"}
     assert left_up.state == "ended" and left_up.ended_by == "dialer"    # hung up at the restart

@@ -197,10 +197,14 @@ class Controller:
         self.done = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Task] = set()     # releases started by fence(), kept alive
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
-        # only where a worker keeps its line (``campaign run``'s pool): the service's bank lends
-        # a line per call, alerts first, so a worker does not know its next line in advance
-        self.arm_ahead = (ARM_AHEAD if arm_ahead is None else arm_ahead) and getattr(self.source, "keeps_lines", False)
+        # a worker that keeps its line (``campaign run``'s pool) arms that line's next call; the
+        # service's bank lends a line per call, alerts first, so there a worker arms its own
+        # next call and binds it to the line it is lent at the dial (``binds_at_dial``)
+        self.binds_at_dial = bool(getattr(self.source, "binds_at_dial", False))
+        self.arm_ahead = ((ARM_AHEAD if arm_ahead is None else arm_ahead)
+                          and (getattr(self.source, "keeps_lines", False) or self.binds_at_dial))
         self._armed: dict[int, _Armed] = {}     # worker -> its line's next call (module doc)
         self._deciding: dict[int, asyncio.Future] = {}   # worker -> a deny/defer queued while arming
         self.status_counts: Counter[str] = Counter()
@@ -387,6 +391,15 @@ class Controller:
             up = sum(line.busy for line in self._calls.values())
             self.view.event("hold", f"{reason}: hanging up {up} call(s); no new calls")
             self._fence_sweep()
+            # the armed next calls are let go now, not at their worker's next turn (it holds
+            # while fenced): their contacts go back to pending under this box's lease
+            loop = asyncio.get_running_loop()
+            for index in list(self._armed):
+                self._keep(loop.create_task(self._release(self._armed.pop(index))))
+
+    def _keep(self, task: asyncio.Task) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _fence_sweep(self) -> None:
         """While fenced: hang up every call on a modem (the same path as a hard stop: the
@@ -495,7 +508,7 @@ class Controller:
             async with self.source.turn(index, now) as (slot, wait):
                 armed = self._armed.pop(index, None)
                 if (slot is None or self.stopping or self.fenced is not None
-                        or (armed is not None and armed.modem != slot.name)):
+                        or (armed is not None and armed.modem != slot.name and not self.binds_at_dial)):
                     # this line cannot dial now (or the source lent another one): let it go
                     if armed is not None:
                         await self._release(armed)
@@ -749,6 +762,11 @@ class Controller:
             with contextlib.suppress(DatabaseFault):
                 await decided       # committed before the next look at the due contacts
             return
+        if armed.modem != slot.name:
+            # the bank lent another line than the one the call was armed for (an alert took
+            # that one): the row names the line it is dialed on, committed with the dial mark
+            ident = slot.line.identity
+            self.journal.bind_line(call_id, slot.name, ident.imei, ident.iccid)
         state = CallState()
         script = self.script_for(c)
         if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):

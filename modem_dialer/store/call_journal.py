@@ -135,6 +135,10 @@ class CallJournal:
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
         return self._put("mark_dialed", at, call_id, lazy=True)
 
+    def bind_line(self, call_id: int, modem: str, imei: str | None, iccid: str | None) -> concurrent.futures.Future:
+        """Journal.bind_line, lazy: queued before the ATD, committed with the dial mark."""
+        return self._put("bind_line", None, call_id, modem, imei, iccid, lazy=True)
+
     def mark_answered(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
         return self._put("mark_answered", at, call_id, lazy=True)
 
@@ -218,6 +222,9 @@ class _Ledger:
         call_id = row["id"]
         if method == "mark_dialed":
             row["started_at"] = to_ts(t)
+        elif method == "bind_line":
+            if row["started_at"] is None:
+                row.update(modem=args[1], imei=args[2], iccid=args[3])
         elif method == "mark_answered":
             row["answered_at"] = to_ts(t)
         elif method == "key":
@@ -289,7 +296,7 @@ def _settle_contact(conn: Connection, t: datetime, contact_id: int, lease: str |
 
 # the Journal methods CallJournal queues, and its other steps (a spool record names one of
 # these, nothing else)
-_SPOOLED = frozenset({"mark_dialed", "mark_answered", "event", "key", "answer", "refusal", "finish_call"})
+_SPOOLED = frozenset({"bind_line", "mark_dialed", "mark_answered", "event", "key", "answer", "refusal", "finish_call"})
 _STEPS: dict[str, Callable[..., Any]] = {"suppress": _suppress, "settle_contact": _settle_contact}
 
 
