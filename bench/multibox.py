@@ -37,6 +37,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -171,7 +172,8 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         assert r.returncode == 0, r.stdout + r.stderr
         await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 3600,
                          "the campaign done", every=0.5)
-        rows = bank.rows("SELECT box, modem, created_at, started_at, ended_at, outcome FROM calls ORDER BY created_at")
+        rows = bank.rows("SELECT box, modem, created_at, started_at, ended_at, outcome, cause_text FROM calls"
+                         " ORDER BY created_at")
         start, end = from_ts(rows[0]["created_at"]), max(from_ts(r["ended_at"]) for r in rows)
         makespan = (end - start).total_seconds()
         lines = args.boxes * args.modems
@@ -183,7 +185,8 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
             at = (from_ts(r["started_at"] or r["created_at"]) - start).total_seconds()
             first[r["box"]] = min(first.get(r["box"], at), at)
         answered = sum(1 for r in rows if r["outcome"] == "answered")
-        print(f"calls {len(rows):,} (answered {answered:,}) on {lines} lines; per box {per_box}; each box's first "
+        others = Counter(f"{r['outcome']} ({r['cause_text']})" for r in rows if r["outcome"] != "answered")
+        print(f"calls {len(rows):,} (answered {answered:,}{'; ' + str(dict(others)) if others else ''}) on {lines} lines; per box {per_box}; each box's first "
               "dial after the first call row: " + ", ".join(f"{b} {s:.2f} s" for b, s in sorted(first.items())))
 
         def dialed(r: dict) -> float:

@@ -144,7 +144,7 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     def alert_waiting() -> bool:
         return any(w[0] == Priority.ALERT and not w[4].done() for w in svc.bank._waiters)
     await wait_for(lambda: len(open_calls("campaign_id IS NOT NULL")) == 2)   # every line busy
-    in_flight = max(x["id"] for x in open_calls("campaign_id IS NOT NULL"))
+    busy_a = [x["id"] for x in open_calls("campaign_id IS NOT NULL")]
     status, a = await api.req("POST", "/v1/alerts", {"to": "alice", "audio": "alert.wav", "ack_key": "1"})
     assert status == 202
     await wait_for(alert_waiting, timeout=5)
@@ -155,7 +155,7 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     status, b = await api.req("POST", "/v1/alerts", {"to": "bob", "audio": "alert.wav", "ack_key": "1"})
     assert status == 202
     await wait_for(alert_waiting, timeout=5)
-    mark = max(x["id"] for x in rows(loaded, "SELECT id FROM calls"))
+    busy_b = [x["id"] for x in open_calls("1 = 1")]
     # both lines still busy (alice + one campaign call), contacts left: a campaign worker waits too
     assert len(open_calls("campaign_id IS NOT NULL")) == 1 and open_calls("alert_id IS NOT NULL")
     assert rows(loaded, "SELECT COUNT(*) AS n FROM contacts WHERE status = 'pending'")[0]["n"] > 0
@@ -163,11 +163,18 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     await api.wait_alert(b["id"], acked, timeout=20)
     c = await wait_campaign(api, "test", finished, timeout=30)
     assert c["statuses"] == {"answered": len(MANY)}
-    # in the order of their dials (an armed campaign call's row is written before it)
-    later = rows(loaded, "SELECT id, alert_id, number FROM calls WHERE id > ? ORDER BY started_at", in_flight)
-    assert (later[0]["alert_id"], later[0]["number"]) == (a["id"], ALICE), later
-    after_mark = [x for x in later if x["id"] > mark]
-    assert (after_mark[0]["alert_id"], after_mark[0]["number"]) == (b["id"], BOB), later
+    # each alert got the first line to free up after it was raised: its call is on the modem
+    # of the first of the calls in progress then to end, and no campaign call was dialed on
+    # that modem in between (the campaign's next calls were armed meanwhile, rows written
+    # ahead: the order of the rows is not the order of the dials)
+    every = {x["id"]: x for x in rows(loaded, "SELECT id, alert_id, campaign_id, number, modem, started_at, ended_at"
+                                              " FROM calls")}
+    for alert, busy, number in ((a, busy_a, ALICE), (b, busy_b, BOB)):
+        freed = min((every[i] for i in busy), key=lambda x: x["ended_at"])
+        got = next(x for x in every.values() if x["alert_id"] == alert["id"])
+        assert (got["number"], got["modem"]) == (number, freed["modem"]), (freed, got, every)
+        assert not [x for x in every.values() if x["campaign_id"] is not None and x["modem"] == got["modem"]
+                    and freed["ended_at"] <= x["started_at"] <= got["started_at"]], every
     # no call in progress was cut: every campaign call ran its message to the end
     campaign_calls = rows(loaded, "SELECT outcome, hangup_by, duration_s FROM calls WHERE campaign_id IS NOT NULL")
     assert len(campaign_calls) == len(MANY)

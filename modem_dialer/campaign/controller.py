@@ -206,6 +206,7 @@ class Controller:
         self.arm_ahead = ((ARM_AHEAD if arm_ahead is None else arm_ahead)
                           and (getattr(self.source, "keeps_lines", False) or self.binds_at_dial))
         self._armed: dict[int, _Armed] = {}     # worker -> its line's next call (module doc)
+        self._arming: dict[int, asyncio.Task] = {}     # worker -> its next call being armed
         self._deciding: dict[int, asyncio.Future] = {}   # worker -> a deny/defer queued while arming
         self.status_counts: Counter[str] = Counter()
         self.outcome_counts: Counter[str] = Counter()
@@ -439,15 +440,6 @@ class Controller:
             self.view.event("hold", f"database unreachable ({exc}): no new calls until it is back")
         self._reads_away = exc
 
-    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A read a call in progress needs to settle its contact: waits for the server."""
-        while True:
-            try:
-                return fn(*args)
-            except DatabaseUnreachable as exc:
-                self._reads_failed(exc)
-                await asyncio.sleep(self.poll)
-
     # ---- one worker per line -----------------------------------------------------------
     async def _worker(self, index: int) -> None:
         try:
@@ -459,6 +451,9 @@ class Controller:
                     await self._sleep(self.poll)
         finally:
             # a stop (or the second signal's cancellation): the armed contact is let go
+            arming = self._arming.pop(index, None)
+            if arming is not None:
+                await asyncio.shield(arming)
             armed = self._armed.pop(index, None)
             if armed is not None:
                 await asyncio.shield(self._release(armed))
@@ -479,6 +474,9 @@ class Controller:
                     await self._release(armed)
                 await self._sleep(self.poll)
                 continue
+            arming = self._arming.pop(index, None)
+            if arming is not None:
+                await asyncio.shield(arming)        # its outcome is in _armed / _deciding
             deciding = self._deciding.pop(index, None)
             if deciding is not None:
                 # a deny/defer found while arming: committed before the next look at the due contacts
@@ -586,9 +584,11 @@ class Controller:
                 return c
         return None
 
-    def _decide(self, c: Contact, now: datetime, slot: Slot) -> bool | asyncio.Future:
-        """Run the rules; queue the decision. An allowed contact is claimed with its call row."""
-        facts = self._facts(c.number, now)
+    def _decide(self, c: Contact, now: datetime, slot: Slot, facts: DialFacts | None = None) -> bool | asyncio.Future:
+        """Run the rules (on ``facts`` when read already); queue the decision. An allowed
+        contact is claimed with its call row."""
+        if facts is None:
+            facts = self._facts(c.number, now)
         dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts),
                       tz_override=c.fields.get("timezone") or None)
         if dec.allowed and facts.open_call:
@@ -632,6 +632,24 @@ class Controller:
         since = min((now - cap.per for cap in self.rules.caps), default=None)
         return self.compliance.dial_facts(number, since=since, except_call=except_call)
 
+    async def _facts_soon(self, number: str, now: datetime, except_call: int | None = None) -> DialFacts:
+        """:meth:`_facts`, read off the loop on PostgreSQL (``CallJournal.read_off_loop``)."""
+        since = min((now - cap.per for cap in self.rules.caps), default=None)
+        return await self.journal.read_off_loop(
+            lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call))
+
+    async def _suppressed_now(self, number: str) -> bool:
+        """After an answered call: did the number get suppressed meanwhile (a flow's opt-out
+        node, an SMS STOP, the API)? Read off the loop on PostgreSQL, seeing what is queued."""
+        while True:
+            try:
+                return await self.journal.read_off_loop(lambda conn: Compliance(conn, self.clock).is_suppressed(number))
+            except DatabaseUnreachable as exc:
+                self._reads_failed(exc)
+                await asyncio.sleep(self.poll)
+            except DatabaseFault:
+                return False        # nothing more can be recorded: the run stops
+
     def _count(self, old: str, new: str) -> None:
         if old != new:
             self.status_counts[old] -= 1
@@ -669,13 +687,20 @@ class Controller:
 
     def _arm_next(self, index: int, slot: Slot) -> None:
         """Just after a line's ATD: arm its next call, unless the run is stopping or paused,
-        the line is at a limit, or the database is in trouble (the worker does it then)."""
+        the line is at a limit, or the database is in trouble (the worker does it then).
+        A task: the rules' read goes through ``CallJournal.read_off_loop`` (off the loop on PostgreSQL)."""
         if (not self.arm_ahead or self.stopping or self.paused or self.fenced is not None
-                or index in self._armed or index in self._deciding
+                or index in self._armed or index in self._deciding or index in self._arming
                 or self.db_fault is not None or self.journal.writer.unreachable is not None
                 or self._reads_away is not None):
             return
+        task = asyncio.get_running_loop().create_task(self._arm_next_now(index, slot))
+        self._arming[index] = task
+        task.add_done_callback(lambda t: self._arming.pop(index, None) if self._arming.get(index) is t else None)
+
+    async def _arm_next_now(self, index: int, slot: Slot) -> None:
         t0 = time.thread_time()
+        contact: Contact | None = None
         try:
             now = self.clock()
             if slot.blocked_until(now)[1] is not None:
@@ -683,14 +708,26 @@ class Controller:
             contact = self._next_contact(now)
             if contact is None:
                 return
-            go = self._decide(contact, now, slot)
+            # no other look at it while its records are read
+            self.in_flight.add(contact.number)
+            self.cpu += time.thread_time() - t0
+            facts = await self._facts_soon(contact.number, now)
+            t0 = time.thread_time()
+            if self.stopping or self.paused or self.fenced is not None or self.db_fault is not None:
+                return
+            go = self._decide(contact, now, slot, facts)
             if isinstance(go, asyncio.Future):
                 self._deciding[index] = go
             elif go:
                 self._armed[index] = self._arm(slot, contact, now, ahead=True)
+            contact = None      # decided: its number leaves the flight with its decision or call
         except DatabaseUnreachable as exc:
             self._reads_failed(exc)
+        except DatabaseFault:
+            pass                # the fault listeners heard it: the run stops
         finally:
+            if contact is not None:
+                self.in_flight.discard(contact.number)      # not armed: due again for anyone
             self.cpu += time.thread_time() - t0
 
     def _unarm(self, c: Contact) -> None:
@@ -714,13 +751,13 @@ class Controller:
         Leases(conn, self.clock).settle(c.id, self.box, status="pending", next_attempt_at=None, last_outcome=None,
                                         last_call_id=None, attempts=c.attempts)
 
-    def _recheck(self, armed: _Armed, call_id: int, slot: Slot) -> asyncio.Future | None:
+    async def _recheck(self, armed: _Armed, call_id: int, slot: Slot) -> asyncio.Future | None:
         """The rules again at the moment of the dial (the contact was armed during the line's
         last call): None when it may be dialed; else the armed row is taken back, the contact
         is pending again and the decision is queued (the future)."""
         c = armed.contact
         now = self.clock()
-        facts = self._facts(c.number, now, except_call=call_id)
+        facts = await self._facts_soon(c.number, now, except_call=call_id)
         dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts, armed.at),
                       tz_override=c.fields.get("timezone") or None)
         if dec.allowed and facts.open_call:
@@ -749,15 +786,16 @@ class Controller:
             self.buffer.clear()
             self._unarm(c)
             return
-        t0 = time.thread_time()
         try:
             # a row written for a dial now was decided an instant ago: only an armed one is looked at again
-            decided = self._recheck(armed, call_id, slot) if armed.ahead else None
+            decided = await self._recheck(armed, call_id, slot) if armed.ahead else None
         except DatabaseUnreachable:
             self._armed[index] = armed      # kept for the next turn (the worker holds meanwhile)
             raise
-        finally:
-            self.cpu += time.thread_time() - t0
+        except DatabaseFault as exc:
+            self._unarm(c)
+            self._on_db_fault(exc)
+            return
         if decided is not None:
             with contextlib.suppress(DatabaseFault):
                 await decided       # committed before the next look at the due contacts
@@ -822,7 +860,7 @@ class Controller:
         # a flow's opt-out node suppresses the number itself: the suppression list tells
         # (the flow's own suppression may still be in the writer's group: its flag says it)
         opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
-            row["outcome"] == "answered" and await self._read(self.compliance.is_suppressed, c.number))
+            row["outcome"] == "answered" and await self._suppressed_now(c.number))
         # lazy: committed with the next write someone waits for, or within LAZY_COMMIT_S
         # (spooled while PostgreSQL is away, like the call's own rows: call_journal.py)
         self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
