@@ -197,7 +197,7 @@ class Controller:
         self.done = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-        self._background: set[asyncio.Task] = set()     # releases started by fence(), kept alive
+        self._background: set[asyncio.Future] = set()   # fence()'s releases, answered calls' settling
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
         # a worker that keeps its line (``campaign run``'s pool) arms that line's next call; the
         # service's bank lends a line per call, alerts first, so there a worker arms its own
@@ -321,6 +321,8 @@ class Controller:
             self._stop_event.set()
             waiter.cancel()
             results = await asyncio.gather(*self._tasks, return_exceptions=True)
+            # the contacts of the last answered calls, settled after their suppression read
+            await asyncio.gather(*list(self._background), return_exceptions=True)
         finally:
             self.source.close()
             remove_listener()
@@ -398,7 +400,7 @@ class Controller:
             for index in list(self._armed):
                 self._keep(loop.create_task(self._release(self._armed.pop(index))))
 
-    def _keep(self, task: asyncio.Task) -> None:
+    def _keep(self, task: asyncio.Future) -> None:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -495,10 +497,11 @@ class Controller:
                     n = max(0, self.status_counts["pending"])
                     self.view.event("wait", f"{n} contact(s) deferred; waiting until {_local(waiting)}")
                 self.waiting_until = waiting
-                if nxt is not None and nxt <= now and self.in_flight:
-                    # due, but in flight here (being decided or claimed): look again when one
-                    # is let go, not every few ms (each look is three reads)
-                    await self._until_changed(self.poll)
+                if self.in_flight:
+                    # due contacts in flight here (being decided or claimed), or the last ones
+                    # settling: look again when one is let go (not every few ms: each look
+                    # is three reads), or when the next pending one is due
+                    await self._until_changed(self.poll if nxt is None or nxt <= now else self._delay(now, nxt))
                 else:
                     await self._sleep(self._delay(now, nxt))
                 continue
@@ -845,9 +848,9 @@ class Controller:
             self._calls.pop(call, None)
             self._fenced_calls.discard(call)
         t0 = time.thread_time()
-        self.in_flight.discard(c.number)
         row = result.row
         if row["outcome"] == LINE_BUSY:
+            self.in_flight.discard(c.number)
             # someone called in on this line as we dialed: not an attempt; the contact is due
             # again at once, for the next free line (this one is busy with the incoming call)
             due, call_id = self.clock() + LINE_BUSY_RETRY, row["id"]
@@ -857,19 +860,36 @@ class Controller:
             slot.current, slot.state = None, "idle" if slot.state == "calling" else slot.state
             self.view.event("line_busy", f"{slot.name}: {c.number} not dialed (a call rang in); will retry")
             return
-        # a flow's opt-out node suppresses the number itself: the suppression list tells
-        # (the flow's own suppression may still be in the writer's group: its flag says it)
-        opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
-            row["outcome"] == "answered" and await self._suppressed_now(c.number))
-        # lazy: committed with the next write someone waits for, or within LAZY_COMMIT_S
-        # (spooled while PostgreSQL is away, like the call's own rows: call_journal.py)
-        self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
+        opted_out = state.opted_out or bool(result.vars.get("opted_out"))
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
+        if opted_out or row["outcome"] != "answered":
+            self.in_flight.discard(c.number)
+            self._settle_call(c, row, opted_out)
+        else:
+            # was the number suppressed during the call (an opt-out node of a flow, an SMS
+            # STOP, the API)? Read without holding the line: it is free for its next call now
+            self._keep(asyncio.ensure_future(self._settle_answered(c, row)))
         self.cpu += time.thread_time() - t0
         keys = "".join(k["key"] for k in row.get("keys", []))
         self.view.event("call", f"{slot.name}: {c.number} {row['outcome']}"
                                 + (f" keys {keys}" if keys else "") + (" (opted out)" if state.opted_out else ""))
+
+    def _settle_call(self, c: Contact, row: dict[str, Any], opted_out: bool) -> None:
+        # lazy: committed with the next write someone waits for, or within LAZY_COMMIT_S
+        # (spooled while PostgreSQL is away, like the call's own rows: call_journal.py)
+        self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
+
+    async def _settle_answered(self, c: Contact, row: dict[str, Any]) -> None:
+        """An answered call's contact, settled once the suppression list is read (a flow's own
+        opt-out may still be in the writer's queue: the read goes through it on PostgreSQL;
+        on SQLite the flow's flag says it). The number stays in flight until then."""
+        opted_out = False
+        try:
+            opted_out = await self._suppressed_now(c.number)
+        finally:
+            self.in_flight.discard(c.number)
+            self._settle_call(c, row, opted_out)
 
     def _settle_now(self, conn: Connection, contact_id: int) -> None:
         fresh = Campaigns(conn, self.clock).get_contact(contact_id)

@@ -21,7 +21,7 @@ from ..campaign.launcher import modem_configs, prepare, script_factory, set_runn
 from ..campaign.report import summary
 from ..campaign.spec import CampaignFile, load_campaign
 from ..errors import UserError
-from ..store import Campaigns, open_db
+from ..store import DB_ERRORS, Campaigns, open_db
 from .campaign_lines import BankLines, BankSource, SharedSlots
 
 if TYPE_CHECKING:
@@ -31,6 +31,9 @@ log = logging.getLogger("modem_dialer.service")
 
 # a stopping service lets campaign calls in progress finish for this long, then hangs up
 STOP_GRACE = 20.0
+# How often a box looks for a campaign another box started (one small read: Campaigns.last_change),
+# so that every box starts dialing it within this rather than within a heartbeat (a quarter lease)
+JOIN_LOOK_S = 0.5
 
 
 class LogView:
@@ -62,6 +65,7 @@ class CampaignRunner:
         self._starting: set[str] = set()
         self._not_joined: set[tuple[str, str]] = set()
         self.fenced: str | None = None
+        self.stopping = False
 
     # ---- submit / resume ------------------------------------------------------------
     def _load(self, file: str | Path) -> CampaignFile:
@@ -119,6 +123,25 @@ class CampaignRunner:
         another box runs in the service is joined (one campaign over the whole bank)."""
         for r in list(self.running.values()):
             r.ctrl.settle_released()
+        self.join()
+
+    async def watch_forever(self) -> None:
+        """Join a campaign another box started within JOIN_LOOK_S (the heartbeat's tick also does)."""
+        seen: tuple[int, str | None] | None = None
+        while True:
+            await asyncio.sleep(JOIN_LOOK_S)
+            try:
+                now = self.store.last_change()
+                if now != seen:
+                    self.join()
+                    seen = now
+            except DB_ERRORS as exc:        # the heartbeat says what is wrong with the database
+                log.debug("looking for campaigns to join: %s", exc)
+
+    def join(self) -> None:
+        """Start here the service campaigns running on other boxes and not yet on this one."""
+        if self.stopping:
+            return
         for c in self.store.list_campaigns():
             name = c["name"]
             if (c["status"] != "running" or c["config"].get("runner") != "service" or name in self.running
@@ -167,6 +190,7 @@ class CampaignRunner:
     # ---- stop ------------------------------------------------------------------------
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """No new campaign calls; calls in progress finish (up to ``grace`` s, then hung up)."""
+        self.stopping = True        # nothing joined meanwhile
         runs = list(self.running.values())
         for r in runs:
             r.ctrl.request_stop()
