@@ -319,3 +319,70 @@ async def test_serve_killed_mid_campaign_resumes_on_restart(make_bank, tmp_path)
     statuses = {x["status"] for x in by_number.values()}
     assert statuses <= {"answered", "exhausted"}
     assert left_up.state == "ended" and left_up.ended_by == "dialer"    # hung up at the restart
+
+
+def armed_rows(loaded: LoadedConfig) -> list[dict]:
+    """Campaign calls written ahead of their dial (an 'armed' event, no dial mark, no outcome)."""
+    return rows(loaded, "SELECT c.id, c.number, c.contact_id FROM calls c WHERE c.outcome IS NULL"
+                        " AND c.started_at IS NULL AND EXISTS (SELECT 1 FROM call_events e"
+                        " WHERE e.call_id = c.id AND e.kind = 'armed')")
+
+
+async def test_an_alert_takes_the_line_an_armed_campaign_call_was_waiting_for(make_bank, tmp_path, services):
+    """One line: the campaign's next call is armed (contact claimed, row written) while its call
+    plays; an alert raised then gets the line when that call ends, before the armed call. The
+    armed contact is let go (row gone, pending, no attempt) and dialed once, after the alert."""
+    sc = Scenario(default=Callee("answer", answer_after=0.1),
+                  numbers={ALICE: Callee(answer_after=0.1, keys=[(0.8, "1")])})
+    bank = await make_bank("quectel", sc, n=1)
+    loaded, camp = service_setup(tmp_path, bank, MANY[:3], message_s=1.5)
+    (tmp_path / "prompts").mkdir()
+    wav(tmp_path / "prompts" / "alert.wav", 0.5)
+    svc = await services(loaded)
+    api = Api(svc)
+    assert (await api.req("POST", "/v1/campaigns", {"file": str(camp)}))[0] == 202
+    await wait_for(lambda: armed_rows(loaded) and bank.modems[0].calls
+                   and bank.modems[0].calls[-1].state == "active", timeout=15)
+    armed = armed_rows(loaded)[0]
+    playing = bank.modems[0].calls[-1].number
+    status, a = await api.req("POST", "/v1/alerts", {"to": "alice", "audio": "alert.wav", "ack_key": "1"})
+    assert status == 202
+    await wait_for(lambda: any(w[0] == Priority.ALERT and not w[4].done() for w in svc.bank._waiters), timeout=5)
+    # the alert waits for the line (the call in progress is not cut); the armed call stays armed
+    assert bank.modems[0].calls[-1].number == playing and armed_rows(loaded) == [armed]
+    await api.wait_alert(a["id"], acked, timeout=20)
+    c = await wait_campaign(api, "test", finished, timeout=30)
+    assert c["statuses"] == {"answered": 3}
+    dialed = [x.number for x in bank.modems[0].calls]
+    # the line went to the alert first, then to the contact that was armed
+    assert dialed[dialed.index(playing) + 1] == ALICE and dialed.count(armed["number"]) == 1
+    assert dialed.index(armed["number"]) > dialed.index(ALICE)
+    # the armed row was taken back (never dialed: no attempt, nothing on record)
+    assert not rows(loaded, "SELECT id FROM calls WHERE id = ?", armed["id"])
+    got = rows(loaded, "SELECT attempts FROM contacts WHERE id = ?", armed["contact_id"])
+    assert got == [{"attempts": 1}]
+    assert sorted(x["number"] for x in rows(loaded, "SELECT number FROM calls WHERE campaign_id IS NOT NULL")) \
+        == sorted(MANY[:3])
+
+
+async def test_pause_lets_the_services_armed_call_go_and_resume_dials_it_once(make_bank, tmp_path, services):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
+    loaded, camp = service_setup(tmp_path, bank, MANY[:3], message_s=1.5)
+    svc = await services(loaded)
+    api = Api(svc)
+    assert (await api.req("POST", "/v1/campaigns", {"file": str(camp)}))[0] == 202
+    await wait_for(lambda: armed_rows(loaded), timeout=15)
+    armed = armed_rows(loaded)[0]
+    rc, _, err = await run_cli(str(loaded.path), "campaign", "pause", "test")
+    assert rc == 0, err
+    # paused: the call in progress ends, the armed one is let go (row deleted, contact pending)
+    await wait_for(lambda: not rows(loaded, "SELECT id FROM calls WHERE outcome IS NULL"), timeout=15)
+    assert not rows(loaded, "SELECT id FROM calls WHERE id = ?", armed["id"])
+    assert rows(loaded, "SELECT status, attempts FROM contacts WHERE id = ?", armed["contact_id"]) \
+        == [{"status": "pending", "attempts": 0}]
+    assert armed["number"] not in [x.number for x in bank.modems[0].calls]
+    rc, _, err = await run_cli(str(loaded.path), "campaign", "resume", "test")
+    assert rc == 0, err
+    c = await wait_campaign(api, "test", finished, timeout=30)
+    assert c["statuses"] == {"answered": 3} and c["calls"] == 3
+    assert [x.number for x in bank.modems[0].calls].count(armed["number"]) == 1
