@@ -518,10 +518,10 @@ class Controller:
                     if armed is None:
                         # the line may have taken a while to come: the rules look at the time of the dial
                         now = self.clock()
-                        t0 = time.thread_time()
                         contact = self._next_contact(now)
-                        go = contact is not None and self._decide(contact, now, slot)
-                        self.cpu += time.thread_time() - t0
+                        go: bool | asyncio.Future = False
+                        if contact is not None:
+                            go = await self._decide_soon(contact, now, slot)
                         if isinstance(go, asyncio.Future):
                             # a deny/defer: committed before the next look at the due contacts
                             with contextlib.suppress(DatabaseFault):
@@ -529,6 +529,10 @@ class Controller:
                         elif go and not self.stopping and self.fenced is None:
                             assert contact is not None
                             armed = self._arm(slot, contact, now)
+                        elif go:
+                            assert contact is not None
+                            self._claims.pop(contact.id, None)
+                            self.in_flight.discard(contact.number)      # a stop or a fence meanwhile
                     if armed is not None:
                         await self._call(index, slot, armed)
             if slot is None and wait > 0:
@@ -586,6 +590,22 @@ class Controller:
             if c.number not in self.in_flight:
                 return c
         return None
+
+    async def _decide_soon(self, c: Contact, now: datetime, slot: Slot) -> bool | asyncio.Future:
+        """:meth:`_decide` on the number's records read off the loop (PostgreSQL); the number
+        is in flight meanwhile (no other worker looks at it)."""
+        self.in_flight.add(c.number)
+        decided = False
+        try:
+            facts = await self._facts_soon(c.number, now)
+            t0 = time.thread_time()
+            go = self._decide(c, now, slot, facts)
+            self.cpu += time.thread_time() - t0
+            decided = go is not False
+            return go
+        finally:
+            if not decided:
+                self.in_flight.discard(c.number)
 
     def _decide(self, c: Contact, now: datetime, slot: Slot, facts: DialFacts | None = None) -> bool | asyncio.Future:
         """Run the rules (on ``facts`` when read already); queue the decision. An allowed
