@@ -662,8 +662,9 @@ class Controller:
             lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call))
 
     async def _suppressed_now(self, number: str) -> bool:
-        """After an answered call: did the number get suppressed meanwhile (a flow's opt-out
-        node, an SMS STOP, the API)? Read off the loop on PostgreSQL, seeing what is queued."""
+        """After an answered call: did the number get suppressed meanwhile (an SMS STOP, the
+        API, another box)? Read off the loop on PostgreSQL. A flow's own opt-out may still be
+        in the writer's queue: its flag (``opted_out``) says it."""
         while True:
             try:
                 return await self.journal.read_off_loop(lambda conn: Compliance(conn, self.clock).is_suppressed(number))
@@ -901,9 +902,8 @@ class Controller:
         self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
 
     async def _settle_answered(self, c: Contact, row: dict[str, Any]) -> None:
-        """An answered call's contact, settled once the suppression list is read (a flow's own
-        opt-out may still be in the writer's queue: the read goes through it on PostgreSQL;
-        on SQLite the flow's flag says it). The number stays in flight until then."""
+        """An answered call's contact, settled once the suppression list is read (off the
+        loop on PostgreSQL). The number stays in flight until then."""
         opted_out = False
         try:
             opted_out = await self._suppressed_now(c.number)

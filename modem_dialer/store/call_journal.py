@@ -61,6 +61,9 @@ class CallJournal:
                                                                  spool=spool, replay=_replay)
         self.read = Journal(conn, clock)
         self._ledger = _Ledger()
+        # PostgreSQL: read_off_loop's thread and its connection, at the first such read
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_conn: Any = None
 
     def _at(self, at: datetime | None = None) -> _Frozen:
         """A Journal for the writer's connection whose clock is frozen at queue time."""
@@ -135,15 +138,32 @@ class CallJournal:
         await self.writer.flush()
 
     async def read_off_loop(self, fn: Callable[[Connection], T]) -> T:
-        """``fn(conn)``, a read the event loop need not wait for. On PostgreSQL it runs on the
-        writer's connection (an ``early`` read: in the group the writer is running, no
-        transaction of its own, the rows queued before it seen; a server away is waited
-        for, as the writes are); a read on the loop would stop every line of the process for
-        the round trip. On SQLite it runs on the caller's connection at once (a local read
-        takes microseconds, less than the hop to the writer thread)."""
+        """``fn(conn)``, a read of committed rows the event loop need not wait for. On
+        PostgreSQL it runs in this journal's reader thread on a connection of its own (a read
+        on the loop's connection stops every line of the process for the round trip to the
+        server; one through the writer would wait behind its queue of writes). On SQLite it
+        runs on the caller's connection at once (a local read takes microseconds, less than
+        the hop to a thread). A server away raises ``DatabaseUnreachable`` as on the loop."""
         if dialect_of(self.conn).name != "postgresql":
             return fn(self.conn)
-        return await asyncio.wrap_future(self.writer.submit(fn, early=True))
+        if self._reader is None:
+            self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._read_now, fn)
+
+    def _read_now(self, fn: Callable[[Connection], T]) -> T:
+        """In the reader thread: its connection opened at the first read (and again after a
+        server restart: PgConnection reconnects by itself)."""
+        if self._reader_conn is None:
+            from .pg import PgConnection
+            self._reader_conn = PgConnection(db_file(self.conn))
+        return fn(self._reader_conn)
+
+    def _close_reader(self) -> None:
+        if self._reader is not None:
+            if self._reader_conn is not None:
+                self._reader.submit(self._reader_conn.close).result()
+            self._reader.shutdown()
+            self._reader = self._reader_conn = None
 
     # ---- queued: return at once, commit in order -------------------------------------
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
@@ -204,9 +224,11 @@ class CallJournal:
     def close(self, give_up_after: float | None = None) -> int:
         """Commit what is queued and stop the writer if this journal started it; returns
         the number of writes that could not be committed."""
+        self._close_reader()
         return self.writer.close(give_up_after) if self._own_writer else 0
 
     async def aclose(self, give_up_after: float | None = None) -> int:
+        await asyncio.to_thread(self._close_reader)
         return await self.writer.aclose(give_up_after) if self._own_writer else 0
 
 
