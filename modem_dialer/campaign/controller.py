@@ -597,7 +597,7 @@ class Controller:
         self.in_flight.add(c.number)
         decided = False
         try:
-            facts = await self._facts_soon(c.number, now)
+            facts = await self._facts_soon(c.number, now, urgent=True)     # the lent line waits for it
             t0 = time.thread_time()
             go = self._decide(c, now, slot, facts)
             self.cpu += time.thread_time() - t0
@@ -655,16 +655,19 @@ class Controller:
         since = min((now - cap.per for cap in self.rules.caps), default=None)
         return self.compliance.dial_facts(number, since=since, except_call=except_call)
 
-    async def _facts_soon(self, number: str, now: datetime, except_call: int | None = None) -> DialFacts:
-        """:meth:`_facts`, read off the loop on PostgreSQL (``CallJournal.read_off_loop``)."""
+    async def _facts_soon(self, number: str, now: datetime, except_call: int | None = None, *,
+                          urgent: bool = False) -> DialFacts:
+        """:meth:`_facts`, read off the loop on PostgreSQL (``CallJournal.read_off_loop``;
+        ``urgent``: a line waits for it to dial)."""
         since = min((now - cap.per for cap in self.rules.caps), default=None)
         return await self.journal.read_off_loop(
-            lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call))
+            lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call),
+            urgent=urgent)
 
     async def _suppressed_now(self, number: str) -> bool:
-        """After an answered call: did the number get suppressed meanwhile (an SMS STOP, the
-        API, another box)? Read off the loop on PostgreSQL. A flow's own opt-out may still be
-        in the writer's queue: its flag (``opted_out``) says it."""
+        """After an answered call: did the number get suppressed meanwhile (a flow's opt-out
+        node, an SMS STOP, the API, another box)? Read off the loop on PostgreSQL (through the
+        writer: what it has queued is seen)."""
         while True:
             try:
                 return await self.journal.read_off_loop(lambda conn: Compliance(conn, self.clock).is_suppressed(number))
@@ -781,7 +784,7 @@ class Controller:
         is pending again and the decision is queued (the future)."""
         c = armed.contact
         now = self.clock()
-        facts = await self._facts_soon(c.number, now, except_call=call_id)
+        facts = await self._facts_soon(c.number, now, except_call=call_id, urgent=True)
         dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts, armed.at),
                       tz_override=c.fields.get("timezone") or None)
         if dec.allowed and facts.open_call:
