@@ -115,4 +115,12 @@ def test_dial_facts_answer_what_the_four_reads_answer_in_one(conn):
     assert not s.dial_facts(n, since=None, except_call=own).open_call
     s.suppress(n, "opt_out_key", "call:1")
     f = s.dial_facts(n, since=T0 - timedelta(hours=2), except_call=own)
-    assert f.suppressed and f.attempts == (times[2], T0) and not f.open_call
+    assert f.suppressed and f.attempts == (times[2], T0) and not f.open_call and f.contact_status is None
+    # a campaign contact's status now (another box may have claimed it since it was read as due)
+    camp = Campaigns(conn, clock=lambda: T0)
+    cid = camp.create_campaign("c")
+    camp.import_contacts(cid, [(1, n, {})])
+    contact = camp.next_due(cid, T0 + timedelta(days=1))[0]
+    assert s.dial_facts(n, since=None, contact_id=contact.id).contact_status == "pending"
+    assert s.dial_facts(n, since=T0, contact_id=contact.id).contact_status == "pending"
+    assert s.dial_facts(n, since=None, contact_id=contact.id + 1000).contact_status is None

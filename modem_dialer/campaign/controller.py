@@ -597,7 +597,7 @@ class Controller:
         self.in_flight.add(c.number)
         decided = False
         try:
-            facts = await self._facts_soon(c.number, now, urgent=True)     # the lent line waits for it
+            facts = await self._facts_soon(c.number, now, urgent=True, contact_id=c.id)   # the lent line waits
             t0 = time.thread_time()
             go = self._decide(c, now, slot, facts)
             self.cpu += time.thread_time() - t0
@@ -612,6 +612,11 @@ class Controller:
         contact is claimed with its call row."""
         if facts is None:
             facts = self._facts(c.number, now)
+        if facts.contact_status not in (None, "pending"):
+            # claimed by another box since it was read as due (its call, armed or up, is the
+            # "open call"): not a decision to log, and the rest of the buffer is as stale
+            self.buffer.clear()
+            return False
         dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts),
                       tz_override=c.fields.get("timezone") or None)
         if dec.allowed and facts.open_call:
@@ -656,12 +661,13 @@ class Controller:
         return self.compliance.dial_facts(number, since=since, except_call=except_call)
 
     async def _facts_soon(self, number: str, now: datetime, except_call: int | None = None, *,
-                          urgent: bool = False) -> DialFacts:
+                          urgent: bool = False, contact_id: int | None = None) -> DialFacts:
         """:meth:`_facts`, read off the loop on PostgreSQL (``CallJournal.read_off_loop``;
-        ``urgent``: a line waits for it to dial)."""
+        ``urgent``: a line waits for it to dial); with the contact's status (``contact_id``)."""
         since = min((now - cap.per for cap in self.rules.caps), default=None)
         return await self.journal.read_off_loop(
-            lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call),
+            lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call,
+                                                                 contact_id=contact_id),
             urgent=urgent)
 
     async def _suppressed_now(self, number: str) -> bool:
@@ -738,7 +744,7 @@ class Controller:
             # no other look at it while its records are read
             self.in_flight.add(contact.number)
             self.cpu += time.thread_time() - t0
-            facts = await self._facts_soon(contact.number, now)
+            facts = await self._facts_soon(contact.number, now, contact_id=contact.id)
             t0 = time.thread_time()
             if self.stopping or self.paused or self.fenced is not None or self.db_fault is not None:
                 return
@@ -747,7 +753,8 @@ class Controller:
                 self._deciding[index] = go
             elif go:
                 self._armed[index] = self._arm(slot, contact, now, ahead=True)
-            contact = None      # decided: its number leaves the flight with its decision or call
+            if go is not False:
+                contact = None      # decided: its number leaves the flight with its decision or call
         except DatabaseUnreachable as exc:
             self._reads_failed(exc)
         except DatabaseFault:
