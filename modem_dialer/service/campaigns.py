@@ -66,6 +66,7 @@ class CampaignRunner:
         self._not_joined: set[tuple[str, str]] = set()
         self.fenced: str | None = None
         self.stopping = False
+        self._joining: set[asyncio.Task] = set()       # campaigns being joined (join())
 
     # ---- submit / resume ------------------------------------------------------------
     def _load(self, file: str | Path) -> CampaignFile:
@@ -139,7 +140,8 @@ class CampaignRunner:
                 log.debug("looking for campaigns to join: %s", exc)
 
     def join(self) -> None:
-        """Start here the service campaigns running on other boxes and not yet on this one."""
+        """Start here the service campaigns running on other boxes and not yet on this one
+        (each in a task: its file is loaded and its message prepared off the event loop)."""
         if self.stopping:
             return
         for c in self.store.list_campaigns():
@@ -150,16 +152,28 @@ class CampaignRunner:
             key = (name, c["updated_at"])
             if key in self._not_joined:
                 continue
+            self._starting.add(name)
+            task = asyncio.get_running_loop().create_task(self._join(c, key), name=f"join-{name}")
+            self._joining.add(task)
+            task.add_done_callback(self._joining.discard)
+
+    async def _join(self, c: dict[str, Any], key: tuple[str, str]) -> None:
+        name = c["name"]
+        try:
             try:
-                cf = self._load(c["file"])
-                script_for = script_factory(self.loaded, cf, BankLines(self.svc.bank))
+                cf = await asyncio.to_thread(self._load, c["file"])
+                script_for = await asyncio.to_thread(script_factory, self.loaded, cf, BankLines(self.svc.bank))
             except UserError as exc:
                 # said once per change of the campaign: e.g. its file is not on this box
                 self._not_joined.add(key)
                 log.error("campaign %s: not joined on this box: %s", name, exc, extra={"campaign": name})
-                continue
+                return
+            if self.stopping or name in self.running:
+                return
             log.info("campaign %s: joined (run by another box)", name, extra={"campaign": name})
             self._start(c["id"], cf, script_for)
+        finally:
+            self._starting.discard(name)
 
     def _start(self, cid: int, cf: CampaignFile, script_for: Any) -> None:
         name = cf.spec.name
@@ -191,6 +205,8 @@ class CampaignRunner:
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """No new campaign calls; calls in progress finish (up to ``grace`` s, then hung up)."""
         self.stopping = True        # nothing joined meanwhile
+        if self._joining:
+            await asyncio.gather(*list(self._joining), return_exceptions=True)
         runs = list(self.running.values())
         for r in runs:
             r.ctrl.request_stop()
