@@ -12,14 +12,14 @@ boxes took to start is not the scheduler's).
 ``claims``: contacts claimed per second by 100 concurrent workers, each with its own
 connection and registered box, doing what a campaign worker does per call: read the next
 due contacts, then claim one (store/boxes.py ``Leases.claim``, in one write transaction).
-SQLite here (the PostgreSQL backend is not on main when this was written: said in the output).
+SQLite file, or ``--postgresql`` a throw-away PostgreSQL cluster.
 
 ``import``: a campaign of ``--contacts`` rows imported with ``modem-dialer campaign import``
 (the command users run), its time and peak RSS; then 3 boxes run that campaign for
 ``--run`` s, and each ``serve`` process's peak RSS (VmHWM) is printed.
 
 Usage: .venv/bin/python bench/multibox.py utilisation [--modems 32] [--calls 960] [--postgresql]
-       .venv/bin/python bench/multibox.py claims [--workers 100] [--contacts 20000]
+       .venv/bin/python bench/multibox.py claims [--workers 100] [--contacts 20000] [--postgresql]
        .venv/bin/python bench/multibox.py import [--contacts 1000000] [--run 20]
 """
 
@@ -32,11 +32,11 @@ import math
 import os
 import random
 import resource
-import sqlite3
 import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
@@ -171,24 +171,38 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         assert r.returncode == 0, r.stdout + r.stderr
         await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 3600,
                          "the campaign done", every=0.5)
-        rows = bank.rows("SELECT box, modem, created_at, ended_at, outcome FROM calls ORDER BY created_at")
+        rows = bank.rows("SELECT box, modem, created_at, started_at, ended_at, outcome, cause_text FROM calls"
+                         " ORDER BY created_at")
         start, end = from_ts(rows[0]["created_at"]), max(from_ts(r["ended_at"]) for r in rows)
         makespan = (end - start).total_seconds()
         lines = args.boxes * args.modems
         bound = math.ceil(args.calls / lines) * (args.answer + args.hold)
         per_box: dict[str, int] = {}
+        first: dict[str, float] = {}
         for r in rows:
             per_box[r["box"]] = per_box.get(r["box"], 0) + 1
+            at = (from_ts(r["started_at"] or r["created_at"]) - start).total_seconds()
+            first[r["box"]] = min(first.get(r["box"], at), at)
         answered = sum(1 for r in rows if r["outcome"] == "answered")
-        print(f"calls {len(rows):,} (answered {answered:,}) on {lines} lines; per box {per_box}")
-        gaps = sorted((from_ts(b["created_at"]) - from_ts(a["ended_at"])).total_seconds() * 1000
-                      for a, b in itertools.pairwise(sorted(rows, key=lambda r: (r["box"], r["modem"], r["created_at"])))
-                      if (a["box"], a["modem"]) == (b["box"], b["modem"]))
-        inside = sorted((from_ts(r["ended_at"]) - from_ts(r["created_at"])).total_seconds() * 1000
-                        - (args.answer + args.hold) * 1000 for r in rows)
-        print(f"between calls on a line: median {gaps[len(gaps) // 2]:.0f} ms, 90th {gaps[len(gaps) * 9 // 10]:.0f} ms;"
-              f" in-call time beyond answer + hold: median {inside[len(inside) // 2]:.0f} ms, "
-              f"90th {inside[len(inside) * 9 // 10]:.0f} ms")
+        others = Counter(f"{r['outcome']} ({r['cause_text']})" for r in rows if r["outcome"] != "answered")
+        print(f"calls {len(rows):,} (answered {answered:,}{'; ' + str(dict(others)) if others else ''}) on {lines} lines; per box {per_box}; each box's first "
+              "dial after the first call row: " + ", ".join(f"{b} {s:.2f} s" for b, s in sorted(first.items())))
+
+        def dialed(r: dict) -> float:
+            # the dial mark (an armed row is written while the line's last call still plays)
+            return from_ts(r["started_at"] or r["created_at"]).timestamp()
+
+        def pct(xs: list[float]) -> str:
+            xs = sorted(xs)
+            return f"median {xs[len(xs) // 2]:.0f} ms, 90th {xs[len(xs) * 9 // 10]:.0f} ms"
+        gaps = [(dialed(b) - from_ts(a["ended_at"]).timestamp()) * 1000
+                for a, b in itertools.pairwise(sorted(rows, key=lambda r: (r["box"], r["modem"], dialed(r))))
+                if (a["box"], a["modem"]) == (b["box"], b["modem"])]
+        inside = [(from_ts(r["ended_at"]).timestamp() - dialed(r)) * 1000 - (args.answer + args.hold) * 1000
+                  for r in rows]
+        ahead = [(dialed(r) - from_ts(r["created_at"]).timestamp()) * 1000 for r in rows]
+        print(f"from a line's call end to its next dial: {pct(gaps)}; from the dial to the end beyond answer + "
+              f"hold: {pct(inside)}; call row written before its dial by {pct(ahead)}")
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
         if database:
@@ -202,7 +216,17 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
 # ---- claims -----------------------------------------------------------------------------
 
 def claims(args: argparse.Namespace, d: Path) -> None:
-    db = d / "claims.db"
+    if args.postgresql:
+        from pgcluster import pg_cluster
+
+        with pg_cluster(durable=True) as cluster:
+            _claims(args, cluster.create_db("claims"), "PostgreSQL (throw-away cluster, fsync on; row lock"
+                    " FOR UPDATE SKIP LOCKED + a tried advisory lock on the number, one transaction per claim)")
+    else:
+        _claims(args, str(d / "claims.db"), "SQLite (WAL, synchronous=FULL, one fsync per claim)")
+
+
+def _claims(args: argparse.Namespace, db: str, label: str) -> None:
     conn = open_db(db)
     store = Campaigns(conn)
     cid = store.create_campaign("claims")
@@ -216,22 +240,23 @@ def claims(args: argparse.Namespace, d: Path) -> None:
     go = threading.Event()
 
     def worker(i: int) -> None:
-        c = sqlite3.connect(db, isolation_level="IMMEDIATE", timeout=60)
-        c.row_factory = sqlite3.Row
-        c.execute("PRAGMA synchronous = FULL")
-        store, leases = Campaigns(c), Leases(c)
-        go.wait()
-        while True:
-            due = store.next_due(cid, utc_now(), limit=32)
-            if not due:
-                return
-            contact = random.choice(due)      # 100 workers reading the same head: spread a little
-            with c:
-                ok = leases.claim(contact.id, contact.number, boxes[i])
-            if ok:
-                claimed[i] += 1
-            else:
-                lost[i] += 1
+        c = open_db(db, migrate=False)
+        try:
+            store, leases = Campaigns(c), Leases(c)
+            go.wait()
+            while True:
+                due = store.next_due(cid, utc_now(), limit=32)
+                if not due:
+                    return
+                contact = random.choice(due)      # 100 workers reading the same head: spread a little
+                with c:
+                    ok = leases.claim(contact.id, contact.number, boxes[i])
+                if ok:
+                    claimed[i] += 1
+                else:
+                    lost[i] += 1
+        finally:
+            c.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.workers)]
     for t in threads:
@@ -242,12 +267,15 @@ def claims(args: argparse.Namespace, d: Path) -> None:
         t.join()
     dt = time.perf_counter() - t0
     n = sum(claimed)
-    print("backend: SQLite (WAL, synchronous=FULL, one fsync per claim); the PostgreSQL backend is not on "
-          "this branch's main yet")
+    print(f"backend: {label}; each worker: its own connection and box, next due contacts then one claim"
+          " (store/boxes.py Leases.claim), as a campaign worker does")
     print(f"{n:,} contacts claimed by {args.workers} concurrent workers in {dt:.1f} s: {n / dt:,.0f} claims/s; "
           f"{sum(lost):,} claims lost to another worker ({sum(lost) / max(1, n + sum(lost)):.1%})")
-    check = sqlite3.connect(db)
-    dup = check.execute("SELECT COUNT(*) FROM contacts WHERE status = 'in_progress'").fetchone()[0]
+    check = open_db(db, migrate=False)
+    try:
+        dup = check.execute("SELECT COUNT(*) FROM contacts WHERE status = 'in_progress'").fetchone()[0]
+    finally:
+        check.close()
     print(f"contacts in_progress after the run: {dup:,} (each claimed once: {dup == n})")
     print(load())
 
@@ -303,6 +331,7 @@ def main() -> None:
     c = sub.add_parser("claims")
     c.add_argument("--workers", type=int, default=100)
     c.add_argument("--contacts", type=int, default=20_000)
+    c.add_argument("--postgresql", action="store_true", help="on a throw-away PostgreSQL cluster")
     i = sub.add_parser("import")
     i.add_argument("--contacts", type=int, default=1_000_000)
     i.add_argument("--run", type=float, default=20.0)

@@ -137,12 +137,14 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     assert status == 202
 
     def open_calls(where: str) -> list[dict]:
-        return rows(loaded, f"SELECT id FROM calls WHERE {where} AND outcome IS NULL")  # noqa: S608
+        # dialed and not over: a campaign's armed next call has its row before its dial
+        return rows(loaded, f"SELECT id FROM calls WHERE {where} AND outcome IS NULL"  # noqa: S608
+                            " AND started_at IS NOT NULL")
 
     def alert_waiting() -> bool:
         return any(w[0] == Priority.ALERT and not w[4].done() for w in svc.bank._waiters)
     await wait_for(lambda: len(open_calls("campaign_id IS NOT NULL")) == 2)   # every line busy
-    in_flight = max(x["id"] for x in open_calls("campaign_id IS NOT NULL"))
+    busy_a = [x["id"] for x in open_calls("campaign_id IS NOT NULL")]
     status, a = await api.req("POST", "/v1/alerts", {"to": "alice", "audio": "alert.wav", "ack_key": "1"})
     assert status == 202
     await wait_for(alert_waiting, timeout=5)
@@ -153,7 +155,7 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     status, b = await api.req("POST", "/v1/alerts", {"to": "bob", "audio": "alert.wav", "ack_key": "1"})
     assert status == 202
     await wait_for(alert_waiting, timeout=5)
-    mark = max(x["id"] for x in rows(loaded, "SELECT id FROM calls"))
+    busy_b = [x["id"] for x in open_calls("1 = 1")]
     # both lines still busy (alice + one campaign call), contacts left: a campaign worker waits too
     assert len(open_calls("campaign_id IS NOT NULL")) == 1 and open_calls("alert_id IS NOT NULL")
     assert rows(loaded, "SELECT COUNT(*) AS n FROM contacts WHERE status = 'pending'")[0]["n"] > 0
@@ -161,10 +163,18 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     await api.wait_alert(b["id"], acked, timeout=20)
     c = await wait_campaign(api, "test", finished, timeout=30)
     assert c["statuses"] == {"answered": len(MANY)}
-    later = rows(loaded, "SELECT id, alert_id, number FROM calls WHERE id > ? ORDER BY id", in_flight)
-    assert (later[0]["alert_id"], later[0]["number"]) == (a["id"], ALICE), later
-    after_mark = [x for x in later if x["id"] > mark]
-    assert (after_mark[0]["alert_id"], after_mark[0]["number"]) == (b["id"], BOB), later
+    # each alert got the first line to free up after it was raised: its call is on the modem
+    # of the first of the calls in progress then to end, and no campaign call was dialed on
+    # that modem in between (the campaign's next calls were armed meanwhile, rows written
+    # ahead: the order of the rows is not the order of the dials)
+    every = {x["id"]: x for x in rows(loaded, "SELECT id, alert_id, campaign_id, number, modem, started_at, ended_at"
+                                              " FROM calls")}
+    for alert, busy, number in ((a, busy_a, ALICE), (b, busy_b, BOB)):
+        freed = min((every[i] for i in busy), key=lambda x: x["ended_at"])
+        got = next(x for x in every.values() if x["alert_id"] == alert["id"])
+        assert (got["number"], got["modem"]) == (number, freed["modem"]), (freed, got, every)
+        assert not [x for x in every.values() if x["campaign_id"] is not None and x["modem"] == got["modem"]
+                    and freed["ended_at"] <= x["started_at"] <= got["started_at"]], every
     # no call in progress was cut: every campaign call ran its message to the end
     campaign_calls = rows(loaded, "SELECT outcome, hangup_by, duration_s FROM calls WHERE campaign_id IS NOT NULL")
     assert len(campaign_calls) == len(MANY)
@@ -200,7 +210,8 @@ async def test_campaign_run_submits_to_a_running_service(make_bank, tmp_path, se
     assert "gsm0: " in out or "gsm1: " in out          # the plain log of the calls, from the journal
     assert "campaign test: done; contacts answered 3" in out
     assert sorted(c.number for m in bank.modems for c in m.calls) == sorted([ANSWER, KEYS, BUSY])
-    assert "test" not in svc.campaigns.running
+    # the follower ends once every contact is final; the service's controller ends its run just after
+    await wait_for(lambda: "test" not in svc.campaigns.running, timeout=5)
 
 
 async def test_service_restart_resumes_the_campaign(make_bank, tmp_path, services):
@@ -264,29 +275,114 @@ async def serve(loaded: LoadedConfig) -> asyncio.subprocess.Process:
 
 @pytest.mark.slow
 async def test_serve_killed_mid_campaign_resumes_on_restart(make_bank, tmp_path):
+    """kill -9 of `serve` while a campaign call plays and the worker's next call is armed (its
+    contact claimed, its row written, not dialed): the restart hangs up the call left up,
+    closes both rows as interrupted, and dials the armed contact once (not counted twice)."""
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
     loaded, camp = service_setup(tmp_path, bank, MANY, message_s=0.8, port=free_port())
     proc = await serve(loaded)
+
+    def armed_now() -> list[dict]:
+        return rows(loaded, "SELECT c.id, c.number FROM calls c JOIN call_events e ON e.call_id = c.id"
+                            " WHERE e.kind = 'armed' AND c.started_at IS NULL AND c.outcome IS NULL")
     try:
         rc, out, err = await run_cli(str(loaded.path), "campaign", "run", "--detach", str(camp))
         assert rc == 0, out + err
         sim = bank.modems[0]
         await wait_for(lambda: rows(loaded, "SELECT id FROM calls WHERE outcome IS NOT NULL")
-                       and len(sim.calls) >= 2 and sim.calls[-1].state == "active")
-        proc.kill()                                 # kill -9 in the middle of a call
+                       and len(sim.calls) >= 2 and sim.calls[-1].state == "active" and armed_now())
+        armed = armed_now()[0]
+        proc.kill()                                 # kill -9 in the middle of a call, its next one armed
         await proc.wait()
         left_up = bank.modems[0].calls[-1]
         assert left_up.state == "active"            # the callee still hears the message
+        assert armed["number"] not in [c.number for c in sim.calls]
         proc = await serve(loaded)
         await wait_for(lambda: rows(loaded, "SELECT status FROM campaigns")[0]["status"] == "done", timeout=25)
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
-    calls = rows(loaded, "SELECT number, outcome FROM calls ORDER BY id")
-    # every contact called once; the one cut by the kill is recorded as interrupted (no retry rule: final)
-    assert sorted(x["number"] for x in calls) == sorted(MANY)
-    assert [x["outcome"] for x in calls].count("interrupted") == 1
-    statuses = {x["status"] for x in rows(loaded, "SELECT status FROM contacts")}
+    calls = rows(loaded, "SELECT id, number, outcome, started_at, cause_text FROM calls ORDER BY id")
+    # every contact dialed once; the one cut by the kill is recorded as interrupted (no retry rule: final)
+    assert sorted(c.number for c in bank.modems[0].calls) == sorted(MANY)
+    dialed = [x for x in calls if x["started_at"] is not None]
+    assert sorted(x["number"] for x in dialed) == sorted(MANY)
+    assert [x["outcome"] for x in dialed].count("interrupted") == 1
+    # the armed row stays on record, closed as interrupted (the caps count it), not an attempt:
+    # its contact was dialed after the restart and answered
+    undialed = [x for x in calls if x["started_at"] is None]
+    assert [(x["id"], x["outcome"], x["cause_text"]) for x in undialed] == [
+        (armed["id"], "interrupted", "process stopped before or as it dialed")]
+    by_number = {x["number"]: x for x in rows(loaded, "SELECT number, status, attempts FROM contacts")}
+    assert (by_number[armed["number"]]["status"], by_number[armed["number"]]["attempts"]) == ("answered", 1)
+    statuses = {x["status"] for x in by_number.values()}
     assert statuses <= {"answered", "exhausted"}
     assert left_up.state == "ended" and left_up.ended_by == "dialer"    # hung up at the restart
+
+
+def armed_rows(loaded: LoadedConfig) -> list[dict]:
+    """Campaign calls written ahead of their dial (an 'armed' event, no dial mark, no outcome)."""
+    return rows(loaded, "SELECT c.id, c.number, c.contact_id FROM calls c WHERE c.outcome IS NULL"
+                        " AND c.started_at IS NULL AND EXISTS (SELECT 1 FROM call_events e"
+                        " WHERE e.call_id = c.id AND e.kind = 'armed')")
+
+
+async def test_an_alert_takes_the_line_an_armed_campaign_call_was_waiting_for(make_bank, tmp_path, services):
+    """One line: the campaign's next call is armed (contact claimed, row written) while its call
+    plays; an alert raised then gets the line when that call ends, before the armed call. The
+    armed contact is let go (row gone, pending, no attempt) and dialed once, after the alert."""
+    sc = Scenario(default=Callee("answer", answer_after=0.1),
+                  numbers={ALICE: Callee(answer_after=0.1, keys=[(0.8, "1")])})
+    bank = await make_bank("quectel", sc, n=1)
+    loaded, camp = service_setup(tmp_path, bank, MANY[:3], message_s=1.5)
+    (tmp_path / "prompts").mkdir()
+    wav(tmp_path / "prompts" / "alert.wav", 0.5)
+    svc = await services(loaded)
+    api = Api(svc)
+    assert (await api.req("POST", "/v1/campaigns", {"file": str(camp)}))[0] == 202
+    await wait_for(lambda: armed_rows(loaded) and bank.modems[0].calls
+                   and bank.modems[0].calls[-1].state == "active", timeout=15)
+    armed = armed_rows(loaded)[0]
+    playing = bank.modems[0].calls[-1].number
+    status, a = await api.req("POST", "/v1/alerts", {"to": "alice", "audio": "alert.wav", "ack_key": "1"})
+    assert status == 202
+    await wait_for(lambda: any(w[0] == Priority.ALERT and not w[4].done() for w in svc.bank._waiters), timeout=5)
+    # the alert waits for the line (the call in progress is not cut); the armed call stays armed
+    assert bank.modems[0].calls[-1].number == playing and armed_rows(loaded) == [armed]
+    await api.wait_alert(a["id"], acked, timeout=20)
+    c = await wait_campaign(api, "test", finished, timeout=30)
+    assert c["statuses"] == {"answered": 3}
+    dialed = [x.number for x in bank.modems[0].calls]
+    # the line went to the alert first, then to the contact that was armed
+    assert dialed[dialed.index(playing) + 1] == ALICE and dialed.count(armed["number"]) == 1
+    assert dialed.index(armed["number"]) > dialed.index(ALICE)
+    # the armed row was taken back (never dialed: no attempt, nothing on record)
+    assert not rows(loaded, "SELECT id FROM calls WHERE id = ?", armed["id"])
+    got = rows(loaded, "SELECT attempts FROM contacts WHERE id = ?", armed["contact_id"])
+    assert got == [{"attempts": 1}]
+    assert sorted(x["number"] for x in rows(loaded, "SELECT number FROM calls WHERE campaign_id IS NOT NULL")) \
+        == sorted(MANY[:3])
+
+
+async def test_pause_lets_the_services_armed_call_go_and_resume_dials_it_once(make_bank, tmp_path, services):
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
+    loaded, camp = service_setup(tmp_path, bank, MANY[:3], message_s=1.5)
+    svc = await services(loaded)
+    api = Api(svc)
+    assert (await api.req("POST", "/v1/campaigns", {"file": str(camp)}))[0] == 202
+    await wait_for(lambda: armed_rows(loaded), timeout=15)
+    armed = armed_rows(loaded)[0]
+    rc, _, err = await run_cli(str(loaded.path), "campaign", "pause", "test")
+    assert rc == 0, err
+    # paused: the call in progress ends, the armed one is let go (row deleted, contact pending)
+    await wait_for(lambda: not rows(loaded, "SELECT id FROM calls WHERE outcome IS NULL"), timeout=15)
+    assert not rows(loaded, "SELECT id FROM calls WHERE id = ?", armed["id"])
+    assert rows(loaded, "SELECT status, attempts FROM contacts WHERE id = ?", armed["contact_id"]) \
+        == [{"status": "pending", "attempts": 0}]
+    assert armed["number"] not in [x.number for x in bank.modems[0].calls]
+    rc, _, err = await run_cli(str(loaded.path), "campaign", "resume", "test")
+    assert rc == 0, err
+    c = await wait_campaign(api, "test", finished, timeout=30)
+    assert c["statuses"] == {"answered": 3} and c["calls"] == 3
+    assert [x.number for x in bank.modems[0].calls].count(armed["number"]) == 1

@@ -85,3 +85,42 @@ def test_last_refusal(conn):
     j.refusal(call, "key")
     refusal_without_call(conn, "+33612345678", "manual", T0 - timedelta(days=10))
     assert s.last_refusal("+33612345678") == T0 - timedelta(days=3)
+
+
+def test_dial_facts_answer_what_the_four_reads_answer_in_one(conn):
+    """Compliance.dial_facts (one statement: the campaign's read before a dial) agrees with
+    is_suppressed, last_refusal, attempt_times and Journal.has_open_call, on both backends."""
+    s, j = Compliance(conn, clock=lambda: T0), Journal(conn, clock=lambda: T0)
+    n, other = "+33612345678", "+33698765432"
+    f = s.dial_facts(n, since=T0 - timedelta(days=1))
+    assert (f.suppressed, f.last_refusal, f.attempts, f.open_call) == (False, None, (), False)
+    times = [T0 - timedelta(hours=30), T0 - timedelta(hours=5), T0 - timedelta(hours=1)]
+    ids = []
+    for t in times:
+        cid = Journal(conn, clock=lambda t=t: t).start_call(n, "m1")
+        ids.append(cid)
+        Journal(conn, clock=lambda t=t: t).finish_call(cid, "no_answer")
+    busy = Journal(conn, clock=lambda: T0 - timedelta(minutes=30)).start_call(n, "m1")
+    j.finish_call(busy, "line_busy")                # a dial refused by an incoming call: no attempt
+    j.start_call(other, "m1")                        # another number's open call
+    refusal_without_call(conn, n, "key", T0 - timedelta(days=3))
+    refusal_without_call(conn, n, "key", T0 - timedelta(days=2))
+    f = s.dial_facts(n, since=T0 - timedelta(days=1))
+    assert f.attempts == tuple(times[1:]) == tuple(s.attempt_times(n, T0 - timedelta(days=1)))
+    assert f.last_refusal == s.last_refusal(n) == T0 - timedelta(days=2)
+    assert not f.suppressed and not f.open_call
+    assert s.dial_facts(n, since=None).attempts == ()          # no cap: the attempts are not read
+    own = j.start_call(n, "m2")
+    assert s.dial_facts(n, since=None).open_call and j.has_open_call(n)
+    assert not s.dial_facts(n, since=None, except_call=own).open_call
+    s.suppress(n, "opt_out_key", "call:1")
+    f = s.dial_facts(n, since=T0 - timedelta(hours=2), except_call=own)
+    assert f.suppressed and f.attempts == (times[2], T0) and not f.open_call and f.contact_status is None
+    # a campaign contact's status now (another box may have claimed it since it was read as due)
+    camp = Campaigns(conn, clock=lambda: T0)
+    cid = camp.create_campaign("c")
+    camp.import_contacts(cid, [(1, n, {})])
+    contact = camp.next_due(cid, T0 + timedelta(days=1))[0]
+    assert s.dial_facts(n, since=None, contact_id=contact.id).contact_status == "pending"
+    assert s.dial_facts(n, since=T0, contact_id=contact.id).contact_status == "pending"
+    assert s.dial_facts(n, since=None, contact_id=contact.id + 1000).contact_status is None

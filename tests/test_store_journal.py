@@ -174,3 +174,17 @@ def test_calls_query_and_refusal(db):
     assert r.answers_of(c)[0]["value"] == "4"
     row = reader.execute("SELECT number, at FROM refusals").fetchone()
     assert row["number"] == "+33612345678" and from_ts(row["at"]) == clock.t
+
+
+def test_bind_line_renames_the_line_of_a_call_written_ahead_until_its_dial(db):
+    """A service campaign's armed call is bound to the line the bank lends it at the dial
+    (Journal.bind_line, with the dial mark); once dialed the row keeps its line."""
+    writer, _ = db
+    j = Journal(writer)
+    cid = j.start_call("+33612345678", "gsm0", "imei0", "iccid0", armed=True)
+    assert j.bind_line(cid, "gsm3", "imei3", None)
+    row = j.get_call(cid)
+    assert (row["modem"], row["imei"], row["iccid"]) == ("gsm3", "imei3", None)
+    j.mark_dialed(cid)
+    assert not j.bind_line(cid, "gsm1", "imei1", "iccid1")
+    assert j.get_call(cid)["modem"] == "gsm3"

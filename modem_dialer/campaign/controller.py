@@ -46,6 +46,7 @@ from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts
 from ..store.boxes import Boxes, Leases, this_box
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.campaign_log import CampaignLog
+from ..store.compliance import DialFacts
 from ..store.pg import DatabaseUnreachable
 from . import rules as R
 from .limits import LimitsConfig
@@ -61,6 +62,9 @@ IN_CALL_DEFER = timedelta(minutes=2)
 # A dial refused because a call rang in on the line: the contact is due again after this.
 LINE_BUSY_RETRY = timedelta(seconds=1)
 FENCE_SWEEP_S = 0.1     # while fenced, how often a call that got on its modem meanwhile is looked for
+# How often the workers read the campaign's status (a `campaign pause` from another process):
+# once per controller in this interval, not once per worker and call (a round trip each on PostgreSQL).
+PAUSE_LOOK_S = 0.25
 # Arm each line's next call (contact claimed, call row committed) while its current call
 # plays, so ATD goes the moment the line is free (module doc). Patchable for tests/benches.
 ARM_AHEAD = True
@@ -76,27 +80,45 @@ class _Armed:
     ahead: bool                         # armed during the line's last call (else: for a dial now)
 
 
-class _WithoutOwnRow:
-    """The calling rules' records at dial time, without the armed call's own row: that row
-    is no attempt yet, and counting it would make a contact at its cap defer itself."""
+class _Facts:
+    """The calling rules' records for one decision, read in one round trip
+    (``Compliance.dial_facts``: suppression, last refusal, attempt times, a call open to the
+    number) instead of one read each; consent (only campaigns that require it) is read live.
+    ``own_at``: at the dial of an armed call, that call's own row is no attempt yet, and
+    counting it would make a contact at its cap defer itself."""
 
-    def __init__(self, records: Compliance, number: str, at: datetime) -> None:
-        self.records, self.number, self.at = records, number, at
+    def __init__(self, records: Compliance, facts: DialFacts, own_at: datetime | None = None) -> None:
+        self.records, self.facts, self.own_at = records, facts, own_at
 
     def is_suppressed(self, number: str) -> bool:
-        return self.records.is_suppressed(number)
+        return self.facts.suppressed if number == self.facts.number else self.records.is_suppressed(number)
 
     def find_consent(self, number: str, scope: str, at: datetime | None = None) -> dict[str, Any] | None:
         return self.records.find_consent(number, scope, at)
 
     def last_refusal(self, number: str) -> datetime | None:
-        return self.records.last_refusal(number)
+        return self.facts.last_refusal if number == self.facts.number else self.records.last_refusal(number)
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
-        times = self.records.attempt_times(number, since)
-        if number == self.number and self.at in times:
-            times.remove(self.at)
+        if number != self.facts.number:
+            return self.records.attempt_times(number, since)
+        times = [t for t in self.facts.attempts if t >= since]
+        if self.own_at is not None and self.own_at in times:
+            times.remove(self.own_at)
         return times
+
+
+class _InFlight(set[str]):
+    """The numbers claimed or being decided; ``changed`` is set whenever one is let go (a
+    worker with nothing due but contacts in flight waits for it rather than re-reading)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.changed = asyncio.Event()
+
+    def discard(self, number: object, /) -> None:
+        super().discard(number)
+        self.changed.set()
 
 
 class View(Protocol):
@@ -144,7 +166,6 @@ class Controller:
         self.leases = Leases(conn, clock)
         self.spread = (0, 1)          # (this box's place, boxes up): see _fill
         self.compliance = Compliance(conn, clock)
-        self._journal_reads = Journal(conn, clock)
         # the writer thread is the only writer while calls run (journal=None: one of our own)
         self._own_journal = journal is None
         self.journal = journal if journal is not None else CallJournal(conn, clock=clock)
@@ -162,12 +183,13 @@ class Controller:
         self.view: View = view or _NullView()
         self.poll = poll
         self.batch = batch
-        self.in_flight: set[str] = set()        # numbers claimed or being decided: no other look at them
+        self.in_flight = _InFlight()            # numbers claimed or being decided: no other look at them
         self.in_call = 0                         # calls placed and not yet over (armed ones are not)
         self.buffer: deque[Contact] = deque()
         self.stopping = False
         self.hard_stop = False
         self.paused = False
+        self._paused_read = (-PAUSE_LOOK_S, False)    # (monotonic time, status) of the last look
         # the status a stop leaves in the database: the service keeps 'running' so that its
         # next start resumes the campaign
         self.stopped_status = "stopped"
@@ -175,11 +197,16 @@ class Controller:
         self.done = asyncio.Event()
         self._stop_event = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._background: set[asyncio.Future] = set()   # fence()'s releases, answered calls' settling
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
-        # only where a worker keeps its line (``campaign run``'s pool): the service's bank lends
-        # a line per call, alerts first, so a worker does not know its next line in advance
-        self.arm_ahead = (ARM_AHEAD if arm_ahead is None else arm_ahead) and getattr(self.source, "keeps_lines", False)
+        # a worker that keeps its line (``campaign run``'s pool) arms that line's next call; the
+        # service's bank lends a line per call, alerts first, so there a worker arms its own
+        # next call and binds it to the line it is lent at the dial (``binds_at_dial``)
+        self.binds_at_dial = bool(getattr(self.source, "binds_at_dial", False))
+        self.arm_ahead = ((ARM_AHEAD if arm_ahead is None else arm_ahead)
+                          and (getattr(self.source, "keeps_lines", False) or self.binds_at_dial))
         self._armed: dict[int, _Armed] = {}     # worker -> its line's next call (module doc)
+        self._arming: dict[int, asyncio.Task] = {}     # worker -> its next call being armed
         self._deciding: dict[int, asyncio.Future] = {}   # worker -> a deny/defer queued while arming
         self.status_counts: Counter[str] = Counter()
         self.outcome_counts: Counter[str] = Counter()
@@ -294,6 +321,8 @@ class Controller:
             self._stop_event.set()
             waiter.cancel()
             results = await asyncio.gather(*self._tasks, return_exceptions=True)
+            # the contacts of the last answered calls, settled after their suppression read
+            await asyncio.gather(*list(self._background), return_exceptions=True)
         finally:
             self.source.close()
             remove_listener()
@@ -337,6 +366,13 @@ class Controller:
     def _db_paused(self) -> bool:
         return self.campaigns.status_of(self.cid) == "paused"
 
+    def _paused_now(self) -> bool:
+        """Is the campaign paused? Read at most every PAUSE_LOOK_S for all the workers."""
+        t = time.monotonic()
+        if t - self._paused_read[0] >= PAUSE_LOOK_S:
+            self._paused_read = (t, self._db_paused())
+        return self._paused_read[1]
+
     def _complete(self) -> bool:
         return not self.campaigns.has_open_contacts(self.cid)
 
@@ -358,6 +394,15 @@ class Controller:
             up = sum(line.busy for line in self._calls.values())
             self.view.event("hold", f"{reason}: hanging up {up} call(s); no new calls")
             self._fence_sweep()
+            # the armed next calls are let go now, not at their worker's next turn (it holds
+            # while fenced): their contacts go back to pending under this box's lease
+            loop = asyncio.get_running_loop()
+            for index in list(self._armed):
+                self._keep(loop.create_task(self._release(self._armed.pop(index))))
+
+    def _keep(self, task: asyncio.Future) -> None:
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _fence_sweep(self) -> None:
         """While fenced: hang up every call on a modem (the same path as a hard stop: the
@@ -397,15 +442,6 @@ class Controller:
             self.view.event("hold", f"database unreachable ({exc}): no new calls until it is back")
         self._reads_away = exc
 
-    async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """A read a call in progress needs to settle its contact: waits for the server."""
-        while True:
-            try:
-                return fn(*args)
-            except DatabaseUnreachable as exc:
-                self._reads_failed(exc)
-                await asyncio.sleep(self.poll)
-
     # ---- one worker per line -----------------------------------------------------------
     async def _worker(self, index: int) -> None:
         try:
@@ -417,6 +453,9 @@ class Controller:
                     await self._sleep(self.poll)
         finally:
             # a stop (or the second signal's cancellation): the armed contact is let go
+            arming = self._arming.pop(index, None)
+            if arming is not None:
+                await asyncio.shield(arming)
             armed = self._armed.pop(index, None)
             if armed is not None:
                 await asyncio.shield(self._release(armed))
@@ -426,7 +465,7 @@ class Controller:
             if await self._held():
                 continue
             now = self.clock()
-            paused = self._db_paused()
+            paused = self._paused_now()
             if paused != self.paused:
                 self.paused = paused
                 self.clog.write("control", verdict="paused" if paused else "resumed")
@@ -437,6 +476,9 @@ class Controller:
                     await self._release(armed)
                 await self._sleep(self.poll)
                 continue
+            arming = self._arming.pop(index, None)
+            if arming is not None:
+                await asyncio.shield(arming)        # its outcome is in _armed / _deciding
             deciding = self._deciding.pop(index, None)
             if deciding is not None:
                 # a deny/defer found while arming: committed before the next look at the due contacts
@@ -455,13 +497,19 @@ class Controller:
                     n = max(0, self.status_counts["pending"])
                     self.view.event("wait", f"{n} contact(s) deferred; waiting until {_local(waiting)}")
                 self.waiting_until = waiting
-                await self._sleep(self._delay(now, nxt))
+                if self.in_flight:
+                    # due contacts in flight here (being decided or claimed), or the last ones
+                    # settling: look again when one is let go (not every few ms: each look
+                    # is three reads), or when the next pending one is due
+                    await self._until_changed(self.poll if nxt is None or nxt <= now else self._delay(now, nxt))
+                else:
+                    await self._sleep(self._delay(now, nxt))
                 continue
             self.waiting_until = None
             async with self.source.turn(index, now) as (slot, wait):
                 armed = self._armed.pop(index, None)
                 if (slot is None or self.stopping or self.fenced is not None
-                        or (armed is not None and armed.modem != slot.name)):
+                        or (armed is not None and armed.modem != slot.name and not self.binds_at_dial)):
                     # this line cannot dial now (or the source lent another one): let it go
                     if armed is not None:
                         await self._release(armed)
@@ -470,10 +518,10 @@ class Controller:
                     if armed is None:
                         # the line may have taken a while to come: the rules look at the time of the dial
                         now = self.clock()
-                        t0 = time.thread_time()
                         contact = self._next_contact(now)
-                        go = contact is not None and self._decide(contact, now, slot)
-                        self.cpu += time.thread_time() - t0
+                        go: bool | asyncio.Future = False
+                        if contact is not None:
+                            go = await self._decide_soon(contact, now, slot)
                         if isinstance(go, asyncio.Future):
                             # a deny/defer: committed before the next look at the due contacts
                             with contextlib.suppress(DatabaseFault):
@@ -481,6 +529,10 @@ class Controller:
                         elif go and not self.stopping and self.fenced is None:
                             assert contact is not None
                             armed = self._arm(slot, contact, now)
+                        elif go:
+                            assert contact is not None
+                            self._claims.pop(contact.id, None)
+                            self.in_flight.discard(contact.number)      # a stop or a fence meanwhile
                     if armed is not None:
                         await self._call(index, slot, armed)
             if slot is None and wait > 0:
@@ -496,6 +548,16 @@ class Controller:
         # wake early on a stop; never spin
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), max(0.01, seconds))
+
+    async def _until_changed(self, seconds: float) -> None:
+        """Wait until a number in flight is let go, a stop, or ``seconds``."""
+        self.in_flight.changed.clear()
+        waits = [asyncio.ensure_future(self.in_flight.changed.wait()), asyncio.ensure_future(self._stop_event.wait())]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     def _delay(self, now: datetime, until: datetime | None) -> float:
         if until is None:
@@ -529,10 +591,35 @@ class Controller:
                 return c
         return None
 
-    def _decide(self, c: Contact, now: datetime, slot: Slot) -> bool | asyncio.Future:
-        """Run the rules; queue the decision. An allowed contact is claimed with its call row."""
-        dec = R.check(c.number, self.rules, now, self.compliance, tz_override=c.fields.get("timezone") or None)
-        if dec.allowed and self._open_elsewhere(c.number):
+    async def _decide_soon(self, c: Contact, now: datetime, slot: Slot) -> bool | asyncio.Future:
+        """:meth:`_decide` on the number's records read off the loop (PostgreSQL); the number
+        is in flight meanwhile (no other worker looks at it)."""
+        self.in_flight.add(c.number)
+        decided = False
+        try:
+            facts = await self._facts_soon(c.number, now, urgent=True, contact_id=c.id)   # the lent line waits
+            t0 = time.thread_time()
+            go = self._decide(c, now, slot, facts)
+            self.cpu += time.thread_time() - t0
+            decided = go is not False
+            return go
+        finally:
+            if not decided:
+                self.in_flight.discard(c.number)
+
+    def _decide(self, c: Contact, now: datetime, slot: Slot, facts: DialFacts | None = None) -> bool | asyncio.Future:
+        """Run the rules (on ``facts`` when read already); queue the decision. An allowed
+        contact is claimed with its call row."""
+        if facts is None:
+            facts = self._facts(c.number, now)
+        if facts.contact_status not in (None, "pending"):
+            # claimed by another box since it was read as due (its call, armed or up, is the
+            # "open call"): not a decision to log, and the rest of the buffer is as stale
+            self.buffer.clear()
+            return False
+        dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts),
+                      tz_override=c.fields.get("timezone") or None)
+        if dec.allowed and facts.open_call:
             dec = R.Decision("defer", "in_call", now + IN_CALL_DEFER, "a call to this number is in progress")
         kw: dict[str, Any] = dict(contact_id=c.id, number=c.number, verdict=dec.verdict, rule=dec.rule,
                                   until=dec.until)
@@ -567,8 +654,34 @@ class Controller:
                                 + (f" until {_local(dec.until)}" if dec.until else "") + f" ({dec.detail})")
         return fut
 
-    def _open_elsewhere(self, number: str) -> bool:
-        return self._journal_reads.has_open_call(number)
+    def _facts(self, number: str, now: datetime, except_call: int | None = None) -> DialFacts:
+        """What the rules read about ``number``, one round trip (the attempts only as far
+        back as the longest cap)."""
+        since = min((now - cap.per for cap in self.rules.caps), default=None)
+        return self.compliance.dial_facts(number, since=since, except_call=except_call)
+
+    async def _facts_soon(self, number: str, now: datetime, except_call: int | None = None, *,
+                          urgent: bool = False, contact_id: int | None = None) -> DialFacts:
+        """:meth:`_facts`, read off the loop on PostgreSQL (``CallJournal.read_off_loop``;
+        ``urgent``: a line waits for it to dial); with the contact's status (``contact_id``)."""
+        since = min((now - cap.per for cap in self.rules.caps), default=None)
+        return await self.journal.read_off_loop(
+            lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call,
+                                                                 contact_id=contact_id),
+            urgent=urgent)
+
+    async def _suppressed_now(self, number: str) -> bool:
+        """After an answered call: did the number get suppressed meanwhile (a flow's opt-out
+        node, an SMS STOP, the API, another box)? Read off the loop on PostgreSQL (through the
+        writer: what it has queued is seen)."""
+        while True:
+            try:
+                return await self.journal.read_off_loop(lambda conn: Compliance(conn, self.clock).is_suppressed(number))
+            except DatabaseUnreachable as exc:
+                self._reads_failed(exc)
+                await asyncio.sleep(self.poll)
+            except DatabaseFault:
+                return False        # nothing more can be recorded: the run stops
 
     def _count(self, old: str, new: str) -> None:
         if old != new:
@@ -607,13 +720,20 @@ class Controller:
 
     def _arm_next(self, index: int, slot: Slot) -> None:
         """Just after a line's ATD: arm its next call, unless the run is stopping or paused,
-        the line is at a limit, or the database is in trouble (the worker does it then)."""
+        the line is at a limit, or the database is in trouble (the worker does it then).
+        A task: the rules' read goes through ``CallJournal.read_off_loop`` (off the loop on PostgreSQL)."""
         if (not self.arm_ahead or self.stopping or self.paused or self.fenced is not None
-                or index in self._armed or index in self._deciding
+                or index in self._armed or index in self._deciding or index in self._arming
                 or self.db_fault is not None or self.journal.writer.unreachable is not None
                 or self._reads_away is not None):
             return
+        task = asyncio.get_running_loop().create_task(self._arm_next_now(index, slot))
+        self._arming[index] = task
+        task.add_done_callback(lambda t: self._arming.pop(index, None) if self._arming.get(index) is t else None)
+
+    async def _arm_next_now(self, index: int, slot: Slot) -> None:
         t0 = time.thread_time()
+        contact: Contact | None = None
         try:
             now = self.clock()
             if slot.blocked_until(now)[1] is not None:
@@ -621,14 +741,27 @@ class Controller:
             contact = self._next_contact(now)
             if contact is None:
                 return
-            go = self._decide(contact, now, slot)
+            # no other look at it while its records are read
+            self.in_flight.add(contact.number)
+            self.cpu += time.thread_time() - t0
+            facts = await self._facts_soon(contact.number, now, contact_id=contact.id)
+            t0 = time.thread_time()
+            if self.stopping or self.paused or self.fenced is not None or self.db_fault is not None:
+                return
+            go = self._decide(contact, now, slot, facts)
             if isinstance(go, asyncio.Future):
                 self._deciding[index] = go
             elif go:
                 self._armed[index] = self._arm(slot, contact, now, ahead=True)
+            if go is not False:
+                contact = None      # decided: its number leaves the flight with its decision or call
         except DatabaseUnreachable as exc:
             self._reads_failed(exc)
+        except DatabaseFault:
+            pass                # the fault listeners heard it: the run stops
         finally:
+            if contact is not None:
+                self.in_flight.discard(contact.number)      # not armed: due again for anyone
             self.cpu += time.thread_time() - t0
 
     def _unarm(self, c: Contact) -> None:
@@ -652,15 +785,16 @@ class Controller:
         Leases(conn, self.clock).settle(c.id, self.box, status="pending", next_attempt_at=None, last_outcome=None,
                                         last_call_id=None, attempts=c.attempts)
 
-    def _recheck(self, armed: _Armed, call_id: int, slot: Slot) -> asyncio.Future | None:
+    async def _recheck(self, armed: _Armed, call_id: int, slot: Slot) -> asyncio.Future | None:
         """The rules again at the moment of the dial (the contact was armed during the line's
         last call): None when it may be dialed; else the armed row is taken back, the contact
         is pending again and the decision is queued (the future)."""
         c = armed.contact
         now = self.clock()
-        records = _WithoutOwnRow(self.compliance, c.number, armed.at)
-        dec = R.check(c.number, self.rules, now, records, tz_override=c.fields.get("timezone") or None)
-        if dec.allowed and self._journal_reads.has_open_call(c.number, except_call=call_id):
+        facts = await self._facts_soon(c.number, now, except_call=call_id, urgent=True)
+        dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts, armed.at),
+                      tz_override=c.fields.get("timezone") or None)
+        if dec.allowed and facts.open_call:
             dec = R.Decision("defer", "in_call", now + IN_CALL_DEFER, "a call to this number is in progress")
         if dec.allowed:
             return None
@@ -686,19 +820,25 @@ class Controller:
             self.buffer.clear()
             self._unarm(c)
             return
-        t0 = time.thread_time()
         try:
             # a row written for a dial now was decided an instant ago: only an armed one is looked at again
-            decided = self._recheck(armed, call_id, slot) if armed.ahead else None
+            decided = await self._recheck(armed, call_id, slot) if armed.ahead else None
         except DatabaseUnreachable:
             self._armed[index] = armed      # kept for the next turn (the worker holds meanwhile)
             raise
-        finally:
-            self.cpu += time.thread_time() - t0
+        except DatabaseFault as exc:
+            self._unarm(c)
+            self._on_db_fault(exc)
+            return
         if decided is not None:
             with contextlib.suppress(DatabaseFault):
                 await decided       # committed before the next look at the due contacts
             return
+        if armed.modem != slot.name:
+            # the bank lent another line than the one the call was armed for (an alert took
+            # that one): the row names the line it is dialed on, committed with the dial mark
+            ident = slot.line.identity
+            self.journal.bind_line(call_id, slot.name, ident.imei, ident.iccid)
         state = CallState()
         script = self.script_for(c)
         if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):
@@ -739,9 +879,9 @@ class Controller:
             self._calls.pop(call, None)
             self._fenced_calls.discard(call)
         t0 = time.thread_time()
-        self.in_flight.discard(c.number)
         row = result.row
         if row["outcome"] == LINE_BUSY:
+            self.in_flight.discard(c.number)
             # someone called in on this line as we dialed: not an attempt; the contact is due
             # again at once, for the next free line (this one is busy with the incoming call)
             due, call_id = self.clock() + LINE_BUSY_RETRY, row["id"]
@@ -751,19 +891,35 @@ class Controller:
             slot.current, slot.state = None, "idle" if slot.state == "calling" else slot.state
             self.view.event("line_busy", f"{slot.name}: {c.number} not dialed (a call rang in); will retry")
             return
-        # a flow's opt-out node suppresses the number itself: the suppression list tells
-        # (the flow's own suppression may still be in the writer's group: its flag says it)
-        opted_out = state.opted_out or bool(result.vars.get("opted_out")) or (
-            row["outcome"] == "answered" and await self._read(self.compliance.is_suppressed, c.number))
-        # lazy: committed with the next write someone waits for, or within LAZY_COMMIT_S
-        # (spooled while PostgreSQL is away, like the call's own rows: call_journal.py)
-        self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
+        opted_out = state.opted_out or bool(result.vars.get("opted_out"))
         slot.finished(row["outcome"], row["duration_s"], self.clock())
         self.calls_this_run += 1
+        if opted_out or row["outcome"] != "answered":
+            self.in_flight.discard(c.number)
+            self._settle_call(c, row, opted_out)
+        else:
+            # was the number suppressed during the call (an opt-out node of a flow, an SMS
+            # STOP, the API)? Read without holding the line: it is free for its next call now
+            self._keep(asyncio.ensure_future(self._settle_answered(c, row)))
         self.cpu += time.thread_time() - t0
         keys = "".join(k["key"] for k in row.get("keys", []))
         self.view.event("call", f"{slot.name}: {c.number} {row['outcome']}"
                                 + (f" keys {keys}" if keys else "") + (" (opted out)" if state.opted_out else ""))
+
+    def _settle_call(self, c: Contact, row: dict[str, Any], opted_out: bool) -> None:
+        # lazy: committed with the next write someone waits for, or within LAZY_COMMIT_S
+        # (spooled while PostgreSQL is away, like the call's own rows: call_journal.py)
+        self.journal.settle_contact(**self._apply_outcome(c, row, 1, opted_out=opted_out, lease=self.box), lazy=True)
+
+    async def _settle_answered(self, c: Contact, row: dict[str, Any]) -> None:
+        """An answered call's contact, settled once the suppression list is read (off the
+        loop on PostgreSQL). The number stays in flight until then."""
+        opted_out = False
+        try:
+            opted_out = await self._suppressed_now(c.number)
+        finally:
+            self.in_flight.discard(c.number)
+            self._settle_call(c, row, opted_out)
 
     def _settle_now(self, conn: Connection, contact_id: int) -> None:
         fresh = Campaigns(conn, self.clock).get_contact(contact_id)

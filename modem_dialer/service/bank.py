@@ -72,8 +72,9 @@ class Bank:
         self.supervisor = supervisor
         self.conn = conn
         self.health_interval = health_interval
-        # (priority, arrival, need_audio, accept, future): heap order is priority then arrival
-        self._waiters: list[tuple[int, int, bool, Accept | None, asyncio.Future]] = []
+        # (priority, arrival, need_audio, accept, future, preferred line): heap order is
+        # priority then arrival
+        self._waiters: list[tuple[int, int, bool, Accept | None, asyncio.Future, str | None]] = []
         self._seq = itertools.count()
         self._task: asyncio.Task | None = None
         self._kick = asyncio.Event()
@@ -231,15 +232,15 @@ class Bank:
     def _serve(self) -> None:
         kept = []
         while self._waiters:
-            prio, seq, audio, accept, fut = heapq.heappop(self._waiters)
+            prio, seq, audio, accept, fut, prefer = heapq.heappop(self._waiters)
             if fut.done():
                 continue
             free = [s for s in self.free_lines(audio) if accept is None or accept(s)]
             if not free:
-                kept.append((prio, seq, audio, accept, fut))
+                kept.append((prio, seq, audio, accept, fut, prefer))
                 # a waiter for SMS (or for other modems) may still be served after this one
                 continue
-            slot = free[0]
+            slot = next((s for s in free if s.name == prefer), free[0])
             slot.leased = True
             fut.set_result(slot)
         for w in kept:
@@ -247,14 +248,17 @@ class Bank:
 
     @contextlib.asynccontextmanager
     async def lease(self, priority: Priority = Priority.ALERT, *, need_audio: bool = True,
-                    timeout: float | None = None, accept: Accept | None = None) -> AsyncIterator[ModemSlot]:
+                    timeout: float | None = None, accept: Accept | None = None,
+                    prefer: str | None = None) -> AsyncIterator[ModemSlot]:
         """Wait for a ready line (by priority) and hold it for the block; TimeoutError if none in time.
 
         ``accept(slot)`` narrows the lines this waiter takes (a campaign's modem subset, lines
         not at a per-SIM limit); a waiter that accepts none of the free lines does not hold
-        up the waiters behind it."""
+        up the waiters behind it. ``prefer``: the line to take if it is among the free ones
+        (a campaign worker's armed call was written for it), else any; it never changes who
+        is served first."""
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (int(priority), next(self._seq), need_audio, accept, fut))
+        heapq.heappush(self._waiters, (int(priority), next(self._seq), need_audio, accept, fut, prefer))
         self._serve()
         try:
             slot = await asyncio.wait_for(asyncio.shield(fut), timeout)

@@ -67,7 +67,17 @@ class SharedSlots:
 
 
 class BankSource:
-    """A campaign's line source in the service (the controller's ``LineSource``)."""
+    """A campaign's line source in the service (the controller's ``LineSource``).
+
+    A worker is lent a line per call, alerts first. Its next call is armed while the current
+    one plays (controller.py): the contact claimed and the call row written for the line it
+    is on now; at its next turn the worker asks the bank for that line again (``prefer``),
+    and when an alert (or a limit) took it, the armed call is bound to the line it gets
+    (``binds_at_dial``). An alert waiting when a call ends gets that line first, as before:
+    an armed call holds no line."""
+
+    keeps_lines = False
+    binds_at_dial = True
 
     def __init__(self, bank: Bank, shared: SharedSlots, names: list[str] | None = None) -> None:
         self.bank = bank
@@ -128,8 +138,10 @@ class BankSource:
         async with contextlib.AsyncExitStack() as stack:
             try:
                 # bounded wait: a pause, a stop or a limit is looked at again after `poll`
+                armed = self.ctrl._armed.get(index)
                 ms = await stack.enter_async_context(self.bank.lease(
-                    Priority.CAMPAIGN, timeout=self.ctrl.poll, accept=lambda s: s.name in ok))
+                    Priority.CAMPAIGN, timeout=self.ctrl.poll, accept=lambda s: s.name in ok,
+                    prefer=armed.modem if armed is not None else None))
             except TimeoutError:
                 ms = None
             slot = None if ms is None else self.shared.get(ms, self.ctrl.clock())

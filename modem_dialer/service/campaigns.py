@@ -21,7 +21,7 @@ from ..campaign.launcher import modem_configs, prepare, script_factory, set_runn
 from ..campaign.report import summary
 from ..campaign.spec import CampaignFile, load_campaign
 from ..errors import UserError
-from ..store import Campaigns, open_db
+from ..store import DB_ERRORS, Campaigns, open_db
 from .campaign_lines import BankLines, BankSource, SharedSlots
 
 if TYPE_CHECKING:
@@ -31,6 +31,9 @@ log = logging.getLogger("modem_dialer.service")
 
 # a stopping service lets campaign calls in progress finish for this long, then hangs up
 STOP_GRACE = 20.0
+# How often a box looks for a campaign another box started (one small read: Campaigns.last_change),
+# so that every box starts dialing it within this rather than within a heartbeat (a quarter lease)
+JOIN_LOOK_S = 0.5
 
 
 class LogView:
@@ -62,6 +65,8 @@ class CampaignRunner:
         self._starting: set[str] = set()
         self._not_joined: set[tuple[str, str]] = set()
         self.fenced: str | None = None
+        self.stopping = False
+        self._joining: set[asyncio.Task] = set()       # campaigns being joined (join())
 
     # ---- submit / resume ------------------------------------------------------------
     def _load(self, file: str | Path) -> CampaignFile:
@@ -119,6 +124,26 @@ class CampaignRunner:
         another box runs in the service is joined (one campaign over the whole bank)."""
         for r in list(self.running.values()):
             r.ctrl.settle_released()
+        self.join()
+
+    async def watch_forever(self) -> None:
+        """Join a campaign another box started within JOIN_LOOK_S (the heartbeat's tick also does)."""
+        seen: tuple[int, str | None] | None = None
+        while True:
+            await asyncio.sleep(JOIN_LOOK_S)
+            try:
+                now = self.store.last_change()
+                if now != seen:
+                    self.join()
+                    seen = now
+            except DB_ERRORS as exc:        # the heartbeat says what is wrong with the database
+                log.debug("looking for campaigns to join: %s", exc)
+
+    def join(self) -> None:
+        """Start here the service campaigns running on other boxes and not yet on this one
+        (each in a task: its file is loaded and its message prepared off the event loop)."""
+        if self.stopping:
+            return
         for c in self.store.list_campaigns():
             name = c["name"]
             if (c["status"] != "running" or c["config"].get("runner") != "service" or name in self.running
@@ -127,16 +152,28 @@ class CampaignRunner:
             key = (name, c["updated_at"])
             if key in self._not_joined:
                 continue
+            self._starting.add(name)
+            task = asyncio.get_running_loop().create_task(self._join(c, key), name=f"join-{name}")
+            self._joining.add(task)
+            task.add_done_callback(self._joining.discard)
+
+    async def _join(self, c: dict[str, Any], key: tuple[str, str]) -> None:
+        name = c["name"]
+        try:
             try:
-                cf = self._load(c["file"])
-                script_for = script_factory(self.loaded, cf, BankLines(self.svc.bank))
+                cf = await asyncio.to_thread(self._load, c["file"])
+                script_for = await asyncio.to_thread(script_factory, self.loaded, cf, BankLines(self.svc.bank))
             except UserError as exc:
                 # said once per change of the campaign: e.g. its file is not on this box
                 self._not_joined.add(key)
                 log.error("campaign %s: not joined on this box: %s", name, exc, extra={"campaign": name})
-                continue
+                return
+            if self.stopping or name in self.running:
+                return
             log.info("campaign %s: joined (run by another box)", name, extra={"campaign": name})
             self._start(c["id"], cf, script_for)
+        finally:
+            self._starting.discard(name)
 
     def _start(self, cid: int, cf: CampaignFile, script_for: Any) -> None:
         name = cf.spec.name
@@ -167,6 +204,9 @@ class CampaignRunner:
     # ---- stop ------------------------------------------------------------------------
     async def stop(self, grace: float = STOP_GRACE) -> None:
         """No new campaign calls; calls in progress finish (up to ``grace`` s, then hung up)."""
+        self.stopping = True        # nothing joined meanwhile
+        if self._joining:
+            await asyncio.gather(*list(self._joining), return_exceptions=True)
         runs = list(self.running.values())
         for r in runs:
             r.ctrl.request_stop()

@@ -168,6 +168,9 @@ class Service:
         # ready: from now on the heartbeat also joins other boxes' campaigns and adopts the
         # alerts of lost boxes
         self.keeper.on_tick += [self.campaigns.tick, self.runner.adopt]
+        if self.run_campaigns:
+            self._worker_tasks.append(asyncio.get_running_loop().create_task(self.campaigns.watch_forever(),
+                                                                             name="campaign-join"))
 
     def _lost(self) -> None:
         """Another box declared this one lost and took its work over: stop dialing now."""

@@ -117,6 +117,12 @@ class Campaigns:
         row = self.conn.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
         return self._campaign(row)
 
+    def last_change(self) -> tuple[int, str | None]:
+        """(campaigns, latest ``updated_at``): changes when a campaign is created, started,
+        paused, resumed or finished (a box looking for campaigns to join reads only this)."""
+        row = self.conn.execute("SELECT COUNT(*), MAX(updated_at) FROM campaigns").fetchone()
+        return int(row[0]), None if row[1] is None else str(row[1])
+
     def list_campaigns(self) -> list[dict[str, Any]]:
         return [self._campaign(r) for r in self.conn.execute("SELECT * FROM campaigns ORDER BY id")]  # type: ignore[misc]
 

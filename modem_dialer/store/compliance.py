@@ -8,12 +8,27 @@ module stores and answers; deciding allow/deny/defer is the campaign layer's job
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
 from typing import Any
 
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
+
+
+@dataclass(frozen=True)
+class DialFacts:
+    """What the calling rules read about one number before a dial, read in one round trip
+    (:meth:`Compliance.dial_facts`): on PostgreSQL each read is a round trip to the server
+    during which the dialing process's event loop serves none of its lines."""
+
+    number: str
+    suppressed: bool
+    last_refusal: datetime | None
+    attempts: tuple[datetime, ...]      # attempt times since the ``since`` asked for, oldest first
+    open_call: bool                     # a call to the number is open (besides ``except_call``)
+    contact_status: str | None = None   # the campaign contact's status now, when asked for
 
 
 class Compliance:
@@ -117,6 +132,43 @@ class Compliance:
     def last_refusal(self, number: str) -> datetime | None:
         row = self.conn.execute("SELECT MAX(at) FROM refusals WHERE number = ?", (number,)).fetchone()
         return None if row[0] is None else from_ts(row[0])
+
+    def dial_facts(self, number: str, *, since: datetime | None, except_call: int | None = None,
+                   contact_id: int | None = None) -> DialFacts:
+        """Suppression, the last refusal, the attempt times since ``since`` (None: not read)
+        and whether a call to the number is open (``except_call``, one's own armed row, not
+        counted): the same answers as :meth:`is_suppressed`, :meth:`last_refusal`,
+        :meth:`attempt_times` and ``Journal.has_open_call``, in one statement. With
+        ``contact_id``, also that contact's status now (another box may have claimed it
+        since it was read as due)."""
+        parts = ["SELECT 's', CAST(NULL AS TEXT) FROM suppression WHERE number = ?1",
+                 "SELECT 'r', MAX(at) FROM refusals WHERE number = ?1",
+                 "SELECT 'o', CAST(NULL AS TEXT) FROM (SELECT 1 AS one FROM calls WHERE number = ?1"
+                 " AND outcome IS NULL AND id != ?2 LIMIT 1) AS open_call"]
+        if since is not None:
+            parts.append("SELECT 'a', created_at FROM calls WHERE number = ?1 AND created_at >= ?3"
+                         " AND direction = 'out' AND COALESCE(outcome, '') != 'line_busy'")
+        suppressed = open_call = False
+        refusal: datetime | None = None
+        times: list[datetime] = []
+        if contact_id is not None:
+            parts.append("SELECT 'c', status FROM contacts WHERE id = ?4")
+        # as many parameters as the highest number used (SQLite counts them so)
+        params = [number, -1 if except_call is None else except_call, None if since is None else to_ts(since),
+                  contact_id][:4 if contact_id is not None else 3 if since is not None else 2]
+        status: str | None = None
+        for kind, value in self.conn.execute(" UNION ALL ".join(parts), params):
+            if kind == "s":
+                suppressed = True
+            elif kind == "o":
+                open_call = True
+            elif kind == "r":
+                refusal = None if value is None else from_ts(value)
+            elif kind == "c":
+                status = str(value)
+            else:
+                times.append(from_ts(value))
+        return DialFacts(number, suppressed, refusal, tuple(sorted(times)), open_call, status)
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
         """When each attempt to ``number`` since ``since`` was made (oldest first), all campaigns.

@@ -87,6 +87,15 @@ class Journal:
                 self._event(call_id, now, "armed", {})
         return call_id
 
+    def bind_line(self, call_id: int, modem: str, imei: str | None, iccid: str | None) -> bool:
+        """The line a call written ahead of its ``ATD`` is dialed on, when it is not the one
+        it was written for (the service's bank lends a campaign worker a line per call: its
+        armed call is bound to a line at the dial). Only before the dial mark (False after)."""
+        with self.conn:
+            cur = self.conn.execute("UPDATE calls SET modem = ?, imei = ?, iccid = ? WHERE id = ? AND started_at IS NULL",
+                                    (modem, imei, iccid, call_id))
+        return cur.rowcount == 1
+
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> None:
         """ATD has been sent."""
         now = self._now(at)
