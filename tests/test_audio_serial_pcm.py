@@ -149,12 +149,16 @@ async def test_pacing_50_frames_per_second(modem: FakeModemPcm, pcm: SerialPcm) 
     ticks: list[float] = []
     pcm.on_tick = ticks.append
     await asyncio.sleep(1.0)
-    n = len(ticks)
+    # one second by the writer's own stamps: the loop's sleep ends late on a loaded machine,
+    # and the ticks it let through meanwhile are not the writer's doing
+    await wait_until(lambda: ticks and ticks[-1] - ticks[0] >= 1.0, 10)
+    second = [t for t in ticks if t - ticks[0] < 1.0]
+    n = len(second)
     assert 48 <= n <= 52
-    gaps = np.diff(ticks)
+    gaps = np.diff(second)
     assert abs(np.mean(gaps) - 0.020) < 0.001
     # absolute deadlines: tick k is at t0 + k*20 ms, whatever the jitter of each sleep
-    drift = ticks[-1] - ticks[0] - 0.020 * (n - 1)
+    drift = second[-1] - second[0] - 0.020 * (n - 1)
     assert abs(drift) < 0.005
 
 
