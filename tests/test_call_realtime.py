@@ -109,7 +109,6 @@ async def test_hangup_after_the_message_has_played_and_not_later(make_bank, jour
         waited = waited_for_cpu(writes.last_prompt_frame, ends["ended", i])
         assert idle - waited <= margin + 0.040, (f"line held {idle * 1000:.0f} ms after the message ended "
                                                  f"({waited * 1000:.0f} ms of it waiting for a CPU)")
-        assert sim.audio.per_call[-1].count(tone(500).tobytes()) == 1   # and the message got there, whole
     await line.close()
 
 
@@ -206,5 +205,4 @@ async def test_a_stalled_loop_opens_no_hole_in_the_call_audio(make_bank, journal
     assert sum(p for _, p in writes.frames) == 50                      # the whole second of message
     call = sim.calls[-1]
     assert call.ended_at is not None and call.ended_at >= writes.heard_until()   # and all of it heard
-    assert sim.audio.per_call[-1].count(tone(1000).tobytes()) == 1
     await line.close()
