@@ -148,6 +148,19 @@ def _no_leftover_processes():
             pass
 
 
+@pytest.fixture(autouse=True)
+def _this_box_restored():
+    """The box a process writes as (store/boxes.this_box) is process-wide: a real `serve` or
+    `campaign run` sets it once from its config. In a test worker, in-process commands and
+    services set it too, and it stayed: a later test wrote or recovered rows as another box
+    (test_store_crash's recovery left its children's calls open, run after a multibox test)."""
+    from modem_dialer.store import boxes
+
+    saved = boxes.this_box()
+    yield
+    boxes.set_this_box(saved)
+
+
 def query_plan(conn, query: str) -> list[str]:
     """How the database would run ``query``, one line per step, on either backend. On
     PostgreSQL sequential scans are disabled first: a test's tiny table is read faster

@@ -17,6 +17,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import aiohttp
 import yaml
@@ -30,6 +31,7 @@ from modem_dialer.sim.voice import write_tone_wav as wav
 # os.environ for the whole process while a command runs. A second one waits its turn; a
 # command that must run while another one is running is started as a process (start_cli).
 _CLI_LOCK = threading.Lock()
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -135,15 +137,47 @@ async def run_cli_process(*args: str, env: dict | None = None, stdin: str | None
     return proc.returncode, out.decode(), err.decode()
 
 
+def load_factor() -> float:
+    """How much slower than usual other processes may now be: the 1-minute load average per
+    CPU, beyond 2 (CI's six workers alone give 1-3 per CPU; several suites at once on this
+    2-CPU machine gave 20). A bound on waiting for another process (a ``campaign run`` to start
+    its interpreter and dial, a ``serve`` to come back) stretches by it: at load 40 a start-up
+    that takes 2 s of CPU took over 30 s of wall time."""
+    try:
+        return max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1) / 2)
+    except OSError:
+        return 1.0
+
+
 async def wait_until(pred: Callable[[], object], timeout: float = 30.0) -> None:
     """Poll ``pred`` every 20 ms until it is true (a test waits on the state it needs, not a
-    fixed sleep); fails the test after ``timeout`` s, a bound for a machine under heavy load
-    (eight test suites at once on 2 cores), never a wait when things go well."""
+    fixed sleep); fails the test after ``timeout`` s, a bound for a hang, never a wait when
+    things go well. The seconds are counted on a quiet machine's scale: at a load factor of
+    f (:func:`load_factor`) a second of waiting counts 1/f."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    used, last = 0.0, loop.time()
     while not pred():
-        assert loop.time() < end, "condition not met in time"
+        now = loop.time()
+        used, last = used + (now - last) / load_factor(), now
+        assert used < timeout, f"condition not met in {timeout} s (load-scaled)"
         await asyncio.sleep(0.02)
+
+
+async def patiently(aw: Awaitable[T], timeout: float) -> T:
+    """``asyncio.wait_for(aw, timeout)`` with the seconds counted as :func:`wait_until` does."""
+    task = asyncio.ensure_future(aw)
+    loop = asyncio.get_running_loop()
+    used, last = 0.0, loop.time()
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.2)
+        now = loop.time()
+        used, last = used + (now - last) / load_factor(), now
+        if not task.done() and used >= timeout:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise TimeoutError(f"not done in {timeout} s (load-scaled)")
+    return task.result()
 
 
 # ---- a free port, another process's database lock ------------------------------------------

@@ -77,6 +77,13 @@ def pulse_server(d: Path) -> Iterator[Pulse]:
                 log = (d / "pa.log").read_text() if (d / "pa.log").exists() else ""
                 raise RuntimeError(f"pulseaudio did not start (rc {proc.poll()}): {log[-500:]}")
             time.sleep(0.01)
+        # The server plays the sound card: real hardware keeps its clock whatever the CPUs do.
+        # Its sink threads ask for real-time (--realtime), but the main thread, which moves
+        # the clients' audio, stays at normal priority (nice -11); on a loaded machine it came
+        # late and the sinks played silence in the middle of what the callee said. Real-time
+        # too where allowed (root, as CI); the null sinks are paced, nothing spins.
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(1))
         yield Pulse(d, env)
     finally:
         proc.terminate()

@@ -6,6 +6,7 @@ import asyncio
 import time
 
 import pytest
+from helpers import wait_until
 from rawfake import RawFake
 
 from modem_dialer.at.channel import ATChannel
@@ -55,7 +56,8 @@ async def test_back_to_back_urcs_in_one_write_are_each_delivered():
     got: list[str] = []
     ch.subscribe(("^ORIG", "^CONF", "^CONN", "^CEND"), got.append)
     fake.write(b"\r\nOK\r\n\r\n^ORIG:1,0\r\n\r\n^CONF:1\r\n\r\n^CONN:1,0\r\n\r\n^CEND:1,5,29,16\r\n")
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: len(got) >= 4, 10)  # the pty hands the bytes over when the OS gets to it
+    await asyncio.sleep(0.05)                    # (a fifth, were one made up, would come now)
     assert got == ["^ORIG:1,0", "^CONF:1", "^CONN:1,0", "^CEND:1,5,29,16"]
     await ch.close()
     fake.unplug()

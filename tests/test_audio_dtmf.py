@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modem_dialer.audio.dtmf import KEYS, DtmfDetector, generate_dtmf, generate_sequence
@@ -215,7 +215,7 @@ def test_generate_dtmf_contract() -> None:
     assert len(seq) == 160 + 2 * 800
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     keys=st.text(alphabet=KEYS, min_size=1, max_size=6),
     on_ms=st.integers(45, 150),

@@ -6,12 +6,11 @@ row is armed: a kill -9, a suppression arriving before the dial, a pause.
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sqlite3
 
 import pytest
-from helpers import contacts, db, run_cli, setup, start_cli, wait_until
+from helpers import contacts, db, patiently, run_cli, setup, start_cli, wait_until
 
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -86,7 +85,7 @@ async def test_a_suppression_between_arming_and_dial_lets_the_contact_go_undiale
     # another process suppresses B while A's message plays and B's call is armed
     rc, _out, err = await run_cli("--config", str(cfg), "suppress", "add", B, "--reason", "dnc")
     assert rc == 0, err
-    out_b, err_b = await asyncio.wait_for(proc.communicate(), 30)
+    out_b, err_b = await patiently(proc.communicate(), 30)   # load-scaled: a process to run
     assert proc.returncode == 0, out_b.decode() + err_b.decode()
     # B was never dialed: its armed row is gone, the contact is suppressed with the rule's
     # decision on record; A and C were called
@@ -121,7 +120,7 @@ async def test_pause_with_an_armed_call_releases_it_and_resume_dials_it_once(mak
     assert dialed(bank) == [A]
     rc, _out, err = await run_cli("--config", str(cfg), "campaign", "resume", "test")
     assert rc == 0, err
-    out_b, err_b = await asyncio.wait_for(proc.communicate(), 30)
+    out_b, err_b = await patiently(proc.communicate(), 30)   # load-scaled: a process to run
     assert proc.returncode == 0, out_b.decode() + err_b.decode()
     c = contacts(conn)
     assert {n: (c[n]["status"], c[n]["attempts"]) for n in (A, B, C)} == {

@@ -49,12 +49,20 @@ def n_calls(conn: sqlite3.Connection, where: str = "1") -> int:
         return 0
 
 
-async def hold_lock(db: Path, seconds: float) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", LOCKER, str(db), str(seconds),
-                                                stdout=asyncio.subprocess.PIPE)
-    assert proc.stdout is not None
-    assert (await asyncio.wait_for(proc.stdout.readline(), 10)).strip() == b"locked"
-    return proc
+async def armed_locker(db: Path, seconds: float) -> asyncio.subprocess.Process:
+    """Another process, started now, that takes the write lock of ``db`` for ``seconds`` when
+    told (:func:`lock_now`): an interpreter's start-up on a loaded machine took longer than
+    the rest of the campaign, which then finished before the lock came."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import sqlite3, sys, time\nsys.stdin.readline()\n" + LOCKER, str(db), str(seconds),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+
+async def lock_now(proc: asyncio.subprocess.Process) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"go\n")
+    await proc.stdin.drain()
+    assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"locked"
 
 
 async def run_under_lock(make_bank, tmp_path, numbers, **setup_kw):
@@ -63,12 +71,18 @@ async def run_under_lock(make_bank, tmp_path, numbers, **setup_kw):
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     cfg, camp, db = setup(tmp_path, tmp_path, bank, numbers, message_s=0.6, **setup_kw)
     conn = reader(db)
+    locker = await armed_locker(db, 4)
     # the run in this process (on a thread: no interpreter to start); the lock is another process's
     run = asyncio.create_task(run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60))
-    await wait_for(lambda: n_calls(conn, "outcome IS NOT NULL") >= 2)
-    locker = await hold_lock(db, 4)
-    rc, out, err = await run
-    await locker.wait()
+    try:
+        await wait_for(lambda: n_calls(conn, "outcome IS NOT NULL") >= 2)
+        await lock_now(locker)
+        rc, out, err = await run
+        await locker.wait()
+    finally:
+        if locker.returncode is None:       # the test failed before the lock: no process left behind
+            locker.kill()
+            await locker.wait()
     return rc, out, err, conn, db
 
 

@@ -133,7 +133,7 @@ async def test_pause_and_resume_from_another_process(make_bank, tmp_path):
     assert st["status"] == "paused" and st["statuses"]["pending"] == len(nums) - n
     rc, out, err = await run_cli(cfg, "campaign", "resume", "test")
     assert rc == 0, err
-    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    out, err = await helpers.patiently(proc.communicate(), 30)   # load-scaled: a process to run
     assert proc.returncode == 0, out.decode() + err.decode()
     assert "paused" in out.decode() and "resumed" in out.decode()
     assert calls() == len(nums)

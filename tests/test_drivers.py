@@ -7,6 +7,7 @@ import time
 
 import pytest
 from conftest import FAMILIES, modem_config
+from helpers import wait_until
 
 from modem_dialer.at.errors import ATError
 from modem_dialer.modems.detect import open_driver
@@ -159,7 +160,7 @@ async def test_simcom_pcm_gated_by_cpcmreg_after_answer(make_bank):
     sim = bank.modems[0]
     d = await open_driver(modem_config(bank))
     evs_task = asyncio.create_task(dial_and_collect(d, hangup_after=0.3))
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: sim.dialect.cpcmreg is True, 10)   # after the answer (no fixed sleep)
     assert sim.dialect.cpcmreg is True and "AT+CPCMREG=1" in sim.commands
     await evs_task
     await d.audio_off()
@@ -172,7 +173,7 @@ async def test_quectel_routes_pcm_to_tty_before_dial_and_filters_lte_pseudo_call
     sim = bank.modems[0]
     d = await open_driver(modem_config(bank))
     task = asyncio.create_task(dial_and_collect(d, hangup_after=0.2))
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: any(c.startswith("ATD") for c in sim.commands), 10)  # (the call is up for 0.25 s)
     assert sim.dialect.qpcmv == (1, 0)
     assert 'AT+QGPSCFG="outport","none"' in sim.commands    # no NMEA on the PCM tty
     i = sim.commands.index("AT+QPCMV=0")

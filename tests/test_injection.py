@@ -6,7 +6,7 @@ import re
 
 import pytest
 from conftest import modem_config
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -31,8 +31,10 @@ def test_parse_number_refuses_or_normalises(raw):
     assert DIALED.match(out), out
 
 
+# no deadline nor too-slow check: hypothesis times each example on the wall clock, which a
+# loaded CI machine stretches (HealthCheck.too_slow failed at load 40); the property is the test
 @given(st.text(alphabet=st.sampled_from(list("0123456789+;\r\n\"'ATDHZ=,*# \x1a\x00")), max_size=40))
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_any_text_either_fails_or_is_plain_e164(raw):
     try:
         out = parse_number(raw, "FR")
@@ -42,7 +44,7 @@ def test_any_text_either_fails_or_is_plain_e164(raw):
 
 
 @given(st.text(max_size=40))
-@settings(max_examples=500)
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_dial_string_allows_only_the_dialable_alphabet(raw):
     try:
         out = dial_string(raw)

@@ -44,7 +44,15 @@ async def submit(bank: Bank, camp, box: str = "b1") -> None:
 # count can be lowered for a quick run: MULTIBOX_CONTACTS=600.
 CONTACTS = int(os.environ.get("MULTIBOX_CONTACTS", "3000"))
 
+# The campaign must keep moving: it fails when no contact has been finished for STALL_S (a
+# hang, a lost claim), not when a busy machine makes it slow. ~20 s of CPU for 3,000 contacts
+# took 2 min of wall time at load 20 (and 120 s was the whole test's limit): the limit of the
+# whole test is now what CI's budget takes for a run that still progresses.
+STALL_S = 60
+WHOLE_S = 900
 
+
+@pytest.mark.timeout(WHOLE_S + 60)
 async def test_three_boxes_finish_a_3000_contact_campaign(bank_of, tmp_path):
     await three_boxes_finish(bank_of, tmp_path, CONTACTS)
 
@@ -54,6 +62,7 @@ async def test_three_boxes_finish_a_3000_contact_campaign(bank_of, tmp_path):
 PG_CONTACTS = int(os.environ.get("MULTIBOX_PG_CONTACTS", "300"))
 
 
+@pytest.mark.timeout(WHOLE_S + 60)
 async def test_three_boxes_finish_a_campaign_on_postgresql(pg_schema, bank_of, tmp_path):
     await three_boxes_finish(bank_of, tmp_path, PG_CONTACTS, database=pg_schema)
 
@@ -68,8 +77,15 @@ async def three_boxes_finish(bank_of, tmp_path, contacts: int, **kw) -> None:
     camp = write_campaign(tmp_path, nums, message_s=0.2)
     t0 = time.monotonic()
     await submit(bank, camp)
-    await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 240,
-                     "the campaign done", every=0.5)
+    left, moved = contacts, time.monotonic()
+    while bank.rows("SELECT status FROM campaigns")[0]["status"] != "done":
+        now, was = time.monotonic(), left
+        left = open_contacts(bank)
+        if left < was:
+            moved = now
+        assert now - moved < STALL_S, f"no contact finished for {STALL_S} s ({left} of {contacts} open)"
+        assert now - t0 < WHOLE_S, f"{contacts - left} of {contacts} contacts in {WHOLE_S} s"
+        await asyncio.sleep(0.5)
     took = time.monotonic() - t0
     statuses = Counter(r["status"] for r in bank.rows("SELECT status FROM contacts"))
     assert statuses == {"exhausted": contacts}, statuses

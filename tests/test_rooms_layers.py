@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_rooms import parse
 
 PKG = Path(__file__).resolve().parent.parent / "modem_dialer"
 
@@ -73,7 +74,7 @@ def imports_of(mod: str) -> list[tuple[str, int]]:
 
 @functools.cache
 def _imports(mod: str, path: Path) -> list[tuple[str, int]]:
-    tree = ast.parse(path.read_text(encoding="utf-8"))
+    tree = parse(path.read_text(encoding="utf-8"), str(path))
     out: list[tuple[str, int]] = []
     for node in ast.walk(tree):
         targets: list[str] = []

@@ -23,11 +23,13 @@ async def _burst(make_bank, tmp_path, services, **policy) -> list[dict]:  # noqa
         "steps": [{"to": NUMBERS[0]}], "sms_fallback": False, "message_repeat": 1, **policy}})
     svc = await services(loaded)
     api = Api(svc)
-    ids = []
-    for n in NUMBERS:
-        status, r = await api.req("POST", "/v1/alerts", {"to": n, "audio": str(tmp_path / "prompts" / "job.wav")})
-        assert status == 202, r
-        ids.append(r["id"])
+    # All at once, as a burst comes: posted one after the other, on a loaded machine the
+    # requests took longer than the calls, the lines were free again for the last alerts and
+    # no backlog formed.
+    posted = await asyncio.gather(*(api.req("POST", "/v1/alerts", {"to": n, "audio": str(tmp_path / "prompts" / "job.wav")})
+                                    for n in NUMBERS))
+    assert all(status == 202 for status, _ in posted), posted
+    ids = sorted(r["id"] for _, r in posted)
     return [await api.wait_alert(i, over, timeout=60) for i in ids]
 
 
@@ -42,7 +44,9 @@ async def test_every_alert_of_a_backlog_is_called(make_bank, tmp_path, services,
 async def test_line_wait_bounds_the_wait_when_the_policy_says_so(make_bank, tmp_path, services):  # noqa: F811
     alerts = await _burst(make_bank, tmp_path, services, line_wait=1.5)
     outcomes = [h["outcome"] for a in alerts for h in a["history"]]
-    # the first calls get lines; the last ones gave up after 1.5 s: "no_line", never silent
-    assert outcomes[:2] == ["answered", "answered"] and outcomes[-1] == "no_line", outcomes
+    # the first calls get lines (both, at once); the others give up after 1.5 s: "no_line",
+    # never silent. (Which alerts are first is the order in which the burst's requests reached
+    # the service, not their ids: the lease queue's order is tested in test_service_bank.)
+    assert outcomes.count("answered") >= 2 and "no_line" in outcomes, outcomes
     assert set(outcomes) == {"answered", "no_line"}
     await asyncio.sleep(0)

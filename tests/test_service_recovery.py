@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from helpers import write_config
+from helpers import wait_until, write_config
 from test_recovery import live_candidates
 
 from modem_dialer.modems.recovery import Supervisor
@@ -29,8 +29,7 @@ async def test_unplugged_modem_is_found_on_its_new_port_and_lent_again(make_bank
         assert slot.ready() and slot.imei == old.imei
         old_port = slot.cfg.port
         old.unplug()
-        await asyncio.sleep(0.3)
-        assert not slot.ready()
+        await wait_until(lambda: not slot.ready(), 10)   # the line's loss noticed (no fixed sleep)
         # a blocker takes the freed pty number, so the modem really comes back elsewhere
         blocker = os.openpty()
         back = SimModem(make_dialect("quectel"), "gsm0", imei=old.imei, iccid=old.iccid)

@@ -122,7 +122,7 @@ def test_sim_deliver_8bit(inbox, data, bits):
     assert _reassemble(inbox, pdus).encode("latin-1") == data
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=st.binary(max_size=200))
 def test_garbage_raises_pdu_error_only(raw):
     try:
@@ -131,7 +131,7 @@ def test_garbage_raises_pdu_error_only(raw):
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=gsm_text, cut=st.integers(1, 60))
 def test_truncated_pdus_raise_pdu_error_only(text, cut):
     pdu = deliver_pdus(ALICE, text, encoding="gsm7")[0]

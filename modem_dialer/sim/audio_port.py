@@ -89,7 +89,8 @@ class SimAudioPort:
         os.write(self._stop_w, b"x")
         if self._thread is not None:
             self._thread.join()
-        for fd in (self.master, self.slave, self._stop_r, self._stop_w):
+        # the slave stays open until the modem's stop(): its pty number is not reused meanwhile
+        for fd in (self.master, self._stop_r, self._stop_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
         if self._task:

@@ -100,6 +100,7 @@ class SimModem(SmsMixin):
         self.sms_init()                  # incoming SMS and reports (sim/sms.py)
         self._tasks: set[asyncio.Task] = set()
         self.master = self.slave = -1
+        self._held: list[int] = []       # slave sides of unplugged ports, closed by stop()
         self.path = ""
         self.plugged = False
         self.audio = SimAudioPort(self) if (audio and dialect.audio_port) else None
@@ -130,22 +131,33 @@ class SimModem(SmsMixin):
         return self
 
     def unplug(self) -> None:
-        """Pull the USB stick: both ports vanish at once."""
+        """Pull the USB stick: both ports vanish at once.
+
+        Only the master sides are closed: that removes the ``/dev/pts/N`` nodes and hangs up
+        whoever has them open, as an unplug does. The slave descriptors are kept until
+        :meth:`stop`, so that the pty numbers are not handed out again meanwhile: another
+        process still retrying the old path (a supervisor polling for the modem, another test
+        run's dialer on the same machine) would otherwise open a stranger's new modem, lock it
+        and talk to it."""
         if not self.plugged:
             return
         self.plugged = False
         loop = asyncio.get_running_loop()
         loop.remove_reader(self.master)
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+        self._held.append(self.slave)
         if self.audio:
             self.audio.close()
+            self._held.append(self.audio.slave)
         for t in list(self._tasks):
             t.cancel()
 
     async def stop(self) -> None:
         self.unplug()
+        while self._held:
+            with contextlib.suppress(OSError):
+                os.close(self._held.pop())
         await asyncio.sleep(0)
 
     def _spawn(self, coro) -> asyncio.Task:
