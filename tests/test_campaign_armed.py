@@ -110,8 +110,11 @@ async def test_pause_with_an_armed_call_releases_it_and_resume_dials_it_once(mak
     assert rc == 0, err
 
     def paused_and_idle() -> bool:
+        # (an answered call's contact is settled just after its row closes, once the opt-out
+        # read is back: wait for that too, not only for the call)
         return (conn.execute("SELECT 1 FROM campaign_log WHERE kind = 'control' AND verdict = 'paused'").fetchone()
-                is not None and conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0)
+                is not None and conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0
+                and contacts(conn)[A]["status"] != "in_progress")
     await wait_until(paused_and_idle)
     # A's call played to its end; B's armed call was let go: no row, pending, no attempt, not dialed
     c = contacts(conn)
