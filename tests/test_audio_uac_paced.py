@@ -34,32 +34,7 @@ pytestmark = pytest.mark.skipif(not available(), reason="pulseaudio / ALSA pulse
 
 
 @pytest.fixture
-def realtime() -> Iterator[None]:
-    """This test's threads and processes at real-time priority (SCHED_FIFO 1, below the
-    serial writer's 10) where allowed (root, as CI), normal otherwise.
-
-    What these tests check is sample-exact (each prompt heard from its first 20 ms to its
-    last, keys 0.5 s apart to the block): they need the audio to flow, through PortAudio's
-    callback and the pulse plugin's threads (normal priority by design, docs/audio.md) and
-    the callee's pacat/parec. On CI's 2 cores shared by six workers those threads waited
-    for a CPU longer than their 20 ms buffers (load 17-26: a prompt's first samples lost, a
-    key 31 ms late), which says nothing about the code. Asked on the loop's thread before the
-    pulse server, the clients and the streams are started, the priority is inherited by all
-    of them; the devices are paced null sinks, so nothing spins. Restored after the test."""
-    try:
-        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
-    except (OSError, AttributeError):
-        yield                                   # not allowed here: the tests run as they are
-        return
-    try:
-        yield
-    finally:
-        os.sched_setscheduler(0, policy, param)
-
-
-@pytest.fixture
-def pulse(realtime: None, tmp_path: Path) -> Iterator[Pulse]:
+def pulse(tmp_path: Path) -> Iterator[Pulse]:
     with pulse_server(tmp_path) as pa:
         keys = ("PULSE_SERVER", "ALSA_CONFIG_PATH", "XDG_RUNTIME_DIR")
         saved = {k: os.environ.get(k) for k in keys}
