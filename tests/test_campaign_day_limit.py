@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from types import SimpleNamespace
 
+from conftest import modem_config
+
+from modem_dialer.call.line import open_line
 from modem_dialer.campaign.limits import LimitsConfig
 from modem_dialer.campaign.pool import Slot, local_midnight
 
 
-def test_calls_per_day_reopen_at_the_next_local_midnight() -> None:
+async def test_calls_per_day_reopen_at_the_next_local_midnight(make_bank) -> None:
     # the local day is looked up only when the time leaves it: the counters must still reset
-    # at midnight, and only then
-    line = SimpleNamespace(name="gsm0", driver=SimpleNamespace(add_listener=lambda cb: lambda: None))
+    # at midnight, and only then (a line on a simulated modem; the times are the test's)
+    line = await open_line(modem_config(await make_bank("quectel")))
+    try:
+        _check_day_limit(Slot(line, LimitsConfig(calls_per_day=2), datetime(2026, 3, 28, 20, 0, tzinfo=timezone.utc)))
+    finally:
+        await line.close()
+
+
+def _check_day_limit(slot: Slot) -> None:
     now = datetime(2026, 3, 28, 20, 0, tzinfo=timezone.utc)
-    slot = Slot(line, LimitsConfig(calls_per_day=2), now)  # type: ignore[arg-type]
     slot.started("+33612345678", now)
     slot.finished("answered", 10.0, now + timedelta(seconds=10))
     slot.started("+33612345679", now + timedelta(minutes=1))
