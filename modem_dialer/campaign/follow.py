@@ -116,9 +116,11 @@ def _log_event(r: dict[str, Any]) -> tuple[str, str] | None:
 
 
 def follow(conn: Connection, campaign_id: int, view: PlainView | LiveView, *, poll: float = 0.5,
-           sleep: Callable[[float], None] = time.sleep) -> Follower:
-    """Show events until every contact has a final status (KeyboardInterrupt stops following)."""
-    f = Follower(conn, campaign_id)
+           sleep: Callable[[float], None] = time.sleep, since: Follower | None = None) -> Follower:
+    """Show events until every contact has a final status (KeyboardInterrupt stops following).
+    ``since``: a Follower made before the campaign was handed to someone else (the service),
+    so that the calls it makes before this starts are shown too."""
+    f = since if since is not None else Follower(conn, campaign_id)
     f.poll()
     view.start(f.snapshot)
     try:

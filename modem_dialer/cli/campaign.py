@@ -83,7 +83,7 @@ def _service_for(loaded):
 
 
 def _run_in_service(loaded, cf, client, detach: bool) -> int:
-    from ..campaign.follow import follow
+    from ..campaign.follow import Follower, follow
     from ..campaign.launcher import check_campaign, prepare
     from ..campaign.view import make_view
     from ..service.client import ServiceError
@@ -93,6 +93,9 @@ def _run_in_service(loaded, cf, client, detach: bool) -> int:
     conn = open_db(loaded.database_path)
     try:
         cid, _ = prepare(loaded, cf, conn, echo=click.echo, echo_err=lambda t: click.echo(t, err=True))
+        # where the journal stands before the hand-over: a short campaign may be over before
+        # following starts, and its calls must still be shown
+        since = Follower(conn, cid)
         try:
             r = client.request("POST", "/v1/campaigns", {"file": str(cf.path)})
         except ServiceError as exc:
@@ -106,7 +109,7 @@ def _run_in_service(loaded, cf, client, detach: bool) -> int:
             click.echo(f"follow it with: modem-dialer campaign status {name}")
             return EXIT_DONE
         try:
-            f = follow(conn, cid, make_view(name, None))
+            f = follow(conn, cid, make_view(name, None), since=since)
         except KeyboardInterrupt:
             click.echo(f"stopped following; campaign {name} goes on in the service "
                        f"(modem-dialer campaign pause {name} to pause it)")
