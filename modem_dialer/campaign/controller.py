@@ -68,6 +68,9 @@ PAUSE_LOOK_S = 0.25
 # Arm each line's next call (contact claimed, call row committed) while its current call
 # plays, so ATD goes the moment the line is free (module doc). Patchable for tests/benches.
 ARM_AHEAD = True
+# Contacts looked at for one armed call when those read as due were claimed by another box
+# meanwhile (each costs one read); past this the line's next turn decides, as without arming
+ARM_TRIES = 3
 
 
 @dataclass
@@ -242,15 +245,20 @@ class Controller:
         settled = 0
         for c in self.leases.orphans(self.cid):
             settled += self._settle(self.conn, c, lease=None)
+        self._spread()
         return interrupted, settled
+
+    def _spread(self) -> None:
+        """This box's share of the queue (_fill): its place among the boxes up, and their number."""
+        up = Boxes(self.conn, self.clock).up()
+        self.spread = (up.index(self.box), len(up)) if self.box in up else (0, 1)
 
     def settle_released(self) -> int:
         """On the box's heartbeat: contacts released by a lost box are settled (through the
         writer, fenced: when two boxes try, one writes)."""
         if self.stopping:
             return 0
-        up = Boxes(self.conn, self.clock).up()
-        self.spread = (up.index(self.box), len(up)) if self.box in up else (0, 1)
+        self._spread()
         orphans = self.leases.orphans(self.cid)
         for c in orphans:
             self.journal.submit(self._settle_released, c.id)
@@ -573,14 +581,20 @@ class Controller:
         return bool(self.buffer)
 
     def _fill(self, now: datetime) -> None:
-        due = self.campaigns.next_due(self.cid, now, limit=self.batch or 32, exclude_numbers=self.in_flight)
         index, boxes = self.spread
-        if boxes > 1:
-            # every box reads the same head of the queue: each starts at its own part of it, so
-            # their claims rarely collide (a lost claim costs a write transaction for nothing)
-            k = len(due) * index // boxes
-            due = due[k:] + due[:k]
-        self.buffer.extend(due)
+        limit = self.batch or 32
+        if boxes <= 1:
+            self.buffer.extend(self.campaigns.next_due(self.cid, now, limit=limit, exclude_numbers=self.in_flight))
+            return
+        # every box reads the same head of the queue: each takes its own share of it first (the
+        # contacts whose id falls to its place among the boxes up: a share that stays put
+        # while the head moves), then the rest, so that their claims rarely collide (a lost
+        # claim costs a write transaction, and a line waits for another decision). A share
+        # nobody takes (its box is not in this campaign) piles up at the head and is taken
+        # as "the rest" by the others.
+        due = self.campaigns.next_due(self.cid, now, limit=limit * boxes, exclude_numbers=self.in_flight)
+        mine = [c for c in due if c.id % boxes == index]
+        self.buffer.extend(mine or due[:limit])
 
     def _next_contact(self, now: datetime) -> Contact | None:
         if not self.buffer:
@@ -738,23 +752,31 @@ class Controller:
             now = self.clock()
             if slot.blocked_until(now)[1] is not None:
                 return
-            contact = self._next_contact(now)
-            if contact is None:
-                return
-            # no other look at it while its records are read
-            self.in_flight.add(contact.number)
-            self.cpu += time.thread_time() - t0
-            facts = await self._facts_soon(contact.number, now, contact_id=contact.id)
-            t0 = time.thread_time()
-            if self.stopping or self.paused or self.fenced is not None or self.db_fault is not None:
-                return
-            go = self._decide(contact, now, slot, facts)
-            if isinstance(go, asyncio.Future):
-                self._deciding[index] = go
-            elif go:
-                self._armed[index] = self._arm(slot, contact, now, ahead=True)
-            if go is not False:
-                contact = None      # decided: its number leaves the flight with its decision or call
+            # a contact another box claimed since it was read is not decided: the next one is
+            # looked at (the buffer read again), here rather than at the line's next turn, where
+            # the line would wait for a decision and a claim
+            for _ in range(ARM_TRIES):
+                contact = self._next_contact(now)
+                if contact is None:
+                    return
+                # no other look at it while its records are read
+                self.in_flight.add(contact.number)
+                self.cpu += time.thread_time() - t0
+                facts = await self._facts_soon(contact.number, now, contact_id=contact.id)
+                t0 = time.thread_time()
+                if self.stopping or self.paused or self.fenced is not None or self.db_fault is not None:
+                    return
+                go = self._decide(contact, now, slot, facts)
+                if isinstance(go, asyncio.Future):
+                    self._deciding[index] = go
+                elif go:
+                    self._armed[index] = self._arm(slot, contact, now, ahead=True)
+                    self._rearm_if_lost(index, slot, self._armed[index])
+                if go is not False:
+                    contact = None      # decided: its number leaves the flight with its decision or call
+                    return
+                self.in_flight.discard(contact.number)
+                contact = None
         except DatabaseUnreachable as exc:
             self._reads_failed(exc)
         except DatabaseFault:
@@ -763,6 +785,23 @@ class Controller:
             if contact is not None:
                 self.in_flight.discard(contact.number)      # not armed: due again for anyone
             self.cpu += time.thread_time() - t0
+
+    def _rearm_if_lost(self, index: int, slot: Slot, armed: _Armed) -> None:
+        """When the armed row's claim is refused (another box claimed the contact, or called
+        the number, since it was read), arm the line's next call again while its current
+        call still plays, unless the worker has taken the armed call meanwhile (it then
+        decides at its turn, as before)."""
+        def lost(f: asyncio.Future[int | None]) -> None:
+            if f.cancelled() or f.exception() is not None or f.result() is not None:
+                return
+            if self._armed.get(index) is not armed:
+                return
+            del self._armed[index]
+            self.buffer.clear()         # as stale as the contact was
+            self._unarm(armed.contact)
+            if slot.current is not None:    # its call still plays: there is time to arm again
+                self._arm_next(index, slot)
+        armed.row.add_done_callback(lost)
 
     def _unarm(self, c: Contact) -> None:
         self.in_flight.discard(c.number)
