@@ -171,11 +171,13 @@ def traced(out: Path, names: list[str], calls: int, answer: float, hold: float) 
     tl = Timeline()
     threads: Counter[str] = Counter()
     commands: Counter[str] = Counter()
+    statements: Counter[str] = Counter()
     for n in names:
         got = json.loads((out / f"{n}.json").read_text())
         tl.calls.update({f"{n}/{k}": v for k, v in got["calls"].items()})
         threads.update({re.sub(r"[-_ ]?\d+(_\d+)?$", "", k): v for k, v in got["thread_cpu"].items()})
         commands.update(got["commands"])
+        statements.update(got.get("statements", {}))
     seg: dict[str, list[float]] = {}
     for cs in tl.calls.values():
         for a, b in itertools.pairwise(cs):
@@ -193,8 +195,11 @@ def traced(out: Path, names: list[str], calls: int, answer: float, hold: float) 
         print(f"  {name:44} {median(xs):7.1f} {xs[int(0.9 * (len(xs) - 1))]:7.1f}   ({len(xs)})")
     print("CPU of the serve processes' threads during the campaign, per call: " + ", ".join(
         f"{k} {v / calls * 1000:.2f} ms" for k, v in threads.most_common() if v > 0.05))
-    print("AT commands per call (every box, the health checks too): " + ", ".join(
+    print("AT commands per call during the campaign (every box, the health checks too): " + ", ".join(
         f"{k} {v / calls:.2f}" for k, v in commands.most_common()))
+    if statements:
+        print("PostgreSQL round trips per call (every box; by thread and statement): " + ", ".join(
+            f"{k} {v / calls:.2f}" for k, v in statements.most_common() if v / calls >= 0.05))
     for n in names[:1]:
         if not (out / f"{n}.prof").exists():
             break

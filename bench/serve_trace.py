@@ -65,7 +65,8 @@ class ThreadCpu:
         return out
 
 
-commands: Counter[str] = Counter()      # AT commands sent, by verb
+commands: list[tuple[float, str]] = []      # AT commands sent: (monotonic time, verb)
+statements: Counter[str] = Counter()    # PostgreSQL round trips, by thread and statement
 
 
 def install(tl: Timeline) -> None:
@@ -107,9 +108,22 @@ def install(tl: Timeline) -> None:
     run = ATChannel._run
 
     async def run_w(self, command, *a, **kw):  # type: ignore[no-untyped-def]
-        commands[command.split("=")[0].split("?")[0][:12]] += 1
+        commands.append((time.monotonic(), command.split("=")[0].split("?")[0][:12]))
         return await run(self, command, *a, **kw)
     ATChannel._run = run_w  # type: ignore[method-assign]
+    from modem_dialer.store import pg
+
+    send, run_now = pg.PgConnection._send, pg.PgConnection._run_now
+
+    def send_w(self, query, params):  # type: ignore[no-untyped-def]
+        statements[f"{threading.current_thread().name}: {' '.join(query.split()[:4])[:40]}"] += 1
+        return send(self, query, params)
+
+    def run_now_w(self, stmt):  # type: ignore[no-untyped-def]
+        statements[f"{threading.current_thread().name}: {stmt.split(';')[-1].strip()}"] += 1
+        return run_now(self, stmt)
+    pg.PgConnection._send = send_w  # type: ignore[method-assign]
+    pg.PgConnection._run_now = run_now_w  # type: ignore[method-assign]
     BankSource.turn = turn_w  # type: ignore[method-assign,assignment]
     Controller._recheck = recheck_w  # type: ignore[method-assign]
     Controller._call = call_w  # type: ignore[method-assign]
@@ -131,8 +145,10 @@ def main() -> None:
         marks = [m for calls in tl.calls.values() for c in calls for m in c.values()]
         # the campaign's part of the run: from the first mark to the last
         threads = cpu.between(min(marks), max(marks)) if marks else {}
+        during = Counter(v for t, v in commands if marks and min(marks) <= t <= max(marks))
         Path(str(out) + ".json").write_text(json.dumps({"calls": tl.calls, "thread_cpu": threads,
-                                                           "commands": commands}))
+                                                           "commands": during,
+                                                           "statements": statements}))
     atexit.register(dump)
     if prof is not None:
         prof.enable()

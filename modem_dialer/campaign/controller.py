@@ -71,6 +71,11 @@ ARM_AHEAD = True
 # Contacts looked at for one armed call when those read as due were claimed by another box
 # meanwhile (each costs one read); past this the line's next turn decides, as without arming
 ARM_TRIES = 3
+# A read of the due contacts that found none stands for the workers that look within this
+# (s): when a call ends, every waiting worker wakes (_until_changed) and would read the queue
+# and the next pending time again, two round trips each on the loop (PostgreSQL), for the
+# same answer; a change after the read wakes the one that read it too
+NOTHING_DUE_S = 0.05
 
 
 @dataclass
@@ -81,6 +86,9 @@ class _Armed:
     row: asyncio.Future[int | None]     # the call id once committed; None: not claimed
     at: datetime                        # the row's time as stored (its created_at)
     ahead: bool                         # armed during the line's last call (else: for a dial now)
+    # the rules' records read again for the dial, started as the line's last call ended
+    # (_prefetch_recheck); None: read at the dial
+    facts: asyncio.Future[DialFacts] | None = None
 
 
 class _Facts:
@@ -189,6 +197,8 @@ class Controller:
         self.in_flight = _InFlight()            # numbers claimed or being decided: no other look at them
         self.in_call = 0                         # calls placed and not yet over (armed ones are not)
         self.buffer: deque[Contact] = deque()
+        self._nothing_due_at = -NOTHING_DUE_S      # monotonic time of the last read that found none
+        self._pending_read: tuple[float, datetime | None] = (-NOTHING_DUE_S, None)   # _next_pending_at
         self.stopping = False
         self.hard_stop = False
         self.paused = False
@@ -385,7 +395,12 @@ class Controller:
         return not self.campaigns.has_open_contacts(self.cid)
 
     def _next_pending_at(self) -> datetime | None:
-        return self.campaigns.next_pending_at(self.cid)
+        at, nxt = self._pending_read
+        if time.monotonic() - at < NOTHING_DUE_S:
+            return nxt
+        nxt = self.campaigns.next_pending_at(self.cid)
+        self._pending_read = (time.monotonic(), nxt)
+        return nxt
 
     # ---- a fenced box (campaign/box.py) -------------------------------------------------
     def fence(self, reason: str | None) -> None:
@@ -581,6 +596,12 @@ class Controller:
         return bool(self.buffer)
 
     def _fill(self, now: datetime) -> None:
+        if time.monotonic() - self._nothing_due_at < NOTHING_DUE_S:
+            return          # another worker just read it: nothing due (NOTHING_DUE_S)
+        self._fill_now(now)
+        self._nothing_due_at = -NOTHING_DUE_S if self.buffer else time.monotonic()
+
+    def _fill_now(self, now: datetime) -> None:
         index, boxes = self.spread
         limit = self.batch or 32
         if boxes <= 1:
@@ -824,13 +845,36 @@ class Controller:
         Leases(conn, self.clock).settle(c.id, self.box, status="pending", next_attempt_at=None, last_outcome=None,
                                         last_call_id=None, attempts=c.attempts)
 
+    def _prefetch_recheck(self, index: int) -> None:
+        """A line's call is over and its next call is armed: start reading that number's
+        records for the rules' check at the dial now (PostgreSQL: a round trip in the reader
+        thread), while the line goes back to the bank and is lent again, rather than after.
+        The records are then as of the last call's end, some milliseconds before the ATD
+        instead of fewer; what the claim itself checks (lease, a call open to the number
+        on any box, the attempt caps) is checked in the claim's transaction as before."""
+        armed = self._armed.get(index)
+        if (armed is None or not armed.ahead or armed.facts is not None or not self.journal.reads_off_loop
+                or not armed.row.done() or armed.row.cancelled() or armed.row.exception() is not None):
+            return
+        call_id = armed.row.result()
+        if call_id is None:
+            return
+        facts = asyncio.ensure_future(self._facts_soon(armed.contact.number, self.clock(), except_call=call_id,
+                                                       urgent=True))
+        # an armed call let go (pause, stop) never awaits it: its error must not go unretrieved
+        facts.add_done_callback(lambda f: f.cancelled() or f.exception())
+        armed.facts = facts
+
     async def _recheck(self, armed: _Armed, call_id: int, slot: Slot) -> asyncio.Future | None:
         """The rules again at the moment of the dial (the contact was armed during the line's
         last call): None when it may be dialed; else the armed row is taken back, the contact
         is pending again and the decision is queued (the future)."""
         c = armed.contact
         now = self.clock()
-        facts = await self._facts_soon(c.number, now, except_call=call_id, urgent=True)
+        if armed.facts is not None:
+            facts = await armed.facts
+        else:
+            facts = await self._facts_soon(c.number, now, except_call=call_id, urgent=True)
         dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts, armed.at),
                       tz_override=c.fields.get("timezone") or None)
         if dec.allowed and facts.open_call:
@@ -917,6 +961,7 @@ class Controller:
             self.in_call -= 1
             self._calls.pop(call, None)
             self._fenced_calls.discard(call)
+        self._prefetch_recheck(index)
         t0 = time.thread_time()
         row = result.row
         if row["outcome"] == LINE_BUSY:
