@@ -871,8 +871,9 @@ class Controller:
         is pending again and the decision is queued (the future)."""
         c = armed.contact
         now = self.clock()
-        if armed.facts is not None:
-            facts = await armed.facts
+        prefetched, armed.facts = armed.facts, None     # used once: a read that failed is not kept
+        if prefetched is not None:
+            facts = await prefetched
         else:
             facts = await self._facts_soon(c.number, now, except_call=call_id, urgent=True)
         dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts, armed.at),
