@@ -370,6 +370,9 @@ def _claims(args: argparse.Namespace, db: str, label: str) -> None:
             c.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.workers)]
+    from modem_dialer.store.pg import PgConnection
+
+    trips0 = PgConnection.all_round_trips
     for t in threads:
         t.start()
     t0 = time.perf_counter()
@@ -388,6 +391,10 @@ def _claims(args: argparse.Namespace, db: str, label: str) -> None:
     finally:
         check.close()
     print(f"contacts in_progress after the run: {dup:,} (each claimed once: {dup == n})")
+    trips = PgConnection.all_round_trips - trips0     # counted without a lock: about
+    if trips:
+        print(f"PostgreSQL round trips: about {trips / max(1, n):.1f} per contact claimed (its reads of the due"
+              " contacts, its claims lost and won)")
     print(load())
 
 
