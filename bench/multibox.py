@@ -28,16 +28,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import math
 import os
 import random
+import re
 import resource
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -141,7 +143,79 @@ def print_peaks(bank, calls: int | None = None, pg_data: Path | None = None,  # 
 
 # ---- utilisation ------------------------------------------------------------------------
 
+def trace_serves(out: Path) -> None:
+    """Each box's serve through bench/serve_trace.py (its steps and threads' CPU in OUT/NAME.*)."""
+    import subprocess
+
+    import boxes
+
+    out.mkdir(parents=True, exist_ok=True)
+
+    def spawn(box: boxes.Box) -> None:
+        box.log = box.dir / "serve.log"
+        with box.log.open("ab") as log:
+            box.serve = subprocess.Popen([sys.executable, str(Path(__file__).with_name("serve_trace.py")),
+                                          str(out / box.name), "--config", str(box.config), "serve"],
+                                         stdout=log, stderr=subprocess.STDOUT)
+    boxes.spawn_serve = spawn
+
+
+def traced(out: Path, names: list[str], calls: int, answer: float, hold: float) -> None:
+    """What the traced serves wrote: where a line's time goes in the service (its steps between
+    two ATDs), each thread's CPU per call, and the loop thread's heaviest functions."""
+    import pstats
+    from statistics import median
+
+    from campaign_utilisation import Timeline
+
+    tl = Timeline()
+    threads: Counter[str] = Counter()
+    commands: Counter[str] = Counter()
+    statements: Counter[str] = Counter()
+    for n in names:
+        got = json.loads((out / f"{n}.json").read_text())
+        tl.calls.update({f"{n}/{k}": v for k, v in got["calls"].items()})
+        threads.update({re.sub(r"[-_ ]?\d+(_\d+)?$", "", k): v for k, v in got["thread_cpu"].items()})
+        commands.update(got["commands"])
+        statements.update(got.get("statements", {}))
+    seg: dict[str, list[float]] = {}
+    for cs in tl.calls.values():
+        for a, b in itertools.pairwise(cs):
+            steps = [("freed", a), ("turn", a), ("leased", a), ("call", a), ("row_awaited", a), ("rechecked", a),
+                     ("atd", b)]
+            have = [(k, m[k]) for k, m in steps if k in m]
+            for (x, tx), (y, ty) in itertools.pairwise(have):
+                seg.setdefault(f"{x} -> {y}", []).append((ty - tx) * 1000)
+    tl.report(answer, hold)
+    print("between two calls of a line, in the service (median / p90 ms): freed = the call's end handled, turn ="
+          " the worker asks the bank, leased = the line lent, call = the armed call taken, row_awaited = its row"
+          " committed, rechecked = the rules read again at the dial")
+    for name, xs in seg.items():
+        xs.sort()
+        print(f"  {name:44} {median(xs):7.1f} {xs[int(0.9 * (len(xs) - 1))]:7.1f}   ({len(xs)})")
+    print("CPU of the serve processes' threads during the campaign, per call: " + ", ".join(
+        f"{k} {v / calls * 1000:.2f} ms" for k, v in threads.most_common() if v > 0.05))
+    print("AT commands per call during the campaign (every box, the health checks too): " + ", ".join(
+        f"{k} {v / calls:.2f}" for k, v in commands.most_common()))
+    if statements:
+        print("PostgreSQL round trips per call (every box; by thread and statement): " + ", ".join(
+            f"{k} {v / calls:.2f}" for k, v in statements.most_common() if v / calls >= 0.05))
+    for n in names[:1]:
+        if not (out / f"{n}.prof").exists():
+            break
+        print(f"box {n}: the event loop thread's CPU by function (cProfile, thread time; the profiler's own"
+              " cost inflates it), top 25 cumulative:")
+        st = pstats.Stats(str(out / f"{n}.prof"))
+        st.sort_stats("cumulative").print_stats(25)
+        st.sort_stats("tottime").print_stats(25)
+        if (out / f"{n}.journal").exists():
+            print(f"box {n}: the journal writer thread's CPU by function, top 30 cumulative:")
+            pstats.Stats(str(out / f"{n}.journal")).sort_stats("cumulative").print_stats(30)
+
+
 async def utilisation(args: argparse.Namespace, d: Path) -> None:
+    if args.trace:
+        trace_serves(Path(args.trace))
     if args.postgresql:
         # a private cluster (tests/pgcluster.py) with fsync and synchronous commits on, as a
         # production server: the boxes share one database on it
@@ -203,6 +277,7 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         ahead = [(dialed(r) - from_ts(r["created_at"]).timestamp()) * 1000 for r in rows]
         print(f"from a line's call end to its next dial: {pct(gaps)}; from the dial to the end beyond answer + "
               f"hold: {pct(inside)}; call row written before its dial by {pct(ahead)}")
+        line_budget(rows, start, args.answer + args.hold)
         print(f"makespan {makespan:.1f} s  lower bound {bound:.1f} s ({math.ceil(args.calls / lines)} calls per "
               f"line × {args.answer + args.hold:g} s)  utilisation {bound / makespan:.1%}")
         if database:
@@ -211,6 +286,42 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         print_peaks(bank, len(rows), pg_data, before)
     finally:
         await asyncio.to_thread(stop_bank, bank)
+    if args.trace:
+        traced(Path(args.trace), names, len(rows), args.answer, args.hold)
+
+
+def line_budget(rows: list[dict], start: datetime, per_call: float) -> None:
+    """Where a line's time goes, read from the database: per line (box, modem), its first
+    dial after the run's first call row (the box joining), its calls' time beyond answer +
+    hold (ATD to the end: the AT round trips, the callee's timers, end detection) and its
+    gaps (a call's end to the line's next dial); for the line that ended last (it sets the
+    makespan) and the median line."""
+
+    by_line: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        by_line.setdefault((r["box"], r["modem"]), []).append(r)
+    budgets = []
+    for key, calls in by_line.items():
+        calls.sort(key=lambda r: from_ts(r["started_at"] or r["created_at"]))
+        dial = [from_ts(r["started_at"] or r["created_at"]) for r in calls]
+        end = [from_ts(r["ended_at"]) for r in calls]
+        budgets.append({"line": f"{key[0]}/{key[1]}", "calls": len(calls),
+                        "join": (dial[0] - start).total_seconds(),
+                        "inside": sum((e - d).total_seconds() - per_call for d, e in zip(dial, end, strict=True)),
+                        "gaps": sum((d - e).total_seconds() for e, d in zip(end, dial[1:], strict=False)),
+                        "end": (end[-1] - start).total_seconds()})
+    per_line = Counter(b["calls"] for b in budgets)
+    last = max(budgets, key=lambda b: b["end"])
+
+    def show(b: dict) -> str:
+        return (f"{b['calls']} calls × {per_call:g} s + first dial {b['join']:.2f} s + beyond answer + hold "
+                f"{b['inside']:.2f} s + gaps {b['gaps']:.2f} s = {b['end']:.2f} s")
+    mid = sorted(budgets, key=lambda b: b["end"])[len(budgets) // 2]
+    print("where a line's time goes (from the first call row): the last line to end "
+          f"({last['line']}): {show(last)}; the median line ({mid['line']}): {show(mid)}; "
+          f"lines by calls: {dict(sorted(per_line.items()))}; worst first dial {max(b['join'] for b in budgets):.2f} s, "
+          f"worst sum of gaps {max(b['gaps'] for b in budgets):.2f} s, worst beyond answer + hold "
+          f"{max(b['inside'] for b in budgets):.2f} s")
 
 
 # ---- claims -----------------------------------------------------------------------------
@@ -259,6 +370,9 @@ def _claims(args: argparse.Namespace, db: str, label: str) -> None:
             c.close()
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.workers)]
+    from modem_dialer.store.pg import PgConnection
+
+    trips0 = PgConnection.all_round_trips
     for t in threads:
         t.start()
     t0 = time.perf_counter()
@@ -277,6 +391,10 @@ def _claims(args: argparse.Namespace, db: str, label: str) -> None:
     finally:
         check.close()
     print(f"contacts in_progress after the run: {dup:,} (each claimed once: {dup == n})")
+    trips = PgConnection.all_round_trips - trips0     # counted without a lock: about
+    if trips:
+        print(f"PostgreSQL round trips: about {trips / max(1, n):.1f} per contact claimed (its reads of the due"
+              " contacts, its claims lost and won)")
     print(load())
 
 
@@ -328,6 +446,9 @@ def main() -> None:
     u.add_argument("--answer", type=float, default=1.0)
     u.add_argument("--hold", type=float, default=2.0)
     u.add_argument("--postgresql", action="store_true", help="the boxes on a throw-away PostgreSQL cluster")
+    u.add_argument("--trace", metavar="DIR", help="each serve through bench/serve_trace.py: its steps between "
+                   "calls, its threads' CPU and AT commands (and with BENCH_SERVE_PROFILE=1 in the environment a "
+                   "cProfile of its loop), written to DIR and summed up at the end")
     c = sub.add_parser("claims")
     c.add_argument("--workers", type=int, default=100)
     c.add_argument("--contacts", type=int, default=20_000)

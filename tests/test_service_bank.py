@@ -40,6 +40,39 @@ async def test_alerts_get_the_next_free_line_before_waiting_campaign_calls(make_
         await b.close()
 
 
+async def test_a_line_busy_with_calls_is_not_health_checked_between_them(make_bank, tmp_path):
+    """A line lent out again and again (a campaign's, between its calls) skips the health
+    checks; an idle one is checked every interval. The AT commands each line got tell."""
+    bank = await make_bank("quectel", n=2)
+    loaded = write_config(bank, tmp_path)
+    interval = 1.0
+    b = Bank(list(loaded.config.modems), health_interval=interval)
+    await b.start()
+    loop = asyncio.get_running_loop()
+    try:
+        busy, idle = b.slots["gsm0"], b.slots["gsm1"]
+        assert busy.line is not None and idle.line is not None
+        sent = {s.name: s.line.driver.ch.commands_sent for s in (busy, idle)}   # type: ignore[union-attr]
+        checks, last = 0, idle.checked_at
+        free_longest, freed = 0.0, None
+        deadline = loop.time() + 60
+        while checks < 2:               # the idle line checked twice meanwhile
+            assert loop.time() < deadline, "the idle line was not health-checked"
+            async with b.lease(Priority.CAMPAIGN, accept=lambda s: s.name == "gsm0", timeout=5):
+                if freed is not None:
+                    free_longest = max(free_longest, loop.time() - freed)
+                await asyncio.sleep(0.01)
+            freed = loop.time()
+            await asyncio.sleep(0.01)   # free for a moment, as between two calls
+            if idle.checked_at != last:
+                checks, last = checks + 1, idle.checked_at
+        assert idle.line.driver.ch.commands_sent > sent["gsm1"]                  # type: ignore[union-attr]
+        # (a loop stalled for a whole interval with the line free may check it: then it is idle)
+        assert busy.line.driver.ch.commands_sent == sent["gsm0"] or free_longest >= interval  # type: ignore[union-attr]
+    finally:
+        await b.close()
+
+
 async def test_a_modem_that_comes_back_is_reopened(make_bank, tmp_path):
     bank = await make_bank("simcom")
     sim = bank.modems[0]

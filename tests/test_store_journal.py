@@ -102,6 +102,13 @@ def test_finish_twice_and_bad_values(db):
         j.finish_call(9999, "busy")
     with pytest.raises(KeyError):
         j.mark_dialed(9999)
+    # a call the caller timed is closed in one statement: the same answers
+    timed = j.start_call("+33612345679", "modem0")
+    assert j.finish_call(timed, "answered", duration_s=12.5)
+    assert not j.finish_call(timed, "busy", duration_s=1.0)
+    assert j.get_call(timed)["outcome"] == "answered" and j.get_call(timed)["duration_s"] == 12.5
+    with pytest.raises(KeyError):
+        j.finish_call(9999, "answered", duration_s=1.0)
 
 
 def test_recover_interrupted(db_target):

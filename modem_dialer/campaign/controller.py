@@ -68,6 +68,14 @@ PAUSE_LOOK_S = 0.25
 # Arm each line's next call (contact claimed, call row committed) while its current call
 # plays, so ATD goes the moment the line is free (module doc). Patchable for tests/benches.
 ARM_AHEAD = True
+# Contacts looked at for one armed call when those read as due were claimed by another box
+# meanwhile (each costs one read); past this the line's next turn decides, as without arming
+ARM_TRIES = 3
+# A read of the due contacts that found none stands for the workers that look within this
+# (s): when a call ends, every waiting worker wakes (_until_changed) and would read the queue
+# and the next pending time again, two round trips each on the loop (PostgreSQL), for the
+# same answer; a change after the read wakes the one that read it too
+NOTHING_DUE_S = 0.05
 
 
 @dataclass
@@ -78,6 +86,9 @@ class _Armed:
     row: asyncio.Future[int | None]     # the call id once committed; None: not claimed
     at: datetime                        # the row's time as stored (its created_at)
     ahead: bool                         # armed during the line's last call (else: for a dial now)
+    # the rules' records read again for the dial, started as the line's last call ended
+    # (_prefetch_recheck); None: read at the dial
+    facts: asyncio.Future[DialFacts] | None = None
 
 
 class _Facts:
@@ -186,6 +197,8 @@ class Controller:
         self.in_flight = _InFlight()            # numbers claimed or being decided: no other look at them
         self.in_call = 0                         # calls placed and not yet over (armed ones are not)
         self.buffer: deque[Contact] = deque()
+        self._nothing_due_at = -NOTHING_DUE_S      # monotonic time of the last read that found none
+        self._pending_read: tuple[float, datetime | None] = (-NOTHING_DUE_S, None)   # _next_pending_at
         self.stopping = False
         self.hard_stop = False
         self.paused = False
@@ -242,15 +255,20 @@ class Controller:
         settled = 0
         for c in self.leases.orphans(self.cid):
             settled += self._settle(self.conn, c, lease=None)
+        self._spread()
         return interrupted, settled
+
+    def _spread(self) -> None:
+        """This box's share of the queue (_fill): its place among the boxes up, and their number."""
+        up = Boxes(self.conn, self.clock).up()
+        self.spread = (up.index(self.box), len(up)) if self.box in up else (0, 1)
 
     def settle_released(self) -> int:
         """On the box's heartbeat: contacts released by a lost box are settled (through the
         writer, fenced: when two boxes try, one writes)."""
         if self.stopping:
             return 0
-        up = Boxes(self.conn, self.clock).up()
-        self.spread = (up.index(self.box), len(up)) if self.box in up else (0, 1)
+        self._spread()
         orphans = self.leases.orphans(self.cid)
         for c in orphans:
             self.journal.submit(self._settle_released, c.id)
@@ -377,7 +395,12 @@ class Controller:
         return not self.campaigns.has_open_contacts(self.cid)
 
     def _next_pending_at(self) -> datetime | None:
-        return self.campaigns.next_pending_at(self.cid)
+        at, nxt = self._pending_read
+        if time.monotonic() - at < NOTHING_DUE_S:
+            return nxt
+        nxt = self.campaigns.next_pending_at(self.cid)
+        self._pending_read = (time.monotonic(), nxt)
+        return nxt
 
     # ---- a fenced box (campaign/box.py) -------------------------------------------------
     def fence(self, reason: str | None) -> None:
@@ -573,14 +596,26 @@ class Controller:
         return bool(self.buffer)
 
     def _fill(self, now: datetime) -> None:
-        due = self.campaigns.next_due(self.cid, now, limit=self.batch or 32, exclude_numbers=self.in_flight)
+        if time.monotonic() - self._nothing_due_at < NOTHING_DUE_S:
+            return          # another worker just read it: nothing due (NOTHING_DUE_S)
+        self._fill_now(now)
+        self._nothing_due_at = -NOTHING_DUE_S if self.buffer else time.monotonic()
+
+    def _fill_now(self, now: datetime) -> None:
         index, boxes = self.spread
-        if boxes > 1:
-            # every box reads the same head of the queue: each starts at its own part of it, so
-            # their claims rarely collide (a lost claim costs a write transaction for nothing)
-            k = len(due) * index // boxes
-            due = due[k:] + due[:k]
-        self.buffer.extend(due)
+        limit = self.batch or 32
+        if boxes <= 1:
+            self.buffer.extend(self.campaigns.next_due(self.cid, now, limit=limit, exclude_numbers=self.in_flight))
+            return
+        # every box reads the same head of the queue: each takes its own share of it first (the
+        # contacts whose id falls to its place among the boxes up: a share that stays put
+        # while the head moves), then the rest, so that their claims rarely collide (a lost
+        # claim costs a write transaction, and a line waits for another decision). A share
+        # nobody takes (its box is not in this campaign) piles up at the head and is taken
+        # as "the rest" by the others.
+        due = self.campaigns.next_due(self.cid, now, limit=limit * boxes, exclude_numbers=self.in_flight)
+        mine = [c for c in due if c.id % boxes == index]
+        self.buffer.extend(mine or due[:limit])
 
     def _next_contact(self, now: datetime) -> Contact | None:
         if not self.buffer:
@@ -738,23 +773,31 @@ class Controller:
             now = self.clock()
             if slot.blocked_until(now)[1] is not None:
                 return
-            contact = self._next_contact(now)
-            if contact is None:
-                return
-            # no other look at it while its records are read
-            self.in_flight.add(contact.number)
-            self.cpu += time.thread_time() - t0
-            facts = await self._facts_soon(contact.number, now, contact_id=contact.id)
-            t0 = time.thread_time()
-            if self.stopping or self.paused or self.fenced is not None or self.db_fault is not None:
-                return
-            go = self._decide(contact, now, slot, facts)
-            if isinstance(go, asyncio.Future):
-                self._deciding[index] = go
-            elif go:
-                self._armed[index] = self._arm(slot, contact, now, ahead=True)
-            if go is not False:
-                contact = None      # decided: its number leaves the flight with its decision or call
+            # a contact another box claimed since it was read is not decided: the next one is
+            # looked at (the buffer read again), here rather than at the line's next turn, where
+            # the line would wait for a decision and a claim
+            for _ in range(ARM_TRIES):
+                contact = self._next_contact(now)
+                if contact is None:
+                    return
+                # no other look at it while its records are read
+                self.in_flight.add(contact.number)
+                self.cpu += time.thread_time() - t0
+                facts = await self._facts_soon(contact.number, now, contact_id=contact.id)
+                t0 = time.thread_time()
+                if self.stopping or self.paused or self.fenced is not None or self.db_fault is not None:
+                    return
+                go = self._decide(contact, now, slot, facts)
+                if isinstance(go, asyncio.Future):
+                    self._deciding[index] = go
+                elif go:
+                    self._armed[index] = self._arm(slot, contact, now, ahead=True)
+                    self._rearm_if_lost(index, slot, self._armed[index])
+                if go is not False:
+                    contact = None      # decided: its number leaves the flight with its decision or call
+                    return
+                self.in_flight.discard(contact.number)
+                contact = None
         except DatabaseUnreachable as exc:
             self._reads_failed(exc)
         except DatabaseFault:
@@ -763,6 +806,23 @@ class Controller:
             if contact is not None:
                 self.in_flight.discard(contact.number)      # not armed: due again for anyone
             self.cpu += time.thread_time() - t0
+
+    def _rearm_if_lost(self, index: int, slot: Slot, armed: _Armed) -> None:
+        """When the armed row's claim is refused (another box claimed the contact, or called
+        the number, since it was read), arm the line's next call again while its current
+        call still plays, unless the worker has taken the armed call meanwhile (it then
+        decides at its turn, as before)."""
+        def lost(f: asyncio.Future[int | None]) -> None:
+            if f.cancelled() or f.exception() is not None or f.result() is not None:
+                return
+            if self._armed.get(index) is not armed:
+                return
+            del self._armed[index]
+            self.buffer.clear()         # as stale as the contact was
+            self._unarm(armed.contact)
+            if slot.current is not None:    # its call still plays: there is time to arm again
+                self._arm_next(index, slot)
+        armed.row.add_done_callback(lost)
 
     def _unarm(self, c: Contact) -> None:
         self.in_flight.discard(c.number)
@@ -785,13 +845,37 @@ class Controller:
         Leases(conn, self.clock).settle(c.id, self.box, status="pending", next_attempt_at=None, last_outcome=None,
                                         last_call_id=None, attempts=c.attempts)
 
+    def _prefetch_recheck(self, index: int) -> None:
+        """A line's call is over and its next call is armed: start reading that number's
+        records for the rules' check at the dial now (PostgreSQL: a round trip in the reader
+        thread), while the line goes back to the bank and is lent again, rather than after.
+        The records are then as of the last call's end, some milliseconds before the ATD
+        instead of fewer; what the claim itself checks (lease, a call open to the number
+        on any box, the attempt caps) is checked in the claim's transaction as before."""
+        armed = self._armed.get(index)
+        if (armed is None or not armed.ahead or armed.facts is not None or not self.journal.reads_off_loop
+                or not armed.row.done() or armed.row.cancelled() or armed.row.exception() is not None):
+            return
+        call_id = armed.row.result()
+        if call_id is None:
+            return
+        facts = asyncio.ensure_future(self._facts_soon(armed.contact.number, self.clock(), except_call=call_id,
+                                                       urgent=True))
+        # an armed call let go (pause, stop) never awaits it: its error must not go unretrieved
+        facts.add_done_callback(lambda f: f.cancelled() or f.exception())
+        armed.facts = facts
+
     async def _recheck(self, armed: _Armed, call_id: int, slot: Slot) -> asyncio.Future | None:
         """The rules again at the moment of the dial (the contact was armed during the line's
         last call): None when it may be dialed; else the armed row is taken back, the contact
         is pending again and the decision is queued (the future)."""
         c = armed.contact
         now = self.clock()
-        facts = await self._facts_soon(c.number, now, except_call=call_id, urgent=True)
+        prefetched, armed.facts = armed.facts, None     # used once: a read that failed is not kept
+        if prefetched is not None:
+            facts = await prefetched
+        else:
+            facts = await self._facts_soon(c.number, now, except_call=call_id, urgent=True)
         dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts, armed.at),
                       tz_override=c.fields.get("timezone") or None)
         if dec.allowed and facts.open_call:
@@ -878,6 +962,7 @@ class Controller:
             self.in_call -= 1
             self._calls.pop(call, None)
             self._fenced_calls.discard(call)
+        self._prefetch_recheck(index)
         t0 = time.thread_time()
         row = result.row
         if row["outcome"] == LINE_BUSY:

@@ -32,6 +32,13 @@ from ..store import DB_ERRORS, Connection, set_modem_state
 
 log = logging.getLogger("modem_dialer.service")
 
+# A line lent out within the last health interval (a campaign's line between two calls) is
+# health-checked only this many intervals apart: its calls show it answers and is registered
+# (a registration change also comes as a URC meanwhile), and a check started in the instant
+# between two calls holds the next ATD behind its five AT round trips. An idle line is checked
+# every interval, as before.
+BUSY_CHECK_INTERVALS = 6
+
 
 Accept = Callable[["ModemSlot"], bool]
 
@@ -44,6 +51,7 @@ class ModemSlot:
     error: str | None = None
     leased: bool = False
     checked_at: float = 0.0
+    used_at: float = 0.0             # monotonic time a lease of the line last ended (its call over)
     calls: Counter = field(default_factory=Counter)    # outcome → count since start
     sms_sent: int = 0
     sms_failed: int = 0
@@ -173,6 +181,10 @@ class Bank:
             for slot in list(self.slots.values()):
                 if slot.leased or slot.recovering:
                     continue
+                now = time.monotonic()
+                if (slot.line is not None and slot.error is None and now - slot.used_at < self.health_interval
+                        and now - slot.checked_at < BUSY_CHECK_INTERVALS * self.health_interval):
+                    continue
                 if slot.line is None or (slot.error and not slot.line.driver.is_open):
                     if slot.line is not None:
                         await self._drop(slot, slot.error)
@@ -261,7 +273,9 @@ class Bank:
         heapq.heappush(self._waiters, (int(priority), next(self._seq), need_audio, accept, fut, prefer))
         self._serve()
         try:
-            slot = await asyncio.wait_for(asyncio.shield(fut), timeout)
+            # a line free now is taken at once: no round of the event loop (three, through the
+            # timeout's wrappers) between a campaign line's call end and its next ATD
+            slot = fut.result() if fut.done() else await asyncio.wait_for(asyncio.shield(fut), timeout)
         except BaseException:
             if fut.done() and not fut.cancelled():
                 fut.result().leased = False
@@ -273,6 +287,7 @@ class Bank:
             yield slot
         finally:
             slot.leased = False
+            slot.used_at = time.monotonic()
             if slot.error is not None and slot.line is not None and not slot.line.driver.is_open:
                 await self._drop(slot, slot.error)
                 self._kick.set()

@@ -33,7 +33,7 @@ log = logging.getLogger("modem_dialer.service")
 STOP_GRACE = 20.0
 # How often a box looks for a campaign another box started (one small read: Campaigns.last_change),
 # so that every box starts dialing it within this rather than within a heartbeat (a quarter lease)
-JOIN_LOOK_S = 0.5
+JOIN_LOOK_S = 0.2
 
 
 class LogView:

@@ -137,6 +137,11 @@ class CallJournal:
     async def flush(self) -> None:
         await self.writer.flush()
 
+    @property
+    def reads_off_loop(self) -> bool:
+        """Does :meth:`read_off_loop` leave the loop (a round trip to a server), or read at once?"""
+        return dialect_of(self.conn).name == "postgresql"
+
     async def read_off_loop(self, fn: Callable[[Connection], T], *, urgent: bool = False) -> T:
         """``fn(conn)``, a read the event loop need not wait for (on the loop's connection, a
         PostgreSQL read stops every line of the process for the round trip to the server).
@@ -148,7 +153,7 @@ class CallJournal:
         on a connection of its own, committed rows, not behind the writer's queue; a server
         away raises ``DatabaseUnreachable`` as on the loop. On SQLite it runs on the caller's
         connection at once (a local read takes microseconds, less than the hop to a thread)."""
-        if dialect_of(self.conn).name != "postgresql":
+        if not self.reads_off_loop:
             return fn(self.conn)
         if not urgent:
             return await asyncio.wrap_future(self.writer.submit(fn, early=True))

@@ -152,11 +152,22 @@ class Row:
         return f"Row({dict(zip(self._index, self._values, strict=True))!r})"
 
 
+def _field_names(cursor: Any) -> list[str] | None:
+    """The current result's column names, read off the libpq result (``cursor.description``
+    builds a Column object per column and result: a third of the journal writer's CPU went
+    there, for the SAVEPOINT/RELEASE results of every statement); None: no rows (a command)."""
+    res = cursor.pgresult
+    if res is None or res.status != pq.ExecStatus.TUPLES_OK:
+        return None
+    codec = cursor.connection.info.encoding
+    return [(res.fname(i) or b"").decode(codec) for i in range(res.nfields)]
+
+
 def _row_factory(cursor: Any) -> Any:
-    desc = cursor.description
-    if desc is None:
+    names = _field_names(cursor)
+    if names is None:
         return tuple
-    index = {d.name: i for i, d in enumerate(desc)}
+    index = {n: i for i, n in enumerate(names)}
     return lambda values: Row(values, index)
 
 
@@ -242,6 +253,8 @@ class PgConnection:
         self.total_changes = 0
         self._pending: list[str] = []    # control statements to send with the next round trip
         self._savepoints = 0
+        self._blocks: list[str | None] = []     # open nested blocks: savepoint name, None when shared
+        self._op_fresh = False           # "SAVEPOINT op" queued, nothing run since (__enter__)
         self._open_tx = False            # a BEGIN was sent or is pending
         self.round_trips = 0             # the bench reads this
         self.txid: int | None = None     # the open transaction's id, once note_txid() got it
@@ -304,6 +317,7 @@ class PgConnection:
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> PgCursor:
         query, order = translate(sql)
         self._flush_pending()
+        self._op_fresh = False
         self._ensure()
         cur = self._pg.cursor()
         try:
@@ -318,6 +332,7 @@ class PgConnection:
         return PgCursor(cur, n)
 
     def _send(self, query: str, params: list[Any]) -> PgCursor:
+        self._op_fresh = False
         self._ensure()
         outside_tx = not self._open_tx
         prefix = self._pending
@@ -353,8 +368,8 @@ class PgConnection:
         """The deferred control statements' results come first: keep the last one, noting a
         transaction id asked for on the way (note_txid)."""
         while True:
-            desc = cur.description
-            noted = desc is not None and len(desc) == 1 and desc[0].name == "txid_current"
+            names = _field_names(cur)
+            noted = names == ["txid_current"]
             if noted:
                 row = cur.fetchone()
                 self.txid = None if row is None else int(row[0])
@@ -384,7 +399,7 @@ class PgConnection:
     def _after_error(self) -> None:
         if self._pg.closed or self._pg.broken:
             # the server dropped the connection: its transaction is gone with it
-            self._pending, self._savepoints, self._open_tx = [], 0, False
+            self._pending, self._savepoints, self._open_tx, self._blocks = [], 0, False, []
 
     @contextlib.contextmanager
     def copy_in(self, table: str, columns: Sequence[str]) -> Iterator[psycopg.Copy]:
@@ -409,7 +424,7 @@ class PgConnection:
             self._open_tx = True
         elif up in ("COMMIT", "ROLLBACK"):
             pending, self._pending = self._pending, []
-            self._open_tx, self._savepoints = False, 0
+            self._open_tx, self._savepoints, self._blocks = False, 0, []
             if "BEGIN" in pending:
                 return              # the transaction never reached the server: nothing to end
             if up == "ROLLBACK":
@@ -417,8 +432,12 @@ class PgConnection:
             self._run_now("; ".join([*pending, up]))
         else:                       # SAVEPOINT / RELEASE / ROLLBACK TO: joins the next round trip
             self._pending.append(stmt)
+            self._op_fresh = self._open_tx and up == "SAVEPOINT OP"
+            return
+        self._op_fresh = False
 
     def _run_now(self, stmt: str) -> None:
+        self._op_fresh = False
         try:
             self._skip_to_last(self._pg.execute(stmt))   # no parameters: sent as is
         except psycopg.Error as exc:
@@ -433,15 +452,29 @@ class PgConnection:
 
     def __enter__(self) -> PgConnection:
         if self._open_tx:
+            if self._op_fresh:
+                # the journal writer's "SAVEPOINT op" was just queued and nothing ran since: the
+                # block shares it (as the writer's SQLite connection does, BatchConnection): on
+                # failure "ROLLBACK TO op" undoes exactly the block; on success there is nothing
+                # to release. Most operations are one such block (every journal step): two
+                # statements and a subtransaction less each on the server
+                self._op_fresh = False
+                self._blocks.append(None)
+                return self
             self._savepoints += 1
+            self._blocks.append(f"w{self._savepoints}")
             self._pending.append(f"SAVEPOINT w{self._savepoints}")
         else:
             self._control("BEGIN")
         return self
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
-        if self._savepoints:
-            name = f"w{self._savepoints}"
+        if self._blocks:
+            name = self._blocks.pop()
+            if name is None:
+                if exc_type is not None and not (self._pg.closed or self._pg.broken):
+                    self._pending.append("ROLLBACK TO op")
+                return False
             self._savepoints -= 1
             if exc_type is None:
                 self._pending.append(f"RELEASE {name}")

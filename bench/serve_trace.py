@@ -1,0 +1,165 @@
+"""``modem-dialer`` with a bench's instruments in the process: where a box's line time and CPU go.
+
+bench/multibox.py ``utilisation --trace DIR`` starts each box's ``serve`` as
+``python bench/serve_trace.py OUT --config CFG serve``: the product's own CLI, with its
+methods wrapped from outside (nothing in the product knows of this). At exit (the bench
+stops each serve with SIGTERM) it writes OUT.json: per line, the monotonic marks of each
+call's steps (bench/campaign_utilisation.py's Timeline, with the service's steps between two
+calls: the worker's turn, the bank's lease, the armed row awaited, the rules checked again
+at the dial), and the CPU seconds of each thread of the process; and OUT.prof, a cProfile
+(thread CPU time) of the event loop's thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import cProfile
+import functools
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from campaign_utilisation import Timeline
+
+
+class ThreadCpu:
+    """CPU seconds (user + system) of each thread of this process, sampled every 0.2 s (a
+    thread that ended keeps its last sample); ``between(t0, t1)``: by thread name, between
+    the samples nearest two monotonic times."""
+
+    def __init__(self) -> None:
+        self.samples: list[tuple[float, dict[int, tuple[str, float]]]] = []
+        threading.Thread(target=self._run, name="bench-sampler", daemon=True).start()
+
+    def _run(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        seen: dict[int, tuple[str, float]] = {}
+        while True:
+            names = {t.native_id: t.name for t in threading.enumerate()}
+            for t in Path("/proc/self/task").iterdir():
+                try:
+                    name = names.get(int(t.name)) or (t / "comm").read_text().strip()
+                    f = (t / "stat").read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                seen[int(t.name)] = (name, (int(f[11]) + int(f[12])) / tick)
+            self.samples.append((time.monotonic(), dict(seen)))
+            time.sleep(0.2)
+
+    def between(self, t0: float, t1: float) -> dict[str, float]:
+        def at(t: float) -> dict[int, tuple[str, float]]:
+            return min(self.samples, key=lambda s: abs(s[0] - t))[1]
+        a, b = at(t0), at(t1)
+        out: dict[str, float] = {}
+        for tid, (name, cpu) in b.items():
+            out[name] = out.get(name, 0.0) + cpu - a.get(tid, (name, 0.0))[1]
+        return out
+
+
+commands: list[tuple[float, str]] = []      # AT commands sent: (monotonic time, verb)
+statements: Counter[str] = Counter()    # PostgreSQL round trips, by thread and statement
+
+
+def install(tl: Timeline) -> None:
+    """The service's steps between a line's call end and its next ATD, on the previous call's marks."""
+    from modem_dialer.campaign.controller import Controller
+    from modem_dialer.service.campaign_lines import BankSource
+
+    turn, recheck, call = BankSource.turn, Controller._recheck, Controller._call
+
+    def last(line: str, step: str) -> None:
+        calls = tl.calls.get(line)
+        if calls:
+            calls[-1].setdefault(step, time.monotonic())
+
+    @contextlib.asynccontextmanager
+    async def turn_w(self, index, now) -> AsyncIterator[Any]:  # type: ignore[no-untyped-def]
+        armed = self.ctrl._armed.get(index)
+        if armed is not None:
+            last(armed.modem, "turn")
+        async with turn(self, index, now) as got:
+            if got[0] is not None:
+                last(got[0].name, "leased")
+            yield got
+
+    async def recheck_w(self, armed, call_id, slot):  # type: ignore[no-untyped-def]
+        last(slot.name, "row_awaited")
+        try:
+            return await recheck(self, armed, call_id, slot)
+        finally:
+            last(slot.name, "rechecked")
+
+    @functools.wraps(call)
+    async def call_w(self, index, slot, armed):  # type: ignore[no-untyped-def]
+        last(slot.name, "call")
+        return await call(self, index, slot, armed)
+
+    from modem_dialer.at.channel import ATChannel
+
+    run = ATChannel._run
+
+    async def run_w(self, command, *a, **kw):  # type: ignore[no-untyped-def]
+        commands.append((time.monotonic(), command.split("=")[0].split("?")[0][:12]))
+        return await run(self, command, *a, **kw)
+    ATChannel._run = run_w  # type: ignore[method-assign]
+    from modem_dialer.store import pg
+
+    send, run_now = pg.PgConnection._send, pg.PgConnection._run_now
+
+    def send_w(self, query, params):  # type: ignore[no-untyped-def]
+        statements[f"{threading.current_thread().name}: {' '.join(query.split()[:4])[:40]}"] += 1
+        return send(self, query, params)
+
+    def run_now_w(self, stmt):  # type: ignore[no-untyped-def]
+        statements[f"{threading.current_thread().name}: {stmt.split(';')[-1].strip()}"] += 1
+        return run_now(self, stmt)
+    pg.PgConnection._send = send_w  # type: ignore[method-assign]
+    pg.PgConnection._run_now = run_now_w  # type: ignore[method-assign]
+    BankSource.turn = turn_w  # type: ignore[method-assign,assignment]
+    Controller._recheck = recheck_w  # type: ignore[method-assign]
+    Controller._call = call_w  # type: ignore[method-assign]
+
+
+def main() -> None:
+    out = Path(sys.argv.pop(1))
+    tl = Timeline()
+    tl.install()
+    install(tl)
+    # the profiler's own cost roughly doubles the loop thread's CPU: only when asked
+    prof = cProfile.Profile(time.thread_time) if os.environ.get("BENCH_SERVE_PROFILE") else None
+    cpu = ThreadCpu()
+
+    def dump() -> None:
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(str(out) + ".prof")
+        marks = [m for calls in tl.calls.values() for c in calls for m in c.values()]
+        # the campaign's part of the run: from the first mark to the last
+        threads = cpu.between(min(marks), max(marks)) if marks else {}
+        during = Counter(v for t, v in commands if marks and min(marks) <= t <= max(marks))
+        Path(str(out) + ".json").write_text(json.dumps({"calls": tl.calls, "thread_cpu": threads,
+                                                           "commands": during,
+                                                           "statements": statements}))
+    atexit.register(dump)
+    if prof is not None:
+        prof.enable()
+        from campaign_utilisation import profile_threads
+
+        profile_threads(str(out))     # OUT.journal, OUT.pcm: the writer threads' own profiles
+    from modem_dialer.cli import main as cli
+
+    sys.argv[0] = "modem-dialer"
+    cli()
+
+
+if __name__ == "__main__":
+    main()
