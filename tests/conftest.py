@@ -231,7 +231,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     # The run's PostgreSQL template (one initdb, tests/pgcluster.py) is made here while the
     # workers start and collect, rather than by the first worker to need it: the longest tests
-    # start first, and four of them wait on it (CI: 30 s of setup at the busy start of a run).
+    # start first, and four of them wait on it (30 s of setup at the busy start of a run at load 18).
     # If the tests need no PostgreSQL, that is ~1.3 s of CPU spent for nothing.
     _template_maker = threading.Thread(target=_make_template, args=(os.getpid(),), daemon=True,
                                        name="pg template")
