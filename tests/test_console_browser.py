@@ -207,13 +207,17 @@ async def test_operator_console_end_to_end(console, browser):
     await page.wait_for_selector('[data-campaign="webtest"] .badge.paused')
     assert svc.campaigns.store.get_campaign("webtest")["status"] == "paused"
     # paused: once the calls in progress end, the count stays still. The runner saw the pause
-    # (its own 'paused' row) and no call is open; then the page shows what the database says:
+    # (its own 'paused' row), no call is open and no contact is still being settled (a call's
+    # end and its contact's status are two writes: counted between them, the page's next
+    # count was one more and never matched; CI at load 17); then the page shows what the
+    # database says:
     db = sqlite3.connect(loaded.database_path)
     await wait_until(lambda: db.execute("SELECT 1 FROM campaign_log WHERE kind = 'control' AND verdict = 'paused'")
                      .fetchone() is not None
-                     and db.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0)
+                     and db.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0
+                     and db.execute("SELECT COUNT(*) FROM contacts WHERE status = 'in_progress'").fetchone()[0] == 0)
     settled_n = db.execute("SELECT COUNT(*) FROM contacts WHERE status NOT IN ('pending', 'in_progress')").fetchone()[0]
-    await page.wait_for_function(f"({done_js})() === {settled_n}", timeout=10000)
+    await page.wait_for_function(f"({done_js})() === {settled_n}", timeout=20000)
     held, dialed = await page.evaluate(f"({done_js})()"), db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     await asyncio.sleep(1.2)          # longer than the page's refresh (1 s) and the runner's look (0.2 s)
     assert await page.evaluate(f"({done_js})()") == held < 8

@@ -70,8 +70,11 @@ async def test_three_boxes_finish_a_campaign_on_postgresql(pg_schema, bank_of, t
 async def three_boxes_finish(bank_of, tmp_path, contacts: int, **kw) -> None:
     # short calls: every callee is busy 10 ms after ATD (no audio to play: the test measures
     # the claims and the boxes' cooperation, not the audio path); no retry rule: final
+    # a box lease of 30 s, not 5: no box dies here, and at load 20 a heartbeat that waited 2.8 s
+    # for the database fenced a box, whose calls hung up were dialed again (311 calls for 300
+    # contacts): the fence is right there, and test_box_fence's and the SIGKILL test's subject
     bank = await bank_of(["b1", "b2", "b3"], 16, {"default": {"outcome": "busy", "ring_after": 0.005,
-                                                               "end_after": 0.01}}, **kw)
+                                                               "end_after": 0.01}}, lease="30s", **kw)
     await asyncio.gather(*(serve(b) for b in bank.boxes))
     nums = numbers(contacts)
     camp = write_campaign(tmp_path, nums, message_s=0.2)
