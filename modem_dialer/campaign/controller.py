@@ -920,9 +920,19 @@ class Controller:
             return
         if armed.modem != slot.name:
             # the bank lent another line than the one the call was armed for (an alert took
-            # that one): the row names the line it is dialed on, committed with the dial mark
+            # that one): the row names the line it is dialed on, committed before the ATD as
+            # the row itself was (after a kill -9 the SIM that dialed counts the call)
             ident = slot.line.identity
-            self.journal.bind_line(call_id, slot.name, ident.imei, ident.iccid)
+            try:
+                await asyncio.wrap_future(self.journal.bind_line(call_id, slot.name, ident.imei, ident.iccid))
+            except DatabaseFault as exc:
+                self._unarm(c)
+                self._on_db_fault(exc)
+                return
+        if self.fenced is not None or self.stopping:
+            # fenced or stopped while the row was awaited or the rules read again: no new dial
+            await self._release(armed)
+            return
         state = CallState()
         script = self.script_for(c)
         if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):
