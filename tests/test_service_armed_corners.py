@@ -19,36 +19,19 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
+import test_service_campaign
 import yaml
 from helpers import Api, setup, write_config
 from helpers import wait_until as wait_for
 
 from modem_dialer.config import LoadedConfig, load_config
 from modem_dialer.service.bank import Priority
-from modem_dialer.service.service import Service
 from modem_dialer.sim.callee import Callee, Scenario
 from modem_dialer.store import Journal, open_db, utc_now
 
+services = test_service_campaign.services      # the fixture: a service in this process
+
 NUMS = [f"+336123470{i:02d}" for i in range(3)]
-
-
-@pytest.fixture
-async def services():
-    running: list[Service] = []
-
-    async def start(loaded: LoadedConfig) -> Service:
-        svc = Service(loaded, port=0, min_ring_timeout=1.0)
-        svc.campaigns.poll = 0.2
-        svc.campaign_grace = 0.0        # a call still up at the end of the test is hung up
-        await svc.start()
-        running.append(svc)
-        return svc
-
-    yield start
-    for s in running:
-        if not s.stopped.is_set():
-            await s.stop()
 
 
 def configure(tmp_path: Path, bank, numbers: list[str], message_s: float, **over) -> tuple[LoadedConfig, Path]:
