@@ -129,3 +129,35 @@ async def test_pause_with_an_armed_call_releases_it_and_resume_dials_it_once(mak
     assert {n: (c[n]["status"], c[n]["attempts"]) for n in (A, B, C)} == {
         A: ("answered", 1), B: ("answered", 1), C: ("answered", 1)}
     assert sorted(dialed(bank)) == [A, B, C]
+
+
+@pytest.mark.slow
+async def test_an_armed_row_cut_by_an_earlier_kill_is_never_counted_as_an_attempt(make_bank, tmp_path):
+    """kill -9 while B's call is armed, then again during B's call: B's attempts are its two
+    dialed calls, not the armed row of the first kill too (it was counted when a later call
+    of B was settled: tests/test_campaign_crash.py found 3 attempts for 2 calls)."""
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, "retry:\n  failed: {after: 0s, max: 3}\n")
+    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
+    first = await armed_during_first_call(conn)
+    proc.send_signal(signal.SIGKILL)
+    await proc.wait()
+    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
+
+    def b_in_call() -> bool:
+        # B's call is up and its dial is on record (the mark is committed a moment after ATD)
+        return conn.execute("SELECT COUNT(*) FROM calls WHERE number = ? AND outcome IS NULL"
+                            " AND started_at IS NOT NULL AND answered_at IS NOT NULL", (B,)).fetchone()[0] == 1
+    try:
+        await wait_until(b_in_call)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+    rc, out, err = await run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60)
+    assert rc == 0, out + err
+    calls = conn.execute("SELECT * FROM calls WHERE number = ? ORDER BY id", (B,)).fetchall()
+    assert [(r["outcome"], r["started_at"] is None) for r in calls] == [
+        ("interrupted", True), ("interrupted", False), ("answered", False)]
+    assert calls[0]["id"] == first["id"]
+    c = contacts(conn)[B]
+    assert (c["status"], c["attempts"], c["last_call_id"]) == ("answered", 2, calls[2]["id"])
+    assert dialed(bank).count(B) == 2

@@ -115,5 +115,9 @@ async def test_kill_9_at_random_points_then_resume(tmp_path, rng):
         elif outcomes:
             rule = "failed" if outcomes[-1] == "interrupted" else outcomes[-1]
             assert c["status"] == "exhausted" and len(calls) >= RETRY[rule], (msg, c, outcomes)
-    # at most the calls in flight (4 lines) per kill were interrupted, and one armed call per line
-    assert interrupted <= 4 * kills and armed_undialed <= 4 * kills, (msg, interrupted, armed_undialed)
+    # at most the calls in flight (4 lines) per kill were interrupted, and per line one armed
+    # call, plus the line's own call when it was armed too and the kill came between its ATD and
+    # the commit of its dial mark (docs/architecture.md "Armed next call": such a row cannot be
+    # told from one never dialed; the next row may be committed first)
+    assert interrupted <= 4 * kills and armed_undialed <= 2 * 4 * kills, (msg, interrupted, armed_undialed)
+    assert interrupted + armed_undialed <= 2 * 4 * kills, (msg, interrupted, armed_undialed)

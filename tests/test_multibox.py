@@ -120,8 +120,11 @@ async def test_sigkill_of_one_box_the_others_finish_its_contacts(bank_of, tmp_pa
     def b2_mid_campaign() -> bool:
         done = bank.rows("SELECT COUNT(*) AS n FROM calls WHERE box = 'b2' AND outcome IS NOT NULL")[0]["n"]
         live = bank.rows("SELECT COUNT(*) AS n FROM calls WHERE box = 'b2' AND outcome IS NULL")[0]["n"]
-        return done >= 4 and live >= 2
-    await wait_until(b2_mid_campaign, 90, "b2 with calls in progress")
+        # and a call written ahead of its ATD (a worker's armed next call), no dial on record yet
+        armed = bank.rows("SELECT id FROM calls WHERE box = 'b2' AND outcome IS NULL AND started_at IS NULL"
+                          " AND EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = calls.id AND e.kind = 'armed')")
+        return done >= 4 and live >= 2 and bool(armed)
+    await wait_until(b2_mid_campaign, 90, "b2 with calls in progress and a next call armed")
     assert b2.serve is not None
     b2.serve.kill()                                       # SIGKILL: no clean-up at all
     b2.serve.wait()
@@ -142,6 +145,14 @@ async def test_sigkill_of_one_box_the_others_finish_its_contacts(bank_of, tmp_pa
     per_number = Counter(c["number"] for c in calls)
     assert set(per_number) == set(nums) and set(per_number.values()) == {1}
     assert all(c["box"] != "b2" for c in calls if c["number"] in again)
+    # an armed row of b2 (written ahead of its ATD, no dial on record) was closed by the box
+    # that took b2 over, and is not one of its contact's attempts
+    assert bank.rows("SELECT id FROM calls WHERE box = 'b2' AND outcome = 'interrupted' AND started_at IS NULL"
+                     " AND EXISTS (SELECT 1 FROM call_events e WHERE e.call_id = calls.id AND e.kind = 'armed')")
+    for c in bank.rows("SELECT c.number, c.attempts, (SELECT COUNT(*) FROM calls k WHERE k.contact_id = c.id"
+                       " AND NOT (k.outcome = 'interrupted' AND k.started_at IS NULL AND EXISTS (SELECT 1"
+                       " FROM call_events e WHERE e.call_id = k.id AND e.kind = 'armed'))) AS dialed FROM contacts c"):
+        assert c["attempts"] == c["dialed"], c
     # what the SIMs saw: one call per number, two for an interrupted one (if its ATD went out)
     seen = outgoing(bank)
     assert set(seen) == set(nums)

@@ -283,16 +283,14 @@ class Controller:
             self._settle(conn, fresh, lease=None)
 
     def _settle(self, conn: Connection, c: Contact, *, lease: str | None) -> bool:
-        # a dial refused because someone called in (line_busy) is not an attempt
+        # a dial refused because someone called in (line_busy) is not an attempt, nor an
+        # armed call (written while the line's last call played) closed as interrupted with no
+        # dial on record: most likely never dialed (it is dialed again, now). Its row stays:
+        # the calling rules' caps still count it, as it may have been dialed in the instant
+        # before the process died. Not only the latest call: an armed row cut by an earlier
+        # kill -9 must not become an attempt when a later call is settled here.
         n, last = Campaigns(conn, self.clock).calls_of_contact(c.id, not_attempts=LINE_BUSY)
         journal = Journal(conn, self.clock)
-        if (last is not None and last["outcome"] == "interrupted" and last["started_at"] is None
-                and journal.has_event(last["id"], "armed")):
-            # an armed call (written while the line's last call played) with no dial on record:
-            # most likely never dialed, so not one of the contact's attempts (it is dialed again,
-            # now). Its row stays, closed as interrupted: the calling rules' caps still count it,
-            # as it may have been dialed in the instant before the process died.
-            n -= 1
         if n > c.attempts and last is not None and last["outcome"] is not None:
             opted_out = journal.has_event(last["id"], "opt_out")
             return Leases(conn, self.clock).settle(**self._apply_outcome(c, last, n - c.attempts,
@@ -920,9 +918,19 @@ class Controller:
             return
         if armed.modem != slot.name:
             # the bank lent another line than the one the call was armed for (an alert took
-            # that one): the row names the line it is dialed on, committed with the dial mark
+            # that one): the row names the line it is dialed on, committed before the ATD as
+            # the row itself was (after a kill -9 the SIM that dialed counts the call)
             ident = slot.line.identity
-            self.journal.bind_line(call_id, slot.name, ident.imei, ident.iccid)
+            try:
+                await asyncio.wrap_future(self.journal.bind_line(call_id, slot.name, ident.imei, ident.iccid))
+            except DatabaseFault as exc:
+                self._unarm(c)
+                self._on_db_fault(exc)
+                return
+        if self.fenced is not None or self.stopping:
+            # fenced or stopped while the row was awaited or the rules read again: no new dial
+            await self._release(armed)
+            return
         state = CallState()
         script = self.script_for(c)
         if self.spec.opt_out_key and not getattr(self.script_for, "handles_opt_out", False):

@@ -181,8 +181,9 @@ class CallJournal:
         return self._put("mark_dialed", at, call_id, lazy=True)
 
     def bind_line(self, call_id: int, modem: str, imei: str | None, iccid: str | None) -> concurrent.futures.Future:
-        """Journal.bind_line, lazy: queued before the ATD, committed with the dial mark."""
-        return self._put("bind_line", None, call_id, modem, imei, iccid, lazy=True)
+        """Journal.bind_line, committed at once: the caller waits for it before the ATD (a
+        kill -9 after the ATD must leave the row on the SIM that dialed: per-SIM limits)."""
+        return self._put("bind_line", None, call_id, modem, imei, iccid)
 
     def mark_answered(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
         return self._put("mark_answered", at, call_id, lazy=True)

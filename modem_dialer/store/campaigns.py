@@ -360,9 +360,15 @@ class Campaigns:
 
     def calls_of_contact(self, contact_id: int, not_attempts: str) -> tuple[int, dict[str, Any] | None]:
         """(calls that count as attempts, the latest call's row or None). A call whose
-        outcome is ``not_attempts`` (a dial refused because someone called in) is not one."""
-        n = self.conn.execute("SELECT COUNT(*) FROM calls WHERE contact_id = ? AND COALESCE(outcome, '') != ?",
-                              (contact_id, not_attempts)).fetchone()[0]
+        outcome is ``not_attempts`` (a dial refused because someone called in) is not one,
+        nor an armed call (written ahead of its ATD) closed as interrupted with no dial on
+        record: most likely never dialed (campaign/controller.py ``_settle``), whether it is
+        the latest call or an earlier one (a kill -9 at each)."""
+        n = self.conn.execute(
+            "SELECT COUNT(*) FROM calls WHERE contact_id = ? AND COALESCE(outcome, '') != ?"
+            " AND NOT (outcome = 'interrupted' AND started_at IS NULL AND EXISTS"
+            " (SELECT 1 FROM call_events e WHERE e.call_id = calls.id AND e.kind = 'armed'))",
+            (contact_id, not_attempts)).fetchone()[0]
         row = self.conn.execute("SELECT * FROM calls WHERE contact_id = ? ORDER BY id DESC LIMIT 1",
                                 (contact_id,)).fetchone()
         return int(n), None if row is None else dict(row)
