@@ -20,11 +20,17 @@ from ..modems.options import ModemConfig
 
 log = logging.getLogger("modem_dialer.call")
 
-# Per family: seconds a modem may hold downlink audio beyond the frame in flight (its own
-# jitter buffer), waited after the last prompt frame has played before hanging up, so the
-# callee hears the end of the message. Unverified on hardware [?] (modems.md §5 gives no
-# figure): one 20 ms DSP frame, a setting per modem (audio.playout_margin).
-PLAYOUT_MARGIN = {"huawei": 0.02, "simcom": 0.02, "quectel": 0.02, "sim800": 0.02, "generic": 0.02}
+# Per family: seconds a modem may still play downlink audio beyond the dialer's playout
+# model, waited after the last prompt frame has played before hanging up. The model already
+# counts each frame's whole 20 ms of play from when it reaches the modem (after what the
+# tty still holds, TIOCOUTQ), so for the families that take PCM over a USB port and end a
+# call with a URC after the release (Huawei, SIMCom, Quectel) nothing is added: what the
+# model cannot see (the DSP's 20 ms frame phase, < 20 ms) still plays while ATH reaches the
+# modem and the release is signalled. SIM800 (analogue audio through a sound card) and
+# modems we know nothing of keep one DSP frame. Unverified on hardware [?] (modems.md §5
+# gives no figure): a setting per modem (audio.playout_margin); docs/audio.md "How long the
+# modem still plays".
+PLAYOUT_MARGIN = {"huawei": 0.0, "simcom": 0.0, "quectel": 0.0, "sim800": 0.02, "generic": 0.02}
 DEFAULT_PLAYOUT_MARGIN = 0.02
 
 
