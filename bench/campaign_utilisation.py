@@ -153,6 +153,20 @@ def sim_child(modems: int, family: str, answer: float, cfg_path: str, conn) -> N
     from modem_dialer.sim.sim_bank import SimBank
 
     pcm_tap.install()
+    from modem_dialer.sim.audio_port import SimAudioPort
+
+    # per modem, each call's (first audible byte's stamp, when its audio is played out, when
+    # the call ended here): set against the dialer's own figures for the same call, they
+    # show where a cut comes from
+    ends: dict[str, list[tuple[float | None, float, float]]] = {}
+    call_ended = SimAudioPort.call_ended
+
+    def call_ended_w(self: SimAudioPort) -> None:
+        with self._lock:
+            mark = (self.first_audio_at, self.audible_until, time.monotonic())
+        call_ended(self)
+        ends.setdefault(self.modem.name, []).append(mark)
+    SimAudioPort.call_ended = call_ended_w  # type: ignore[method-assign]
 
     async def serve() -> None:
         bank = await SimBank.of(modems, family, Scenario(Callee(answer_after=answer, ring_after=0.02))).start()
@@ -160,7 +174,8 @@ def sim_child(modems: int, family: str, answer: float, cfg_path: str, conn) -> N
         loop = asyncio.get_running_loop()
         while True:
             cmd = await loop.run_in_executor(None, conn.recv)
-            stats = {"cut_ms": [], "max_gap_ms": [], "calls": 0}
+            stats = {"cut_ms": [], "max_gap_ms": [], "calls": 0, "ends": dict(ends)}
+            ends.clear()
             for m in bank.modems:
                 stats["calls"] += len(m.calls)
                 if m.audio is not None:
@@ -265,6 +280,7 @@ class Timeline:
                 a = call.line.audio
                 if a is not None and a.first_frame_sent_at is not None:
                     tl.calls[call.line.name][-1]["first_frame"] = a.first_frame_sent_at
+                    tl.calls[call.line.name][-1]["played_until"] = a.prompt_played_until
         CallJournal.start_call_soon = start_soon_w  # type: ignore[method-assign]
         ModemDriver.dial = dial_w  # type: ignore[method-assign]
         ModemDriver.call_answered = answered_w  # type: ignore[method-assign]
@@ -387,7 +403,7 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path, marg
           f"({w.ops_committed / max(1, w.commits):.1f} per commit, {w.commits / args.calls:.2f} commits per call)")
     timeline.uninstall()
     return {"makespan": makespan, "cpu": cpu, "ctrl_cpu": ctrl.cpu, "answered": n, "lines": len(lines),
-            "late_frames": late, "threads": threads, "margins": margins}
+            "late_frames": late, "threads": threads, "margins": margins, "timeline": timeline.calls}
 
 
 def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
@@ -520,6 +536,16 @@ def realistic(args: argparse.Namespace) -> None:
               f"{int((cut > 0).sum())}, max cut {cut.max():.1f} ms; downlink gap per call p99 "
               f"{np.percentile(gaps, 99):.1f} ms, max {gaps.max():.1f} ms, calls with a gap > 60 ms "
               f"{int((gaps > 60).sum())}")
+        cuts = []     # the calls the simulator heard cut, against the dialer's view of them
+        for name, sim_calls in heard["ends"].items():
+            for ours_c, (first, audible, ended) in zip(ours["timeline"].get(name, []), sim_calls, strict=False):  # the k-th call of each
+                if "first_frame" in ours_c and "played_until" in ours_c and first is not None and audible > ended:
+                    cuts.append((first - ours_c["first_frame"], audible - ours_c["played_until"],
+                                 ended - ours_c.get("hangup", ended)))
+        if cuts:
+            a = np.array(cuts) * 1000
+            print(f"  the cut calls, simulator vs dialer (max ms): first frame stamped {a[:, 0].max():.1f} later, "
+                  f"played out {a[:, 1].max():.1f} later; hang-up seen {a[:, 2].min():.1f} min later")
 
 
 def main() -> None:
