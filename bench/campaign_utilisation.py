@@ -360,6 +360,7 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path, marg
     timeline.install()
     lines, errors = await open_lines(cfgs)
     margins = sorted({line.playout_margin for line in lines})
+    print(f"event loop: {type(asyncio.get_running_loop()).__module__}")
     assert not errors, errors
     script = message_script(tone(args.message))
     ctrl = Controller(conn, cid, spec, lines, LimitsConfig(), lambda c: script, view=QuietView(), poll=0.2,
@@ -564,7 +565,8 @@ def main() -> None:
                     help="realistic: no armed next call (each line waits for its call row's commit before ATD)")
     ap.add_argument("--no-margin-row", dest="margin_row", action="store_false",
                     help="realistic: skip the second run with every line's playout margin at 20 ms")
-    ap.add_argument("--uvloop", action="store_true", help="realistic: uvloop as the dialer's event loop")
+    ap.add_argument("--uvloop", action="store_true", help="realistic: uvloop as the dialer's event loop (needs uvloop installed; issue 10 "
+                         "tried it: no gain in the loop thread's CPU beyond the run-to-run noise)")
     ap.add_argument("--family", default="huawei", help="realistic: simulated family (the peer speaks Huawei)")
     args = ap.parse_args()
     if args.realistic:

@@ -341,8 +341,16 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
             return
         # a call ECT handed over is no longer on the modem: no end URC will come for it
         if self.end_urc_after_hangup and call.end_waiter is not None and not call.transferred:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(call.end_waiter), self.hangup_end_timeout)
+            # awaited directly with a timer that completes it, not through wait_for(shield()):
+            # those add two loop turns between the end URC and the next dial, and with 64
+            # lines ending together each turn runs every other line's work first
+            waiter = call.end_waiter
+            timer = asyncio.get_running_loop().call_later(
+                self.hangup_end_timeout, lambda: waiter.done() or waiter.set_result(None))
+            try:
+                await waiter
+            finally:
+                timer.cancel()
             if not call.ended:
                 log.info("%s: no end URC %g s after %s: ending the call ourselves", self.name,
                          self.hangup_end_timeout, self.hangup_command)
