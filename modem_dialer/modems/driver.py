@@ -64,6 +64,11 @@ SIM_BUSY_WAIT = 15.0
 SIM_BUSY_POLL = 0.5
 
 
+def _complete(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class DriverError(ATError):
     """The modem cannot be used (no SIM, PIN needed, no voice firmware …)."""
 
@@ -345,8 +350,7 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
             # those add two loop turns between the end URC and the next dial, and with 64
             # lines ending together each turn runs every other line's work first
             waiter = call.end_waiter
-            timer = asyncio.get_running_loop().call_later(
-                self.hangup_end_timeout, lambda: waiter.done() or waiter.set_result(None))
+            timer = asyncio.get_running_loop().call_later(self.hangup_end_timeout, _complete, waiter)
             try:
                 await waiter
             finally:
