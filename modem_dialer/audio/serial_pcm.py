@@ -255,15 +255,6 @@ class SerialPcm(AudioPath):
         # leaves the modem behind for the rest of the prompt, and the model no longer knew:
         # test_call_realtime heard cut messages under load.)
         queued = _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else 0.0
-        # Stamped right before the write, per port, not once per tick: the ports before this
-        # one in the tick (and the GIL, which each write and ioctl gives up and takes back)
-        # may have taken milliseconds, and a stamp from the tick's start put the model ahead
-        # of the modem (the hang-up then came before the end of the message had played).
-        # The queue was read before the stamp: it only shrinks meanwhile, so the model errs
-        # late, never early.
-        now = time.monotonic()
-        start = now + queued
-        dry = LEAD_FRAMES > 1 and self._played_until <= start
         try:
             n = os.write(self._fd, data)
         except BlockingIOError:
@@ -272,6 +263,15 @@ class SerialPcm(AudioPath):
             self._writing = False
             self._post(self._lost, exc)
             return False
+        # Stamped per port and after the write, not once per tick before all of them: the
+        # ports before this one (and the GIL, which every write and ioctl gives up, and which
+        # another thread may keep for milliseconds before this one gets it back) made a
+        # tick-start or pre-write stamp earlier than the write, the model ahead of the modem,
+        # and the hang-up came before the end of the message had played. After the write,
+        # with the queue read before it (it only shrinks), the model errs late, never early.
+        now = time.monotonic()
+        start = now + queued
+        dry = LEAD_FRAMES > 1 and self._played_until <= start
         self._pending = data[n:]
         if n == 0:
             self.skipped_frames += 1
