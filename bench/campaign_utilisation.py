@@ -323,6 +323,15 @@ class Timeline:
         for name, xs in seg.items():
             xs.sort()
             print(f"  {name:44} {median(xs):7.1f} {xs[int(0.9 * (len(xs) - 1))]:7.1f}")
+        # the lines keep the phase they started with: their k-th dials all fall within this
+        # span, so the loop (and the simulator) handle the lines' ends and dials in bursts
+        spans = []
+        for k in range(min(len(c) for c in self.calls.values())):
+            atds = [c[k]["atd"] for c in self.calls.values() if "atd" in c[k]]
+            if len(atds) == len(self.calls):
+                spans.append((max(atds) - min(atds)) * 1000)
+        if spans:
+            print(f"  the lines' k-th ATDs span (median over k) {median(spans):.0f} ms of the cycle")
 
 
 def profile_threads(prefix: str) -> None:
