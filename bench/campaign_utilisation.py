@@ -501,7 +501,9 @@ def realistic(args: argparse.Namespace) -> None:
                 time.sleep(0.05)
             runs: list[tuple[str, dict, dict]] = []
             # the default margins, then every line at 20 ms (the old default): nothing hidden
-            for label, margin in (("", None), (", 20 ms margin", 0.02 if args.margin_row else None)):
+            # (--profile: one run; its thread profilers would stay on for the second)
+            margin_row = args.margin_row and not args.profile
+            for label, margin in (("", None), (", 20 ms margin", 0.02 if margin_row else None)):
                 if label and margin is None:
                     continue
                 go = ours_realistic(args, Path(d) / f"run{len(runs)}", cfg, margin,
