@@ -548,10 +548,10 @@ def realistic(args: argparse.Namespace) -> None:
               f"{int((cut > 0).sum())}, max cut {cut.max():.1f} ms; downlink gap per call p99 "
               f"{np.percentile(gaps, 99):.1f} ms, max {gaps.max():.1f} ms, calls with a gap > 60 ms "
               f"{int((gaps > 60).sum())}")
-        cuts = []     # the calls the simulator heard cut, against the dialer's view of them
+        cuts = []     # the calls the simulator heard cut (a sample or more), against the dialer's view of them
         for name, sim_calls in heard["ends"].items():
             for ours_c, (first, audible, ended) in zip(ours["timeline"].get(name, []), sim_calls, strict=False):  # the k-th call of each
-                if "first_frame" in ours_c and "played_until" in ours_c and first is not None and audible > ended:
+                if "first_frame" in ours_c and "played_until" in ours_c and first is not None and audible - ended >= 1 / 8000:
                     cuts.append((first - ours_c["first_frame"], audible - ours_c["played_until"],
                                  ended - ours_c.get("hangup", ended), audible - ended))
         if cuts:
