@@ -255,6 +255,7 @@ class SerialPcm(AudioPath):
         # leaves the modem behind for the rest of the prompt, and the model no longer knew:
         # test_call_realtime heard cut messages under load.)
         queued = _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else 0.0
+        sent_at = time.monotonic()    # when the frame went: the stamp tests and benches see
         try:
             n = os.write(self._fd, data)
         except BlockingIOError:
@@ -263,12 +264,14 @@ class SerialPcm(AudioPath):
             self._writing = False
             self._post(self._lost, exc)
             return False
-        # Stamped per port and after the write, not once per tick before all of them: the
-        # ports before this one (and the GIL, which every write and ioctl gives up, and which
-        # another thread may keep for milliseconds before this one gets it back) made a
-        # tick-start or pre-write stamp earlier than the write, the model ahead of the modem,
-        # and the hang-up came before the end of the message had played. After the write,
-        # with the queue read before it (it only shrinks), the model errs late, never early.
+        # The model's stamp is taken per port and after the write, not once per tick before
+        # all of them: the ports before this one (and the GIL, which every write and ioctl
+        # gives up, and which another thread may keep for milliseconds before this one gets
+        # it back) made a tick-start or pre-write stamp earlier than the write, the model
+        # ahead of the modem, and the hang-up came before the end of the message had played.
+        # After the write, with the queue read before it (it only shrinks), the model errs
+        # late, never early. (``sent_at``, before the write, says when the frame went: the
+        # GIL taken back after the write is no part of that.)
         now = time.monotonic()
         start = now + queued
         dry = LEAD_FRAMES > 1 and self._played_until <= start
@@ -277,9 +280,9 @@ class SerialPcm(AudioPath):
             self.skipped_frames += 1
         self._played_until = max(self._played_until, start) + n / BYTES_PER_SECOND
         if taken is not None:
-            self._sent(taken, now, self._played_until)
+            self._sent(taken, sent_at, self._played_until)
         if self.on_tick is not None and not refill:
-            self.on_tick(now)
+            self.on_tick(sent_at)
         return dry and n == len(data)
 
     def _capture(self) -> None:
