@@ -190,6 +190,29 @@ async def test_new_prompt_goes_out_within_one_frame(modem: FakeModemPcm, pcm: Se
         assert end % 160 == 0 and np.array_equal(y[end - 160 : end], prompt(160, i))
 
 
+async def test_an_idle_modem_gets_one_frame_of_lead(modem: FakeModemPcm, pcm: SerialPcm) -> None:
+    # Between calls nothing is sent; a prompt then finds the modem empty: its first two
+    # frames go at once (LEAD_FRAMES), so the modem holds 20-40 ms when each tick comes and
+    # a tick up to 20 ms late opens no hole. The model counts both frames from the write.
+    pcm.keep_fed = False
+    sent = pcm.frames_sent
+    await asyncio.sleep(0.1)
+    assert pcm.frames_sent == sent           # idle: nothing written
+    t = time.monotonic()
+    fut = pcm.play(prompt(160 * 5, 9))
+    assert pcm.frames_sent == sent + 2       # written by play() itself, before any tick
+    first = pcm.first_frame_sent_at
+    assert first is not None and t <= first
+    assert pcm.prompt_played_until >= first + 0.040 - 1e-6
+    assert await fut is PlayResult.DONE
+    assert pcm.frames_sent == sent + 5       # the rest one per tick, no silence (not fed)
+    # the model never runs ahead of 20 ms per frame from the first write
+    assert pcm.prompt_played_until >= first + 5 * 0.020 - 1e-6
+    await modem.received(sent + 5)
+    y = modem.samples()
+    assert np.array_equal(y[len(y) - 800 :], prompt(160 * 5, 9))
+
+
 async def test_capture_keeps_sample_phase_across_partial_reads(modem: FakeModemPcm, pcm: SerialPcm) -> None:
     frames: list[np.ndarray] = []
     pcm.on_capture = frames.append

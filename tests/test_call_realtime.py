@@ -12,7 +12,7 @@ from conftest import modem_config
 from timing import cpu_wait, waited_for_cpu
 
 from modem_dialer.audio.serial_pcm import SerialPcm
-from modem_dialer.call.line import open_line
+from modem_dialer.call.line import PLAYOUT_MARGIN, open_line
 from modem_dialer.call.message import message_script
 from modem_dialer.call.session import place_call
 from modem_dialer.modems.driver import ModemDriver
@@ -96,6 +96,7 @@ async def test_hangup_after_the_message_has_played_and_not_later(make_bank, jour
     assert isinstance(line.audio, SerialPcm)
     writes = Writes(monkeypatch, line.audio)
     margin = line.playout_margin
+    assert margin == PLAYOUT_MARGIN[family] == 0.005     # serial PCM over USB: docs/audio.md
     for i in range(3):
         writes.frames.clear()
         r = await place_call(line, NUMBER, message_script(tone(500)), journal)

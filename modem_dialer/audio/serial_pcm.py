@@ -69,6 +69,13 @@ _LITTLE_ENDIAN = sys.byteorder == "little"   # the wire's S16LE is then the nati
 # the schedule is moved to now instead of sending the backlog in one burst: a burst would
 # sit in the modem's buffer and delay everything after it, barge-in included.
 MAX_LATE_FRAMES = 1
+# Frames the modem holds at most when a tick comes: the writer sends LEAD_FRAMES frames at
+# once when the modem has run dry (a prompt's first frame on an idle line, the first silence
+# of a call, a tick that came late) and one per tick after that, so the modem holds 20-40 ms
+# at each tick instead of 0-20: a tick (or a USB transfer) up to 20 ms late opens no hole,
+# and the hang-up computed from the model does not depend on the writer's jitter. The price:
+# a barge-in stops what the modem plays up to 20 ms later. 1 = no lead.
+LEAD_FRAMES = 2
 
 
 # Frames read in one tick: rows of an array, or one frame alone.
@@ -150,9 +157,8 @@ class PcmWriter:
                 if late:
                     for port in self._ports:
                         port.late_frames += 1
-                now = time.monotonic()
                 for port in self._ports:
-                    port._tick(now)
+                    port._tick()
                 # capture, after the writes: what a read costs never delays a frame out
                 if self._reading:
                     for fd, _ in self._poll.poll(0):
@@ -192,7 +198,8 @@ class SerialPcm(AudioPath):
         self._writing = False
         self.late_frames = 0  # ticks written more than a frame after their deadline
         self.skipped_frames = 0  # ticks the port did not take (full buffer): nothing new queued
-        # test/bench hook, called on the writer thread with each frame's send time
+        # test/bench hook, called on the writer thread with the send time of each tick's
+        # frame (not of the frame a refill adds: LEAD_FRAMES)
         self.on_tick: Callable[[float], None] | None = None
 
     async def start(self) -> None:
@@ -216,16 +223,24 @@ class SerialPcm(AudioPath):
         if not self._pending and self._played_until <= time.monotonic():
             with WRITER.lock:
                 if self._writing and not self._pending and self._played_until <= time.monotonic():
-                    self._tick(time.monotonic())
+                    self._tick()
         return fut
 
     # -- writer thread --
 
-    def _tick(self, now: float) -> None:
+    def _tick(self) -> None:
         # Runs for every port every 20 ms: kept to one write (plus one ioctl for prompt
         # frames) and no allocation on an idle tick.
         if not self._writing or not (self.keep_fed or self._pending or self._queue):
             return                           # between calls with nothing queued: nobody to hear
+        if self._write_frame() and (self.keep_fed or self._queue):
+            # The modem had run dry (a first frame, or a tick that came late): one frame more
+            # now, so that it holds 20-40 ms at each tick instead of 0-20 (LEAD_FRAMES).
+            self._write_frame(refill=True)
+
+    def _write_frame(self, refill: bool = False) -> bool:
+        """One frame (or the rest of one) to the port; True if the modem had nothing left
+        to play before it and took it whole (the writer then refills the lead)."""
         if self._pending:
             data, taken = self._pending, None
         else:
@@ -239,7 +254,8 @@ class SerialPcm(AudioPath):
         # (Asking at a prompt's last frame only was tried: a backlog that cleared before it
         # leaves the modem behind for the rest of the prompt, and the model no longer knew:
         # test_call_realtime heard cut messages under load.)
-        start = now + _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else now
+        queued = _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else 0.0
+        sent_at = time.monotonic()    # when the frame went: the stamp tests and benches see
         try:
             n = os.write(self._fd, data)
         except BlockingIOError:
@@ -247,15 +263,27 @@ class SerialPcm(AudioPath):
         except OSError as exc:
             self._writing = False
             self._post(self._lost, exc)
-            return
+            return False
+        # The model's stamp is taken per port and after the write, not once per tick before
+        # all of them: the ports before this one (and the GIL, which every write and ioctl
+        # gives up, and which another thread may keep for milliseconds before this one gets
+        # it back) made a tick-start or pre-write stamp earlier than the write, the model
+        # ahead of the modem, and the hang-up came before the end of the message had played.
+        # After the write, with the queue read before it (it only shrinks), the model errs
+        # late, never early. (``sent_at``, before the write, says when the frame went: the
+        # GIL taken back after the write is no part of that.)
+        now = time.monotonic()
+        start = now + queued
+        dry = LEAD_FRAMES > 1 and self._played_until <= start
         self._pending = data[n:]
         if n == 0:
             self.skipped_frames += 1
         self._played_until = max(self._played_until, start) + n / BYTES_PER_SECOND
         if taken is not None:
-            self._sent(taken, now, self._played_until)
-        if self.on_tick is not None:
-            self.on_tick(now)
+            self._sent(taken, sent_at, self._played_until)
+        if self.on_tick is not None and not refill:
+            self.on_tick(sent_at)
+        return dry and n == len(data)
 
     def _capture(self) -> None:
         """The callee's audio, read on the writer thread (lock held): whole frames to

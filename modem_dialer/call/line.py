@@ -20,11 +20,21 @@ from ..modems.options import ModemConfig
 
 log = logging.getLogger("modem_dialer.call")
 
-# Per family: seconds a modem may hold downlink audio beyond the frame in flight (its own
-# jitter buffer), waited after the last prompt frame has played before hanging up, so the
-# callee hears the end of the message. Unverified on hardware [?] (modems.md §5 gives no
-# figure): one 20 ms DSP frame, a setting per modem (audio.playout_margin).
-PLAYOUT_MARGIN = {"huawei": 0.02, "simcom": 0.02, "quectel": 0.02, "sim800": 0.02, "generic": 0.02}
+# Per family, for PCM over a serial port: seconds a modem may still play downlink audio
+# beyond the dialer's playout model, waited after the last prompt frame has played before
+# hanging up. The model already counts each frame's whole 20 ms of play from when it was
+# written (stamped after the write, after what the tty still held, TIOCOUTQ), so for the
+# families that take PCM over a USB serial port and end a call with a URC after the release
+# (Huawei, SIMCom, Quectel) a whole DSP frame is not added again: 5 ms covers the transfer to
+# the modem and its read of the port, which the model cannot see; the phase of the modem's
+# own 20 ms DSP clock still plays while ATH reaches the modem and it signals the release.
+# Modems we know nothing of (and SIM800, whose audio is analogue) keep one DSP frame, and so
+# does every sound card (UAC_PLAYOUT_MARGIN): there the model rests on the DAC time the host
+# API reports, which plugins give loosely or not at all. Unverified on hardware [?]
+# (modems.md §5 gives no figure): a setting per modem (audio.playout_margin); docs/audio.md
+# "How long the modem still plays".
+PLAYOUT_MARGIN = {"huawei": 0.005, "simcom": 0.005, "quectel": 0.005, "sim800": 0.02, "generic": 0.02}
+UAC_PLAYOUT_MARGIN = 0.02
 DEFAULT_PLAYOUT_MARGIN = 0.02
 
 
@@ -46,6 +56,8 @@ class Line:
         a = self.cfg.audio
         if a is not None and a.playout_margin is not None:
             return a.playout_margin
+        if a is not None and a.kind == "uac":
+            return UAC_PLAYOUT_MARGIN
         return PLAYOUT_MARGIN.get(self.driver.family, DEFAULT_PLAYOUT_MARGIN)
 
     async def ready_to_dial(self) -> None:

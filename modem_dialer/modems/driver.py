@@ -64,6 +64,11 @@ SIM_BUSY_WAIT = 15.0
 SIM_BUSY_POLL = 0.5
 
 
+def _complete(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
 class DriverError(ATError):
     """The modem cannot be used (no SIM, PIN needed, no voice firmware …)."""
 
@@ -341,8 +346,15 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
             return
         # a call ECT handed over is no longer on the modem: no end URC will come for it
         if self.end_urc_after_hangup and call.end_waiter is not None and not call.transferred:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(call.end_waiter), self.hangup_end_timeout)
+            # awaited directly with a timer that completes it, not through wait_for(shield()):
+            # those add two loop turns between the end URC and the next dial, and with 64
+            # lines ending together each turn runs every other line's work first
+            waiter = call.end_waiter
+            timer = asyncio.get_running_loop().call_later(self.hangup_end_timeout, _complete, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
             if not call.ended:
                 log.info("%s: no end URC %g s after %s: ending the call ourselves", self.name,
                          self.hangup_end_timeout, self.hangup_command)
