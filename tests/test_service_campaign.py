@@ -7,6 +7,7 @@ import asyncio
 import signal
 import socket
 import sys
+import time
 
 import pytest
 from helpers import ALICE, BOB, TOKEN, Api, acked, contacts, setup, wav, write_config
@@ -305,8 +306,17 @@ async def test_serve_killed_mid_campaign_resumes_on_restart(make_bank, tmp_path)
         rc, out, err = await run_cli(str(loaded.path), "campaign", "run", "--detach", str(camp))
         assert rc == 0, out + err
         sim = bank.modems[0]
-        await wait_for(lambda: rows(loaded, "SELECT id FROM calls WHERE outcome IS NOT NULL")
-                       and len(sim.calls) >= 2 and sim.calls[-1].state == "active" and armed_now())
+
+        def young_call_and_armed() -> bool:
+            # the call answered less than 0.3 s ago (of its 0.8 s message), so that the kill
+            # below lands before it ends even on a loaded machine; a poll that comes later
+            # waits for the next contact's call
+            c = sim.calls[-1] if sim.calls else None
+            return (bool(rows(loaded, "SELECT id FROM calls WHERE outcome IS NOT NULL"))
+                    and len(sim.calls) >= 2 and c is not None and c.state == "active"
+                    and c.answered_at is not None and time.monotonic() - c.answered_at < 0.3
+                    and bool(armed_now()))
+        await wait_for(young_call_and_armed)
         armed = armed_now()[0]
         proc.kill()                                 # kill -9 in the middle of a call, its next one armed
         await proc.wait()
