@@ -560,7 +560,7 @@ def realistic(args: argparse.Namespace) -> None:
             # stamps of the same writes came later): audio the bench's own delivery delayed
             unexplained = int((a[:, 3] > np.maximum(a[:, 1], 0) + 0.1).sum())
             print(f"  the cut calls, simulator vs dialer (max ms): first frame stamped {a[:, 0].max():.1f} later, "
-                  f"played out {a[:, 1].max():.1f} later; hang-up seen {a[:, 2].min():.1f} min later; "
+                  f"played out {a[:, 1].max():.1f} later; hang-up seen at least {a[:, 2].min():.1f} later; "
                   f"cut by more than the simulator's playout was behind the dialer's model: {unexplained}")
 
 
