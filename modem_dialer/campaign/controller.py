@@ -640,11 +640,9 @@ class Controller:
             if not decided:
                 self.in_flight.discard(c.number)
 
-    def _decide(self, c: Contact, now: datetime, slot: Slot, facts: DialFacts | None = None) -> bool | asyncio.Future:
-        """Run the rules (on ``facts`` when read already); queue the decision. An allowed
-        contact is claimed with its call row."""
-        if facts is None:
-            facts = self._facts(c.number, now)
+    def _decide(self, c: Contact, now: datetime, slot: Slot, facts: DialFacts) -> bool | asyncio.Future:
+        """Run the rules on the number's records (``facts``, :meth:`_facts_soon`); queue the
+        decision. An allowed contact is claimed with its call row."""
         if facts.contact_status not in (None, "pending"):
             # claimed by another box since it was read as due (its call, armed or up, is the
             # "open call"): not a decision to log, and the rest of the buffer is as stale
@@ -687,16 +685,11 @@ class Controller:
                                 + (f" until {_local(dec.until)}" if dec.until else "") + f" ({dec.detail})")
         return fut
 
-    def _facts(self, number: str, now: datetime, except_call: int | None = None) -> DialFacts:
-        """What the rules read about ``number``, one round trip (the attempts only as far
-        back as the longest cap)."""
-        since = min((now - cap.per for cap in self.rules.caps), default=None)
-        return self.compliance.dial_facts(number, since=since, except_call=except_call)
-
     async def _facts_soon(self, number: str, now: datetime, except_call: int | None = None, *,
                           urgent: bool = False, contact_id: int | None = None) -> DialFacts:
-        """:meth:`_facts`, read off the loop on PostgreSQL (``CallJournal.read_off_loop``;
-        ``urgent``: a line waits for it to dial); with the contact's status (``contact_id``)."""
+        """What the rules read about ``number``, in one round trip (the attempts only as far
+        back as the longest cap), with the contact's status (``contact_id``); read off the
+        loop on PostgreSQL (``CallJournal.read_off_loop``; ``urgent``: a line waits for it to dial)."""
         since = min((now - cap.per for cap in self.rules.caps), default=None)
         return await self.journal.read_off_loop(
             lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call,
