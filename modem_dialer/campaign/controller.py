@@ -930,7 +930,8 @@ class Controller:
             script = with_opt_out(script, self.spec.opt_out_key, f"campaign:{self.spec.name}", state)
         slot.started(c.number, self.clock())
         self.view.event("dial", f"{slot.name}: dialing {c.number}")
-        # once this ATD is on its way, the line's next call is armed (written while this one plays)
+        # the line's next call is armed as this dial starts (its callback runs before place_call's first step;
+        # its row may commit before this call's dial mark, which recovery handles: no dial mark, no attempt)
         asyncio.get_running_loop().call_soon(self._arm_next, index, slot)
         self.in_call += 1
         # a task of its own, so that fence() can hang it up without ending this worker
