@@ -111,7 +111,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if it.nodeid not in known and it.get_closest_marker("slow") is not None:
             known[it.nodeid] = _SLOW_UNTIMED
     n = int(getattr(config, "workerinput", {}).get("workercount", 0))
-    order = plan([it.nodeid for it in items], known, n)
+    realtime = [it.nodeid for it in items if it.get_closest_marker("realtime") is not None]
+    order = plan([it.nodeid for it in items], known, n, realtime)
     items[:] = [items[k] for k in order]
 
 

@@ -14,7 +14,7 @@ that no long test starts late. Only an optimisation: a wrong guess costs time, n
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 # a test no run has timed: a typical short one (most of the suite: < 30 ms of CPU, < 0.2 s)
 UNKNOWN = (0.1, 0.03)
@@ -24,12 +24,18 @@ CORES = 2.0
 TARGET_CORES = 1.6
 # a test that keeps a quarter of a core busy on average computes; below that it mostly waits
 COMPUTES = 0.25
+# the real-time tests' room: half the cores left to them and to the machine's other jobs
+QUIET_CORES = 1.0
 
 
-def plan(ids: Sequence[str], known: dict[str, tuple[float, float]], workers: int) -> list[int]:
+def plan(ids: Sequence[str], known: dict[str, tuple[float, float]], workers: int,
+         realtime: Collection[str] = ()) -> list[int]:
     """The indices of ``ids`` in the order to hand them out to ``workers`` xdist workers, each
     of which is given two tests at first and then one more at each test it finishes (the
-    one it will run after its current next). ``known``: nodeid -> (wall s, CPU s)."""
+    one it will run after its current next). ``known``: nodeid -> (wall s, CPU s).
+    ``realtime``: tests that a starved CPU can fail (audio heard in real time): each is handed
+    out past the start, when the running tests are modelled to use at most QUIET_CORES (else
+    at the end), and no test that computes is handed out while one is running or queued."""
     n = len(ids)
     if workers < 2 or n < 2 * workers:          # one process, or a handful of tests: longest first
         return sorted(range(n), key=lambda k: (-known.get(ids[k], UNKNOWN)[0], k))
@@ -37,10 +43,12 @@ def plan(ids: Sequence[str], known: dict[str, tuple[float, float]], workers: int
     cpu = [min(max(known.get(i, UNKNOWN)[1], 0.0), wall[k] * 4) for k, i in enumerate(ids)]
     rate = [cpu[k] / wall[k] for k in range(n)]
     longest = sorted(range(n), key=lambda k: (-wall[k], k))
-    computing = [k for k in longest if rate[k] >= COMPUTES]
-    waiting = [k for k in longest if rate[k] < COMPUTES]
+    rt = set(realtime)
+    timed = [k for k in longest if ids[k] in rt]
+    computing = [k for k in longest if rate[k] >= COMPUTES and ids[k] not in rt]
+    waiting = [k for k in longest if rate[k] < COMPUTES and ids[k] not in rt]
     taken = [False] * n
-    heads = {"c": 0, "w": 0}
+    heads = {"c": 0, "w": 0, "r": 0}
     order: list[int] = []
 
     def first(kind: str, among: list[int]) -> int | None:
@@ -50,26 +58,35 @@ def plan(ids: Sequence[str], known: dict[str, tuple[float, float]], workers: int
         heads[kind] = h
         return among[h] if h < len(among) else None
 
-    def pick(demand: float) -> int | None:
+    def pick(demand: float, quiet_wanted: bool) -> int | None:
         k = None
-        if demand < TARGET_CORES:
+        # a real-time test: not in the busy start, one at a time, only where little else runs
+        if len(order) >= 4 * workers and demand <= QUIET_CORES and not quiet_wanted:
+            k = first("r", timed)
+        if k is None and demand < TARGET_CORES and not quiet_wanted:
             k = first("c", computing)
         if k is None:
             k = first("w", waiting)
         if k is None:
             k = first("c", computing)
+        if k is None:
+            k = first("r", timed)
         if k is not None:
             taken[k] = True
             order.append(k)
         return k
 
+    def pick_for(slots: list[list]) -> int | None:
+        held = [k for s in slots for k in (s[0], s[2]) if k is not None]
+        return pick(sum(rate[s[0]] for s in slots if s[0] is not None), any(ids[k] in rt for k in held))
+
     # per worker: [running test, its wall-seconds left, queued test]
     slots: list[list] = []
     for _ in range(workers):
-        a = pick(sum(rate[s[0]] for s in slots if s[0] is not None))
+        a = pick_for(slots)
         slots.append([a, wall[a] if a is not None else 0.0, None])
     for s in slots:
-        s[2] = pick(sum(rate[x[0]] for x in slots if x[0] is not None))
+        s[2] = pick_for(slots)
     # Every running test slows down alike when the cores are shared, so which test ends next
     # does not depend on how much they are shared: only on the wall-seconds each has left.
     while any(s[0] is not None for s in slots):
@@ -82,7 +99,7 @@ def plan(ids: Sequence[str], known: dict[str, tuple[float, float]], workers: int
         done[0], done[2] = done[2], None
         if done[0] is not None:
             done[1] = wall[done[0]]
-            done[2] = pick(sum(rate[s[0]] for s in slots if s[0] is not None))
+            done[2] = pick_for(slots)
     # xdist's first hand-out: two consecutive tests to each worker in turn
     order[:2 * workers] = [k for pair in zip(order[:workers], order[workers:2 * workers], strict=True) for k in pair]
     assert sorted(order) == list(range(n)), "every test exactly once"
