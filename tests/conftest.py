@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import random
+import resource
 import signal
 import sys
 import threading
@@ -67,56 +68,87 @@ def _children() -> set[int]:
     return found
 
 
-# ---- the long tests start first ---------------------------------------------------------
-# xdist hands out the first tests one per worker in collection order: a 40 s test collected
-# last would run alone at the end while the other workers sit idle. So the tests that took
-# longest come first: as measured in the last run here (pytest's cache), else as measured
-# when tests/durations.json was written (a fresh clone has no cache), then those marked
-# `slow`, then the rest in their usual order. To refresh the file after a full run:
-#   cp .pytest_cache/v/modem-dialer/durations tests/durations.json
-_DURATIONS_KEY = "modem-dialer/durations"
+# ---- the order the tests are handed out in ------------------------------------------------
+# xdist hands the tests out in collection order, one at a time (two queued per worker at
+# first). tests/schedule.py orders them from what each test took in a previous run, its wall
+# time and its CPU time with its child processes': the long ones early (none left to run alone
+# at the end), and the ones that compute spread between the ones that wait (the two cores
+# neither saturated at the start nor idle later). Timings: the last run here (pytest's cache),
+# else tests/durations.json (a fresh clone has no cache); a test timed in neither counts as a
+# short one, or a long one if marked `slow`. To refresh the file after a full run:
+#   cp .pytest_cache/v/modem-dialer/timings tests/durations.json
+_TIMINGS_KEY = "modem-dialer/timings"
 _KNOWN_DURATIONS = Path(__file__).with_name("durations.json")
+_SLOW_UNTIMED = (10.0, 1.0)
 
 
-def _known_durations() -> dict[str, float]:
+def _timings(raw: object) -> dict[str, tuple[float, float]]:
+    """{nodeid: (wall s, CPU s)} from the file's or the cache's JSON; an entry of an older
+    format (the wall time alone) counts as a test that waits."""
+    out: dict[str, tuple[float, float]] = {}
+    for k, v in (raw.items() if isinstance(raw, dict) else ()):
+        try:
+            out[str(k)] = (float(v[0]), float(v[1])) if isinstance(v, list) else (float(v), 0.1 * float(v))
+        except (TypeError, ValueError, IndexError):
+            continue             # a broken entry: the order is only an optimisation
+    return out
+
+
+def _known_timings() -> dict[str, tuple[float, float]]:
     try:
-        return {str(k): float(v) for k, v in json.loads(_KNOWN_DURATIONS.read_text()).items()}
-    except (OSError, ValueError, AttributeError):
-        return {}            # no file, or a broken one: the order is only an optimisation
+        return _timings(json.loads(_KNOWN_DURATIONS.read_text()))
+    except (OSError, ValueError):
+        return {}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from schedule import plan
+
     cache = getattr(config, "cache", None)
-    last = _known_durations()
-    last.update(cache.get(_DURATIONS_KEY, {}) if cache is not None else {})
-    order = {id(it): i for i, it in enumerate(items)}
-    items.sort(key=lambda it: (-last.get(it.nodeid, 0.0), it.get_closest_marker("slow") is None, order[id(it)]))
-    # xdist's first hand-out gives each of the N workers two consecutive tests, the second queued
-    # behind the first: worker one got the two longest (a 27 s test waited 70 s behind a 74 s
-    # one). Paired longest with shortest of the first 2N instead: worker k gets the k-th and
-    # the (2N-1-k)-th longest; the rest follow one at a time, longest first.
+    known = _known_timings()
+    known.update(_timings(cache.get(_TIMINGS_KEY, {})) if cache is not None else {})
+    for it in items:
+        if it.nodeid not in known and it.get_closest_marker("slow") is not None:
+            known[it.nodeid] = _SLOW_UNTIMED
     n = int(getattr(config, "workerinput", {}).get("workercount", 0))
-    if n > 1 and len(items) >= 4 * n:
-        head = items[:2 * n]
-        items[:2 * n] = [t for k in range(n) for t in (head[k], head[2 * n - 1 - k])]
+    realtime = [it.nodeid for it in items if it.get_closest_marker("realtime") is not None]
+    order = plan([it.nodeid for it in items], known, n, realtime)
+    items[:] = [items[k] for k in order]
 
 
-_durations: dict[str, float] = {}
+_cpu_at_start = pytest.StashKey[float]()
+_timed: dict[str, list[float]] = {}
+
+
+def _cpu_now() -> float:
+    """CPU seconds of this process and of its children that have ended (a test's `serve`,
+    simulators, `campaign run`, Chromium: they are reaped within the test)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    item.stash[_cpu_at_start] = _cpu_now()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # in the controller too, where xdist replays the workers' reports
-    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+    t = _timed.setdefault(report.nodeid, [0.0, 0.0])
+    t[0] += report.duration
+    for name, value in report.user_properties:
+        if name == "cpu_s":
+            t[1] = float(value)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     cache = getattr(session.config, "cache", None)
-    if cache is None or hasattr(session.config, "workerinput") or not _durations:
+    if cache is None or hasattr(session.config, "workerinput") or not _timed:
         return
-    # the slow ones only (what the order needs), merged with what this run did not run
-    kept = {k: v for k, v in cache.get(_DURATIONS_KEY, {}).items() if k not in _durations}
-    kept.update({k: round(v, 2) for k, v in _durations.items() if v >= 1.0})
-    cache.set(_DURATIONS_KEY, kept)
+    # the tests that count (a short one is taken for one), merged with what this run did not run
+    kept = {k: v for k, v in cache.get(_TIMINGS_KEY, {}).items() if k not in _timed}
+    kept.update({k: [round(w, 2), round(c, 2)] for k, (w, c) in _timed.items() if w >= 0.5 or c >= 0.25})
+    cache.set(_TIMINGS_KEY, kept)
 
 
 # ---- randomised tests: the seed is printed with a failure ----------------------------------
@@ -138,6 +170,9 @@ _seed_key = pytest.StashKey[int]()
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     report = yield
+    if report.when == "teardown" and _cpu_at_start in item.stash:
+        # the test's CPU time, setup to teardown, for the order of the next run (see above)
+        report.user_properties.append(("cpu_s", round(_cpu_now() - item.stash[_cpu_at_start], 3)))
     seed = item.stash.get(_seed_key, None)
     if seed is not None and report.failed:
         report.sections.append(("random seed", f"replay with {SEED_ENV}={seed}"))

@@ -29,8 +29,9 @@ def sd() -> ModuleType:
     xdist worker CPU at collection."""
     return pytest.importorskip("sounddevice")
 
-pytestmark = pytest.mark.skipif(not available(), reason="pulseaudio / ALSA pulse plugin not installed "
-                                                        "(scripts/setup.sh installs them)")
+pytestmark = [pytest.mark.skipif(not available(), reason="pulseaudio / ALSA pulse plugin not installed "
+                                                         "(scripts/setup.sh installs them)"),
+              pytest.mark.realtime]
 
 
 @pytest.fixture
