@@ -286,6 +286,10 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         print_peaks(bank, len(rows), pg_data, before)
     finally:
         await asyncio.to_thread(stop_bank, bank)
+        if args.trace:      # each box's serve log next to its trace (what it did when, e.g. joining)
+            for b in bank.boxes:
+                if b.log is not None and b.log.exists():
+                    (Path(args.trace) / f"{b.name}.log").write_bytes(b.log.read_bytes())
     if args.trace:
         traced(Path(args.trace), names, len(rows), args.answer, args.hold)
 

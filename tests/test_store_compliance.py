@@ -124,3 +124,8 @@ def test_dial_facts_answer_what_the_four_reads_answer_in_one(conn):
     assert s.dial_facts(n, since=None, contact_id=contact.id).contact_status == "pending"
     assert s.dial_facts(n, since=T0, contact_id=contact.id).contact_status == "pending"
     assert s.dial_facts(n, since=None, contact_id=contact.id + 1000).contact_status is None
+    # several numbers' questions in one statement (a box's lines starting at once): the same answers
+    asks = [(n, T0 - timedelta(hours=2), own, contact.id), (other, None, None, None), (n, None, None, None),
+            ("+33600000000", T0 - timedelta(days=9), None, contact.id + 1000), (n, T0 - timedelta(days=1), None, None)]
+    assert s.dial_facts_many(asks) == [s.dial_facts(a[0], since=a[1], except_call=a[2], contact_id=a[3])
+                                       for a in asks]

@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import UserError
 from .campaign_log import CampaignLog
 from .dialect import Dialect, dialect_of
+from .pg import NOTIFY_CAMPAIGNS
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
 
@@ -135,6 +136,10 @@ class Campaigns:
                 (status, None if config is None else json.dumps(config, default=str), file,
                  to_ts(self._clock()), campaign_id),
             )
+            if cur.rowcount and dialect_of(self.conn).name == "postgresql":
+                # the other boxes hear it at the commit (pg.listen_campaign_changes): they join a
+                # campaign started here at once, not at their next look (JOIN_LOOK_S)
+                self.conn.execute(NOTIFY_CAMPAIGNS)
         if cur.rowcount == 0:
             raise KeyError(f"no campaign {campaign_id}")
 
