@@ -157,7 +157,7 @@ class CampaignRunner:
                     log.debug("looking for campaigns to join: %s", exc)
         finally:
             if stop_listening is not None:
-                await asyncio.to_thread(stop_listening)
+                stop_listening()
 
     def join(self) -> None:
         """Start here the service campaigns running on other boxes and not yet on this one

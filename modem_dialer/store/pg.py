@@ -535,7 +535,8 @@ def listen_campaign_changes(dsn: str, on_change: Callable[[], None], *, name: st
     schema changes (``Campaigns.update_campaign`` notifies, at its commit), so that a box joins
     a campaign another box started at once instead of at its next poll. Best effort: while
     the server is away it tries again every LISTEN_RETRY_S (the caller keeps polling).
-    Returns the function that stops it."""
+    Returns the function that stops it (at once: the thread ends, and closes its connection,
+    within LISTEN_POLL_S; a stopping service does not wait for it)."""
     import threading
 
     _load_psycopg()
@@ -558,7 +559,4 @@ def listen_campaign_changes(dsn: str, on_change: Callable[[], None], *, name: st
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
 
-    def stopped() -> None:
-        stop.set()
-        thread.join(LISTEN_POLL_S * 4)
-    return stopped
+    return stop.set
