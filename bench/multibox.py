@@ -12,6 +12,9 @@ boxes took to start is not the scheduler's).
 ``claims``: contacts claimed per second by 100 concurrent workers, each with its own
 connection and registered box, doing what a campaign worker does per call: read the next
 due contacts, then claim one (store/boxes.py ``Leases.claim``, in one write transaction).
+``--pick share`` (default): each worker reads its own share of the queue (``id % workers``,
+as serve's boxes each take their share first), so that workers rarely reach for the same
+contact; ``--pick head``: all read the same head and pick one at random (the worst case).
 SQLite file, or ``--postgresql`` a throw-away PostgreSQL cluster.
 
 ``import``: a campaign of ``--contacts`` rows imported with ``modem-dialer campaign import``
@@ -19,7 +22,7 @@ SQLite file, or ``--postgresql`` a throw-away PostgreSQL cluster.
 ``--run`` s, and each ``serve`` process's peak RSS (VmHWM) is printed.
 
 Usage: .venv/bin/python bench/multibox.py utilisation [--modems 32] [--calls 960] [--postgresql]
-       .venv/bin/python bench/multibox.py claims [--workers 100] [--contacts 20000] [--postgresql]
+       .venv/bin/python bench/multibox.py claims [--workers 100] [--contacts 20000] [--postgresql] [--pick head]
        .venv/bin/python bench/multibox.py import [--contacts 1000000] [--run 20]
 """
 
@@ -286,6 +289,10 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         print_peaks(bank, len(rows), pg_data, before)
     finally:
         await asyncio.to_thread(stop_bank, bank)
+        if args.trace:      # each box's serve log next to its trace (what it did when, e.g. joining)
+            for b in bank.boxes:
+                if b.log is not None and b.log.exists():
+                    (Path(args.trace) / f"{b.name}.log").write_bytes(b.log.read_bytes())
     if args.trace:
         traced(Path(args.trace), names, len(rows), args.answer, args.hold)
 
@@ -350,22 +357,31 @@ def _claims(args: argparse.Namespace, db: str, label: str) -> None:
     lost = [0] * args.workers
     go = threading.Event()
 
+    reads = [0] * args.workers
+
     def worker(i: int) -> None:
         c = open_db(db, migrate=False)
         try:
             store, leases = Campaigns(c), Leases(c)
             go.wait()
             while True:
-                due = store.next_due(cid, utc_now(), limit=32)
+                # --pick share (as serve's boxes): the worker's own share of the due contacts
+                # (id % workers), a few at a time; once it is empty, the head like the others
+                due = store.next_due(cid, utc_now(), limit=8, share=(i, args.workers)) if args.pick == "share" else []
+                reads[i] += 1
                 if not due:
-                    return
-                contact = random.choice(due)      # 100 workers reading the same head: spread a little
-                with c:
-                    ok = leases.claim(contact.id, contact.number, boxes[i])
-                if ok:
-                    claimed[i] += 1
-                else:
-                    lost[i] += 1
+                    head = store.next_due(cid, utc_now(), limit=32)
+                    reads[i] += args.pick == "share"
+                    if not head:
+                        return
+                    due = [random.choice(head)]      # every worker reading the same head: spread a little
+                for contact in due:
+                    with c:
+                        ok = leases.claim(contact.id, contact.number, boxes[i])
+                    if ok:
+                        claimed[i] += 1
+                    else:
+                        lost[i] += 1
         finally:
             c.close()
 
@@ -381,10 +397,13 @@ def _claims(args: argparse.Namespace, db: str, label: str) -> None:
         t.join()
     dt = time.perf_counter() - t0
     n = sum(claimed)
-    print(f"backend: {label}; each worker: its own connection and box, next due contacts then one claim"
-          " (store/boxes.py Leases.claim), as a campaign worker does")
+    how = ("its share of the due contacts (id % workers, 8 a read; the head once it is empty)" if args.pick == "share"
+           else "the head of the due contacts (32), one picked at random")
+    print(f"backend: {label}; each worker: its own connection and box, reads {how}, claims one contact a"
+          " transaction (store/boxes.py Leases.claim)")
     print(f"{n:,} contacts claimed by {args.workers} concurrent workers in {dt:.1f} s: {n / dt:,.0f} claims/s; "
-          f"{sum(lost):,} claims lost to another worker ({sum(lost) / max(1, n + sum(lost)):.1%})")
+          f"{sum(lost):,} claims lost to another worker ({sum(lost) / max(1, n + sum(lost)):.1%}); "
+          f"{sum(reads) / max(1, n):.2f} reads of the due contacts a claim")
     check = open_db(db, migrate=False)
     try:
         dup = check.execute("SELECT COUNT(*) FROM contacts WHERE status = 'in_progress'").fetchone()[0]
@@ -456,6 +475,9 @@ def main() -> None:
     c.add_argument("--workers", type=int, default=100)
     c.add_argument("--contacts", type=int, default=20_000)
     c.add_argument("--postgresql", action="store_true", help="on a throw-away PostgreSQL cluster")
+    c.add_argument("--pick", choices=("share", "head"), default="share",
+                   help="share: each worker reads its own share of the due contacts (as serve's boxes do); "
+                        "head: every worker reads the same 32 and picks one at random (the worst case)")
     i = sub.add_parser("import")
     i.add_argument("--contacts", type=int, default=1_000_000)
     i.add_argument("--run", type=float, default=20.0)

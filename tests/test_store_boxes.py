@@ -23,6 +23,7 @@ from modem_dialer.store.boxes import Boxes, Leases, claim_alert, set_this_box, t
 from modem_dialer.store.lock import DialerLock
 from modem_dialer.store.migrations import STEPS, migrate
 from modem_dialer.store.pg import PgConnection, is_postgres
+from modem_dialer.store.timestamps import to_ts
 
 LEASE = timedelta(seconds=10)
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -246,3 +247,111 @@ def test_attempt_cap_is_checked_in_the_claim_across_boxes(db_target):
     finally:
         conn1.close()
         conn2.close()
+
+
+def _claim_scene(dsn: str, clock: Clock) -> tuple[Any, list[int], list[str]]:
+    """A campaign of 8 contacts on box b1, each claim meeting another case: pending (c0, c6,
+    c7), a call open to its number (c1), claimed by b2 already (c2), its cap of 1 a day used
+    (c3), its number being claimed by another box right now (c4: lock held), this box fenced
+    for it (c5)."""
+    conn = open_db(dsn)
+    numbers = [f"+3361234560{i}" for i in range(8)]
+    _, ids = campaign(conn, numbers)
+    Boxes(conn, clock).register("b1", LEASE, host="h", pid=1)
+    Boxes(conn, clock).register("b2", LEASE, host="h", pid=2)
+    set_this_box("b2")
+    Journal(conn, clock).start_call(numbers[1], "gsm9")                       # open
+    with conn:
+        assert Leases(conn, clock).claim(ids[2], numbers[2], "b2")
+    done = Journal(conn, clock).start_call(numbers[3], "gsm9")
+    Journal(conn, clock).finish_call(done, "busy")                            # the day's one attempt
+    return conn, ids, numbers
+
+
+@pytest.mark.parametrize("together", [False, True])
+def test_claims_run_together_give_what_they_give_one_by_one(pg_schema, together):
+    """PostgreSQL: a writer group's claims with their call rows in two statements
+    (boxes.claim_and_start) write exactly what each Claim then Journal.start_call writes."""
+    from modem_dialer.store.boxes import CallRow, Claim, claim_and_start
+    from modem_dialer.store.campaign_log import CampaignLog
+
+    clock = Clock()
+    conn, ids, numbers = _claim_scene(pg_schema, clock)
+    other = open_db(pg_schema)
+    try:
+        cid = Campaigns(conn).get_contact(ids[0]).campaign_id
+        clog = CampaignLog(conn, cid, clock)
+        caps = ((1, timedelta(days=1)),)
+        claims = [Claim(cid_, n, "b1", caps=caps, clock=clock, allowed=(lambda: False) if i == 5 else None,
+                        log_row=clog.row("rule", contact_id=cid_, number=n, modem=f"gsm{i}", verdict="allow")
+                        if i != 7 else None)
+                  for i, (cid_, n) in enumerate(zip(ids, numbers, strict=True))]
+        rows = [CallRow(n, f"gsm{i}", f"imei{i}", None, None, cid, None, clock(), armed=i == 6)
+                for i, n in enumerate(numbers)]
+        set_this_box("b1")
+        # another box is claiming numbers[4] right now (its transaction holds the number's lock)
+        other.execute("BEGIN")
+        other.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (numbers[4],))
+        with conn:
+            if together:
+                got = claim_and_start(conn, list(zip(claims, rows, strict=True)), "b1")
+            else:
+                got = [Journal(conn, clock).start_call(r.number, r.modem, r.imei, r.iccid, campaign_id=r.campaign_id,
+                                                       contact_id=c.contact_id, armed=r.armed) if c(conn) else None
+                       for c, r in zip(claims, rows, strict=True)]
+        other.execute("ROLLBACK")
+        assert [g is not None for g in got] == [True, False, False, False, False, False, True, True]
+        assert got[0] < got[6] < got[7]         # in the order given
+        calls = [dict(r) for r in conn.execute(
+            "SELECT number, modem, imei, campaign_id, contact_id, created_at, box FROM calls WHERE box = 'b1'"
+            " ORDER BY id")]
+        assert calls == [{"number": numbers[i], "modem": f"gsm{i}", "imei": f"imei{i}", "campaign_id": cid,
+                          "contact_id": ids[i], "created_at": to_ts(clock()), "box": "b1"} for i in (0, 6, 7)]
+        events = [tuple(r) for r in conn.execute(
+            "SELECT c.number, e.at, e.kind, e.data FROM call_events e JOIN calls c ON c.id = e.call_id"
+            " WHERE c.box = 'b1' ORDER BY c.id, e.kind DESC")]
+        t = to_ts(clock())
+        assert events == [(numbers[0], t, "state", '{"state":"created"}'), (numbers[6], t, "state", '{"state":"created"}'),
+                          (numbers[6], t, "armed", "{}"), (numbers[7], t, "state", '{"state":"created"}')]
+        logged = [r["contact_id"] for r in clog.entries()]
+        assert logged == [ids[0], ids[6]]
+        held = {r[0]: (r[1], r[2]) for r in conn.execute("SELECT id, status, lease_box FROM contacts")}
+        assert [held[i] for i in ids] == [("in_progress", "b1"), ("pending", None), ("in_progress", "b2"),
+                                          ("pending", None), ("pending", None), ("pending", None),
+                                          ("in_progress", "b1"), ("in_progress", "b1")]
+    finally:
+        other.close()
+        conn.close()
+
+
+def test_a_campaign_change_is_told_to_the_boxes_of_its_schema_at_once(pg, pg_schema):
+    """PostgreSQL: Campaigns.update_campaign notifies at its commit (the other boxes join a
+    campaign at once, not at their next look); a change in another schema is not told."""
+    import threading
+
+    from modem_dialer.store.pg import listen_campaign_changes
+
+    heard = threading.Event()
+    conn = open_db(pg_schema)
+    elsewhere = pg.new_schema()
+    other = open_db(elsewhere)
+    stop = listen_campaign_changes(pg_schema, heard.set)
+    try:
+        cid = Campaigns(conn).create_campaign("c")
+        x = Campaigns(other).create_campaign("x")
+        # the listener is up once a change of this schema is heard (it may have missed one
+        # made before it listened): then another schema's change is not heard, this one's is
+        while not heard.wait(0.2):
+            Campaigns(conn).update_campaign(cid, status="running")
+        heard.clear()
+        Campaigns(other).update_campaign(x, status="running")
+        Campaigns(conn).update_campaign(cid, status="paused")
+        assert heard.wait(10)
+        heard.clear()
+        Campaigns(other).update_campaign(x, status="paused")
+        assert not heard.wait(1.0)
+    finally:
+        stop()
+        other.close()
+        pg.drop_schema(elsewhere)
+        conn.close()

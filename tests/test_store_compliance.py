@@ -124,3 +124,35 @@ def test_dial_facts_answer_what_the_four_reads_answer_in_one(conn):
     assert s.dial_facts(n, since=None, contact_id=contact.id).contact_status == "pending"
     assert s.dial_facts(n, since=T0, contact_id=contact.id).contact_status == "pending"
     assert s.dial_facts(n, since=None, contact_id=contact.id + 1000).contact_status is None
+    # several numbers' questions in one statement (a box's lines starting at once): the same answers
+    asks = [(n, T0 - timedelta(hours=2), own, contact.id), (other, None, None, None), (n, None, None, None),
+            ("+33600000000", T0 - timedelta(days=9), None, contact.id + 1000), (n, T0 - timedelta(days=1), None, None)]
+    assert s.dial_facts_many(asks) == [s.dial_facts(a[0], since=a[1], except_call=a[2], contact_id=a[3])
+                                       for a in asks]
+
+
+async def test_urgent_rules_reads_asked_together_are_one_statement(pg_schema):
+    """PostgreSQL: the rules' reads a box's lines ask at once (CallJournal.dial_facts, urgent)
+    are read together in the reader thread (Compliance.dial_facts_many): each gets its own
+    number's answer, in fewer round trips than asks."""
+    import asyncio
+
+    from modem_dialer.store.call_journal import CallJournal
+
+    conn = open_db(pg_schema)
+    j = CallJournal(conn)
+    try:
+        s = Compliance(conn, clock=lambda: T0)
+        numbers = [f"+336123456{i:02d}" for i in range(12)]
+        s.suppress(numbers[3], "opt_out_key", "call:1")
+        Journal(conn, clock=lambda: T0).start_call(numbers[5], "m1")      # open
+        since = T0 - timedelta(days=1)
+        await j.dial_facts(numbers[0], since=since, urgent=True)          # the reader's connection opened
+        before = j._reader_conn.round_trips
+        got = await asyncio.gather(*(j.dial_facts(n, since=since, urgent=True) for n in numbers))
+        assert got == [s.dial_facts(n, since=since) for n in numbers]
+        assert [f.suppressed for f in got].index(True) == 3 and [f.open_call for f in got].index(True) == 5
+        assert j._reader_conn.round_trips - before < len(numbers)
+    finally:
+        j.close()
+        conn.close()

@@ -195,3 +195,31 @@ def test_bind_line_renames_the_line_of_a_call_written_ahead_until_its_dial(db):
     j.mark_dialed(cid)
     assert not j.bind_line(cid, "gsm1", "imei1", "iccid1")
     assert j.get_call(cid)["modem"] == "gsm3"
+
+
+def test_outbound_usage_of_several_sims_in_one_statement(db):
+    """Journal.outbound_usage_many (a campaign seeding every line's counters at once) answers
+    what outbound_usage answers for each, by ICCID (every box) or by modem name (this box)."""
+    from modem_dialer.store.boxes import set_this_box, this_box
+
+    db, _ = db
+    t0 = Clock()()
+    before = this_box()
+    try:
+        for box, modem, iccid, minutes in [("b1", "gsm0", "8933", 5), ("b2", "gsm0", "8933", 50), ("b1", "gsm1", None, 70),
+                                           ("b2", "gsm1", None, 10), ("b1", "gsm1", None, 20), ("b1", "gsm2", None, 30)]:
+            set_this_box(box)
+            t = t0 + timedelta(minutes=minutes)
+            j = Journal(db, clock=lambda t=t: t)
+            call = j.start_call("+33612345678", modem, iccid=iccid)
+            j.mark_answered(call, t)
+            j.finish_call(call, "answered", duration_s=minutes, ended_at=t + timedelta(seconds=minutes))
+        set_this_box("b1")
+        day, hour = t0, t0 + timedelta(minutes=15)
+        asks = [(day, hour, "8933", "gsm0"), (day, hour, None, "gsm1"), (day, hour, None, "gsm9"),
+                (day, t0 + timedelta(minutes=25), None, "gsm2")]
+        got = Journal(db).outbound_usage_many(asks)
+        assert got == [Journal(db).outbound_usage(a[0], a[1], iccid=a[2], modem=a[3]) for a in asks]
+        assert [(u.calls, u.seconds, len(u.hour)) for u in got] == [(2, 55, 1), (2, 90, 2), (0, 0, 0), (1, 30, 1)]
+    finally:
+        set_this_box(before)

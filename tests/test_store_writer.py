@@ -310,3 +310,47 @@ async def test_a_group_where_nothing_fails_runs_no_savepoint(tmp_path):
     finally:
         j.close()
         conn.close()
+
+
+def _put(conn, k: str) -> str:
+    conn.execute("INSERT INTO scratch (k) VALUES (?)", (k,))
+    return f"alone {k}"
+
+
+def _put_together(conn, ops: list[tuple]) -> list[str]:
+    keys = [k for (k,) in ops]
+    if "bad" in keys:
+        raise ValueError("run together: refused")
+    conn.execute("INSERT INTO scratch (k) VALUES " + ", ".join(["(?)"] * len(keys)), keys)  # noqa: S608
+    return [f"together {k}" for k in keys]
+
+
+async def test_operations_run_together_on_postgresql_and_one_by_one_when_that_fails(pg_schema):
+    """DbWriter.submit(batch=…): consecutive operations with distinct keys run as one (one
+    savepoint, their own results); a repeated key starts another run; when the run fails,
+    each operation runs alone and only the one that fails alone fails."""
+    import threading
+
+    conn = open_db(pg_schema)
+    conn.execute("CREATE TABLE scratch (k TEXT PRIMARY KEY)")
+    w = DbWriter(pg_schema)
+    try:
+        gate = threading.Event()
+
+        async def group(keys: list[str]) -> list:
+            gate.clear()
+            held = w.submit(lambda c: gate.wait(10))      # the next ones queue behind it: one group
+            futs = [w.submit(_put, k, batch=(_put_together, k)) for k in keys]
+            gate.set()
+            held.result(10)
+            return [f.exception(10) or f.result(10) for f in futs]
+
+        got = await group(["a", "b", "a2", "b"])
+        assert got[:3] == ["together a", "together b", "together a2"]
+        assert isinstance(got[3], Exception)        # "b" again: a run of its own, failing alone
+        got = await group(["e", "bad", "a"])        # the run refuses: one by one ("a" exists already)
+        assert got[0] == "alone e" and got[1] == "alone bad" and isinstance(got[2], Exception)
+        assert sorted(r[0] for r in conn.execute("SELECT k FROM scratch")) == ["a", "a2", "b", "bad", "e"]
+    finally:
+        w.close()
+        conn.close()

@@ -43,7 +43,7 @@ from ..call.outcome import LINE_BUSY
 from ..call.session import MIN_RING_TIMEOUT, place_call
 from ..numbers import dial_string
 from ..store import Campaigns, Compliance, Connection, Contact, Journal, from_ts, to_ts, utc_now
-from ..store.boxes import Boxes, Leases, this_box
+from ..store.boxes import Boxes, Claim, Leases, this_box
 from ..store.call_journal import CallJournal, DatabaseFault
 from ..store.campaign_log import CampaignLog
 from ..store.compliance import DialFacts
@@ -691,10 +691,8 @@ class Controller:
         back as the longest cap), with the contact's status (``contact_id``); read off the
         loop on PostgreSQL (``CallJournal.read_off_loop``; ``urgent``: a line waits for it to dial)."""
         since = min((now - cap.per for cap in self.rules.caps), default=None)
-        return await self.journal.read_off_loop(
-            lambda conn: Compliance(conn, self.clock).dial_facts(number, since=since, except_call=except_call,
-                                                                 contact_id=contact_id),
-            urgent=urgent)
+        return await self.journal.dial_facts(number, since=since, except_call=except_call, contact_id=contact_id,
+                                             urgent=urgent)
 
     async def _suppressed_now(self, number: str) -> bool:
         """After an answered call: did the number get suppressed meanwhile (a flow's opt-out
@@ -714,22 +712,15 @@ class Controller:
             self.status_counts[old] -= 1
             self.status_counts[new] += 1
 
-    def _claim(self, c: Contact, now: datetime) -> Callable[[Connection], bool]:
-        """The claim, run by the writer in the call row's transaction (one commit before ATD)."""
-        log_row = self._claims.pop(c.id)
-
-        def claim(conn: Connection) -> bool:
-            if self.fenced is not None:     # the box could not renew its lease: no new call
-                return False
-            # pending, this box's lease valid, no call open to the number on any box, the attempt
-            # caps not reached by any box's calls (checked again here: the decision read them
-            # before another box's call may have used the last attempt)
-            caps = [(cap.max, cap.per) for cap in self.rules.caps]
-            if not Leases(conn, self.clock).claim(c.id, c.number, self.box, caps=caps):
-                return False
-            self.clog.write_row(conn, log_row)
-            return True
-        return claim
+    def _claim(self, c: Contact, now: datetime) -> Claim:
+        """The claim, run by the writer in the call row's transaction (one commit before ATD):
+        pending, this box's lease valid, no call open to the number on any box, the attempt
+        caps not reached by any box's calls (checked again there: the decision read them
+        before another box's call may have used the last attempt), the box not fenced (no
+        new call once it could not renew its lease). On PostgreSQL the writer runs a group's
+        claims together (store/boxes.py claim_and_start)."""
+        return Claim(c.id, c.number, self.box, caps=tuple((cap.max, cap.per) for cap in self.rules.caps),
+                     log_row=self._claims.pop(c.id), allowed=lambda: self.fenced is None, clock=self.clock)
 
     # ---- the armed next call (module doc) ----------------------------------------------
     def _arm(self, slot: Slot, c: Contact, now: datetime, *, ahead: bool = False) -> _Armed:

@@ -21,6 +21,7 @@ from ..call.line import Line
 from ..errors import UserError
 from ..modems.events import Event, ModemLost, RegistrationChanged, SignalChanged
 from ..store import Connection, Journal, set_modem_state
+from ..store.journal import OutboundUsage
 from .limits import LimitsConfig
 
 if TYPE_CHECKING:
@@ -84,12 +85,18 @@ class Slot:
             self.bring_back("modem re-opened")
 
     # ---- counters ------------------------------------------------------------------
-    def seed(self, conn: Connection, now: datetime) -> None:
-        """Counters from the journal (by SIM when its ICCID is known, else by modem name)."""
-        used = Journal(conn).outbound_usage(self.day_start, now - timedelta(hours=1),
-                                            iccid=self.line.identity.iccid, modem=self.name)
+    def seed(self, conn: Connection, now: datetime, used: OutboundUsage | None = None) -> None:
+        """Counters from the journal (by SIM when its ICCID is known, else by modem name);
+        ``used``: read already (:meth:`usage_ask`, with other lines' in one statement)."""
+        if used is None:
+            used = Journal(conn).outbound_usage(self.day_start, now - timedelta(hours=1),
+                                                iccid=self.line.identity.iccid, modem=self.name)
         self.calls_today, self.seconds_today = used.calls, used.seconds
         self.hour = deque(used.hour)
+
+    def usage_ask(self, now: datetime) -> tuple[datetime, datetime, str | None, str]:
+        """What :meth:`seed` reads, as one ask of ``Journal.outbound_usage_many``."""
+        return self.day_start, now - timedelta(hours=1), self.line.identity.iccid, self.name
 
     def _roll(self, now: datetime) -> None:
         # the local day is looked up only when ``now`` leaves the current one (a time-zone

@@ -20,7 +20,7 @@ from ..alerting.lines import Priority
 from ..call.line import Line
 from ..campaign.limits import LimitsConfig
 from ..campaign.pool import Slot, note_blocked
-from ..store import Connection, set_modem_state
+from ..store import Connection, Journal, set_modem_state
 from .bank import Bank, ModemSlot
 
 if TYPE_CHECKING:
@@ -37,6 +37,20 @@ class SharedSlots:
         self.limits = limits
         self.slots: dict[str, Slot] = {}
         self.listeners: list[OnChange] = []
+
+    def add(self, mss: list[ModemSlot], now: datetime) -> None:
+        """The slots of these bank modems not seen yet, their counters read in one statement
+        (a campaign starting on a box's lines: one round trip, not two a line, before its
+        first dial)."""
+        new = [ms for ms in mss if ms.line is not None and ms.name not in self.slots]
+        if not new:
+            return
+        slots = [Slot(ms.line, self.limits, now) for ms in new]  # type: ignore[arg-type]
+        used = Journal(self.conn).outbound_usage_many([s.usage_ask(now) for s in slots])
+        for ms, slot, u in zip(new, slots, used, strict=True):
+            slot.seed(self.conn, now, u)
+            slot._on_change = self._changed
+            self.slots[ms.name] = slot
 
     def get(self, ms: ModemSlot, now: datetime) -> Slot | None:
         """The slot of a bank modem, following a re-opened line (None before its first open)."""
@@ -93,6 +107,7 @@ class BankSource:
         # no "no modem ready" error here: the service waits for its modems to come back
         self.ctrl = ctrl
         self.shared.listeners.append(ctrl._slot_changed)
+        self.shared.add([ms for n in self.names if (ms := self.bank.slots.get(n)) is not None], now)
         for n in self.names:
             ms = self.bank.slots.get(n)
             if ms is not None:

@@ -11,6 +11,7 @@ resumes it. Pause/resume go through the database as for ``campaign run``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from ..campaign.report import summary
 from ..campaign.spec import CampaignFile, load_campaign
 from ..errors import UserError
 from ..store import DB_ERRORS, Campaigns, open_db
+from ..store.pg import is_postgres, listen_campaign_changes
 from .campaign_lines import BankLines, BankSource, SharedSlots
 
 if TYPE_CHECKING:
@@ -127,17 +129,35 @@ class CampaignRunner:
         self.join()
 
     async def watch_forever(self) -> None:
-        """Join a campaign another box started within JOIN_LOOK_S (the heartbeat's tick also does)."""
+        """Join a campaign another box started within JOIN_LOOK_S (the heartbeat's tick also
+        does); on PostgreSQL at once, when the change is notified (store/pg.py
+        listen_campaign_changes; the look every JOIN_LOOK_S stays, should a notice be missed)."""
         seen: tuple[int, str | None] | None = None
-        while True:
-            await asyncio.sleep(JOIN_LOOK_S)
-            try:
-                now = self.store.last_change()
-                if now != seen:
-                    self.join()
-                    seen = now
-            except DB_ERRORS as exc:        # the heartbeat says what is wrong with the database
-                log.debug("looking for campaigns to join: %s", exc)
+        changed = asyncio.Event()
+        stop_listening = None
+        if is_postgres(self.loaded.database_path):
+            loop = asyncio.get_running_loop()
+
+            def notified() -> None:
+                with contextlib.suppress(RuntimeError):     # the loop is closed: nobody to tell
+                    loop.call_soon_threadsafe(changed.set)
+            stop_listening = await asyncio.to_thread(listen_campaign_changes, str(self.loaded.database_path),
+                                                     notified)
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), JOIN_LOOK_S)
+                changed.clear()
+                try:
+                    now = self.store.last_change()
+                    if now != seen:
+                        self.join()
+                        seen = now
+                except DB_ERRORS as exc:        # the heartbeat says what is wrong with the database
+                    log.debug("looking for campaigns to join: %s", exc)
+        finally:
+            if stop_listening is not None:
+                stop_listening()
 
     def join(self) -> None:
         """Start here the service campaigns running on other boxes and not yet on this one

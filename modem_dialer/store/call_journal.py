@@ -26,11 +26,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .boxes import CallRow, Claim, claim_and_start, this_box
+from .compliance import DialFacts, FactsAsk
 from .dialect import dialect_of
 from .journal import HANGUP_BY, KEYS, OUTCOMES, Journal
 from .migrations import db_file
@@ -64,6 +68,9 @@ class CallJournal:
         # PostgreSQL: read_off_loop's thread and its connection, at the first such read
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_conn: Any = None
+        # dial_facts(urgent) asks waiting for the reader thread (taken all at once there)
+        self._asks: list[tuple[FactsAsk, asyncio.Future[DialFacts]]] = []
+        self._asks_lock = threading.Lock()
 
     def _at(self, at: datetime | None = None) -> _Frozen:
         """A Journal for the writer's connection whose clock is frozen at queue time."""
@@ -101,8 +108,13 @@ class CallJournal:
         the event loop."""
         j = self._at(at)
         cols = dict(campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id, caller_id=caller_id)
+        # a contact's claim (PostgreSQL): run with the other claims of the writer's group in two
+        # statements (boxes.claim_and_start); the group's claims have distinct numbers
+        together = isinstance(claim, Claim) and claim.contact_id == contact_id and self.writer.pg
         fut = asyncio.wrap_future(self.writer.submit(_start, j, claim, (number, modem, imei, iccid),
-                                                     {**cols, "armed": armed} if armed else cols))
+                                                     {**cols, "armed": armed} if armed else cols,
+                                                     batch=(_start_together, claim.number)  # type: ignore[union-attr]
+                                                     if together else None))
 
         def started(f: asyncio.Future[int | None]) -> None:
             # on the loop, before the task awaiting ``fut`` resumes (callbacks run in order)
@@ -160,6 +172,52 @@ class CallJournal:
         if self._reader is None:
             self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
         return await asyncio.get_running_loop().run_in_executor(self._reader, self._read_now, fn)
+
+    async def dial_facts(self, number: str, *, since: datetime | None, except_call: int | None = None,
+                         contact_id: int | None = None, urgent: bool = False) -> DialFacts:
+        """``Compliance.dial_facts`` read as :meth:`read_off_loop` reads. ``urgent`` on
+        PostgreSQL: together with those the other lines asked for meanwhile, in one statement
+        (``Compliance.dial_facts_many``) in the reader thread: the lines of a box starting at
+        once (a campaign started or joined) wait for one round trip, not for one each in turn."""
+        from .compliance import Compliance
+
+        if not (urgent and self.reads_off_loop):
+            return await self.read_off_loop(lambda conn: Compliance(conn, self.clock).dial_facts(
+                number, since=since, except_call=except_call, contact_id=contact_id), urgent=urgent)
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[DialFacts] = loop.create_future()
+        with self._asks_lock:
+            self._asks.append(((number, since, except_call, contact_id), fut))
+            first = len(self._asks) == 1
+        if first:       # else a look already queued in the reader takes this ask along
+            if self._reader is None:
+                self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
+            self._reader.submit(self._answer_asks, loop)
+        return await fut
+
+    def _answer_asks(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In the reader thread: every ask queued so far, in one statement."""
+        from .compliance import Compliance
+
+        with self._asks_lock:
+            asks, self._asks = self._asks, []
+        if not asks:
+            return
+        try:
+            got: list[Any] = self._read_now(lambda conn: Compliance(conn).dial_facts_many([a for a, _ in asks]))
+        except Exception as exc:
+            got = [exc] * len(asks)
+
+        def resolve() -> None:
+            for (_, fut), value in zip(asks, got, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(value, Exception):
+                    fut.set_exception(value)
+                else:
+                    fut.set_result(value)
+        with contextlib.suppress(RuntimeError):     # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(resolve)
 
     def _read_now(self, fn: Callable[[Connection], T]) -> T:
         """In the reader thread: its connection opened at the first read (and again after a
@@ -353,3 +411,23 @@ def _start(conn: Connection, j: _Frozen, claim: Callable[[Connection], bool] | N
     if claim is not None and not claim(conn):
         return None
     return j.on(conn).start_call(*args, **kw)
+
+
+def _start_together(conn: Connection, ops: list[tuple]) -> list[int | None]:
+    """Several :func:`_start` of contacts' claims (``Claim``, distinct numbers) in a few
+    statements (boxes.claim_and_start): what the writer runs for consecutive ones on
+    PostgreSQL. Claims of one box and one set of caps go together (a campaign's)."""
+    out: list[int | None] = [None] * len(ops)
+    groups: dict[tuple, list[int]] = {}
+    for i, (_, claim, _, _) in enumerate(ops):
+        groups.setdefault((claim.box, claim.caps, claim.clock), []).append(i)
+    box = this_box()
+    for idx in groups.values():
+        items = []
+        for i in idx:
+            j, claim, (number, modem, imei, iccid), kw = ops[i]
+            items.append((claim, CallRow(number, modem, imei, iccid, kw.get("caller_id"), kw.get("campaign_id"),
+                                         kw.get("alert_id"), j.t, bool(kw.get("armed")))))
+        for i, call_id in zip(idx, claim_and_start(conn, items, box), strict=True):
+            out[i] = call_id
+    return out

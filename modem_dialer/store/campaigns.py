@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import UserError
 from .campaign_log import CampaignLog
 from .dialect import Dialect, dialect_of
+from .pg import NOTIFY_CAMPAIGNS
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
 
@@ -135,6 +136,10 @@ class Campaigns:
                 (status, None if config is None else json.dumps(config, default=str), file,
                  to_ts(self._clock()), campaign_id),
             )
+            if cur.rowcount and dialect_of(self.conn).name == "postgresql":
+                # the other boxes hear it at the commit (pg.listen_campaign_changes): they join a
+                # campaign started here at once, not at their next look (JOIN_LOOK_S)
+                self.conn.execute(NOTIFY_CAMPAIGNS)
         if cur.rowcount == 0:
             raise KeyError(f"no campaign {campaign_id}")
 
@@ -178,19 +183,25 @@ class Campaigns:
         return ImportResult(inserted=inserted, updated=changed - inserted, unchanged=seen - changed)
 
     def next_due(self, campaign_id: int, now: datetime, limit: int = 100,
-                 exclude_numbers: Iterable[str] = ()) -> list[Contact]:
+                 exclude_numbers: Iterable[str] = (), share: tuple[int, int] | None = None) -> list[Contact]:
         """Up to ``limit`` pending contacts due at ``now``, earliest due first (then file order).
 
         ``exclude_numbers`` (e.g. numbers being dialed right now) are skipped in SQL, so
-        the limit is filled with other contacts.
+        the limit is filled with other contacts. ``share`` (place, of): only the contacts
+        whose id falls to that place (``id % of == place``): concurrent claimers each reading
+        their own share of the queue do not reach for the same contacts.
         """
         excluded = json.dumps(sorted(set(exclude_numbers)))
+        params: list[Any] = [campaign_id, to_ts(now), excluded]
+        if share is not None:
+            params += [int(share[1]), int(share[0])]
         rows = self.conn.execute(
             f"SELECT {_CONTACT_COLS} FROM contacts"  # noqa: S608 - constant column list
             " WHERE campaign_id = ? AND status = 'pending' AND next_attempt_at <= ?"
             f" AND number NOT IN ({dialect_of(self.conn).json_values()})"
-            " ORDER BY next_attempt_at, id LIMIT ?",
-            (campaign_id, to_ts(now), excluded, int(limit)),
+            + (" AND id % ? = ?" if share is not None else "")
+            + " ORDER BY next_attempt_at, id LIMIT ?",
+            (*params, int(limit)),
         ).fetchall()
         return [Contact.from_row(r) for r in rows]
 

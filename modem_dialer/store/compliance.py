@@ -7,7 +7,7 @@ module stores and answers; deciding allow/deny/defer is the campaign layer's job
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
@@ -29,6 +29,10 @@ class DialFacts:
     attempts: tuple[datetime, ...]      # attempt times since the ``since`` asked for, oldest first
     open_call: bool                     # a call to the number is open (besides ``except_call``)
     contact_status: str | None = None   # the campaign contact's status now, when asked for
+
+
+# (number, since, except_call, contact_id): one number's question of Compliance.dial_facts_many
+FactsAsk = tuple[str, datetime | None, int | None, int | None]
 
 
 class Compliance:
@@ -169,6 +173,40 @@ class Compliance:
             else:
                 times.append(from_ts(value))
         return DialFacts(number, suppressed, refusal, tuple(sorted(times)), open_call, status)
+
+    def dial_facts_many(self, asks: Sequence[FactsAsk]) -> list[DialFacts]:
+        """:meth:`dial_facts` for several numbers in one statement (a box's lines starting
+        together each ask for their first contact's records: one round trip, not one each).
+        ``asks``: (number, since, except_call, contact_id) each, distinct or not."""
+        parts: list[str] = []
+        params: list[Any] = []
+        for k, (number, since, except_call, contact_id) in enumerate(asks):
+            # each row says which ask it answers (its index, a parameter like the rest)
+            parts += ["SELECT CAST(? AS INTEGER), 's', CAST(NULL AS TEXT) FROM suppression WHERE number = ?",
+                      "SELECT CAST(? AS INTEGER), 'r', MAX(at) FROM refusals WHERE number = ?",
+                      "SELECT CAST(? AS INTEGER), 'o', CAST(NULL AS TEXT) FROM (SELECT 1 AS one FROM calls"
+                      " WHERE number = ? AND outcome IS NULL AND id != ? LIMIT 1) AS open_call"]
+            params += [k, number, k, number, k, number, -1 if except_call is None else except_call]
+            if since is not None:
+                parts.append("SELECT CAST(? AS INTEGER), 'a', created_at FROM calls WHERE number = ?"
+                             " AND created_at >= ? AND direction = 'out' AND COALESCE(outcome, '') != 'line_busy'")
+                params += [k, number, to_ts(since)]
+            if contact_id is not None:
+                parts.append("SELECT CAST(? AS INTEGER), 'c', status FROM contacts WHERE id = ?")
+                params += [k, contact_id]
+        got: list[dict[str, Any]] = [{"s": False, "o": False, "r": None, "c": None, "a": []} for _ in asks]
+        for k, kind, value in self.conn.execute(" UNION ALL ".join(parts), params):
+            facts = got[int(k)]
+            if kind in ("s", "o"):
+                facts[kind] = True
+            elif kind == "r":
+                facts["r"] = None if value is None else from_ts(value)
+            elif kind == "c":
+                facts["c"] = str(value)
+            else:
+                facts["a"].append(from_ts(value))
+        return [DialFacts(ask[0], f["s"], f["r"], tuple(sorted(f["a"])), f["o"], f["c"])
+                for ask, f in zip(asks, got, strict=True)]
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
         """When each attempt to ``number`` since ``since`` was made (oldest first), all campaigns.

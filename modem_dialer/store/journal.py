@@ -9,7 +9,7 @@ committed (and fsynced, ``synchronous=FULL``) before it returns.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -335,6 +335,30 @@ class Journal:
             " AND (? IS NULL OR box = ? OR box IS NULL) ORDER BY created_at",
             (key, to_ts(since_hour), box, box))]
         return OutboundUsage(int(row[0]), float(row[1]), hour)
+
+    def outbound_usage_many(self, asks: Sequence[tuple[datetime, datetime, str | None, str]]) -> list[OutboundUsage]:
+        """:meth:`outbound_usage` of several SIMs in one statement (a campaign starting on a
+        box's lines seeds every line's counters: one round trip, not two a line).
+        ``asks``: (since_day, since_hour, iccid or None, modem) each."""
+        parts: list[str] = []
+        params: list[Any] = []
+        for k, (since_day, since_hour, iccid, modem) in enumerate(asks):
+            col, key = ("iccid", iccid) if iccid else ("modem", modem)
+            box = None if iccid else this_box()
+            parts += [f"SELECT CAST(? AS INTEGER), 'n', CAST(COUNT(*) AS TEXT), COALESCE(SUM(duration_s), 0)"  # noqa: S608
+                      f" FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"
+                      " AND (? IS NULL OR box = ? OR box IS NULL)",
+                      f"SELECT CAST(? AS INTEGER), 'h', created_at, 0 FROM calls WHERE {col} = ?"  # noqa: S608
+                      " AND created_at >= ? AND direction = 'out' AND (? IS NULL OR box = ? OR box IS NULL)"]
+            params += [k, key, to_ts(since_day), box, box, k, key, to_ts(since_hour), box, box]
+        counts: list[tuple[int, float]] = [(0, 0.0)] * len(asks)
+        hours: list[list[datetime]] = [[] for _ in asks]
+        for k, kind, value, seconds in self.conn.execute(" UNION ALL ".join(parts), params):
+            if kind == "n":
+                counts[int(k)] = (int(value), float(seconds))
+            else:
+                hours[int(k)].append(from_ts(value))
+        return [OutboundUsage(n, secs, sorted(h)) for (n, secs), h in zip(counts, hours, strict=True)]
 
     def alert_calls_since(self, number: str, since: datetime) -> int:
         """Alert calls to ``number`` created since ``since`` (the per-number rate limit)."""

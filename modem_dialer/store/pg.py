@@ -28,7 +28,7 @@ import contextlib
 import functools
 import re
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from .dialect import POSTGRES, Dialect
@@ -517,3 +517,46 @@ class PgConnection:
         pg = getattr(self, "_pg", None)
         if pg is not None and not pg.closed:
             pg.close()
+
+
+# Campaign changes, told to every box at once (PostgreSQL's LISTEN/NOTIFY): the channel is the
+# database's; the payload is the schema, so that boxes of another schema of the same database
+# (the tests' throw-away schemas) ignore them.
+CAMPAIGNS_CHANNEL = "modem_dialer_campaigns"
+NOTIFY_CAMPAIGNS = f"SELECT pg_notify('{CAMPAIGNS_CHANNEL}', current_schema())"
+# the listener's wait between two looks at its stop flag, and before connecting again
+LISTEN_POLL_S = 0.5
+LISTEN_RETRY_S = 2.0
+
+
+def listen_campaign_changes(dsn: str, on_change: Callable[[], None], *, name: str = "campaign-listen",
+                            ) -> Callable[[], None]:
+    """Call ``on_change()`` (in a thread of its own) each time a campaign of this database and
+    schema changes (``Campaigns.update_campaign`` notifies, at its commit), so that a box joins
+    a campaign another box started at once instead of at its next poll. Best effort: while
+    the server is away it tries again every LISTEN_RETRY_S (the caller keeps polling).
+    Returns the function that stops it (at once: the thread ends, and closes its connection,
+    within LISTEN_POLL_S; a stopping service does not wait for it)."""
+    import threading
+
+    _load_psycopg()
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                with psycopg.connect(dsn, autocommit=True, connect_timeout=5) as conn:
+                    row = conn.execute("SELECT current_schema()").fetchone()
+                    schema = None if row is None else row[0]
+                    conn.execute(f"LISTEN {CAMPAIGNS_CHANNEL}")
+                    while not stop.is_set():
+                        for n in conn.notifies(timeout=LISTEN_POLL_S):
+                            if n.payload == schema:
+                                on_change()
+            except psycopg.Error:
+                stop.wait(LISTEN_RETRY_S)
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+
+    return stop.set

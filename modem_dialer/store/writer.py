@@ -181,6 +181,9 @@ class _Op:
     spooled: int | None = None  # its number in the spool once written there
     lazy: bool = False      # nobody waits for it: committed with the next write that is waited
                             # for, or LAZY_COMMIT_S after it was queued
+    # PostgreSQL: (run_together, key): consecutive operations with the same ``run_together`` and
+    # distinct keys run as one, ``run_together(conn, [args…])`` → their results (submit())
+    batch: tuple[Callable[[Any, list[tuple[Any, ...]]], list[Any]], Any] | None = None
 
 
 _STOP = object()
@@ -243,7 +246,9 @@ class DbWriter:
 
     # ---- the loop side -----------------------------------------------------------------
     def submit(self, fn: Callable[..., T], *args: Any, early: bool = False,
-               record: str | None = None, lazy: bool = False) -> concurrent.futures.Future[T]:
+               record: str | None = None, lazy: bool = False,
+               batch: tuple[Callable[[Any, list[tuple[Any, ...]]], list[Any]], Any] | None = None,
+               ) -> concurrent.futures.Future[T]:
         """Queue ``fn(conn, *args)`` (run on the writer's connection, in order). The future
         resolves with its result once committed, or with its exception. Fire-and-forget
         callers may drop it: a fault reaches the listeners anyway.
@@ -258,8 +263,15 @@ class DbWriter:
         finds the writer idle rather than in the middle of an fsync.
 
         ``record``: the same step as data (``spool.encode``); while PostgreSQL is away it is
-        kept in the local spool (see spool.py)."""
-        op = _Op(fn, args, early=early, record=record, lazy=lazy)
+        kept in the local spool (see spool.py).
+
+        ``batch`` ``(run_together, key)`` (PostgreSQL): operations queued one after the other
+        with the same ``run_together`` and distinct ``key``s run as one,
+        ``run_together(conn, [args of each])`` returning each one's result, in one savepoint:
+        a box's first claims (a line each) cost a few round trips together instead of a few
+        each. ``run_together`` must give each the result ``fn`` would, run in order; if it
+        raises, they are run again one by one (a failure stays the operation's own)."""
+        op = _Op(fn, args, early=early, record=record, lazy=lazy, batch=batch)
         if self.fault is not None:
             op.future.set_exception(self.fault)
             return op.future
@@ -464,7 +476,8 @@ class DbWriter:
         conn.execute("BEGIN")
         # travels with the group's first statement: the id the retry logic asks about
         conn.note_txid()
-        results = _run_ops(conn, batch, lambda exc: isinstance(exc, DatabaseUnreachable), self._take_queued)
+        results = _run_ops(conn, batch, lambda exc: isinstance(exc, DatabaseUnreachable), self._take_queued,
+                           together=True)
         self._results = results
         if self.spool is not None and any(op.spooled is not None for op in batch):
             self.spool.note_commit(conn.current_txid())   # a restart asks the server about it
@@ -598,7 +611,8 @@ class DbWriter:
 
 
 def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool],
-             take_late: Callable[[list[_Op]], None], *, optimistic: bool = False) -> list[tuple[bool, Any]]:
+             take_late: Callable[[list[_Op]], None], *, optimistic: bool = False,
+             together: bool = False) -> list[tuple[bool, Any]]:
     """Each operation of the group in its own SAVEPOINT: one that raises is rolled back alone
     (its result is the exception), unless ``fatal`` says the error is about the database:
     then it propagates and the whole group is retried or failed. Early reads resolve here.
@@ -612,9 +626,13 @@ def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]
     Writes queued while the group ran join it before the COMMIT (``take_late`` appends them
     to ``batch``): they share its fsync instead of waiting for it and paying one of their
     own, which matters most for a call row waited for before ATD. After the first look,
-    late writes are taken for at most JOIN_LATE_S."""
+    late writes are taken for at most JOIN_LATE_S.
+
+    ``together`` (PostgreSQL): operations submitted with a ``batch`` run together (see
+    DbWriter.submit), in one savepoint; if that raises (not ``fatal``), one by one."""
     results: list[tuple[bool, Any]] = []
     i = 0
+    alone_until = 0                  # operations before this index run one by one (a batch failed)
     until: float | None = None       # set at the first look for late writes
     batch_conn = isinstance(conn, BatchConnection)
     optimistic = optimistic and batch_conn
@@ -642,6 +660,28 @@ def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]
                     raise _Careful from exc
                 if conn._dirty:
                     raise _Careful
+            elif together and op.batch is not None and i > alone_until:
+                group = _group(batch, i - 1, take_late)
+                conn.execute("SAVEPOINT op")
+                try:
+                    values = op.batch[0](conn, [g.args for g in group])
+                except Exception as exc:
+                    if fatal(exc):
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    log.warning("journal writer: %d operations run together failed (%s); run one by one",
+                                len(group), exc)
+                    alone_until = i - 1 + len(group)
+                    i -= 1
+                    continue
+                conn.execute("RELEASE op")
+                i += len(group) - 1
+                for g, value in zip(group, values, strict=True):
+                    results.append((True, value))
+                    if g.early and not g.future.done():
+                        g.future.set_result(value)
+                continue
             else:
                 conn.execute("SAVEPOINT op")
                 if batch_conn:
@@ -666,6 +706,26 @@ def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]
         if optimistic:
             conn._optimistic = False
     return results
+
+
+def _group(batch: list[_Op], start: int, take_late: Callable[[list[_Op]], None]) -> list[_Op]:
+    """The operations from ``start`` on that run together (DbWriter.submit ``batch``): the
+    same ``run_together``, distinct keys, consecutive (those queued meanwhile looked at too)."""
+    first = batch[start]
+    assert first.batch is not None
+    keys = {first.batch[1]}
+    end = start + 1
+    while True:
+        if end == len(batch):
+            take_late(batch)
+            if end == len(batch):
+                break
+        nxt = batch[end].batch
+        if nxt is None or nxt[0] is not first.batch[0] or nxt[1] in keys:
+            break
+        keys.add(nxt[1])
+        end += 1
+    return batch[start:end]
 
 
 def _noop(conn: sqlite3.Connection) -> None:
