@@ -8,7 +8,9 @@ it back, and on a loaded machine that thread (normal priority) may be off the CP
 of milliseconds while holding it: a late frame, a hole the callee hears, and a playout
 model stamped late. The calls here are on non-blocking descriptors and return within
 microseconds, so holding the GIL through them costs the loop nothing, and the writer
-gives the GIL up once a tick, in its sleep. Elsewhere than Linux (or if libc cannot be
+gives the GIL up once a tick, in its sleep. The price: a call through ctypes costs about
+1 µs of CPU more than the ``os`` one (~3 µs per frame sent and read, docs/audio.md
+"Figures"). Elsewhere than Linux (or if libc cannot be
 loaded) the standard ``os`` calls are used, with the same results.
 
 Only ever give these functions non-blocking descriptors: a call that blocked while
