@@ -211,6 +211,22 @@ def thread_cpu() -> dict[str, float]:
     return out
 
 
+def thread_switches() -> dict[str, int]:
+    """Context switches (voluntary + involuntary) of each live thread, by thread name (Linux
+    /proc; empty elsewhere): how often each thread sleeps or waits (the GIL included)."""
+    import threading
+    out: dict[str, int] = {}
+    for t in threading.enumerate():
+        try:
+            with open(f"/proc/self/task/{t.native_id}/status") as f:
+                n = sum(int(line.split(":", 1)[1]) for line in f if "ctxt_switches" in line)
+        except (OSError, ValueError, IndexError):
+            continue
+        name = re.sub(r"[ _-]?\d+$", "", t.name.split(" ")[0])
+        out[name] = out.get(name, 0) + n
+    return out
+
+
 def tone(seconds: float) -> np.ndarray:
     t = np.arange(int(seconds * 8000)) / 8000
     x = (np.sin(2 * np.pi * 440 * t) * 6000).astype(np.int16)
@@ -311,6 +327,9 @@ class Timeline:
                 add(f"ATD -> answered (callee: {answer * 1000:g})", c, "atd", c, "answered")
                 add("answered -> first frame", c, "answered", c, "first_frame")
                 add(f"first frame -> hang-up (message: {message * 1000:g})", c, "first_frame", c, "hangup")
+                # of which: the writer's model of the modem's playout, then the wait for it (+ margin)
+                add("  first frame -> model's playout end", c, "first_frame", c, "played_until")
+                add("  model's playout end -> hang-up", c, "played_until", c, "hangup")
                 add("hang-up -> end URC", c, "hangup", c, "end")
                 add("end URC -> line freed", c, "end", c, "freed")
                 if i + 1 < len(calls):
@@ -374,7 +393,7 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path, marg
     script = message_script(tone(args.message))
     ctrl = Controller(conn, cid, spec, lines, LimitsConfig(), lambda c: script, view=QuietView(), poll=0.2,
                       arm_ahead=args.arm)
-    th0 = thread_cpu()
+    th0, sw0 = thread_cpu(), thread_switches()
     prof = None
     if profile:
         import cProfile
@@ -389,7 +408,7 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path, marg
         prof.dump_stats(profile)
     makespan = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
-    th1 = thread_cpu()
+    th1, sw1 = thread_cpu(), thread_switches()
     threads = {k: v - th0.get(k, 0.0) for k, v in th1.items()}
     threads["(threads that ended)"] = cpu - sum(v for k, v in threads.items() if not k.endswith("(sys)"))
     late = sum(getattr(line.audio, "late_frames", 0) for line in lines)
@@ -413,7 +432,7 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path, marg
           f"({w.ops_committed / max(1, w.commits):.1f} per commit, {w.commits / args.calls:.2f} commits per call)")
     timeline.uninstall()
     return {"makespan": makespan, "cpu": cpu, "ctrl_cpu": ctrl.cpu, "answered": n, "lines": len(lines),
-            "late_frames": late, "threads": threads, "margins": margins, "timeline": timeline.calls}
+            "late_frames": late, "threads": threads, "switches": {k: v - sw0.get(k, 0) for k, v in sw1.items()}, "margins": margins, "timeline": timeline.calls}
 
 
 def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
@@ -542,6 +561,8 @@ def realistic(args: argparse.Namespace) -> None:
               f"writer ticks late: {ours['late_frames']}")
         print("  CPU per call by thread: " + ", ".join(
             f"{k} {v / args.calls * 1000:.2f} ms" for k, v in sorted(ours["threads"].items(), key=lambda kv: -kv[1])))
+        print("  context switches per call by thread: " + ", ".join(
+            f"{k} {v / args.calls:.1f}" for k, v in sorted(ours["switches"].items(), key=lambda kv: -kv[1])))
         cut = np.array(heard["cut_ms"] or [0.0])
         gaps = np.array(heard["max_gap_ms"] or [0.0])
         print(f"  what the callees heard ({len(heard['cut_ms'])} calls): calls with the message cut "
@@ -582,10 +603,16 @@ def main() -> None:
                     help="realistic: skip the second run with every line's playout margin at 20 ms")
     ap.add_argument("--uvloop", action="store_true", help="realistic: uvloop as the dialer's event loop (needs uvloop installed; issue 10 "
                          "tried it: no gain in the loop thread's CPU beyond the run-to-run noise)")
+    ap.add_argument("--pcm-os-calls", action="store_true",
+                    help="realistic: the PCM writer's system calls through os (each gives the GIL up), "
+                         "as before issue 10's round 5, for comparison (audio/rtsys.py)")
     ap.add_argument("--family", default="huawei", help="realistic: simulated family (the peer speaks Huawei)")
     args = ap.parse_args()
     if args.realistic:
         args.calls = args.calls or 2000
+        if args.pcm_os_calls:
+            from modem_dialer.audio import rtsys
+            rtsys.KEEP_GIL = False
         realistic(args)
         return
     args.calls = args.calls or 5000

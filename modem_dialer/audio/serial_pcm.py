@@ -10,7 +10,10 @@ call is answered: between calls nothing is written). Frames are prepared ahead b
 wire bytes), so a tick is a slice and a non-blocking ``write`` per port. A slow commit, a
 garbage collection or a burst of URCs stalls the loop, not this thread: the GIL is
 released by every blocking call the loop makes (fsync, sleep, select), and a thread
-waiting for the GIL gets it within ``sys.getswitchinterval()`` (5 ms) otherwise.
+waiting for the GIL gets it within ``sys.getswitchinterval()`` (5 ms) otherwise. The
+writer itself gives the GIL up only in its sleep between ticks: its writes, reads,
+TIOCOUTQ and poll go through libc with the GIL kept (rtsys.py), so the loop thread cannot
+take it (and, preempted, keep it) in the middle of a tick.
 
 Why one thread for all ports rather than one per port: the ports share one clock, so one
 wake-up every 20 ms serves 64 modems (64 threads would mean 3,200 wake-ups a second, each
@@ -33,13 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import logging
 import os
-import select
-import struct
 import sys
-import termios
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +56,7 @@ from modem_dialer.audio.path import (
     AudioPathError,
     PlayResult,
 )
+from modem_dialer.audio.rtsys import RtSys
 from modem_dialer.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -88,22 +88,15 @@ def _deliver_batch(batch: list[tuple[SerialPcm, FrameBatch]]) -> None:
         port._deliver_frames(frames)
 
 
-def _outq(fd: int) -> int:
-    """Bytes the tty still holds unsent (TIOCOUTQ, what tcdrain waits for); 0 if unknown."""
-    try:
-        return int(struct.unpack("i", fcntl.ioctl(fd, termios.TIOCOUTQ, b"\0\0\0\0"))[0])
-    except OSError:
-        return 0
-
-
 class PcmWriter:
     """The real-time thread that writes every serial PCM port's frames (see module doc)."""
 
     def __init__(self) -> None:
         self._ports: list[SerialPcm] = []
         self.lock = threading.Lock()  # held for a whole tick: remove() never races a write or a read
-        self._poll = select.poll()           # the ports' capture descriptors
-        self._reading: dict[int, SerialPcm] = {}
+        # the tick's system calls, made without giving up the GIL (rtsys.py), under the lock
+        self.sys = RtSys()
+        self._reading: dict[int, SerialPcm] = {}   # the ports' capture descriptors
         self._to_loop: list[tuple[SerialPcm, FrameBatch]] = []   # frames read this tick for on_capture
         self._thread: threading.Thread | None = None
         self.late_ticks = 0  # ticks whose deadline had passed by more than MAX_LATE_FRAMES
@@ -112,8 +105,8 @@ class PcmWriter:
     def add(self, port: SerialPcm) -> None:
         with self.lock:
             self._ports.append(port)
-            self._poll.register(port._fd, select.POLLIN)
             self._reading[port._fd] = port
+            self.sys.watch(list(self._reading))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="pcm-writer", daemon=True)
                 self._thread.start()
@@ -128,8 +121,7 @@ class PcmWriter:
         """Stop reading ``port``'s capture (lock held)."""
         if self._reading.get(port._fd) is port:
             del self._reading[port._fd]
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self._poll.unregister(port._fd)
+            self.sys.watch(list(self._reading))
 
     def _run(self) -> None:
         if REALTIME_PRIORITY:
@@ -161,7 +153,7 @@ class PcmWriter:
                     port._tick()
                 # capture, after the writes: what a read costs never delays a frame out
                 if self._reading:
-                    for fd, _ in self._poll.poll(0):
+                    for fd in self.sys.readable():
                         readable = self._reading.get(fd)
                         if readable is not None:
                             readable._capture()
@@ -254,12 +246,11 @@ class SerialPcm(AudioPath):
         # (Asking at a prompt's last frame only was tried: a backlog that cleared before it
         # leaves the modem behind for the rest of the prompt, and the model no longer knew:
         # test_call_realtime heard cut messages under load.)
-        queued = _outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else 0.0
+        rt = WRITER.sys
+        queued = rt.outq(self._fd) / BYTES_PER_SECOND if taken is not IDLE else 0.0
         sent_at = time.monotonic()    # when the frame went: the stamp tests and benches see
         try:
-            n = os.write(self._fd, data)
-        except BlockingIOError:
-            n = 0
+            n = rt.write(self._fd, data)
         except OSError as exc:
             self._writing = False
             self._post(self._lost, exc)
@@ -289,11 +280,11 @@ class SerialPcm(AudioPath):
         """The callee's audio, read on the writer thread (lock held): whole frames to
         ``on_capture_rt`` here, and to ``on_capture`` on the loop when one is set."""
         try:
-            data = os.read(self._fd, 65536)
-        except (BlockingIOError, InterruptedError):
-            return
+            data = WRITER.sys.read(self._fd)
         except OSError as exc:
             self._read_failed(exc)
+            return
+        if data is None:
             return
         if not data:
             self._read_failed(None)
