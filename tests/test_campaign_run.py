@@ -12,7 +12,7 @@ import helpers
 import pytest
 import yaml
 from conftest import wait_until
-from helpers import contacts, db, setup, wav  # noqa: F401  (some test modules import them from here)
+from helpers import contacts, db, setup, wav  # (some test modules import them from here)
 
 from modem_dialer.sim.callee import Callee, Scenario
 
