@@ -33,8 +33,14 @@ def dialed(bank) -> list[str]:
     return [c.number for m in bank.modems for c in m.calls]
 
 
-async def campaign(make_bank, tmp_path, extra: str = "") -> tuple:
-    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
+# A callee that hangs up 0.2 s after answering: for the calls a test only needs made once
+# (answered), after the moment it acts; each would otherwise hold the line for MESSAGE_S
+SHORT = Callee("answer", answer_after=0.1, hangup_after=0.2)
+
+
+async def campaign(make_bank, tmp_path, extra: str = "", short: tuple[str, ...] = ()) -> tuple:
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1),
+                                               numbers=dict.fromkeys(short, SHORT)), n=1)
     cfg, camp = setup(tmp_path, bank, [A, B, C], message_s=MESSAGE_S, extra=extra)
     return bank, cfg, camp, db(tmp_path)
 
@@ -50,7 +56,9 @@ async def armed_during_first_call(conn: sqlite3.Connection) -> sqlite3.Row:
 
 @pytest.mark.slow
 async def test_kill_9_with_an_armed_call_is_recovered_without_losing_or_counting_it(make_bank, tmp_path):
-    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, "retry:\n  failed: {after: 0s, max: 2}\n")
+    # A is in its call at the kill (its message plays): only B and C, called after, hang up early
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, "retry:\n  failed: {after: 0s, max: 2}\n",
+                                           short=(B, C))
     proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
     armed = await armed_during_first_call(conn)
     # the armed row is committed (durable) and its contact claimed before its ATD was sent
@@ -79,7 +87,7 @@ async def test_kill_9_with_an_armed_call_is_recovered_without_losing_or_counting
 
 @pytest.mark.slow
 async def test_a_suppression_between_arming_and_dial_lets_the_contact_go_undialed(make_bank, tmp_path):
-    bank, cfg, camp, conn = await campaign(make_bank, tmp_path)
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, short=(C,))     # C: called after the act
     proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
     await armed_during_first_call(conn)
     # another process suppresses B while A's message plays and B's call is armed
@@ -103,7 +111,7 @@ async def test_a_suppression_between_arming_and_dial_lets_the_contact_go_undiale
 
 @pytest.mark.slow
 async def test_pause_with_an_armed_call_releases_it_and_resume_dials_it_once(make_bank, tmp_path):
-    bank, cfg, camp, conn = await campaign(make_bank, tmp_path)
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, short=(B, C))  # B, C: called after the resume
     proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
     await armed_during_first_call(conn)
     rc, _out, err = await run_cli("--config", str(cfg), "campaign", "pause", "test")
@@ -136,7 +144,9 @@ async def test_an_armed_row_cut_by_an_earlier_kill_is_never_counted_as_an_attemp
     """kill -9 while B's call is armed, then again during B's call: B's attempts are its two
     dialed calls, not the armed row of the first kill too (it was counted when a later call
     of B was settled: tests/test_campaign_crash.py found 3 attempts for 2 calls)."""
-    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, "retry:\n  failed: {after: 0s, max: 3}\n")
+    # B keeps the long call (the second kill comes during it); C is called last
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, "retry:\n  failed: {after: 0s, max: 3}\n",
+                                           short=(C,))
     proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
     first = await armed_during_first_call(conn)
     proc.send_signal(signal.SIGKILL)

@@ -354,12 +354,18 @@ def armed_rows(loaded: LoadedConfig) -> list[dict]:
                         " WHERE e.call_id = c.id AND e.kind = 'armed')")
 
 
+# A callee that hangs up 0.2 s after answering: a call the test only needs made once, answered
+LAST = Callee("answer", answer_after=0.1, hangup_after=0.2)
+
+
 async def test_an_alert_takes_the_line_an_armed_campaign_call_was_waiting_for(make_bank, tmp_path, services):
     """One line: the campaign's next call is armed (contact claimed, row written) while its call
     plays; an alert raised then gets the line when that call ends, before the armed call. The
     armed contact is let go (row gone, pending, no attempt) and dialed once, after the alert."""
+    # the last contact never plays while the test acts (an armed next call must exist then):
+    # its callee hangs up 0.2 s after answering instead of holding the line for the 1.5 s message
     sc = Scenario(default=Callee("answer", answer_after=0.1),
-                  numbers={ALICE: Callee(answer_after=0.1, keys=[(0.8, "1")])})
+                  numbers={ALICE: Callee(answer_after=0.1, keys=[(0.8, "1")]), MANY[2]: LAST})
     bank = await make_bank("quectel", sc, n=1)
     loaded, camp = service_setup(tmp_path, bank, MANY[:3], message_s=1.5)
     (tmp_path / "prompts").mkdir()
@@ -392,7 +398,9 @@ async def test_an_alert_takes_the_line_an_armed_campaign_call_was_waiting_for(ma
 
 
 async def test_pause_lets_the_services_armed_call_go_and_resume_dials_it_once(make_bank, tmp_path, services):
-    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=1)
+    # the last contact never plays when the pause comes (an armed next call must exist then)
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1), numbers={MANY[2]: LAST}),
+                           n=1)
     loaded, camp = service_setup(tmp_path, bank, MANY[:3], message_s=1.5)
     svc = await services(loaded)
     api = Api(svc)
