@@ -447,6 +447,68 @@ PEER_ANSWER_WAIT = 10.0
 
 
 def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
+    """python-gsmmodem-new on the bank: in this process (``--peer-procs 1``, one interpreter
+    for all its threads) or spread over ``--peer-procs`` processes, each driving its share of
+    the modems (its examples drive one modem per program, and each interpreter has its own
+    GIL), the calls taken from one shared count. See peer_drive for the driving."""
+    ports = [m["port"] for m in yaml.safe_load(cfg_path.read_text())["modems"]]
+    if args.peer_procs <= 1:
+        todo = list(range(args.calls))
+        lock = __import__("threading").Lock()
+
+        def take() -> bool:
+            with lock:
+                if not todo:
+                    return False
+                todo.pop()
+                return True
+        load = os.getloadavg()[0]
+        return {**peer_drive(ports, args.message, take), "load": load}
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    left = ctx.Value("i", args.calls)
+    go = ctx.Event()
+    shares = [ports[i::args.peer_procs] for i in range(args.peer_procs)]
+    pipes, procs = [], []
+    for share in shares:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=peer_child, args=(share, args.message, left, go, child))
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    for pipe in pipes:
+        pipe.recv()                    # connected: the clock starts when all are
+    load = os.getloadavg()[0]
+    t0 = time.monotonic()
+    go.set()
+    results = [pipe.recv() for pipe in pipes]
+    makespan = max(r["end"] for r in results) - t0
+    for proc in procs:
+        proc.join(30)
+    out: dict = {"makespan": makespan, "cpu": sum(r["cpu"] for r in results), "lines": len(ports), "load": load,
+                 "answered": sum(r["answered"] for r in results), "failures": sum(r["failures"] for r in results),
+                 "causes": {}, "crashes": {}, "traces": {}}
+    for r in results:
+        for k in ("causes", "crashes"):
+            for key, v in r[k].items():
+                out[k][key] = out[k].get(key, 0) + v
+        out["traces"] = {**r["traces"], **out["traces"]}
+    return out
+
+
+def peer_child(ports: list[str], message: float, left, go, conn) -> None:  # type: ignore[no-untyped-def]
+    """One process of the spread peer: its modems, calls taken from the shared count ``left``."""
+    def take() -> bool:
+        with left.get_lock():
+            if left.value <= 0:
+                return False
+            left.value -= 1
+            return True
+    conn.send(peer_drive(ports, message, take, ready=lambda: (conn.send("ready"), go.wait())))
+
+
+def peer_drive(ports: list[str], message: float, take, ready=None) -> dict:  # type: ignore[no-untyped-def]
     """python-gsmmodem-new as its examples/dial_callback_demo.py drives one modem: ``dial()``
     with a status callback, wait until it says answered, wait ``--message`` s,
     ``call.hangup()``; one thread per modem (a GsmModem object each). After a failed call the
@@ -507,13 +569,11 @@ def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
     gm.Call.hangup = hangup_w  # type: ignore[method-assign]
     gm.GsmModem._handleCallEnded = ended_w  # type: ignore[method-assign]
     gm.GsmModem._GsmModem__threadedHandleModemNotification = notify_w  # type: ignore[attr-defined]
-    ports = [m["port"] for m in yaml.safe_load(cfg_path.read_text())["modems"]]
     modems = []
     for port in ports:
         m = gm.GsmModem(port, 115200)
         m.connect()
         modems.append(m)
-    todo = list(range(args.calls))
     lock = threading.Lock()
     done = [0]
     failures: collections.Counter[str] = collections.Counter()
@@ -524,18 +584,14 @@ def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
         def status(call) -> None:  # type: ignore[no-untyped-def]
             if call.answered:
                 answered.set()
-        while True:
-            with lock:
-                if not todo:
-                    return
-                todo.pop()
+        while take():
             answered.clear()
             notes.pop(id(m), None)
             call = None
             try:
                 call = m.dial("+33612345678", callStatusUpdateCallbackFunc=status)
                 if answered.wait(PEER_ANSWER_WAIT):
-                    time.sleep(args.message)
+                    time.sleep(message)
                     call.hangup()
                     with lock:
                         done[0] += 1
@@ -553,7 +609,8 @@ def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
                     m.write("ATH", parseError=False)     # a dial that raised may have left a call up
 
     threads = [threading.Thread(target=worker, args=(m,)) for m in modems]
-    load = os.getloadavg()[0]
+    if ready is not None:
+        ready()
     cpu0, t0 = time.process_time(), time.perf_counter()
     try:
         for t in threads:
@@ -563,15 +620,15 @@ def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
     finally:
         makespan = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
+        end = time.monotonic()        # the spread peer's makespan: the last process's end (closing takes ~1 s)
         for m in modems:
             with contextlib.suppress(Exception):
                 m.close()
         gm.Call.hangup = hangup  # type: ignore[method-assign]
         gm.GsmModem._handleCallEnded = ended  # type: ignore[method-assign]
         gm.GsmModem._GsmModem__threadedHandleModemNotification = notify  # type: ignore[attr-defined]
-    return {"makespan": makespan, "cpu": cpu, "answered": done[0], "failures": sum(failures.values()),
-            "causes": dict(failures), "crashes": dict(crashes), "traces": first_trace, "lines": len(modems),
-            "load": load}
+    return {"makespan": makespan, "end": end, "cpu": cpu, "answered": done[0], "failures": sum(failures.values()),
+            "causes": dict(failures), "crashes": dict(crashes), "traces": first_trace, "lines": len(modems)}
 
 
 def realistic(args: argparse.Namespace) -> None:
@@ -729,6 +786,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
                     help="realistic: N runs of modem-dialer and N of the peer in turns, in one simulator, then "
                          "median and min of each (no 20 ms margin row)")
+    ap.add_argument("--peer-procs", type=int, default=1, metavar="K",
+                    help="realistic: spread python-gsmmodem-new's modems over K processes (default 1: all its "
+                         "threads in one interpreter, as before)")
     ap.add_argument("--family", default="huawei", help="realistic: simulated family (the peer speaks Huawei)")
     args = ap.parse_args()
     if args.realistic:
