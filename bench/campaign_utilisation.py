@@ -514,16 +514,18 @@ def peer_drive(ports: list[str], message: float, take, ready=None) -> dict:  # t
     ``call.hangup()``; one thread per modem (a GsmModem object each). After a failed call the
     line is hung up (ATH) so that one failure costs one call, not the line.
 
-    Why calls fail (observed from outside, the library is not changed): it hands every batch of
-    unsolicited lines to a new thread (modem.py ``_handleModemNotification``), so the order
-    they are handled in is the threads' order, not the modem's. The ``^CEND`` that follows the
-    OK of its own ATH can be handled after the next call's ``^ORIG``; both calls have id 1, so
-    ``_handleCallEnded`` deletes the new call and its ``^CONN`` then raises KeyError in
-    ``_handleCallAnswered`` (modem.py ``self.activeCalls[callId].answered = True``). And when
-    its reader thread (one byte per read() call) falls behind, ``^ORIG``, ``^CONF`` and
-    ``^CONN`` arrive as one batch, of which ``__threadedHandleModemNotification`` handles the
-    first matching line only. Both need the peer's own threads to be starved, hence its
-    run-to-run spread on a loaded machine; the simulator sends what the E1550 trace shows."""
+    Why calls fail (observed from outside, the library is not changed; docs/audio.md has the
+    figures): its reader thread (one byte per read() call) gathers the unsolicited lines
+    waiting in the port into one batch, and ``__threadedHandleModemNotification`` handles the
+    first matching line of a batch only: when it falls behind, ``^ORIG`` and ``^CONN`` (or the
+    previous call's ``^CEND`` and ``^ORIG``) arrive together and the second is lost. Each batch
+    is handled by a new thread (``_handleModemNotification``) and ``dial()`` registers the call
+    only when its own thread wakes after ``^ORIG``: a ``^CONN`` handled before that, or after a
+    lost ``^ORIG``, raises KeyError in ``_handleCallAnswered`` (modem.py
+    ``self.activeCalls[callId].answered = True``). A late ``^CEND`` of the previous call (same
+    id 1) deleting the new call would do the same; it is checked for too. All need the peer's
+    threads to be starved, hence its run-to-run spread on a loaded machine; the simulator
+    sends what the E1550 trace shows."""
     import collections
     import logging
     import threading
@@ -559,6 +561,10 @@ def peer_drive(ports: list[str], message: float, take, ready=None) -> dict:  # t
             return notify(self, lines)
         except Exception as e:
             # the thread ends here either way; record it instead of a traceback on stderr
+            if isinstance(e, KeyError) and not self.activeCalls:
+                notes.setdefault(id(self), set()).add(
+                    "^CONN handled before dial() had registered the call" if self._dialEvent is not None
+                    else "^CONN handled with no call registered")
             tb = traceback.extract_tb(e.__traceback__)[-1]
             key = f"{type(e).__name__} {e} in {Path(tb.filename).name}:{tb.lineno} {tb.name}()"
             crashes[key] += 1
@@ -724,7 +730,7 @@ def realistic(args: argparse.Namespace) -> None:
             crashes[k] = crashes.get(k, 0) + v
         traces = {**r["traces"], **traces}
     if causes:
-        print("python-gsmmodem-new's failed calls, by what its driver saw and why (see peer_realistic):")
+        print("python-gsmmodem-new's failed calls, by what its driver saw and why (see peer_drive):")
         for k, v in sorted(causes.items(), key=lambda kv: -kv[1]):
             print(f"  {v:5} {k}")
     if crashes:
