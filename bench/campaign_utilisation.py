@@ -18,6 +18,9 @@ answer, wait ``--message`` s, hang up (no audio: it has no audio path).
 
 Usage: .venv/bin/python bench/campaign_utilisation.py [--modems 64] [--calls 5000]
        .venv/bin/python bench/campaign_utilisation.py --realistic [--modems 64] [--calls 2000]
+       .venv/bin/python bench/campaign_utilisation.py --realistic --repeat 3 [--peer-procs 8]
+(``--repeat N``: both N times in turns, with median and min; the peer's run-to-run spread
+and its failed calls are explained in docs/audio.md, "The peer on the same bench")
 """
 
 from __future__ import annotations
