@@ -565,9 +565,11 @@ def peer_drive(ports: list[str], message: float, take, ready=None) -> dict:  # t
         except Exception as e:
             # the thread ends here either way; record it instead of a traceback on stderr
             if isinstance(e, KeyError) and not self.activeCalls:
+                waiting = self._dialEvent               # dial() sets it None once it has woken
                 notes.setdefault(id(self), set()).add(
-                    "^CONN handled before dial() had registered the call" if self._dialEvent is not None
-                    else "^CONN handled with no call registered")
+                    "^CONN handled with no call registered" if waiting is None
+                    else "^CONN handled before dial() woke after ^ORIG" if waiting.is_set()
+                    else "^CONN handled while dial() still waited for ^ORIG")
             tb = traceback.extract_tb(e.__traceback__)[-1]
             key = f"{type(e).__name__} {e} in {Path(tb.filename).name}:{tb.lineno} {tb.name}()"
             crashes[key] += 1
