@@ -18,6 +18,9 @@ answer, wait ``--message`` s, hang up (no audio: it has no audio path).
 
 Usage: .venv/bin/python bench/campaign_utilisation.py [--modems 64] [--calls 5000]
        .venv/bin/python bench/campaign_utilisation.py --realistic [--modems 64] [--calls 2000]
+       .venv/bin/python bench/campaign_utilisation.py --realistic --repeat 3 [--peer-procs 8]
+(``--repeat N``: both N times in turns, with median and min; the peer's run-to-run spread
+and its failed calls are explained in docs/audio.md, "The peer on the same bench")
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import math
 import os
 import re
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -399,6 +404,7 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path, marg
         import cProfile
         prof = cProfile.Profile(time.thread_time)   # CPU time: waits for the GIL or the disk do not count
         prof.enable()
+    load = os.getloadavg()[0]
     cpu0, t0 = time.process_time(), time.perf_counter()
     m0 = time.monotonic()
     await ctrl.run()
@@ -431,38 +437,157 @@ async def ours_realistic(args: argparse.Namespace, d: Path, cfg_path: Path, marg
     print(f"journal writer: {w.ops_committed:,} writes in {w.commits:,} commits "
           f"({w.ops_committed / max(1, w.commits):.1f} per commit, {w.commits / args.calls:.2f} commits per call)")
     timeline.uninstall()
-    return {"makespan": makespan, "cpu": cpu, "ctrl_cpu": ctrl.cpu, "answered": n, "lines": len(lines),
-            "late_frames": late, "threads": threads, "switches": {k: v - sw0.get(k, 0) for k, v in sw1.items()}, "margins": margins, "timeline": timeline.calls}
+    return {"makespan": makespan, "cpu": cpu, "ctrl_cpu": ctrl.cpu, "answered": n, "lines": len(lines), "load": load,
+            "late_frames": late, "threads": threads, "switches": {k: v - sw0.get(k, 0) for k, v in sw1.items()},
+            "margins": margins, "timeline": timeline.calls}
+
+
+# How long the peer's driver waits for the answered callback. The callee answers --answer s
+# after ATD; a call the library has not reported answered by then has lost its ^CONN (see
+# peer_realistic): it is hung up and counted failed. Its own demo (examples/dial_callback_demo.py)
+# would wait for ever.
+PEER_ANSWER_WAIT = 10.0
 
 
 def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
-    """python-gsmmodem-new, one thread per modem: dial, wait for the answer, wait, hang up."""
+    """python-gsmmodem-new on the bank: in this process (``--peer-procs 1``, one interpreter
+    for all its threads) or spread over ``--peer-procs`` processes, each driving its share of
+    the modems (its examples drive one modem per program, and each interpreter has its own
+    GIL), the calls taken from one shared count. See peer_drive for the driving."""
+    ports = [m["port"] for m in yaml.safe_load(cfg_path.read_text())["modems"]]
+    if args.peer_procs <= 1:
+        todo = list(range(args.calls))
+        lock = __import__("threading").Lock()
+
+        def take() -> bool:
+            with lock:
+                if not todo:
+                    return False
+                todo.pop()
+                return True
+        load = os.getloadavg()[0]
+        return {**peer_drive(ports, args.message, take), "load": load}
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    left = ctx.Value("i", args.calls)
+    go = ctx.Event()
+    shares = [ports[i::args.peer_procs] for i in range(args.peer_procs)]
+    pipes, procs = [], []
+    for share in shares:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=peer_child, args=(share, args.message, left, go, child))
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    for pipe in pipes:
+        pipe.recv()                    # connected: the clock starts when all are
+    load = os.getloadavg()[0]
+    t0 = time.monotonic()
+    go.set()
+    results = [pipe.recv() for pipe in pipes]
+    makespan = max(r["end"] for r in results) - t0
+    for proc in procs:
+        proc.join(30)
+    out: dict = {"makespan": makespan, "cpu": sum(r["cpu"] for r in results), "lines": len(ports), "load": load,
+                 "answered": sum(r["answered"] for r in results), "failures": sum(r["failures"] for r in results),
+                 "causes": {}, "crashes": {}, "traces": {}}
+    for r in results:
+        for k in ("causes", "crashes"):
+            for key, v in r[k].items():
+                out[k][key] = out[k].get(key, 0) + v
+        out["traces"] = {**r["traces"], **out["traces"]}
+    return out
+
+
+def peer_child(ports: list[str], message: float, left, go, conn) -> None:  # type: ignore[no-untyped-def]
+    """One process of the spread peer: its modems, calls taken from the shared count ``left``."""
+    def take() -> bool:
+        with left.get_lock():
+            if left.value <= 0:
+                return False
+            left.value -= 1
+            return True
+    conn.send(peer_drive(ports, message, take, ready=lambda: (conn.send("ready"), go.wait())))
+
+
+def peer_drive(ports: list[str], message: float, take, ready=None) -> dict:  # type: ignore[no-untyped-def]
+    """python-gsmmodem-new as its examples/dial_callback_demo.py drives one modem: ``dial()``
+    with a status callback, wait until it says answered, wait ``--message`` s,
+    ``call.hangup()``; one thread per modem (a GsmModem object each). After a failed call the
+    line is hung up (ATH) so that one failure costs one call, not the line.
+
+    Why calls fail (observed from outside, the library is not changed; docs/audio.md has the
+    figures): its reader thread (one byte per read() call) gathers the unsolicited lines
+    waiting in the port into one batch, and ``__threadedHandleModemNotification`` handles the
+    first matching line of a batch only: when it falls behind, ``^ORIG`` and ``^CONN`` (or the
+    previous call's ``^CEND`` and ``^ORIG``) arrive together and the second is lost. Each batch
+    is handled by a new thread (``_handleModemNotification``) and ``dial()`` registers the call
+    only when its own thread wakes after ``^ORIG``: a ``^CONN`` handled before that, or after a
+    lost ``^ORIG``, raises KeyError in ``_handleCallAnswered`` (modem.py
+    ``self.activeCalls[callId].answered = True``). A late ``^CEND`` of the previous call (same
+    id 1) deleting the new call would do the same; it is checked for too. All need the peer's
+    threads to be starved, hence its run-to-run spread on a loaded machine; the simulator
+    sends what the E1550 trace shows."""
+    import collections
     import logging
-    import re
     import threading
+    import traceback
 
     logging.getLogger("gsmmodem").setLevel(logging.CRITICAL)
-    from gsmmodem.modem import GsmModem
+    import gsmmodem.modem as gm
 
-    ports = [m["port"] for m in yaml.safe_load(cfg_path.read_text())["modems"]]
+    notes: dict[int, set[str]] = {}               # id(modem) -> what went wrong since its last dial
+    crashes: collections.Counter[str] = collections.Counter()
+    first_trace: dict[str, str] = {}
+    ended, notify = gm.GsmModem._handleCallEnded, gm.GsmModem._GsmModem__threadedHandleModemNotification  # type: ignore[attr-defined]
+    hangup = gm.Call.hangup
+
+    def hangup_w(self):  # type: ignore[no-untyped-def]
+        self._bench_hung_up = True
+        return hangup(self)
+
+    def ended_w(self, match, callId=None, filterUnanswered=False):  # type: ignore[no-untyped-def]
+        c = self.activeCalls.get(int(match.group(1)) if match else callId)
+        if c is not None and not getattr(c, "_bench_hung_up", False) and not c.answered:
+            # the callee never hangs up in this bench: a ^CEND for a live unanswered call is
+            # the previous call's, handled late
+            notes.setdefault(id(self), set()).add("the previous call's ^CEND, handled late, deleted the new call")
+        return ended(self, match, callId, filterUnanswered)
+
+    def notify_w(self, lines):  # type: ignore[no-untyped-def]
+        status = [x for x in lines if any(r.match(x) for r, _ in self._callStatusUpdates)]
+        if len(status) > 1:
+            notes.setdefault(id(self), set()).add(
+                f"{' + '.join(x.split(':')[0] for x in status)} read as one batch: only the first handled")
+        try:
+            return notify(self, lines)
+        except Exception as e:
+            # the thread ends here either way; record it instead of a traceback on stderr
+            if isinstance(e, KeyError) and not self.activeCalls:
+                waiting = self._dialEvent               # dial() sets it None once it has woken
+                notes.setdefault(id(self), set()).add(
+                    "^CONN handled with no call registered" if waiting is None
+                    else "^CONN handled before dial() woke after ^ORIG" if waiting.is_set()
+                    else "^CONN handled while dial() still waited for ^ORIG")
+            tb = traceback.extract_tb(e.__traceback__)[-1]
+            key = f"{type(e).__name__} {e} in {Path(tb.filename).name}:{tb.lineno} {tb.name}()"
+            crashes[key] += 1
+            first_trace.setdefault(key, "".join(traceback.format_exception(e)))
+            notes.setdefault(id(self), set()).add(f"its notification thread died: {type(e).__name__} {e}")
+            return None
+
+    gm.Call.hangup = hangup_w  # type: ignore[method-assign]
+    gm.GsmModem._handleCallEnded = ended_w  # type: ignore[method-assign]
+    gm.GsmModem._GsmModem__threadedHandleModemNotification = notify_w  # type: ignore[attr-defined]
     modems = []
     for port in ports:
-        m = GsmModem(port, 115200)
-        try:
-            m.connect()
-        except AttributeError:
-            # its connect() dies on the sim's empty AT+CPMS=? answer, after the Huawei call
-            # table is loaded; nothing after that matters for outgoing calls
-            pass
-        # the sim sends "^ORIG: 1,0" (a space, as some firmwares do) half of the time; the
-        # library's regex wants none: accept it, or every other dial waits out 5 s
-        m._callStatusUpdates = tuple((re.compile(r.pattern.replace(":(", r":\s?(")), f)
-                                     for r, f in m._callStatusUpdates)
+        m = gm.GsmModem(port, 115200)
+        m.connect()
         modems.append(m)
-    todo = list(range(args.calls))
     lock = threading.Lock()
     done = [0]
-    failures = [0]
+    failures: collections.Counter[str] = collections.Counter()
 
     def worker(m) -> None:  # type: ignore[no-untyped-def]
         answered = threading.Event()
@@ -470,38 +595,51 @@ def peer_realistic(args: argparse.Namespace, cfg_path: Path) -> dict:
         def status(call) -> None:  # type: ignore[no-untyped-def]
             if call.answered:
                 answered.set()
-        while True:
-            with lock:
-                if not todo:
-                    return
-                todo.pop()
+        while take():
             answered.clear()
+            notes.pop(id(m), None)
+            call = None
             try:
                 call = m.dial("+33612345678", callStatusUpdateCallbackFunc=status)
-                if not answered.wait(10):
-                    failures[0] += 1       # not a call that played its message
+                if answered.wait(PEER_ANSWER_WAIT):
+                    time.sleep(message)
                     call.hangup()
+                    with lock:
+                        done[0] += 1
                     continue
-                time.sleep(args.message)
-                call.hangup()
-            except Exception:
-                failures[0] += 1
-                continue
+                what = f"not answered within {PEER_ANSWER_WAIT:g} s"
+            except Exception as e:
+                what = f"{type(e).__name__} {e}".strip()
+            why = "; ".join(sorted(notes.pop(id(m), ()))) or "no cause seen"
             with lock:
-                done[0] += 1
+                failures[f"{what} ({why})"] += 1
+            with contextlib.suppress(Exception):
+                if call is not None:
+                    call.hangup()
+                else:
+                    m.write("ATH", parseError=False)     # a dial that raised may have left a call up
 
     threads = [threading.Thread(target=worker, args=(m,)) for m in modems]
+    if ready is not None:
+        ready()
     cpu0, t0 = time.process_time(), time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    makespan = time.perf_counter() - t0
-    cpu = time.process_time() - cpu0
-    for m in modems:
-        with contextlib.suppress(Exception):
-            m.close()
-    return {"makespan": makespan, "cpu": cpu, "answered": done[0], "failures": failures[0], "lines": len(modems)}
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        makespan = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        end = time.monotonic()        # the spread peer's makespan: the last process's end (closing takes ~1 s)
+        for m in modems:
+            with contextlib.suppress(Exception):
+                m.close()
+        gm.Call.hangup = hangup  # type: ignore[method-assign]
+        gm.GsmModem._handleCallEnded = ended  # type: ignore[method-assign]
+        gm.GsmModem._GsmModem__threadedHandleModemNotification = notify  # type: ignore[attr-defined]
+    return {"makespan": makespan, "end": end, "cpu": cpu, "answered": done[0], "failures": sum(failures.values()),
+            "causes": dict(failures), "crashes": dict(crashes), "traces": first_trace, "lines": len(modems)}
 
 
 def realistic(args: argparse.Namespace) -> None:
@@ -519,22 +657,45 @@ def realistic(args: argparse.Namespace) -> None:
                     break
                 time.sleep(0.05)
             runs: list[tuple[str, dict, dict]] = []
-            # the default margins, then every line at 20 ms (the old default): nothing hidden
-            # (--profile: one run; its thread profilers would stay on for the second)
-            margin_row = args.margin_row and not args.profile
-            for label, margin in (("", None), (", 20 ms margin", 0.02 if margin_row else None)):
-                if label and margin is None:
-                    continue
+            peers: list[dict] = []
+
+            def ours_run(label: str, margin: float | None, quiet: bool = False) -> None:
                 go = ours_realistic(args, Path(d) / f"run{len(runs)}", cfg, margin,
                                     args.profile if not runs else None)
-                if args.uvloop:
-                    import uvloop
-                    ours = uvloop.run(go)
-                else:
-                    ours = asyncio.run(go)
+                with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+                    if args.uvloop:
+                        import uvloop
+                        ours = uvloop.run(go)
+                    else:
+                        ours = asyncio.run(go)
                 parent.send("stats")
                 runs.append((label, ours, parent.recv()))
-            peer = peer_realistic(args, cfg) if args.peer else None
+
+            def peer_run() -> None:
+                peers.append(peer_realistic(args, cfg))
+                parent.send("stats")      # the simulator forgets the peer's calls
+                parent.recv()
+
+            if args.repeat > 1:
+                # ours and the peer in turns, the first of each pair alternating, so that a
+                # change of the machine's load hits both alike; ours' step breakdown is
+                # printed for its first run only
+                for i in range(args.repeat):
+                    for who in ("ours", "peer") if i % 2 == 0 else ("peer", "ours"):
+                        if who == "ours":
+                            ours_run(f" #{i + 1}", None, quiet=i > 0)
+                        elif args.peer:
+                            peer_run()
+            else:
+                # the default margins, then every line at 20 ms (the old default): nothing hidden
+                # (--profile: one run; its thread profilers would stay on for the second)
+                margin_row = args.margin_row and not args.profile
+                for label, margin in (("", None), (", 20 ms margin", 0.02 if margin_row else None)):
+                    if label and margin is None:
+                        continue
+                    ours_run(label, margin)
+                if args.peer:
+                    peer_run()
             parent.send("stop")
             parent.recv()
         finally:
@@ -544,17 +705,44 @@ def realistic(args: argparse.Namespace) -> None:
     per_call = args.answer + args.message
     print(f"realistic: {args.calls:,} calls on {args.modems} simulated {args.family} modems, callee answers "
           f"{args.answer:g} s after ATD, the dialer hangs up after a {args.message:g} s message")
-    print(f"{'':34} {'makespan':>9} {'bound':>7} {'utilisation':>11} {'CPU/call':>9}  calls")
-    rows = [(f"modem-dialer (audio{label})", r) for label, r, _ in runs] + [("python-gsmmodem-new", peer)]
-    for name, r in rows:
-        if r is None:
-            continue
+    print(f"{'':34} {'makespan':>9} {'bound':>7} {'utilisation':>11} {'CPU/call':>9} {'load':>5}  calls")
+    rows = [(f"modem-dialer (audio{label})", r) for label, r, _ in runs]
+    rows += [(f"python-gsmmodem-new{f' #{i + 1}' if len(peers) > 1 else ''}", r) for i, r in enumerate(peers)]
+
+    def utilisation(r: dict) -> float:
         # the calls that ran the script (answered, message, hang-up): a failed dial that
         # returned at once would otherwise count as port time well used
-        bound = math.ceil(r["answered"] / r["lines"]) * per_call
-        print(f"{name:34} {r['makespan']:8.1f}s {bound:6.1f}s {bound / r['makespan']:11.1%} "
-              f"{r['cpu'] / args.calls * 1000:7.2f}ms  {r['answered']:,}" +
+        return math.ceil(r["answered"] / r["lines"]) * per_call / r["makespan"]
+    for name, r in rows:
+        print(f"{name:34} {r['makespan']:8.1f}s {math.ceil(r['answered'] / r['lines']) * per_call:6.1f}s "
+              f"{utilisation(r):11.1%} {r['cpu'] / args.calls * 1000:7.2f}ms {r['load']:5.1f}  {r['answered']:,}" +
               (f" ({r['failures']} failed)" if r.get("failures") else ""))
+    if args.repeat > 1:
+        for name, rs in (("modem-dialer", [r for label, r, _ in runs]), ("python-gsmmodem-new", peers)):
+            if rs:
+                u = [utilisation(r) for r in rs]
+                print(f"{name} over {len(rs)} runs: utilisation median {statistics.median(u):.1%}, min {min(u):.1%}, "
+                      f"max {max(u):.1%}; CPU per call median "
+                      f"{statistics.median(r['cpu'] for r in rs) / args.calls * 1000:.2f} ms; failed calls "
+                      f"{[r.get('failures', 0) for r in rs]}")
+    causes: dict[str, int] = {}
+    crashes: dict[str, int] = {}
+    traces: dict[str, str] = {}
+    for r in peers:
+        for k, v in r["causes"].items():
+            causes[k] = causes.get(k, 0) + v
+        for k, v in r["crashes"].items():
+            crashes[k] = crashes.get(k, 0) + v
+        traces = {**r["traces"], **traces}
+    if causes:
+        print("python-gsmmodem-new's failed calls, by what its driver saw and why (see peer_drive):")
+        for k, v in sorted(causes.items(), key=lambda kv: -kv[1]):
+            print(f"  {v:5} {k}")
+    if crashes:
+        print("its notification threads died with:")
+        for k, v in sorted(crashes.items(), key=lambda kv: -kv[1]):
+            print(f"  {v:5} {k}")
+        print("  first of each:\n" + "\n".join("    " + t.rstrip().replace("\n", "\n    ") for t in traces.values()))
     for label, ours, heard in runs:
         print(f"modem-dialer{label or ''}: playout margin {'/'.join(f'{m * 1000:g}' for m in ours['margins'])} ms; "
               f"controller alone {ours['ctrl_cpu'] / args.calls * 1000:.3f} ms CPU per call; "
@@ -606,6 +794,12 @@ def main() -> None:
     ap.add_argument("--pcm-os-calls", action="store_true",
                     help="realistic: the PCM writer's system calls through os (each gives the GIL up), "
                          "as before issue 10's round 5, for comparison (audio/rtsys.py)")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="realistic: N runs of modem-dialer and N of the peer in turns, in one simulator, then "
+                         "median and min of each (no 20 ms margin row)")
+    ap.add_argument("--peer-procs", type=int, default=1, metavar="K",
+                    help="realistic: spread python-gsmmodem-new's modems over K processes (default 1: all its "
+                         "threads in one interpreter, as before)")
     ap.add_argument("--family", default="huawei", help="realistic: simulated family (the peer speaks Huawei)")
     args = ap.parse_args()
     if args.realistic:

@@ -202,6 +202,21 @@ async def test_huawei_without_voice_firmware_is_refused(make_bank):
         await open_driver(modem_config(bank))
 
 
+@pytest.mark.parametrize(("variant", "orig"), [(None, "^ORIG:1,0"), ("mu609", "^ORIG: 1,0")])
+async def test_huawei_orig_spacing_of_each_firmware(make_bank, variant, orig):
+    """The E1550 prints ``^ORIG:1,0``, the MU609 ``^ORIG: 1,0``: one form per firmware (the
+    simulator used to toss a coin per call); the driver reads both."""
+    bank = await make_bank([SimSpec("huawei", variant=variant)], Scenario(Callee(answer_after=0.1, hangup_after=0.2)))
+    sim, sent = bank.modems[0], []
+    urc = sim.urc
+    sim.urc = lambda line, crcrlf=False: (sent.append(line), urc(line, crcrlf))[1]
+    d = await open_driver(modem_config(bank))
+    evs = await dial_and_collect(d)
+    assert kinds(evs) == ["Dialing", "Ringing", "Answered", "Ended"]
+    assert [x for x in sent if x.startswith("^ORIG")] == [orig]
+    await d.close()
+
+
 async def test_huawei_noise_urcs_are_harmless(make_bank):
     bank = await make_bank([SimSpec("huawei", noise=True)], Scenario(Callee(answer_after=0.2, hangup_after=0.3)))
     d = await open_driver(modem_config(bank))

@@ -73,7 +73,7 @@ async def test_campaign_run_on_postgresql(make_bank, tmp_path, pg):
     assert rc == 0, err
     # re-running the finished campaign: nothing dialed again
     rc, out, err = await run_cli(cfg, "campaign", "run", str(camp))
-    assert rc == 0 and "unchanged since the last import" in out, err
+    assert rc == 0 and "unchanged since the last import" in out, out + err
     assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 9 + len(extra)
     conn.close()
 

@@ -448,8 +448,20 @@ class Huawei(Dialect):
     audio_port = True
     dial_fails_with_result = False
 
-    def __init__(self, seed: int = 0, voice: bool = True) -> None:
+    # Variants (SimSpec.variant): ``^ORIG`` spacing is one firmware's constant, never a coin
+    # toss per call: the E1550 trace prints ``^ORIG:1,0`` (transcripts/huawei__e1550-call-
+    # trace-ukrtelecom.txt), the MU609 guide ``^ORIG: 1,0`` (reference modems.md §3.4). A
+    # per-call mix no real modem sends made python-gsmmodem-new miss every other dial in
+    # bench/campaign_utilisation.py (its regex wants the E1550 form).
+    VARIANTS: ClassVar[dict[str, tuple[str, bool]]] = {"mu609": ("MU609", True)}
+
+    def __init__(self, seed: int = 0, voice: bool = True, variant: str | None = None) -> None:
         self.voice = voice
+        self.orig_space = False
+        if variant is not None:
+            if variant not in self.VARIANTS:
+                raise ValueError(f"unknown huawei variant {variant!r} (one of {', '.join(self.VARIANTS)})")
+            self.model, self.orig_space = self.VARIANTS[variant]
         self.cvoice = 0             # NV: ^CVOICE mode, 0 = voice over the USB voice port
         self.u2diag = 255           # NV: USB composition, 255 = CD-ROM + modem + SD (factory)
         super().__init__(seed)
@@ -499,7 +511,7 @@ class Huawei(Dialect):
         return []
 
     def dialing(self, call) -> None:
-        self.modem.urc(f"^ORIG:{call.index},0" if self.rng.random() < 0.5 else f"^ORIG: {call.index},0")
+        self.modem.urc(f"^ORIG:{' ' if self.orig_space else ''}{call.index},0")
 
     def alerting(self, call) -> None:
         self.modem.urc(f"^CONF:{call.index}")

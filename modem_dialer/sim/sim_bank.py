@@ -19,7 +19,7 @@ class SimSpec:
     pin: str | None = None
     noise: bool = False
     voice: bool = True        # Huawei: voice firmware present
-    variant: str | None = None  # a model variant of the family's dialect (quectel: ep06, ep06-nodsci)
+    variant: str | None = None  # a model variant of the family's dialect (quectel: ep06, ep06-nodsci; huawei: mu609)
 
 
 class SimBank:

@@ -9,9 +9,11 @@ ends or its connection drops)."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import os
+import sqlite3
 from pathlib import Path
 from typing import IO
 
@@ -71,6 +73,11 @@ class DialerLock:
 
     def release(self) -> None:
         if self._pg_conn is not None:
+            # unlock, then close: a close only asks the server to end the session, whose locks
+            # go when its backend process has exited, later on a loaded machine; a run started
+            # right after this one (re-running a finished campaign) found the lock still held
+            with contextlib.suppress(sqlite3.Error):      # connection lost: the server let go already
+                self._pg_conn.execute("SELECT pg_advisory_unlock(?)", (pg_dialer_lock_key(self.box),))
             self._pg_conn.close()
             self._pg_conn = None
         if self._f is not None:
