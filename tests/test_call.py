@@ -175,11 +175,15 @@ async def test_on_end_is_told_once_at_the_modems_end_before_the_line_is_free(mak
     while the audio is switched off and the outcome queued, before the call returns."""
     bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05, hangup_after=0.3)))
     line = await open_line(modem_config(bank))
-    told: list[tuple[bool, bool]] = []      # (line still busy, audio still on) when told
+    sim = bank.modems[0]
+    # (line still busy, audio still on, the end's cause asked yet) when told
+    told: list[tuple[bool, bool, bool]] = []
     r = await place_call(line, NUMBER, message_script(prompt(5000)), journal,
-                         on_end=lambda: told.append((line.busy, line.audio.keep_fed)))
+                         on_end=lambda: told.append((line.busy, line.audio.keep_fed,
+                                                     any("CEER" in c for c in sim.commands))))
     assert r.row["hangup_by"] == "callee"
-    assert told == [(True, True)]
+    # told as the modem said the call was over: before the driver asked its cause (AT+CEER)
+    assert told == [(True, True, False)] and any("CEER" in c for c in sim.commands)
     # a call that ends unanswered is an end too
     bank2 = await make_bank("quectel", Scenario(Callee("busy")))
     line2 = await open_line(modem_config(bank2))

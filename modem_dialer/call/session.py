@@ -342,6 +342,8 @@ class _Call:
     async def run(self) -> None:
         q = _Inbox()
         remove = self.driver.add_listener(q.put)
+        if self.on_end is not None:
+            self.driver.on_end_seen = self._end_seen
         try:
             await self._run(q)
         except asyncio.CancelledError as exc:
@@ -358,6 +360,8 @@ class _Call:
             await asyncio.shield(self._abort(q))
         finally:
             remove()
+            if self.driver.on_end_seen == self._end_seen:
+                self.driver.on_end_seen = None
             self._detach()
 
     async def _run(self, q: _Inbox) -> None:
@@ -457,15 +461,20 @@ class _Call:
             await q.wait(timeout)
         return q.items.popleft() if q.items else None
 
+    def _end_seen(self) -> None:
+        """Tell ``on_end`` once: from the driver as soon as the modem says the call is over
+        (before it asks the cause, AT+CEER), else with the Ended event."""
+        on_end, self.on_end = self.on_end, None
+        if on_end is not None:
+            try:
+                on_end()
+            except Exception:       # the caller's head start must not break this call's record
+                log.exception("%s: end hook failed on call %s", self.line.name, self.call_id)
+
     def _record_end(self, ev: Ended | ModemLost) -> None:
         if isinstance(ev, Ended):
             self.ended = ev     # finish_call journals the end (one commit, not two)
-            on_end, self.on_end = self.on_end, None
-            if on_end is not None:
-                try:
-                    on_end()
-                except Exception:       # the caller's head start must not break this call's record
-                    log.exception("%s: end hook failed on call %s", self.line.name, self.call_id)
+            self._end_seen()
         else:
             self.lost = ev
             self.journal.event(self.call_id, "error", where="modem", error=ev.error)
