@@ -170,30 +170,6 @@ async def test_remote_hangup_mid_prompt_stops_playback(make_bank, journal):
     await line.close()
 
 
-async def test_on_end_is_told_once_at_the_modems_end_before_the_line_is_free(make_bank, journal):
-    """place_call(on_end=...): the campaign starts its next call's rules read there (issue 14),
-    while the audio is switched off and the outcome queued, before the call returns."""
-    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05, hangup_after=0.3)))
-    line = await open_line(modem_config(bank))
-    sim = bank.modems[0]
-    # (line still busy, audio still on, the end's cause asked yet) when told
-    told: list[tuple[bool, bool, bool]] = []
-    r = await place_call(line, NUMBER, message_script(prompt(5000)), journal,
-                         on_end=lambda: told.append((line.busy, line.audio.keep_fed,
-                                                     any("CEER" in c for c in sim.commands))))
-    assert r.row["hangup_by"] == "callee"
-    # told as the modem said the call was over: before the driver asked its cause (AT+CEER)
-    assert told == [(True, True, False)] and any("CEER" in c for c in sim.commands)
-    # a call that ends unanswered is an end too
-    bank2 = await make_bank("quectel", Scenario(Callee("busy")))
-    line2 = await open_line(modem_config(bank2))
-    told2: list[bool] = []
-    r2 = await place_call(line2, NUMBER, message_script(prompt(500)), journal, on_end=lambda: told2.append(line2.busy))
-    assert r2.row["outcome"] != "answered" and told2 == [True]
-    await line.close()
-    await line2.close()
-
-
 async def test_cancel_hangs_up_and_records(make_bank, journal):
     bank = await make_bank("huawei", Scenario(Callee(answer_after=0.05)))
     line = await open_line(modem_config(bank))

@@ -271,8 +271,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
                      campaign_id: int | None = None, contact_id: int | None = None,
                      alert_id: int | None = None,
                      claim: Callable[[Connection], bool] | None = None,
-                     committed: bool = True, call_id: int | None = None,
-                     on_end: Callable[[], None] | None = None) -> CallResult:
+                     committed: bool = True, call_id: int | None = None) -> CallResult:
     """Place one call on ``line`` and run ``script`` when answered. Never raises for call
     failures (they are outcomes); re-raises cancellation after recording the call.
 
@@ -284,10 +283,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
     :class:`NotClaimed` is raised. A journal that cannot write raises
     :class:`~..store.writer.DatabaseFault` (before ATD, or after the call was hung up).
     ``call_id``: the row was written and committed by the caller ahead of this call
-    (``CallJournal.start_call_soon``, a campaign line's armed next call): ATD goes at once.
-    ``on_end``: called once, on the loop, as soon as the modem says the call ended (before
-    the audio is switched off and the outcome queued), so that a caller can start what the
-    line's next call needs while this one winds down."""
+    (``CallJournal.start_call_soon``, a campaign line's armed next call): ATD goes at once."""
     number = dial_string(number)
     if ring_timeout < min_ring_timeout:
         raise ValueError(f"ring timeout {ring_timeout:g} s is under the {min_ring_timeout:g} s minimum")
@@ -298,9 +294,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
                                            contact_id=contact_id, alert_id=alert_id, claim=claim)
     if call_id is None:
         raise NotClaimed(number)
-    call = _Call(line, number, call_id, journal, script, ring_timeout)
-    call.on_end = on_end
-    result = await drive(call, committed=committed)
+    result = await drive(_Call(line, number, call_id, journal, script, ring_timeout), committed=committed)
     row = result.row
     if row["outcome"] != LINE_BUSY:
         webhooks.emit("call.ended", {
@@ -337,13 +331,10 @@ class _Call:
         self.by: HangupBy | None = None
         self.finished = False
         self.finish_future: concurrent.futures.Future | None = None
-        self.on_end: Callable[[], None] | None = None
 
     async def run(self) -> None:
         q = _Inbox()
         remove = self.driver.add_listener(q.put)
-        if self.on_end is not None:
-            self.driver.on_end_seen = self._end_seen
         try:
             await self._run(q)
         except asyncio.CancelledError as exc:
@@ -360,8 +351,6 @@ class _Call:
             await asyncio.shield(self._abort(q))
         finally:
             remove()
-            if self.driver.on_end_seen == self._end_seen:
-                self.driver.on_end_seen = None
             self._detach()
 
     async def _run(self, q: _Inbox) -> None:
@@ -461,20 +450,9 @@ class _Call:
             await q.wait(timeout)
         return q.items.popleft() if q.items else None
 
-    def _end_seen(self) -> None:
-        """Tell ``on_end`` once: from the driver as soon as the modem says the call is over
-        (before it asks the cause, AT+CEER), else with the Ended event."""
-        on_end, self.on_end = self.on_end, None
-        if on_end is not None:
-            try:
-                on_end()
-            except Exception:       # the caller's head start must not break this call's record
-                log.exception("%s: end hook failed on call %s", self.line.name, self.call_id)
-
     def _record_end(self, ev: Ended | ModemLost) -> None:
         if isinstance(ev, Ended):
             self.ended = ev     # finish_call journals the end (one commit, not two)
-            self._end_seen()
         else:
             self.lost = ev
             self.journal.event(self.call_id, "error", where="modem", error=ev.error)

@@ -830,16 +830,10 @@ class Controller:
     def _prefetch_recheck(self, index: int) -> None:
         """A line's call is over and its next call is armed: start reading that number's
         records for the rules' check at the dial now (PostgreSQL: a round trip in the reader
-        thread), while the call winds down (the modem's end of call: ``place_call(on_end=…)``,
-        before the audio is switched off and the outcome queued) and the line goes back to
-        the bank and is lent again, rather than after. The records are then as of the last
-        call's end, some milliseconds before the ATD instead of fewer (the window in which
-        a suppression, consent or refusal committed by someone else is not seen by this
-        check grows by those milliseconds; reading at the dial has one too: the read's way
-        back to the loop). What the claim itself checks (lease, a call open to the number
-        on any box, the attempt caps) was checked in the claim's transaction, and the armed
-        row, open since, keeps any box's claim off the number; the hours are checked at
-        the dial's own time (``_recheck``)."""
+        thread), while the line goes back to the bank and is lent again, rather than after.
+        The records are then as of the last call's end, some milliseconds before the ATD
+        instead of fewer; what the claim itself checks (lease, a call open to the number
+        on any box, the attempt caps) is checked in the claim's transaction as before."""
         armed = self._armed.get(index)
         if (armed is None or not armed.ahead or armed.facts is not None or not self.journal.reads_off_loop
                 or not armed.row.done() or armed.row.cancelled() or armed.row.exception() is not None):
@@ -934,8 +928,7 @@ class Controller:
         # a task of its own, so that fence() can hang it up without ending this worker
         call = asyncio.ensure_future(place_call(slot.line, c.number, script, self.journal,
                                                 ring_timeout=self.ring_timeout, min_ring_timeout=self.min_ring_timeout,
-                                                campaign_id=self.cid, contact_id=c.id, committed=False, call_id=call_id,
-                                                on_end=lambda: self._prefetch_recheck(index)))
+                                                campaign_id=self.cid, contact_id=c.id, committed=False, call_id=call_id))
         self._calls[call] = slot.line
         try:
             result = await call
@@ -962,7 +955,7 @@ class Controller:
             self.in_call -= 1
             self._calls.pop(call, None)
             self._fenced_calls.discard(call)
-        self._prefetch_recheck(index)      # if not started at the modem's end of call (on_end above)
+        self._prefetch_recheck(index)
         t0 = time.thread_time()
         row = result.row
         if row["outcome"] == LINE_BUSY:

@@ -132,9 +132,6 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
         self.name = config.name
         self.call: CallTrack | None = None
         self._listeners: list[Listener] = []
-        # told (on the loop) the moment a call is known to be over, before its cause is asked
-        # (AT+CEER, a round trip before Ended): a campaign starts its next call's reads there
-        self.on_end_seen: Callable[[], None] | None = None
         self._tasks: set[asyncio.Task] = set()
         self.identity_cache: Identity | None = None
         channel.on_lost(self._port_lost)
@@ -503,11 +500,6 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
         elif result == "NO ANSWER" and cause is None:
             cause = causes.NO_ANSWER
         if cause is None and need_ceer and not c.local_hangup:
-            if self.on_end_seen is not None:
-                try:
-                    self.on_end_seen()
-                except Exception:
-                    log.exception("%s: end-seen hook failed", self.name)
             self.spawn(self._ended_with_ceer(c, duration, by, result))
             return
         self._emit_ended(c, cause, cause_text, duration, by, result)
