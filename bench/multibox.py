@@ -198,7 +198,7 @@ def traced(out: Path, names: list[str], calls: int, answer: float, hold: float) 
     print("between two calls of a line, in the service (median / p90 ms): freed = the call's end handled, turn ="
           " the worker asks the bank, leased = the line lent, call = the armed call taken, row_awaited = its row"
           " committed, rechecked = the rules read again at the dial; read_asked/read_back = that read asked ahead"
-          " (at the modem's end of call) and its answer back")
+          " (as the call's end is handled: Controller._prefetch_recheck) and its answer back")
     for name, xs in seg.items():
         xs.sort()
         print(f"  {name:44} {median(xs):7.1f} {xs[int(0.9 * (len(xs) - 1))]:7.1f}   ({len(xs)})")

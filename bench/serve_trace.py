@@ -105,7 +105,7 @@ def install(tl: Timeline) -> None:
         had = armed is not None and armed.facts is not None
         prefetch(self, index)
         if armed is not None and not had and armed.facts is not None:
-            # the dial's rules read asked ahead (at the modem's end of call) and back
+            # the dial's rules read asked ahead (as the call's end is handled) and its answer back
             last(armed.modem, "read_asked")
             armed.facts.add_done_callback(lambda _f: last(armed.modem, "read_back"))
 
