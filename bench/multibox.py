@@ -189,10 +189,16 @@ def traced(out: Path, names: list[str], calls: int, answer: float, hold: float) 
             have = [(k, m[k]) for k, m in steps if k in m]
             for (x, tx), (y, ty) in itertools.pairwise(have):
                 seg.setdefault(f"{x} -> {y}", []).append((ty - tx) * 1000)
+            # the dial's rules read, asked ahead of the line's next turn (controller._prefetch_recheck)
+            for x, y in (("end", "read_asked"), ("read_asked", "freed"), ("read_asked", "read_back"),
+                         ("read_back", "rechecked")):
+                if x in a and y in a:
+                    seg.setdefault(f"{x} -> {y}", []).append((a[y] - a[x]) * 1000)
     tl.report(answer, hold)
     print("between two calls of a line, in the service (median / p90 ms): freed = the call's end handled, turn ="
           " the worker asks the bank, leased = the line lent, call = the armed call taken, row_awaited = its row"
-          " committed, rechecked = the rules read again at the dial")
+          " committed, rechecked = the rules read again at the dial; read_asked/read_back = that read asked ahead"
+          " (as the call's end is handled: Controller._prefetch_recheck) and its answer back")
     for name, xs in seg.items():
         xs.sort()
         print(f"  {name:44} {median(xs):7.1f} {xs[int(0.9 * (len(xs) - 1))]:7.1f}   ({len(xs)})")

@@ -98,6 +98,17 @@ def install(tl: Timeline) -> None:
         finally:
             last(slot.name, "rechecked")
 
+    prefetch = Controller._prefetch_recheck
+
+    def prefetch_w(self, index):  # type: ignore[no-untyped-def]
+        armed = self._armed.get(index)
+        had = armed is not None and armed.facts is not None
+        prefetch(self, index)
+        if armed is not None and not had and armed.facts is not None:
+            # the dial's rules read asked ahead (as the call's end is handled) and its answer back
+            last(armed.modem, "read_asked")
+            armed.facts.add_done_callback(lambda _f: last(armed.modem, "read_back"))
+
     @functools.wraps(call)
     async def call_w(self, index, slot, armed):  # type: ignore[no-untyped-def]
         last(slot.name, "call")
@@ -127,6 +138,7 @@ def install(tl: Timeline) -> None:
     BankSource.turn = turn_w  # type: ignore[method-assign,assignment]
     Controller._recheck = recheck_w  # type: ignore[method-assign]
     Controller._call = call_w  # type: ignore[method-assign]
+    Controller._prefetch_recheck = prefetch_w  # type: ignore[method-assign]
 
 
 def main() -> None:
