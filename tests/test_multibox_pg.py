@@ -154,8 +154,9 @@ async def test_opt_out_pressed_during_an_outage_survives_a_kill(pg, pg_schema, m
 @pytest.mark.parametrize("when", ["after", "during"])
 async def test_serve_stops_promptly_on_sigterm_around_an_outage(pg, bank_on_pg, when):
     """SIGTERM ends ``serve`` within seconds right after PostgreSQL came back (the campaign
-    listener, the journal's reader and writer reconnecting), and while it is still away
-    (nothing queued to wait for)."""
+    listener, the journal's reader and writer reconnecting), and while it is still away (it
+    used to wait for the server to come back: the box's leave queued behind the heartbeat
+    the writer held for the server, with no bound)."""
     import signal
 
     bank = await bank_on_pg(["b1"], 1, {"default": {"outcome": "answer", "answer_after": 0.1, "hangup_after": 0.3}})
@@ -163,8 +164,9 @@ async def test_serve_stops_promptly_on_sigterm_around_an_outage(pg, bank_on_pg, 
     await serve(box)
     await asyncio.to_thread(pg.stop, "fast")
     try:
-        # longer than the listener's retry and the heartbeat (a quarter of the 5 s lease)
-        await asyncio.sleep(3.0)
+        # the box's journal writer found the server away (a heartbeat waits in it)
+        await wait_until(lambda: "no new calls until it is back" in box.log.read_text(),  # type: ignore[union-attr]
+                         30, "the serve to see PostgreSQL away")
         if when == "during":
             box.serve.send_signal(signal.SIGTERM)                   # type: ignore[union-attr]
             t0 = time.monotonic()
