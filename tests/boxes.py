@@ -163,18 +163,42 @@ async def serve(box: Box, timeout: float = 60) -> None:
     await wait_until(up, timeout, f"serve of {box.name}", every=0.2)
 
 
+# how long a serve has to exit after SIGTERM before it is killed (its stacks printed first)
+STOP_WAIT_S = float(os.environ.get("MODEM_DIALER_TEST_STOP_WAIT", "30"))
+
+
+def dump_stuck_serve(box: Box) -> None:
+    """A serve that did not exit on SIGTERM: its thread stacks (SIGUSR1, faulthandler) and its
+    asyncio tasks (SIGUSR2) into its log, and the log's tail on this test's stderr."""
+    assert box.serve is not None and box.log is not None
+    size = box.log.stat().st_size
+    box.serve.send_signal(signal.SIGUSR2)
+    time.sleep(1)
+    box.serve.send_signal(signal.SIGUSR1)
+    time.sleep(1)
+    text = box.log.read_text(errors="replace")
+    print(f"--- serve of {box.name} (pid {box.serve.pid}) did not exit {STOP_WAIT_S:g} s after SIGTERM; "
+          f"its log from before the stop, then its tasks and threads:\n{text[max(0, size - 6000):]}",
+          file=sys.stderr)
+
+
 def stop_bank(bank: Bank) -> None:
-    """SIGTERM every serve (then kill after 30 s), then the simulators."""
+    """SIGTERM every serve (then kill after STOP_WAIT_S, stacks printed), then the simulators."""
     for b in bank.boxes:
         if b.serve is not None and b.serve.poll() is None:
             b.serve.send_signal(signal.SIGTERM)
+    t0 = time.monotonic()
     for b in bank.boxes:
         if b.serve is not None:
             try:
-                b.serve.wait(30)
+                b.serve.wait(max(0.0, t0 + STOP_WAIT_S - time.monotonic()))
             except subprocess.TimeoutExpired:
+                dump_stuck_serve(b)
                 b.serve.kill()
                 b.serve.wait()
+            else:
+                if time.monotonic() - t0 > 2:
+                    print(f"--- serve of {b.name}: exited {time.monotonic() - t0:.1f} s after SIGTERM", file=sys.stderr)
     for b in bank.boxes:
         if b.sim.poll() is None:
             b.sim.send_signal(signal.SIGINT)

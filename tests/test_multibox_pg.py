@@ -149,3 +149,37 @@ async def test_opt_out_pressed_during_an_outage_survives_a_kill(pg, pg_schema, m
     assert [r["outcome"] for r in calls] == ["answered"]                # dialed once
     assert [c.number for m in bank.modems for c in m.calls if c.direction == "out"] == [OPT]    # the SIM's view
     watch.close()
+
+
+@pytest.mark.parametrize("when", ["after", "during"])
+async def test_serve_stops_promptly_on_sigterm_around_an_outage(pg, bank_on_pg, when):
+    """SIGTERM ends ``serve`` within seconds right after PostgreSQL came back (the campaign
+    listener, the journal's reader and writer reconnecting), and while it is still away (it
+    used to wait for the server to come back: the box's leave queued behind the heartbeat
+    the writer held for the server, with no bound)."""
+    import signal
+
+    bank = await bank_on_pg(["b1"], 1, {"default": {"outcome": "answer", "answer_after": 0.1, "hangup_after": 0.3}})
+    box = bank.box("b1")
+    await serve(box)
+    await asyncio.to_thread(pg.stop, "fast")
+    try:
+        # the box's journal writer found the server away (a heartbeat waits in it)
+        await wait_until(lambda: "no new calls until it is back" in box.log.read_text(),  # type: ignore[union-attr]
+                         30, "the serve to see PostgreSQL away")
+        if when == "during":
+            box.serve.send_signal(signal.SIGTERM)                   # type: ignore[union-attr]
+            t0 = time.monotonic()
+            rc = await asyncio.to_thread(box.serve.wait, 60)      # type: ignore[union-attr]
+            took = time.monotonic() - t0
+    finally:
+        await asyncio.to_thread(pg.start)
+    if when == "after":
+        box.serve.send_signal(signal.SIGTERM)                       # type: ignore[union-attr]
+        t0 = time.monotonic()
+        rc = await asyncio.to_thread(box.serve.wait, 60)          # type: ignore[union-attr]
+        took = time.monotonic() - t0
+    assert rc == 0
+    # during: it waits UNREACHABLE_STOP_WAIT_S (5 s) for the server (before the fix: until it
+    # came back); the rest is margin for a loaded machine
+    assert took < (15 if when == "during" else 10), (took, box.log.read_text()[-3000:])  # type: ignore[union-attr]

@@ -38,6 +38,11 @@ log = logging.getLogger("modem_dialer.box")
 # fences itself: the rest of the lease is its time to hang up before another box may take
 # its contacts over (three heartbeats missed: one late write is no reason)
 FENCE_AT = 0.75
+# A stopping box waits at most this long for its "leave" to be committed: with the database
+# away (or its writer stuck) it stops anyway, as a box that died does (its lease lapses and
+# another box takes its work over; its next start closes what it left open). Waiting for the
+# server without a bound made `serve` ignore SIGTERM for as long as PostgreSQL was down.
+LEAVE_WAIT_S = 5.0
 
 
 class BoxKeeper:
@@ -198,5 +203,17 @@ class BoxKeeper:
                 await self._task
             self._task = None
         if not self.lost and self.registered:
-            with contextlib.suppress(DatabaseFault):
-                await self.journal.writer.run(lambda c: Boxes(c).leave(self.box, self.pid))
+            leave = asyncio.ensure_future(self.journal.writer.run(lambda c: Boxes(c).leave(self.box, self.pid)))
+            try:
+                # the server away: the leave waits in the writer behind the others, whose
+                # close gives them up in time (service.py UNREACHABLE_STOP_WAIT_S)
+                wait = 0.0 if self.journal.writer.unreachable is not None else LEAVE_WAIT_S
+                await asyncio.wait_for(asyncio.shield(leave), wait)
+            except DatabaseFault:
+                pass
+            except TimeoutError:
+                # the write stays queued: the writer's close commits it or gives it up
+                leave.add_done_callback(lambda f: f.cancelled() or f.exception())
+                log.warning("box %s: leaving not recorded within %g s (database %s); stopping anyway: "
+                            "the others take its work over when its lease runs out", self.box, wait,
+                            "unreachable" if self.journal.writer.unreachable is not None else "busy")

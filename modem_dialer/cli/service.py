@@ -19,6 +19,11 @@ from . import load, logger_level_for_command, main, run_command, use_log_handler
 def serve(ctx: click.Context, listen: str | None, port: int | None, log_format: str) -> None:
     """Run the service: own the modems, run alerts, serve the API until SIGTERM."""
     import asyncio
+    import contextlib
+    import faulthandler
+    import signal
+    import sys
+    import threading
 
     from ..service.logs import log_handler
     from ..service.service import Service
@@ -30,4 +35,10 @@ def serve(ctx: click.Context, listen: str | None, port: int | None, log_format: 
     loaded = load(ctx)
     if not loaded.config.modems:
         click.echo("modem-dialer: warning: no modems in the config; alerts will wait for one", err=True)
+    # an operator aid (docs/exit-codes.md): `kill -USR1 PID` writes every thread's stack to
+    # stderr, even when the event loop is stuck (a stop that hangs says where). Only as the
+    # process's own command: run in-process (the tests) stderr may have no file descriptor
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     asyncio.run(Service(loaded, host=listen, port=port).run_forever())

@@ -44,6 +44,10 @@ log = logging.getLogger("modem_dialer.service")
 
 Worker = Callable[["Service"], Coroutine[Any, Any, None]]
 
+# a stop while PostgreSQL is away waits this long for it (not database_lock_limit): what the
+# calls wrote is in the box's spool, replayed by the next start (docs/scale-out.md)
+UNREACHABLE_STOP_WAIT_S = 5.0
+
 
 def _is_loopback(host: str) -> bool:
     import ipaddress
@@ -54,6 +58,20 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def log_tasks() -> None:
+    """Log where every asyncio task of the running loop waits (SIGUSR2 on ``serve``): the
+    chain of awaits down to the innermost (``Task.print_stack`` shows only the outermost)."""
+    for task in asyncio.all_tasks():
+        where = []
+        coro: Any = task.get_coro()
+        while coro is not None:
+            frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+            if frame is not None:
+                where.append(f"  {frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+            coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+        log.warning("task %s waits in:\n%s", task.get_name(), "\n".join(where) or "  (not started)")
 
 
 class Service:
@@ -198,7 +216,14 @@ class Service:
         await self.texter.close()
         await self.bank.close()
         await self.keeper.close()
-        await self.journal.aclose()
+        give_up: float | None = None
+        if self.journal.writer.unreachable is not None:
+            # PostgreSQL away: the steps of the calls are in the local spool (committed at the
+            # next start); the rest (heartbeat, leave) is not worth holding SIGTERM for the
+            # whole database_lock_limit
+            give_up = min(UNREACHABLE_STOP_WAIT_S, self.journal.writer.lock_limit_s)
+            log.warning("database unreachable: waiting at most %g s for it before stopping", give_up)
+        await self.journal.aclose(give_up)
         if self.webhooks is not None:
             webhooks.configure(None, [])
         self.conn.close()
@@ -210,6 +235,9 @@ class Service:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         on_signals(loop, (signal.SIGTERM, signal.SIGINT), stop.set)   # gone with the loop
+        # an operator aid (docs/exit-codes.md): SIGUSR2 logs where every asyncio task waits
+        # (SIGUSR1, set up by the serve command, dumps the threads' stacks even if the loop is stuck)
+        on_signals(loop, (signal.SIGUSR2,), log_tasks)
         loop.create_task(self._stop_requested.wait()).add_done_callback(lambda _: stop.set())
         await self.start()
         notifier = Notifier()
