@@ -145,34 +145,7 @@ class Compliance:
         :meth:`attempt_times` and ``Journal.has_open_call``, in one statement. With
         ``contact_id``, also that contact's status now (another box may have claimed it
         since it was read as due)."""
-        parts = ["SELECT 's', CAST(NULL AS TEXT) FROM suppression WHERE number = ?1",
-                 "SELECT 'r', MAX(at) FROM refusals WHERE number = ?1",
-                 "SELECT 'o', CAST(NULL AS TEXT) FROM (SELECT 1 AS one FROM calls WHERE number = ?1"
-                 " AND outcome IS NULL AND id != ?2 LIMIT 1) AS open_call"]
-        if since is not None:
-            parts.append("SELECT 'a', created_at FROM calls WHERE number = ?1 AND created_at >= ?3"
-                         " AND direction = 'out' AND COALESCE(outcome, '') != 'line_busy'")
-        suppressed = open_call = False
-        refusal: datetime | None = None
-        times: list[datetime] = []
-        if contact_id is not None:
-            parts.append("SELECT 'c', status FROM contacts WHERE id = ?4")
-        # as many parameters as the highest number used (SQLite counts them so)
-        params = [number, -1 if except_call is None else except_call, None if since is None else to_ts(since),
-                  contact_id][:4 if contact_id is not None else 3 if since is not None else 2]
-        status: str | None = None
-        for kind, value in self.conn.execute(" UNION ALL ".join(parts), params):
-            if kind == "s":
-                suppressed = True
-            elif kind == "o":
-                open_call = True
-            elif kind == "r":
-                refusal = None if value is None else from_ts(value)
-            elif kind == "c":
-                status = str(value)
-            else:
-                times.append(from_ts(value))
-        return DialFacts(number, suppressed, refusal, tuple(sorted(times)), open_call, status)
+        return self.dial_facts_many([(number, since, except_call, contact_id)])[0]
 
     def dial_facts_many(self, asks: Sequence[FactsAsk]) -> list[DialFacts]:
         """:meth:`dial_facts` for several numbers in one statement (a box's lines starting

@@ -322,21 +322,10 @@ class Journal:
         since ``since_day``, start times since ``since_hour`` (the pool's limits). By ICCID
         the SIM's calls on every box count (a SIM moved to another box keeps its day); by
         modem name only this box's (another box's ``gsm0`` is another SIM)."""
-        col, key = ("iccid", iccid) if iccid else ("modem", modem)
-        # ICCID: the box test is always true; modem name: this box's rows (and rows from before boxes)
-        box = None if iccid else this_box()
-        row = self.conn.execute(
-            f"SELECT COUNT(*), COALESCE(SUM(duration_s), 0) FROM calls WHERE {col} = ? AND created_at >= ?"  # noqa: S608
-            " AND direction = 'out' AND (? IS NULL OR box = ? OR box IS NULL)",
-            (key, to_ts(since_day), box, box),
-        ).fetchone()
-        hour = [from_ts(r[0]) for r in self.conn.execute(
-            f"SELECT created_at FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"  # noqa: S608
-            " AND (? IS NULL OR box = ? OR box IS NULL) ORDER BY created_at",
-            (key, to_ts(since_hour), box, box))]
-        return OutboundUsage(int(row[0]), float(row[1]), hour)
+        return self.outbound_usage_many([(since_day, since_hour, iccid, modem)])[0]
 
-    def outbound_usage_many(self, asks: Sequence[tuple[datetime, datetime, str | None, str]]) -> list[OutboundUsage]:
+    def outbound_usage_many(self, asks: Sequence[tuple[datetime, datetime, str | None, str | None]],
+                            ) -> list[OutboundUsage]:
         """:meth:`outbound_usage` of several SIMs in one statement (a campaign starting on a
         box's lines seeds every line's counters: one round trip, not two a line).
         ``asks``: (since_day, since_hour, iccid or None, modem) each."""
@@ -344,6 +333,7 @@ class Journal:
         params: list[Any] = []
         for k, (since_day, since_hour, iccid, modem) in enumerate(asks):
             col, key = ("iccid", iccid) if iccid else ("modem", modem)
+            # ICCID: the box test is always true; modem name: this box's rows (and rows from before boxes)
             box = None if iccid else this_box()
             parts += [f"SELECT CAST(? AS INTEGER), 'n', CAST(COUNT(*) AS TEXT), COALESCE(SUM(duration_s), 0)"  # noqa: S608
                       f" FROM calls WHERE {col} = ? AND created_at >= ? AND direction = 'out'"
