@@ -13,6 +13,7 @@ from helpers import ALICE, TOKEN, write_config
 from test_console_browser import BAD_CSV, FLOW, campaign_files, console  # noqa: F401  (console: the fixture)
 
 from modem_dialer.config import load_config
+from modem_dialer.service.console import live
 from modem_dialer.service.service import Service
 
 
@@ -299,7 +300,8 @@ async def test_bank_stream_ends_when_its_session_is_logged_out(console):  # noqa
         csrf = await login(s, base)
         async with s.get(f"{base}/console/api/bank/stream") as r:
             # the browser is told to reconnect 1 s after the stream ends (its default: 3 s)
-            assert await r.content.readline() == b"retry: 1000\n"
+            # the stream tells the browser how long to wait before reconnecting (the setting)
+            assert await r.content.readline() == f"retry: {live.RECONNECT_MS}\n".encode()
             assert (await _sse_event(r))[0] == "bank"
             # logged out from another tab: the open stream ends at its next update
             async with s.post(f"{base}/console/logout", headers={"X-CSRF-Token": csrf}) as out:

@@ -19,6 +19,7 @@ from helpers import ALICE, TOKEN, invoke_cli, wait_until, wav, write_config
 
 from modem_dialer.config import LoadedConfig
 from modem_dialer.service.console import app as console_app
+from modem_dialer.service.console import live
 from modem_dialer.service.service import Service
 from modem_dialer.sim.callee import Callee, Scenario
 
@@ -35,7 +36,7 @@ start: rate
 nodes:
   rate:
     type: menu
-    prompts: [{tone_hz: 440, tone_ms: 300}]
+    prompts: [{tone_hz: 440, tone_ms: 150}]
     choices: {1: rec, 2: rec, 3: rec, 4: rec, 5: rec}
     answer: rating
     timeout: 4
@@ -66,12 +67,16 @@ def campaign_files(d: Path, contacts: str) -> dict[str, Path]:
 async def console(make_bank, tmp_path, monkeypatch):
     # alice answers without a key and hangs up at once: the console shows an attempt
     # that did not acknowledge (the alert's message and the 3 s wait for a key are not under test)
-    # (each survey call is kept short: the key right after the 0.3 s menu prompt, then 0.4 s of
+    # (each survey call is kept short: the key right after the 0.15 s menu prompt, then 0.4 s of
     # "voice" for the recording, which ends 0.5 s of silence later: a recording of about 1 s)
-    sc = Scenario(default=Callee("answer", answer_after=0.1, keys=[(0.4, "4")], tones=[(0.6, 0.4, 300.0)]),
+    sc = Scenario(default=Callee("answer", answer_after=0.1, keys=[(0.25, "4")], tones=[(0.45, 0.4, 300.0)]),
                   numbers={ALICE: Callee("answer", answer_after=0.1, hangup_after=0.6)})
     # a wrong token is still refused; its slowing-down (test_console_api) is not what this test is about
     monkeypatch.setattr(console_app, "LOGIN_DELAY", 0.05)
+    # the bank stream's tick (0.5 s) and the browser's wait before it reconnects (1 s) are the
+    # service's settings: shorter here, the page sees each change and the logout sooner
+    monkeypatch.setattr(live, "TICK", 0.2)
+    monkeypatch.setattr(live, "RECONNECT_MS", 200)
     bank = await make_bank("quectel,simcom", sc, n=2)
     loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN},
                           policies={"default": {"steps": [{"to": "alice", "delay": 60.0}, {"to": "alice", "delay": 60.0}],
