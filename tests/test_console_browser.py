@@ -7,14 +7,17 @@ Screenshots of every page (desktop and a 390x844 phone) land in tests/artefacts/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import re
 import shutil
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from helpers import ALICE, TOKEN, invoke_cli, wait_until, wav, write_config
 
 from modem_dialer.config import LoadedConfig
@@ -22,14 +25,17 @@ from modem_dialer.service.console import app as console_app
 from modem_dialer.service.console import live
 from modem_dialer.service.service import Service
 from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.sim.sim_bank import SimBank
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ART = Path(__file__).parent / "artefacts" / "console"
 NUMBERS = [f"+336123456{i:02d}" for i in range(20, 28)]
 BAD_CSV = "number,name\n+33612345620,Ann\nnot-a-number,Bob\n+33612345620,Dup\n"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
-                                "(bash scripts/setup.sh installs it)")
+pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
+                                 "(bash scripts/setup.sh installs it)"),
+              # the tests share one browser, which lives on the module's event loop
+              pytest.mark.asyncio(loop_scope="module")]
 
 FLOW = """\
 start: rate
@@ -63,8 +69,11 @@ def campaign_files(d: Path, contacts: str) -> dict[str, Path]:
             "prompts": d / "unused.wav"}
 
 
-@pytest.fixture
-async def console(make_bank, tmp_path, monkeypatch):
+@contextlib.asynccontextmanager
+async def console_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple]:
+    """The service with its console on a simulated bank of two modems: (service, config, tmp_path).
+    (A context manager: the browser tests run it on their module's event loop, test_console_api
+    on each test's own.)"""
     # alice answers without a key and hangs up at once: the console shows an attempt
     # that did not acknowledge (the alert's message and the 3 s wait for a key are not under test)
     # (each survey call is kept short: the key right after the 0.15 s menu prompt, then 0.4 s of
@@ -77,22 +86,36 @@ async def console(make_bank, tmp_path, monkeypatch):
     # service's settings: shorter here, the page sees each change and the logout sooner
     monkeypatch.setattr(live, "TICK", 0.2)
     monkeypatch.setattr(live, "RECONNECT_MS", 200)
-    bank = await make_bank("quectel,simcom", sc, n=2)
-    loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN},
-                          policies={"default": {"steps": [{"to": "alice", "delay": 60.0}, {"to": "alice", "delay": 60.0}],
-                                                "message_repeat": 1,
-                                                "sms_fallback": False}})
-    svc = Service(loaded, port=0, min_ring_timeout=1.0)
-    svc.campaigns.poll = 0.2
-    svc.campaign_grace = 5.0
-    await svc.start()
-    yield svc, loaded, tmp_path
-    if not svc.stopped.is_set():
-        await svc.stop()
+    bank = await SimBank.of(2, "quectel,simcom", sc).start()
+    try:
+        loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN},
+                              policies={"default": {"steps": [{"to": "alice", "delay": 60.0},
+                                                              {"to": "alice", "delay": 60.0}],
+                                                    "message_repeat": 1,
+                                                    "sms_fallback": False}})
+        svc = Service(loaded, port=0, min_ring_timeout=1.0)
+        svc.campaigns.poll = 0.2
+        svc.campaign_grace = 5.0
+        await svc.start()
+        try:
+            yield svc, loaded, tmp_path
+        finally:
+            if not svc.stopped.is_set():
+                await svc.stop()
+    finally:
+        await bank.stop()
 
 
-@pytest.fixture
-async def browser(tmp_path):
+@pytest_asyncio.fixture(loop_scope="module")
+async def console(tmp_path, monkeypatch):
+    async with console_service(tmp_path, monkeypatch) as c:
+        yield c
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium():
+    """One Chromium for the module (a launch costs about 1.5 s of CPU); each test opens its own
+    context (its own cookies and storage) in it."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -102,6 +125,15 @@ async def browser(tmp_path):
         # (launch() gives each run a fresh temporary --user-data-dir of its own)
         yield b
         await b.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(chromium):
+    """The module's browser; the contexts a test opened are closed after it (their pages'
+    streams with it), whether it passed or not."""
+    yield chromium
+    for ctx in list(chromium.contexts):
+        await ctx.close()
 
 
 async def settled(page) -> None:
