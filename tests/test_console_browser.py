@@ -255,7 +255,12 @@ async def test_operator_console_end_to_end(console, browser):
     settled_n = db.execute("SELECT COUNT(*) FROM contacts WHERE status NOT IN ('pending', 'in_progress')").fetchone()[0]
     await page.wait_for_function(f"({done_js})() === {settled_n}", timeout=20000)
     held, dialed = await page.evaluate(f"({done_js})()"), db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    await asyncio.sleep(1.2)          # longer than the page's refresh (1 s) and the runner's look (0.2 s)
+    # the count stays still: past a look of the runner (every 0.2 s), the page's next refresh
+    # (every 1 s: it renders the cards anew, without the mark) shows the same count
+    card_js = "document.querySelector('[data-campaign=\"webtest\"]')"
+    await asyncio.sleep(0.3)
+    await page.evaluate(f"{card_js}.__before = 1")
+    await page.wait_for_function(f"{card_js} && !{card_js}.__before", timeout=10000)
     assert await page.evaluate(f"({done_js})()") == held < 8
     assert db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == dialed
     db.close()
