@@ -20,7 +20,10 @@ from modem_dialer.service.service import Service
 
 @pytest.fixture
 async def console(tmp_path, monkeypatch):
-    """The service with its console, on this test's event loop (test_console_browser's setup)."""
+    """The service with its console, on this test's event loop (test_console_browser's setup).
+    The bank stream ticks every 0.2 s (its setting, 0.5 s by default): the stream tests see
+    their ticks sooner."""
+    monkeypatch.setattr(live, "TICK", 0.2)
     async with console_service(tmp_path, monkeypatch) as c:
         yield c
 
