@@ -16,10 +16,11 @@ SURVEY, OPTOUT, BUSY, TRANSFER, ADVISOR = "+33612345671", "+33612345672", "+3361
 
 FLOW = """
 start: ask
+opt_out: {say: "Bye"}
 nodes:
   ask:
     type: menu
-    prompts: [{tone_hz: 500, tone_ms: 1500}]
+    prompts: [{tone_hz: 500, tone_ms: 800}]
     choices: {1: digits, 2: digits, 0: agent}
     values: {1: "yes", 2: "no"}
     answer: happy
@@ -46,10 +47,11 @@ nodes:
 @pytest.mark.slow
 async def test_flow_campaign_answers_opt_out_then_a_bridge_on_the_pool(make_bank, tmp_path):
     sc = Scenario(default=Callee(answer_after=0.1), numbers={
-        SURVEY: Callee(answer_after=0.1, keys=[(0.5, "1"), (2.2, "4"), (2.3, "2"), (2.4, "7")]),
+        # (the keys 1 and 9 come during the 0.8 s question: barge-in; the code after its prompt)
+        SURVEY: Callee(answer_after=0.1, keys=[(0.5, "1"), (1.5, "4"), (1.6, "2"), (1.7, "7")]),
         OPTOUT: Callee(answer_after=0.1, keys=[(0.4, "9")]),
         BUSY: Callee("busy", end_after=0.1),
-        TRANSFER: Callee(answer_after=0.1, keys=[(0.3, "0")], hangup_after=2.5),
+        TRANSFER: Callee(answer_after=0.1, keys=[(0.3, "0")], hangup_after=1.8),
         ADVISOR: Callee(answer_after=0.2),
     })
     bank = await make_bank("quectel", sc, n=2)

@@ -193,7 +193,8 @@ async def test_sigterm_during_the_message_hangs_up_and_closes_the_row(make_bank,
     cfg = write_config(tmp_path, bank)
     proc = await _start_call(cfg, "--message", "audio/hello.wav")       # a 6 s message
     await wait_until(lambda: bool(sim.calls) and sim.calls[-1].state == "active")
-    await asyncio.sleep(0.5)
+    # during the message: the callee has heard its first 0.2 s (3,200 bytes at 8 kHz)
+    await wait_until(lambda: len(sim.audio.received) >= 3200)
     proc.send_signal(signal.SIGTERM)
     _out, err = await asyncio.wait_for(proc.communicate(), 20)
     assert proc.returncode == 143, err

@@ -33,7 +33,7 @@ async def test_missing_and_silent_modems_are_reported_others_still_shown(make_ba
     bank = await make_bank("quectel", n=3)
     bank.modems[1].silent = True
     data = yaml.safe_load(bank.config_yaml())
-    data["modems"][1]["probe_timeout"] = 1
+    data["modems"][1]["probe_timeout"] = 0.5       # silent: any wait shows it
     data["modems"][2]["port"] = "/dev/ttyNOPE7"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(data))

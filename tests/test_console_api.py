@@ -7,13 +7,25 @@ import json
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 from conftest import wait_until
 from helpers import ALICE, TOKEN, write_config
-from test_console_browser import BAD_CSV, FLOW, campaign_files, console  # noqa: F401  (console: the fixture)
+from test_console_browser import BAD_CSV, FLOW, campaign_files, console_service
 
 from modem_dialer.config import load_config
+from modem_dialer.service.console import live
 from modem_dialer.service.service import Service
+
+
+@pytest.fixture
+async def console(tmp_path, monkeypatch):
+    """The service with its console, on this test's event loop (test_console_browser's setup).
+    The bank stream ticks every 0.2 s (its setting, 0.5 s by default): the stream tests see
+    their ticks sooner."""
+    monkeypatch.setattr(live, "TICK", 0.2)
+    async with console_service(tmp_path, monkeypatch) as c:
+        yield c
 
 
 async def login(s: aiohttp.ClientSession, base: str) -> str:
@@ -22,7 +34,7 @@ async def login(s: aiohttp.ClientSession, base: str) -> str:
     return next(c.value for c in s.cookie_jar if c.key == "md_csrf")
 
 
-async def test_csrf_and_foreign_host_are_refused(console):  # noqa: F811
+async def test_csrf_and_foreign_host_are_refused(console):
     svc, _loaded, _tmp = console
     base = f"http://127.0.0.1:{svc.port}"
     jar = aiohttp.CookieJar(unsafe=True)
@@ -58,7 +70,7 @@ async def test_csrf_and_foreign_host_are_refused(console):  # noqa: F811
             assert r.status == 404
 
 
-async def test_uploads_are_confined_sanitised_and_capped(console):  # noqa: F811
+async def test_uploads_are_confined_sanitised_and_capped(console):
     svc, _loaded, tmp = console
     base = f"http://127.0.0.1:{svc.port}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
@@ -104,7 +116,7 @@ async def test_uploads_are_confined_sanitised_and_capped(console):  # noqa: F811
             assert d.stat().st_mode & 0o777 == 0o700
 
 
-async def test_consent_add_and_import(console, monkeypatch):  # noqa: F811
+async def test_consent_add_and_import(console, monkeypatch):
     from modem_dialer.service.console import views
     from modem_dialer.store import Compliance
 
@@ -179,7 +191,7 @@ async def test_consent_add_and_import(console, monkeypatch):  # noqa: F811
         assert comp.find_consent("+33612345630", "automated_calls") is None
 
 
-async def test_a_latin1_consent_csv_from_excel_reads_as_the_cli_reads_it(console):  # noqa: F811
+async def test_a_latin1_consent_csv_from_excel_reads_as_the_cli_reads_it(console):
     """The console finds an upload's encoding as the CLI does (textfile.detect_encoding): a
     Windows-1252 file keeps its accents instead of becoming replacement characters."""
     from modem_dialer.store import Compliance
@@ -214,7 +226,7 @@ async def _sse_event(r: aiohttp.ClientResponse) -> tuple[str, dict]:
             data = value
 
 
-async def test_bank_stream_sends_the_bank_then_only_changes_shared_by_all_watchers(console):  # noqa: F811
+async def test_bank_stream_sends_the_bank_then_only_changes_shared_by_all_watchers(console):
     from modem_dialer.service.console.app import BANK_STREAM, BANK_VIEW
 
     svc, _loaded, _tmp = console
@@ -292,14 +304,15 @@ async def test_flows_page_lists_the_flow_that_answers_incoming_calls(make_bank, 
         await svc.stop()
 
 
-async def test_bank_stream_ends_when_its_session_is_logged_out(console):  # noqa: F811
+async def test_bank_stream_ends_when_its_session_is_logged_out(console):
     svc, _loaded, _tmp = console
     base = f"http://127.0.0.1:{svc.port}"
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
         csrf = await login(s, base)
         async with s.get(f"{base}/console/api/bank/stream") as r:
             # the browser is told to reconnect 1 s after the stream ends (its default: 3 s)
-            assert await r.content.readline() == b"retry: 1000\n"
+            # the stream tells the browser how long to wait before reconnecting (the setting)
+            assert await r.content.readline() == f"retry: {live.RECONNECT_MS}\n".encode()
             assert (await _sse_event(r))[0] == "bank"
             # logged out from another tab: the open stream ends at its next update
             async with s.post(f"{base}/console/logout", headers={"X-CSRF-Token": csrf}) as out:

@@ -7,35 +7,42 @@ Screenshots of every page (desktop and a 390x844 phone) land in tests/artefacts/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import io
 import re
 import shutil
 import sqlite3
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import pytest_asyncio
 from helpers import ALICE, TOKEN, invoke_cli, wait_until, wav, write_config
 
 from modem_dialer.config import LoadedConfig
 from modem_dialer.service.console import app as console_app
+from modem_dialer.service.console import live
 from modem_dialer.service.service import Service
 from modem_dialer.sim.callee import Callee, Scenario
+from modem_dialer.sim.sim_bank import SimBank
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ART = Path(__file__).parent / "artefacts" / "console"
 NUMBERS = [f"+336123456{i:02d}" for i in range(20, 28)]
 BAD_CSV = "number,name\n+33612345620,Ann\nnot-a-number,Bob\n+33612345620,Dup\n"
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
-                                "(bash scripts/setup.sh installs it)")
+pytestmark = [pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed "
+                                 "(bash scripts/setup.sh installs it)"),
+              # the tests share one browser, which lives on the module's event loop
+              pytest.mark.asyncio(loop_scope="module")]
 
 FLOW = """\
 start: rate
 nodes:
   rate:
     type: menu
-    prompts: [{tone_hz: 440, tone_ms: 300}]
+    prompts: [{tone_hz: 440, tone_ms: 150}]
     choices: {1: rec, 2: rec, 3: rec, 4: rec, 5: rec}
     answer: rating
     timeout: 4
@@ -62,32 +69,53 @@ def campaign_files(d: Path, contacts: str) -> dict[str, Path]:
             "prompts": d / "unused.wav"}
 
 
-@pytest.fixture
-async def console(make_bank, tmp_path, monkeypatch):
+@contextlib.asynccontextmanager
+async def console_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple]:
+    """The service with its console on a simulated bank of two modems: (service, config, tmp_path).
+    (A context manager: the browser tests run it on their module's event loop, test_console_api
+    on each test's own.)"""
     # alice answers without a key and hangs up at once: the console shows an attempt
     # that did not acknowledge (the alert's message and the 3 s wait for a key are not under test)
-    # (each survey call is kept short: the key right after the 0.3 s menu prompt, then 0.4 s of
+    # (each survey call is kept short: the key right after the 0.15 s menu prompt, then 0.4 s of
     # "voice" for the recording, which ends 0.5 s of silence later: a recording of about 1 s)
-    sc = Scenario(default=Callee("answer", answer_after=0.1, keys=[(0.4, "4")], tones=[(0.6, 0.4, 300.0)]),
+    sc = Scenario(default=Callee("answer", answer_after=0.1, keys=[(0.25, "4")], tones=[(0.45, 0.4, 300.0)]),
                   numbers={ALICE: Callee("answer", answer_after=0.1, hangup_after=0.6)})
     # a wrong token is still refused; its slowing-down (test_console_api) is not what this test is about
     monkeypatch.setattr(console_app, "LOGIN_DELAY", 0.05)
-    bank = await make_bank("quectel,simcom", sc, n=2)
-    loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN},
-                          policies={"default": {"steps": [{"to": "alice", "delay": 60.0}, {"to": "alice", "delay": 60.0}],
-                                                "message_repeat": 1,
-                                                "sms_fallback": False}})
-    svc = Service(loaded, port=0, min_ring_timeout=1.0)
-    svc.campaigns.poll = 0.2
-    svc.campaign_grace = 5.0
-    await svc.start()
-    yield svc, loaded, tmp_path
-    if not svc.stopped.is_set():
-        await svc.stop()
+    # the browser's wait before it reconnects a stream that ended (1 s) is the service's
+    # setting: shorter here, a page logged out elsewhere reaches the login sooner. (A shorter
+    # bank tick too gained no wall time here and cost the browser 1.3 s of CPU redrawing.)
+    monkeypatch.setattr(live, "RECONNECT_MS", 200)
+    bank = await SimBank.of(2, "quectel,simcom", sc).start()
+    try:
+        loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN},
+                              policies={"default": {"steps": [{"to": "alice", "delay": 60.0},
+                                                              {"to": "alice", "delay": 60.0}],
+                                                    "message_repeat": 1,
+                                                    "sms_fallback": False}})
+        svc = Service(loaded, port=0, min_ring_timeout=1.0)
+        svc.campaigns.poll = 0.2
+        svc.campaign_grace = 5.0
+        await svc.start()
+        try:
+            yield svc, loaded, tmp_path
+        finally:
+            if not svc.stopped.is_set():
+                await svc.stop()
+    finally:
+        await bank.stop()
 
 
-@pytest.fixture
-async def browser(tmp_path):
+@pytest_asyncio.fixture(loop_scope="module")
+async def console(tmp_path, monkeypatch):
+    async with console_service(tmp_path, monkeypatch) as c:
+        yield c
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def chromium():
+    """One Chromium for the module (a launch costs about 1.5 s of CPU); each test opens its own
+    context (its own cookies and storage) in it."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -97,6 +125,15 @@ async def browser(tmp_path):
         # (launch() gives each run a fresh temporary --user-data-dir of its own)
         yield b
         await b.close()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def browser(chromium):
+    """The module's browser; the contexts a test opened are closed after it (their pages'
+    streams with it), whether it passed or not."""
+    yield chromium
+    for ctx in list(chromium.contexts):
+        await ctx.close()
 
 
 async def settled(page) -> None:
@@ -218,7 +255,12 @@ async def test_operator_console_end_to_end(console, browser):
     settled_n = db.execute("SELECT COUNT(*) FROM contacts WHERE status NOT IN ('pending', 'in_progress')").fetchone()[0]
     await page.wait_for_function(f"({done_js})() === {settled_n}", timeout=20000)
     held, dialed = await page.evaluate(f"({done_js})()"), db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    await asyncio.sleep(1.2)          # longer than the page's refresh (1 s) and the runner's look (0.2 s)
+    # the count stays still: past a look of the runner (every 0.2 s), the page's next refresh
+    # (every 1 s: it renders the cards anew, without the mark) shows the same count
+    card_js = "document.querySelector('[data-campaign=\"webtest\"]')"
+    await asyncio.sleep(0.3)
+    await page.evaluate(f"{card_js}.__before = 1")
+    await page.wait_for_function(f"{card_js} && !{card_js}.__before", timeout=10000)
     assert await page.evaluate(f"({done_js})()") == held < 8
     assert db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == dialed
     db.close()

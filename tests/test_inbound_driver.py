@@ -80,9 +80,12 @@ async def test_incoming_call_rejected_and_withheld(make_bank, family):
 
 @pytest.mark.parametrize("family", ["quectel", "simcom", "huawei", "generic"])
 async def test_caller_gives_up_before_answer(make_bank, family, monkeypatch):
-    monkeypatch.setattr(incoming, "RING_GONE_AFTER", 1.5)
     bank = await make_bank(family)
     sim = bank.modems[0]
+    # the simulated caller rings every 0.3 s (not 1 s) and the driver gives a ringing up 0.6 s
+    # after the last ring (twice the cadence, as 1.5 s was to 1 s): the same give-up, sooner
+    monkeypatch.setattr(sim, "RING_INTERVAL", 0.3)
+    monkeypatch.setattr(incoming, "RING_GONE_AFTER", 0.6)
     driver = await open_driver(modem_config(bank))
     q, remove = driver.event_queue()
     try:

@@ -89,7 +89,7 @@ async def answered_call(make_bank, name: str, scenario: Scenario, **cfg):
 
 @pytest.mark.parametrize("name", SPECS)
 async def test_hold_second_call_and_transfer(make_bank, name):
-    scenario = Scenario(Callee(answer_after=0.1), {ADVISOR: Callee(ring_after=0.1, answer_after=0.4)})
+    scenario = Scenario(Callee(answer_after=0.1), {ADVISOR: Callee(ring_after=0.1, answer_after=0.2)})
     sim, d, ev = await answered_call(make_bank, name, scenario, ect="on")
     await d.hold()
     assert ev.of(CallHeld) and d.holding
@@ -103,7 +103,10 @@ async def test_hold_second_call_and_transfer(make_bank, name):
     assert sim.transfers == [(NUMBER, ADVISOR)]
     t = ev.of(Transferred)[0]
     assert t.number == ADVISOR and t.call_id == held.index and t.to_call_id != held.index
-    await asyncio.sleep(0.3)                    # the two calls' end URCs arrive: not the session's end
+    # the two calls' end URCs (which the modem writes right after the OK of AT+CHLD=4) are read
+    # before the answer to a later command: after this round trip they have all been handled,
+    # and they were not the session's end
+    await d.list_calls()
     assert not ev.of(Ended) and d.call_up is False
     started = time.monotonic()
     await d.hangup()                            # the session leaves: recorded at once, by the dialer
@@ -127,7 +130,7 @@ async def test_release_the_second_call_and_retrieve_the_first(make_bank, name):
     await ev.wait(second("ended"))
     await d.retrieve()
     assert ev.of(CallRetrieved) and not d.holding
-    await asyncio.sleep(0.3)                    # the released call's late URCs leave the callee alone
+    await d.list_calls()      # the released call's late URCs (read before this answer) leave the callee alone
     assert not ev.of(Ended) and d.call_up
     # then the callee hangs up (now, rather than at a time that had to leave room for all of the above)
     sim.end_call(sim.calls[0], 16, "callee")
@@ -160,9 +163,12 @@ async def test_held_callee_hanging_up_is_their_end_not_the_second_calls(make_ban
     await d.close()
 
 
-async def test_huawei_has_no_ect_unless_the_setting_says_on(make_bank):
+async def test_huawei_has_no_ect_unless_the_setting_says_on(make_bank, monkeypatch):
     sim, d, ev = await second_call_dialed(make_bank, "huawei", Callee(answer_after=0.1),
-                                          Callee(ring_after=0.1, answer_after=0.3))
+                                          Callee(ring_after=0.1, answer_after=0.2))
+    # the hang-up below ends the second call; the held one sends no end URC, and the driver's
+    # wait for it (hangup_end_timeout, 1 s) is not what this test is about
+    monkeypatch.setattr(d, "hangup_end_timeout", 0.2)
     assert not d.ect_enabled
     await ev.wait(second("answered"))
     with pytest.raises(DriverError, match="explicit call transfer is off"):

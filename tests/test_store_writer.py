@@ -83,21 +83,23 @@ async def test_reads_through_the_writer_see_queued_rows(db_target):
 
 
 async def test_writes_wait_for_a_lock_held_by_another_process(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(W, "LOCK_WARN_EVERY_S", 0.5)
+    # the lock held 1.5 s against a 0.5 s limit, warned about every 0.25 s (the same story as
+    # 3 s, 1 s and 0.5 s, in half the time)
+    monkeypatch.setattr(W, "LOCK_WARN_EVERY_S", 0.25)
     path = tmp_path / "j.db"
     conn = open_db(path)
-    j = CallJournal(conn, lock_limit_s=1.0)
+    j = CallJournal(conn, lock_limit_s=0.5)
     faults: list[DatabaseFault] = []
     j.writer.add_fault_listener(faults.append)
     try:
         cid = await j.start_call("+33612345678", "m0")
-        locker = hold_lock(path, 3.0)
+        locker = hold_lock(path, 1.5)
         t0 = time.monotonic()
         with caplog.at_level(logging.WARNING, logger="modem_dialer.store"):
             done = await j.finish_call(cid, "answered")
         waited = time.monotonic() - t0
         locker.wait(10)
-        assert done and waited >= 2.0                   # waited for the lock, not dropped
+        assert done and waited >= 1.0                   # waited for the lock, not dropped
         assert any(f"database {path} is locked by another process" in r.getMessage() for r in caplog.records)
         assert any("unlocked" in r.getMessage() for r in caplog.records)
         # past the limit, the run is told (to stop starting calls); the write still went through
@@ -115,7 +117,7 @@ async def test_close_gives_up_on_a_lock_that_never_ends_and_counts_the_loss(tmp_
     locker = hold_lock(path, 30.0)
     try:
         fut = w.submit(lambda c: c.execute("INSERT INTO modem_state (name, status) VALUES ('x', 'ready')"))
-        lost = w.close(give_up_after=1.0)
+        lost = w.close(give_up_after=0.5)
         assert locker.poll() is None            # gave up while the lock was still held
         assert lost == 0
         with pytest.raises(DatabaseFault, match="locked by another process"):

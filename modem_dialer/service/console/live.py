@@ -45,7 +45,6 @@ TICK = 0.5           # s between two bank updates: at least one a second even wh
 # ms a browser waits before reconnecting a stream that ended (the browsers' own default is
 # 3 s): a page logged out elsewhere reaches the login, and a restarted service is seen, sooner
 RECONNECT_MS = 1000
-_RETRY = f"retry: {RECONNECT_MS}\n\n".encode()
 
 
 class BankView:
@@ -186,9 +185,9 @@ def _dumps(doc: Any) -> str:
 class BankStream:
     """Builds the bank once per tick while someone listens; every listener writes the same bytes."""
 
-    def __init__(self, view: BankView, tick: float = TICK) -> None:
+    def __init__(self, view: BankView, tick: float | None = None) -> None:
         self.view = view
-        self.tick = tick
+        self.tick = TICK if tick is None else tick     # read here, not at import: patchable
         self.listeners = 0
         self.seq = 0
         self._head = ""                   # the head's JSON members, without braces
@@ -281,7 +280,7 @@ class BankStream:
         floor = self.seq if started else max(self.seq - 1, 0)
         seen = -1
         try:
-            await resp.write(_RETRY)
+            await resp.write(f"retry: {RECONNECT_MS}\n\n".encode())    # read per stream: patchable
             while not self._closed:
                 if self.seq == seen or self.seq <= floor:
                     await self._new.wait()   # the producer ticks at least twice a second
