@@ -65,13 +65,13 @@ async def lock_now(proc: asyncio.subprocess.Process) -> None:
     assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"locked"
 
 
-async def run_under_lock(make_bank, tmp_path, numbers, **setup_kw):
+async def run_under_lock(make_bank, tmp_path, numbers, lock_s: float = 4, **setup_kw):
     """`campaign run` on two modems; once two outcomes are in, another process holds the
-    write lock for 4 s. -> (the run's exit code, its stdout, its stderr, a reader, the db)."""
+    write lock for ``lock_s``. -> (the run's exit code, its stdout, its stderr, a reader, the db)."""
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     cfg, camp, db = setup(tmp_path, tmp_path, bank, numbers, message_s=0.6, **setup_kw)
     conn = reader(db)
-    locker = await armed_locker(db, 4)
+    locker = await armed_locker(db, lock_s)
     # the run in this process (on a thread: no interpreter to start); the lock is another process's
     run = asyncio.create_task(run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60))
     try:
@@ -89,10 +89,11 @@ async def run_under_lock(make_bank, tmp_path, numbers, **setup_kw):
 @pytest.mark.slow
 async def test_a_lock_by_another_process_delays_writes_and_loses_nothing(make_bank, tmp_path):
     numbers = [f"+3361234520{i}" for i in range(8)]
-    # like `sqlite3 dialer.db 'BEGIN IMMEDIATE; …'` left open. 4 s (it was 10) asserts the same: the
-    # writer warns at its first busy look (0.5 s); the calls in progress (~0.7 s) end under the
-    # lock and their rows wait for it; 4 s is far under the 60 s limit, so nothing stops the run
-    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers)
+    # like `sqlite3 dialer.db 'BEGIN IMMEDIATE; …'` left open. 2.5 s (it was 10, then 4) asserts the
+    # same: the writer warns at its first busy look (0.5 s); the calls in progress (~0.7 s) end
+    # under the lock and their rows wait for it; 2.5 s is far under the 60 s limit, so nothing
+    # stops the run
+    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers, lock_s=2.5)
     assert rc == 0, out_s + err_s
     assert f"database {db} is locked by another process" in err_s and "unlocked after" in err_s
     assert "Traceback" not in err_s
