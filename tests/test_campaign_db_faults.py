@@ -106,10 +106,11 @@ async def test_a_lock_by_another_process_delays_writes_and_loses_nothing(make_ba
 @pytest.mark.slow
 async def test_a_lock_past_the_limit_stops_the_run_cleanly(make_bank, tmp_path):
     numbers = [f"+3361234530{i}" for i in range(10)]
-    # 2 s to notice, the calls in progress end, then the run waits for its last rows (up to
-    # the limit again): a 4 s lock ends within that, so every outcome is recorded
-    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers,
-                                                      extra_cfg={"database_lock_limit": "2s"})
+    # 1.5 s to notice, the calls in progress end (~0.7 s), then the run waits for its last rows
+    # (up to the limit again, ~3.5 s or later): a 3 s lock ends within that, so every outcome
+    # is recorded (2 s and 4 s asserted the same, 1 s later)
+    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers, lock_s=3,
+                                                      extra_cfg={"database_lock_limit": "1.5s"})
     assert rc == 1, out_s + err_s
     last = err_s.strip().splitlines()[-1]
     assert last.startswith(f"modem-dialer: database {db}: locked by another process"), err_s
