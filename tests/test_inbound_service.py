@@ -27,7 +27,7 @@ async def test_callback_reaches_the_inbound_flow_and_opts_out(make_bank, tmp_pat
     c = await wait_campaign(api, "test", finished)
     # A calls the SIM back and presses the opt-out key (9) during the inbound flow's greeting
     sim = bank.modems[0]
-    assert sim.incoming_call(A, keys=[(0.8, "9")], hangup_after=8) is not None
+    assert sim.incoming_call(A, keys=[(0.4, "9")], hangup_after=8) is not None
     await wait_for(lambda: bool(svc.inbound.handled), timeout=20)
     row = svc.inbound.store.get(svc.inbound.handled[0])
     assert row["action"] == "answered" and row["number"] == A and row["campaign_id"] == c["id"]
