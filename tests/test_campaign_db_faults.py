@@ -65,13 +65,13 @@ async def lock_now(proc: asyncio.subprocess.Process) -> None:
     assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"locked"
 
 
-async def run_under_lock(make_bank, tmp_path, numbers, **setup_kw):
+async def run_under_lock(make_bank, tmp_path, numbers, lock_s: float = 4, **setup_kw):
     """`campaign run` on two modems; once two outcomes are in, another process holds the
-    write lock for 4 s. -> (the run's exit code, its stdout, its stderr, a reader, the db)."""
+    write lock for ``lock_s``. -> (the run's exit code, its stdout, its stderr, a reader, the db)."""
     bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     cfg, camp, db = setup(tmp_path, tmp_path, bank, numbers, message_s=0.6, **setup_kw)
     conn = reader(db)
-    locker = await armed_locker(db, 4)
+    locker = await armed_locker(db, lock_s)
     # the run in this process (on a thread: no interpreter to start); the lock is another process's
     run = asyncio.create_task(run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60))
     try:
@@ -89,10 +89,11 @@ async def run_under_lock(make_bank, tmp_path, numbers, **setup_kw):
 @pytest.mark.slow
 async def test_a_lock_by_another_process_delays_writes_and_loses_nothing(make_bank, tmp_path):
     numbers = [f"+3361234520{i}" for i in range(8)]
-    # like `sqlite3 dialer.db 'BEGIN IMMEDIATE; …'` left open. 4 s (it was 10) asserts the same: the
-    # writer warns at its first busy look (0.5 s); the calls in progress (~0.7 s) end under the
-    # lock and their rows wait for it; 4 s is far under the 60 s limit, so nothing stops the run
-    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers)
+    # like `sqlite3 dialer.db 'BEGIN IMMEDIATE; …'` left open. 2.5 s (it was 10, then 4) asserts the
+    # same: the writer warns at its first busy look (0.5 s); the calls in progress (~0.7 s) end
+    # under the lock and their rows wait for it; 2.5 s is far under the 60 s limit, so nothing
+    # stops the run
+    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers, lock_s=2.5)
     assert rc == 0, out_s + err_s
     assert f"database {db} is locked by another process" in err_s and "unlocked after" in err_s
     assert "Traceback" not in err_s
@@ -105,10 +106,11 @@ async def test_a_lock_by_another_process_delays_writes_and_loses_nothing(make_ba
 @pytest.mark.slow
 async def test_a_lock_past_the_limit_stops_the_run_cleanly(make_bank, tmp_path):
     numbers = [f"+3361234530{i}" for i in range(10)]
-    # 2 s to notice, the calls in progress end, then the run waits for its last rows (up to
-    # the limit again): a 4 s lock ends within that, so every outcome is recorded
-    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers,
-                                                      extra_cfg={"database_lock_limit": "2s"})
+    # 1.5 s to notice, the calls in progress end (~0.7 s), then the run waits for its last rows
+    # (up to the limit again, ~3.5 s or later): a 3 s lock ends within that, so every outcome
+    # is recorded (2 s and 4 s asserted the same, 1 s later)
+    rc, out_s, err_s, conn, db = await run_under_lock(make_bank, tmp_path, numbers, lock_s=3,
+                                                      extra_cfg={"database_lock_limit": "1.5s"})
     assert rc == 1, out_s + err_s
     last = err_s.strip().splitlines()[-1]
     assert last.startswith(f"modem-dialer: database {db}: locked by another process"), err_s

@@ -12,9 +12,15 @@ from helpers import invoke_cli
 def test_demo_calls_everyone_and_journals_it(tmp_path, monkeypatch):
     from modem_dialer.cli import demo
 
-    # the message plays in real time: the shortest that still outlasts the callees' keys
-    # (pressed 1 s and 1.5 s after the answer) rather than the demo's 5 s
-    monkeypatch.setattr(demo, "DEMO_MESSAGE", "Press 1, or 9 to stop.")    # 2.4 s
+    # the same six behaviours at half their pace: the rings, the busy and rejecting ends and
+    # the keys come twice as soon (the demo's pace is for a person watching, not for a test)
+    # and the message plays in real time: a short one (1.9 s, not the demo's 5 s) that still
+    # outlasts the keys (pressed 0.5 s and 0.75 s after the answer) and the 1 s hang-up
+    monkeypatch.setattr(demo, "DEMO_MESSAGE", "Press 1, or 9.")
+    monkeypatch.setattr(demo, "DEMO_CALLEES", {
+        n: (what, {k: [(t / 2, key) for t, key in v] if k == "keys" else v / 2 if isinstance(v, float) else v
+                   for k, v in kw.items()})
+        for n, (what, kw) in demo.DEMO_CALLEES.items()})
     rc, out, err = invoke_cli("demo", "--dir", str(tmp_path))
     assert rc == 0, err
     rows = sqlite3.connect(tmp_path / "demo.db").execute(

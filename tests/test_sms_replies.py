@@ -196,9 +196,9 @@ async def test_stop_by_sms_suppresses_before_the_next_campaign_attempt(make_bank
     busy = "+33612345670"
     sc = Scenario(default=Callee("answer", answer_after=0.1), numbers={busy: Callee("busy", end_after=0.1)})
     bank = await make_bank("quectel", sc)
-    # the retry is due 3 s after the busy attempt: the STOP (delivered at once, in this process;
-    # recorded 0.02 s later at load 3.5) comes well before it
-    loaded, camp = service_setup(tmp_path, bank, [busy], extra="retry:\n  busy: {after: 3s, max: 3}\n")
+    # the retry is due 1.5 s after the busy attempt: the STOP (delivered at once, in this process;
+    # recorded 0.02 s later at load 3.5) comes well before it (and the test waits for its row)
+    loaded, camp = service_setup(tmp_path, bank, [busy], extra="retry:\n  busy: {after: 1.5s, max: 3}\n")
     svc = await services(loaded)
     api = Api(svc)
     status, _r = await api.req("POST", "/v1/campaigns", {"file": str(camp)})
