@@ -209,6 +209,9 @@ class Controller:
         self.waiting_until: datetime | None = None
         self.done = asyncio.Event()
         self._stop_event = asyncio.Event()
+        # set when a hold ends (the lease renewed, the writer reached the server again): the
+        # held workers look again at once rather than at the end of their poll
+        self._unheld = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Future] = set()   # fence()'s releases, answered calls' settling
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
@@ -307,6 +310,8 @@ class Controller:
             self.view.event("hold" if not fault.resolved else "resume",
                             f"{fault}: calls resume" if fault.resolved
                             else f"{fault}: no new calls until it is back; calls in progress finish")
+            if fault.resolved:
+                self._unheld.set()
             return
         if self.db_fault is None or self.db_fault.kind == "locked":
             self.db_fault = fault
@@ -409,6 +414,7 @@ class Controller:
             if self.fenced is not None:
                 self.fenced = None
                 self.view.event("resume", "lease renewed: calls resume")
+                self._unheld.set()
             return
         if self.fenced is None:
             self.fenced = reason
@@ -446,17 +452,28 @@ class Controller:
         or while the box is fenced, a worker starts no call: True after waiting a poll
         interval. A read that works again (and a writer with nothing stuck) ends the hold."""
         if self.fenced is not None:
-            await self._sleep(self.poll)
+            await self._held_wait()
             return True
         if self.journal.writer.unreachable is None and self._reads_away is None:
             return False
-        await self._sleep(self.poll)
+        await self._held_wait()
         if self._reads_away is not None:
             with contextlib.suppress(DatabaseUnreachable):
                 self._db_paused()
                 self._reads_away = None
                 self.view.event("resume", "database reachable again: calls resume")
         return True
+
+    async def _held_wait(self) -> None:
+        """A poll interval, or less: until the hold ends (``_unheld``) or a stop."""
+        if self._unheld.is_set():
+            self._unheld.clear()        # a hold that ended before this one began
+        waits = [asyncio.ensure_future(self._unheld.wait()), asyncio.ensure_future(self._stop_event.wait())]
+        try:
+            await asyncio.wait(waits, timeout=max(0.01, self.poll), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
 
     def _reads_failed(self, exc: DatabaseUnreachable) -> None:
         if self._reads_away is None:
