@@ -456,12 +456,23 @@ class Controller:
             return True
         if self.journal.writer.unreachable is None and self._reads_away is None:
             return False
+        # the writer reached the server: a read that failed may be older than that (a look
+        # queued during the outage answered late), so look once now rather than after a poll
+        if self.journal.writer.unreachable is None and self._reads_back():
+            return False
         await self._held_wait()
         if self._reads_away is not None:
-            with contextlib.suppress(DatabaseUnreachable):
-                self._db_paused()
-                self._reads_away = None
-                self.view.event("resume", "database reachable again: calls resume")
+            self._reads_back()
+        return True
+
+    def _reads_back(self) -> bool:
+        """A read on the database works again: the hold of a failed read ends."""
+        try:
+            self._db_paused()
+        except DatabaseUnreachable:
+            return False
+        self._reads_away = None
+        self.view.event("resume", "database reachable again: calls resume")
         return True
 
     async def _held_wait(self) -> None:
