@@ -162,7 +162,11 @@ async def test_serve_stops_promptly_on_sigterm_around_an_outage(pg, bank_on_pg, 
     the writer held for the server, with no bound)."""
     import signal
 
-    bank = await bank_on_pg(["b1"], 1, {"default": {"outcome": "answer", "answer_after": 0.1, "hangup_after": 0.3}})
+    # a lease of 2 s: the heartbeat (every quarter lease) finds the server away sooner; a lock
+    # limit of 2 s: the stop waits that long for the server (the lesser of it and
+    # UNREACHABLE_STOP_WAIT_S, 5 s), not the default 60 s (either way, not until it is back)
+    bank = await bank_on_pg(["b1"], 1, {"default": {"outcome": "answer", "answer_after": 0.1, "hangup_after": 0.3}},
+                            lease="2s", extra={"database_lock_limit": "2s"})
     box = bank.box("b1")
     await serve(box)
     await asyncio.to_thread(pg.stop, "fast")
@@ -183,6 +187,6 @@ async def test_serve_stops_promptly_on_sigterm_around_an_outage(pg, bank_on_pg, 
         rc = await asyncio.to_thread(box.serve.wait, 60)          # type: ignore[union-attr]
         took = time.monotonic() - t0
     assert rc == 0
-    # during: it waits UNREACHABLE_STOP_WAIT_S (5 s) for the server (before the fix: until it
-    # came back); the rest is margin for a loaded machine
+    # during: it waits the lock limit (2 s) for the server (before the fix: until it came
+    # back); the rest is margin for a loaded machine
     assert took < (15 if when == "during" else 10), (took, box.log.read_text()[-3000:])  # type: ignore[union-attr]
