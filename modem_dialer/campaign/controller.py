@@ -212,6 +212,8 @@ class Controller:
         # set when a hold ends (the lease renewed, the writer reached the server again): the
         # held workers look again at once rather than at the end of their poll
         self._unheld = asyncio.Event()
+        # set when contacts a lost box held were settled here: the idle workers look again
+        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Future] = set()   # fence()'s releases, answered calls' settling
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
@@ -273,12 +275,21 @@ class Controller:
             return 0
         self._spread()
         orphans = self.leases.orphans(self.cid)
+        last = None
         for c in orphans:
-            self.journal.submit(self._settle_released, c.id)
-        if orphans:
+            last = self.journal.submit(self._settle_released, c.id)
+        if last is not None:
             # re-read only then: a GROUP BY over a 10-million-contact campaign is not for every beat
             self.status_counts = Counter(self.campaigns.counts(self.cid))
+            # the idle lines look at the due contacts again once these are settled (the writer
+            # commits in order), not at the end of their poll
+            asyncio.wrap_future(last).add_done_callback(self._settled)
         return len(orphans)
+
+    def _settled(self, fut: asyncio.Future) -> None:
+        if not fut.cancelled():
+            fut.exception()         # retrieved: a failed write is the fault listeners' to report
+        self._wake.set()
 
     def _settle_released(self, conn: Connection, contact_id: int) -> None:
         fresh = Campaigns(conn, self.clock).get_contact(contact_id)
@@ -552,7 +563,7 @@ class Controller:
                     # is three reads), or when the next pending one is due
                     await self._until_changed(self.poll if nxt is None or nxt <= now else self._delay(now, nxt))
                 else:
-                    await self._sleep(self._delay(now, nxt))
+                    await self._idle(self._delay(now, nxt))
                 continue
             self.waiting_until = None
             async with self.source.turn(index, now) as (slot, wait):
@@ -597,6 +608,19 @@ class Controller:
         # wake early on a stop; never spin
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), max(0.01, seconds))
+
+    async def _idle(self, seconds: float) -> None:
+        """Nothing due and nothing in flight: wait ``seconds``, a stop, or contacts a lost box
+        held settled here (``settle_released``)."""
+        self._wake.clear()
+        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._stop_event.wait())]
+        try:
+            await asyncio.wait(waits, timeout=max(0.01, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        if self._wake.is_set():
+            self._pending_read = (-NOTHING_DUE_S, None)     # the settled ones' times, read again
 
     async def _until_changed(self, seconds: float) -> None:
         """Wait until a number in flight is let go, a stop, or ``seconds``."""
