@@ -488,14 +488,7 @@ class Controller:
 
     async def _held_wait(self) -> None:
         """A poll interval, or less: until the hold ends (``_unheld``) or a stop."""
-        if self._unheld.is_set():
-            self._unheld.clear()        # a hold that ended before this one began
-        waits = [asyncio.ensure_future(self._unheld.wait()), asyncio.ensure_future(self._stop_event.wait())]
-        try:
-            await asyncio.wait(waits, timeout=max(0.01, self.poll), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        await self._until(self._unheld, max(0.01, self.poll))
 
     def _reads_failed(self, exc: DatabaseUnreachable) -> None:
         if self._reads_away is None:
@@ -612,25 +605,24 @@ class Controller:
     async def _idle(self, seconds: float) -> None:
         """Nothing due and nothing in flight: wait ``seconds``, a stop, or contacts a lost box
         held settled here (``settle_released``)."""
-        self._wake.clear()
-        waits = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._stop_event.wait())]
-        try:
-            await asyncio.wait(waits, timeout=max(0.01, seconds), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
-        if self._wake.is_set():
+        if await self._until(self._wake, max(0.01, seconds)):
             self._pending_read = (-NOTHING_DUE_S, None)     # the settled ones' times, read again
 
     async def _until_changed(self, seconds: float) -> None:
         """Wait until a number in flight is let go, a stop, or ``seconds``."""
-        self.in_flight.changed.clear()
-        waits = [asyncio.ensure_future(self.in_flight.changed.wait()), asyncio.ensure_future(self._stop_event.wait())]
+        await self._until(self.in_flight.changed, seconds)
+
+    async def _until(self, event: asyncio.Event, seconds: float) -> bool:
+        """Wait until ``event`` is set anew (it is cleared first), a stop, or ``seconds``;
+        True if the event was set."""
+        event.clear()
+        waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stop_event.wait())]
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
+        return event.is_set()
 
     def _delay(self, now: datetime, until: datetime | None) -> float:
         if until is None:
