@@ -48,3 +48,32 @@ async def test_a_silent_box_is_taken_over_once_and_told_it_was_lost(tmp_path):
         for c in conns:
             c.close()
         set_this_box(before)
+
+
+async def test_a_box_whose_first_beat_comes_a_lease_after_its_start_takes_nobody_over(tmp_path):
+    """Two boxes started just before the database went away: the first heartbeat of each
+    comes more than a lease after its start. The first back must not take the other over
+    (it used to: the quiet lease counted only from a box's first heartbeat)."""
+    before = this_box()
+    conns = [open_db(tmp_path / "k.db") for _ in range(2)]
+    journals = [CallJournal(c) for c in conns]
+    try:
+        k2 = BoxKeeper(conns[1], journals[1], "b2", LEASE)
+        k2.register()
+        k1 = BoxKeeper(conns[0], journals[0], "b1", LEASE)
+        k1.register()
+        k1.start()
+        assert k1._task is not None
+        k1._task.cancel()                        # this test beats by hand
+        await asyncio.sleep(1.3)                 # no heartbeat from either for more than a lease
+        assert await k1.tick() == []             # b1 back first: b2 not taken over
+        assert await k2.tick() == [] and not k2.lost
+        assert {b["name"]: b["status"] for b in Boxes(conns[0]).list()} == {"b1": "up", "b2": "up"}
+        await k1.close()
+        await k2.close()
+    finally:
+        for j in journals:
+            await j.aclose()
+        for c in conns:
+            c.close()
+        set_this_box(before)

@@ -36,15 +36,18 @@ async def bank_on_pg(pg_schema, tmp_path):
 
 
 async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, bank_on_pg, tmp_path):
-    # calls of ~1.6 s (answer after 0.1 s, the callee hangs up 1.5 s later): the stop finds
-    # some in progress on both boxes. The stop comes once each box has ended two calls, with
-    # at most a box's ended, in-progress and armed calls claimed (12 at the very most): the
-    # first 12 numbers hold that long; the rest, dialed after the outage, hang up after 0.3 s
-    # (they only have to be called once each: ~4 s less of waiting for the same checks)
+    # The stop comes once each box has ended two calls, with calls up on both boxes. Each
+    # box dials two numbers and arms the next two (a row written ahead of its ATD), in the
+    # order of the list: the first four calls are short (the callee hangs up 0.05 s after the
+    # answer) so that the condition is met at once; the next four, dialed as those end, are
+    # up at the stop (~1.6 s: answer after 0.1 s, the callee hangs up 1.5 s later) and end
+    # during the outage. Whatever the order the boxes claim in, a box that has ended two
+    # calls while the other box's long ones are up dials long ones too, so a call is up at
+    # the stop. The rest, dialed after the outage, only have to be called once each: short.
     nums = [f"+3361444{i:04d}" for i in range(24)]
-    long_ = {"outcome": "answer", "ring_after": 0.01, "answer_after": 0.1, "hangup_after": 1.5}
-    bank = await bank_on_pg(["b1", "b2"], 2, {"default": long_,
-                                              "numbers": {n: long_ | {"hangup_after": 0.3} for n in nums[12:]}})
+    short = {"outcome": "answer", "ring_after": 0.01, "answer_after": 0.1, "hangup_after": 0.05}
+    bank = await bank_on_pg(["b1", "b2"], 2, {"default": short,
+                                              "numbers": {n: short | {"hangup_after": 1.5} for n in nums[4:8]}})
     await asyncio.gather(*(serve(b) for b in bank.boxes))
     camp = write_campaign(tmp_path, nums, message_s=2.0)
     # handed to b1's serve in this process, as test_multibox does (an interpreter more: ~0.8 s of CPU)
@@ -71,7 +74,7 @@ async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, ban
         await asyncio.to_thread(pg.start)
     assert time.monotonic() - t0 >= OUTAGE_S
     await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 90,
-                     "the campaign done after the outage", every=0.5)
+                     "the campaign done after the outage", every=0.1)
 
     statuses = Counter(r["status"] for r in bank.rows("SELECT status FROM contacts"))
     assert statuses == {"answered": len(nums)}, statuses
@@ -159,7 +162,11 @@ async def test_serve_stops_promptly_on_sigterm_around_an_outage(pg, bank_on_pg, 
     the writer held for the server, with no bound)."""
     import signal
 
-    bank = await bank_on_pg(["b1"], 1, {"default": {"outcome": "answer", "answer_after": 0.1, "hangup_after": 0.3}})
+    # a lease of 2 s: the heartbeat (every quarter lease) finds the server away sooner; a lock
+    # limit of 2 s: the stop waits that long for the server (the lesser of it and
+    # UNREACHABLE_STOP_WAIT_S, 5 s), not the default 60 s (either way, not until it is back)
+    bank = await bank_on_pg(["b1"], 1, {"default": {"outcome": "answer", "answer_after": 0.1, "hangup_after": 0.3}},
+                            lease="2s", extra={"database_lock_limit": "2s"})
     box = bank.box("b1")
     await serve(box)
     await asyncio.to_thread(pg.stop, "fast")
@@ -180,6 +187,6 @@ async def test_serve_stops_promptly_on_sigterm_around_an_outage(pg, bank_on_pg, 
         rc = await asyncio.to_thread(box.serve.wait, 60)          # type: ignore[union-attr]
         took = time.monotonic() - t0
     assert rc == 0
-    # during: it waits UNREACHABLE_STOP_WAIT_S (5 s) for the server (before the fix: until it
-    # came back); the rest is margin for a loaded machine
+    # during: it waits the lock limit (2 s) for the server (before the fix: until it came
+    # back); the rest is margin for a loaded machine
     assert took < (15 if when == "during" else 10), (took, box.log.read_text()[-3000:])  # type: ignore[union-attr]

@@ -82,8 +82,12 @@ class BoxKeeper:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"box-{self.box}")
-        # the lease register() wrote counts from now
-        self._arm_fence(time.monotonic())
+        # the lease register() wrote counts from now; so does the gap tick() measures: a box
+        # whose first heartbeat waited a whole lease (the database away right after its
+        # start) must not take over the others before they could beat again either
+        now = time.monotonic()
+        self._last_beat = now
+        self._arm_fence(now)
 
     def _arm_fence(self, beat_at: float) -> None:
         """The lease written at ``beat_at`` (monotonic: the loop's clock) is this box's until

@@ -209,6 +209,11 @@ class Controller:
         self.waiting_until: datetime | None = None
         self.done = asyncio.Event()
         self._stop_event = asyncio.Event()
+        # set when a hold ends (the lease renewed, the writer reached the server again): the
+        # held workers look again at once rather than at the end of their poll
+        self._unheld = asyncio.Event()
+        # set when contacts a lost box held were settled here: the idle workers look again
+        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Future] = set()   # fence()'s releases, answered calls' settling
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
@@ -270,12 +275,21 @@ class Controller:
             return 0
         self._spread()
         orphans = self.leases.orphans(self.cid)
+        last = None
         for c in orphans:
-            self.journal.submit(self._settle_released, c.id)
-        if orphans:
+            last = self.journal.submit(self._settle_released, c.id)
+        if last is not None:
             # re-read only then: a GROUP BY over a 10-million-contact campaign is not for every beat
             self.status_counts = Counter(self.campaigns.counts(self.cid))
+            # the idle lines look at the due contacts again once these are settled (the writer
+            # commits in order), not at the end of their poll
+            asyncio.wrap_future(last).add_done_callback(self._settled)
         return len(orphans)
+
+    def _settled(self, fut: asyncio.Future) -> None:
+        if not fut.cancelled():
+            fut.exception()         # retrieved: a failed write is the fault listeners' to report
+        self._wake.set()
 
     def _settle_released(self, conn: Connection, contact_id: int) -> None:
         fresh = Campaigns(conn, self.clock).get_contact(contact_id)
@@ -307,6 +321,8 @@ class Controller:
             self.view.event("hold" if not fault.resolved else "resume",
                             f"{fault}: calls resume" if fault.resolved
                             else f"{fault}: no new calls until it is back; calls in progress finish")
+            if fault.resolved:
+                self._unheld.set()
             return
         if self.db_fault is None or self.db_fault.kind == "locked":
             self.db_fault = fault
@@ -409,6 +425,7 @@ class Controller:
             if self.fenced is not None:
                 self.fenced = None
                 self.view.event("resume", "lease renewed: calls resume")
+                self._unheld.set()
             return
         if self.fenced is None:
             self.fenced = reason
@@ -446,17 +463,32 @@ class Controller:
         or while the box is fenced, a worker starts no call: True after waiting a poll
         interval. A read that works again (and a writer with nothing stuck) ends the hold."""
         if self.fenced is not None:
-            await self._sleep(self.poll)
+            await self._held_wait()
             return True
         if self.journal.writer.unreachable is None and self._reads_away is None:
             return False
-        await self._sleep(self.poll)
+        # the writer reached the server: a read that failed may be older than that (a look
+        # queued during the outage answered late), so look once now rather than after a poll
+        if self.journal.writer.unreachable is None and self._reads_back():
+            return False
+        await self._held_wait()
         if self._reads_away is not None:
-            with contextlib.suppress(DatabaseUnreachable):
-                self._db_paused()
-                self._reads_away = None
-                self.view.event("resume", "database reachable again: calls resume")
+            self._reads_back()
         return True
+
+    def _reads_back(self) -> bool:
+        """A read on the database works again: the hold of a failed read ends."""
+        try:
+            self._db_paused()
+        except DatabaseUnreachable:
+            return False
+        self._reads_away = None
+        self.view.event("resume", "database reachable again: calls resume")
+        return True
+
+    async def _held_wait(self) -> None:
+        """A poll interval, or less: until the hold ends (``_unheld``) or a stop."""
+        await self._until(self._unheld, max(0.01, self.poll))
 
     def _reads_failed(self, exc: DatabaseUnreachable) -> None:
         if self._reads_away is None:
@@ -524,7 +556,7 @@ class Controller:
                     # is three reads), or when the next pending one is due
                     await self._until_changed(self.poll if nxt is None or nxt <= now else self._delay(now, nxt))
                 else:
-                    await self._sleep(self._delay(now, nxt))
+                    await self._idle(self._delay(now, nxt))
                 continue
             self.waiting_until = None
             async with self.source.turn(index, now) as (slot, wait):
@@ -570,15 +602,27 @@ class Controller:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stop_event.wait(), max(0.01, seconds))
 
+    async def _idle(self, seconds: float) -> None:
+        """Nothing due and nothing in flight: wait ``seconds``, a stop, or contacts a lost box
+        held settled here (``settle_released``)."""
+        if await self._until(self._wake, max(0.01, seconds)):
+            self._pending_read = (-NOTHING_DUE_S, None)     # the settled ones' times, read again
+
     async def _until_changed(self, seconds: float) -> None:
         """Wait until a number in flight is let go, a stop, or ``seconds``."""
-        self.in_flight.changed.clear()
-        waits = [asyncio.ensure_future(self.in_flight.changed.wait()), asyncio.ensure_future(self._stop_event.wait())]
+        await self._until(self.in_flight.changed, seconds)
+
+    async def _until(self, event: asyncio.Event, seconds: float) -> bool:
+        """Wait until ``event`` is set anew (it is cleared first), a stop, or ``seconds``;
+        True if the event was set."""
+        event.clear()
+        waits = [asyncio.ensure_future(event.wait()), asyncio.ensure_future(self._stop_event.wait())]
         try:
             await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waits:
                 w.cancel()
+        return event.is_set()
 
     def _delay(self, now: datetime, until: datetime | None) -> float:
         if until is None:
