@@ -365,10 +365,10 @@ class DbWriter:
         deadline = time.monotonic() + LAZY_COMMIT_S
         while not self._stop and len(batch) < MAX_BATCH:
             self._waited.clear()     # before the look: a write queued after it sets it again
+            hurried, self._hurried = self._hurried, False      # the same: a later hurry() is seen
             n = len(batch)
             self._take_queued(batch)
-            if self._hurried:
-                self._hurried = False
+            if hurried:
                 return
             if not all(op.lazy for op in batch[n:]):
                 return
