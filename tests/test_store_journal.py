@@ -223,3 +223,24 @@ def test_outbound_usage_of_several_sims_in_one_statement(db):
         assert [(u.calls, u.seconds, len(u.hour)) for u in got] == [(2, 55, 1), (2, 90, 2), (0, 0, 0), (1, 30, 1)]
     finally:
         set_this_box(before)
+
+
+def test_store_timestamps_text():
+    """to_ts keeps each second's text (a cache shared by the loop and the writer thread):
+    the result is still the whole isoformat text to the millisecond, truncated, in UTC."""
+    import random
+
+    from modem_dialer.store.timestamps import to_ts
+
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    rng = random.Random(7)
+    for _ in range(2000):   # the same second twice, the next second, far away: each its own text
+        w = base + timedelta(microseconds=rng.randrange(0, 10**13))
+        for t in (w, w + timedelta(microseconds=rng.randrange(0, 1000)), w + timedelta(seconds=1)):
+            assert to_ts(t) == t.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+            assert from_ts(to_ts(t)) == t.replace(microsecond=t.microsecond // 1000 * 1000)
+    assert to_ts(datetime(2026, 3, 1, 10, 0, 0, 999999, tzinfo=timezone(timedelta(hours=2)))) == \
+        "2026-03-01T08:00:00.999Z"
+    assert to_ts(datetime(5, 1, 1, tzinfo=timezone.utc)) == "0005-01-01T00:00:00.000Z"
+    with pytest.raises(ValueError, match="naive"):
+        to_ts(datetime(2026, 1, 1))

@@ -240,6 +240,30 @@ async def test_lazy_steps_alone_commit_soon(tmp_path, monkeypatch):
         conn.close()
 
 
+async def test_an_armed_row_is_lazy_and_hurried_when_its_line_dials(tmp_path, monkeypatch):
+    """A campaign line's armed next call row rides with the line's other steps (no commit
+    of its own); its future still resolves only once the row is committed, and hurry()
+    (the line about to dial it) commits it at once."""
+    monkeypatch.setattr(W, "LAZY_COMMIT_S", 30.0)     # only hurry() can commit it here
+    conn = open_db(tmp_path / "j.db")
+    j = CallJournal(conn)
+    try:
+        await j.flush()
+        before = j.writer.commits
+        row = j.start_call_soon("+33612345678", "gsm0", armed=True)
+        await asyncio.sleep(0.2)
+        assert not row.done() and j.writer.commits == before     # no commit of its own
+        assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 0
+        j.writer.hurry()
+        call_id = await asyncio.wait_for(row, 5)
+        assert call_id is not None and j.writer.commits == before + 1
+        # durable when resolved: another connection sees it
+        assert conn.execute("SELECT number FROM calls WHERE id = ?", (call_id,)).fetchone()[0] == "+33612345678"
+    finally:
+        j.close()
+        conn.close()
+
+
 async def test_blocks_inside_an_operation_roll_back_only_their_own_rows(tmp_path):
     # An operation's first `with conn:` block shares the operation's savepoint (one statement
     # pair less per journal step); what a failed block wrote must still go, and nothing else.

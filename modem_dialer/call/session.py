@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -217,19 +218,29 @@ Script = Callable[[ActiveCall], Awaitable[None]]
 
 class _Listeners(list[Callable[[np.ndarray], None]]):
     """A call's capture consumers on the loop: says when the first one comes and the last
-    one goes (the audio path then starts or stops posting frames to the loop)."""
+    one goes (the audio path then starts or stops posting frames to the loop).
+
+    It holds the call's method weakly: a strong one made a reference cycle (the call, its
+    listeners, the method bound to the call) of every call, with its key queue, events and
+    DTMF detector, which only the garbage collector could free: a collection more every few
+    calls on the loop thread (issue 10: CPU per call), and the GIL held meanwhile."""
 
     def __init__(self, on_change: Callable[[bool], None]) -> None:
         super().__init__()
-        self._on_change = on_change
+        self._on_change = weakref.WeakMethod(on_change)
+
+    def _changed(self, on: bool) -> None:
+        on_change = self._on_change()
+        if on_change is not None:
+            on_change(on)
 
     def append(self, cb: Callable[[np.ndarray], None]) -> None:
         super().append(cb)
-        self._on_change(True)
+        self._changed(True)
 
     def remove(self, cb: Callable[[np.ndarray], None]) -> None:
         super().remove(cb)
-        self._on_change(bool(self))
+        self._changed(bool(self))
 
 
 class _Inbox:

@@ -916,7 +916,11 @@ class Controller:
         c = armed.contact
         try:
             # committed by now for an armed next call (written while the last call played);
-            # shielded: a second signal here must not lose the row's id (released below)
+            # shielded: a second signal here must not lose the row's id (released below).
+            # The armed row is a lazy write: if the last call ended so soon that it is still
+            # queued, the writer commits it now rather than LAZY_COMMIT_S after it was queued
+            if armed.ahead and not armed.row.done():
+                self.journal.writer.hurry()
             call_id = await asyncio.shield(armed.row)
         except DatabaseFault as exc:
             self._unarm(c)

@@ -104,7 +104,12 @@ class CallJournal:
                         at: datetime | None = None, armed: bool = False) -> asyncio.Future[int | None]:
         """:meth:`start_call` queued now, awaited later: a campaign line writes its next call's
         row while the current call still plays (``armed``, see Journal.start_call; the row is
-        committed long before that ATD). ``at``: the row's time (default: now). Call from
+        committed long before that ATD). An armed row is a *lazy* write (DbWriter.submit): it
+        rides with the group the line's other steps commit in (within LAZY_COMMIT_S) instead
+        of starting a commit of its own, one per call: about a third as many commits, and as
+        many fewer wake-ups of the writer thread. Its future still resolves only once the row
+        is committed, so the ATD still follows a durable row; a line that comes to dial it
+        sooner calls ``writer.hurry()``. ``at``: the row's time (default: now). Call from
         the event loop."""
         j = self._at(at)
         cols = dict(campaign_id=campaign_id, contact_id=contact_id, alert_id=alert_id, caller_id=caller_id)
@@ -114,7 +119,7 @@ class CallJournal:
         fut = asyncio.wrap_future(self.writer.submit(_start, j, claim, (number, modem, imei, iccid),
                                                      {**cols, "armed": armed} if armed else cols,
                                                      batch=(_start_together, claim.number)  # type: ignore[union-attr]
-                                                     if together else None))
+                                                     if together else None, lazy=armed))
 
         def started(f: asyncio.Future[int | None]) -> None:
             # on the loop, before the task awaiting ``fut`` resumes (callbacks run in order)

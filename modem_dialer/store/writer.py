@@ -214,6 +214,7 @@ class DbWriter:
         # rows) do not each wake the thread (a wake-up, a context switch and a GIL hand-over
         # per row) just to be added to the group.
         self._waited = threading.Event()
+        self._hurried = False     # hurry(): a lazy step is waited for after all
         self._pending = 0
         self._pending_lock = threading.Lock()
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
@@ -281,6 +282,14 @@ class DbWriter:
         if not lazy:
             self._waited.set()
         return op.future
+
+    def hurry(self) -> None:
+        """Someone now waits for a lazy step queued earlier (a campaign line about to dial
+        its armed call row): commit the group holding it now rather than LAZY_COMMIT_S
+        after it was queued. At worst (the step was already being committed) one later
+        group of lazy steps commits early."""
+        self._hurried = True
+        self._waited.set()
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """Submit and wait until committed; the result (or exception) of ``fn``."""
@@ -356,8 +365,11 @@ class DbWriter:
         deadline = time.monotonic() + LAZY_COMMIT_S
         while not self._stop and len(batch) < MAX_BATCH:
             self._waited.clear()     # before the look: a write queued after it sets it again
+            hurried, self._hurried = self._hurried, False      # the same: a later hurry() is seen
             n = len(batch)
             self._take_queued(batch)
+            if hurried:
+                return
             if not all(op.lazy for op in batch[n:]):
                 return
             remaining = deadline - time.monotonic()
