@@ -26,12 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .boxes import CallRow, Claim, claim_and_start, this_box
 from .compliance import DialFacts, FactsAsk
@@ -42,6 +40,9 @@ from .spool import decode, encode
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
+
+if TYPE_CHECKING:
+    from .pg import AsyncReader
 
 __all__ = ["CallJournal", "DatabaseFault", "DbWriter"]
 
@@ -65,12 +66,12 @@ class CallJournal:
                                                                  spool=spool, replay=_replay)
         self.read = Journal(conn, clock)
         self._ledger = _Ledger()
-        # PostgreSQL: read_off_loop's thread and its connection, at the first such read
-        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
-        self._reader_conn: Any = None
-        # dial_facts(urgent) asks waiting for the reader thread (taken all at once there)
+        # PostgreSQL: the urgent reads' connection on the event loop (opened at the first one)
+        self._reader: AsyncReader | None = None
+        # dial_facts(urgent) asks not sent yet (the next statement takes them all), and the
+        # task sending them (None: none running)
         self._asks: list[tuple[FactsAsk, asyncio.Future[DialFacts]]] = []
-        self._asks_lock = threading.Lock()
+        self._asking: asyncio.Task[None] | None = None
 
     def _at(self, at: datetime | None = None) -> _Frozen:
         """A Journal for the writer's connection whose clock is frozen at queue time."""
@@ -159,85 +160,84 @@ class CallJournal:
         """Does :meth:`read_off_loop` leave the loop (a round trip to a server), or read at once?"""
         return dialect_of(self.conn).name == "postgresql"
 
-    async def read_off_loop(self, fn: Callable[[Connection], T], *, urgent: bool = False) -> T:
+    async def read_off_loop(self, fn: Callable[[Connection], T]) -> T:
         """``fn(conn)``, a read the event loop need not wait for (on the loop's connection, a
         PostgreSQL read stops every line of the process for the round trip to the server).
 
-        On PostgreSQL, by default it runs on the writer's connection as an ``early`` read: in
-        the group the writer is running, no transaction of its own (fewer transactions and
-        less CPU on both sides), the rows queued before it seen, after the writes queued
-        before it. ``urgent`` (a line waits for it to dial): in this journal's reader thread
-        on a connection of its own, committed rows, not behind the writer's queue; a server
-        away raises ``DatabaseUnreachable`` as on the loop. On SQLite it runs on the caller's
-        connection at once (a local read takes microseconds, less than the hop to a thread)."""
+        On PostgreSQL it runs on the writer's connection as an ``early`` read: in the group
+        the writer is running, no transaction of its own (fewer transactions and less CPU on
+        both sides), the rows queued before it seen, after the writes queued before it. On
+        SQLite it runs on the caller's connection at once (a local read takes microseconds,
+        less than the hop to a thread). A line waiting for its read uses :meth:`dial_facts`
+        with ``urgent``."""
         if not self.reads_off_loop:
             return fn(self.conn)
-        if not urgent:
-            return await asyncio.wrap_future(self.writer.submit(fn, early=True))
-        if self._reader is None:
-            self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
-        return await asyncio.get_running_loop().run_in_executor(self._reader, self._read_now, fn)
+        return await asyncio.wrap_future(self.writer.submit(fn, early=True))
 
     async def dial_facts(self, number: str, *, since: datetime | None, except_call: int | None = None,
                          contact_id: int | None = None, urgent: bool = False) -> DialFacts:
         """``Compliance.dial_facts`` read as :meth:`read_off_loop` reads. ``urgent`` on
-        PostgreSQL: together with those the other lines asked for meanwhile, in one statement
-        (``Compliance.dial_facts_many``) in the reader thread: the lines of a box starting at
-        once (a campaign started or joined) wait for one round trip, not for one each in turn."""
+        PostgreSQL (a line waits for it to dial): committed rows, not behind the writer's
+        queue, read on the event loop itself (:class:`~.pg.AsyncReader`: no hop to a thread
+        and back), together with those the other lines asked for meanwhile, in one statement
+        (``Compliance.dial_facts_many``): the lines of a box starting at once (a campaign
+        started or joined) wait for one round trip, not for one each in turn; a server away
+        raises ``DatabaseUnreachable`` as a read on the loop's connection does."""
         from .compliance import Compliance
 
         if not (urgent and self.reads_off_loop):
             return await self.read_off_loop(lambda conn: Compliance(conn, self.clock).dial_facts(
-                number, since=since, except_call=except_call, contact_id=contact_id), urgent=urgent)
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[DialFacts] = loop.create_future()
-        with self._asks_lock:
-            self._asks.append(((number, since, except_call, contact_id), fut))
-            first = len(self._asks) == 1
-        if first:       # else a look already queued in the reader takes this ask along
-            if self._reader is None:
-                self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
-            self._reader.submit(self._answer_asks, loop)
+                number, since=since, except_call=except_call, contact_id=contact_id))
+        fut: asyncio.Future[DialFacts] = asyncio.get_running_loop().create_future()
+        self._asks.append(((number, since, except_call, contact_id), fut))
+        if self._asking is None:      # else the running task takes this ask with its next statement
+            self._asking = asyncio.ensure_future(self._answer_asks())
         return await fut
 
-    def _answer_asks(self, loop: asyncio.AbstractEventLoop) -> None:
-        """In the reader thread: every ask queued so far, in one statement."""
+    async def suppressed_now(self, number: str) -> bool:
+        """Is ``number`` on the suppression list now (committed rows)? On PostgreSQL an urgent
+        :meth:`dial_facts` ask: a campaign asks it as a call ends, the moment its line's next
+        call asks its own rules' read, and both go in one statement on the loop instead of a
+        round trip each. On SQLite read at once on the caller's connection."""
         from .compliance import Compliance
 
-        with self._asks_lock:
-            asks, self._asks = self._asks, []
-        if not asks:
-            return
+        if not self.reads_off_loop:
+            return Compliance(self.conn, self.clock).is_suppressed(number)
+        return (await self.dial_facts(number, since=None, urgent=True)).suppressed
+
+    async def _answer_asks(self) -> None:
+        """On the loop: every ask queued so far in one statement, then those queued meanwhile."""
+        from .compliance import Compliance
+        from .pg import AsyncReader
+
+        asks: list[tuple[FactsAsk, asyncio.Future[DialFacts]]] = []
         try:
-            got: list[Any] = self._read_now(lambda conn: Compliance(conn).dial_facts_many([a for a, _ in asks]))
-        except Exception as exc:
-            got = [exc] * len(asks)
-
-        def resolve() -> None:
-            for (_, fut), value in zip(asks, got, strict=True):
-                if fut.done():
-                    continue
-                if isinstance(value, Exception):
-                    fut.set_exception(value)
-                else:
-                    fut.set_result(value)
-        with contextlib.suppress(RuntimeError):     # the loop is closed: nobody waits
-            loop.call_soon_threadsafe(resolve)
-
-    def _read_now(self, fn: Callable[[Connection], T]) -> T:
-        """In the reader thread: its connection opened at the first read (and again after a
-        server restart: PgConnection reconnects by itself)."""
-        if self._reader_conn is None:
-            from .pg import PgConnection
-            self._reader_conn = PgConnection(db_file(self.conn))
-        return fn(self._reader_conn)
+            if self._reader is None:
+                self._reader = AsyncReader(db_file(self.conn))
+            while self._asks:
+                asks, self._asks = self._asks, []
+                try:
+                    got: list[Any] = await Compliance(self.conn).dial_facts_async(self._reader, [a for a, _ in asks])
+                except Exception as exc:
+                    got = [exc] * len(asks)
+                for (_, fut), value in zip(asks, got, strict=True):
+                    if fut.done():
+                        continue
+                    if isinstance(value, Exception):
+                        fut.set_exception(value)
+                    else:
+                        fut.set_result(value)
+                asks = []
+        finally:
+            self._asking = None
+            for _, fut in asks + self._asks:        # cancelled (the loop ends): nobody is left waiting
+                fut.cancel()
+            self._asks = []
 
     def _close_reader(self) -> None:
         if self._reader is not None:
-            if self._reader_conn is not None:
-                self._reader.submit(self._reader_conn.close).result()
-            self._reader.shutdown()
-            self._reader = self._reader_conn = None
+            self._reader.close()
+            self._reader = None
 
     # ---- queued: return at once, commit in order -------------------------------------
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:
@@ -303,7 +303,7 @@ class CallJournal:
         return self.writer.close(give_up_after) if self._own_writer else 0
 
     async def aclose(self, give_up_after: float | None = None) -> int:
-        await asyncio.to_thread(self._close_reader)
+        self._close_reader()
         return await self.writer.aclose(give_up_after) if self._own_writer else 0
 
 

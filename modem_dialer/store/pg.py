@@ -189,7 +189,7 @@ def _number_loader() -> type:
     return _NumberLoader
 
 
-def _translate_error(exc: psycopg.Error, conn: psycopg.Connection) -> sqlite3.Error:
+def _translate_error(exc: psycopg.Error, conn: psycopg.Connection | psycopg.AsyncConnection) -> sqlite3.Error:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if conn.closed or conn.broken or (isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None) \
             or (exc.sqlstate or "").startswith(("08", "57P")):
@@ -517,6 +517,74 @@ class PgConnection:
         pg = getattr(self, "_pg", None)
         if pg is not None and not pg.closed:
             pg.close()
+
+
+class AsyncReader:
+    """Reads on the event loop itself (psycopg's AsyncConnection): the statement is sent and
+    its answer awaited like any socket, with no hop to a thread and back. The campaign's rules
+    read at the dial waited for such hops (a reader thread's turn, then the loop's, both
+    competing for the GIL with the call's end: docs/scale-out.md) on a line's critical path.
+
+    Parameters are bound on the server (not merged here as PgConnection does), so a statement
+    this reader sends again and again (one shape of ``Compliance.dial_facts_many``) is prepared
+    on the server after its first few runs (psycopg's ``prepare_threshold``) and no longer
+    parsed and planned each time. Read-only statements only: one lost with the connection is
+    sent once more on a new one (a server restart), else ``DatabaseUnreachable``. One
+    statement at a time; the connection is opened at the first read, on the running loop (a
+    loop that ended takes its connection with it: a read on another loop opens a new one)."""
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self.round_trips = 0
+        self._pg: psycopg.AsyncConnection[Any] | None = None
+        self._loop: object = None
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        pg = self._pg
+        if pg is not None and not pg.closed and not pg.broken and self._loop is loop:
+            return pg
+        self.close()
+        _load_psycopg()
+        try:
+            pg = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True,
+                                                       connect_timeout=max(1, int(self.connect_timeout)))
+        except psycopg.Error as exc:
+            text = str(exc).strip()
+            raise DatabaseUnreachable(f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") \
+                from exc
+        pg.adapters.register_loader("numeric", _number_loader())
+        self._pg, self._loop = pg, loop
+        return pg
+
+    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement (SQLite's placeholders, as everywhere in the store)."""
+        query, order = translate(sql)
+        args = list(_params(order, params))
+        for again in (False, True):
+            pg = await self._connection()
+            try:
+                cur = await pg.execute(query, args)
+                rows = await cur.fetchall()
+            except psycopg.Error as exc:
+                err = _translate_error(exc, pg)
+                if again or not isinstance(err, DatabaseUnreachable):
+                    raise err from exc
+                continue        # a dropped idle connection (server restart): once more on a new one
+            self.round_trips += 1
+            PgConnection.all_round_trips += 1
+            return rows
+        raise AssertionError("unreachable")     # the loop returns or raises
+
+    def close(self) -> None:
+        """Close the connection (from any thread, with or without its loop running)."""
+        pg, self._pg, self._loop = self._pg, None, None
+        if pg is not None and not pg.closed:
+            with contextlib.suppress(Exception):
+                pg.pgconn.finish()
 
 
 # Campaign changes, told to every box at once (PostgreSQL's LISTEN/NOTIFY): the channel is the
