@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -42,7 +44,7 @@ from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
 
 if TYPE_CHECKING:
-    from .pg import AsyncReader
+    from .pg import PreparedReader
 
 __all__ = ["CallJournal", "DatabaseFault", "DbWriter"]
 
@@ -66,12 +68,12 @@ class CallJournal:
                                                                  spool=spool, replay=_replay)
         self.read = Journal(conn, clock)
         self._ledger = _Ledger()
-        # PostgreSQL: the urgent reads' connection on the event loop (opened at the first one)
-        self._reader: AsyncReader | None = None
-        # dial_facts(urgent) asks not sent yet (the next statement takes them all), and the
-        # task sending them (None: none running)
+        # PostgreSQL: the urgent reads' thread and its connection, at the first such read
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._reader_conn: PreparedReader | None = None
+        # dial_facts(urgent) asks waiting for the reader thread (taken all at once there)
         self._asks: list[tuple[FactsAsk, asyncio.Future[DialFacts]]] = []
-        self._asking: asyncio.Task[None] | None = None
+        self._asks_lock = threading.Lock()
 
     def _at(self, at: datetime | None = None) -> _Frozen:
         """A Journal for the writer's connection whose clock is frozen at queue time."""
@@ -178,8 +180,8 @@ class CallJournal:
                          contact_id: int | None = None, urgent: bool = False) -> DialFacts:
         """``Compliance.dial_facts`` read as :meth:`read_off_loop` reads. ``urgent`` on
         PostgreSQL (a line waits for it to dial): committed rows, not behind the writer's
-        queue, read on the event loop itself (:class:`~.pg.AsyncReader`: no hop to a thread
-        and back), together with those the other lines asked for meanwhile, in one statement
+        queue, in this journal's reader thread on a connection of its own, together with
+        those the other lines asked for meanwhile, in one statement
         (``Compliance.dial_facts_many``): the lines of a box starting at once (a campaign
         started or joined) wait for one round trip, not for one each in turn; a server away
         raises ``DatabaseUnreachable`` as a read on the loop's connection does."""
@@ -188,56 +190,62 @@ class CallJournal:
         if not (urgent and self.reads_off_loop):
             return await self.read_off_loop(lambda conn: Compliance(conn, self.clock).dial_facts(
                 number, since=since, except_call=except_call, contact_id=contact_id))
-        fut: asyncio.Future[DialFacts] = asyncio.get_running_loop().create_future()
-        self._asks.append(((number, since, except_call, contact_id), fut))
-        if self._asking is None:      # else the running task takes this ask with its next statement
-            self._asking = asyncio.ensure_future(self._answer_asks())
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[DialFacts] = loop.create_future()
+        with self._asks_lock:
+            self._asks.append(((number, since, except_call, contact_id), fut))
+            first = len(self._asks) == 1
+        if first:       # else a look already queued in the reader takes this ask along
+            if self._reader is None:
+                self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
+            self._reader.submit(self._answer_asks, loop)
         return await fut
 
     async def suppressed_now(self, number: str) -> bool:
         """Is ``number`` on the suppression list now (committed rows)? On PostgreSQL an urgent
         :meth:`dial_facts` ask: a campaign asks it as a call ends, the moment its line's next
-        call asks its own rules' read, and both go in one statement on the loop instead of a
-        round trip each. On SQLite read at once on the caller's connection."""
+        call asks its own rules' read, and both go in one statement instead of a round trip
+        each. On SQLite read at once on the caller's connection."""
         from .compliance import Compliance
 
         if not self.reads_off_loop:
             return Compliance(self.conn, self.clock).is_suppressed(number)
         return (await self.dial_facts(number, since=None, urgent=True)).suppressed
 
-    async def _answer_asks(self) -> None:
-        """On the loop: every ask queued so far in one statement, then those queued meanwhile."""
-        from .compliance import Compliance
-        from .pg import AsyncReader
+    def _answer_asks(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In the reader thread: every ask queued so far, in one statement."""
+        from .compliance import facts_from_rows, facts_query
+        from .pg import PreparedReader
 
-        asks: list[tuple[FactsAsk, asyncio.Future[DialFacts]]] = []
+        with self._asks_lock:
+            asks, self._asks = self._asks, []
+        if not asks:
+            return
         try:
-            if self._reader is None:
-                self._reader = AsyncReader(db_file(self.conn))
-            while self._asks:
-                asks, self._asks = self._asks, []
-                try:
-                    got: list[Any] = await Compliance(self.conn).dial_facts_async(self._reader, [a for a, _ in asks])
-                except Exception as exc:
-                    got = [exc] * len(asks)
-                for (_, fut), value in zip(asks, got, strict=True):
-                    if fut.done():
-                        continue
-                    if isinstance(value, Exception):
-                        fut.set_exception(value)
-                    else:
-                        fut.set_result(value)
-                asks = []
-        finally:
-            self._asking = None
-            for _, fut in asks + self._asks:        # cancelled (the loop ends): nobody is left waiting
-                fut.cancel()
-            self._asks = []
+            if self._reader_conn is None:
+                self._reader_conn = PreparedReader(db_file(self.conn))
+            ask = [a for a, _ in asks]
+            got: list[Any] = facts_from_rows(ask, self._reader_conn.fetchall(*facts_query(ask)))
+        except Exception as exc:
+            got = [exc] * len(asks)
+
+        def resolve() -> None:
+            for (_, fut), value in zip(asks, got, strict=True):
+                if fut.done():
+                    continue
+                if isinstance(value, Exception):
+                    fut.set_exception(value)
+                else:
+                    fut.set_result(value)
+        with contextlib.suppress(RuntimeError):     # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(resolve)
 
     def _close_reader(self) -> None:
         if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+            if self._reader_conn is not None:
+                self._reader.submit(self._reader_conn.close).result()
+            self._reader.shutdown()
+            self._reader = self._reader_conn = None
 
     # ---- queued: return at once, commit in order -------------------------------------
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> concurrent.futures.Future:

@@ -11,13 +11,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
-
-if TYPE_CHECKING:
-    from .pg import AsyncReader
 
 
 @dataclass(frozen=True)
@@ -155,10 +152,6 @@ class Compliance:
         together each ask for their first contact's records: one round trip, not one each).
         ``asks``: (number, since, except_call, contact_id) each, distinct or not."""
         return facts_from_rows(asks, self.conn.execute(*facts_query(asks)))
-
-    async def dial_facts_async(self, reader: AsyncReader, asks: Sequence[FactsAsk]) -> list[DialFacts]:
-        """:meth:`dial_facts_many` read on the event loop (PostgreSQL's :class:`~.pg.AsyncReader`)."""
-        return facts_from_rows(asks, await reader.fetchall(*facts_query(asks)))
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
         """When each attempt to ``number`` since ``since`` was made (oldest first), all campaigns.

@@ -519,69 +519,53 @@ class PgConnection:
             pg.close()
 
 
-class AsyncReader:
-    """Reads on the event loop itself (psycopg's AsyncConnection): the statement is sent and
-    its answer awaited like any socket, with no hop to a thread and back. The campaign's rules
-    read at the dial waited for such hops (a reader thread's turn, then the loop's, both
-    competing for the GIL with the call's end: docs/scale-out.md) on a line's critical path.
+class PreparedReader:
+    """A connection for reads sent again and again (a campaign line's rules read at the dial:
+    ``CallJournal.dial_facts`` urgent), used by one thread at a time.
 
-    Parameters are bound on the server (not merged here as PgConnection does), so a statement
-    this reader sends again and again (one shape of ``Compliance.dial_facts_many``) is prepared
+    Parameters are bound on the server (not merged on the client as :class:`PgConnection`
+    does), so a statement of one shape (one ``Compliance.dial_facts_many`` shape) is prepared
     on the server after its first few runs (psycopg's ``prepare_threshold``) and no longer
     parsed and planned each time. Read-only statements only: one lost with the connection is
-    sent once more on a new one (a server restart), else ``DatabaseUnreachable``. One
-    statement at a time; the connection is opened at the first read, on the running loop (a
-    loop that ended takes its connection with it: a read on another loop opens a new one)."""
+    sent once more on a new one (a server restart), else ``DatabaseUnreachable``; a server
+    away raises it as PgConnection does."""
 
     def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
         self.dsn = dsn
         self.connect_timeout = connect_timeout
         self.round_trips = 0
-        self._pg: psycopg.AsyncConnection[Any] | None = None
-        self._loop: object = None
+        self._pg: psycopg.Connection[Any] | None = None
 
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        pg = self._pg
-        if pg is not None and not pg.closed and not pg.broken and self._loop is loop:
-            return pg
-        self.close()
-        _load_psycopg()
-        try:
-            pg = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True,
-                                                       connect_timeout=max(1, int(self.connect_timeout)))
-        except psycopg.Error as exc:
-            text = str(exc).strip()
-            raise DatabaseUnreachable(f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") \
-                from exc
-        pg.adapters.register_loader("numeric", _number_loader())
-        self._pg, self._loop = pg, loop
-        return pg
-
-    async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one read-only statement (SQLite's placeholders, as everywhere in the store)."""
         query, order = translate(sql)
         args = list(_params(order, params))
         for again in (False, True):
-            pg = await self._connection()
+            pg = self._pg
+            if pg is None or pg.closed or pg.broken:
+                _load_psycopg()
+                try:
+                    pg = self._pg = psycopg.connect(self.dsn, autocommit=True,
+                                                    connect_timeout=max(1, int(self.connect_timeout)))
+                except psycopg.Error as exc:
+                    text = str(exc).strip()
+                    raise DatabaseUnreachable(
+                        f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") from exc
+                pg.adapters.register_loader("numeric", _number_loader())
             try:
-                cur = await pg.execute(query, args)
-                rows = await cur.fetchall()
+                rows = pg.execute(query, args).fetchall()
             except psycopg.Error as exc:
                 err = _translate_error(exc, pg)
                 if again or not isinstance(err, DatabaseUnreachable):
                     raise err from exc
-                continue        # a dropped idle connection (server restart): once more on a new one
+                continue    # a dropped idle connection (server restart): once more on a new one
             self.round_trips += 1
             PgConnection.all_round_trips += 1
             return rows
-        raise AssertionError("unreachable")     # the loop returns or raises
+        raise AssertionError("unreachable")
 
     def close(self) -> None:
-        """Close the connection (from any thread, with or without its loop running)."""
-        pg, self._pg, self._loop = self._pg, None, None
+        pg, self._pg = self._pg, None
         if pg is not None and not pg.closed:
             with contextlib.suppress(Exception):
                 pg.pgconn.finish()
