@@ -311,7 +311,7 @@ class CallJournal:
         return self.writer.close(give_up_after) if self._own_writer else 0
 
     async def aclose(self, give_up_after: float | None = None) -> int:
-        self._close_reader()
+        await asyncio.to_thread(self._close_reader)
         return await self.writer.aclose(give_up_after) if self._own_writer else 0
 
 

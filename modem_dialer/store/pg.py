@@ -189,7 +189,7 @@ def _number_loader() -> type:
     return _NumberLoader
 
 
-def _translate_error(exc: psycopg.Error, conn: psycopg.Connection | psycopg.AsyncConnection) -> sqlite3.Error:
+def _translate_error(exc: psycopg.Error, conn: psycopg.Connection) -> sqlite3.Error:
     msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if conn.closed or conn.broken or (isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None) \
             or (exc.sqlstate or "").startswith(("08", "57P")):
@@ -208,6 +208,23 @@ def _translate_error(exc: psycopg.Error, conn: psycopg.Connection | psycopg.Asyn
     else:
         cls = sqlite3.DatabaseError
     return cls(msg)
+
+
+def _open(dsn: str, connect_timeout: float, *, client_side: bool) -> psycopg.Connection[Any]:
+    """An autocommit connection (``client_side``: parameters merged on the client, module doc),
+    numeric read as int/float; ``DatabaseUnreachable`` when the server cannot be reached."""
+    _load_psycopg()
+    try:
+        timeout = max(1, int(connect_timeout))
+        pg: psycopg.Connection[Any] = (
+            psycopg.connect(dsn, autocommit=True, connect_timeout=timeout, cursor_factory=psycopg.ClientCursor)
+            if client_side else psycopg.connect(dsn, autocommit=True, connect_timeout=timeout))
+    except psycopg.Error as exc:
+        text = str(exc).strip()
+        raise DatabaseUnreachable(f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") \
+            from exc
+    pg.adapters.register_loader("numeric", _number_loader())
+    return pg
 
 
 def _safe_to_resend(query: str, exc: psycopg.Error) -> bool:
@@ -264,16 +281,8 @@ class PgConnection:
         self._pg = self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        _load_psycopg()
-        try:
-            pg = psycopg.connect(self.dsn, autocommit=True, cursor_factory=psycopg.ClientCursor,
-                                 connect_timeout=max(1, int(self.connect_timeout)))
-        except psycopg.Error as exc:
-            text = str(exc).strip()
-            raise DatabaseUnreachable(f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") \
-                from exc
+        pg = _open(self.dsn, self.connect_timeout, client_side=True)
         pg.row_factory = _row_factory
-        pg.adapters.register_loader("numeric", _number_loader())
         return pg
 
     def _ensure(self) -> None:
@@ -543,15 +552,7 @@ class PreparedReader:
         for again in (False, True):
             pg = self._pg
             if pg is None or pg.closed or pg.broken:
-                _load_psycopg()
-                try:
-                    pg = self._pg = psycopg.connect(self.dsn, autocommit=True,
-                                                    connect_timeout=max(1, int(self.connect_timeout)))
-                except psycopg.Error as exc:
-                    text = str(exc).strip()
-                    raise DatabaseUnreachable(
-                        f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") from exc
-                pg.adapters.register_loader("numeric", _number_loader())
+                pg = self._pg = _open(self.dsn, self.connect_timeout, client_side=False)
             try:
                 rows = pg.execute(query, args).fetchall()
             except psycopg.Error as exc:
