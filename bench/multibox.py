@@ -117,7 +117,7 @@ def cpu_now(bank, pg_data: Path | None = None) -> dict[str, float]:  # type: ign
 
 
 def print_peaks(bank, calls: int | None = None, pg_data: Path | None = None,  # type: ignore[no-untyped-def]
-                before: dict[str, float] | None = None) -> None:
+                before: dict[str, float] | None = None, per_box: dict[str, int] | None = None) -> None:
     """Each box's serve peak RSS and CPU (before it stops; since ``before`` when given: the
     campaign's, without the start-up), its simulator's CPU, the database server's, and the
     machine's load."""
@@ -132,7 +132,9 @@ def print_peaks(bank, calls: int | None = None, pg_data: Path | None = None,  # 
             serve = cpu_s(b.serve.pid, reaped=True) - base.get(f"{b.name} serve", 0.0)
             sim = cpu_s(b.sim.pid, reaped=True) - base.get(f"{b.name} sim", 0.0)
             total += serve + sim
-            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB, CPU {serve:.1f} s; "
+            mine = (f" ({serve / (per_box[b.name] or 1) * 1000:.1f} ms per call of its {per_box[b.name]})"
+                    if per_box and b.name in per_box else "")
+            print(f"{b.name}: serve peak RSS {peak_rss_mb(b.serve.pid) or 0:.0f} MB, CPU {serve:.1f} s{mine}; "
                   f"its simulator CPU {sim:.1f} s, peak RSS {peak_rss_mb(b.sim.pid) or 0:.0f} MB")
     if pg_data is not None:
         pg = pg_cpu_s(pg_data) - base.get("postgresql", 0.0)
@@ -207,6 +209,11 @@ def traced(out: Path, names: list[str], calls: int, answer: float, hold: float) 
     print("AT commands per call during the campaign (every box, the health checks too): " + ", ".join(
         f"{k} {v / calls:.2f}" for k, v in commands.most_common()))
     if statements:
+        by_thread: Counter[str] = Counter()
+        for k, v in statements.items():
+            by_thread[re.sub(r"[-_ ]?\d+(_\d+)?$", "", k.split(": ", 1)[0])] += v
+        print(f"PostgreSQL round trips per call (every box, load-independent): {sum(statements.values()) / calls:.2f}; "
+              "by thread: " + ", ".join(f"{k} {v / calls:.2f}" for k, v in by_thread.most_common()))
         print("PostgreSQL round trips per call (every box; by thread and statement): " + ", ".join(
             f"{k} {v / calls:.2f}" for k, v in statements.most_common() if v / calls >= 0.05))
     for n in names[:1]:
@@ -292,7 +299,7 @@ async def _utilisation(args: argparse.Namespace, d: Path, database: str | None, 
         if database:
             tx = pg_transactions(database) - tx0
             print(f"PostgreSQL transactions (commits + rollbacks, every box): {tx:,}, {tx / len(rows):.1f} per call")
-        print_peaks(bank, len(rows), pg_data, before)
+        print_peaks(bank, len(rows), pg_data, before, per_box)
     finally:
         await asyncio.to_thread(stop_bank, bank)
         if args.trace:      # each box's serve log next to its trace (what it did when, e.g. joining)

@@ -133,6 +133,13 @@ def install(tl: Timeline) -> None:
     def run_now_w(self, stmt):  # type: ignore[no-untyped-def]
         statements[f"{threading.current_thread().name}: {stmt.split(';')[-1].strip()}"] += 1
         return run_now(self, stmt)
+    fetch = pg.PreparedReader.fetchall
+
+    def fetch_w(self, sql, params=()):  # type: ignore[no-untyped-def]
+        # the urgent reads (CallJournal.dial_facts urgent, suppressed_now), server-side parameters
+        statements[f"{threading.current_thread().name}: {' '.join(sql.split()[:4])[:40]}"] += 1
+        return fetch(self, sql, params)
+    pg.PreparedReader.fetchall = fetch_w  # type: ignore[method-assign]
     pg.PgConnection._send = send_w  # type: ignore[method-assign]
     pg.PgConnection._run_now = run_now_w  # type: ignore[method-assign]
     BankSource.turn = turn_w  # type: ignore[method-assign,assignment]

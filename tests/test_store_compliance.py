@@ -133,8 +133,9 @@ def test_dial_facts_answer_what_the_four_reads_answer_in_one(conn):
 
 async def test_urgent_rules_reads_asked_together_are_one_statement(pg_schema):
     """PostgreSQL: the rules' reads a box's lines ask at once (CallJournal.dial_facts, urgent)
-    are read together in the reader thread (Compliance.dial_facts_many): each gets its own
-    number's answer, in fewer round trips than asks."""
+    are read together in the reader thread (Compliance.dial_facts_many), with the suppression
+    asked as a call ends (suppressed_now): each gets its own number's answer, in fewer round
+    trips than asks; a shape read again and again is prepared on the server."""
     import asyncio
 
     from modem_dialer.store.call_journal import CallJournal
@@ -148,11 +149,20 @@ async def test_urgent_rules_reads_asked_together_are_one_statement(pg_schema):
         Journal(conn, clock=lambda: T0).start_call(numbers[5], "m1")      # open
         since = T0 - timedelta(days=1)
         await j.dial_facts(numbers[0], since=since, urgent=True)          # the reader's connection opened
+        assert j._reader_conn is not None
         before = j._reader_conn.round_trips
-        got = await asyncio.gather(*(j.dial_facts(n, since=since, urgent=True) for n in numbers))
-        assert got == [s.dial_facts(n, since=since) for n in numbers]
-        assert [f.suppressed for f in got].index(True) == 3 and [f.open_call for f in got].index(True) == 5
+        got = await asyncio.gather(*(j.dial_facts(n, since=since, urgent=True) for n in numbers),
+                                   *(j.suppressed_now(n) for n in numbers[2:5]))
+        assert got[:len(numbers)] == [s.dial_facts(n, since=since) for n in numbers]
+        assert got[len(numbers):] == [False, True, False]
+        assert [f.suppressed for f in got[:len(numbers)]].index(True) == 3
+        assert [f.open_call for f in got[:len(numbers)]].index(True) == 5
         assert j._reader_conn.round_trips - before < len(numbers)
+        for _ in range(6):          # one shape, again and again (psycopg prepares from the 5th)
+            assert await j.suppressed_now(numbers[3])
+        prepared = await asyncio.get_running_loop().run_in_executor(j._reader, j._reader_conn.fetchall,
+                                                                    "SELECT statement FROM pg_prepared_statements")
+        assert any("FROM suppression" in p for (p,) in prepared), prepared
     finally:
         j.close()
         conn.close()

@@ -244,3 +244,28 @@ def test_store_timestamps_text():
     assert to_ts(datetime(5, 1, 1, tzinfo=timezone.utc)) == "0005-01-01T00:00:00.000Z"
     with pytest.raises(ValueError, match="naive"):
         to_ts(datetime(2026, 1, 1))
+
+
+def test_a_calls_steps_are_one_round_trip_each_on_postgresql(pg_schema):
+    """PostgreSQL: the dial mark, the answer mark and a timed call's close each write the call's
+    row and its state event in one statement (the journal writer runs them in its group
+    transaction: one round trip each, not two); what they write is the same as on SQLite
+    (test_full_call_is_journaled_in_order, on both backends)."""
+    conn = open_db(pg_schema)
+    try:
+        j = Journal(conn)
+        call_id = j.start_call("+33612345678", "modem0")
+        with conn:                                  # as in the writer's group
+            conn.execute("SELECT 1")
+            before = conn.round_trips
+            j.mark_dialed(call_id)
+            j.mark_answered(call_id)
+            assert j.finish_call(call_id, "answered", duration_s=2.0)
+            assert conn.round_trips - before == 3
+            with pytest.raises(KeyError):
+                j.mark_answered(call_id + 1)
+        states = [e["data"].get("state") for e in j.events_of(call_id)]
+        assert states == ["created", "dialing", "answered", "ended"]
+        assert j.get_call(call_id)["started_at"] is not None
+    finally:
+        conn.close()

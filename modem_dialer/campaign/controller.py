@@ -739,12 +739,14 @@ class Controller:
                                              urgent=urgent)
 
     async def _suppressed_now(self, number: str) -> bool:
-        """After an answered call: did the number get suppressed meanwhile (a flow's opt-out
-        node, an SMS STOP, the API, another box)? Read off the loop on PostgreSQL (through the
-        writer: what it has queued is seen)."""
+        """After an answered call: did the number get suppressed meanwhile (an SMS STOP, the
+        API, another box)? An opt-out during the call itself (the campaign's opt-out key, a
+        flow's opt-out node) is known without a read (``CallState.opted_out``, the call's
+        ``opted_out`` variable). On PostgreSQL read on the loop in the same statement as the
+        line's next rules read, asked at the same moment (``CallJournal.suppressed_now``)."""
         while True:
             try:
-                return await self.journal.read_off_loop(lambda conn: Compliance(conn, self.clock).is_suppressed(number))
+                return await self.journal.suppressed_now(number)
             except DatabaseUnreachable as exc:
                 self._reads_failed(exc)
                 await asyncio.sleep(self.poll)

@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .boxes import CallRow, Claim, claim_and_start, this_box
 from .compliance import DialFacts, FactsAsk
@@ -42,6 +42,9 @@ from .spool import decode, encode
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
+
+if TYPE_CHECKING:
+    from .pg import PreparedReader
 
 __all__ = ["CallJournal", "DatabaseFault", "DbWriter"]
 
@@ -65,9 +68,9 @@ class CallJournal:
                                                                  spool=spool, replay=_replay)
         self.read = Journal(conn, clock)
         self._ledger = _Ledger()
-        # PostgreSQL: read_off_loop's thread and its connection, at the first such read
+        # PostgreSQL: the urgent reads' thread and its connection, at the first such read
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
-        self._reader_conn: Any = None
+        self._reader_conn: PreparedReader | None = None
         # dial_facts(urgent) asks waiting for the reader thread (taken all at once there)
         self._asks: list[tuple[FactsAsk, asyncio.Future[DialFacts]]] = []
         self._asks_lock = threading.Lock()
@@ -159,36 +162,34 @@ class CallJournal:
         """Does :meth:`read_off_loop` leave the loop (a round trip to a server), or read at once?"""
         return dialect_of(self.conn).name == "postgresql"
 
-    async def read_off_loop(self, fn: Callable[[Connection], T], *, urgent: bool = False) -> T:
+    async def read_off_loop(self, fn: Callable[[Connection], T]) -> T:
         """``fn(conn)``, a read the event loop need not wait for (on the loop's connection, a
         PostgreSQL read stops every line of the process for the round trip to the server).
 
-        On PostgreSQL, by default it runs on the writer's connection as an ``early`` read: in
-        the group the writer is running, no transaction of its own (fewer transactions and
-        less CPU on both sides), the rows queued before it seen, after the writes queued
-        before it. ``urgent`` (a line waits for it to dial): in this journal's reader thread
-        on a connection of its own, committed rows, not behind the writer's queue; a server
-        away raises ``DatabaseUnreachable`` as on the loop. On SQLite it runs on the caller's
-        connection at once (a local read takes microseconds, less than the hop to a thread)."""
+        On PostgreSQL it runs on the writer's connection as an ``early`` read: in the group
+        the writer is running, no transaction of its own (fewer transactions and less CPU on
+        both sides), the rows queued before it seen, after the writes queued before it. On
+        SQLite it runs on the caller's connection at once (a local read takes microseconds,
+        less than the hop to a thread). A line waiting for its read uses :meth:`dial_facts`
+        with ``urgent``."""
         if not self.reads_off_loop:
             return fn(self.conn)
-        if not urgent:
-            return await asyncio.wrap_future(self.writer.submit(fn, early=True))
-        if self._reader is None:
-            self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
-        return await asyncio.get_running_loop().run_in_executor(self._reader, self._read_now, fn)
+        return await asyncio.wrap_future(self.writer.submit(fn, early=True))
 
     async def dial_facts(self, number: str, *, since: datetime | None, except_call: int | None = None,
                          contact_id: int | None = None, urgent: bool = False) -> DialFacts:
         """``Compliance.dial_facts`` read as :meth:`read_off_loop` reads. ``urgent`` on
-        PostgreSQL: together with those the other lines asked for meanwhile, in one statement
-        (``Compliance.dial_facts_many``) in the reader thread: the lines of a box starting at
-        once (a campaign started or joined) wait for one round trip, not for one each in turn."""
+        PostgreSQL (a line waits for it to dial): committed rows, not behind the writer's
+        queue, in this journal's reader thread on a connection of its own, together with
+        those the other lines asked for meanwhile, in one statement
+        (``Compliance.dial_facts_many``): the lines of a box starting at once (a campaign
+        started or joined) wait for one round trip, not for one each in turn; a server away
+        raises ``DatabaseUnreachable`` as a read on the loop's connection does."""
         from .compliance import Compliance
 
         if not (urgent and self.reads_off_loop):
             return await self.read_off_loop(lambda conn: Compliance(conn, self.clock).dial_facts(
-                number, since=since, except_call=except_call, contact_id=contact_id), urgent=urgent)
+                number, since=since, except_call=except_call, contact_id=contact_id))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[DialFacts] = loop.create_future()
         with self._asks_lock:
@@ -200,16 +201,31 @@ class CallJournal:
             self._reader.submit(self._answer_asks, loop)
         return await fut
 
+    async def suppressed_now(self, number: str) -> bool:
+        """Is ``number`` on the suppression list now (committed rows)? On PostgreSQL an urgent
+        :meth:`dial_facts` ask: a campaign asks it as a call ends, the moment its line's next
+        call asks its own rules' read, and both go in one statement instead of a round trip
+        each. On SQLite read at once on the caller's connection."""
+        from .compliance import Compliance
+
+        if not self.reads_off_loop:
+            return Compliance(self.conn, self.clock).is_suppressed(number)
+        return (await self.dial_facts(number, since=None, urgent=True)).suppressed
+
     def _answer_asks(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the reader thread: every ask queued so far, in one statement."""
-        from .compliance import Compliance
+        from .compliance import facts_from_rows, facts_query
+        from .pg import PreparedReader
 
         with self._asks_lock:
             asks, self._asks = self._asks, []
         if not asks:
             return
         try:
-            got: list[Any] = self._read_now(lambda conn: Compliance(conn).dial_facts_many([a for a, _ in asks]))
+            if self._reader_conn is None:
+                self._reader_conn = PreparedReader(db_file(self.conn))
+            ask = [a for a, _ in asks]
+            got: list[Any] = facts_from_rows(ask, self._reader_conn.fetchall(*facts_query(ask)))
         except Exception as exc:
             got = [exc] * len(asks)
 
@@ -223,14 +239,6 @@ class CallJournal:
                     fut.set_result(value)
         with contextlib.suppress(RuntimeError):     # the loop is closed: nobody waits
             loop.call_soon_threadsafe(resolve)
-
-    def _read_now(self, fn: Callable[[Connection], T]) -> T:
-        """In the reader thread: its connection opened at the first read (and again after a
-        server restart: PgConnection reconnects by itself)."""
-        if self._reader_conn is None:
-            from .pg import PgConnection
-            self._reader_conn = PgConnection(db_file(self.conn))
-        return fn(self._reader_conn)
 
     def _close_reader(self) -> None:
         if self._reader is not None:

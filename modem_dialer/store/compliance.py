@@ -151,35 +151,7 @@ class Compliance:
         """:meth:`dial_facts` for several numbers in one statement (a box's lines starting
         together each ask for their first contact's records: one round trip, not one each).
         ``asks``: (number, since, except_call, contact_id) each, distinct or not."""
-        parts: list[str] = []
-        params: list[Any] = []
-        for k, (number, since, except_call, contact_id) in enumerate(asks):
-            # each row says which ask it answers (its index, a parameter like the rest)
-            parts += ["SELECT CAST(? AS INTEGER), 's', CAST(NULL AS TEXT) FROM suppression WHERE number = ?",
-                      "SELECT CAST(? AS INTEGER), 'r', MAX(at) FROM refusals WHERE number = ?",
-                      "SELECT CAST(? AS INTEGER), 'o', CAST(NULL AS TEXT) FROM (SELECT 1 AS one FROM calls"
-                      " WHERE number = ? AND outcome IS NULL AND id != ? LIMIT 1) AS open_call"]
-            params += [k, number, k, number, k, number, -1 if except_call is None else except_call]
-            if since is not None:
-                parts.append("SELECT CAST(? AS INTEGER), 'a', created_at FROM calls WHERE number = ?"
-                             " AND created_at >= ? AND direction = 'out' AND COALESCE(outcome, '') != 'line_busy'")
-                params += [k, number, to_ts(since)]
-            if contact_id is not None:
-                parts.append("SELECT CAST(? AS INTEGER), 'c', status FROM contacts WHERE id = ?")
-                params += [k, contact_id]
-        got: list[dict[str, Any]] = [{"s": False, "o": False, "r": None, "c": None, "a": []} for _ in asks]
-        for k, kind, value in self.conn.execute(" UNION ALL ".join(parts), params):
-            facts = got[int(k)]
-            if kind in ("s", "o"):
-                facts[kind] = True
-            elif kind == "r":
-                facts["r"] = None if value is None else from_ts(value)
-            elif kind == "c":
-                facts["c"] = str(value)
-            else:
-                facts["a"].append(from_ts(value))
-        return [DialFacts(ask[0], f["s"], f["r"], tuple(sorted(f["a"])), f["o"], f["c"])
-                for ask, f in zip(asks, got, strict=True)]
+        return facts_from_rows(asks, self.conn.execute(*facts_query(asks)))
 
     def attempt_times(self, number: str, since: datetime) -> list[datetime]:
         """When each attempt to ``number`` since ``since`` was made (oldest first), all campaigns.
@@ -191,3 +163,43 @@ class Compliance:
             " AND COALESCE(outcome, '') != 'line_busy' ORDER BY created_at",
             (number, to_ts(since)),
         )]
+
+
+def facts_query(asks: Sequence[FactsAsk]) -> tuple[str, list[Any]]:
+    """The one statement of :meth:`Compliance.dial_facts_many`: for each ask, a row per record
+    found, tagged with the ask's index. The same asks' shape (how many, which with ``since`` or
+    ``contact_id``) gives the same text, so that a server can keep it prepared."""
+    parts: list[str] = []
+    params: list[Any] = []
+    for k, (number, since, except_call, contact_id) in enumerate(asks):
+        # each row says which ask it answers (its index, a parameter like the rest)
+        parts += ["SELECT CAST(? AS INTEGER), 's', CAST(NULL AS TEXT) FROM suppression WHERE number = ?",
+                  "SELECT CAST(? AS INTEGER), 'r', MAX(at) FROM refusals WHERE number = ?",
+                  "SELECT CAST(? AS INTEGER), 'o', CAST(NULL AS TEXT) FROM (SELECT 1 AS one FROM calls"
+                  " WHERE number = ? AND outcome IS NULL AND id != ? LIMIT 1) AS open_call"]
+        params += [k, number, k, number, k, number, -1 if except_call is None else except_call]
+        if since is not None:
+            parts.append("SELECT CAST(? AS INTEGER), 'a', created_at FROM calls WHERE number = ?"
+                         " AND created_at >= ? AND direction = 'out' AND COALESCE(outcome, '') != 'line_busy'")
+            params += [k, number, to_ts(since)]
+        if contact_id is not None:
+            parts.append("SELECT CAST(? AS INTEGER), 'c', status FROM contacts WHERE id = ?")
+            params += [k, contact_id]
+    return " UNION ALL ".join(parts), params
+
+
+def facts_from_rows(asks: Sequence[FactsAsk], rows: Iterable[Sequence[Any]]) -> list[DialFacts]:
+    """The answers of :func:`facts_query`'s rows, one :class:`DialFacts` per ask."""
+    got: list[dict[str, Any]] = [{"s": False, "o": False, "r": None, "c": None, "a": []} for _ in asks]
+    for k, kind, value in rows:
+        facts = got[int(k)]
+        if kind in ("s", "o"):
+            facts[kind] = True
+        elif kind == "r":
+            facts["r"] = None if value is None else from_ts(value)
+        elif kind == "c":
+            facts["c"] = str(value)
+        else:
+            facts["a"].append(from_ts(value))
+    return [DialFacts(ask[0], f["s"], f["r"], tuple(sorted(f["a"])), f["o"], f["c"])
+            for ask, f in zip(asks, got, strict=True)]

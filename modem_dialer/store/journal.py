@@ -101,16 +101,12 @@ class Journal:
 
     def mark_dialed(self, call_id: int, at: datetime | None = None) -> None:
         """ATD has been sent."""
-        now = self._now(at)
         with self.conn:
-            self._set_time(call_id, "started_at", now)
-            self._event(call_id, now, "state", {"state": "dialing"})
+            self._mark(call_id, "started_at", self._now(at), "dialing")
 
     def mark_answered(self, call_id: int, at: datetime | None = None) -> None:
-        now = self._now(at)
         with self.conn:
-            self._set_time(call_id, "answered_at", now)
-            self._event(call_id, now, "state", {"state": "answered"})
+            self._mark(call_id, "answered_at", self._now(at), "answered")
 
     def finish_call(
         self,
@@ -144,17 +140,17 @@ class Journal:
                     max(0.0, (end - from_ts(row["answered_at"])).total_seconds()) if row["answered_at"] else 0.0
                 )
             # only a call with no outcome yet is closed (the read above is needed only for the
-            # duration: a call the caller timed is closed in one statement)
-            cur = self.conn.execute(
-                "UPDATE calls SET outcome = ?, cause = ?, cause_text = ?, hangup_by = ?, duration_s = ?,"
-                " ended_at = ? WHERE id = ? AND outcome IS NULL",
-                (outcome, cause, cause_text, hangup_by, duration_s, end_ts, call_id),
-            )
-            if cur.rowcount == 0:
-                if self.conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is None:
-                    raise KeyError(f"no call {call_id}")
-                return False
-            self._event(call_id, end_ts, "state", {"state": "ended", "outcome": outcome, "cause": cause})
+            # duration: a call the caller timed is closed in one statement, with its event on
+            # PostgreSQL: _with_event)
+            update = ("UPDATE calls SET outcome = ?, cause = ?, cause_text = ?, hangup_by = ?, duration_s = ?,"
+                      " ended_at = ? WHERE id = ? AND outcome IS NULL")
+            params = (outcome, cause, cause_text, hangup_by, duration_s, end_ts, call_id)
+            event = {"state": "ended", "outcome": outcome, "cause": cause}
+            if self._with_event(update, params, call_id, end_ts, event):
+                return True
+            if self.conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is None:
+                raise KeyError(f"no call {call_id}")
+            return False
         return True
 
     def event(self, call_id: int, kind: str, **data: Any) -> int:
@@ -381,8 +377,25 @@ class Journal:
         )
         return int(cur.lastrowid)  # type: ignore[arg-type]
 
-    def _set_time(self, call_id: int, column: str, value: str) -> None:
-        # column is one of our own literals (started_at / answered_at), never user input
-        cur = self.conn.execute(f"UPDATE calls SET {column} = ? WHERE id = ?", (value, call_id))  # noqa: S608
-        if cur.rowcount == 0:
+    def _mark(self, call_id: int, column: str, now: str, state: str) -> None:
+        """A call's state mark and its event (``column``: ``started_at``/``answered_at``, our own
+        literals, never input)."""
+        if not self._with_event(f"UPDATE calls SET {column} = ? WHERE id = ?", (now, call_id),  # noqa: S608
+                                call_id, now, {"state": state}):
             raise KeyError(f"no call {call_id}")
+
+    def _with_event(self, update: str, params: Sequence[Any], call_id: int, at: str, data: dict[str, Any]) -> bool:
+        """``update`` (of the call's row) and, if it changed the row, its ``state`` event;
+        whether it did. On PostgreSQL in one statement (the update as a data-modifying
+        ``WITH``): each of a call's steps is a round trip to the server from the journal
+        writer, and psycopg's and the server's cost is per statement; SQLite has no such
+        statement and no round trip to save."""
+        if dialect_of(self.conn).name == "postgresql":
+            cur = self.conn.execute(f"WITH u AS ({update} RETURNING id) INSERT INTO call_events"  # noqa: S608
+                                    " (call_id, at, kind, data) SELECT id, ?, 'state', ? FROM u",
+                                    (*params, at, _json(data)))
+            return cur.rowcount == 1
+        if self.conn.execute(update, params).rowcount == 0:
+            return False
+        self._event(call_id, at, "state", data)
+        return True

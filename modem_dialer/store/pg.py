@@ -210,6 +210,23 @@ def _translate_error(exc: psycopg.Error, conn: psycopg.Connection) -> sqlite3.Er
     return cls(msg)
 
 
+def _open(dsn: str, connect_timeout: float, *, client_side: bool) -> psycopg.Connection[Any]:
+    """An autocommit connection (``client_side``: parameters merged on the client, module doc),
+    numeric read as int/float; ``DatabaseUnreachable`` when the server cannot be reached."""
+    _load_psycopg()
+    try:
+        timeout = max(1, int(connect_timeout))
+        pg: psycopg.Connection[Any] = (
+            psycopg.connect(dsn, autocommit=True, connect_timeout=timeout, cursor_factory=psycopg.ClientCursor)
+            if client_side else psycopg.connect(dsn, autocommit=True, connect_timeout=timeout))
+    except psycopg.Error as exc:
+        text = str(exc).strip()
+        raise DatabaseUnreachable(f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") \
+            from exc
+    pg.adapters.register_loader("numeric", _number_loader())
+    return pg
+
+
 def _safe_to_resend(query: str, exc: psycopg.Error) -> bool:
     """A statement outside a transaction that failed with the connection: sending it again
     cannot apply it twice when it only reads, or when the server says it had ended the
@@ -264,16 +281,8 @@ class PgConnection:
         self._pg = self._connect()
 
     def _connect(self) -> psycopg.Connection[Any]:
-        _load_psycopg()
-        try:
-            pg = psycopg.connect(self.dsn, autocommit=True, cursor_factory=psycopg.ClientCursor,
-                                 connect_timeout=max(1, int(self.connect_timeout)))
-        except psycopg.Error as exc:
-            text = str(exc).strip()
-            raise DatabaseUnreachable(f"cannot connect ({text.splitlines()[-1] if text else type(exc).__name__})") \
-                from exc
+        pg = _open(self.dsn, self.connect_timeout, client_side=True)
         pg.row_factory = _row_factory
-        pg.adapters.register_loader("numeric", _number_loader())
         return pg
 
     def _ensure(self) -> None:
@@ -517,6 +526,50 @@ class PgConnection:
         pg = getattr(self, "_pg", None)
         if pg is not None and not pg.closed:
             pg.close()
+
+
+class PreparedReader:
+    """A connection for reads sent again and again (a campaign line's rules read at the dial:
+    ``CallJournal.dial_facts`` urgent), used by one thread at a time.
+
+    Parameters are bound on the server (not merged on the client as :class:`PgConnection`
+    does), so a statement of one shape (one ``Compliance.dial_facts_many`` shape) is prepared
+    on the server after its first few runs (psycopg's ``prepare_threshold``) and no longer
+    parsed and planned each time. Read-only statements only: one lost with the connection is
+    sent once more on a new one (a server restart), else ``DatabaseUnreachable``; a server
+    away raises it as PgConnection does."""
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self.connect_timeout = connect_timeout
+        self.round_trips = 0
+        self._pg: psycopg.Connection[Any] | None = None
+
+    def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """The rows of one read-only statement (SQLite's placeholders, as everywhere in the store)."""
+        query, order = translate(sql)
+        args = list(_params(order, params))
+        for again in (False, True):
+            pg = self._pg
+            if pg is None or pg.closed or pg.broken:
+                pg = self._pg = _open(self.dsn, self.connect_timeout, client_side=False)
+            try:
+                rows = pg.execute(query, args).fetchall()
+            except psycopg.Error as exc:
+                err = _translate_error(exc, pg)
+                if again or not isinstance(err, DatabaseUnreachable):
+                    raise err from exc
+                continue    # a dropped idle connection (server restart): once more on a new one
+            self.round_trips += 1
+            PgConnection.all_round_trips += 1
+            return rows
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        pg, self._pg = self._pg, None
+        if pg is not None and not pg.closed:
+            with contextlib.suppress(Exception):
+                pg.pgconn.finish()
 
 
 # Campaign changes, told to every box at once (PostgreSQL's LISTEN/NOTIFY): the channel is the
