@@ -94,10 +94,23 @@ class Bank:
             conn.close()
 
 
+def profiled(name: str) -> list[str]:
+    """A cProfile of the process's CPU time (not its wall: a box mostly waits) into DIR/NAME.prof
+    when MODEM_DIALER_TEST_PROFILE=DIR, written when the process exits normally: where a box's
+    processes spend their CPU. Used as ``python *profiled(name) -m modem_dialer.cli ...``."""
+    d = os.environ.get("MODEM_DIALER_TEST_PROFILE")
+    if not d:
+        return []
+    code = ("import atexit, cProfile, runpy, sys, time; p = cProfile.Profile(time.process_time); "
+            f"atexit.register(lambda: (p.disable(), p.dump_stats({f'{d}/{name}-{os.getpid()}.prof'!r}))); "
+            "sys.argv = sys.argv[2:]; p.enable(); runpy.run_module(sys.argv[0], run_name='__main__')")
+    return ["-c", code]
+
+
 def start_sim(d: Path, modems: int, scenario: dict) -> tuple[subprocess.Popen, Path, Path]:
     sc, cfg, ctl = d / "scenario.yaml", d / "sim-config.yaml", d / "sim.sock"
     sc.write_text(yaml.safe_dump(scenario))
-    proc = subprocess.Popen([sys.executable, "-m", "modem_dialer.cli", "sim", "--modems", str(modems),
+    proc = subprocess.Popen([sys.executable, *profiled(f"sim-{d.name}"), "-m", "modem_dialer.cli", "sim", "--modems", str(modems),
                              "--scenario", str(sc), "--write-config", str(cfg), "--control", str(ctl)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc, cfg, ctl
@@ -143,8 +156,8 @@ async def start_bank(d: Path, names: list[str], modems: int, scenario: dict, *, 
 def spawn_serve(box: Box) -> None:
     box.log = box.dir / "serve.log"
     with box.log.open("ab") as log:
-        box.serve = subprocess.Popen([sys.executable, "-m", "modem_dialer.cli", "--config", str(box.config), "serve"],
-                                     stdout=log, stderr=subprocess.STDOUT)
+        box.serve = subprocess.Popen([sys.executable, *profiled(f"serve-{box.name}"), "-m", "modem_dialer.cli",
+                                      "--config", str(box.config), "serve"], stdout=log, stderr=subprocess.STDOUT)
 
 
 async def serve(box: Box, timeout: float = 60) -> None:
