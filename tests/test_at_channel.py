@@ -179,3 +179,42 @@ async def test_garbage_between_lines_does_not_break_the_channel():
     assert r.final == "OK"
     await ch.close()
     fake.unplug()
+
+
+async def test_a_cancelled_commands_late_final_is_never_the_next_commands():
+    """Issue 10: a command cancelled after it was written (a call torn down while its audio
+    was being routed) is still answered by the modem, in order, before the next command. Its
+    late ``OK`` used to complete the next command (AT+CHUP, AT+QPCMV?) with the wrong answer,
+    and that command's own lines and final were then left unclaimed."""
+    def reply(c: str) -> bytes | None:
+        if c == "AT+QPCMV=0":
+            return None                  # still working on it when the next command comes
+        if c == "AT+QPCMV?":             # the late answer to the first, then this one's
+            return b"\r\nOK\r\n\r\n+QPCMV: 1,0\r\n\r\nOK\r\n"
+        return b"\r\nOK\r\n"
+    fake, ch = await open_fake(reply)
+    first = asyncio.create_task(ch.command("AT+QPCMV=0"))
+    await wait_until(lambda: "AT+QPCMV=0" in fake.received, 10)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    r = await ch.command("AT+QPCMV?", timeout=10)
+    assert (r.lines, r.final) == (["+QPCMV: 1,0"], "OK")
+    assert ch.unsolicited == []
+    assert (await ch.command("AT")).final == "OK"
+    await ch.close()
+    fake.unplug()
+
+
+async def test_a_cancelled_command_never_answered_stops_counting_at_its_timeout():
+    fake, ch = await open_fake(lambda c: None if c == "AT+SLOW" else b"\r\nOK\r\n")
+    first = asyncio.create_task(ch.command("AT+SLOW", timeout=0.2))
+    await wait_until(lambda: "AT+SLOW" in fake.received, 10)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    # the orphan is dropped at its own timeout, not kept: the next command gets its answer
+    await wait_until(lambda: ch._orphan is None, 10)
+    assert (await ch.command("AT", timeout=10)).final == "OK"
+    await ch.close()
+    fake.unplug()

@@ -335,3 +335,26 @@ async def test_modems_json_says_which_call_state_source_is_used(make_bank, tmp_p
     assert [r["call_states"] for r in rows] == ["ccinfo", "dsci", "clcc_poll", "clcc_urc", "huawei_urc"]
     assert [r["ect"] for r in rows] == [True, True, True, True, False]     # Huawei: off unless `ect: on`
     assert rows[1]["model"] == "EP06"
+
+
+async def test_a_dial_cancelled_while_routing_audio_then_hung_up_takes_no_ones_ok(make_bank):
+    """Issue 10 (seen in the full-disk test): a campaign stopping cancels a dial while its
+    AT+QPCMV=0 is in flight, then hangs up at once. The late OK of AT+QPCMV=0 must not be
+    AT+CHUP's (which then returned before the modem had hung up and left its own OK
+    unclaimed)."""
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
+    d = await open_driver(modem_config(bank))
+    task = asyncio.create_task(d.dial("+33612345678"))
+    # cancelled in the loop turn after the write: the simulator's OK is not read yet
+    for _ in range(100_000):
+        pending = d.ch._pending
+        if pending is not None and pending.command == "AT+QPCMV=0":
+            break
+        await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await d.hangup()
+    await d.ch.command("AT")                 # whatever is left of the answers has come in
+    assert "OK" not in d.ch.unsolicited, d.ch.unsolicited
+    await d.close()

@@ -85,6 +85,7 @@ class _Pending:
     future: asyncio.Future
     lines: list[str] = field(default_factory=list)
     prompt: asyncio.Future | None = None
+    expiry: asyncio.TimerHandle | None = None   # set while it is an orphan (see _orphan)
 
 
 def holders_of(port: str) -> list[str]:
@@ -119,6 +120,11 @@ class ATChannel(asyncio.Protocol):
         self._splitter = LineSplitter()
         self._lock = asyncio.Lock()
         self._pending: _Pending | None = None
+        # A command cancelled after it was written (its caller's task was cancelled: a call
+        # torn down, a campaign stopping). The modem still answers it, in order, before the
+        # next command: its final (and its prefixed lines, its echo) are taken here so that
+        # they are never matched to the next command, until its own timeout runs out.
+        self._orphan: _Pending | None = None
         self._subs: list[tuple[tuple[str, ...], UrcCallback]] = []
         self._all_prefixes: tuple[str, ...] = ()      # every subscription's prefixes, together
         self._lost_callbacks: list[Callable[[Exception | None], None]] = []
@@ -217,6 +223,9 @@ class ATChannel(asyncio.Protocol):
         return [cb for prefixes, cb in self._subs if line.startswith(prefixes)]
 
     def _line(self, line: str) -> None:
+        orphan = self._orphan
+        if orphan is not None and self._orphan_line(orphan, line):
+            return
         pending = self._pending
         if pending is not None:
             if line == pending.command or (pending.command.startswith("AT") and line == pending.command.rstrip()):
@@ -243,6 +252,24 @@ class ATChannel(asyncio.Protocol):
         self.unsolicited.append(line)
         del self.unsolicited[:-50]
         log.debug("%s: unclaimed line %r", self.name, line)
+
+    def _orphan_line(self, orphan: _Pending, line: str) -> bool:
+        """Whether ``line`` was the cancelled command's (and is dropped)."""
+        if line == orphan.command or line == orphan.command.rstrip():
+            return True
+        if orphan.prefix and line.startswith(orphan.prefix):
+            return True
+        if is_final(line, call_results=orphan.call_results):
+            self._drop_orphan()
+            log.debug("%s: %r was the final of the cancelled %s", self.name, line, orphan.command)
+            # a cancelled ATD's NO CARRIER/BUSY still tells the driver how the call went
+            return line not in CALL_RESULTS
+        return False
+
+    def _drop_orphan(self) -> None:
+        orphan, self._orphan = self._orphan, None
+        if orphan is not None and orphan.expiry is not None:
+            orphan.expiry.cancel()
 
     def subscribe(self, prefixes: str | Iterable[str], callback: UrcCallback) -> Callable[[], None]:
         """Deliver every line starting with one of ``prefixes`` to ``callback``.
@@ -320,6 +347,11 @@ class ATChannel(asyncio.Protocol):
                 lines, final = await pending.future
             except asyncio.CancelledError:
                 if not timed_out:
+                    if self._pending is pending and not self.lost.is_set():
+                        # written and unanswered: its answer is still on its way
+                        self._drop_orphan()
+                        self._orphan = pending
+                        pending.expiry = loop.call_at(timer.when(), self._expire_orphan, pending)
                     raise
                 raise CommandTimeout(f"{self.port}: no answer to {command} within {timeout:g} s",
                                      port=self.port, command=command) from None
@@ -330,6 +362,11 @@ class ATChannel(asyncio.Protocol):
         if check and final != "OK":
             raise self._error(command, final, lines)
         return ATResponse(command, lines, final)
+
+    def _expire_orphan(self, orphan: _Pending) -> None:
+        if self._orphan is orphan:
+            self._orphan = None
+            log.debug("%s: no answer to the cancelled %s within its timeout", self.name, orphan.command)
 
     def _write(self, data: bytes) -> None:
         """Write now if nothing is queued, else queue behind what the transport holds.
