@@ -112,7 +112,10 @@ pcm.modem_in {{ type file slave.pcm {{ type pulse device "modem_mic_feed.monitor
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(data))
     wav = tmp_path / "msg.wav"
-    t = np.arange(4000) / 8000
+    # 2 s: the call hangs up when the message has played, and the key must have come through
+    # the capture by then; under CI's six workers PulseAudio's capture was once late by more
+    # than a 0.5 s message (the key then came after the hang-up: keys == [])
+    t = np.arange(16000) / 8000
     msg = (np.sin(2 * np.pi * 500 * t) * 5000 + 100).astype(np.int16)
     from modem_dialer.audio.prompts import save_wav
     save_wav(wav, msg)
