@@ -351,6 +351,8 @@ async def test_a_dial_cancelled_while_routing_audio_then_hung_up_takes_no_ones_o
         if pending is not None and pending.command == "AT+QPCMV=0":
             break
         await asyncio.sleep(0)
+    else:
+        pytest.fail("AT+QPCMV=0 was never in flight: the case this test is about did not happen")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

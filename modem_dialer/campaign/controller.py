@@ -742,8 +742,9 @@ class Controller:
         """After an answered call: did the number get suppressed meanwhile (an SMS STOP, the
         API, another box)? An opt-out during the call itself (the campaign's opt-out key, a
         flow's opt-out node) is known without a read (``CallState.opted_out``, the call's
-        ``opted_out`` variable). On PostgreSQL read on the loop in the same statement as the
-        line's next rules read, asked at the same moment (``CallJournal.suppressed_now``)."""
+        ``opted_out`` variable). On PostgreSQL read in the journal's reader thread, in the same
+        statement as the line's next rules read, asked at the same moment
+        (``CallJournal.suppressed_now``)."""
         while True:
             try:
                 return await self.journal.suppressed_now(number)
