@@ -12,15 +12,16 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 # Cache compiled bytecode (and pytest's rewritten test modules) in __pycache__ even where the
 # environment sets PYTHONDONTWRITEBYTECODE, as scripts/test.sh does: else every run, each xdist
 # worker and each `modem-dialer` process a test starts compiles the package from source again
-# (collection alone: about 6 s of CPU per worker instead of 2.5). Set before the imports below
-# (hence their E402) so that they are cached too; the environment, for the xdist workers and
-# the processes that tests start.
+# (collection alone: about 6 s of CPU per worker instead of 2.5). Set before the package and
+# the helpers are imported (by the test modules) so that they are cached too; the environment,
+# for the xdist workers and the processes that tests start.
 sys.dont_write_bytecode = False
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
@@ -32,12 +33,25 @@ os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
-# shared helpers live in helpers.py; test modules long imported them from here
-from helpers import run_cli, run_cli_process, start_cli, wait_until  # noqa: F401, E402
+if TYPE_CHECKING:
+    from modem_dialer.modems.options import ModemConfig
+    from modem_dialer.sim.callee import Scenario
+    from modem_dialer.sim.sim_bank import SimBank, SimSpec
 
-from modem_dialer.modems.options import ModemConfig  # noqa: E402
-from modem_dialer.sim.callee import Scenario  # noqa: E402
-from modem_dialer.sim.sim_bank import SimBank, SimSpec  # noqa: E402
+# Shared helpers live in helpers.py; test modules long imported them from here, and still may
+# (``from conftest import run_cli``): looked up on first use, not imported with this file.
+# helpers.py imports the service, aiohttp and the config (~0.9 s of CPU): the xdist
+# controller, which loads this file but runs no test, had that on its path before it started
+# the workers. The workers import them with the first test module that needs them.
+_FROM_HELPERS = ("run_cli", "run_cli_process", "start_cli", "wait_until")
+
+
+def __getattr__(name: str) -> object:
+    if name in _FROM_HELPERS:
+        import helpers
+
+        return getattr(helpers, name)
+    raise AttributeError(f"module 'conftest' has no attribute {name!r}")
 
 FAMILIES = ["quectel", "simcom", "sim800", "huawei", "generic"]
 
@@ -224,6 +238,8 @@ def is_sorted_in_plan(plan: list[str]) -> bool:
 @pytest.fixture
 async def make_bank():
     """``await make_bank(specs_or_family, scenario)`` → a started SimBank, stopped at teardown."""
+    from modem_dialer.sim.sim_bank import SimBank
+
     banks: list[SimBank] = []
 
     async def make(specs: list[SimSpec] | str = "quectel", scenario: Scenario | None = None, n: int = 1) -> SimBank:
@@ -272,6 +288,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        name="pg template")
     _template_maker.start()
     _rewrite_test_modules(config)
+    _compile_package()
 
 
 def _make_template(run: int) -> None:
@@ -301,6 +318,22 @@ def _rewrite_test_modules(config: pytest.Config) -> None:
             rw._write_pyc(state, co, source_hash, pyc)
     except Exception:                   # see above: the workers rewrite as before
         return
+
+
+def _compile_package() -> None:
+    """Likewise for the bytecode of the package and of the helper modules here: on a fresh
+    clone the six workers each compiled the same ~170 modules at once as they imported them
+    (~3 s of CPU over a run, at its busiest). Once here instead; a file whose bytecode is
+    up to date is only stat'ed (a few ms in all)."""
+    import compileall
+
+    import modem_dialer
+
+    with contextlib.suppress(Exception):        # an optimisation only
+        compileall.compile_dir(Path(modem_dialer.__file__).parent, quiet=1)
+        for fn in Path(__file__).parent.glob("*.py"):
+            if not fn.name.startswith("test_") and fn.name != "conftest.py":
+                compileall.compile_file(fn, quiet=1)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -349,6 +382,8 @@ def journal(tmp_path):
 
 
 def modem_config(bank: SimBank, i: int = 0, **over) -> ModemConfig:
+    from modem_dialer.modems.options import ModemConfig
+
     entry = bank.modems_config()[i]
     entry.update(over)
     return ModemConfig(**entry)
