@@ -63,7 +63,9 @@ IN_CALL_DEFER = timedelta(minutes=2)
 LINE_BUSY_RETRY = timedelta(seconds=1)
 FENCE_SWEEP_S = 0.1     # while fenced, how often a call that got on its modem meanwhile is looked for
 # How often the workers read the campaign's status (a `campaign pause` from another process):
-# once per controller in this interval, not once per worker and call (a round trip each on PostgreSQL).
+# once per controller in this interval, not once per worker and call (a round trip each on
+# PostgreSQL). A paused worker looks again this often too: a `campaign resume` takes effect
+# within it. Patchable (tests).
 PAUSE_LOOK_S = 0.25
 # Arm each line's next call (contact claimed, call row committed) while its current call
 # plays, so ATD goes the moment the line is free (module doc). Patchable for tests/benches.
@@ -527,7 +529,10 @@ class Controller:
                 armed = self._armed.pop(index, None)
                 if armed is not None:
                     await self._release(armed)
-                await self._sleep(self.poll)
+                # look again at the next read of the status (a resume from another process
+                # is seen within PAUSE_LOOK_S, not a whole poll later); the read itself is
+                # shared by the workers, so waking this often costs a read per PAUSE_LOOK_S
+                await self._sleep(min(self.poll, PAUSE_LOOK_S))
                 continue
             arming = self._arming.pop(index, None)
             if arming is not None:
