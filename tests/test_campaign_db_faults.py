@@ -164,8 +164,12 @@ def fill(directory: Path) -> Path:
 
 @pytest.mark.slow
 async def test_a_full_disk_hangs_up_stops_and_says_so_in_one_line(make_bank, tmp_path, small_fs):
-    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1)), n=2)
     numbers = [f"+3361234540{i}" for i in range(10)]
+    # the first two calls (the outcomes committed before the disk fills) need not be long:
+    # their callees hang up 0.05 s after answering; the next ones hear the 1.5 s message, so
+    # that a call is up when the disk fills
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.1), numbers={
+        n: Callee("answer", answer_after=0.1, hangup_after=0.05) for n in numbers[:2]}), n=2)
     cfg, camp, db = setup(small_fs, tmp_path, bank, numbers, message_s=1.5)
     conn = reader(db)
     run = asyncio.create_task(run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=30))

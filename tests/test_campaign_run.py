@@ -14,6 +14,7 @@ import yaml
 from conftest import wait_until
 from helpers import contacts, db, setup, wav  # (some test modules import them from here)
 
+from modem_dialer.campaign import controller
 from modem_dialer.sim.callee import Callee, Scenario
 
 
@@ -127,8 +128,9 @@ async def test_pause_and_resume_from_another_process(make_bank, tmp_path):
                 is not None and conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0)
     await wait_for(acknowledged)
     n, dialed = calls(), conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
-    # no new one starts: a dial adds its row at once; the paused runner looks again every 1 s (its poll)
-    await asyncio.sleep(1.2)
+    # no new one starts: a dial adds its row at once; the paused runner looks again every
+    # PAUSE_LOOK_S: nothing new over two and a half of its looks
+    await asyncio.sleep(2.5 * controller.PAUSE_LOOK_S)
     assert calls() == n < len(nums) and conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == dialed
     assert conn.execute("SELECT COUNT(*) FROM calls WHERE outcome IS NULL").fetchone()[0] == 0
     rc, out, _ = await run_cli(cfg, "campaign", "status", "test", "--json")
@@ -223,10 +225,22 @@ async def test_limits_rest_a_line_and_failures_take_it_out(make_bank, tmp_path):
         except sqlite3.OperationalError:
             return 0
     await wait_for(lambda: n_calls() >= 3)
-    await asyncio.sleep(1.0)
+    # both limits have acted (rather than a fixed second's sleep): gsm0 taken out is
+    # journaled, gsm1's rest is said on stdout only (read line by line until it is)
+    said: list[str] = []
+
+    async def rest_said() -> None:
+        while not any("gsm1: resting until" in ln for ln in said):
+            line = await proc.stdout.readline()
+            if not line:
+                return          # the run ended: the assertions below say what was missing
+            said.append(line.decode())
+    await helpers.patiently(rest_said(), 15)
+    await wait_for(lambda: conn.execute("SELECT 1 FROM campaign_log WHERE kind = 'modem' AND modem = 'gsm0' "
+                                        "AND verdict = 'out'").fetchone() is not None)
     proc.send_signal(signal.SIGTERM)
     out, _err = await asyncio.wait_for(proc.communicate(), 15)
-    text = out.decode()
+    text = "".join(said) + out.decode()
     per_modem = dict(conn.execute("SELECT modem, COUNT(*) FROM calls GROUP BY modem").fetchall())
     assert per_modem.get("gsm1") == 1, text          # 1 call per hour on gsm1
     assert "gsm1: resting until" in text and "1 calls per hour" in text

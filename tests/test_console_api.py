@@ -321,3 +321,25 @@ async def test_bank_stream_ends_when_its_session_is_logged_out(console):
             assert rest.count(b"event: ") <= 1, rest
         async with s.get(f"{base}/console/api/bank/stream") as r:
             assert r.status == 401                              # the browser's reconnection is refused
+
+
+def test_a_modem_in_a_call_with_its_next_call_armed_shows_the_call_it_has(tmp_path):
+    """A line's next call is armed (its row written, not dialed) while its current call
+    plays: the bank shows the modem in that call, not dialing the armed number (it did, for
+    the whole call, whenever a campaign armed ahead)."""
+    from modem_dialer.store import open_db
+    from modem_dialer.store.console import ConsoleQueries
+
+    conn = open_db(tmp_path / "j.db")
+    at = "2026-01-01T10:00:00.000Z"
+    ins = ("INSERT INTO calls (number, modem, created_at, started_at, answered_at) VALUES (?, ?, ?, ?, ?)")
+    conn.execute(ins, ("+33612345601", "gsm0", at, at, at))          # in a call
+    conn.execute(ins, ("+33612345602", "gsm0", at, None, None))      # its next one, armed
+    conn.execute(ins, ("+33612345603", "gsm1", at, None, None))      # armed on a free line
+    conn.execute(ins, ("+33612345604", "gsm2", at, at, None))        # dialing
+    conn.commit()
+    got = {m: (c.number, c.started_at is not None, c.answered_at is not None)
+           for m, c in ConsoleQueries(conn).open_calls().items()}
+    assert got == {"gsm0": ("+33612345601", True, True), "gsm1": ("+33612345603", False, False),
+                   "gsm2": ("+33612345604", True, False)}
+    conn.close()

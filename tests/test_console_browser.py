@@ -86,6 +86,10 @@ async def console_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> As
     # setting: shorter here, a page logged out elsewhere reaches the login sooner. (A shorter
     # bank tick too gained no wall time here and cost the browser 1.3 s of CPU redrawing.)
     monkeypatch.setattr(live, "RECONNECT_MS", 200)
+    # the campaigns and alerts pages poll their lists every 1 s and 1.5 s: every 0.25 s here,
+    # so that a wait for what the list shows next is not a wait for the page's next poll
+    monkeypatch.setattr(console_app, "CAMPAIGNS_REFRESH_MS", 250)
+    monkeypatch.setattr(console_app, "ALERTS_REFRESH_MS", 250)
     bank = await SimBank.of(2, "quectel,simcom", sc).start()
     try:
         loaded = write_config(bank, tmp_path, api={"port": 0, "token": TOKEN},
@@ -256,7 +260,7 @@ async def test_operator_console_end_to_end(console, browser):
     await page.wait_for_function(f"({done_js})() === {settled_n}", timeout=20000)
     held, dialed = await page.evaluate(f"({done_js})()"), db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
     # the count stays still: past a look of the runner (every 0.2 s), the page's next refresh
-    # (every 1 s: it renders the cards anew, without the mark) shows the same count
+    # (every 0.25 s here: it renders the cards anew, without the mark) shows the same count
     card_js = "document.querySelector('[data-campaign=\"webtest\"]')"
     await asyncio.sleep(0.3)
     await page.evaluate(f"{card_js}.__before = 1")

@@ -108,7 +108,11 @@ async def test_database_stopped_mid_campaign_holds_then_resumes(make_bank, tmp_p
         await wait_until(lambda: ended() >= 8, timeout=40)
         await asyncio.to_thread(pg.stop, "fast")
         stopped_at = datetime.now(timezone.utc)
-        await asyncio.sleep(4)
+        # the server stays away until the calls up at the stop have ended on the SIMs (their
+        # lines free), then longer than a held worker's look (its poll, 1 s): a line that
+        # dialed while the server was away would have done so by then
+        await wait_until(lambda: all(c.state == "ended" for m in bank.modems for c in m.calls), timeout=20)
+        await asyncio.sleep(1.5)
         restart_at = datetime.now(timezone.utc)
         await asyncio.to_thread(pg.start)
         out, err = await asyncio.wait_for(proc.communicate(), 90)

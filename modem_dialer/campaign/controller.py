@@ -61,9 +61,13 @@ log = logging.getLogger("modem_dialer.campaign")
 IN_CALL_DEFER = timedelta(minutes=2)
 # A dial refused because a call rang in on the line: the contact is due again after this.
 LINE_BUSY_RETRY = timedelta(seconds=1)
+# A read that failed while the writer reaches the server is tried again after this (s)
+READ_RETRY_S = 0.1
 FENCE_SWEEP_S = 0.1     # while fenced, how often a call that got on its modem meanwhile is looked for
 # How often the workers read the campaign's status (a `campaign pause` from another process):
-# once per controller in this interval, not once per worker and call (a round trip each on PostgreSQL).
+# once per controller in this interval, not once per worker and call (a round trip each on
+# PostgreSQL). A paused worker looks again this often too: a `campaign resume` takes effect
+# within it. Patchable (tests).
 PAUSE_LOOK_S = 0.25
 # Arm each line's next call (contact claimed, call row committed) while its current call
 # plays, so ATD goes the moment the line is free (module doc). Patchable for tests/benches.
@@ -490,6 +494,16 @@ class Controller:
         """A poll interval, or less: until the hold ends (``_unheld``) or a stop."""
         await self._until(self._unheld, max(0.01, self.poll))
 
+    async def _read_retry_wait(self) -> None:
+        """After a read failed with the server away: while the writer finds it away too, a
+        hold (until it is back, or a poll); once the writer reaches it again (a read queued
+        during the outage answered late, or the reader's connection not yet renewed), look
+        again after READ_RETRY_S rather than a whole poll."""
+        if self.journal.writer.unreachable is None:
+            await self._sleep(min(self.poll, READ_RETRY_S))
+        else:
+            await self._held_wait()
+
     def _reads_failed(self, exc: DatabaseUnreachable) -> None:
         if self._reads_away is None:
             self.view.event("hold", f"database unreachable ({exc}): no new calls until it is back")
@@ -503,7 +517,7 @@ class Controller:
                     return await self._work(index)
                 except DatabaseUnreachable as exc:   # a read between calls: nothing was started
                     self._reads_failed(exc)
-                    await self._sleep(self.poll)
+                    await self._read_retry_wait()
         finally:
             # a stop (or the second signal's cancellation): the armed contact is let go
             arming = self._arming.pop(index, None)
@@ -527,7 +541,10 @@ class Controller:
                 armed = self._armed.pop(index, None)
                 if armed is not None:
                     await self._release(armed)
-                await self._sleep(self.poll)
+                # look again at the next read of the status (a resume from another process
+                # is seen within PAUSE_LOOK_S, not a whole poll later); the read itself is
+                # shared by the workers, so waking this often costs a read per PAUSE_LOOK_S
+                await self._sleep(min(self.poll, PAUSE_LOOK_S))
                 continue
             arming = self._arming.pop(index, None)
             if arming is not None:
@@ -750,7 +767,7 @@ class Controller:
                 return await self.journal.suppressed_now(number)
             except DatabaseUnreachable as exc:
                 self._reads_failed(exc)
-                await asyncio.sleep(self.poll)
+                await self._read_retry_wait()
             except DatabaseFault:
                 return False        # nothing more can be recorded: the run stops
 

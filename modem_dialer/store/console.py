@@ -181,11 +181,16 @@ class ConsoleQueries:
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0]), self.conn.total_changes
 
     def open_calls(self) -> dict[str, OpenCall]:
-        """The call in progress on each modem (the partial index on open calls: a handful of rows)."""
+        """The call in progress on each modem (the partial index on open calls: a handful of rows).
+        A line's next call is armed (its row written, not yet dialed) while its current call
+        plays: the modem is shown in the call it has, not dialing the next one."""
         out: dict[str, OpenCall] = {}
         for r in self.conn.execute(
                 "SELECT id, modem, number, created_at, started_at, answered_at, campaign_id, alert_id"
                 " FROM calls WHERE outcome IS NULL ORDER BY id"):
+            had = out.get(r["modem"])
+            if had is not None and had.started_at is not None and r["started_at"] is None:
+                continue
             out[r["modem"]] = OpenCall(**dict(r))
         return out
 

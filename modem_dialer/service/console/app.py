@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 PREFIX = "/console"
 STATIC = Path(str(resources.files(__package__) / "static"))
 LOGIN_DELAY = 1.0      # s added to a wrong token's answer: guessing goes slowly
+# How often the campaigns page and the alerts page poll their lists (ms): written into the
+# page when it is served (read then, not at import: patchable; the browser tests shorten them)
+CAMPAIGNS_REFRESH_MS = 1000
+ALERTS_REFRESH_MS = 1500
 
 SESSIONS: web.AppKey[Sessions] = web.AppKey("console_sessions")
 BANK_VIEW: web.AppKey[BankView] = web.AppKey("console_bank_view")
@@ -116,7 +120,9 @@ async def logout(request: web.Request) -> web.Response:
 
 async def index(request: web.Request) -> web.StreamResponse:
     s: Session = request[SESSION_KEY]
-    resp = web.FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+    page = (STATIC / "index.html").read_text().replace(
+        "<body>", f'<body data-campaigns-ms="{int(CAMPAIGNS_REFRESH_MS)}" data-alerts-ms="{int(ALERTS_REFRESH_MS)}">', 1)
+    resp = web.Response(text=page, content_type="text/html", headers={"Cache-Control": "no-store"})
     # the CSRF cookie again: a console opened in a new tab after a restart of the browser keeps working
     set_session_cookies(resp, request, s, PREFIX)
     return resp

@@ -51,6 +51,8 @@
     const today = new Date().toDateString() === d.toDateString();
     return today ? d.toLocaleTimeString() : d.toLocaleString();
   }
+  // a page's polling period, as the service wrote it into the page (data-*-ms on <body>)
+  const refreshMs = (key, dflt) => Number(document.body.dataset[key]) || dflt;
   function every(ms, fn) {
     const my = token;
     const tick = async () => { if (my !== token) return; try { await fn(); } catch (e) { console.warn(e); } };
@@ -233,7 +235,7 @@
       const cs = await api("/campaigns");
       list.replaceChildren(...(cs.length ? cs.map(campaignCard) : [h("p", { class: "muted" }, "No campaign yet: start one below.")]));
     };
-    await every(1000, refreshCampaigns);
+    await every(refreshMs("campaignsMs", 1000), refreshCampaigns);
   }
 
   // ---- campaign report -----------------------------------------------------------------
@@ -340,7 +342,7 @@
       list.replaceChildren(...(as.length ? as.map(alertCard) : [h("p", { class: "muted" }, which.value === "live" ? "No live alert." : "No alert yet.")]));
     };
     which.addEventListener("change", () => refreshAlerts());
-    await every(1500, refreshAlerts);
+    await every(refreshMs("alertsMs", 1500), refreshAlerts);
   }
 
   // ---- call journal -----------------------------------------------------------------------
