@@ -1026,9 +1026,19 @@ class Controller:
         if opted_out or row["outcome"] != "answered":
             self.in_flight.discard(c.number)
             self._settle_call(c, row, opted_out)
-        else:
+        elif not self.journal.reads_off_loop:
             # was the number suppressed during the call (an opt-out node of a flow, an SMS
-            # STOP, the API)? Read without holding the line: it is free for its next call now
+            # STOP, the API)? On SQLite a local read, at once: no task and loop turn a call
+            # for what takes microseconds (the line is free for its next call all the same)
+            opted_out = False
+            try:
+                opted_out = self.journal.suppressed_here(c.number)
+            finally:
+                self.in_flight.discard(c.number)
+                self._settle_call(c, row, opted_out)
+        else:
+            # the same read off the loop (PostgreSQL), without holding the line: it is free
+            # for its next call now
             self._keep(asyncio.ensure_future(self._settle_answered(c, row)))
         self.cpu += time.thread_time() - t0
         keys = "".join(k["key"] for k in row.get("keys", []))
