@@ -153,6 +153,12 @@ def configure(conn: Connection | None, targets: list[WebhookTarget]) -> Webhooks
     return _current
 
 
+def configured() -> bool:
+    """Whether :func:`emit` writes anything: a caller on a hot path (every call's end) builds
+    the event's data only then."""
+    return _current is not None
+
+
 def emit(event: str, data: dict[str, Any]) -> None:
     """Queue a webhook event (see the module docstring). Never raises into the caller's path."""
     hooks = _current

@@ -63,6 +63,25 @@ async def test_back_to_back_urcs_in_one_write_are_each_delivered():
     fake.unplug()
 
 
+async def test_the_same_urc_again_reaches_whoever_subscribes_meanwhile():
+    """A URC's subscribers are remembered per line text (a call's URCs repeat on every call):
+    subscribing or unsubscribing between two identical lines changes who gets the second."""
+    fake, ch = await open_fake(lambda c: b"\r\nOK\r\n")
+    first: list[str] = []
+    second: list[str] = []
+    remove = ch.subscribe("^CONN:", first.append)
+    fake.write(b"\r\n^CONN:1,0\r\n")
+    await wait_until(lambda: len(first) == 1, 10)
+    ch.subscribe(("^CONF:", "^CONN:"), second.append)
+    remove()
+    fake.write(b"\r\n^CONN:1,0\r\n")
+    await wait_until(lambda: len(second) == 1, 10)
+    await ch.command("AT")      # answered after the line: nothing else was on its way
+    assert first == ["^CONN:1,0"] and second == ["^CONN:1,0"]
+    await ch.close()
+    fake.unplug()
+
+
 @pytest.mark.parametrize(("final", "kind"), [
     (b"ERROR", ATCommandError), (b"+CME ERROR: SIM not inserted", CMEError),
     (b"+CMS ERROR: 500", CMSError), (b"COMMAND NOT SUPPORT", NotSupported),

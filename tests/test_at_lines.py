@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from modem_dialer.at.line_splitter import LineSplitter, is_final, response_prefix
+from modem_dialer.at.line_splitter import _SPLIT, LineSplitter, is_final, response_prefix
 
 
 def feed_in_chunks(data: bytes, cuts: list[int]) -> list[str]:
@@ -64,6 +64,37 @@ def test_any_chunking_gives_the_same_lines(lines, cuts, eol):
 def test_garbage_never_raises_and_never_yields_blank_or_framed_lines(data, cuts):
     for line in feed_in_chunks(data, cuts):
         assert line and line == line.strip() and "\n" not in line and "\r" not in line
+
+
+def _regex_lines(data: bytes) -> tuple[list[str], bytes]:
+    """The splitter's rule written out once: lines and the partial rest."""
+    pos, out = 0, []
+    for m in _SPLIT.finditer(data):
+        line = data[pos:m.start()].strip(b"\r").decode("utf-8", errors="replace").strip()
+        pos = m.end()
+        if line:
+            out.append(line)
+    return out, data[pos:]
+
+
+# bytes made of what matters to the framing (CR, LF, text, a space, a byte that is not UTF-8)
+FRAMING = st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\r\n", b"a", b"OK", b" ", b"\xff"]),
+                   max_size=60).map(b"".join)
+
+
+@given(FRAMING, st.lists(st.integers(min_value=0, max_value=200), max_size=10))
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_chunks_of_cr_lf_lines_split_as_the_rule_says(data, cuts):
+    """The splitter's fast path (every CR part of a CR LF) and its regex give the same lines,
+    whatever the chunking; the partial line left is the same too."""
+    s = LineSplitter()
+    out: list[str] = []
+    pos = 0
+    for c in sorted(set(cuts)):
+        out += s.feed(data[pos:c])
+        pos = c
+    out += s.feed(data[pos:])
+    assert (out, s.partial) == _regex_lines(data)
 
 
 def test_endless_bytes_without_newline_are_bounded():

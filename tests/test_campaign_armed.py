@@ -113,6 +113,24 @@ async def test_a_suppression_between_arming_and_dial_lets_the_contact_go_undiale
 
 
 @pytest.mark.slow
+async def test_a_number_suppressed_during_its_answered_call_settles_as_opted_out(make_bank, tmp_path):
+    """The suppression list is read again when an answered call ends (an SMS STOP, the API,
+    another process during the call): on SQLite at once on the loop, no task (issue 10)."""
+    bank, cfg, camp, conn = await campaign(make_bank, tmp_path, short=(B, C))
+    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
+    await armed_during_first_call(conn)
+    # another process suppresses A while A's message plays
+    rc, _out, err = await run_cli("--config", str(cfg), "suppress", "add", A, "--reason", "dnc")
+    assert rc == 0, err
+    out, err_b = await patiently(proc.communicate(), 30)   # load-scaled: a process to run
+    assert proc.returncode == 0, out.decode() + err_b.decode()
+    assert sorted(dialed(bank)) == [A, B, C]
+    c = contacts(conn)
+    assert (c[A]["status"], c[A]["attempts"], c[A]["last_outcome"]) == ("opted_out", 1, "answered")
+    assert c[B]["status"] == c[C]["status"] == "answered"
+
+
+@pytest.mark.slow
 async def test_pause_with_an_armed_call_releases_it_and_resume_dials_it_once(make_bank, tmp_path):
     bank, cfg, camp, conn = await campaign(make_bank, tmp_path, short=(B, C))  # B, C: called after the resume
     proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))

@@ -40,6 +40,8 @@ def _shown(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 UrcCallback = Callable[[str], None]
+# How many distinct lines ATChannel remembers the subscribers of (then it starts afresh).
+_SUBS_MEMO = 256
 
 
 def _direct_read(fd: int) -> Callable[[int], bytes]:
@@ -127,6 +129,10 @@ class ATChannel(asyncio.Protocol):
         self._orphan: _Pending | None = None
         self._subs: list[tuple[tuple[str, ...], UrcCallback]] = []
         self._all_prefixes: tuple[str, ...] = ()      # every subscription's prefixes, together
+        # line -> its subscribers, for the lines seen since the subscriptions last changed: a
+        # call's URCs are the same few lines on every call (^ORIG:1,0, ^CONF:1, ^CONN:1,0 …),
+        # so each is matched against every subscription once, not on every call
+        self._subs_of: dict[str, list[UrcCallback]] = {}
         self._lost_callbacks: list[Callable[[Exception | None], None]] = []
         self.lost: asyncio.Event = asyncio.Event()
         self.lost_error: Exception | None = None
@@ -217,10 +223,17 @@ class ATChannel(asyncio.Protocol):
     # ---- dispatch ------------------------------------------------------------------
     def _urc_subscribers(self, line: str) -> list[UrcCallback]:
         # one C-level test against every subscribed prefix first: most lines (finals, answers)
-        # match none, and a URC is then matched against each subscription
+        # match none, and a URC is then matched against each subscription (once per line
+        # text, see _subs_of; the list returned is shared: callers only iterate it)
         if not line.startswith(self._all_prefixes):
             return []
-        return [cb for prefixes, cb in self._subs if line.startswith(prefixes)]
+        subs = self._subs_of.get(line)
+        if subs is None:
+            subs = [cb for prefixes, cb in self._subs if line.startswith(prefixes)]
+            if len(self._subs_of) >= _SUBS_MEMO:
+                self._subs_of.clear()        # lines that vary (a duration, a level): bounded
+            self._subs_of[line] = subs
+        return subs
 
     def _line(self, line: str) -> None:
         orphan = self._orphan
@@ -279,13 +292,17 @@ class ATChannel(asyncio.Protocol):
         key = (prefixes,) if isinstance(prefixes, str) else tuple(prefixes)
         entry = (key, callback)
         self._subs.append(entry)
-        self._all_prefixes = tuple({p for prefixes, _ in self._subs for p in prefixes})
+        self._subscriptions_changed()
 
         def unsubscribe() -> None:
             if entry in self._subs:
                 self._subs.remove(entry)
-                self._all_prefixes = tuple({p for prefixes, _ in self._subs for p in prefixes})
+                self._subscriptions_changed()
         return unsubscribe
+
+    def _subscriptions_changed(self) -> None:
+        self._all_prefixes = tuple({p for prefixes, _ in self._subs for p in prefixes})
+        self._subs_of = {}       # a new dict: a dispatch under way keeps the list it took
 
     def on_lost(self, callback: Callable[[Exception | None], None]) -> None:
         self._lost_callbacks.append(callback)

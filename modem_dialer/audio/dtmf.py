@@ -23,6 +23,7 @@ a 10 ms drop-out inside a tone is tolerated, and a 40 ms pause separates two pre
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -68,6 +69,43 @@ class DtmfParams:
     misses_to_end: int = 4
 
 
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+_NO_SAMPLES = _readonly(np.zeros(0, dtype=np.float64))
+_NO_DFT = _readonly(np.zeros(8, dtype=np.complex128))
+_NO_HX = _readonly(np.empty((0, 8), dtype=np.complex128))
+_DEFAULT_PARAMS = DtmfParams()
+
+
+@functools.lru_cache(maxsize=16)
+def _limits(p: DtmfParams) -> tuple[float, ...]:
+    """A detector's thresholds from its params, in the units feed() compares (computed once
+    per set of params: every answered call makes a detector)."""
+    min_power = 10 ** (p.min_level_dbfs / 10)
+    normal = 10 ** (p.normal_twist_db / 10)
+    reverse = 10 ** (p.reverse_twist_db / 10)
+    # Per window the twist is only pre-screened: leakage from the other group's tone
+    # makes one window's reading wobble by ±1 dB; the limit proper applies to the
+    # powers summed over the run (in _confirm).
+    normal_loose = normal * 10 ** (_TWIST_SLACK_DB / 10)
+    reverse_loose = reverse * 10 ** (_TWIST_SLACK_DB / 10)
+    relpeak = 10 ** (-p.relative_peak_db / 10)
+    ratio = 10 ** (p.window_ratio_db / 10)
+    run_ratio = 10 ** (p.energy_ratio_db / 10) * WIN / 2
+    steady = 10 ** (-p.steady_db / 10)
+    # |X|^2 of a sine of amplitude A is (A*WIN/2)^2 and its window energy A^2*WIN/2:
+    # compare tone powers with energies in the same |X|^2 units.
+    min_power = min_power * (WIN * FULL_SCALE / 2) ** 2
+    ratio = ratio * WIN / 2
+    # A window below this energy cannot hold two tones at the minimum level.
+    energy_floor = 2 * min_power / (WIN / 2)
+    return (min_power, normal, reverse, normal_loose, reverse_loose, relpeak, ratio, run_ratio, steady,
+            energy_floor)
+
+
 class DtmfDetector:
     """Streaming detector: ``feed(samples) -> [(key, start_sample), ...]``.
 
@@ -78,32 +116,18 @@ class DtmfDetector:
     def __init__(self, rate: int = RATE, params: DtmfParams | None = None) -> None:
         if rate != RATE:
             raise ValueError(f"DtmfDetector works at {RATE} Hz, got {rate}")
-        self.params = p = params or DtmfParams()
-        self._min_power = 10 ** (p.min_level_dbfs / 10)
-        self._normal = 10 ** (p.normal_twist_db / 10)
-        self._reverse = 10 ** (p.reverse_twist_db / 10)
-        # Per window the twist is only pre-screened: leakage from the other group's tone
-        # makes one window's reading wobble by ±1 dB; the limit proper applies to the
-        # powers summed over the run (in _confirm).
-        self._normal_loose = self._normal * 10 ** (_TWIST_SLACK_DB / 10)
-        self._reverse_loose = self._reverse * 10 ** (_TWIST_SLACK_DB / 10)
-        self._relpeak = 10 ** (-p.relative_peak_db / 10)
-        self._ratio = 10 ** (p.window_ratio_db / 10)
-        self._run_ratio = 10 ** (p.energy_ratio_db / 10) * WIN / 2
-        self._steady = 10 ** (-p.steady_db / 10)
-        # |X|^2 of a sine of amplitude A is (A*WIN/2)^2 and its window energy A^2*WIN/2:
-        # compare tone powers with energies in the same |X|^2 units.
-        self._min_power = self._min_power * (WIN * FULL_SCALE / 2) ** 2
-        self._ratio = self._ratio * WIN / 2
-        # A window below this energy cannot hold two tones at the minimum level.
-        self._energy_floor = 2 * self._min_power / (WIN / 2)
-        self._pending = np.zeros(0, dtype=np.float64)
+        self.params = p = params or _DEFAULT_PARAMS
+        (self._min_power, self._normal, self._reverse, self._normal_loose, self._reverse_loose, self._relpeak,
+         self._ratio, self._run_ratio, self._steady, self._energy_floor) = _limits(p)
+        # shared read-only empties (a call makes a detector: no arrays of its own until it
+        # hears sound); each is replaced, never written in place
+        self._pending = _NO_SAMPLES
         self._half_index = 0  # global index of the next half-block
-        self._prev_x = np.zeros(8, dtype=np.complex128)
+        self._prev_x = _NO_DFT
         self._prev_tail: np.ndarray | None = None  # the last half-block, its DFT not taken yet
         self._prev_e = 0.0
-        self._hx = np.empty((0, 8), dtype=np.complex128)
-        self._he_buf = np.empty(0)
+        self._hx = _NO_HX
+        self._he_buf = _NO_SAMPLES
         self._run_key = -1
         self._run: list[tuple[int, np.ndarray, float]] = []  # (start sample, X[8], energy) per window
         self._before_run: tuple[int, np.ndarray] | None = None  # the window just before the run

@@ -74,6 +74,7 @@ class RtSys:
         self._outq = ctypes.c_int(0)
         self._outq_ref = ctypes.byref(self._outq)
         self._buf = ctypes.create_string_buffer(READ_SIZE)
+        self._view = memoryview(self._buf).cast("B")     # what read() copies out (cheaper than string_at)
         self._pollfds = np.zeros(0, dtype=_POLLFD)
         self._poll = select.poll()     # the same set, for the os calls
 
@@ -103,7 +104,7 @@ class RtSys:
                 return None
         n: int = libc.read(fd, self._buf, READ_SIZE)
         if n > 0:
-            return ctypes.string_at(self._buf, n)
+            return bytes(self._view[:n])
         if n == 0:
             return b""
         if ctypes.get_errno() in _RETRY:

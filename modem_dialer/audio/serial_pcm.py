@@ -65,6 +65,7 @@ log = logging.getLogger(__name__)
 # stays at normal priority otherwise). 0 = don't ask.
 REALTIME_PRIORITY = 10
 _LITTLE_ENDIAN = sys.byteorder == "little"   # the wire's S16LE is then the native int16
+_INT16 = np.dtype(np.int16)
 # If the thread itself was held up (the OS did not run it) for more than this many frames,
 # the schedule is moved to now instead of sending the backlog in one burst: a burst would
 # sit in the modem's buffer and delay everything after it, barge-in included.
@@ -236,8 +237,11 @@ class SerialPcm(AudioPath):
         if self._pending:
             data, taken = self._pending, None
         else:
-            assert self._queue is not None
-            taken = self._queue.take()
+            queue = self._queue
+            assert queue is not None
+            # nothing queued (silence during a call, most ticks): IDLE without the call;
+            # take() looks again under its lock otherwise
+            taken = queue.take() if queue._items else IDLE
             data = taken.frame
         # The modem plays at 8 kHz from when a frame reaches it: what it still holds is what
         # we wrote minus the time elapsed since, plus what the tty has not sent yet. The
@@ -269,9 +273,14 @@ class SerialPcm(AudioPath):
         self._pending = data[n:]
         if n == 0:
             self.skipped_frames += 1
-        self._played_until = max(self._played_until, start) + n / BYTES_PER_SECOND
-        if taken is not None:
-            self._sent(taken, sent_at, self._played_until)
+        played_until = self._played_until
+        if start > played_until:
+            played_until = start
+        self._played_until = played_until = played_until + n / BYTES_PER_SECOND
+        if taken is IDLE:
+            self.frames_sent += 1       # all _sent does for silence (no prompt starts or ends)
+        elif taken is not None:
+            self._sent(taken, sent_at, played_until)
         if self.on_tick is not None and not refill:
             self.on_tick(sent_at)
         return dry and n == len(data)
@@ -293,9 +302,13 @@ class SerialPcm(AudioPath):
             # the usual read: one frame (the modem sends one every 20 ms), as a read-only
             # view of the bytes read (consumers copy what they keep or change)
             self.frames_captured += 1
-            frame = np.frombuffer(data, dtype=np.int16)
-            if self.on_capture_rt is not None:
-                self._deliver_rt(frame)
+            frame = np.frombuffer(data, dtype=_INT16)
+            rt_consumer = self.on_capture_rt
+            if rt_consumer is not None:
+                try:                # _deliver_rt, inlined: this runs for every frame of every call
+                    rt_consumer(frame)
+                except Exception:   # a faulty consumer must not stop the audio
+                    log.exception("%s: capture consumer %r failed", self.name, rt_consumer)
             if self.on_capture is not None:
                 WRITER._to_loop.append((self, (frame,)))
             return

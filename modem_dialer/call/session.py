@@ -307,7 +307,7 @@ async def place_call(line: Line, number: str, script: Script, journal: CallJourn
         raise NotClaimed(number)
     result = await drive(_Call(line, number, call_id, journal, script, ring_timeout), committed=committed)
     row = result.row
-    if row["outcome"] != LINE_BUSY:
+    if row["outcome"] != LINE_BUSY and webhooks.configured():
         webhooks.emit("call.ended", {
             "call_id": call_id, "direction": "out", "number": number, "modem": line.name, "outcome": row["outcome"],
             "keys": "".join(k["key"] for k in row["keys"]), "duration_s": row["duration_s"],

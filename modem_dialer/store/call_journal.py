@@ -206,11 +206,16 @@ class CallJournal:
         :meth:`dial_facts` ask: a campaign asks it as a call ends, the moment its line's next
         call asks its own rules' read, and both go in one statement instead of a round trip
         each. On SQLite read at once on the caller's connection."""
+        if not self.reads_off_loop:
+            return self.suppressed_here(number)
+        return (await self.dial_facts(number, since=None, urgent=True)).suppressed
+
+    def suppressed_here(self, number: str) -> bool:
+        """:meth:`suppressed_now` read at once on the caller's connection: for SQLite, where
+        :meth:`read_off_loop` reads there anyway (``reads_off_loop`` is False)."""
         from .compliance import Compliance
 
-        if not self.reads_off_loop:
-            return Compliance(self.conn, self.clock).is_suppressed(number)
-        return (await self.dial_facts(number, since=None, urgent=True)).suppressed
+        return Compliance(self.conn, self.clock).is_suppressed(number)
 
     def _answer_asks(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the reader thread: every ask queued so far, in one statement."""
