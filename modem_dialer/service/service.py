@@ -187,6 +187,9 @@ class Service:
         # alerts of lost boxes
         self.keeper.on_tick += [self.campaigns.tick, self.runner.adopt]
         if self.run_campaigns:
+            # ready before a campaign comes: its lines' first rules reads (PostgreSQL) find the
+            # reader's connection open
+            self.journal.prepare_reads()
             self._worker_tasks.append(asyncio.get_running_loop().create_task(self.campaigns.watch_forever(),
                                                                              name="campaign-join"))
 
