@@ -29,6 +29,7 @@ import functools
 import math
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -590,15 +591,15 @@ LISTEN_RETRY_S = 2.0
 
 
 def listen_campaign_changes(dsn: str, on_change: Callable[[], None], *, name: str = "campaign-listen",
-                            ) -> Callable[[], None]:
+                            listening: threading.Event | None = None) -> Callable[[], None]:
     """Call ``on_change()`` (in a thread of its own) each time a campaign of this database and
     schema changes (``Campaigns.update_campaign`` notifies, at its commit), so that a box joins
     a campaign another box started at once instead of at its next poll. Best effort: while
     the server is away it tries again every LISTEN_RETRY_S (the caller keeps polling).
     Returns the function that stops it (at once: the thread ends, and closes its connection,
-    within LISTEN_POLL_S; a stopping service does not wait for it)."""
-    import threading
-
+    within LISTEN_POLL_S; a stopping service does not wait for it). ``listening`` is set while
+    the thread listens (a caller may then look less often), and ``on_change()`` is called
+    each time it starts to (what changed while it did not listen is looked at)."""
     _load_psycopg()
     stop = threading.Event()
 
@@ -609,12 +610,18 @@ def listen_campaign_changes(dsn: str, on_change: Callable[[], None], *, name: st
                     row = conn.execute("SELECT current_schema()").fetchone()
                     schema = None if row is None else row[0]
                     conn.execute(f"LISTEN {CAMPAIGNS_CHANNEL}")
+                    if listening is not None:
+                        listening.set()
+                    on_change()
                     while not stop.is_set():
                         for n in conn.notifies(timeout=LISTEN_POLL_S):
                             if n.payload == schema:
                                 on_change()
             except psycopg.Error:
-                stop.wait(LISTEN_RETRY_S)
+                pass
+            if listening is not None:
+                listening.clear()
+            stop.wait(LISTEN_RETRY_S)
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
@@ -643,8 +650,6 @@ class FactsWatch:
     connection lost) ``mark()`` is None and nothing is vouched for."""
 
     def __init__(self, dsn: str, *, name: str = "facts-listen") -> None:
-        import threading
-
         self.dsn, self.name = dsn, name
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -656,8 +661,6 @@ class FactsWatch:
         self._thread: threading.Thread | None = None
 
     def start(self) -> FactsWatch:
-        import threading
-
         _load_psycopg()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
