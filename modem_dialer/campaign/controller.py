@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -234,7 +235,10 @@ class Controller:
         self.stopping = False
         self.hard_stop = False
         self.paused = False
-        self._paused_read = (-PAUSE_LOOK_S, False)    # (monotonic time, status) of the last look
+        self._paused_read = (-math.inf, False)    # (monotonic time, status) of the last look
+        # how often: PAUSE_LOOK_S, or longer while the campaign's changes are heard
+        # (status_changed(): the service on PostgreSQL)
+        self.pause_look_s = PAUSE_LOOK_S
         # the status a stop leaves in the database: the service keeps 'running' so that its
         # next start resumes the campaign
         self.stopped_status = "stopped"
@@ -434,11 +438,17 @@ class Controller:
         return self.campaigns.status_of(self.cid) == "paused"
 
     def _paused_now(self) -> bool:
-        """Is the campaign paused? Read at most every PAUSE_LOOK_S for all the workers."""
+        """Is the campaign paused? Read at most every ``pause_look_s`` for all the workers,
+        and at the next look after :meth:`status_changed`."""
         t = time.monotonic()
-        if t - self._paused_read[0] >= PAUSE_LOOK_S:
+        if t - self._paused_read[0] >= self.pause_look_s:
             self._paused_read = (t, self._db_paused())
         return self._paused_read[1]
+
+    def status_changed(self) -> None:
+        """A campaign's status changed (heard by the service: PostgreSQL's notices): the
+        workers' next look reads it."""
+        self._paused_read = (-math.inf, self._paused_read[1])
 
     def _complete(self) -> bool:
         return not self.campaigns.has_open_contacts(self.cid)

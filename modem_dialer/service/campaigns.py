@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..call.session import MIN_RING_TIMEOUT
-from ..campaign.controller import Controller
+from ..campaign.controller import PAUSE_LOOK_S, Controller
 from ..campaign.launcher import modem_configs, prepare, script_factory, set_runner
 from ..campaign.report import summary
 from ..campaign.spec import CampaignFile, load_campaign
@@ -39,7 +39,9 @@ STOP_GRACE = 20.0
 JOIN_LOOK_S = 0.2
 # ... while it hears the campaigns' changes (PostgreSQL, listen_campaign_changes): the look is
 # only a safety net then, and each one is a round trip on the event loop, which stopped every
-# line of the box (0.5 of the 9 round trips per call of 3 boxes × 32 lines)
+# line of the box (0.5 of the 9 round trips per call of 3 boxes × 32 lines). The campaigns'
+# own look at their status (a pause from another box, Controller.pause_look_s) too: a change
+# heard makes them read it at their next look
 JOIN_LOOK_LISTENING_S = 2.0
 
 
@@ -74,6 +76,7 @@ class CampaignRunner:
         self.fenced: str | None = None
         self.stopping = False
         self._joining: set[asyncio.Task] = set()       # campaigns being joined (join())
+        self._listening = threading.Event()             # the campaigns' changes are heard (watch_forever)
 
     # ---- submit / resume ------------------------------------------------------------
     def _load(self, file: str | Path) -> CampaignFile:
@@ -140,7 +143,7 @@ class CampaignRunner:
         are heard, should one be missed, and every JOIN_LOOK_S while they are not)."""
         seen: tuple[int, str | None] | None = None
         changed = asyncio.Event()
-        listening = threading.Event()
+        listening = self._listening
         stop_listening = None
         if is_postgres(self.loaded.database_path):
             loop = asyncio.get_running_loop()
@@ -154,7 +157,12 @@ class CampaignRunner:
             while True:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), JOIN_LOOK_LISTENING_S if listening.is_set() else JOIN_LOOK_S)
+                heard = changed.is_set()
                 changed.clear()
+                for r in list(self.running.values()):
+                    self._looks(r.ctrl)
+                    if heard:
+                        r.ctrl.status_changed()
                 try:
                     now = self.store.last_change()
                     if now != seen:
@@ -209,6 +217,7 @@ class CampaignRunner:
                           view=LogView(name), min_ring_timeout=self.min_ring_timeout, poll=self.poll,
                           journal=self.svc.journal)
         ctrl.stopped_status = "running"     # a service stop is not the operator's: resume at the next start
+        self._looks(ctrl)
         if self.fenced is not None:
             ctrl.fence(self.fenced)
         _, settled = ctrl.recover(close_open_calls=False)
@@ -216,6 +225,10 @@ class CampaignRunner:
             log.info("campaign %s: %d contact(s) settled from the last run", name, settled, extra={"campaign": name})
         task = asyncio.get_running_loop().create_task(self._run(name, ctrl), name=f"campaign-{name}")
         self.running[name] = Running(cid, name, ctrl, task)
+
+    def _looks(self, ctrl: Controller) -> None:
+        """How often a campaign reads its status: seldom while its changes are heard."""
+        ctrl.pause_look_s = JOIN_LOOK_LISTENING_S if self._listening.is_set() else PAUSE_LOOK_S
 
     async def _run(self, name: str, ctrl: Controller) -> None:
         try:
