@@ -12,7 +12,7 @@ import yaml
 from helpers import contacts, patiently, run_cli, setup, start_cli, wait_until
 
 from modem_dialer.sim.callee import Callee, Scenario
-from modem_dialer.store import Campaigns, Compliance, Journal, open_db, utc_now
+from modem_dialer.store import Campaigns, Compliance, Journal, call_journal, open_db, utc_now
 from modem_dialer.store.call_journal import CallJournal
 from modem_dialer.store.pg import FactsWatch, PgConnection
 
@@ -53,7 +53,7 @@ async def test_the_watch_hears_suppressions_refusals_and_calls_outside_campaigns
     assert watch.mark() is None and not watch.unchanged(E, mark)
 
 
-async def test_call_journal_vouches_only_on_postgresql(pg_schema, tmp_path):
+async def test_call_journal_vouches_only_on_postgresql(pg_schema, tmp_path, monkeypatch):
     lite = CallJournal(open_db(tmp_path / "j.db"))
     lite.prepare_reads()
     assert lite.facts_mark() is None and not lite.facts_unchanged(A, lite.facts_mark())
@@ -64,7 +64,13 @@ async def test_call_journal_vouches_only_on_postgresql(pg_schema, tmp_path):
         j.prepare_reads()
         await wait_until(lambda: j.facts_mark() is not None, 30)
         mark = j.facts_mark()
+        assert not j.facts_unchanged(A, mark)       # the server has not answered its writer yet
+        await asyncio.wrap_future(j.submit(lambda c: None))      # a group committed: it has
         assert j.facts_unchanged(A, mark)
+        # a box whose writer has not committed lately (a connection cut silently) vouches for nothing
+        monkeypatch.setattr(call_journal, "FACTS_FRESH_S", 0.0)
+        assert not j.facts_unchanged(A, mark)
+        monkeypatch.undo()
         Compliance(conn).suppress(A, "dnc", "api")
         await wait_until(lambda: not j.facts_unchanged(A, mark), 30)
     finally:

@@ -28,6 +28,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -47,6 +48,11 @@ if TYPE_CHECKING:
     from .pg import FactsWatch, PreparedReader
 
 __all__ = ["CallJournal", "DatabaseFault", "DbWriter"]
+
+# facts_unchanged vouches only while the journal writer committed within this (s): a campaign's
+# lines commit their steps every LAZY_COMMIT_S; a box whose connections hang without an error
+# reads again (and waits for the server, as before) this long after its last commit at most
+FACTS_FRESH_S = 2.0
 
 T = TypeVar("T")
 
@@ -244,7 +250,12 @@ class CallJournal:
         the campaigns: schema step 7's notices) committed since ``mark`` (:meth:`facts_mark`),
         as heard by the watch listening all along: the records read after that mark still
         hold, but for what was committed within the notice's delivery (milliseconds)."""
-        return self._watch is not None and self._watch.unchanged(number, mark)  # type: ignore[arg-type]
+        # and the server answered this process lately: a connection cut silently (no error
+        # yet, nothing heard) vouches for nothing past FACTS_FRESH_S; the dial then reads,
+        # and waits or holds as it did
+        return (self._watch is not None and self.writer.unreachable is None
+                and time.monotonic() - self.writer.last_ok < FACTS_FRESH_S
+                and self._watch.unchanged(number, mark))  # type: ignore[arg-type]
 
     def _reader_thread(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._reader is None:
