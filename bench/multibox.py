@@ -216,6 +216,11 @@ def traced(out: Path, names: list[str], calls: int, answer: float, hold: float) 
               "by thread: " + ", ".join(f"{k} {v / calls:.2f}" for k, v in by_thread.most_common()))
         print("PostgreSQL round trips per call (every box; by thread and statement): " + ", ".join(
             f"{k} {v / calls:.2f}" for k, v in statements.most_common() if v / calls >= 0.05))
+    marks = {n: json.loads((out / f"{n}.json").read_text()).get("starts", []) for n in names}
+    t0 = min((t for ms in marks.values() for t, _ in ms), default=0.0)
+    for n, ms in marks.items():
+        print(f"box {n}'s start (s after the first box's first mark): " + ", ".join(f"{step} {t - t0:.3f}"
+                                                                                   for t, step in ms))
     for n in names[:1]:
         if not (out / f"{n}.prof").exists():
             break

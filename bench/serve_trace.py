@@ -67,6 +67,60 @@ class ThreadCpu:
 
 commands: list[tuple[float, str]] = []      # AT commands sent: (monotonic time, verb)
 statements: Counter[str] = Counter()    # PostgreSQL round trips, by thread and statement
+starts: list[tuple[float, str]] = []    # a campaign's start on this box: (wall time, step), each step's first
+_started: set[str] = set()
+
+
+def start_mark(step: str) -> None:
+    """The first time ``step`` happens in this process (wall clock: the boxes' marks compared)."""
+    if step not in _started:
+        _started.add(step)
+        starts.append((time.time(), step))
+
+
+def install_start() -> None:
+    """Marks of a campaign's start on this box: joined, controller started, lines opened, first
+    due read, first rules read asked/answered, first claim queued/committed, first ATD."""
+    from modem_dialer.campaign.controller import Controller
+    from modem_dialer.service.campaign_lines import BankSource
+    from modem_dialer.service.campaigns import CampaignRunner
+
+    def wrap_sync(cls: Any, name: str, before: str | None, after: str | None = None) -> None:
+        f = getattr(cls, name)
+
+        @functools.wraps(f)
+        def w(*a: Any, **kw: Any) -> Any:
+            if before:
+                start_mark(before)
+            try:
+                return f(*a, **kw)
+            finally:
+                if after:
+                    start_mark(after)
+        setattr(cls, name, w)
+
+    def wrap_async(cls: Any, name: str, before: str | None, after: str | None = None) -> None:
+        f = getattr(cls, name)
+
+        @functools.wraps(f)
+        async def w(*a: Any, **kw: Any) -> Any:
+            if before:
+                start_mark(before)
+            try:
+                return await f(*a, **kw)
+            finally:
+                if after:
+                    start_mark(after)
+        setattr(cls, name, w)
+    wrap_async(CampaignRunner, "submit", "runner.submit", "runner.submit done")
+    wrap_async(CampaignRunner, "_join", "runner._join", "runner._join done")
+    wrap_sync(CampaignRunner, "_start", "runner._start", "runner._start done")
+    wrap_async(Controller, "run", "ctrl.run")
+    wrap_async(BankSource, "open", "source.open", "source.open done")
+    wrap_sync(Controller, "_fill_now", "first due read", "first due read done")
+    wrap_async(Controller, "_decide_soon", "first decide", "first decide done")
+    wrap_sync(Controller, "_arm", "first claim queued")
+    wrap_async(Controller, "_call", "first _call")
 
 
 def install(tl: Timeline) -> None:
@@ -119,6 +173,8 @@ def install(tl: Timeline) -> None:
     run = ATChannel._run
 
     async def run_w(self, command, *a, **kw):  # type: ignore[no-untyped-def]
+        if command.startswith("ATD"):
+            start_mark("first ATD")
         commands.append((time.monotonic(), command.split("=")[0].split("?")[0][:12]))
         return await run(self, command, *a, **kw)
     ATChannel._run = run_w  # type: ignore[method-assign]
@@ -153,6 +209,7 @@ def main() -> None:
     tl = Timeline()
     tl.install()
     install(tl)
+    install_start()
     # the profiler's own cost roughly doubles the loop thread's CPU: only when asked
     prof = cProfile.Profile(time.thread_time) if os.environ.get("BENCH_SERVE_PROFILE") else None
     cpu = ThreadCpu()
@@ -167,7 +224,7 @@ def main() -> None:
         during = Counter(v for t, v in commands if marks and min(marks) <= t <= max(marks))
         Path(str(out) + ".json").write_text(json.dumps({"calls": tl.calls, "thread_cpu": threads,
                                                            "commands": during,
-                                                           "statements": statements}))
+                                                           "statements": statements, "starts": starts}))
     atexit.register(dump)
     if prof is not None:
         prof.enable()

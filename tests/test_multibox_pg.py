@@ -190,3 +190,34 @@ async def test_serve_stops_promptly_on_sigterm_around_an_outage(pg, bank_on_pg, 
     # during: it waits the lock limit (2 s) for the server (before the fix: until it came
     # back); the rest is margin for a loaded machine
     assert took < (15 if when == "during" else 10), (took, box.log.read_text()[-3000:])  # type: ignore[union-attr]
+
+
+async def test_a_pause_on_one_box_stops_every_box_on_postgresql(bank_on_pg, tmp_path):
+    """While a box hears the campaigns' changes (LISTEN/NOTIFY) its campaigns read their status
+    only when a change is heard (or every 2 s, a safety net: service/campaigns.py
+    JOIN_LOOK_LISTENING_S): a `campaign pause` given to one box stops every box from starting
+    calls, and `campaign resume` lets them finish, each number called once."""
+    nums = [f"+3361555{i:04d}" for i in range(16)]
+    call = {"outcome": "answer", "ring_after": 0.01, "answer_after": 0.1, "hangup_after": 0.3}
+    bank = await bank_on_pg(["b1", "b2"], 2, {"default": call})
+    await asyncio.gather(*(serve(b) for b in bank.boxes))
+    camp = write_campaign(tmp_path, nums, message_s=2.0)
+    rc, out, err = await cli("--config", str(bank.box("b1").config), "campaign", "run", "--detach", str(camp),
+                             timeout=120)
+    assert rc == 0, out + err
+    await wait_until(lambda: {c["box"] for c in bank.rows("SELECT box FROM calls WHERE started_at IS NOT NULL")}
+                     == {"b1", "b2"}, 60, "both boxes dialing", every=0.05)
+    rc, out, err = await cli("--config", str(bank.box("b2").config), "campaign", "pause", "multi")
+    assert rc == 0, out + err
+    await wait_until(lambda: all("campaign multi: paused" in b.log.read_text(errors="replace")   # type: ignore[union-attr]
+                                 for b in bank.boxes), 60, "every box paused", every=0.05)
+    # the calls in progress end; none starts meanwhile (an armed one is let go, its row deleted)
+    await wait_until(lambda: not bank.rows("SELECT id FROM calls WHERE outcome IS NULL"), 60, "calls ended",
+                     every=0.05)
+    assert bank.rows("SELECT status FROM contacts WHERE status = 'pending'")     # work left for the resume
+    rc, out, err = await cli("--config", str(bank.box("b1").config), "campaign", "resume", "multi")
+    assert rc == 0, out + err
+    await wait_until(lambda: bank.rows("SELECT status FROM campaigns")[0]["status"] == "done", 120, "done",
+                     every=0.1)
+    assert Counter(r["status"] for r in bank.rows("SELECT status FROM contacts")) == {"answered": len(nums)}
+    assert outgoing(bank) == dict.fromkeys(nums, 1)

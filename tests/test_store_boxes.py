@@ -376,3 +376,31 @@ def test_a_campaign_change_is_told_to_the_boxes_of_its_schema_at_once(pg, pg_sch
         other.close()
         pg.drop_schema(elsewhere)
         conn.close()
+
+
+def test_a_box_starting_a_running_campaign_writes_and_tells_nothing(pg_schema):
+    """Campaigns.set_status writes (and notifies) only a change: the boxes joining a running
+    campaign do not wake the others to read the campaigns again. The listener tells its
+    caller when it listens, and calls on_change once then (a change made before is looked at)."""
+    import threading
+
+    from modem_dialer.store.pg import listen_campaign_changes
+
+    heard, listening = threading.Event(), threading.Event()
+    conn = open_db(pg_schema)
+    cid = Campaigns(conn).create_campaign("c")
+    stop = listen_campaign_changes(pg_schema, heard.set, listening=listening)
+    try:
+        assert heard.wait(30) and listening.is_set()     # told once as it starts to listen
+        heard.clear()
+        assert Campaigns(conn).set_status(cid, "running")
+        assert heard.wait(10)
+        heard.clear()
+        before = Campaigns(conn).get_campaign_by_id(cid)
+        assert not Campaigns(conn).set_status(cid, "running")
+        assert Campaigns(conn).get_campaign_by_id(cid) == before     # nothing written: updated_at kept
+        assert Campaigns(conn).set_status(cid, "paused")
+        assert heard.wait(10)
+    finally:
+        stop()
+        conn.close()

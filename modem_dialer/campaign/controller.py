@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -93,6 +94,12 @@ class _Armed:
     # the rules' records read again for the dial, started as the line's last call ended
     # (_prefetch_recheck); None: read at the dial
     facts: asyncio.Future[DialFacts] | None = None
+    # the records the arming read, and the journal's mark taken just before (facts_mark): at
+    # the dial they stand for a read again when no change to the number was heard since
+    read: DialFacts | None = None
+    mark: object | None = None
+    # the mark taken as the read of ``facts`` was asked
+    facts_mark: object | None = None
 
 
 class _Facts:
@@ -228,7 +235,10 @@ class Controller:
         self.stopping = False
         self.hard_stop = False
         self.paused = False
-        self._paused_read = (-PAUSE_LOOK_S, False)    # (monotonic time, status) of the last look
+        self._paused_read = (-math.inf, False)    # (monotonic time, status) of the last look
+        # how often: PAUSE_LOOK_S, or longer while the campaign's changes are heard
+        # (status_changed(): the service on PostgreSQL)
+        self.pause_look_s = PAUSE_LOOK_S
         # the status a stop leaves in the database: the service keeps 'running' so that its
         # next start resumes the campaign
         self.stopped_status = "stopped"
@@ -243,6 +253,8 @@ class Controller:
         self._tasks: list[asyncio.Task] = []
         self._background: set[asyncio.Future] = set()   # fence()'s releases, answered calls' settling
         self._claims: dict[int, tuple] = {}     # contact id -> its "allow" log row, written with the claim
+        # contact id -> the journal's facts_mark taken before its decision's read (to its claim)
+        self._marks: dict[int, object | None] = {}
         # a worker that keeps its line (``campaign run``'s pool) arms that line's next call; the
         # service's bank lends a line per call, alerts first, so there a worker arms its own
         # next call and binds it to the line it is lent at the dial (``binds_at_dial``)
@@ -365,10 +377,11 @@ class Controller:
         self.status_counts = Counter(self.campaigns.counts(self.cid))
         self.outcome_counts = Counter(self.campaigns.outcome_counts(self.cid))
         remove_listener = self.journal.writer.add_fault_listener(self._on_db_fault)
+        self.journal.prepare_reads()        # the lines' first rules reads need not open its connection
         workers = await self.source.open(self, now)
         if self.batch is None:
             self.batch = max(32, 2 * workers)
-        self.campaigns.update_campaign(self.cid, status="paused" if self._db_paused() else "running")
+        self.campaigns.set_status(self.cid, "paused" if self._db_paused() else "running")
         self._tasks = [asyncio.ensure_future(self._worker(i)) for i in range(workers)]
         results: list = []
         try:
@@ -425,11 +438,17 @@ class Controller:
         return self.campaigns.status_of(self.cid) == "paused"
 
     def _paused_now(self) -> bool:
-        """Is the campaign paused? Read at most every PAUSE_LOOK_S for all the workers."""
+        """Is the campaign paused? Read at most every ``pause_look_s`` for all the workers,
+        and at the next look after :meth:`status_changed`."""
         t = time.monotonic()
-        if t - self._paused_read[0] >= PAUSE_LOOK_S:
+        if t - self._paused_read[0] >= self.pause_look_s:
             self._paused_read = (t, self._db_paused())
         return self._paused_read[1]
+
+    def status_changed(self) -> None:
+        """A campaign's status changed (heard by the service: PostgreSQL's notices): the
+        workers' next look reads it."""
+        self._paused_read = (-math.inf, self._paused_read[1])
 
     def _complete(self) -> bool:
         return not self.campaigns.has_open_contacts(self.cid)
@@ -620,10 +639,11 @@ class Controller:
                                 await go
                         elif go and not self.stopping and self.fenced is None:
                             assert contact is not None
-                            armed = self._arm(slot, contact, now)
+                            armed = self._arm(slot, contact, now, mark=self._marks.pop(contact.id, None))
                         elif go:
                             assert contact is not None
                             self._claims.pop(contact.id, None)
+                            self._marks.pop(contact.id, None)
                             self.in_flight.discard(contact.number)      # a stop or a fence meanwhile
                     if armed is not None:
                         await self._call(index, slot, armed)
@@ -721,7 +741,9 @@ class Controller:
         is in flight meanwhile (no other worker looks at it)."""
         self.in_flight.add(c.number)
         decided = False
+        go: bool | asyncio.Future = False
         try:
+            self._marks[c.id] = self.journal.facts_mark()
             facts = await self._facts_soon(c.number, now, urgent=True, contact_id=c.id)   # the lent line waits
             t0 = time.thread_time()
             go = self._decide(c, now, slot, facts)
@@ -729,6 +751,8 @@ class Controller:
             decided = go is not False
             return go
         finally:
+            if go is not True:
+                self._marks.pop(c.id, None)
             if not decided:
                 self.in_flight.discard(c.number)
 
@@ -818,7 +842,8 @@ class Controller:
                      log_row=self._claims.pop(c.id), allowed=lambda: self.fenced is None, clock=self.clock)
 
     # ---- the armed next call (module doc) ----------------------------------------------
-    def _arm(self, slot: Slot, c: Contact, now: datetime, *, ahead: bool = False) -> _Armed:
+    def _arm(self, slot: Slot, c: Contact, now: datetime, *, ahead: bool = False, read: DialFacts | None = None,
+             mark: object | None = None) -> _Armed:
         """Claim ``c`` for ``slot`` and queue its call row (one group, committed by the writer
         while the line's current call plays (``ahead``), or awaited at once before the ATD)."""
         claim = self._claim(c, now)
@@ -828,7 +853,7 @@ class Controller:
         at = self.clock()
         row = self.journal.start_call_soon(dial_string(c.number), slot.line.name, ident.imei, ident.iccid,
                                            campaign_id=self.cid, contact_id=c.id, claim=claim, at=at, armed=ahead)
-        return _Armed(c, slot.name, row, from_ts(to_ts(at)), ahead)
+        return _Armed(c, slot.name, row, from_ts(to_ts(at)), ahead, read=read, mark=mark)
 
     def _arm_next(self, index: int, slot: Slot) -> None:
         """Just after a line's ATD: arm its next call, unless the run is stopping or paused,
@@ -860,6 +885,7 @@ class Controller:
                 # no other look at it while its records are read
                 self.in_flight.add(contact.number)
                 self.cpu += time.thread_time() - t0
+                mark = self.journal.facts_mark()        # before the read: what changes after it is heard
                 facts = await self._facts_soon(contact.number, now, contact_id=contact.id)
                 t0 = time.thread_time()
                 if self.stopping or self.paused or self.fenced is not None or self.db_fault is not None:
@@ -868,7 +894,7 @@ class Controller:
                 if isinstance(go, asyncio.Future):
                     self._deciding[index] = go
                 elif go:
-                    self._armed[index] = self._arm(slot, contact, now, ahead=True)
+                    self._armed[index] = self._arm(slot, contact, now, ahead=True, read=facts, mark=mark)
                     self._rearm_if_lost(index, slot, self._armed[index])
                 if go is not False:
                     contact = None      # decided: its number leaves the flight with its decision or call
@@ -934,13 +960,23 @@ class Controller:
                 or not armed.row.done() or armed.row.cancelled() or armed.row.exception() is not None):
             return
         call_id = armed.row.result()
-        if call_id is None:
+        if call_id is None or self._still_holds(armed):
             return
+        armed.facts_mark = self.journal.facts_mark()
         facts = asyncio.ensure_future(self._facts_soon(armed.contact.number, self.clock(), except_call=call_id,
                                                        urgent=True))
         # an armed call let go (pause, stop) never awaits it: its error must not go unretrieved
         facts.add_done_callback(lambda f: f.cancelled() or f.exception())
         armed.facts = facts
+
+    def _still_holds(self, armed: _Armed) -> bool:
+        """PostgreSQL: the records the arming read hold at the dial, no change to the number
+        (a suppression, a refusal, a call outside the campaigns, from any box) having been
+        heard since (``CallJournal.facts_unchanged``): the rules run again on them at the
+        dial's time, with no round trip. What the claim checked (lease, a call open to the
+        number, the caps) holds meanwhile: the armed row is an open call to the number on
+        every box's claims. Never on SQLite (a local read)."""
+        return armed.read is not None and self.journal.facts_unchanged(armed.contact.number, armed.mark)
 
     async def _recheck(self, armed: _Armed, call_id: int, slot: Slot) -> asyncio.Future | None:
         """The rules again at the moment of the dial (the contact was armed during the line's
@@ -950,8 +986,11 @@ class Controller:
         now = self.clock()
         prefetched, armed.facts = armed.facts, None     # used once: a read that failed is not kept
         if prefetched is not None:
-            facts = await prefetched
+            facts, armed.mark = await prefetched, armed.facts_mark
+        elif armed.read is not None and self._still_holds(armed):
+            facts = armed.read
         else:
+            armed.mark = self.journal.facts_mark()
             facts = await self._facts_soon(c.number, now, except_call=call_id, urgent=True)
         dec = R.check(c.number, self.rules, now, _Facts(self.compliance, facts, armed.at),
                       tz_override=c.fields.get("timezone") or None)
@@ -1084,6 +1123,11 @@ class Controller:
             finally:
                 self.in_flight.discard(c.number)
                 self._settle_call(c, row, opted_out)
+        elif self.journal.facts_unchanged(c.number, armed.mark):
+            # PostgreSQL, and no change to the number heard since the records this dial went on
+            # were read (they said not suppressed): no read, no task
+            self.in_flight.discard(c.number)
+            self._settle_call(c, row, False)
         else:
             # the same read off the loop (PostgreSQL), without holding the line: it is free
             # for its next call now

@@ -28,7 +28,7 @@ from ..modems.events import ModemLost, RegistrationChanged, SignalChanged
 from ..modems.info import Health
 from ..modems.options import ModemConfig
 from ..modems.recovery import Supervisor
-from ..store import DB_ERRORS, Connection, set_modem_state
+from ..store import DB_ERRORS, Connection, set_modem_state, utc_now
 
 log = logging.getLogger("modem_dialer.service")
 
@@ -79,6 +79,11 @@ class Bank:
         # hung one, quarantines a repeat offender (modems/recovery.py)
         self.supervisor = supervisor
         self.conn = conn
+        # PostgreSQL: a line's state after its health check, queued to the journal writer (a
+        # lazy write, ``CallJournal.submit``) instead of written on the event loop, where its
+        # round trips and commit stopped every line of the box (one check per ~8 calls); None:
+        # written at once (SQLite, where a local write takes microseconds)
+        self.record_soon: Callable[..., object] | None = None
         self.health_interval = health_interval
         # (priority, arrival, need_audio, accept, future, preferred line): heap order is
         # priority then arrival
@@ -225,6 +230,12 @@ class Bank:
         if self.conn is None or self.closing:
             return
         ident = slot.line.identity if slot.line else None
+        if self.record_soon is not None:
+            self.record_soon(functools.partial(set_modem_state, name=slot.name, status=status, reason=reason,
+                                               imei=ident.imei if ident else None,
+                                               iccid=ident.iccid if ident else None,
+                                               seen=slot.line is not None, at=utc_now()))
+            return
         try:
             set_modem_state(self.conn, slot.name, status, reason=reason, imei=ident.imei if ident else None,
                             iccid=ident.iccid if ident else None, seen=slot.line is not None)

@@ -15,6 +15,7 @@ alerts always get the next free line first. ``service.add_worker(name, factory)`
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -32,7 +33,7 @@ from ..config import LoadedConfig
 from ..errors import UserError
 from ..modems.recovery import RecoveryStep, Supervisor
 from ..signals import on_signals
-from ..store import open_db, set_modem_state
+from ..store import Connection, open_db, set_modem_state
 from ..store.boxes import set_this_box
 from ..store.call_journal import CallJournal
 from ..store.lock import DialerLock
@@ -101,6 +102,8 @@ class Service:
         # the one journal writer thread of the service: alerts and campaigns queue to it
         self.journal = CallJournal(self.conn, lock_limit_s=cfg.database_lock_limit.total_seconds(),
                                    spool=loaded.spool_path)
+        if self.journal.reads_off_loop:
+            self.bank.record_soon = self._record_soon
         self.runner = AlertRunner(loaded, self.conn, self.bank, self.texter, min_ring_timeout=min_ring_timeout,
                                   journal=self.journal)
         # incoming SMS: journal, STOP keywords, acknowledgements by reply (alerting/sms_replies.py)
@@ -187,8 +190,18 @@ class Service:
         # alerts of lost boxes
         self.keeper.on_tick += [self.campaigns.tick, self.runner.adopt]
         if self.run_campaigns:
+            # ready before a campaign comes: its lines' first rules reads (PostgreSQL) find the
+            # reader's connection open
+            self.journal.prepare_reads()
             self._worker_tasks.append(asyncio.get_running_loop().create_task(self.campaigns.watch_forever(),
                                                                              name="campaign-join"))
+
+    def _record_soon(self, write: Callable[[Connection], None]) -> None:
+        """The bank's state of a line (PostgreSQL), through the journal writer, lazily."""
+        def saved(f: concurrent.futures.Future) -> None:
+            if not f.cancelled() and f.exception() is not None:
+                log.warning("modem state not saved: %s", f.exception())
+        self.journal.submit(write, lazy=True).add_done_callback(saved)
 
     def _lost(self) -> None:
         """Another box declared this one lost and took its work over: stop dialing now."""

@@ -28,6 +28,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -44,9 +45,14 @@ from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
 
 if TYPE_CHECKING:
-    from .pg import PreparedReader
+    from .pg import FactsWatch, PreparedReader
 
 __all__ = ["CallJournal", "DatabaseFault", "DbWriter"]
+
+# facts_unchanged vouches only while the journal writer committed within this (s): a campaign's
+# lines commit their steps every LAZY_COMMIT_S; a box whose connections hang without an error
+# reads again (and waits for the server, as before) this long after its last commit at most
+FACTS_FRESH_S = 2.0
 
 T = TypeVar("T")
 
@@ -71,6 +77,8 @@ class CallJournal:
         # PostgreSQL: the urgent reads' thread and its connection, at the first such read
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_conn: PreparedReader | None = None
+        # PostgreSQL: changes to numbers' dial records heard since a moment (prepare_reads)
+        self._watch: FactsWatch | None = None
         # dial_facts(urgent) asks waiting for the reader thread (taken all at once there)
         self._asks: list[tuple[FactsAsk, asyncio.Future[DialFacts]]] = []
         self._asks_lock = threading.Lock()
@@ -196,9 +204,7 @@ class CallJournal:
             self._asks.append(((number, since, except_call, contact_id), fut))
             first = len(self._asks) == 1
         if first:       # else a look already queued in the reader takes this ask along
-            if self._reader is None:
-                self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
-            self._reader.submit(self._answer_asks, loop)
+            self._reader_thread().submit(self._answer_asks, loop)
         return await fut
 
     async def suppressed_now(self, number: str) -> bool:
@@ -216,6 +222,54 @@ class CallJournal:
         from .compliance import Compliance
 
         return Compliance(self.conn, self.clock).is_suppressed(number)
+
+    def prepare_reads(self) -> None:
+        """PostgreSQL: start the reader thread and open its connection now, in that thread
+        (returns at once), so that the first urgent read (a campaign's lines starting or
+        joining together) does not wait for a new connection to the server (10-30 ms) and
+        the asks made meanwhile are not held behind it. Nothing on SQLite. A connection that
+        fails here is opened again by the first read (which then reports the error)."""
+        if not self.reads_off_loop:
+            return
+        self._reader_thread().submit(self._open_reader)
+        if self._watch is None:
+            from .pg import FactsWatch
+
+            self._watch = FactsWatch(db_file(self.conn)).start()
+
+    def facts_mark(self) -> object | None:
+        """Taken just before a number's records are read (``dial_facts``), to ask later with
+        :meth:`facts_unchanged` whether they still hold. None when nothing can be vouched for:
+        SQLite (the records are read again, locally, at once), or PostgreSQL while the
+        journal's watch of changes (pg.FactsWatch, started by :meth:`prepare_reads`) is not
+        listening."""
+        return None if self._watch is None else self._watch.mark()
+
+    def facts_unchanged(self, number: str, mark: object | None) -> bool:
+        """No change to ``number``'s dial records (a suppression, a refusal, a call outside
+        the campaigns: schema step 7's notices) committed since ``mark`` (:meth:`facts_mark`),
+        as heard by the watch listening all along: the records read after that mark still
+        hold, but for what was committed within the notice's delivery (milliseconds)."""
+        # and the server answered this process lately: a connection cut silently (no error
+        # yet, nothing heard) vouches for nothing past FACTS_FRESH_S; the dial then reads,
+        # and waits or holds as it did
+        return (self._watch is not None and self.writer.unreachable is None
+                and time.monotonic() - self.writer.last_ok < FACTS_FRESH_S
+                and self._watch.unchanged(number, mark))  # type: ignore[arg-type]
+
+    def _reader_thread(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._reader is None:
+            self._reader = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="journal-reader")
+        return self._reader
+
+    def _open_reader(self) -> None:
+        """In the reader thread."""
+        from .pg import PreparedReader
+
+        if self._reader_conn is None:
+            self._reader_conn = PreparedReader(db_file(self.conn))
+        with contextlib.suppress(Exception):   # the first read opens it again and says why
+            self._reader_conn.connect()
 
     def _answer_asks(self, loop: asyncio.AbstractEventLoop) -> None:
         """In the reader thread: every ask queued so far, in one statement."""
@@ -246,6 +300,9 @@ class CallJournal:
             loop.call_soon_threadsafe(resolve)
 
     def _close_reader(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         if self._reader is not None:
             if self._reader_conn is not None:
                 self._reader.submit(self._reader_conn.close).result()

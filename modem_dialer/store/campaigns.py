@@ -143,6 +143,18 @@ class Campaigns:
         if cur.rowcount == 0:
             raise KeyError(f"no campaign {campaign_id}")
 
+    def set_status(self, campaign_id: int, status: str) -> bool:
+        """The campaign's status, written (and on PostgreSQL notified to the other boxes) only
+        if it is another one: a box starting or joining a campaign already ``running`` writes
+        nothing, so the other boxes, starting their own lines at that moment, are not woken to
+        read the campaigns again on their event loops. True if it changed."""
+        with self.conn:
+            cur = self.conn.execute("UPDATE campaigns SET status = ?, updated_at = ? WHERE id = ? AND status != ?",
+                                    (status, to_ts(self._clock()), campaign_id, status))
+            if cur.rowcount and dialect_of(self.conn).name == "postgresql":
+                self.conn.execute(NOTIFY_CAMPAIGNS)
+        return bool(cur.rowcount)
+
     @staticmethod
     def _campaign(row: sqlite3.Row | None) -> dict[str, Any] | None:
         if row is None:

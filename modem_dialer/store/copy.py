@@ -63,6 +63,9 @@ def copy_sqlite_to_pg(src: sqlite3.Connection, dst: PgConnection, *, batch: int 
     check_empty(dst, tables)
     counts: dict[str, int] = {}
     with dst:
+        # no notice of each copied suppression, refusal or call to boxes listening (schema step 7):
+        # the database is new, nobody dials on it yet
+        dst.execute("SET LOCAL modem_dialer.copying = 'on'")
         # the foreign keys of our tables, to add back once every row is in
         fks = dst.execute(
             "SELECT c.conrelid::regclass::text, c.conname, pg_get_constraintdef(c.oid) FROM pg_constraint c"

@@ -109,6 +109,30 @@ def _defer_forward_keys(stmt: str, table: str, ahead: set[str], later: list[str]
     return stmt[:open_at + 1] + ",".join(kept) + stmt[close_at:]
 
 
+# Step 7, PostgreSQL only: what the calling rules read about a number (Compliance.dial_facts)
+# is notified when it changes, at the commit, on pg.FACTS_CHANNEL, so that a box dialing an
+# armed call need not read the number's records again when nothing changed since it read them
+# (docs/scale-out.md). A campaign's call to a number needs no notice: it is written only by a
+# claim, which is refused while another call to the number (the armed one) is open.
+DIAL_FACTS_NOTIFY_PG = """
+CREATE FUNCTION notify_dial_facts() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- not for the rows of a whole journal moved over (copy.py: nobody dials meanwhile)
+    IF COALESCE(current_setting('modem_dialer.copying', true), '') <> 'on' THEN
+        PERFORM pg_notify('modem_dialer_facts', TG_TABLE_SCHEMA || ' ' || NEW.number);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER suppression_notify AFTER INSERT OR UPDATE ON suppression
+    FOR EACH ROW EXECUTE FUNCTION notify_dial_facts();
+CREATE TRIGGER refusals_notify AFTER INSERT OR UPDATE ON refusals
+    FOR EACH ROW EXECUTE FUNCTION notify_dial_facts();
+CREATE TRIGGER calls_notify AFTER INSERT OR UPDATE OF number ON calls
+    FOR EACH ROW WHEN (NEW.contact_id IS NULL) EXECUTE FUNCTION notify_dial_facts();
+"""
+
+
 @dataclass(frozen=True)
 class Step:
     version: int
@@ -133,6 +157,9 @@ STEPS: tuple[Step, ...] = (
     Step(4, "console indexes (contacts by campaign in id order, by last outcome)", CONSOLE_INDEXES),
     Step(5, "two-way: call direction, incoming calls, webhook outbox", TWOWAY),
     Step(6, "several boxes: boxes and their leases, the box of calls, contacts, alerts, modems", BOXES),
+    # nothing on SQLite (one box reads its own file); PostgreSQL: pg.FactsWatch hears these
+    Step(7, "PostgreSQL: a change to a number's dial records notified (suppression, refusals, calls"
+            " outside campaigns)", "", postgres=DIAL_FACTS_NOTIFY_PG),
 )
 
 LATEST = STEPS[-1].version

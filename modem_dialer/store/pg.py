@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import re
 import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -545,6 +548,11 @@ class PreparedReader:
         self.round_trips = 0
         self._pg: psycopg.Connection[Any] | None = None
 
+    def connect(self) -> None:
+        """Open the connection now, if it is not open (else the first read opens it)."""
+        if self._pg is None or self._pg.closed or self._pg.broken:
+            self._pg = _open(self.dsn, self.connect_timeout, client_side=False)
+
     def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one read-only statement (SQLite's placeholders, as everywhere in the store)."""
         query, order = translate(sql)
@@ -583,15 +591,15 @@ LISTEN_RETRY_S = 2.0
 
 
 def listen_campaign_changes(dsn: str, on_change: Callable[[], None], *, name: str = "campaign-listen",
-                            ) -> Callable[[], None]:
+                            listening: threading.Event | None = None) -> Callable[[], None]:
     """Call ``on_change()`` (in a thread of its own) each time a campaign of this database and
     schema changes (``Campaigns.update_campaign`` notifies, at its commit), so that a box joins
     a campaign another box started at once instead of at its next poll. Best effort: while
     the server is away it tries again every LISTEN_RETRY_S (the caller keeps polling).
     Returns the function that stops it (at once: the thread ends, and closes its connection,
-    within LISTEN_POLL_S; a stopping service does not wait for it)."""
-    import threading
-
+    within LISTEN_POLL_S; a stopping service does not wait for it). ``listening`` is set while
+    the thread listens (a caller may then look less often), and ``on_change()`` is called
+    each time it starts to (what changed while it did not listen is looked at)."""
     _load_psycopg()
     stop = threading.Event()
 
@@ -602,14 +610,115 @@ def listen_campaign_changes(dsn: str, on_change: Callable[[], None], *, name: st
                     row = conn.execute("SELECT current_schema()").fetchone()
                     schema = None if row is None else row[0]
                     conn.execute(f"LISTEN {CAMPAIGNS_CHANNEL}")
+                    if listening is not None:
+                        listening.set()
+                    on_change()
                     while not stop.is_set():
                         for n in conn.notifies(timeout=LISTEN_POLL_S):
                             if n.payload == schema:
                                 on_change()
             except psycopg.Error:
-                stop.wait(LISTEN_RETRY_S)
+                pass
+            if listening is not None:
+                listening.clear()
+            stop.wait(LISTEN_RETRY_S)
 
     thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
 
     return stop.set
+
+
+# A number's dial records changed (docs/scale-out.md "Armed next call"): the triggers of schema
+# step 7 (migrations.DIAL_FACTS_NOTIFY_PG) notify this channel at the commit of a suppression,
+# a refusal, or a call outside any campaign (a campaign's call to a number is written only by a
+# claim, refused while another call to the number is open); the payload: "SCHEMA NUMBER".
+FACTS_CHANNEL = "modem_dialer_facts"
+# how far back a watch vouches for a number (a mark older than this: read again)
+FACTS_HORIZON_S = 120.0
+
+
+class FactsWatch:
+    """What a box has heard of changes to numbers' dial records since a moment (LISTEN on
+    FACTS_CHANNEL, in a thread of its own with its own connection).
+
+    ``mark()`` is taken just before a number's records are read; ``unchanged(number, mark)``
+    later says whether the watch, listening without a break since before that mark, heard no
+    change to the number since: the records read then still hold. A change is heard after
+    its commit (the notification's delivery, a few milliseconds); the watch knows nothing of
+    what it did not hear, so while it is not listening (starting, the server away, a
+    connection lost) ``mark()`` is None and nothing is vouched for."""
+
+    def __init__(self, dsn: str, *, name: str = "facts-listen") -> None:
+        self.dsn, self.name = dsn, name
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listening: tuple[int, float] | None = None   # (generation, since): connected and LISTENing
+        self._generation = 0
+        self._heard: dict[str, float] = {}                 # number -> when its last change was heard
+        self._pruned = 0.0
+        self.ready = threading.Event()                     # set once listening (tests wait for it)
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> FactsWatch:
+        _load_psycopg()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """At once: the thread ends, and closes its connection, within LISTEN_POLL_S."""
+        self._stop.set()
+        with self._lock:
+            self._listening = None
+
+    def mark(self) -> tuple[int, float] | None:
+        """This moment, if the watch is listening (else None: nothing can be vouched for)."""
+        with self._lock:
+            if self._listening is None:
+                return None
+            return self._listening[0], time.monotonic()
+
+    def unchanged(self, number: str, mark: tuple[int, float] | None) -> bool:
+        """No change to ``number`` heard since ``mark``, listening all along since before it."""
+        if mark is None:
+            return False
+        generation, at = mark
+        with self._lock:
+            return (self._listening is not None and self._listening[0] == generation
+                    and self._listening[1] <= at and time.monotonic() - at < FACTS_HORIZON_S
+                    and self._heard.get(number, -math.inf) < at)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.dsn, autocommit=True, connect_timeout=5) as conn:
+                    row = conn.execute("SELECT current_schema()").fetchone()
+                    prefix = f"{None if row is None else row[0]} "
+                    conn.execute(f"LISTEN {FACTS_CHANNEL}")
+                    with self._lock:
+                        self._generation += 1
+                        self._listening = (self._generation, time.monotonic())
+                    self.ready.set()
+                    while not self._stop.is_set():
+                        for n in conn.notifies(timeout=LISTEN_POLL_S):
+                            if n.payload.startswith(prefix):
+                                now = time.monotonic()
+                                with self._lock:
+                                    self._heard[n.payload[len(prefix):]] = now
+                        self._prune()
+            except psycopg.Error:
+                pass
+            with self._lock:        # not listening: nothing heard meanwhile can be vouched for
+                self._listening = None
+            self.ready.clear()
+            self._stop.wait(LISTEN_RETRY_S)
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        if now - self._pruned < FACTS_HORIZON_S:
+            return
+        self._pruned = now
+        with self._lock:
+            self._heard = {k: t for k, t in self._heard.items() if now - t < FACTS_HORIZON_S}

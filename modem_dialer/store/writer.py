@@ -36,6 +36,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import logging
+import math
 import queue
 import sqlite3
 import threading
@@ -220,6 +221,7 @@ class DbWriter:
         self._give_up_at: float | None = None       # set by close(): stop waiting for a lock then
         self._stop = False                          # the writer thread saw close()\'s stop mark
         self.unreachable: DatabaseFault | None = None  # PostgreSQL: the server is away right now
+        self.last_ok = -math.inf      # when a group last committed (monotonic): the server answered
         self._results: list[tuple[bool, Any]] = []
         self._conn: Any
         if self.pg:
@@ -578,6 +580,7 @@ class DbWriter:
                     f"; {len(failed)} refused: {failed[0]}" if failed else "")
 
     def _settle(self, batch: list[_Op], results: list[tuple[bool, Any]]) -> None:
+        self.last_ok = time.monotonic()
         spooled = [op.spooled for op in batch if op.spooled is not None]
         if spooled and self.spool is not None:
             self.spool.remove(spooled)      # committed to the server: the local copy goes
