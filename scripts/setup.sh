@@ -43,9 +43,11 @@ if ! sha256sum --status -c "$stamp" 2>/dev/null; then
   # uv resolves and installs the dependencies in ~9 s where pip takes ~50 s (most of a fresh
   # clone's test command, issue 15); pip stays the fallback where uv cannot be had or cannot
   # reach an index pip can (pip.conf's find-links and extra indexes are pip's alone)
+  # --compile-bytecode as pip does: else the six test workers each compile the dependencies
+  # (numpy, aiohttp, pydantic...) at first import, with 98 compile warnings in the test output
   out=""
   if PYTHONWARNINGS=ignore .venv/bin/pip install -q --disable-pip-version-check "uv>=0.4" >/dev/null 2>&1 &&
-     out=$(.venv/bin/uv pip install -q --python .venv/bin/python -e ".[test]" 2>&1); then
+     out=$(.venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -e ".[test]" 2>&1); then
     installer=uv
   else
     echo "setup: uv could not install the dependencies ($(printf '%s\n' "${out:-uv not installed}" | head -1)); pip installs them" >&2
