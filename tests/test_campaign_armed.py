@@ -55,6 +55,18 @@ async def armed_during_first_call(conn: sqlite3.Connection) -> sqlite3.Row:
     return row
 
 
+async def suppressed_during_first_call(cfg, camp, conn: sqlite3.Connection, number: str) -> str:
+    """Run the campaign; while A's message plays and B's call is armed, another process
+    suppresses ``number``. -> the run's output, once it ended well."""
+    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
+    await armed_during_first_call(conn)
+    rc, _out, err = await run_cli("--config", str(cfg), "suppress", "add", number, "--reason", "dnc")
+    assert rc == 0, err
+    out, err_run = await patiently(proc.communicate(), 30)   # load-scaled: a process to run
+    assert proc.returncode == 0, out.decode() + err_run.decode()
+    return out.decode()
+
+
 @pytest.mark.slow
 async def test_kill_9_with_an_armed_call_is_recovered_without_losing_or_counting_it(make_bank, tmp_path):
     # A is in its call at the kill (its message plays): only B and C, called after, hang up early
@@ -91,13 +103,8 @@ async def test_kill_9_with_an_armed_call_is_recovered_without_losing_or_counting
 @pytest.mark.slow
 async def test_a_suppression_between_arming_and_dial_lets_the_contact_go_undialed(make_bank, tmp_path):
     bank, cfg, camp, conn = await campaign(make_bank, tmp_path, short=(C,))     # C: called after the act
-    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
-    await armed_during_first_call(conn)
     # another process suppresses B while A's message plays and B's call is armed
-    rc, _out, err = await run_cli("--config", str(cfg), "suppress", "add", B, "--reason", "dnc")
-    assert rc == 0, err
-    out_b, err_b = await patiently(proc.communicate(), 30)   # load-scaled: a process to run
-    assert proc.returncode == 0, out_b.decode() + err_b.decode()
+    out_b = await suppressed_during_first_call(cfg, camp, conn, B)
     # B was never dialed: its armed row is gone, the contact is suppressed with the rule's
     # decision on record; A and C were called
     assert B not in dialed(bank) and sorted(dialed(bank)) == [A, C]
@@ -109,7 +116,7 @@ async def test_a_suppression_between_arming_and_dial_lets_the_contact_go_undiale
     assert [(r["verdict"], r["rule"]) for r in log] == [("allow", None), ("deny", "suppressed")]
     assert "checked again at the dial" in log[1]["data"]
     assert c[A]["status"] == c[C]["status"] == "answered"
-    assert "+33612347002: deny suppressed at the dial" in out_b.decode()
+    assert "+33612347002: deny suppressed at the dial" in out_b
 
 
 @pytest.mark.slow
@@ -117,13 +124,8 @@ async def test_a_number_suppressed_during_its_answered_call_settles_as_opted_out
     """The suppression list is read again when an answered call ends (an SMS STOP, the API,
     another process during the call): on SQLite at once on the loop, no task (issue 10)."""
     bank, cfg, camp, conn = await campaign(make_bank, tmp_path, short=(B, C))
-    proc = await start_cli("--config", str(cfg), "campaign", "run", str(camp))
-    await armed_during_first_call(conn)
     # another process suppresses A while A's message plays
-    rc, _out, err = await run_cli("--config", str(cfg), "suppress", "add", A, "--reason", "dnc")
-    assert rc == 0, err
-    out, err_b = await patiently(proc.communicate(), 30)   # load-scaled: a process to run
-    assert proc.returncode == 0, out.decode() + err_b.decode()
+    await suppressed_during_first_call(cfg, camp, conn, A)
     assert sorted(dialed(bank)) == [A, B, C]
     c = contacts(conn)
     assert (c[A]["status"], c[A]["attempts"], c[A]["last_outcome"]) == ("opted_out", 1, "answered")

@@ -239,9 +239,7 @@ class SerialPcm(AudioPath):
         else:
             queue = self._queue
             assert queue is not None
-            # nothing queued (silence during a call, most ticks): IDLE without the call;
-            # take() looks again under its lock otherwise
-            taken = queue.take() if queue._items else IDLE
+            taken = queue.take()     # IDLE (silence, most ticks) without its lock when empty
             data = taken.frame
         # The modem plays at 8 kHz from when a frame reaches it: what it still holds is what
         # we wrote minus the time elapsed since, plus what the tty has not sent yet. The
