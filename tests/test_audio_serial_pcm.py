@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import select
 import threading
 import time
 import tty
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import wait_until
 from timing import cpu_wait, waited_for_cpu
 
+from modem_dialer.audio import writer_trace
 from modem_dialer.audio.path import AudioPathError, PlayResult
 from modem_dialer.audio.serial_pcm import WRITER, SerialPcm
 from modem_dialer.errors import UserError
@@ -375,3 +378,42 @@ async def test_the_heap_is_frozen_once_audio_starts(modem: FakeModemPcm, pcm: Se
     # writer thread would miss frames. Once audio runs, start-up objects are out of its way.
     import gc
     assert gc.get_freeze_count() > 0
+
+
+async def test_trace_records_every_write_and_tick(modem: FakeModemPcm, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # MODEM_DIALER_PCM_TRACE (audio/writer_trace.py): what bench/slow_disk.py pairs with its
+    # own reads to tell a frame the writer sent late from one the reader read late. Every
+    # byte the port took must be in the record, stamped no later than it arrived.
+    monkeypatch.setenv(writer_trace.ENV, str(tmp_path))
+    trace = writer_trace.WriterTrace.from_env()
+    assert trace is not None
+    monkeypatch.setattr(WRITER, "trace", trace)
+    try:
+        p = SerialPcm(modem.path)
+        await p.start()
+        assert await p.play(prompt(1600)) is PlayResult.DONE     # 10 frames, after some silence
+        await wait_until(lambda: len(trace.woke) >= 20, 10)
+        await p.close()
+        trace.dump()
+    finally:
+        trace.close()
+    doc = json.loads(trace.path.read_text())
+    w = doc["writes"][modem.path]
+    total = sum(w["n"])
+    assert total >= 10 * 320 and len(w["sent_at"]) == len(w["n"])
+    await modem.received(total // 320)
+    await asyncio.sleep(0.05)                     # nothing more comes: the port is closed
+    assert len(modem.data) == total
+    # each write's stamp is before the arrival of its last byte (the reader's stamps are late, never early)
+    done = 0
+    for sent_at, n in zip(w["sent_at"], w["n"], strict=True):
+        done += n
+        arrived = next(t for t, got in modem.arrivals if got >= done)
+        assert sent_at <= arrived
+    t = doc["ticks"]
+    assert len(t["deadline"]) == len(t["woke"]) >= 20
+    assert all(woke >= d for d, woke in zip(t["deadline"], t["woke"], strict=True))
+    assert len(t["wait_ns"]) >= len(t["woke"])
+    if os.path.exists("/proc/thread-self/schedstat"):    # (a kernel without schedstats records -1)
+        assert t["run_ns"][-1] > t["run_ns"][0] > 0

@@ -57,6 +57,7 @@ from modem_dialer.audio.path import (
     PlayResult,
 )
 from modem_dialer.audio.rtsys import RtSys
+from modem_dialer.audio.writer_trace import WriterTrace
 from modem_dialer.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class PcmWriter:
         self._thread: threading.Thread | None = None
         self.late_ticks = 0  # ticks whose deadline had passed by more than MAX_LATE_FRAMES
         self.realtime = False  # whether SCHED_FIFO was granted
+        # what each tick and write did, when MODEM_DIALER_PCM_TRACE asks for it (writer_trace.py)
+        self.trace = WriterTrace.from_env()
 
     def add(self, port: SerialPcm) -> None:
         with self.lock:
@@ -136,9 +139,14 @@ class PcmWriter:
         while True:
             n += 1
             deadline = t0 + n * FRAME_SECONDS
+            trace = self.trace
+            if trace is not None:
+                trace.before_sleep()
             delay = deadline - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            if trace is not None:
+                trace.tick(deadline, time.monotonic())
             late = -delay > MAX_LATE_FRAMES * FRAME_SECONDS
             if late:
                 self.late_ticks += 1
@@ -146,6 +154,8 @@ class PcmWriter:
             with self.lock:
                 if not self._ports:
                     self._thread = None
+                    if trace is not None:
+                        trace.thread_stopped()
                     return
                 if late:
                     for port in self._ports:
@@ -281,6 +291,9 @@ class SerialPcm(AudioPath):
             self._sent(taken, sent_at, played_until)
         if self.on_tick is not None and not refill:
             self.on_tick(sent_at)
+        trace = WRITER.trace
+        if trace is not None:
+            trace.wrote(self.port, sent_at, n)
         return dry and n == len(data)
 
     def _capture(self) -> None:
