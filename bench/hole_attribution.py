@@ -17,8 +17,11 @@ The hole (``b - a``) is then ``(S_b - S_a)``, the dialer's gap between the two w
 plus ``(b - S_b)``, how late the tap read the frame after it was written, minus
 ``(a - S_a)``. The larger share names the culprit:
 
-- **dialer**: its writer sent nothing for that long. Why, from its trace: the tick's
-  lateness, the thread's run-queue wait meanwhile (a CPU was busy: ``cpu``), the steal
+- **dialer**: its writer sent nothing for that long. Why, from its trace: ``mid-tick``
+  when the late write came long after its tick woke (the tick gave the GIL up midway and
+  waited to get it back: a lock, or a post to the loop), ``capture`` when the tick before
+  overran in its capture phase (reads, DTMF, posts to the loop); ``host`` before those when
+  the host stole both CPUs for half the stall or more; else the tick woke late: the thread's run-queue wait meanwhile (a CPU was busy: ``cpu``), the steal
   time on each CPU meanwhile (``host``: the machine's virtual CPUs were not run; ``host
   1cpu`` when one CPU only: e.g. the one running the thread that held the GIL), else it
   waited for the GIL held by another thread of the dialer: ``gil+cpu`` when the dialer's
@@ -123,6 +126,9 @@ class Hole:
     reader_ms: float      # how late the tap read the first byte after the hole
     writer_late_ms: float  # the writer's latest tick in that gap: woke minus deadline
     runq_ms: float        # the writer thread's run-queue wait over that tick
+    ran_ms: float         # ... and its CPU time
+    into_ms: float        # from the wake-up of the tick that sent the first byte after, to its write
+    capture_ms: float     # the capture phase of the tick before it
     others_wait_ms: float  # the dialer's other threads' run-queue wait over that tick
     others_run_ms: float   # ... and their CPU time
     steal_ms: list[float]  # per CPU, over the dialer's gap (dialer) or the read lag (reader)
@@ -140,7 +146,10 @@ class DialerTrace:
         self.ok = bool(files)
         self.deadline: list[float] = []
         self.woke: list[float] = []
+        self.written: list[float] = []
+        self.done: list[float] = []
         self.wait_ns: list[int] = []
+        self.run_ns: list[int] = []
         self.others_run_ns: list[int] = []
         self.others_wait_ns: list[int] = []
         self.writes: dict[str, tuple[list[float], list[int]]] = {}
@@ -150,7 +159,10 @@ class DialerTrace:
             t = doc["ticks"]
             self.deadline += t["deadline"]
             self.woke += t["woke"]
+            self.written += t.get("written", [])
+            self.done += t.get("done", [])
             self.wait_ns += t["wait_ns"]
+            self.run_ns += t["run_ns"]
             self.others_run_ns += t.get("others_run_ns", [])
             self.others_wait_ns += t.get("others_wait_ns", [])
             self.gc += [tuple(g) for g in doc.get("gc", [])]
@@ -183,23 +195,36 @@ class DialerTrace:
         return [(d, 1000 * (w - d)) for d, w in zip(self.deadline, self.woke, strict=True)
                 if 1000 * (w - d) > threshold_ms]
 
-    def worst_tick(self, t0: float, t1: float) -> tuple[float, float, float, float]:
+    def tick_of(self, t: float) -> tuple[float, float, float]:
+        """For the write at ``t``: ms from its tick's wake-up to it, and the tick before's
+        capture phase (from its writes' end to its end) and overrun of this tick's deadline."""
+        k = bisect.bisect_right(self.woke, t) - 1
+        if k < 1 or k >= len(self.done):
+            return 0.0, 0.0, 0.0
+        into = 1000 * (t - self.woke[k])
+        capture = 1000 * (self.done[k - 1] - self.written[k - 1])
+        overrun = 1000 * (self.done[k - 1] - self.deadline[k])
+        return into, capture, overrun
+
+    def worst_tick(self, t0: float, t1: float) -> tuple[float, float, float, float, float]:
         """Of the latest tick that woke in [t0, t1]: ms late, and over that tick (from the
         schedstat sample before its sleep to the one after its work) the writer's run-queue
-        wait, the other threads' run-queue wait and their CPU time, in ms."""
+        wait, the other threads' run-queue wait and their CPU time, and the writer's CPU
+        time, in ms."""
         i = bisect.bisect_left(self.woke, t0)
         j = bisect.bisect_right(self.woke, t1)
-        best, runq, o_wait, o_run = 0.0, 0.0, 0.0, 0.0
+        best, runq, o_wait, o_run, ran = 0.0, 0.0, 0.0, 0.0, 0.0
         for k in range(i, j):
             late = 1000 * (self.woke[k] - self.deadline[k])
             if late > best:
                 best = late
                 if k + 1 < len(self.wait_ns) and self.wait_ns[k] >= 0:
                     runq = (self.wait_ns[k + 1] - self.wait_ns[k]) / 1e6
+                    ran = (self.run_ns[k + 1] - self.run_ns[k]) / 1e6
                 if k + 1 < len(self.others_wait_ns):
                     o_wait = (self.others_wait_ns[k + 1] - self.others_wait_ns[k]) / 1e6
                     o_run = (self.others_run_ns[k + 1] - self.others_run_ns[k]) / 1e6
-        return best, runq, o_wait, o_run
+        return best, runq, o_wait, o_run, ran
 
 
 def attribute(holes: list[tuple[str, float, float]], tap_reads: dict[str, list[tuple[float, int]]],
@@ -214,27 +239,35 @@ def attribute(holes: list[tuple[str, float, float]], tap_reads: dict[str, list[t
         times, cum = index.get(port, ([], [0]))
         i = bisect.bisect_left(times, b)
         if i >= len(times) or times[i] != b or not dialer.ok:
-            out.append(Hole(port, a, b, float("nan"), float("nan"), 0.0, 0.0, 0.0, 0.0, [], "?", "no record"))
+            out.append(Hole(port, a, b, float("nan"), float("nan"), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, [], "?",
+                            "no record"))
             continue
         k = cum[i]
         s_b = dialer.sent_at(port, k)
         s_a = dialer.sent_at(port, k - 1) if k > 0 else None
         if s_a is None or s_b is None:
-            out.append(Hole(port, a, b, float("nan"), float("nan"), 0.0, 0.0, 0.0, 0.0, [], "?",
+            out.append(Hole(port, a, b, float("nan"), float("nan"), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, [], "?",
                             "write not found"))
             continue
         d_ms, r_ms = 1000 * (s_b - s_a), 1000 * (b - s_b)
-        late, runq, o_wait, o_run = dialer.worst_tick(s_a, s_b + 0.005)
-        if d_ms >= r_ms:
+        late, runq, o_wait, o_run, ran = dialer.worst_tick(s_a, s_b + 0.005)
+        into, capture, overrun = dialer.tick_of(s_b)
+        # what each side added to the 20 ms between two frames (the reader's normal lag: ~1 ms)
+        excess = max(1.0, 1000 * (b - a) - 20)
+        if d_ms - 20 >= 2 / 3 * excess:
             who = "dialer"
             st = steal.between(s_a, s_b)
             stall = max(late, d_ms - 20)         # frames go every 20 ms: the rest is a stall
             st_ms = [1000 * x for x in st]
             gc_ms, gen = dialer.gc_overlap(s_a, s_b)
-            if gc_ms >= 0.5 * stall:
-                why = f"gc{gen} {gc_ms:.0f} ms"
-            elif st_ms and min(st_ms) >= 0.5 * stall:
+            if st_ms and min(st_ms) >= 0.5 * stall:
                 why = "host"
+            elif into >= 0.5 * stall:
+                why = "mid-tick"
+            elif capture >= 0.5 * stall and overrun > 0:
+                why = "capture"
+            elif gc_ms >= 0.5 * stall:
+                why = f"gc{gen} {gc_ms:.0f} ms"
             elif runq >= 0.5 * stall:
                 why = "cpu"
             elif st_ms and max(st_ms) >= 0.5 * stall:
@@ -245,12 +278,15 @@ def attribute(holes: list[tuple[str, float, float]], tap_reads: dict[str, list[t
                 why = "gil+run"
             else:
                 why = "?"
-        else:
+        elif r_ms >= 2 / 3 * excess:
             who = "reader"
             st_ms = [1000 * x for x in steal.between(s_b, b)]
             why = "host" if st_ms and min(st_ms) >= 0.5 * r_ms else (
                 "host 1cpu" if st_ms and max(st_ms) >= 0.5 * r_ms else "cpu?")
-        out.append(Hole(port, a, b, d_ms, r_ms, late, runq, o_wait, o_run, st_ms, who, why))
+        else:
+            who, why = "both", f"dialer +{d_ms - 20:.0f} ms, reader +{r_ms:.0f} ms"
+            st_ms = [1000 * x for x in steal.between(s_a, b)]
+        out.append(Hole(port, a, b, d_ms, r_ms, late, runq, ran, into, capture, o_wait, o_run, st_ms, who, why))
     return out
 
 
@@ -280,5 +316,5 @@ def describe(h: Hole, t0: float) -> str:
     steal = "/".join(f"{x:.0f}" for x in h.steal_ms) or "-"
     return (f"  t+{h.a - t0:6.2f} s {os.path.basename(h.port):>4}: hole {h.ms:5.0f} ms = writes {h.dialer_ms:5.0f} ms"
             f" apart + read {h.reader_ms:5.1f} ms after its write; writer tick {h.writer_late_ms:5.1f} ms late,"
-            f" run-queue {h.runq_ms:5.1f} ms (other threads: {h.others_wait_ms:5.1f} ms, ran {h.others_run_ms:5.1f} ms),"
+            f" write {h.into_ms:4.1f} ms into it, capture before {h.capture_ms:4.1f} ms, run-queue {h.runq_ms:5.1f} ms, ran {h.ran_ms:4.1f} ms (other threads: {h.others_wait_ms:5.1f} ms, ran {h.others_run_ms:5.1f} ms),"
             f" steal per CPU {steal} ms -> {h.who} ({h.why})")

@@ -57,6 +57,7 @@ HOLE_MS = 60.0
 _per_call: list[list[float]] = []         # tap stamps (the modem's view)
 _per_call_sim: list[list[float]] = []     # when the simulator's thread handled each read
 _per_call_port: list[str] = []            # the PCM port of each
+_per_call_dry: list[list[float]] = []     # ms of silence the simulated DSP played, having run dry
 
 _orig_started = SimAudioPort.call_started
 _orig_ended = SimAudioPort.call_ended
@@ -73,6 +74,7 @@ def _ended(self: SimAudioPort) -> None:
         _per_call.append([t for t, _ in self.arrivals])
         _per_call_sim.append(list(getattr(self, "_sim_times", [])))
         _per_call_port.append(self.path)
+        _per_call_dry.append([1000 * x for x in self.dry])
     _orig_ended(self)
 
 
@@ -100,6 +102,7 @@ async def one_run(args: argparse.Namespace, delay_ms: int, work: Path, run: int 
     _per_call.clear()
     _per_call_sim.clear()
     _per_call_port.clear()
+    _per_call_dry.clear()
     load0 = os.getloadavg()[0]
     keys = [(args.message * f, k) for f, k in ((0.25, "1"), (0.5, "2"), (0.75, "3"))]
     bank = SimBank.of(args.modems, "quectel", Scenario(default=Callee("answer", answer_after=args.answer,
@@ -108,7 +111,11 @@ async def one_run(args: argparse.Namespace, delay_ms: int, work: Path, run: int 
     try:
         db = work / f"dialer-{run}-{delay_ms}.db"
         cfg = work / f"config-{run}-{delay_ms}.yaml"
-        cfg.write_text(bank.config_yaml(database=str(db)))
+        conf = yaml.safe_load(bank.config_yaml(database=str(db)))
+        if args.lead:       # audio.lead_frames of every modem (the default: serial_pcm.LEAD_FRAMES)
+            for m in conf["modems"]:
+                m["audio"]["lead_frames"] = args.lead
+        cfg.write_text(yaml.safe_dump(conf))
         (work / "contacts.csv").write_text("number\n" + "".join(f"+336{12000000 + i:08d}\n" for i in range(args.calls)))
         camp = work / "camp.yaml"
         camp.write_text(yaml.safe_dump({"name": f"slow{run}-{delay_ms}", "contacts": "contacts.csv", "message": "msg.wav",
@@ -163,7 +170,11 @@ async def one_run(args: argparse.Namespace, delay_ms: int, work: Path, run: int 
             "late_ticks": len(late), "late_max": max((x for _, x in late), default=0.0),
             "late_steal": sum(1 for d, x in late if sum(steal.between(d, d + x / 1000)) * 1000 >= 0.5 * x),
             "steal_s": [(s, ms) for s, ms in steal.per_second(t0)], "steal_total": 1000 * sum(steal.between(t0, t0 + wall)),
-            "traced": dialer.ok}
+            "traced": dialer.ok,
+            "dry20": sum(1 for c in _per_call_dry for x in c if x > 20),
+            "dry40": sum(1 for c in _per_call_dry for x in c if x > HOLE_MS - 20),
+            "dry_calls": sum(1 for c in _per_call_dry if any(x > 20 for x in c)),
+            "dry_max": max((x for c in _per_call_dry for x in c), default=0.0)}
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -193,6 +204,8 @@ def report(r: dict, show: int) -> None:
     if not r["traced"]:
         print("  (no trace from the dialer: MODEM_DIALER_PCM_TRACE not honoured?)")
     print(f"  holes by culprit: {ha.summary(r['blamed'])}")
+    print(f"  heard by the callee (the simulated DSP ran dry mid-call): {r['dry40']} times > {HOLE_MS - 20:g} ms, "
+          f"{r['dry20']} > 20 ms ({r['dry_calls']}/{r['calls']} calls), max {r['dry_max']:.0f} ms")
     print(f"  dialer's writer: {r['late_ticks']} ticks > 20 ms late (max {r['late_max']:.0f} ms; "
           f"{r['late_steal']} of them while the host stole at least half of it); tap's read after the "
           f"write p99 {r['lag_p99']:.1f} ms max {r['lag_max']:.1f} ms; the simulator's thread after the tap "
@@ -213,6 +226,7 @@ def main() -> None:
     ap.add_argument("--message", type=float, default=3.0, help="message length, s (keys at 1/4, 1/2, 3/4)")
     ap.add_argument("--answer", type=float, default=0.3, help="s from ATD to answer")
     ap.add_argument("--show", type=int, default=12, help="holes described one by one per delay")
+    ap.add_argument("--lead", type=int, default=0, help="the modems' audio.lead_frames (0: the default)")
     args = ap.parse_args()
     args.delays = [int(x) for x in args.delays.split(",")]
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -21,7 +21,9 @@ from timing import cpu_wait, waited_for_cpu
 from modem_dialer.audio import writer_trace
 from modem_dialer.audio.path import AudioPathError, PlayResult
 from modem_dialer.audio.serial_pcm import WRITER, SerialPcm
+from modem_dialer.call.line import make_audio_path
 from modem_dialer.errors import UserError
+from modem_dialer.modems.options import ModemConfig
 
 
 class FakeModemPcm:
@@ -417,3 +419,31 @@ async def test_trace_records_every_write_and_tick(modem: FakeModemPcm, tmp_path:
     assert len(t["wait_ns"]) >= len(t["woke"])
     if os.path.exists("/proc/thread-self/schedstat"):    # (a kernel without schedstats records -1)
         assert t["run_ns"][-1] > t["run_ns"][0] > 0
+
+
+async def test_lead_frames_are_written_ahead_at_once(modem: FakeModemPcm) -> None:
+    # audio.lead_frames: a prompt on an idle modem goes out that many frames at once (a stall
+    # of the dialer up to (lead - 1) x 20 ms then opens no hole), the rest one per tick; the
+    # config key reaches the path, and a lead of 0 is refused.
+    cfg = ModemConfig.model_validate({"name": "m", "port": "/dev/null",
+                                      "audio": {"kind": "serial", "port": modem.path, "lead_frames": 5}})
+    pcm = make_audio_path(cfg)
+    assert isinstance(pcm, SerialPcm) and pcm.lead_frames == 5
+    with pytest.raises(ValueError, match="lead_frames"):
+        ModemConfig.model_validate({"name": "m", "port": "/dev/null",
+                                    "audio": {"kind": "serial", "port": modem.path, "lead_frames": 0}})
+    await pcm.start()
+    try:
+        pcm.keep_fed = False
+        sent = pcm.frames_sent
+        fut = pcm.play(prompt(160 * 8, 4))
+        assert pcm.frames_sent == sent + 5       # written by play() itself, before any tick
+        first = pcm.first_frame_sent_at
+        assert first is not None and pcm.prompt_played_until >= first + 5 * 0.020 - 1e-6
+        assert await fut is PlayResult.DONE
+        assert pcm.frames_sent == sent + 8
+        await modem.received(sent + 8)
+        y = modem.samples()
+        assert np.array_equal(y[len(y) - 160 * 8 :], prompt(160 * 8, 4))
+    finally:
+        await pcm.close()

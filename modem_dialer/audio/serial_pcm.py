@@ -71,12 +71,15 @@ _INT16 = np.dtype(np.int16)
 # the schedule is moved to now instead of sending the backlog in one burst: a burst would
 # sit in the modem's buffer and delay everything after it, barge-in included.
 MAX_LATE_FRAMES = 1
-# Frames the modem holds at most when a tick comes: the writer sends LEAD_FRAMES frames at
-# once when the modem has run dry (a prompt's first frame on an idle line, the first silence
-# of a call, a tick that came late) and one per tick after that, so the modem holds 20-40 ms
-# at each tick instead of 0-20: a tick (or a USB transfer) up to 20 ms late opens no hole,
-# and the hang-up computed from the model does not depend on the writer's jitter. The price:
-# a barge-in stops what the modem plays up to 20 ms later. 1 = no lead.
+# Frames the modem holds just after each tick: the writer sends one frame per tick and, when
+# the model says the modem then holds less than LEAD_FRAMES - 1/2 frames (a prompt's first
+# frame on an idle line, the first silence of a call, a tick that came late), more at once
+# (up to LEAD_FRAMES in all), so the modem holds (LEAD_FRAMES - 1) x 20 to LEAD_FRAMES x 20 ms
+# when each tick comes instead of 0-20: a writer (or a USB transfer) held up by up to
+# (LEAD_FRAMES - 1) x 20 ms opens no hole the callee hears, and the hang-up computed from the
+# model does not depend on the writer's jitter. The price: a barge-in stops what the modem
+# plays up to (LEAD_FRAMES - 1) x 20 ms later, and a bridge's relayed audio comes that much
+# later. 1 = no lead. Per modem: ``audio.lead_frames`` (docs/audio.md "Frames written ahead").
 LEAD_FRAMES = 2
 
 
@@ -162,6 +165,7 @@ class PcmWriter:
                         port.late_frames += 1
                 for port in self._ports:
                     port._tick()
+                written = time.monotonic() if trace is not None else 0.0
                 # capture, after the writes: what a read costs never delays a frame out
                 if self._reading:
                     for fd in self.sys.readable():
@@ -170,6 +174,8 @@ class PcmWriter:
                             readable._capture()
                     if self._to_loop:
                         self._post_captured()
+                if trace is not None:
+                    trace.tick_done(written, time.monotonic())
 
     def _post_captured(self) -> None:
         """The frames this tick read for consumers on a loop (``on_capture``): one post per
@@ -189,10 +195,13 @@ WRITER = PcmWriter()
 
 
 class SerialPcm(AudioPath):
-    def __init__(self, port: str, baudrate: int = 115200, name: str | None = None) -> None:
+    def __init__(self, port: str, baudrate: int = 115200, name: str | None = None,
+                 lead_frames: int | None = None) -> None:
         super().__init__(name or port)
         self.port = port
         self.baudrate = baudrate
+        self.lead_frames = lead_frames or LEAD_FRAMES   # see LEAD_FRAMES
+        self._lead_floor = (self.lead_frames - 0.5) * FRAME_SECONDS
         self._serial: serial.Serial | None = None
         self._fd = -1
         self._rbuf = bytearray()
@@ -236,14 +245,16 @@ class SerialPcm(AudioPath):
         # frames) and no allocation on an idle tick.
         if not self._writing or not (self.keep_fed or self._pending or self._queue):
             return                           # between calls with nothing queued: nobody to hear
-        if self._write_frame() and (self.keep_fed or self._queue):
-            # The modem had run dry (a first frame, or a tick that came late): one frame more
-            # now, so that it holds 20-40 ms at each tick instead of 0-20 (LEAD_FRAMES).
-            self._write_frame(refill=True)
+        if self._write_frame():
+            # The modem holds less than its lead (a first frame, or a tick that came late):
+            # frames more now, up to the lead (LEAD_FRAMES), not the whole backlog of a stall.
+            for _ in range(self.lead_frames - 1):
+                if not (self.keep_fed or self._queue) or not self._write_frame(refill=True):
+                    break
 
     def _write_frame(self, refill: bool = False) -> bool:
-        """One frame (or the rest of one) to the port; True if the modem had nothing left
-        to play before it and took it whole (the writer then refills the lead)."""
+        """One frame (or the rest of one) to the port; True if the port took it whole and the
+        modem still holds less than its lead (the writer then tops it up)."""
         if self._pending:
             data, taken = self._pending, None
         else:
@@ -277,7 +288,6 @@ class SerialPcm(AudioPath):
         # GIL taken back after the write is no part of that.)
         now = time.monotonic()
         start = now + queued
-        dry = LEAD_FRAMES > 1 and self._played_until <= start
         self._pending = data[n:]
         if n == 0:
             self.skipped_frames += 1
@@ -294,7 +304,7 @@ class SerialPcm(AudioPath):
         trace = WRITER.trace
         if trace is not None:
             trace.wrote(self.port, sent_at, n)
-        return dry and n == len(data)
+        return n == len(data) and played_until - now < self._lead_floor
 
     def _capture(self) -> None:
         """The callee's audio, read on the writer thread (lock held): whole frames to

@@ -9,7 +9,9 @@ process can compare them with its own (CLOCK_MONOTONIC is shared by every proces
 
 Set ``MODEM_DIALER_PCM_TRACE`` to a directory: the writer of that process then records
 
-- each tick: its deadline, when the thread woke from its sleep (with the GIL), and the
+- each tick: its deadline, when the thread woke from its sleep (with the GIL), when its
+  writes were done and when its capture was (a tick that gives the GIL up midway, e.g. to
+  wake the loop, may wait for it there), and the
   thread's CPU time and run-queue wait so far (``/proc/thread-self/schedstat``, read just
   before each sleep, where the thread gives the GIL up anyway), and the same summed over
   the process's other threads (the event loop, the journal writer...): a writer that woke
@@ -50,6 +52,8 @@ class WriterTrace:
         self.path = directory / f"pcm-writer-{os.getpid()}.json"
         self.deadline = array("d")
         self.woke = array("d")
+        self.written = array("d")
+        self.done = array("d")
         self.run_ns = array("q")       # the writer thread's CPU time, before the tick's sleep
         self.wait_ns = array("q")      # its time runnable but not running (waiting for a CPU)
         self.others_run_ns = array("q")   # the same, summed over the process's other threads
@@ -140,6 +144,10 @@ class WriterTrace:
         self.deadline.append(deadline)
         self.woke.append(woke)
 
+    def tick_done(self, written: float, done: float) -> None:
+        self.written.append(written)
+        self.done.append(done)
+
     def wrote(self, port: str, sent_at: float, n: int) -> None:
         rec = self.writes.get(port)
         if rec is None:
@@ -165,6 +173,7 @@ class WriterTrace:
             doc = {
                 "pid": os.getpid(),
                 "ticks": {"deadline": self.deadline.tolist(), "woke": self.woke.tolist(),
+                          "written": self.written.tolist(), "done": self.done.tolist(),
                           "run_ns": self.run_ns.tolist(), "wait_ns": self.wait_ns.tolist(),
                 "others_run_ns": self.others_run_ns.tolist(), "others_wait_ns": self.others_wait_ns.tolist()},
                 "gc": self.gc,
