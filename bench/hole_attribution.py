@@ -307,7 +307,7 @@ def read_lags(tap_reads: dict[str, list[tuple[float, int]]], dialer: DialerTrace
 def summary(holes: list[Hole]) -> str:
     counts: dict[str, int] = {}
     for h in holes:
-        key = f"{h.who}/{h.why}"
+        key = h.who if h.who == "both" else f"{h.who}/{h.why}"
         counts[key] = counts.get(key, 0) + 1
     return ", ".join(f"{k} {v}" for k, v in sorted(counts.items())) or "none"
 

@@ -447,3 +447,26 @@ async def test_lead_frames_are_written_ahead_at_once(modem: FakeModemPcm) -> Non
         assert np.array_equal(y[len(y) - 160 * 8 :], prompt(160 * 8, 4))
     finally:
         await pcm.close()
+
+
+async def test_the_writer_wakes_the_loop_without_call_soon_threadsafe(modem: FakeModemPcm, pcm: SerialPcm,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # call_soon_threadsafe's socket send gives the GIL up: from the writer thread, in the
+    # middle of a tick, the loop thread then took it and the next ports' frames waited for
+    # it back (serial_pcm._LoopWaker). Prompts done and captured frames still reach the loop.
+    loop = asyncio.get_running_loop()
+    from_writer: list[object] = []
+    real = loop.call_soon_threadsafe
+
+    def spy(fn: Callable[..., object], *args: object, **kw: object) -> asyncio.Handle:
+        if threading.current_thread().name == "pcm-writer":
+            from_writer.append(fn)
+        return real(fn, *args, **kw)   # type: ignore[arg-type]
+    monkeypatch.setattr(loop, "call_soon_threadsafe", spy)
+    got: list[bytes] = []
+    pcm.on_capture = lambda f: got.append(f.tobytes())
+    assert await asyncio.wait_for(pcm.play(prompt(160 * 3, 5)), 10) is PlayResult.DONE
+    modem.send(prompt(320, 6).tobytes())
+    await wait_until(lambda: len(got) >= 2, 10)
+    assert b"".join(got[:2]) == prompt(320, 6).tobytes()
+    assert from_writer == []

@@ -35,6 +35,7 @@ in the tty before it is read, so an in-band key is heard up to 20 ms later.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -93,6 +94,72 @@ def _deliver_batch(batch: list[tuple[SerialPcm, FrameBatch]]) -> None:
         port._deliver_frames(frames)
 
 
+class _LoopWaker:
+    """What the writer thread posts to one event loop (a prompt done, a port lost, captured
+    frames): queued here and the loop woken through a pipe written with the GIL kept
+    (rtsys.py), not with ``call_soon_threadsafe``, whose socket ``send`` gives the GIL up in
+    the middle of a tick: the loop thread, often waiting for it, then took it, and the
+    writer waited for it back (5 ms, the switch interval, or as long as the loop thread was
+    kept off a CPU) before the next ports' frames; bench/slow_disk.py saw such ticks when
+    16 prompts ended together. One byte per batch: the loop runs everything queued."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, rt: RtSys) -> None:
+        self.loop = loop
+        self.users = 0          # ports of this loop on the writer
+        self._rt = rt
+        self._calls: collections.deque[tuple[Callable[..., None], tuple[object, ...]]] = collections.deque()
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._armed = False     # a byte is in the pipe: the loop will run what is queued
+        self.closed = False
+        loop.add_reader(self._r, self._run)
+
+    def post(self, fn: Callable[..., None], *args: object) -> None:
+        """From the writer thread (or the loop's, under the writer's lock)."""
+        if self.closed or self.loop.is_closed():
+            return
+        self._calls.append((fn, args))
+        if not self._armed:
+            self._armed = True
+            try:
+                self._rt.write(self._w, b"x")
+            except OSError:     # (the pipe's end is ours: not expected)
+                self._armed = False
+
+    def _run(self) -> None:
+        """On the loop: everything queued, in order."""
+        with contextlib.suppress(OSError):
+            os.read(self._r, 4096)
+        self._armed = False     # before running: a post from now on writes a byte again
+        calls = self._calls
+        while calls:
+            fn, args = calls.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("pcm writer: %r failed on the loop", fn)
+
+    def close(self) -> None:
+        """On the loop, under the writer's lock (nothing is posted meanwhile); what was
+        queued still runs, on the loop."""
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self._r)
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self._calls and not self.loop.is_closed():
+            self.loop.call_soon(self._run_left, list(self._calls))
+        self._calls.clear()
+
+    @staticmethod
+    def _run_left(calls: list[tuple[Callable[..., None], tuple[object, ...]]]) -> None:
+        for fn, args in calls:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("pcm writer: %r failed on the loop", fn)
+
+
 class PcmWriter:
     """The real-time thread that writes every serial PCM port's frames (see module doc)."""
 
@@ -108,9 +175,21 @@ class PcmWriter:
         self.realtime = False  # whether SCHED_FIFO was granted
         # what each tick and write did, when MODEM_DIALER_PCM_TRACE asks for it (writer_trace.py)
         self.trace = WriterTrace.from_env()
+        self._wakers: dict[asyncio.AbstractEventLoop, _LoopWaker] = {}
+
+    def waker(self, loop: asyncio.AbstractEventLoop) -> _LoopWaker | None:
+        """The waker of ``loop`` (lock held), None if it has no port here any more."""
+        return self._wakers.get(loop)
 
     def add(self, port: SerialPcm) -> None:
+        """On the port's loop."""
         with self.lock:
+            loop = port._loop
+            if loop is not None:
+                waker = self._wakers.get(loop)
+                if waker is None:
+                    waker = self._wakers[loop] = _LoopWaker(loop, self.sys)
+                waker.users += 1
             self._ports.append(port)
             self._reading[port._fd] = port
             self.sys.watch(list(self._reading))
@@ -119,9 +198,16 @@ class PcmWriter:
                 self._thread.start()
 
     def remove(self, port: SerialPcm) -> None:
+        """On the port's loop."""
         with self.lock:
             if port in self._ports:
                 self._ports.remove(port)
+                waker = self._wakers.get(port._loop) if port._loop is not None else None
+                if waker is not None:
+                    waker.users -= 1
+                    if waker.users <= 0:
+                        del self._wakers[waker.loop]
+                        waker.close()
             self._unwatch(port)
 
     def _unwatch(self, port: SerialPcm) -> None:
@@ -186,9 +272,9 @@ class PcmWriter:
                 by_loop.setdefault(port._loop, []).append((port, frames))
         self._to_loop = []
         for loop, batch in by_loop.items():
-            if not loop.is_closed():
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    loop.call_soon_threadsafe(_deliver_batch, batch)
+            waker = self._wakers.get(loop)
+            if waker is not None:
+                waker.post(_deliver_batch, batch)
 
 
 WRITER = PcmWriter()
@@ -239,6 +325,15 @@ class SerialPcm(AudioPath):
         return fut
 
     # -- writer thread --
+
+    def _post(self, fn: Callable[..., None], *args: object) -> None:
+        # Under the writer's lock (a tick, or play()'s first frame): through the loop's waker,
+        # which keeps the GIL (_LoopWaker); call_soon_threadsafe once the port has left.
+        waker = WRITER.waker(self._loop) if self._loop is not None else None
+        if waker is not None:
+            waker.post(fn, *args)
+        else:
+            super()._post(fn, *args)
 
     def _tick(self) -> None:
         # Runs for every port every 20 ms: kept to one write (plus one ioctl for prompt
