@@ -18,8 +18,17 @@ Prints per delay: campaign time (makespan, first ATD to last end, and wall time 
 process), downlink arrival gaps p99/max, holes (gaps over 60 ms) per call, keys journaled.
 Goal: 0 gaps over 60 ms at every delay, makespan within 5 % of the 0 ms one.
 
+Then who opened each hole (hole_attribution.py): the dialer records its writer's ticks and
+writes (MODEM_DIALER_PCM_TRACE, audio/writer_trace.py), a small process samples the host's
+steal time per CPU, and byte offsets pair each hole's reads with the writes that sent them:
+the dialer's writer late (and why: host steal, a CPU, the GIL, a stall inside a tick), or
+the tap late reading frames that left on time. Also printed: the tap's read lag after each
+write, the simulator's thread's lag after the tap, the writer's late ticks, steal per
+second, and what the callee hears: the simulated DSP running dry mid-call (an arrival gap
+is not heard while the frames written ahead still play: ``--lead``, audio.lead_frames).
+
 Usage: .venv/bin/python bench/slow_disk.py [--modems 16] [--calls 48] [--delays 0,40,200]
-       [--message 3] [--answer 0.3]
+       [--message 3] [--answer 0.3] [--lead N] [--show 12]
 Needs strace (scripts/setup.sh installs it).
 """
 
