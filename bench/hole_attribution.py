@@ -26,9 +26,9 @@ plus ``(b - S_b)``, how late the tap read the frame after it was written, minus
   1cpu`` when one CPU only: e.g. the one running the thread that held the GIL), else it
   waited for the GIL held by another thread of the dialer: ``gil+cpu`` when the dialer's
   other threads waited for a CPU meanwhile (the holder was preempted: machine load),
-  ``gil+run`` when they ran (a long hold), ``?`` when neither shows; ``gc`` before all of
-  these when a garbage collection of the dialer overlapped the stall by half of it (a
-  collection keeps the GIL from start to end);
+  ``gil+run`` when they ran (a long hold), ``?`` when neither shows; ``gcN`` (N: the
+  generation) before all of these but ``host`` when garbage collections of the dialer
+  took a quarter of the stall or more (a collection keeps the GIL from start to end);
 - **reader**: the frames left on time and the tap read them late (its process was not
   run: steal, or a CPU busy): the measurement's hole, not the dialer's.
 """
@@ -262,12 +262,12 @@ def attribute(holes: list[tuple[str, float, float]], tap_reads: dict[str, list[t
             gc_ms, gen = dialer.gc_overlap(s_a, s_b)
             if st_ms and min(st_ms) >= 0.5 * stall:
                 why = "host"
+            elif gc_ms >= 0.25 * stall:
+                why = f"gc{gen}"
             elif into >= 0.5 * stall:
                 why = "mid-tick"
             elif capture >= 0.5 * stall and overrun > 0:
                 why = "capture"
-            elif gc_ms >= 0.5 * stall:
-                why = f"gc{gen} {gc_ms:.0f} ms"
             elif runq >= 0.5 * stall:
                 why = "cpu"
             elif st_ms and max(st_ms) >= 0.5 * stall:
