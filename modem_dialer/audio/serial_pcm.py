@@ -12,8 +12,9 @@ garbage collection or a burst of URCs stalls the loop, not this thread: the GIL 
 released by every blocking call the loop makes (fsync, sleep, select), and a thread
 waiting for the GIL gets it within ``sys.getswitchinterval()`` (5 ms) otherwise. The
 writer itself gives the GIL up only in its sleep between ticks: its writes, reads,
-TIOCOUTQ and poll go through libc with the GIL kept (rtsys.py), so the loop thread cannot
-take it (and, preempted, keep it) in the middle of a tick.
+TIOCOUTQ and poll go through libc with the GIL kept (rtsys.py), and it wakes the loop
+through a pipe written the same way (:class:`_LoopWaker`), so the loop thread cannot take
+it (and, preempted, keep it) in the middle of a tick.
 
 Why one thread for all ports rather than one per port: the ports share one clock, so one
 wake-up every 20 ms serves 64 modems (64 threads would mean 3,200 wake-ups a second, each
