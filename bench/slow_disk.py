@@ -59,6 +59,37 @@ from modem_dialer.sim.voice import write_tone_wav
 
 HOLE_MS = 60.0
 
+# --shim: the slow disk without strace. strace stops the traced thread at each fsync (and at
+# each thread creation, -f) until strace itself gets a CPU; this shim only makes the calling
+# thread wait in fsync/fdatasync, as a slow disk does, and nothing else (LD_PRELOAD).
+SHIM_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <time.h>
+static long delay_us = -1;
+static void slow(void) {
+    if (delay_us < 0) { const char *e = getenv("SLOW_FSYNC_US"); delay_us = e ? atol(e) : 0; }
+    if (delay_us > 0) {
+        struct timespec t = {delay_us / 1000000, (delay_us % 1000000) * 1000};
+        while (nanosleep(&t, &t)) {}
+    }
+}
+int fsync(int fd) { static int (*real)(int); if (!real) real = dlsym(RTLD_NEXT, "fsync"); slow(); return real(fd); }
+int fdatasync(int fd) { static int (*real)(int); if (!real) real = dlsym(RTLD_NEXT, "fdatasync"); slow(); return real(fd); }
+"""
+
+
+def build_shim(work: Path) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise SystemExit("--shim needs a C compiler (cc or gcc)")
+    src, so = work / "slow_fsync.c", work / "slow_fsync.so"
+    src.write_text(SHIM_C)
+    import subprocess
+    subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(so), str(src), "-ldl"], check=True)
+    return so
+
 # --- downlink arrival times -----------------------------------------------------------------
 # Each simulated PCM port is read by a tap process (see the module doc), which stamps every
 # read; the simulator's thread gets (stamp, bytes) from it and plays them at those times. A
@@ -133,9 +164,14 @@ async def one_run(args: argparse.Namespace, delay_ms: int, work: Path, run: int 
         trace = ["strace", "-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fsync,fdatasync"]
         if delay_ms:
             trace += ["-e", f"inject=fsync,fdatasync:delay_enter={delay_ms * 1000}"]
+        elif args.no_strace:    # the 0 ms run without strace at all: are its stops a cause?
+            trace = []
         # the dialer records its writer's ticks and writes (audio/writer_trace.py)
         trace_dir = work / f"trace-{run}-{delay_ms}"
         env = {**os.environ, "MODEM_DIALER_PCM_TRACE": str(trace_dir)}
+        if args.shim:           # the same delay without strace (SHIM_C)
+            trace = []
+            env |= {"LD_PRELOAD": str(args.shim), "SLOW_FSYNC_US": str(delay_ms * 1000)}
         sampler = ha.StealSampler(work / f"steal-{run}-{delay_ms}.txt")
         t0 = time.monotonic()
         try:
@@ -193,6 +229,8 @@ async def main_async(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="slow-disk-") as d:
         work = Path(d)
         write_tone_wav(work / "msg.wav", args.message)
+        if args.shim:
+            args.shim = build_shim(work)
         for run, delay in enumerate(args.delays):
             r = await one_run(args, delay, work, run)
             rows.append(r)
@@ -235,6 +273,9 @@ def main() -> None:
     ap.add_argument("--message", type=float, default=3.0, help="message length, s (keys at 1/4, 1/2, 3/4)")
     ap.add_argument("--answer", type=float, default=0.3, help="s from ATD to answer")
     ap.add_argument("--show", type=int, default=12, help="holes described one by one per delay")
+    ap.add_argument("--no-strace", action="store_true", help="run the 0 ms delay without strace")
+    ap.add_argument("--shim", action="store_true",
+                    help="delay fsync with an LD_PRELOAD shim instead of strace (no ptrace stops; needs cc)")
     ap.add_argument("--lead", type=int, default=0, help="the modems' audio.lead_frames (0: the default)")
     args = ap.parse_args()
     args.delays = [int(x) for x in args.delays.split(",")]
