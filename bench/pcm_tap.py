@@ -15,7 +15,10 @@ dialer's writer at each write of its tick and cost the dialer context switches),
 waits on the port, reads, stamps with CLOCK_MONOTONIC (shared by every process) and hands
 ``(stamp, bytes)`` to the simulator's thread, which plays them at those times. The
 simulator's thread also notes when it handled each read (``_sim_times``) so a bench can
-show both views.
+show both views, and every read of the port, in a call or not, is kept as ``(stamp, bytes)``
+in ``tap_reads``: with the dialer's own record of its writes (MODEM_DIALER_PCM_TRACE,
+audio/writer_trace.py) byte offsets pair each read with the write that sent it, which
+tells a frame the dialer sent late from one the tap read late (bench/slow_disk.py).
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ def _tapped_read_loop(self: SimAudioPort) -> None:
     tap = subprocess.Popen([sys.executable, "-c", TAP, str(self.master), str(w)], pass_fds=(self.master, w))
     os.close(w)
     self._sim_times = []  # type: ignore[attr-defined]
+    reads: list[tuple[float, int]] = []
+    self.tap_reads = reads  # type: ignore[attr-defined]
     buf = b""
     try:
         while self._open:
@@ -79,6 +84,7 @@ def _tapped_read_loop(self: SimAudioPort) -> None:
                 if len(buf) < _HEAD.size + n:
                     break
                 data, buf = buf[_HEAD.size:_HEAD.size + n], buf[_HEAD.size + n:]
+                reads.append((at, n))
                 self._downlink(data, at)
                 now = time.monotonic()
                 with self._lock:

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import select
 import threading
 import time
 import tty
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import wait_until
 from timing import cpu_wait, waited_for_cpu
 
+from modem_dialer.audio import writer_trace
 from modem_dialer.audio.path import AudioPathError, PlayResult
 from modem_dialer.audio.serial_pcm import WRITER, SerialPcm
+from modem_dialer.call.line import make_audio_path
 from modem_dialer.errors import UserError
+from modem_dialer.modems.options import ModemConfig
 
 
 class FakeModemPcm:
@@ -375,3 +380,93 @@ async def test_the_heap_is_frozen_once_audio_starts(modem: FakeModemPcm, pcm: Se
     # writer thread would miss frames. Once audio runs, start-up objects are out of its way.
     import gc
     assert gc.get_freeze_count() > 0
+
+
+async def test_trace_records_every_write_and_tick(modem: FakeModemPcm, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # MODEM_DIALER_PCM_TRACE (audio/writer_trace.py): what bench/slow_disk.py pairs with its
+    # own reads to tell a frame the writer sent late from one the reader read late. Every
+    # byte the port took must be in the record, stamped no later than it arrived.
+    monkeypatch.setenv(writer_trace.ENV, str(tmp_path))
+    trace = writer_trace.WriterTrace.from_env()
+    assert trace is not None
+    monkeypatch.setattr(WRITER, "trace", trace)
+    try:
+        p = SerialPcm(modem.path)
+        await p.start()
+        assert await p.play(prompt(1600)) is PlayResult.DONE     # 10 frames, after some silence
+        await wait_until(lambda: len(trace.woke) >= 20, 10)
+        await p.close()
+        trace.dump()
+    finally:
+        trace.close()
+    doc = json.loads(trace.path.read_text())
+    w = doc["writes"][modem.path]
+    total = sum(w["n"])
+    assert total >= 10 * 320 and len(w["sent_at"]) == len(w["n"])
+    await wait_until(lambda: len(modem.data) >= total, 10)
+    await asyncio.sleep(0.05)           # (a write the record missed would show up by now)
+    assert len(modem.data) == total
+    # each write's stamp is before the arrival of its last byte (the reader's stamps are late, never early)
+    done = 0
+    for sent_at, n in zip(w["sent_at"], w["n"], strict=True):
+        done += n
+        arrived = next(t for t, got in modem.arrivals if got >= done)
+        assert sent_at <= arrived
+    t = doc["ticks"]
+    assert len(t["deadline"]) == len(t["woke"]) >= 20
+    assert all(woke >= d for d, woke in zip(t["deadline"], t["woke"], strict=True))
+    assert len(t["wait_ns"]) >= len(t["woke"])
+    if os.path.exists("/proc/thread-self/schedstat"):    # (a kernel without schedstats records -1)
+        assert t["run_ns"][-1] > t["run_ns"][0] > 0
+
+
+async def test_lead_frames_are_written_ahead_at_once(modem: FakeModemPcm) -> None:
+    # audio.lead_frames: a prompt on an idle modem goes out that many frames at once (a stall
+    # of the dialer up to (lead - 1) x 20 ms then opens no hole), the rest one per tick; the
+    # config key reaches the path, and a lead of 0 is refused.
+    cfg = ModemConfig.model_validate({"name": "m", "port": "/dev/null",
+                                      "audio": {"kind": "serial", "port": modem.path, "lead_frames": 5}})
+    pcm = make_audio_path(cfg)
+    assert isinstance(pcm, SerialPcm) and pcm.lead_frames == 5
+    with pytest.raises(ValueError, match="lead_frames"):
+        ModemConfig.model_validate({"name": "m", "port": "/dev/null",
+                                    "audio": {"kind": "serial", "port": modem.path, "lead_frames": 0}})
+    pcm.keep_fed = False                  # before start(): not one silence frame goes first
+    await pcm.start()
+    try:
+        sent = pcm.frames_sent
+        fut = pcm.play(prompt(160 * 8, 4))
+        assert pcm.frames_sent == sent + 5       # written by play() itself, before any tick
+        first = pcm.first_frame_sent_at
+        assert first is not None and pcm.prompt_played_until >= first + 5 * 0.020 - 1e-6
+        assert await fut is PlayResult.DONE
+        assert pcm.frames_sent == sent + 8
+        await modem.received(sent + 8)
+        y = modem.samples()
+        assert np.array_equal(y[len(y) - 160 * 8 :], prompt(160 * 8, 4))
+    finally:
+        await pcm.close()
+
+
+async def test_the_writer_wakes_the_loop_without_call_soon_threadsafe(modem: FakeModemPcm, pcm: SerialPcm,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # call_soon_threadsafe's socket send gives the GIL up: from the writer thread, in the
+    # middle of a tick, the loop thread then took it and the next ports' frames waited for
+    # it back (serial_pcm._LoopWaker). Prompts done and captured frames still reach the loop.
+    loop = asyncio.get_running_loop()
+    from_writer: list[object] = []
+    real = loop.call_soon_threadsafe
+
+    def spy(fn: Callable[..., object], *args: object, **kw: object) -> asyncio.Handle:
+        if threading.current_thread().name == "pcm-writer":
+            from_writer.append(fn)
+        return real(fn, *args, **kw)   # type: ignore[arg-type]
+    monkeypatch.setattr(loop, "call_soon_threadsafe", spy)
+    got: list[bytes] = []
+    pcm.on_capture = lambda f: got.append(f.tobytes())
+    assert await asyncio.wait_for(pcm.play(prompt(160 * 3, 5)), 10) is PlayResult.DONE
+    modem.send(prompt(320, 6).tobytes())
+    await wait_until(lambda: len(got) >= 2, 10)
+    assert b"".join(got[:2]) == prompt(320, 6).tobytes()
+    assert from_writer == []

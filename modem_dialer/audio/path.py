@@ -262,6 +262,11 @@ class AudioPath(ABC):
         if taken.finished:
             self._post(self._resolve_done, taken.finished)
 
+    def post_from_capture(self, fn: Callable[..., None], *args: object) -> None:
+        """For an ``on_capture_rt`` consumer: ``fn(*args)`` on the loop, soon (a serial
+        port's writer thread wakes the loop without giving the GIL up: serial_pcm._LoopWaker)."""
+        self._post(fn, *args)
+
     def _post(self, fn: Callable[..., None], *args: object) -> None:
         loop = self._loop
         if loop is not None and not loop.is_closed():

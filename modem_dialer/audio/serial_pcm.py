@@ -12,8 +12,9 @@ garbage collection or a burst of URCs stalls the loop, not this thread: the GIL 
 released by every blocking call the loop makes (fsync, sleep, select), and a thread
 waiting for the GIL gets it within ``sys.getswitchinterval()`` (5 ms) otherwise. The
 writer itself gives the GIL up only in its sleep between ticks: its writes, reads,
-TIOCOUTQ and poll go through libc with the GIL kept (rtsys.py), so the loop thread cannot
-take it (and, preempted, keep it) in the middle of a tick.
+TIOCOUTQ and poll go through libc with the GIL kept (rtsys.py), and it wakes the loop
+through a pipe written the same way (:class:`_LoopWaker`), so the loop thread cannot take
+it (and, preempted, keep it) in the middle of a tick.
 
 Why one thread for all ports rather than one per port: the ports share one clock, so one
 wake-up every 20 ms serves 64 modems (64 threads would mean 3,200 wake-ups a second, each
@@ -35,6 +36,7 @@ in the tty before it is read, so an in-band key is heard up to 20 ms later.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -57,6 +59,7 @@ from modem_dialer.audio.path import (
     PlayResult,
 )
 from modem_dialer.audio.rtsys import RtSys
+from modem_dialer.audio.writer_trace import WriterTrace
 from modem_dialer.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -70,12 +73,15 @@ _INT16 = np.dtype(np.int16)
 # the schedule is moved to now instead of sending the backlog in one burst: a burst would
 # sit in the modem's buffer and delay everything after it, barge-in included.
 MAX_LATE_FRAMES = 1
-# Frames the modem holds at most when a tick comes: the writer sends LEAD_FRAMES frames at
-# once when the modem has run dry (a prompt's first frame on an idle line, the first silence
-# of a call, a tick that came late) and one per tick after that, so the modem holds 20-40 ms
-# at each tick instead of 0-20: a tick (or a USB transfer) up to 20 ms late opens no hole,
-# and the hang-up computed from the model does not depend on the writer's jitter. The price:
-# a barge-in stops what the modem plays up to 20 ms later. 1 = no lead.
+# Frames the modem holds just after each tick: the writer sends one frame per tick and, when
+# the model says the modem then holds less than LEAD_FRAMES - 1/2 frames (a prompt's first
+# frame on an idle line, the first silence of a call, a tick that came late), more at once
+# (up to LEAD_FRAMES in all), so the modem holds (LEAD_FRAMES - 1) x 20 to LEAD_FRAMES x 20 ms
+# when each tick comes instead of 0-20: a writer (or a USB transfer) held up by up to
+# (LEAD_FRAMES - 1) x 20 ms opens no hole the callee hears, and the hang-up computed from the
+# model does not depend on the writer's jitter. The price: a barge-in stops what the modem
+# plays up to (LEAD_FRAMES - 1) x 20 ms later, and a bridge's relayed audio comes that much
+# later. 1 = no lead. Per modem: ``audio.lead_frames`` (docs/audio.md "Frames written ahead").
 LEAD_FRAMES = 2
 
 
@@ -87,6 +93,72 @@ def _deliver_batch(batch: list[tuple[SerialPcm, FrameBatch]]) -> None:
     """On the loop: each port's frames of a tick to its ``on_capture``."""
     for port, frames in batch:
         port._deliver_frames(frames)
+
+
+class _LoopWaker:
+    """What the writer thread posts to one event loop (a prompt done, a port lost, captured
+    frames): queued here and the loop woken through a pipe written with the GIL kept
+    (rtsys.py), not with ``call_soon_threadsafe``, whose socket ``send`` gives the GIL up in
+    the middle of a tick: the loop thread, often waiting for it, then took it, and the
+    writer waited for it back (5 ms, the switch interval, or as long as the loop thread was
+    kept off a CPU) before the next ports' frames; bench/slow_disk.py saw such ticks when
+    16 prompts ended together. One byte per batch: the loop runs everything queued."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, rt: RtSys) -> None:
+        self.loop = loop
+        self.users = 0          # ports of this loop on the writer
+        self._rt = rt
+        self._calls: collections.deque[tuple[Callable[..., None], tuple[object, ...]]] = collections.deque()
+        self._r, self._w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._armed = False     # a byte is in the pipe: the loop will run what is queued
+        self.closed = False
+        loop.add_reader(self._r, self._run)
+
+    def post(self, fn: Callable[..., None], *args: object) -> None:
+        """From the writer thread (or the loop's, under the writer's lock)."""
+        if self.closed or self.loop.is_closed():
+            return
+        self._calls.append((fn, args))
+        if not self._armed:
+            self._armed = True
+            try:
+                self._rt.write(self._w, b"x")
+            except OSError:     # (the pipe's end is ours: not expected)
+                self._armed = False
+
+    def _run(self) -> None:
+        """On the loop: everything queued, in order."""
+        with contextlib.suppress(OSError):
+            os.read(self._r, 4096)
+        self._armed = False     # before running: a post from now on writes a byte again
+        calls = self._calls
+        while calls:
+            fn, args = calls.popleft()
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("pcm writer: %r failed on the loop", fn)
+
+    def close(self) -> None:
+        """On the loop, under the writer's lock (nothing is posted meanwhile); what was
+        queued still runs, on the loop."""
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self.loop.remove_reader(self._r)
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self._calls and not self.loop.is_closed():
+            self.loop.call_soon(self._run_left, list(self._calls))
+        self._calls.clear()
+
+    @staticmethod
+    def _run_left(calls: list[tuple[Callable[..., None], tuple[object, ...]]]) -> None:
+        for fn, args in calls:
+            try:
+                fn(*args)
+            except Exception:
+                log.exception("pcm writer: %r failed on the loop", fn)
 
 
 class PcmWriter:
@@ -102,9 +174,23 @@ class PcmWriter:
         self._thread: threading.Thread | None = None
         self.late_ticks = 0  # ticks whose deadline had passed by more than MAX_LATE_FRAMES
         self.realtime = False  # whether SCHED_FIFO was granted
+        # what each tick and write did, when MODEM_DIALER_PCM_TRACE asks for it (writer_trace.py)
+        self.trace = WriterTrace.from_env()
+        self._wakers: dict[asyncio.AbstractEventLoop, _LoopWaker] = {}
+
+    def waker(self, loop: asyncio.AbstractEventLoop) -> _LoopWaker | None:
+        """The waker of ``loop`` (lock held), None if it has no port here any more."""
+        return self._wakers.get(loop)
 
     def add(self, port: SerialPcm) -> None:
+        """On the port's loop."""
         with self.lock:
+            loop = port._loop
+            if loop is not None:
+                waker = self._wakers.get(loop)
+                if waker is None:
+                    waker = self._wakers[loop] = _LoopWaker(loop, self.sys)
+                waker.users += 1
             self._ports.append(port)
             self._reading[port._fd] = port
             self.sys.watch(list(self._reading))
@@ -113,9 +199,16 @@ class PcmWriter:
                 self._thread.start()
 
     def remove(self, port: SerialPcm) -> None:
+        """On the port's loop."""
         with self.lock:
             if port in self._ports:
                 self._ports.remove(port)
+                waker = self._wakers.get(port._loop) if port._loop is not None else None
+                if waker is not None:
+                    waker.users -= 1
+                    if waker.users <= 0:
+                        del self._wakers[waker.loop]
+                        waker.close()
             self._unwatch(port)
 
     def _unwatch(self, port: SerialPcm) -> None:
@@ -136,9 +229,14 @@ class PcmWriter:
         while True:
             n += 1
             deadline = t0 + n * FRAME_SECONDS
+            trace = self.trace
+            if trace is not None:
+                trace.before_sleep()
             delay = deadline - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
+            if trace is not None:
+                trace.tick(deadline, time.monotonic())
             late = -delay > MAX_LATE_FRAMES * FRAME_SECONDS
             if late:
                 self.late_ticks += 1
@@ -146,12 +244,15 @@ class PcmWriter:
             with self.lock:
                 if not self._ports:
                     self._thread = None
+                    if trace is not None:
+                        trace.thread_stopped()
                     return
                 if late:
                     for port in self._ports:
                         port.late_frames += 1
                 for port in self._ports:
                     port._tick()
+                written = time.monotonic() if trace is not None else 0.0
                 # capture, after the writes: what a read costs never delays a frame out
                 if self._reading:
                     for fd in self.sys.readable():
@@ -160,6 +261,8 @@ class PcmWriter:
                             readable._capture()
                     if self._to_loop:
                         self._post_captured()
+                if trace is not None:
+                    trace.tick_done(written, time.monotonic())
 
     def _post_captured(self) -> None:
         """The frames this tick read for consumers on a loop (``on_capture``): one post per
@@ -170,19 +273,22 @@ class PcmWriter:
                 by_loop.setdefault(port._loop, []).append((port, frames))
         self._to_loop = []
         for loop, batch in by_loop.items():
-            if not loop.is_closed():
-                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                    loop.call_soon_threadsafe(_deliver_batch, batch)
+            waker = self._wakers.get(loop)
+            if waker is not None:
+                waker.post(_deliver_batch, batch)
 
 
 WRITER = PcmWriter()
 
 
 class SerialPcm(AudioPath):
-    def __init__(self, port: str, baudrate: int = 115200, name: str | None = None) -> None:
+    def __init__(self, port: str, baudrate: int = 115200, name: str | None = None,
+                 lead_frames: int | None = None) -> None:
         super().__init__(name or port)
         self.port = port
         self.baudrate = baudrate
+        self.lead_frames = lead_frames or LEAD_FRAMES   # see LEAD_FRAMES
+        self._lead_floor = (self.lead_frames - 0.5) * FRAME_SECONDS
         self._serial: serial.Serial | None = None
         self._fd = -1
         self._rbuf = bytearray()
@@ -221,19 +327,30 @@ class SerialPcm(AudioPath):
 
     # -- writer thread --
 
+    def _post(self, fn: Callable[..., None], *args: object) -> None:
+        # Under the writer's lock (a tick, or play()'s first frame): through the loop's waker,
+        # which keeps the GIL (_LoopWaker); call_soon_threadsafe once the port has left.
+        waker = WRITER.waker(self._loop) if self._loop is not None else None
+        if waker is not None:
+            waker.post(fn, *args)
+        else:
+            super()._post(fn, *args)
+
     def _tick(self) -> None:
         # Runs for every port every 20 ms: kept to one write (plus one ioctl for prompt
         # frames) and no allocation on an idle tick.
         if not self._writing or not (self.keep_fed or self._pending or self._queue):
             return                           # between calls with nothing queued: nobody to hear
-        if self._write_frame() and (self.keep_fed or self._queue):
-            # The modem had run dry (a first frame, or a tick that came late): one frame more
-            # now, so that it holds 20-40 ms at each tick instead of 0-20 (LEAD_FRAMES).
-            self._write_frame(refill=True)
+        if self._write_frame():
+            # The modem holds less than its lead (a first frame, or a tick that came late):
+            # frames more now, up to the lead (LEAD_FRAMES), not the whole backlog of a stall.
+            for _ in range(self.lead_frames - 1):
+                if not (self.keep_fed or self._queue) or not self._write_frame(refill=True):
+                    break
 
     def _write_frame(self, refill: bool = False) -> bool:
-        """One frame (or the rest of one) to the port; True if the modem had nothing left
-        to play before it and took it whole (the writer then refills the lead)."""
+        """One frame (or the rest of one) to the port; True if the port took it whole and the
+        modem still holds less than its lead (the writer then tops it up)."""
         if self._pending:
             data, taken = self._pending, None
         else:
@@ -267,7 +384,6 @@ class SerialPcm(AudioPath):
         # GIL taken back after the write is no part of that.)
         now = time.monotonic()
         start = now + queued
-        dry = LEAD_FRAMES > 1 and self._played_until <= start
         self._pending = data[n:]
         if n == 0:
             self.skipped_frames += 1
@@ -281,7 +397,10 @@ class SerialPcm(AudioPath):
             self._sent(taken, sent_at, played_until)
         if self.on_tick is not None and not refill:
             self.on_tick(sent_at)
-        return dry and n == len(data)
+        trace = WRITER.trace
+        if trace is not None:
+            trace.wrote(self.port, sent_at, n)
+        return n == len(data) and played_until - now < self._lead_floor
 
     def _capture(self) -> None:
         """The callee's audio, read on the writer thread (lock held): whole frames to

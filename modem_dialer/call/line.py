@@ -89,7 +89,8 @@ def make_audio_path(cfg: ModemConfig) -> AudioPath | None:
     if cfg.audio.kind == "serial":
         from ..audio.serial_pcm import SerialPcm
 
-        return SerialPcm(cfg.audio.port or "", cfg.audio.baudrate, name=f"{cfg.name}-audio")
+        return SerialPcm(cfg.audio.port or "", cfg.audio.baudrate, name=f"{cfg.name}-audio",
+                         lead_frames=cfg.audio.lead_frames)
     from ..audio.uac import UacAudio
 
     return UacAudio(cfg.audio.device or "", capture_device=cfg.audio.capture_device, name=f"{cfg.name}-audio")

@@ -140,6 +140,10 @@ class ActiveCall:
                 self._post(self._inband_key, key)
 
     def _post(self, fn: Callable[..., None], *args: Any) -> None:
+        audio = self.line.audio      # the path whose capture thread we are on
+        if audio is not None:
+            audio.post_from_capture(fn, *args)
+            return
         with contextlib.suppress(RuntimeError):       # the loop closed meanwhile
             self._loop.call_soon_threadsafe(fn, *args)
 

@@ -36,6 +36,12 @@ class AudioConfig(Strict):
     # waits this long after the last prompt frame has played. Default: the family's value
     # (call/line.py PLAYOUT_MARGIN, unverified [?], see docs/audio.md).
     playout_margin: float | None = Field(default=None, ge=0, le=2)
+    # kind serial: 20 ms frames the dialer keeps written ahead in the modem (1 = none). More
+    # rides out longer stalls of the dialer's host (a loaded or stolen CPU) without a hole
+    # the callee hears, but a barge-in stops the prompt that much later. Default 2
+    # (audio/serial_pcm.py LEAD_FRAMES); how much a modem's port accepts ahead is unverified
+    # [?] (modems.md §5 gives no figure): docs/audio.md "Frames written ahead".
+    lead_frames: int | None = Field(default=None, ge=1, le=25)
 
     @model_validator(mode="after")
     def _check_target(self) -> AudioConfig:

@@ -8,7 +8,11 @@ wait their turn, and what has not been played when the call ends is never heard
 (``per_call`` holds what reached the modem, ``per_call_cut_ms`` how much of that audio
 the callee never heard because the call ended first). A dialer that hangs up "when the last frame was sent" loses the
 frames still buffered here; one that sends in bursts sees its audio delayed.
-Arrival times of the current call are kept (``arrivals``) so tests see holes.
+Arrival times of the current call are kept (``arrivals``) so tests see holes, and so are
+the times the DSP ran dry in the middle of the call (``dry``: a frame came after everything
+before it had been played): those are the holes a callee hears. They differ from arrival
+gaps when the dialer writes ahead: frames it sent early keep the DSP playing through a gap
+in its writes (and a modem is hardware: a stalled host does not stall its playout).
 Uplink (the callee's voice and in-band DTMF) is written every 20 ms while audio is on.
 """
 
@@ -64,6 +68,8 @@ class SimAudioPort:
         self.audible_until = 0.0           # when its last non-silent byte is played out
         self.per_call_audio_end: list[float | None] = []  # audible_until of each finished call
         self.per_call_max_gap_ms: list[float] = []  # longest wait between two downlink reads
+        self.dry: list[float] = []         # s of silence the DSP played because it ran dry (this call)
+        self.per_call_dry: list[list[float]] = []   # the same for every finished call
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop_r = self._stop_w = -1
@@ -116,6 +122,7 @@ class SimAudioPort:
         with self._lock:
             self.received = bytearray()
             self.arrivals = []
+            self.dry = []
             self.audible_until = 0.0
             self.answered_at = call.answered_at
             self.first_audio_at = None
@@ -127,6 +134,7 @@ class SimAudioPort:
             n = min(len(self.received), int(unheard * RATE) * 2)
             whole = bytes(self.received)
             times = [t for t, _ in self.arrivals]
+            self.per_call_dry.append(self.dry)
         self.per_call_max_gap_ms.append(max((b - a for a, b in itertools.pairwise(times)), default=0.0) * 1000)
         # the unheard tail up to its last non-zero S16LE sample (bytes, not numpy: see tone())
         loud = (len(whole[len(whole) - n :].rstrip(b"\0")) + 1) // 2
@@ -166,6 +174,8 @@ class SimAudioPort:
                 if self.first_audio_at is None and any(data):
                     self.first_audio_at = now
                 self.received += data
+                if self.arrivals and now > self.played_until:      # ran dry mid-call
+                    self.dry.append(now - self.played_until)
                 self.arrivals.append((now, len(data)))
                 # the DSP plays at 8 kHz: after what it still holds, or now if it ran dry
                 self.played_until = max(self.played_until, now) + len(data) / (2 * RATE)
