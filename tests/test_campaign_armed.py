@@ -78,7 +78,7 @@ async def test_kill_9_with_an_armed_call_is_recovered_without_losing_or_counting
     assert contacts(conn)[B]["status"] == "in_progress" and B not in dialed(bank)
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
-    # A's call is still up in the simulated modem: the next run ends it first (Pool.check_health).
+    # A's call is still up in the simulated modem: the next run ends it first (Pool.check).
     # Its calls need not be long (the long message was for the kill to land during A's call)
     wav(tmp_path / "hello.wav", SHORT_MESSAGE_S)
     rc, out, err = await run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60)
@@ -198,3 +198,24 @@ async def test_an_armed_row_cut_by_an_earlier_kill_is_never_counted_as_an_attemp
     c = contacts(conn)[B]
     assert (c["status"], c["attempts"], c["last_call_id"]) == ("answered", 2, calls[2]["id"])
     assert dialed(bank).count(B) == 2
+
+
+async def test_first_calls_armed_during_the_check_and_a_line_out_lets_its_contact_go(make_bank, tmp_path):
+    # Each line's first call is armed (claimed, row committed) while the modems answer the
+    # start's health check (Controller.lines_checking); gsm0 fails it (registration denied):
+    # its armed contact goes back, never dialed, and gsm1 calls everyone once
+    bank = await make_bank("quectel", Scenario(default=Callee("answer", answer_after=0.05)), n=2)
+    bank.modems[0].reg_stat = 3
+    cfg, camp = setup(tmp_path, bank, [A, B, C], message_s=SHORT_MESSAGE_S)
+    rc, out, err = await run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60)
+    assert rc == 0, out + err
+    conn = db(tmp_path)
+    assert {n: c["status"] for n, c in contacts(conn).items()} == dict.fromkeys((A, B, C), "answered")
+    assert all(c["attempts"] == 1 for c in contacts(conn).values())
+    assert sorted(dialed(bank)) == [A, B, C] and not bank.modems[0].calls
+    rows = conn.execute("SELECT id, modem, outcome FROM calls ORDER BY id").fetchall()
+    assert [(r["modem"], r["outcome"]) for r in rows] == [("gsm1", "answered")] * 3, [dict(r) for r in rows]
+    # the first call was armed ahead of its dial, as the calls after it were
+    first = rows[0]["id"]
+    assert conn.execute("SELECT COUNT(*) FROM call_events WHERE call_id = ? AND kind = 'armed'",
+                        (first,)).fetchone()[0] == 1

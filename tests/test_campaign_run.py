@@ -196,6 +196,10 @@ async def test_no_modem_ready_and_empty_bank_exit_1(make_bank, tmp_path):
     cfg, camp = setup(tmp_path, bank, ["+33612345001"])
     rc, out, err = await run_cli(cfg, "campaign", "run", str(camp))
     assert rc == 1 and "no modem ready: gsm0: not registered (denied)" in err, out + err
+    # the first call armed during the check was let go: no call row, the contact untouched
+    conn = db(tmp_path)
+    assert conn.execute("SELECT COUNT(*) FROM calls").fetchone()[0] == 0
+    assert [(c["status"], c["attempts"]) for c in contacts(conn).values()] == [("pending", 0)]
     data = yaml.safe_load(cfg.read_text())
     data["modems"] = []
     cfg.write_text(yaml.safe_dump(data))

@@ -9,7 +9,7 @@ import pytest
 from conftest import FAMILIES, modem_config
 from helpers import wait_until
 
-from modem_dialer.at.errors import ATError
+from modem_dialer.at.errors import ATCommandError, ATError
 from modem_dialer.modems.detect import open_driver
 from modem_dialer.modems.driver import DriverError
 from modem_dialer.modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Registration, Ringing
@@ -173,15 +173,43 @@ async def test_quectel_routes_pcm_to_tty_before_dial_and_filters_lte_pseudo_call
     sim = bank.modems[0]
     d = await open_driver(modem_config(bank))
     task = asyncio.create_task(dial_and_collect(d, hangup_after=0.2))
-    await wait_until(lambda: any(c.startswith("ATD") for c in sim.commands), 10)  # (the call is up for 0.25 s)
+    await wait_until(lambda: any(";D+" in c for c in sim.commands), 10)  # (the call is up for 0.25 s)
     assert sim.dialect.qpcmv == (1, 0)
     assert 'AT+QGPSCFG="outport","none"' in sim.commands    # no NMEA on the PCM tty
-    i = sim.commands.index("AT+QPCMV=0")
-    assert sim.commands[i + 1] == "AT+QPCMV=1,0" and sim.commands[i + 2].startswith("ATD")
+    # in the dial's own command line, as asterisk-chan-quectel dials (dial_in_one_line: auto)
+    assert f"AT+QPCMV=0;+QPCMV=1,0;D{NUMBER};" in sim.commands, sim.commands
+    assert not any(c.startswith("AT+QPCMV=1") for c in sim.commands)
     clcc = await d.ch.command("AT+CLCC")
     assert clcc.lines[0] == '+CLCC: 1,0,0,1,0,"",128'        # the data "call" the driver must ignore
     evs = await task
     assert [e.call_id for e in evs if isinstance(e, (Ringing, Answered))] == [2, 2]
+    await d.close()
+
+
+async def test_quectel_routes_pcm_a_command_each_when_dial_in_one_line_is_off(make_bank):
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    d = await open_driver(modem_config(bank, dial_in_one_line="off"))
+    task = asyncio.create_task(dial_and_collect(d, hangup_after=0.2))
+    await wait_until(lambda: any(c.startswith("ATD") for c in sim.commands), 10)
+    assert sim.dialect.qpcmv == (1, 0)
+    i = sim.commands.index("AT+QPCMV=0")
+    assert sim.commands[i + 1] == "AT+QPCMV=1,0" and sim.commands[i + 2] == f"ATD{NUMBER};"
+    assert any(isinstance(e, Answered) for e in await task)
+    await d.close()
+
+
+async def test_quectel_dial_line_stops_at_a_refused_routing(make_bank):
+    # the module refuses QPCMV=1,x while a mode is on: the line fails there, nothing is dialed,
+    # and the dial says so (the line's one final result)
+    bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
+    sim = bank.modems[0]
+    d = await open_driver(modem_config(bank))
+    sim.dialect.handle = lambda cmd, up, handle=sim.dialect.handle: (  # type: ignore[method-assign]
+        sim.error("operation not allowed", 3) if up.startswith("AT+QPCMV=1") else handle(cmd, up))
+    with pytest.raises(ATCommandError) as exc:
+        await d.dial("+33612345678")
+    assert "operation not allowed" in exc.value.final and not sim.calls
     await d.close()
 
 
@@ -343,7 +371,7 @@ async def test_a_dial_cancelled_while_routing_audio_then_hung_up_takes_no_ones_o
     AT+CHUP's (which then returned before the modem had hung up and left its own OK
     unclaimed)."""
     bank = await make_bank("quectel", Scenario(Callee(answer_after=0.05)))
-    d = await open_driver(modem_config(bank))
+    d = await open_driver(modem_config(bank, dial_in_one_line="off"))     # AT+QPCMV=0 on its own
     task = asyncio.create_task(d.dial("+33612345678"))
     # cancelled in the loop turn after the write: the simulator's OK is not read yet
     for _ in range(100_000):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -42,6 +43,8 @@ def _shown(text: str) -> str:
 UrcCallback = Callable[[str], None]
 # How many distinct lines ATChannel remembers the subscribers of (then it starts afresh).
 _SUBS_MEMO = 256
+# the last command of a line of commands is a dial (AT+QPCMV=0;+QPCMV=1,0;D+336…;)
+_ENDS_WITH_DIAL = re.compile(r";D[^;]*;?$")
 
 
 def _direct_read(fd: int) -> Callable[[int], bytes]:
@@ -333,7 +336,8 @@ class ATChannel(asyncio.Protocol):
             pending = _Pending(
                 command=command,
                 prefix=prefix if prefix is not None else response_prefix(command),
-                call_results=upper.startswith(("ATD", "ATA")),
+                # a dial, alone or last in a line of commands (ModemDriver.dial_setup)
+                call_results=upper.startswith(("ATD", "ATA")) or _ENDS_WITH_DIAL.search(upper) is not None,
                 future=loop.create_future(),
                 prompt=loop.create_future() if payload is not None else None,
             )

@@ -227,11 +227,8 @@ class Pool:
         else:
             set_modem_state(self.conn, name, status, **kw)
 
-    async def check_health(self, now: datetime) -> None:
-        """At start: signal and registration of every line (concurrently); unregistered ones start out."""
-        await asyncio.gather(*(self._check(s, now) for s in self.slots))
-
-    async def _check(self, s: Slot, now: datetime) -> None:
+    async def check(self, s: Slot, now: datetime) -> None:
+        """One line's check at start (a left call ended, signal, registration); it starts out if it fails."""
         try:
             # a process killed mid-call leaves the modem's call up: end it first (not a
             # caller ringing in: the inbound desk takes that one)
@@ -276,21 +273,42 @@ class PoolSource:
         self.pool: Pool | None = None
         self.slots: list[Slot] = []
         self.ctrl: Controller | None = None
+        self._checks: list[asyncio.Future[None]] = []     # each slot's health check at start
 
     async def open(self, ctrl: Controller, now: datetime) -> int:
+        """Start every line's health check and return once one line has passed it (each line
+        dials once its own check has passed: :meth:`turn`), not once the slowest of the bank
+        has; meanwhile the controller arms each line's first call (``Controller.lines_checking``:
+        rules, claim, call row committed), so that the commit's fsync is not added to the
+        check's round trips before the first dials. UserError when every line failed it."""
         self.ctrl = ctrl
         self.pool = Pool(self.lines, self.limits, ctrl.conn, now, ctrl._slot_changed, submit=ctrl.journal.submit)
         self.slots = self.pool.slots
-        await self.pool.check_health(now)
-        if all(s.state == "out" for s in self.slots):
-            self.pool.close()
-            raise UserError("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in self.slots))
+        pool = self.pool
+        self._checks = [asyncio.ensure_future(pool.check(s, now)) for s in self.slots]
+        try:
+            ctrl.lines_checking()
+            pending: set[asyncio.Future[None]] = set(self._checks)
+            while pending and all(s.state == "out" or not c.done() for s, c in zip(self.slots, self._checks,
+                                                                                     strict=True)):
+                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if all(s.state == "out" for s in self.slots):
+                raise UserError("no modem ready: " + "; ".join(f"{s.name}: {s.reason}" for s in self.slots))
+        except BaseException:
+            for c in self._checks:
+                c.cancel()
+            await ctrl.let_armed_go()
+            pool.close()
+            raise
         return len(self.slots)
 
     @contextlib.asynccontextmanager
     async def turn(self, index: int, now: datetime) -> AsyncIterator[tuple[Slot | None, float]]:
         assert self.ctrl is not None
         slot = self.slots[index]
+        if index < len(self._checks) and not self._checks[index].done():
+            await asyncio.shield(self._checks[index])       # the line dials once its check has passed
+            now = self.ctrl.clock()
         until, why = slot.blocked_until(now)
         if why is not None:
             if slot.state == "out" and until is not None and until <= now:
@@ -310,6 +328,8 @@ class PoolSource:
             yield slot, 0.0
 
     def close(self) -> None:
+        for c in self._checks:
+            c.cancel()
         if self.pool is not None:
             self.pool.close()
 

@@ -290,6 +290,11 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
     async def after_dial(self) -> None:
         """After ATD's OK (Huawei routes audio here)."""
 
+    def dial_setup(self) -> tuple[str, ...]:
+        """Commands sent in the ATD's own command line, before the dial (``dial_in_one_line``),
+        instead of :meth:`prepare_audio`'s command each; () when the family sends none that way."""
+        return ()
+
     async def dial(self, number: str) -> None:
         """Dial ``number`` (E.164, checked again here); events follow on the listeners."""
         number = dial_string(number)
@@ -297,14 +302,19 @@ class ModemDriver(MultipartyMixin, IncomingMixin):
             if self.call.incoming:
                 raise LineBusy(f"{self.name}: an incoming call is ringing", port=self.ch.port)
             raise DriverError(f"{self.name}: a call is already in progress", port=self.ch.port)
-        await self.prepare_audio()
-        if self.call is not None and self.call.incoming and not self.call.ended:
-            # it started ringing while the audio was being set up
-            raise LineBusy(f"{self.name}: an incoming call is ringing", port=self.ch.port)
+        setup = self.dial_setup()
+        if not setup:
+            await self.prepare_audio()
+            if self.call is not None and self.call.incoming and not self.call.ended:
+                # it started ringing while the audio was being set up
+                raise LineBusy(f"{self.name}: an incoming call is ringing", port=self.ch.port)
         call = self.call = CallTrack(number=number, dialed_at=time.monotonic())
         self.emit(Dialing(self.name))
         try:
-            await self.ch.command(f"ATD{number};", timeout=self.dial_timeout)
+            # the family's setup commands, if any, then the dial, in one command line: the
+            # modem runs them in order and stops at the first that fails (one final result)
+            line = "AT" + "".join(f"{c.removeprefix('AT')};" for c in setup) + f"D{number};"
+            await self.ch.command(line, timeout=self.dial_timeout)
         except ATCommandError as exc:
             if exc.final not in ("BUSY", "NO ANSWER", "NO CARRIER", "NO DIALTONE") and not call.collided:
                 # a refused ATD (+CME ERROR…) may be the modem seeing a call ring in before we

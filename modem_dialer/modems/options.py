@@ -75,6 +75,12 @@ class ModemConfig(SerialOptions):
     # E1550 (modems.md §2). Confirmed on Quectel and SIM7600 only; SIM800 and generic
     # modems are unverified ([?]): set off where the network or module refuses it.
     ect: Literal["auto", "on", "off"] = "auto"
+    # The audio routing a family sends before each dial, in the ATD's own command line
+    # (``AT+QPCMV=0;+QPCMV=1,0;D<number>;``) rather than one command and answer each: two
+    # round trips fewer between a line's calls. auto = the family's default: on for Quectel,
+    # which asterisk-chan-quectel dials this way (modems.md §5.1 [C S2]); no other family
+    # routes audio before the dial. off: a command each, for a firmware that refuses the line.
+    dial_in_one_line: Literal["auto", "on", "off"] = "auto"
 
     @field_validator("name")
     @classmethod

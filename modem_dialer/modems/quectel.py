@@ -105,14 +105,21 @@ class QuectelDriver(ClccPoller, ModemDriver):
         if m:
             self.signal(rssi_to_dbm(int(m.group(1))))
 
-    async def prepare_audio(self) -> None:
+    def _routing(self) -> tuple[str, ...]:
         audio = self.cfg.audio
         if audio is None:
-            return
+            return ()
         mode = 0 if audio.kind == "serial" else 2
         # the module refuses a mode switch unless QPCMV is turned off first
-        await self.ch.command("AT+QPCMV=0")
-        await self.ch.command(f"AT+QPCMV=1,{mode}")
+        return ("AT+QPCMV=0", f"AT+QPCMV=1,{mode}")
+
+    def dial_setup(self) -> tuple[str, ...]:
+        # asterisk-chan-quectel dials with AT+QPCMV=0;+QPCMV=1,x;D<number>; (modems.md §5.1)
+        return self._routing() if self.cfg.dial_in_one_line != "off" else ()
+
+    async def prepare_audio(self) -> None:
+        for command in self._routing():
+            await self.ch.command(command)
 
     async def volte(self) -> bool | None:
         value = await self._value('AT+QCFG="ims"', "+QCFG:")

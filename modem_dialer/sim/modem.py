@@ -35,6 +35,22 @@ def with_luhn(digits14: str) -> str:
     return digits14 + str((10 - total % 10) % 10)
 
 
+def commands_of(line: str) -> list[str]:
+    """The commands of one command line (V.250): extended commands separated by ``;``
+    (``AT+QPCMV=0;+QPCMV=1,0;D+33612345678;``), each as ``AT…``; a dial takes the rest of the
+    line. A line of one command (``ATD+336…;`` included) is ``[line]``."""
+    body, parts = line[2:], []
+    while body[:1] in ("+", "^", "$") and ";" in body:
+        head, rest = body.split(";", 1)
+        if '"' in head or not rest:
+            break                       # a quoted ';', or the line's trailing one
+        parts.append("AT" + head)
+        body = rest
+    if not parts or body[:1].upper() not in ("+", "^", "$", "D"):
+        return [line]
+    return [*parts, "AT" + body]
+
+
 @dataclass
 class SimCall:
     number: str
@@ -247,12 +263,30 @@ class SimModem(SmsMixin):
                 up.startswith(("AT+CPIN", "AT+CIMI", "AT+CCID", "AT+QCCID", "AT+CICCID", "AT+CRSM"))):
             self._reply(self.error("SIM busy", 14))
             return
+        parts = commands_of(cmd)
+        if len(parts) > 1:
+            self._reply(self._line_of(parts))
+            return
+        self._reply(self._respond(cmd, up))
+
+    def _respond(self, cmd: str, up: str) -> list[str]:
         out = self.dialect.handle(cmd, up)
         if out is None:
             out = self._generic(cmd, up)
         if out is None:
             out = self.dialect.unknown()
-        self._reply(out)
+        return out
+
+    def _line_of(self, parts: list[str]) -> list[str]:
+        """Commands sent in one line (V.250): run in order, each one's information lines kept,
+        one final result: the first that does not end in OK stops the line and is its answer."""
+        out: list[str] = []
+        for part in parts:
+            res = self._respond(part, part.upper())
+            if not res or res[-1] != "OK":
+                return out + res
+            out += res[:-1]
+        return [*out, "OK"]
 
     def _reply(self, lines: list[str]) -> None:
         for line in lines:
