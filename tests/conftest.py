@@ -300,6 +300,11 @@ def pytest_configure(config: pytest.Config) -> None:
     _template_maker.start()
     _rewrite_test_modules(config)
     _compile_package()
+    # the run's zygote (tests/zygote.py), which forks the workers' `modem-dialer` commands: its
+    # imports (~1.2 s of CPU) are done once while the workers start, not by each worker
+    import zygote
+
+    zygote.start_for_run()
 
 
 def _make_template(run: int) -> None:
@@ -350,7 +355,8 @@ def _compile_package() -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     zy = sys.modules.get("zygote")
     if zy is not None:
-        zy.shutdown()           # reaped by this worker: its CPU counted in the run's
+        zy.shutdown()           # a worker's own zygote: reaped, its CPU counted in the run's
+        zy.stop_for_run()       # the controller's (the workers are gone by now)
     # the xdist controller (or the only process): the workers are gone, remove the run's template
     if not hasattr(config, "workerinput"):
         from pgcluster import remove_template

@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,7 +49,10 @@ _MAX_MSG = 1 << 20
 
 
 # ---- the zygote (its own process) ------------------------------------------------------------
-def _serve(sock: socket.socket) -> None:
+def _serve(owner: socket.socket, listener: socket.socket | None) -> None:
+    """Fork a command for each request on a connection (``owner``, or one accepted on
+    ``listener``: the run's xdist workers share one zygote), tell its requester its pid, then
+    its end. The owner's end ends the zygote; a worker's end kills the commands it started."""
     import importlib
 
     for name in PRELOAD:
@@ -58,42 +62,55 @@ def _serve(sock: socket.socket) -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)     # only to be woken (the wakeup fd)
-    sock.send(json.dumps({"ready": os.getpid()}).encode())
-    children: set[int] = set()
+    hello = json.dumps({"ready": os.getpid()}).encode()
+    owner.send(hello)
+    conns = {owner}
+    owned: dict[int, socket.socket] = {}        # a child's pid: the connection that asked for it
+
+    def tell(conn: socket.socket, m: dict) -> None:
+        with contextlib.suppress(OSError):      # (a worker gone meanwhile)
+            conn.send(json.dumps(m).encode())
     while True:
-        ready, _, _ = select.select([sock, wake_r], [], [])
+        ready, _, _ = select.select([*conns, wake_r, *([listener] if listener else [])], [], [])
         if wake_r in ready:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 4096)
-        while children:
+        while owned:
             pid, status, ru = os.wait4(-1, os.WNOHANG)
             if pid == 0:
                 break
-            children.discard(pid)
-            sock.send(json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status),
-                                  "cpu": ru.ru_utime + ru.ru_stime}).encode())
-        if sock not in ready:
-            continue
-        try:
-            msg, fds, _, _ = socket.recv_fds(sock, _MAX_MSG, 3)
-        except (ConnectionError, OSError):
-            msg, fds = b"", []
-        if not msg:                         # the worker is gone: so are the commands it started
-            for pid in children:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            for pid in children:             # reaped: their CPU is counted with ours
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
-            return
-        req = json.loads(msg)
-        pid = os.fork()
-        if pid == 0:
-            _become(req, fds, [sock.fileno(), wake_r, wake_w])      # never returns
-        for fd in fds:
-            os.close(fd)
-        children.add(pid)
-        sock.send(json.dumps({"pid": pid}).encode())
+            tell(owned.pop(pid), {"exit": pid, "code": os.waitstatus_to_exitcode(status),
+                                  "cpu": ru.ru_utime + ru.ru_stime})
+        if listener is not None and listener in ready:
+            conn, _ = listener.accept()
+            conns.add(conn)
+            tell(conn, {"ready": os.getpid()})
+        for conn in [c for c in conns if c in ready]:
+            try:
+                msg, fds, _, _ = socket.recv_fds(conn, _MAX_MSG, 3)
+            except OSError:
+                msg, fds = b"", []
+            if not msg:                     # its worker is gone: so are the commands it started
+                conns.discard(conn)
+                for pid in [p for p, c in owned.items() if c is conn or conn is owner]:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                if conn is owner:
+                    for pid in owned:        # reaped: their CPU is counted with ours
+                        with contextlib.suppress(ChildProcessError):
+                            os.waitpid(pid, 0)
+                    return
+                conn.close()
+                continue
+            req = json.loads(msg)
+            pid = os.fork()
+            if pid == 0:
+                ours = [c.fileno() for c in conns] + [wake_r, wake_w] + ([listener.fileno()] if listener else [])
+                _become(req, fds, ours)      # never returns
+            for fd in fds:
+                os.close(fd)
+            owned[pid] = conn
+            tell(conn, {"pid": pid})
 
 
 def _become(req: dict, fds: list[int], ours: list[int]) -> None:
@@ -154,11 +171,21 @@ class _Child:
 
 
 class _Zygote:
-    def __init__(self) -> None:
-        here, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(theirs.fileno())],
-                                     pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
-        theirs.close()
+    def __init__(self, shared: str | None = None) -> None:
+        self.proc: subprocess.Popen | None = None
+        if shared is not None:              # the run's zygote (started by the xdist controller)
+            here = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            for _ in range(100):            # (it binds its socket within its first ~50 ms)
+                try:
+                    here.connect(shared)
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    time.sleep(0.1)
+            else:
+                here.connect(shared)
+        else:                               # one of our own, our child
+            here, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            self.proc = _start_zygote(theirs)
         self.sock = here
         self.children: dict[int, _Child] = {}
         self.early: dict[int, tuple[int, float]] = {}     # exits read before the pid's reply (none expected)
@@ -225,11 +252,60 @@ class _Zygote:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)     # (a close alone leaves the reader's recv blocked)
             self.sock.close()
+        if self.proc is None:               # the run's zygote: the controller ends it
+            return
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _start_zygote(theirs: socket.socket, path: str | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(theirs.fileno()), *([path] if path else [])],
+                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+    theirs.close()
+    return proc
+
+
+SHARED_ENV = "MODEM_DIALER_TEST_ZYGOTE"
+_run_zygote: tuple[subprocess.Popen, socket.socket, str] | None = None
+
+
+def start_for_run() -> None:
+    """In the xdist controller: one zygote for the whole run, its socket's path in the
+    environment the workers inherit (its imports paid once per run, not once per worker)."""
+    global _run_zygote
+    if os.environ.get("MODEM_DIALER_TEST_EXEC") or os.environ.get("MODEM_DIALER_TEST_PROFILE"):
+        return
+    import tempfile
+
+    path = os.path.join(tempfile.mkdtemp(prefix="md-zygote-"), "sock")
+    here, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    _run_zygote = (_start_zygote(theirs, path), here, path)
+    os.environ[SHARED_ENV] = path
+
+
+def stop_for_run() -> None:
+    """In the controller, once the workers are gone: the zygote ends (what it still ran is
+    killed and reaped), reaped here: its CPU and its children's counted in the run's."""
+    global _run_zygote
+    if _run_zygote is None:
+        return
+    proc, here, path = _run_zygote
+    _run_zygote = None
+    os.environ.pop(SHARED_ENV, None)
+    with contextlib.suppress(OSError):
+        here.shutdown(socket.SHUT_RDWR)
+        here.close()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    import shutil
+
+    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 _zygote: _Zygote | None = None
@@ -244,7 +320,7 @@ def _get() -> _Zygote | None:
     with _start_lock:
         if _zygote is None and not _zygote_failed:
             try:
-                _zygote = _Zygote()
+                _zygote = _Zygote(os.environ.get(SHARED_ENV))
             except (OSError, RuntimeError, ValueError) as exc:
                 print(f"zygote: not started ({exc}): commands start fresh interpreters", file=sys.stderr)
                 _zygote_failed = True
@@ -261,8 +337,8 @@ def shutdown() -> None:
 
 
 def zygote_pid() -> int | None:
-    """The zygote's pid (a child of this worker that lives across tests), if started."""
-    return _zygote.proc.pid if _zygote is not None else None
+    """The zygote's pid when it is a child of this worker (lives across tests)."""
+    return _zygote.proc.pid if _zygote is not None and _zygote.proc is not None else None
 
 
 def children_cpu() -> float:
@@ -469,4 +545,9 @@ async def create_process(args: Sequence[str], *, env: dict[str, str] | None = No
 
 
 if __name__ == "__main__":
-    _serve(socket.socket(fileno=int(sys.argv[1])))
+    _listener = None
+    if len(sys.argv) > 2:           # the run's shared zygote: workers connect to this path
+        _listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        _listener.bind(sys.argv[2])
+        _listener.listen(64)
+    _serve(socket.socket(fileno=int(sys.argv[1])), _listener)
