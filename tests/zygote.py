@@ -262,8 +262,13 @@ class _Zygote:
 
 
 def _start_zygote(theirs: socket.socket, path: str | None = None) -> subprocess.Popen:
+    # OpenBLAS (numpy's) starts a thread per core at import unless told not to: the zygote
+    # forks, and a fork is only safe in a process with no other thread
     proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), str(theirs.fileno()), *([path] if path else [])],
-                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                            # (its children's sys.stdout then buffers as a fresh process's on a
+                            # pipe would, not line by line as on the terminal of the test run)
+                            stdout=subprocess.DEVNULL, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     theirs.close()
     return proc
 
