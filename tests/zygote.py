@@ -53,11 +53,16 @@ def _serve(owner: socket.socket, listener: socket.socket | None) -> None:
     """Fork a command for each request on a connection (``owner``, or one accepted on
     ``listener``: the run's xdist workers share one zygote), tell its requester its pid, then
     its end. The owner's end ends the zygote; a worker's end kills the commands it started."""
+    import gc
     import importlib
 
     for name in PRELOAD:
         with contextlib.suppress(ImportError):      # psycopg missing: the PostgreSQL tests say so
             importlib.import_module(name)
+    # what was imported out of the children's collector's reach (as audio/path.freeze_heap does
+    # in a command once audio starts): a child's full collection does not walk the modules it
+    # would not have imported itself (a longer GIL hold in an audio path), nor copies their pages
+    gc.freeze()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
