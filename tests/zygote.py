@@ -100,10 +100,17 @@ def _serve(owner: socket.socket, listener: socket.socket | None) -> None:
                 for pid in [p for p, c in owned.items() if c is conn or conn is owner]:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                if conn is owner:
-                    for pid in owned:        # reaped: their CPU is counted with ours
-                        with contextlib.suppress(ChildProcessError):
-                            os.waitpid(pid, 0)
+                if conn is owner:            # reaped (their CPU counted with ours), for 5 s at most
+                    give_up = time.monotonic() + 5
+                    while owned and time.monotonic() < give_up:
+                        try:
+                            pid, _ = os.waitpid(-1, os.WNOHANG)
+                        except ChildProcessError:
+                            break
+                        if pid:
+                            owned.pop(pid, None)
+                        else:
+                            time.sleep(0.01)
                     return
                 conn.close()
                 continue
@@ -305,14 +312,17 @@ def stop_for_run() -> None:
     proc, here, path = _run_zygote
     _run_zygote = None
     os.environ.pop(SHARED_ENV, None)
+    t0 = time.monotonic()
     with contextlib.suppress(OSError):
         here.shutdown(socket.SHUT_RDWR)
         here.close()
     try:
-        proc.wait(30)
+        proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+    if time.monotonic() - t0 > 2:
+        print(f"zygote: took {time.monotonic() - t0:.1f} s to end", file=sys.stderr)
     import shutil
 
     shutil.rmtree(os.path.dirname(path), ignore_errors=True)
