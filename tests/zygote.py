@@ -416,26 +416,13 @@ def _start(args: Sequence[str], env: dict[str, str] | None, cwd: str | None, std
     return child, ours
 
 
-class Popen:
-    """The part of ``subprocess.Popen`` the tests use, for a forked ``modem-dialer ARGS``."""
+class _Signalled:
+    """What both kinds of process below do alike: their exit code, and signals to them."""
 
-    def __init__(self, child: _Child, args: Sequence[str], ours: dict[str, int]) -> None:
-        self._child, self.args, self.pid = child, list(args), child.pid
-        self.stdout = os.fdopen(ours["stdout"], "rb") if "stdout" in ours else None
-        self.stderr = os.fdopen(ours["stderr"], "rb") if "stderr" in ours else None
-        self.stdin = os.fdopen(ours["stdin"], "wb") if "stdin" in ours else None
+    _child: _Child
 
     @property
     def returncode(self) -> int | None:
-        return self._child.returncode
-
-    def poll(self) -> int | None:
-        return self._child.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if not self._child.ended.wait(timeout):
-            raise subprocess.TimeoutExpired(self.args, timeout or 0)
-        assert self._child.returncode is not None
         return self._child.returncode
 
     def send_signal(self, sig: int) -> None:
@@ -446,6 +433,25 @@ class Popen:
 
     def kill(self) -> None:
         self._child.signal(signal.SIGKILL)
+
+
+class Popen(_Signalled):
+    """The part of ``subprocess.Popen`` the tests use, for a forked ``modem-dialer ARGS``."""
+
+    def __init__(self, child: _Child, args: Sequence[str], ours: dict[str, int]) -> None:
+        self._child, self.args, self.pid = child, list(args), child.pid
+        self.stdout = os.fdopen(ours["stdout"], "rb") if "stdout" in ours else None
+        self.stderr = os.fdopen(ours["stderr"], "rb") if "stderr" in ours else None
+        self.stdin = os.fdopen(ours["stdin"], "wb") if "stdin" in ours else None
+
+    def poll(self) -> int | None:
+        return self._child.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._child.ended.wait(timeout):
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        assert self._child.returncode is not None
+        return self._child.returncode
 
     def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
         out: dict[str, bytes] = {}
@@ -487,7 +493,7 @@ def run(args: Sequence[str], *, timeout: float, env: dict[str, str] | None = Non
     return subprocess.CompletedProcess(list(args), p.returncode, out.decode(), err.decode())
 
 
-class Process:
+class Process(_Signalled):
     """The part of ``asyncio.subprocess.Process`` the tests use, for a forked command."""
 
     def __init__(self, child: _Child, ours: dict[str, int]) -> None:
@@ -513,10 +519,6 @@ class Process:
             self._transports.append(t)
             self.stdin = asyncio.StreamWriter(t, proto, None, loop)
 
-    @property
-    def returncode(self) -> int | None:
-        return self._child.returncode
-
     async def wait(self) -> int:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
@@ -525,15 +527,6 @@ class Process:
             loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(code))
         self._child.on_exit(done)
         return await fut
-
-    def send_signal(self, sig: int) -> None:
-        self._child.signal(sig)
-
-    def terminate(self) -> None:
-        self._child.signal(signal.SIGTERM)
-
-    def kill(self) -> None:
-        self._child.signal(signal.SIGKILL)
 
     async def communicate(self, input: bytes | None = None) -> tuple[bytes, bytes]:
         async def feed() -> None:
