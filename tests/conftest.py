@@ -138,7 +138,8 @@ def _cpu_now() -> float:
     """CPU seconds of this process and of its children that have ended (a test's `serve`,
     simulators, `campaign run`, Chromium: they are reaped within the test)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    zy = sys.modules.get("zygote")      # and the commands the zygote forked (its children)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime + (zy.children_cpu() if zy else 0.0)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -198,7 +199,17 @@ def _no_leftover_processes():
     """A test that fails or times out must not leave its `serve`, `call` or simulator running:
     orphans keep modems busy and, on an unpaced ALSA file PCM, grow without bound."""
     before = _children()
+    zy = sys.modules.get("zygote")              # (tests/zygote.py, once a test used it)
+    forked = {c.pid for c in zy.live_children()} if zy is not None else set()
     yield
+    zy = sys.modules.get("zygote")
+    if zy is not None:
+        # the commands the zygote forked are its children, not ours; the zygote itself stays
+        before.add(zy.zygote_pid())
+        for c in zy.live_children():
+            if c.pid not in forked:
+                c.signal(signal.SIGKILL)
+                c.ended.wait(15)
     for pid in _children() - before:
         try:
             os.kill(pid, signal.SIGKILL)
@@ -289,6 +300,11 @@ def pytest_configure(config: pytest.Config) -> None:
     _template_maker.start()
     _rewrite_test_modules(config)
     _compile_package()
+    # the run's zygote (tests/zygote.py), which forks the workers' `modem-dialer` commands: its
+    # imports (~1.2 s of CPU) are done once while the workers start, not by each worker
+    import zygote
+
+    zygote.start_for_run()
 
 
 def _make_template(run: int) -> None:
@@ -337,6 +353,10 @@ def _compile_package() -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    zy = sys.modules.get("zygote")
+    if zy is not None:
+        zy.shutdown()           # a worker's own zygote: reaped, its CPU counted in the run's
+        zy.stop_for_run()       # the controller's (the workers are gone by now)
     # the xdist controller (or the only process): the workers are gone, remove the run's template
     if not hasattr(config, "workerinput"):
         from pgcluster import remove_template

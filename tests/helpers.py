@@ -110,20 +110,27 @@ def cli_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "modem_dialer.cli", *args]
 
 
-async def start_cli(*args: str, env: dict | None = None,
-                    stdin: int | None = asyncio.subprocess.DEVNULL) -> asyncio.subprocess.Process:
+async def start_cli(*args: str, env: dict | None = None, stdin: int | None = asyncio.subprocess.DEVNULL,
+                    fresh: bool = False) -> asyncio.subprocess.Process:
     """``modem-dialer ARGS`` as a real process (for signals, kill -9, several at once), stdout
-    and stderr piped."""
-    return await asyncio.create_subprocess_exec(
-        *cli_command(*args), env={**os.environ, **(env or {})}, stdin=stdin,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    and stderr piped; forked by the run's zygote (tests/zygote.py: its imports done once), or
+    a fresh interpreter if ``fresh`` (what only a process's start shows: ALSA's config …)."""
+    from zygote import create_process
+
+    if fresh:
+        return await asyncio.create_subprocess_exec(
+            *cli_command(*args), env={**os.environ, **(env or {})}, stdin=stdin,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await create_process(args, env={**os.environ, **(env or {})}, stdin=stdin,
+                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    return proc  # type: ignore[return-value]   # (the part of it the tests use)
 
 
 async def run_cli_process(*args: str, env: dict | None = None, stdin: str | None = None,
-                          timeout: float = 40) -> tuple[int, str, str]:
+                          timeout: float = 40, fresh: bool = False) -> tuple[int, str, str]:
     """Run ``modem-dialer ARGS`` as a user would, in a subprocess, while the test's event loop
     keeps serving the simulated bank. Returns (exit code, stdout, stderr)."""
-    proc = await start_cli(*args, env=env,
+    proc = await start_cli(*args, env=env, fresh=fresh,
                            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL)
     try:
         out, err = await asyncio.wait_for(proc.communicate(stdin.encode() if stdin is not None else None), timeout)

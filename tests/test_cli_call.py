@@ -119,12 +119,14 @@ pcm.modem_in {{ type file slave.pcm {{ type pulse device "modem_mic_feed.monitor
     msg = (np.sin(2 * np.pi * 500 * t) * 5000 + 100).astype(np.int16)
     from modem_dialer.audio.prompts import save_wav
     save_wav(wav, msg)
-    # a real process: ALSA reads ALSA_CONFIG_PATH once per process, when PortAudio starts
+    # a real process: ALSA reads ALSA_CONFIG_PATH once per process, when PortAudio starts (a
+    # fresh interpreter, as a user's: the sound card's path is timed, not a zygote's child)
     (tmp_path / "pulse").mkdir()
     with pulse_server(tmp_path / "pulse") as pa:
         rc, outp, err = await run_cli_process("--config", str(cfg), "call", "+33612345678", "--message", str(wav),
                                               "--json", env={**pa.env,
-                                                             "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{rc_file}"})
+                                                             "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{rc_file}"},
+                                              fresh=True)
     assert rc == 0, err
     d = json.loads(outp)
     assert [k["key"] for k in d["keys"]] == ["5"] and d["keys"][0]["source"] == "inband"

@@ -125,7 +125,10 @@ async def chromium():
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
+            "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required",
+            # no omnibox popups (a headless browser has no address bar to type in): Chromium 156
+            # otherwise renders two WebUI pages for them at launch, ~1.1 s of CPU per browser
+            "--disable-features=WebUIOmniboxPopup,WebUIOmniboxAimPopup"])
         # (launch() gives each run a fresh temporary --user-data-dir of its own)
         yield b
         await b.close()

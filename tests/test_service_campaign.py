@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import sys
 import time
 
 import pytest
@@ -288,9 +287,10 @@ async def test_pause_and_resume_through_the_database(make_bank, tmp_path, servic
 
 
 async def serve(loaded: LoadedConfig) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modem_dialer.cli", "--config", str(loaded.path), "serve",
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    from zygote import create_process  # forked by the worker's zygote (its imports done once)
+
+    proc = await create_process(["--config", str(loaded.path), "serve"],
+                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     await wait_for(lambda: Client.from_config(loaded.config).running() or proc.returncode is not None)
     assert proc.returncode is None, "serve exited at start"
     return proc

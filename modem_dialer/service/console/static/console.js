@@ -231,8 +231,14 @@
   async function pageCampaigns() {
     const list = h("div", { id: "campaign-list" }, h("p", { class: "muted" }, "loading…"));
     setPage("Campaigns", list, uploadForm());
+    // the cards are drawn again only when what they show changed: a card redrawn at every poll
+    // replaced its buttons under the pointer (a click between press and release was lost)
+    let shown = null;
     refreshCampaigns = async () => {
       const cs = await api("/campaigns");
+      const seen = JSON.stringify(cs);
+      if (seen === shown) return;
+      shown = seen;
       list.replaceChildren(...(cs.length ? cs.map(campaignCard) : [h("p", { class: "muted" }, "No campaign yet: start one below.")]));
     };
     await every(refreshMs("campaignsMs", 1000), refreshCampaigns);
@@ -337,8 +343,12 @@
       catch (e) { toast(e.message); }
     });
     setPage("Alerts", h("div", { class: "row" }, h("label", {}, "show "), which), list, form);
+    let shown = null;       // (redrawn only on a change, as the campaigns)
     refreshAlerts = async () => {
       const as = await api(`/alerts?status=${which.value}`);
+      const seen = which.value + JSON.stringify(as);
+      if (seen === shown) return;
+      shown = seen;
       list.replaceChildren(...(as.length ? as.map(alertCard) : [h("p", { class: "muted" }, which.value === "live" ? "No live alert." : "No alert yet.")]));
     };
     which.addEventListener("change", () => refreshAlerts());
