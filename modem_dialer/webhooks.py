@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from .store import DB_ERRORS, Connection, from_ts, to_ts, utc_now
 from .store.twoway import Outbox, OutboxItem
+from .waits import wait_set
 from .webhook_targets import EVENTS, WebhookTarget
 
 if TYPE_CHECKING:
@@ -108,11 +109,7 @@ class Webhooks:
                 wait = IDLE_POLL if nxt is None else max(0.0, (from_ts(nxt) - utc_now()).total_seconds())
                 # not wait_for(): on Python < 3.12 a cancel that lands as the event is set is
                 # lost, and the service's stop waits for this worker forever (seen in the tests)
-                kicked = asyncio.ensure_future(self._kick.wait())
-                try:
-                    await asyncio.wait({kicked}, timeout=min(wait, IDLE_POLL))
-                finally:
-                    kicked.cancel()
+                await wait_set(self._kick, min(wait, IDLE_POLL))
 
     async def _deliver(self, session: aiohttp.ClientSession, item: OutboxItem) -> None:
         target = self._target(item.url)

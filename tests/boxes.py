@@ -188,9 +188,9 @@ async def serve(box: Box, timeout: float = 60) -> None:
 STOP_WAIT_S = float(os.environ.get("MODEM_DIALER_TEST_STOP_WAIT", "30"))
 
 
-def dump_stuck_serve(box: Box) -> None:
+def dump_stuck_serve(box: Box) -> str:
     """A serve that did not exit on SIGTERM: its thread stacks (SIGUSR1, faulthandler) and its
-    asyncio tasks (SIGUSR2) into its log, and the log's tail on this test's stderr."""
+    asyncio tasks (SIGUSR2) into its log, and the log's tail on this test's stderr (returned)."""
     assert box.serve is not None and box.log is not None
     size = box.log.stat().st_size
     box.serve.send_signal(signal.SIGUSR2)
@@ -198,13 +198,17 @@ def dump_stuck_serve(box: Box) -> None:
     box.serve.send_signal(signal.SIGUSR1)
     time.sleep(1)
     text = box.log.read_text(errors="replace")
-    print(f"--- serve of {box.name} (pid {box.serve.pid}) did not exit {STOP_WAIT_S:g} s after SIGTERM; "
-          f"its log from before the stop, then its tasks and threads:\n{text[max(0, size - 6000):]}",
-          file=sys.stderr)
+    said = (f"--- serve of {box.name} (pid {box.serve.pid}) did not exit {STOP_WAIT_S:g} s after SIGTERM; "
+            f"its log from before the stop, then its tasks and threads:\n{text[max(0, size - 6000):]}")
+    print(said, file=sys.stderr)
+    return said
 
 
 def stop_bank(bank: Bank) -> None:
-    """SIGTERM every serve (then kill after STOP_WAIT_S, stacks printed), then the simulators."""
+    """SIGTERM every serve (then kill after STOP_WAIT_S, stacks printed), then the simulators.
+    A serve stuck at its stop fails the test (AssertionError, once all is stopped): a user's
+    `systemctl stop` would hang the same way."""
+    stuck: list[str] = []
     for b in bank.boxes:
         if b.serve is not None and b.serve.poll() is None:
             b.serve.send_signal(signal.SIGTERM)
@@ -214,7 +218,7 @@ def stop_bank(bank: Bank) -> None:
             try:
                 b.serve.wait(max(0.0, t0 + STOP_WAIT_S - time.monotonic()))
             except subprocess.TimeoutExpired:
-                dump_stuck_serve(b)
+                stuck.append(dump_stuck_serve(b))
                 b.serve.kill()
                 b.serve.wait()
             else:
@@ -229,6 +233,7 @@ def stop_bank(bank: Bank) -> None:
         except subprocess.TimeoutExpired:
             b.sim.kill()
             b.sim.wait()
+    assert not stuck, "\n".join(stuck)
 
 
 async def bank_maker(d: Path, **defaults: Any) -> AsyncIterator[Callable[..., Awaitable[Bank]]]:
@@ -244,8 +249,14 @@ async def bank_maker(d: Path, **defaults: Any) -> AsyncIterator[Callable[..., Aw
     try:
         yield make
     finally:
-        for b in banks:
-            await asyncio.to_thread(stop_bank, b)
+        stuck: list[AssertionError] = []
+        for b in banks:     # every bank stopped, even after one with a stuck serve
+            try:
+                await asyncio.to_thread(stop_bank, b)
+            except AssertionError as exc:
+                stuck.append(exc)
+        if stuck:
+            raise stuck[0]
 
 
 def outgoing(bank: Bank) -> Counter[str]:

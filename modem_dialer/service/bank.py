@@ -29,6 +29,7 @@ from ..modems.info import Health
 from ..modems.options import ModemConfig
 from ..modems.recovery import Supervisor
 from ..store import DB_ERRORS, Connection, set_modem_state, utc_now
+from ..waits import wait_set
 
 log = logging.getLogger("modem_dialer.service")
 
@@ -180,8 +181,9 @@ class Bank:
 
     async def _health_loop(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.health_interval)
+            # not wait_for: a kick in the instant of close()'s cancel would swallow it and
+            # close() would wait for this loop forever (modem_dialer/waits.py)
+            await wait_set(self._kick, self.health_interval)
             self._kick.clear()
             for slot in list(self.slots.values()):
                 if slot.leased or slot.recovering:

@@ -25,6 +25,7 @@ from ..campaign.spec import CampaignFile, load_campaign
 from ..errors import UserError
 from ..store import DB_ERRORS, Campaigns, open_db
 from ..store.pg import is_postgres, listen_campaign_changes
+from ..waits import wait_set
 from .campaign_lines import BankLines, BankSource, SharedSlots
 
 if TYPE_CHECKING:
@@ -155,9 +156,9 @@ class CampaignRunner:
                                                      notified, listening=listening)
         try:
             while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(changed.wait(), JOIN_LOOK_LISTENING_S if listening.is_set() else JOIN_LOOK_S)
-                heard = changed.is_set()
+                # wait_set, not wait_for: the stop's cancel must end this loop even when a change
+                # is heard in the same instant (modem_dialer/waits.py)
+                heard = await wait_set(changed, JOIN_LOOK_LISTENING_S if listening.is_set() else JOIN_LOOK_S)
                 changed.clear()
                 for r in list(self.running.values()):
                     self._looks(r.ctrl)

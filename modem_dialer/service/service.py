@@ -48,6 +48,9 @@ Worker = Callable[["Service"], Coroutine[Any, Any, None]]
 # a stop while PostgreSQL is away waits this long for it (not database_lock_limit): what the
 # calls wrote is in the box's spool, replayed by the next start (docs/scale-out.md)
 UNREACHABLE_STOP_WAIT_S = 5.0
+# a worker still running this long after the stop's cancel has swallowed it: cancelled again
+# (a worker's own cleanup after a cancel takes milliseconds; this is margin for a loaded box)
+WORKER_CANCEL_WAIT_S = 5.0
 
 
 def _is_loopback(host: str) -> bool:
@@ -214,12 +217,7 @@ class Service:
             await self.campaigns.stop()
         else:
             await self.campaigns.stop(self.campaign_grace)
-        for t in self._worker_tasks:
-            t.cancel()
-        for t, r in zip(self._worker_tasks, await asyncio.gather(*self._worker_tasks, return_exceptions=True),
-                        strict=True):
-            if isinstance(r, Exception):     # a worker that died before the stop: say so
-                log.error("%s failed: %s", t.get_name(), r, exc_info=r)
+        await self._end_workers()
         if self._runner_web is not None:
             await self._runner_web.cleanup()
             self._runner_web = None
@@ -242,6 +240,25 @@ class Service:
         self.conn.close()
         self.lock.release()
         self.stopped.set()
+
+    async def _end_workers(self) -> None:
+        """Cancel the workers and wait for them. One still running WORKER_CANCEL_WAIT_S after its
+        cancel swallowed it (Python < 3.12's wait_for does when the cancel lands as what it waits
+        for completes, modem_dialer/waits.py): said, and cancelled again, rather than the stop
+        waiting for it forever (``serve`` not exiting on SIGTERM: systemd's kill, after 90 s)."""
+        pending = set(self._worker_tasks)
+        for t in pending:
+            t.cancel()
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=WORKER_CANCEL_WAIT_S)
+            for t in pending:
+                log.warning("%s still running %g s after its cancel (swallowed?): cancelled again",
+                            t.get_name(), WORKER_CANCEL_WAIT_S)
+                t.cancel()
+        for t in self._worker_tasks:
+            exc = None if t.cancelled() else t.exception()
+            if isinstance(exc, Exception):     # a worker that died before the stop: say so
+                log.error("%s failed: %s", t.get_name(), exc, exc_info=exc)
 
     async def run_forever(self) -> None:
         """``serve``: start, run until SIGTERM/SIGINT, stop cleanly (calls hung up and journaled)."""
