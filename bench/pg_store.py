@@ -1,19 +1,17 @@
-"""PostgreSQL store figures: database round trips per call, and claim throughput.
+"""PostgreSQL store figures: database round trips per call.
 
 A throw-away PostgreSQL cluster (tests/pgcluster.py) is started with fsync and synchronous
 commits on, as a production server, on a unix socket; removed at the end.
 
-1. Round trips per call: a real campaign (controller, call layer, AT channel) of ``--calls``
+Round trips per call: a real campaign (controller, call layer, AT channel) of ``--calls``
    contacts on ``--modems`` simulated modems (the simulator in its own process, every callee
    answers and hangs up after ``--hold`` s), with ``database:`` on the cluster. Every round
    trip of every connection of the dialing process is counted (writer, reads, claims), and
    the server's transactions (pg_stat_database).
-2. Claim throughput: ``--workers`` threads, each with its own connection, claim the due
-   contacts of a ``--contacts`` campaign one at a time (``Campaigns.claim_due``: one UPDATE
-   … FOR UPDATE SKIP LOCKED … RETURNING) until none is left; every contact must be claimed
-   exactly once. The same on a SQLite file for comparison (``--sqlite``).
+Claim throughput with concurrent workers is measured on the product's own claim path (the
+box leases' claim, store/boxes.py) by ``bench/multibox.py claims``.
 
-Usage: .venv/bin/python bench/pg_store.py [--modems 16] [--calls 400] [--workers 100] [--contacts 20000]
+Usage: .venv/bin/python bench/pg_store.py [--modems 16] [--calls 400]
 """
 
 from __future__ import annotations
@@ -22,9 +20,7 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -41,8 +37,6 @@ from modem_dialer.campaign.spec import CampaignSpec
 from modem_dialer.modems.options import ModemConfig
 from modem_dialer.store import Campaigns, open_db
 from modem_dialer.store.pg import PgConnection
-
-NOW = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
 def server_xacts(dsn: str) -> int:
@@ -90,57 +84,15 @@ async def round_trips(args: argparse.Namespace, dsn: str, d: Path) -> None:
         sim.wait()
 
 
-def claims(target: str, workers: int, contacts: int, label: str) -> None:
-    conn = open_db(target)
-    store = Campaigns(conn)
-    cid = store.create_campaign(f"claims-{workers}")
-    store.import_contacts(cid, ((i + 2, f"+3362{i:07d}0", {}) for i in range(contacts)))
-    got: list[int] = []
-    lock = threading.Lock()
-    start = threading.Barrier(workers + 1)
-
-    def worker() -> None:
-        c = open_db(target, busy_timeout_ms=60_000)
-        s = Campaigns(c)
-        mine: list[int] = []
-        start.wait()
-        while batch := s.claim_due(cid, NOW, limit=1):
-            mine.append(batch[0].id)
-        with lock:
-            got.extend(mine)
-        c.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(workers)]
-    for t in threads:
-        t.start()
-    start.wait()
-    t0 = time.perf_counter()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    assert len(got) == contacts == len(set(got)), (len(got), len(set(got)), contacts)
-    print(f"claims on {label}: {contacts} contacts by {workers} concurrent workers in {elapsed:.1f} s = "
-          f"{contacts / elapsed:,.0f} claims/s, each contact exactly once")
-    conn.close()
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--modems", type=int, default=16)
     ap.add_argument("--calls", type=int, default=400)
     ap.add_argument("--hold", type=float, default=0.3)
-    ap.add_argument("--workers", type=int, default=100)
-    ap.add_argument("--contacts", type=int, default=20_000)
-    ap.add_argument("--sqlite", action="store_true", help="also measure claims on a SQLite file")
-    ap.add_argument("--skip-campaign", action="store_true")
     args = ap.parse_args()
     with pg_cluster(durable=True) as pg, tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        if not args.skip_campaign:
-            asyncio.run(round_trips(args, pg.create_db("rt"), d))
-        claims(pg.create_db("claims"), args.workers, args.contacts, "PostgreSQL")
-        if args.sqlite:
-            claims(str(d / "claims.db"), args.workers, args.contacts, "SQLite")
+        asyncio.run(round_trips(args, pg.create_db("rt"), d))
 
 
 if __name__ == "__main__":

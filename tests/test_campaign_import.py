@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from store_steps import settle_contact
 
 from modem_dialer.campaign.contacts import import_contacts
 from modem_dialer.campaign.retry import after_attempt
@@ -70,7 +71,7 @@ def test_reimport_merges_and_keeps_progress(tmp_path):
     path = write(tmp_path, "c.csv", "number;name\n0612345678;Ann\n0612345679;Bob\n")   # ';' is sniffed
     assert import_contacts(store, cid, path, "FR").inserted == 2
     ann = contact_by_number(store, cid, "+33612345678")
-    store.set_contact_status(ann.id, "answered", last_outcome="answered", count_attempt=True)
+    settle_contact(conn, ann.id, "answered", last_outcome="answered", count_attempt=True)
     path.write_text("number;name\n0612345678;Ann B\n0612345679;Bob\n0612345680;Cy\n")
     rep = import_contacts(store, cid, path, "FR")
     assert (rep.inserted, rep.updated, rep.unchanged) == (1, 1, 1)

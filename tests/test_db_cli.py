@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 
 import pytest
 from conftest import run_cli
+from store_steps import claim_contact, settle_contact
 
 from modem_dialer.store import Alerts, Campaigns, Compliance, Journal, open_db
 from modem_dialer.store.migrations import LATEST, STEPS, migrate
@@ -27,13 +28,15 @@ def fill(conn) -> None:
     cid = cs.create_campaign("spring", config={"purpose": "informational"})
     cs.import_contacts(cid, [(i + 2, f"+336123{i:05d}", {"name": f"n{i}", "é": "ü"}) for i in range(1200)])
     for contact in cs.next_due(cid, T0, limit=30):
+        claim_contact(conn, contact.id, lambda: T0)
         call = j.start_call(contact.number, "gsm0", "356938035643809", campaign_id=cid, contact_id=contact.id)
         j.mark_dialed(call)
         j.mark_answered(call)
         j.key(call, "1", "urc")
         j.answer(call, "q1", 4, contact_id=contact.id)
         j.finish_call(call, "answered", hangup_by="callee", duration_s=12.5)
-        cs.set_contact_status(contact.id, "answered", last_outcome="answered", last_call_id=call, count_attempt=True)
+        settle_contact(conn, contact.id, "answered", last_outcome="answered", last_call_id=call, count_attempt=True,
+                       clock=lambda: T0)
     comp.suppress("+33699999999", "opt_out", "sms")
     comp.add_consent("+33612345678", "calls", "web", T0, "proof-1")
     alert_id, _ = Alerts(conn).raise_alert("disk:web1", "oncall", "Disk full")

@@ -6,9 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from conftest import is_sorted_in_plan, query_plan
+from store_steps import BOX, settle_contact
 
 from modem_dialer.errors import UserError
 from modem_dialer.store import Campaigns, open_db
+from modem_dialer.store.boxes import Leases
 
 T0 = datetime(2025, 3, 3, 10, 0, tzinfo=timezone.utc)
 
@@ -43,8 +45,8 @@ def test_reimport_merges(store):
     r = store.import_contacts(cid, rows, batch_size=1)
     assert (r.inserted, r.updated, r.unchanged) == (2, 0, 0)
     bob = contact_by_number(store, cid, "+33612345672")
-    store.set_contact_status(bob.id, "pending", count_attempt=True, last_outcome="busy",
-                             next_attempt_at=T0 + timedelta(hours=1))
+    settle_contact(store.conn, bob.id, "pending", count_attempt=True, last_outcome="busy",
+                   next_attempt_at=T0 + timedelta(hours=1), clock=lambda: T0)
 
     rows2 = [(2, "+33612345671", {"name": "Ann"}), (3, "+33612345672", {"name": "Robert"}),
              (4, "+33612345673", {})]
@@ -72,9 +74,9 @@ def test_next_due_order_time_and_exclusion(store):
     store.import_contacts(other, [(2, "+33699999999", {})])
     c = {x.number[-1]: x.id for x in store.iter_contacts(cid)}
     # 0: retried later (not due yet); 1: retry due earlier than the fresh ones; 2: done; 3: excluded
-    store.set_contact_status(c["0"], "pending", next_attempt_at=T0 + timedelta(hours=2))
-    store.set_contact_status(c["1"], "pending", next_attempt_at=T0 - timedelta(minutes=5))
-    store.set_contact_status(c["2"], "answered")
+    settle_contact(store.conn, c["0"], "pending", next_attempt_at=T0 + timedelta(hours=2))
+    settle_contact(store.conn, c["1"], "pending", next_attempt_at=T0 - timedelta(minutes=5))
+    settle_contact(store.conn, c["2"], "answered")
     due = store.next_due(cid, T0, limit=10, exclude_numbers={"+33612345673"})
     assert [x.number for x in due] == ["+33612345671", "+33612345674", "+33612345675"]
     assert [x.number for x in store.next_due(cid, T0, limit=2, exclude_numbers=["+33612345673"])] == [
@@ -94,20 +96,31 @@ def test_next_due_uses_the_pending_index(store):
 def test_claim_status_and_counts(store):
     cid = store.create_campaign("c")
     store.import_contacts(cid, [(2, "+33612345671", {}), (3, "+33612345672", {}), (4, "+33612345673", {})])
-    first, second, third = (x.id for x in store.iter_contacts(cid))
-    assert store.claim(first) and not store.claim(first)
-    assert store.claim(second)
-    store.set_contact_status(third, "suppressed")
+    first, second, third = store.iter_contacts(cid)
+    leases = Leases(store.conn, lambda: T0)
+
+    def claim(c, box=BOX) -> bool:
+        with store.conn:
+            return leases.claim(c.id, c.number, box)
+
+    assert claim(first) and not claim(first) and not claim(first, "another-box")   # one worker has it
+    assert claim(second)
+    settle_contact(store.conn, third.id, "suppressed")
     assert store.counts(cid) == {"in_progress": 2, "suppressed": 1}
-    assert [x.id for x in store.iter_contacts(cid, ["suppressed"])] == [third]
-    with pytest.raises(ValueError):
-        store.set_contact_status(first, "vanished")
-    with pytest.raises(KeyError):
-        store.set_contact_status(999, "pending")
+    assert [x.id for x in store.iter_contacts(cid, ["suppressed"])] == [third.id]
+    assert not leases.settle(third.id, BOX, status="pending", next_attempt_at=None, last_outcome=None,
+                             last_call_id=None, attempts=0)          # settled already: not in progress
+    assert not leases.settle(first.id, "another-box", status="answered", next_attempt_at=None,
+                             last_outcome=None, last_call_id=None, attempts=1)   # not that box's lease
+    assert not leases.settle(999, BOX, status="pending", next_attempt_at=None, last_outcome=None,
+                             last_call_id=None, attempts=0)
+    assert store.counts(cid) == {"in_progress": 2, "suppressed": 1}
 
 
-def test_claim_due_gives_each_contact_to_one_of_many_workers(db_target):
-    # eight workers with their own connections claim at once: every contact once, in due order
+def test_claims_give_each_contact_to_one_of_many_workers(db_target):
+    # eight workers with their own connections claim at once, as the dialer's workers do (the
+    # due contacts read, then each claimed under its box's lease): every contact once, each
+    # worker's in due order
     import threading
 
     setup = open_db(db_target)
@@ -117,16 +130,20 @@ def test_claim_due_gives_each_contact_to_one_of_many_workers(db_target):
     got: list[list[int]] = []
     start = threading.Barrier(8)
 
-    def worker() -> None:
+    def worker(box: str) -> None:
         conn = open_db(db_target, busy_timeout_ms=20_000)
         mine: list[int] = []
         start.wait()
-        while batch := Campaigns(conn, clock=lambda: T0).claim_due(cid, T0, limit=3):
-            mine += [c.id for c in batch]
+        leases = Leases(conn, lambda: T0)
+        while batch := Campaigns(conn, clock=lambda: T0).next_due(cid, T0, limit=3):
+            for c in batch:
+                with conn:
+                    if leases.claim(c.id, c.number, box):
+                        mine.append(c.id)
         got.append(mine)
         conn.close()
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
+    threads = [threading.Thread(target=worker, args=(f"w{k}",)) for k in range(8)]
     for t in threads:
         t.start()
     for t in threads:
@@ -134,5 +151,5 @@ def test_claim_due_gives_each_contact_to_one_of_many_workers(db_target):
     ids = [i for mine in got for i in mine]
     assert len(got) == 8 and sorted(ids) == sorted(set(ids)) and len(ids) == 400
     assert all(m == sorted(m) for m in got)               # each worker got them earliest first
-    assert s.counts(cid) == {"in_progress": 400} and s.claim_due(cid, T0) == []
+    assert s.counts(cid) == {"in_progress": 400} and s.next_due(cid, T0) == []
     setup.close()

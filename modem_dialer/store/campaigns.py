@@ -223,51 +223,6 @@ class Campaigns:
         ).fetchone()
         return None if row is None else Contact.from_row(row)
 
-    def claim(self, contact_id: int, at: datetime | None = None) -> bool:
-        """pending → in_progress, only if still pending (two workers never take the same contact)."""
-        with self.conn:
-            cur = self.conn.execute(
-                "UPDATE contacts SET status = 'in_progress', updated_at = ? WHERE id = ? AND status = 'pending'",
-                (to_ts(at if at is not None else self._clock()), contact_id),
-            )
-        return cur.rowcount == 1
-
-    def claim_due(self, campaign_id: int, now: datetime, limit: int = 1) -> list[Contact]:
-        """Take up to ``limit`` due pending contacts (earliest due first) and mark them
-        in_progress, in one statement. Workers claiming at once never get the same contact:
-        on PostgreSQL the rows another worker is claiming are skipped (``FOR UPDATE SKIP
-        LOCKED``), not waited for; on SQLite the write lock serialises the claims."""
-        d = dialect_of(self.conn)
-        with self.conn:
-            rows = self.conn.execute(
-                "UPDATE contacts SET status = 'in_progress', updated_at = ?"  # noqa: S608 - constants
-                " WHERE id IN (SELECT id FROM contacts WHERE campaign_id = ? AND status = 'pending'"
-                f" AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?{d.skip_locked})"
-                f" AND status = 'pending' RETURNING {_CONTACT_COLS}",
-                (to_ts(self._clock()), campaign_id, to_ts(now), int(limit)),
-            ).fetchall()
-        return sorted((Contact.from_row(r) for r in rows), key=lambda c: (c.next_attempt_at, c.id))
-
-    def set_contact_status(self, contact_id: int, status: str, *, next_attempt_at: datetime | None = None,
-                           last_outcome: str | None = None, last_call_id: int | None = None,
-                           count_attempt: bool = False) -> None:
-        """Move a contact to ``status``; ``count_attempt`` adds one to ``attempts``.
-
-        ``next_attempt_at`` (for a retry, with status ``pending``) is kept when None.
-        """
-        if status not in CONTACT_STATUSES:
-            raise ValueError(f"unknown contact status {status!r}")
-        with self.conn:
-            cur = self.conn.execute(
-                "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
-                " last_outcome = COALESCE(?, last_outcome), last_call_id = COALESCE(?, last_call_id),"
-                " attempts = attempts + ?, updated_at = ? WHERE id = ?",
-                (status, None if next_attempt_at is None else to_ts(next_attempt_at), last_outcome,
-                 last_call_id, 1 if count_attempt else 0, to_ts(self._clock()), contact_id),
-            )
-        if cur.rowcount == 0:
-            raise KeyError(f"no contact {contact_id}")
-
     def counts(self, campaign_id: int) -> dict[str, int]:
         """Number of contacts per status (statuses with none are absent)."""
         rows = self.conn.execute(

@@ -141,8 +141,8 @@ class Compliance:
                    contact_id: int | None = None) -> DialFacts:
         """Suppression, the last refusal, the attempt times since ``since`` (None: not read)
         and whether a call to the number is open (``except_call``, one's own armed row, not
-        counted): the same answers as :meth:`is_suppressed`, :meth:`last_refusal`,
-        :meth:`attempt_times` and ``Journal.has_open_call``, in one statement. With
+        counted): the same answers as :meth:`is_suppressed`, :meth:`last_refusal` and
+        :meth:`attempt_times`, in one statement. With
         ``contact_id``, also that contact's status now (another box may have claimed it
         since it was read as due)."""
         return self.dial_facts_many([(number, since, except_call, contact_id)])[0]

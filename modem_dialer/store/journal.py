@@ -301,12 +301,6 @@ class Journal:
         params.append(int(limit))
         return [dict(r) for r in self.conn.execute(sql, params).fetchall()]
 
-    def has_open_call(self, number: str, except_call: int | None = None) -> bool:
-        """Is a call to ``number`` open (in any process: never one number in two calls)?
-        ``except_call``: one's own row for the number (a campaign's armed call) does not count."""
-        return self.conn.execute("SELECT 1 FROM calls WHERE number = ? AND outcome IS NULL AND id != ? LIMIT 1",
-                                 (number, -1 if except_call is None else except_call)).fetchone() is not None
-
     def has_event(self, call_id: int, kind: str) -> bool:
         """Did the call journal an event of this kind (e.g. ``opt_out``)?"""
         return self.conn.execute("SELECT 1 FROM call_events WHERE call_id = ? AND kind = ? LIMIT 1",

@@ -508,10 +508,6 @@ class PgConnection:
         if self._open_tx:
             self._control("COMMIT")
 
-    def rollback(self) -> None:
-        if self._open_tx:
-            self._control("ROLLBACK")
-
     # ---- the rest ----------------------------------------------------------------------
     @property
     def closed(self) -> bool:
