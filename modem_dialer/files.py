@@ -42,3 +42,28 @@ def private_dir(path: str | Path) -> Path:
 def make_private(path: str | Path) -> None:
     """A file just written by a library that does not take a mode (wave, soundfile)."""
     os.chmod(path, FILE_MODE)
+
+
+def remove_recordings(recordings: list[tuple[int, str]]) -> tuple[int, list[str]]:
+    """Remove the recording files of a purge or an erasure: ``(call id, path)`` pairs read from
+    the journal. Only a regular file named as the dialer names a recording of that call
+    (``call<id>-<node>.wav``, call/flow_runner.py) is removed: a journal row altered to name
+    another file (or a symlink) removes nothing. Returns (files removed, one line per problem:
+    path and why); a file already gone is not a problem."""
+    removed, problems = 0, []
+    for call_id, raw in recordings:
+        path = Path(raw)
+        if not (path.name.startswith(f"call{call_id}-") and path.suffix == ".wav"):
+            problems.append(f"{raw}: not a recording of call {call_id}; left in place")
+            continue
+        try:
+            if not stat.S_ISREG(os.lstat(path).st_mode):
+                problems.append(f"{raw}: not a regular file; left in place")
+                continue
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            problems.append(f"{raw}: cannot remove: {exc.strerror or exc}")
+    return removed, problems

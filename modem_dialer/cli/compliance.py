@@ -1,5 +1,6 @@
 """Commands of the compliance area: ``suppress add|remove|import|export`` (the suppression
-list, checked before every attempt) and ``consent import|export|revoke`` (consent records).
+list, checked before every attempt), ``consent import|export|revoke`` (consent records) and
+``erase`` (an erasure request: everything about a number, which stays suppressed).
 
 They read and write the journal database only; a running service sees the changes at its
 next attempt.
@@ -204,3 +205,45 @@ def consent_revoke(ctx: click.Context, number: str, scope: str | None, via: str)
     n = parse_number(number, loaded.config.default_region)
     count = Compliance(open_database(ctx)).revoke_consent(n, via, scope)
     click.echo(f"{n}: {count} consent record(s) revoked")
+
+
+# ---- erasure ------------------------------------------------------------------------------------
+
+@main.command("erase")
+@click.argument("numbers", nargs=-1, required=True)
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@click.pass_context
+@run_command
+def erase(ctx: click.Context, numbers: tuple[str, ...], yes: bool) -> None:
+    """An erasure request: delete everything about NUMBERS (calls with their keys, answers and
+    voice recordings, contacts, consent records, refusals, SMS, rule decisions); each number
+    stays on the suppression list, which is what keeps honouring the objection."""
+    from ..files import remove_recordings
+    from ..numbers import parse_number
+    from ..store import Compliance
+    from ..store.retention import erase_number, recordings_of_number
+
+    loaded = load(ctx)
+    parsed = [parse_number(n, loaded.config.default_region) for n in numbers]
+    conn = open_database(ctx)
+    # a call in progress would write its rows again after the erasure (and lose its own)
+    busy = [n for n in parsed if Compliance(conn).dial_facts(n, since=None).open_call]
+    if busy:
+        raise UserError(f"{busy[0]}: a call to this number is in progress; erase it once the call has ended")
+    if not yes:
+        click.confirm(f"Erase everything about {', '.join(parsed)}?", abort=True, err=True)
+    failed = False
+    for n in parsed:
+        # the files first: one that cannot be removed is still named by the journal for a rerun
+        removed, problems = remove_recordings(recordings_of_number(conn, n))
+        for p in problems:
+            click.echo(f"erase: {p}", err=True)
+        if any("cannot remove" in p for p in problems):
+            click.echo(f"{n}: not erased (a recording could not be removed); run again once fixed", err=True)
+            failed = True
+            continue
+        counts = erase_number(conn, n, source="cli")
+        gone = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        click.echo(f"{n}: erased ({gone or 'nothing was held'}; recordings {removed}); kept on the suppression list")
+    if failed:
+        ctx.exit(1)

@@ -1,5 +1,5 @@
-"""``modem-dialer db migrate`` and ``db copy``: the journal's schema, and moving a SQLite
-journal to PostgreSQL (docs/schema.md, "PostgreSQL")."""
+"""``modem-dialer db migrate``, ``db copy`` and ``db purge``: the journal's schema, moving a
+SQLite journal to PostgreSQL (docs/schema.md, "PostgreSQL"), and retention."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from . import load, main, run_command
 
 @main.group("db")
 def db() -> None:
-    """The journal database: schema version, move to PostgreSQL."""
+    """The journal database: schema version, move to PostgreSQL, retention."""
 
 
 @db.command("migrate")
@@ -85,3 +85,39 @@ def db_copy(ctx: click.Context, to: str, source: str | None, batch: int) -> None
         src.close()
     click.echo(f"copied {result.rows} row(s) from {src_path} to {name} (schema version {result.version}); "
                "set 'database:' in the config to that URL to use it")
+
+
+@db.command("purge")
+@click.option("--older-than", "days", type=click.IntRange(1, 36_500), required=True, metavar="DAYS",
+              help="delete the records made more than DAYS days ago")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+@click.pass_context
+@run_command
+def db_purge(ctx: click.Context, days: int, yes: bool) -> None:
+    """Retention: delete the finished calls (with their keys, answers and voice recordings),
+    SMS, refusals and rule decisions older than DAYS days.
+
+    Suppression and consent records are kept: they are the proof that an objection is
+    honoured and that past calls were allowed. Run it daily (cron, a systemd timer) with
+    the retention period of the place you call.
+    """
+    from datetime import timedelta
+
+    from ..files import remove_recordings
+    from ..store import open_db, utc_now
+    from ..store.retention import purge_before, recordings_before
+
+    conn = open_db(load(ctx).database_path)
+    cutoff = utc_now() - timedelta(days=days)
+    if not yes:
+        click.confirm(f"Delete the records made before {cutoff:%Y-%m-%d %H:%M} UTC?", abort=True, err=True)
+    # the files first: one that cannot be removed stays named by its call for the next purge
+    removed, problems = remove_recordings(recordings_before(conn, cutoff))
+    for p in problems:
+        click.echo(f"db purge: {p}", err=True)
+    if any("cannot remove" in p for p in problems):
+        raise UserError("nothing purged: a recording could not be removed (above); run again once fixed")
+    counts = purge_before(conn, cutoff)
+    click.echo(f"purged the records made before {cutoff:%Y-%m-%d %H:%M} UTC: "
+               + ", ".join(f"{k} {v}" for k, v in counts.items()) + f", recordings {removed}"
+               + "; suppression and consent records kept")

@@ -6,10 +6,37 @@ functions only carry it out. Each runs in one transaction.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from .timestamps import now_ts, to_ts
 from .types import Connection
+
+# The voice recordings (flow ``record`` nodes) are files; their paths are in the calls'
+# ``record`` events. The caller removes the files before the rows that name them go, so that
+# a file it could not remove can still be found by running the same purge or erasure again.
+_RECORDINGS = ("SELECT e.call_id, e.data FROM call_events e JOIN calls c ON c.id = e.call_id"
+               " WHERE e.kind = 'record' AND ")
+
+
+def _paths(rows) -> list[tuple[int, str]]:
+    out = []
+    for call_id, data in rows:
+        path = (json.loads(data) if isinstance(data, str) else data or {}).get("path")
+        if isinstance(path, str) and path:
+            out.append((int(call_id), path))
+    return out
+
+
+def recordings_before(conn: Connection, cutoff: datetime) -> list[tuple[int, str]]:
+    """(call id, file) of each recording of the finished calls :func:`purge_before` deletes."""
+    return _paths(conn.execute(_RECORDINGS + "c.created_at < ? AND c.outcome IS NOT NULL ORDER BY e.id",
+                               (to_ts(cutoff),)).fetchall())
+
+
+def recordings_of_number(conn: Connection, number: str) -> list[tuple[int, str]]:
+    """(call id, file) of each recording of the calls :func:`erase_number` deletes."""
+    return _paths(conn.execute(_RECORDINGS + "c.number = ? ORDER BY e.id", (number,)).fetchall())
 
 
 def purge_before(conn: Connection, cutoff: datetime) -> dict[str, int]:
