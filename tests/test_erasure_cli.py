@@ -39,15 +39,20 @@ def recorded_call(j: Journal, number: str, rec_dir: Path, *, outcome: str | None
     return call, path
 
 
+def scene(database: str, tmp_path: Path) -> tuple:
+    """(connection, recordings folder, journal) on ``database``."""
+    conn = open_db(database)
+    rec = tmp_path / "recordings"
+    rec.mkdir()
+    return conn, rec, Journal(conn)
+
+
 def count(conn, sql: str, *args) -> int:
     return int(conn.execute(sql, args).fetchone()[0])
 
 
 async def test_erase_deletes_everything_about_a_number_and_its_recordings(db_target, tmp_path):
-    conn = open_db(db_target)
-    rec = tmp_path / "recordings"
-    rec.mkdir()
-    j = Journal(conn)
+    conn, rec, j = scene(db_target, tmp_path)
     _, ann_file = recorded_call(j, ANN, rec)
     _, ann_file2 = recorded_call(j, ANN, rec, outcome="busy")
     _, bob_file = recorded_call(j, BOB, rec)
@@ -72,10 +77,7 @@ async def test_erase_deletes_everything_about_a_number_and_its_recordings(db_tar
 
 
 async def test_erase_asks_first_and_refuses_a_number_in_a_call(db_target, tmp_path):
-    conn = open_db(db_target)
-    rec = tmp_path / "recordings"
-    rec.mkdir()
-    j = Journal(conn)
+    conn, rec, j = scene(db_target, tmp_path)
     _, ann_file = recorded_call(j, ANN, rec)
     recorded_call(j, BOB, rec, outcome=None)                         # BOB is being called right now
     conn.close()
@@ -95,12 +97,9 @@ async def test_erase_asks_first_and_refuses_a_number_in_a_call(db_target, tmp_pa
 
 async def test_erase_removes_only_files_named_as_that_calls_recording(tmp_path):
     db = str(tmp_path / "store.db")
-    conn = open_db(db)
-    rec = tmp_path / "recordings"
-    rec.mkdir()
+    conn, rec, j = scene(db, tmp_path)
     precious = tmp_path / "precious.txt"
     precious.write_text("not a recording")
-    j = Journal(conn)
     first, other = recorded_call(j, ANN, rec, name="call999-message.wav")   # another call's name
     second, _ = recorded_call(j, ANN, rec)
     third, _ = recorded_call(j, ANN, rec)
@@ -125,10 +124,7 @@ async def test_erase_removes_only_files_named_as_that_calls_recording(tmp_path):
 
 async def test_erase_stops_when_a_recording_cannot_be_removed(tmp_path):
     db = str(tmp_path / "store.db")
-    conn = open_db(db)
-    rec = tmp_path / "recordings"
-    rec.mkdir()
-    j = Journal(conn)
+    conn, rec, j = scene(db, tmp_path)
     call, path = recorded_call(j, ANN, rec)
     blocker = tmp_path / "blocker"
     blocker.write_text("")          # a file where the recording's folder should be: ENOTDIR (even as root)
@@ -146,9 +142,7 @@ async def test_erase_stops_when_a_recording_cannot_be_removed(tmp_path):
 
 
 async def test_db_purge_deletes_old_records_and_their_recordings(db_target, tmp_path):
-    conn = open_db(db_target)
-    rec = tmp_path / "recordings"
-    rec.mkdir()
+    conn, rec, _ = scene(db_target, tmp_path)
     old = utc_now() - timedelta(days=400)
     j_old = Journal(conn, clock=lambda: old)
     _, old_file = recorded_call(j_old, ANN, rec)
@@ -173,9 +167,7 @@ async def test_db_purge_deletes_old_records_and_their_recordings(db_target, tmp_
 @pytest.mark.parametrize("command", [["erase", ANN], ["db", "purge", "--older-than", "30"]])
 async def test_without_yes_nothing_goes_unless_confirmed(command, tmp_path):
     db = str(tmp_path / "store.db")
-    conn = open_db(db)
-    rec = tmp_path / "recordings"
-    rec.mkdir()
+    conn, rec, _ = scene(db, tmp_path)
     _, path = recorded_call(Journal(conn, clock=lambda: utc_now() - timedelta(days=60)), ANN, rec)
     conn.close()
     cfg = write_config(tmp_path, db)
