@@ -113,6 +113,35 @@ async def test_hangup_after_the_message_has_played_and_not_later(make_bank, jour
     await line.close()
 
 
+async def test_the_hangup_is_timed_by_the_lines_precise_timer(make_bank, journal, monkeypatch):
+    # asyncio's own timers fire up to 1 ms late (epoll's timeout in whole milliseconds, rounded
+    # up), on every call's path: the hang-up waits on the line's timerfd instead, armed for
+    # the model's end of the message plus the margin, and the hang-up is not sent before it
+    bank = await make_bank("huawei", Scenario(Callee(answer_after=0.05)))
+    line = await open_line(modem_config(bank))
+    assert line.audio is not None
+    timer = line.precise_timer()
+    armed: list[float] = []
+    call_at = timer.call_at
+
+    def spy(when: float, fn) -> None:  # type: ignore[no-untyped-def]
+        armed.append(when)
+        call_at(when, fn)
+    monkeypatch.setattr(timer, "call_at", spy)
+    hangup, sent = line.driver.hangup, []
+
+    async def timed_hangup() -> None:
+        sent.append(time.monotonic())
+        await hangup()
+    line.driver.hangup = timed_hangup  # type: ignore[method-assign]
+    r = await place_call(line, NUMBER, message_script(tone(100)), journal)
+    assert r.outcome == "answered" and r.row["hangup_by"] == "dialer"
+    due = line.audio.prompt_played_until + line.playout_margin
+    assert armed == [due]
+    assert sent and sent[0] >= due
+    await line.close()
+
+
 @pytest.mark.parametrize("family", ["huawei", "quectel", "simcom", "sim800"])
 async def test_the_call_ends_on_the_end_urc_not_after_a_sleep(make_bank, journal, family, monkeypatch):
     bank = await make_bank(family, Scenario(Callee(answer_after=0.05)))

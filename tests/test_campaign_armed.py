@@ -219,3 +219,18 @@ async def test_first_calls_armed_during_the_check_and_a_line_out_lets_its_contac
     first = rows[0]["id"]
     assert conn.execute("SELECT COUNT(*) FROM call_events WHERE call_id = ? AND kind = 'armed'",
                         (first,)).fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("family", ["huawei", "quectel"])
+async def test_a_lines_check_before_its_first_dial_asks_only_what_decides(make_bank, tmp_path, family):
+    # The start's check decides on a left call, the signal and the registration; the SIM's
+    # state (read by the line's init moments before), the operator and VoLTE were 2-3 round
+    # trips more before every line's first dial: not asked there any more
+    bank = await make_bank(family, Scenario(default=Callee("answer", answer_after=0.05)), n=1)
+    cfg, camp = setup(tmp_path, bank, [A], message_s=SHORT_MESSAGE_S)
+    rc, out, err = await run_cli("--config", str(cfg), "campaign", "run", str(camp), timeout=60)
+    assert rc == 0, out + err
+    commands = bank.modems[0].commands
+    dial = next(i for i, c in enumerate(commands) if A.lstrip("+") in c)
+    check = max(i for i, c in enumerate(commands[:dial]) if c.upper() == "AT+CLCC")
+    assert [c.upper() for c in commands[check:dial]] == ["AT+CLCC", "AT+CSQ", "AT+CREG?", "AT+CEREG?"]

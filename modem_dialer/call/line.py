@@ -17,6 +17,7 @@ from ..modems.detect import open_driver
 from ..modems.driver import ModemDriver
 from ..modems.info import Identity
 from ..modems.options import ModemConfig
+from ..precise_timer import PreciseTimer
 
 log = logging.getLogger("modem_dialer.call")
 
@@ -50,6 +51,15 @@ class Line:
             audio.keep_fed = False      # silence is sent while a call is answered (call/session.py)
         self.busy = False
         self.free_at = 0.0   # monotonic time the last call on this line ended
+        self._timer: PreciseTimer | None = None
+
+    def precise_timer(self) -> PreciseTimer:
+        """The line's timer for the hang-up after a message (made on first use, on the loop):
+        a ``timerfd``, which the loop's own timers (epoll's whole milliseconds, rounded up)
+        would fire up to 1 ms late on every call (precise_timer.py)."""
+        if self._timer is None:
+            self._timer = PreciseTimer()
+        return self._timer
 
     @property
     def playout_margin(self) -> float:
@@ -77,6 +87,9 @@ class Line:
         return self.cfg.dtmf in ("urc", "both") or (self.cfg.dtmf == "auto" and self.driver.reports_dtmf)
 
     async def close(self) -> None:
+        if self._timer is not None:
+            self._timer.close()
+            self._timer = None
         if self.audio is not None:
             with contextlib.suppress(Exception):
                 await self.audio.close()

@@ -29,6 +29,7 @@ from ..audio.path import AudioPathError, PlayResult
 from ..modems.driver import LineBusy
 from ..modems.events import Answered, Ended, HangupBy, KeyPressed, ModemLost, Ringing
 from ..numbers import dial_string
+from ..precise_timer import PreciseTimer
 from ..store import Connection
 from ..store.call_journal import CallJournal
 from .line import Line
@@ -280,6 +281,17 @@ class _Inbox:
             if timer is not None:
                 timer.cancel()
 
+    async def wait_until(self, when: float, timer: PreciseTimer) -> None:
+        """Until an event arrives, :meth:`wake` is called, or monotonic time ``when``, kept
+        by ``timer`` (the line's: to the microsecond, not the loop's rounded millisecond)."""
+        self._waiter = w = asyncio.get_running_loop().create_future()
+        timer.call_at(when, self.wake)
+        try:
+            await w
+        finally:
+            self._waiter = None
+            timer.cancel()
+
 
 async def place_call(line: Line, number: str, script: Script, journal: CallJournal, *,
                      ring_timeout: float = DEFAULT_RING_TIMEOUT, min_ring_timeout: float = MIN_RING_TIMEOUT,
@@ -430,8 +442,11 @@ class _Call:
                     # the script is over (events that came with it are handled above): we hang
                     # up once the modem has played what it was sent (the audio thread's model:
                     # frames written vs. time) plus the family's margin — no fixed guard
-                    if self.line.audio is not None:
-                        ev = await self._next(q, self.line.audio.buffered(self.line.playout_margin))
+                    audio = self.line.audio
+                    if audio is not None:
+                        # at that moment to the microsecond (the line's timerfd): the loop's own
+                        # timers wake it up to 1 ms late, on every call's path (precise_timer.py)
+                        ev = await self._next_at(q, audio.prompt_played_until + self.line.playout_margin)
                         if isinstance(ev, (Ended, ModemLost)):
                             self._record_end(ev)
                             break
@@ -463,6 +478,14 @@ class _Call:
             return None
         if not q.items:
             await q.wait(timeout)
+        return q.items.popleft() if q.items else None
+
+    async def _next_at(self, q: _Inbox, when: float):
+        """The next event, or None at monotonic time ``when`` (the line's precise timer)."""
+        if when <= time.monotonic():
+            return None
+        if not q.items:
+            await q.wait_until(when, self.line.precise_timer())
         return q.items.popleft() if q.items else None
 
     def _record_end(self, ev: Ended | ModemLost) -> None:

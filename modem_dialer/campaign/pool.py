@@ -234,7 +234,10 @@ class Pool:
             # caller ringing in: the inbound desk takes that one)
             if not s.line.driver.incoming_active:
                 await s.line.driver.clear_left_call()
-            h = await s.line.driver.health()
+            # the signal and the registration, what decides here (the line dials once it has
+            # passed): not the SIM's state (its init read it moments ago), the operator or
+            # VoLTE, two or three round trips more before every line's first dial
+            h = await s.line.driver.health(brief=True)
         except Exception as exc:
             s.take_out(f"health check failed: {exc}", now + s.cooldown)
             return
