@@ -73,6 +73,7 @@ def _hand_out(ids: Sequence[str], known: dict[str, tuple[float, float]], workers
     taken = [False] * n
     heads = {"c": 0, "w": 0, "r": 0}
     now = [0.0]
+    rt_given = [0]
     order: list[int] = []
 
     def first(kind: str, among: list[int]) -> int | None:
@@ -84,13 +85,13 @@ def _hand_out(ids: Sequence[str], known: dict[str, tuple[float, float]], workers
 
     def pick(demand: float, quiet_wanted: bool) -> int | None:
         k = None
-        # the next realtime test, once due, where the model sees the cores not full (or
-        # a second past its due time whatever they do), none running or queued
-        j = heads["r"]
-        if j < len(timed) and not quiet_wanted and now[0] >= due[j] and \
-                (demand <= TARGET_CORES or now[0] >= due[j] + 1.0):
+        # the next realtime test, once due, where the model sees the cores not full, none
+        # running or queued; once one is due, no test that computes is handed out before it
+        due_now = rt_given[0] < len(timed) and now[0] >= due[rt_given[0]]
+        if due_now and demand <= TARGET_CORES and not quiet_wanted:
             k = first("r", timed)
-        if k is None and demand < TARGET_CORES and not quiet_wanted:
+            rt_given[0] += 1
+        if k is None and demand < TARGET_CORES and not quiet_wanted and not due_now:
             k = first("c", computing)
         if k is None:
             k = first("w", waiting)
@@ -98,6 +99,7 @@ def _hand_out(ids: Sequence[str], known: dict[str, tuple[float, float]], workers
             k = first("c", computing)
         if k is None:
             k = first("r", timed)
+            rt_given[0] += k is not None
         if k is not None:
             taken[k] = True
             order.append(k)
