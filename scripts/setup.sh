@@ -69,15 +69,9 @@ if ! sha256sum --status -c "$stamp" 2>/dev/null; then
     exit 1
   fi
   echo "$out" | grep -v "^WARNING: Location" | grep . || true
-  # Bytecode, as pip compiles it: else the six test workers each compile the dependencies
-  # (numpy, aiohttp, pydantic...) at first import. Not uv's --compile-bytecode, which compiled all
-  # of site-packages (~12 s of CPU on a fresh clone, issue 15): here not what is never imported,
-  # mypy's and mypyc's sources (mypy runs its compiled modules), test suites, and phonenumbers'
-  # geocoder and carrier data (3 s alone; only its metadata and time zones are used). Only an
-  # optimisation: whatever is left out is compiled by the first process that imports it.
-  # (PYTHONWARNINGS: the dependencies' own SyntaxWarnings, 98 lines that are not ours to fix)
-  PYTHONWARNINGS=ignore .venv/bin/python -m compileall -q -j 0 \
-    -x '/tests?/|/phonenumbers/(geodata|carrierdata)/|/site-packages/mypyc?/' \
+  # Bytecode, as pip compiles it, for what the tests import (scripts/compile_deps.py says what
+  # and why). PYTHONWARNINGS: the dependencies' own SyntaxWarnings, 98 lines not ours to fix.
+  PYTHONWARNINGS=ignore .venv/bin/python scripts/compile_deps.py \
     "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
   sha256sum pyproject.toml > "$stamp"
 fi
