@@ -35,7 +35,13 @@ if [ -x .venv/bin/python ] && [ "$(.venv/bin/python -c 'import os, sys; print(os
   echo "setup: building .venv again on $want"
   rm -rf .venv
 fi
-[ -x .venv/bin/python ] || "$py" -m venv .venv
+# The venv without pip: seeding pip into it (ensurepip) took 3-4 s of a fresh clone's test command
+# (issue 15), for an installer only needed to install uv, which the interpreter's own pip can do
+# (`pip --python`, pip >= 22.3); pip is seeded after all where that cannot be done (below).
+[ -x .venv/bin/python ] || "$py" -m venv --without-pip .venv
+venv_pip() {    # pip inside the venv, for the fallbacks
+  [ -x .venv/bin/pip ] || .venv/bin/python -m ensurepip --default-pip >/dev/null
+}
 # pip resolves the dependencies again at each run (7 s of CPU): skip it while pyproject.toml is
 # the one last installed (the editable install follows the source tree by itself)
 stamp=.venv/.installed-pyproject.sha256
@@ -43,15 +49,18 @@ if ! sha256sum --status -c "$stamp" 2>/dev/null; then
   # uv resolves and installs the dependencies in ~9 s where pip takes ~50 s (most of a fresh
   # clone's test command, issue 15); pip stays the fallback where uv cannot be had or cannot
   # reach an index pip can (pip.conf's find-links and extra indexes are pip's alone)
-  # --compile-bytecode as pip does: else the six test workers each compile the dependencies
-  # (numpy, aiohttp, pydantic...) at first import, with 98 compile warnings in the test output
-  out=""
-  if PYTHONWARNINGS=ignore .venv/bin/pip install -q --disable-pip-version-check "uv>=0.4" >/dev/null 2>&1 &&
-     out=$(.venv/bin/uv pip install -q --compile-bytecode --python .venv/bin/python -e ".[test]" 2>&1); then
-    installer=uv
-  else
+  out="" installer=""
+  if .venv/bin/uv --version >/dev/null 2>&1 ||
+     PYTHONWARNINGS=ignore "$py" -m pip --python .venv/bin/python install -q --disable-pip-version-check "uv>=0.4" >/dev/null 2>&1 ||
+     { venv_pip && PYTHONWARNINGS=ignore .venv/bin/pip install -q --disable-pip-version-check "uv>=0.4" >/dev/null 2>&1; }; then
+    if out=$(.venv/bin/uv pip install -q --python .venv/bin/python -e ".[test]" 2>&1); then
+      installer=uv
+    fi
+  fi
+  if [ "${installer:-}" != uv ]; then
     echo "setup: uv could not install the dependencies ($(printf '%s\n' "${out:-uv not installed}" | head -1)); pip installs them" >&2
     installer=pip
+    venv_pip
   fi
   # setuptools warns about editable installs on stderr at every run: keep the output to what matters
   if [ "$installer" = pip ] && ! out=$(PYTHONWARNINGS=ignore .venv/bin/pip install -q --disable-pip-version-check -e ".[test]" 2>&1); then
@@ -60,5 +69,9 @@ if ! sha256sum --status -c "$stamp" 2>/dev/null; then
     exit 1
   fi
   echo "$out" | grep -v "^WARNING: Location" | grep . || true
+  # Bytecode, as pip compiles it, for what the tests import (scripts/compile_deps.py says what
+  # and why). PYTHONWARNINGS: the dependencies' own SyntaxWarnings, 98 lines not ours to fix.
+  PYTHONWARNINGS=ignore .venv/bin/python scripts/compile_deps.py \
+    "$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" >/dev/null 2>&1 || true
   sha256sum pyproject.toml > "$stamp"
 fi

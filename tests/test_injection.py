@@ -43,7 +43,10 @@ def test_any_text_either_fails_or_is_plain_e164(raw):
     assert DIALED.match(out)
 
 
-@given(st.text(max_size=40))
+# Any text: every code point but the surrogates, as st.text()'s default alphabet (what UTF-8
+# can encode). Spelled as a category: the default builds a table of what the codec encodes by
+# encoding all 1.1 million code points, ~1 s of CPU in each worker of a fresh clone (issue 15).
+@given(st.text(st.characters(exclude_categories=("Cs",)), max_size=40))
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_dial_string_allows_only_the_dialable_alphabet(raw):
     try:
