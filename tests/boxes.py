@@ -264,6 +264,20 @@ def outgoing(bank: Bank) -> Counter[str]:
     return Counter(c["number"] for b in bank.boxes for c in b.sim_calls() if c["direction"] == "out")
 
 
+def in_two_calls_at_once(bank: Bank) -> list[str]:
+    """Numbers whose outgoing calls overlapped in time, as the simulated SIMs of every box saw
+    them (each call's dial and end on the machine's monotonic clock, shared by the simulators'
+    processes; a call still up counts as not ended): a number is never in two calls at once."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for b in bank.boxes:
+        for c in b.sim_calls():
+            if c["direction"] == "out":
+                end = c["ended_at"] if c["ended_at"] is not None else float("inf")
+                spans.setdefault(c["number"], []).append((c["dialed_at"], end))
+    return sorted(n for n, s in spans.items()
+                  if any(b[0] < a[1] for a, b in zip(sorted(s), sorted(s)[1:], strict=False)))
+
+
 def write_campaign(d: Path, numbers: list[str], *, message_s: float, extra: str = "") -> Path:
     """A campaign file, its contacts and its message, on the path every box reads (shared)."""
     from test_campaign_run import wav
