@@ -2,8 +2,8 @@
 happens when…"): real ``serve`` processes, each with its own simulated bank, on one
 PostgreSQL schema of the test cluster, and ``pg_ctl stop`` for 10 s mid-campaign.
 
-Kept cheap: two boxes × two modems, short calls, few contacts; the outage itself is the
-wall time. Checked against the database and against what the simulated SIMs saw."""
+Kept cheap: two modems a box, short calls, few contacts; the outage itself is the wall
+time. Checked against the database and against what the simulated SIMs saw."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from boxes import (
     bank_maker,
+    in_two_calls_at_once,
     outgoing,
     serve,
     wait_until,
@@ -35,19 +36,21 @@ async def bank_on_pg(pg_schema, tmp_path):
         yield make
 
 
-async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, bank_on_pg, tmp_path):
-    # The stop comes once each box has ended two calls, with calls up on both boxes. Each
-    # box dials two numbers and arms the next two (a row written ahead of its ATD), in the
-    # order of the list: the first four calls are short (the callee hangs up 0.05 s after the
-    # answer) so that the condition is met at once; the next four, dialed as those end, are
-    # up at the stop (~1.6 s: answer after 0.1 s, the callee hangs up 1.5 s later) and end
-    # during the outage. Whatever the order the boxes claim in, a box that has ended two
-    # calls while the other box's long ones are up dials long ones too, so a call is up at
-    # the stop. The rest, dialed after the outage, only have to be called once each: short.
-    nums = [f"+3361444{i:04d}" for i in range(24)]
+async def test_postgresql_stopped_10s_under_three_boxes_everything_resumes(pg, bank_on_pg, tmp_path):
+    # Three boxes, as the issue's multi-box tests. The stop comes once each box has ended two
+    # calls, with calls up. Each box dials two numbers and arms the next two (a row written
+    # ahead of its ATD); the boxes take their shares first (contact ids modulo the boxes), so
+    # each box's first two are among the first six of the list: short (the callee hangs up
+    # 0.05 s after the answer), so that the condition is met at once; the next six, dialed as
+    # those end, are up at the stop (~1.6 s: answer after 0.1 s, the callee hangs up 1.5 s
+    # later) and end during the outage. Whatever the order the boxes claim in, a box that has
+    # ended two calls while another box's long ones are up dials long ones too, so a call is
+    # up at the stop. The rest, dialed after the outage (each box's armed rows at least),
+    # only have to be called once each: short.
+    nums = [f"+3361444{i:04d}" for i in range(30)]
     short = {"outcome": "answer", "ring_after": 0.01, "answer_after": 0.1, "hangup_after": 0.05}
-    bank = await bank_on_pg(["b1", "b2"], 2, {"default": short,
-                                              "numbers": {n: short | {"hangup_after": 1.5} for n in nums[4:8]}})
+    bank = await bank_on_pg(["b1", "b2", "b3"], 2, {"default": short,
+                                                    "numbers": {n: short | {"hangup_after": 1.5} for n in nums[6:12]}})
     await asyncio.gather(*(serve(b) for b in bank.boxes))
     camp = write_campaign(tmp_path, nums, message_s=2.0)
     # handed to b1's serve in this process, as test_multibox does (an interpreter more: ~0.8 s of CPU)
@@ -59,8 +62,8 @@ async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, ban
         rows = bank.rows("SELECT box, outcome FROM calls")
         ended = Counter(c["box"] for c in rows if c["outcome"] is not None)
         live = [c for c in rows if c["outcome"] is None]
-        return ended["b1"] >= 2 and ended["b2"] >= 2 and len(live) >= 2     # both boxes at work, calls up
-    await wait_until(mid_campaign, 60, "both boxes with calls in progress", every=0.05)
+        return all(ended[b.name] >= 2 for b in bank.boxes) and len(live) >= 2     # every box at work, calls up
+    await wait_until(mid_campaign, 60, "every box with calls in progress", every=0.05)
     stopping_at = datetime.now(UTC)
     await asyncio.to_thread(pg.stop, "fast")
     stopped_at = datetime.now(UTC)
@@ -84,7 +87,11 @@ async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, ban
     per_number = Counter(c["number"] for c in calls)
     assert per_number == dict.fromkeys(nums, 1)                          # nobody dialed twice (journal) ...
     assert outgoing(bank) == dict.fromkeys(nums, 1)                      # ... nor on the SIMs
-    assert set(Counter(c["box"] for c in calls)) == {"b1", "b2"}
+    assert in_two_calls_at_once(bank) == []
+    assert set(Counter(c["box"] for c in calls)) == {"b1", "b2", "b3"}
+    # every box dialed again once the server was back (everything resumes, not one box for all)
+    after = {c["box"] for c in calls if c["started_at"] is not None and from_ts(c["started_at"]) > restart_at}
+    assert after == {"b1", "b2", "b3"}, after
     # no ATD while the server was away (a call committed just before the stop dials at once)
     during = [c["number"] for c in calls if c["started_at"] is not None
               and stopped_at + timedelta(seconds=0.5) < from_ts(c["started_at"]) < restart_at]
@@ -93,7 +100,8 @@ async def test_postgresql_stopped_10s_under_two_boxes_everything_resumes(pg, ban
     ended_during = [c for c in calls if stopping_at < from_ts(c["ended_at"]) < restart_at]
     assert ended_during, "no call ended during the outage: the test did not catch calls in progress"
     # no box mistook another for dead when all came back at once
-    assert {b["name"]: b["status"] for b in bank.rows("SELECT name, status FROM boxes")} == {"b1": "up", "b2": "up"}
+    assert {b["name"]: b["status"] for b in bank.rows("SELECT name, status FROM boxes")} == \
+        {"b1": "up", "b2": "up", "b3": "up"}
     logs = "".join(b.log.read_text() for b in bank.boxes)   # type: ignore[union-attr]
     assert "lost (no heartbeat" not in logs
 

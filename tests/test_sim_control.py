@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from conftest import run_cli
 
 from modem_dialer.sim.control import ControlServer, send
@@ -14,6 +16,14 @@ async def test_control_socket_places_an_incoming_call(make_bank, tmp_path):
         r = await send(tmp_path / "sim.sock", {"cmd": "call", "from": "+33612345678", "modem": "gsm1"})
         assert r == {"ok": True, "modem": "gsm1", "placed": True}
         assert bank["gsm1"].call.direction == "in" and bank["gsm1"].call.number == "+33612345678"
+        # when each call was dialed and ended, on the machine's monotonic clock (several
+        # simulators' calls compared: test_multibox's "no number in two calls at once")
+        t = time.monotonic()
+        (c,) = (await send(tmp_path / "sim.sock", {"cmd": "calls"}))["modems"]["gsm1"]
+        assert c["number"] == "+33612345678" and c["dialed_at"] <= t and c["ended_at"] is None
+        bank["gsm1"].end_call(bank["gsm1"].call, 16, "callee")
+        (c,) = (await send(tmp_path / "sim.sock", {"cmd": "calls"}))["modems"]["gsm1"]
+        assert c["dialed_at"] <= c["ended_at"] <= time.monotonic()
         r = await send(tmp_path / "sim.sock", {"cmd": "call", "modem": "gsm9"})
         assert r["ok"] is False and "gsm9" in r["error"]
         assert (await send(tmp_path / "sim.sock", {"cmd": "nope"}))["ok"] is False

@@ -49,6 +49,38 @@ def test_not_a_database(tmp_path):
         open_db(path)
 
 
+def _racing(monkeypatch, times: int) -> dict[str, int]:
+    """The switch to WAL answered SQLITE_BUSY at once ``times`` times: what SQLite does, with
+    no busy handler called, while other processes open the same new file (three boxes'
+    serves started together: one in ~30 such starts failed, "database is locked")."""
+    from modem_dialer.store import db
+
+    left = {"busy": times}
+
+    class Racing(sqlite3.Connection):
+        def execute(self, sql, *args):            # type: ignore[override]
+            if sql.startswith("PRAGMA journal_mode") and left["busy"]:
+                left["busy"] -= 1
+                exc = sqlite3.OperationalError("database is locked")
+                exc.sqlite_errorcode = sqlite3.SQLITE_BUSY      # type: ignore[attr-defined]
+                raise exc
+            return super().execute(sql, *args)
+    real = sqlite3.connect
+    monkeypatch.setattr(db.sqlite3, "connect", lambda *a, **kw: real(*a, **{"factory": Racing, **kw}))
+    return left
+
+
+def test_a_new_file_opened_by_several_processes_at_once(tmp_path, monkeypatch):
+    left = _racing(monkeypatch, 3)
+    conn = open_db(tmp_path / "t.db")            # tried again within the busy timeout
+    assert left["busy"] == 0 and conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
+    # busy past the busy timeout: the one-line error naming the file, as before
+    _racing(monkeypatch, 10**6)
+    with pytest.raises(UserError, match=r"t2\.db: cannot use it \(database is locked\)"):
+        open_db(tmp_path / "t2.db", busy_timeout_ms=50)
+
+
 def test_writer_and_reader_processes_share_the_file(tmp_path):
     # A second connection (the CLI's) sees committed rows while the writer keeps its own open.
     a = open_db(tmp_path / "d.db")

@@ -36,9 +36,13 @@ def cmd_call(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_calls(bank: Any, req: dict[str, Any]) -> dict[str, Any]:
-    """What each SIM has seen: calls (direction, number, state, keys sent)."""
+    """What each SIM has seen: calls (direction, number, state, keys sent, who ended it), and
+    when each was dialed and ended (``dialed_at``, ``ended_at``: the machine's monotonic clock,
+    CLOCK_MONOTONIC, the same in every process of the machine, so that the calls of several
+    simulators can be set side by side; ``ended_at`` null while the call is up)."""
     return {"modems": {m.name: [{"direction": c.direction, "number": c.number, "state": c.state,
-                                  "keys": c.keys_sent, "ended_by": c.ended_by} for c in m.calls]
+                                  "keys": c.keys_sent, "ended_by": c.ended_by,
+                                  "dialed_at": c.dialed_at, "ended_at": c.ended_at} for c in m.calls]
                        for m in bank.modems}}
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -28,6 +29,8 @@ from .pg import DatabaseUnreachable, PgConnection, is_postgres, redact
 from .types import Connection
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
+# how soon the switch to WAL mode is tried again while another process holds the file (_wal)
+WAL_RETRY_S = 0.01
 C = TypeVar("C", sqlite3.Connection, PgConnection)
 
 
@@ -68,12 +71,29 @@ def open_sqlite(path: str | Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT
     def setup() -> None:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _wal(conn, busy_timeout_ms)
         if str(mode).lower() != "wal":
             raise UserError(f"database {p}: cannot switch to WAL mode (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
     return _ready(conn, str(p), setup, migrate)
+
+
+def _wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> str:
+    """``PRAGMA journal_mode = WAL``, tried again for up to the busy timeout while another
+    process holds the file. Processes opening a new file at once (the boxes of one bank
+    started together, issue 14) get SQLITE_BUSY here straight away, SQLite not calling the
+    busy handler for this lock: one of three serves failed to start, "database is locked",
+    about once in 30 starts (a box started alone, or on an existing file, never waits here)."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            busy = (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (5, 6)     # SQLITE_BUSY, SQLITE_LOCKED
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(WAL_RETRY_S)
 
 
 def _ready(conn: C, name: str, setup: Callable[[], None] | None, migrate: bool) -> C:
