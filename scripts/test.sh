@@ -17,12 +17,13 @@ mypy_log=$(mktemp)
 trap 'kill "${mypy_pid:-}" 2>/dev/null || true; rm -f "$mypy_log"' EXIT
 nice -n 19 .venv/bin/mypy modem_dialer >"$mypy_log" 2>&1 &   # settings in pyproject.toml [tool.mypy]
 mypy_pid=$!
-# six workers: the tests wait more than they compute (on this 2-core machine, quiet: -n 4 180 s on a
-# fresh clone, -n 6 140 s with the same tests); the slowest are listed
+# eight workers: the tests wait more than they compute (on this 2-core machine, quiet: -n 4 180 s on a
+# fresh clone, -n 6 140 s with the same tests; later, 1,063 tests in turns at load 3-5: -n 6 91.1 and
+# 89.2 s, -n 8 73.3 and 78.3 s, -n 10 80.7 s); the slowest are listed
 # --tb=native: on CPython 3.11.7 pytest's own traceback formatting can die in ast.parse
 # ("AST constructor recursion depth mismatch") and take the whole xdist run down with it
 rc=0
-.venv/bin/python -m pytest -q -n 6 --tb=native --durations=10 "$@" || rc=$?
+.venv/bin/python -m pytest -q -n 8 --tb=native --durations=10 "$@" || rc=$?
 mypy_rc=0
 wait "$mypy_pid" || mypy_rc=$?
 echo "mypy: $(tail -n 1 "$mypy_log")"
