@@ -269,28 +269,25 @@ class _Inbox:
         if w is not None and not w.done():
             w.set_result(None)
 
-    async def wait(self, timeout: float | None) -> None:
-        """Until an event arrives, :meth:`wake` is called, or ``timeout`` s pass."""
+    async def wait(self, until: float | None, timer: PreciseTimer | None = None) -> None:
+        """Until an event arrives, :meth:`wake` is called, or monotonic time ``until``: kept
+        by ``timer`` when given (a line's: to the microsecond, where the loop's own timers
+        wake up to 1 ms late, precise_timer.py), else by the loop."""
         loop = asyncio.get_running_loop()
         self._waiter = w = loop.create_future()
-        timer = loop.call_later(timeout, self.wake) if timeout is not None else None
-        try:
-            await w
-        finally:
-            self._waiter = None
+        cancel: Callable[[], object] | None = None
+        if until is not None:
             if timer is not None:
-                timer.cancel()
-
-    async def wait_until(self, when: float, timer: PreciseTimer) -> None:
-        """Until an event arrives, :meth:`wake` is called, or monotonic time ``when``, kept
-        by ``timer`` (the line's: to the microsecond, not the loop's rounded millisecond)."""
-        self._waiter = w = asyncio.get_running_loop().create_future()
-        timer.call_at(when, self.wake)
+                timer.call_at(until, self.wake)
+                cancel = timer.cancel
+            else:
+                cancel = loop.call_at(loop.time() + (until - time.monotonic()), self.wake).cancel
         try:
             await w
         finally:
             self._waiter = None
-            timer.cancel()
+            if cancel is not None:
+                cancel()
 
 
 async def place_call(line: Line, number: str, script: Script, journal: CallJournal, *,
@@ -391,7 +388,7 @@ class _Call:
         self.journal.mark_dialed(self.call_id)
         deadline = time.monotonic() + self.ring_timeout
         while True:
-            ev = await self._next(q, deadline - time.monotonic())
+            ev = await self._next(q, deadline)
             if ev is None:                                   # our ring timeout
                 self.journal.event(self.call_id, "state", state="ring_timeout", seconds=self.ring_timeout)
                 self.note = f"no answer within {self.ring_timeout:g} s"
@@ -446,7 +443,8 @@ class _Call:
                     if audio is not None:
                         # at that moment to the microsecond (the line's timerfd): the loop's own
                         # timers wake it up to 1 ms late, on every call's path (precise_timer.py)
-                        ev = await self._next_at(q, audio.prompt_played_until + self.line.playout_margin)
+                        ev = await self._next(q, audio.prompt_played_until + self.line.playout_margin,
+                                             self.line.precise_timer())
                         if isinstance(ev, (Ended, ModemLost)):
                             self._record_end(ev)
                             break
@@ -473,19 +471,12 @@ class _Call:
             log.exception("%s: script failed on call %s", self.line.name, self.call_id)
             self.journal.event(self.call_id, "error", where="script", error=repr(exc))
 
-    async def _next(self, q: _Inbox, timeout: float):
-        if timeout <= 0:
+    async def _next(self, q: _Inbox, until: float, timer: PreciseTimer | None = None):
+        """The next event, or None at monotonic time ``until`` (kept by ``timer`` when given)."""
+        if until <= time.monotonic():
             return None
         if not q.items:
-            await q.wait(timeout)
-        return q.items.popleft() if q.items else None
-
-    async def _next_at(self, q: _Inbox, when: float):
-        """The next event, or None at monotonic time ``when`` (the line's precise timer)."""
-        if when <= time.monotonic():
-            return None
-        if not q.items:
-            await q.wait_until(when, self.line.precise_timer())
+            await q.wait(until, timer)
         return q.items.popleft() if q.items else None
 
     def _record_end(self, ev: Ended | ModemLost) -> None:
@@ -502,7 +493,7 @@ class _Call:
             self.journal.event(self.call_id, "error", where="hangup", error=str(exc))
         deadline = time.monotonic() + 5
         while self.ended is None and self.lost is None:
-            ev = await self._next(q, deadline - time.monotonic())
+            ev = await self._next(q, deadline)
             if ev is None:
                 break
             if isinstance(ev, (Ended, ModemLost)):
