@@ -25,10 +25,11 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import sys
 import time
 import weakref
 from collections.abc import Callable
+
+from . import libc
 
 _CLOCK_MONOTONIC = 1
 _TFD_NONBLOCK = os.O_NONBLOCK
@@ -45,18 +46,10 @@ class _Itimerspec(ctypes.Structure):
 
 
 def _load() -> ctypes.PyDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.PyDLL(None, use_errno=True)   # PyDLL: calls of microseconds keep the GIL
-        libc.timerfd_create.argtypes = [ctypes.c_int, ctypes.c_int]
-        libc.timerfd_create.restype = ctypes.c_int
-        libc.timerfd_settime.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec),
-                                         ctypes.c_void_p]
-        libc.timerfd_settime.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return None
-    return libc
+    return libc.load({
+        "timerfd_create": ([ctypes.c_int, ctypes.c_int], ctypes.c_int),
+        "timerfd_settime": ([ctypes.c_int, ctypes.c_int, ctypes.POINTER(_Itimerspec), ctypes.c_void_p], ctypes.c_int),
+    })
 
 
 _libc = _load()

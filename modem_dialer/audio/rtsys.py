@@ -25,10 +25,11 @@ import fcntl
 import os
 import select
 import struct
-import sys
 import termios
 
 import numpy as np
+
+from .. import libc
 
 _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 READ_SIZE = 65536
@@ -38,21 +39,12 @@ _POLLFD = np.dtype([("fd", np.int32), ("events", np.int16), ("revents", np.int16
 
 
 def _load() -> ctypes.PyDLL | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.PyDLL(None, use_errno=True)   # PyDLL: the GIL is kept during the call
-        libc.write.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
-        libc.write.restype = ctypes.c_ssize_t
-        libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
-        libc.read.restype = ctypes.c_ssize_t
-        libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
-        libc.ioctl.restype = ctypes.c_int
-        libc.poll.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int]
-        libc.poll.restype = ctypes.c_int
-    except (OSError, AttributeError):
-        return None
-    return libc
+    return libc.load({
+        "write": ([ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t], ctypes.c_ssize_t),
+        "read": ([ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t], ctypes.c_ssize_t),
+        "ioctl": ([ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p], ctypes.c_int),
+        "poll": ([ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int], ctypes.c_int),
+    })
 
 
 _libc = _load()
