@@ -17,10 +17,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+# norewinds=1: without it a null sink that has no client renders silence 2 s ahead (its
+# largest block, module-null-sink's BLOCK_USEC) and then sleeps until that time. A stream
+# that connects to its monitor afterwards gets nothing for up to 2 s: nothing plays into
+# modem_mic_feed (no rewind brings the sink back to now), and PortAudio's playback on
+# modem_spk stalled as long too (measured). During that wait PortAudio's ALSA capture
+# thread spun at 100% of a CPU: the ALSA pulse plugin's poll descriptor is a pipe that
+# stays readable until the plugin next looks at its stream (a transfer, a PulseAudio
+# callback), while its poll_revents says "not ready" (less than a period readable), so
+# PortAudio's poll() returned at once, again and again (strace: ~5500 polls a second;
+# ~1.9 s of CPU per test, issue 15). With norewinds the sink renders at most 50 ms ahead
+# (BLOCK_USEC_NOREWINDS, less if its clients ask for less): audio flows as soon as a
+# stream connects, and the steady state is unchanged (the clients ask for 20-40 ms anyway).
+# A real sound card's capture has no such 2 s hole, and its poll descriptor is the kernel's.
 PA_SCRIPT = """
 load-module module-native-protocol-unix auth-anonymous=1 socket={run}/native
-load-module module-null-sink sink_name=modem_spk rate=8000 channels=1 format=s16le
-load-module module-null-sink sink_name=modem_mic_feed rate=8000 channels=1 format=s16le
+load-module module-null-sink sink_name=modem_spk rate=8000 channels=1 format=s16le norewinds=1
+load-module module-null-sink sink_name=modem_mic_feed rate=8000 channels=1 format=s16le norewinds=1
 set-default-sink modem_spk
 set-default-source modem_mic_feed.monitor
 """

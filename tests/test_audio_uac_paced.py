@@ -62,9 +62,12 @@ def tone(ms: int, hz: float = 440.0) -> np.ndarray:
 
 
 async def started(path: UacAudio) -> None:
-    """Open the path and let the streams settle (PulseAudio's first second is not paced)."""
+    """Open the path and let the streams settle: 0.4 s of silence fills the buffers between
+    PortAudio and the null sink (tens of ms), so what the test times next is the steady
+    state. (It was 1.5 s while the null sinks stalled a new stream for up to 2 s, which a
+    1.5 s prompt took 3 s to get through: tests/pulse.py.)"""
     await path.start()
-    await path.play(np.zeros(75 * 160, np.int16))  # 1.5 s of silence, sent
+    await path.play(np.zeros(20 * 160, np.int16))  # 0.4 s of silence, sent
 
 
 async def test_playback_is_paced_and_heard_whole(pulse: Pulse, tmp_path: Path) -> None:
