@@ -68,10 +68,10 @@ def _fire_times(make_timer: bool, deadlines: list[float]) -> list[tuple[float, f
 def test_fires_at_its_time_whatever_the_loop_rounds_its_own_timers_to():
     deadlines = [0.003, 0.010, 0.0017]
     # the loop's own timer: late by the selector's rounding (here made 200 ms, epoll's is < 1 ms).
-    # Not each of them: anything else that wakes the loop (a byte in its self-pipe: a signal with
-    # a Python handler in this xdist worker, which also runs the CLI's tests) ends the select
-    # early and the timer then fires on time; once in a full run, 1 ms late instead of 200 ms.
-    # That the rounding is there at all is what this line checks: the rig works.
+    # Not each of them: anything else that wakes the loop (a byte in its self-pipe; which one was
+    # not found) ends that select early and the timer then fires on time: once in a full run
+    # (xdist worker), 1 ms late instead of 200 ms. That the rounding is there at all is what this
+    # line checks: the rig works.
     assert max(late for late, _ in _fire_times(False, deadlines)) >= COARSE
     # the timerfd wakes the loop itself: never early, and not by the rounding (a generous bound,
     # not counting what the machine kept this process off a CPU: what matters is that 200 ms
