@@ -12,8 +12,10 @@ unset PYTHONDONTWRITEBYTECODE
 # and deletes, and the SQLite journals' fsyncs, cost ~6-10 % of the run's CPU (a whole-machine
 # `perf record -a` showed the bitmap scans; in turns, 145-148 core-s against 155-165). A TMPDIR
 # set by the user is kept; durability is what the crash tests kill processes for, not the disk.
+# (not where it is mounted noexec: a test runs a script it wrote there, test_doctor's timedatectl)
 if [ -z "${TMPDIR:-}" ] && [ -d /dev/shm ] && [ -w /dev/shm ] &&
-   [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')" -ge 2097152 ] 2>/dev/null; then
+   [ "$(df -Pk /dev/shm 2>/dev/null | awk 'NR==2 {print $4}')" -ge 2097152 ] 2>/dev/null &&
+   ! awk '$2 == "/dev/shm" && $4 ~ /(^|,)noexec(,|$)/ {found = 1} END {exit !found}' /proc/mounts; then
   export TMPDIR=/dev/shm
 fi
 .venv/bin/ruff check .
