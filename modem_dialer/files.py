@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -44,13 +44,18 @@ def make_private(path: str | Path) -> None:
     os.chmod(path, FILE_MODE)
 
 
-def remove_recordings(recordings: list[tuple[int, str]]) -> tuple[int, list[str]]:
+class Removal(NamedTuple):
+    removed: int            # files removed
+    problems: list[str]     # one line per file left in place: its path and why
+    stuck: int              # files that should have gone and could not be removed (a rerun may)
+
+
+def remove_recordings(recordings: list[tuple[int, str]]) -> Removal:
     """Remove the recording files of a purge or an erasure: ``(call id, path)`` pairs read from
     the journal. Only a regular file named as the dialer names a recording of that call
     (``call<id>-<node>.wav``, call/flow_runner.py) is removed: a journal row altered to name
-    another file (or a symlink) removes nothing. Returns (files removed, one line per problem:
-    path and why); a file already gone is not a problem."""
-    removed, problems = 0, []
+    another file (or a symlink) removes nothing. A file already gone is not a problem."""
+    removed, stuck, problems = 0, 0, []
     for call_id, raw in recordings:
         path = Path(raw)
         if not (path.name.startswith(f"call{call_id}-") and path.suffix == ".wav"):
@@ -66,4 +71,5 @@ def remove_recordings(recordings: list[tuple[int, str]]) -> tuple[int, list[str]
             pass
         except OSError as exc:
             problems.append(f"{raw}: cannot remove: {exc.strerror or exc}")
-    return removed, problems
+            stuck += 1
+    return Removal(removed, problems, stuck)

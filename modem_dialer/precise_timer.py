@@ -89,7 +89,7 @@ class PreciseTimer:
         """``fn()`` at monotonic time ``when`` (replacing any deadline not reached yet)."""
         self.cancel()
         if self._fd < 0:
-            self._handle = self._loop.call_at(self._loop.time() + (when - time.monotonic()), fn)
+            self._on_loop(when, fn)
             return
         self._fn = fn
         if when <= 0:
@@ -101,7 +101,11 @@ class PreciseTimer:
         if _libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, self._spec_ref, None) < 0:
             # (not expected: a valid descriptor and time) keep the promise with the loop's timer
             self._fn = None
-            self._handle = self._loop.call_at(self._loop.time() + (when - time.monotonic()), fn)
+            self._on_loop(when, fn)
+
+    def _on_loop(self, when: float, fn: Callable[[], object]) -> None:
+        """The fallback: the loop's own timer (its clock is not time.monotonic()'s everywhere)."""
+        self._handle = self._loop.call_at(self._loop.time() + (when - time.monotonic()), fn)
 
     def cancel(self) -> None:
         """Drop the deadline (no call). An expiry already pending on the descriptor is

@@ -141,6 +141,26 @@ async def test_erase_stops_when_a_recording_cannot_be_removed(tmp_path):
     conn.close()
 
 
+async def test_db_purge_purges_nothing_when_a_recording_cannot_be_removed(tmp_path):
+    db = str(tmp_path / "store.db")
+    conn, rec, _ = scene(db, tmp_path)
+    call, path = recorded_call(Journal(conn, clock=lambda: utc_now() - timedelta(days=400)), ANN, rec)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")          # ENOTDIR, even as root
+    with conn:
+        conn.execute("UPDATE call_events SET data = ? WHERE call_id = ? AND kind = 'record'",
+                     (json.dumps({"path": str(blocker / path.name)}), call))
+    conn.close()
+    code, out, err = await run_cli("--config", write_config(tmp_path, db), "db", "purge", "--older-than", "30",
+                                   "--yes")
+    assert code == 1 and out == ""
+    assert f"db purge: {blocker / path.name}: cannot remove: Not a directory" in err
+    assert "nothing purged: a recording could not be removed (above); run again once fixed" in err
+    conn = open_db(db)
+    assert count(conn, "SELECT COUNT(*) FROM calls") == 1      # the row still names the file for a rerun
+    conn.close()
+
+
 async def test_db_purge_deletes_old_records_and_their_recordings(db_target, tmp_path):
     conn, rec, _ = scene(db_target, tmp_path)
     old = utc_now() - timedelta(days=400)

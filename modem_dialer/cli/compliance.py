@@ -235,15 +235,16 @@ def erase(ctx: click.Context, numbers: tuple[str, ...], yes: bool) -> None:
     failed = False
     for n in parsed:
         # the files first: one that cannot be removed is still named by the journal for a rerun
-        removed, problems = remove_recordings(recordings_of_number(conn, n))
-        for p in problems:
+        removal = remove_recordings(recordings_of_number(conn, n))
+        for p in removal.problems:
             click.echo(f"erase: {p}", err=True)
-        if any("cannot remove" in p for p in problems):
+        if removal.stuck:
             click.echo(f"{n}: not erased (a recording could not be removed); run again once fixed", err=True)
             failed = True
             continue
         counts = erase_number(conn, n, source="cli")
         gone = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
-        click.echo(f"{n}: erased ({gone or 'nothing was held'}; recordings {removed}); kept on the suppression list")
+        click.echo(f"{n}: erased ({gone or 'nothing was held'}; recordings {removal.removed}); "
+                   "kept on the suppression list")
     if failed:
         ctx.exit(1)

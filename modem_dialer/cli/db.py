@@ -112,12 +112,12 @@ def db_purge(ctx: click.Context, days: int, yes: bool) -> None:
     if not yes:
         click.confirm(f"Delete the records made before {cutoff:%Y-%m-%d %H:%M} UTC?", abort=True, err=True)
     # the files first: one that cannot be removed stays named by its call for the next purge
-    removed, problems = remove_recordings(recordings_before(conn, cutoff))
-    for p in problems:
+    removal = remove_recordings(recordings_before(conn, cutoff))
+    for p in removal.problems:
         click.echo(f"db purge: {p}", err=True)
-    if any("cannot remove" in p for p in problems):
+    if removal.stuck:
         raise UserError("nothing purged: a recording could not be removed (above); run again once fixed")
     counts = purge_before(conn, cutoff)
     click.echo(f"purged the records made before {cutoff:%Y-%m-%d %H:%M} UTC: "
-               + ", ".join(f"{k} {v}" for k, v in counts.items()) + f", recordings {removed}"
+               + ", ".join(f"{k} {v}" for k, v in counts.items()) + f", recordings {removal.removed}"
                + "; suppression and consent records kept")
