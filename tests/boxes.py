@@ -22,15 +22,10 @@ from typing import Any
 import aiohttp
 import yaml
 import zygote
+from ports import free_port
 
 TOKEN = "s3cret-token"
 CACHE = Path("/tmp/modem-dialer-test-tts-cache")     # shared with the other service tests
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

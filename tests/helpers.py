@@ -9,7 +9,6 @@ import contextlib
 import ctypes
 import json
 import os
-import socket
 import sqlite3
 import sys
 import threading
@@ -22,6 +21,7 @@ from typing import TypeVar
 import aiohttp
 import yaml
 from click.testing import CliRunner
+from ports import free_port  # noqa: F401  (imported from here by test modules)
 
 from modem_dialer.config import LoadedConfig, load_config
 from modem_dialer.service.service import Service
@@ -210,12 +210,6 @@ async def kill_while_server_away(pg, proc: asyncio.subprocess.Process,
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # another process holds the database's write lock: ``python -c LOCKER DB SECONDS`` prints

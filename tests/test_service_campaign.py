@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 
 import pytest
 from helpers import ALICE, BOB, TOKEN, Api, acked, contacts, setup, wav, write_config
 from helpers import wait_until as wait_for
+from ports import free_port
 from test_campaign_run import run_cli
 
 from modem_dialer.config import LoadedConfig, load_config
@@ -203,12 +203,6 @@ async def test_alert_gets_the_next_free_line_before_the_next_campaign_call(make_
     assert len(campaign_calls) == len(MANY)
     assert all(x["outcome"] == "answered" and x["hangup_by"] == "dialer" and x["duration_s"] >= 1.4
                for x in campaign_calls), campaign_calls
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow

@@ -3,11 +3,10 @@ while the target is down, delivered after it comes back, across a service restar
 
 from __future__ import annotations
 
-import socket
-
 import yaml
 from aiohttp import web
 from helpers import ALICE, Api, wait_until, write_config
+from ports import free_port
 from test_service_alerts import services  # noqa: F401
 
 from modem_dialer import webhooks
@@ -17,12 +16,6 @@ from modem_dialer.store import open_db
 from modem_dialer.store.twoway import Outbox
 
 SECRET = "whsec-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def with_webhook(loaded, url: str):
