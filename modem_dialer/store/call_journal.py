@@ -40,6 +40,7 @@ from .dialect import dialect_of
 from .journal import HANGUP_BY, KEYS, OUTCOMES, Journal
 from .migrations import db_file
 from .spool import decode, encode
+from .statement import Statement
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
@@ -100,7 +101,7 @@ class CallJournal:
                 kw = {**kw, "duration_s": duration}
         # as data too when a spool may need it (PostgreSQL): SQLite pays nothing for it
         record = encode(method, j.t, args, kw) if self.writer.spool is not None else None
-        return self.writer.submit(_call, j, method, args, kw, record=record, lazy=lazy)
+        return self.writer.submit(_call, j, method, args, kw, record=record, lazy=lazy, statement=_statement)
 
     # ---- awaited: order or ids matter ---------------------------------------------------
     async def start_call(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
@@ -200,9 +201,12 @@ class CallJournal:
         raises ``DatabaseUnreachable`` as a read on the loop's connection does."""
         from .compliance import Compliance
 
-        if not (urgent and self.reads_off_loop):
-            return await self.read_off_loop(lambda conn: Compliance(conn, self.clock).dial_facts(
-                number, since=since, except_call=except_call, contact_id=contact_id))
+        if not self.reads_off_loop:
+            return Compliance(self.conn, self.clock).dial_facts(number, since=since, except_call=except_call,
+                                                                contact_id=contact_id)
+        if not urgent:      # read_off_loop's early read, sent with the steps around it (_facts_statement)
+            return await asyncio.wrap_future(self.writer.submit(_facts, (number, since, except_call, contact_id),
+                                                                early=True, statement=_facts_statement))
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[DialFacts] = loop.create_future()
         with self._asks_lock:
@@ -463,6 +467,30 @@ def _call(conn: Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, 
     if step is not None:
         return step(conn, j.t, *args, **kw)
     return getattr(j.on(conn), method)(*args, **kw)
+
+
+def _statement(j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Statement | None:
+    """:func:`_call`'s step as one statement (DbWriter.submit ``statement``), or None."""
+    if method == "settle_contact":
+        from .boxes import Leases
+
+        contact_id, lease = args
+        return Leases(None, lambda: j.t).settle_statement(contact_id, lease, **kw)
+    if method in _STEPS:
+        return None
+    return Journal(None, lambda: j.t).step_statement(method, args, kw)  # type: ignore[arg-type]
+
+
+def _facts(conn: Connection, ask: FactsAsk) -> DialFacts:
+    from .compliance import Compliance
+
+    return Compliance(conn).dial_facts_many([ask])[0]
+
+
+def _facts_statement(ask: FactsAsk) -> Statement:
+    from .compliance import facts_from_rows, facts_query
+
+    return Statement(*facts_query([ask]), lambda rowcount, rows: facts_from_rows([ask], rows)[0])
 
 
 def _replay(record: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:
