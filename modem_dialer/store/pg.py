@@ -19,7 +19,10 @@ once for both backends:
 Parameters are merged on the client (psycopg's ClientCursor): SQLite's loose typing of
 parameters (``? IS NULL`` with None, a text compared with an integer column) keeps working,
 and transaction control statements (BEGIN, SAVEPOINT, RELEASE) are sent in the same round
-trip as the statement that follows them instead of one round trip each.
+trip as the statement that follows them instead of one round trip each, as are several
+statements whose results are all read at once (:meth:`PgConnection.run_statements`: the
+journal writer's consecutive one-statement steps). Server-side binding would need a round
+trip per statement, or a pipeline.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """An operation of the journal writer as one SQL statement (DbWriter.submit ``statement``).
 
 On PostgreSQL the writer sends consecutive such operations in one round trip instead of a
-round trip each (docs/architecture.md, "Journal writer"); the store's steps that can be one
-statement say so by building one here, from the same SQL their functions run.
+round trip each (docs/architecture.md, "Journal writer"). The steps that are one statement
+build theirs from the same SQL their functions run (``Journal.step_statement``,
+``Leases.settle_statement``, call_journal's arming read).
 """
 
 from __future__ import annotations
