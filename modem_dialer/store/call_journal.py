@@ -176,9 +176,12 @@ class CallJournal:
         """Does :meth:`read_off_loop` leave the loop (a round trip to a server), or read at once?"""
         return dialect_of(self.conn).name == "postgresql"
 
-    async def read_off_loop(self, fn: Callable[[Connection], T]) -> T:
-        """``fn(conn)``, a read the event loop need not wait for (on the loop's connection, a
+    async def read_off_loop(self, fn: Callable[..., T], *args: Any,
+                            statement: Callable[..., Statement | None] | None = None) -> T:
+        """``fn(conn, *args)``, a read the event loop need not wait for (on the loop's connection, a
         PostgreSQL read stops every line of the process for the round trip to the server).
+        ``statement(*args)``: the read as one statement, sent with the writer's steps around it
+        on PostgreSQL (DbWriter.submit ``statement``).
 
         On PostgreSQL it runs on the writer's connection as an ``early`` read: in the group
         the writer is running, no transaction of its own (fewer transactions and less CPU on
@@ -187,8 +190,8 @@ class CallJournal:
         less than the hop to a thread). A line waiting for its read uses :meth:`dial_facts`
         with ``urgent``."""
         if not self.reads_off_loop:
-            return fn(self.conn)
-        return await asyncio.wrap_future(self.writer.submit(fn, early=True))
+            return fn(self.conn, *args)
+        return await asyncio.wrap_future(self.writer.submit(fn, *args, early=True, statement=statement))
 
     async def dial_facts(self, number: str, *, since: datetime | None, except_call: int | None = None,
                          contact_id: int | None = None, urgent: bool = False) -> DialFacts:
@@ -199,14 +202,10 @@ class CallJournal:
         (``Compliance.dial_facts_many``): the lines of a box starting at once (a campaign
         started or joined) wait for one round trip, not for one each in turn; a server away
         raises ``DatabaseUnreachable`` as a read on the loop's connection does."""
-        from .compliance import Compliance
 
-        if not self.reads_off_loop:
-            return Compliance(self.conn, self.clock).dial_facts(number, since=since, except_call=except_call,
-                                                                contact_id=contact_id)
-        if not urgent:      # read_off_loop's early read, sent with the steps around it (_facts_statement)
-            return await asyncio.wrap_future(self.writer.submit(_facts, (number, since, except_call, contact_id),
-                                                                early=True, statement=_facts_statement))
+        if not (urgent and self.reads_off_loop):
+            return await self.read_off_loop(_facts, (number, since, except_call, contact_id),
+                                            statement=_facts_statement)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[DialFacts] = loop.create_future()
         with self._asks_lock:
