@@ -182,9 +182,9 @@ def install(tl: Timeline) -> None:
 
     send, run_now = pg.PgConnection._send, pg.PgConnection._run_now
 
-    def send_w(self, query, params):  # type: ignore[no-untyped-def]
+    def send_w(self, query, params, **kw):  # type: ignore[no-untyped-def]
         statements[f"{threading.current_thread().name}: {' '.join(query.split()[:4])[:40]}"] += 1
-        return send(self, query, params)
+        return send(self, query, params, **kw)
 
     def run_now_w(self, stmt):  # type: ignore[no-untyped-def]
         statements[f"{threading.current_thread().name}: {stmt.split(';')[-1].strip()}"] += 1

@@ -49,11 +49,12 @@ async def submit(bank: Bank, camp, box: str = "b1") -> None:
 
 
 # 3,000 contacts (issue 14), on PostgreSQL: the scale-out deployment (docs/scale-out.md) and
-# the issue's test. A call there costs the boxes, their simulators and the server ~5 ms of CPU
-# (~1.4 ms on SQLite): each call's steps are ~7 round trips from the box's journal writer, each
-# parsed and planned by the server (bench/multibox.py utilisation --trace shows them by
-# statement). On a 2-core machine shared with other jobs that makes ~15 s of CPU, so the count
-# can be lowered for a quick run: MULTIBOX_PG_CONTACTS=600.
+# the issue's test. A call there costs the boxes, their simulators and the server ~3.5 ms of CPU
+# (~1.4 ms on SQLite): each call's steps are ~5 statements from the box's journal writer, sent
+# together (about one round trip a call), each parsed and planned by the server
+# (bench/multibox.py utilisation --trace shows the round trips by statement). On a 2-core
+# machine shared with other jobs that makes ~10 s of CPU, so the count can be lowered for a
+# quick run: MULTIBOX_PG_CONTACTS=600.
 PG_CONTACTS = int(os.environ.get("MULTIBOX_PG_CONTACTS", "3000"))
 
 # SQLite (several boxes on one file: a side case, one box is SQLite's deployment): the same

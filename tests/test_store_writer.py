@@ -9,11 +9,12 @@ import stat
 import subprocess
 import sys
 import time
+from datetime import timedelta
 
 import pytest
 from helpers import LOCKER
 
-from modem_dialer.store import Journal, open_db
+from modem_dialer.store import Journal, open_db, utc_now
 from modem_dialer.store import writer as W
 from modem_dialer.store.call_journal import CallJournal
 from modem_dialer.store.writer import DatabaseFault, DbWriter
@@ -413,4 +414,110 @@ async def test_operations_run_together_on_postgresql_and_one_by_one_when_that_fa
         assert sorted(r[0] for r in conn.execute("SELECT k FROM scratch")) == ["a", "a2", "b", "bad", "e"]
     finally:
         w.close()
+        conn.close()
+
+
+def _put_statement(k: str) -> W.Statement | None:
+    if k.startswith("alone"):
+        return None             # not a statement this time: run by its function
+    if k == "undecided":
+        return W.Statement("INSERT INTO scratch (k) VALUES (?)", (k,), _undecided)
+    return W.Statement("INSERT INTO scratch (k) VALUES (?) RETURNING k", (k,), lambda n, rows: f"together {rows[0][0]}")
+
+
+def _undecided(rowcount: int, rows: list) -> str:
+    raise W.Undecided
+
+
+async def test_statements_go_together_on_postgresql_and_one_by_one_when_one_fails(pg_schema):
+    """DbWriter.submit(statement=…): consecutive operations that are one statement each are
+    sent in one round trip, each with its own value; an operation with none ends the run;
+    when one of them fails, or a value is undecided, they are all rolled back and run alone
+    by their functions, and only the one that fails alone fails."""
+    import threading
+
+    conn = open_db(pg_schema)
+    conn.execute("CREATE TABLE scratch (k TEXT PRIMARY KEY)")
+    w = DbWriter(pg_schema)
+    try:
+        gate = threading.Event()
+
+        async def group(keys: list[str]) -> tuple[list, int]:
+            gate.clear()
+            held = w.submit(lambda c: gate.wait(10))      # the next ones queue behind it: one group
+            futs = [w.submit(_put, k, statement=_put_statement) for k in keys]
+            before = w._conn.round_trips
+            gate.set()
+            held.result(10)
+            return [f.exception(10) or f.result(10) for f in futs], w._conn.round_trips - before
+
+        await group(["alone0"])     # (PgConnection looks once whether the table has an id column)
+        got, trips = await group([f"k{i}" for i in range(20)] + ["alone", "x", "y"])
+        assert got == [f"together k{i}" for i in range(20)] + ["alone alone", "together x", "together y"]
+        assert trips == 4           # 20 statements, the one alone, 2 statements, the COMMIT
+        got, _ = await group(["e", "k3", "f"])          # k3 exists: all three alone, k3 fails alone
+        assert got[0] == "alone e" and isinstance(got[1], Exception) and got[2] == "alone f"
+        got, _ = await group(["g", "undecided", "h"])   # undecided: alone, quietly, each its own value
+        assert got == ["alone g", "alone undecided", "alone h"]
+        assert len(conn.execute("SELECT k FROM scratch").fetchall()) == 29
+    finally:
+        w.close()
+        conn.close()
+
+
+async def test_a_calls_steps_are_sent_together_with_the_values_they_have_alone(db_target):
+    """The call steps the writer sends together on PostgreSQL (the marks, an event, a timed
+    close, the contact's next status, the arming's rules read) give each the value and the
+    rows they give run one by one, as on SQLite; a close or a settle that finds nothing to
+    change gives False and a mark of a call that does not exist fails alone, as on SQLite."""
+    from modem_dialer.store import Campaigns
+    from modem_dialer.store.boxes import Claim
+
+    conn = open_db(db_target)
+    store = Campaigns(conn)
+    cid = store.create_campaign("c")
+    store.import_contacts(cid, [(1, "+33612340001", {}), (2, "+33612340002", {})])
+    contacts = {c.number: c.id for c in store.next_due(cid, utc_now(), limit=10)}
+    j = CallJournal(conn)
+    try:
+        ids = [await j.start_call(n, "m0", campaign_id=cid, contact_id=k, claim=Claim(k, n, "b"))
+               for n, k in contacts.items()]
+        pg = j.writer.pg
+        before = j.writer._conn.round_trips if pg else 0
+
+        def settle(contact_id: int, call_id: int):
+            return j.settle_contact(contact_id, "b", status="answered", next_attempt_at=None,
+                                    last_outcome="answered", last_call_id=call_id, attempts=1, lazy=True)
+        futs = []
+        for call_id, contact_id in zip(ids, contacts.values(), strict=True):
+            futs += [j.mark_dialed(call_id), j.event(call_id, "state", state="ringing"), j.mark_answered(call_id),
+                     j.finish_call_nowait(call_id, "answered", duration_s=1.5), settle(contact_id, call_id)]
+        facts = await j.dial_facts("+33612340001", since=utc_now() - timedelta(days=1),
+                                   contact_id=contacts["+33612340001"])
+        await j.flush()
+        values = [f.result(5) for f in futs]
+        assert values[0] is None and isinstance(values[1], int) and values[2:5] == [None, True, True]
+        assert values[5] is None and values[6] > values[1] and values[7:10] == [None, True, True]
+        # PostgreSQL: through the writer, after the steps queued before it (sent with them);
+        # SQLite: at once on the caller's connection (committed rows: the call still open)
+        assert facts.open_call is not pg and len(facts.attempts) == 1
+        assert facts.contact_status == ("answered" if pg else "in_progress")
+        if pg:      # 10 steps and a read: one round trip with the group's BEGIN, one for its COMMIT
+            assert j.writer._conn.round_trips - before <= 3
+        # nothing to change: False; no such call: KeyError, that step alone
+        again = [j.finish_call_nowait(ids[0], "busy", duration_s=0.0), settle(contacts["+33612340001"], ids[0]),
+                 j.mark_dialed(ids[-1] + 99), j.event(ids[0], "note", n=1)]
+        await j.flush()
+        assert again[0].result(5) is False and again[1].result(5) is False and again[3].result(5) > values[6]
+        with pytest.raises(KeyError):
+            again[2].result(5)
+        for call_id in ids:
+            assert [e["data"].get("state") for e in j.events_of(call_id)
+                    if e["kind"] == "state"] == ["created", "dialing", "ringing", "answered", "ended"]
+            call = conn.execute("SELECT outcome, duration_s, started_at, answered_at FROM calls WHERE id = ?",
+                                (call_id,)).fetchone()
+            assert call[0] == "answered" and call[1] == 1.5 and call[2] and call[3]
+        assert {r[0] for r in conn.execute("SELECT status FROM contacts")} == {"answered"}
+    finally:
+        j.close()
         conn.close()

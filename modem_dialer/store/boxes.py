@@ -40,6 +40,7 @@ from ..boxname import DEFAULT_LEASE, check_box_name, default_box
 from ..errors import UserError
 from .campaigns import _CONTACT_COLS, Contact
 from .dialect import dialect_of
+from .statement import Statement
 from .timestamps import from_ts, to_ts, utc_now
 
 _this_box = default_box()
@@ -255,15 +256,24 @@ class Leases:
         the lease is still ``lease`` (the box's own, or None for a released contact): a box
         declared lost meanwhile, or a second box settling the same released contact, writes
         nothing. ``next_attempt_at`` None keeps the current one."""
+        stmt = self.settle_statement(contact_id, lease, status=status, next_attempt_at=next_attempt_at,
+                                     last_outcome=last_outcome, last_call_id=last_call_id, attempts=attempts)
         with self.conn:
-            cur = self.conn.execute(
-                "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
-                " last_outcome = COALESCE(?, last_outcome), last_call_id = COALESCE(?, last_call_id),"
-                " attempts = ?, updated_at = ?"
-                " WHERE id = ? AND status = 'in_progress' AND (lease_box = ? OR (? IS NULL AND lease_box IS NULL))",
-                (status, None if next_attempt_at is None else to_ts(next_attempt_at), last_outcome, last_call_id,
-                 attempts, to_ts(self._clock()), contact_id, lease, lease))
-        return cur.rowcount == 1
+            cur = self.conn.execute(stmt.sql, stmt.params)
+        return bool(stmt.value(cur.rowcount, []))
+
+    def settle_statement(self, contact_id: int, lease: str | None, *, status: str,
+                         next_attempt_at: datetime | None, last_outcome: str | None, last_call_id: int | None,
+                         attempts: int) -> Statement:
+        """:meth:`settle` as one statement (the journal writer sends it with a call's other
+        steps, DbWriter.submit ``statement``); its value is settle's."""
+        return Statement(
+            "UPDATE contacts SET status = ?, next_attempt_at = COALESCE(?, next_attempt_at),"
+            " last_outcome = COALESCE(?, last_outcome), last_call_id = COALESCE(?, last_call_id),"
+            " attempts = ?, updated_at = ?"
+            " WHERE id = ? AND status = 'in_progress' AND (lease_box = ? OR (? IS NULL AND lease_box IS NULL))",
+            (status, None if next_attempt_at is None else to_ts(next_attempt_at), last_outcome, last_call_id,
+             attempts, to_ts(self._clock()), contact_id, lease, lease), _one_changed)
 
     def lease_of(self, contact_id: int) -> tuple[str, str | None] | None:
         """(status, lease_box) of the contact, None if there is none."""
@@ -405,3 +415,7 @@ def unowned_alerts(conn: Any) -> list[int]:
     """Live alerts no box runs (their box was lost, or they are from before boxes)."""
     return [int(r[0]) for r in conn.execute(
         "SELECT id FROM alerts WHERE status IN ('open', 'acknowledged') AND box IS NULL ORDER BY id")]
+
+
+def _one_changed(rowcount: int, rows: list[Any]) -> bool:
+    return rowcount == 1

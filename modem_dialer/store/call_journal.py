@@ -40,6 +40,7 @@ from .dialect import dialect_of
 from .journal import HANGUP_BY, KEYS, OUTCOMES, Journal
 from .migrations import db_file
 from .spool import decode, encode
+from .statement import Statement
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
 from .writer import DEFAULT_LOCK_LIMIT_S, DatabaseFault, DbWriter
@@ -100,7 +101,7 @@ class CallJournal:
                 kw = {**kw, "duration_s": duration}
         # as data too when a spool may need it (PostgreSQL): SQLite pays nothing for it
         record = encode(method, j.t, args, kw) if self.writer.spool is not None else None
-        return self.writer.submit(_call, j, method, args, kw, record=record, lazy=lazy)
+        return self.writer.submit(_call, j, method, args, kw, record=record, lazy=lazy, statement=_statement)
 
     # ---- awaited: order or ids matter ---------------------------------------------------
     async def start_call(self, number: str, modem: str, imei: str | None = None, iccid: str | None = None,
@@ -175,9 +176,12 @@ class CallJournal:
         """Does :meth:`read_off_loop` leave the loop (a round trip to a server), or read at once?"""
         return dialect_of(self.conn).name == "postgresql"
 
-    async def read_off_loop(self, fn: Callable[[Connection], T]) -> T:
-        """``fn(conn)``, a read the event loop need not wait for (on the loop's connection, a
+    async def read_off_loop(self, fn: Callable[..., T], *args: Any,
+                            statement: Callable[..., Statement | None] | None = None) -> T:
+        """``fn(conn, *args)``, a read the event loop need not wait for (on the loop's connection, a
         PostgreSQL read stops every line of the process for the round trip to the server).
+        ``statement(*args)``: the read as one statement, sent with the writer's steps around it
+        on PostgreSQL (DbWriter.submit ``statement``).
 
         On PostgreSQL it runs on the writer's connection as an ``early`` read: in the group
         the writer is running, no transaction of its own (fewer transactions and less CPU on
@@ -186,8 +190,8 @@ class CallJournal:
         less than the hop to a thread). A line waiting for its read uses :meth:`dial_facts`
         with ``urgent``."""
         if not self.reads_off_loop:
-            return fn(self.conn)
-        return await asyncio.wrap_future(self.writer.submit(fn, early=True))
+            return fn(self.conn, *args)
+        return await asyncio.wrap_future(self.writer.submit(fn, *args, early=True, statement=statement))
 
     async def dial_facts(self, number: str, *, since: datetime | None, except_call: int | None = None,
                          contact_id: int | None = None, urgent: bool = False) -> DialFacts:
@@ -198,11 +202,10 @@ class CallJournal:
         (``Compliance.dial_facts_many``): the lines of a box starting at once (a campaign
         started or joined) wait for one round trip, not for one each in turn; a server away
         raises ``DatabaseUnreachable`` as a read on the loop's connection does."""
-        from .compliance import Compliance
 
         if not (urgent and self.reads_off_loop):
-            return await self.read_off_loop(lambda conn: Compliance(conn, self.clock).dial_facts(
-                number, since=since, except_call=except_call, contact_id=contact_id))
+            return await self.read_off_loop(_facts, (number, since, except_call, contact_id),
+                                            statement=_facts_statement)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[DialFacts] = loop.create_future()
         with self._asks_lock:
@@ -463,6 +466,30 @@ def _call(conn: Connection, j: _Frozen, method: str, args: tuple, kw: dict[str, 
     if step is not None:
         return step(conn, j.t, *args, **kw)
     return getattr(j.on(conn), method)(*args, **kw)
+
+
+def _statement(j: _Frozen, method: str, args: tuple, kw: dict[str, Any]) -> Statement | None:
+    """:func:`_call`'s step as one statement (DbWriter.submit ``statement``), or None."""
+    if method == "settle_contact":
+        from .boxes import Leases
+
+        contact_id, lease = args
+        return Leases(None, lambda: j.t).settle_statement(contact_id, lease, **kw)
+    if method in _STEPS:
+        return None
+    return Journal(None, lambda: j.t).step_statement(method, args, kw)  # type: ignore[arg-type]
+
+
+def _facts(conn: Connection, ask: FactsAsk) -> DialFacts:
+    from .compliance import Compliance
+
+    return Compliance(conn).dial_facts_many([ask])[0]
+
+
+def _facts_statement(ask: FactsAsk) -> Statement:
+    from .compliance import facts_from_rows, facts_query
+
+    return Statement(*facts_query([ask]), lambda rowcount, rows: facts_from_rows([ask], rows)[0])
 
 
 def _replay(record: str) -> tuple[Callable[..., Any], tuple[Any, ...]]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .boxes import this_box
 from .dialect import dialect_of
+from .statement import Statement, Undecided
 from .timestamps import from_ts, to_ts, utc_now
 from .types import Connection
 
@@ -142,11 +143,8 @@ class Journal:
             # only a call with no outcome yet is closed (the read above is needed only for the
             # duration: a call the caller timed is closed in one statement, with its event on
             # PostgreSQL: _with_event)
-            update = ("UPDATE calls SET outcome = ?, cause = ?, cause_text = ?, hangup_by = ?, duration_s = ?,"
-                      " ended_at = ? WHERE id = ? AND outcome IS NULL")
-            params = (outcome, cause, cause_text, hangup_by, duration_s, end_ts, call_id)
-            event = {"state": "ended", "outcome": outcome, "cause": cause}
-            if self._with_event(update, params, call_id, end_ts, event):
+            update, params = _finish_update(call_id, outcome, cause, cause_text, hangup_by, duration_s, end_ts)
+            if self._with_event(update, params, call_id, end_ts, _ended(outcome, cause)):
                 return True
             if self.conn.execute("SELECT 1 FROM calls WHERE id = ?", (call_id,)).fetchone() is None:
                 raise KeyError(f"no call {call_id}")
@@ -365,17 +363,48 @@ class Journal:
     # --- internals ---------------------------------------------------------------
 
     def _event(self, call_id: int, at: str, kind: str, data: dict[str, Any]) -> int:
-        cur = self.conn.execute(
-            "INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, ?, ?)",
-            (call_id, at, kind, _json(data)),
-        )
+        cur = self.conn.execute(_EVENT_INSERT, (call_id, at, kind, _json(data)))
         return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    # --- a call's step as one statement (PostgreSQL) ----------------------------------
+
+    def step_statement(self, method: str, args: tuple, kw: dict[str, Any]) -> Statement | None:
+        """The step ``method(*args, **kw)`` (mark_dialed, mark_answered, event, a finish_call
+        with its duration given) as the one statement it runs on PostgreSQL, with the value it
+        returns (DbWriter.submit ``statement``: the journal writer sends consecutive steps in
+        one round trip); None for any other step, or arguments the method would refuse (it
+        is then run by itself, and raises)."""
+        try:
+            if method in ("mark_dialed", "mark_answered"):
+                call_id = args[0]
+                now = self._now(args[1] if len(args) > 1 else kw.get("at"))
+                column, state = ("started_at", "dialing") if method == "mark_dialed" else ("answered_at", "answered")
+                return Statement(*_update_with_event(*_mark_update(call_id, column, now), now, {"state": state}),
+                                 _marked)
+            if method == "event":
+                call_id, kind = args
+                return Statement("INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, ?, ?) RETURNING id",
+                                 (call_id, self._now(), kind, _json(kw)), _returned_id)
+            if method == "finish_call":
+                call_id, outcome = args
+                duration_s, by = kw.get("duration_s"), kw.get("hangup_by")
+                if duration_s is None or outcome not in OUTCOMES or (by is not None and by not in HANGUP_BY) \
+                        or set(kw) - {"cause", "cause_text", "hangup_by", "duration_s", "ended_at"}:
+                    return None
+                end_ts = self._now(kw.get("ended_at"))
+                cause = kw.get("cause")
+                update, params = _finish_update(call_id, outcome, cause, kw.get("cause_text"), by, duration_s, end_ts)
+                # True; a call already closed (False) or missing (KeyError): finish_call decides
+                return Statement(*_update_with_event(update, params, end_ts, _ended(outcome, cause)),
+                                 _one_row_or_undecided)
+        except (TypeError, ValueError):
+            return None
+        return None
 
     def _mark(self, call_id: int, column: str, now: str, state: str) -> None:
         """A call's state mark and its event (``column``: ``started_at``/``answered_at``, our own
         literals, never input)."""
-        if not self._with_event(f"UPDATE calls SET {column} = ? WHERE id = ?", (now, call_id),  # noqa: S608
-                                call_id, now, {"state": state}):
+        if not self._with_event(*_mark_update(call_id, column, now), call_id, now, {"state": state}):
             raise KeyError(f"no call {call_id}")
 
     def _with_event(self, update: str, params: Sequence[Any], call_id: int, at: str, data: dict[str, Any]) -> bool:
@@ -385,11 +414,48 @@ class Journal:
         writer, and psycopg's and the server's cost is per statement; SQLite has no such
         statement and no round trip to save."""
         if dialect_of(self.conn).name == "postgresql":
-            cur = self.conn.execute(f"WITH u AS ({update} RETURNING id) INSERT INTO call_events"  # noqa: S608
-                                    " (call_id, at, kind, data) SELECT id, ?, 'state', ? FROM u",
-                                    (*params, at, _json(data)))
-            return cur.rowcount == 1
+            return self.conn.execute(*_update_with_event(update, params, at, data)).rowcount == 1
         if self.conn.execute(update, params).rowcount == 0:
             return False
         self._event(call_id, at, "state", data)
         return True
+
+
+_EVENT_INSERT = "INSERT INTO call_events (call_id, at, kind, data) VALUES (?, ?, ?, ?)"
+
+
+def _mark_update(call_id: int, column: str, now: str) -> tuple[str, tuple[Any, ...]]:
+    return f"UPDATE calls SET {column} = ? WHERE id = ?", (now, call_id)  # noqa: S608 - our column names
+
+
+def _finish_update(call_id: int, outcome: str, cause: int | None, cause_text: str | None, hangup_by: str | None,
+                   duration_s: float, end_ts: str) -> tuple[str, tuple[Any, ...]]:
+    return ("UPDATE calls SET outcome = ?, cause = ?, cause_text = ?, hangup_by = ?, duration_s = ?,"
+            " ended_at = ? WHERE id = ? AND outcome IS NULL",
+            (outcome, cause, cause_text, hangup_by, duration_s, end_ts, call_id))
+
+
+def _ended(outcome: str, cause: int | None) -> dict[str, Any]:
+    return {"state": "ended", "outcome": outcome, "cause": cause}
+
+
+def _update_with_event(update: str, params: Sequence[Any], at: str, data: dict[str, Any]) -> tuple[str, tuple]:
+    """PostgreSQL: ``update`` of a call's row and, if it changed the row, its ``state`` event,
+    in one statement (a data-modifying WITH; its rowcount: the event's, 1 or 0)."""
+    return (f"WITH u AS ({update} RETURNING id) INSERT INTO call_events"  # noqa: S608 - our statements
+            " (call_id, at, kind, data) SELECT id, ?, 'state', ? FROM u", (*params, at, _json(data)))
+
+
+def _one_row_or_undecided(rowcount: int, rows: list[Any]) -> bool:
+    if rowcount != 1:
+        raise Undecided
+    return True
+
+
+def _marked(rowcount: int, rows: list[Any]) -> None:
+    if rowcount != 1:
+        raise Undecided         # no such call: the mark run alone raises KeyError
+
+
+def _returned_id(rowcount: int, rows: list[Any]) -> int:
+    return int(rows[0][0])

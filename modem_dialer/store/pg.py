@@ -19,7 +19,10 @@ once for both backends:
 Parameters are merged on the client (psycopg's ClientCursor): SQLite's loose typing of
 parameters (``? IS NULL`` with None, a text compared with an integer column) keeps working,
 and transaction control statements (BEGIN, SAVEPOINT, RELEASE) are sent in the same round
-trip as the statement that follows them instead of one round trip each.
+trip as the statement that follows them instead of one round trip each, as are several
+statements whose results are all read at once (:meth:`PgConnection.run_statements`: the
+journal writer's consecutive one-statement steps). Server-side binding would need a round
+trip per statement, or a pipeline.
 """
 
 from __future__ import annotations
@@ -343,7 +346,33 @@ class PgConnection:
         self.total_changes += n
         return PgCursor(cur, n)
 
-    def _send(self, query: str, params: list[Any]) -> PgCursor:
+    def run_statements(self, stmts: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[int, list[Any]]]:
+        """Several statements (SQLite's placeholders) in one round trip, in order, each seeing
+        the ones before; each one's rowcount and rows (none for a command). Their parameters
+        are merged on the client as every statement's are (module doc), so they go as one
+        text. The first that fails stops the rest and is raised as :meth:`execute` raises it;
+        the caller rolls back (a savepoint: the journal writer, DbWriter.submit ``statement``).
+        Never sent twice: not even a lost connection outside a transaction sends it again."""
+        queries: list[str] = []
+        params: list[Any] = []
+        for sql, p in stmts:
+            query, order = translate(sql)
+            queries.append(query)
+            params += _params(order, p)
+        cur = self._send("; ".join(queries), params, resend=False)._cur
+        out: list[tuple[int, list[Any]]] = []
+        for k in range(-len(queries), 0):
+            cur.set_result(k)
+            res = cur.pgresult
+            rows = cur.fetchall() if res is not None and res.status == pq.ExecStatus.TUPLES_OK else []
+            n = cur.rowcount
+            if k != -1 and n > 0 and cur.statusmessage and cur.statusmessage.split()[0] in ("INSERT", "UPDATE",
+                                                                                           "DELETE"):
+                self.total_changes += n       # the last one's counted by _send
+            out.append((n, rows))
+        return out
+
+    def _send(self, query: str, params: list[Any], *, resend: bool = True) -> PgCursor:
         self._op_fresh = False
         self._ensure()
         outside_tx = not self._open_tx
@@ -358,7 +387,7 @@ class PgConnection:
         except psycopg.Error as exc:
             self._after_error()
             err = _translate_error(exc, self._pg)
-            if not (isinstance(err, DatabaseUnreachable) and outside_tx and _safe_to_resend(query, exc)):
+            if not (resend and isinstance(err, DatabaseUnreachable) and outside_tx and _safe_to_resend(query, exc)):
                 raise err from exc
             # the server dropped this idle connection (a restart): the statement did not run,
             # or only read; once more on a new connection (DatabaseUnreachable if still away)
