@@ -30,9 +30,13 @@ CONTACT_STATUSES = frozenset(
 IMPORT_BATCH = 5_000
 
 
+# sort_keys: the same fields give the same text, so a re-import sees "unchanged". One encoder
+# for every contact: json.dumps with options builds a new one per call, a third of its ~2 µs
+_FIELDS_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _fields_json(fields: dict[str, Any]) -> str:
-    # sort_keys: the same fields give the same text, so a re-import sees "unchanged"
-    return json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return _FIELDS_ENCODER.encode(fields)
 
 
 @dataclass(frozen=True)
