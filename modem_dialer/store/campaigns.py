@@ -249,7 +249,8 @@ class Campaigns:
 
     def iter_contacts(self, campaign_id: int, statuses: Sequence[str] | None = None,
                       chunk: int = 5000) -> Iterator[Contact]:
-        """Every contact of the campaign in id order, read in chunks of ``chunk`` (for exports);
+        """Every contact of the campaign in id order, read in chunks of ``chunk`` (the report
+        reads report_chunks, lighter);
         with ``statuses``, only those (each status read on the (campaign, status) index and
         the runs merged by id: a filter never scans the whole campaign)."""
         if statuses is None:
@@ -273,6 +274,21 @@ class Campaigns:
             last = rows[-1]["id"]
 
     # --- reports ----------------------------------------------------------------------
+
+    def report_chunks(self, campaign_id: int, chunk: int = 2000) -> Iterator[list[Any]]:
+        """Every contact of the campaign in id order for the per-contact report, ``chunk`` rows
+        at a time (keyset paging as iter_contacts), each row ``(id, number, fields as JSON
+        text, status, attempts, last_outcome, next_attempt_at)``: no Contact built (its
+        frozen dataclass and named look-ups were half of a report's ~7 µs of CPU a contact)."""
+        last = 0
+        while True:
+            rows = self.conn.execute(
+                "SELECT id, number, fields, status, attempts, last_outcome, next_attempt_at FROM contacts"
+                " WHERE campaign_id = ? AND id > ? ORDER BY id LIMIT ?", (campaign_id, last, chunk)).fetchall()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1][0]
 
     def keys_and_answers(self, contact_ids: Sequence[int]) -> tuple[dict[int, list[str]], dict[int, dict[str, Any]]]:
         """Per contact: the keys pressed on all its calls (in order) and its answers (the
