@@ -6,11 +6,12 @@ after its call (``Leases.settle``). The store has no "set any status" method for
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from modem_dialer.store import Campaigns
 from modem_dialer.store.boxes import Leases
+from modem_dialer.store.campaigns import Contact
 from modem_dialer.store.timestamps import utc_now
 
 BOX = "test-box"
@@ -38,3 +39,18 @@ def settle_contact(conn, contact_id: int, status: str, *, next_attempt_at: datet
                                       last_outcome=last_outcome, last_call_id=last_call_id,
                                       attempts=c.attempts + (1 if count_attempt else 0)), \
         f"contact {contact_id} is not leased to {BOX}"
+
+
+def contacts(conn, campaign_id: int, statuses: Sequence[str] | None = None) -> list[Contact]:
+    """The campaign's contacts in id order (with ``statuses``, only those), read as the
+    per-contact report reads them (``Campaigns.report_chunks``), each then as the dialer
+    reads one (``get_contact``)."""
+    store = Campaigns(conn)
+    out = []
+    for chunk in store.report_chunks(campaign_id):
+        for row in chunk:
+            c = store.get_contact(row[0])
+            assert c is not None, row
+            if statuses is None or c.status in statuses:
+                out.append(c)
+    return out

@@ -26,7 +26,7 @@ from modem_dialer.store import Campaigns, open_db
 # SQLite's page caches (2 MB each: the journal's and the duplicates' table) and phonenumbers'
 # metadata fill up over the first ~25,000 rows: the smaller size starts past that
 MAX_GROWTH_MB = 3.0
-IMPORT_SIZES = (25_000, 75_000)     # validated rows (~15 µs of CPU a row in E.164, 35-60 in full)
+IMPORT_SIZES = (25_000, 75_000)     # validated rows (~2 µs of CPU a row in E.164, 35-60 in full)
 REPORT_SIZES = (20_000, 80_000)
 # Both tests are CPU-bound (100,000 rows validated, 100,000 reported): 116 s of wall time at
 # load 40 against pytest's 120 s default, which a run at that load then exceeded. A hang still

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from store_steps import settle_contact
+from store_steps import contacts, settle_contact
 
 from modem_dialer.campaign.contacts import import_contacts
 from modem_dialer.campaign.retry import after_attempt
@@ -28,8 +28,8 @@ CSV = """number,name,timezone
 
 
 def contact_by_number(store: Campaigns, cid: int, number: str):
-    """The campaign's contact with this number, or None (read through the export iterator)."""
-    return next((c for c in store.iter_contacts(cid) if c.number == number), None)
+    """The campaign's contact with this number, or None (read as the report reads them)."""
+    return next((c for c in contacts(store.conn, cid) if c.number == number), None)
 
 
 def write(tmp_path, name, text):
@@ -192,7 +192,7 @@ def _imported(tmp_path, path, **kw) -> dict[str, dict[str, str]]:
     seen: list = []
     rep = import_contacts(store, cid, path, "FR", on_bad=seen.append, **kw)
     assert rep.bad_count == 0, seen
-    return {c.number: c.fields for c in store.iter_contacts(cid)}
+    return {c.number: c.fields for c in contacts(store.conn, cid)}
 
 
 @pytest.mark.parametrize("encoding", ["latin-1", "cp1252", "utf-8-sig", "utf-16"])

@@ -135,7 +135,7 @@ def norm(x):
 READS = {
     "campaigns": lambda c: [Campaigns(c).list_campaigns(), Campaigns(c).get_campaign("spring"),
                             Campaigns(c).counts(1), Campaigns(c).answer_counts(1),
-                            list(Campaigns(c).iter_contacts(1, ["pending", "answered"])),
+                            list(Campaigns(c).report_chunks(1, chunk=2)),
                             Campaigns(c).next_due(1, T0 + timedelta(hours=30), limit=50, exclude_numbers=["+33612340004"]),
                             Campaigns(c).keys_and_answers([1, 2, 3, 4, 5, 99]), Campaigns(c).call_stats(1),
                             Campaigns(c).status_of(1), Campaigns(c).has_open_contacts(1),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from store_steps import contacts
 
 from modem_dialer.config import load_config
 from modem_dialer.errors import UserError
@@ -55,7 +56,7 @@ def campaign(conn, numbers: list[str]) -> tuple[int, list[int]]:
     store = Campaigns(conn)
     cid = store.create_campaign("c")
     store.import_contacts(cid, ((i, n, {}) for i, n in enumerate(numbers)))
-    return cid, [c.id for c in store.iter_contacts(cid)]
+    return cid, [c.id for c in contacts(store.conn, cid)]
 
 
 def test_a_box_name_taken_on_another_host_is_refused(db):
@@ -238,7 +239,7 @@ def test_attempt_cap_is_checked_in_the_claim_across_boxes(db_target):
         store = Campaigns(conn1)
         y = store.create_campaign("d")
         store.import_contacts(y, [(0, number, {})])
-        b = next(iter(store.iter_contacts(y))).id
+        b = contacts(store.conn, y)[0].id
         Boxes(conn1, clock).register("b1", LEASE, host="h", pid=1)
         Boxes(conn2, clock).register("b2", LEASE, host="h", pid=2)
         rules = R.RuleSet(caps=(R.Cap(1, timedelta(days=1)),))

@@ -16,22 +16,12 @@ CHUNK = 2000
 def contact_rows(conn: Connection, campaign_id: int) -> Iterator[dict[str, Any]]:
     """number, fields, status, attempts, last outcome, keys (all calls, in order) and answers."""
     store = Campaigns(conn)
-    chunk: list = []
-    for c in store.iter_contacts(campaign_id, chunk=CHUNK):
-        chunk.append(c)
-        if len(chunk) >= CHUNK:
-            yield from _with_calls(conn, chunk)
-            chunk = []
-    if chunk:
-        yield from _with_calls(conn, chunk)
-
-
-def _with_calls(conn: Connection, contacts: list) -> Iterator[dict[str, Any]]:
-    keys, answers = Campaigns(conn).keys_and_answers([c.id for c in contacts])
-    for c in contacts:
-        yield {"number": c.number, "fields": c.fields, "status": c.status, "attempts": c.attempts,
-               "last_outcome": c.last_outcome, "next_attempt_at": c.next_attempt_at if c.status == "pending" else None,
-               "keys": "".join(keys.get(c.id, [])), "answers": answers.get(c.id, {})}
+    for chunk in store.report_chunks(campaign_id, CHUNK):
+        keys, answers = store.keys_and_answers([r[0] for r in chunk])
+        for cid, number, fields, status, attempts, last_outcome, due in chunk:
+            yield {"number": number, "fields": json.loads(fields), "status": status, "attempts": attempts,
+                   "last_outcome": last_outcome, "next_attempt_at": due if status == "pending" else None,
+                   "keys": "".join(keys.get(cid, ())), "answers": answers.get(cid, {})}
 
 
 def summary(conn: Connection, campaign_id: int, statuses: dict[str, int] | None = None) -> dict[str, Any]:

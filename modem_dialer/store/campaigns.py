@@ -6,7 +6,6 @@ Numbers arrive here already normalised to E.164; validating them is the caller's
 
 from __future__ import annotations
 
-import heapq
 import json
 import sqlite3
 from collections import defaultdict
@@ -30,9 +29,13 @@ CONTACT_STATUSES = frozenset(
 IMPORT_BATCH = 5_000
 
 
+# sort_keys: the same fields give the same text, so a re-import sees "unchanged". One encoder
+# for every contact: json.dumps with options builds a new one per call, a third of its ~2 µs
+_FIELDS_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
 def _fields_json(fields: dict[str, Any]) -> str:
-    # sort_keys: the same fields give the same text, so a re-import sees "unchanged"
-    return json.dumps(fields, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+    return _FIELDS_ENCODER.encode(fields)
 
 
 @dataclass(frozen=True)
@@ -243,32 +246,23 @@ class Campaigns:
             out.setdefault(name, {})[value] = count
         return out
 
-    def iter_contacts(self, campaign_id: int, statuses: Sequence[str] | None = None,
-                      chunk: int = 5000) -> Iterator[Contact]:
-        """Every contact of the campaign in id order, read in chunks of ``chunk`` (for exports);
-        with ``statuses``, only those (each status read on the (campaign, status) index and
-        the runs merged by id: a filter never scans the whole campaign)."""
-        if statuses is None:
-            return self._iter_chunks(
-                f"SELECT {_CONTACT_COLS} FROM contacts WHERE campaign_id = ? AND id > ?"  # noqa: S608
-                " ORDER BY id LIMIT ?", (campaign_id,), chunk)
-        return heapq.merge(*(self._iter_chunks(
-            f"SELECT {_CONTACT_COLS} FROM contacts WHERE campaign_id = ? AND status = ? AND id > ?"  # noqa: S608
-            " ORDER BY id LIMIT ?", (campaign_id, status), chunk) for status in dict.fromkeys(statuses)),
-            key=lambda c: c.id)
+    # --- reports ----------------------------------------------------------------------
 
-    def _iter_chunks(self, sql: str, args: tuple[Any, ...], chunk: int) -> Iterator[Contact]:
-        """Keyset paging (``id > last``): each chunk is one short query, however far in."""
+    def report_chunks(self, campaign_id: int, chunk: int = 2000) -> Iterator[list[Any]]:
+        """Every contact of the campaign in id order for the per-contact report, ``chunk`` rows
+        at a time, each row ``(id, number, fields as JSON text, status, attempts, last_outcome,
+        next_attempt_at)``: no Contact built (its frozen dataclass and named look-ups were half
+        of a report's ~7 µs of CPU a contact). Keyset paging (``id > last``): each chunk is one
+        short query on the campaign's index, however far in."""
         last = 0
         while True:
-            rows = self.conn.execute(sql, (*args, last, chunk)).fetchall()
+            rows = self.conn.execute(
+                "SELECT id, number, fields, status, attempts, last_outcome, next_attempt_at FROM contacts"
+                " WHERE campaign_id = ? AND id > ? ORDER BY id LIMIT ?", (campaign_id, last, chunk)).fetchall()
             if not rows:
                 return
-            for r in rows:
-                yield Contact.from_row(r)
-            last = rows[-1]["id"]
-
-    # --- reports ----------------------------------------------------------------------
+            yield rows
+            last = rows[-1][0]
 
     def keys_and_answers(self, contact_ids: Sequence[int]) -> tuple[dict[int, list[str]], dict[int, dict[str, Any]]]:
         """Per contact: the keys pressed on all its calls (in order) and its answers (the
