@@ -27,7 +27,8 @@ must have no thread when it forks; eight workers on two cores gain nothing from 
 Falls back to a fresh interpreter (the client execs ``python -u -c BOOTSTRAP`` itself, its
 stdin still unread) when the server is not there or refuses: an environment that differs from
 the server's (the controller's when it started it), arguments other than execnet's.
-``MODEM_DIALER_TEST_EXEC=1`` starts no server (every worker and command a fresh interpreter).
+``MODEM_DIALER_TEST_EXEC=1`` starts no server (every worker and command a fresh interpreter);
+``MODEM_DIALER_TEST_FRESH_WORKERS=1`` none either, the commands still forked (to compare).
 """
 
 from __future__ import annotations
@@ -304,7 +305,8 @@ def start_for_run() -> str | None:
     """In the xdist controller: start the server; the command that starts a worker through it
     (execnet's "python"), or None when there is none to use."""
     global _server
-    if os.environ.get("MODEM_DIALER_TEST_EXEC") or not hasattr(os, "fork") or not hasattr(socket, "send_fds"):
+    if (os.environ.get("MODEM_DIALER_TEST_EXEC") or os.environ.get("MODEM_DIALER_TEST_FRESH_WORKERS")
+            or not hasattr(os, "fork") or not hasattr(socket, "send_fds")):
         return None
     import shlex
     import subprocess
