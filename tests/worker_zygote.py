@@ -94,7 +94,7 @@ def _refusal(req: dict) -> str | None:
 _started_env: dict[str, str] = {}
 
 
-def serve(listener: socket.socket, owner: socket.socket) -> None:
+def serve(listener: socket.socket, owner: socket.socket, preload: bool = True) -> None:
     """Fork a worker for each client that connects; tell it the worker's pid, then its wait
     status. A client gone: its worker is killed. The owner (the controller) gone: all are."""
     import gc
@@ -105,11 +105,14 @@ def serve(listener: socket.socket, owner: socket.socket) -> None:
     os.setpgid(0, 0)
     _started_env.update(os.environ)         # (before a library we import changes it)
     # OpenBLAS (numpy's) starts a thread per core when it loads unless told not to: a fork is
-    # only safe in a process with no other thread
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    _preload()
+    # only safe in a process with no other thread (checked below)
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    if preload:
+        _preload()
+    threads = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else 1
     # what was imported, out of the workers' collector's reach: a full collection in a worker
-    # does not walk (nor copy, page by page) the ~100 MB of objects it shares with us
+    # neither walks the ~100,000 objects it shares with us nor, by touching their headers,
+    # copies the pages that hold them into each worker
     gc.freeze()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
@@ -168,7 +171,7 @@ def serve(listener: socket.socket, owner: socket.socket) -> None:
                 conn.close()
                 continue
             req = json.loads(msg)
-            why = _refusal(req)
+            why = _refusal(req) or (f"{threads} threads in the server (a fork copies one)" if threads > 1 else None)
             if why is not None:
                 tell(conn, {"refused": why})
                 for fd in fds:
@@ -291,71 +294,94 @@ def client(path: str, args: list[str]) -> None:
         os._exit(1)
     code = os.waitstatus_to_exitcode(m["status"])
     if code < 0:                            # killed by a signal: so are we
-        signal.signal(-code, signal.SIG_DFL)
+        if -code != signal.SIGKILL:         # (whose handler cannot be set)
+            signal.signal(-code, signal.SIG_DFL)
         os.kill(os.getpid(), -code)
         code = 128 - code
     os._exit(code)
 
 
 # ---- the controller's side -----------------------------------------------------------------
-_server: tuple[object, socket.socket, str] | None = None
+class Server:
+    """The server, started by (and a child of) this process; ``command`` is what runs a
+    worker through it (execnet's "python")."""
+
+    def __init__(self, preload: bool = True, env: dict[str, str] | None = None) -> None:
+        import shlex
+        import subprocess
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="md-workers-")
+        path = os.path.join(self.dir, "sock")
+        # bound and listening before the server starts: the workers' clients connect at once
+        # (in the backlog until the server, done importing, accepts), none polls for the path
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        here, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            listener.bind(path)
+            listener.listen(64)
+            self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", str(listener.fileno()),
+                                          str(theirs.fileno()), *([] if preload else ["bare"])],
+                                         pass_fds=[listener.fileno(), theirs.fileno()],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env)
+        except OSError:
+            here.close()
+            self._remove()
+            raise
+        finally:
+            listener.close()
+            theirs.close()
+        self._here = here
+        self.command = f"{shlex.quote(sys.executable)} -I -S {shlex.quote(os.path.abspath(__file__))} client {shlex.quote(path)}"
+
+    def stop(self) -> None:
+        """The server ends (what it still ran is killed) and is reaped here: its CPU and its
+        workers' counted in ours."""
+        import subprocess
+
+        self._here.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._remove()
+
+    def _remove(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+_server: Server | None = None
 
 
 def start_for_run() -> str | None:
-    """In the xdist controller: start the server; the command that starts a worker through it
-    (execnet's "python"), or None when there is none to use."""
+    """In the xdist controller: start the server; the command that starts a worker through it,
+    or None when there is none to use."""
     global _server
     if (os.environ.get("MODEM_DIALER_TEST_EXEC") or os.environ.get("MODEM_DIALER_TEST_FRESH_WORKERS")
             or not hasattr(os, "fork") or not hasattr(socket, "send_fds")):
         return None
-    import shlex
-    import subprocess
-    import tempfile
-
-    path = os.path.join(tempfile.mkdtemp(prefix="md-workers-"), "sock")
-    # bound and listening before the server starts: the workers' clients connect at once (in
-    # the backlog until the server, done importing, accepts), none polls for the path
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    listener.bind(path)
-    listener.listen(64)
-    here, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     try:
-        proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", str(listener.fileno()),
-                                 str(theirs.fileno())], pass_fds=[listener.fileno(), theirs.fileno()],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        _server = Server()
     except OSError as exc:
         print(f"worker_zygote: not started ({exc}): the workers start fresh interpreters", file=sys.stderr)
         return None
-    finally:
-        listener.close()
-        theirs.close()
-    _server = (proc, here, path)
-    return f"{shlex.quote(sys.executable)} -I -S {shlex.quote(os.path.abspath(__file__))} client {shlex.quote(path)}"
+    return _server.command
 
 
 def stop_for_run() -> None:
-    """In the controller, once the workers are gone: the server ends (what it still ran is
-    killed) and is reaped here (its CPU and its workers' counted in the run's)."""
+    """In the controller, once the workers are gone."""
     global _server
-    if _server is None:
-        return
-    import shutil
-    import subprocess
-
-    proc, here, path = _server
-    _server = None
-    here.close()
-    assert isinstance(proc, subprocess.Popen)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    shutil.rmtree(os.path.dirname(path), ignore_errors=True)
+    if _server is not None:
+        _server.stop()
+        _server = None
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "serve":
-        serve(socket.socket(fileno=int(sys.argv[2])), socket.socket(fileno=int(sys.argv[3])))
+    if sys.argv[1] == "serve":          # (bare: nothing preloaded, for test_worker_zygote)
+        serve(socket.socket(fileno=int(sys.argv[2])), socket.socket(fileno=int(sys.argv[3])),
+              preload=sys.argv[4:] != ["bare"])
     else:
         client(sys.argv[2], sys.argv[3:])
