@@ -314,8 +314,9 @@ def pytest_configure(config: pytest.Config) -> None:
     import zygote
 
     zygote.start_for_run()
-    # and the process the workers are forked from (tests/worker_zygote.py: their imports, ~1 s
-    # of CPU each, done once); started after the zygote's variable is set, which they inherit
+    # and the process the workers are forked from (tests/worker_zygote.py: their imports, ~1.1 s
+    # of CPU each, done once: a run ~13 core-s less); started after the zygote's variable is
+    # set, which they inherit (the server's environment must be theirs)
     if not config.option.collectonly:       # (xdist starts no worker then)
         import worker_zygote
 

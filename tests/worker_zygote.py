@@ -9,7 +9,10 @@ workers are forked from it: execnet starts a popen gateway as ``PYTHON -u -c BOO
 file's client (``python -I -S worker_zygote.py client SOCKET``). The client passes its argv, its
 standard streams (SCM_RIGHTS), its working directory and its environment to the server, which
 forks a child that takes them and runs BOOTSTRAP as ``python -u -c`` would; the client waits
-for that child's end, forwarding the signals it gets, and exits as it did.
+for that child's end, forwarding the signals it gets, and exits as it did. Measured in turns
+(`bash scripts/test.sh`, 1,072 tests, quiet 2-core machine): a worker's CPU up to its first test
+1.6-1.8 s fresh, 0.5-0.65 s forked; the run's CPU (its process tree) 100.7 and 100.9 s fresh,
+87.4 and 88.7 s forked (the server's ~1.5 s of imports included); wall 78 and 76 s, 69 and 71 s.
 
 What is not preloaded: what pytest rewrites the asserts of when it imports it (the plugins of
 the distributions with a ``pytest11`` entry point: xdist, pytest_asyncio, pytest_timeout,
