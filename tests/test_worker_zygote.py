@@ -13,6 +13,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import worker_zygote
@@ -106,6 +107,12 @@ def test_the_worker_s_end_is_the_end_of_its_output_whatever_its_client_does(serv
     """xdist sees a worker's crash as the end of its output: the client keeps no copy of it."""
     p = client(server, FACTS + READ + "; os._exit(0)", env)
     facts(p)
+    # the client lets go of its copy once told the worker's pid (which may come after the
+    # worker's first words): stopped before, it would hold it
+    deadline = time.monotonic() + 30
+    while os.readlink(f"/proc/{p.pid}/fd/1") != os.devnull:
+        assert time.monotonic() < deadline, "the client kept its stdout for 30 s"
+        time.sleep(0.01)
     p.send_signal(signal.SIGSTOP)   # the client, stopped, can neither close nor exit
     try:
         assert p.stdin is not None and p.stdout is not None
