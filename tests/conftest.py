@@ -267,9 +267,16 @@ async def make_bank():
     await asyncio.sleep(0)
 
 
+_RUN_ENV = "MODEM_DIALER_TEST_RUN"     # the xdist controller's pid, set by it for its workers
+
+
 def _test_run(config: pytest.Config) -> int:
-    """The process that leads this test run: the xdist controller (a worker's parent), or this one."""
-    return os.getppid() if hasattr(config, "workerinput") else os.getpid()
+    """The process that leads this test run: the xdist controller, or this one. (A worker's
+    parent is the controller only when the worker is a fresh interpreter, not one forked by
+    tests/worker_zygote.py.)"""
+    if not hasattr(config, "workerinput"):
+        return os.getpid()
+    return int(os.environ.get(_RUN_ENV) or os.getppid())
 
 
 @pytest.fixture(scope="session")
@@ -285,12 +292,14 @@ def pg(request: pytest.FixtureRequest):
 
 
 _template_maker: threading.Thread | None = None
+_worker_python: str | None = None
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    global _template_maker
+    global _template_maker, _worker_python
     if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") == "no":
         return
+    os.environ[_RUN_ENV] = str(os.getpid())
     # The run's PostgreSQL template (one initdb, tests/pgcluster.py) is made here while the
     # workers start and collect, rather than by the first worker to need it: the longest tests
     # start first, and four of them wait on it (30 s of setup at the busy start of a run at load 18).
@@ -305,6 +314,24 @@ def pytest_configure(config: pytest.Config) -> None:
     import zygote
 
     zygote.start_for_run()
+    # and the process the workers are forked from (tests/worker_zygote.py: their imports, ~1.1 s
+    # of CPU each, done once: a run ~13 core-s less); started after the zygote's variable is
+    # set, which they inherit (the server's environment must be theirs)
+    if not config.option.collectonly:       # (xdist starts no worker then)
+        import worker_zygote
+
+        _worker_python = worker_zygote.start_for_run()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config: pytest.Config, specs: list) -> None:
+    """The workers xdist starts (and those it starts again for one that crashed) forked by
+    tests/worker_zygote.py's server: execnet runs the spec's "python" as ``PYTHON -u -c …``."""
+    if _worker_python is None:
+        return
+    for spec in specs:
+        if spec.popen and not spec.python and not spec.via:
+            spec.python = _worker_python
 
 
 def _make_template(run: int) -> None:
@@ -357,6 +384,9 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if zy is not None:
         zy.shutdown()           # a worker's own zygote: reaped, its CPU counted in the run's
         zy.stop_for_run()       # the controller's (the workers are gone by now)
+    wz = sys.modules.get("worker_zygote")
+    if wz is not None:
+        wz.stop_for_run()       # the workers' server, likewise
     # the xdist controller (or the only process): the workers are gone, remove the run's template
     if not hasattr(config, "workerinput"):
         from pgcluster import remove_template
