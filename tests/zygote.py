@@ -67,6 +67,10 @@ def _serve(owner: socket.socket, listener: socket.socket | None) -> None:
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)     # only to be woken (the wakeup fd)
+    # a Ctrl-C at the terminal reaches us too (the controller's process group): it is for the
+    # tests and their commands; we end when the controller ends us (its end of ``owner``),
+    # without a KeyboardInterrupt traceback in the middle of the run's output
+    signal.signal(signal.SIGINT, lambda *_: None)
     hello = json.dumps({"ready": os.getpid()}).encode()
     owner.send(hello)
     conns = {owner}
@@ -132,6 +136,7 @@ def _become(req: dict, fds: list[int], ours: list[int]) -> None:
 
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)    # a command's Ctrl-C, as when fresh
     for fd in ours:
         os.close(fd)
     if req.get("new_session"):
