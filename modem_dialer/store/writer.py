@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import math
 import queue
@@ -700,51 +701,20 @@ def _run_ops(conn: Any, batch: list[_Op], fatal: Callable[[BaseException], bool]
                     raise _Careful from exc
                 if conn._dirty:
                     raise _Careful
-            elif together and op.statement is not None and i > alone_until and _statement_of(op) is not None:
-                chunk, stmts = _chunk(batch, i - 1, take_late)
-                conn.execute("SAVEPOINT op")
-                try:
-                    got = conn.run_statements([(s.sql, s.params) for s in stmts])
-                    values = [s.value(n, rows) for s, (n, rows) in zip(stmts, got, strict=True)]
-                except Exception as exc:
-                    if fatal(exc):
-                        raise
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    if not isinstance(exc, Undecided):
-                        log.warning("journal writer: %d operations sent together failed (%s); run one by one",
-                                    len(chunk), exc)
-                    alone_until = i - 1 + len(chunk)
-                    i -= 1
-                    continue
-                conn.execute("RELEASE op")
-                i += len(chunk) - 1
-                for g, value in zip(chunk, values, strict=True):
-                    results.append((True, value))
-                    if g.early and not g.future.done():
-                        g.future.set_result(value)
-                continue
-            elif together and op.batch is not None and i > alone_until:
-                group = _group(batch, i - 1, take_late)
-                conn.execute("SAVEPOINT op")
-                try:
-                    values = op.batch[0](conn, [g.args for g in group])
-                except Exception as exc:
-                    if fatal(exc):
-                        raise
-                    conn.execute("ROLLBACK TO op")
-                    conn.execute("RELEASE op")
-                    log.warning("journal writer: %d operations run together failed (%s); run one by one",
-                                len(group), exc)
+            elif together and i > alone_until and (_statement_of(op) is not None or op.batch is not None):
+                # operations run as one (a round trip, a savepoint): one by one if that fails
+                if _statement_of(op) is not None:
+                    group, stmts = _chunk(batch, i - 1, take_late)
+                    run, what = functools.partial(_run_statements, conn, stmts), "sent together"
+                else:
+                    assert op.batch is not None
+                    group = _group(batch, i - 1, take_late)
+                    run, what = functools.partial(op.batch[0], conn, [g.args for g in group]), "run together"
+                if _together(conn, group, run, fatal, results, what):
+                    i += len(group) - 1
+                else:
                     alone_until = i - 1 + len(group)
                     i -= 1
-                    continue
-                conn.execute("RELEASE op")
-                i += len(group) - 1
-                for g, value in zip(group, values, strict=True):
-                    results.append((True, value))
-                    if g.early and not g.future.done():
-                        g.future.set_result(value)
                 continue
             else:
                 conn.execute("SAVEPOINT op")
@@ -790,6 +760,36 @@ def _group(batch: list[_Op], start: int, take_late: Callable[[list[_Op]], None])
         keys.add(nxt[1])
         end += 1
     return batch[start:end]
+
+
+def _together(conn: Any, group: list[_Op], run: Callable[[], list[Any]], fatal: Callable[[BaseException], bool],
+              results: list[tuple[bool, Any]], what: str) -> bool:
+    """``group``'s operations run as one, ``run()`` giving each one's value, in one savepoint;
+    False (rolled back, nothing set) when that failed: they are then run one by one, and a
+    failure stays the operation's own."""
+    conn.execute("SAVEPOINT op")
+    try:
+        values = run()
+    except Exception as exc:
+        if fatal(exc):
+            raise
+        conn.execute("ROLLBACK TO op")
+        conn.execute("RELEASE op")
+        if not isinstance(exc, Undecided):        # (an unusual value: no failure to report)
+            log.warning("journal writer: %d operations %s failed (%s); run one by one", len(group), what, exc)
+        return False
+    conn.execute("RELEASE op")
+    for g, value in zip(group, values, strict=True):
+        results.append((True, value))
+        if g.early and not g.future.done():
+            g.future.set_result(value)
+    return True
+
+
+def _run_statements(conn: Any, stmts: list[Statement]) -> list[Any]:
+    """The operations' values, their statements sent in one round trip (PgConnection)."""
+    got = conn.run_statements([(s.sql, s.params) for s in stmts])
+    return [s.value(n, rows) for s, (n, rows) in zip(stmts, got, strict=True)]
 
 
 def _statement_of(op: _Op) -> Statement | None:
