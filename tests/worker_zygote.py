@@ -201,20 +201,15 @@ def _become(req: dict, fds: list[int]) -> None:
     import io
     import types
 
+    from zygote import take_over  # (preloaded: _preload)
+
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         os.setpgid(0, req["pgid"])          # the client's group, where a fresh worker would be
     except OSError:
         pass                                # (another session: the client forwards a Ctrl-C)
-    for i, fd in enumerate(fds):
-        os.dup2(fd, i)
-    for fd in fds:
-        if fd > 2:
-            os.close(fd)
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
+    take_over(fds, req["cwd"], req["env"])
     sys.dont_write_bytecode = "-B" in req["args"] or bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
     # the standard streams as `-u` makes them: stdout and stderr unbuffered, stdin buffered
     enc, errs = sys.__stdout__.encoding, sys.__stdout__.errors     # type: ignore[union-attr]

@@ -129,6 +129,19 @@ def _serve(owner: socket.socket, listener: socket.socket | None) -> None:
             tell(conn, {"pid": pid})
 
 
+def take_over(fds: list[int], cwd: str, env: dict[str, str]) -> None:
+    """In a child just forked for a request (here, and tests/worker_zygote.py's workers): the
+    requester's standard streams (``fds``, passed over the socket), working directory and
+    environment."""
+    for i, fd in enumerate(fds):
+        os.dup2(fd, i)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+
 def _become(req: dict, fds: list[int], ours: list[int]) -> None:
     """In the forked child: be ``python -m modem_dialer.cli ARGS`` started as the request says.
     Ends the process (SystemExit through the zygote's frames to the interpreter's own exit)."""
@@ -141,14 +154,7 @@ def _become(req: dict, fds: list[int], ours: list[int]) -> None:
         os.close(fd)
     if req.get("new_session"):
         os.setsid()
-    for i, fd in enumerate(fds):
-        os.dup2(fd, i)
-    for fd in fds:
-        if fd > 2:
-            os.close(fd)
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
+    take_over(fds, req["cwd"], req["env"])
     sys.path[0] = os.getcwd()               # as `python -m` puts the working directory first
     sys.argv = ["-m", *req["args"]]
     runpy.run_module("modem_dialer.cli", run_name="__main__", alter_sys=True)
